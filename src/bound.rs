@@ -1,0 +1,210 @@
+//! The upper bound: the most requests any strategy could complete under the scenario's quotas,
+//! its workload and its concurrency, whatever it does.
+//!
+//! `capacity(T)` bounds the requests admitted in `[0, T]`. Time is cut at each daily reset into
+//! day segments; in a segment of length `L` each budget admits at most
+//! - `rpm × w(L)` requests and `tpm × w(L)` tokens, where `w(L)` is how many per-minute windows
+//!   the segment can hold: `⌊L/60 s⌋ + 1` for sliding windows, the calendar minutes it touches
+//!   for fixed ones, `1 + L/60 s` for buckets (a full bucket plus its refill);
+//! - its RPD (less what was spent before the start, on the first day);
+//! - `concurrent × (1 + L / E[latency])` requests, and a closed batch's workers likewise.
+//!
+//! Tokens become requests by taking the smallest requests first (no strategy can do better).
+//! A segment admits the least of these; the run admits the sum over segments, but no more than
+//! all segments' tokens allow, nor than the requests that exist (that could ever fit).
+//! Budgets are summed over every model the workload or a strategy's fallback chain may use.
+//! The concurrency terms use the expected latency, so they hold on average rather than for
+//! every draw; the rest are hard bounds.
+//!
+//! Open workloads: the bound is `capacity(duration)` per minute of the duration. Closed
+//! batches: the bound is `M / T*`, where `T*` is the smallest `T` with `capacity(T) ≥ M`
+//! (the shortest possible makespan), found by bisection.
+
+use crate::ledger::{Limits, WindowKind};
+use crate::scenario::{Scenario, TpmCounts};
+use crate::time::{Calendar, Nanos, MINUTE, SECOND};
+use crate::workload::{Arrivals, ModelChoice, RequestStream};
+
+/// The bound of one scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    /// Requests per minute no strategy can beat.
+    pub per_min: f64,
+    /// Closed batches: the shortest possible makespan (0 for open workloads).
+    pub best_span: Nanos,
+}
+
+struct Capacity<'a> {
+    calendar: &'a Calendar,
+    window: WindowKind,
+    budgets: Vec<Limits>,
+    rpd_used: Vec<u64>,
+    /// Prefix sums of the servable requests' TPM costs, smallest first.
+    prefix: Vec<u128>,
+    workers: Option<u64>,
+    mean_latency: f64,
+}
+
+const INF: u128 = u128::MAX / 4;
+
+impl Capacity<'_> {
+    fn windows(&self, start: Nanos, len: Nanos) -> (u128, u128) {
+        match self.window {
+            WindowKind::Sliding => ((len / MINUTE) as u128 + 1, 1),
+            WindowKind::Fixed => {
+                let first = self.calendar.minute_start(start);
+                let last = self.calendar.minute_start(start + len);
+                (((last - first) / MINUTE as i128) as u128 + 1, 1)
+            }
+            // 1 + L/W, as a fraction (numerator, denominator).
+            WindowKind::Bucket => (MINUTE as u128 + len as u128, MINUTE as u128),
+        }
+    }
+
+    fn count_for_tokens(&self, tokens: u128) -> u128 {
+        // Largest k with prefix[k] <= tokens.
+        (self.prefix.partition_point(|&p| p <= tokens) - 1) as u128
+    }
+
+    fn capacity(&self, t: Nanos) -> u128 {
+        let mut total = 0u128;
+        let mut all_tokens = 0u128;
+        let mut a = 0;
+        let mut first = true;
+        loop {
+            let day_end = self.calendar.next_day_start(a);
+            let b = day_end.min(t);
+            let len = b - a;
+            let (wn, wd) = self.windows(a, len);
+            let (mut rpm, mut tpm, mut rpd, mut conc) = (0u128, 0u128, 0u128, 0u128);
+            let slots = |c: u64| c as u128 + (c as f64 * len as f64 / self.mean_latency).floor() as u128;
+            for (i, l) in self.budgets.iter().enumerate() {
+                rpm = rpm.saturating_add(l.rpm.map_or(INF, |r| r as u128 * wn / wd));
+                tpm = tpm.saturating_add(l.tpm.map_or(INF, |r| r as u128 * wn / wd));
+                let used = if first { self.rpd_used[i] } else { 0 };
+                rpd = rpd.saturating_add(l.rpd.map_or(INF, |r| r.saturating_sub(used) as u128));
+                conc = conc.saturating_add(l.concurrent.map_or(INF, slots));
+            }
+            let workers = self.workers.map_or(INF, slots);
+            let seg = rpm.min(rpd).min(conc).min(workers).min(self.count_for_tokens(tpm));
+            total = total.saturating_add(seg);
+            all_tokens = all_tokens.saturating_add(tpm);
+            if day_end >= t {
+                break;
+            }
+            a = day_end;
+            first = false;
+        }
+        total.min(self.count_for_tokens(all_tokens))
+    }
+}
+
+/// Computes the bound for `scenario` with `seed`.
+pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
+    let mut used_models: Vec<usize> = match &scenario.workload.model {
+        ModelChoice::One(m) => vec![*m],
+        ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
+    };
+    if let Arrivals::Trace { rows, .. } = &scenario.workload.arrivals {
+        used_models.extend(rows.iter().filter_map(|r| r.model));
+    }
+    for s in &scenario.strategies {
+        used_models.extend(s.fallback.iter().copied());
+    }
+    used_models.sort_unstable();
+    used_models.dedup();
+
+    let mut budgets = Vec::new();
+    let mut rpd_used = Vec::new();
+    for (pi, p) in scenario.topology.projects.iter().enumerate() {
+        if !scenario.topology.keys.iter().any(|k| k.valid && k.project == pi) {
+            continue;
+        }
+        for &m in &used_models {
+            budgets.push(p.limits[m]);
+            rpd_used.push(p.rpd_used);
+        }
+    }
+    let cost = |input: u64, output: u64| match scenario.server.tpm_counts {
+        TpmCounts::Input => input,
+        TpmCounts::Total => input + output,
+    };
+    let mut costs = Vec::new();
+    let mut latency_sum = 0.0;
+    let closed = matches!(scenario.workload.arrivals, Arrivals::Closed { .. });
+    for r in RequestStream::new(&scenario.workload, seed) {
+        if !closed && r.arrival >= scenario.workload.duration {
+            break;
+        }
+        let c = cost(r.input_tokens, r.output_tokens);
+        if budgets.iter().any(|l| l.unservable(c).is_empty()) {
+            costs.push(c);
+        }
+        let l = scenario.models[r.model].latency;
+        let base = l.ttft as f64 + r.output_tokens as f64 * SECOND as f64 / l.tokens_per_second;
+        latency_sum += base * (l.jitter * l.jitter / 2.0).exp();
+    }
+    let n = costs.len() as u128;
+    let mean_latency = if costs.is_empty() {
+        1.0
+    } else {
+        (latency_sum / costs.len() as f64).max(1.0)
+    };
+    costs.sort_unstable();
+    let mut prefix = Vec::with_capacity(costs.len() + 1);
+    prefix.push(0u128);
+    for c in &costs {
+        prefix.push(prefix.last().unwrap() + *c as u128);
+    }
+    let workers = match scenario.workload.arrivals {
+        Arrivals::Closed { workers, .. } => Some(workers),
+        _ => None,
+    };
+    let cap = Capacity {
+        calendar: &scenario.calendar,
+        window: scenario.server.ledger.window,
+        budgets,
+        rpd_used,
+        prefix,
+        workers,
+        mean_latency,
+    };
+    let per_min = |count: u128, span: Nanos| count as f64 * MINUTE as f64 / span.max(1) as f64;
+    match scenario.workload.arrivals {
+        Arrivals::Closed { .. } => {
+            let horizon = scenario.horizon;
+            if n == 0 {
+                return Bound {
+                    per_min: 0.0,
+                    best_span: 0,
+                };
+            }
+            if cap.capacity(horizon) < n {
+                return Bound {
+                    per_min: per_min(cap.capacity(horizon), horizon),
+                    best_span: horizon,
+                };
+            }
+            let (mut lo, mut hi) = (0, horizon);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if cap.capacity(mid) >= n {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            Bound {
+                per_min: per_min(n, lo),
+                best_span: lo,
+            }
+        }
+        _ => {
+            let d = scenario.workload.duration;
+            Bound {
+                per_min: per_min(n.min(cap.capacity(d)), d),
+                best_span: 0,
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The command line (`flux-sim run …`): parsing, running, printing; every user error is one
+//! line on stderr and exit code 2.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::export::{to_json, to_table, trace_line};
+use crate::run::{run, select_strategies};
+use crate::scenario::Scenario;
+
+/// Compare API-key rotation strategies against a mock Gemini server with exact quotas.
+#[derive(Debug, Parser)]
+#[command(name = "flux-sim", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Simulate a scenario's strategies side by side in virtual time.
+    Run(RunArgs),
+}
+
+/// Output format of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned table.
+    Table,
+    /// JSON (stable schema).
+    Json,
+}
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Run only this strategy (a name from the scenario, or a built-in kind); repeatable.
+    #[arg(long = "strategy", value_name = "NAME")]
+    pub strategies: Vec<String>,
+    /// Seed (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write one JSON line per attempt to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Overwrite the --trace file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match execute(cli) {
+        Ok(()) => 0,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            2
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Run(a) => run_cmd(a),
+    }
+}
+
+fn run_cmd(a: RunArgs) -> Result<(), String> {
+    let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    let strategies = select_strategies(&scenario, &a.strategies)?;
+    let seed = a.seed.unwrap_or(scenario.seed);
+    let result = match &a.trace {
+        None => run(&scenario, &strategies, seed, None),
+        Some(path) => {
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .create_new(!a.force)
+                .open(path)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => format!(
+                        "--trace: {} already exists; pass --force to overwrite it",
+                        path.display()
+                    ),
+                    _ => format!("--trace: cannot create {}: {e}", path.display()),
+                })?;
+            let mut w = BufWriter::new(file);
+            let mut failed: Option<std::io::Error> = None;
+            let mut sink = |strategy: &str, rec: &crate::engine::AttemptRecord| {
+                if failed.is_none() {
+                    if let Err(e) = writeln!(w, "{}", trace_line(&scenario, strategy, rec)) {
+                        failed = Some(e);
+                    }
+                }
+            };
+            let r = run(&scenario, &strategies, seed, Some(&mut sink));
+            if let Some(e) = failed {
+                return Err(format!("--trace: cannot write {}: {e}", path.display()));
+            }
+            w.flush()
+                .map_err(|e| format!("--trace: cannot write {}: {e}", path.display()))?;
+            r
+        }
+    };
+    let out = match a.format {
+        Format::Table => to_table(&result),
+        Format::Json => to_json(&result),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("cannot write to stdout: {e}"));
+        }
+    }
+    Ok(())
+}

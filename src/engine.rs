@@ -1,0 +1,400 @@
+//! The discrete-event driver: integer-nanosecond virtual time, events ordered by
+//! `(time, sequence)` (ties in FIFO order), one strategy against a fresh mock server on the
+//! scenario's request stream. Every strategy of a run sees the identical requests.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+use crate::bound::Bound;
+use crate::ledger::Dims;
+use crate::metrics::{Recorder, StrategyResult};
+use crate::rng::{rng, unit, Stream};
+use crate::scenario::{RetryPolicy, Scenario, StrategySpec};
+use crate::server::{Call, KeyRef, Response, Server};
+use crate::strategy::{self, Ask, Decision, GiveUp, Outcome, Strategy};
+use crate::time::Nanos;
+use crate::workload::{Arrivals, Request, RequestStream};
+
+/// What became of one attempt (one line of `--trace`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// When it was sent.
+    pub time: Nanos,
+    /// Request id.
+    pub request: u64,
+    /// Attempt number from 1.
+    pub attempt: u32,
+    /// Key index.
+    pub key: usize,
+    /// Project index.
+    pub project: usize,
+    /// Model index.
+    pub model: usize,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// HTTP status of the response.
+    pub status: u16,
+    /// `ok`, `rate_limited`, `unservable` or `error`.
+    pub outcome: &'static str,
+    /// Violated dimensions of a 429.
+    pub violated: Dims,
+    /// RetryInfo delay of a 429.
+    pub retry_delay: Option<Nanos>,
+    /// When a successful response completed.
+    pub completion: Option<Nanos>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum EventKind {
+    /// The next open/trace arrival.
+    Arrival,
+    /// Ask the strategy (again) about a request.
+    Offer(u32),
+    /// Send a request as planned.
+    Send { slot: u32, key: u32, model: u32 },
+    /// A response completes.
+    Complete(u32),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    time: Nanos,
+    seq: u64,
+    kind: EventKind,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    req: Request,
+    attempts: u32,
+    /// Time, key and model of the latest send.
+    sent: Nanos,
+    key: u32,
+    model: u32,
+}
+
+enum End {
+    Completed,
+    Failed,
+    Unservable,
+}
+
+struct Sim<'a, 'b> {
+    scenario: &'a Scenario,
+    seed: u64,
+    retry: RetryPolicy,
+    server: Server,
+    strategy: Box<dyn Strategy>,
+    stream: RequestStream,
+    queue: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    slab: Vec<Option<Live>>,
+    free_slots: Vec<u32>,
+    live: u64,
+    parked: VecDeque<u32>,
+    next_arrival: Option<Request>,
+    free_workers: u64,
+    rec: Recorder,
+    trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
+}
+
+/// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
+/// `trace`, if given, receives every attempt.
+pub fn simulate(
+    scenario: &Scenario,
+    spec: &StrategySpec,
+    seed: u64,
+    bound: &Bound,
+    trace: Option<&mut dyn FnMut(&AttemptRecord)>,
+) -> StrategyResult {
+    let mut sim = Sim {
+        scenario,
+        seed,
+        retry: spec.retry,
+        server: Server::new(scenario, seed),
+        strategy: strategy::build(scenario, spec),
+        stream: RequestStream::new(&scenario.workload, seed),
+        queue: BinaryHeap::new(),
+        seq: 0,
+        slab: Vec::new(),
+        free_slots: Vec::new(),
+        live: 0,
+        parked: VecDeque::new(),
+        next_arrival: None,
+        free_workers: 0,
+        rec: Recorder::new(),
+        trace,
+    };
+    let horizon = scenario.horizon;
+    match scenario.workload.arrivals {
+        Arrivals::Closed { workers, .. } => sim.free_workers = workers,
+        _ => sim.schedule_next_arrival(),
+    }
+    sim.pump(0);
+    while let Some(Reverse(ev)) = sim.queue.pop() {
+        if ev.time > horizon {
+            break;
+        }
+        let now = ev.time;
+        match ev.kind {
+            EventKind::Arrival => {
+                let req = sim.next_arrival.take().expect("an arrival event has its request");
+                sim.rec.requests += 1;
+                let slot = sim.alloc(req, now);
+                if !sim.offer(slot, now) {
+                    sim.parked.push_back(slot);
+                }
+                sim.schedule_next_arrival();
+            }
+            EventKind::Offer(slot) => {
+                if !sim.offer(slot, now) {
+                    sim.parked.push_back(slot);
+                }
+            }
+            EventKind::Send { slot, key, model } => sim.send(slot, key as usize, model as usize, now),
+            EventKind::Complete(slot) => sim.complete(slot, now),
+        }
+        sim.pump(now);
+    }
+    let (requests, makespan) = match scenario.workload.arrivals {
+        Arrivals::Closed { requests, .. } => {
+            sim.rec.requests = requests;
+            let ended = sim.rec.completed + sim.rec.failed + sim.rec.unservable;
+            (requests, (ended == requests).then_some(sim.rec.last_end))
+        }
+        _ => (sim.rec.requests, None),
+    };
+    let pending = requests - sim.rec.completed - sim.rec.failed - sim.rec.unservable;
+    let span = match scenario.workload.arrivals {
+        Arrivals::Closed { .. } => makespan.unwrap_or(horizon),
+        _ => horizon,
+    };
+    sim.rec.finish(
+        &spec.name,
+        spec.kind.name(),
+        pending,
+        span,
+        makespan,
+        bound.per_min,
+        bound.best_span,
+    )
+}
+
+impl Sim<'_, '_> {
+    fn push(&mut self, time: Nanos, kind: EventKind) {
+        self.seq += 1;
+        self.queue.push(Reverse(Event {
+            time,
+            seq: self.seq,
+            kind,
+        }));
+    }
+
+    fn schedule_next_arrival(&mut self) {
+        if let Some(r) = self.stream.next() {
+            if r.arrival < self.scenario.horizon {
+                self.next_arrival = Some(r);
+                self.push(r.arrival, EventKind::Arrival);
+            }
+        }
+    }
+
+    fn alloc(&mut self, mut req: Request, now: Nanos) -> u32 {
+        req.arrival = now;
+        self.live += 1;
+        let l = Some(Live {
+            req,
+            attempts: 0,
+            sent: now,
+            key: 0,
+            model: 0,
+        });
+        match self.free_slots.pop() {
+            Some(s) => {
+                self.slab[s as usize] = l;
+                s
+            }
+            None => {
+                self.slab.push(l);
+                (self.slab.len() - 1) as u32
+            }
+        }
+    }
+
+    fn get(&self, slot: u32) -> Live {
+        self.slab[slot as usize].expect("live request")
+    }
+
+    fn ask(l: &Live) -> Ask {
+        Ask {
+            request: l.req.id,
+            input_tokens: l.req.input_tokens,
+            output_tokens: l.req.output_tokens,
+            model: l.req.model,
+            attempts: l.attempts,
+        }
+    }
+
+    /// Asks the strategy; false if it defers (the caller parks the request).
+    fn offer(&mut self, slot: u32, now: Nanos) -> bool {
+        let l = self.get(slot);
+        match self.strategy.decide(now, &Self::ask(&l)) {
+            Decision::Send { key, model, at } => {
+                debug_assert!(at >= now, "strategies never plan in the past");
+                self.push(
+                    at.max(now),
+                    EventKind::Send {
+                        slot,
+                        key: key as u32,
+                        model: model as u32,
+                    },
+                );
+            }
+            Decision::Defer => return false,
+            Decision::GiveUp(GiveUp::Unservable) => self.end(slot, now, End::Unservable),
+            Decision::GiveUp(GiveUp::Exhausted) => self.end(slot, now, End::Failed),
+        }
+        true
+    }
+
+    /// Offers parked requests (FIFO, stopping at the first that still defers) and gives free
+    /// workers of a closed batch their next request, until nothing moves.
+    fn pump(&mut self, now: Nanos) {
+        loop {
+            let mut moved = false;
+            while let Some(&slot) = self.parked.front() {
+                self.parked.pop_front();
+                if !self.offer(slot, now) {
+                    self.parked.push_front(slot);
+                    break;
+                }
+                moved = true;
+            }
+            if self.free_workers > 0 {
+                if let Some(r) = self.stream.next() {
+                    self.free_workers -= 1;
+                    let slot = self.alloc(r, now);
+                    if !self.offer(slot, now) {
+                        self.parked.push_back(slot);
+                    }
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Hands one attempt to the trace sink: sent at `l.sent`; an `ok` one completed at `now`.
+    fn record(
+        &mut self,
+        l: &Live,
+        now: Nanos,
+        status: u16,
+        outcome: &'static str,
+        violated: Dims,
+        retry_delay: Option<Nanos>,
+    ) {
+        if let Some(t) = self.trace.as_mut() {
+            let key = l.key as usize;
+            t(&AttemptRecord {
+                time: l.sent,
+                request: l.req.id,
+                attempt: l.attempts,
+                key,
+                project: self.scenario.topology.keys[key].project,
+                model: l.model as usize,
+                input_tokens: l.req.input_tokens,
+                status,
+                outcome,
+                violated,
+                retry_delay,
+                completion: (status == 200).then_some(now),
+            });
+        }
+    }
+
+    fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos) {
+        let mut l = self.get(slot);
+        l.attempts += 1;
+        l.sent = now;
+        l.key = key as u32;
+        l.model = model as u32;
+        self.slab[slot as usize] = Some(l);
+        self.rec.attempts += 1;
+        let call = Call {
+            key: KeyRef::Known(key),
+            model: Some(model),
+            input_tokens: l.req.input_tokens,
+            output_tokens: l.req.output_tokens,
+            request: l.req.id,
+            attempt: l.attempts,
+        };
+        let ask = Self::ask(&l);
+        let outcome = match self.server.handle(now, &call) {
+            Response::Ok { completes_at } => {
+                self.push(completes_at, EventKind::Complete(slot));
+                return;
+            }
+            Response::RateLimited { violated, retry_delay } => {
+                self.rec.rate_limited(violated);
+                self.record(&l, now, 429, "rate_limited", violated, Some(retry_delay));
+                Outcome::RateLimited {
+                    violated,
+                    retry_delay: Some(retry_delay),
+                }
+            }
+            Response::Unservable { violated } => {
+                self.rec.rate_limited(violated);
+                self.record(&l, now, 429, "unservable", violated, None);
+                self.strategy
+                    .on_outcome(now, &ask, key, model, now, &Outcome::Unservable);
+                self.end(slot, now, End::Unservable);
+                return;
+            }
+            r => {
+                self.rec.other_errors += 1;
+                let (status, outcome) = match r {
+                    Response::InvalidKey => (400, Outcome::InvalidKey),
+                    Response::MissingKey => (403, Outcome::Error),
+                    Response::UnknownModel => (404, Outcome::Error),
+                    _ => (503, Outcome::Unavailable),
+                };
+                self.record(&l, now, status, "error", Dims::EMPTY, None);
+                outcome
+            }
+        };
+        self.strategy.on_outcome(now, &ask, key, model, now, &outcome);
+        let u = unit(&mut rng(self.seed, Stream::Retry, l.req.id, l.attempts));
+        match self.retry.next_delay(l.attempts, &outcome, u) {
+            Some(d) => self.push(now + d, EventKind::Offer(slot)),
+            None => self.end(slot, now, End::Failed),
+        }
+    }
+
+    fn complete(&mut self, slot: u32, now: Nanos) {
+        let l = self.get(slot);
+        let (key, model) = (l.key as usize, l.model as usize);
+        self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
+        self.record(&l, now, 200, "ok", Dims::EMPTY, None);
+        self.strategy
+            .on_outcome(now, &Self::ask(&l), key, model, l.sent, &Outcome::Ok);
+        self.end(slot, now, End::Completed);
+    }
+
+    fn end(&mut self, slot: u32, now: Nanos, how: End) {
+        match how {
+            End::Completed => {}
+            End::Failed => self.rec.failed += 1,
+            End::Unservable => self.rec.unservable += 1,
+        }
+        self.rec.last_end = self.rec.last_end.max(now);
+        self.slab[slot as usize] = None;
+        self.free_slots.push(slot);
+        self.live -= 1;
+        if matches!(self.scenario.workload.arrivals, Arrivals::Closed { .. }) {
+            self.free_workers += 1;
+        }
+    }
+}

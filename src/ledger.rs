@@ -1,0 +1,820 @@
+//! The quota ledger: per-(project, model) budgets of requests per minute, input tokens per
+//! minute, requests per day and concurrent requests, with exact admission decisions and
+//! retry delays. Pure: every call takes `now`; calls must come in non-decreasing time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{Calendar, Nanos, MINUTE};
+
+/// How a per-minute quota window is measured (Google does not document it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowKind {
+    /// Any 60 s interval `(t − 60 s, t]` holds at most the limit.
+    #[default]
+    Sliding,
+    /// Each calendar minute (UTC-aligned) holds at most the limit.
+    Fixed,
+    /// A token bucket of capacity = limit, refilled continuously at limit per 60 s.
+    Bucket,
+}
+
+/// One quota dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dimension {
+    /// Requests per minute.
+    Rpm,
+    /// Tokens per minute.
+    Tpm,
+    /// Requests per day.
+    Rpd,
+    /// Requests in flight at once.
+    Concurrency,
+}
+
+impl Dimension {
+    /// Every dimension, in reporting order.
+    pub const ALL: [Dimension; 4] = [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Concurrency];
+
+    /// The short lowercase name used in JSON and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Rpm => "rpm",
+            Dimension::Tpm => "tpm",
+            Dimension::Rpd => "rpd",
+            Dimension::Concurrency => "concurrency",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Dimension {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of dimensions (the violated ones of a rejection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Dims(u8);
+
+impl Dims {
+    /// The empty set.
+    pub const EMPTY: Dims = Dims(0);
+
+    /// Adds a dimension.
+    pub fn insert(&mut self, d: Dimension) {
+        self.0 |= d.bit();
+    }
+
+    /// Whether the set holds `d`.
+    pub fn contains(self, d: Dimension) -> bool {
+        self.0 & d.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The dimensions in reporting order.
+    pub fn iter(self) -> impl Iterator<Item = Dimension> {
+        Dimension::ALL.into_iter().filter(move |d| self.contains(*d))
+    }
+
+    /// The names, in reporting order.
+    pub fn names(self) -> Vec<&'static str> {
+        self.iter().map(Dimension::name).collect()
+    }
+}
+
+impl FromIterator<Dimension> for Dims {
+    fn from_iter<I: IntoIterator<Item = Dimension>>(iter: I) -> Self {
+        let mut d = Dims::EMPTY;
+        for x in iter {
+            d.insert(x);
+        }
+        d
+    }
+}
+
+/// The limits of one budget; `None` is unlimited, `Some(0)` means not available at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (input tokens, or input + output when the server counts totals).
+    pub tpm: Option<u64>,
+    /// Requests per day (reset at midnight in the calendar's zone).
+    pub rpd: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrent: Option<u64>,
+}
+
+impl Limits {
+    /// The limit of one dimension.
+    pub fn get(&self, d: Dimension) -> Option<u64> {
+        match d {
+            Dimension::Rpm => self.rpm,
+            Dimension::Tpm => self.tpm,
+            Dimension::Rpd => self.rpd,
+            Dimension::Concurrency => self.concurrent,
+        }
+    }
+
+    /// The dimensions that can never admit a request costing `tokens`: a limit of 0, or more
+    /// tokens than the TPM limit.
+    pub fn unservable(&self, tokens: u64) -> Dims {
+        let mut d = Dims::EMPTY;
+        for dim in Dimension::ALL {
+            if self.get(dim) == Some(0) {
+                d.insert(dim);
+            }
+        }
+        if matches!(self.tpm, Some(t) if tokens > t) {
+            d.insert(Dimension::Tpm);
+        }
+        d
+    }
+}
+
+/// Usage of each dimension at some instant (or its peak).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Usage {
+    /// Requests in the minute window.
+    pub rpm: u64,
+    /// Tokens in the minute window.
+    pub tpm: u64,
+    /// Requests today.
+    pub rpd: u64,
+    /// Requests in flight.
+    pub concurrency: u64,
+}
+
+impl Usage {
+    /// The usage of one dimension.
+    pub fn get(&self, d: Dimension) -> u64 {
+        match d {
+            Dimension::Rpm => self.rpm,
+            Dimension::Tpm => self.tpm,
+            Dimension::Rpd => self.rpd,
+            Dimension::Concurrency => self.concurrency,
+        }
+    }
+
+    fn max_with(&mut self, other: Usage) {
+        self.rpm = self.rpm.max(other.rpm);
+        self.tpm = self.tpm.max(other.tpm);
+        self.rpd = self.rpd.max(other.rpd);
+        self.concurrency = self.concurrency.max(other.concurrency);
+    }
+}
+
+/// The ledger's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Admitted and recorded.
+    Admitted,
+    /// Rejected: every violated dimension, and the earliest instant at which this request
+    /// alone (nothing else admitted meanwhile) would be admitted.
+    Rejected {
+        /// The dimensions over their limit.
+        violated: Dims,
+        /// Earliest admission time (absolute virtual time).
+        retry_at: Nanos,
+    },
+    /// Can never be admitted (a limit of 0, or more tokens than the TPM limit).
+    Unservable {
+        /// The dimensions that make it impossible.
+        violated: Dims,
+    },
+}
+
+/// A per-minute window over amounts (1 per request for RPM, tokens for TPM).
+#[derive(Debug, Clone)]
+enum Window {
+    /// Entries `(time, cumulative amount including this entry)`; `base` is the cumulative
+    /// amount of the entries already expired. Entries at one instant are merged.
+    Sliding { entries: VecDeque<(Nanos, u64)>, base: u64 },
+    /// The current calendar minute's start and what it holds.
+    Fixed { minute: i128, used: u64 },
+    /// Token bucket as scaled debt: `debt` is (capacity − level) × 60 s, in amount·ns, at `at`.
+    Bucket { debt: u128, at: Nanos },
+}
+
+impl Window {
+    fn new(kind: WindowKind) -> Self {
+        match kind {
+            WindowKind::Sliding => Window::Sliding {
+                entries: VecDeque::new(),
+                base: 0,
+            },
+            WindowKind::Fixed => Window::Fixed {
+                minute: i128::MIN,
+                used: 0,
+            },
+            WindowKind::Bucket => Window::Bucket { debt: 0, at: 0 },
+        }
+    }
+
+    /// Forgets what no longer counts at `now`, and returns the amount that does (for a
+    /// bucket of capacity `limit`: its used capacity, rounded up).
+    fn usage(&mut self, now: Nanos, limit: u64, cal: &Calendar) -> u64 {
+        match self {
+            Window::Sliding { entries, base } => {
+                while let Some(&(t, cum)) = entries.front() {
+                    if t + MINUTE > now {
+                        break;
+                    }
+                    *base = cum;
+                    entries.pop_front();
+                }
+                entries.back().map_or(0, |&(_, cum)| cum - *base)
+            }
+            Window::Fixed { minute, used } => {
+                let m = cal.minute_start(now);
+                if m != *minute {
+                    *minute = m;
+                    *used = 0;
+                }
+                *used
+            }
+            Window::Bucket { debt, at } => {
+                *debt = debt.saturating_sub(limit as u128 * (now - *at) as u128);
+                *at = now;
+                debt.div_ceil(MINUTE as u128) as u64
+            }
+        }
+    }
+
+    /// Earliest instant `>= now` at which `amount` more fits under `limit` (`amount <= limit`).
+    fn earliest_fit(&mut self, now: Nanos, amount: u64, limit: u64, cal: &Calendar) -> Nanos {
+        let held = self.usage(now, limit, cal);
+        match self {
+            Window::Sliding { entries, base } => {
+                if held + amount <= limit {
+                    return now;
+                }
+                // Drop the oldest entries until what is left plus `amount` fits.
+                let last = entries.back().map_or(*base, |&(_, c)| c);
+                let target = last - (limit - amount);
+                let k = entries.partition_point(|&(_, cum)| cum < target);
+                entries[k].0 + MINUTE
+            }
+            Window::Fixed { .. } => {
+                if held + amount <= limit {
+                    now
+                } else {
+                    cal.next_minute(now)
+                }
+            }
+            Window::Bucket { debt, .. } => {
+                let need = *debt + amount as u128 * MINUTE as u128;
+                let cap = limit as u128 * MINUTE as u128;
+                if need <= cap {
+                    now
+                } else {
+                    now + (need - cap).div_ceil(limit as u128) as Nanos
+                }
+            }
+        }
+    }
+
+    /// Records `amount` at `now` (after a fit check at the same `now`).
+    fn record(&mut self, now: Nanos, amount: u64) {
+        match self {
+            Window::Sliding { entries, base } => {
+                let last = entries.back().map_or(*base, |&(_, c)| c);
+                match entries.back_mut() {
+                    Some((t, cum)) if *t == now => *cum += amount,
+                    _ => entries.push_back((now, last + amount)),
+                }
+            }
+            Window::Fixed { used, .. } => *used += amount,
+            Window::Bucket { debt, .. } => *debt += amount as u128 * MINUTE as u128,
+        }
+    }
+}
+
+/// Requests per day, reset at midnight in the calendar's zone.
+#[derive(Debug, Clone)]
+struct Daily {
+    day_end: Nanos,
+    used: u64,
+}
+
+impl Daily {
+    fn settle(&mut self, now: Nanos, cal: &Calendar) -> u64 {
+        if now >= self.day_end {
+            self.used = 0;
+            self.day_end = cal.next_day_start(now);
+        }
+        self.used
+    }
+}
+
+/// A pool of concurrency slots, each held until a known end time (released lazily).
+#[derive(Debug, Clone)]
+struct Slots {
+    limit: u64,
+    ends: BinaryHeap<Reverse<Nanos>>,
+}
+
+impl Slots {
+    fn settle(&mut self, now: Nanos) -> u64 {
+        while let Some(&Reverse(end)) = self.ends.peek() {
+            if end <= now {
+                self.ends.pop();
+            } else {
+                break;
+            }
+        }
+        self.ends.len() as u64
+    }
+}
+
+/// Identifies a budget inside a [`Ledger`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BudgetId(pub u32);
+
+/// Identifies a pool of concurrency slots inside a [`Ledger`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolId(pub u32);
+
+#[derive(Debug, Clone)]
+struct Budget {
+    limits: Limits,
+    rpm: Window,
+    tpm: Window,
+    daily: Daily,
+    peak: Usage,
+}
+
+/// Server-side settings of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LedgerConfig {
+    /// How per-minute windows are measured.
+    pub window: WindowKind,
+    /// Whether a rejected request still counts against RPM (Gemini: not known; default no).
+    pub count_rejected: bool,
+}
+
+/// All budgets of a server: admits or rejects requests exactly.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    calendar: Calendar,
+    config: LedgerConfig,
+    budgets: Vec<Budget>,
+    pools: Vec<Slots>,
+    pool_peaks: Vec<u64>,
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new(calendar: Calendar, config: LedgerConfig) -> Self {
+        Ledger {
+            calendar,
+            config,
+            budgets: Vec::new(),
+            pools: Vec::new(),
+            pool_peaks: Vec::new(),
+        }
+    }
+
+    /// The calendar the ledger resets by.
+    pub fn calendar(&self) -> &Calendar {
+        &self.calendar
+    }
+
+    /// Adds a budget whose day starts with `rpd_used` requests already spent.
+    pub fn add_budget(&mut self, limits: Limits, rpd_used: u64) -> BudgetId {
+        let id = BudgetId(self.budgets.len() as u32);
+        self.budgets.push(Budget {
+            limits,
+            rpm: Window::new(self.config.window),
+            tpm: Window::new(self.config.window),
+            daily: Daily {
+                day_end: self.calendar.next_day_start(0),
+                used: rpd_used,
+            },
+            peak: Usage {
+                rpd: rpd_used,
+                ..Usage::default()
+            },
+        });
+        id
+    }
+
+    /// Adds a pool of `limit` concurrency slots.
+    pub fn add_pool(&mut self, limit: u64) -> PoolId {
+        let id = PoolId(self.pools.len() as u32);
+        self.pools.push(Slots {
+            limit,
+            ends: BinaryHeap::new(),
+        });
+        self.pool_peaks.push(0);
+        id
+    }
+
+    /// The limits of a budget.
+    pub fn limits(&self, b: BudgetId) -> Limits {
+        self.budgets[b.0 as usize].limits
+    }
+
+    /// Decides on a request costing `tokens` against budget `b` (and concurrency pool `pool`,
+    /// if the budget limits concurrency) at `now`; if admitted, records it, holding a slot
+    /// until `until`.
+    pub fn admit(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) -> Admission {
+        let (violated, retry_at) = match self.check(now, b, pool, tokens) {
+            Admission::Admitted => {
+                self.record(now, b, pool, tokens, until);
+                return Admission::Admitted;
+            }
+            Admission::Unservable { violated } => return Admission::Unservable { violated },
+            Admission::Rejected { violated, retry_at } => (violated, retry_at),
+        };
+        if self.config.count_rejected {
+            let budget = &mut self.budgets[b.0 as usize];
+            budget.rpm.record(now, 1);
+            // Recording made RPM fuller: the earliest retry may move.
+            if let Admission::Rejected { retry_at: later, .. } = self.check(now, b, pool, tokens) {
+                return Admission::Rejected {
+                    violated,
+                    retry_at: later.max(retry_at),
+                };
+            }
+        }
+        Admission::Rejected { violated, retry_at }
+    }
+
+    /// What [`Ledger::admit`] would answer, without recording anything.
+    pub fn check(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64) -> Admission {
+        let cal = &self.calendar;
+        let budget = &mut self.budgets[b.0 as usize];
+        let limits = budget.limits;
+        let impossible = limits.unservable(tokens);
+        if !impossible.is_empty() {
+            return Admission::Unservable { violated: impossible };
+        }
+        let mut violated = Dims::EMPTY;
+        let mut retry_at = now;
+        let mut consider = |d: Dimension, at: Nanos| {
+            if at > now {
+                violated.insert(d);
+                retry_at = retry_at.max(at);
+            }
+        };
+        if let Some(l) = limits.rpm {
+            consider(Dimension::Rpm, budget.rpm.earliest_fit(now, 1, l, cal));
+        }
+        if let Some(l) = limits.tpm {
+            consider(Dimension::Tpm, budget.tpm.earliest_fit(now, tokens, l, cal));
+        }
+        if let Some(l) = limits.rpd {
+            let used = budget.daily.settle(now, cal);
+            consider(Dimension::Rpd, if used < l { now } else { budget.daily.day_end });
+        }
+        if let (Some(_), Some(p)) = (limits.concurrent, pool) {
+            let slots = &mut self.pools[p.0 as usize];
+            let held = slots.settle(now);
+            if held >= slots.limit {
+                // Slots are never over-admitted, so the earliest end frees one.
+                let Reverse(first_end) = *slots.ends.peek().expect("a full pool holds slots");
+                consider(Dimension::Concurrency, first_end);
+            }
+        }
+        if violated.is_empty() {
+            Admission::Admitted
+        } else {
+            Admission::Rejected { violated, retry_at }
+        }
+    }
+
+    fn record(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) {
+        let cal = &self.calendar;
+        let budget = &mut self.budgets[b.0 as usize];
+        budget.rpm.record(now, 1);
+        budget.tpm.record(now, tokens);
+        budget.daily.used += 1;
+        let limits = budget.limits;
+        let mut now_usage = Usage {
+            rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal)),
+            tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal)),
+            rpd: budget.daily.used,
+            concurrency: 0,
+        };
+        if let (Some(_), Some(p)) = (limits.concurrent, pool) {
+            let slots = &mut self.pools[p.0 as usize];
+            slots.ends.push(Reverse(until));
+            now_usage.concurrency = slots.ends.len() as u64;
+            let pp = &mut self.pool_peaks[p.0 as usize];
+            *pp = (*pp).max(now_usage.concurrency);
+        }
+        budget.peak.max_with(now_usage);
+    }
+
+    /// Usage of budget `b` at `now` (concurrency from `pool`, when given).
+    pub fn usage(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>) -> Usage {
+        let cal = &self.calendar;
+        let budget = &mut self.budgets[b.0 as usize];
+        let limits = budget.limits;
+        Usage {
+            rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal)),
+            tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal)),
+            rpd: budget.daily.settle(now, cal),
+            concurrency: pool.map_or(0, |p| self.pools[p.0 as usize].settle(now)),
+        }
+    }
+
+    /// The highest usage budget `b` ever reached right after an admission (RPM and TPM as the
+    /// window's content; with bucket windows, the bucket's used capacity).
+    pub fn peak(&self, b: BudgetId) -> Usage {
+        self.budgets[b.0 as usize].peak
+    }
+
+    /// The most slots pool `p` ever had in use at once.
+    pub fn pool_peak(&self, p: PoolId) -> u64 {
+        self.pool_peaks[p.0 as usize]
+    }
+
+    /// How many budgets the ledger holds.
+    pub fn budget_count(&self) -> usize {
+        self.budgets.len()
+    }
+
+    /// Entries held in memory (for tests of boundedness).
+    pub fn held_entries(&self) -> usize {
+        self.budgets
+            .iter()
+            .map(|b| {
+                let w = |w: &Window| match w {
+                    Window::Sliding { entries, .. } => entries.len(),
+                    _ => 1,
+                };
+                w(&b.rpm) + w(&b.tpm)
+            })
+            .sum::<usize>()
+            + self.pools.iter().map(|p| p.ends.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{HOUR, SECOND};
+    use chrono::DateTime;
+
+    fn calendar(start: &str) -> Calendar {
+        Calendar::new(
+            DateTime::parse_from_rfc3339(start).unwrap(),
+            chrono_tz::America::Los_Angeles,
+        )
+    }
+
+    fn ledger(window: WindowKind, limits: Limits) -> (Ledger, BudgetId) {
+        let mut l = Ledger::new(
+            calendar("2025-10-15T09:00:00-07:00"),
+            LedgerConfig {
+                window,
+                count_rejected: false,
+            },
+        );
+        let b = l.add_budget(limits, 0);
+        (l, b)
+    }
+
+    fn rpm(n: u64) -> Limits {
+        Limits {
+            rpm: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    fn tpm(n: u64) -> Limits {
+        Limits {
+            tpm: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn sliding_rpm_admits_exactly_the_limit_then_names_the_delay() {
+        let (mut l, b) = ledger(WindowKind::Sliding, rpm(3));
+        for i in 0..3 {
+            assert_eq!(l.admit(i * SECOND, b, None, 1, 0), Admission::Admitted);
+        }
+        let r = l.admit(10 * SECOND, b, None, 1, 0);
+        assert_eq!(
+            r,
+            Admission::Rejected {
+                violated: [Dimension::Rpm].into_iter().collect(),
+                retry_at: MINUTE
+            }
+        );
+        // One nanosecond before the oldest entry expires: still full.
+        assert!(
+            matches!(l.admit(MINUTE - 1, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == MINUTE)
+        );
+        assert_eq!(l.admit(MINUTE, b, None, 1, 0), Admission::Admitted);
+        // Next slot frees when the entry at 1 s expires.
+        assert!(
+            matches!(l.check(MINUTE, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == MINUTE + SECOND)
+        );
+    }
+
+    #[test]
+    fn burst_at_one_instant_counts_every_request() {
+        let (mut l, b) = ledger(WindowKind::Sliding, rpm(2));
+        assert_eq!(l.admit(5, b, None, 1, 0), Admission::Admitted);
+        assert_eq!(l.admit(5, b, None, 1, 0), Admission::Admitted);
+        assert!(matches!(l.admit(5, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 5 + MINUTE));
+        assert_eq!(l.held_entries(), 2); // merged RPM entry + merged TPM entry
+    }
+
+    #[test]
+    fn sliding_tpm_waits_for_enough_tokens_to_expire() {
+        let (mut l, b) = ledger(WindowKind::Sliding, tpm(100));
+        assert_eq!(l.admit(0, b, None, 40, 0), Admission::Admitted);
+        assert_eq!(l.admit(SECOND, b, None, 30, 0), Admission::Admitted);
+        assert_eq!(l.admit(2 * SECOND, b, None, 30, 0), Admission::Admitted);
+        // Exactly at the limit: 100 held, a request of 0 tokens still fits.
+        assert_eq!(l.check(3 * SECOND, b, None, 0), Admission::Admitted);
+        // 50 tokens need the 40 and the 30 gone: at 1 s + 60 s.
+        assert!(
+            matches!(l.check(3 * SECOND, b, None, 50), Admission::Rejected { retry_at, .. } if retry_at == MINUTE + SECOND)
+        );
+        assert!(matches!(l.check(3 * SECOND, b, None, 40), Admission::Rejected { retry_at, .. } if retry_at == MINUTE));
+        assert_eq!(l.check(MINUTE + SECOND, b, None, 50), Admission::Admitted);
+    }
+
+    #[test]
+    fn request_larger_than_tpm_and_zero_limits_are_unservable() {
+        let (mut l, b) = ledger(WindowKind::Sliding, tpm(100));
+        assert_eq!(
+            l.admit(0, b, None, 101, 0),
+            Admission::Unservable {
+                violated: [Dimension::Tpm].into_iter().collect()
+            }
+        );
+        assert_eq!(l.admit(0, b, None, 100, 0), Admission::Admitted);
+        let (mut l, b) = ledger(
+            WindowKind::Fixed,
+            Limits {
+                rpm: Some(0),
+                rpd: Some(0),
+                ..Limits::default()
+            },
+        );
+        assert_eq!(
+            l.admit(0, b, None, 1, 0),
+            Admission::Unservable {
+                violated: [Dimension::Rpm, Dimension::Rpd].into_iter().collect()
+            }
+        );
+    }
+
+    #[test]
+    fn fixed_window_resets_on_the_calendar_minute() {
+        // Start at :30 past the minute: the first minute ends after 30 s.
+        let mut l = Ledger::new(
+            calendar("2025-10-15T09:00:30-07:00"),
+            LedgerConfig {
+                window: WindowKind::Fixed,
+                count_rejected: false,
+            },
+        );
+        let b = l.add_budget(rpm(2), 0);
+        assert_eq!(l.admit(0, b, None, 1, 0), Admission::Admitted);
+        assert_eq!(l.admit(29 * SECOND, b, None, 1, 0), Admission::Admitted);
+        assert!(
+            matches!(l.admit(30 * SECOND - 1, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 30 * SECOND)
+        );
+        // The fixed window admits a second burst right after the boundary (2x in 2 s).
+        assert_eq!(l.admit(30 * SECOND, b, None, 1, 0), Admission::Admitted);
+        assert_eq!(l.admit(30 * SECOND, b, None, 1, 0), Admission::Admitted);
+    }
+
+    #[test]
+    fn bucket_refills_continuously() {
+        let (mut l, b) = ledger(WindowKind::Bucket, tpm(60));
+        assert_eq!(l.admit(0, b, None, 60, 0), Admission::Admitted);
+        // Refill 1 token per second: 10 tokens after exactly 10 s.
+        assert!(matches!(l.check(0, b, None, 10), Admission::Rejected { retry_at, .. } if retry_at == 10 * SECOND));
+        assert!(
+            matches!(l.check(10 * SECOND - 1, b, None, 10), Admission::Rejected { retry_at, .. } if retry_at == 10 * SECOND)
+        );
+        assert_eq!(l.admit(10 * SECOND, b, None, 10, 0), Admission::Admitted);
+        // Uneven rates: 7 per minute -> 1 token after ceil(60/7 s).
+        let (mut l, b) = ledger(WindowKind::Bucket, rpm(7));
+        for _ in 0..7 {
+            assert_eq!(l.admit(0, b, None, 1, 0), Admission::Admitted);
+        }
+        let expect = (MINUTE as u128).div_ceil(7) as Nanos;
+        assert!(matches!(l.check(0, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == expect));
+        assert!(matches!(l.check(expect - 1, b, None, 1), Admission::Rejected { .. }));
+        assert_eq!(l.check(expect, b, None, 1), Admission::Admitted);
+    }
+
+    #[test]
+    fn rpd_resets_at_pacific_midnight_on_dst_days() {
+        for (start, day_hours) in [
+            ("2025-03-08T12:00:00-08:00", 23), // spring forward
+            ("2025-11-01T12:00:00-07:00", 25), // fall back
+            ("2025-10-15T12:00:00-07:00", 24),
+        ] {
+            let mut l = Ledger::new(calendar(start), LedgerConfig::default());
+            let b = l.add_budget(
+                Limits {
+                    rpd: Some(1),
+                    ..Limits::default()
+                },
+                0,
+            );
+            assert_eq!(l.admit(0, b, None, 1, 0), Admission::Admitted);
+            let first_midnight = 12 * HOUR;
+            assert!(
+                matches!(l.admit(first_midnight - 1, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == first_midnight)
+            );
+            assert_eq!(l.admit(first_midnight, b, None, 1, 0), Admission::Admitted);
+            let second = first_midnight + day_hours * HOUR;
+            assert!(
+                matches!(l.admit(second - 1, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == second)
+            );
+            assert_eq!(l.admit(second, b, None, 1, 0), Admission::Admitted);
+        }
+    }
+
+    #[test]
+    fn rejection_names_every_violated_dimension_and_the_latest_delay() {
+        let mut l = Ledger::new(calendar("2025-10-15T09:00:00-07:00"), LedgerConfig::default());
+        let b = l.add_budget(
+            Limits {
+                rpm: Some(1),
+                tpm: Some(100),
+                rpd: Some(5),
+                concurrent: Some(1),
+            },
+            0,
+        );
+        let p = l.add_pool(1);
+        assert_eq!(l.admit(0, b, Some(p), 100, 90 * SECOND), Admission::Admitted);
+        match l.admit(SECOND, b, Some(p), 10, 0) {
+            Admission::Rejected { violated, retry_at } => {
+                assert_eq!(violated.names(), ["rpm", "tpm", "concurrency"]);
+                assert_eq!(retry_at, 90 * SECOND);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.admit(90 * SECOND, b, Some(p), 10, 100 * SECOND), Admission::Admitted);
+        assert_eq!(
+            l.peak(b),
+            Usage {
+                rpm: 1,
+                tpm: 100,
+                rpd: 2,
+                concurrency: 1
+            }
+        );
+    }
+
+    #[test]
+    fn counting_rejected_requests_extends_the_rpm_delay() {
+        let mut l = Ledger::new(
+            calendar("2025-10-15T09:00:00-07:00"),
+            LedgerConfig {
+                window: WindowKind::Sliding,
+                count_rejected: true,
+            },
+        );
+        let b = l.add_budget(rpm(1), 0);
+        assert_eq!(l.admit(0, b, None, 1, 0), Admission::Admitted);
+        assert!(
+            matches!(l.admit(10 * SECOND, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 70 * SECOND)
+        );
+        assert!(matches!(l.admit(MINUTE, b, None, 1, 0), Admission::Rejected { .. }));
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_window() {
+        let (mut l, b) = ledger(
+            WindowKind::Sliding,
+            Limits {
+                rpm: Some(1_000_000),
+                tpm: Some(u64::MAX / 4),
+                ..Limits::default()
+            },
+        );
+        for i in 0..100_000u64 {
+            assert_eq!(l.admit(i * SECOND, b, None, 10, 0), Admission::Admitted);
+        }
+        assert!(l.held_entries() <= 2 * 60, "held {}", l.held_entries());
+    }
+}

@@ -1,0 +1,23 @@
+//! flux-sim: compare API-key rotation strategies against a mock Gemini server that enforces
+//! per-project quotas exactly, in deterministic virtual time.
+//!
+//! The core is pure (no clock, no I/O): [`ledger`], [`server`], [`strategy`], [`workload`].
+//! [`engine`] drives them in virtual time; [`export`] turns results into tables and JSON;
+//! [`cli`] is the command line.
+#![warn(missing_docs)]
+
+pub mod bound;
+pub mod cli;
+pub mod engine;
+pub mod export;
+pub mod ledger;
+pub mod metrics;
+pub mod retry;
+pub mod rng;
+pub mod run;
+pub mod scenario;
+pub mod server;
+pub mod strategy;
+pub mod time;
+pub mod topology;
+pub mod workload;

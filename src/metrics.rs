@@ -1,0 +1,231 @@
+//! Per-strategy metrics: outcome counts, 429s by dimension, wait and latency distributions
+//! (HDR histograms, constant memory), and the result rows of a run.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::ledger::{Dimension, Dims};
+use crate::time::{Nanos, MICROSECOND, MINUTE, SECOND};
+
+/// 429 responses by dimension (a response with several violated dimensions counts in each).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ByDimension {
+    /// Requests per minute.
+    pub rpm: u64,
+    /// Tokens per minute.
+    pub tpm: u64,
+    /// Requests per day.
+    pub rpd: u64,
+    /// Concurrency.
+    pub concurrency: u64,
+    /// Shared-capacity 429s without quota details.
+    pub capacity: u64,
+}
+
+/// Percentiles in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// One strategy's results (the public JSON shape of `run --format json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StrategyResult {
+    /// Strategy name.
+    pub strategy: String,
+    /// Strategy kind.
+    pub kind: String,
+    /// Requests that arrived (= completed + failed + unservable + pending).
+    pub requests: u64,
+    /// Completed successfully.
+    pub completed: u64,
+    /// Given up (retries exhausted, keys dead, non-retryable errors).
+    pub failed: u64,
+    /// Could never fit the limits.
+    pub unservable: u64,
+    /// Not finished when the simulation stopped.
+    pub pending: u64,
+    /// 429 responses.
+    pub rate_limited: u64,
+    /// 429 responses by dimension.
+    pub rate_limited_by: ByDimension,
+    /// Other error responses (400, 403, 404, 503).
+    pub other_errors: u64,
+    /// Requests sent (= completed + 429s + other errors + in flight at the end).
+    pub attempts: u64,
+    /// Completed requests per minute of the span.
+    pub throughput_per_min: f64,
+    /// Input tokens of completed requests per minute of the span.
+    pub input_tokens_per_min: f64,
+    /// Arrival to the send of the attempt that succeeded.
+    pub wait_ms: Percentiles,
+    /// Arrival to completion.
+    pub latency_ms: Percentiles,
+    /// Time until the last request of a closed batch ended; `null` if it did not end.
+    pub makespan_s: Option<f64>,
+    /// The most any strategy could complete per minute (see `bound`).
+    pub upper_bound_per_min: f64,
+    /// Throughput / upper bound.
+    pub efficiency: f64,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunResult {
+    /// Scenario name.
+    pub scenario: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Virtual time simulated (the longest span over strategies).
+    pub simulated_seconds: f64,
+    /// One row per strategy, in the order run.
+    pub results: Vec<StrategyResult>,
+}
+
+/// Rounds to 3 decimals so JSON stays readable (deterministically).
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Collects one strategy's outcomes.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// Requests that arrived.
+    pub requests: u64,
+    /// Completed.
+    pub completed: u64,
+    /// Given up.
+    pub failed: u64,
+    /// Unservable.
+    pub unservable: u64,
+    /// 429 responses.
+    pub rate_limited: u64,
+    /// 429s by dimension.
+    pub by_dim: ByDimension,
+    /// Other errors.
+    pub other_errors: u64,
+    /// Attempts sent.
+    pub attempts: u64,
+    /// Input tokens of completed requests.
+    pub completed_input_tokens: u64,
+    /// When the last request ended.
+    pub last_end: Nanos,
+    wait: Histogram<u64>,
+    latency: Histogram<u64>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        // Microseconds, up to 400 days: any horizon a scenario can reasonably have.
+        let h = || Histogram::<u64>::new_with_bounds(1, 400 * 86_400 * 1_000_000, 3).expect("valid bounds");
+        Recorder {
+            requests: 0,
+            completed: 0,
+            failed: 0,
+            unservable: 0,
+            rate_limited: 0,
+            by_dim: ByDimension::default(),
+            other_errors: 0,
+            attempts: 0,
+            completed_input_tokens: 0,
+            last_end: 0,
+            wait: h(),
+            latency: h(),
+        }
+    }
+
+    /// A 429 naming `violated`.
+    pub fn rate_limited(&mut self, violated: Dims) {
+        self.rate_limited += 1;
+        if violated.is_empty() {
+            self.by_dim.capacity += 1;
+        }
+        for d in violated.iter() {
+            match d {
+                Dimension::Rpm => self.by_dim.rpm += 1,
+                Dimension::Tpm => self.by_dim.tpm += 1,
+                Dimension::Rpd => self.by_dim.rpd += 1,
+                Dimension::Concurrency => self.by_dim.concurrency += 1,
+            }
+        }
+    }
+
+    /// A completed request.
+    pub fn completed(&mut self, arrival: Nanos, sent: Nanos, done: Nanos, input_tokens: u64) {
+        self.completed += 1;
+        self.completed_input_tokens += input_tokens;
+        self.wait.saturating_record((sent - arrival) / MICROSECOND);
+        self.latency.saturating_record((done - arrival) / MICROSECOND);
+        self.last_end = self.last_end.max(done);
+    }
+
+    /// Turns the counts into a result row. `span` is the measured time (makespan of a closed
+    /// batch, or the open workload's duration); `bound_per_min` the upper bound; `bound_span`
+    /// the shortest span in which a closed batch could be done (0 for open workloads).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        &self,
+        strategy: &str,
+        kind: &str,
+        pending: u64,
+        span: Nanos,
+        makespan: Option<Nanos>,
+        bound_per_min: f64,
+        bound_span: Nanos,
+    ) -> StrategyResult {
+        let minutes = span.max(1) as f64 / MINUTE as f64;
+        let pct = |h: &Histogram<u64>| {
+            let ms = |v: u64| round3(v as f64 / 1000.0);
+            if h.is_empty() {
+                Percentiles::default()
+            } else {
+                Percentiles {
+                    p50: ms(h.value_at_quantile(0.5)),
+                    p90: ms(h.value_at_quantile(0.9)),
+                    p99: ms(h.value_at_quantile(0.99)),
+                    max: ms(h.max()),
+                }
+            }
+        };
+        let throughput = self.completed as f64 / minutes;
+        let eff_minutes = span.max(bound_span).max(1) as f64 / MINUTE as f64;
+        StrategyResult {
+            strategy: strategy.to_string(),
+            kind: kind.to_string(),
+            requests: self.requests,
+            completed: self.completed,
+            failed: self.failed,
+            unservable: self.unservable,
+            pending,
+            rate_limited: self.rate_limited,
+            rate_limited_by: self.by_dim,
+            other_errors: self.other_errors,
+            attempts: self.attempts,
+            throughput_per_min: round3(throughput),
+            input_tokens_per_min: round3(self.completed_input_tokens as f64 / minutes),
+            wait_ms: pct(&self.wait),
+            latency_ms: pct(&self.latency),
+            makespan_s: makespan.map(|m| round3(m as f64 / SECOND as f64)),
+            upper_bound_per_min: round3(bound_per_min),
+            efficiency: if bound_per_min > 0.0 {
+                round3(self.completed as f64 / eff_minutes / bound_per_min)
+            } else {
+                0.0
+            },
+        }
+    }
+}

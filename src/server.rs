@@ -1,0 +1,230 @@
+//! The mock Gemini server model (pure): checks a call in Google's admission order — key known
+//! and valid, model known, quota, injected faults — and answers with the response and, when
+//! admitted, when it completes. Both drivers (virtual time and real time) use it.
+
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::ledger::{Admission, BudgetId, Dims, Ledger, PoolId, Usage};
+use crate::rng::{rng, unit, Stream};
+use crate::scenario::{ConcurrencyScope, Latency, Scenario, TpmCounts};
+use crate::time::{Nanos, SECOND};
+
+/// Which key a call carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRef {
+    /// No key at all (403).
+    Missing,
+    /// A key string the scenario does not know (400 API_KEY_INVALID).
+    Unknown,
+    /// A scenario key (index into the topology's keys).
+    Known(usize),
+}
+
+/// One generateContent call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// The key.
+    pub key: KeyRef,
+    /// Model index, or `None` for a model the server does not know (404).
+    pub model: Option<usize>,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens the response will carry.
+    pub output_tokens: u64,
+    /// Request id (seeds per-attempt jitter).
+    pub request: u64,
+    /// Attempt number from 1 (seeds per-attempt jitter).
+    pub attempt: u32,
+}
+
+/// The server's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    /// 200: the response ends at `completes_at`.
+    Ok {
+        /// Completion time (absolute).
+        completes_at: Nanos,
+    },
+    /// 429 RESOURCE_EXHAUSTED with every violated dimension and the exact retry delay.
+    RateLimited {
+        /// Violated dimensions.
+        violated: Dims,
+        /// Delay until this request alone would be admitted.
+        retry_delay: Nanos,
+    },
+    /// 429 that no retry can cure (limit 0, or more tokens than TPM); no RetryInfo.
+    Unservable {
+        /// The impossible dimensions.
+        violated: Dims,
+    },
+    /// 400 API_KEY_INVALID.
+    InvalidKey,
+    /// 403 PERMISSION_DENIED (no key).
+    MissingKey,
+    /// 404 NOT_FOUND.
+    UnknownModel,
+    /// 503 UNAVAILABLE (injected fault).
+    Unavailable,
+}
+
+/// The mock server: topology, ledger, latency and faults.
+#[derive(Debug, Clone)]
+pub struct Server {
+    ledger: Ledger,
+    models: usize,
+    /// Budget of (project, model) at `project * models + model`.
+    budgets: Vec<BudgetId>,
+    /// Concurrency pool of (project or key, model), per the model's scope.
+    pools: Vec<Option<PoolId>>,
+    key_project: Vec<usize>,
+    key_valid: Vec<bool>,
+    scopes: Vec<ConcurrencyScope>,
+    latencies: Vec<Latency>,
+    tpm_counts: TpmCounts,
+    fault_rate: f64,
+    seed: u64,
+}
+
+impl Server {
+    /// The server of a scenario, with its randomness drawn from `seed`.
+    pub fn new(s: &Scenario, seed: u64) -> Self {
+        let m = s.models.len();
+        let mut ledger = Ledger::new(s.calendar.clone(), s.server.ledger);
+        let mut budgets = Vec::new();
+        let mut project_pools = Vec::new();
+        for p in &s.topology.projects {
+            for (mi, model) in s.models.iter().enumerate() {
+                let limits = p.limits[mi];
+                budgets.push(ledger.add_budget(limits, p.rpd_used));
+                project_pools.push(match (limits.concurrent, model.concurrency_scope) {
+                    (Some(c), ConcurrencyScope::Project) => Some(ledger.add_pool(c)),
+                    _ => None,
+                });
+            }
+        }
+        let mut pools = Vec::new();
+        for k in &s.topology.keys {
+            for (mi, model) in s.models.iter().enumerate() {
+                let limits = s.topology.projects[k.project].limits[mi];
+                pools.push(match (limits.concurrent, model.concurrency_scope) {
+                    (Some(c), ConcurrencyScope::Key) => Some(ledger.add_pool(c)),
+                    (_, ConcurrencyScope::Project) => project_pools[k.project * m + mi],
+                    _ => None,
+                });
+            }
+        }
+        Server {
+            ledger,
+            models: m,
+            budgets,
+            pools,
+            key_project: s.topology.keys.iter().map(|k| k.project).collect(),
+            key_valid: s.topology.keys.iter().map(|k| k.valid).collect(),
+            scopes: s.models.iter().map(|m| m.concurrency_scope).collect(),
+            latencies: s.models.iter().map(|m| m.latency).collect(),
+            tpm_counts: s.server.tpm_counts,
+            fault_rate: s.server.fault_rate,
+            seed,
+        }
+    }
+
+    /// Tokens a call costs against TPM.
+    pub fn tpm_cost(&self, input_tokens: u64, output_tokens: u64) -> u64 {
+        match self.tpm_counts {
+            TpmCounts::Input => input_tokens,
+            TpmCounts::Total => input_tokens + output_tokens,
+        }
+    }
+
+    /// How long a response of `output_tokens` takes, with the attempt's jitter.
+    pub fn latency(&self, model: usize, output_tokens: u64, request: u64, attempt: u32) -> Nanos {
+        let l = self.latencies[model];
+        let base = l.ttft as f64 + output_tokens as f64 * SECOND as f64 / l.tokens_per_second;
+        let factor = if l.jitter > 0.0 {
+            let z: f64 = StandardNormal.sample(&mut rng(self.seed, Stream::Server, request, attempt));
+            (l.jitter * z).exp()
+        } else {
+            1.0
+        };
+        (base * factor).round().max(1.0) as Nanos
+    }
+
+    /// Answers a call at `now`, recording it in the ledger when admitted.
+    pub fn handle(&mut self, now: Nanos, call: &Call) -> Response {
+        let key = match call.key {
+            KeyRef::Missing => return Response::MissingKey,
+            KeyRef::Unknown => return Response::InvalidKey,
+            KeyRef::Known(k) if !self.key_valid[k] => return Response::InvalidKey,
+            KeyRef::Known(k) => k,
+        };
+        let Some(model) = call.model else {
+            return Response::UnknownModel;
+        };
+        let budget = self.budgets[self.key_project[key] * self.models + model];
+        let pool = self.pools[key * self.models + model];
+        let cost = self.tpm_cost(call.input_tokens, call.output_tokens);
+        match self.ledger.check(now, budget, pool, cost) {
+            Admission::Admitted => {}
+            Admission::Unservable { violated } => return Response::Unservable { violated },
+            Admission::Rejected { .. } => {
+                // `admit` records a rejected request when the server counts those.
+                return match self.ledger.admit(now, budget, pool, cost, now) {
+                    Admission::Rejected { violated, retry_at } => Response::RateLimited {
+                        violated,
+                        retry_delay: retry_at - now,
+                    },
+                    other => unreachable!("check said rejected, admit said {other:?}"),
+                };
+            }
+        }
+        if self.fault_rate > 0.0 {
+            let u = unit(&mut rng(
+                self.seed,
+                Stream::Server,
+                call.request,
+                call.attempt ^ 0x8000_0000,
+            ));
+            if u < self.fault_rate {
+                return Response::Unavailable;
+            }
+        }
+        let completes_at = now + self.latency(model, call.output_tokens, call.request, call.attempt);
+        let admitted = self.ledger.admit(now, budget, pool, cost, completes_at);
+        debug_assert_eq!(admitted, Admission::Admitted);
+        Response::Ok { completes_at }
+    }
+
+    /// The ledger (for snapshots and checks).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Usage of (project, model) at `now`.
+    pub fn usage(&mut self, now: Nanos, project: usize, model: usize) -> Usage {
+        let b = self.budgets[project * self.models + model];
+        let pool = match self.scopes[model] {
+            ConcurrencyScope::Project => self
+                .key_project
+                .iter()
+                .position(|&p| p == project)
+                .and_then(|k| self.pools[k * self.models + model]),
+            ConcurrencyScope::Key => None,
+        };
+        self.ledger.usage(now, b, pool)
+    }
+
+    /// The peak usage of (project, model) over the run.
+    pub fn peak(&self, project: usize, model: usize) -> Usage {
+        let mut u = self.ledger.peak(self.budgets[project * self.models + model]);
+        u.concurrency = self
+            .key_project
+            .iter()
+            .enumerate()
+            .filter(|(_, &p)| p == project)
+            .filter_map(|(k, _)| self.pools[k * self.models + model])
+            .map(|p| self.ledger.pool_peak(p))
+            .max()
+            .unwrap_or(0);
+        u
+    }
+}

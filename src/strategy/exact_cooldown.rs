@@ -1,0 +1,382 @@
+//! `exact_cooldown`: keeps a client-side replica of the quota ledger (sliding windows, exact
+//! token cooldowns, daily counts reset at midnight Pacific) and sends each request on the budget
+//! whose window has room soonest, waiting exactly that long; falls back along a model chain when
+//! a model's daily quota is gone. The default is the correct version (every known dimension,
+//! per project, in-flight reservations); `gemini-flux` mode reproduces that library's blind
+//! spots (input TPM and RPD only, per key, one request in flight, any 429 kills the model on
+//! that key until midnight, ties to the first key).
+
+use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
+use crate::ledger::{Admission, BudgetId, Dimension, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::scenario::ConcurrencyScope;
+use crate::time::{Nanos, SECOND};
+
+/// One budget as the strategy tracks it: a (project, model) pair, or (key, model) in
+/// gemini-flux mode.
+#[derive(Debug, Clone)]
+struct Unit {
+    budget: BudgetId,
+    /// The latest planned send: plans on one budget never go back in time, so the replica's
+    /// windows stay ordered and a plan never breaks an earlier one.
+    last: Nanos,
+    /// Not before this (learned from 429 retry delays).
+    blocked: Nanos,
+    /// gemini-flux: model dead on this key until then.
+    dead_until: Nanos,
+    /// Sends planned or outstanding.
+    inflight: u64,
+    /// Known concurrency limit and its scope.
+    concurrent: Option<(u64, ConcurrencyScope)>,
+}
+
+/// The exact-cooldown strategy.
+#[derive(Debug, Clone)]
+pub struct ExactCooldown {
+    env: Env,
+    fallback: Vec<usize>,
+    flux: bool,
+    replica: Ledger,
+    units: Vec<Unit>,
+    /// Keys of each owner (a project; a single key in gemini-flux mode).
+    owner_keys: Vec<Vec<usize>>,
+    key_owner: Vec<usize>,
+    key_dead: Vec<bool>,
+    key_inflight: Vec<u64>,
+    cursor: Vec<usize>,
+    /// gemini-flux's global lock: one request in flight.
+    busy: bool,
+}
+
+impl ExactCooldown {
+    /// The strategy over `env`, falling back to `fallback` models in order; `gemini_flux`
+    /// selects the compatibility mode.
+    pub fn new(env: Env, fallback: Vec<usize>, gemini_flux: bool) -> Self {
+        let mut replica = Ledger::new(
+            env.calendar.clone(),
+            LedgerConfig {
+                window: WindowKind::Sliding,
+                count_rejected: false,
+            },
+        );
+        let keys = env.key_project.len();
+        let (owner_keys, key_owner): (Vec<Vec<usize>>, Vec<usize>) = if gemini_flux {
+            ((0..keys).map(|k| vec![k]).collect(), (0..keys).collect())
+        } else {
+            let mut v = vec![Vec::new(); env.projects];
+            for (k, &p) in env.key_project.iter().enumerate() {
+                v[p].push(k);
+            }
+            (v, env.key_project.clone())
+        };
+        let mut units = Vec::new();
+        for keys_of_owner in &owner_keys {
+            let project = env.key_project[keys_of_owner[0]];
+            for m in 0..env.models {
+                let known = env.limits[project * env.models + m];
+                let (limits, concurrent) = if gemini_flux {
+                    (
+                        Limits {
+                            rpm: None,
+                            tpm: known.tpm,
+                            rpd: known.rpd,
+                            concurrent: None,
+                        },
+                        None,
+                    )
+                } else {
+                    (
+                        Limits {
+                            concurrent: None,
+                            ..known
+                        },
+                        known.concurrent.map(|c| (c, env.scopes[m])),
+                    )
+                };
+                units.push(Unit {
+                    budget: replica.add_budget(limits, 0),
+                    last: 0,
+                    blocked: 0,
+                    dead_until: 0,
+                    inflight: 0,
+                    concurrent,
+                });
+            }
+        }
+        ExactCooldown {
+            cursor: vec![0; owner_keys.len()],
+            owner_keys,
+            key_owner,
+            key_dead: vec![false; keys],
+            key_inflight: vec![0; keys],
+            env,
+            fallback,
+            flux: gemini_flux,
+            replica,
+            units,
+            busy: false,
+        }
+    }
+
+    /// A live key of `owner` with a free slot under key-scoped concurrency `per_key`
+    /// (round-robin among the owner's keys).
+    fn pick_key(&self, owner: usize, per_key: Option<u64>) -> Option<usize> {
+        let keys = &self.owner_keys[owner];
+        (0..keys.len())
+            .map(|i| keys[(self.cursor[owner] + i) % keys.len()])
+            .find(|&k| !self.key_dead[k] && per_key.is_none_or(|l| self.key_inflight[k] < l))
+    }
+
+    fn cost(&self, ask: &Ask) -> u64 {
+        if self.flux {
+            ask.input_tokens
+        } else {
+            self.env.tpm_cost(ask)
+        }
+    }
+}
+
+impl Strategy for ExactCooldown {
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        if self.flux && self.busy {
+            return Decision::Defer;
+        }
+        let cost = self.cost(ask);
+        let day_end = self.env.calendar.next_day_start(now);
+        let models = self.env.models;
+        let mut chain = vec![ask.model];
+        for &m in &self.fallback {
+            if !chain.contains(&m) {
+                chain.push(m);
+            }
+        }
+        let (mut any_dead, mut any_fits, mut slots_full) = (false, false, false);
+        let mut chosen: Option<(Nanos, usize, usize)> = None;
+        let mut later: Option<(Nanos, usize, usize)> = None;
+        for &m in &chain {
+            let mut best: Option<(Nanos, usize, usize)> = None;
+            for owner in 0..self.owner_keys.len() {
+                let u = owner * models + m;
+                let per_key = match self.units[u].concurrent {
+                    Some((l, ConcurrencyScope::Key)) => Some(l),
+                    _ => None,
+                };
+                let unit = &self.units[u];
+                if self.pick_key(owner, None).is_none() || (self.flux && unit.dead_until > now) {
+                    any_dead = true;
+                    continue;
+                }
+                let t0 = now.max(unit.last).max(unit.blocked);
+                let t = match self.replica.check(t0, unit.budget, None, cost) {
+                    Admission::Unservable { .. } => continue,
+                    Admission::Admitted => t0,
+                    Admission::Rejected { retry_at, .. } => retry_at,
+                };
+                any_fits = true;
+                let slot_free = match unit.concurrent {
+                    Some((l, ConcurrencyScope::Project)) => unit.inflight < l,
+                    _ => true,
+                };
+                let Some(key) = self.pick_key(owner, per_key).filter(|_| slot_free) else {
+                    slots_full = true;
+                    continue;
+                };
+                if best.is_none_or(|(bt, _, _)| t < bt) {
+                    best = Some((t, u, key));
+                }
+            }
+            match best {
+                Some(b) if b.0 < day_end => {
+                    chosen = Some(b);
+                    break;
+                }
+                Some(b) if !self.flux && later.is_none_or(|l| b.0 < l.0) => later = Some(b),
+                _ => {}
+            }
+        }
+        let Some((at, u, key)) = chosen.or(later) else {
+            return if slots_full {
+                Decision::Defer
+            } else if !any_fits && !any_dead {
+                Decision::GiveUp(GiveUp::Unservable)
+            } else {
+                // Every key dead, or (gemini-flux) every model dead or out of daily quota.
+                Decision::GiveUp(GiveUp::Exhausted)
+            };
+        };
+        let unit = &mut self.units[u];
+        let admitted = self.replica.admit(at, unit.budget, None, cost, at);
+        debug_assert_eq!(admitted, Admission::Admitted, "planned send must fit the replica");
+        unit.last = at;
+        unit.inflight += 1;
+        self.key_inflight[key] += 1;
+        let owner = self.key_owner[key];
+        self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys[owner].len();
+        self.busy = true;
+        Decision::Send {
+            key,
+            model: u % models,
+            at,
+        }
+    }
+
+    fn on_outcome(&mut self, now: Nanos, _: &Ask, key: usize, model: usize, _: Nanos, outcome: &Outcome) {
+        let u = self.key_owner[key] * self.env.models + model;
+        let unit = &mut self.units[u];
+        unit.inflight = unit.inflight.saturating_sub(1);
+        self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
+        self.busy = false;
+        match *outcome {
+            Outcome::RateLimited { violated, retry_delay } => {
+                if self.flux {
+                    unit.dead_until = self.env.calendar.next_day_start(now);
+                } else {
+                    let mut until = now + retry_delay.unwrap_or(SECOND);
+                    if violated.contains(Dimension::Rpd) {
+                        until = until.max(self.env.calendar.next_day_start(now));
+                    }
+                    unit.blocked = unit.blocked.max(until);
+                }
+            }
+            Outcome::InvalidKey => self.key_dead[key] = true,
+            Outcome::Ok | Outcome::Unservable | Outcome::Unavailable | Outcome::Error => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Dims;
+    use crate::strategy::tests::env;
+    use crate::time::MINUTE;
+
+    fn ask(tokens: u64) -> Ask {
+        Ask {
+            request: 0,
+            input_tokens: tokens,
+            output_tokens: 1,
+            model: 0,
+            attempts: 0,
+        }
+    }
+
+    fn send(d: Decision) -> (usize, Nanos) {
+        match d {
+            Decision::Send { key, at, .. } => (key, at),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn waits_exactly_until_the_soonest_budget_has_room() {
+        let limits = Limits {
+            rpm: Some(10),
+            tpm: Some(100),
+            rpd: Some(1000),
+            concurrent: None,
+        };
+        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], false);
+        assert_eq!(send(s.decide(0, &ask(80))), (0, 0));
+        assert_eq!(send(s.decide(SECOND, &ask(80))), (1, SECOND));
+        // Both budgets hold 80 of 100: 30 more fit when the first send expires.
+        assert_eq!(send(s.decide(2 * SECOND, &ask(30))), (0, MINUTE));
+        assert_eq!(send(s.decide(2 * SECOND, &ask(20))), (1, 2 * SECOND));
+        assert_eq!(s.decide(3 * SECOND, &ask(101)), Decision::GiveUp(GiveUp::Unservable));
+    }
+
+    #[test]
+    fn keys_of_one_project_share_its_budget() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], false);
+        assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
+        // The second key is in the same project: wait a minute, on either key.
+        assert_eq!(send(s.decide(0, &ask(1))).1, MINUTE);
+        // gemini-flux believes each key has its own budget (and ignores RPM).
+        let mut f = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], true);
+        assert_eq!(send(f.decide(0, &ask(1))), (0, 0));
+        assert_eq!(f.decide(0, &ask(1)), Decision::Defer, "one request in flight");
+        f.on_outcome(5, &ask(1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(
+            send(f.decide(5, &ask(1))),
+            (0, 5),
+            "ties go to the first key; RPM unknown"
+        );
+    }
+
+    #[test]
+    fn gemini_flux_kills_a_model_on_a_key_for_the_day_after_any_429() {
+        let limits = Limits {
+            tpm: Some(100),
+            ..Limits::default()
+        };
+        let mut f = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], true);
+        assert_eq!(send(f.decide(0, &ask(1))), (0, 0));
+        let rl = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: Some(SECOND),
+        };
+        f.on_outcome(0, &ask(1), 0, 0, 0, &rl);
+        assert_eq!(send(f.decide(10 * MINUTE, &ask(1))), (1, 10 * MINUTE));
+        f.on_outcome(10 * MINUTE, &ask(1), 1, 0, 0, &rl);
+        assert_eq!(f.decide(11 * MINUTE, &ask(1)), Decision::GiveUp(GiveUp::Exhausted));
+        // Scenario starts 09:00 PDT: both keys live again at midnight, 15 h in.
+        assert_eq!(send(f.decide(15 * 60 * MINUTE, &ask(1))).0, 0);
+    }
+
+    #[test]
+    fn correct_mode_learns_retry_delays_and_falls_back_by_rpd() {
+        let limits = Limits {
+            rpd: Some(1),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(limits));
+        e.models = 2;
+        e.limits = vec![limits, limits];
+        e.scopes = vec![ConcurrencyScope::Project; 2];
+        let mut s = ExactCooldown::new(e, vec![1], false);
+        let a = ask(1);
+        assert_eq!(
+            s.decide(0, &a),
+            Decision::Send {
+                key: 0,
+                model: 0,
+                at: 0
+            }
+        );
+        assert_eq!(
+            s.decide(1, &a),
+            Decision::Send {
+                key: 0,
+                model: 1,
+                at: 1
+            }
+        );
+        // Both models spent for today: wait for midnight Pacific on the preferred model.
+        assert_eq!(
+            s.decide(2, &a),
+            Decision::Send {
+                key: 0,
+                model: 0,
+                at: 15 * 60 * MINUTE
+            }
+        );
+    }
+
+    #[test]
+    fn concurrency_defers_until_an_outcome() {
+        let limits = Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false);
+        assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
+        assert_eq!(s.decide(0, &ask(1)), Decision::Defer);
+        s.on_outcome(9, &ask(1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(send(s.decide(9, &ask(1))), (0, 9));
+        s.on_outcome(9, &ask(1), 0, 0, 0, &Outcome::InvalidKey);
+        assert_eq!(s.decide(10, &ask(1)), Decision::GiveUp(GiveUp::Exhausted));
+    }
+}

@@ -1,0 +1,76 @@
+//! `fixed_interval`: a key is reused only `interval` after its last use, whatever the request
+//! size (the hand-written "rotate every 30 s" rotator). O(log keys) per decision.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::{Ask, Decision, Env, Outcome, Strategy};
+use crate::time::Nanos;
+
+/// Keys reused after a fixed interval.
+#[derive(Debug, Clone)]
+pub struct FixedInterval {
+    interval: Nanos,
+    /// `(free at, key)`: the key free soonest (lowest index on ties) on top.
+    free: BinaryHeap<Reverse<(Nanos, usize)>>,
+}
+
+impl FixedInterval {
+    /// Every key of `env`, each reusable `interval` after its last send.
+    pub fn new(env: &Env, interval: Nanos) -> Self {
+        FixedInterval {
+            interval,
+            free: (0..env.key_project.len()).map(|k| Reverse((0, k))).collect(),
+        }
+    }
+}
+
+impl Strategy for FixedInterval {
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        let Reverse((free_at, key)) = self.free.pop().expect("at least one key");
+        let at = free_at.max(now);
+        self.free.push(Reverse((at + self.interval, key)));
+        Decision::Send {
+            key,
+            model: ask.model,
+            at,
+        }
+    }
+
+    fn on_outcome(&mut self, _: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, _: &Outcome) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::tests::env;
+    use crate::time::SECOND;
+
+    #[test]
+    fn reuses_a_key_only_after_the_interval() {
+        let mut s = FixedInterval::new(&env(&[0, 1], None), 30 * SECOND);
+        let ask = Ask {
+            request: 0,
+            input_tokens: 1,
+            output_tokens: 1,
+            model: 0,
+            attempts: 0,
+        };
+        let got: Vec<(usize, Nanos)> = (0..5)
+            .map(|_| match s.decide(SECOND, &ask) {
+                Decision::Send { key, at, .. } => (key, at),
+                d => panic!("{d:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, SECOND),
+                (1, SECOND),
+                (0, 31 * SECOND),
+                (1, 31 * SECOND),
+                (0, 61 * SECOND)
+            ]
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Client-side strategies: given a request and `now`, choose a key, a model and when to send,
+//! or wait for an outcome, or give up; learn from every outcome. Pure (sans-IO): the same code
+//! runs in virtual time and for real.
+
+mod exact_cooldown;
+mod fixed_interval;
+mod round_robin;
+
+pub use exact_cooldown::ExactCooldown;
+pub use fixed_interval::FixedInterval;
+pub use round_robin::RoundRobin;
+
+use crate::ledger::{Dims, Limits};
+use crate::scenario::{ConcurrencyScope, Scenario, StrategyKind, StrategySpec, TpmCounts};
+use crate::time::{Calendar, Nanos};
+
+/// A request as a strategy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    /// Request id.
+    pub request: u64,
+    /// Input tokens (clients count them before sending).
+    pub input_tokens: u64,
+    /// Output tokens asked for (the response length).
+    pub output_tokens: u64,
+    /// The model the request wants.
+    pub model: usize,
+    /// Attempts already made.
+    pub attempts: u32,
+}
+
+/// Why a strategy gives up on a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// The request can never fit the limits the strategy knows.
+    Unservable,
+    /// No key or model is left to try.
+    Exhausted,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send on `key` with `model` at `at` (`at >= now`).
+    Send {
+        /// Key index.
+        key: usize,
+        /// Model index.
+        model: usize,
+        /// When to send.
+        at: Nanos,
+    },
+    /// Nothing can be planned until an outstanding request ends: ask again after an outcome.
+    Defer,
+    /// Stop trying.
+    GiveUp(GiveUp),
+}
+
+/// What came back from a send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The response completed.
+    Ok,
+    /// 429 with the violated dimensions and RetryInfo's delay, if any.
+    RateLimited {
+        /// Violated dimensions (empty when the body names none).
+        violated: Dims,
+        /// The server's retry delay.
+        retry_delay: Option<Nanos>,
+    },
+    /// 429 that can never succeed.
+    Unservable,
+    /// 400 API_KEY_INVALID.
+    InvalidKey,
+    /// 503 UNAVAILABLE (worth retrying).
+    Unavailable,
+    /// Any other error (403, 404, malformed response): not worth retrying.
+    Error,
+}
+
+/// A rotation strategy.
+pub trait Strategy: Send {
+    /// Decides what to do with `ask` at `now`.
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision;
+    /// Learns the outcome of a send decided earlier for `ask` on (`key`, `model`) at `sent`.
+    fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome);
+}
+
+/// What a strategy is allowed to know about the world.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// Project of each key.
+    pub key_project: Vec<usize>,
+    /// Number of projects.
+    pub projects: usize,
+    /// Number of models.
+    pub models: usize,
+    /// Known limits of (project, model) at `project * models + model`.
+    pub limits: Vec<Limits>,
+    /// Concurrency scope per model.
+    pub scopes: Vec<ConcurrencyScope>,
+    /// Calendar (daily reset).
+    pub calendar: Calendar,
+    /// What TPM counts.
+    pub tpm_counts: TpmCounts,
+}
+
+impl Env {
+    /// What `spec` may know of `scenario`: the true limits unless `known_limits` overrides a model.
+    pub fn new(scenario: &Scenario, spec: &StrategySpec) -> Self {
+        let models = scenario.models.len();
+        let mut limits = Vec::new();
+        for p in &scenario.topology.projects {
+            for m in 0..models {
+                limits.push(spec.known_limits[m].unwrap_or(p.limits[m]));
+            }
+        }
+        Env {
+            key_project: scenario.topology.keys.iter().map(|k| k.project).collect(),
+            projects: scenario.topology.projects.len(),
+            models,
+            limits,
+            scopes: scenario.models.iter().map(|m| m.concurrency_scope).collect(),
+            calendar: scenario.calendar.clone(),
+            tpm_counts: scenario.server.tpm_counts,
+        }
+    }
+
+    /// The TPM cost of a request as the strategy counts it.
+    pub fn tpm_cost(&self, ask: &Ask) -> u64 {
+        match self.tpm_counts {
+            TpmCounts::Input => ask.input_tokens,
+            TpmCounts::Total => ask.input_tokens + ask.output_tokens,
+        }
+    }
+}
+
+/// Builds the strategy `spec` describes.
+pub fn build(scenario: &Scenario, spec: &StrategySpec) -> Box<dyn Strategy> {
+    let env = Env::new(scenario, spec);
+    match spec.kind {
+        StrategyKind::RoundRobin => Box::new(RoundRobin::new(&env)),
+        StrategyKind::FixedInterval { interval } => Box::new(FixedInterval::new(&env, interval)),
+        StrategyKind::ExactCooldown { gemini_flux } => {
+            Box::new(ExactCooldown::new(env, spec.fallback.clone(), gemini_flux))
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    /// An environment with one model, keys in the given projects, the same limits everywhere.
+    pub(crate) fn env(key_project: &[usize], limits: Option<Limits>) -> Env {
+        let projects = key_project.iter().max().map_or(0, |m| m + 1);
+        Env {
+            key_project: key_project.to_vec(),
+            projects,
+            models: 1,
+            limits: vec![limits.unwrap_or_default(); projects],
+            scopes: vec![ConcurrencyScope::Project; 1],
+            calendar: Calendar::new(
+                DateTime::parse_from_rfc3339("2025-10-15T09:00:00-07:00").unwrap(),
+                chrono_tz::America::Los_Angeles,
+            ),
+            tpm_counts: TpmCounts::Input,
+        }
+    }
+}

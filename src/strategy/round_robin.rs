@@ -1,0 +1,63 @@
+//! `round_robin`: the next key in order, sent at once; tracks nothing (key-mixer).
+
+use super::{Ask, Decision, Env, Outcome, Strategy};
+use crate::time::Nanos;
+
+/// Strict round-robin over every key.
+#[derive(Debug, Clone)]
+pub struct RoundRobin {
+    keys: usize,
+    next: usize,
+}
+
+impl RoundRobin {
+    /// Round-robin over the keys of `env`.
+    pub fn new(env: &Env) -> Self {
+        RoundRobin {
+            keys: env.key_project.len(),
+            next: 0,
+        }
+    }
+}
+
+impl Strategy for RoundRobin {
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        let key = self.next;
+        self.next = (self.next + 1) % self.keys;
+        Decision::Send {
+            key,
+            model: ask.model,
+            at: now,
+        }
+    }
+
+    fn on_outcome(&mut self, _: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, _: &Outcome) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::tests::env;
+
+    #[test]
+    fn cycles_through_every_key_at_once() {
+        let mut s = RoundRobin::new(&env(&[0, 0, 1], None));
+        let ask = Ask {
+            request: 0,
+            input_tokens: 1,
+            output_tokens: 1,
+            model: 0,
+            attempts: 0,
+        };
+        let keys: Vec<usize> = (0..5)
+            .map(|i| match s.decide(i, &ask) {
+                Decision::Send { key, at, .. } => {
+                    assert_eq!(at, i);
+                    key
+                }
+                d => panic!("{d:?}"),
+            })
+            .collect();
+        assert_eq!(keys, [0, 1, 2, 0, 1]);
+    }
+}

@@ -1,0 +1,321 @@
+//! The workload: when requests arrive (open Poisson with optional on/off bursts, a closed batch
+//! drained by workers, or a CSV trace), their token sizes and the model each prefers. The stream
+//! is a pure function of the scenario and seed, so every strategy sees the same requests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rand::Rng;
+use rand_distr::{Distribution, Exp1, StandardNormal};
+use rand_pcg::Pcg64Mcg;
+
+use crate::rng::{rng, Stream};
+use crate::time::{Nanos, MINUTE};
+
+/// The 99th percentile of the standard normal distribution.
+const Z99: f64 = 2.326_347_874_040_840_8;
+
+/// A distribution of token counts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenDist {
+    /// Always `value`.
+    Fixed(u64),
+    /// Uniform over `min..=max`.
+    Uniform {
+        /// Smallest value.
+        min: u64,
+        /// Largest value.
+        max: u64,
+    },
+    /// Lognormal with the given median and 99th percentile, rounded and clamped to `min..=max`.
+    LogNormal {
+        /// Median.
+        median: f64,
+        /// 99th percentile.
+        p99: f64,
+        /// Clamp below.
+        min: u64,
+        /// Clamp above.
+        max: u64,
+    },
+}
+
+impl TokenDist {
+    /// Draws one value.
+    pub fn sample(&self, r: &mut Pcg64Mcg) -> u64 {
+        match *self {
+            TokenDist::Fixed(v) => v,
+            TokenDist::Uniform { min, max } => r.random_range(min..=max),
+            TokenDist::LogNormal { median, p99, min, max } => {
+                let sigma = (p99.ln() - median.ln()) / Z99;
+                let z: f64 = StandardNormal.sample(r);
+                let v = (median.ln() + sigma * z).exp().round();
+                (v as u64).clamp(min, max)
+            }
+        }
+    }
+}
+
+/// Which model a request prefers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelChoice {
+    /// Always this model (index).
+    One(usize),
+    /// Drawn per request with these weights.
+    Weighted(Vec<(usize, u32)>),
+}
+
+/// One row of a trace file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceRow {
+    /// Arrival offset from the start.
+    pub arrival: Nanos,
+    /// Input tokens.
+    pub input_tokens: u64,
+    /// Output tokens.
+    pub output_tokens: u64,
+    /// Model, if the trace names one.
+    pub model: Option<usize>,
+}
+
+/// How requests arrive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrivals {
+    /// Poisson arrivals at `rate_per_min`, during `on` periods of `(on, off)` bursts if given.
+    Open {
+        /// Mean requests per minute (while on).
+        rate_per_min: f64,
+        /// On/off periods.
+        bursts: Option<(Nanos, Nanos)>,
+        /// Stop after this many requests.
+        max_requests: Option<u64>,
+    },
+    /// `requests` requests drained by `workers` workers, each sending the next when its
+    /// current one ends.
+    Closed {
+        /// Batch size.
+        requests: u64,
+        /// Concurrent workers.
+        workers: u64,
+    },
+    /// Replayed from a CSV file.
+    Trace {
+        /// The rows, sorted by arrival.
+        rows: Arc<[TraceRow]>,
+        /// Where they came from.
+        path: PathBuf,
+    },
+}
+
+/// The workload of a scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadSpec {
+    /// Arrival process.
+    pub arrivals: Arrivals,
+    /// Arrival window and measurement span of open and trace workloads (0 for closed).
+    pub duration: Nanos,
+    /// Input tokens (unused by traces).
+    pub input: TokenDist,
+    /// Output tokens (unused by traces).
+    pub output: TokenDist,
+    /// Model preference.
+    pub model: ModelChoice,
+}
+
+/// One request of the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// Sequence number from 0.
+    pub id: u64,
+    /// Arrival time (closed workloads: when a worker picks it up, set by the driver).
+    pub arrival: Nanos,
+    /// Input (prompt) tokens.
+    pub input_tokens: u64,
+    /// Output tokens the response will have.
+    pub output_tokens: u64,
+    /// Preferred model (index).
+    pub model: usize,
+}
+
+/// The requests of a workload, in arrival (or batch) order.
+#[derive(Debug, Clone)]
+pub struct RequestStream {
+    spec: WorkloadSpec,
+    rng: Pcg64Mcg,
+    next_id: u64,
+    /// Open workloads: elapsed "on" time in nanoseconds (fractional, for exact Poisson gaps).
+    on_clock: f64,
+}
+
+impl RequestStream {
+    /// The stream for `spec` and `seed`.
+    pub fn new(spec: &WorkloadSpec, seed: u64) -> Self {
+        RequestStream {
+            spec: spec.clone(),
+            rng: rng(seed, Stream::Workload, 0, 0),
+            next_id: 0,
+            on_clock: 0.0,
+        }
+    }
+
+    fn pick_model(&mut self) -> usize {
+        match &self.spec.model {
+            ModelChoice::One(m) => *m,
+            ModelChoice::Weighted(v) => {
+                let total: u64 = v.iter().map(|(_, w)| *w as u64).sum();
+                let mut x = self.rng.random_range(0..total);
+                for (m, w) in v {
+                    if x < *w as u64 {
+                        return *m;
+                    }
+                    x -= *w as u64;
+                }
+                unreachable!("weights sum to total")
+            }
+        }
+    }
+}
+
+impl Iterator for RequestStream {
+    type Item = Request;
+
+    fn next(&mut self) -> Option<Request> {
+        let id = self.next_id;
+        let arrival = match &self.spec.arrivals {
+            Arrivals::Closed { requests, .. } => {
+                if id >= *requests {
+                    return None;
+                }
+                0
+            }
+            Arrivals::Open {
+                rate_per_min,
+                bursts,
+                max_requests,
+            } => {
+                if max_requests.is_some_and(|m| id >= m) {
+                    return None;
+                }
+                let mean_gap = MINUTE as f64 / rate_per_min;
+                let e: f64 = Exp1.sample(&mut self.rng);
+                self.on_clock += e * mean_gap;
+                let on = self.on_clock.round() as Nanos;
+                let t = match bursts {
+                    None => on,
+                    Some((on_len, off_len)) => (on / on_len) * (on_len + off_len) + on % on_len,
+                };
+                if t >= self.spec.duration {
+                    return None;
+                }
+                t
+            }
+            Arrivals::Trace { rows, .. } => {
+                let row = *rows.get(id as usize)?;
+                self.next_id += 1;
+                let model = match row.model {
+                    Some(m) => m,
+                    None => self.pick_model(),
+                };
+                return Some(Request {
+                    id,
+                    arrival: row.arrival,
+                    input_tokens: row.input_tokens,
+                    output_tokens: row.output_tokens,
+                    model,
+                });
+            }
+        };
+        self.next_id += 1;
+        let input_tokens = self.spec.input.sample(&mut self.rng);
+        let output_tokens = self.spec.output.sample(&mut self.rng);
+        let model = self.pick_model();
+        Some(Request {
+            id,
+            arrival,
+            input_tokens,
+            output_tokens,
+            model,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(rate: f64, bursts: Option<(Nanos, Nanos)>) -> WorkloadSpec {
+        WorkloadSpec {
+            arrivals: Arrivals::Open {
+                rate_per_min: rate,
+                bursts,
+                max_requests: None,
+            },
+            duration: 600 * MINUTE,
+            input: TokenDist::Uniform { min: 10, max: 20 },
+            output: TokenDist::Fixed(5),
+            model: ModelChoice::One(0),
+        }
+    }
+
+    #[test]
+    fn open_arrivals_have_the_requested_rate_and_are_sorted() {
+        let v: Vec<Request> = RequestStream::new(&open(60.0, None), 7).collect();
+        let n = v.len() as f64;
+        assert!((n - 36_000.0).abs() < 600.0, "{n}");
+        assert!(v.windows(2).all(|w| w[0].arrival <= w[1].arrival));
+        assert!(v
+            .iter()
+            .all(|r| (10..=20).contains(&r.input_tokens) && r.output_tokens == 5));
+    }
+
+    #[test]
+    fn bursts_only_arrive_while_on() {
+        let v: Vec<Request> = RequestStream::new(&open(60.0, Some((MINUTE, 2 * MINUTE))), 7).collect();
+        assert!(v.iter().all(|r| r.arrival % (3 * MINUTE) < MINUTE));
+        assert!((v.len() as f64 - 12_000.0).abs() < 400.0, "{}", v.len());
+    }
+
+    #[test]
+    fn same_seed_same_stream_other_seed_other_stream() {
+        let a: Vec<Request> = RequestStream::new(&open(10.0, None), 1).take(50).collect();
+        let b: Vec<Request> = RequestStream::new(&open(10.0, None), 1).take(50).collect();
+        let c: Vec<Request> = RequestStream::new(&open(10.0, None), 2).take(50).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn lognormal_hits_its_median_and_p99() {
+        let d = TokenDist::LogNormal {
+            median: 40_000.0,
+            p99: 120_000.0,
+            min: 1,
+            max: u64::MAX,
+        };
+        let mut r = rng(3, Stream::Workload, 0, 0);
+        let mut v: Vec<u64> = (0..20_000).map(|_| d.sample(&mut r)).collect();
+        v.sort_unstable();
+        let med = v[10_000] as f64;
+        let p99 = v[19_800] as f64;
+        assert!((med / 40_000.0 - 1.0).abs() < 0.03, "{med}");
+        assert!((p99 / 120_000.0 - 1.0).abs() < 0.08, "{p99}");
+    }
+
+    #[test]
+    fn closed_batch_and_weighted_models() {
+        let spec = WorkloadSpec {
+            arrivals: Arrivals::Closed {
+                requests: 1000,
+                workers: 4,
+            },
+            duration: 0,
+            input: TokenDist::Fixed(1),
+            output: TokenDist::Fixed(1),
+            model: ModelChoice::Weighted(vec![(0, 1), (1, 3)]),
+        };
+        let v: Vec<Request> = RequestStream::new(&spec, 1).collect();
+        assert_eq!(v.len(), 1000);
+        let ones = v.iter().filter(|r| r.model == 1).count();
+        assert!((700..800).contains(&ones), "{ones}");
+    }
+}
