@@ -208,3 +208,68 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::HOUR;
+    use std::path::Path;
+
+    fn closed(limits: &str, requests: u64, extra: &str) -> Scenario {
+        let text = format!(
+            "name = \"b\"\nstart = \"2025-10-15T09:00:00-07:00\"\n{extra}\n[models.m]\n{limits}\n[topology]\nprojects = 1\n\
+             [workload]\nkind = \"closed\"\nrequests = {requests}\nworkers = 1000\n\
+             input_tokens = {{ dist = \"fixed\", value = 10 }}\noutput_tokens = {{ dist = \"fixed\", value = 1 }}\n"
+        );
+        Scenario::parse(&text, Path::new("b.toml")).unwrap()
+    }
+
+    #[test]
+    fn rpm_bound_counts_sliding_windows() {
+        // 10 per window: 100 requests need 10 windows, the 10th opening at 9 minutes.
+        let b = upper_bound(&closed("rpm = 10", 100, ""), 1);
+        assert_eq!(b.best_span, 9 * MINUTE);
+        assert!((b.per_min - 100.0 / 9.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tpm_bound_counts_tokens() {
+        // 10 tokens each, 50 tokens per window: 5 requests per window -> 20 windows.
+        let b = upper_bound(&closed("tpm = 50", 100, ""), 1);
+        assert_eq!(b.best_span, 19 * MINUTE);
+    }
+
+    #[test]
+    fn rpd_bound_waits_for_pacific_midnight() {
+        // 50 today (until midnight, 15 h away), then 10 per minute: 50 more need 5 windows.
+        let b = upper_bound(&closed("rpm = 10\nrpd = 50", 100, ""), 1);
+        assert_eq!(b.best_span, 15 * HOUR + 4 * MINUTE);
+    }
+
+    #[test]
+    fn fixed_windows_count_calendar_minutes() {
+        // Starting 30 s into a minute, the first calendar minute ends after 30 s.
+        let s = closed("rpm = 10", 20, "[server]\nwindow = \"fixed\"");
+        let s = Scenario {
+            calendar: Calendar::new(
+                chrono::DateTime::parse_from_rfc3339("2025-10-15T09:00:30-07:00").unwrap(),
+                s.calendar.tz(),
+            ),
+            ..s
+        };
+        assert_eq!(upper_bound(&s, 1).best_span, 30 * SECOND);
+    }
+
+    #[test]
+    fn open_bound_is_the_lesser_of_demand_and_capacity() {
+        let text = "name = \"o\"\n[models.m]\nrpm = 10\n[topology]\nprojects = 2\n[workload]\nkind = \"open\"\nrate = 5\nduration = \"1h\"\n\
+                    input_tokens = { dist = \"fixed\", value = 1 }\noutput_tokens = { dist = \"fixed\", value = 1 }\n";
+        let s = Scenario::parse(text, Path::new("o.toml")).unwrap();
+        let b = upper_bound(&s, 1);
+        let arrived = crate::workload::RequestStream::new(&s.workload, 1).count() as f64;
+        assert!((b.per_min - arrived / 60.0).abs() < 1e-9, "{b:?} vs {arrived}");
+        let hot = Scenario::parse(&text.replace("rate = 5", "rate = 100"), Path::new("o.toml")).unwrap();
+        // 2 projects x 10 per window x 61 windows in [0, 1 h].
+        assert!((upper_bound(&hot, 1).per_min - 1220.0 / 60.0).abs() < 1e-9);
+    }
+}

@@ -398,3 +398,115 @@ impl Sim<'_, '_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bound::upper_bound;
+    use std::path::Path;
+
+    const MIXED: &str = r#"
+name = "mixed"
+seed = 5
+[server]
+fault_rate = 0.05
+[server.latency]
+ttft = "500ms"
+tokens_per_second = 100
+jitter = 0.5
+[models.m]
+rpm = 6
+tpm = 5000
+rpd = 300
+concurrent = 2
+[topology]
+projects = ["a", "b", "c"]
+[topology.project.a]
+keys = 2
+invalid_keys = 1
+[workload]
+kind = "open"
+rate = 40
+duration = "30m"
+burst_on = "2m"
+burst_off = "3m"
+input_tokens = { dist = "lognormal", median = 400, p99 = 6000 }
+output_tokens = { dist = "uniform", min = 10, max = 400 }
+[[strategies]]
+kind = "round_robin"
+[[strategies]]
+kind = "fixed_interval"
+interval = "5s"
+[[strategies]]
+name = "flux"
+kind = "exact_cooldown"
+compat = "gemini-flux"
+retry = { policy = "immediate" }
+[[strategies]]
+kind = "exact_cooldown"
+"#;
+
+    fn run_all(text: &str) -> Vec<StrategyResult> {
+        let s = Scenario::parse(text, Path::new("t.toml")).unwrap();
+        let b = upper_bound(&s, s.seed);
+        s.strategies
+            .iter()
+            .map(|spec| simulate(&s, spec, s.seed, &b, None))
+            .collect()
+    }
+
+    #[test]
+    fn every_request_ends_once_and_attempts_add_up() {
+        for r in run_all(MIXED) {
+            assert_eq!(r.requests, r.completed + r.failed + r.unservable + r.pending, "{r:?}");
+            assert!(r.attempts >= r.completed + r.rate_limited + r.other_errors, "{r:?}");
+            assert!(
+                r.attempts - (r.completed + r.rate_limited + r.other_errors) <= r.pending,
+                "{r:?}"
+            );
+            assert!(r.requests > 100, "{r:?}");
+            assert!(r.unservable > 0, "p99 6000 > tpm 5000 makes some unservable: {r:?}");
+            assert!(r.efficiency <= 1.0 + 1e-9, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn exact_cooldown_with_true_limits_never_gets_a_quota_429() {
+        let rs = run_all(MIXED);
+        let ec = rs.iter().find(|r| r.strategy == "exact_cooldown").unwrap();
+        assert_eq!(ec.rate_limited, 0, "{ec:?}");
+        assert!(ec.other_errors > 0, "503s and the invalid key still happen: {ec:?}");
+        let rr = rs.iter().find(|r| r.strategy == "round_robin").unwrap();
+        assert!(rr.rate_limited > 0, "{rr:?}");
+    }
+
+    #[test]
+    fn rerunning_gives_identical_results() {
+        assert_eq!(run_all(MIXED), run_all(MIXED));
+    }
+
+    #[test]
+    fn a_closed_batch_reports_its_makespan() {
+        let text = r#"
+name = "c"
+[models.m]
+rpm = 10
+[topology]
+projects = 1
+[workload]
+kind = "closed"
+requests = 100
+workers = 100
+input_tokens = { dist = "fixed", value = 1 }
+output_tokens = { dist = "fixed", value = 1 }
+[[strategies]]
+kind = "exact_cooldown"
+"#;
+        let r = &run_all(text)[0];
+        assert_eq!((r.completed, r.rate_limited), (100, 0));
+        // 10 per minute: the 100th request is sent at 9 minutes.
+        let m = r.makespan_s.unwrap();
+        assert!((540.0..545.0).contains(&m), "{m}");
+        assert!(r.efficiency > 0.99 && r.efficiency <= 1.0, "{r:?}");
+    }
+}

@@ -212,7 +212,12 @@ impl Scenario {
             match e.span() {
                 Some(span) => {
                     let (line, col) = line_col(text, span.start);
-                    ScenarioError(format!("{file}:{line}:{col}: {msg}"))
+                    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                    if src.is_empty() {
+                        ScenarioError(format!("{file}:{line}:{col}: {msg}"))
+                    } else {
+                        ScenarioError(format!("{file}:{line}:{col}: {msg} (in `{src}`)"))
+                    }
                 }
                 None => ScenarioError(format!("{file}: {msg}")),
             }
@@ -301,7 +306,7 @@ fn default_start() -> String {
     "2025-10-15T09:00:00-07:00".into()
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
     #[serde(default)]
@@ -316,6 +321,19 @@ struct RawServer {
     daily_reset_tz: String,
     #[serde(default)]
     latency: RawLatency,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            window: WindowKind::default(),
+            tpm_counts: TpmCounts::default(),
+            count_rejected: false,
+            fault_rate: 0.0,
+            daily_reset_tz: default_tz(),
+            latency: RawLatency::default(),
+        }
+    }
 }
 
 fn default_tz() -> String {
@@ -1292,4 +1310,106 @@ pub fn relative_to(scenario: &Path, rel: &str) -> PathBuf {
         .parent()
         .map(|p| p.join(rel))
         .unwrap_or_else(|| PathBuf::from(rel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[models.m]
+rpm = 10
+[topology]
+projects = 2
+[workload]
+kind = "closed"
+requests = 10
+workers = 2
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 10 }
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, String> {
+        Scenario::parse(text, Path::new("s.toml")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = parse(BASE).unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.horizon, 7 * DAY);
+        assert_eq!(s.topology.projects.len(), 2);
+        assert_eq!(s.topology.projects[0].name, "default-1");
+        assert_eq!(s.topology.keys.len(), 2);
+        let names: Vec<&str> = s.strategies.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["round_robin", "fixed_interval", "exact_cooldown"]);
+        assert_eq!(s.server.ledger.window, WindowKind::Sliding);
+    }
+
+    #[test]
+    fn topology_overrides_keys_and_limits() {
+        let text = format!(
+            "{BASE}\n[topology.project.\"default-2\"]\nkeys = 3\ninvalid_keys = 1\nrpd_used = 7\nlimits.m = {{ rpm = 99 }}\n\
+             [[topology.keys]]\nproject = \"default-1\"\nkey = \"my-own-key-1234\"\ninvalid = true\n"
+        );
+        let s = parse(&text).unwrap();
+        let t = &s.topology;
+        assert_eq!(t.keys.iter().filter(|k| k.project == 1).count(), 4);
+        assert_eq!(t.keys.iter().filter(|k| k.project == 1 && !k.valid).count(), 1);
+        assert_eq!(t.projects[1].limits[0].rpm, Some(99));
+        assert_eq!(t.projects[0].limits[0].rpm, Some(10));
+        assert_eq!(t.projects[1].rpd_used, 7);
+        let own = t.keys.iter().find(|k| k.value == "my-own-key-1234").unwrap();
+        assert!(!own.valid && own.project == 0);
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[models.m]\nrpm = 10",
+                "[models.m]\nrpm = 10\nconcurrent_scope = \"key\"",
+            ),
+            ("kind = \"closed\"", "kind = \"sometimes\""),
+            ("value = 10 }\noutput", "value = 10, median = 3 }\noutput"),
+            ("projects = 2", "projects = [\"a\", \"a\"]"),
+        ];
+        let expect = [
+            "s.toml: models.\"m\".concurrent_scope: needs a `concurrent` limit",
+            "s.toml: workload.kind: unknown kind \"sometimes\"",
+            "s.toml: workload.input_tokens.median: not used by dist = \"fixed\"",
+            "s.toml: topology.projects: project \"a\" is defined twice",
+        ];
+        for ((from, to), want) in cases.iter().zip(expect) {
+            let err = parse(&BASE.replacen(from, to, 1)).unwrap_err();
+            assert!(err.starts_with(want), "{err} !~ {want}");
+        }
+        let err = parse(&format!("start = \"yesterday\"\n{BASE}")).unwrap_err();
+        assert!(err.starts_with("s.toml: start: expected an RFC 3339 time"), "{err}");
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\nretry = {{ policy = \"backoff\", max_attempts = 0 }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("strategies[0].retry.max_attempts"), "{err}");
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\ncompat = \"gemini-flux\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("strategies[0].compat: only for kind = \"exact_cooldown\""),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\n[[strategies]]\nkind = \"round_robin\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("used twice"), "{err}");
+        let open = BASE
+            .replace("kind = \"closed\"", "kind = \"open\"\nrate = 1\nduration = \"1h\"")
+            .replace("requests = 10\nworkers = 2\n", "");
+        assert!(parse(&open).is_ok());
+        let err = parse(&format!("horizon = \"1h\"\n{open}")).unwrap_err();
+        assert!(err.starts_with("s.toml: horizon: only for closed workloads"), "{err}");
+    }
 }

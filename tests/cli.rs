@@ -1,0 +1,351 @@
+//! The command line, end to end: the dubbing comparison, determinism, traces, and a clear
+//! one-line error with exit code 2 for every kind of bad input.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::cargo_bin("flux-sim").unwrap()
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+}
+
+fn run_json(args: &[&str]) -> (String, Value) {
+    let out = bin().arg("run").args(args).args(["--format", "json"]).output().unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    (text, v)
+}
+
+fn row<'a>(v: &'a Value, strategy: &str) -> &'a Value {
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["strategy"] == strategy)
+        .unwrap()
+}
+
+fn u(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn dubbing_exact_cooldown_has_no_429s_and_round_robin_has_some() {
+    let path = scenario("dubbing.toml");
+    let (_, v) = run_json(&[path.to_str().unwrap()]);
+    assert_eq!(v["scenario"], "dubbing");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    for r in results {
+        assert_eq!(
+            u(r, "requests"),
+            u(r, "completed") + u(r, "failed") + u(r, "unservable") + u(r, "pending"),
+            "{r}"
+        );
+        assert!(
+            u(r, "attempts") >= u(r, "completed") + u(r, "rate_limited") + u(r, "other_errors"),
+            "{r}"
+        );
+        let by = &r["rate_limited_by"];
+        for d in ["rpm", "tpm", "rpd", "concurrency", "capacity"] {
+            assert!(by[d].is_u64(), "{d} in {r}");
+        }
+        for k in ["wait_ms", "latency_ms"] {
+            for p in ["p50", "p90", "p99", "max"] {
+                assert!(r[k][p].is_f64(), "{k}.{p} in {r}");
+            }
+        }
+    }
+    let ec = row(&v, "exact_cooldown");
+    assert_eq!(u(ec, "rate_limited"), 0);
+    assert_eq!(u(ec, "completed"), 2000);
+    assert!(ec["efficiency"].as_f64().unwrap() >= 0.9, "{ec}");
+    assert!(ec["efficiency"].as_f64().unwrap() <= 1.0, "{ec}");
+    assert!(u(row(&v, "round_robin"), "rate_limited") > 0);
+}
+
+#[test]
+fn table_is_the_default_and_lists_every_strategy() {
+    bin()
+        .arg("run")
+        .arg(scenario("dubbing.toml"))
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("round_robin")
+                .and(predicate::str::contains("fixed_interval"))
+                .and(predicate::str::contains("exact_cooldown"))
+                .and(predicate::str::contains("bound/min")),
+        );
+}
+
+#[test]
+fn same_seed_is_byte_identical_and_another_seed_differs() {
+    let p = scenario("shared-project.toml");
+    let p = p.to_str().unwrap();
+    let (a, _) = run_json(&[p, "--seed", "11"]);
+    let (b, _) = run_json(&[p, "--seed", "11"]);
+    let (c, _) = run_json(&[p, "--seed", "12"]);
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn strategy_flag_selects_and_builtins_are_available() {
+    let p = scenario("shared-project.toml");
+    let (_, v) = run_json(&[
+        p.to_str().unwrap(),
+        "--strategy",
+        "gemini-flux",
+        "--strategy",
+        "round_robin",
+    ]);
+    let names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["gemini-flux", "round_robin"]);
+    // A strategy's numbers do not depend on which others run with it.
+    let (_, alone) = run_json(&[p.to_str().unwrap(), "--strategy", "round_robin"]);
+    assert_eq!(alone["results"][0], v["results"][1]);
+}
+
+#[test]
+fn trace_writes_one_line_per_attempt_and_never_overwrites_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let p = scenario("shared-project.toml");
+    let out = bin()
+        .arg("run")
+        .arg(&p)
+        .args(["--format", "json", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let attempts: u64 = v["results"].as_array().unwrap().iter().map(|r| u(r, "attempts")).sum();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // Every attempt that got an answer before the end is traced.
+    let pending_in_flight: u64 = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| u(r, "attempts") - u(r, "completed") - u(r, "rate_limited") - u(r, "other_errors"))
+        .sum();
+    assert_eq!(lines.len() as u64, attempts - pending_in_flight);
+    let l = &lines[0];
+    for k in [
+        "time_ns",
+        "request",
+        "attempt",
+        "strategy",
+        "key",
+        "project",
+        "model",
+        "input_tokens",
+        "outcome",
+        "violated",
+        "retry_delay_ns",
+        "completion_ns",
+    ] {
+        assert!(l.get(k).is_some(), "{k} missing in {l}");
+    }
+    assert!(l["key"].as_str().unwrap().starts_with("****"), "keys are masked: {l}");
+    let rl = lines
+        .iter()
+        .find(|l| l["outcome"] == "rate_limited")
+        .expect("shared-project has 429s");
+    assert!(rl["retry_delay_ns"].as_u64().unwrap() > 0);
+    assert!(!rl["violated"].as_array().unwrap().is_empty());
+    let ok = lines.iter().find(|l| l["outcome"] == "ok").unwrap();
+    assert!(ok["completion_ns"].as_u64().unwrap() > ok["time_ns"].as_u64().unwrap());
+
+    bin()
+        .arg("run")
+        .arg(&p)
+        .arg("--trace")
+        .arg(&trace)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists").and(predicate::str::contains("--force")));
+    assert_eq!(
+        std::fs::read_to_string(&trace).unwrap(),
+        text,
+        "the existing trace is untouched"
+    );
+    bin()
+        .arg("run")
+        .arg(&p)
+        .arg("--trace")
+        .arg(&trace)
+        .arg("--force")
+        .assert()
+        .success();
+}
+
+const BASE: &str = r#"
+name = "t"
+[models.m]
+rpm = 10
+tpm = 1000
+[topology]
+projects = ["p"]
+[workload]
+kind = "closed"
+requests = 10
+workers = 2
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 10 }
+"#;
+
+/// Runs `run` on a scenario file with `text` and expects exit 2 and one line naming all of `needles`.
+fn bad(text: &str, needles: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::write(
+        dir.path().join("trace.csv"),
+        "arrival_s,input_tokens,output_tokens\n0.5,10,10\n1.0,abc,10\n",
+    )
+    .unwrap();
+    let out = bin().arg("run").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{n:?} not in {err:?}");
+    }
+}
+
+#[test]
+fn base_scenario_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, BASE).unwrap();
+    bin().arg("run").arg(&path).assert().success();
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_line() {
+    bad(
+        &BASE.replace("rpm = 10", "rpm = 10\nrpn = 3"),
+        &["bad.toml:5", "unknown field `rpn`"],
+    );
+    bad(
+        &format!("{BASE}\n[server]\nwindw = \"fixed\"\n"),
+        &["bad.toml", "unknown field `windw`"],
+    );
+    bad(
+        &BASE.replace("workers = 2", "workers = 2\nrate = 3"),
+        &["bad.toml", "workload.rate", "not used by kind"],
+    );
+}
+
+#[test]
+fn wrong_types_are_rejected() {
+    bad(
+        &BASE.replace("rpm = 10", "rpm = \"ten\""),
+        &["bad.toml:4", "invalid type"],
+    );
+    bad(
+        &BASE.replace("projects = [\"p\"]", "projects = true"),
+        &["bad.toml", "a number of projects or a list of project names"],
+    );
+    bad(
+        &BASE.replace("kind = \"closed\"", "kind = \"closed\"\nduration = 5"),
+        &["bad.toml", "duration"],
+    );
+}
+
+#[test]
+fn zero_and_negative_values_are_rejected() {
+    bad(
+        &BASE.replace("workers = 2", "workers = 0"),
+        &["bad.toml", "workload.workers", "at least 1"],
+    );
+    bad(
+        &BASE.replace("requests = 10", "requests = -5"),
+        &["bad.toml", "requests"],
+    );
+    bad(&BASE.replace("rpm = 10", "rpm = -1"), &["bad.toml:4", "-1"]);
+    bad(
+        &BASE.replace("projects = [\"p\"]", "projects = 0"),
+        &["bad.toml", "topology.projects", "at least 1"],
+    );
+    bad(
+        &format!("{BASE}\n[[strategies]]\nkind = \"fixed_interval\"\ninterval = \"0s\"\n"),
+        &["strategies[0].interval", "greater than zero"],
+    );
+}
+
+#[test]
+fn unknown_strategy_names_are_rejected() {
+    bad(
+        &format!("{BASE}\n[[strategies]]\nkind = \"least_busy\"\n"),
+        &["bad.toml", "strategies[0].kind", "least_busy", "round_robin"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, BASE).unwrap();
+    bin()
+        .arg("run")
+        .arg(&path)
+        .args(["--strategy", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--strategy").and(predicate::str::contains("\"nope\"")));
+}
+
+#[test]
+fn a_key_pointing_at_no_project_is_rejected() {
+    bad(
+        &format!("{BASE}\n[[topology.keys]]\nproject = \"ghost\"\n"),
+        &["bad.toml", "topology.keys[0].project", "ghost"],
+    );
+}
+
+#[test]
+fn bad_trace_rows_name_the_csv_line() {
+    let trace = BASE.replace(
+        "kind = \"closed\"\nrequests = 10\nworkers = 2\ninput_tokens = { dist = \"fixed\", value = 10 }\noutput_tokens = { dist = \"fixed\", value = 10 }",
+        "kind = \"trace\"\npath = \"trace.csv\"",
+    );
+    bad(&trace, &["trace.csv:3", "input_tokens", "\"abc\""]);
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    bin()
+        .args(["run", "no/such/scenario.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no/such/scenario.toml").and(predicate::str::contains("cannot read")));
+}
+
+#[test]
+fn bad_flags_exit_2() {
+    bin()
+        .arg("run")
+        .arg(scenario("dubbing.toml"))
+        .args(["--format", "xml"])
+        .assert()
+        .code(2);
+    bin()
+        .arg("run")
+        .arg(scenario("dubbing.toml"))
+        .args(["--seed", "-3"])
+        .assert()
+        .code(2);
+}
