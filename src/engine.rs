@@ -107,6 +107,18 @@ pub fn simulate(
     bound: &Bound,
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
 ) -> StrategyResult {
+    simulate_with_server(scenario, spec, seed, bound, trace).0
+}
+
+/// [`simulate`], also handing back the mock server as the run left it (its ledger's peaks show
+/// how full each window ever was).
+pub fn simulate_with_server(
+    scenario: &Scenario,
+    spec: &StrategySpec,
+    seed: u64,
+    bound: &Bound,
+    trace: Option<&mut dyn FnMut(&AttemptRecord)>,
+) -> (StrategyResult, Server) {
     let mut sim = Sim {
         scenario,
         seed,
@@ -169,7 +181,7 @@ pub fn simulate(
         Arrivals::Closed { .. } => makespan.unwrap_or(horizon),
         _ => horizon,
     };
-    sim.rec.finish(
+    let result = sim.rec.finish(
         &spec.name,
         spec.kind.name(),
         pending,
@@ -177,7 +189,8 @@ pub fn simulate(
         makespan,
         bound.per_min,
         bound.best_span,
-    )
+    );
+    (result, sim.server)
 }
 
 impl Sim<'_, '_> {
@@ -334,6 +347,7 @@ impl Sim<'_, '_> {
         let ask = Self::ask(&l);
         let outcome = match self.server.handle(now, &call) {
             Response::Ok { completes_at } => {
+                self.rec.in_flight += 1;
                 self.push(completes_at, EventKind::Complete(slot));
                 return;
             }
@@ -376,6 +390,7 @@ impl Sim<'_, '_> {
     fn complete(&mut self, slot: u32, now: Nanos) {
         let l = self.get(slot);
         let (key, model) = (l.key as usize, l.model as usize);
+        self.rec.in_flight -= 1;
         self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
         self.record(&l, now, 200, "ok", Dims::EMPTY, None);
         self.strategy

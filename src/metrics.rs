@@ -58,8 +58,10 @@ pub struct StrategyResult {
     pub rate_limited_by: ByDimension,
     /// Other error responses (400, 403, 404, 503).
     pub other_errors: u64,
-    /// Requests sent (= completed + 429s + other errors + in flight at the end).
+    /// Requests sent (= completed + rate_limited + other_errors + in_flight).
     pub attempts: u64,
+    /// Attempts still awaiting their response when the simulation stopped.
+    pub in_flight: u64,
     /// Completed requests per minute of the span.
     pub throughput_per_min: f64,
     /// Input tokens of completed requests per minute of the span.
@@ -113,6 +115,8 @@ pub struct Recorder {
     pub other_errors: u64,
     /// Attempts sent.
     pub attempts: u64,
+    /// Attempts admitted and not yet completed.
+    pub in_flight: u64,
     /// Input tokens of completed requests.
     pub completed_input_tokens: u64,
     /// When the last request ended.
@@ -141,6 +145,7 @@ impl Recorder {
             by_dim: ByDimension::default(),
             other_errors: 0,
             attempts: 0,
+            in_flight: 0,
             completed_input_tokens: 0,
             last_end: 0,
             wait: h(),
@@ -215,6 +220,7 @@ impl Recorder {
             rate_limited_by: self.by_dim,
             other_errors: self.other_errors,
             attempts: self.attempts,
+            in_flight: self.in_flight,
             throughput_per_min: round3(throughput),
             input_tokens_per_min: round3(self.completed_input_tokens as f64 / minutes),
             wait_ms: pct(&self.wait),
