@@ -39,13 +39,23 @@ struct Capacity<'a> {
     window: WindowKind,
     budgets: Vec<Limits>,
     rpd_used: Vec<u64>,
-    /// Prefix sums of the servable requests' TPM costs, smallest first.
-    prefix: Vec<u128>,
+    /// The servable requests' TPM costs as (cost, how many), smallest first, with the
+    /// requests and tokens of all smaller costs: memory grows with distinct costs, not requests.
+    costs: Vec<CostGroup>,
     workers: Option<u64>,
     mean_latency: f64,
 }
 
 const INF: u128 = u128::MAX / 4;
+
+#[derive(Debug, Clone, Copy)]
+struct CostGroup {
+    cost: u64,
+    count: u64,
+    /// Requests and tokens of all cheaper groups.
+    requests_before: u128,
+    tokens_before: u128,
+}
 
 impl Capacity<'_> {
     fn windows(&self, start: Nanos, len: Nanos) -> (u128, u128) {
@@ -61,9 +71,17 @@ impl Capacity<'_> {
         }
     }
 
+    /// The most requests whose costs add up to at most `tokens` (cheapest first).
     fn count_for_tokens(&self, tokens: u128) -> u128 {
-        // Largest k with prefix[k] <= tokens.
-        (self.prefix.partition_point(|&p| p <= tokens) - 1) as u128
+        let i = self.costs.partition_point(|g| g.tokens_before <= tokens);
+        let Some(g) = i.checked_sub(1).map(|i| self.costs[i]) else {
+            return 0;
+        };
+        let partial = match g.cost {
+            0 => g.count as u128,
+            c => ((tokens - g.tokens_before) / c as u128).min(g.count as u128),
+        };
+        g.requests_before + partial
     }
 
     fn capacity(&self, t: Nanos) -> u128 {
@@ -129,7 +147,8 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
         TpmCounts::Input => input,
         TpmCounts::Total => input + output,
     };
-    let mut costs = Vec::new();
+    let mut counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut n = 0u128;
     let mut latency_sum = 0.0;
     let closed = matches!(scenario.workload.arrivals, Arrivals::Closed { .. });
     for r in RequestStream::new(&scenario.workload, seed) {
@@ -138,24 +157,31 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
         }
         let c = cost(r.input_tokens, r.output_tokens);
         if budgets.iter().any(|l| l.unservable(c).is_empty()) {
-            costs.push(c);
+            *counts.entry(c).or_default() += 1;
+            n += 1;
         }
         let l = scenario.models[r.model].latency;
         let base = l.ttft as f64 + r.output_tokens as f64 * SECOND as f64 / l.tokens_per_second;
         latency_sum += base * (l.jitter * l.jitter / 2.0).exp();
     }
-    let n = costs.len() as u128;
-    let mean_latency = if costs.is_empty() {
-        1.0
-    } else {
-        (latency_sum / costs.len() as f64).max(1.0)
-    };
-    costs.sort_unstable();
-    let mut prefix = Vec::with_capacity(costs.len() + 1);
-    prefix.push(0u128);
-    for c in &costs {
-        prefix.push(prefix.last().unwrap() + *c as u128);
-    }
+    let mean_latency = if n == 0 { 1.0 } else { (latency_sum / n as f64).max(1.0) };
+    let mut distinct: Vec<(u64, u64)> = counts.into_iter().collect();
+    distinct.sort_unstable();
+    let (mut requests_before, mut tokens_before) = (0u128, 0u128);
+    let costs = distinct
+        .into_iter()
+        .map(|(cost, count)| {
+            let g = CostGroup {
+                cost,
+                count,
+                requests_before,
+                tokens_before,
+            };
+            requests_before += count as u128;
+            tokens_before += cost as u128 * count as u128;
+            g
+        })
+        .collect();
     let workers = match scenario.workload.arrivals {
         Arrivals::Closed { workers, .. } => Some(workers),
         _ => None,
@@ -165,7 +191,7 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
         window: scenario.server.ledger.window,
         budgets,
         rpd_used,
-        prefix,
+        costs,
         workers,
         mean_latency,
     };

@@ -44,23 +44,29 @@ pub struct AttemptRecord {
     pub completion: Option<Nanos>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum EventKind {
-    /// The next open/trace arrival.
-    Arrival,
-    /// Ask the strategy (again) about a request.
-    Offer(u32),
-    /// Send a request as planned.
-    Send { slot: u32, key: u32, model: u32 },
-    /// A response completes.
-    Complete(u32),
-}
+/// What an event does, packed with its request's slot into one word: `slot << 2 | kind`.
+const OFFER: u64 = 0;
+const SEND: u64 = 1;
+const COMPLETE: u64 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A scheduled event, ordered by `(time, seq)`: ties run in the order they were scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Event {
     time: Nanos,
     seq: u64,
-    kind: EventKind,
+    tag: u64,
+}
+
+impl Ord for Event {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+impl PartialOrd for Event {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,7 +98,8 @@ struct Sim<'a, 'b> {
     free_slots: Vec<u32>,
     live: u64,
     parked: VecDeque<u32>,
-    next_arrival: Option<Request>,
+    /// The next open/trace arrival with its place in the event order; kept out of the heap.
+    next_arrival: Option<(Nanos, u64, Request)>,
     free_workers: u64,
     rec: Recorder,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
@@ -143,28 +150,44 @@ pub fn simulate_with_server(
         _ => sim.schedule_next_arrival(),
     }
     sim.pump(0);
-    while let Some(Reverse(ev)) = sim.queue.pop() {
+    loop {
+        let arrival_first = match (&sim.next_arrival, sim.queue.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((t, seq, _)), Some(Reverse(e))) => (*t, *seq) < (e.time, e.seq),
+        };
+        if arrival_first {
+            let (now, _, req) = sim.next_arrival.take().expect("checked");
+            if now > horizon {
+                break;
+            }
+            sim.rec.requests += 1;
+            let slot = sim.alloc(req, now);
+            if !sim.offer(slot, now) {
+                sim.parked.push_back(slot);
+            }
+            sim.schedule_next_arrival();
+            sim.pump(now);
+            continue;
+        }
+        let Reverse(ev) = sim.queue.pop().expect("checked");
         if ev.time > horizon {
             break;
         }
         let now = ev.time;
-        match ev.kind {
-            EventKind::Arrival => {
-                let req = sim.next_arrival.take().expect("an arrival event has its request");
-                sim.rec.requests += 1;
-                let slot = sim.alloc(req, now);
-                if !sim.offer(slot, now) {
-                    sim.parked.push_back(slot);
-                }
-                sim.schedule_next_arrival();
-            }
-            EventKind::Offer(slot) => {
+        let slot = (ev.tag >> 2) as u32;
+        match ev.tag & 3 {
+            OFFER => {
                 if !sim.offer(slot, now) {
                     sim.parked.push_back(slot);
                 }
             }
-            EventKind::Send { slot, key, model } => sim.send(slot, key as usize, model as usize, now),
-            EventKind::Complete(slot) => sim.complete(slot, now),
+            SEND => {
+                let l = sim.get(slot);
+                sim.send(slot, l.key as usize, l.model as usize, now)
+            }
+            _ => sim.complete(slot, now),
         }
         sim.pump(now);
     }
@@ -194,20 +217,20 @@ pub fn simulate_with_server(
 }
 
 impl Sim<'_, '_> {
-    fn push(&mut self, time: Nanos, kind: EventKind) {
+    fn push(&mut self, time: Nanos, kind: u64, slot: u32) {
         self.seq += 1;
         self.queue.push(Reverse(Event {
             time,
             seq: self.seq,
-            kind,
+            tag: (slot as u64) << 2 | kind,
         }));
     }
 
     fn schedule_next_arrival(&mut self) {
         if let Some(r) = self.stream.next() {
             if r.arrival < self.scenario.horizon {
-                self.next_arrival = Some(r);
-                self.push(r.arrival, EventKind::Arrival);
+                self.seq += 1;
+                self.next_arrival = Some((r.arrival, self.seq, r));
             }
         }
     }
@@ -254,14 +277,15 @@ impl Sim<'_, '_> {
         match self.strategy.decide(now, &Self::ask(&l)) {
             Decision::Send { key, model, at } => {
                 debug_assert!(at >= now, "strategies never plan in the past");
-                self.push(
-                    at.max(now),
-                    EventKind::Send {
-                        slot,
-                        key: key as u32,
-                        model: model as u32,
-                    },
-                );
+                if at <= now {
+                    // Sent at once: no event needed.
+                    self.send(slot, key, model, now);
+                } else {
+                    let s = self.slab[slot as usize].as_mut().expect("live request");
+                    s.key = key as u32;
+                    s.model = model as u32;
+                    self.push(at, SEND, slot);
+                }
             }
             Decision::Defer => return false,
             Decision::GiveUp(GiveUp::Unservable) => self.end(slot, now, End::Unservable),
@@ -348,7 +372,7 @@ impl Sim<'_, '_> {
         let outcome = match self.server.handle(now, &call) {
             Response::Ok { completes_at } => {
                 self.rec.in_flight += 1;
-                self.push(completes_at, EventKind::Complete(slot));
+                self.push(completes_at, COMPLETE, slot);
                 return;
             }
             Response::RateLimited { violated, retry_delay } => {
@@ -382,7 +406,7 @@ impl Sim<'_, '_> {
         self.strategy.on_outcome(now, &ask, key, model, now, &outcome);
         let u = unit(&mut rng(self.seed, Stream::Retry, l.req.id, l.attempts));
         match self.retry.next_delay(l.attempts, &outcome, u) {
-            Some(d) => self.push(now + d, EventKind::Offer(slot)),
+            Some(d) => self.push(now + d, OFFER, slot),
             None => self.end(slot, now, End::Failed),
         }
     }

@@ -6,6 +6,8 @@
 //! spots (input TPM and RPD only, per key, one request in flight, any 429 kills the model on
 //! that key until midnight, ties to the first key).
 
+use std::collections::BTreeSet;
+
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
 use crate::ledger::{Admission, BudgetId, Dimension, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::scenario::ConcurrencyScope;
@@ -27,6 +29,35 @@ struct Unit {
     inflight: u64,
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
+    /// Where the unit is indexed.
+    place: Place,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Not a candidate: no live key, concurrency slots full, or a limit of 0.
+    Out,
+    /// Could take a request now (its lower bound has passed).
+    Idle,
+    /// Cannot take any request before this instant.
+    Waiting(Nanos),
+}
+
+/// The candidates of one model: idle units by owner index, waiting ones by lower bound.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    idle: BTreeSet<u32>,
+    waiting: BTreeSet<(Nanos, u32)>,
+}
+
+/// How a unit could serve a request.
+enum Eval {
+    /// At this instant, on this key.
+    At(Nanos, usize),
+    /// Not until an outstanding request ends.
+    SlotsFull,
+    /// Never (a limit of 0 or too many tokens).
+    Never,
 }
 
 /// The exact-cooldown strategy.
@@ -37,6 +68,7 @@ pub struct ExactCooldown {
     flux: bool,
     replica: Ledger,
     units: Vec<Unit>,
+    index: Vec<Index>,
     /// Keys of each owner (a project; a single key in gemini-flux mode).
     owner_keys: Vec<Vec<usize>>,
     key_owner: Vec<usize>,
@@ -99,11 +131,13 @@ impl ExactCooldown {
                     dead_until: 0,
                     inflight: 0,
                     concurrent,
+                    place: Place::Out,
                 });
             }
         }
-        ExactCooldown {
+        let mut s = ExactCooldown {
             cursor: vec![0; owner_keys.len()],
+            index: vec![Index::default(); env.models],
             owner_keys,
             key_owner,
             key_dead: vec![false; keys],
@@ -114,7 +148,11 @@ impl ExactCooldown {
             replica,
             units,
             busy: false,
+        };
+        for u in 0..s.units.len() {
+            s.reindex(u, 0);
         }
+        s
     }
 
     /// A live key of `owner` with a free slot under key-scoped concurrency `per_key`
@@ -133,6 +171,152 @@ impl ExactCooldown {
             self.env.tpm_cost(ask)
         }
     }
+
+    fn start(&self, u: usize, now: Nanos) -> Nanos {
+        let unit = &self.units[u];
+        let t = now.max(unit.last).max(unit.blocked);
+        if self.flux {
+            t.max(unit.dead_until)
+        } else {
+            t
+        }
+    }
+
+    /// Puts unit `u` where it belongs in its model's index, after anything about it changed.
+    fn reindex(&mut self, u: usize, now: Nanos) {
+        let (owner, m) = (u / self.env.models, u % self.env.models);
+        let index = &mut self.index[m];
+        match self.units[u].place {
+            Place::Out => {}
+            Place::Idle => {
+                index.idle.remove(&(owner as u32));
+            }
+            Place::Waiting(t) => {
+                index.waiting.remove(&(t, owner as u32));
+            }
+        }
+        let unit = &self.units[u];
+        let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l);
+        let place = if slots_full || self.pick_key(owner, None).is_none() {
+            Place::Out
+        } else {
+            // The earliest instant any request (even of 0 tokens) could go: a lower bound.
+            let t0 = self.start(u, now);
+            match self.replica.check(t0, unit.budget, None, 0) {
+                Admission::Unservable { .. } => Place::Out,
+                // gemini-flux prefers the first key among those free now; the correct mode
+                // takes the unit whose bound passed longest ago, which spreads load.
+                Admission::Admitted if t0 <= now && self.flux => Place::Idle,
+                Admission::Admitted => Place::Waiting(t0),
+                Admission::Rejected { retry_at, .. } => Place::Waiting(retry_at),
+            }
+        };
+        let index = &mut self.index[m];
+        match place {
+            Place::Out => {}
+            Place::Idle => {
+                index.idle.insert(owner as u32);
+            }
+            Place::Waiting(t) => {
+                index.waiting.insert((t, owner as u32));
+            }
+        }
+        self.units[u].place = place;
+    }
+
+    /// Moves the units of model `m` whose lower bound has passed into the idle set.
+    fn wake(&mut self, m: usize, now: Nanos) {
+        while let Some(&(t, owner)) = self.index[m].waiting.first() {
+            if t > now {
+                break;
+            }
+            self.index[m].waiting.pop_first();
+            self.index[m].idle.insert(owner);
+            self.units[owner as usize * self.env.models + m].place = Place::Idle;
+        }
+    }
+
+    /// When and on which key unit `u` could serve a request costing `cost`.
+    fn evaluate(&mut self, u: usize, now: Nanos, cost: u64) -> Eval {
+        let t0 = self.start(u, now);
+        let unit = &self.units[u];
+        let t = match self.replica.check(t0, unit.budget, None, cost) {
+            Admission::Unservable { .. } => return Eval::Never,
+            Admission::Admitted => t0,
+            Admission::Rejected { retry_at, .. } => retry_at,
+        };
+        let per_key = match unit.concurrent {
+            Some((l, ConcurrencyScope::Key)) => Some(l),
+            _ => None,
+        };
+        match self.pick_key(u / self.env.models, per_key) {
+            Some(k) => Eval::At(t, k),
+            None => Eval::SlotsFull,
+        }
+    }
+
+    /// The unit of model `m` that can take a request costing `cost` soonest. Units are visited
+    /// by lower bound and the visit stops once the bound passes the best time found, or a
+    /// unit can send now (branch and bound: exact, and O(log n) while budgets have room).
+    /// gemini-flux breaks ties by key index, as that library does: its idle units are visited
+    /// first, in index order. Sets `fits` and `slots_full` as it learns.
+    fn best_for(
+        &mut self,
+        m: usize,
+        now: Nanos,
+        cost: u64,
+        fits: &mut bool,
+        slots_full: &mut bool,
+    ) -> Option<(Nanos, usize, usize)> {
+        if self.flux {
+            self.wake(m, now);
+        }
+        let mut best: Option<(Nanos, u32, usize)> = None;
+        let mut consider = |this: &mut Self, owner: u32, best: &mut Option<(Nanos, u32, usize)>| match this.evaluate(
+            owner as usize * this.env.models + m,
+            now,
+            cost,
+        ) {
+            Eval::At(t, k) => {
+                *fits = true;
+                let better = match best {
+                    None => true,
+                    Some((bt, bo, _)) if this.flux => (t, owner) < (*bt, *bo),
+                    Some((bt, _, _)) => t < *bt,
+                };
+                if better {
+                    *best = Some((t, owner, k));
+                }
+            }
+            Eval::SlotsFull => {
+                *fits = true;
+                *slots_full = true;
+            }
+            Eval::Never => {}
+        };
+        let mut cursor = self.index[m].idle.first().copied();
+        while let Some(owner) = cursor {
+            consider(self, owner, &mut best);
+            if best.is_some_and(|(t, _, _)| t <= now) {
+                break;
+            }
+            cursor = self.index[m].idle.range(owner + 1..).next().copied();
+        }
+        let mut cursor = self.index[m].waiting.first().copied();
+        while let Some((bound, owner)) = cursor {
+            let done = match best {
+                None => false,
+                Some((t, bo, _)) if self.flux => (bound, owner) > (t, bo),
+                Some((t, _, _)) => t <= now || bound >= t,
+            };
+            if done {
+                break;
+            }
+            consider(self, owner, &mut best);
+            cursor = self.index[m].waiting.range((bound, owner + 1)..).next().copied();
+        }
+        best.map(|(t, owner, k)| (t, owner as usize * self.env.models + m, k))
+    }
 }
 
 impl Strategy for ExactCooldown {
@@ -149,42 +333,11 @@ impl Strategy for ExactCooldown {
                 chain.push(m);
             }
         }
-        let (mut any_dead, mut any_fits, mut slots_full) = (false, false, false);
+        let (mut fits, mut slots_full) = (false, false);
         let mut chosen: Option<(Nanos, usize, usize)> = None;
         let mut later: Option<(Nanos, usize, usize)> = None;
         for &m in &chain {
-            let mut best: Option<(Nanos, usize, usize)> = None;
-            for owner in 0..self.owner_keys.len() {
-                let u = owner * models + m;
-                let per_key = match self.units[u].concurrent {
-                    Some((l, ConcurrencyScope::Key)) => Some(l),
-                    _ => None,
-                };
-                let unit = &self.units[u];
-                if self.pick_key(owner, None).is_none() || (self.flux && unit.dead_until > now) {
-                    any_dead = true;
-                    continue;
-                }
-                let t0 = now.max(unit.last).max(unit.blocked);
-                let t = match self.replica.check(t0, unit.budget, None, cost) {
-                    Admission::Unservable { .. } => continue,
-                    Admission::Admitted => t0,
-                    Admission::Rejected { retry_at, .. } => retry_at,
-                };
-                any_fits = true;
-                let slot_free = match unit.concurrent {
-                    Some((l, ConcurrencyScope::Project)) => unit.inflight < l,
-                    _ => true,
-                };
-                let Some(key) = self.pick_key(owner, per_key).filter(|_| slot_free) else {
-                    slots_full = true;
-                    continue;
-                };
-                if best.is_none_or(|(bt, _, _)| t < bt) {
-                    best = Some((t, u, key));
-                }
-            }
-            match best {
+            match self.best_for(m, now, cost, &mut fits, &mut slots_full) {
                 Some(b) if b.0 < day_end => {
                     chosen = Some(b);
                     break;
@@ -194,9 +347,24 @@ impl Strategy for ExactCooldown {
             }
         }
         let Some((at, u, key)) = chosen.or(later) else {
-            return if slots_full {
+            // Nothing indexed can take it: find out why (rare, so a scan is fine).
+            let dead = chain.iter().any(|&m| {
+                (0..self.owner_keys.len()).any(|o| {
+                    let unit = &self.units[o * models + m];
+                    self.pick_key(o, None).is_none() || (self.flux && unit.dead_until > now)
+                })
+            });
+            let full = slots_full
+                || chain.iter().any(|&m| {
+                    (0..self.owner_keys.len()).any(|o| {
+                        let unit = &self.units[o * models + m];
+                        matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l)
+                    })
+                });
+            return if full {
+                // A slot frees when an outstanding request ends.
                 Decision::Defer
-            } else if !any_fits && !any_dead {
+            } else if !fits && !dead {
                 Decision::GiveUp(GiveUp::Unservable)
             } else {
                 // Every key dead, or (gemini-flux) every model dead or out of daily quota.
@@ -212,6 +380,7 @@ impl Strategy for ExactCooldown {
         let owner = self.key_owner[key];
         self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys[owner].len();
         self.busy = true;
+        self.reindex(u, now);
         Decision::Send {
             key,
             model: u % models,
@@ -220,7 +389,8 @@ impl Strategy for ExactCooldown {
     }
 
     fn on_outcome(&mut self, now: Nanos, _: &Ask, key: usize, model: usize, _: Nanos, outcome: &Outcome) {
-        let u = self.key_owner[key] * self.env.models + model;
+        let owner = self.key_owner[key];
+        let u = owner * self.env.models + model;
         let unit = &mut self.units[u];
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
@@ -237,9 +407,15 @@ impl Strategy for ExactCooldown {
                     unit.blocked = unit.blocked.max(until);
                 }
             }
-            Outcome::InvalidKey => self.key_dead[key] = true,
+            Outcome::InvalidKey => {
+                self.key_dead[key] = true;
+                for m in 0..self.env.models {
+                    self.reindex(owner * self.env.models + m, now);
+                }
+            }
             Outcome::Ok | Outcome::Unservable | Outcome::Unavailable | Outcome::Error => {}
         }
+        self.reindex(u, now);
     }
 }
 
