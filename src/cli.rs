@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Overwrite the --trace file if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Run the strategies on N threads (default: every core); results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -87,8 +90,9 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     let strategies = select_strategies(&scenario, &a.strategies)?;
     let seed = a.seed.unwrap_or(scenario.seed);
+    let threads = a.threads.map_or_else(crate::run::default_threads, |n| n as usize);
     let result = match &a.trace {
-        None => run(&scenario, &strategies, seed, None),
+        None => run(&scenario, &strategies, seed, None, threads),
         Some(path) => {
             let file = OpenOptions::new()
                 .write(true)
@@ -112,7 +116,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
                     }
                 }
             };
-            let r = run(&scenario, &strategies, seed, Some(&mut sink));
+            let r = run(&scenario, &strategies, seed, Some(&mut sink), threads);
             if let Some(e) = failed {
                 return Err(format!("--trace: cannot write {}: {e}", path.display()));
             }

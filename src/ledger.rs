@@ -441,7 +441,7 @@ impl Ledger {
             Admission::Unservable { violated } => return Admission::Unservable { violated },
             Admission::Rejected { violated, retry_at } => (violated, retry_at),
         };
-        if self.config.count_rejected {
+        if self.config.count_rejected && self.budgets[b.0 as usize].limits.rpm.is_some() {
             let budget = &mut self.budgets[b.0 as usize];
             budget.rpm.record(now, 1);
             // Recording made RPM fuller: the earliest retry may move.
@@ -498,19 +498,35 @@ impl Ledger {
         }
     }
 
+    /// Records a request that [`Ledger::check`] just admitted at the same `now` (saves checking
+    /// twice).
+    pub fn commit(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) {
+        debug_assert_eq!(self.check(now, b, pool, tokens), Admission::Admitted);
+        self.record(now, b, pool, tokens, until);
+    }
+
     fn record(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) {
         let cal = &self.calendar;
         let budget = &mut self.budgets[b.0 as usize];
-        budget.rpm.record(now, 1);
-        budget.tpm.record(now, tokens);
-        budget.daily.used += 1;
         let limits = budget.limits;
-        let mut now_usage = Usage {
-            rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal)),
-            tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal)),
-            rpd: budget.daily.used,
-            concurrency: 0,
-        };
+        // Settle each window at `now` before counting (a send planned earlier may be recorded
+        // past a minute or day boundary); unlimited dimensions keep nothing.
+        let mut now_usage = Usage::default();
+        if let Some(l) = limits.rpm {
+            budget.rpm.usage(now, l, cal);
+            budget.rpm.record(now, 1);
+            now_usage.rpm = budget.rpm.usage(now, l, cal);
+        }
+        if let Some(l) = limits.tpm {
+            budget.tpm.usage(now, l, cal);
+            budget.tpm.record(now, tokens);
+            now_usage.tpm = budget.tpm.usage(now, l, cal);
+        }
+        if limits.rpd.is_some() {
+            budget.daily.settle(now, cal);
+            budget.daily.used += 1;
+            now_usage.rpd = budget.daily.used;
+        }
         if let (Some(_), Some(p)) = (limits.concurrent, pool) {
             let slots = &mut self.pools[p.0 as usize];
             slots.ends.push(Reverse(until));
@@ -531,6 +547,16 @@ impl Ledger {
             tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal)),
             rpd: budget.daily.settle(now, cal),
             concurrency: pool.map_or(0, |p| self.pools[p.0 as usize].settle(now)),
+        }
+    }
+
+    /// Requests budget `b` has counted for the day containing `now` (read-only).
+    pub fn used_today(&self, now: Nanos, b: BudgetId) -> u64 {
+        let d = &self.budgets[b.0 as usize].daily;
+        if now >= d.day_end {
+            0
+        } else {
+            d.used
         }
     }
 
@@ -636,7 +662,7 @@ mod tests {
         assert_eq!(l.admit(5, b, None, 1, 0), Admission::Admitted);
         assert_eq!(l.admit(5, b, None, 1, 0), Admission::Admitted);
         assert!(matches!(l.admit(5, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 5 + MINUTE));
-        assert_eq!(l.held_entries(), 2); // merged RPM entry + merged TPM entry
+        assert_eq!(l.held_entries(), 1); // one merged RPM entry; unlimited TPM keeps nothing
     }
 
     #[test]
@@ -800,6 +826,44 @@ mod tests {
             matches!(l.admit(10 * SECOND, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 70 * SECOND)
         );
         assert!(matches!(l.admit(MINUTE, b, None, 1, 0), Admission::Rejected { .. }));
+    }
+
+    #[test]
+    fn a_commit_planned_past_midnight_counts_against_the_new_day() {
+        // 09:00 PDT start: midnight is 15 h in. Check early, commit at the planned instant.
+        let (mut l, b) = ledger(
+            WindowKind::Fixed,
+            Limits {
+                rpm: Some(1),
+                rpd: Some(1),
+                ..Limits::default()
+            },
+        );
+        assert_eq!(l.admit(0, b, None, 1, 0), Admission::Admitted);
+        let midnight = 15 * HOUR;
+        assert!(matches!(l.check(SECOND, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == midnight));
+        l.commit(midnight, b, None, 1, midnight);
+        assert_eq!(
+            l.usage(midnight, b, None),
+            Usage {
+                rpm: 1,
+                tpm: 0,
+                rpd: 1,
+                concurrency: 0
+            }
+        );
+        assert!(
+            matches!(l.check(midnight + MINUTE, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == midnight + 24 * HOUR)
+        );
+    }
+
+    #[test]
+    fn unlimited_dimensions_hold_nothing() {
+        let (mut l, b) = ledger(WindowKind::Sliding, Limits::default());
+        for i in 0..1000 {
+            assert_eq!(l.admit(i, b, None, 5, 0), Admission::Admitted);
+        }
+        assert_eq!(l.held_entries(), 0);
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use crate::bound::upper_bound;
 use crate::engine::{simulate, AttemptRecord};
-use crate::metrics::{round3, RunResult};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::metrics::{round3, RunResult, StrategyResult};
 use crate::scenario::{Scenario, StrategySpec};
 use crate::time::SECOND;
 
@@ -38,29 +41,61 @@ pub fn select_strategies(s: &Scenario, names: &[String]) -> Result<Vec<StrategyS
 /// Receives each attempt of a run with its strategy's name.
 pub type TraceSink<'a> = &'a mut dyn FnMut(&str, &AttemptRecord);
 
-/// Runs `strategies` on `scenario` with `seed`. `trace` receives each attempt with its
-/// strategy's name.
-pub fn run(scenario: &Scenario, strategies: &[StrategySpec], seed: u64, mut trace: Option<TraceSink>) -> RunResult {
+/// Runs `strategies` on `scenario` with `seed` on up to `threads` threads (each strategy is
+/// independent, so the results are identical to a sequential run). `trace`, if given,
+/// receives each attempt with its strategy's name; tracing runs the strategies one after
+/// another so the trace is written in order without buffering.
+pub fn run(
+    scenario: &Scenario,
+    strategies: &[StrategySpec],
+    seed: u64,
+    trace: Option<TraceSink>,
+    threads: usize,
+) -> RunResult {
     let bound = upper_bound(scenario, seed);
-    let mut results = Vec::new();
-    let mut longest = 0.0f64;
-    for spec in strategies {
-        let name = spec.name.clone();
-        let result = match trace.as_mut() {
-            Some(t) => {
-                let mut f = |a: &AttemptRecord| t(&name, a);
+    let results: Vec<StrategyResult> = match trace {
+        Some(t) => strategies
+            .iter()
+            .map(|spec| {
+                let mut f = |a: &AttemptRecord| t(&spec.name, a);
                 simulate(scenario, spec, seed, &bound, Some(&mut f))
-            }
-            None => simulate(scenario, spec, seed, &bound, None),
-        };
-        let span = result.makespan_s.unwrap_or(scenario.horizon as f64 / SECOND as f64);
-        longest = longest.max(span);
-        results.push(result);
-    }
+            })
+            .collect(),
+        None if threads <= 1 || strategies.len() <= 1 => strategies
+            .iter()
+            .map(|spec| simulate(scenario, spec, seed, &bound, None))
+            .collect(),
+        None => {
+            let next = AtomicUsize::new(0);
+            let done: Vec<Mutex<Option<StrategyResult>>> = strategies.iter().map(|_| Mutex::new(None)).collect();
+            std::thread::scope(|scope| {
+                for _ in 0..threads.min(strategies.len()) {
+                    scope.spawn(|| loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(spec) = strategies.get(i) else { break };
+                        let r = simulate(scenario, spec, seed, &bound, None);
+                        *done[i].lock().expect("no worker panics while holding it") = Some(r);
+                    });
+                }
+            });
+            done.into_iter()
+                .map(|m| m.into_inner().expect("not poisoned").expect("every strategy ran"))
+                .collect()
+        }
+    };
+    let longest = results
+        .iter()
+        .map(|r| r.makespan_s.unwrap_or(scenario.horizon as f64 / SECOND as f64))
+        .fold(0.0f64, f64::max);
     RunResult {
         scenario: scenario.name.clone(),
         seed,
         simulated_seconds: round3(longest),
         results,
     }
+}
+
+/// The default number of threads: every core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

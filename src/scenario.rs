@@ -910,7 +910,7 @@ fn validate_tokens(cx: &Ctx, field: &str, raw: &Option<RawTokens>) -> Result<Tok
             if min > max {
                 return Err(cx.err(&format!("{field}.min"), format!("{min} is greater than max {max}")));
             }
-            Ok(TokenDist::LogNormal { median, p99, min, max })
+            Ok(TokenDist::lognormal(median, p99, min, max))
         }
         other => Err(cx.err(
             &format!("{field}.dist"),

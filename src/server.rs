@@ -146,7 +146,8 @@ impl Server {
         } else {
             1.0
         };
-        (base * factor).round().max(1.0) as Nanos
+        // Round half up (positive), at least 1 ns.
+        ((base * factor + 0.5) as Nanos).max(1)
     }
 
     /// Answers a call at `now`, recording it in the ledger when admitted.
@@ -189,8 +190,7 @@ impl Server {
             }
         }
         let completes_at = now + self.latency(model, call.output_tokens, call.request, call.attempt);
-        let admitted = self.ledger.admit(now, budget, pool, cost, completes_at);
-        debug_assert_eq!(admitted, Admission::Admitted);
+        self.ledger.commit(now, budget, pool, cost, completes_at);
         Response::Ok { completes_at }
     }
 

@@ -27,12 +27,12 @@ pub enum TokenDist {
         /// Largest value.
         max: u64,
     },
-    /// Lognormal with the given median and 99th percentile, rounded and clamped to `min..=max`.
+    /// Lognormal, rounded and clamped to `min..=max` (see [`TokenDist::lognormal`]).
     LogNormal {
-        /// Median.
-        median: f64,
-        /// 99th percentile.
-        p99: f64,
+        /// Mean of the logarithm (ln of the median).
+        mu: f64,
+        /// Standard deviation of the logarithm.
+        sigma: f64,
         /// Clamp below.
         min: u64,
         /// Clamp above.
@@ -41,16 +41,25 @@ pub enum TokenDist {
 }
 
 impl TokenDist {
+    /// The lognormal distribution with this median and 99th percentile.
+    pub fn lognormal(median: f64, p99: f64, min: u64, max: u64) -> TokenDist {
+        TokenDist::LogNormal {
+            mu: median.ln(),
+            sigma: (p99.ln() - median.ln()) / Z99,
+            min,
+            max,
+        }
+    }
+
     /// Draws one value.
     pub fn sample(&self, r: &mut Pcg64Mcg) -> u64 {
         match *self {
             TokenDist::Fixed(v) => v,
             TokenDist::Uniform { min, max } => r.random_range(min..=max),
-            TokenDist::LogNormal { median, p99, min, max } => {
-                let sigma = (p99.ln() - median.ln()) / Z99;
+            TokenDist::LogNormal { mu, sigma, min, max } => {
                 let z: f64 = StandardNormal.sample(r);
-                let v = (median.ln() + sigma * z).exp().round();
-                (v as u64).clamp(min, max)
+                // Round half up (the value is positive); `as` saturates.
+                (((mu + sigma * z).exp() + 0.5) as u64).clamp(min, max)
             }
         }
     }
@@ -286,12 +295,7 @@ mod tests {
 
     #[test]
     fn lognormal_hits_its_median_and_p99() {
-        let d = TokenDist::LogNormal {
-            median: 40_000.0,
-            p99: 120_000.0,
-            min: 1,
-            max: u64::MAX,
-        };
+        let d = TokenDist::lognormal(40_000.0, 120_000.0, 1, u64::MAX);
         let mut r = rng(3, Stream::Workload, 0, 0);
         let mut v: Vec<u64> = (0..20_000).map(|_| d.sample(&mut r)).collect();
         v.sort_unstable();

@@ -215,7 +215,7 @@ proptest! {
     #[test]
     fn every_request_ends_once(c in cases(true, true, 4)) {
         let s = c.scenario(ALL);
-        let out = run(&s, &s.strategies, s.seed, None);
+        let out = run(&s, &s.strategies, s.seed, None, 1);
         for r in &out.results {
             prop_assert_eq!(r.requests, r.completed + r.failed + r.unservable + r.pending, "{:?}", r);
             prop_assert_eq!(r.attempts, r.completed + r.rate_limited + r.other_errors + r.in_flight, "{:?}", r);
@@ -231,13 +231,15 @@ proptest! {
     #[test]
     fn runs_are_deterministic_and_order_free(c in cases(true, true, 4)) {
         let s = c.scenario(ALL);
-        let a = to_json(&run(&s, &s.strategies, s.seed, None));
-        let b = to_json(&run(&s, &s.strategies, s.seed, None));
+        let a = to_json(&run(&s, &s.strategies, s.seed, None, 1));
+        // Threads change nothing either.
+        prop_assert_eq!(&a, &to_json(&run(&s, &s.strategies, s.seed, None, 3)));
+        let b = to_json(&run(&s, &s.strategies, s.seed, None, 1));
         prop_assert_eq!(&a, &b);
         let mut reversed = s.strategies.clone();
         reversed.reverse();
-        let r = run(&s, &reversed, s.seed, None);
-        let fwd = run(&s, &s.strategies, s.seed, None);
+        let r = run(&s, &reversed, s.seed, None, 2);
+        let fwd = run(&s, &s.strategies, s.seed, None, 1);
         for x in &r.results {
             let y = fwd.results.iter().find(|y| y.strategy == x.strategy).unwrap();
             prop_assert_eq!(x, y);

@@ -37,16 +37,17 @@ struct Unit {
 enum Place {
     /// Not a candidate: no live key, concurrency slots full, or a limit of 0.
     Out,
-    /// Could take a request now (its lower bound has passed).
-    Idle,
+    /// Could take a request now (its lower bound has passed); keyed by preference.
+    Idle(u64),
     /// Cannot take any request before this instant.
     Waiting(Nanos),
 }
 
-/// The candidates of one model: idle units by owner index, waiting ones by lower bound.
+/// The candidates of one model: idle units by preference (requests used today, so daily
+/// quota is spent evenly; gemini-flux: key index), waiting ones by lower bound.
 #[derive(Debug, Clone, Default)]
 struct Index {
-    idle: BTreeSet<u32>,
+    idle: BTreeSet<(u64, u32)>,
     waiting: BTreeSet<(Nanos, u32)>,
 }
 
@@ -77,6 +78,11 @@ pub struct ExactCooldown {
     cursor: Vec<usize>,
     /// gemini-flux's global lock: one request in flight.
     busy: bool,
+    /// When the current day ends: idle preferences (requests used today) are re-keyed then.
+    day_end: Nanos,
+    /// The smallest request cost seen: lower bounds hold for any request at least this big,
+    /// and are recomputed when a smaller one comes (about ln N times in N requests).
+    floor: Option<u64>,
 }
 
 impl ExactCooldown {
@@ -148,6 +154,8 @@ impl ExactCooldown {
             replica,
             units,
             busy: false,
+            floor: None,
+            day_end: 0,
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -188,8 +196,8 @@ impl ExactCooldown {
         let index = &mut self.index[m];
         match self.units[u].place {
             Place::Out => {}
-            Place::Idle => {
-                index.idle.remove(&(owner as u32));
+            Place::Idle(key) => {
+                index.idle.remove(&(key, owner as u32));
             }
             Place::Waiting(t) => {
                 index.waiting.remove(&(t, owner as u32));
@@ -200,13 +208,13 @@ impl ExactCooldown {
         let place = if slots_full || self.pick_key(owner, None).is_none() {
             Place::Out
         } else {
-            // The earliest instant any request (even of 0 tokens) could go: a lower bound.
+            // The earliest instant any request of at least `floor` tokens could go.
             let t0 = self.start(u, now);
-            match self.replica.check(t0, unit.budget, None, 0) {
+            match self.replica.check(t0, unit.budget, None, self.floor.unwrap_or(0)) {
                 Admission::Unservable { .. } => Place::Out,
                 // gemini-flux prefers the first key among those free now; the correct mode
                 // takes the unit whose bound passed longest ago, which spreads load.
-                Admission::Admitted if t0 <= now && self.flux => Place::Idle,
+                Admission::Admitted if t0 <= now => Place::Idle(self.preference(u, now)),
                 Admission::Admitted => Place::Waiting(t0),
                 Admission::Rejected { retry_at, .. } => Place::Waiting(retry_at),
             }
@@ -214,14 +222,25 @@ impl ExactCooldown {
         let index = &mut self.index[m];
         match place {
             Place::Out => {}
-            Place::Idle => {
-                index.idle.insert(owner as u32);
+            Place::Idle(key) => {
+                index.idle.insert((key, owner as u32));
             }
             Place::Waiting(t) => {
                 index.waiting.insert((t, owner as u32));
             }
         }
         self.units[u].place = place;
+    }
+
+    /// Which idle unit to prefer (smaller first): gemini-flux takes the first key; the correct
+    /// mode the budget that has used least of its day, so no project runs out of daily quota
+    /// while others still have plenty.
+    fn preference(&self, u: usize, now: Nanos) -> u64 {
+        if self.flux {
+            0
+        } else {
+            self.replica.used_today(now, self.units[u].budget)
+        }
     }
 
     /// Moves the units of model `m` whose lower bound has passed into the idle set.
@@ -231,8 +250,10 @@ impl ExactCooldown {
                 break;
             }
             self.index[m].waiting.pop_first();
-            self.index[m].idle.insert(owner);
-            self.units[owner as usize * self.env.models + m].place = Place::Idle;
+            let u = owner as usize * self.env.models + m;
+            let key = self.preference(u, now);
+            self.index[m].idle.insert((key, owner));
+            self.units[u].place = Place::Idle(key);
         }
     }
 
@@ -268,9 +289,7 @@ impl ExactCooldown {
         fits: &mut bool,
         slots_full: &mut bool,
     ) -> Option<(Nanos, usize, usize)> {
-        if self.flux {
-            self.wake(m, now);
-        }
+        self.wake(m, now);
         let mut best: Option<(Nanos, u32, usize)> = None;
         let mut consider = |this: &mut Self, owner: u32, best: &mut Option<(Nanos, u32, usize)>| match this.evaluate(
             owner as usize * this.env.models + m,
@@ -295,12 +314,12 @@ impl ExactCooldown {
             Eval::Never => {}
         };
         let mut cursor = self.index[m].idle.first().copied();
-        while let Some(owner) = cursor {
+        while let Some((key, owner)) = cursor {
             consider(self, owner, &mut best);
             if best.is_some_and(|(t, _, _)| t <= now) {
                 break;
             }
-            cursor = self.index[m].idle.range(owner + 1..).next().copied();
+            cursor = self.index[m].idle.range((key, owner + 1)..).next().copied();
         }
         let mut cursor = self.index[m].waiting.first().copied();
         while let Some((bound, owner)) = cursor {
@@ -325,6 +344,13 @@ impl Strategy for ExactCooldown {
             return Decision::Defer;
         }
         let cost = self.cost(ask);
+        if self.floor.is_none_or(|f| cost < f) || now >= self.day_end {
+            self.floor = Some(self.floor.map_or(cost, |f| f.min(cost)));
+            self.day_end = self.env.calendar.next_day_start(now);
+            for u in 0..self.units.len() {
+                self.reindex(u, now);
+            }
+        }
         let day_end = self.env.calendar.next_day_start(now);
         let models = self.env.models;
         let mut chain = vec![ask.model];
@@ -372,8 +398,10 @@ impl Strategy for ExactCooldown {
             };
         };
         let unit = &mut self.units[u];
-        let admitted = self.replica.admit(at, unit.budget, None, cost, at);
-        debug_assert_eq!(admitted, Admission::Admitted, "planned send must fit the replica");
+        // `best_for` checked exactly this: the send fits the replica at `at`. Reserving it now
+        // (rather than deciding again at `at`) keeps large requests from being overtaken by
+        // small ones forever.
+        self.replica.commit(at, unit.budget, None, cost, at);
         unit.last = at;
         unit.inflight += 1;
         self.key_inflight[key] += 1;
@@ -413,7 +441,12 @@ impl Strategy for ExactCooldown {
                     self.reindex(owner * self.env.models + m, now);
                 }
             }
-            Outcome::Ok | Outcome::Unservable | Outcome::Unavailable | Outcome::Error => {}
+            Outcome::Ok | Outcome::Unservable | Outcome::Unavailable | Outcome::Error => {
+                // Nothing that bounds this unit changed, unless a concurrency slot freed.
+                if unit.concurrent.is_none() {
+                    return;
+                }
+            }
         }
         self.reindex(u, now);
     }

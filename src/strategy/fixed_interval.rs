@@ -1,8 +1,8 @@
 //! `fixed_interval`: a key is reused only `interval` after its last use, whatever the request
-//! size (the hand-written "rotate every 30 s" rotator). O(log keys) per decision.
+//! size (the hand-written "rotate every 30 s" rotator). O(1) per decision: send times never
+//! decrease, so keys become free again in the order they were used (a FIFO).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 
 use super::{Ask, Decision, Env, Outcome, Strategy};
 use crate::time::Nanos;
@@ -11,8 +11,8 @@ use crate::time::Nanos;
 #[derive(Debug, Clone)]
 pub struct FixedInterval {
     interval: Nanos,
-    /// `(free at, key)`: the key free soonest (lowest index on ties) on top.
-    free: BinaryHeap<Reverse<(Nanos, usize)>>,
+    /// `(free at, key)`, soonest first: the key used longest ago is at the front.
+    free: VecDeque<(Nanos, usize)>,
 }
 
 impl FixedInterval {
@@ -20,16 +20,17 @@ impl FixedInterval {
     pub fn new(env: &Env, interval: Nanos) -> Self {
         FixedInterval {
             interval,
-            free: (0..env.key_project.len()).map(|k| Reverse((0, k))).collect(),
+            free: (0..env.key_project.len()).map(|k| (0, k)).collect(),
         }
     }
 }
 
 impl Strategy for FixedInterval {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
-        let Reverse((free_at, key)) = self.free.pop().expect("at least one key");
+        let (free_at, key) = self.free.pop_front().expect("at least one key");
         let at = free_at.max(now);
-        self.free.push(Reverse((at + self.interval, key)));
+        debug_assert!(self.free.back().is_none_or(|&(t, _)| t <= at + self.interval));
+        self.free.push_back((at + self.interval, key));
         Decision::Send {
             key,
             model: ask.model,
