@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::export::{to_json, to_table, trace_line};
-use crate::run::{run, select_strategies};
+use crate::run::{run_detailed, select_strategies};
 use crate::scenario::Scenario;
 
 /// Compare API-key rotation strategies against a mock Gemini server with exact quotas.
@@ -53,7 +53,10 @@ pub struct RunArgs {
     /// Write one JSON line per attempt to FILE.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
-    /// Overwrite the --trace file if it exists.
+    /// Write a report (summary.json/md, timeseries.csv, charts, index.html) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Overwrite an existing --trace file, or write into a non-empty --out directory.
     #[arg(long)]
     pub force: bool,
     /// Run the strategies on N threads (default: every core); results do not depend on it.
@@ -91,8 +94,12 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     let strategies = select_strategies(&scenario, &a.strategies)?;
     let seed = a.seed.unwrap_or(scenario.seed);
     let threads = a.threads.map_or_else(crate::run::default_threads, |n| n as usize);
-    let result = match &a.trace {
-        None => run(&scenario, &strategies, seed, None, threads),
+    if let Some(dir) = &a.out {
+        crate::report::prepare_dir(dir, a.force)?;
+    }
+    let details = a.out.is_some();
+    let (result, details) = match &a.trace {
+        None => run_detailed(&scenario, &strategies, seed, None, threads, details),
         Some(path) => {
             let file = OpenOptions::new()
                 .write(true)
@@ -116,7 +123,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
                     }
                 }
             };
-            let r = run(&scenario, &strategies, seed, Some(&mut sink), threads);
+            let r = run_detailed(&scenario, &strategies, seed, Some(&mut sink), threads, details);
             if let Some(e) = failed {
                 return Err(format!("--trace: cannot write {}: {e}", path.display()));
             }
@@ -125,6 +132,9 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
             r
         }
     };
+    if let Some(dir) = &a.out {
+        crate::report::write_report(dir, &result, &details)?;
+    }
     let out = match a.format {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),

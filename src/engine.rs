@@ -15,6 +15,7 @@ use crate::scenario::{RetryPolicy, Scenario, StrategySpec};
 use crate::server::{Call, KeyRef, Response, Server};
 use crate::strategy::{self, Ask, Decision, GiveUp, Outcome, Strategy};
 use crate::time::Nanos;
+use crate::timeline::{Details, Timeline};
 use crate::workload::{Arrivals, Request, RequestStream};
 
 /// What became of one attempt (one line of `--trace`).
@@ -111,6 +112,7 @@ struct Sim<'a, 'b> {
     free_workers: u64,
     rec: Recorder,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
+    timeline: Option<Timeline>,
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -122,18 +124,29 @@ pub fn simulate(
     bound: &Bound,
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
 ) -> StrategyResult {
-    simulate_with_server(scenario, spec, seed, bound, trace).0
+    simulate_full(scenario, spec, seed, bound, trace, false).result
 }
 
-/// [`simulate`], also handing back the mock server as the run left it (its ledger's peaks show
-/// how full each window ever was).
-pub fn simulate_with_server(
+/// Everything one simulated strategy leaves behind.
+#[derive(Debug)]
+pub struct Simulation {
+    /// The summary row.
+    pub result: StrategyResult,
+    /// The mock server as the run left it (its ledger's peaks show how full windows got).
+    pub server: Server,
+    /// Time series, wait distribution and utilisation, when asked for.
+    pub details: Option<Details>,
+}
+
+/// [`simulate`], also handing back the server and, if `details`, what a report shows.
+pub fn simulate_full(
     scenario: &Scenario,
     spec: &StrategySpec,
     seed: u64,
     bound: &Bound,
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
-) -> (StrategyResult, Server) {
+    details: bool,
+) -> Simulation {
     let mut sim = Sim {
         scenario,
         seed,
@@ -151,6 +164,7 @@ pub fn simulate_with_server(
         free_workers: 0,
         rec: Recorder::new(),
         trace,
+        timeline: details.then(Timeline::default),
     };
     let horizon = scenario.horizon;
     match scenario.workload.arrivals {
@@ -170,6 +184,7 @@ pub fn simulate_with_server(
             if now > horizon {
                 break;
             }
+            sim.tick(now);
             sim.rec.requests += 1;
             let slot = sim.alloc(req, now);
             if !sim.offer(slot, now) {
@@ -184,6 +199,7 @@ pub fn simulate_with_server(
         if now > horizon {
             break;
         }
+        sim.tick(now);
         let slot = (ev.tag >> 2) as u32;
         match ev.tag & 3 {
             OFFER => {
@@ -221,10 +237,25 @@ pub fn simulate_with_server(
         bound.per_min,
         bound.best_span,
     );
-    (result, sim.server)
+    let details = sim.timeline.take().map(|mut tl| {
+        tl.sample_until(span, sim.rec.in_flight, sim.live - sim.rec.in_flight);
+        tl.finish(span, &sim.server, scenario, sim.rec.wait_cdf())
+    });
+    Simulation {
+        result,
+        server: sim.server,
+        details,
+    }
 }
 
 impl Sim<'_, '_> {
+    /// Lets the timeline (if any) sample the minute boundaries before `now`.
+    fn tick(&mut self, now: Nanos) {
+        if let Some(tl) = self.timeline.as_mut() {
+            tl.sample_until(now, self.rec.in_flight, self.live - self.rec.in_flight);
+        }
+    }
+
     fn push(&mut self, time: Nanos, kind: u64, slot: u32) {
         self.seq += 1;
         let key = (time as u128) << 64 | self.seq as u128;
@@ -380,11 +411,27 @@ impl Sim<'_, '_> {
         let outcome = match self.server.handle(now, &call) {
             Response::Ok { completes_at } => {
                 self.rec.in_flight += 1;
+                if let Some(tl) = self.timeline.as_mut() {
+                    let s = self.scenario;
+                    let budget = s.topology.keys[key].project * s.models.len() + model;
+                    let cost = self.server.tpm_cost(l.req.input_tokens, l.req.output_tokens);
+                    tl.admitted(
+                        now,
+                        budget,
+                        s.topology.projects.len() * s.models.len(),
+                        cost,
+                        completes_at,
+                        s,
+                    );
+                }
                 self.push(completes_at, COMPLETE, slot);
                 return;
             }
             Response::RateLimited { violated, retry_delay } => {
                 self.rec.rate_limited(violated);
+                if let Some(tl) = self.timeline.as_mut() {
+                    tl.rate_limited(now, violated);
+                }
                 self.record(&l, now, 429, "rate_limited", violated, Some(retry_delay));
                 Outcome::RateLimited {
                     violated,
@@ -393,6 +440,9 @@ impl Sim<'_, '_> {
             }
             Response::Unservable { violated } => {
                 self.rec.rate_limited(violated);
+                if let Some(tl) = self.timeline.as_mut() {
+                    tl.rate_limited(now, violated);
+                }
                 self.record(&l, now, 429, "unservable", violated, None);
                 self.strategy
                     .on_outcome(now, &ask, key, model, now, &Outcome::Unservable);
@@ -424,6 +474,9 @@ impl Sim<'_, '_> {
         let (key, model) = (l.key as usize, l.model as usize);
         self.rec.in_flight -= 1;
         self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
+        if let Some(tl) = self.timeline.as_mut() {
+            tl.completed(now, l.req.input_tokens);
+        }
         self.record(&l, now, 200, "ok", Dims::EMPTY, None);
         self.strategy
             .on_outcome(now, &Self::ask(&l), key, model, l.sent, &Outcome::Ok);

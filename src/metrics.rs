@@ -178,6 +178,23 @@ impl Recorder {
         self.last_end = self.last_end.max(done);
     }
 
+    /// The cumulative distribution of waits: (wait in ms, fraction of completed requests), one
+    /// point per histogram bucket that holds values.
+    pub fn wait_cdf(&self) -> Vec<(f64, f64)> {
+        let total = self.wait.len().max(1) as f64;
+        let mut cum = 0u64;
+        self.wait
+            .iter_recorded()
+            .map(|v| {
+                cum += v.count_at_value();
+                (
+                    round3(self.wait.highest_equivalent(v.value_iterated_to()) as f64 / 1000.0),
+                    cum as f64 / total,
+                )
+            })
+            .collect()
+    }
+
     /// Turns the counts into a result row. `span` is the measured time (makespan of a closed
     /// batch, or the open workload's duration); `bound_per_min` the upper bound; `bound_span`
     /// the shortest span in which a closed batch could be done (0 for open workloads).

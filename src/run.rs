@@ -2,13 +2,14 @@
 //! request stream, and the scenario's upper bound.
 
 use crate::bound::upper_bound;
-use crate::engine::{simulate, AttemptRecord};
+use crate::engine::{simulate_full, AttemptRecord, Simulation};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::metrics::{round3, RunResult, StrategyResult};
+use crate::metrics::{round3, RunResult};
 use crate::scenario::{Scenario, StrategySpec};
 use crate::time::SECOND;
+use crate::timeline::Details;
 
 /// Picks the strategies named on the command line (all of the scenario's when none): a name
 /// the scenario configures, else a built-in kind name with its defaults.
@@ -52,28 +53,40 @@ pub fn run(
     trace: Option<TraceSink>,
     threads: usize,
 ) -> RunResult {
+    run_detailed(scenario, strategies, seed, trace, threads, false).0
+}
+
+/// [`run`], also collecting each strategy's [`Details`] (for reports) when `details`.
+pub fn run_detailed(
+    scenario: &Scenario,
+    strategies: &[StrategySpec],
+    seed: u64,
+    trace: Option<TraceSink>,
+    threads: usize,
+    details: bool,
+) -> (RunResult, Vec<Details>) {
     let bound = upper_bound(scenario, seed);
-    let results: Vec<StrategyResult> = match trace {
+    let sims: Vec<Simulation> = match trace {
         Some(t) => strategies
             .iter()
             .map(|spec| {
                 let mut f = |a: &AttemptRecord| t(&spec.name, a);
-                simulate(scenario, spec, seed, &bound, Some(&mut f))
+                simulate_full(scenario, spec, seed, &bound, Some(&mut f), details)
             })
             .collect(),
         None if threads <= 1 || strategies.len() <= 1 => strategies
             .iter()
-            .map(|spec| simulate(scenario, spec, seed, &bound, None))
+            .map(|spec| simulate_full(scenario, spec, seed, &bound, None, details))
             .collect(),
         None => {
             let next = AtomicUsize::new(0);
-            let done: Vec<Mutex<Option<StrategyResult>>> = strategies.iter().map(|_| Mutex::new(None)).collect();
+            let done: Vec<Mutex<Option<Simulation>>> = strategies.iter().map(|_| Mutex::new(None)).collect();
             std::thread::scope(|scope| {
                 for _ in 0..threads.min(strategies.len()) {
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(spec) = strategies.get(i) else { break };
-                        let r = simulate(scenario, spec, seed, &bound, None);
+                        let r = simulate_full(scenario, spec, seed, &bound, None, details);
                         *done[i].lock().expect("no worker panics while holding it") = Some(r);
                     });
                 }
@@ -83,16 +96,25 @@ pub fn run(
                 .collect()
         }
     };
-    let longest = results
+    let longest = sims
         .iter()
-        .map(|r| r.makespan_s.unwrap_or(scenario.horizon as f64 / SECOND as f64))
+        .map(|s| s.result.makespan_s.unwrap_or(scenario.horizon as f64 / SECOND as f64))
         .fold(0.0f64, f64::max);
-    RunResult {
-        scenario: scenario.name.clone(),
-        seed,
-        simulated_seconds: round3(longest),
-        results,
+    let mut results = Vec::new();
+    let mut all_details = Vec::new();
+    for s in sims {
+        results.push(s.result);
+        all_details.extend(s.details);
     }
+    (
+        RunResult {
+            scenario: scenario.name.clone(),
+            seed,
+            simulated_seconds: round3(longest),
+            results,
+        },
+        all_details,
+    )
 }
 
 /// The default number of threads: every core.

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestError, TestRunner};
 
 use flux_sim::bound::upper_bound;
-use flux_sim::engine::simulate_with_server;
+use flux_sim::engine::simulate_full;
 use flux_sim::export::to_json;
 use flux_sim::metrics::StrategyResult;
 use flux_sim::run::run;
@@ -156,8 +156,8 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
 fn simulate(c: &Case, strategies: &str) -> (Scenario, StrategyResult, flux_sim::server::Server) {
     let s = c.scenario(strategies);
     let b = upper_bound(&s, s.seed);
-    let (r, server) = simulate_with_server(&s, &s.strategies[0], s.seed, &b, None);
-    (s, r, server)
+    let sim = simulate_full(&s, &s.strategies[0], s.seed, &b, None, false);
+    (s, sim.result, sim.server)
 }
 
 /// The server's ledger never saw a window fuller than its limit.

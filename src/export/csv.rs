@@ -1,0 +1,41 @@
+//! `timeseries.csv`: per strategy, per simulated minute.
+
+use crate::metrics::RunResult;
+use crate::timeline::Details;
+
+/// The CSV header.
+pub const HEADER: &str = "strategy,minute,completed,rate_limited_rpm,rate_limited_tpm,rate_limited_rpd,rate_limited_concurrency,rate_limited_capacity,input_tokens,in_flight,queued";
+
+/// The time series of every strategy of `run`, in run order.
+pub fn timeseries_csv(run: &RunResult, details: &[Details]) -> String {
+    let mut out = format!("{HEADER}\n");
+    for (r, d) in run.results.iter().zip(details) {
+        for m in &d.minutes {
+            let by = &m.rate_limited;
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                csv_field(&r.strategy),
+                m.minute,
+                m.completed,
+                by.rpm,
+                by.tpm,
+                by.rpd,
+                by.concurrency,
+                by.capacity,
+                m.input_tokens,
+                m.in_flight,
+                m.queued
+            ));
+        }
+    }
+    out
+}
+
+/// Quotes a field when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
