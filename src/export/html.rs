@@ -1,6 +1,7 @@
 //! `index.html`: one self-contained page (works offline) with the table and every chart
 //! inlined as SVG, each linking to its PNG and SVG files.
 
+use super::markdown::{summary_cells, SUMMARY_HEADER};
 use crate::metrics::RunResult;
 
 fn escape(s: &str) -> String {
@@ -19,36 +20,21 @@ pub fn to_html(r: &RunResult, charts: &[(&str, &str, String)]) -> String {
                 th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}\
                 figure{margin:2em 0}svg{max-width:100%;height:auto}</style>\n</head>\n<body>\n");
     h.push_str(&format!(
-        "<h1>{}</h1>\n<p>seed {}, {} s simulated</p>\n<table>\n<tr><th>strategy</th><th>completed</th><th>failed</th><th>unservable</th><th>pending</th>\
-         <th>429s</th><th>rpm</th><th>tpm</th><th>rpd</th><th>conc.</th><th>other errors</th><th>attempts</th><th>done/min</th><th>bound/min</th>\
-         <th>efficiency</th><th>wait p50 (ms)</th><th>wait p99 (ms)</th><th>makespan (s)</th></tr>\n",
+        "<h1>{}</h1>\n<p>seed {}, {} s simulated</p>\n<table>\n<tr>",
         escape(&r.scenario),
         r.seed,
         r.simulated_seconds
     ));
+    for head in SUMMARY_HEADER {
+        h.push_str(&format!("<th>{}</th>", escape(head)));
+    }
+    h.push_str("</tr>\n");
     for x in &r.results {
-        h.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{:.2}</td><td>{:.2}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(&x.strategy),
-            x.completed,
-            x.failed,
-            x.unservable,
-            x.pending,
-            x.rate_limited,
-            x.rate_limited_by.rpm,
-            x.rate_limited_by.tpm,
-            x.rate_limited_by.rpd,
-            x.rate_limited_by.concurrency,
-            x.other_errors,
-            x.attempts,
-            x.throughput_per_min,
-            x.upper_bound_per_min,
-            x.efficiency,
-            x.wait_ms.p50,
-            x.wait_ms.p99,
-            x.makespan_s.map_or("–".to_string(), |m| m.to_string())
-        ));
+        h.push_str("<tr>");
+        for cell in summary_cells(x) {
+            h.push_str(&format!("<td>{}</td>", escape(&cell)));
+        }
+        h.push_str("</tr>\n");
     }
     h.push_str("</table>\n");
     for (stem, title, svg) in charts {
