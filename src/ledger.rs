@@ -288,8 +288,8 @@ impl Window {
         }
     }
 
-    /// Records `amount` at `now` (after a fit check at the same `now`).
-    fn record(&mut self, now: Nanos, amount: u64) {
+    /// Records `amount` at `now` (the window settled at `now`) and returns what it holds then.
+    fn record(&mut self, now: Nanos, amount: u64) -> u64 {
         match self {
             Window::Sliding { entries, base } => {
                 let last = entries.back().map_or(*base, |&(_, c)| c);
@@ -297,9 +297,16 @@ impl Window {
                     Some((t, cum)) if *t == now => *cum += amount,
                     _ => entries.push_back((now, last + amount)),
                 }
+                last + amount - *base
             }
-            Window::Fixed { used, .. } => *used += amount,
-            Window::Bucket { debt, .. } => *debt += amount as u128 * MINUTE as u128,
+            Window::Fixed { used, .. } => {
+                *used += amount;
+                *used
+            }
+            Window::Bucket { debt, .. } => {
+                *debt += amount as u128 * MINUTE as u128;
+                debt.div_ceil(MINUTE as u128) as u64
+            }
         }
     }
 }
@@ -514,13 +521,11 @@ impl Ledger {
         let mut now_usage = Usage::default();
         if let Some(l) = limits.rpm {
             budget.rpm.usage(now, l, cal);
-            budget.rpm.record(now, 1);
-            now_usage.rpm = budget.rpm.usage(now, l, cal);
+            now_usage.rpm = budget.rpm.record(now, 1);
         }
         if let Some(l) = limits.tpm {
             budget.tpm.usage(now, l, cal);
-            budget.tpm.record(now, tokens);
-            now_usage.tpm = budget.tpm.usage(now, l, cal);
+            now_usage.tpm = budget.tpm.record(now, tokens);
         }
         if limits.rpd.is_some() {
             budget.daily.settle(now, cal);

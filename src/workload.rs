@@ -208,7 +208,7 @@ impl Iterator for RequestStream {
                 let mean_gap = MINUTE as f64 / rate_per_min;
                 let e: f64 = Exp1.sample(&mut self.rng);
                 self.on_clock += e * mean_gap;
-                let on = self.on_clock.round() as Nanos;
+                let on = (self.on_clock + 0.5) as Nanos;
                 let t = match bursts {
                     None => on,
                     Some((on_len, off_len)) => (on / on_len) * (on_len + off_len) + on % on_len,
