@@ -25,6 +25,26 @@ pub struct Cli {
 pub enum Command {
     /// Simulate a scenario's strategies side by side in virtual time.
     Run(RunArgs),
+    /// Run a scenario over a grid of settings, in parallel (capacity planning).
+    Sweep(SweepArgs),
+}
+
+/// Arguments of `sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// PATH=VALUES: a setting of the scenario file and the values to try, as A..B (integers,
+    /// inclusive) or v1,v2,...; e.g. topology.accounts[0].projects=1..10, workload.rate=10,20,40.
+    /// Repeat for a grid.
+    #[arg(long = "set", value_name = "PATH=VALUES", required = true)]
+    pub settings: Vec<String>,
+    /// Directory for sweep.csv and the charts.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Write into a non-empty --out directory.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Output format of `run`.
@@ -86,6 +106,7 @@ pub fn main() -> i32 {
 fn execute(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(a) => run_cmd(a),
+        Command::Sweep(a) => sweep_cmd(a),
     }
 }
 
@@ -146,4 +167,52 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let settings = a
+        .settings
+        .iter()
+        .map(|s| crate::sweep::Setting::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sweep = crate::sweep::Sweep::load(&a.scenario, settings)?;
+    crate::report::prepare_dir(&a.out, a.force)?;
+    let total = sweep.grid().len() as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} grid points, {elapsed} elapsed, about {eta} left",
+            )
+            .expect("valid template"),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let points = sweep.run(&|| bar.inc(1));
+    bar.finish_and_clear();
+    sweep.write_report(&a.out, &points)?;
+    let first = &sweep.settings[0].path;
+    let goal = if sweep.closed {
+        "99% of the batch"
+    } else {
+        "99% of the demanded throughput"
+    };
+    let mut out = format!(
+        "{} grid points; sweep.csv and charts in {}\nsmallest {first} reaching {goal} with zero 429s:\n",
+        points.len(),
+        a.out.display()
+    );
+    for (strategy, value) in sweep.smallest_meeting(&points) {
+        out.push_str(&format!(
+            "  {strategy:<20} {}\n",
+            value.as_deref().unwrap_or("none in the sweep")
+        ));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
 }

@@ -19,6 +19,7 @@ pub mod run;
 pub mod scenario;
 pub mod server;
 pub mod strategy;
+pub mod sweep;
 pub mod time;
 pub mod timeline;
 pub mod topology;

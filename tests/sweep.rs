@@ -1,0 +1,108 @@
+//! `flux-sim sweep`: the grid's rows, its files, and clear errors for bad paths and values.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn scenario(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+}
+
+fn sweep(args: &[&str], out: &Path) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("flux-sim")
+        .unwrap()
+        .arg("sweep")
+        .arg(scenario("dubbing.toml"))
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .assert()
+}
+
+#[test]
+fn three_values_times_three_strategies_make_nine_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    let a = sweep(&["--set", "topology.accounts[0].projects=4..6"], &out).success();
+    let stdout = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    assert!(
+        stdout.contains("exact_cooldown") && stdout.contains("smallest topology.accounts[0].projects"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.starts_with("topology.accounts[0].projects,strategy,"),
+        "{header}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 9);
+    // With 6 + 2 projects the 1,800 chunks fit the day: exact_cooldown meets the demand.
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("6,exact_cooldown,") && r.ends_with(",true")),
+        "{csv}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("5,exact_cooldown,") && r.ends_with(",false")),
+        "{csv}"
+    );
+    assert!(stdout.contains("exact_cooldown       6"), "{stdout}");
+    for stem in ["sweep_throughput", "sweep_rate_limited", "sweep_wait_p99"] {
+        let png = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).map(str::trim).collect();
+        for s in ["round_robin", "fixed_interval", "exact_cooldown"] {
+            assert!(texts.contains(&s), "{stem}.svg names {s}");
+        }
+    }
+    // The same sweep again gives the same CSV.
+    let again = dir.path().join("t");
+    sweep(&["--set", "topology.accounts[0].projects=4..6"], &again).success();
+    assert_eq!(csv, std::fs::read_to_string(again.join("sweep.csv")).unwrap());
+}
+
+#[test]
+fn a_grid_of_two_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g");
+    sweep(
+        &[
+            "--set",
+            "topology.accounts[1].projects=1,2",
+            "--set",
+            "workload.workers=8,64",
+        ],
+        &out,
+    )
+    .success();
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 2 * 3);
+}
+
+#[test]
+fn bad_paths_and_values_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("e");
+    sweep(&["--set", "topology.acounts[0].projects=1..3"], &out)
+        .code(2)
+        .stderr(predicate::str::contains("acounts"));
+    sweep(&["--set", "workload.wrkers=3"], &out)
+        .code(2)
+        .stderr(predicate::str::contains("unknown field `wrkers`"));
+    sweep(&["--set", "workload.workers=0,5"], &out)
+        .code(2)
+        .stderr(predicate::str::contains("workload.workers=0").and(predicate::str::contains("at least 1")));
+    sweep(&["--set", "workload.workers=9..3"], &out)
+        .code(2)
+        .stderr(predicate::str::contains("A <= B"));
+    sweep(&["--set", "workload.workers"], &out)
+        .code(2)
+        .stderr(predicate::str::contains("PATH=VALUES"));
+    assert!(!out.exists(), "nothing written on a bad sweep");
+}
