@@ -1,4 +1,4 @@
-//! `summary.md`: the comparison table in Markdown, and the columns it shares with the HTML page.
+//! `summary.md`: the comparison table in Markdown, and the summary columns every table shares.
 
 use crate::metrics::{RunResult, StrategyResult};
 

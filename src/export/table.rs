@@ -1,5 +1,6 @@
 //! The aligned comparison table printed by `run`.
 
+use super::markdown::summary_cells;
 use crate::metrics::RunResult;
 
 /// Milliseconds as a short human duration.
@@ -41,28 +42,17 @@ pub fn to_table(r: &RunResult) -> String {
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for x in &r.results {
-        rows.push(vec![
-            x.strategy.clone(),
-            x.completed.to_string(),
-            x.failed.to_string(),
-            x.unservable.to_string(),
-            x.pending.to_string(),
-            x.rate_limited.to_string(),
-            x.rate_limited_by.rpm.to_string(),
-            x.rate_limited_by.tpm.to_string(),
-            x.rate_limited_by.rpd.to_string(),
-            x.rate_limited_by.concurrency.to_string(),
-            x.other_errors.to_string(),
-            x.attempts.to_string(),
-            format!("{:.2}", x.throughput_per_min),
-            format!("{:.2}", x.upper_bound_per_min),
-            format!("{:.3}", x.efficiency),
+        // The counts as in every summary table; the times in human units.
+        let mut row = summary_cells(x);
+        row.truncate(15);
+        row.extend([
             human_ms(x.wait_ms.p50),
             human_ms(x.wait_ms.p99),
             human_ms(x.latency_ms.p50),
             human_ms(x.latency_ms.p99),
             x.makespan_s.map_or("-".into(), |m| human_ms(m * 1000.0)),
         ]);
+        rows.push(row);
     }
     let widths: Vec<usize> = (0..header.len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
