@@ -27,6 +27,30 @@ pub enum Command {
     Run(RunArgs),
     /// Run a scenario over a grid of settings, in parallel (capacity planning).
     Sweep(SweepArgs),
+    /// Serve the scenario's mock Gemini API over HTTP (real time).
+    Serve(ServeArgs),
+    /// Print every key string a client may use with `serve`.
+    Keys(KeysArgs),
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// Run quota windows, the day and latencies N times faster (1 for real clients).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub time_scale: u64,
+}
+
+/// Arguments of `keys`.
+#[derive(Debug, clap::Args)]
+pub struct KeysArgs {
+    /// Scenario file (TOML).
+    pub scenario: PathBuf,
 }
 
 /// Arguments of `sweep`.
@@ -107,6 +131,8 @@ fn execute(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(a) => run_cmd(a),
         Command::Sweep(a) => sweep_cmd(a),
+        Command::Serve(a) => serve_cmd(a),
+        Command::Keys(a) => keys_cmd(a),
     }
 }
 
@@ -209,6 +235,42 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
         out.push_str(&format!(
             "  {strategy:<20} {}\n",
             value.as_deref().unwrap_or("none in the sweep")
+        ));
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .map_err(|e| format!("cannot write to stdout: {e}"))
+}
+
+fn serve_cmd(a: ServeArgs) -> Result<(), String> {
+    let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(a.bind).await.map_err(|e| format!("--bind {}: {e}", a.bind))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let keys = scenario.topology.keys.len();
+        eprintln!(
+            "flux-sim serve: {} on http://{addr} (time scale {}, {keys} keys: `flux-sim keys {}` lists them); Ctrl-C stops",
+            scenario.name,
+            a.time_scale,
+            a.scenario.display()
+        );
+        crate::serve::serve(listener, scenario, a.time_scale, crate::serve::shutdown_signal()).await.map_err(|e| format!("server failed: {e}"))
+    })
+}
+
+fn keys_cmd(a: KeysArgs) -> Result<(), String> {
+    let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    let mut out = String::from("# key\tproject\taccount\tvalid\n");
+    for k in &scenario.topology.keys {
+        let p = &scenario.topology.projects[k.project];
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            k.value, p.name, scenario.topology.accounts[p.account].name, k.valid
         ));
     }
     let mut stdout = std::io::stdout().lock();

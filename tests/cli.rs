@@ -378,3 +378,19 @@ fn bad_flags_exit_2() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn keys_lists_every_key_with_its_project() {
+    let out = bin().arg("keys").arg(scenario("shared-project.toml")).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 4);
+    assert!(rows
+        .iter()
+        .all(|r| r[0].starts_with("AIzaSy") && r[0].len() == 39 && r[3] == "true"));
+    assert_eq!(rows.iter().filter(|r| r[1] == "alpha").count(), 2);
+    // Stable: the same scenario always yields the same keys.
+    let again = bin().arg("keys").arg(scenario("shared-project.toml")).output().unwrap();
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
+}

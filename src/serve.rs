@@ -1,0 +1,392 @@
+//! `flux-sim serve`: the mock server model driven by the wall clock over HTTP, wire-compatible
+//! with Gemini's REST v1beta (tokio + axum). Virtual time = elapsed real time × time scale,
+//! read under the server's lock so the ledger always sees time move forward.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::ledger::Dimension;
+use crate::rng::{rng, Stream};
+use crate::scenario::Scenario;
+use crate::server::{Call, KeyRef, Response as Answer, Server};
+use crate::time::Nanos;
+use crate::wire;
+use crate::workload::TokenDist;
+
+/// Largest request body accepted (larger → 400 INVALID_ARGUMENT).
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Default)]
+struct Counters {
+    /// (project, model, HTTP status) → responses.
+    responses: BTreeMap<(String, String, u16), u64>,
+    /// (project, model, dimension) → 429 violations.
+    limited: BTreeMap<(String, String, &'static str), u64>,
+}
+
+struct Shared {
+    scenario: Scenario,
+    server: Mutex<(Server, Counters)>,
+    start: Instant,
+    scale: u64,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn now(&self) -> Nanos {
+        (self.start.elapsed().as_nanos() * self.scale as u128).min(u64::MAX as u128) as Nanos
+    }
+
+    fn real(&self, virtual_ns: Nanos) -> Duration {
+        Duration::from_nanos(virtual_ns / self.scale)
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(body: Value) -> Response {
+    let code = body["error"]["code"].as_u64().unwrap_or(500) as u16;
+    json_response(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    )
+}
+
+/// The key a request carries: `x-goog-api-key`, else `?key=`.
+fn key_of(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Option<String> {
+    headers
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| query.get("key").cloned())
+}
+
+/// Checks the key: `Err` is the body of the 403 or 400 to send.
+fn check_key(s: &Shared, key: &Option<String>) -> Result<usize, Value> {
+    let Some(k) = key else {
+        return Err(wire::missing_key());
+    };
+    match s.scenario.topology.key_index(k) {
+        Some(i) if s.scenario.topology.keys[i].valid => Ok(i),
+        _ => Err(wire::invalid_key()),
+    }
+}
+
+/// The router of a server for `scenario` whose quota windows run `time_scale` times faster.
+pub fn router(scenario: Scenario, time_scale: u64) -> Router {
+    let shared = Arc::new(Shared {
+        server: Mutex::new((Server::new(&scenario, scenario.seed), Counters::default())),
+        scenario,
+        start: Instant::now(),
+        scale: time_scale.max(1),
+        next_id: AtomicU64::new(0),
+    });
+    Router::new()
+        .route("/v1beta/models", get(list_models))
+        .route("/v1beta/models/{name}", get(get_model).post(call_model))
+        .route("/flux/metrics", get(metrics))
+        .route("/flux/ledger", get(ledger))
+        .fallback(|| async { error(json!({"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})) })
+        .with_state(shared)
+}
+
+/// Serves on `listener` until `shutdown` completes, then finishes the requests in progress.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    scenario: Scenario,
+    time_scale: u64,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(scenario, time_scale))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn list_models(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Err(e) = check_key(&s, &key_of(&headers, &q)) {
+        return error(e);
+    }
+    let models: Vec<Value> = s.scenario.models.iter().map(|m| wire::model_entry(&m.name)).collect();
+    json_response(StatusCode::OK, &json!({ "models": models }))
+}
+
+async fn get_model(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Err(e) = check_key(&s, &key_of(&headers, &q)) {
+        return error(e);
+    }
+    match s.scenario.model_index(&name) {
+        Some(_) => json_response(StatusCode::OK, &wire::model_entry(&name)),
+        None => error(wire::unknown_model(&name, "generateContent")),
+    }
+}
+
+async fn call_model(
+    State(s): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    req: Request,
+) -> Response {
+    let headers = req.headers().clone();
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(wire::invalid_argument(&format!(
+                "Request payload size exceeds the limit: {MAX_BODY} bytes."
+            )))
+        }
+    };
+    let Some((model_name, method)) = name.split_once(':') else {
+        return error(wire::unknown_model(&name, "generateContent"));
+    };
+    let key = match check_key(&s, &key_of(&headers, &q)) {
+        Ok(k) => k,
+        Err(e) => return error(e),
+    };
+    let Some(model) = s.scenario.model_index(model_name) else {
+        return error(wire::unknown_model(model_name, method));
+    };
+    match method {
+        "countTokens" => {
+            let v: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => return error(wire::invalid_argument(&format!("Invalid JSON payload received. {e}"))),
+            };
+            json_response(StatusCode::OK, &json!({ "totalTokens": wire::count_tokens(&v) }))
+        }
+        "generateContent" => generate(&s, key, model, &body, None).await,
+        "streamGenerateContent" => {
+            generate(&s, key, model, &body, Some(q.get("alt").is_some_and(|a| a == "sse"))).await
+        }
+        other => error(wire::unknown_model(model_name, other)),
+    }
+}
+
+/// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent.
+async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, stream: Option<bool>) -> Response {
+    let req = match wire::parse_generate(body) {
+        Ok(r) => r,
+        Err(m) => return error(wire::invalid_argument(&m)),
+    };
+    let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    let drawn = match s.scenario.workload.output {
+        // Trace workloads carry output sizes per row; a live call has none.
+        TokenDist::Fixed(0) => 256,
+        ref d => d.sample(&mut rng(s.scenario.seed, Stream::Workload, id, 0x5e7e)),
+    };
+    let output = req.max_output_tokens.map_or(drawn, |m| drawn.min(m));
+    let finish = if req.max_output_tokens.is_some_and(|m| drawn > m) {
+        "MAX_TOKENS"
+    } else {
+        "STOP"
+    };
+    let project = s.scenario.topology.keys[key].project;
+    let p = &s.scenario.topology.projects[project];
+    let model_name = &s.scenario.models[model].name;
+    let (answer, now) = {
+        let mut guard = s.server.lock().expect("no handler panics holding the lock");
+        let now = s.now();
+        let call = Call {
+            key: KeyRef::Known(key),
+            model: Some(model),
+            input_tokens: req.input_tokens,
+            output_tokens: output,
+            request: id,
+            attempt: 1,
+        };
+        let answer = guard.0.handle(now, &call);
+        let status = match answer {
+            Answer::Ok { .. } => 200,
+            Answer::RateLimited { .. } | Answer::Unservable { .. } => 429,
+            Answer::Unavailable => 503,
+            _ => 400,
+        };
+        *guard
+            .1
+            .responses
+            .entry((p.name.clone(), model_name.clone(), status))
+            .or_default() += 1;
+        if let Answer::RateLimited { violated, .. } | Answer::Unservable { violated } = answer {
+            for d in violated.iter() {
+                *guard
+                    .1
+                    .limited
+                    .entry((p.name.clone(), model_name.clone(), d.name()))
+                    .or_default() += 1;
+            }
+        }
+        (answer, now)
+    };
+    let limits = p.limits[model];
+    let completes_at = match answer {
+        Answer::Ok { completes_at } => completes_at,
+        Answer::RateLimited { violated, retry_delay } => {
+            return error(wire::quota_exceeded(
+                violated,
+                &limits,
+                &p.tier,
+                model_name,
+                Some(retry_delay / s.scale),
+            ))
+        }
+        Answer::Unservable { violated } => {
+            return error(wire::quota_exceeded(violated, &limits, &p.tier, model_name, None))
+        }
+        Answer::Unavailable => return error(wire::unavailable()),
+        Answer::InvalidKey => return error(wire::invalid_key()),
+        Answer::MissingKey => return error(wire::missing_key()),
+        Answer::UnknownModel => return error(wire::unknown_model(model_name, "generateContent")),
+    };
+    let latency = s.real(completes_at - now);
+    let response_id = format!("flux-{id:016x}");
+    let text = wire::generated_text(output);
+    let Some(sse) = stream else {
+        tokio::time::sleep(latency).await;
+        return json_response(
+            StatusCode::OK,
+            &wire::response(&text, req.input_tokens, output, Some(finish), model_name, &response_id),
+        );
+    };
+    // Chunks of up to 64 tokens, paced evenly over the latency; usage is cumulative.
+    let chunks = output.div_ceil(64).max(1);
+    let step = latency / chunks as u32;
+    let (prompt, model_name) = (req.input_tokens, model_name.clone());
+    let stream = futures_util::stream::unfold(0u64, move |i| {
+        let (text, model_name, response_id) = (text.clone(), model_name.clone(), response_id.clone());
+        async move {
+            if i >= chunks {
+                return None;
+            }
+            tokio::time::sleep(step).await;
+            let (a, b) = ((i * 64).min(output), ((i + 1) * 64).min(output));
+            let piece: String = text.chars().skip(a as usize * 4).take((b - a) as usize * 4).collect();
+            let last = i + 1 == chunks;
+            let v = wire::response(&piece, prompt, b, last.then_some(finish), &model_name, &response_id);
+            let framed = if sse {
+                format!("data: {v}\r\n\r\n")
+            } else {
+                format!(
+                    "{}{v}{}",
+                    if i == 0 { "[" } else { ",\r\n" },
+                    if last { "]" } else { "" }
+                )
+            };
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(framed)), i + 1))
+        }
+    });
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/json; charset=UTF-8"
+    };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> Response {
+    let mut out = String::new();
+    let mut guard = s.server.lock().expect("no handler panics holding the lock");
+    let now = s.now();
+    out.push_str("# HELP flux_responses_total Responses to generateContent calls by project, model and HTTP status.\n# TYPE flux_responses_total counter\n");
+    for ((p, m, code), n) in &guard.1.responses {
+        out.push_str(&format!(
+            "flux_responses_total{{project=\"{p}\",model=\"{m}\",code=\"{code}\"}} {n}\n"
+        ));
+    }
+    out.push_str("# HELP flux_rate_limited_total Quota violations in 429 responses by project, model and dimension.\n# TYPE flux_rate_limited_total counter\n");
+    for ((p, m, d), n) in &guard.1.limited {
+        out.push_str(&format!(
+            "flux_rate_limited_total{{project=\"{p}\",model=\"{m}\",dimension=\"{d}\"}} {n}\n"
+        ));
+    }
+    out.push_str("# HELP flux_window_usage Current use of each quota window.\n# TYPE flux_window_usage gauge\n");
+    for (pi, p) in s.scenario.topology.projects.iter().enumerate() {
+        for (mi, m) in s.scenario.models.iter().enumerate() {
+            let u = guard.0.usage(now, pi, mi);
+            for d in Dimension::ALL {
+                if p.limits[mi].get(d).is_some() {
+                    out.push_str(&format!(
+                        "flux_window_usage{{project=\"{}\",model=\"{}\",dimension=\"{}\"}} {}\n",
+                        p.name,
+                        m.name,
+                        d.name(),
+                        u.get(d)
+                    ));
+                }
+            }
+        }
+    }
+    drop(guard);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}
+
+async fn ledger(State(s): State<Arc<Shared>>) -> Response {
+    let mut guard = s.server.lock().expect("no handler panics holding the lock");
+    let now = s.now();
+    let mut budgets = Vec::new();
+    for (pi, p) in s.scenario.topology.projects.iter().enumerate() {
+        for (mi, m) in s.scenario.models.iter().enumerate() {
+            let u = guard.0.usage(now, pi, mi);
+            let peak = guard.0.peak(pi, mi);
+            budgets.push(json!({"project": p.name, "model": m.name, "limits": p.limits[mi], "usage": u, "peak": peak}));
+        }
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"virtual_time_ns": now, "time_scale": s.scale, "budgets": budgets}),
+    )
+}

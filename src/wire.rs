@@ -1,0 +1,318 @@
+//! Gemini REST v1beta wire formats (pure): request parsing, the token-counting rule, response
+//! bodies, and error bodies in Google's envelope and wording (QuotaFailure, RetryInfo, Help,
+//! ErrorInfo).
+
+use serde_json::{json, Value};
+
+use crate::ledger::{Dimension, Dims, Limits};
+use crate::time::{Nanos, SECOND};
+
+/// Help link of quota errors.
+pub const RATE_LIMITS_URL: &str = "https://ai.google.dev/gemini-api/docs/rate-limits";
+
+/// The token-counting rule: every character of every text part (and of the system
+/// instruction), divided by 4, rounded up; at least 1 for a non-empty request.
+pub fn count_tokens(body: &Value) -> u64 {
+    let mut chars = 0u64;
+    let mut visit = |v: &Value| {
+        if let Some(parts) = v.get("parts").and_then(Value::as_array) {
+            for p in parts {
+                if let Some(t) = p.get("text").and_then(Value::as_str) {
+                    chars += t.chars().count() as u64;
+                }
+            }
+        }
+    };
+    if let Some(contents) = body.get("contents").and_then(Value::as_array) {
+        contents.iter().for_each(&mut visit);
+    }
+    if let Some(si) = body.get("systemInstruction").or_else(|| body.get("system_instruction")) {
+        visit(si);
+    }
+    chars.div_ceil(4)
+}
+
+/// A parsed generateContent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateRequest {
+    /// Input tokens by [`count_tokens`].
+    pub input_tokens: u64,
+    /// `generationConfig.maxOutputTokens`, if given.
+    pub max_output_tokens: Option<u64>,
+}
+
+/// Parses a generateContent body, or says what is wrong with it (for a 400).
+pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON payload received. {e}"))?;
+    let contents = v
+        .get("contents")
+        .ok_or("* GenerateContentRequest.contents: contents is not specified")?;
+    if !contents.is_array() {
+        return Err("Invalid JSON payload received. Invalid value at 'contents': expected a list".into());
+    }
+    let config = v.get("generationConfig").or_else(|| v.get("generation_config"));
+    let max_output_tokens = match config.and_then(|c| c.get("maxOutputTokens").or_else(|| c.get("max_output_tokens"))) {
+        None | Some(Value::Null) => None,
+        Some(m) => Some(
+            m.as_u64()
+                .filter(|&n| n > 0)
+                .ok_or("Invalid value at 'generation_config.max_output_tokens': expected a positive integer")?,
+        ),
+    };
+    Ok(GenerateRequest {
+        input_tokens: count_tokens(&v),
+        max_output_tokens,
+    })
+}
+
+/// Text of about `tokens` tokens under the counting rule (4 characters each).
+pub fn generated_text(tokens: u64) -> String {
+    const WORDS: [&str; 8] = ["the ", "dub ", "cue ", "and ", "for ", "line", " is ", "now "];
+    (0..tokens as usize).map(|i| WORDS[i % WORDS.len()]).collect()
+}
+
+/// A successful response (or one streamed chunk of it).
+pub fn response(text: &str, prompt: u64, candidates: u64, finish: Option<&str>, model: &str, id: &str) -> Value {
+    let mut cand = json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
+    if let Some(f) = finish {
+        cand["finishReason"] = json!(f);
+    }
+    json!({
+        "candidates": [cand],
+        "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": candidates, "totalTokenCount": prompt + candidates},
+        "modelVersion": model,
+        "responseId": id,
+    })
+}
+
+/// The `models` entry of one model.
+pub fn model_entry(name: &str) -> Value {
+    json!({
+        "name": format!("models/{name}"),
+        "version": "001",
+        "displayName": name,
+        "description": format!("{name} (flux-sim mock)"),
+        "inputTokenLimit": 1_048_576,
+        "outputTokenLimit": 65_536,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    })
+}
+
+fn envelope(code: u16, status: &str, message: &str, details: Vec<Value>) -> Value {
+    let mut e = json!({"code": code, "message": message, "status": status});
+    if !details.is_empty() {
+        e["details"] = Value::Array(details);
+    }
+    json!({ "error": e })
+}
+
+/// 400 API_KEY_INVALID.
+pub fn invalid_key() -> Value {
+    envelope(
+        400,
+        "INVALID_ARGUMENT",
+        "API key not valid. Please pass a valid API key.",
+        vec![
+            json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID", "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"}}),
+        ],
+    )
+}
+
+/// 403 for a request without a key.
+pub fn missing_key() -> Value {
+    envelope(
+        403,
+        "PERMISSION_DENIED",
+        "Method doesn't allow unregistered callers (callers without established identity). Please use API Key or other form of API consumer identity to call this API.",
+        Vec::new(),
+    )
+}
+
+/// 404 for an unknown model.
+pub fn unknown_model(model: &str, method: &str) -> Value {
+    envelope(
+        404,
+        "NOT_FOUND",
+        &format!("models/{model} is not found for API version v1beta, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."),
+        Vec::new(),
+    )
+}
+
+/// 400 INVALID_ARGUMENT with `message`.
+pub fn invalid_argument(message: &str) -> Value {
+    envelope(400, "INVALID_ARGUMENT", message, Vec::new())
+}
+
+/// 503 UNAVAILABLE.
+pub fn unavailable() -> Value {
+    envelope(
+        503,
+        "UNAVAILABLE",
+        "The model is overloaded. Please try again later.",
+        Vec::new(),
+    )
+}
+
+/// Quota id and metric of one dimension on one tier (`free`, `tier1`, `tier2`, `tier3`).
+/// Google publishes the free-tier ids and the paid TPM ids; the paid RPM/RPD ids follow the
+/// same pattern, and concurrency has no published id (ours is marked as such).
+pub fn quota_names(d: Dimension, tier: &str) -> (String, String) {
+    let m = "generativelanguage.googleapis.com/";
+    let (id_suffix, metric_tier) = match tier {
+        "free" => ("-FreeTier", "free_tier"),
+        "tier1" => ("", "paid_tier"),
+        "tier2" => ("-PaidTier2", "paid_tier_2"),
+        _ => ("-PaidTier3", "paid_tier_3"),
+    };
+    match d {
+        Dimension::Rpm => (
+            format!("GenerateRequestsPerMinutePerProjectPerModel{id_suffix}"),
+            format!("{m}generate_content_{metric_tier}_requests"),
+        ),
+        Dimension::Rpd => (
+            format!("GenerateRequestsPerDayPerProjectPerModel{id_suffix}"),
+            format!("{m}generate_content_{metric_tier}_requests"),
+        ),
+        Dimension::Tpm if tier == "free" => (
+            "GenerateContentInputTokensPerModelPerMinute-FreeTier".into(),
+            format!("{m}generate_content_free_tier_input_token_count"),
+        ),
+        Dimension::Tpm => (
+            format!("GenerateContentPaidTierInputTokensPerModelPerMinute{id_suffix}"),
+            format!("{m}generate_content_{metric_tier}_input_token_count"),
+        ),
+        Dimension::Concurrency => (
+            format!("ConcurrentRequestsPerProjectPerModel{id_suffix}-FluxSim"),
+            format!("{m}concurrent_requests"),
+        ),
+    }
+}
+
+/// A protobuf duration string, exact to the nanosecond (`"38s"`, `"45.837906927s"`).
+pub fn duration_string(ns: Nanos) -> String {
+    let (s, frac) = (ns / SECOND, ns % SECOND);
+    if frac == 0 {
+        format!("{s}s")
+    } else {
+        format!("{s}.{}s", format!("{frac:09}").trim_end_matches('0'))
+    }
+}
+
+/// 429 RESOURCE_EXHAUSTED in the 2026 shape (Help, QuotaFailure with one violation per
+/// exceeded dimension, RetryInfo) and Google's message lines. `retry` is `None` for a request
+/// that can never fit.
+pub fn quota_exceeded(violated: Dims, limits: &Limits, tier: &str, model: &str, retry: Option<Nanos>) -> Value {
+    let mut message = String::from(
+        "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. To monitor your current usage, head to: https://ai.dev/rate-limit. ",
+    );
+    let mut violations = Vec::new();
+    for d in violated.iter() {
+        let (id, metric) = quota_names(d, tier);
+        let value = limits.get(d).unwrap_or(0);
+        message.push_str(&format!(
+            "\n* Quota exceeded for metric: {metric}, limit: {value}, model: {model}"
+        ));
+        violations.push(json!({"quotaMetric": metric, "quotaId": id, "quotaDimensions": {"location": "global", "model": model}, "quotaValue": value.to_string()}));
+    }
+    let mut details = vec![
+        json!({"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more about Gemini API quotas", "url": RATE_LIMITS_URL}]}),
+        json!({"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": violations}),
+    ];
+    if let Some(d) = retry {
+        message.push_str(&format!("\nPlease retry in {}.", duration_string(d)));
+        details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": duration_string(d)}));
+    }
+    envelope(429, "RESOURCE_EXHAUSTED", &message, details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_characters_over_four_rounded_up() {
+        let b = json!({"contents": [{"parts": [{"text": "hello"}, {"text": "abc"}]}], "systemInstruction": {"parts": [{"text": "x"}]}});
+        assert_eq!(count_tokens(&b), 3);
+        assert_eq!(count_tokens(&json!({"contents": []})), 0);
+        assert_eq!(generated_text(5).chars().count(), 20);
+    }
+
+    #[test]
+    fn bad_requests_are_named() {
+        assert!(parse_generate(b"{")
+            .unwrap_err()
+            .starts_with("Invalid JSON payload received."));
+        assert!(parse_generate(b"{}").unwrap_err().contains("contents"));
+        assert!(parse_generate(br#"{"contents": [], "generationConfig": {"maxOutputTokens": -1}}"#).is_err());
+        let ok = parse_generate(
+            br#"{"contents": [{"parts": [{"text": "abcdefgh"}]}], "generationConfig": {"maxOutputTokens": 7}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            GenerateRequest {
+                input_tokens: 2,
+                max_output_tokens: Some(7)
+            }
+        );
+    }
+
+    #[test]
+    fn quota_errors_match_googles_shape() {
+        let limits = Limits {
+            rpm: Some(10),
+            tpm: Some(250_000),
+            rpd: Some(250),
+            concurrent: None,
+        };
+        let v = quota_exceeded(
+            [Dimension::Rpm, Dimension::Tpm].into_iter().collect(),
+            &limits,
+            "free",
+            "gemini-2.5-flash",
+            Some(38_909_233_000),
+        );
+        let e = &v["error"];
+        assert_eq!(e["code"], 429);
+        assert_eq!(e["status"], "RESOURCE_EXHAUSTED");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 10, model: gemini-2.5-flash"));
+        assert!(msg.contains("generate_content_free_tier_input_token_count, limit: 250000"));
+        assert!(msg.ends_with("\nPlease retry in 38.909233s."));
+        let d = e["details"].as_array().unwrap();
+        assert_eq!(d[0]["@type"], "type.googleapis.com/google.rpc.Help");
+        assert_eq!(
+            d[1]["violations"][0]["quotaId"],
+            "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+        );
+        assert_eq!(
+            d[1]["violations"][1]["quotaId"],
+            "GenerateContentInputTokensPerModelPerMinute-FreeTier"
+        );
+        assert_eq!(d[1]["violations"][0]["quotaValue"], "10");
+        assert_eq!(d[1]["violations"][0]["quotaDimensions"]["model"], "gemini-2.5-flash");
+        assert_eq!(d[2]["retryDelay"], "38.909233s");
+        assert_eq!(
+            quota_names(Dimension::Tpm, "tier1").0,
+            "GenerateContentPaidTierInputTokensPerModelPerMinute"
+        );
+        assert_eq!(
+            quota_names(Dimension::Tpm, "tier2").1,
+            "generativelanguage.googleapis.com/generate_content_paid_tier_2_input_token_count"
+        );
+    }
+
+    #[test]
+    fn other_errors_use_googles_wording() {
+        assert_eq!(invalid_key()["error"]["details"][0]["reason"], "API_KEY_INVALID");
+        assert_eq!(missing_key()["error"]["status"], "PERMISSION_DENIED");
+        assert!(unknown_model("x", "generateContent")["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("models/x is not found for API version v1beta"));
+        assert_eq!(unavailable()["error"]["code"], 503);
+        assert_eq!(duration_string(38 * SECOND), "38s");
+        assert_eq!(duration_string(45_837_906_927), "45.837906927s");
+    }
+}

@@ -1,0 +1,413 @@
+//! `flux-sim serve` over real HTTP on loopback: success, streaming, countTokens, every error
+//! shape field by field, exact retry delays, and no over-admission under concurrent clients.
+
+use std::path::Path;
+use std::time::Duration;
+
+use flux_sim::scenario::Scenario;
+use serde_json::{json, Value};
+
+const SCENARIO: &str = r#"
+name = "serve-test"
+seed = 9
+[server.latency]
+ttft = "2ms"
+tokens_per_second = 100000
+jitter = 0.0
+[models."gemini-2.5-flash"]
+rpm = 5
+tpm = 100000
+rpd = 1000
+[topology]
+projects = ["solo", "pair"]
+[topology.project.pair]
+keys = 2
+[[topology.keys]]
+project = "solo"
+key = "AIzaSyINVALID-test-key-000"
+invalid = true
+[workload]
+kind = "closed"
+requests = 1
+workers = 1
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 100 }
+"#;
+
+struct Live {
+    base: String,
+    keys: Vec<String>,
+    client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(time_scale: u64) -> Live {
+    let s = Scenario::parse(SCENARIO, Path::new("serve-test.toml")).unwrap();
+    let keys = s.topology.keys.iter().map(|k| k.value.clone()).collect();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(flux_sim::serve::serve(listener, s, time_scale, async move {
+        let _ = rx.await;
+    }));
+    Live {
+        base: format!("http://{addr}/v1beta/models"),
+        keys,
+        client: reqwest::Client::new(),
+        _stop: tx,
+    }
+}
+
+fn body(text: &str) -> Value {
+    json!({"contents": [{"role": "user", "parts": [{"text": text}]}]})
+}
+
+impl Live {
+    async fn post(&self, path: &str, key: Option<&str>, b: &Value) -> (u16, Value) {
+        let mut r = self.client.post(format!("{}/{path}", self.base)).json(b);
+        if let Some(k) = key {
+            r = r.header("x-goog-api-key", k);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(resp.headers()["content-type"], "application/json; charset=UTF-8");
+        assert!(
+            resp.headers().get("retry-after").is_none(),
+            "Google sends no Retry-After"
+        );
+        (status, resp.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn generate_count_and_list() {
+    let live = start(1).await;
+    let k = &live.keys[0];
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(k), &body("abcdefgh"))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usageMetadata"]["promptTokenCount"], 2);
+    assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 100);
+    assert_eq!(v["usageMetadata"]["totalTokenCount"], 102);
+    assert_eq!(v["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(v["candidates"][0]["content"]["role"], "model");
+    assert_eq!(
+        v["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        400
+    );
+    assert_eq!(v["modelVersion"], "gemini-2.5-flash");
+    assert!(v["responseId"].is_string());
+    // maxOutputTokens caps the output.
+    let mut b = body("x");
+    b["generationConfig"] = json!({"maxOutputTokens": 7});
+    let (_, v) = live.post("gemini-2.5-flash:generateContent", Some(k), &b).await;
+    assert_eq!(
+        (
+            v["usageMetadata"]["candidatesTokenCount"].as_u64(),
+            v["candidates"][0]["finishReason"].as_str()
+        ),
+        (Some(7), Some("MAX_TOKENS"))
+    );
+    // ?key= works too; models list and get.
+    let list: Value = live
+        .client
+        .get(format!("{}?key={k}", live.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["models"][0]["name"], "models/gemini-2.5-flash");
+    assert!(list["models"][0]["supportedGenerationMethods"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("generateContent")));
+    let one = live
+        .client
+        .get(format!("{}/gemini-2.5-flash?key={k}", live.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), 200);
+}
+
+#[tokio::test]
+async fn count_tokens_costs_no_quota() {
+    let live = start(1).await;
+    let k = &live.keys[0];
+    for _ in 0..20 {
+        let (status, v) = live
+            .post("gemini-2.5-flash:countTokens", Some(k), &body("abcdefghi"))
+            .await;
+        assert_eq!((status, v["totalTokens"].as_u64()), (200, Some(3)));
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
+            .await
+            .0,
+        429
+    );
+}
+
+#[tokio::test]
+async fn error_shapes_field_by_field() {
+    let live = start(1).await;
+    let (s, v) = live.post("gemini-2.5-flash:generateContent", None, &body("x")).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_u64(), v["error"]["status"].as_str()),
+        (403, Some(403), Some("PERMISSION_DENIED"))
+    );
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Method doesn't allow unregistered callers"));
+
+    for bad in ["not-a-key", "AIzaSyINVALID-test-key-000"] {
+        let (s, v) = live
+            .post("gemini-2.5-flash:generateContent", Some(bad), &body("x"))
+            .await;
+        assert_eq!(s, 400);
+        assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+        assert_eq!(v["error"]["message"], "API key not valid. Please pass a valid API key.");
+        let d = &v["error"]["details"][0];
+        assert_eq!(
+            (d["@type"].as_str(), d["reason"].as_str(), d["domain"].as_str()),
+            (
+                Some("type.googleapis.com/google.rpc.ErrorInfo"),
+                Some("API_KEY_INVALID"),
+                Some("googleapis.com")
+            )
+        );
+        assert_eq!(d["metadata"]["service"], "generativelanguage.googleapis.com");
+    }
+
+    let k = &live.keys[0];
+    let (s, v) = live.post("gemini-9:generateContent", Some(k), &body("x")).await;
+    assert_eq!((s, v["error"]["status"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(v["error"]["message"], "models/gemini-9 is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods.");
+
+    let raw = live
+        .client
+        .post(format!("{}/gemini-2.5-flash:generateContent", live.base))
+        .header("x-goog-api-key", k)
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let v: Value = raw.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON payload received."),
+        "{v}"
+    );
+    let huge = "x".repeat(flux_sim::serve::MAX_BODY + 10);
+    let raw = live
+        .client
+        .post(format!("{}/gemini-2.5-flash:generateContent", live.base))
+        .header("x-goog-api-key", k)
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let v: Value = raw.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+
+    // Quota: 5 RPM on project "solo", then a 429 with every field.
+    for _ in 0..5 {
+        assert_eq!(
+            live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
+                .await
+                .0,
+            200
+        );
+    }
+    let (s, v) = live.post("gemini-2.5-flash:generateContent", Some(k), &body("x")).await;
+    assert_eq!(s, 429);
+    let e = &v["error"];
+    assert_eq!(
+        (e["code"].as_u64(), e["status"].as_str()),
+        (Some(429), Some("RESOURCE_EXHAUSTED"))
+    );
+    let d = e["details"].as_array().unwrap();
+    assert_eq!(d.len(), 3);
+    assert_eq!(d[0]["@type"], "type.googleapis.com/google.rpc.Help");
+    assert_eq!(d[1]["@type"], "type.googleapis.com/google.rpc.QuotaFailure");
+    let viol = d[1]["violations"].as_array().unwrap();
+    assert_eq!(viol.len(), 1);
+    assert_eq!(
+        viol[0]["quotaId"],
+        "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+    );
+    assert_eq!(
+        viol[0]["quotaMetric"],
+        "generativelanguage.googleapis.com/generate_content_free_tier_requests"
+    );
+    assert_eq!(viol[0]["quotaValue"], "5");
+    assert_eq!(
+        viol[0]["quotaDimensions"],
+        json!({"location": "global", "model": "gemini-2.5-flash"})
+    );
+    assert_eq!(d[2]["@type"], "type.googleapis.com/google.rpc.RetryInfo");
+    let delay = d[2]["retryDelay"].as_str().unwrap();
+    let secs: f64 = delay.trim_end_matches('s').parse().unwrap();
+    assert!(secs > 55.0 && secs <= 60.0, "{delay}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("\n* Quota exceeded for metric: generativelanguage.googleapis.com/generate_content_free_tier_requests, limit: 5, model: gemini-2.5-flash"));
+    assert!(msg.ends_with(&format!("\nPlease retry in {delay}.")));
+    // The other project's budget is untouched; its two keys share theirs.
+    assert_eq!(
+        live.post("gemini-2.5-flash:generateContent", Some(&live.keys[1]), &body("x"))
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn retry_delay_is_honoured_in_scaled_time() {
+    // Time scale 600: a quota minute lasts 100 ms of real time.
+    let live = start(600).await;
+    let k = &live.keys[0];
+    for _ in 0..5 {
+        assert_eq!(
+            live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
+                .await
+                .0,
+            200
+        );
+    }
+    let (s, v) = live.post("gemini-2.5-flash:generateContent", Some(k), &body("x")).await;
+    assert_eq!(s, 429);
+    let delay: f64 = v["error"]["details"][2]["retryDelay"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(delay > 0.0 && delay <= 0.1, "{delay}");
+    tokio::time::sleep(Duration::from_secs_f64(delay + 0.02)).await;
+    assert_eq!(
+        live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn streaming_in_both_forms() {
+    let live = start(1).await;
+    let k = &live.keys[0];
+    let sse = live
+        .client
+        .post(format!("{}/gemini-2.5-flash:streamGenerateContent?alt=sse", live.base))
+        .header("x-goog-api-key", k)
+        .json(&body("abcd"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    let text = sse.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\r\n\r\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2, "100 tokens in chunks of 64");
+    assert_eq!(events[0]["usageMetadata"]["candidatesTokenCount"], 64);
+    assert!(events[0]["candidates"][0].get("finishReason").is_none());
+    assert_eq!(events[1]["usageMetadata"]["candidatesTokenCount"], 100);
+    assert_eq!(events[1]["candidates"][0]["finishReason"], "STOP");
+    let all: String = events
+        .iter()
+        .map(|e| e["candidates"][0]["content"]["parts"][0]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(all.chars().count(), 400);
+    let arr = live
+        .client
+        .post(format!("{}/gemini-2.5-flash:streamGenerateContent", live.base))
+        .header("x-goog-api-key", k)
+        .json(&body("abcd"))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = arr.json().await.unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_clients_never_over_admit() {
+    let live = std::sync::Arc::new(start(1).await);
+    // Project "pair" has two keys sharing 5 RPM: 40 concurrent calls on both keys.
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let live = live.clone();
+        tasks.push(tokio::spawn(async move {
+            live.post(
+                "gemini-2.5-flash:generateContent",
+                Some(&live.keys[1 + i % 2]),
+                &body("x"),
+            )
+            .await
+            .0
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 35);
+    let metrics = live
+        .client
+        .get(live.base.replace("/v1beta/models", "/flux/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("flux_responses_total{project=\"pair\",model=\"gemini-2.5-flash\",code=\"200\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flux_rate_limited_total{project=\"pair\",model=\"gemini-2.5-flash\",dimension=\"rpm\"} 35"),
+        "{metrics}"
+    );
+    let ledger: Value = live
+        .client
+        .get(live.base.replace("/v1beta/models", "/flux/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pair = ledger["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["project"] == "pair")
+        .unwrap();
+    assert_eq!(pair["peak"]["rpm"], 5);
+}
