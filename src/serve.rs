@@ -100,11 +100,18 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         next_id: AtomicU64::new(0),
     });
     Router::new()
-        .route("/v1beta/models", get(list_models))
-        .route("/v1beta/models/{name}", get(get_model).post(call_model))
+        .route("/{version}/models", get(list_models))
+        .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/flux/metrics", get(metrics))
         .route("/flux/ledger", get(ledger))
-        .fallback(|| async { error(json!({"error": {"code": 404, "message": "Not found", "status": "NOT_FOUND"}})) })
+        .fallback(|req: Request| async move {
+            let message = format!(
+                "The requested URL {} {} was not found on this server.",
+                req.method(),
+                req.uri().path()
+            );
+            error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+        })
         .with_state(shared)
 }
 
@@ -139,11 +146,24 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// API versions served (the google-genai SDK calls `v1beta` or `v1`).
+const VERSIONS: [&str; 3] = ["v1beta", "v1", "v1alpha"];
+
+fn no_such_version(version: &str) -> Response {
+    error(
+        json!({"error": {"code": 404, "message": format!("API version {version} is not served; use one of {VERSIONS:?}."), "status": "NOT_FOUND"}}),
+    )
+}
+
 async fn list_models(
     State(s): State<Arc<Shared>>,
+    Path(version): Path<String>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
+    if !VERSIONS.contains(&version.as_str()) {
+        return no_such_version(&version);
+    }
     if let Err(e) = check_key(&s, &key_of(&headers, &q)) {
         return error(e);
     }
@@ -153,25 +173,31 @@ async fn list_models(
 
 async fn get_model(
     State(s): State<Arc<Shared>>,
-    Path(name): Path<String>,
+    Path((version, name)): Path<(String, String)>,
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
+    if !VERSIONS.contains(&version.as_str()) {
+        return no_such_version(&version);
+    }
     if let Err(e) = check_key(&s, &key_of(&headers, &q)) {
         return error(e);
     }
     match s.scenario.model_index(&name) {
         Some(_) => json_response(StatusCode::OK, &wire::model_entry(&name)),
-        None => error(wire::unknown_model(&name, "generateContent")),
+        None => error(wire::unknown_model(&name, &version, "generateContent")),
     }
 }
 
 async fn call_model(
     State(s): State<Arc<Shared>>,
-    Path(name): Path<String>,
+    Path((version, name)): Path<(String, String)>,
     Query(q): Query<BTreeMap<String, String>>,
     req: Request,
 ) -> Response {
+    if !VERSIONS.contains(&version.as_str()) {
+        return no_such_version(&version);
+    }
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
@@ -182,14 +208,14 @@ async fn call_model(
         }
     };
     let Some((model_name, method)) = name.split_once(':') else {
-        return error(wire::unknown_model(&name, "generateContent"));
+        return error(wire::unknown_model(&name, &version, "generateContent"));
     };
     let key = match check_key(&s, &key_of(&headers, &q)) {
         Ok(k) => k,
         Err(e) => return error(e),
     };
     let Some(model) = s.scenario.model_index(model_name) else {
-        return error(wire::unknown_model(model_name, method));
+        return error(wire::unknown_model(model_name, &version, method));
     };
     match method {
         "countTokens" => {
@@ -203,7 +229,7 @@ async fn call_model(
         "streamGenerateContent" => {
             generate(&s, key, model, &body, Some(q.get("alt").is_some_and(|a| a == "sse"))).await
         }
-        other => error(wire::unknown_model(model_name, other)),
+        other => error(wire::unknown_model(model_name, &version, other)),
     }
 }
 
@@ -280,7 +306,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         Answer::Unavailable => return error(wire::unavailable()),
         Answer::InvalidKey => return error(wire::invalid_key()),
         Answer::MissingKey => return error(wire::missing_key()),
-        Answer::UnknownModel => return error(wire::unknown_model(model_name, "generateContent")),
+        Answer::UnknownModel => return error(wire::invalid_argument("unknown model")),
     };
     let latency = s.real(completes_at - now);
     let response_id = format!("flux-{id:016x}");

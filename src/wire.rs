@@ -130,11 +130,11 @@ pub fn missing_key() -> Value {
 }
 
 /// 404 for an unknown model.
-pub fn unknown_model(model: &str, method: &str) -> Value {
+pub fn unknown_model(model: &str, version: &str, method: &str) -> Value {
     envelope(
         404,
         "NOT_FOUND",
-        &format!("models/{model} is not found for API version v1beta, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."),
+        &format!("models/{model} is not found for API version {version}, or is not supported for {method}. Call ListModels to see the list of available models and their supported methods."),
         Vec::new(),
     )
 }
@@ -307,7 +307,7 @@ mod tests {
     fn other_errors_use_googles_wording() {
         assert_eq!(invalid_key()["error"]["details"][0]["reason"], "API_KEY_INVALID");
         assert_eq!(missing_key()["error"]["status"], "PERMISSION_DENIED");
-        assert!(unknown_model("x", "generateContent")["error"]["message"]
+        assert!(unknown_model("x", "v1beta", "generateContent")["error"]["message"]
             .as_str()
             .unwrap()
             .starts_with("models/x is not found for API version v1beta"));

@@ -411,3 +411,52 @@ async fn concurrent_clients_never_over_admit() {
         .unwrap();
     assert_eq!(pair["peak"]["rpm"], 5);
 }
+
+#[tokio::test]
+async fn v1_is_served_too_and_unknown_versions_are_404() {
+    let live = start(1).await;
+    let k = &live.keys[0];
+    let v1 = live.base.replace("/v1beta/", "/v1/");
+    let list: Value = live
+        .client
+        .get(format!("{v1}?key={k}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["models"][0]["name"], "models/gemini-2.5-flash");
+    let r = live
+        .client
+        .post(format!("{v1}/gemini-9:generateContent?key={k}"))
+        .json(&body("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("for API version v1,"),
+        "{v}"
+    );
+    let r = live
+        .client
+        .get(format!("{}?key={k}", live.base.replace("/v1beta/", "/v9/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = live
+        .client
+        .get(live.base.replace("/v1beta/models", "/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "The requested URL GET /elsewhere was not found on this server."
+    );
+}
