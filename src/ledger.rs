@@ -576,11 +576,6 @@ impl Ledger {
         self.pool_peaks[p.0 as usize]
     }
 
-    /// How many budgets the ledger holds.
-    pub fn budget_count(&self) -> usize {
-        self.budgets.len()
-    }
-
     /// Entries held in memory (for tests of boundedness).
     pub fn held_entries(&self) -> usize {
         self.budgets

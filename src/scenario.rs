@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::DateTime;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -1302,14 +1302,6 @@ fn validate_retry(
             max_attempts: r.max_attempts,
         },
     })
-}
-
-/// The path of a scenario-relative file.
-pub fn relative_to(scenario: &Path, rel: &str) -> PathBuf {
-    scenario
-        .parent()
-        .map(|p| p.join(rel))
-        .unwrap_or_else(|| PathBuf::from(rel))
 }
 
 #[cfg(test)]
