@@ -125,9 +125,7 @@ fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
             let mut total = 0u64;
             let mut points = vec![(0.0, 0.0)];
             for m in &d.minutes {
-                let by = &m.rate_limited;
-                // A response counts once, under its first violated dimension or as capacity.
-                total += by.rpm.max(by.tpm).max(by.rpd).max(by.concurrency).max(by.capacity);
+                total += m.rate_limited_responses;
                 points.push(((m.minute + 1) as f64, total as f64));
             }
             Line {

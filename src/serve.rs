@@ -149,10 +149,13 @@ pub async fn shutdown_signal() {
 /// API versions served (the google-genai SDK calls `v1beta` or `v1`).
 const VERSIONS: [&str; 3] = ["v1beta", "v1", "v1alpha"];
 
-fn no_such_version(version: &str) -> Response {
-    error(
-        json!({"error": {"code": 404, "message": format!("API version {version} is not served; use one of {VERSIONS:?}."), "status": "NOT_FOUND"}}),
-    )
+/// Checks the API version and the key of a request: `Err` is the error body to send.
+fn gate(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<String, String>) -> Result<usize, Value> {
+    if !VERSIONS.contains(&version) {
+        let message = format!("API version {version} is not served; use one of {VERSIONS:?}.");
+        return Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}));
+    }
+    check_key(s, &key_of(headers, q))
 }
 
 async fn list_models(
@@ -161,10 +164,7 @@ async fn list_models(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if !VERSIONS.contains(&version.as_str()) {
-        return no_such_version(&version);
-    }
-    if let Err(e) = check_key(&s, &key_of(&headers, &q)) {
+    if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
     }
     let models: Vec<Value> = s.scenario.models.iter().map(|m| wire::model_entry(&m.name)).collect();
@@ -177,10 +177,7 @@ async fn get_model(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if !VERSIONS.contains(&version.as_str()) {
-        return no_such_version(&version);
-    }
-    if let Err(e) = check_key(&s, &key_of(&headers, &q)) {
+    if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
     }
     match s.scenario.model_index(&name) {
@@ -195,9 +192,6 @@ async fn call_model(
     Query(q): Query<BTreeMap<String, String>>,
     req: Request,
 ) -> Response {
-    if !VERSIONS.contains(&version.as_str()) {
-        return no_such_version(&version);
-    }
     let headers = req.headers().clone();
     let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
         Ok(b) => b,
@@ -210,7 +204,7 @@ async fn call_model(
     let Some((model_name, method)) = name.split_once(':') else {
         return error(wire::unknown_model(&name, &version, "generateContent"));
     };
-    let key = match check_key(&s, &key_of(&headers, &q)) {
+    let key = match gate(&s, &version, &headers, &q) {
         Ok(k) => k,
         Err(e) => return error(e),
     };

@@ -7,6 +7,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::export::csv::csv_field;
 use crate::metrics::StrategyResult;
 use crate::run::run;
 use crate::scenario::Scenario;
@@ -409,14 +410,6 @@ fn apply_path(s: &Setting, root: &mut toml::Value, value: &toml::Value) -> Resul
         }
     }
     Ok(())
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ pub struct MinuteRow {
     pub minute: u64,
     /// Requests completed in the minute.
     pub completed: u64,
-    /// 429 responses in the minute, by dimension.
+    /// 429 responses in the minute.
+    pub rate_limited_responses: u64,
+    /// 429 responses in the minute, by dimension (one response may count in several).
     pub rate_limited: ByDimension,
     /// Input tokens of the requests completed in the minute.
     pub input_tokens: u64,
@@ -104,7 +106,9 @@ impl Timeline {
     }
 
     pub(crate) fn rate_limited(&mut self, now: Nanos, violated: Dims) {
-        let r = &mut self.row(now).rate_limited;
+        let row = self.row(now);
+        row.rate_limited_responses += 1;
+        let r = &mut row.rate_limited;
         if violated.is_empty() {
             r.capacity += 1;
         }

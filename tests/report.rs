@@ -55,7 +55,7 @@ fn every_report_file_is_produced_and_well_formed() {
     let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 11);
+    assert_eq!(header.len(), 12);
     assert_eq!(&header[..3], ["strategy", "minute", "completed"]);
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(rows.iter().all(|r| r.len() == header.len()));

@@ -4,7 +4,7 @@ use crate::metrics::RunResult;
 use crate::timeline::Details;
 
 /// The CSV header.
-pub const HEADER: &str = "strategy,minute,completed,rate_limited_rpm,rate_limited_tpm,rate_limited_rpd,rate_limited_concurrency,rate_limited_capacity,input_tokens,in_flight,queued";
+pub const HEADER: &str = "strategy,minute,completed,rate_limited,rate_limited_rpm,rate_limited_tpm,rate_limited_rpd,rate_limited_concurrency,rate_limited_capacity,input_tokens,in_flight,queued";
 
 /// The time series of every strategy of `run`, in run order.
 pub fn timeseries_csv(run: &RunResult, details: &[Details]) -> String {
@@ -13,10 +13,11 @@ pub fn timeseries_csv(run: &RunResult, details: &[Details]) -> String {
         for m in &d.minutes {
             let by = &m.rate_limited;
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 csv_field(&r.strategy),
                 m.minute,
                 m.completed,
+                m.rate_limited_responses,
                 by.rpm,
                 by.tpm,
                 by.rpd,
@@ -32,7 +33,7 @@ pub fn timeseries_csv(run: &RunResult, details: &[Details]) -> String {
 }
 
 /// Quotes a field when it holds a comma, quote or line break.
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -1,7 +1,7 @@
 //! Turning results into things people read: an aligned table, JSON, Markdown, CSV, charts,
 //! an HTML page, trace lines.
 
-mod csv;
+pub(crate) mod csv;
 mod html;
 mod json;
 mod markdown;
