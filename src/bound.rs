@@ -21,7 +21,7 @@
 //! (the shortest possible makespan), found by bisection.
 
 use crate::ledger::{Limits, WindowKind};
-use crate::scenario::{Scenario, TpmCounts};
+use crate::scenario::Scenario;
 use crate::time::{Calendar, Nanos, MINUTE, SECOND};
 use crate::workload::{Arrivals, ModelChoice, RequestStream};
 
@@ -143,10 +143,7 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
             rpd_used.push(p.rpd_used);
         }
     }
-    let cost = |input: u64, output: u64| match scenario.server.tpm_counts {
-        TpmCounts::Input => input,
-        TpmCounts::Total => input + output,
-    };
+    let cost = |input: u64, output: u64| scenario.server.tpm_counts.cost(input, output);
     let mut counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     let mut n = 0u128;
     let mut latency_sum = 0.0;

@@ -31,6 +31,51 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print every key string a client may use with `serve`.
     Keys(KeysArgs),
+    /// Run one strategy for real against an HTTP endpoint (serve, or Gemini), next to its simulation.
+    Drive(DriveArgs),
+}
+
+/// Arguments of `drive`.
+#[derive(Debug, clap::Args)]
+pub struct DriveArgs {
+    /// Scenario file (TOML): its workload, keys, limits and strategies.
+    pub scenario: PathBuf,
+    /// Base URL of the API, e.g. http://127.0.0.1:8080 (flux-sim serve) or
+    /// https://generativelanguage.googleapis.com.
+    #[arg(long, value_name = "URL")]
+    pub endpoint: String,
+    /// The strategy to drive (a name from the scenario, or a built-in kind); needed when the
+    /// scenario has several.
+    #[arg(long, value_name = "NAME")]
+    pub strategy: Option<String>,
+    /// Stop after this much wall-clock time, e.g. 90s or 10m (default: the scenario's horizon
+    /// divided by the time scale).
+    #[arg(long, value_name = "D", value_parser = real_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// The endpoint's time scale (as given to `serve --time-scale`; 1 for a real API).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub time_scale: u64,
+    /// exact_cooldown's safety margin in wall-clock time, e.g. 5ms: every cooldown lasts this
+    /// much longer, to absorb network delay jitter (default: the scenario's `margin`).
+    #[arg(long, value_name = "D", value_parser = real_duration)]
+    pub margin: Option<std::time::Duration>,
+    /// Seed of the workload and of retry jitter (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write one JSON line per attempt to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// Overwrite an existing --trace file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A wall-clock duration flag (`500ms`, `90s`, `10m`).
+fn real_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::time::parse_duration(text).map(std::time::Duration::from_nanos)
 }
 
 /// Arguments of `serve`.
@@ -133,6 +178,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Sweep(a) => sweep_cmd(a),
         Command::Serve(a) => serve_cmd(a),
         Command::Keys(a) => keys_cmd(a),
+        Command::Drive(a) => drive_cmd(a),
     }
 }
 
@@ -148,51 +194,75 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     let (result, details) = match &a.trace {
         None => run_detailed(&scenario, &strategies, seed, None, threads, details),
         Some(path) => {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .create_new(!a.force)
-                .open(path)
-                .map_err(|e| match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => format!(
-                        "--trace: {} already exists; pass --force to overwrite it",
-                        path.display()
-                    ),
-                    _ => format!("--trace: cannot create {}: {e}", path.display()),
-                })?;
-            let mut w = BufWriter::new(file);
-            let mut failed: Option<std::io::Error> = None;
-            let mut sink = |strategy: &str, rec: &crate::engine::AttemptRecord| {
-                if failed.is_none() {
-                    if let Err(e) = writeln!(w, "{}", trace_line(&scenario, strategy, rec)) {
-                        failed = Some(e);
-                    }
-                }
-            };
+            let mut trace = TraceFile::create(path, a.force)?;
+            let mut sink = |strategy: &str, rec: &crate::engine::AttemptRecord| trace.write(&scenario, strategy, rec);
             let r = run_detailed(&scenario, &strategies, seed, Some(&mut sink), threads, details);
-            if let Some(e) = failed {
-                return Err(format!("--trace: cannot write {}: {e}", path.display()));
-            }
-            w.flush()
-                .map_err(|e| format!("--trace: cannot write {}: {e}", path.display()))?;
+            trace.finish()?;
             r
         }
     };
     if let Some(dir) = &a.out {
         crate::report::write_report(dir, &result, &details)?;
     }
-    let out = match a.format {
+    print(&match a.format {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),
-    };
-    let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_bytes()).and_then(|_| stdout.flush()) {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("cannot write to stdout: {e}"));
+    })
+}
+
+/// A `--trace` file: one JSON line per attempt; the first write error is kept for the end.
+struct TraceFile {
+    path: PathBuf,
+    out: BufWriter<std::fs::File>,
+    failed: Option<std::io::Error>,
+}
+
+impl TraceFile {
+    /// Creates `path`, refusing to replace an existing file unless `force`.
+    fn create(path: &std::path::Path, force: bool) -> Result<TraceFile, String> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .create_new(!force)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "--trace: {} already exists; pass --force to overwrite it",
+                    path.display()
+                ),
+                _ => format!("--trace: cannot create {}: {e}", path.display()),
+            })?;
+        Ok(TraceFile {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            failed: None,
+        })
+    }
+
+    fn write(&mut self, scenario: &Scenario, strategy: &str, rec: &crate::engine::AttemptRecord) {
+        if self.failed.is_none() {
+            if let Err(e) = writeln!(self.out, "{}", trace_line(scenario, strategy, rec)) {
+                self.failed = Some(e);
+            }
         }
     }
-    Ok(())
+
+    fn finish(mut self) -> Result<(), String> {
+        match self.failed.take().map_or_else(|| self.out.flush(), Err) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(format!("--trace: cannot write {}: {e}", self.path.display())),
+        }
+    }
+}
+
+/// Prints `text` on stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write to stdout: {e}")),
+        _ => Ok(()),
+    }
 }
 
 fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
@@ -237,10 +307,7 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
             value.as_deref().unwrap_or("none in the sweep")
         ));
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))
+    print(&out)
 }
 
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {
@@ -273,8 +340,100 @@ fn keys_cmd(a: KeysArgs) -> Result<(), String> {
             k.value, p.name, scenario.topology.accounts[p.account].name, k.valid
         ));
     }
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .map_err(|e| format!("cannot write to stdout: {e}"))
+    print(&out)
+}
+
+fn drive_cmd(a: DriveArgs) -> Result<(), String> {
+    use crate::drive::{cut, drive, DriveOptions};
+    use crate::scenario::StrategyKind;
+    let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    let names: Vec<String> = a.strategy.iter().cloned().collect();
+    let mut specs = select_strategies(&scenario, &names)?;
+    if specs.len() != 1 {
+        let offered: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        return Err(format!(
+            "drive runs one strategy at a time; pass --strategy with one of {offered:?}"
+        ));
+    }
+    let mut spec = specs.remove(0);
+    let scale = a.time_scale;
+    let to_virtual = |d: std::time::Duration| (d.as_nanos() * scale as u128).min(u64::MAX as u128) as u64;
+    if let Some(m) = a.margin {
+        match &mut spec.kind {
+            StrategyKind::ExactCooldown { margin, .. } => *margin = to_virtual(m),
+            other => {
+                return Err(format!(
+                    "--margin: only exact_cooldown plans cooldowns; {:?} is {}",
+                    spec.name,
+                    other.name()
+                ))
+            }
+        }
+    }
+    if let Some(d) = a.duration {
+        if d.is_zero() {
+            return Err("--duration: must be positive".into());
+        }
+        cut(&mut scenario, to_virtual(d));
+    }
+    let seed = a.seed.unwrap_or(scenario.seed);
+    let mut trace = a.trace.as_deref().map(|p| TraceFile::create(p, a.force)).transpose()?;
+    let opts = DriveOptions {
+        endpoint: a.endpoint.clone(),
+        time_scale: scale,
+        seed,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    eprintln!(
+        "flux-sim drive: {} with {} against {} (time scale {scale}, up to {} of wall-clock time); Ctrl-C stops and reports",
+        scenario.name,
+        spec.name,
+        a.endpoint,
+        crate::time::format_duration(scenario.horizon / scale)
+    );
+    let driven = {
+        let mut sink = |rec: &crate::engine::AttemptRecord| {
+            if let Some(t) = trace.as_mut() {
+                t.write(&scenario, &spec.name, rec);
+            }
+        };
+        runtime.block_on(drive(
+            &scenario,
+            &spec,
+            &opts,
+            Some(&mut sink),
+            crate::serve::shutdown_signal(),
+        ))?
+    };
+    if let Some(t) = trace {
+        t.finish()?;
+    }
+    if let Some(e) = &driven.first_transport_error {
+        eprintln!(
+            "flux-sim drive: {} attempts got no HTTP response (counted as errors and retried like a 503); the first: {e}",
+            driven.transport_errors
+        );
+    }
+    if driven.interrupted {
+        eprintln!(
+            "flux-sim drive: interrupted; the real row covers the time driven, the simulated row the whole scenario"
+        );
+    }
+    let bound = crate::bound::upper_bound(&scenario, seed);
+    let mut simulated = crate::engine::simulate(&scenario, &spec, seed, &bound, None);
+    simulated.strategy = format!("{} (simulated)", spec.name);
+    let span = |r: &crate::metrics::StrategyResult| r.makespan_s.unwrap_or(scenario.horizon as f64 / 1e9);
+    let result = crate::metrics::RunResult {
+        scenario: scenario.name.clone(),
+        seed,
+        simulated_seconds: crate::metrics::round3(span(&driven.result).max(span(&simulated))),
+        results: vec![driven.result, simulated],
+    };
+    print(&match a.format {
+        Format::Table => to_table(&result),
+        Format::Json => to_json(&result),
+    })
 }

@@ -10,7 +10,6 @@ use dary_heap::QuaternaryHeap;
 use crate::bound::Bound;
 use crate::ledger::Dims;
 use crate::metrics::{Recorder, StrategyResult};
-use crate::rng::{rng, unit, Stream};
 use crate::scenario::{RetryPolicy, Scenario, StrategySpec};
 use crate::server::{Call, KeyRef, Response, Server};
 use crate::strategy::{self, Ask, Decision, GiveUp, Outcome, Strategy};
@@ -462,8 +461,7 @@ impl Sim<'_, '_> {
             }
         };
         self.strategy.on_outcome(now, &ask, key, model, now, &outcome);
-        let u = unit(&mut rng(self.seed, Stream::Retry, l.req.id, l.attempts));
-        match self.retry.next_delay(l.attempts, &outcome, u) {
+        match self.retry.delay_after(self.seed, l.req.id, l.attempts, &outcome) {
             Some(d) => self.push(now + d, OFFER, slot),
             None => self.end(slot, now, End::Failed),
         }

@@ -227,11 +227,11 @@ impl Window {
 
     /// Forgets what no longer counts at `now`, and returns the amount that does (for a
     /// bucket of capacity `limit`: its used capacity, rounded up).
-    fn usage(&mut self, now: Nanos, limit: u64, cal: &Calendar) -> u64 {
+    fn usage(&mut self, now: Nanos, limit: u64, cal: &Calendar, span: Nanos) -> u64 {
         match self {
             Window::Sliding { entries, base } => {
                 while let Some(&(t, cum)) = entries.front() {
-                    if t + MINUTE > now {
+                    if t + span > now {
                         break;
                     }
                     *base = cum;
@@ -256,8 +256,8 @@ impl Window {
     }
 
     /// Earliest instant `>= now` at which `amount` more fits under `limit` (`amount <= limit`).
-    fn earliest_fit(&mut self, now: Nanos, amount: u64, limit: u64, cal: &Calendar) -> Nanos {
-        let held = self.usage(now, limit, cal);
+    fn earliest_fit(&mut self, now: Nanos, amount: u64, limit: u64, cal: &Calendar, span: Nanos) -> Nanos {
+        let held = self.usage(now, limit, cal, span);
         match self {
             Window::Sliding { entries, base } => {
                 if held + amount <= limit {
@@ -267,7 +267,7 @@ impl Window {
                 let last = entries.back().map_or(*base, |&(_, c)| c);
                 let target = last - (limit - amount);
                 let k = entries.partition_point(|&(_, cum)| cum < target);
-                entries[k].0 + MINUTE
+                entries[k].0 + span
             }
             Window::Fixed { .. } => {
                 if held + amount <= limit {
@@ -379,6 +379,8 @@ pub struct LedgerConfig {
 pub struct Ledger {
     calendar: Calendar,
     config: LedgerConfig,
+    /// How long a sliding window holds an entry: 60 s, plus a client replica's margin.
+    span: Nanos,
     budgets: Vec<Budget>,
     pools: Vec<Slots>,
     pool_peaks: Vec<u64>,
@@ -390,10 +392,20 @@ impl Ledger {
         Ledger {
             calendar,
             config,
+            span: MINUTE,
             budgets: Vec::new(),
             pools: Vec::new(),
             pool_peaks: Vec::new(),
         }
+    }
+
+    /// A client-side replica's ledger: sliding windows hold each entry `margin` longer than
+    /// 60 s, so that a client whose sends reach the server up to `margin` later than planned
+    /// (network delay and its jitter, timer lateness) still never overfills the server's
+    /// windows. Fixed and bucket windows ignore it.
+    pub fn with_margin(mut self, margin: Nanos) -> Self {
+        self.span = MINUTE + margin;
+        self
     }
 
     /// The calendar the ledger resets by.
@@ -464,7 +476,7 @@ impl Ledger {
 
     /// What [`Ledger::admit`] would answer, without recording anything.
     pub fn check(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64) -> Admission {
-        let cal = &self.calendar;
+        let (cal, span) = (&self.calendar, self.span);
         let budget = &mut self.budgets[b.0 as usize];
         let limits = budget.limits;
         let impossible = limits.unservable(tokens);
@@ -480,10 +492,10 @@ impl Ledger {
             }
         };
         if let Some(l) = limits.rpm {
-            consider(Dimension::Rpm, budget.rpm.earliest_fit(now, 1, l, cal));
+            consider(Dimension::Rpm, budget.rpm.earliest_fit(now, 1, l, cal, span));
         }
         if let Some(l) = limits.tpm {
-            consider(Dimension::Tpm, budget.tpm.earliest_fit(now, tokens, l, cal));
+            consider(Dimension::Tpm, budget.tpm.earliest_fit(now, tokens, l, cal, span));
         }
         if let Some(l) = limits.rpd {
             let used = budget.daily.settle(now, cal);
@@ -513,18 +525,18 @@ impl Ledger {
     }
 
     fn record(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) {
-        let cal = &self.calendar;
+        let (cal, span) = (&self.calendar, self.span);
         let budget = &mut self.budgets[b.0 as usize];
         let limits = budget.limits;
         // Settle each window at `now` before counting (a send planned earlier may be recorded
         // past a minute or day boundary); unlimited dimensions keep nothing.
         let mut now_usage = Usage::default();
         if let Some(l) = limits.rpm {
-            budget.rpm.usage(now, l, cal);
+            budget.rpm.usage(now, l, cal, span);
             now_usage.rpm = budget.rpm.record(now, 1);
         }
         if let Some(l) = limits.tpm {
-            budget.tpm.usage(now, l, cal);
+            budget.tpm.usage(now, l, cal, span);
             now_usage.tpm = budget.tpm.record(now, tokens);
         }
         if limits.rpd.is_some() {
@@ -544,12 +556,12 @@ impl Ledger {
 
     /// Usage of budget `b` at `now` (concurrency from `pool`, when given).
     pub fn usage(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>) -> Usage {
-        let cal = &self.calendar;
+        let (cal, span) = (&self.calendar, self.span);
         let budget = &mut self.budgets[b.0 as usize];
         let limits = budget.limits;
         Usage {
-            rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal)),
-            tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal)),
+            rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal, span)),
+            tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal, span)),
             rpd: budget.daily.settle(now, cal),
             concurrency: pool.map_or(0, |p| self.pools[p.0 as usize].settle(now)),
         }
@@ -654,6 +666,22 @@ mod tests {
         assert!(
             matches!(l.check(MINUTE, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == MINUTE + SECOND)
         );
+    }
+
+    #[test]
+    fn a_replica_margin_holds_entries_that_much_longer() {
+        let (l, b) = ledger(WindowKind::Sliding, rpm(1));
+        let mut l = l.with_margin(250);
+        assert_eq!(l.admit(SECOND, b, None, 1, 0), Admission::Admitted);
+        assert!(
+            matches!(l.check(MINUTE + SECOND, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == MINUTE + SECOND + 250)
+        );
+        assert_eq!(l.admit(MINUTE + SECOND + 250, b, None, 1, 0), Admission::Admitted);
+        let (tl, tb) = ledger(WindowKind::Sliding, tpm(10));
+        let mut tl = tl.with_margin(7);
+        assert_eq!(tl.admit(0, tb, None, 10, 0), Admission::Admitted);
+        assert_eq!(tl.usage(MINUTE + 6, tb, None).tpm, 10);
+        assert_eq!(tl.usage(MINUTE + 7, tb, None).tpm, 0);
     }
 
     #[test]

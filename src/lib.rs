@@ -2,12 +2,14 @@
 //! per-project quotas exactly, in deterministic virtual time.
 //!
 //! The core is pure (no clock, no I/O): [`ledger`], [`server`], [`strategy`], [`workload`].
-//! [`engine`] drives them in virtual time; [`export`] turns results into tables and JSON;
-//! [`cli`] is the command line.
+//! [`engine`] drives them in virtual time; [`serve`] (the mock server) and [`drive`] (a
+//! strategy as a client) drive them in real time over HTTP; [`export`] and [`report`] turn
+//! results into tables, JSON and charts; [`cli`] is the command line.
 #![warn(missing_docs)]
 
 pub mod bound;
 pub mod cli;
+pub mod drive;
 pub mod engine;
 pub mod export;
 pub mod ledger;

@@ -1,6 +1,7 @@
 //! Retry policies (client side, separate from the strategy): after an attempt fails, how long
 //! to wait before the strategy is asked again, or whether to give up.
 
+use crate::rng::{rng, unit, Stream};
 use crate::scenario::{Jitter, RetryPolicy};
 use crate::strategy::Outcome;
 use crate::time::Nanos;
@@ -53,6 +54,15 @@ impl RetryPolicy {
                 _ => jittered(exponential(base, cap, attempts), Jitter::Full, u),
             },
         })
+    }
+}
+
+impl RetryPolicy {
+    /// [`RetryPolicy::next_delay`] with the jitter drawn from `seed`'s retry stream for this
+    /// request and attempt, so every driver of the same run draws the same delays.
+    pub fn delay_after(&self, seed: u64, request: u64, attempts: u32, outcome: &Outcome) -> Option<Nanos> {
+        let u = unit(&mut rng(seed, Stream::Retry, request, attempts));
+        self.next_delay(attempts, outcome, u)
     }
 }
 

@@ -38,6 +38,16 @@ pub enum TpmCounts {
     Total,
 }
 
+impl TpmCounts {
+    /// Tokens a request of `input` prompt and `output` response tokens costs against TPM.
+    pub fn cost(self, input: u64, output: u64) -> u64 {
+        match self {
+            TpmCounts::Input => input,
+            TpmCounts::Total => input + output,
+        }
+    }
+}
+
 /// Whether a concurrency limit is shared by a project or held by each key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,6 +153,9 @@ pub enum StrategyKind {
     ExactCooldown {
         /// Reproduce gemini-flux's blind spots.
         gemini_flux: bool,
+        /// Safety margin: the replica holds each minute-window entry this much longer than
+        /// 60 s, so sends that reach the server up to this late still fit (0: exact).
+        margin: Nanos,
     },
 }
 
@@ -152,8 +165,8 @@ impl StrategyKind {
         match self {
             StrategyKind::RoundRobin => "round_robin",
             StrategyKind::FixedInterval { .. } => "fixed_interval",
-            StrategyKind::ExactCooldown { gemini_flux: false } => "exact_cooldown",
-            StrategyKind::ExactCooldown { gemini_flux: true } => "exact_cooldown/gemini-flux",
+            StrategyKind::ExactCooldown { gemini_flux: false, .. } => "exact_cooldown",
+            StrategyKind::ExactCooldown { gemini_flux: true, .. } => "exact_cooldown/gemini-flux",
         }
     }
 }
@@ -246,7 +259,10 @@ impl Scenario {
             "fixed_interval" => StrategyKind::FixedInterval {
                 interval: 30 * crate::time::SECOND,
             },
-            "exact_cooldown" => StrategyKind::ExactCooldown { gemini_flux: false },
+            "exact_cooldown" => StrategyKind::ExactCooldown {
+                gemini_flux: false,
+                margin: 0,
+            },
             _ => return None,
         };
         let retry = match kind {
@@ -516,6 +532,7 @@ struct RawStrategy {
     kind: String,
     interval: Option<String>,
     compat: Option<String>,
+    margin: Option<String>,
     #[serde(default)]
     fallback: Vec<String>,
     #[serde(default)]
@@ -1182,6 +1199,10 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
                     ))
                 }
             },
+            margin: match &s.margin {
+                None => 0,
+                Some(m) => cx.duration(&format!("{field}.margin"), m)?,
+            },
         },
         other => {
             return Err(cx.err(
@@ -1197,6 +1218,9 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
     }
     if s.compat.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
         return Err(cx.err(&format!("{field}.compat"), "only for kind = \"exact_cooldown\""));
+    }
+    if s.margin.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
+        return Err(cx.err(&format!("{field}.margin"), "only for kind = \"exact_cooldown\""));
     }
     if !s.fallback.is_empty() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
         return Err(cx.err(&format!("{field}.fallback"), "only for kind = \"exact_cooldown\""));
@@ -1391,6 +1415,31 @@ output_tokens = { dist = "fixed", value = 10 }
         assert!(
             err.contains("strategies[0].compat: only for kind = \"exact_cooldown\""),
             "{err}"
+        );
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\nmargin = \"5ms\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("strategies[0].margin: only for kind = \"exact_cooldown\""),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"exact_cooldown\"\nmargin = \"soon\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("strategies[0].margin:"), "{err}");
+        let ok = Scenario::parse(
+            &format!("{BASE}\n[[strategies]]\nkind = \"exact_cooldown\"\nmargin = \"250ms\"\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.strategies[0].kind,
+            StrategyKind::ExactCooldown {
+                gemini_flux: false,
+                margin: 250 * crate::time::MILLISECOND
+            }
         );
         let err = parse(&format!(
             "{BASE}\n[[strategies]]\nkind = \"round_robin\"\n[[strategies]]\nkind = \"round_robin\"\n"

@@ -291,7 +291,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
                 &limits,
                 &p.tier,
                 model_name,
-                Some(retry_delay / s.scale),
+                Some(retry_delay.div_ceil(s.scale)),
             ))
         }
         Answer::Unservable { violated } => {

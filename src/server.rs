@@ -130,10 +130,7 @@ impl Server {
 
     /// Tokens a call costs against TPM.
     pub fn tpm_cost(&self, input_tokens: u64, output_tokens: u64) -> u64 {
-        match self.tpm_counts {
-            TpmCounts::Input => input_tokens,
-            TpmCounts::Total => input_tokens + output_tokens,
-        }
+        self.tpm_counts.cost(input_tokens, output_tokens)
     }
 
     /// How long a response of `output_tokens` takes, with the attempt's jitter.

@@ -394,3 +394,142 @@ fn keys_lists_every_key_with_its_project() {
     let again = bin().arg("keys").arg(scenario("shared-project.toml")).output().unwrap();
     assert_eq!(String::from_utf8(again.stdout).unwrap(), text);
 }
+
+/// A `flux-sim serve` child process on a free loopback port; killed when dropped.
+struct Served {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Served {
+    fn start(scenario_file: &Path, time_scale: u64) -> Served {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flux-sim"))
+            .arg("serve")
+            .arg(scenario_file)
+            .args(["--bind", "127.0.0.1:0", "--time-scale", &time_scale.to_string()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "flux-sim serve: NAME on http://127.0.0.1:PORT (time scale …"
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Served { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn drive_runs_a_strategy_against_serve_next_to_its_simulation() {
+    let file = scenario("dubbing.toml");
+    let served = Served::start(&file, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("drive.jsonl");
+    let out = bin()
+        .arg("drive")
+        .arg(&file)
+        .args([
+            "--endpoint",
+            &served.url,
+            "--strategy",
+            "exact_cooldown",
+            "--time-scale",
+            "600",
+        ])
+        .args(["--duration", "2s", "--margin", "30ms", "--format", "json", "--trace"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["exact_cooldown", "exact_cooldown (simulated)"]);
+    let real = row(&v, "exact_cooldown");
+    let sim = row(&v, "exact_cooldown (simulated)");
+    assert!(u(real, "completed") > 50, "{real}");
+    assert_eq!(
+        u(real, "requests"),
+        u(sim, "requests"),
+        "the same batch, cut at 20 minutes"
+    );
+    assert_eq!(
+        u(real, "requests"),
+        u(real, "completed") + u(real, "failed") + u(real, "unservable") + u(real, "pending")
+    );
+    let lines = std::fs::read_to_string(&trace).unwrap();
+    let answered = u(real, "attempts") - u(real, "in_flight");
+    assert_eq!(lines.lines().count() as u64, answered, "one line per answered attempt");
+    for l in lines.lines() {
+        let t: Value = serde_json::from_str(l).unwrap();
+        assert!(t["key"].as_str().unwrap().starts_with("********"), "{t}");
+        assert_eq!(t["strategy"], "exact_cooldown");
+    }
+    // The trace is not overwritten without --force.
+    bin()
+        .arg("drive")
+        .arg(&file)
+        .args(["--endpoint", &served.url, "--strategy", "round_robin", "--trace"])
+        .arg(&trace)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+}
+
+#[test]
+fn drive_rejects_what_it_cannot_do() {
+    let file = scenario("dubbing.toml");
+    let drive = |args: &[&str]| bin().arg("drive").arg(&file).args(args).assert().code(2);
+    drive(&["--endpoint", "http://127.0.0.1:9"])
+        .stderr(predicate::str::contains("one strategy at a time").and(predicate::str::contains("exact_cooldown")));
+    drive(&[
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--strategy",
+        "round_robin",
+        "--margin",
+        "5ms",
+    ])
+    .stderr(predicate::str::contains("--margin: only exact_cooldown"));
+    drive(&["--endpoint", "http://127.0.0.1:9", "--strategy", "round_robin"]).stderr(predicate::str::contains(
+        "--endpoint http://127.0.0.1:9: cannot reach it",
+    ));
+    drive(&["--endpoint", "localhost:8080", "--strategy", "round_robin"])
+        .stderr(predicate::str::contains("--endpoint"));
+    drive(&[
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--strategy",
+        "round_robin",
+        "--duration",
+        "0s",
+    ])
+    .stderr(predicate::str::contains("--duration"));
+    drive(&[
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--strategy",
+        "round_robin",
+        "--duration",
+        "soon",
+    ])
+    .stderr(predicate::str::contains("--duration"));
+    drive(&["--strategy", "round_robin"]).stderr(predicate::str::contains("--endpoint"));
+}

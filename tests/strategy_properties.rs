@@ -201,6 +201,16 @@ proptest! {
         assert_within_limits(&s, &server)?;
     }
 
+    /// A safety margin only makes exact_cooldown more careful: still no 429, still within
+    /// every limit, whatever the margin (to the nanosecond up to 10 s).
+    #[test]
+    fn exact_cooldown_with_a_margin_never_breaches_a_quota(c in cases(true, true, 4), margin in 1u64..10_000_000_000) {
+        let spec = format!("[[strategies]]\nkind = \"exact_cooldown\"\nmargin = \"{margin}ns\"\n");
+        let (s, r, server) = simulate(&c, &spec);
+        prop_assert_eq!(r.rate_limited, 0, "{:?}", r);
+        assert_within_limits(&s, &server)?;
+    }
+
     /// gemini-flux is safe exactly when its assumption holds: one key per project, input-token
     /// TPM, no RPM limit.
     #[test]

@@ -87,15 +87,17 @@ pub struct ExactCooldown {
 
 impl ExactCooldown {
     /// The strategy over `env`, falling back to `fallback` models in order; `gemini_flux`
-    /// selects the compatibility mode.
-    pub fn new(env: Env, fallback: Vec<usize>, gemini_flux: bool) -> Self {
+    /// selects the compatibility mode; its replica holds window entries `margin` longer than
+    /// 60 s (see [`Ledger::with_margin`]; 0 plans exactly).
+    pub fn new(env: Env, fallback: Vec<usize>, gemini_flux: bool, margin: Nanos) -> Self {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
                 window: WindowKind::Sliding,
                 count_rejected: false,
             },
-        );
+        )
+        .with_margin(margin);
         let keys = env.key_project.len();
         let (owner_keys, key_owner): (Vec<Vec<usize>>, Vec<usize>) = if gemini_flux {
             ((0..keys).map(|k| vec![k]).collect(), (0..keys).collect())
@@ -484,7 +486,7 @@ mod tests {
             rpd: Some(1000),
             concurrent: None,
         };
-        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], false);
+        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], false, 0);
         assert_eq!(send(s.decide(0, &ask(80))), (0, 0));
         assert_eq!(send(s.decide(SECOND, &ask(80))), (1, SECOND));
         // Both budgets hold 80 of 100: 30 more fit when the first send expires.
@@ -494,17 +496,31 @@ mod tests {
     }
 
     #[test]
+    fn a_margin_delays_each_cooldown_by_exactly_that_much() {
+        let limits = Limits {
+            rpm: Some(1),
+            tpm: Some(100),
+            ..Limits::default()
+        };
+        let margin = 300 * crate::time::MILLISECOND;
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false, margin);
+        assert_eq!(send(s.decide(0, &ask(10))), (0, 0), "the first send is not delayed");
+        assert_eq!(send(s.decide(0, &ask(10))), (0, MINUTE + margin));
+        assert_eq!(send(s.decide(0, &ask(10))), (0, 2 * (MINUTE + margin)));
+    }
+
+    #[test]
     fn keys_of_one_project_share_its_budget() {
         let limits = Limits {
             rpm: Some(1),
             ..Limits::default()
         };
-        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], false);
+        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], false, 0);
         assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
         // The second key is in the same project: wait a minute, on either key.
         assert_eq!(send(s.decide(0, &ask(1))).1, MINUTE);
         // gemini-flux believes each key has its own budget (and ignores RPM).
-        let mut f = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], true);
+        let mut f = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], true, 0);
         assert_eq!(send(f.decide(0, &ask(1))), (0, 0));
         assert_eq!(f.decide(0, &ask(1)), Decision::Defer, "one request in flight");
         f.on_outcome(5, &ask(1), 0, 0, 0, &Outcome::Ok);
@@ -521,7 +537,7 @@ mod tests {
             tpm: Some(100),
             ..Limits::default()
         };
-        let mut f = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], true);
+        let mut f = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], true, 0);
         assert_eq!(send(f.decide(0, &ask(1))), (0, 0));
         let rl = Outcome::RateLimited {
             violated: Dims::EMPTY,
@@ -545,7 +561,7 @@ mod tests {
         e.models = 2;
         e.limits = vec![limits, limits];
         e.scopes = vec![ConcurrencyScope::Project; 2];
-        let mut s = ExactCooldown::new(e, vec![1], false);
+        let mut s = ExactCooldown::new(e, vec![1], false, 0);
         let a = ask(1);
         assert_eq!(
             s.decide(0, &a),
@@ -580,7 +596,7 @@ mod tests {
             concurrent: Some(1),
             ..Limits::default()
         };
-        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false);
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false, 0);
         assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
         assert_eq!(s.decide(0, &ask(1)), Decision::Defer);
         s.on_outcome(9, &ask(1), 0, 0, 0, &Outcome::Ok);

@@ -128,10 +128,7 @@ impl Env {
 
     /// The TPM cost of a request as the strategy counts it.
     pub fn tpm_cost(&self, ask: &Ask) -> u64 {
-        match self.tpm_counts {
-            TpmCounts::Input => ask.input_tokens,
-            TpmCounts::Total => ask.input_tokens + ask.output_tokens,
-        }
+        self.tpm_counts.cost(ask.input_tokens, ask.output_tokens)
     }
 }
 
@@ -141,8 +138,8 @@ pub fn build(scenario: &Scenario, spec: &StrategySpec) -> Box<dyn Strategy> {
     match spec.kind {
         StrategyKind::RoundRobin => Box::new(RoundRobin::new(&env)),
         StrategyKind::FixedInterval { interval } => Box::new(FixedInterval::new(&env, interval)),
-        StrategyKind::ExactCooldown { gemini_flux } => {
-            Box::new(ExactCooldown::new(env, spec.fallback.clone(), gemini_flux))
+        StrategyKind::ExactCooldown { gemini_flux, margin } => {
+            Box::new(ExactCooldown::new(env, spec.fallback.clone(), gemini_flux, margin))
         }
     }
 }
