@@ -5,7 +5,7 @@
 //! elapsed real time × time scale, so plans, delays and the summary read like `run`'s.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,11 +14,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::bound::upper_bound;
+use crate::dispatch::{summary, Book, Dispatch, End};
 use crate::engine::AttemptRecord;
 use crate::ledger::Dims;
 use crate::metrics::{Recorder, StrategyResult};
 use crate::scenario::{Scenario, StrategySpec};
-use crate::strategy::{self, Ask, Decision, GiveUp, Outcome, Strategy};
+use crate::strategy::{self, Outcome, Strategy};
 use crate::time::Nanos;
 use crate::wire;
 use crate::workload::{Arrivals, Request, RequestStream};
@@ -81,28 +82,12 @@ fn client_for(endpoint: &str) -> Result<(reqwest::Client, String), String> {
 
 /// One attempt's answer, from its HTTP task to the driver.
 struct Reply {
-    slot: usize,
+    slot: u32,
     /// HTTP status, or 0 when no response came.
     status: u16,
     outcome: Outcome,
     violated: Dims,
     transport_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Live {
-    req: Request,
-    attempts: u32,
-    sent: Nanos,
-    key: usize,
-    model: usize,
-}
-
-/// How a request ended.
-enum End {
-    Completed,
-    Failed,
-    Unservable,
 }
 
 /// What a timer does when it fires.
@@ -126,12 +111,8 @@ struct Driver<'a, 'b> {
     /// Stream ended (or reached the horizon).
     exhausted: bool,
     next_arrival: Option<Request>,
-    free_workers: u64,
-    slab: Vec<Option<Live>>,
-    free_slots: Vec<usize>,
-    live: u64,
-    parked: VecDeque<usize>,
-    timers: BinaryHeap<Reverse<(Nanos, u64, Timer, usize)>>,
+    book: Book,
+    timers: BinaryHeap<Reverse<(Nanos, u64, Timer, u32)>>,
     seq: u64,
     rec: Recorder,
     tasks: JoinSet<()>,
@@ -165,11 +146,7 @@ pub async fn drive(
         stream: RequestStream::new(&scenario.workload, opts.seed),
         exhausted: false,
         next_arrival: None,
-        free_workers: 0,
-        slab: Vec::new(),
-        free_slots: Vec::new(),
-        live: 0,
-        parked: VecDeque::new(),
+        book: Book::new(&scenario.workload.arrivals),
         timers: BinaryHeap::new(),
         seq: 0,
         rec: Recorder::new(),
@@ -179,16 +156,9 @@ pub async fn drive(
         first_transport_error: None,
         trace,
     };
-    let closed = match scenario.workload.arrivals {
-        Arrivals::Closed { workers, .. } => {
-            d.free_workers = workers;
-            true
-        }
-        _ => {
-            d.next_open_arrival();
-            false
-        }
-    };
+    if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
+        d.next_open_arrival();
+    }
     let horizon = scenario.horizon;
     tokio::pin!(stop);
     let mut interrupted = false;
@@ -200,10 +170,7 @@ pub async fn drive(
         while let Some(r) = d.next_arrival.filter(|r| r.arrival <= now) {
             d.next_arrival = None;
             d.rec.requests += 1;
-            let slot = d.alloc(r);
-            if !d.offer(slot, now) {
-                d.parked.push_back(slot);
-            }
+            d.arrive(r, now);
             d.next_open_arrival();
         }
         while let Some(&Reverse((t, _, what, slot))) = d.timers.peek() {
@@ -214,18 +181,18 @@ pub async fn drive(
             match what {
                 Timer::Offer => {
                     if !d.offer(slot, now) {
-                        d.parked.push_back(slot);
+                        d.book.parked.push_back(slot);
                     }
                 }
                 Timer::Send => {
-                    let l = d.get(slot);
-                    d.send(slot, l.key, l.model, now);
+                    let l = d.book.get(slot);
+                    d.send(slot, l.key as usize, l.model as usize, now);
                 }
             }
         }
         d.pump(now);
         while d.tasks.try_join_next().is_some() {}
-        if d.exhausted && d.live == 0 {
+        if d.exhausted && d.book.live == 0 {
             break;
         }
         let wake = [
@@ -256,31 +223,9 @@ pub async fn drive(
         }
     }
     d.tasks.abort_all();
-    let end = d.now().min(horizon);
-    let (requests, makespan) = match scenario.workload.arrivals {
-        Arrivals::Closed { requests, .. } => {
-            d.rec.requests = requests;
-            let ended = d.rec.completed + d.rec.failed + d.rec.unservable;
-            (requests, (ended == requests).then_some(d.rec.last_end))
-        }
-        _ => (d.rec.requests, None),
-    };
-    let pending = requests - d.rec.completed - d.rec.failed - d.rec.unservable;
-    let span = match (closed, makespan) {
-        (true, Some(m)) => m,
-        _ if interrupted => end,
-        _ => horizon,
-    };
+    let until = if interrupted { d.now().min(horizon) } else { horizon };
     let bound = upper_bound(scenario, opts.seed);
-    let result = d.rec.finish(
-        &spec.name,
-        spec.kind.name(),
-        pending,
-        span,
-        makespan,
-        bound.per_min,
-        bound.best_span,
-    );
+    let (result, _) = summary(&mut d.rec, scenario, spec, &bound, until);
     Ok(Driven {
         result,
         transport_errors: d.transport_errors,
@@ -327,105 +272,98 @@ impl Driver<'_, '_> {
         }
     }
 
-    fn push(&mut self, at: Nanos, what: Timer, slot: usize) {
+    fn push(&mut self, at: Nanos, what: Timer, slot: u32) {
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, what, slot)));
     }
 
-    fn alloc(&mut self, req: Request) -> usize {
-        self.live += 1;
-        let l = Some(Live {
-            req,
-            attempts: 0,
-            sent: req.arrival,
-            key: 0,
-            model: 0,
-        });
-        match self.free_slots.pop() {
-            Some(s) => {
-                self.slab[s] = l;
-                s
+    /// Feeds one attempt's answer to the metrics, the strategy and the retry policy.
+    fn answer(&mut self, reply: Reply, now: Nanos) {
+        let l = self.book.get(reply.slot);
+        let ask = l.ask();
+        self.rec.in_flight -= 1;
+        // RetryInfo delays are in the endpoint's time: scale them to quota time.
+        let outcome = match reply.outcome {
+            Outcome::RateLimited { violated, retry_delay } => Outcome::RateLimited {
+                violated,
+                retry_delay: retry_delay.map(|d| d.saturating_mul(self.opts.time_scale)),
+            },
+            o => o,
+        };
+        let (label, retry_delay) = match outcome {
+            Outcome::Ok => ("ok", None),
+            Outcome::RateLimited { retry_delay, .. } => ("rate_limited", retry_delay),
+            Outcome::Unservable => ("unservable", None),
+            _ => ("error", None),
+        };
+        if let Some(t) = self.trace.as_mut() {
+            t(&AttemptRecord::of(
+                self.scenario,
+                &l,
+                now,
+                reply.status,
+                label,
+                reply.violated,
+                retry_delay,
+            ));
+        }
+        if let Some(e) = reply.transport_error {
+            self.transport_errors += 1;
+            self.first_transport_error.get_or_insert(e);
+        }
+        let (key, model) = (l.key as usize, l.model as usize);
+        self.strategy.on_outcome(now, &ask, key, model, l.sent, &outcome);
+        match outcome {
+            Outcome::Ok => {
+                self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
+                self.end(reply.slot, now, End::Completed);
+                return;
             }
-            None => {
-                self.slab.push(l);
-                self.slab.len() - 1
+            Outcome::Unservable => {
+                self.rec.rate_limited(reply.violated);
+                self.end(reply.slot, now, End::Unservable);
+                return;
             }
+            Outcome::RateLimited { violated, .. } => self.rec.rate_limited(violated),
+            _ => self.rec.other_errors += 1,
+        }
+        match self
+            .spec
+            .retry
+            .delay_after(self.opts.seed, l.req.id, l.attempts, &outcome)
+        {
+            Some(d) => self.push(now.saturating_add(d), Timer::Offer, reply.slot),
+            None => self.end(reply.slot, now, End::Failed),
         }
     }
+}
 
-    fn get(&self, slot: usize) -> Live {
-        self.slab[slot].expect("live request")
+impl Dispatch for Driver<'_, '_> {
+    fn book(&mut self) -> &mut Book {
+        &mut self.book
     }
 
-    fn ask(l: &Live) -> Ask {
-        Ask {
-            request: l.req.id,
-            input_tokens: l.req.input_tokens,
-            output_tokens: l.req.output_tokens,
-            model: l.req.model,
-            attempts: l.attempts,
-        }
+    fn strategy(&mut self) -> &mut dyn Strategy {
+        self.strategy.as_mut()
     }
 
-    /// Asks the strategy; false if it defers (the caller parks the request).
-    fn offer(&mut self, slot: usize, now: Nanos) -> bool {
-        let l = self.get(slot);
-        match self.strategy.decide(now, &Self::ask(&l)) {
-            Decision::Send { key, model, at } if at <= now => self.send(slot, key, model, now),
-            Decision::Send { key, model, at } => {
-                let s = self.slab[slot].as_mut().expect("live request");
-                s.key = key;
-                s.model = model;
-                self.push(at, Timer::Send, slot);
-            }
-            Decision::Defer => return false,
-            Decision::GiveUp(GiveUp::Unservable) => self.end(slot, now, End::Unservable),
-            Decision::GiveUp(GiveUp::Exhausted) => self.end(slot, now, End::Failed),
-        }
-        true
+    fn recorder(&mut self) -> &mut Recorder {
+        &mut self.rec
     }
 
-    /// Offers parked requests (FIFO, stopping at the first that still defers) and gives free
-    /// workers of a closed batch their next request, until nothing moves.
-    fn pump(&mut self, now: Nanos) {
-        loop {
-            let mut moved = false;
-            while let Some(&slot) = self.parked.front() {
-                self.parked.pop_front();
-                if !self.offer(slot, now) {
-                    self.parked.push_front(slot);
-                    break;
-                }
-                moved = true;
-            }
-            if self.free_workers > 0 && !self.exhausted {
-                match self.stream.next() {
-                    Some(mut r) => {
-                        self.free_workers -= 1;
-                        r.arrival = now;
-                        let slot = self.alloc(r);
-                        if !self.offer(slot, now) {
-                            self.parked.push_back(slot);
-                        }
-                        moved = true;
-                    }
-                    None => self.exhausted = true,
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
+    fn next_batch_request(&mut self) -> Option<Request> {
+        let next = if self.exhausted { None } else { self.stream.next() };
+        self.exhausted = next.is_none();
+        next
+    }
+
+    fn send_at(&mut self, slot: u32, at: Nanos) {
+        self.push(at, Timer::Send, slot);
     }
 
     /// Sends an attempt: an HTTP task answers through the channel.
-    fn send(&mut self, slot: usize, key: usize, model: usize, now: Nanos) {
-        let mut l = self.get(slot);
-        l.attempts += 1;
-        l.sent = now;
-        l.key = key;
-        l.model = model;
-        self.slab[slot] = Some(l);
+    fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos) {
+        let l = self.book.attempt(slot, key, model, now);
         self.rec.attempts += 1;
         self.rec.in_flight += 1;
         let s = self.scenario;
@@ -463,88 +401,9 @@ impl Driver<'_, '_> {
             let _ = tx.send(reply);
         });
     }
-
-    /// Feeds one attempt's answer to the metrics, the strategy and the retry policy.
-    fn answer(&mut self, reply: Reply, now: Nanos) {
-        let l = self.get(reply.slot);
-        let ask = Self::ask(&l);
-        self.rec.in_flight -= 1;
-        // RetryInfo delays are in the endpoint's time: scale them to quota time.
-        let outcome = match reply.outcome {
-            Outcome::RateLimited { violated, retry_delay } => Outcome::RateLimited {
-                violated,
-                retry_delay: retry_delay.map(|d| d.saturating_mul(self.opts.time_scale)),
-            },
-            o => o,
-        };
-        let (label, retry_delay) = match outcome {
-            Outcome::Ok => ("ok", None),
-            Outcome::RateLimited { retry_delay, .. } => ("rate_limited", retry_delay),
-            Outcome::Unservable => ("unservable", None),
-            _ => ("error", None),
-        };
-        if let Some(t) = self.trace.as_mut() {
-            t(&AttemptRecord {
-                time: l.sent,
-                request: l.req.id,
-                attempt: l.attempts,
-                key: l.key,
-                project: self.scenario.topology.keys[l.key].project,
-                model: l.model,
-                input_tokens: l.req.input_tokens,
-                status: reply.status,
-                outcome: label,
-                violated: reply.violated,
-                retry_delay,
-                completion: (label == "ok").then_some(now),
-            });
-        }
-        if let Some(e) = reply.transport_error {
-            self.transport_errors += 1;
-            self.first_transport_error.get_or_insert(e);
-        }
-        self.strategy.on_outcome(now, &ask, l.key, l.model, l.sent, &outcome);
-        match outcome {
-            Outcome::Ok => {
-                self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
-                self.end(reply.slot, now, End::Completed);
-                return;
-            }
-            Outcome::Unservable => {
-                self.rec.rate_limited(reply.violated);
-                self.end(reply.slot, now, End::Unservable);
-                return;
-            }
-            Outcome::RateLimited { violated, .. } => self.rec.rate_limited(violated),
-            _ => self.rec.other_errors += 1,
-        }
-        match self
-            .spec
-            .retry
-            .delay_after(self.opts.seed, l.req.id, l.attempts, &outcome)
-        {
-            Some(d) => self.push(now.saturating_add(d), Timer::Offer, reply.slot),
-            None => self.end(reply.slot, now, End::Failed),
-        }
-    }
-
-    fn end(&mut self, slot: usize, now: Nanos, how: End) {
-        match how {
-            End::Completed => {}
-            End::Failed => self.rec.failed += 1,
-            End::Unservable => self.rec.unservable += 1,
-        }
-        self.rec.last_end = self.rec.last_end.max(now);
-        self.slab[slot] = None;
-        self.free_slots.push(slot);
-        self.live -= 1;
-        if matches!(self.scenario.workload.arrivals, Arrivals::Closed { .. }) {
-            self.free_workers += 1;
-        }
-    }
 }
 
-fn transport_failure(slot: usize, e: &reqwest::Error) -> Reply {
+fn transport_failure(slot: u32, e: &reqwest::Error) -> Reply {
     Reply {
         slot,
         status: 0,

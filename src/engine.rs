@@ -3,16 +3,16 @@
 //! scenario's request stream. Every strategy of a run sees the identical requests.
 
 use std::cmp::Reverse;
-use std::collections::VecDeque;
 
 use dary_heap::QuaternaryHeap;
 
 use crate::bound::Bound;
+use crate::dispatch::{summary, Book, Dispatch, End, Live};
 use crate::ledger::Dims;
 use crate::metrics::{Recorder, StrategyResult};
 use crate::scenario::{RetryPolicy, Scenario, StrategySpec};
 use crate::server::{Call, KeyRef, Response, Server};
-use crate::strategy::{self, Ask, Decision, GiveUp, Outcome, Strategy};
+use crate::strategy::{self, Outcome, Strategy};
 use crate::time::Nanos;
 use crate::timeline::{Details, Timeline};
 use crate::workload::{Arrivals, Request, RequestStream};
@@ -46,6 +46,36 @@ pub struct AttemptRecord {
     pub completion: Option<Nanos>,
 }
 
+impl AttemptRecord {
+    /// The latest attempt of `l`, sent at `l.sent`, answered at `now` (the completion of an
+    /// `ok` one).
+    pub(crate) fn of(
+        scenario: &Scenario,
+        l: &Live,
+        now: Nanos,
+        status: u16,
+        outcome: &'static str,
+        violated: Dims,
+        retry_delay: Option<Nanos>,
+    ) -> Self {
+        let key = l.key as usize;
+        AttemptRecord {
+            time: l.sent,
+            request: l.req.id,
+            attempt: l.attempts,
+            key,
+            project: scenario.topology.keys[key].project,
+            model: l.model as usize,
+            input_tokens: l.req.input_tokens,
+            status,
+            outcome,
+            violated,
+            retry_delay,
+            completion: (outcome == "ok").then_some(now),
+        }
+    }
+}
+
 /// What an event does, packed with its request's slot into one word: `slot << 2 | kind`.
 const OFFER: u64 = 0;
 const SEND: u64 = 1;
@@ -77,22 +107,6 @@ impl PartialOrd for Event {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Live {
-    req: Request,
-    attempts: u32,
-    /// Time, key and model of the latest send.
-    sent: Nanos,
-    key: u32,
-    model: u32,
-}
-
-enum End {
-    Completed,
-    Failed,
-    Unservable,
-}
-
 struct Sim<'a, 'b> {
     scenario: &'a Scenario,
     seed: u64,
@@ -102,13 +116,9 @@ struct Sim<'a, 'b> {
     stream: RequestStream,
     queue: QuaternaryHeap<Reverse<Event>>,
     seq: u64,
-    slab: Vec<Option<Live>>,
-    free_slots: Vec<u32>,
-    live: u64,
-    parked: VecDeque<u32>,
+    book: Book,
     /// The next open/trace arrival with its place in the event order; kept out of the heap.
     next_arrival: Option<(Nanos, u64, Request)>,
-    free_workers: u64,
     rec: Recorder,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
     timeline: Option<Timeline>,
@@ -155,20 +165,15 @@ pub fn simulate_full(
         stream: RequestStream::new(&scenario.workload, seed),
         queue: QuaternaryHeap::new(),
         seq: 0,
-        slab: Vec::new(),
-        free_slots: Vec::new(),
-        live: 0,
-        parked: VecDeque::new(),
+        book: Book::new(&scenario.workload.arrivals),
         next_arrival: None,
-        free_workers: 0,
         rec: Recorder::new(),
         trace,
         timeline: details.then(Timeline::default),
     };
     let horizon = scenario.horizon;
-    match scenario.workload.arrivals {
-        Arrivals::Closed { workers, .. } => sim.free_workers = workers,
-        _ => sim.schedule_next_arrival(),
+    if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
+        sim.schedule_next_arrival();
     }
     sim.pump(0);
     loop {
@@ -185,10 +190,7 @@ pub fn simulate_full(
             }
             sim.tick(now);
             sim.rec.requests += 1;
-            let slot = sim.alloc(req, now);
-            if !sim.offer(slot, now) {
-                sim.parked.push_back(slot);
-            }
+            sim.arrive(req, now);
             sim.schedule_next_arrival();
             sim.pump(now);
             continue;
@@ -203,41 +205,20 @@ pub fn simulate_full(
         match ev.tag & 3 {
             OFFER => {
                 if !sim.offer(slot, now) {
-                    sim.parked.push_back(slot);
+                    sim.book.parked.push_back(slot);
                 }
             }
             SEND => {
-                let l = sim.get(slot);
+                let l = sim.book.get(slot);
                 sim.send(slot, l.key as usize, l.model as usize, now)
             }
             _ => sim.complete(slot, now),
         }
         sim.pump(now);
     }
-    let (requests, makespan) = match scenario.workload.arrivals {
-        Arrivals::Closed { requests, .. } => {
-            sim.rec.requests = requests;
-            let ended = sim.rec.completed + sim.rec.failed + sim.rec.unservable;
-            (requests, (ended == requests).then_some(sim.rec.last_end))
-        }
-        _ => (sim.rec.requests, None),
-    };
-    let pending = requests - sim.rec.completed - sim.rec.failed - sim.rec.unservable;
-    let span = match scenario.workload.arrivals {
-        Arrivals::Closed { .. } => makespan.unwrap_or(horizon),
-        _ => horizon,
-    };
-    let result = sim.rec.finish(
-        &spec.name,
-        spec.kind.name(),
-        pending,
-        span,
-        makespan,
-        bound.per_min,
-        bound.best_span,
-    );
+    let (result, span) = summary(&mut sim.rec, scenario, spec, bound, horizon);
     let details = sim.timeline.take().map(|mut tl| {
-        tl.sample_until(span, sim.rec.in_flight, sim.live - sim.rec.in_flight);
+        tl.sample_until(span, sim.rec.in_flight, sim.book.live - sim.rec.in_flight);
         tl.finish(span, &sim.server, scenario, sim.rec.wait_cdf())
     });
     Simulation {
@@ -251,7 +232,7 @@ impl Sim<'_, '_> {
     /// Lets the timeline (if any) sample the minute boundaries before `now`.
     fn tick(&mut self, now: Nanos) {
         if let Some(tl) = self.timeline.as_mut() {
-            tl.sample_until(now, self.rec.in_flight, self.live - self.rec.in_flight);
+            tl.sample_until(now, self.rec.in_flight, self.book.live - self.rec.in_flight);
         }
     }
 
@@ -273,95 +254,7 @@ impl Sim<'_, '_> {
         }
     }
 
-    fn alloc(&mut self, mut req: Request, now: Nanos) -> u32 {
-        req.arrival = now;
-        self.live += 1;
-        let l = Some(Live {
-            req,
-            attempts: 0,
-            sent: now,
-            key: 0,
-            model: 0,
-        });
-        match self.free_slots.pop() {
-            Some(s) => {
-                self.slab[s as usize] = l;
-                s
-            }
-            None => {
-                self.slab.push(l);
-                (self.slab.len() - 1) as u32
-            }
-        }
-    }
-
-    fn get(&self, slot: u32) -> Live {
-        self.slab[slot as usize].expect("live request")
-    }
-
-    fn ask(l: &Live) -> Ask {
-        Ask {
-            request: l.req.id,
-            input_tokens: l.req.input_tokens,
-            output_tokens: l.req.output_tokens,
-            model: l.req.model,
-            attempts: l.attempts,
-        }
-    }
-
-    /// Asks the strategy; false if it defers (the caller parks the request).
-    fn offer(&mut self, slot: u32, now: Nanos) -> bool {
-        let l = self.get(slot);
-        match self.strategy.decide(now, &Self::ask(&l)) {
-            Decision::Send { key, model, at } => {
-                debug_assert!(at >= now, "strategies never plan in the past");
-                if at <= now {
-                    // Sent at once: no event needed.
-                    self.send(slot, key, model, now);
-                } else {
-                    let s = self.slab[slot as usize].as_mut().expect("live request");
-                    s.key = key as u32;
-                    s.model = model as u32;
-                    self.push(at, SEND, slot);
-                }
-            }
-            Decision::Defer => return false,
-            Decision::GiveUp(GiveUp::Unservable) => self.end(slot, now, End::Unservable),
-            Decision::GiveUp(GiveUp::Exhausted) => self.end(slot, now, End::Failed),
-        }
-        true
-    }
-
-    /// Offers parked requests (FIFO, stopping at the first that still defers) and gives free
-    /// workers of a closed batch their next request, until nothing moves.
-    fn pump(&mut self, now: Nanos) {
-        loop {
-            let mut moved = false;
-            while let Some(&slot) = self.parked.front() {
-                self.parked.pop_front();
-                if !self.offer(slot, now) {
-                    self.parked.push_front(slot);
-                    break;
-                }
-                moved = true;
-            }
-            if self.free_workers > 0 {
-                if let Some(r) = self.stream.next() {
-                    self.free_workers -= 1;
-                    let slot = self.alloc(r, now);
-                    if !self.offer(slot, now) {
-                        self.parked.push_back(slot);
-                    }
-                    moved = true;
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
-    }
-
-    /// Hands one attempt to the trace sink: sent at `l.sent`; an `ok` one completed at `now`.
+    /// Hands one attempt to the trace sink.
     fn record(
         &mut self,
         l: &Live,
@@ -372,31 +265,56 @@ impl Sim<'_, '_> {
         retry_delay: Option<Nanos>,
     ) {
         if let Some(t) = self.trace.as_mut() {
-            let key = l.key as usize;
-            t(&AttemptRecord {
-                time: l.sent,
-                request: l.req.id,
-                attempt: l.attempts,
-                key,
-                project: self.scenario.topology.keys[key].project,
-                model: l.model as usize,
-                input_tokens: l.req.input_tokens,
+            t(&AttemptRecord::of(
+                self.scenario,
+                l,
+                now,
                 status,
                 outcome,
                 violated,
                 retry_delay,
-                completion: (status == 200).then_some(now),
-            });
+            ));
         }
     }
 
+    fn complete(&mut self, slot: u32, now: Nanos) {
+        let l = self.book.get(slot);
+        let (key, model) = (l.key as usize, l.model as usize);
+        self.rec.in_flight -= 1;
+        self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
+        if let Some(tl) = self.timeline.as_mut() {
+            tl.completed(now, l.req.input_tokens);
+        }
+        self.record(&l, now, 200, "ok", Dims::EMPTY, None);
+        self.strategy
+            .on_outcome(now, &l.ask(), key, model, l.sent, &Outcome::Ok);
+        self.end(slot, now, End::Completed);
+    }
+}
+
+impl Dispatch for Sim<'_, '_> {
+    fn book(&mut self) -> &mut Book {
+        &mut self.book
+    }
+
+    fn strategy(&mut self) -> &mut dyn Strategy {
+        self.strategy.as_mut()
+    }
+
+    fn recorder(&mut self) -> &mut Recorder {
+        &mut self.rec
+    }
+
+    fn next_batch_request(&mut self) -> Option<Request> {
+        self.stream.next()
+    }
+
+    fn send_at(&mut self, slot: u32, at: Nanos) {
+        self.push(at, SEND, slot);
+    }
+
     fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos) {
-        let mut l = self.get(slot);
-        l.attempts += 1;
-        l.sent = now;
-        l.key = key as u32;
-        l.model = model as u32;
-        self.slab[slot as usize] = Some(l);
+        let l = self.book.attempt(slot, key, model, now);
         self.rec.attempts += 1;
         let call = Call {
             key: KeyRef::Known(key),
@@ -406,7 +324,7 @@ impl Sim<'_, '_> {
             request: l.req.id,
             attempt: l.attempts,
         };
-        let ask = Self::ask(&l);
+        let ask = l.ask();
         let outcome = match self.server.handle(now, &call) {
             Response::Ok { completes_at } => {
                 self.rec.in_flight += 1;
@@ -464,35 +382,6 @@ impl Sim<'_, '_> {
         match self.retry.delay_after(self.seed, l.req.id, l.attempts, &outcome) {
             Some(d) => self.push(now + d, OFFER, slot),
             None => self.end(slot, now, End::Failed),
-        }
-    }
-
-    fn complete(&mut self, slot: u32, now: Nanos) {
-        let l = self.get(slot);
-        let (key, model) = (l.key as usize, l.model as usize);
-        self.rec.in_flight -= 1;
-        self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
-        if let Some(tl) = self.timeline.as_mut() {
-            tl.completed(now, l.req.input_tokens);
-        }
-        self.record(&l, now, 200, "ok", Dims::EMPTY, None);
-        self.strategy
-            .on_outcome(now, &Self::ask(&l), key, model, l.sent, &Outcome::Ok);
-        self.end(slot, now, End::Completed);
-    }
-
-    fn end(&mut self, slot: u32, now: Nanos, how: End) {
-        match how {
-            End::Completed => {}
-            End::Failed => self.rec.failed += 1,
-            End::Unservable => self.rec.unservable += 1,
-        }
-        self.rec.last_end = self.rec.last_end.max(now);
-        self.slab[slot as usize] = None;
-        self.free_slots.push(slot);
-        self.live -= 1;
-        if matches!(self.scenario.workload.arrivals, Arrivals::Closed { .. }) {
-            self.free_workers += 1;
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod bound;
 pub mod cli;
+mod dispatch;
 pub mod drive;
 pub mod engine;
 pub mod export;

@@ -1,0 +1,242 @@
+//! What every driver (virtual-time engine, real-time `drive`) does alike with requests between
+//! arrival and end: keep them in a slab, queue those the strategy defers, hand a closed batch's
+//! free workers their next request, offer each to the strategy, and count how it ended.
+
+use std::collections::VecDeque;
+
+use crate::bound::Bound;
+use crate::metrics::{Recorder, StrategyResult};
+use crate::scenario::{Scenario, StrategySpec};
+use crate::strategy::{Ask, Decision, GiveUp, Strategy};
+use crate::time::Nanos;
+use crate::workload::{Arrivals, Request};
+
+/// A request between arrival and end.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Live {
+    pub req: Request,
+    /// Attempts sent so far.
+    pub attempts: u32,
+    /// Time, key and model of the latest send (or of the planned one).
+    pub sent: Nanos,
+    pub key: u32,
+    pub model: u32,
+}
+
+impl Live {
+    /// The request as the strategy sees it.
+    pub fn ask(&self) -> Ask {
+        Ask {
+            request: self.req.id,
+            input_tokens: self.req.input_tokens,
+            output_tokens: self.req.output_tokens,
+            model: self.req.model,
+            attempts: self.attempts,
+        }
+    }
+}
+
+/// How a request ended.
+pub(crate) enum End {
+    Completed,
+    Failed,
+    Unservable,
+}
+
+/// The requests a driver holds.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    slab: Vec<Option<Live>>,
+    free_slots: Vec<u32>,
+    /// Requests between arrival and end.
+    pub live: u64,
+    /// Requests the strategy deferred, in order.
+    pub parked: VecDeque<u32>,
+    /// Idle workers of a closed batch.
+    pub free_workers: u64,
+    closed: bool,
+}
+
+impl Book {
+    /// An empty book; a closed batch starts with all its workers free.
+    pub fn new(arrivals: &Arrivals) -> Self {
+        let (closed, free_workers) = match *arrivals {
+            Arrivals::Closed { workers, .. } => (true, workers),
+            _ => (false, 0),
+        };
+        Book {
+            closed,
+            free_workers,
+            ..Book::default()
+        }
+    }
+
+    /// Takes in a request; returns its slot.
+    pub fn alloc(&mut self, req: Request) -> u32 {
+        self.live += 1;
+        let l = Some(Live {
+            req,
+            attempts: 0,
+            sent: req.arrival,
+            key: 0,
+            model: 0,
+        });
+        match self.free_slots.pop() {
+            Some(s) => {
+                self.slab[s as usize] = l;
+                s
+            }
+            None => {
+                self.slab.push(l);
+                (self.slab.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The request in `slot`.
+    pub fn get(&self, slot: u32) -> Live {
+        self.slab[slot as usize].expect("live request")
+    }
+
+    /// The request in `slot`, to change.
+    pub fn get_mut(&mut self, slot: u32) -> &mut Live {
+        self.slab[slot as usize].as_mut().expect("live request")
+    }
+
+    /// Records a new attempt of the request in `slot` on `key` and `model` at `now`.
+    pub fn attempt(&mut self, slot: u32, key: usize, model: usize, now: Nanos) -> Live {
+        let l = self.get_mut(slot);
+        l.attempts += 1;
+        l.sent = now;
+        l.key = key as u32;
+        l.model = model as u32;
+        *l
+    }
+
+    /// Lets `slot` go (its request ended); a closed batch's worker becomes free.
+    fn free(&mut self, slot: u32) {
+        self.slab[slot as usize] = None;
+        self.free_slots.push(slot);
+        self.live -= 1;
+        if self.closed {
+            self.free_workers += 1;
+        }
+    }
+}
+
+/// A driver: what differs between virtual and real time (how a send happens, how a planned
+/// send waits, where a batch's next request comes from); offering and ending are the same.
+pub(crate) trait Dispatch {
+    /// The requests it holds.
+    fn book(&mut self) -> &mut Book;
+    /// The strategy it drives.
+    fn strategy(&mut self) -> &mut dyn Strategy;
+    /// Its metrics.
+    fn recorder(&mut self) -> &mut Recorder;
+    /// The next request of a closed batch, if any is left.
+    fn next_batch_request(&mut self) -> Option<Request>;
+    /// Sends the request in `slot` on `key` and `model` now.
+    fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos);
+    /// Sends the request in `slot` at `at` (> now), on the key and model stored in it.
+    fn send_at(&mut self, slot: u32, at: Nanos);
+
+    /// Asks the strategy about the request in `slot`; false if it defers (the caller parks it).
+    fn offer(&mut self, slot: u32, now: Nanos) -> bool {
+        let ask = self.book().get(slot).ask();
+        match self.strategy().decide(now, &ask) {
+            Decision::Send { key, model, at } => {
+                debug_assert!(at >= now, "strategies never plan in the past");
+                if at <= now {
+                    self.send(slot, key, model, now);
+                } else {
+                    let l = self.book().get_mut(slot);
+                    l.key = key as u32;
+                    l.model = model as u32;
+                    self.send_at(slot, at);
+                }
+            }
+            Decision::Defer => return false,
+            Decision::GiveUp(GiveUp::Unservable) => self.end(slot, now, End::Unservable),
+            Decision::GiveUp(GiveUp::Exhausted) => self.end(slot, now, End::Failed),
+        }
+        true
+    }
+
+    /// Takes in a request that arrives now: offers it, or parks it.
+    fn arrive(&mut self, req: Request, now: Nanos) {
+        let slot = self.book().alloc(req);
+        if !self.offer(slot, now) {
+            self.book().parked.push_back(slot);
+        }
+    }
+
+    /// Offers parked requests (FIFO, stopping at the first that still defers) and gives free
+    /// workers of a closed batch their next request, until nothing moves.
+    fn pump(&mut self, now: Nanos) {
+        loop {
+            let mut moved = false;
+            while let Some(slot) = self.book().parked.pop_front() {
+                if !self.offer(slot, now) {
+                    self.book().parked.push_front(slot);
+                    break;
+                }
+                moved = true;
+            }
+            if self.book().free_workers > 0 {
+                if let Some(mut r) = self.next_batch_request() {
+                    self.book().free_workers -= 1;
+                    r.arrival = now;
+                    self.arrive(r, now);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Ends the request in `slot` at `now`.
+    fn end(&mut self, slot: u32, now: Nanos, how: End) {
+        let rec = self.recorder();
+        match how {
+            End::Completed => {}
+            End::Failed => rec.failed += 1,
+            End::Unservable => rec.unservable += 1,
+        }
+        rec.last_end = rec.last_end.max(now);
+        self.book().free(slot);
+    }
+}
+
+/// The result row of `spec` once its driver stopped at `until` (the horizon, or earlier when
+/// interrupted), and the span it is measured over: a closed batch's makespan if it ended,
+/// else `until`.
+pub(crate) fn summary(
+    rec: &mut Recorder,
+    scenario: &Scenario,
+    spec: &StrategySpec,
+    bound: &Bound,
+    until: Nanos,
+) -> (StrategyResult, Nanos) {
+    let (requests, makespan) = match scenario.workload.arrivals {
+        Arrivals::Closed { requests, .. } => {
+            rec.requests = requests;
+            let ended = rec.completed + rec.failed + rec.unservable;
+            (requests, (ended == requests).then_some(rec.last_end))
+        }
+        _ => (rec.requests, None),
+    };
+    let pending = requests - rec.completed - rec.failed - rec.unservable;
+    let span = makespan.unwrap_or(until);
+    let result = rec.finish(
+        &spec.name,
+        spec.kind.name(),
+        pending,
+        span,
+        makespan,
+        bound.per_min,
+        bound.best_span,
+    );
+    (result, span)
+}
