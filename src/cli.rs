@@ -425,11 +425,11 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     let bound = crate::bound::upper_bound(&scenario, seed);
     let mut simulated = crate::engine::simulate(&scenario, &spec, seed, &bound, None);
     simulated.strategy = format!("{} (simulated)", spec.name);
-    let span = |r: &crate::metrics::StrategyResult| r.makespan_s.unwrap_or(scenario.horizon as f64 / 1e9);
+    let sim_span = simulated.makespan_s.unwrap_or(scenario.horizon as f64 / 1e9);
     let result = crate::metrics::RunResult {
         scenario: scenario.name.clone(),
         seed,
-        simulated_seconds: crate::metrics::round3(span(&driven.result).max(span(&simulated))),
+        simulated_seconds: crate::metrics::round3(sim_span.max(driven.span as f64 / 1e9)),
         results: vec![driven.result, simulated],
     };
     print(&match a.format {

@@ -45,6 +45,9 @@ pub struct DriveOptions {
 pub struct Driven {
     /// The summary row, as `run` would print it.
     pub result: StrategyResult,
+    /// The quota time it covers: a closed batch's makespan if it ended, else until the
+    /// horizon or the interruption.
+    pub span: Nanos,
     /// Attempts that got no HTTP response (connection refused or reset, timeout); each
     /// counts as an error response and is retried like a 503.
     pub transport_errors: u64,
@@ -225,9 +228,10 @@ pub async fn drive(
     d.tasks.abort_all();
     let until = if interrupted { d.now().min(horizon) } else { horizon };
     let bound = upper_bound(scenario, opts.seed);
-    let (result, _) = summary(&mut d.rec, scenario, spec, &bound, until);
+    let (result, span) = summary(&mut d.rec, scenario, spec, &bound, until);
     Ok(Driven {
         result,
+        span,
         transport_errors: d.transport_errors,
         first_transport_error: d.first_transport_error,
         interrupted,

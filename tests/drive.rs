@@ -259,6 +259,11 @@ async fn stopping_early_reports_what_was_done() {
     assert_eq!(r.in_flight, 1, "one worker, one request on the wire: {r:?}");
     assert_eq!(r.requests, r.completed + r.pending, "{r:?}");
     assert_eq!(r.makespan_s, None);
+    assert!(
+        (SECOND..5 * SECOND).contains(&d.span),
+        "measured until the stop: {}",
+        d.span
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
