@@ -55,6 +55,11 @@ pub struct DriveArgs {
     /// The endpoint's time scale (as given to `serve --time-scale`; 1 for a real API).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub time_scale: u64,
+    /// Wall-clock time of quota time 0, for calendar minutes and the daily reset: `now`, or
+    /// RFC 3339 (default: the scenario's `start`). Against a real API use `now`, so days end
+    /// when Google's do.
+    #[arg(long, value_name = "now|TIME", value_parser = start_flag)]
+    pub start: Option<chrono::DateTime<chrono::FixedOffset>>,
     /// exact_cooldown's safety margin in wall-clock time, e.g. 5ms: every cooldown lasts this
     /// much longer, to absorb network delay jitter (default: the scenario's `margin`).
     #[arg(long, value_name = "D", value_parser = real_duration)]
@@ -73,6 +78,22 @@ pub struct DriveArgs {
     pub force: bool,
 }
 
+/// A `--start` flag: `now`, or an RFC 3339 time.
+fn start_flag(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, String> {
+    if text == "now" {
+        return Ok(chrono::Local::now().fixed_offset());
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("expected `now` or an RFC 3339 time such as 2025-10-15T09:00:00-07:00 ({e})"))
+}
+
+/// Moves `scenario`'s quota time 0 to `start`, if given.
+fn restart(scenario: &mut Scenario, start: Option<chrono::DateTime<chrono::FixedOffset>>) {
+    if let Some(t) = start {
+        scenario.calendar = crate::time::Calendar::new(t, scenario.calendar.tz());
+    }
+}
+
 /// A wall-clock duration flag (`500ms`, `90s`, `10m`).
 fn real_duration(text: &str) -> Result<std::time::Duration, String> {
     crate::time::parse_duration(text).map(std::time::Duration::from_nanos)
@@ -89,6 +110,11 @@ pub struct ServeArgs {
     /// Run quota windows, the day and latencies N times faster (1 for real clients).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub time_scale: u64,
+    /// Wall-clock time of quota time 0, for calendar minutes and the daily reset: `now`, or
+    /// RFC 3339 (default: the scenario's `start`). With real clients use `now`, so days end at
+    /// the real midnight Pacific.
+    #[arg(long, value_name = "now|TIME", value_parser = start_flag)]
+    pub start: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 /// Arguments of `keys`.
@@ -311,7 +337,8 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
 }
 
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {
-    let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    restart(&mut scenario, a.start);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -347,6 +374,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     use crate::drive::{cut, drive, DriveOptions};
     use crate::scenario::StrategyKind;
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    restart(&mut scenario, a.start);
     let names: Vec<String> = a.strategy.iter().cloned().collect();
     let mut specs = select_strategies(&scenario, &names)?;
     if specs.len() != 1 {

@@ -402,12 +402,14 @@ struct Served {
 }
 
 impl Served {
-    fn start(scenario_file: &Path, time_scale: u64) -> Served {
+    /// `flux-sim serve SCENARIO_FILE --bind 127.0.0.1:0 ARGS…`
+    fn start(scenario_file: &Path, args: &[&str]) -> Served {
         use std::io::BufRead;
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flux-sim"))
             .arg("serve")
             .arg(scenario_file)
-            .args(["--bind", "127.0.0.1:0", "--time-scale", &time_scale.to_string()])
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -435,7 +437,7 @@ impl Drop for Served {
 #[test]
 fn drive_runs_a_strategy_against_serve_next_to_its_simulation() {
     let file = scenario("dubbing.toml");
-    let served = Served::start(&file, 600);
+    let served = Served::start(&file, &["--time-scale", "600"]);
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("drive.jsonl");
     let out = bin()
@@ -532,4 +534,67 @@ fn drive_rejects_what_it_cannot_do() {
     ])
     .stderr(predicate::str::contains("--duration"));
     drive(&["--strategy", "round_robin"]).stderr(predicate::str::contains("--endpoint"));
+}
+
+#[test]
+fn start_moves_the_daily_reset_of_serve_and_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("midnight.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "midnight"
+[server.latency]
+ttft = "1ms"
+tokens_per_second = 1000000
+jitter = 0.0
+[models.m]
+rpd = 1
+[topology]
+projects = 1
+[workload]
+kind = "closed"
+requests = 2
+workers = 2
+input_tokens = { dist = "fixed", value = 4 }
+output_tokens = { dist = "fixed", value = 4 }
+[[strategies]]
+kind = "exact_cooldown"
+"#,
+    )
+    .unwrap();
+    // One request a day, starting 1.5 s before midnight Pacific: the second waits for the
+    // new day, 1.5 s later, instead of the scenario's default 15 hours.
+    let start = "2025-10-15T23:59:58.500-07:00";
+    let served = Served::start(&file, &["--start", start]);
+    let t0 = std::time::Instant::now();
+    let out = bin()
+        .arg("drive")
+        .arg(&file)
+        .args([
+            "--endpoint",
+            &served.url,
+            "--start",
+            start,
+            "--duration",
+            "20s",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let real = row(&v, "exact_cooldown");
+    assert_eq!((u(real, "completed"), u(real, "rate_limited")), (2, 0), "{real}");
+    let makespan = real["makespan_s"].as_f64().unwrap();
+    assert!((1.5..5.0).contains(&makespan), "{real}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(15));
+    bin()
+        .arg("serve")
+        .arg(&file)
+        .args(["--start", "yesterday"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--start").and(predicate::str::contains("RFC 3339")));
 }
