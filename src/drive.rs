@@ -7,7 +7,6 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -102,12 +101,14 @@ enum Timer {
     Send,
 }
 
+/// One drive in progress: the strategy, the requests it holds, its timers and the HTTP
+/// requests on the wire.
 struct Driver<'a, 'b> {
     scenario: &'a Scenario,
     spec: &'a StrategySpec,
     opts: &'a DriveOptions,
     client: reqwest::Client,
-    base: Arc<str>,
+    base: String,
     start: Instant,
     strategy: Box<dyn Strategy>,
     stream: RequestStream,
@@ -143,7 +144,7 @@ pub async fn drive(
         spec,
         opts,
         client,
-        base: base.into(),
+        base,
         start: Instant::now(),
         strategy: strategy::build(scenario, spec),
         stream: RequestStream::new(&scenario.workload, opts.seed),
