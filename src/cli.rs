@@ -274,6 +274,12 @@ impl TraceFile {
         }
     }
 
+    /// Removes the file (nothing was traced).
+    fn discard(self) {
+        drop(self.out);
+        let _ = std::fs::remove_file(&self.path);
+    }
+
     fn finish(mut self) -> Result<(), String> {
         match self.failed.take().map_or_else(|| self.out.flush(), Err) {
             Ok(()) => Ok(()),
@@ -434,7 +440,17 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
             &opts,
             Some(&mut sink),
             crate::serve::shutdown_signal(),
-        ))?
+        ))
+    };
+    let driven = match driven {
+        Ok(d) => d,
+        Err(e) => {
+            // Nothing was sent: leave no empty trace behind.
+            if let Some(t) = trace {
+                t.discard();
+            }
+            return Err(e);
+        }
     };
     if let Some(t) = trace {
         t.finish()?;

@@ -510,9 +510,21 @@ fn drive_rejects_what_it_cannot_do() {
         "5ms",
     ])
     .stderr(predicate::str::contains("--margin: only exact_cooldown"));
-    drive(&["--endpoint", "http://127.0.0.1:9", "--strategy", "round_robin"]).stderr(predicate::str::contains(
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.jsonl");
+    let trace_arg = trace.to_str().unwrap();
+    drive(&[
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "--strategy",
+        "round_robin",
+        "--trace",
+        trace_arg,
+    ])
+    .stderr(predicate::str::contains(
         "--endpoint http://127.0.0.1:9: cannot reach it",
     ));
+    assert!(!trace.exists(), "no empty trace is left behind");
     drive(&["--endpoint", "localhost:8080", "--strategy", "round_robin"])
         .stderr(predicate::str::contains("--endpoint"));
     drive(&[
