@@ -64,15 +64,9 @@ pub struct DriveArgs {
     /// much longer, to absorb network delay jitter (default: the scenario's `margin`).
     #[arg(long, value_name = "D", value_parser = real_duration)]
     pub margin: Option<std::time::Duration>,
-    /// Seed of the workload and of retry jitter (default: the scenario's).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// Write one JSON line per attempt to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
+    /// Seed, output format and trace.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Overwrite an existing --trace file.
     #[arg(long)]
     pub force: bool,
@@ -142,7 +136,21 @@ pub struct SweepArgs {
     pub force: bool,
 }
 
-/// Output format of `run`.
+/// The seed and output flags `run` and `drive` share.
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Seed of the workload, latencies and retry jitter (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Write one JSON line per attempt to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+}
+
+/// Output format of `run` and `drive`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Aligned table.
@@ -159,15 +167,9 @@ pub struct RunArgs {
     /// Run only this strategy (a name from the scenario, or a built-in kind); repeatable.
     #[arg(long = "strategy", value_name = "NAME")]
     pub strategies: Vec<String>,
-    /// Seed (default: the scenario's).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
-    /// Write one JSON line per attempt to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub trace: Option<PathBuf>,
+    /// Seed, output format and trace.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Write a report (summary.json/md, timeseries.csv, charts, index.html) into DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -211,13 +213,13 @@ fn execute(cli: Cli) -> Result<(), String> {
 fn run_cmd(a: RunArgs) -> Result<(), String> {
     let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     let strategies = select_strategies(&scenario, &a.strategies)?;
-    let seed = a.seed.unwrap_or(scenario.seed);
+    let seed = a.output.seed.unwrap_or(scenario.seed);
     let threads = a.threads.map_or_else(crate::run::default_threads, |n| n as usize);
     if let Some(dir) = &a.out {
         crate::report::prepare_dir(dir, a.force)?;
     }
     let details = a.out.is_some();
-    let (result, details) = match &a.trace {
+    let (result, details) = match &a.output.trace {
         None => run_detailed(&scenario, &strategies, seed, None, threads, details),
         Some(path) => {
             let mut trace = TraceFile::create(path, a.force)?;
@@ -230,7 +232,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     if let Some(dir) = &a.out {
         crate::report::write_report(dir, &result, &details)?;
     }
-    print(&match a.format {
+    print(&match a.output.format {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),
     })
@@ -410,8 +412,13 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         }
         cut(&mut scenario, to_virtual(d));
     }
-    let seed = a.seed.unwrap_or(scenario.seed);
-    let mut trace = a.trace.as_deref().map(|p| TraceFile::create(p, a.force)).transpose()?;
+    let seed = a.output.seed.unwrap_or(scenario.seed);
+    let mut trace = a
+        .output
+        .trace
+        .as_deref()
+        .map(|p| TraceFile::create(p, a.force))
+        .transpose()?;
     let opts = DriveOptions {
         endpoint: a.endpoint.clone(),
         time_scale: scale,
@@ -476,7 +483,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         simulated_seconds: crate::metrics::round3(sim_span.max(driven.span as f64 / 1e9)),
         results: vec![driven.result, simulated],
     };
-    print(&match a.format {
+    print(&match a.output.format {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),
     })

@@ -63,6 +63,13 @@ fn body(text: &str) -> Value {
 }
 
 impl Live {
+    /// The status of a one-token generateContent on key `k`.
+    async fn generate(&self, k: &str) -> u16 {
+        self.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
+            .await
+            .0
+    }
+
     async fn post(&self, path: &str, key: Option<&str>, b: &Value) -> (u16, Value) {
         let mut r = self.client.post(format!("{}/{path}", self.base)).json(b);
         if let Some(k) = key {
@@ -148,19 +155,9 @@ async fn count_tokens_costs_no_quota() {
         assert_eq!((status, v["totalTokens"].as_u64()), (200, Some(3)));
     }
     for _ in 0..5 {
-        assert_eq!(
-            live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
-                .await
-                .0,
-            200
-        );
+        assert_eq!(live.generate(k).await, 200);
     }
-    assert_eq!(
-        live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
-            .await
-            .0,
-        429
-    );
+    assert_eq!(live.generate(k).await, 429);
 }
 
 #[tokio::test]
@@ -232,12 +229,7 @@ async fn error_shapes_field_by_field() {
 
     // Quota: 5 RPM on project "solo", then a 429 with every field.
     for _ in 0..5 {
-        assert_eq!(
-            live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
-                .await
-                .0,
-            200
-        );
+        assert_eq!(live.generate(k).await, 200);
     }
     let (s, v) = live.post("gemini-2.5-flash:generateContent", Some(k), &body("x")).await;
     assert_eq!(s, 429);
@@ -287,12 +279,7 @@ async fn retry_delay_is_honoured_in_scaled_time() {
     let live = start(600).await;
     let k = &live.keys[0];
     for _ in 0..5 {
-        assert_eq!(
-            live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
-                .await
-                .0,
-            200
-        );
+        assert_eq!(live.generate(k).await, 200);
     }
     let (s, v) = live.post("gemini-2.5-flash:generateContent", Some(k), &body("x")).await;
     assert_eq!(s, 429);
@@ -304,12 +291,7 @@ async fn retry_delay_is_honoured_in_scaled_time() {
         .unwrap();
     assert!(delay > 0.0 && delay <= 0.1, "{delay}");
     tokio::time::sleep(Duration::from_secs_f64(delay + 0.02)).await;
-    assert_eq!(
-        live.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
-            .await
-            .0,
-        200
-    );
+    assert_eq!(live.generate(k).await, 200);
 }
 
 #[tokio::test]
