@@ -5,9 +5,9 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use flux_sim::core::time::{Nanos, MINUTE};
 use flux_sim::scenario::Scenario;
-use flux_sim::strategy::{build, Ask, Decision, Outcome, Strategy};
-use flux_sim::time::{Nanos, MINUTE};
+use flux_sim::strategy::{Ask, Decision, Outcome, Strategy};
 
 const STRATEGIES: &str = r#"
 [[strategies]]
@@ -58,7 +58,7 @@ fn decision(c: &mut Criterion) {
         let step = MINUTE / (keys * 500);
         let s = scenario(keys, 2 * keys * step);
         for spec in &s.strategies {
-            let mut strategy = build(&s, spec);
+            let mut strategy = s.strategy(spec);
             let (mut now, mut id) = (0, 0);
             // Warm up into the steady state: two minutes of traffic.
             while now < 2 * MINUTE {

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flux_sim::bound::upper_bound;
-use flux_sim::engine::simulate;
 use flux_sim::scenario::Scenario;
+use flux_sim::sim::bound::upper_bound;
+use flux_sim::sim::engine::simulate;
 
 fn engine(c: &mut Criterion) {
     for (file, samples) in [("dubbing.toml", 20), ("large.toml", 10)] {

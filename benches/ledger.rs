@@ -6,8 +6,8 @@ use std::hint::black_box;
 
 use chrono::DateTime;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use flux_sim::ledger::{Ledger, LedgerConfig, Limits, WindowKind};
-use flux_sim::time::{Calendar, Nanos, MINUTE};
+use flux_sim::core::ledger::{Ledger, LedgerConfig, Limits, WindowKind};
+use flux_sim::core::time::{Calendar, Nanos, MINUTE};
 
 const LIMIT: u64 = 100_000;
 

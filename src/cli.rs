@@ -7,9 +7,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::export::{to_json, to_table, trace_line};
-use crate::run::{run_detailed, select_strategies};
+use crate::report::{to_json, to_table, trace_line};
+use crate::scenario::setting::{Grid, Setting};
 use crate::scenario::Scenario;
+use crate::sim::run::{run_detailed, select_strategies};
+use crate::sim::sweep::Sweep;
 
 /// Compare API-key rotation strategies against a mock Gemini server with exact quotas.
 #[derive(Debug, Parser)]
@@ -84,13 +86,13 @@ fn start_flag(text: &str) -> Result<chrono::DateTime<chrono::FixedOffset>, Strin
 /// Moves `scenario`'s quota time 0 to `start`, if given.
 fn restart(scenario: &mut Scenario, start: Option<chrono::DateTime<chrono::FixedOffset>>) {
     if let Some(t) = start {
-        scenario.calendar = crate::time::Calendar::new(t, scenario.calendar.tz());
+        scenario.calendar = crate::core::time::Calendar::new(t, scenario.calendar.tz());
     }
 }
 
 /// A wall-clock duration flag (`500ms`, `90s`, `10m`).
 fn real_duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::time::parse_duration(text).map(std::time::Duration::from_nanos)
+    crate::core::time::parse_duration(text).map(std::time::Duration::from_nanos)
 }
 
 /// Arguments of `serve`.
@@ -214,7 +216,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     let strategies = select_strategies(&scenario, &a.strategies)?;
     let seed = a.output.seed.unwrap_or(scenario.seed);
-    let threads = a.threads.map_or_else(crate::run::default_threads, |n| n as usize);
+    let threads = a.threads.map_or_else(crate::sim::run::default_threads, |n| n as usize);
     if let Some(dir) = &a.out {
         crate::report::prepare_dir(dir, a.force)?;
     }
@@ -223,7 +225,8 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         None => run_detailed(&scenario, &strategies, seed, None, threads, details),
         Some(path) => {
             let mut trace = TraceFile::create(path, a.force)?;
-            let mut sink = |strategy: &str, rec: &crate::engine::AttemptRecord| trace.write(&scenario, strategy, rec);
+            let mut sink =
+                |strategy: &str, rec: &crate::sim::engine::AttemptRecord| trace.write(&scenario, strategy, rec);
             let r = run_detailed(&scenario, &strategies, seed, Some(&mut sink), threads, details);
             trace.finish()?;
             r
@@ -268,7 +271,7 @@ impl TraceFile {
         })
     }
 
-    fn write(&mut self, scenario: &Scenario, strategy: &str, rec: &crate::engine::AttemptRecord) {
+    fn write(&mut self, scenario: &Scenario, strategy: &str, rec: &crate::sim::engine::AttemptRecord) {
         if self.failed.is_none() {
             if let Err(e) = writeln!(self.out, "{}", trace_line(scenario, strategy, rec)) {
                 self.failed = Some(e);
@@ -304,11 +307,11 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     let settings = a
         .settings
         .iter()
-        .map(|s| crate::sweep::Setting::parse(s))
+        .map(|s| Setting::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let sweep = crate::sweep::Sweep::load(&a.scenario, settings)?;
+    let sweep = Sweep::new(Grid::load(&a.scenario, settings)?);
     crate::report::prepare_dir(&a.out, a.force)?;
-    let total = sweep.grid().len() as u64;
+    let total = sweep.grid.points().len() as u64;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
@@ -323,8 +326,8 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     };
     let points = sweep.run(&|| bar.inc(1));
     bar.finish_and_clear();
-    sweep.write_report(&a.out, &points)?;
-    let first = &sweep.settings[0].path;
+    crate::report::sweep::write_sweep(&sweep, &a.out, &points)?;
+    let first = &sweep.grid.settings[0].path;
     let goal = if sweep.closed {
         "99% of the batch"
     } else {
@@ -361,7 +364,7 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
             a.time_scale,
             a.scenario.display()
         );
-        crate::serve::serve(listener, scenario, a.time_scale, crate::serve::shutdown_signal()).await.map_err(|e| format!("server failed: {e}"))
+        crate::net::serve::serve(listener, scenario, a.time_scale, crate::net::serve::shutdown_signal()).await.map_err(|e| format!("server failed: {e}"))
     })
 }
 
@@ -379,8 +382,8 @@ fn keys_cmd(a: KeysArgs) -> Result<(), String> {
 }
 
 fn drive_cmd(a: DriveArgs) -> Result<(), String> {
-    use crate::drive::{cut, drive, DriveOptions};
-    use crate::scenario::StrategyKind;
+    use crate::net::drive::{beside_simulation, cut, drive, DriveOptions};
+    use crate::strategy::StrategyKind;
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
     let names: Vec<String> = a.strategy.iter().cloned().collect();
@@ -433,10 +436,10 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         scenario.name,
         spec.name,
         a.endpoint,
-        crate::time::format_duration(scenario.horizon / scale)
+        crate::core::time::format_duration(scenario.horizon / scale)
     );
     let driven = {
-        let mut sink = |rec: &crate::engine::AttemptRecord| {
+        let mut sink = |rec: &crate::sim::engine::AttemptRecord| {
             if let Some(t) = trace.as_mut() {
                 t.write(&scenario, &spec.name, rec);
             }
@@ -446,7 +449,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
             &spec,
             &opts,
             Some(&mut sink),
-            crate::serve::shutdown_signal(),
+            crate::net::serve::shutdown_signal(),
         ))
     };
     let driven = match driven {
@@ -473,16 +476,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
             "flux-sim drive: interrupted; the real row covers the time driven, the simulated row the whole scenario"
         );
     }
-    let bound = crate::bound::upper_bound(&scenario, seed);
-    let mut simulated = crate::engine::simulate(&scenario, &spec, seed, &bound, None);
-    simulated.strategy = format!("{} (simulated)", spec.name);
-    let sim_span = simulated.makespan_s.unwrap_or(scenario.horizon as f64 / 1e9);
-    let result = crate::metrics::RunResult {
-        scenario: scenario.name.clone(),
-        seed,
-        simulated_seconds: crate::metrics::round3(sim_span.max(driven.span as f64 / 1e9)),
-        results: vec![driven.result, simulated],
-    };
+    let result = beside_simulation(&scenario, &spec, seed, driven);
     print(&match a.output.format {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),

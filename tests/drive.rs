@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use flux_sim::bound::upper_bound;
-use flux_sim::drive::{drive, DriveOptions, Driven};
-use flux_sim::engine::{simulate, AttemptRecord};
+use flux_sim::core::time::SECOND;
+use flux_sim::net::drive::{drive, DriveOptions, Driven};
 use flux_sim::scenario::Scenario;
-use flux_sim::time::SECOND;
+use flux_sim::sim::bound::upper_bound;
+use flux_sim::sim::engine::{simulate, AttemptRecord};
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -305,9 +305,14 @@ async fn real(s: &Scenario, strategy: usize, time_scale: u64) -> Driven {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flux_sim::serve::serve(listener, s.clone(), time_scale, async move {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(flux_sim::net::serve::serve(
+        listener,
+        s.clone(),
+        time_scale,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     let opts = DriveOptions {
         endpoint: format!("http://{addr}"),
         time_scale,

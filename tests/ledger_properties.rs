@@ -7,8 +7,8 @@ use chrono_tz::America::Los_Angeles as LA;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
-use flux_sim::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, PoolId, WindowKind};
-use flux_sim::time::{Calendar, Nanos, MINUTE, SECOND};
+use flux_sim::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, PoolId, WindowKind};
+use flux_sim::core::time::{Calendar, Nanos, MINUTE, SECOND};
 
 const W: u64 = MINUTE;
 

@@ -47,7 +47,7 @@ async fn start(time_scale: u64) -> Live {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(flux_sim::serve::serve(listener, s, time_scale, async move {
+    tokio::spawn(flux_sim::net::serve::serve(listener, s, time_scale, async move {
         let _ = rx.await;
     }));
     Live {
@@ -214,7 +214,7 @@ async fn error_shapes_field_by_field() {
             .starts_with("Invalid JSON payload received."),
         "{v}"
     );
-    let huge = "x".repeat(flux_sim::serve::MAX_BODY + 10);
+    let huge = "x".repeat(flux_sim::net::serve::MAX_BODY + 10);
     let raw = live
         .client
         .post(format!("{}/gemini-2.5-flash:generateContent", live.base))

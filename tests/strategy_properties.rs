@@ -7,14 +7,14 @@
 use std::path::Path;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, TestError, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestError, TestRng, TestRunner};
 
-use flux_sim::bound::upper_bound;
-use flux_sim::engine::simulate_full;
-use flux_sim::export::to_json;
-use flux_sim::metrics::StrategyResult;
-use flux_sim::run::run;
+use flux_sim::report::to_json;
 use flux_sim::scenario::Scenario;
+use flux_sim::sim::bound::upper_bound;
+use flux_sim::sim::engine::simulate_full;
+use flux_sim::sim::metrics::StrategyResult;
+use flux_sim::sim::run::run;
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -153,7 +153,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
     )
 }
 
-fn simulate(c: &Case, strategies: &str) -> (Scenario, StrategyResult, flux_sim::server::Server) {
+fn simulate(c: &Case, strategies: &str) -> (Scenario, StrategyResult, flux_sim::core::server::Server) {
     let s = c.scenario(strategies);
     let b = upper_bound(&s, s.seed);
     let sim = simulate_full(&s, &s.strategies[0], s.seed, &b, None, false);
@@ -161,7 +161,7 @@ fn simulate(c: &Case, strategies: &str) -> (Scenario, StrategyResult, flux_sim::
 }
 
 /// The server's ledger never saw a window fuller than its limit.
-fn assert_within_limits(s: &Scenario, server: &flux_sim::server::Server) -> Result<(), TestCaseError> {
+fn assert_within_limits(s: &Scenario, server: &flux_sim::core::server::Server) -> Result<(), TestCaseError> {
     for (p, project) in s.topology.projects.iter().enumerate() {
         let l = project.limits[0];
         let peak = server.peak(p, 0);
@@ -258,13 +258,16 @@ proptest! {
 }
 
 /// Runs the never-breach property for `strategies` over `cases` and returns proptest's
-/// shrunk counterexample.
+/// shrunk counterexample. The generator is seeded: shrinking from a random start does not
+/// always reach the global minimum (about one run in twelve stopped at 3 requests instead of
+/// 2), and a test of what the minimum looks like must not be flaky.
 fn find_breach(cases: impl Strategy<Value = Case>, strategies: &'static str) -> Case {
-    let mut runner = TestRunner::new(Config {
+    let config = Config {
         cases: 512,
         failure_persistence: None,
         ..Config::default()
-    });
+    };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     let result = runner.run(&cases, |c| {
         let (_, r, _) = simulate(&c, strategies);
         prop_assert_eq!(r.rate_limited, 0);

@@ -9,9 +9,9 @@
 use std::collections::BTreeSet;
 
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
-use crate::ledger::{Admission, BudgetId, Dimension, Ledger, LedgerConfig, Limits, WindowKind};
-use crate::scenario::ConcurrencyScope;
-use crate::time::{Nanos, SECOND};
+use crate::core::ledger::{Admission, BudgetId, Dimension, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::core::server::ConcurrencyScope;
+use crate::core::time::{Nanos, SECOND};
 
 /// One budget as the strategy tracks it: a (project, model) pair, or (key, model) in
 /// gemini-flux mode.
@@ -457,9 +457,9 @@ impl Strategy for ExactCooldown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Dims;
+    use crate::core::ledger::Dims;
+    use crate::core::time::MINUTE;
     use crate::strategy::tests::env;
-    use crate::time::MINUTE;
 
     fn ask(tokens: u64) -> Ask {
         Ask {
@@ -502,7 +502,7 @@ mod tests {
             tpm: Some(100),
             ..Limits::default()
         };
-        let margin = 300 * crate::time::MILLISECOND;
+        let margin = 300 * crate::core::time::MILLISECOND;
         let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false, margin);
         assert_eq!(send(s.decide(0, &ask(10))), (0, 0), "the first send is not delayed");
         assert_eq!(send(s.decide(0, &ask(10))), (0, MINUTE + margin));

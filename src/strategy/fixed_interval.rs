@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::time::Nanos;
+use crate::core::time::Nanos;
 
 /// Keys reused after a fixed interval.
 #[derive(Debug, Clone)]
@@ -44,8 +44,8 @@ impl Strategy for FixedInterval {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::time::SECOND;
     use crate::strategy::tests::env;
-    use crate::time::SECOND;
 
     #[test]
     fn reuses_a_key_only_after_the_interval() {

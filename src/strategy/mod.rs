@@ -4,15 +4,19 @@
 
 mod exact_cooldown;
 mod fixed_interval;
+pub mod retry;
 mod round_robin;
+mod spec;
 
 pub use exact_cooldown::ExactCooldown;
 pub use fixed_interval::FixedInterval;
 pub use round_robin::RoundRobin;
+pub use spec::{StrategyKind, StrategySpec};
 
-use crate::ledger::{Dims, Limits};
-use crate::scenario::{ConcurrencyScope, Scenario, StrategyKind, StrategySpec, TpmCounts};
-use crate::time::{Calendar, Nanos};
+use crate::core::ledger::{Dims, Limits};
+use crate::core::server::{ConcurrencyScope, Model, TpmCounts};
+use crate::core::time::{Calendar, Nanos};
+use crate::core::topology::Topology;
 
 /// A request as a strategy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,23 +110,30 @@ pub struct Env {
 }
 
 impl Env {
-    /// What `spec` may know of `scenario`: the true limits unless `known_limits` overrides a model.
-    pub fn new(scenario: &Scenario, spec: &StrategySpec) -> Self {
-        let models = scenario.models.len();
+    /// What `spec` may know of a server with `models` and `topology`: the true limits unless
+    /// `known_limits` overrides a model.
+    pub fn new(
+        spec: &StrategySpec,
+        models: &[Model],
+        topology: &Topology,
+        calendar: &Calendar,
+        tpm_counts: TpmCounts,
+    ) -> Self {
+        let n = models.len();
         let mut limits = Vec::new();
-        for p in &scenario.topology.projects {
-            for m in 0..models {
+        for p in &topology.projects {
+            for m in 0..n {
                 limits.push(spec.known_limits[m].unwrap_or(p.limits[m]));
             }
         }
         Env {
-            key_project: scenario.topology.keys.iter().map(|k| k.project).collect(),
-            projects: scenario.topology.projects.len(),
-            models,
+            key_project: topology.keys.iter().map(|k| k.project).collect(),
+            projects: topology.projects.len(),
+            models: n,
             limits,
-            scopes: scenario.models.iter().map(|m| m.concurrency_scope).collect(),
-            calendar: scenario.calendar.clone(),
-            tpm_counts: scenario.server.tpm_counts,
+            scopes: models.iter().map(|m| m.concurrency_scope).collect(),
+            calendar: calendar.clone(),
+            tpm_counts,
         }
     }
 
@@ -132,9 +143,8 @@ impl Env {
     }
 }
 
-/// Builds the strategy `spec` describes.
-pub fn build(scenario: &Scenario, spec: &StrategySpec) -> Box<dyn Strategy> {
-    let env = Env::new(scenario, spec);
+/// Builds the strategy `spec` describes, knowing what `env` tells it.
+pub fn build(env: Env, spec: &StrategySpec) -> Box<dyn Strategy> {
     match spec.kind {
         StrategyKind::RoundRobin => Box::new(RoundRobin::new(&env)),
         StrategyKind::FixedInterval { interval } => Box::new(FixedInterval::new(&env, interval)),

@@ -1,7 +1,7 @@
 //! `round_robin`: the next key in order, sent at once; tracks nothing (key-mixer).
 
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::time::Nanos;
+use crate::core::time::Nanos;
 
 /// Strict round-robin over every key.
 #[derive(Debug, Clone)]

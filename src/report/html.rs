@@ -2,7 +2,7 @@
 //! inlined as SVG, each linking to its PNG and SVG files.
 
 use super::markdown::{summary_cells, SUMMARY_HEADER};
-use crate::metrics::RunResult;
+use crate::sim::metrics::RunResult;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -5,11 +5,11 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
-use crate::ledger::{Dimension, Dims, Limits, Usage};
-use crate::metrics::ByDimension;
+use crate::core::ledger::{Dimension, Dims, Limits, Usage};
+use crate::core::server::Server;
+use crate::core::time::{Nanos, MINUTE};
 use crate::scenario::Scenario;
-use crate::server::Server;
-use crate::time::{Nanos, MINUTE};
+use crate::sim::metrics::ByDimension;
 
 /// One simulated minute of one strategy.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -4,8 +4,8 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::ledger::{Dimension, Dims};
-use crate::time::{Nanos, MICROSECOND, MINUTE, SECOND};
+use crate::core::ledger::{Dimension, Dims};
+use crate::core::time::{Nanos, MICROSECOND, MINUTE, SECOND};
 
 /// 429 responses by dimension (a response with several violated dimensions counts in each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

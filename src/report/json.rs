@@ -1,6 +1,6 @@
 //! The JSON of `run --format json` (a public interface: fields may be added, never renamed).
 
-use crate::metrics::RunResult;
+use crate::sim::metrics::RunResult;
 
 /// Pretty-printed JSON with a trailing newline; byte-identical for identical results.
 pub fn to_json(r: &RunResult) -> String {

@@ -20,10 +20,10 @@
 //! batches: the bound is `M / T*`, where `T*` is the smallest `T` with `capacity(T) ≥ M`
 //! (the shortest possible makespan), found by bisection.
 
-use crate::ledger::{Limits, WindowKind};
+use crate::core::ledger::{Limits, WindowKind};
+use crate::core::time::{Calendar, Nanos, MINUTE, SECOND};
+use crate::core::workload::{Arrivals, ModelChoice, RequestStream};
 use crate::scenario::Scenario;
-use crate::time::{Calendar, Nanos, MINUTE, SECOND};
-use crate::workload::{Arrivals, ModelChoice, RequestStream};
 
 /// The bound of one scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,7 +235,7 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::HOUR;
+    use crate::core::time::HOUR;
     use std::path::Path;
 
     fn closed(limits: &str, requests: u64, extra: &str) -> Scenario {
@@ -289,7 +289,7 @@ mod tests {
                     input_tokens = { dist = \"fixed\", value = 1 }\noutput_tokens = { dist = \"fixed\", value = 1 }\n";
         let s = Scenario::parse(text, Path::new("o.toml")).unwrap();
         let b = upper_bound(&s, 1);
-        let arrived = crate::workload::RequestStream::new(&s.workload, 1).count() as f64;
+        let arrived = crate::core::workload::RequestStream::new(&s.workload, 1).count() as f64;
         assert!((b.per_min - arrived / 60.0).abs() < 1e-9, "{b:?} vs {arrived}");
         let hot = Scenario::parse(&text.replace("rate = 5", "rate = 100"), Path::new("o.toml")).unwrap();
         // 2 projects x 10 per window x 61 windows in [0, 1 h].

@@ -1,7 +1,7 @@
 //! The aligned comparison table printed by `run`.
 
 use super::markdown::summary_cells;
-use crate::metrics::RunResult;
+use crate::sim::metrics::RunResult;
 
 /// Milliseconds as a short human duration.
 fn human_ms(ms: f64) -> String {

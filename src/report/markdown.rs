@@ -1,6 +1,6 @@
 //! `summary.md`: the comparison table in Markdown, and the summary columns every table shares.
 
-use crate::metrics::{RunResult, StrategyResult};
+use crate::sim::metrics::{RunResult, StrategyResult};
 
 /// Column headers of the summary tables (Markdown and HTML).
 pub const SUMMARY_HEADER: [&str; 20] = [

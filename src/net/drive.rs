@@ -12,16 +12,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::bound::upper_bound;
-use crate::dispatch::{summary, Book, Dispatch, End};
-use crate::engine::AttemptRecord;
-use crate::ledger::Dims;
-use crate::metrics::{Recorder, StrategyResult};
-use crate::scenario::{Scenario, StrategySpec};
-use crate::strategy::{self, Outcome, Strategy};
-use crate::time::Nanos;
-use crate::wire;
-use crate::workload::{Arrivals, Request, RequestStream};
+use crate::core::ledger::Dims;
+use crate::core::time::Nanos;
+use crate::core::workload::{Arrivals, Request, RequestStream};
+use crate::net::wire;
+use crate::scenario::Scenario;
+use crate::sim::bound::upper_bound;
+use crate::sim::dispatch::{summary, Book, Dispatch, End};
+use crate::sim::engine::{simulate, AttemptRecord};
+use crate::sim::metrics::{round3, Recorder, RunResult, StrategyResult};
+use crate::strategy::{Outcome, Strategy, StrategySpec};
 
 /// How long one HTTP request may take before it counts as a transport error.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);
@@ -63,6 +63,21 @@ pub fn cut(scenario: &mut Scenario, span: Nanos) {
     scenario.horizon = scenario.horizon.min(span);
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
         scenario.workload.duration = scenario.workload.duration.min(span);
+    }
+}
+
+/// What `drive` reports: the real run's row, then the simulation of the same (cut) scenario
+/// with the same strategy and seed, named `NAME (simulated)`.
+pub fn beside_simulation(scenario: &Scenario, spec: &StrategySpec, seed: u64, driven: Driven) -> RunResult {
+    let bound = upper_bound(scenario, seed);
+    let mut simulated = simulate(scenario, spec, seed, &bound, None);
+    simulated.strategy = format!("{} (simulated)", spec.name);
+    let sim_span = simulated.makespan_s.unwrap_or(scenario.horizon as f64 / 1e9);
+    RunResult {
+        scenario: scenario.name.clone(),
+        seed,
+        simulated_seconds: round3(sim_span.max(driven.span as f64 / 1e9)),
+        results: vec![driven.result, simulated],
     }
 }
 
@@ -146,7 +161,7 @@ pub async fn drive(
         client,
         base,
         start: Instant::now(),
-        strategy: strategy::build(scenario, spec),
+        strategy: scenario.strategy(spec),
         stream: RequestStream::new(&scenario.workload, opts.seed),
         exhausted: false,
         next_arrival: None,

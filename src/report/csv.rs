@@ -1,7 +1,7 @@
 //! `timeseries.csv`: per strategy, per simulated minute.
 
-use crate::metrics::RunResult;
-use crate::timeline::Details;
+use crate::sim::metrics::RunResult;
+use crate::sim::timeline::Details;
 
 /// The CSV header.
 pub const HEADER: &str = "strategy,minute,completed,rate_limited,rate_limited_rpm,rate_limited_tpm,rate_limited_rpd,rate_limited_concurrency,rate_limited_capacity,input_tokens,in_flight,queued";

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::export::plot::{log_ms_label, plain_label, write_chart, Line, Panel};
-use crate::export::{timeseries_csv, to_html, to_json, to_markdown};
-use crate::ledger::Dimension;
-use crate::metrics::RunResult;
-use crate::timeline::Details;
+use crate::core::ledger::Dimension;
+use crate::report::plot::{log_ms_label, plain_label, write_chart, Line, Panel};
+use crate::report::{timeseries_csv, to_html, to_json, to_markdown};
+use crate::sim::metrics::RunResult;
+use crate::sim::timeline::Details;
 
 /// The chart files, as (stem, title).
 pub const CHARTS: [(&str, &str); 4] = [

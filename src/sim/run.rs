@@ -1,15 +1,16 @@
 //! A run: the chosen strategies, one after another, each on a fresh server with the same
 //! request stream, and the scenario's upper bound.
 
-use crate::bound::upper_bound;
-use crate::engine::{simulate_full, AttemptRecord, Simulation};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::metrics::{round3, RunResult};
-use crate::scenario::{Scenario, StrategySpec};
-use crate::time::SECOND;
-use crate::timeline::Details;
+use crate::core::time::SECOND;
+use crate::scenario::Scenario;
+use crate::sim::bound::upper_bound;
+use crate::sim::engine::{simulate_full, AttemptRecord, Simulation};
+use crate::sim::metrics::{round3, RunResult};
+use crate::sim::timeline::Details;
+use crate::strategy::StrategySpec;
 
 /// Picks the strategies named on the command line (all of the scenario's when none): a name
 /// the scenario configures, else a built-in kind name with its defaults.

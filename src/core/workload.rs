@@ -9,8 +9,8 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
-use crate::rng::{rng, Stream};
-use crate::time::{Nanos, MINUTE};
+use crate::core::rng::{rng, Stream};
+use crate::core::time::{Nanos, MINUTE};
 
 /// The 99th percentile of the standard normal distribution.
 const Z99: f64 = 2.326_347_874_040_840_8;

@@ -4,10 +4,80 @@
 
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::ledger::{Admission, BudgetId, Dims, Ledger, PoolId, Usage};
-use crate::rng::{rng, unit, Stream};
-use crate::scenario::{ConcurrencyScope, Latency, Scenario, TpmCounts};
-use crate::time::{Nanos, SECOND};
+use serde::Deserialize;
+
+use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
+use crate::core::rng::{rng, unit, Stream};
+use crate::core::time::{Calendar, Nanos, SECOND};
+use crate::core::topology::Topology;
+
+/// What the server counts against TPM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TpmCounts {
+    /// Input (prompt) tokens only, as Gemini does.
+    #[default]
+    Input,
+    /// Input plus output tokens, charged at admission (as providers that reserve `max_tokens`).
+    Total,
+}
+
+impl TpmCounts {
+    /// Tokens a request of `input` prompt and `output` response tokens costs against TPM.
+    pub fn cost(self, input: u64, output: u64) -> u64 {
+        match self {
+            TpmCounts::Input => input,
+            TpmCounts::Total => input + output,
+        }
+    }
+}
+
+/// Whether a concurrency limit is shared by a project or held by each key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyScope {
+    /// All keys of a project share the slots.
+    #[default]
+    Project,
+    /// Each key has its own slots.
+    Key,
+}
+
+/// Response time of the mock server: `ttft + output_tokens / tokens_per_second`, times a
+/// lognormal factor of median 1 and shape `jitter`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    /// Time to first token.
+    pub ttft: Nanos,
+    /// Output tokens generated per second.
+    pub tokens_per_second: f64,
+    /// Sigma of the lognormal jitter factor (0 = none).
+    pub jitter: f64,
+}
+
+/// One model the server knows, with its default limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// Model id, e.g. `gemini-2.5-flash`.
+    pub name: String,
+    /// Default per-(project, model) limits.
+    pub limits: Limits,
+    /// Scope of the concurrency limit.
+    pub concurrency_scope: ConcurrencyScope,
+    /// Response time.
+    pub latency: Latency,
+}
+
+/// Server-side settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Window kind and rejected-request counting.
+    pub ledger: LedgerConfig,
+    /// What TPM counts.
+    pub tpm_counts: TpmCounts,
+    /// Probability that an admitted request instead gets 503 UNAVAILABLE (not charged).
+    pub fault_rate: f64,
+}
 
 /// Which key a call carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,14 +156,15 @@ pub struct Server {
 }
 
 impl Server {
-    /// The server of a scenario, with its randomness drawn from `seed`.
-    pub fn new(s: &Scenario, seed: u64) -> Self {
-        let m = s.models.len();
-        let mut ledger = Ledger::new(s.calendar.clone(), s.server.ledger);
+    /// A server for `models` and `topology` under `config`, its days cut by `calendar` and its
+    /// randomness drawn from `seed`.
+    pub fn new(config: &ServerConfig, models: &[Model], topology: &Topology, calendar: &Calendar, seed: u64) -> Self {
+        let m = models.len();
+        let mut ledger = Ledger::new(calendar.clone(), config.ledger);
         let mut budgets = Vec::new();
         let mut project_pools = Vec::new();
-        for p in &s.topology.projects {
-            for (mi, model) in s.models.iter().enumerate() {
+        for p in &topology.projects {
+            for (mi, model) in models.iter().enumerate() {
                 let limits = p.limits[mi];
                 budgets.push(ledger.add_budget(limits, p.rpd_used));
                 project_pools.push(match (limits.concurrent, model.concurrency_scope) {
@@ -103,9 +174,9 @@ impl Server {
             }
         }
         let mut pools = Vec::new();
-        for k in &s.topology.keys {
-            for (mi, model) in s.models.iter().enumerate() {
-                let limits = s.topology.projects[k.project].limits[mi];
+        for k in &topology.keys {
+            for (mi, model) in models.iter().enumerate() {
+                let limits = topology.projects[k.project].limits[mi];
                 pools.push(match (limits.concurrent, model.concurrency_scope) {
                     (Some(c), ConcurrencyScope::Key) => Some(ledger.add_pool(c)),
                     (_, ConcurrencyScope::Project) => project_pools[k.project * m + mi],
@@ -118,12 +189,12 @@ impl Server {
             models: m,
             budgets,
             pools,
-            key_project: s.topology.keys.iter().map(|k| k.project).collect(),
-            key_valid: s.topology.keys.iter().map(|k| k.valid).collect(),
-            scopes: s.models.iter().map(|m| m.concurrency_scope).collect(),
-            latencies: s.models.iter().map(|m| m.latency).collect(),
-            tpm_counts: s.server.tpm_counts,
-            fault_rate: s.server.fault_rate,
+            key_project: topology.keys.iter().map(|k| k.project).collect(),
+            key_valid: topology.keys.iter().map(|k| k.valid).collect(),
+            scopes: models.iter().map(|m| m.concurrency_scope).collect(),
+            latencies: models.iter().map(|m| m.latency).collect(),
+            tpm_counts: config.tpm_counts,
+            fault_rate: config.fault_rate,
             seed,
         }
     }

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::{Calendar, Nanos, MINUTE};
+use crate::core::time::{Calendar, Nanos, MINUTE};
 
 /// How a per-minute quota window is measured (Google does not document it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -607,7 +607,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::{HOUR, SECOND};
+    use crate::core::time::{HOUR, SECOND};
     use chrono::DateTime;
 
     fn calendar(start: &str) -> Calendar {

@@ -4,12 +4,12 @@
 
 use std::collections::VecDeque;
 
-use crate::bound::Bound;
-use crate::metrics::{Recorder, StrategyResult};
-use crate::scenario::{Scenario, StrategySpec};
-use crate::strategy::{Ask, Decision, GiveUp, Strategy};
-use crate::time::Nanos;
-use crate::workload::{Arrivals, Request};
+use crate::core::time::Nanos;
+use crate::core::workload::{Arrivals, Request};
+use crate::scenario::Scenario;
+use crate::sim::bound::Bound;
+use crate::sim::metrics::{Recorder, StrategyResult};
+use crate::strategy::{Ask, Decision, GiveUp, Strategy, StrategySpec};
 
 /// A request between arrival and end.
 #[derive(Debug, Clone, Copy)]

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::engine::AttemptRecord;
 use crate::scenario::Scenario;
+use crate::sim::engine::AttemptRecord;
 
 /// The trace line of one attempt (keys masked).
 pub fn trace_line(s: &Scenario, strategy: &str, a: &AttemptRecord) -> String {

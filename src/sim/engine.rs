@@ -6,16 +6,17 @@ use std::cmp::Reverse;
 
 use dary_heap::QuaternaryHeap;
 
-use crate::bound::Bound;
-use crate::dispatch::{summary, Book, Dispatch, End, Live};
-use crate::ledger::Dims;
-use crate::metrics::{Recorder, StrategyResult};
-use crate::scenario::{RetryPolicy, Scenario, StrategySpec};
-use crate::server::{Call, KeyRef, Response, Server};
-use crate::strategy::{self, Outcome, Strategy};
-use crate::time::Nanos;
-use crate::timeline::{Details, Timeline};
-use crate::workload::{Arrivals, Request, RequestStream};
+use crate::core::ledger::Dims;
+use crate::core::server::{Call, KeyRef, Response, Server};
+use crate::core::time::Nanos;
+use crate::core::workload::{Arrivals, Request, RequestStream};
+use crate::scenario::Scenario;
+use crate::sim::bound::Bound;
+use crate::sim::dispatch::{summary, Book, Dispatch, End, Live};
+use crate::sim::metrics::{Recorder, StrategyResult};
+use crate::sim::timeline::{Details, Timeline};
+use crate::strategy::retry::RetryPolicy;
+use crate::strategy::{Outcome, Strategy, StrategySpec};
 
 /// What became of one attempt (one line of `--trace`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,8 +161,8 @@ pub fn simulate_full(
         scenario,
         seed,
         retry: spec.retry,
-        server: Server::new(scenario, seed),
-        strategy: strategy::build(scenario, spec),
+        server: scenario.server(seed),
+        strategy: scenario.strategy(spec),
         stream: RequestStream::new(&scenario.workload, seed),
         queue: QuaternaryHeap::new(),
         seq: 0,
@@ -389,7 +390,7 @@ impl Dispatch for Sim<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bound::upper_bound;
+    use crate::sim::bound::upper_bound;
     use std::path::Path;
 
     const MIXED: &str = r#"

@@ -4,9 +4,9 @@
 
 use serde_json::{json, Value};
 
-use crate::ledger::{Dimension, Dims, Limits};
+use crate::core::ledger::{Dimension, Dims, Limits};
+use crate::core::time::{Nanos, SECOND};
 use crate::strategy::Outcome;
-use crate::time::{Nanos, SECOND};
 
 /// Help link of quota errors.
 pub const RATE_LIMITS_URL: &str = "https://ai.google.dev/gemini-api/docs/rate-limits";

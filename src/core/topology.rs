@@ -1,7 +1,7 @@
 //! Accounts → projects → keys. Quota belongs to a (project, model) pair, so every key of a
 //! project spends the same budget. Keys are masked whenever they are shown.
 
-use crate::ledger::Limits;
+use crate::core::ledger::Limits;
 
 /// A Google account (projects per account are limited, so users spread over several).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl Key {
         }
         let mut s = String::from("AIzaSy");
         for _ in 0..33 {
-            h = crate::rng::splitmix64(h);
+            h = crate::core::rng::splitmix64(h);
             s.push(ALPHABET[(h >> 58) as usize] as char);
         }
         s

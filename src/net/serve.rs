@@ -16,13 +16,13 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::ledger::Dimension;
-use crate::rng::{rng, Stream};
+use crate::core::ledger::Dimension;
+use crate::core::rng::{rng, Stream};
+use crate::core::server::{Call, KeyRef, Response as Answer, Server};
+use crate::core::time::Nanos;
+use crate::core::workload::TokenDist;
+use crate::net::wire;
 use crate::scenario::Scenario;
-use crate::server::{Call, KeyRef, Response as Answer, Server};
-use crate::time::Nanos;
-use crate::wire;
-use crate::workload::TokenDist;
 
 /// Largest request body accepted (larger → 400 INVALID_ARGUMENT).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -93,7 +93,7 @@ fn check_key(s: &Shared, key: &Option<String>) -> Result<usize, Value> {
 /// The router of a server for `scenario` whose quota windows run `time_scale` times faster.
 pub fn router(scenario: Scenario, time_scale: u64) -> Router {
     let shared = Arc::new(Shared {
-        server: Mutex::new((Server::new(&scenario, scenario.seed), Counters::default())),
+        server: Mutex::new((scenario.server(scenario.seed), Counters::default())),
         scenario,
         start: Instant::now(),
         scale: time_scale.max(1),

@@ -1,10 +1,76 @@
 //! Retry policies (client side, separate from the strategy): after an attempt fails, how long
 //! to wait before the strategy is asked again, or whether to give up.
 
-use crate::rng::{rng, unit, Stream};
-use crate::scenario::{Jitter, RetryPolicy};
+use serde::Deserialize;
+
+use crate::core::rng::{rng, unit, Stream};
+use crate::core::time::{Nanos, SECOND};
 use crate::strategy::Outcome;
-use crate::time::Nanos;
+
+/// Retry policy after a 429, a 503 or an invalid key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryPolicy {
+    /// Give up at the first error.
+    None,
+    /// Retry at once.
+    Immediate {
+        /// Attempts in all, first included.
+        max_attempts: u32,
+    },
+    /// Truncated exponential backoff: `min(cap, base * 2^(n-1))` with jitter.
+    Backoff {
+        /// First delay.
+        base: Nanos,
+        /// Largest delay.
+        cap: Nanos,
+        /// How the delay is randomised.
+        jitter: Jitter,
+        /// Attempts in all, first included.
+        max_attempts: u32,
+    },
+    /// Wait the server's RetryInfo delay; errors without one use backoff with `base`/`cap`.
+    RetryInfo {
+        /// First delay of the fallback backoff.
+        base: Nanos,
+        /// Largest delay of the fallback backoff.
+        cap: Nanos,
+        /// Attempts in all, first included (`None`: unlimited).
+        max_attempts: Option<u32>,
+    },
+}
+
+/// Backoff jitter (AWS's naming).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Jitter {
+    /// Uniform in `[0, d]`.
+    Full,
+    /// `d/2` plus uniform in `[0, d/2]`.
+    Equal,
+    /// Exactly `d`.
+    None,
+}
+
+impl RetryPolicy {
+    /// The policy a strategy gets when its scenario names none: the server's delay for
+    /// `exact_cooldown` (it plans exactly, so RetryInfo is worth reading), and google-genai's
+    /// `HttpRetryOptions()` for the others (5 attempts, 1 s doubling to 60 s, full jitter).
+    pub fn default_for(kind: &super::StrategyKind) -> RetryPolicy {
+        match kind {
+            super::StrategyKind::ExactCooldown { .. } => RetryPolicy::RetryInfo {
+                base: SECOND,
+                cap: 60 * SECOND,
+                max_attempts: None,
+            },
+            _ => RetryPolicy::Backoff {
+                base: SECOND,
+                cap: 60 * SECOND,
+                jitter: Jitter::Full,
+                max_attempts: 5,
+            },
+        }
+    }
+}
 
 /// Truncated exponential backoff for the `attempts`-th failure: `min(cap, base * 2^(attempts-1))`.
 fn exponential(base: Nanos, cap: Nanos, attempts: u32) -> Nanos {
@@ -69,8 +135,8 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::Dims;
-    use crate::time::SECOND;
+    use crate::core::ledger::Dims;
+    use crate::core::time::SECOND;
 
     const RL: Outcome = Outcome::RateLimited {
         violated: Dims::EMPTY,

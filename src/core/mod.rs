@@ -1,0 +1,14 @@
+//! The pure core: virtual time, seeded randomness, the quota ledger, accounts → projects → keys,
+//! the workload, and the mock Gemini server model.
+//!
+//! Nothing here reads a clock, sleeps, touches a file or a socket, or knows about the layers
+//! above (strategies, scenarios, drivers, reports): every call takes `now` and returns a
+//! decision, so the virtual-time engine and the real-time servers drive the same code.
+//! `tests/layers.rs` enforces this.
+
+pub mod ledger;
+pub mod rng;
+pub mod server;
+pub mod time;
+pub mod topology;
+pub mod workload;

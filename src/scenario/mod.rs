@@ -1,0 +1,258 @@
+//! Scenarios: the validated [`Scenario`] that the rest of the crate trusts, and how one is
+//! loaded from a TOML file. The schema (every table denies unknown fields) is in `schema`, its
+//! checks in `validate`, trace CSVs in `trace`, and the sweep's setting editor in `setting`.
+//! Errors name the file, the line or field, and what was expected.
+//!
+//! This is the composition root of the pure layers: a scenario builds its server
+//! ([`Scenario::server`]) and its strategies ([`Scenario::strategy`]) from core pieces.
+
+mod schema;
+pub mod setting;
+mod trace;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+use crate::core::server::{Model, Server, ServerConfig};
+use crate::core::time::{Calendar, Nanos};
+use crate::core::topology::Topology;
+use crate::core::workload::WorkloadSpec;
+use crate::strategy::{self, Env, Strategy, StrategySpec};
+
+pub use trace::read_trace;
+
+/// A scenario that failed to load: the message names the file and the field or line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError(pub String);
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Scenario name.
+    pub name: String,
+    /// Default seed.
+    pub seed: u64,
+    /// Wall-clock start and daily reset zone.
+    pub calendar: Calendar,
+    /// Simulation stops here (virtual time).
+    pub horizon: Nanos,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Models, in file order (sorted by name).
+    pub models: Vec<Model>,
+    /// Accounts, projects, keys and per-project limits.
+    pub topology: Topology,
+    /// The requests.
+    pub workload: WorkloadSpec,
+    /// Strategies to compare.
+    pub strategies: Vec<StrategySpec>,
+}
+
+impl Scenario {
+    /// Loads and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioError(format!("{}: cannot read scenario: {e}", path.display())))?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses and validates scenario text; `path` names it in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let file = path.display().to_string();
+        let raw: schema::RawScenario = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            match e.span() {
+                Some(span) => {
+                    let (line, col) = line_col(text, span.start);
+                    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                    if src.is_empty() {
+                        ScenarioError(format!("{file}:{line}:{col}: {msg}"))
+                    } else {
+                        ScenarioError(format!("{file}:{line}:{col}: {msg} (in `{src}`)"))
+                    }
+                }
+                None => ScenarioError(format!("{file}: {msg}")),
+            }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        validate::validate(raw, &file, &base)
+    }
+
+    /// Index of a model by name.
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.iter().position(|m| m.name == name)
+    }
+
+    /// The built-in strategy of a kind name, as used when a scenario lists none or when
+    /// `--strategy` names a kind the file does not configure.
+    pub fn builtin_strategy(&self, name: &str) -> Option<StrategySpec> {
+        StrategySpec::builtin(name, self.models.len())
+    }
+
+    /// A fresh mock server for this scenario, its randomness drawn from `seed`.
+    pub fn server(&self, seed: u64) -> Server {
+        Server::new(&self.server, &self.models, &self.topology, &self.calendar, seed)
+    }
+
+    /// What strategy `spec` may know of this scenario's server.
+    pub fn strategy_env(&self, spec: &StrategySpec) -> Env {
+        Env::new(
+            spec,
+            &self.models,
+            &self.topology,
+            &self.calendar,
+            self.server.tpm_counts,
+        )
+    }
+
+    /// The strategy `spec` describes, knowing what it may know of this scenario.
+    pub fn strategy(&self, spec: &StrategySpec) -> Box<dyn Strategy> {
+        strategy::build(self.strategy_env(spec), spec)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ledger::WindowKind;
+    use crate::core::time::DAY;
+    use crate::strategy::StrategyKind;
+
+    const BASE: &str = r#"
+name = "t"
+[models.m]
+rpm = 10
+[topology]
+projects = 2
+[workload]
+kind = "closed"
+requests = 10
+workers = 2
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 10 }
+"#;
+
+    fn parse(text: &str) -> Result<Scenario, String> {
+        Scenario::parse(text, Path::new("s.toml")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let s = parse(BASE).unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(s.horizon, 7 * DAY);
+        assert_eq!(s.topology.projects.len(), 2);
+        assert_eq!(s.topology.projects[0].name, "default-1");
+        assert_eq!(s.topology.keys.len(), 2);
+        let names: Vec<&str> = s.strategies.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["round_robin", "fixed_interval", "exact_cooldown"]);
+        assert_eq!(s.server.ledger.window, WindowKind::Sliding);
+    }
+
+    #[test]
+    fn topology_overrides_keys_and_limits() {
+        let text = format!(
+            "{BASE}\n[topology.project.\"default-2\"]\nkeys = 3\ninvalid_keys = 1\nrpd_used = 7\nlimits.m = {{ rpm = 99 }}\n\
+             [[topology.keys]]\nproject = \"default-1\"\nkey = \"my-own-key-1234\"\ninvalid = true\n"
+        );
+        let s = parse(&text).unwrap();
+        let t = &s.topology;
+        assert_eq!(t.keys.iter().filter(|k| k.project == 1).count(), 4);
+        assert_eq!(t.keys.iter().filter(|k| k.project == 1 && !k.valid).count(), 1);
+        assert_eq!(t.projects[1].limits[0].rpm, Some(99));
+        assert_eq!(t.projects[0].limits[0].rpm, Some(10));
+        assert_eq!(t.projects[1].rpd_used, 7);
+        let own = t.keys.iter().find(|k| k.value == "my-own-key-1234").unwrap();
+        assert!(!own.valid && own.project == 0);
+    }
+
+    #[test]
+    fn validation_errors_name_the_field() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[models.m]\nrpm = 10",
+                "[models.m]\nrpm = 10\nconcurrent_scope = \"key\"",
+            ),
+            ("kind = \"closed\"", "kind = \"sometimes\""),
+            ("value = 10 }\noutput", "value = 10, median = 3 }\noutput"),
+            ("projects = 2", "projects = [\"a\", \"a\"]"),
+        ];
+        let expect = [
+            "s.toml: models.\"m\".concurrent_scope: needs a `concurrent` limit",
+            "s.toml: workload.kind: unknown kind \"sometimes\"",
+            "s.toml: workload.input_tokens.median: not used by dist = \"fixed\"",
+            "s.toml: topology.projects: project \"a\" is defined twice",
+        ];
+        for ((from, to), want) in cases.iter().zip(expect) {
+            let err = parse(&BASE.replacen(from, to, 1)).unwrap_err();
+            assert!(err.starts_with(want), "{err} !~ {want}");
+        }
+        let err = parse(&format!("start = \"yesterday\"\n{BASE}")).unwrap_err();
+        assert!(err.starts_with("s.toml: start: expected an RFC 3339 time"), "{err}");
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\nretry = {{ policy = \"backoff\", max_attempts = 0 }}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("strategies[0].retry.max_attempts"), "{err}");
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\ncompat = \"gemini-flux\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("strategies[0].compat: only for kind = \"exact_cooldown\""),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\nmargin = \"5ms\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("strategies[0].margin: only for kind = \"exact_cooldown\""),
+            "{err}"
+        );
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"exact_cooldown\"\nmargin = \"soon\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("strategies[0].margin:"), "{err}");
+        let ok = Scenario::parse(
+            &format!("{BASE}\n[[strategies]]\nkind = \"exact_cooldown\"\nmargin = \"250ms\"\n"),
+            Path::new("s.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.strategies[0].kind,
+            StrategyKind::ExactCooldown {
+                gemini_flux: false,
+                margin: 250 * crate::core::time::MILLISECOND
+            }
+        );
+        let err = parse(&format!(
+            "{BASE}\n[[strategies]]\nkind = \"round_robin\"\n[[strategies]]\nkind = \"round_robin\"\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("used twice"), "{err}");
+        let open = BASE
+            .replace("kind = \"closed\"", "kind = \"open\"\nrate = 1\nduration = \"1h\"")
+            .replace("requests = 10\nworkers = 2\n", "");
+        assert!(parse(&open).is_ok());
+        let err = parse(&format!("horizon = \"1h\"\n{open}")).unwrap_err();
+        assert!(err.starts_with("s.toml: horizon: only for closed workloads"), "{err}");
+    }
+}

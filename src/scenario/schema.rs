@@ -1,0 +1,269 @@
+//! The scenario file's TOML schema, as serde reads it: every table denies unknown fields, and
+//! defaults are filled in here. `validate` turns it into a [`Scenario`](super::Scenario).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::core::ledger::WindowKind;
+use crate::core::server::{ConcurrencyScope, TpmCounts};
+use crate::strategy::retry::Jitter;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScenario {
+    pub(super) name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub(super) description: Option<String>,
+    #[serde(default = "default_seed")]
+    pub(super) seed: u64,
+    #[serde(default = "default_start")]
+    pub(super) start: String,
+    pub(super) horizon: Option<String>,
+    #[serde(default)]
+    pub(super) server: RawServer,
+    pub(super) models: BTreeMap<String, RawModel>,
+    pub(super) topology: RawTopology,
+    pub(super) workload: RawWorkload,
+    #[serde(default)]
+    pub(super) strategies: Vec<RawStrategy>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn default_start() -> String {
+    "2025-10-15T09:00:00-07:00".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    #[serde(default)]
+    pub(super) window: WindowKind,
+    #[serde(default)]
+    pub(super) tpm_counts: TpmCounts,
+    #[serde(default)]
+    pub(super) count_rejected: bool,
+    #[serde(default)]
+    pub(super) fault_rate: f64,
+    #[serde(default = "default_tz")]
+    pub(super) daily_reset_tz: String,
+    #[serde(default)]
+    pub(super) latency: RawLatency,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            window: WindowKind::default(),
+            tpm_counts: TpmCounts::default(),
+            count_rejected: false,
+            fault_rate: 0.0,
+            daily_reset_tz: default_tz(),
+            latency: RawLatency::default(),
+        }
+    }
+}
+
+fn default_tz() -> String {
+    "America/Los_Angeles".into()
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLatency {
+    #[serde(default = "default_ttft")]
+    pub(super) ttft: String,
+    #[serde(default = "default_tps")]
+    pub(super) tokens_per_second: f64,
+    #[serde(default = "default_jitter")]
+    pub(super) jitter: f64,
+}
+
+impl Default for RawLatency {
+    fn default() -> Self {
+        RawLatency {
+            ttft: default_ttft(),
+            tokens_per_second: default_tps(),
+            jitter: default_jitter(),
+        }
+    }
+}
+
+fn default_ttft() -> String {
+    "800ms".into()
+}
+fn default_tps() -> f64 {
+    150.0
+}
+fn default_jitter() -> f64 {
+    0.2
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModel {
+    pub(super) rpm: Option<u64>,
+    pub(super) tpm: Option<u64>,
+    pub(super) rpd: Option<u64>,
+    pub(super) concurrent: Option<u64>,
+    #[serde(default)]
+    pub(super) concurrent_scope: ConcurrencyScope,
+    pub(super) latency: Option<RawLatency>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) rpm: Option<u64>,
+    pub(super) tpm: Option<u64>,
+    pub(super) rpd: Option<u64>,
+    pub(super) concurrent: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopology {
+    #[serde(default = "one")]
+    pub(super) keys_per_project: u64,
+    pub(super) projects: Option<CountOrNames>,
+    #[serde(default)]
+    pub(super) accounts: Vec<RawAccount>,
+    #[serde(default)]
+    pub(super) keys: Vec<RawKey>,
+    #[serde(default)]
+    pub(super) project: BTreeMap<String, RawProjectSettings>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccount {
+    pub(super) name: String,
+    pub(super) projects: CountOrNames,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKey {
+    pub(super) project: String,
+    pub(super) key: Option<String>,
+    #[serde(default)]
+    pub(super) invalid: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProjectSettings {
+    pub(super) keys: Option<u64>,
+    #[serde(default)]
+    pub(super) invalid_keys: u64,
+    #[serde(default)]
+    pub(super) rpd_used: u64,
+    pub(super) tier: Option<String>,
+    #[serde(default)]
+    pub(super) limits: BTreeMap<String, RawLimits>,
+}
+
+/// `projects = 6` or `projects = ["a", "b"]`.
+pub(super) enum CountOrNames {
+    Count(u64),
+    Names(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for CountOrNames {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CountOrNames;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number of projects or a list of project names")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                u64::try_from(v)
+                    .map(CountOrNames::Count)
+                    .map_err(|_| E::custom(format!("expected a positive number of projects, got {v}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(CountOrNames::Count(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut names = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    names.push(n);
+                }
+                Ok(CountOrNames::Names(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWorkload {
+    pub(super) kind: String,
+    pub(super) rate: Option<f64>,
+    pub(super) duration: Option<String>,
+    pub(super) burst_on: Option<String>,
+    pub(super) burst_off: Option<String>,
+    pub(super) requests: Option<u64>,
+    pub(super) workers: Option<u64>,
+    pub(super) path: Option<String>,
+    pub(super) input_tokens: Option<RawTokens>,
+    pub(super) output_tokens: Option<RawTokens>,
+    pub(super) model: Option<String>,
+    #[serde(default)]
+    pub(super) models: Vec<RawWeightedModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWeightedModel {
+    pub(super) name: String,
+    pub(super) weight: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    pub(super) dist: String,
+    pub(super) value: Option<u64>,
+    pub(super) min: Option<u64>,
+    pub(super) max: Option<u64>,
+    pub(super) median: Option<f64>,
+    pub(super) p99: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStrategy {
+    pub(super) name: Option<String>,
+    pub(super) kind: String,
+    pub(super) interval: Option<String>,
+    pub(super) compat: Option<String>,
+    pub(super) margin: Option<String>,
+    #[serde(default)]
+    pub(super) fallback: Vec<String>,
+    #[serde(default)]
+    pub(super) known_limits: BTreeMap<String, RawLimits>,
+    pub(super) retry: Option<RawRetry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRetry {
+    pub(super) policy: String,
+    pub(super) base: Option<String>,
+    pub(super) cap: Option<String>,
+    pub(super) jitter: Option<Jitter>,
+    pub(super) max_attempts: Option<u32>,
+}

@@ -1,0 +1,237 @@
+//! The layering of `src/`: one folder per layer, dependencies only downward, and a pure core.
+//!
+//! Every `crate::LAYER` a file names must be its own layer or one below it, and the pure layers
+//! (`core`, `strategy`) must not read a clock, sleep, touch files or sockets, or use the async
+//! runtime. `sim` may use threads but no clock, file or socket. ARCHITECTURE.md explains why.
+
+use std::path::{Path, PathBuf};
+
+/// The layers, bottom up, each with the layers it may use.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("core", &[]),
+    ("strategy", &["core"]),
+    ("scenario", &["core", "strategy"]),
+    ("sim", &["core", "strategy", "scenario"]),
+    ("net", &["core", "strategy", "scenario", "sim"]),
+    ("report", &["core", "strategy", "scenario", "sim"]),
+    ("cli", &["core", "strategy", "scenario", "sim", "net", "report"]),
+];
+
+/// What no module of a pure layer may name: clocks, sleeping, files, sockets, processes, the
+/// environment, the async runtime and the I/O crates.
+const IMPURE: &[&str] = &[
+    "tokio",
+    "axum",
+    "hyper",
+    "reqwest",
+    "rayon",
+    "indicatif",
+    "plotters",
+    "clap",
+    "std::fs",
+    "std::net",
+    "std::io",
+    "std::thread",
+    "std::process",
+    "std::env",
+    "std::time",
+    "Instant",
+    "SystemTime",
+    "Utc::now",
+    "Local::now",
+    "thread_rng",
+];
+
+/// What the virtual-time driver may not name: it runs on threads, but never reads a clock or
+/// touches a file or socket (results must not depend on the machine).
+const NOT_IN_SIM: &[&str] = &[
+    "tokio",
+    "axum",
+    "hyper",
+    "reqwest",
+    "std::fs",
+    "std::net",
+    "std::time",
+    "Instant",
+    "SystemTime",
+    "Utc::now",
+    "Local::now",
+    "thread_rng",
+];
+
+/// The source with comments removed (line comments and doc comments), so prose that mentions a
+/// layer or a crate does not count.
+fn code(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find("//") {
+            // Keep `//` inside string literals such as URLs: cut only where no quote is open.
+            Some(i) if l[..i].matches('"').count() % 2 == 0 => &l[..i],
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Whether `needle` occurs in `hay` as whole words (not inside a longer identifier).
+fn mentions(hay: &str, needle: &str) -> bool {
+    hay.match_indices(needle).any(|(i, _)| {
+        let before = hay[..i].chars().next_back();
+        let after = hay[i + needle.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// The top-level modules a file names through `crate::` paths, including grouped imports
+/// (`use crate::{core::time, sim};`).
+fn crate_modules(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("crate::") {
+        if code[..i].chars().next_back().is_some_and(is_ident) {
+            continue; // e.g. `flux_crate::`
+        }
+        let rest = &code[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0;
+            let mut item = String::new();
+            let mut at_start = true;
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => at_start = true,
+                    c if at_start && is_ident(c) => item.push(c),
+                    c if at_start && !item.is_empty() && !is_ident(c) => {
+                        out.push(std::mem::take(&mut item));
+                        at_start = false;
+                    }
+                    _ => {}
+                }
+            }
+            if !item.is_empty() {
+                out.push(item);
+            }
+        } else {
+            let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Every rule a file of `layer` breaks, as messages.
+fn violations(layer: &str, file: &str, text: &str) -> Vec<String> {
+    let code = code(text);
+    let mut out = Vec::new();
+    let Some((_, allowed)) = LAYERS.iter().find(|(l, _)| *l == layer) else {
+        return vec![format!(
+            "{file}: {layer:?} is not a layer; add it to LAYERS and ARCHITECTURE.md"
+        )];
+    };
+    for m in crate_modules(&code) {
+        let is_layer = LAYERS.iter().any(|(l, _)| *l == m);
+        if is_layer && m != layer && !allowed.contains(&m.as_str()) {
+            out.push(format!(
+                "{file}: the {layer} layer uses crate::{m}, a layer above or beside it"
+            ));
+        }
+    }
+    if mentions(&code, "super::super") {
+        out.push(format!(
+            "{file}: super::super leaves the layer; name the layer with crate::"
+        ));
+    }
+    let forbidden: &[&str] = match layer {
+        "core" | "strategy" => IMPURE,
+        "sim" => NOT_IN_SIM,
+        _ => &[],
+    };
+    for f in forbidden {
+        if mentions(&code, f) {
+            out.push(format!("{file}: the {layer} layer must stay pure but names `{f}`"));
+        }
+    }
+    out
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("src/ is readable") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_layer_depends_only_downward_and_the_core_is_pure() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    for path in &files {
+        let rel = path.strip_prefix(&src).expect("under src/");
+        let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let layer = match parts.as_slice() {
+            [one] if one == "lib.rs" || one == "main.rs" => continue,
+            [one] => one.trim_end_matches(".rs").to_string(),
+            [dir, ..] => dir.clone(),
+            [] => unreachable!("a file has a name"),
+        };
+        seen.push(layer.clone());
+        let text = std::fs::read_to_string(path).expect("source is readable");
+        problems.extend(violations(&layer, &rel.display().to_string(), &text));
+    }
+    assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+    for (layer, _) in LAYERS {
+        assert!(
+            seen.iter().any(|l| l == layer),
+            "no file in layer {layer}: update LAYERS"
+        );
+    }
+}
+
+#[test]
+fn the_check_has_teeth() {
+    // A core module reaching up, or reading the clock, or a grouped import of an upper layer.
+    let cases = [
+        ("core", "use crate::sim::engine::simulate;"),
+        ("core", "use crate::{core::time::Nanos, scenario::Scenario};"),
+        ("core", "let t = std::time::Instant::now();"),
+        ("core", "use std::fs::read_to_string;"),
+        ("strategy", "use tokio::sync::mpsc;"),
+        ("strategy", "use crate::scenario::Scenario;"),
+        ("scenario", "use crate::sim::run::run;"),
+        ("sim", "use crate::net::wire;"),
+        ("sim", "let now = Instant::now();"),
+        ("report", "use crate::net::serve::serve;"),
+        ("net", "use crate::report::to_json;"),
+        ("core", "use super::super::cli;"),
+    ];
+    for (layer, line) in cases {
+        assert!(!violations(layer, "x.rs", line).is_empty(), "{layer}: `{line}` passed");
+    }
+    // Comments, words inside identifiers and allowed layers pass.
+    let fine = [
+        (
+            "core",
+            "// see crate::sim::engine for the driver\nuse crate::core::time::Nanos;",
+        ),
+        ("core", "fn tokio_free() {} // tokio is not used here"),
+        ("strategy", "use crate::core::{ledger::Dims, time::Nanos};"),
+        ("sim", "use crate::{scenario::Scenario, strategy::Strategy};"),
+        ("net", "let url = \"http://x//y\"; use crate::sim::metrics;"),
+        ("cli", "use crate::net::serve; use crate::report::to_json;"),
+    ];
+    for (layer, text) in fine {
+        assert_eq!(violations(layer, "x.rs", text), Vec::<String>::new(), "{layer}: {text}");
+    }
+}
