@@ -37,6 +37,8 @@ struct Case {
     max_in: u64,
     out: u64,
     ttft_ms: u32,
+    /// Lognormal sigma of the latency jitter.
+    jitter: f64,
     seed: u64,
 }
 
@@ -45,12 +47,13 @@ impl Case {
         let opt = |name: &str, v: Option<u64>| v.map_or(String::new(), |x| format!("{name} = {x}\n"));
         let mut s = format!(
             "name = \"prop\"\nseed = {}\nstart = \"2025-11-01T18:00:00-07:00\"\n\
-             [server]\nwindow = \"{}\"\ntpm_counts = \"{}\"\n[server.latency]\nttft = \"{}ms\"\ntokens_per_second = 120\njitter = 0.6\n\
+             [server]\nwindow = \"{}\"\ntpm_counts = \"{}\"\n[server.latency]\nttft = \"{}ms\"\ntokens_per_second = 120\njitter = {}\n\
              [models.m]\n{}{}{}{}{}",
             self.seed,
             self.window,
             if self.total { "total" } else { "input" },
             self.ttft_ms,
+            self.jitter,
             opt("rpm", self.rpm),
             opt("tpm", self.tpm),
             opt("rpd", self.rpd),
@@ -112,14 +115,20 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
         any::<bool>(),
     );
     let load = (any::<bool>(), 1u32..=120, 1u32..=20, 1u32..=200, 1u32..=50);
-    let sizes = (1u64..=20_000, 0u64..=400, 100u32..=3_000, 0u64..=i64::MAX as u64);
+    let sizes = (
+        1u64..=20_000,
+        0u64..=400,
+        100u32..=3_000,
+        prop_oneof![Just(0.6), Just(0.0), Just(3.0)],
+        0u64..=i64::MAX as u64,
+    );
     (topo, lim, kind, load, sizes).prop_map(
         |(
             projects,
             (rpm, tpm, rpd, concurrent, key_scope),
             (window, total),
             (open, rate, minutes, requests, workers),
-            (max_in, out, ttft_ms, seed),
+            (max_in, out, ttft_ms, jitter, seed),
         )| {
             let mut c = Case {
                 projects,
@@ -138,6 +147,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
                 max_in,
                 out,
                 ttft_ms,
+                jitter,
                 seed,
             };
             // Token sizes up to the TPM limit.
@@ -233,6 +243,22 @@ proptest! {
             if !c.open {
                 prop_assert_eq!(r.requests, c.requests as u64);
             }
+        }
+    }
+
+    /// The upper bound holds in every run, not on average: no strategy, not even one that
+    /// gives up on a closed batch early, completes more per minute than the bound, and no
+    /// efficiency exceeds 1 — with latency jitter up to sigma 3, concurrency per project or
+    /// per key, and closed batches whose workers cap the parallelism.
+    #[test]
+    fn no_strategy_beats_the_upper_bound(c in cases(true, true, 4)) {
+        let s = c.scenario(ALL);
+        for r in &run(&s, &s.strategies, s.seed, None, 1).results {
+            prop_assert!(
+                r.throughput_per_min <= r.upper_bound_per_min,
+                "{}: {} per minute > bound {}", r.strategy, r.throughput_per_min, r.upper_bound_per_min
+            );
+            prop_assert!(r.efficiency <= 1.0, "{}: efficiency {}", r.strategy, r.efficiency);
         }
     }
 

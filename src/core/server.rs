@@ -55,6 +55,26 @@ pub struct Latency {
     pub jitter: f64,
 }
 
+impl Latency {
+    /// The response time of request `request` with `output_tokens`: `ttft + output_tokens /
+    /// tokens_per_second` times its lognormal jitter factor, rounded to the nanosecond (at
+    /// least 1 ns). The factor is drawn per request, not per attempt: whichever attempt is
+    /// admitted, and whichever strategy sent it, the request takes the same time (common random
+    /// numbers), so strategies are compared on identical service times and the upper bound can
+    /// use the very draws a run will see.
+    pub fn draw(&self, output_tokens: u64, seed: u64, request: u64) -> Nanos {
+        let base = self.ttft as f64 + output_tokens as f64 * SECOND as f64 / self.tokens_per_second;
+        let factor = if self.jitter > 0.0 {
+            let z: f64 = StandardNormal.sample(&mut rng(seed, Stream::Server, request, 0));
+            (self.jitter * z).exp()
+        } else {
+            1.0
+        };
+        // Round half up (positive), at least 1 ns; `as` saturates rather than wrapping.
+        ((base * factor + 0.5) as Nanos).max(1)
+    }
+}
+
 /// One model the server knows, with its default limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
@@ -204,18 +224,9 @@ impl Server {
         self.tpm_counts.cost(input_tokens, output_tokens)
     }
 
-    /// How long a response of `output_tokens` takes, with the attempt's jitter.
-    pub fn latency(&self, model: usize, output_tokens: u64, request: u64, attempt: u32) -> Nanos {
-        let l = self.latencies[model];
-        let base = l.ttft as f64 + output_tokens as f64 * SECOND as f64 / l.tokens_per_second;
-        let factor = if l.jitter > 0.0 {
-            let z: f64 = StandardNormal.sample(&mut rng(self.seed, Stream::Server, request, attempt));
-            (l.jitter * z).exp()
-        } else {
-            1.0
-        };
-        // Round half up (positive), at least 1 ns.
-        ((base * factor + 0.5) as Nanos).max(1)
+    /// How long request `request`'s response of `output_tokens` takes on `model`.
+    pub fn latency(&self, model: usize, output_tokens: u64, request: u64) -> Nanos {
+        self.latencies[model].draw(output_tokens, self.seed, request)
     }
 
     /// Answers a call at `now`, recording it in the ledger when admitted.
@@ -257,7 +268,7 @@ impl Server {
                 return Response::Unavailable;
             }
         }
-        let completes_at = now + self.latency(model, call.output_tokens, call.request, call.attempt);
+        let completes_at = now + self.latency(model, call.output_tokens, call.request);
         self.ledger.commit(now, budget, pool, cost, completes_at);
         Response::Ok { completes_at }
     }

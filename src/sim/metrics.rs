@@ -62,9 +62,10 @@ pub struct StrategyResult {
     pub attempts: u64,
     /// Attempts still awaiting their response when the simulation stopped.
     pub in_flight: u64,
-    /// Completed requests per minute of the span.
+    /// Completed requests per minute of the span (a closed batch: the longer of its makespan
+    /// and the shortest possible makespan, so it never exceeds the bound).
     pub throughput_per_min: f64,
-    /// Input tokens of completed requests per minute of the span.
+    /// Input tokens of completed requests per minute of the same span.
     pub input_tokens_per_min: f64,
     /// Arrival to the send of the attempt that succeeded.
     pub wait_ms: Percentiles,
@@ -178,10 +179,12 @@ impl Recorder {
         self.last_end = self.last_end.max(done);
     }
 
-    /// The cumulative distribution of waits: (wait in ms, fraction of completed requests), one
-    /// point per histogram bucket that holds values.
+    /// The cumulative distribution of waits: (wait in ms, fraction of **all** requests that
+    /// completed having waited at most that long), one point per histogram bucket that holds
+    /// values. Requests that failed, were unservable or are unfinished never complete, so a
+    /// strategy that abandons work never reaches 1.
     pub fn wait_cdf(&self) -> Vec<(f64, f64)> {
-        let total = self.wait.len().max(1) as f64;
+        let total = self.requests.max(self.wait.len()).max(1) as f64;
         let mut cum = 0u64;
         self.wait
             .iter_recorded()
@@ -198,6 +201,11 @@ impl Recorder {
     /// Turns the counts into a result row. `span` is the measured time (makespan of a closed
     /// batch, or the open workload's duration); `bound_per_min` the upper bound; `bound_span`
     /// the shortest span in which a closed batch could be done (0 for open workloads).
+    ///
+    /// Rates are taken over `max(span, bound_span)`: a strategy that gives up on a closed batch
+    /// early ends sooner than any strategy that does the whole batch could, but it is judged
+    /// over the shortest time the whole batch needs, so neither throughput nor efficiency can
+    /// exceed the bound (`bound_per_min = M / bound_span`, and it completes at most `M`).
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
@@ -209,7 +217,7 @@ impl Recorder {
         bound_per_min: f64,
         bound_span: Nanos,
     ) -> StrategyResult {
-        let minutes = span.max(1) as f64 / MINUTE as f64;
+        let minutes = span.max(bound_span).max(1) as f64 / MINUTE as f64;
         let pct = |h: &Histogram<u64>| {
             let ms = |v: u64| round3(v as f64 / 1000.0);
             if h.is_empty() {
@@ -224,7 +232,6 @@ impl Recorder {
             }
         };
         let throughput = self.completed as f64 / minutes;
-        let eff_minutes = span.max(bound_span).max(1) as f64 / MINUTE as f64;
         StrategyResult {
             strategy: strategy.to_string(),
             kind: kind.to_string(),
@@ -245,7 +252,7 @@ impl Recorder {
             makespan_s: makespan.map(|m| round3(m as f64 / SECOND as f64)),
             upper_bound_per_min: round3(bound_per_min),
             efficiency: if bound_per_min > 0.0 {
-                round3(self.completed as f64 / eff_minutes / bound_per_min)
+                round3(throughput / bound_per_min)
             } else {
                 0.0
             },
