@@ -233,7 +233,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         }
     };
     if let Some(dir) = &a.out {
-        crate::report::write_report(dir, &result, &details)?;
+        crate::report::write_report(dir, &scenario, &result, &details)?;
     }
     print(&match a.output.format {
         Format::Table => to_table(&result),
@@ -326,25 +326,13 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     };
     let points = sweep.run(&|| bar.inc(1));
     bar.finish_and_clear();
-    crate::report::sweep::write_sweep(&sweep, &a.out, &points)?;
-    let first = &sweep.grid.settings[0].path;
-    let goal = if sweep.closed {
-        "99% of the batch"
-    } else {
-        "99% of the demanded throughput"
-    };
-    let mut out = format!(
-        "{} grid points; sweep.csv and charts in {}\nsmallest {first} reaching {goal} with zero 429s:\n",
+    let answer = crate::report::sweep::answer(&sweep, &points);
+    crate::report::sweep::write_sweep(&sweep, &a.out, &points, &answer)?;
+    print(&format!(
+        "{} grid points; sweep.csv, charts and index.html in {}\n{answer}",
         points.len(),
         a.out.display()
-    );
-    for (strategy, value) in sweep.smallest_meeting(&points) {
-        out.push_str(&format!(
-            "  {strategy:<20} {}\n",
-            value.as_deref().unwrap_or("none in the sweep")
-        ));
-    }
-    print(&out)
+    ))
 }
 
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {

@@ -7,7 +7,7 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
 
-const CHARTS: [&str; 4] = ["throughput", "rate_limited", "wait_cdf", "utilisation"];
+const CHARTS: [&str; 5] = ["outcomes", "completed", "rate_limited", "wait_cdf", "utilisation"];
 
 fn scenario(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
@@ -55,8 +55,17 @@ fn every_report_file_is_produced_and_well_formed() {
     let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 12);
-    assert_eq!(&header[..3], ["strategy", "minute", "completed"]);
+    assert_eq!(header.len(), 14);
+    assert_eq!(
+        &header[..5],
+        [
+            "strategy",
+            "minute",
+            "completed",
+            "completed_so_far",
+            "upper_bound_so_far"
+        ]
+    );
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
     assert!(rows.iter().all(|r| r.len() == header.len()));
     assert_eq!(rows.len(), 4 * 25);
@@ -64,11 +73,18 @@ fn every_report_file_is_produced_and_well_formed() {
         let mine: Vec<&Vec<&str>> = rows.iter().filter(|x| x[0] == names[i]).collect();
         let completed: u64 = mine.iter().map(|x| x[2].parse::<u64>().unwrap()).sum();
         assert_eq!(completed, r["completed"].as_u64().unwrap(), "{}", names[i]);
-        let limited: u64 = mine
-            .iter()
-            .map(|x| x[3..8].iter().map(|v| v.parse::<u64>().unwrap()).max().unwrap())
-            .sum();
-        assert!(limited <= r["rate_limited"].as_u64().unwrap());
+        let limited: u64 = mine.iter().map(|x| x[5].parse::<u64>().unwrap()).sum();
+        assert_eq!(limited, r["rate_limited"].as_u64().unwrap(), "{}", names[i]);
+        // What the completed chart draws: the running total never crosses the bound.
+        for x in &mine {
+            let (so_far, most): (u64, u64) = (x[3].parse().unwrap(), x[4].parse().unwrap());
+            assert!(
+                so_far <= most,
+                "{}: {so_far} done by minute {} > bound {most}",
+                names[i],
+                x[1]
+            );
+        }
     }
 
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
@@ -158,4 +174,84 @@ fn unwritable_output_is_a_clear_error() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--out").and(predicate::str::contains("panicked").not()));
+}
+
+/// On dubbing, round_robin abandons most of the batch early. It must never look best: its
+/// rate is not above the bound nor above exact_cooldown's, in the table, the JSON, the
+/// time series the charts draw, and a sweep's CSV; no efficiency exceeds 1; its wait CDF
+/// stops at the share it completed.
+#[test]
+fn a_strategy_that_abandons_work_never_looks_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let table = Command::cargo_bin("flux-sim")
+        .unwrap()
+        .arg("run")
+        .arg(scenario("dubbing.toml"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(table.status.success());
+    let table = String::from_utf8(table.stdout).unwrap();
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let row = |name: &str| {
+        summary["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["strategy"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (rr, exact) = (row("round_robin"), row("exact_cooldown"));
+    assert!(
+        rr["failed"].as_u64().unwrap() > 1000,
+        "round_robin still abandons most: {rr}"
+    );
+    for r in summary["results"].as_array().unwrap() {
+        let (t, b, e) = (
+            r["throughput_per_min"].as_f64().unwrap(),
+            r["upper_bound_per_min"].as_f64().unwrap(),
+            r["efficiency"].as_f64().unwrap(),
+        );
+        assert!(t <= b && e <= 1.0, "{r}");
+    }
+    assert!(rr["throughput_per_min"].as_f64().unwrap() < exact["throughput_per_min"].as_f64().unwrap());
+    // The table's done/min and bound/min columns agree.
+    let line = table.lines().find(|l| l.starts_with("round_robin")).unwrap();
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    let (done, bound): (f64, f64) = (cells[12].parse().unwrap(), cells[13].parse().unwrap());
+    assert!(done <= bound, "{line}");
+    // The wait CDF over all requests reaches only the share completed.
+    let done_share = rr["completed"].as_f64().unwrap() / rr["requests"].as_f64().unwrap();
+    let svg = std::fs::read_to_string(out.join("wait_cdf.svg")).unwrap();
+    assert!(
+        svg.contains(&format!("round_robin (done {:.0}%)", done_share * 100.0)),
+        "wait_cdf legend"
+    );
+    // A sweep's CSV: no throughput above its bound, no efficiency above 1.
+    let sweep = dir.path().join("s");
+    Command::cargo_bin("flux-sim")
+        .unwrap()
+        .arg("sweep")
+        .arg(scenario("dubbing.toml"))
+        .args(["--set", "topology.accounts[0].projects=1,3,10", "--out"])
+        .arg(&sweep)
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(sweep.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (t, b, e) = (col("throughput_per_min"), col("upper_bound_per_min"), col("efficiency"));
+    let mut rows = 0;
+    for l in lines {
+        let c: Vec<&str> = l.split(',').collect();
+        let f = |i: usize| c[i].parse::<f64>().unwrap();
+        assert!(f(t) <= f(b) && f(e) <= 1.0, "{l}");
+        rows += 1;
+    }
+    assert_eq!(rows, 9);
+    assert!(sweep.join("index.html").exists());
 }

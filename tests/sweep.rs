@@ -51,7 +51,12 @@ fn three_values_times_three_strategies_make_nine_rows() {
         "{csv}"
     );
     assert!(stdout.contains("exact_cooldown       6"), "{stdout}");
-    for stem in ["sweep_throughput", "sweep_rate_limited", "sweep_wait_p99"] {
+    for stem in [
+        "sweep_completed",
+        "sweep_throughput",
+        "sweep_rate_limited",
+        "sweep_wait_p99",
+    ] {
         let png = std::fs::read(out.join(format!("{stem}.png"))).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
@@ -67,22 +72,58 @@ fn three_values_times_three_strategies_make_nine_rows() {
     assert_eq!(csv, std::fs::read_to_string(again.join("sweep.csv")).unwrap());
 }
 
+/// With two settings the answer is given per value of the second, and it is exactly what the
+/// CSV says: for each (second value, strategy), the first value of the first setting whose
+/// row meets the demand.
 #[test]
-fn a_grid_of_two_settings() {
+fn a_grid_of_two_settings_answers_per_combination_as_its_csv_says() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("g");
-    sweep(
+    let a = sweep(
         &[
             "--set",
-            "topology.accounts[1].projects=1,2",
+            "topology.accounts[0].projects=4..7",
             "--set",
             "workload.workers=8,64",
         ],
         &out,
     )
     .success();
+    let stdout = String::from_utf8(a.get_output().stdout.clone()).unwrap();
     let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 2 * 2 * 3);
+    assert_eq!(csv.lines().count(), 1 + 4 * 2 * 3);
+    let mut expected = String::new();
+    for workers in ["8", "64"] {
+        expected.push_str(&format!("  with workload.workers={workers}:\n"));
+        for strategy in ["round_robin", "fixed_interval", "exact_cooldown"] {
+            let first = csv.lines().skip(1).find_map(|l| {
+                let c: Vec<&str> = l.split(',').collect();
+                (c[1] == workers && c[2] == strategy && c[c.len() - 1] == "true").then(|| c[0].to_string())
+            });
+            expected.push_str(&format!(
+                "    {strategy:<20} {}\n",
+                first.as_deref().unwrap_or("none in the sweep")
+            ));
+        }
+    }
+    assert!(stdout.ends_with(&expected), "{stdout}\nexpected:\n{expected}");
+    // exact_cooldown meets the demand somewhere in this grid (it did not, with the old rule).
+    assert!(expected.contains("exact_cooldown       6"), "{expected}");
+}
+
+#[test]
+fn the_same_setting_twice_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("twice");
+    sweep(
+        &["--set", "workload.requests=10", "--set", "workload.requests=20"],
+        &out,
+    )
+    .code(2)
+    .stderr(predicate::str::contains(
+        "--set workload.requests: the same setting is given twice",
+    ));
+    assert!(!out.exists(), "nothing written");
 }
 
 #[test]

@@ -4,16 +4,20 @@
 use std::path::{Path, PathBuf};
 
 use crate::core::ledger::Dimension;
-use crate::report::plot::{log_ms_label, plain_label, write_chart, Line, Panel};
+use crate::core::time::{Nanos, MINUTE};
+use crate::report::plot::{colour, log_ms_label, outcome, write_chart, Bars, Body, Line, Panel};
 use crate::report::{timeseries_csv, to_html, to_json, to_markdown};
+use crate::scenario::Scenario;
+use crate::sim::bound::capacity_curve;
 use crate::sim::metrics::RunResult;
 use crate::sim::timeline::Details;
 
-/// The chart files, as (stem, title).
-pub const CHARTS: [(&str, &str); 4] = [
-    ("throughput", "Completed per minute"),
+/// The chart files, as (stem, title), in the order a reader should see them.
+pub const CHARTS: [(&str, &str); 5] = [
+    ("outcomes", "Results at a glance: how every request ended, and 429s"),
+    ("completed", "Requests completed so far, against the upper bound"),
     ("rate_limited", "Cumulative 429 responses"),
-    ("wait_cdf", "Distribution of waits"),
+    ("wait_cdf", "Distribution of waits over all requests"),
     ("utilisation", "Quota window use per project"),
 ];
 
@@ -45,12 +49,17 @@ fn write(path: PathBuf, text: &str) -> Result<(), String> {
 
 /// Writes the report of `run` (with each strategy's `details`) into `dir`, which
 /// [`prepare_dir`] has checked.
-pub fn write_report(dir: &Path, run: &RunResult, details: &[Details]) -> Result<(), String> {
+pub fn write_report(dir: &Path, scenario: &Scenario, run: &RunResult, details: &[Details]) -> Result<(), String> {
     write(dir.join("summary.json"), &to_json(run))?;
     write(dir.join("summary.md"), &to_markdown(run))?;
-    write(dir.join("timeseries.csv"), &timeseries_csv(run, details))?;
+    let end = details.iter().map(|d| d.minutes.len()).max().unwrap_or(1).max(1);
+    // The most any strategy could have completed by the end of each minute.
+    let at: Vec<Nanos> = (1..=end as u64).map(|m| m * MINUTE).collect();
+    let bound = capacity_curve(scenario, run.seed, &at);
+    write(dir.join("timeseries.csv"), &timeseries_csv(run, details, &bound))?;
     let panels = [
-        throughput(run, details),
+        outcomes(run),
+        completed(run, details, &bound),
         rate_limited(run, details),
         wait_cdf(run, details),
         utilisation(run, details),
@@ -64,55 +73,124 @@ pub fn write_report(dir: &Path, run: &RunResult, details: &[Details]) -> Result<
     write(dir.join("index.html"), &to_html(run, &charts))
 }
 
-fn panel(run: &RunResult, title: &str, x_desc: &str, y_desc: &str, lines: Vec<Line>) -> Panel {
-    Panel {
-        title: format!("{}: {title}", run.scenario),
-        x_desc: x_desc.into(),
-        y_desc: y_desc.into(),
-        lines,
-        x_label: plain_label,
-        y_min: 0.0,
-    }
+fn title(run: &RunResult, what: &str) -> String {
+    format!("{}: {what}", run.scenario)
 }
 
-fn throughput(run: &RunResult, details: &[Details]) -> Vec<Panel> {
+fn strategies(run: &RunResult) -> Vec<String> {
+    run.results.iter().map(|r| r.strategy.clone()).collect()
+}
+
+/// How every request ended (stacked: completed, failed, unservable, pending) and the 429
+/// responses, per strategy: the first thing to read, so no rate can hide abandoned work.
+fn outcomes(run: &RunResult) -> Vec<Panel> {
+    let each = |f: fn(&crate::sim::metrics::StrategyResult) -> u64| -> Vec<f64> {
+        run.results.iter().map(|r| f(r) as f64).collect()
+    };
+    let series = vec![
+        Bars {
+            label: "completed".into(),
+            colour: outcome::COMPLETED,
+            values: each(|r| r.completed),
+            inner: None,
+            labelled: true,
+        },
+        Bars {
+            label: "failed (gave up)".into(),
+            colour: outcome::FAILED,
+            values: each(|r| r.failed),
+            inner: None,
+            labelled: true,
+        },
+        Bars {
+            label: "unservable".into(),
+            colour: outcome::UNSERVABLE,
+            values: each(|r| r.unservable),
+            inner: None,
+            labelled: true,
+        },
+        Bars {
+            label: "pending at the end".into(),
+            colour: outcome::PENDING,
+            values: each(|r| r.pending),
+            inner: None,
+            labelled: true,
+        },
+    ];
+    let mut ends = Panel::bars(
+        title(run, "how every request ended"),
+        "requests",
+        strategies(run),
+        series,
+        true,
+    );
+    ends.integer_y = true;
+    let limited = vec![Bars {
+        label: "429 responses".into(),
+        colour: colour(0),
+        values: each(|r| r.rate_limited),
+        inner: None,
+        labelled: true,
+    }];
+    let mut limited = Panel::bars(
+        title(run, "429 responses"),
+        "429 responses",
+        strategies(run),
+        limited,
+        false,
+    );
+    if let Body::Bars { by_category, .. } = &mut limited.body {
+        *by_category = Some((0..run.results.len()).map(colour).collect());
+    }
+    limited.integer_y = true;
+    vec![ends, limited]
+}
+
+/// Cumulative completions per minute, and (dashed) the most any strategy could have completed
+/// by then: a strategy that gives up stops rising, and no line can cross the bound.
+fn completed(run: &RunResult, details: &[Details], bound: &[u64]) -> Vec<Panel> {
+    let end = details.iter().map(|d| d.minutes.len()).max().unwrap_or(1).max(1);
     let mut lines: Vec<Line> = run
         .results
         .iter()
         .zip(details)
         .enumerate()
-        .map(|(i, (r, d))| Line {
-            label: r.strategy.clone(),
-            colour: i,
-            dashed: false,
-            points: d
-                .minutes
-                .iter()
-                .map(|m| (m.minute as f64, m.completed as f64))
-                .collect(),
+        .map(|(i, (r, d))| {
+            let mut total = 0u64;
+            let mut points = vec![(0.0, 0.0)];
+            for m in &d.minutes {
+                total += m.completed;
+                points.push(((m.minute + 1) as f64, total as f64));
+            }
+            // After its span (it finished, or gave up) a strategy completes nothing more.
+            if d.minutes.len() < end {
+                points.push((end as f64, total as f64));
+            }
+            Line {
+                label: format!("{} ({})", r.strategy, r.completed),
+                colour: i,
+                dashed: false,
+                points,
+            }
         })
         .collect();
-    let end = details
-        .iter()
-        .map(|d| d.minutes.len())
-        .max()
-        .unwrap_or(1)
-        .saturating_sub(1) as f64;
-    if let Some(r) = run.results.first() {
-        lines.push(Line {
-            label: format!("upper bound ({:.1}/min)", r.upper_bound_per_min),
-            colour: 7,
-            dashed: true,
-            points: vec![(0.0, r.upper_bound_per_min), (end.max(1.0), r.upper_bound_per_min)],
-        });
-    }
-    vec![panel(
-        run,
-        "completed per minute",
+    lines.push(Line {
+        label: "upper bound".into(),
+        colour: 7,
+        dashed: true,
+        points: std::iter::once((0.0, 0.0))
+            .chain(bound.iter().enumerate().map(|(m, &c)| ((m + 1) as f64, c as f64)))
+            .collect(),
+    });
+    let requests = run.results.first().map_or(0, |r| r.requests);
+    let mut p = Panel::lines(
+        title(run, &format!("requests completed so far (of {requests})")),
         "simulated time (minutes)",
-        "requests completed per minute",
+        "requests completed",
         lines,
-    )]
+    );
+    p.integer_y = true;
+    vec![p]
 }
 
 fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
@@ -136,17 +214,18 @@ fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
             }
         })
         .collect();
-    vec![panel(
-        run,
-        "cumulative 429 responses",
+    let mut p = Panel::lines(
+        title(run, "cumulative 429 responses"),
         "simulated time (minutes)",
         "429 responses so far",
         lines,
-    )]
+    );
+    p.integer_y = true;
+    vec![p]
 }
 
 fn wait_cdf(run: &RunResult, details: &[Details]) -> Vec<Panel> {
-    let lines = run
+    let mut lines: Vec<Line> = run
         .results
         .iter()
         .zip(details)
@@ -154,65 +233,131 @@ fn wait_cdf(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         .map(|(i, (r, d))| {
             let mut points = vec![(0.0, 0.0)];
             points.extend(d.wait_cdf.iter().map(|&(ms, f)| (ms.max(1.0).log10(), f)));
+            let done = if r.requests > 0 {
+                r.completed as f64 / r.requests as f64
+            } else {
+                0.0
+            };
             Line {
-                label: r.strategy.clone(),
+                label: format!("{} (done {:.0}%)", r.strategy, done * 100.0),
                 colour: i,
                 dashed: false,
                 points,
             }
         })
         .collect();
-    let mut p = panel(
-        run,
-        "distribution of waits",
+    // Each curve runs flat to the right edge at the share it reached.
+    let right = lines
+        .iter()
+        .flat_map(|l: &Line| l.points.last().map(|q| q.0))
+        .fold(0.0, f64::max);
+    for l in &mut lines {
+        if let Some(&(x, f)) = l.points.last() {
+            if x < right {
+                l.points.push((right, f));
+            }
+        }
+    }
+    let mut p = Panel::lines(
+        title(run, "distribution of waits over all requests"),
         "wait from arrival to the successful send (log scale; under 1 ms shown at 1 ms)",
-        "fraction of completed requests",
+        "fraction of all requests done",
         lines,
     );
     p.x_label = log_ms_label;
+    p.y_max = Some(1.0);
     vec![p]
 }
+
+/// How many budgets a utilisation chart shows at most (the busiest, in scenario order).
+const MAX_BUDGETS: usize = 24;
 
 fn utilisation(run: &RunResult, details: &[Details]) -> Vec<Panel> {
     let Some(first) = details.first() else {
         return Vec::new();
     };
+    let several_models = first.utilisation.iter().any(|u| u.model != first.utilisation[0].model);
+    let name = |j: usize| {
+        let u = &first.utilisation[j];
+        if several_models {
+            format!("{}/{}", u.project, u.model)
+        } else {
+            u.project.clone()
+        }
+    };
     let mut panels = Vec::new();
     for d in Dimension::ALL {
-        if !first.utilisation.iter().any(|u| u.fraction(d).is_some()) {
+        let limited: Vec<usize> = (0..first.utilisation.len())
+            .filter(|&j| first.utilisation[j].fraction(d).is_some())
+            .collect();
+        if limited.is_empty() {
             continue;
         }
-        let mut lines = Vec::new();
-        for (i, (r, det)) in run.results.iter().zip(details).enumerate() {
-            let fractions: Vec<(f64, (f64, f64))> = det
-                .utilisation
+        // The busiest budgets (highest peak under any strategy), kept in scenario order.
+        let peak = |j: usize| {
+            details
                 .iter()
-                .enumerate()
-                .filter_map(|(j, u)| u.fraction(d).map(|f| (j as f64, f)))
-                .collect();
-            lines.push(Line {
-                label: format!("{} peak (solid)", r.strategy),
-                colour: i,
-                dashed: false,
-                points: fractions.iter().map(|&(x, f)| (x, f.0)).collect(),
-            });
-            lines.push(Line {
-                label: format!("{} mean (dashed)", r.strategy),
-                colour: i,
-                dashed: true,
-                points: fractions.iter().map(|&(x, f)| (x, f.1)).collect(),
-            });
+                .filter_map(|det| det.utilisation.get(j)?.fraction(d))
+                .map(|f| f.0)
+                .fold(0.0, f64::max)
+        };
+        let mut shown = limited.clone();
+        if shown.len() > MAX_BUDGETS {
+            shown.sort_by(|&a, &b| peak(b).total_cmp(&peak(a)).then(a.cmp(&b)));
+            shown.truncate(MAX_BUDGETS);
+            shown.sort_unstable();
         }
-        panels.push(panel(
-            run,
-            &format!("{} window use per project", d.name().to_uppercase()),
-            "project (index in the scenario; models in order within each project)",
-            &format!("{} use / limit", d.name()),
-            lines,
-        ));
+        let series = run
+            .results
+            .iter()
+            .zip(details)
+            .enumerate()
+            .map(|(i, (r, det))| {
+                let f = |j: usize| det.utilisation.get(j).and_then(|u| u.fraction(d)).unwrap_or((0.0, 0.0));
+                Bars {
+                    label: r.strategy.clone(),
+                    colour: colour(i),
+                    values: shown.iter().map(|&j| f(j).0).collect(),
+                    inner: Some(shown.iter().map(|&j| f(j).1).collect()),
+                    labelled: false,
+                }
+            })
+            .collect();
+        let which = if shown.len() < limited.len() {
+            format!(" (the {} busiest of {})", shown.len(), limited.len())
+        } else {
+            String::new()
+        };
+        let mut p = Panel::bars(
+            title(
+                run,
+                &format!("{} window use per project{which}", d.name().to_uppercase()),
+            ),
+            &format!("{} use / limit: peak (light), mean (solid)", d.name()),
+            shown.iter().map(|&j| name(j)).collect(),
+            series,
+            false,
+        );
+        p.x_desc = if several_models { "project/model" } else { "project" }.into();
+        p.y_max = Some(peak_max(details, d).max(1.0) * 1.05);
+        panels.push(p);
     }
     if panels.is_empty() {
-        panels.push(panel(run, "no limited dimension", "project", "use / limit", Vec::new()));
+        panels.push(Panel::lines(
+            title(run, "no limited dimension"),
+            "project",
+            "use / limit",
+            Vec::new(),
+        ));
     }
     panels
+}
+
+/// The highest peak fraction of `d` over every budget and strategy.
+fn peak_max(details: &[Details], d: Dimension) -> f64 {
+    details
+        .iter()
+        .flat_map(|det| det.utilisation.iter().filter_map(move |u| u.fraction(d)))
+        .map(|f| f.0)
+        .fold(0.0, f64::max)
 }

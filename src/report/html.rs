@@ -1,48 +1,78 @@
 //! `index.html`: one self-contained page (works offline) with the table and every chart
 //! inlined as SVG, each linking to its PNG and SVG files.
 
-use super::markdown::{summary_cells, SUMMARY_HEADER};
+use super::markdown::{human_ms, summary_cells, NOTES, RATES_FROM, SUMMARY_HEADER};
 use crate::sim::metrics::RunResult;
 
-fn escape(s: &str) -> String {
+/// Text made safe for HTML.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-/// The page; `charts` are (file stem, title, SVG text).
-pub fn to_html(r: &RunResult, charts: &[(&str, &str, String)]) -> String {
-    let mut h = String::new();
-    h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
-    h.push_str(&format!("<title>flux-sim: {}</title>\n", escape(&r.scenario)));
-    h.push_str("<style>body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:14px}\
-                th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th:first-child,td:first-child{text-align:left}\
-                figure{margin:2em 0}svg{max-width:100%;height:auto}</style>\n</head>\n<body>\n");
-    h.push_str(&format!(
-        "<h1>{}</h1>\n<p>seed {}, {} s simulated</p>\n<table>\n<tr>",
-        escape(&r.scenario),
-        r.seed,
-        r.simulated_seconds
-    ));
-    for head in SUMMARY_HEADER {
-        h.push_str(&format!("<th>{}</th>", escape(head)));
+/// The start of a page, up to and including `<body>`: the style keeps every table and chart
+/// within a 1280-pixel window.
+pub fn page_head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>flux-sim: {}</title>\n\
+         <style>body{{font-family:sans-serif;margin:1.5em auto;max-width:1180px;padding:0 1em}}\
+         table{{border-collapse:collapse;font-size:14px;margin:0.5em 0}}\
+         th,td{{border:1px solid #ccc;padding:3px 7px;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
+         p.notes{{font-size:13px;color:#333;max-width:1100px}}figure{{margin:2em 0}}svg{{max-width:100%;height:auto}}\
+         pre{{font-size:14px}}</style>\n</head>\n<body>\n",
+        escape(title)
+    )
+}
+
+/// One chart inlined as SVG, with links to its PNG and SVG files.
+pub fn figure(stem: &str, title: &str, svg: &str) -> String {
+    let body = svg.find("<svg").map_or(svg, |i| &svg[i..]);
+    format!(
+        "<figure id=\"{stem}\">\n<figcaption><b>{}</b> (<a href=\"{stem}.png\">{stem}.png</a>, <a href=\"{stem}.svg\">{stem}.svg</a>)</figcaption>\n{body}\n</figure>\n",
+        escape(title)
+    )
+}
+
+/// One HTML table of the columns `cols` of the summary.
+fn table(r: &RunResult, cols: std::ops::Range<usize>) -> String {
+    let mut h = String::from("<table>\n<tr>");
+    for c in std::iter::once(0).chain(cols.clone()) {
+        h.push_str(&format!("<th>{}</th>", escape(SUMMARY_HEADER[c])));
     }
     h.push_str("</tr>\n");
     for x in &r.results {
+        let cells = summary_cells(x);
         h.push_str("<tr>");
-        for cell in summary_cells(x) {
-            h.push_str(&format!("<td>{}</td>", escape(&cell)));
+        for c in std::iter::once(0).chain(cols.clone()) {
+            h.push_str(&format!("<td>{}</td>", escape(&cells[c])));
         }
         h.push_str("</tr>\n");
     }
     h.push_str("</table>\n");
+    h
+}
+
+/// The page; `charts` are (file stem, title, SVG text). The summary is split in two tables
+/// (how requests ended; rates and times) so that it fits a 1280-pixel window.
+pub fn to_html(r: &RunResult, charts: &[(&str, &str, String)]) -> String {
+    let mut h = page_head(&r.scenario);
+    h.push_str(&format!(
+        "<h1>{}</h1>\n<p>seed {}, {} simulated</p>\n",
+        escape(&r.scenario),
+        r.seed,
+        human_ms(r.simulated_seconds * 1000.0)
+    ));
+    h.push_str("<h2>How requests ended</h2>\n");
+    h.push_str(&table(r, 1..RATES_FROM));
+    h.push_str("<h2>Rates and times</h2>\n");
+    h.push_str(&table(r, RATES_FROM..SUMMARY_HEADER.len()));
+    h.push_str("<p class=\"notes\">");
+    h.push_str(&NOTES.iter().map(|n| escape(n)).collect::<Vec<_>>().join("<br>\n"));
+    h.push_str("</p>\n");
     for (stem, title, svg) in charts {
-        let body = svg.find("<svg").map_or(svg.as_str(), |i| &svg[i..]);
-        h.push_str(&format!(
-            "<figure id=\"{stem}\">\n<figcaption><b>{}</b> (<a href=\"{stem}.png\">{stem}.png</a>, <a href=\"{stem}.svg\">{stem}.svg</a>)</figcaption>\n{body}\n</figure>\n",
-            escape(title)
-        ));
+        h.push_str(&figure(stem, title, svg));
     }
     h.push_str("</body>\n</html>\n");
     h

@@ -2,6 +2,19 @@
 
 use crate::sim::metrics::{RunResult, StrategyResult};
 
+/// Milliseconds as a short human duration: `850ms`, `1.7s`, `3.6m`, `1.9h`.
+pub fn human_ms(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else if ms < 60_000.0 {
+        format!("{:.1}s", ms / 1000.0)
+    } else if ms < 3_600_000.0 {
+        format!("{:.1}m", ms / 60_000.0)
+    } else {
+        format!("{:.1}h", ms / 3_600_000.0)
+    }
+}
+
 /// Column headers of the summary tables (Markdown and HTML).
 pub const SUMMARY_HEADER: [&str; 20] = [
     "strategy",
@@ -19,14 +32,25 @@ pub const SUMMARY_HEADER: [&str; 20] = [
     "done/min",
     "bound/min",
     "efficiency",
-    "wait p50 (ms)",
-    "wait p99 (ms)",
-    "latency p50 (ms)",
-    "latency p99 (ms)",
-    "makespan (s)",
+    "wait p50",
+    "wait p99",
+    "latency p50",
+    "latency p99",
+    "makespan",
 ];
 
-/// The cells of one strategy's row, matching [`SUMMARY_HEADER`].
+/// Where the counts end and the rates and times begin in [`SUMMARY_HEADER`].
+pub const RATES_FROM: usize = 12;
+
+/// What the columns mean, one sentence a line, under every summary table.
+pub const NOTES: [&str; 4] = [
+    "Every request is exactly one of completed, failed (given up), unservable (could never fit) or pending (unfinished when the run stopped).",
+    "429s = rate-limited responses; rpm/tpm/rpd/conc. split them by violated dimension (a response violating several counts in each); other errors = 400, 403, 404 and 503 responses.",
+    "done/min = completed per minute of the span (a closed batch: the longer of its makespan and the shortest possible makespan, so giving up early never raises it); bound/min = the most any strategy could complete; efficiency = done/min / bound/min, never above 1.",
+    "wait = arrival to the send of the attempt that succeeded; latency = arrival to completion (both over completed requests); makespan = until a closed batch's last request ended.",
+];
+
+/// The cells of one strategy's row, matching [`SUMMARY_HEADER`]; times in human units.
 pub fn summary_cells(x: &StrategyResult) -> Vec<String> {
     vec![
         x.strategy.clone(),
@@ -44,11 +68,11 @@ pub fn summary_cells(x: &StrategyResult) -> Vec<String> {
         format!("{:.2}", x.throughput_per_min),
         format!("{:.2}", x.upper_bound_per_min),
         format!("{:.3}", x.efficiency),
-        x.wait_ms.p50.to_string(),
-        x.wait_ms.p99.to_string(),
-        x.latency_ms.p50.to_string(),
-        x.latency_ms.p99.to_string(),
-        x.makespan_s.map_or("–".to_string(), |m| m.to_string()),
+        human_ms(x.wait_ms.p50),
+        human_ms(x.wait_ms.p99),
+        human_ms(x.latency_ms.p50),
+        human_ms(x.latency_ms.p99),
+        x.makespan_s.map_or("–".to_string(), |m| human_ms(m * 1000.0)),
     ]
 }
 
@@ -61,6 +85,10 @@ pub fn to_markdown(r: &RunResult) -> String {
         let cells: Vec<String> = summary_cells(x).iter().map(|c| c.replace('|', "\\|")).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
-    out.push_str("\n429s count rate-limited responses (by violated dimension in the next columns); efficiency = throughput / the most any strategy could complete.\n");
+    out.push('\n');
+    for note in NOTES {
+        out.push_str(note);
+        out.push('\n');
+    }
     out
 }

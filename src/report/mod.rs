@@ -3,7 +3,7 @@
 
 pub(crate) mod csv;
 mod dir;
-mod html;
+pub(crate) mod html;
 mod json;
 mod markdown;
 pub mod plot;

@@ -10,10 +10,11 @@ use plotters::prelude::*;
 const FONT: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 /// Width and height of every chart, in pixels.
-pub const SIZE: (u32, u32) = (1000, 560);
+pub const SIZE: (u32, u32) = (1100, 560);
 
-/// One colour per strategy, in order (the Tableau 10 palette).
-const PALETTE: [RGBColor; 8] = [
+/// One colour per series, in order: the Tableau 10 palette, then four more distinct hues.
+/// Past these, a series is told apart by its dash pattern as well (see [`Line::dashed`]).
+const PALETTE: [RGBColor; 14] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -22,11 +23,33 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+    RGBColor(0, 0, 128),
+    RGBColor(128, 0, 0),
+    RGBColor(0, 100, 0),
+    RGBColor(80, 80, 0),
 ];
 
-/// The colour of the `i`-th strategy.
+/// How many series get a colour of their own.
+pub const DISTINCT: usize = PALETTE.len();
+
+/// The colour of the `i`-th series.
 pub fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
+}
+
+/// Outcome colours of the results-at-a-glance chart.
+pub mod outcome {
+    use plotters::style::RGBColor;
+    /// Completed.
+    pub const COMPLETED: RGBColor = RGBColor(44, 160, 44);
+    /// Given up.
+    pub const FAILED: RGBColor = RGBColor(214, 39, 40);
+    /// Could never fit.
+    pub const UNSERVABLE: RGBColor = RGBColor(127, 127, 127);
+    /// Unfinished when the run stopped.
+    pub const PENDING: RGBColor = RGBColor(255, 187, 60);
 }
 
 fn register_font() -> Result<(), String> {
@@ -38,7 +61,7 @@ fn register_font() -> Result<(), String> {
     .clone()
 }
 
-/// One line of a chart.
+/// One line of a line chart.
 #[derive(Debug, Clone)]
 pub struct Line {
     /// Legend text.
@@ -51,7 +74,43 @@ pub struct Line {
     pub points: Vec<(f64, f64)>,
 }
 
-/// A chart: one panel of lines.
+/// One series of a bar chart: a value per category.
+#[derive(Debug, Clone)]
+pub struct Bars {
+    /// Legend text.
+    pub label: String,
+    /// Fill colour.
+    pub colour: RGBColor,
+    /// One value per category.
+    pub values: Vec<f64>,
+    /// A second value per category drawn as a narrower, solid bar inside the first (which is
+    /// then drawn light), e.g. the mean inside the peak.
+    pub inner: Option<Vec<f64>>,
+    /// Write each value on its bar (inside a stacked segment tall enough to hold it, above a
+    /// side-by-side bar).
+    pub labelled: bool,
+}
+
+/// What a panel draws.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Lines over a numeric x axis.
+    Lines(Vec<Line>),
+    /// Bars over named categories: side by side (grouped), or stacked.
+    Bars {
+        /// Category names, left to right.
+        categories: Vec<String>,
+        /// The series.
+        series: Vec<Bars>,
+        /// Stack the series in each category instead of putting them side by side.
+        stacked: bool,
+        /// One colour per category instead of per series (a single series, e.g. one bar per
+        /// strategy in that strategy's colour); the legend then names the categories.
+        by_category: Option<Vec<RGBColor>>,
+    },
+}
+
+/// A chart panel.
 #[derive(Debug, Clone)]
 pub struct Panel {
     /// Title above the panel.
@@ -60,80 +119,356 @@ pub struct Panel {
     pub x_desc: String,
     /// Y axis description, with units.
     pub y_desc: String,
-    /// The lines.
-    pub lines: Vec<Line>,
-    /// X values are log10 of the quantity; labels show the quantity via `x_label`.
+    /// What is drawn.
+    pub body: Body,
+    /// Labels the numeric x axis (lines only; e.g. log scales show the quantity).
     pub x_label: fn(f64) -> String,
-    /// Smallest y shown (the top is the data's maximum plus room for the legend).
+    /// Smallest y shown.
     pub y_min: f64,
+    /// Largest y shown (`None`: the data's maximum, with a little room above).
+    pub y_max: Option<f64>,
+    /// X values are counts: label whole numbers only (lines only).
+    pub integer_x: bool,
+    /// Y values are counts: label whole numbers only.
+    pub integer_y: bool,
+}
+
+impl Panel {
+    /// A line chart starting at y = 0, with plain labels.
+    pub fn lines(title: String, x_desc: &str, y_desc: &str, lines: Vec<Line>) -> Panel {
+        Panel {
+            title,
+            x_desc: x_desc.into(),
+            y_desc: y_desc.into(),
+            body: Body::Lines(lines),
+            x_label: plain_label,
+            y_min: 0.0,
+            y_max: None,
+            integer_x: false,
+            integer_y: false,
+        }
+    }
+
+    /// A bar chart over `categories`.
+    pub fn bars(title: String, y_desc: &str, categories: Vec<String>, series: Vec<Bars>, stacked: bool) -> Panel {
+        Panel {
+            title,
+            x_desc: String::new(),
+            y_desc: y_desc.into(),
+            body: Body::Bars {
+                categories,
+                series,
+                stacked,
+                by_category: None,
+            },
+            x_label: plain_label,
+            y_min: 0.0,
+            y_max: None,
+            integer_x: false,
+            integer_y: false,
+        }
+    }
+}
+
+/// Width of the legend column to the right of each panel, in pixels.
+const LEGEND_W: u32 = 300;
+
+/// A legend entry: a line swatch (solid or dashed) or a filled box, and its text.
+enum Swatch {
+    Line(RGBColor, bool),
+    Box(RGBColor),
+}
+
+/// Names that fit `room` characters: a prefix shared by all (up to a `-`, `_`, `/` or `.`)
+/// left out when some name is too long, then each cut to `room`. Returns the prefix left out.
+fn shorten(names: &[String], room: usize) -> (String, Vec<String>) {
+    let mut prefix = String::new();
+    if names.len() > 1 && names.iter().any(|n| n.chars().count() > room) {
+        let first = &names[0];
+        let common = names[1..].iter().fold(first.len(), |len, n| {
+            first
+                .bytes()
+                .zip(n.bytes())
+                .take(len)
+                .take_while(|(a, b)| a == b)
+                .count()
+        });
+        // Cut at the last separator inside the shared part, so whole words are left out.
+        if let Some(cut) = first[..common].rfind(['-', '_', '/', '.']) {
+            prefix = first[..=cut].to_string();
+        }
+    }
+    let names = names.iter().map(|n| fit(&n[prefix.len()..], room)).collect();
+    (prefix, names)
+}
+
+/// Cuts `s` to at most `n` characters, marking the cut.
+fn fit(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Swatch, String)]) -> Result<(), String> {
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("drawing failed: {e:?}");
+    let style = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK);
+    let mut y = 52;
+    for (swatch, text) in entries {
+        match swatch {
+            Swatch::Line(c, dashed) => {
+                if *dashed {
+                    for x in [4, 16, 28] {
+                        area.draw(&PathElement::new(vec![(x, y), (x + 7, y)], c.stroke_width(3)))
+                            .map_err(err)?;
+                    }
+                } else {
+                    area.draw(&PathElement::new(vec![(4, y), (36, y)], c.stroke_width(3)))
+                        .map_err(err)?;
+                }
+            }
+            Swatch::Box(c) => {
+                area.draw(&Rectangle::new([(8, y - 7), (30, y + 7)], c.filled()))
+                    .map_err(err)?;
+            }
+        }
+        area.draw(&Text::new(fit(text, 29), (44, y - 8), style.clone()))
+            .map_err(err)?;
+        y += 24;
+    }
+    Ok(())
+}
+
+/// Whole numbers only (for counts): other tick positions get no label.
+fn whole(v: f64, label: impl Fn(f64) -> String) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        label(v.round())
+    } else {
+        String::new()
+    }
 }
 
 fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("drawing failed: {e:?}");
-    let xs = p.lines.iter().flat_map(|l| l.points.iter().map(|q| q.0));
-    let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-    let (x_lo, x_hi) = if x_lo.is_finite() && x_hi > x_lo {
-        (x_lo, x_hi)
-    } else {
-        (0.0, 1.0)
+    let (w, _) = area.dim_in_pixel();
+    let (plot_area, legend_area) = area.split_horizontally(w.saturating_sub(LEGEND_W));
+    let y_data = match &p.body {
+        Body::Lines(lines) => lines
+            .iter()
+            .flat_map(|l| l.points.iter().map(|q| q.1))
+            .fold(p.y_min, f64::max),
+        Body::Bars { series, stacked, .. } => {
+            let n = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
+            (0..n)
+                .map(|i| {
+                    let vals = series.iter().map(|s| s.values.get(i).copied().unwrap_or(0.0));
+                    if *stacked {
+                        vals.sum()
+                    } else {
+                        vals.fold(0.0, f64::max)
+                    }
+                })
+                .fold(p.y_min, f64::max)
+        }
     };
-    let y_data = p
-        .lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|q| q.1))
-        .fold(p.y_min, f64::max);
-    let (_, h) = area.dim_in_pixel();
-    // Room above the data for the legend: one row per line.
-    let legend_px = (p.lines.len() as f64 * 22.0 + 24.0).min(h as f64 * 0.6);
-    let plot_px = (h as f64 - 110.0).max(100.0);
-    let span = if y_data > p.y_min { y_data - p.y_min } else { 1.0 };
-    let y_hi = p.y_min + span * plot_px / (plot_px - legend_px).max(plot_px * 0.4);
-    let mut chart = ChartBuilder::on(area)
-        .caption(&p.title, (FAMILY, 22))
-        .margin(16)
-        .x_label_area_size(48)
-        .y_label_area_size(78)
-        .build_cartesian_2d(x_lo..x_hi, p.y_min..y_hi)
-        .map_err(err)?;
-    let x_label = p.x_label;
-    chart
-        .configure_mesh()
-        .x_desc(&p.x_desc)
-        .y_desc(&p.y_desc)
-        .x_label_formatter(&|x| x_label(*x))
-        .y_label_formatter(&|y| short_number(*y))
-        .label_style((FAMILY, 15))
-        .axis_desc_style((FAMILY, 16))
-        .light_line_style(WHITE.mix(0.0))
-        .draw()
-        .map_err(err)?;
-    for line in &p.lines {
-        let c = colour(line.colour);
-        let style = c.stroke_width(2);
-        let legend = move |(x, y): (i32, i32)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2));
-        if line.dashed {
-            chart
-                .draw_series(DashedLineSeries::new(line.points.iter().copied(), 8, 5, style))
-                .map_err(err)?
-                .label(&line.label)
-                .legend(legend);
+    let y_hi = match p.y_max {
+        Some(m) => m,
+        None if y_data > p.y_min => y_data + (y_data - p.y_min) * 0.05,
+        None => p.y_min + 1.0,
+    };
+    let y_labels = |chart_h: f64| -> usize {
+        let by_size = (chart_h / 40.0).max(2.0) as usize;
+        if p.integer_y && y_hi - p.y_min < by_size as f64 {
+            (y_hi - p.y_min).floor() as usize + 1
         } else {
+            by_size
+        }
+    };
+    let mut entries: Vec<(Swatch, String)> = Vec::new();
+    match &p.body {
+        Body::Lines(lines) => {
+            let xs = lines.iter().flat_map(|l| l.points.iter().map(|q| q.0));
+            let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+            let (x_lo, x_hi) = if x_lo.is_finite() && x_hi > x_lo {
+                (x_lo, x_hi)
+            } else if x_lo.is_finite() {
+                (x_lo - 1.0, x_lo + 1.0)
+            } else {
+                (0.0, 1.0)
+            };
+            let mut chart = ChartBuilder::on(&plot_area)
+                .caption(&p.title, (FAMILY, 22))
+                .margin(16)
+                .x_label_area_size(48)
+                .y_label_area_size(78)
+                .build_cartesian_2d(x_lo..x_hi, p.y_min..y_hi)
+                .map_err(err)?;
+            let (_, ph) = chart.plotting_area().dim_in_pixel();
+            let x_label = p.x_label;
+            let x_count = if p.integer_x && x_hi - x_lo <= 20.0 {
+                (x_hi - x_lo).floor() as usize + 1
+            } else {
+                10
+            };
+            let integer_x = p.integer_x;
+            let integer_y = p.integer_y;
             chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), style))
-                .map_err(err)?
-                .label(&line.label)
-                .legend(legend);
+                .configure_mesh()
+                .x_desc(&p.x_desc)
+                .y_desc(&p.y_desc)
+                .x_labels(x_count)
+                .y_labels(y_labels(ph as f64))
+                .x_label_formatter(&|x| if integer_x { whole(*x, x_label) } else { x_label(*x) })
+                .y_label_formatter(&|y| {
+                    if integer_y {
+                        whole(*y, short_number)
+                    } else {
+                        short_number(*y)
+                    }
+                })
+                .label_style((FAMILY, 15))
+                .axis_desc_style((FAMILY, 16))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(err)?;
+            for (i, line) in lines.iter().enumerate() {
+                let c = colour(line.colour);
+                // Past the palette, a repeated colour gets a dash pattern of its own.
+                let dashed = line.dashed || line.colour >= DISTINCT;
+                let style = c.stroke_width(2);
+                if dashed {
+                    let (dash, gap) = if line.colour >= DISTINCT { (3, 4) } else { (8, 5) };
+                    chart
+                        .draw_series(DashedLineSeries::new(line.points.iter().copied(), dash, gap, style))
+                        .map_err(err)?;
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(line.points.iter().copied(), style))
+                        .map_err(err)?;
+                }
+                let _ = i;
+                entries.push((Swatch::Line(c, dashed), line.label.clone()));
+            }
+        }
+        Body::Bars {
+            categories,
+            series,
+            stacked,
+            by_category,
+        } => {
+            let n = categories.len().max(1);
+            let mut chart = ChartBuilder::on(&plot_area)
+                .caption(&p.title, (FAMILY, 22))
+                .margin(16)
+                .x_label_area_size(48)
+                .y_label_area_size(78)
+                .build_cartesian_2d(-0.5..(n as f64 - 0.5), p.y_min..y_hi)
+                .map_err(err)?;
+            let (pw, ph) = chart.plotting_area().dim_in_pixel();
+            // Category names at the whole-number ticks, cut to the room each category has; a
+            // prefix they all share is left out (the axis description names it).
+            let room = ((pw as f64 / n as f64) / 8.5).max(3.0) as usize;
+            let (prefix, names) = shorten(categories, room);
+            let x_desc = if prefix.is_empty() {
+                p.x_desc.clone()
+            } else {
+                format!("{} (names after \"{prefix}\")", p.x_desc)
+            };
+            let integer_y = p.integer_y;
+            chart
+                .configure_mesh()
+                .x_desc(&x_desc)
+                .y_desc(&p.y_desc)
+                .x_labels(n + 1)
+                .y_labels(y_labels(ph as f64))
+                .x_label_formatter(&|x| {
+                    let i = x.round();
+                    if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < names.len() {
+                        names[i as usize].clone()
+                    } else {
+                        String::new()
+                    }
+                })
+                .y_label_formatter(&|y| {
+                    if integer_y {
+                        whole(*y, short_number)
+                    } else {
+                        short_number(*y)
+                    }
+                })
+                .disable_x_mesh()
+                .label_style((FAMILY, 15))
+                .axis_desc_style((FAMILY, 16))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(err)?;
+            let k = series.len().max(1) as f64;
+            let group_w = 0.8;
+            let y_range = y_hi - p.y_min;
+            let label_style = TextStyle::from((FAMILY, 14).into_font()).color(&BLACK);
+            for (j, s) in series.iter().enumerate() {
+                let mut rects = Vec::new();
+                let mut texts = Vec::new();
+                for (i, &v) in s.values.iter().enumerate() {
+                    let centre = i as f64;
+                    let fill = by_category.as_ref().and_then(|c| c.get(i).copied()).unwrap_or(s.colour);
+                    let (x0, x1, y0) = if *stacked {
+                        let below: f64 = series[..j]
+                            .iter()
+                            .map(|o| o.values.get(i).copied().unwrap_or(0.0))
+                            .sum();
+                        (centre - group_w / 2.0, centre + group_w / 2.0, below)
+                    } else {
+                        let w = group_w / k;
+                        let x0 = centre - group_w / 2.0 + w * j as f64;
+                        (x0 + w * 0.05, x0 + w * 0.95, 0.0)
+                    };
+                    let outer = if s.inner.is_some() {
+                        fill.mix(0.35).filled()
+                    } else {
+                        fill.filled()
+                    };
+                    rects.push(Rectangle::new([(x0, p.y_min.max(y0)), (x1, y0 + v)], outer));
+                    if let Some(inner) = &s.inner {
+                        let m = inner.get(i).copied().unwrap_or(0.0);
+                        let pad = (x1 - x0) * 0.25;
+                        rects.push(Rectangle::new([(x0 + pad, y0), (x1 - pad, y0 + m)], fill.filled()));
+                    }
+                    if s.labelled {
+                        let text = if v.fract() == 0.0 {
+                            format!("{v:.0}")
+                        } else {
+                            short_number(v)
+                        };
+                        let x = (x0 + x1) / 2.0;
+                        if *stacked && v >= 0.06 * y_range {
+                            texts.push((text, (x, y0 + v / 2.0), 6));
+                        } else if !*stacked {
+                            texts.push((text, (x, y0 + v + 0.01 * y_range), 18));
+                        }
+                    }
+                }
+                chart.draw_series(rects).map_err(err)?;
+                for (text, at, up) in texts {
+                    let w = text.chars().count() as i32 * 4;
+                    chart
+                        .plotting_area()
+                        .draw(&(EmptyElement::at(at) + Text::new(text, (-w, -up), label_style.clone())))
+                        .map_err(err)?;
+                }
+                match by_category {
+                    Some(colours) => {
+                        for (c, name) in colours.iter().zip(categories) {
+                            entries.push((Swatch::Box(*c), name.clone()));
+                        }
+                    }
+                    None => entries.push((Swatch::Box(s.colour), s.label.clone())),
+                }
+            }
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK.mix(0.5))
-        .label_font((FAMILY, 15))
-        .draw()
-        .map_err(err)?;
-    Ok(())
+    draw_legend(&legend_area, &entries)
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel]) -> Result<(), String> {
@@ -211,19 +546,17 @@ mod tests {
     #[test]
     fn writes_png_and_svg_without_system_fonts() {
         let dir = tempfile::tempdir().unwrap();
-        let p = Panel {
-            title: "t".into(),
-            x_desc: "x (s)".into(),
-            y_desc: "y".into(),
-            lines: vec![Line {
+        let p = Panel::lines(
+            "t".into(),
+            "x (s)",
+            "y",
+            vec![Line {
                 label: "a".into(),
                 colour: 0,
                 dashed: false,
                 points: vec![(0.0, 1.0), (1.0, 2.0)],
             }],
-            x_label: plain_label,
-            y_min: 0.0,
-        };
+        );
         write_chart(&dir.path().join("c"), &[p]).unwrap();
         let png = std::fs::read(dir.path().join("c.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

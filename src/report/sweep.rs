@@ -4,15 +4,65 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::csv::csv_field;
-use super::plot::{plain_label, write_chart, Line, Panel};
+use super::html::{escape, figure, page_head};
+use super::plot::{write_chart, Line, Panel};
 use crate::sim::metrics::{round3, StrategyResult};
 use crate::sim::sweep::{Point, Sweep};
 
-/// Writes `sweep.csv` and the charts (throughput, 429s and p99 wait against the first
-/// setting, one line per strategy and combination of the other settings) into `dir`.
-pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point]) -> Result<(), String> {
-    std::fs::write(dir.join("sweep.csv"), sweep_csv(sweep, points))
-        .map_err(|e| format!("--out: cannot write {}: {e}", dir.join("sweep.csv").display()))?;
+/// The sweep's charts, as (stem, title of the quantity, y axis description, metric, counts).
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&StrategyResult) -> f64,
+    bool,
+);
+const METRICS: [Metric; 4] = [
+    (
+        "sweep_completed",
+        "share of requests completed",
+        "completed / requests",
+        |r| {
+            if r.requests > 0 {
+                r.completed as f64 / r.requests as f64
+            } else {
+                0.0
+            }
+        },
+        false,
+    ),
+    (
+        "sweep_throughput",
+        "throughput",
+        "completed per minute",
+        |r| r.throughput_per_min,
+        false,
+    ),
+    (
+        "sweep_rate_limited",
+        "429 responses",
+        "429 responses",
+        |r| r.rate_limited as f64,
+        true,
+    ),
+    (
+        "sweep_wait_p99",
+        "p99 wait",
+        "p99 wait (s)",
+        |r| r.wait_ms.p99 / 1000.0,
+        false,
+    ),
+];
+
+/// Writes `sweep.csv`, the charts (share completed, throughput, 429s and p99 wait against the
+/// first setting, one line per strategy and combination of the other settings, each in a
+/// colour of its own) and `index.html` into `dir`.
+pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point], answer: &str) -> Result<(), String> {
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| format!("--out: cannot write {}: {e}", dir.join(name).display()))
+    };
+    write("sweep.csv", &sweep_csv(sweep, points))?;
     let first = &sweep.grid.settings[0];
     let numeric = points.iter().all(|p| p.x.is_some());
     let x_of = |i: usize, p: &Point| {
@@ -25,45 +75,37 @@ pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point]) -> Result<(), St
                 .product::<usize>()) as f64
         }
     };
+    let integer_x = !numeric || points.iter().all(|p| p.x.is_some_and(|x| x.fract() == 0.0));
     let x_desc = if numeric {
         first.path.clone()
     } else {
         format!("{} (index of the value)", first.path)
     };
-    let name = points
-        .first()
-        .map(|_| {
-            sweep
-                .grid
-                .path()
-                .file_stem()
-                .map_or(String::new(), |s| s.to_string_lossy().to_string())
-        })
-        .unwrap_or_default();
-    type Metric = (&'static str, &'static str, &'static str, fn(&StrategyResult) -> f64);
-    let metrics: [Metric; 3] = [
-        ("sweep_throughput", "throughput", "completed per minute", |r| {
-            r.throughput_per_min
-        }),
-        ("sweep_rate_limited", "429 responses", "429 responses", |r| {
-            r.rate_limited as f64
-        }),
-        ("sweep_wait_p99", "p99 wait", "p99 wait (s)", |r| r.wait_ms.p99 / 1000.0),
-    ];
-    for (stem, title, y_desc, metric) in metrics {
+    let name = sweep
+        .grid
+        .path()
+        .file_stem()
+        .map_or(String::new(), |s| s.to_string_lossy().to_string());
+    let mut charts = Vec::new();
+    for (stem, title, y_desc, metric, counts) in METRICS {
         let mut lines: Vec<Line> = Vec::new();
         for (i, p) in points.iter().enumerate() {
-            let rest = p.values[1..].join(", ");
-            for (j, r) in p.results.iter().enumerate() {
+            let rest: Vec<String> = sweep.grid.settings[1..]
+                .iter()
+                .zip(&p.values[1..])
+                .map(|(s, v)| format!("{}={v}", s.path.rsplit('.').next().unwrap_or(&s.path)))
+                .collect();
+            let rest = rest.join(", ");
+            for r in &p.results {
                 let label = if rest.is_empty() {
                     r.strategy.clone()
                 } else {
-                    format!("{} ({rest})", r.strategy)
+                    format!("{}, {rest}", r.strategy)
                 };
-                let line = match lines.iter_mut().find(|l| l.label == label) {
-                    Some(l) => l,
+                let line = match lines.iter_mut().position(|l| l.label == label) {
+                    Some(k) => &mut lines[k],
                     None => {
-                        let colour = lines.len().max(j);
+                        let colour = lines.len();
                         lines.push(Line {
                             label,
                             colour,
@@ -76,18 +118,70 @@ pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point]) -> Result<(), St
                 line.points.push((x_of(i, p), metric(r)));
             }
         }
-        let panel = Panel {
-            title: format!("{name}: {title} against {}", first.path),
-            x_desc: x_desc.clone(),
-            y_desc: y_desc.into(),
+        let mut panel = Panel::lines(
+            format!("{name}: {title} against {}", first.path),
+            &x_desc,
+            y_desc,
             lines,
-            x_label: plain_label,
-            y_min: 0.0,
-        };
+        );
+        panel.integer_x = integer_x;
+        panel.integer_y = counts;
+        if stem == "sweep_completed" {
+            panel.y_max = Some(1.0);
+        }
         write_chart(&dir.join(stem), &[panel]).map_err(|e| format!("--out: {e}"))?;
+        let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).map_err(|e| format!("--out: {e}"))?;
+        charts.push((stem, title, svg));
     }
-    Ok(())
+    write("index.html", &sweep_html(&name, answer, &charts))
 }
+
+/// The sweep's page: the answer, a link to `sweep.csv`, and every chart inlined.
+fn sweep_html(name: &str, answer: &str, charts: &[(&str, &str, String)]) -> String {
+    let mut h = page_head(&format!("sweep of {name}"));
+    h.push_str(&format!(
+        "<h1>Sweep of {}</h1>\n<pre>{}</pre>\n<p>Every grid point and strategy: <a href=\"sweep.csv\">sweep.csv</a>.</p>\n",
+        escape(name),
+        escape(answer)
+    ));
+    for (stem, title, svg) in charts {
+        h.push_str(&figure(stem, title, svg));
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+/// The sweep's answer in words: per combination of the other settings, each strategy's first
+/// value of the first setting meeting the demand with zero 429s.
+pub fn answer(sweep: &Sweep, points: &[Point]) -> String {
+    let first = &sweep.grid.settings[0].path;
+    let goal = if sweep.closed {
+        "99% of the batch"
+    } else {
+        "99% of the demanded throughput"
+    };
+    let mut out = format!("smallest {first} (first in the order given) reaching {goal} with zero 429s:\n");
+    let answers = sweep.smallest_meeting(points);
+    let mut others: Option<&str> = None;
+    for a in &answers {
+        let indent = if a.others.is_empty() { "  " } else { "    " };
+        if !a.others.is_empty() && others != Some(a.others.as_str()) {
+            out.push_str(&format!("  with {}:\n", a.others));
+            others = Some(&a.others);
+        }
+        out.push_str(&format!(
+            "{indent}{:<20} {}\n",
+            a.strategy,
+            a.value.as_deref().unwrap_or("none in the sweep")
+        ));
+    }
+    out
+}
+
+/// The columns of `sweep.csv` after the settings' own.
+pub const HEADER: &str = "strategy,requests,completed,completed_fraction,failed,unservable,pending,rate_limited,\
+throughput_per_min,demanded_per_min,upper_bound_per_min,efficiency,makespan_s,wait_p50_ms,wait_p90_ms,wait_p99_ms,\
+wait_max_ms,latency_p50_ms,latency_p90_ms,latency_p99_ms,meets_demand\n";
 
 /// `sweep.csv`: one row per grid point and strategy.
 pub fn sweep_csv(sweep: &Sweep, points: &[Point]) -> String {
@@ -96,28 +190,42 @@ pub fn sweep_csv(sweep: &Sweep, points: &[Point]) -> String {
         out.push_str(&csv_field(&s.path));
         out.push(',');
     }
-    out.push_str("strategy,requests,completed,failed,pending,rate_limited,throughput_per_min,demanded_per_min,upper_bound_per_min,efficiency,wait_p50_ms,wait_p99_ms,meets_demand\n");
+    out.push_str(HEADER);
     for p in points {
         for r in &p.results {
             for v in &p.values {
                 out.push_str(&csv_field(v));
                 out.push(',');
             }
+            let completed_fraction = if r.requests > 0 {
+                round3(r.completed as f64 / r.requests as f64)
+            } else {
+                0.0
+            };
+            let makespan = r.makespan_s.map_or(String::new(), |m| m.to_string());
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&r.strategy),
                 r.requests,
                 r.completed,
+                completed_fraction,
                 r.failed,
+                r.unservable,
                 r.pending,
                 r.rate_limited,
                 r.throughput_per_min,
                 round3(p.demanded_per_min),
                 r.upper_bound_per_min,
                 r.efficiency,
+                makespan,
                 r.wait_ms.p50,
+                r.wait_ms.p90,
                 r.wait_ms.p99,
+                r.wait_ms.max,
+                r.latency_ms.p50,
+                r.latency_ms.p90,
+                r.latency_ms.p99,
                 p.meets(r, sweep.closed)
             );
         }

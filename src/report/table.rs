@@ -3,19 +3,6 @@
 use super::markdown::summary_cells;
 use crate::sim::metrics::RunResult;
 
-/// Milliseconds as a short human duration.
-fn human_ms(ms: f64) -> String {
-    if ms < 1000.0 {
-        format!("{ms:.0}ms")
-    } else if ms < 60_000.0 {
-        format!("{:.1}s", ms / 1000.0)
-    } else if ms < 3_600_000.0 {
-        format!("{:.1}m", ms / 60_000.0)
-    } else {
-        format!("{:.1}h", ms / 3_600_000.0)
-    }
-}
-
 /// The table: one row per strategy, then a line explaining the columns.
 pub fn to_table(r: &RunResult) -> String {
     let header = [
@@ -42,16 +29,10 @@ pub fn to_table(r: &RunResult) -> String {
     ];
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for x in &r.results {
-        // The counts as in every summary table; the times in human units.
         let mut row = summary_cells(x);
-        row.truncate(15);
-        row.extend([
-            human_ms(x.wait_ms.p50),
-            human_ms(x.wait_ms.p99),
-            human_ms(x.latency_ms.p50),
-            human_ms(x.latency_ms.p99),
-            x.makespan_s.map_or("-".into(), |m| human_ms(m * 1000.0)),
-        ]);
+        if x.makespan_s.is_none() {
+            row[19] = "-".into();
+        }
         rows.push(row);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -80,7 +61,8 @@ pub fn to_table(r: &RunResult) -> String {
         "429s = rate-limited responses (rpm/tpm/rpd/conc: by violated dimension); errors = other error responses;\n",
     );
     out.push_str(
-        "eff = throughput / bound (the most any strategy could complete); wait = arrival to the successful send.\n",
+        "done/min over the span (a closed batch: at least its shortest possible makespan); eff = done/min / bound/min;\n",
     );
+    out.push_str("bound = the most any strategy could complete; wait = arrival to the successful send.\n");
     out
 }

@@ -129,6 +129,14 @@ impl Grid {
         if settings.is_empty() {
             return Err("--set: give at least one PATH=VALUES".into());
         }
+        for (i, s) in settings.iter().enumerate() {
+            if settings[..i].iter().any(|o| o.segments == s.segments) {
+                return Err(format!(
+                    "--set {}: the same setting is given twice; give all its values in one --set, e.g. {}=1,2,3",
+                    s.path, s.path
+                ));
+            }
+        }
         let grid = Grid {
             doc: toml::Value::Table(table),
             path: path.to_path_buf(),

@@ -167,6 +167,59 @@ impl Capacity<'_> {
 
 /// Computes the bound for `scenario` with `seed`.
 pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
+    let (cap, n, longest) = capacity_of(scenario, seed);
+    let per_min = |count: u128, span: Nanos| count as f64 * MINUTE as f64 / span.max(1) as f64;
+    match scenario.workload.arrivals {
+        Arrivals::Closed { .. } => {
+            let horizon = scenario.horizon;
+            if n == 0 {
+                return Bound {
+                    per_min: 0.0,
+                    best_span: 0,
+                };
+            }
+            if cap.capacity(horizon) < n {
+                return Bound {
+                    per_min: per_min(cap.capacity(horizon), horizon),
+                    best_span: horizon,
+                };
+            }
+            let (mut lo, mut hi) = (0, horizon);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if cap.capacity(mid) >= n {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            // Every request must also finish: no makespan is shorter than the longest latency.
+            let best = lo.max(longest).min(horizon);
+            Bound {
+                per_min: per_min(n, best),
+                best_span: best,
+            }
+        }
+        _ => {
+            let d = scenario.workload.duration;
+            Bound {
+                per_min: per_min(n.min(cap.capacity(d)), d),
+                best_span: 0,
+            }
+        }
+    }
+}
+
+/// The most requests any strategy could have had admitted by each instant of `at` (so also
+/// the most it could have completed by then): the bound as a curve over time, for charts.
+pub fn capacity_curve(scenario: &Scenario, seed: u64, at: &[Nanos]) -> Vec<u64> {
+    let (cap, n, _) = capacity_of(scenario, seed);
+    at.iter().map(|&t| cap.capacity(t).min(n) as u64).collect()
+}
+
+/// The capacity model of `scenario` with `seed`, the number of requests that could ever be
+/// served, and the longest of their (fastest possible) latencies.
+fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
     let mut used_models: Vec<usize> = match &scenario.workload.model {
         ModelChoice::One(m) => vec![*m],
         ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
@@ -259,46 +312,7 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
         slots,
         workers,
     };
-    let per_min = |count: u128, span: Nanos| count as f64 * MINUTE as f64 / span.max(1) as f64;
-    match scenario.workload.arrivals {
-        Arrivals::Closed { .. } => {
-            let horizon = scenario.horizon;
-            if n == 0 {
-                return Bound {
-                    per_min: 0.0,
-                    best_span: 0,
-                };
-            }
-            if cap.capacity(horizon) < n {
-                return Bound {
-                    per_min: per_min(cap.capacity(horizon), horizon),
-                    best_span: horizon,
-                };
-            }
-            let (mut lo, mut hi) = (0, horizon);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if cap.capacity(mid) >= n {
-                    hi = mid;
-                } else {
-                    lo = mid + 1;
-                }
-            }
-            // Every request must also finish: no makespan is shorter than the longest latency.
-            let best = lo.max(longest).min(horizon);
-            Bound {
-                per_min: per_min(n, best),
-                best_span: best,
-            }
-        }
-        _ => {
-            let d = scenario.workload.duration;
-            Bound {
-                per_min: per_min(n.min(cap.capacity(d)), d),
-                best_span: 0,
-            }
-        }
-    }
+    (cap, n, longest)
 }
 
 #[cfg(test)]

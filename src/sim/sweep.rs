@@ -83,33 +83,45 @@ impl Sweep {
             .collect()
     }
 
-    /// For each strategy, the smallest value of the first setting at which it meets the demand
-    /// (99% of demanded throughput, or of a closed batch, with zero 429s), if any.
-    pub fn smallest_meeting(&self, points: &[Point]) -> Vec<(String, Option<String>)> {
-        let mut out: Vec<(String, Option<String>)> = Vec::new();
+    /// For each combination of the other settings and each strategy, the first value of the
+    /// first setting (in the order given) at which it meets the demand (99% of the demanded
+    /// throughput, or of a closed batch, with zero 429s), if any.
+    pub fn smallest_meeting(&self, points: &[Point]) -> Vec<Answer> {
+        let mut out: Vec<Answer> = Vec::new();
         for p in points {
+            let others: Vec<String> = self.grid.settings[1..]
+                .iter()
+                .zip(&p.values[1..])
+                .map(|(s, v)| format!("{}={v}", s.path))
+                .collect();
+            let others = others.join(" ");
             for r in &p.results {
-                let met = self.meets_everywhere(points, p, r);
-                match out.iter_mut().find(|(n, _)| *n == r.strategy) {
-                    Some((_, found)) => {
-                        if found.is_none() && met {
-                            *found = Some(p.values[0].clone());
+                let met = p.meets(r, self.closed).then(|| p.values[0].clone());
+                match out.iter_mut().find(|a| a.others == others && a.strategy == r.strategy) {
+                    Some(a) => {
+                        if a.value.is_none() {
+                            a.value = met;
                         }
                     }
-                    None => out.push((r.strategy.clone(), met.then(|| p.values[0].clone()))),
+                    None => out.push(Answer {
+                        others: others.clone(),
+                        strategy: r.strategy.clone(),
+                        value: met,
+                    }),
                 }
             }
         }
         out
     }
+}
 
-    /// Whether `r` meets the demand at every point sharing `p`'s first value.
-    fn meets_everywhere(&self, points: &[Point], p: &Point, r: &StrategyResult) -> bool {
-        points.iter().filter(|q| q.values[0] == p.values[0]).all(|q| {
-            q.results
-                .iter()
-                .filter(|x| x.strategy == r.strategy)
-                .all(|x| q.meets(x, self.closed))
-        })
-    }
+/// The answer of a sweep for one strategy under one combination of the other settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The other settings' values, as `PATH=VALUE` separated by spaces (empty with one setting).
+    pub others: String,
+    /// The strategy.
+    pub strategy: String,
+    /// The first value of the first setting that meets the demand, if any.
+    pub value: Option<String>,
 }
