@@ -35,6 +35,36 @@ pub enum Command {
     Keys(KeysArgs),
     /// Run one strategy for real against an HTTP endpoint (serve, or Gemini), next to its simulation.
     Drive(DriveArgs),
+    /// Write a commented scenario to start from.
+    Init(InitArgs),
+    /// Print the reference of every scenario field (Markdown).
+    Reference,
+    /// List the built-in strategies with their defaults.
+    Strategies,
+}
+
+/// Arguments of `init`.
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// The scenario file to write.
+    pub file: PathBuf,
+    /// Which situation to start from.
+    #[arg(long, value_enum, default_value_t = Template::Dubbing)]
+    pub template: Template,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The templates of `init` (see `scenario::TEMPLATES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    /// A closed batch of long prompts on free-tier projects (TPM binds).
+    Dubbing,
+    /// Open, bursty chat traffic on paid tier-1 projects.
+    Chat,
+    /// An overnight batch of small requests with a model fallback (RPD binds).
+    Batch,
 }
 
 /// Arguments of `drive`.
@@ -185,7 +215,14 @@ pub struct RunArgs {
 
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    // `run --help` lists the built-in strategies and their defaults, from the code itself.
+    let strategies = format!(
+        "Built-in strategies (usable with --strategy even when the scenario does not list them):\n{}",
+        crate::strategy::builtins_help()
+    );
+    let command = Cli::command().mut_subcommand("run", |c| c.after_help(strategies));
+    let cli = match command.try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };
@@ -209,11 +246,62 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Serve(a) => serve_cmd(a),
         Command::Keys(a) => keys_cmd(a),
         Command::Drive(a) => drive_cmd(a),
+        Command::Init(a) => init_cmd(a),
+        Command::Reference => print(&crate::scenario::reference::markdown()),
+        Command::Strategies => print(&format!(
+            "Built-in strategies ([[strategies]] kind = NAME, or --strategy NAME):\n{}",
+            crate::strategy::builtins_help()
+        )),
     }
+}
+
+fn init_cmd(a: InitArgs) -> Result<(), String> {
+    let name = match a.template {
+        Template::Dubbing => "dubbing",
+        Template::Chat => "chat",
+        Template::Batch => "batch",
+    };
+    let (_, about, text) = crate::scenario::TEMPLATES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .expect("every template is listed");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .create_new(!a.force)
+        .open(&a.file)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "init: {} already exists; pass --force to overwrite it",
+                a.file.display()
+            ),
+            _ => format!("init: cannot create {}: {e}", a.file.display()),
+        })?;
+    let mut out = BufWriter::new(file);
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("init: cannot write {}: {e}", a.file.display()))?;
+    eprintln!(
+        "wrote {} ({about}); edit it, then: flux-sim run {}",
+        a.file.display(),
+        a.file.display()
+    );
+    Ok(())
 }
 
 fn run_cmd(a: RunArgs) -> Result<(), String> {
     let scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
+    if let crate::core::workload::Arrivals::Trace { rows, path } = &scenario.workload.arrivals {
+        // A default that changes answers is stated where it acts.
+        eprintln!(
+            "note: {} replays {} requests; the run lasts {} (workload.duration, or the last arrival + workload.tail, {} unless set)",
+            path.display(),
+            rows.len(),
+            crate::core::time::format_duration(scenario.workload.duration),
+            crate::core::time::format_duration(crate::scenario::DEFAULT_TAIL)
+        );
+    }
     let strategies = select_strategies(&scenario, &a.strategies)?;
     let seed = a.output.seed.unwrap_or(scenario.seed);
     let threads = a.threads.map_or_else(crate::sim::run::default_threads, |n| n as usize);

@@ -6,6 +6,7 @@
 //! This is the composition root of the pure layers: a scenario builds its server
 //! ([`Scenario::server`]) and its strategies ([`Scenario::strategy`]) from core pieces.
 
+pub mod reference;
 mod schema;
 pub mod setting;
 mod trace;
@@ -21,6 +22,26 @@ use crate::core::workload::WorkloadSpec;
 use crate::strategy::{self, Env, Strategy, StrategySpec};
 
 pub use trace::read_trace;
+
+/// The commented scenarios `flux-sim init --template NAME` writes, as (name, what it models, text).
+pub const TEMPLATES: [(&str, &str, &str); 3] = [
+    (
+        "dubbing",
+        "a closed batch of long prompts on free-tier projects (TPM binds)",
+        include_str!("templates/dubbing.toml"),
+    ),
+    (
+        "chat",
+        "open, bursty chat traffic on paid tier-1 projects with two keys each",
+        include_str!("templates/chat.toml"),
+    ),
+    (
+        "batch",
+        "an overnight batch of small requests with a model fallback (RPD binds)",
+        include_str!("templates/batch.toml"),
+    ),
+];
+pub use validate::{DEFAULT_TAIL, TIERS};
 
 /// A scenario that failed to load: the message names the file and the field or line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +171,16 @@ output_tokens = { dist = "fixed", value = 10 }
 
     fn parse(text: &str) -> Result<Scenario, String> {
         Scenario::parse(text, Path::new("s.toml")).map_err(|e| e.0)
+    }
+
+    #[test]
+    fn every_template_loads_and_runs_its_strategies() {
+        for (name, _, text) in TEMPLATES {
+            let s = Scenario::parse(text, Path::new(&format!("{name}.toml"))).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(s.name, name);
+            assert!(!s.strategies.is_empty());
+            assert!(text.starts_with("# "), "{name} opens with a comment on the situation");
+        }
     }
 
     #[test]

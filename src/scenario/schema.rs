@@ -218,6 +218,7 @@ pub(super) struct RawWorkload {
     pub(super) requests: Option<u64>,
     pub(super) workers: Option<u64>,
     pub(super) path: Option<String>,
+    pub(super) tail: Option<String>,
     pub(super) input_tokens: Option<RawTokens>,
     pub(super) output_tokens: Option<RawTokens>,
     pub(super) model: Option<String>,

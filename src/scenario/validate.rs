@@ -75,6 +75,14 @@ fn limits(raw: &RawLimits) -> Limits {
     }
 }
 
+/// How long a trace workload runs past its last arrival when neither `duration` nor `tail`
+/// says: a minute, so the last requests can finish and per-minute windows can turn over.
+pub const DEFAULT_TAIL: Nanos = MINUTE;
+
+/// The tiers a project may name (`free` by default): they choose the quota ids and metrics of
+/// `serve`'s 429 bodies (`…-FreeTier`, paid tier 1, `-PaidTier2`, `-PaidTier3`), not the limits.
+pub const TIERS: [&str; 4] = ["free", "tier1", "tier2", "tier3"];
+
 pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scenario, ScenarioError> {
     let cx = Ctx { file };
     if raw.name.trim().is_empty() {
@@ -248,6 +256,14 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
         invalid_counts[p] = s.invalid_keys;
         projects[p].rpd_used = s.rpd_used;
         if let Some(t) = &s.tier {
+            if !TIERS.contains(&t.as_str()) {
+                return Err(cx.err(
+                    &format!("{field}.tier"),
+                    format!(
+                        "unknown tier {t:?}; expected one of {TIERS:?} (it names the quota ids in serve's 429 bodies)"
+                    ),
+                ));
+            }
             projects[p].tier = t.clone();
         }
         for (model, l) in &s.limits {
@@ -422,7 +438,7 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             "model",
             "models",
         ],
-        "trace" => &["path", "duration", "model", "models", "workers"],
+        "trace" => &["path", "duration", "tail", "model", "models"],
         other => {
             return Err(cx.err(
                 "workload.kind",
@@ -438,6 +454,7 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
         ("requests", w.requests.is_some()),
         ("workers", w.workers.is_some()),
         ("path", w.path.is_some()),
+        ("tail", w.tail.is_some()),
         ("input_tokens", w.input_tokens.is_some()),
         ("output_tokens", w.output_tokens.is_some()),
         ("model", w.model.is_some()),
@@ -450,9 +467,6 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
                 format!("not used by kind = {kind:?} (it takes {allowed:?})"),
             ));
         }
-    }
-    if kind == "trace" && w.workers.is_some() {
-        return Err(cx.err("workload.workers", "not used by kind = \"trace\""));
     }
     let model = match (&w.model, w.models.is_empty()) {
         (Some(_), false) => return Err(cx.err("workload.models", "give either `model` or `models`, not both")),
@@ -539,9 +553,16 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             let path = base.join(rel);
             let rows = read_trace(&path, models)?;
             let last = rows.last().map_or(0, |r| r.arrival);
-            let duration = match &w.duration {
-                Some(d) => cx.positive_duration("workload.duration", d)?,
-                None => last + MINUTE,
+            let duration = match (&w.duration, &w.tail) {
+                (Some(_), Some(_)) => {
+                    return Err(cx.err(
+                        "workload.tail",
+                        "give `duration` (the whole run) or `tail` (the run past the last arrival), not both",
+                    ))
+                }
+                (Some(d), None) => cx.positive_duration("workload.duration", d)?,
+                (None, Some(t)) => last.saturating_add(cx.duration("workload.tail", t)?),
+                (None, None) => last + DEFAULT_TAIL,
             };
             Ok(WorkloadSpec {
                 arrivals: Arrivals::Trace {

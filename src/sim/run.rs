@@ -24,7 +24,7 @@ pub fn select_strategies(s: &Scenario, names: &[String]) -> Result<Vec<StrategyS
             Some(x) => x.clone(),
             None => s.builtin_strategy(n).ok_or_else(|| {
                 let mut known: Vec<&str> = s.strategies.iter().map(|x| x.name.as_str()).collect();
-                for b in ["round_robin", "fixed_interval", "exact_cooldown"] {
+                for (b, _) in crate::strategy::BUILTINS {
                     if !known.contains(&b) {
                         known.push(b);
                     }

@@ -11,7 +11,7 @@ mod spec;
 pub use exact_cooldown::ExactCooldown;
 pub use fixed_interval::FixedInterval;
 pub use round_robin::RoundRobin;
-pub use spec::{StrategyKind, StrategySpec};
+pub use spec::{builtins_help, StrategyKind, StrategySpec, BUILTINS};
 
 use crate::core::ledger::{Dims, Limits};
 use crate::core::server::{ConcurrencyScope, Model, TpmCounts};

@@ -52,6 +52,40 @@ pub enum Jitter {
 }
 
 impl RetryPolicy {
+    /// The policy in words, as `flux-sim strategies` shows it.
+    pub fn describe(&self) -> String {
+        let d = crate::core::time::format_duration;
+        match *self {
+            RetryPolicy::None => "none (give up at the first error)".into(),
+            RetryPolicy::Immediate { max_attempts } => format!("immediate, {max_attempts} attempts"),
+            RetryPolicy::Backoff {
+                base,
+                cap,
+                jitter,
+                max_attempts,
+            } => format!(
+                "backoff {}→{}, {} jitter, {max_attempts} attempts",
+                d(base),
+                d(cap),
+                match jitter {
+                    Jitter::Full => "full",
+                    Jitter::Equal => "equal",
+                    Jitter::None => "no",
+                }
+            ),
+            RetryPolicy::RetryInfo {
+                base,
+                cap,
+                max_attempts,
+            } => format!(
+                "retry_info (the server's RetryInfo delay; without one, backoff {}→{}), {}",
+                d(base),
+                d(cap),
+                max_attempts.map_or("unlimited attempts".to_string(), |n| format!("{n} attempts"))
+            ),
+        }
+    }
+
     /// The policy a strategy gets when its scenario names none: the server's delay for
     /// `exact_cooldown` (it plans exactly, so RetryInfo is worth reading), and google-genai's
     /// `HttpRetryOptions()` for the others (5 attempts, 1 s doubling to 60 s, full jitter).

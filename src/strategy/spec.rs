@@ -53,6 +53,44 @@ pub struct StrategySpec {
     pub known_limits: Vec<Option<Limits>>,
 }
 
+/// The built-in kinds with one line each, for `flux-sim strategies` and `run --help`.
+pub const BUILTINS: [(&str, &str); 3] = [
+    ("round_robin", "the next key in order, sent at once; tracks nothing (key-mixer)"),
+    (
+        "fixed_interval",
+        "a key is reused only `interval` after its last use, whatever the request (the hand-written rotator)",
+    ),
+    (
+        "exact_cooldown",
+        "a replica of the quota ledger per project: sends exactly when a budget has room; model fallback; learns from RetryInfo",
+    ),
+];
+
+/// Every built-in strategy: its name, what it does, and its defaults (parameters and retry
+/// policy), as `flux-sim strategies` prints it.
+pub fn builtins_help() -> String {
+    let mut out = String::new();
+    for (name, what) in BUILTINS {
+        let spec = StrategySpec::builtin(name, 1).expect("listed built-in");
+        let params = match spec.kind {
+            StrategyKind::RoundRobin => String::new(),
+            StrategyKind::FixedInterval { interval } => {
+                format!("interval {}; ", crate::core::time::format_duration(interval))
+            }
+            StrategyKind::ExactCooldown { margin, .. } => format!(
+                "margin {}; compat = \"gemini-flux\" for that library's blind spots; ",
+                crate::core::time::format_duration(margin)
+            ),
+        };
+        out.push_str(&format!(
+            "  {name:<16}{what}\n  {:<16}defaults: {params}retry {}\n",
+            "",
+            spec.retry.describe()
+        ));
+    }
+    out
+}
+
 impl StrategySpec {
     /// The built-in strategy of a kind name (`round_robin`, `fixed_interval`, `exact_cooldown`)
     /// with its default parameters and retry policy, for a scenario of `models` models.

@@ -1,0 +1,268 @@
+//! The reference of every scenario field: type, default, meaning, example. `flux-sim reference`
+//! prints it as Markdown (`scenarios/REFERENCE.md`); a test checks that it lists exactly the
+//! fields the schema reads, so it cannot drift from the code.
+
+/// One field of a scenario file.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Where it sits: the table (`server.latency`, `strategies[]`, …) and the field name.
+    pub table: &'static str,
+    /// The field's name.
+    pub name: &'static str,
+    /// Its type as written in TOML.
+    pub ty: &'static str,
+    /// What it is when absent.
+    pub default: &'static str,
+    /// What it means.
+    pub meaning: &'static str,
+    /// A value as one would write it.
+    pub example: &'static str,
+}
+
+const fn f(
+    table: &'static str,
+    name: &'static str,
+    ty: &'static str,
+    default: &'static str,
+    meaning: &'static str,
+    example: &'static str,
+) -> Field {
+    Field {
+        table,
+        name,
+        ty,
+        default,
+        meaning,
+        example,
+    }
+}
+
+/// The tables of a scenario file, in the order the reference shows them, with a sentence each.
+pub const TABLES: [(&str, &str); 14] = [
+    ("", "The top level: what the scenario is and when it starts."),
+    ("server", "How the mock server enforces quotas where Google does not document it."),
+    ("server.latency", "Response time: ttft + output_tokens / tokens_per_second, times a lognormal factor of median 1 drawn per request. Also `models.<name>.latency`."),
+    ("models.<name>", "One table per model the server knows, with the default limits of every project. Absent = unlimited; 0 = not available."),
+    ("topology", "Accounts → projects → keys. Quota belongs to a (project, model) pair: every key of a project spends the same budget."),
+    ("topology.accounts[]", "An account and its projects (Google allows about 10 per account)."),
+    ("topology.project.<name>", "Settings of one project, by name."),
+    ("limits", "Limits of one model: under `topology.project.<name>.limits.<model>` (overrides the model's defaults for that project) and `strategies[].known_limits.<model>` (what the strategy believes)."),
+    ("topology.keys[]", "Extra keys, e.g. your real ones for `drive` against Gemini."),
+    ("workload", "The requests. `kind` decides which other fields apply."),
+    ("workload.models[]", "A weighted choice of model per request."),
+    ("tokens", "A token-size distribution: `workload.input_tokens` and `workload.output_tokens`."),
+    ("strategies[]", "The strategies to compare; none listed = the three built-ins with their defaults (`flux-sim strategies`)."),
+    ("strategies[].retry", "What to do after a 429, a 503 or an invalid key."),
+];
+
+/// Every field, table by table.
+pub const FIELDS: &[Field] = &[
+    f("", "name", "string", "(required)", "The scenario's name, shown in every table and chart.", "\"dubbing\""),
+    f("", "description", "string", "none", "Free text about the situation modelled (comments serve as well).", "\"Nightly dubbing batch\""),
+    f("", "seed", "integer 0 to 2⁶³−1", "1", "Seed of the workload, latencies, faults and retry jitter; `--seed` overrides it. Same seed ⇒ same bytes.", "42"),
+    f("", "start", "RFC 3339 time with offset", "\"2025-10-15T09:00:00-07:00\"", "Wall clock at t = 0: calendar minutes and the daily reset are computed from it.", "\"2025-10-15T21:00:00-07:00\""),
+    f("", "horizon", "duration", "\"7d\" (closed workloads)", "Closed workloads only: stop here even if the batch is unfinished (what is left is `pending`). Open and trace workloads run for `workload.duration`.", "\"10h\""),
+    f("", "server", "table", "all defaults", "See `server`.", ""),
+    f("", "models", "table of tables", "(required)", "See `models.<name>`.", ""),
+    f("", "topology", "table", "(required)", "See `topology`.", ""),
+    f("", "workload", "table", "(required)", "See `workload`.", ""),
+    f("", "strategies", "array of tables", "the three built-ins", "See `strategies[]`.", ""),
+    f("server", "window", "\"sliding\" | \"fixed\" | \"bucket\"", "\"sliding\"", "The per-minute window (Google does not document it): any 60 s, the calendar minute, or a bucket refilled continuously. A schedule safe under sliding windows is safe under the others.", "\"fixed\""),
+    f("server", "tpm_counts", "\"input\" | \"total\"", "\"input\"", "What TPM counts: input tokens (Gemini), or input + output charged at admission.", "\"total\""),
+    f("server", "count_rejected", "boolean", "false", "Whether a rejected request still spends RPM.", "true"),
+    f("server", "fault_rate", "number 0 to 1", "0", "Probability that an admitted request gets 503 UNAVAILABLE instead (not charged).", "0.01"),
+    f("server", "daily_reset_tz", "IANA time zone", "\"America/Los_Angeles\"", "Where requests per day reset at midnight (DST included).", "\"UTC\""),
+    f("server", "latency", "table", "ttft 800ms, 150 tokens/s, jitter 0.2", "See `server.latency`.", ""),
+    f("server.latency", "ttft", "duration", "\"800ms\"", "Time to the first token.", "\"1.2s\""),
+    f("server.latency", "tokens_per_second", "number > 0", "150", "Output tokens generated per second.", "90"),
+    f("server.latency", "jitter", "number 0 to 3", "0.2", "Sigma of the lognormal factor (0 = every response takes exactly the base time).", "0.5"),
+    f("models.<name>", "rpm", "integer", "unlimited", "Requests per minute per project.", "10"),
+    f("models.<name>", "tpm", "integer", "unlimited", "Tokens per minute per project (what `server.tpm_counts` says).", "250_000"),
+    f("models.<name>", "rpd", "integer", "unlimited", "Requests per day per project, reset at midnight in `server.daily_reset_tz`.", "250"),
+    f("models.<name>", "concurrent", "integer", "unlimited", "Requests in flight at once.", "3"),
+    f("models.<name>", "concurrent_scope", "\"project\" | \"key\"", "\"project\"", "Whether the concurrency limit is shared by a project's keys or held by each key.", "\"key\""),
+    f("models.<name>", "latency", "table", "the server's", "This model's response time (see `server.latency`).", "{ ttft = \"2s\", tokens_per_second = 60 }"),
+    f("topology", "keys_per_project", "integer ≥ 1", "1", "Keys generated for every project (their strings are listed by `flux-sim keys`).", "2"),
+    f("topology", "projects", "integer or list of names", "none", "Projects of an implicit account named `default`: a count (named default-1, default-2, …) or names.", "4 or [\"a\", \"b\"]"),
+    f("topology", "accounts", "array of tables", "none", "See `topology.accounts[]`. At least one of `projects` and `accounts` is needed.", ""),
+    f("topology", "keys", "array of tables", "none", "See `topology.keys[]`.", ""),
+    f("topology", "project", "table of tables", "none", "See `topology.project.<name>`.", ""),
+    f("topology.accounts[]", "name", "string", "(required)", "The account's name.", "\"studio-main\""),
+    f("topology.accounts[]", "projects", "integer or list of names", "(required)", "Its projects: a count (named <account>-1, …) or names.", "6"),
+    f("topology.project.<name>", "keys", "integer", "`keys_per_project`", "Valid keys generated for this project.", "3"),
+    f("topology.project.<name>", "invalid_keys", "integer", "0", "Invalid keys (answered 400 API_KEY_INVALID) added to this project.", "1"),
+    f("topology.project.<name>", "rpd_used", "integer", "0", "Requests already spent today at `start` (every model).", "200"),
+    f("topology.project.<name>", "tier", "\"free\" | \"tier1\" | \"tier2\" | \"tier3\"", "\"free\"", "Names the quota ids and metrics in `serve`'s 429 bodies; it does not change the limits (set those in `limits`).", "\"tier1\""),
+    f("topology.project.<name>", "limits", "table of limits per model", "the model's", "Overrides of this project's limits, per model (see `limits`).", "{ \"gemini-2.5-flash\" = { rpm = 1000 } }"),
+    f("limits", "rpm", "integer", "inherited", "Requests per minute.", "1000"),
+    f("limits", "tpm", "integer", "inherited", "Tokens per minute.", "1_000_000"),
+    f("limits", "rpd", "integer", "inherited", "Requests per day.", "10_000"),
+    f("limits", "concurrent", "integer", "inherited", "Requests in flight at once.", "50"),
+    f("topology.keys[]", "project", "string", "(required)", "The project the key belongs to.", "\"studio-main-1\""),
+    f("topology.keys[]", "key", "string of 8+ characters, no spaces", "a derived key", "The key string (masked whenever shown).", "\"AIza…\""),
+    f("topology.keys[]", "invalid", "boolean", "false", "Answered 400 API_KEY_INVALID.", "true"),
+    f("workload", "kind", "\"closed\" | \"open\" | \"trace\"", "(required)", "closed: a batch drained by workers; open: Poisson arrivals at a rate; trace: arrivals read from a CSV.", "\"closed\""),
+    f("workload", "rate", "number > 0", "(required for open)", "Open: arrivals per minute (during \"on\" periods if bursts are set).", "40"),
+    f("workload", "duration", "duration", "(required for open); trace: last arrival + `tail`", "Open and trace: how long the run lasts; what is unfinished then is `pending`.", "\"2h\""),
+    f("workload", "burst_on", "duration", "no bursts", "Open: length of an \"on\" period (give `burst_off` too).", "\"5m\""),
+    f("workload", "burst_off", "duration", "no bursts", "Open: length of an \"off\" period without arrivals.", "\"25m\""),
+    f("workload", "requests", "integer ≥ 1", "(required for closed); open: no cap", "Closed: the batch size. Open: stop arrivals after this many.", "1_800"),
+    f("workload", "workers", "integer ≥ 1", "(required for closed)", "Closed: how many requests are worked on at once (each worker takes the next request when its current one ends). It caps parallelism: it changes answers.", "64"),
+    f("workload", "path", "path", "(required for trace)", "Trace: the CSV (relative to the scenario), header `arrival_s,input_tokens,output_tokens[,model]`.", "\"traces/day.csv\""),
+    f("workload", "tail", "duration", "\"60s\" (trace)", "Trace, without `duration`: how long the run goes on after the last arrival.", "\"10m\""),
+    f("workload", "input_tokens", "token distribution", "(required for closed and open)", "Prompt sizes (see `tokens`).", "{ dist = \"fixed\", value = 1000 }"),
+    f("workload", "output_tokens", "token distribution", "(required for closed and open)", "Response sizes (see `tokens`).", "{ dist = \"uniform\", min = 100, max = 400 }"),
+    f("workload", "model", "model name", "the only model", "The model every request wants (required when there are several and no `models`).", "\"gemini-2.5-flash\""),
+    f("workload", "models", "array of tables", "none", "A weighted choice instead of `model` (see `workload.models[]`).", ""),
+    f("workload.models[]", "name", "model name", "(required)", "A model.", "\"gemini-2.5-pro\""),
+    f("workload.models[]", "weight", "integer ≥ 1", "(required)", "Its relative share of requests.", "3"),
+    f("tokens", "dist", "\"fixed\" | \"uniform\" | \"lognormal\"", "(required)", "The distribution.", "\"lognormal\""),
+    f("tokens", "value", "integer", "(required for fixed)", "Fixed: every request has this many.", "1000"),
+    f("tokens", "min", "integer", "uniform: (required); lognormal: 1", "Uniform: the least; lognormal: draws are clamped up to it.", "100"),
+    f("tokens", "max", "integer", "uniform: (required); lognormal: no cap", "Uniform: the most; lognormal: draws are clamped down to it.", "240_000"),
+    f("tokens", "median", "number ≥ 1", "(required for lognormal)", "Lognormal: the median.", "40_000"),
+    f("tokens", "p99", "number ≥ median", "(required for lognormal)", "Lognormal: the 99th percentile.", "120_000"),
+    f("strategies[]", "name", "string", "the kind's name", "A unique display name.", "\"gemini-flux\""),
+    f("strategies[]", "kind", "\"round_robin\" | \"fixed_interval\" | \"exact_cooldown\"", "(required)", "The algorithm (`flux-sim strategies` describes each).", "\"exact_cooldown\""),
+    f("strategies[]", "interval", "duration", "(required for fixed_interval; the built-in uses \"30s\")", "fixed_interval: a key is reused only this long after its last use.", "\"30s\""),
+    f("strategies[]", "compat", "\"gemini-flux\"", "none", "exact_cooldown: reproduce gemini-flux's blind spots (input TPM only, per key, one request in flight, a 429 kills the model for the day).", "\"gemini-flux\""),
+    f("strategies[]", "margin", "duration", "\"0s\"", "exact_cooldown: hold every window entry this much longer than 60 s (for real networks; see `drive --margin`).", "\"250ms\""),
+    f("strategies[]", "fallback", "list of model names", "none", "exact_cooldown: models to fall back to, in order, when a model's daily quota is gone.", "[\"gemini-2.5-flash-lite\"]"),
+    f("strategies[]", "known_limits", "table of limits per model", "the true limits", "What the strategy believes the limits are (see `limits`), per model.", "{ \"gemini-2.5-flash\" = { rpm = 15 } }"),
+    f("strategies[]", "retry", "table", "exact_cooldown: retry_info; others: backoff 1s→60s, full jitter, 5 attempts", "See `strategies[].retry`.", ""),
+    f("strategies[].retry", "policy", "\"none\" | \"immediate\" | \"backoff\" | \"retry_info\"", "(required)", "none: give up at the first error; immediate: retry at once; backoff: truncated exponential; retry_info: wait the server's RetryInfo delay (errors without one back off).", "\"backoff\""),
+    f("strategies[].retry", "base", "duration", "\"1s\"", "backoff, retry_info: the first delay.", "\"2s\""),
+    f("strategies[].retry", "cap", "duration", "\"60s\"", "backoff, retry_info: the largest delay.", "\"5m\""),
+    f("strategies[].retry", "jitter", "\"full\" | \"equal\" | \"none\"", "\"full\"", "backoff: uniform in [0, d], d/2 plus uniform in [0, d/2], or exactly d.", "\"equal\""),
+    f("strategies[].retry", "max_attempts", "integer ≥ 1", "immediate 10, backoff 5, retry_info unlimited", "Attempts in all, the first included.", "8"),
+];
+
+/// The reference as Markdown: one table of fields per scenario table.
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Scenario reference\n\nEvery field a scenario file may hold (generated by `flux-sim reference`; a test keeps it \
+         equal to what the loader reads). Every table rejects unknown fields. Durations are strings such as \
+         `\"500ms\"`, `\"90s\"`, `\"10m\"`, `\"2h\"`, `\"7d\"`. `flux-sim init FILE` writes a commented scenario to start from.\n",
+    );
+    for (table, about) in TABLES {
+        let title = if table.is_empty() { "top level" } else { table };
+        out.push_str(&format!("\n## `{title}`\n\n{about}\n\n"));
+        out.push_str("| field | type | default | meaning | example |\n|---|---|---|---|---|\n");
+        for x in FIELDS.iter().filter(|x| x.table == table) {
+            let cell = |s: &str| s.replace('|', "\\|");
+            let example = if x.example.is_empty() {
+                String::new()
+            } else {
+                format!("`{}`", x.example)
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} | {} |\n",
+                x.name,
+                cell(x.ty),
+                cell(x.default),
+                cell(x.meaning),
+                cell(&example)
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::schema::*;
+    use super::*;
+    use serde::de::{self, Deserialize, Visitor};
+
+    /// A deserializer that only records the field names serde asks a struct for.
+    struct Fields(Vec<&'static str>);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("stop")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl de::Error for Stop {
+        fn custom<T: std::fmt::Display>(_: T) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> de::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = fields.to_vec();
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+
+    fn fields_of<T: for<'de> Deserialize<'de>>() -> Vec<&'static str> {
+        let mut d = Fields(Vec::new());
+        let _ = T::deserialize(&mut d);
+        let mut v = d.0;
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_reference_lists_exactly_the_fields_the_loader_reads() {
+        let schema: Vec<(&str, Vec<&str>)> = vec![
+            ("", fields_of::<RawScenario>()),
+            ("server", fields_of::<RawServer>()),
+            ("server.latency", fields_of::<RawLatency>()),
+            ("models.<name>", fields_of::<RawModel>()),
+            ("topology", fields_of::<RawTopology>()),
+            ("topology.accounts[]", fields_of::<RawAccount>()),
+            ("topology.project.<name>", fields_of::<RawProjectSettings>()),
+            ("limits", fields_of::<RawLimits>()),
+            ("topology.keys[]", fields_of::<RawKey>()),
+            ("workload", fields_of::<RawWorkload>()),
+            ("workload.models[]", fields_of::<RawWeightedModel>()),
+            ("tokens", fields_of::<RawTokens>()),
+            ("strategies[]", fields_of::<RawStrategy>()),
+            ("strategies[].retry", fields_of::<RawRetry>()),
+        ];
+        assert_eq!(schema.len(), TABLES.len());
+        for ((table, read), (listed_table, _)) in schema.iter().zip(TABLES) {
+            assert_eq!(*table, listed_table, "TABLES and the schema in the same order");
+            assert!(!read.is_empty(), "{table}: no fields introspected");
+            let mut documented: Vec<&str> = FIELDS.iter().filter(|x| x.table == *table).map(|x| x.name).collect();
+            documented.sort_unstable();
+            assert_eq!(
+                &documented, read,
+                "`{table}`: the reference must list exactly the fields the loader reads"
+            );
+        }
+        for x in FIELDS {
+            assert!(
+                !x.meaning.is_empty() && !x.default.is_empty() && !x.ty.is_empty(),
+                "{x:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_committed_reference_is_the_generated_one() {
+        let committed = include_str!("../../scenarios/REFERENCE.md");
+        assert!(
+            committed == markdown(),
+            "scenarios/REFERENCE.md is stale: run `cargo run --release -- reference > scenarios/REFERENCE.md`"
+        );
+    }
+}
