@@ -170,8 +170,8 @@ pub fn markdown() -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::scenario::schema::*;
     use super::*;
+    use crate::scenario::schema::*;
     use serde::de::{self, Deserialize, Visitor};
 
     /// A deserializer that only records the field names serde asks a struct for.
