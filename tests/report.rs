@@ -108,6 +108,21 @@ fn every_report_file_is_produced_and_well_formed() {
             "index.html shows {c}"
         );
     }
+    // Two summary tables narrow enough for a 1280-pixel window, times in human units, the notes.
+    assert_eq!(html.matches("<table>").count(), 2);
+    for table in html.split("<table>").skip(1) {
+        let header = &table[..table.find("</tr>").unwrap()];
+        assert!(header.matches("<th>").count() <= 12, "{header}");
+    }
+    assert!(
+        !html.contains(" ms<") && !html.contains(".871"),
+        "times are shown as 1.7s, 3.6m, 1.9h"
+    );
+    assert!(html.contains("min</p>") || html.contains("h simulated") || html.contains("m simulated"));
+    assert!(
+        html.contains("Every request is exactly one of completed"),
+        "the column notes"
+    );
     // Self-contained: nothing is fetched from elsewhere (SVG namespaces are names, not fetches).
     for external in ["src=\"http", "href=\"http", "<script", "<link ", "@import"] {
         assert!(!html.contains(external), "index.html contains {external}");

@@ -265,6 +265,7 @@ fn wait_cdf(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         lines,
     );
     p.x_label = log_ms_label;
+    p.integer_x = true; // ticks at whole decades only: 1 ms, 10 ms, 100 ms, 1 s, …
     p.y_max = Some(1.0);
     vec![p]
 }
