@@ -166,13 +166,16 @@ pub struct SweepArgs {
     /// Write into a non-empty --out directory.
     #[arg(long)]
     pub force: bool,
+    /// Refuse grids of more points than this (each point is a whole run of every strategy).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_points: u64,
 }
 
 /// The seed and output flags `run` and `drive` share.
 #[derive(Debug, clap::Args)]
 pub struct OutputArgs {
-    /// Seed of the workload, latencies and retry jitter (default: the scenario's).
-    #[arg(long)]
+    /// Seed of the workload, latencies and retry jitter, 0 to 2^64-1 (default: the scenario's).
+    #[arg(long, allow_hyphen_values = true)]
     pub seed: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -305,6 +308,20 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     let strategies = select_strategies(&scenario, &a.strategies)?;
     let seed = a.output.seed.unwrap_or(scenario.seed);
     let threads = a.threads.map_or_else(crate::sim::run::default_threads, |n| n as usize);
+    if let (Some(dir), Some(trace)) = (&a.out, &a.output.trace) {
+        // The report would overwrite the trace (or the trace a report file) without a word.
+        let (d, t) = (
+            std::path::absolute(dir).map_err(|e| format!("--out: {e}"))?,
+            std::path::absolute(trace).map_err(|e| format!("--trace: {e}"))?,
+        );
+        if t.starts_with(&d) {
+            return Err(format!(
+                "--trace {} is inside --out {}, where the report writes; put the trace elsewhere",
+                trace.display(),
+                dir.display()
+            ));
+        }
+    }
     if let Some(dir) = &a.out {
         crate::report::prepare_dir(dir, a.force)?;
     }
@@ -397,9 +414,9 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
         .iter()
         .map(|s| Setting::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let sweep = Sweep::new(Grid::load(&a.scenario, settings)?);
+    let sweep = Sweep::new(Grid::load(&a.scenario, settings, a.max_points)?);
     crate::report::prepare_dir(&a.out, a.force)?;
-    let total = sweep.grid.points().len() as u64;
+    let total = sweep.grid.len() as u64;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(

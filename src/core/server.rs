@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
 use crate::core::rng::{rng, unit, Stream};
-use crate::core::time::{Calendar, Nanos, SECOND};
+use crate::core::time::{Calendar, Nanos, MAX_SPAN, SECOND};
 use crate::core::topology::Topology;
 
 /// What the server counts against TPM.
@@ -70,8 +70,9 @@ impl Latency {
         } else {
             1.0
         };
-        // Round half up (positive), at least 1 ns; `as` saturates rather than wrapping.
-        ((base * factor + 0.5) as Nanos).max(1)
+        // Round half up (positive), at least 1 ns; `as` saturates rather than wrapping, and no
+        // response outlasts MAX_SPAN, so `now + latency` cannot overflow.
+        ((base * factor + 0.5) as Nanos).clamp(1, MAX_SPAN)
     }
 }
 

@@ -19,6 +19,9 @@ pub const MINUTE: Nanos = 60 * SECOND;
 pub const HOUR: Nanos = 60 * MINUTE;
 /// One (24-hour) day in nanoseconds; calendar days at DST changes are 23 or 25 hours.
 pub const DAY: Nanos = 24 * HOUR;
+/// The longest span virtual time is asked to cover (a horizon, a response): 400 days. Sums of a
+/// few such spans stay far below `u64::MAX` (584 years), so time arithmetic cannot overflow.
+pub const MAX_SPAN: Nanos = 400 * DAY;
 
 /// Parses a duration such as `"30s"`, `"1.5m"`, `"250ms"`, `"2h"`, `"1d"` or `"1h30m"` exactly
 /// (decimal fractions are exact, never rounded through a float).

@@ -61,11 +61,69 @@ impl Key {
     }
 }
 
-/// Masks all but the last 4 characters of a key.
+/// Masks a key: at most its last 4 characters are shown, and never more than a quarter of it
+/// (`Sh0rtKey` → `******ey`).
 pub fn mask(key: &str) -> String {
     let n = key.chars().count();
-    let tail: String = key.chars().skip(n.saturating_sub(4)).collect();
-    format!("{}{}", "*".repeat(n.saturating_sub(4).min(8)), tail)
+    let shown = (n / 4).min(4);
+    let tail: String = key.chars().skip(n - shown).collect();
+    format!("{}{}", "*".repeat((n - shown).min(8)), tail)
+}
+
+/// `text` with every key-looking string masked: Google API keys (`AIza…`) anywhere, and the
+/// value of any `key` field (`key = "…"`, `"key": "…"`, `key=…` in a URL). For error messages
+/// that quote what a user wrote.
+pub fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        // A key value after `key` and `=` or `:` (quoted or not), or a bare AIza… token.
+        let at_key = rest
+            .char_indices()
+            .find(|&(i, _)| starts_key_value(rest, i) || rest[i..].starts_with("AIza"))
+            .map(|(i, _)| i);
+        let Some(i) = at_key else {
+            out.push_str(rest);
+            break;
+        };
+        let (before, from) = rest.split_at(i);
+        out.push_str(before);
+        let value_start = if from.starts_with("AIza") {
+            0
+        } else {
+            // Skip `key`, spaces, `=` or `:`, spaces and an opening quote.
+            let after = &from[3..];
+            let skipped = after.len() - after.trim_start_matches(['"', '\'', ' ', '=', ':']).len();
+            out.push_str(&from[..3 + skipped]);
+            3 + skipped
+        };
+        let value = &from[value_start..];
+        let len = value
+            .find(|c: char| c == '"' || c == '\'' || c == '&' || c == ',' || c.is_whitespace())
+            .unwrap_or(value.len());
+        out.push_str(&mask(&value[..len]));
+        rest = &value[len..];
+    }
+    out
+}
+
+/// Whether `text[i..]` starts a `key` field whose value follows (`key =`, `key:`, `"key":`).
+fn starts_key_value(text: &str, i: usize) -> bool {
+    let from = &text[i..];
+    if !from.starts_with("key") {
+        return false;
+    }
+    // A whole word: not `monkey`, not `keys`.
+    let before_ok = text[..i]
+        .chars()
+        .next_back()
+        .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+    let after = from[3..].trim_start_matches('"');
+    let after = after.trim_start();
+    before_ok && (after.starts_with('=') || after.starts_with(':')) && {
+        let value = after[1..].trim_start().trim_start_matches(['"', '\'']);
+        !value.is_empty() && !value.starts_with(['{', '[', '*'])
+    }
 }
 
 /// The whole topology.
@@ -103,7 +161,10 @@ mod tests {
     #[test]
     fn masking_keeps_only_the_last_four() {
         assert_eq!(mask("AIzaSyABCDEFGHIJ1234"), "********1234");
-        assert_eq!(mask("abc"), "abc");
+        assert_eq!(mask("abc"), "***");
+        // Never more than a quarter of a short key (it showed `****tKey`).
+        assert_eq!(mask("Sh0rtKey"), "******ey");
+        assert_eq!(mask("AIza0001"), "******01");
         let k = Key {
             value: Key::derive("p", 0),
             project: 0,
@@ -111,5 +172,27 @@ mod tests {
         };
         assert!(k.masked().ends_with(&k.value[35..]));
         assert!(!k.masked().contains(&k.value[..10]));
+    }
+
+    #[test]
+    fn secrets_in_quoted_text_are_masked() {
+        let line = r#"key = "AIzaSyD-secret-value-0001" oops"#;
+        let m = mask_secrets(line);
+        assert!(!m.contains("secret-value") && m.ends_with("0001\" oops"), "{m}");
+        assert!(m.starts_with("key = \""), "{m}");
+        let inline = r#"{ project = "p", key = "my-own-key-1234" }"#;
+        assert!(!mask_secrets(inline).contains("my-own-key"), "{}", mask_secrets(inline));
+        assert!(!mask_secrets("got AIzaSyABCDEFGHIJKLMNOP here").contains("ABCDEFGH"));
+        assert!(!mask_secrets("GET /v1beta/models?key=Secret123456&alt=sse").contains("Secret12"));
+        assert!(!mask_secrets(r#"{"key": "abcdefghijkl"}"#).contains("abcdefgh"));
+        // What is not a key stays: other fields, `keys = [...]`, words containing "key".
+        for keep in [
+            "keys_per_project = 2",
+            "monkey = 3",
+            "model = \"gemini-2.5-flash\"",
+            "keys = [1]",
+        ] {
+            assert_eq!(mask_secrets(keep), keep);
+        }
     }
 }

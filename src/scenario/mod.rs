@@ -17,7 +17,7 @@ use std::path::Path;
 
 use crate::core::server::{Model, Server, ServerConfig};
 use crate::core::time::{Calendar, Nanos};
-use crate::core::topology::Topology;
+use crate::core::topology::{mask_secrets, Topology};
 use crate::core::workload::WorkloadSpec;
 use crate::strategy::{self, Env, Strategy, StrategySpec};
 
@@ -81,8 +81,7 @@ pub struct Scenario {
 impl Scenario {
     /// Loads and validates a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ScenarioError(format!("{}: cannot read scenario: {e}", path.display())))?;
+        let text = read_capped(path, validate::max::SCENARIO_BYTES, "scenario")?;
         Scenario::parse(&text, path)
     }
 
@@ -90,11 +89,12 @@ impl Scenario {
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let file = path.display().to_string();
         let raw: schema::RawScenario = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().to_string();
+            // One line (table-header errors span several), and no key shown whole.
+            let msg = mask_secrets(&e.message().split_whitespace().collect::<Vec<_>>().join(" "));
             match e.span() {
                 Some(span) => {
                     let (line, col) = line_col(text, span.start);
-                    let src = text.lines().nth(line - 1).unwrap_or("").trim();
+                    let src = mask_secrets(text.lines().nth(line - 1).unwrap_or("").trim());
                     if src.is_empty() {
                         ScenarioError(format!("{file}:{line}:{col}: {msg}"))
                     } else {
@@ -139,6 +139,25 @@ impl Scenario {
     pub fn strategy(&self, spec: &StrategySpec) -> Box<dyn Strategy> {
         strategy::build(self.strategy_env(spec), spec)
     }
+}
+
+/// Reads a text file of at most `limit` bytes (`/dev/zero` or a huge file is an error, not an
+/// allocation of everything); `what` names it in errors.
+pub fn read_capped(path: &Path, limit: u64, what: &str) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| ScenarioError(format!("{shown}: cannot read {what}: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ScenarioError(format!("{shown}: cannot read {what}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(ScenarioError(format!(
+            "{shown}: the {what} is larger than the most allowed, {} MiB",
+            limit >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| ScenarioError(format!("{shown}: the {what} is not UTF-8 text ({e})")))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

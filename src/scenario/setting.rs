@@ -119,11 +119,10 @@ impl Grid {
         &self.path
     }
 
-    /// Reads the scenario file and checks every grid point loads (so bad paths or values fail
-    /// before anything runs).
-    pub fn load(path: &Path, settings: Vec<Setting>) -> Result<Grid, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read scenario: {e}", path.display()))?;
+    /// Reads the scenario file, counts the grid (refusing more than `max_points`) and checks
+    /// every grid point loads (so bad paths or values fail before anything runs).
+    pub fn load(path: &Path, settings: Vec<Setting>, max_points: u64) -> Result<Grid, String> {
+        let text = super::read_capped(path, super::validate::max::SCENARIO_BYTES, "scenario").map_err(|e| e.0)?;
         let base = Scenario::parse(&text, path).map_err(|e| e.to_string())?;
         let table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
         if settings.is_empty() {
@@ -137,28 +136,49 @@ impl Grid {
                 ));
             }
         }
+        // Count before building anything: a 10^12-point grid must be refused, not allocated.
+        let count = settings
+            .iter()
+            .fold(1u64, |n, s| n.saturating_mul(s.values.len() as u64));
+        if count > max_points {
+            let sizes: Vec<String> = settings.iter().map(|s| s.values.len().to_string()).collect();
+            return Err(format!(
+                "--set: the grid has {count} points ({}), more than --max-points {max_points}; \
+                 sweep fewer values, or raise --max-points",
+                sizes.join(" x ")
+            ));
+        }
         let grid = Grid {
             doc: toml::Value::Table(table),
             path: path.to_path_buf(),
             base,
             settings,
         };
-        for combo in grid.points() {
-            grid.scenario(&combo)?;
+        for i in 0..grid.len() {
+            grid.scenario(&grid.point(i))?;
         }
         Ok(grid)
     }
 
-    /// Every combination of values, the last setting varying fastest.
-    pub fn points(&self) -> Vec<Vec<toml::Value>> {
-        let mut grid = vec![Vec::new()];
-        for s in &self.settings {
-            grid = grid
-                .into_iter()
-                .flat_map(|prefix| s.values.iter().map(move |v| [prefix.clone(), vec![v.clone()]].concat()))
-                .collect();
+    /// How many points the grid has.
+    pub fn len(&self) -> usize {
+        self.settings.iter().map(|s| s.values.len()).product()
+    }
+
+    /// Whether the grid has no point (never: every setting has a value).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th combination of values, the last setting varying fastest (made on demand, so
+    /// the grid is never held in memory whole).
+    pub fn point(&self, mut i: usize) -> Vec<toml::Value> {
+        let mut combo = vec![toml::Value::Boolean(false); self.settings.len()];
+        for (slot, s) in combo.iter_mut().zip(&self.settings).rev() {
+            *slot = s.values[i % s.values.len()].clone();
+            i /= s.values.len();
         }
-        grid
+        combo
     }
 
     /// The scenario at one grid point, validated like a file.

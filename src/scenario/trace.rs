@@ -10,7 +10,7 @@ use crate::core::workload::TraceRow;
 /// request (arrival offset in seconds, exact to the nanosecond). Rows are sorted by arrival.
 pub fn read_trace(path: &Path, models: &[Model]) -> Result<Vec<TraceRow>, ScenarioError> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError(format!("{shown}: cannot read trace: {e}")))?;
+    let text = super::read_capped(path, super::validate::max::TRACE_BYTES, "trace")?;
     let mut lines = text
         .lines()
         .enumerate()
@@ -60,8 +60,17 @@ pub fn read_trace(path: &Path, models: &[Model]) -> Result<Vec<TraceRow>, Scenar
                 ))
             })
         };
-        let input_tokens = int(1, "input_tokens")?;
-        let output_tokens = int(2, "output_tokens")?;
+        let (input_tokens, output_tokens) = (int(1, "input_tokens")?, int(2, "output_tokens")?);
+        for (v, name, limit) in [
+            (input_tokens, "input_tokens", super::validate::max::INPUT_TOKENS),
+            (output_tokens, "output_tokens", super::validate::max::OUTPUT_TOKENS),
+        ] {
+            if v > limit {
+                return Err(ScenarioError(format!(
+                    "{shown}:{n}: {name}: {v} is more than the most allowed, {limit}"
+                )));
+            }
+        }
         let model = if with_model {
             Some(
                 models

@@ -11,7 +11,7 @@ use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
 use crate::core::server::{ConcurrencyScope, Latency, Model, ServerConfig};
-use crate::core::time::{parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
+use crate::core::time::{format_duration, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
 use crate::strategy::retry::{Jitter, RetryPolicy};
@@ -26,8 +26,29 @@ impl Ctx<'_> {
         ScenarioError(format!("{}: {field}: {msg}", self.file))
     }
 
+    /// A duration of at most [`max::SPAN`].
     fn duration(&self, field: &str, text: &str) -> Result<Nanos, ScenarioError> {
-        parse_duration(text).map_err(|m| self.err(field, m))
+        self.bounded(field, text, max::SPAN)
+    }
+
+    /// A duration of at most `limit`.
+    fn bounded(&self, field: &str, text: &str, limit: Nanos) -> Result<Nanos, ScenarioError> {
+        let d = parse_duration(text).map_err(|m| self.err(field, m))?;
+        if d > limit {
+            return Err(self.err(
+                field,
+                format!("{text:?} is longer than the most allowed, {}", format_duration(limit)),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// An integer of at most `limit`.
+    fn at_most(&self, field: &str, v: u64, limit: u64) -> Result<u64, ScenarioError> {
+        if v > limit {
+            return Err(self.err(field, format!("{v} is more than the most allowed, {limit}")));
+        }
+        Ok(v)
     }
 
     fn positive_duration(&self, field: &str, text: &str) -> Result<Nanos, ScenarioError> {
@@ -38,11 +59,11 @@ impl Ctx<'_> {
     }
 
     fn latency(&self, field: &str, raw: &RawLatency) -> Result<Latency, ScenarioError> {
-        let ttft = self.duration(&format!("{field}.ttft"), &raw.ttft)?;
-        if !(raw.tokens_per_second.is_finite() && raw.tokens_per_second > 0.0) {
+        let ttft = self.bounded(&format!("{field}.ttft"), &raw.ttft, max::DELAY)?;
+        if !(raw.tokens_per_second.is_finite() && raw.tokens_per_second >= max::MIN_TOKENS_PER_SECOND) {
             return Err(self.err(
                 &format!("{field}.tokens_per_second"),
-                "must be a number greater than zero",
+                format!("must be a number of at least {}", max::MIN_TOKENS_PER_SECOND),
             ));
         }
         if !(raw.jitter.is_finite() && (0.0..=3.0).contains(&raw.jitter)) {
@@ -73,6 +94,40 @@ fn limits(raw: &RawLimits) -> Limits {
         rpd: raw.rpd,
         concurrent: raw.concurrent,
     }
+}
+
+/// The largest values a scenario may ask for. Past them a run cannot fit in memory or finish in
+/// reasonable time on the machines it is meant for (or a number stops meaning anything); each
+/// error names the field and the limit. scenarios/REFERENCE.md lists them.
+pub mod max {
+    use crate::core::time::{Nanos, DAY, HOUR, MAX_SPAN};
+    /// Any span: horizon, workload duration, bursts, trace tail (reports count up to 400 days).
+    pub const SPAN: Nanos = MAX_SPAN;
+    /// Time to first token, a retry delay, fixed_interval's interval.
+    pub const DELAY: Nanos = DAY;
+    /// exact_cooldown's margin.
+    pub const MARGIN: Nanos = HOUR;
+    /// Output tokens per second, at least (a response of 1,000,000 tokens then takes 11.6 days).
+    pub const MIN_TOKENS_PER_SECOND: f64 = 1.0;
+    /// Input tokens of one request (Gemini's contexts hold about 1 M).
+    pub const INPUT_TOKENS: u64 = 100_000_000;
+    /// Output tokens of one response (Gemini 2.5 answers at most 65,536; serve writes them out).
+    pub const OUTPUT_TOKENS: u64 = 1_000_000;
+    /// Requests of a workload (arrivals of an open one: rate × duration), about 10 minutes of
+    /// simulation.
+    pub const REQUESTS: u64 = 1_000_000_000;
+    /// Workers of a closed batch.
+    pub const WORKERS: u64 = 10_000_000;
+    /// Projects, and keys, of a topology.
+    pub const PROJECTS: u64 = 1_000_000;
+    /// Keys of a topology.
+    pub const KEYS: u64 = 1_000_000;
+    /// Attempts of a retry policy.
+    pub const ATTEMPTS: u32 = 1_000;
+    /// Bytes of a scenario file.
+    pub const SCENARIO_BYTES: u64 = 16 << 20;
+    /// Bytes of a trace CSV.
+    pub const TRACE_BYTES: u64 = 256 << 20;
 }
 
 /// How long a trace workload runs past its last arrival when neither `duration` nor `tail`
@@ -192,7 +247,9 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
     if raw.keys_per_project == 0 {
         return Err(cx.err("topology.keys_per_project", "must be at least 1"));
     }
+    cx.at_most("topology.keys_per_project", raw.keys_per_project, max::KEYS)?;
     let mut accounts = Vec::new();
+    let mut account_names = std::collections::HashSet::new();
     let mut projects: Vec<Project> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut groups: Vec<(String, String, &CountOrNames)> = Vec::new();
@@ -212,13 +269,19 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
         ));
     }
     for (account, field, spec) in groups {
-        if accounts.iter().any(|a: &Account| a.name == account) {
+        if !account_names.insert(account.clone()) {
             return Err(cx.err(&field, format!("account {account:?} is defined twice")));
         }
         let a = accounts.len();
         accounts.push(Account { name: account.clone() });
         let names: Vec<String> = match spec {
             CountOrNames::Count(0) => return Err(cx.err(&field, "must be at least 1")),
+            CountOrNames::Count(n) if projects.len() as u64 + n > max::PROJECTS => {
+                return Err(cx.err(
+                    &field,
+                    format!("{n} projects make more than the most allowed, {}", max::PROJECTS),
+                ))
+            }
             CountOrNames::Count(n) => (1..=*n).map(|i| format!("{account}-{i}")).collect(),
             CountOrNames::Names(v) if v.is_empty() => return Err(cx.err(&field, "must name at least one project")),
             CountOrNames::Names(v) => v.clone(),
@@ -277,7 +340,23 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
         }
     }
 
+    if projects.len() as u64 > max::PROJECTS {
+        return Err(cx.err("topology", format!("more than {} projects", max::PROJECTS)));
+    }
+    let generated = key_counts
+        .iter()
+        .zip(&invalid_counts)
+        .fold(0u64, |n, (k, i)| n.saturating_add(*k).saturating_add(*i))
+        .saturating_add(raw.keys.len() as u64);
+    if generated > max::KEYS {
+        return Err(cx.err(
+            "topology",
+            format!("{generated} keys in all, more than the most allowed, {}", max::KEYS),
+        ));
+    }
     let mut keys = Vec::new();
+    // Keys per project so far (linear, not a scan per key: 200,000 projects took 9 s).
+    let mut per_project = vec![0u64; projects.len()];
     for (p, project) in projects.iter().enumerate() {
         for i in 0..key_counts[p] + invalid_counts[p] {
             keys.push(Key {
@@ -286,6 +365,7 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
                 valid: i < key_counts[p],
             });
         }
+        per_project[p] = key_counts[p] + invalid_counts[p];
     }
     for (i, k) in raw.keys.iter().enumerate() {
         let field = format!("topology.keys[{i}]");
@@ -299,7 +379,8 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
                 ),
             )
         })?;
-        let n = keys.iter().filter(|x: &&Key| x.project == p).count() as u64;
+        let n = per_project[p];
+        per_project[p] += 1;
         let value = match &k.key {
             Some(v) if v.len() < 8 || v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
                 return Err(cx.err(&format!("{field}.key"), "must be at least 8 characters with no spaces"))
@@ -327,7 +408,7 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
         return Err(cx.err("topology", "every key is invalid; at least one valid key is needed"));
     }
     for (p, project) in projects.iter().enumerate() {
-        if !keys.iter().any(|k| k.project == p) {
+        if per_project[p] == 0 {
             return Err(cx.err(
                 &format!("topology.project.{:?}.keys", project.name),
                 "a project needs at least one key",
@@ -347,7 +428,9 @@ fn sorted_names(m: &HashMap<String, usize>) -> Vec<&str> {
     v.into_iter().map(|(_, k)| k).collect()
 }
 
-fn validate_tokens(cx: &Ctx, field: &str, raw: &Option<RawTokens>) -> Result<TokenDist, ScenarioError> {
+/// A token-size distribution whose values never exceed `limit` (a lognormal is clamped there
+/// unless its `max` is lower).
+fn validate_tokens(cx: &Ctx, field: &str, raw: &Option<RawTokens>, limit: u64) -> Result<TokenDist, ScenarioError> {
     let Some(t) = raw else {
         return Err(cx.err(field, "missing; e.g. { dist = \"fixed\", value = 1000 }"));
     };
@@ -370,7 +453,8 @@ fn validate_tokens(cx: &Ctx, field: &str, raw: &Option<RawTokens>) -> Result<Tok
         Ok(())
     };
     let need_u = |v: Option<u64>, name: &str| {
-        v.ok_or_else(|| cx.err(&format!("{field}.{name}"), format!("required for dist = {:?}", t.dist)))
+        let v = v.ok_or_else(|| cx.err(&format!("{field}.{name}"), format!("required for dist = {:?}", t.dist)))?;
+        cx.at_most(&format!("{field}.{name}"), v, limit)
     };
     match t.dist.as_str() {
         "fixed" => {
@@ -393,17 +477,17 @@ fn validate_tokens(cx: &Ctx, field: &str, raw: &Option<RawTokens>) -> Result<Tok
             let p99 = t
                 .p99
                 .ok_or_else(|| cx.err(&format!("{field}.p99"), "required for dist = \"lognormal\""))?;
-            if !(median.is_finite() && median >= 1.0) {
-                return Err(cx.err(&format!("{field}.median"), "must be at least 1"));
+            if !(median.is_finite() && median >= 1.0 && median <= limit as f64) {
+                return Err(cx.err(&format!("{field}.median"), format!("must be between 1 and {limit}")));
             }
-            if !(p99.is_finite() && p99 >= median) {
+            if !(p99.is_finite() && p99 >= median && p99 <= limit as f64) {
                 return Err(cx.err(
                     &format!("{field}.p99"),
-                    format!("must be at least the median ({median})"),
+                    format!("must be at least the median ({median}) and at most {limit}"),
                 ));
             }
-            let min = t.min.unwrap_or(1);
-            let max = t.max.unwrap_or(u64::MAX);
+            let min = cx.at_most(&format!("{field}.min"), t.min.unwrap_or(1), limit)?;
+            let max = cx.at_most(&format!("{field}.max"), t.max.unwrap_or(limit), limit)?;
             if min > max {
                 return Err(cx.err(&format!("{field}.min"), format!("{min} is greater than max {max}")));
             }
@@ -496,13 +580,13 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
     };
     match kind {
         "closed" => {
-            let requests = need(w.requests, "requests")?;
-            let workers = need(w.workers, "workers")?;
+            let requests = cx.at_most("workload.requests", need(w.requests, "requests")?, max::REQUESTS)?;
+            let workers = cx.at_most("workload.workers", need(w.workers, "workers")?, max::WORKERS)?;
             Ok(WorkloadSpec {
                 arrivals: Arrivals::Closed { requests, workers },
                 duration: 0,
-                input: validate_tokens(cx, "workload.input_tokens", &w.input_tokens)?,
-                output: validate_tokens(cx, "workload.output_tokens", &w.output_tokens)?,
+                input: validate_tokens(cx, "workload.input_tokens", &w.input_tokens, max::INPUT_TOKENS)?,
+                output: validate_tokens(cx, "workload.output_tokens", &w.output_tokens, max::OUTPUT_TOKENS)?,
                 model,
             })
         }
@@ -533,6 +617,23 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             if let Some(0) = w.requests {
                 return Err(cx.err("workload.requests", "must be at least 1"));
             }
+            // What the run would have to simulate: refuse it before it cannot end.
+            let on_minutes = match bursts {
+                None => duration as f64 / MINUTE as f64,
+                Some((on, off)) => duration as f64 / MINUTE as f64 * on as f64 / (on + off) as f64,
+            };
+            let expected = (rate * on_minutes).min(w.requests.map_or(f64::INFINITY, |r| r as f64));
+            if expected > max::REQUESTS as f64 {
+                return Err(cx.err(
+                    "workload.rate",
+                    format!(
+                        "{rate} a minute for {} means about {expected:.3e} requests, more than the most a run simulates, {}; \
+                         lower the rate or the duration, or cap it with workload.requests",
+                        format_duration(duration),
+                        max::REQUESTS
+                    ),
+                ));
+            }
             Ok(WorkloadSpec {
                 arrivals: Arrivals::Open {
                     rate_per_min: rate,
@@ -540,8 +641,8 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
                     max_requests: w.requests,
                 },
                 duration,
-                input: validate_tokens(cx, "workload.input_tokens", &w.input_tokens)?,
-                output: validate_tokens(cx, "workload.output_tokens", &w.output_tokens)?,
+                input: validate_tokens(cx, "workload.input_tokens", &w.input_tokens, max::INPUT_TOKENS)?,
+                output: validate_tokens(cx, "workload.output_tokens", &w.output_tokens, max::OUTPUT_TOKENS)?,
                 model,
             })
         }
@@ -562,8 +663,17 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
                 }
                 (Some(d), None) => cx.positive_duration("workload.duration", d)?,
                 (None, Some(t)) => last.saturating_add(cx.duration("workload.tail", t)?),
-                (None, None) => last + DEFAULT_TAIL,
+                (None, None) => last.saturating_add(DEFAULT_TAIL),
             };
+            if duration > max::SPAN {
+                return Err(cx.err(
+                    "workload.path",
+                    format!(
+                        "the trace runs past the longest span allowed, {}",
+                        format_duration(max::SPAN)
+                    ),
+                ));
+            }
             Ok(WorkloadSpec {
                 arrivals: Arrivals::Trace {
                     rows: rows.into(),
@@ -590,7 +700,10 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
                 )
             })?;
             StrategyKind::FixedInterval {
-                interval: cx.positive_duration(&format!("{field}.interval"), text)?,
+                interval: match cx.bounded(&format!("{field}.interval"), text, max::DELAY)? {
+                    0 => return Err(cx.err(&format!("{field}.interval"), "must be greater than zero")),
+                    d => d,
+                },
             }
         }
         "exact_cooldown" => StrategyKind::ExactCooldown {
@@ -606,7 +719,7 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
             },
             margin: match &s.margin {
                 None => 0,
-                Some(m) => cx.duration(&format!("{field}.margin"), m)?,
+                Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
             },
         },
         other => {
@@ -691,12 +804,21 @@ fn validate_retry(
     if r.max_attempts == Some(0) {
         return Err(cx.err(&f("max_attempts"), "must be at least 1 (the first attempt counts)"));
     }
+    if let Some(n) = r.max_attempts {
+        cx.at_most(&f("max_attempts"), n as u64, max::ATTEMPTS as u64)?;
+    }
     let base = match &r.base {
-        Some(b) => cx.positive_duration(&f("base"), b)?,
+        Some(b) => match cx.bounded(&f("base"), b, max::DELAY)? {
+            0 => return Err(cx.err(&f("base"), "must be greater than zero")),
+            d => d,
+        },
         None => SECOND,
     };
     let cap = match &r.cap {
-        Some(c) => cx.positive_duration(&f("cap"), c)?,
+        Some(c) => match cx.bounded(&f("cap"), c, max::DELAY)? {
+            0 => return Err(cx.err(&f("cap"), "must be greater than zero")),
+            d => d,
+        },
         None => 60 * SECOND,
     };
     if cap < base {

@@ -57,11 +57,11 @@ impl Sweep {
 
     /// Runs every grid point (in parallel), calling `tick` after each.
     pub fn run(&self, tick: &(dyn Fn() + Sync)) -> Vec<Point> {
-        self.grid
-            .points()
-            .par_iter()
-            .map(|combo| {
-                let s = self.grid.scenario(combo).expect("checked when the grid was loaded");
+        (0..self.grid.len())
+            .into_par_iter()
+            .map(|i| {
+                let combo = self.grid.point(i);
+                let s = self.grid.scenario(&combo).expect("checked when the grid was loaded");
                 let bound = upper_bound(&s, s.seed);
                 let out = run(&s, &s.strategies, s.seed, None, 1);
                 let requests = out.results.first().map_or(0, |r| r.requests);
