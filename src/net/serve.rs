@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +27,16 @@ use crate::scenario::Scenario;
 
 /// Largest request body accepted (larger → 400 INVALID_ARGUMENT).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Request bodies read at once; more wait (so strangers cannot make serve hold more than
+/// 64 × 4 MiB of bodies).
+pub const MAX_BODIES: usize = 64;
+/// Longest wait for a request's headers (hyper's header read timeout; also an idle keep-alive
+/// connection's wait for its next request) and for its body.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait in the listen queue.
+pub const MAX_CONNECTIONS: usize = 10_000;
+/// How long shutdown waits for requests in progress before it stops anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct Counters {
@@ -41,6 +52,7 @@ struct Shared {
     start: Instant,
     scale: u64,
     next_id: AtomicU64,
+    bodies: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -70,21 +82,27 @@ fn error(body: Value) -> Response {
     )
 }
 
-/// The key a request carries: `x-goog-api-key`, else `?key=`.
-fn key_of(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Option<String> {
-    headers
-        .get("x-goog-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| query.get("key").cloned())
-}
-
-/// Checks the key: `Err` is the body of the 403 or 400 to send.
-fn check_key(s: &Shared, key: &Option<String>) -> Result<usize, Value> {
-    let Some(k) = key else {
-        return Err(wire::missing_key());
+/// Checks the key a request carries (`x-goog-api-key`, else `?key=`): `Err` is the body of the
+/// error to send: 403 without a key, 400 API_KEY_INVALID for a key the scenario does not know
+/// (bytes that are not text included), 400 INVALID_ARGUMENT for two key headers.
+fn check_key(s: &Shared, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<usize, Value> {
+    let mut given = headers.get_all("x-goog-api-key").iter();
+    let key = match (given.next(), given.next()) {
+        (Some(_), Some(_)) => {
+            return Err(wire::invalid_argument(
+                "The request carries the x-goog-api-key header more than once; send one key.",
+            ))
+        }
+        (Some(v), None) => match v.to_str() {
+            Ok(k) => k.to_string(),
+            Err(_) => return Err(wire::invalid_key()),
+        },
+        (None, _) => match query.get("key") {
+            Some(k) => k.clone(),
+            None => return Err(wire::missing_key()),
+        },
     };
-    match s.scenario.topology.key_index(k) {
+    match s.scenario.topology.key_index(&key) {
         Some(i) if s.scenario.topology.keys[i].valid => Ok(i),
         _ => Err(wire::invalid_key()),
     }
@@ -98,12 +116,17 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         start: Instant::now(),
         scale: time_scale.max(1),
         next_id: AtomicU64::new(0),
+        bodies: tokio::sync::Semaphore::new(MAX_BODIES),
     });
     Router::new()
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/flux/metrics", get(metrics))
         .route("/flux/ledger", get(ledger))
+        .method_not_allowed_fallback(|req: Request| async move {
+            let message = format!("Method {} is not allowed for {}.", req.method(), req.uri().path());
+            error(json!({"error": {"code": 405, "message": message, "status": "INVALID_ARGUMENT"}}))
+        })
         .fallback(|req: Request| async move {
             let message = format!(
                 "The requested URL {} {} was not found on this server.",
@@ -115,16 +138,62 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         .with_state(shared)
 }
 
-/// Serves on `listener` until `shutdown` completes, then finishes the requests in progress.
+/// Serves on `listener` until `shutdown` completes, then lets the requests in progress finish
+/// for up to [`SHUTDOWN_DEADLINE`] and stops (a client holding a half-sent request cannot keep
+/// it running). At most [`MAX_CONNECTIONS`] connections are served at once; a connection that
+/// sends no complete request headers within [`READ_TIMEOUT`] is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     scenario: Scenario,
     time_scale: u64,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(scenario, time_scale))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let app = router(scenario, time_scale);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                // Out of file descriptors and the like: wait a little rather than spin.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT);
+            builder.http2().timer(TokioTimer::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow.
+        while tasks.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -155,15 +224,39 @@ fn gate(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<String, Str
         let message = format!("API version {version} is not served; use one of {VERSIONS:?}.");
         return Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}));
     }
-    check_key(s, &key_of(headers, q))
+    check_key(s, headers, q)
+}
+
+/// The query string, or the 400 to send when it cannot be decoded.
+fn query_of(q: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Result<BTreeMap<String, String>, Response> {
+    q.map(|Query(q)| q).map_err(|e| {
+        error(wire::invalid_argument(&format!(
+            "Invalid query string: {}",
+            e.body_text()
+        )))
+    })
+}
+
+/// The path parameters, or the 400 to send when they cannot be decoded.
+fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Response> {
+    p.map(|Path(p)| p).map_err(|e| {
+        error(wire::invalid_argument(&format!(
+            "Invalid request path: {}",
+            e.body_text()
+        )))
+    })
 }
 
 async fn list_models(
     State(s): State<Arc<Shared>>,
-    Path(version): Path<String>,
+    version: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let (version, q) = match (path_of(version), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
     if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
     }
@@ -173,10 +266,14 @@ async fn list_models(
 
 async fn get_model(
     State(s): State<Arc<Shared>>,
-    Path((version, name)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Response {
+    let ((version, name), q) = match (path_of(path), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
     if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
     }
@@ -188,37 +285,50 @@ async fn get_model(
 
 async fn call_model(
     State(s): State<Arc<Shared>>,
-    Path((version, name)): Path<(String, String)>,
-    Query(q): Query<BTreeMap<String, String>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     req: Request,
 ) -> Response {
-    let headers = req.headers().clone();
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error(wire::invalid_argument(&format!(
-                "Request payload size exceeds the limit: {MAX_BODY} bytes."
-            )))
-        }
+    let ((version, name), q) = match (path_of(path), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return e,
     };
+    // Path, version, key and model first: a stranger's body is never read.
     let Some((model_name, method)) = name.split_once(':') else {
         return error(wire::unknown_model(&name, &version, "generateContent"));
     };
-    let key = match gate(&s, &version, &headers, &q) {
+    let key = match gate(&s, &version, req.headers(), &q) {
         Ok(k) => k,
         Err(e) => return error(e),
     };
     let Some(model) = s.scenario.model_index(model_name) else {
         return error(wire::unknown_model(model_name, &version, method));
     };
-    match method {
-        "countTokens" => {
-            let v: Value = match serde_json::from_slice(&body) {
-                Ok(v) => v,
-                Err(e) => return error(wire::invalid_argument(&format!("Invalid JSON payload received. {e}"))),
-            };
-            json_response(StatusCode::OK, &json!({ "totalTokens": wire::count_tokens(&v) }))
+    if !matches!(method, "countTokens" | "generateContent" | "streamGenerateContent") {
+        return error(wire::unknown_model(model_name, &version, method));
+    }
+    let body = {
+        // At most MAX_BODIES bodies in memory at once, each read within READ_TIMEOUT.
+        let _slot = s.bodies.acquire().await.expect("the semaphore is never closed");
+        match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(_)) => {
+                return error(wire::invalid_argument(&format!(
+                    "Request payload size exceeds the limit: {MAX_BODY} bytes."
+                )))
+            }
+            Err(_) => {
+                return error(
+                    json!({"error": {"code": 408, "message": format!("The request body did not arrive within {} s.", READ_TIMEOUT.as_secs()), "status": "DEADLINE_EXCEEDED"}}),
+                )
+            }
         }
+    };
+    match method {
+        "countTokens" => match wire::parse_generate(&body) {
+            Ok(r) => json_response(StatusCode::OK, &json!({ "totalTokens": r.input_tokens })),
+            Err(m) => error(wire::invalid_argument(&m)),
+        },
         "generateContent" => generate(&s, key, model, &body, None).await,
         "streamGenerateContent" => {
             generate(&s, key, model, &body, Some(q.get("alt").is_some_and(|a| a == "sse"))).await

@@ -42,16 +42,56 @@ pub struct GenerateRequest {
     pub max_output_tokens: Option<u64>,
 }
 
-/// Parses a generateContent body, or says what is wrong with it (for a 400).
+/// Parses a generateContent (or countTokens) body, or says what is wrong with it, naming the
+/// field as Gemini does, for a 400 INVALID_ARGUMENT: the body is an object; `contents` is a
+/// non-empty list of objects whose `parts` are non-empty lists of objects; a part's `text` is a
+/// string; `systemInstruction` is such an object too; `generationConfig` is an object whose
+/// `maxOutputTokens` is a positive integer.
 pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON payload received. {e}"))?;
-    let contents = v
-        .get("contents")
-        .ok_or("* GenerateContentRequest.contents: contents is not specified")?;
-    if !contents.is_array() {
-        return Err("Invalid JSON payload received. Invalid value at 'contents': expected a list".into());
+    let invalid = |at: &str, what: &str, got: &Value| {
+        let mut shown = got.to_string();
+        if shown.len() > 60 {
+            shown = format!("{}…", shown.chars().take(60).collect::<String>());
+        }
+        format!("Invalid JSON payload received. Invalid value at '{at}' ({what}), {shown}")
+    };
+    if !v.is_object() {
+        return Err(invalid("", "GenerateContentRequest", &v));
     }
-    let config = v.get("generationConfig").or_else(|| v.get("generation_config"));
+    let contents = match v.get("contents") {
+        None | Some(Value::Null) => return Err("* GenerateContentRequest.contents: contents is not specified".into()),
+        Some(Value::Array(c)) if c.is_empty() => {
+            return Err("* GenerateContentRequest.contents: contents is not specified".into())
+        }
+        Some(Value::Array(c)) => c,
+        Some(other) => {
+            return Err(invalid(
+                "contents",
+                "type.googleapis.com/google.ai.generativelanguage.v1beta.Content",
+                other,
+            ))
+        }
+    };
+    for (i, c) in contents.iter().enumerate() {
+        check_content(c, &format!("contents[{i}]"), &invalid)?;
+    }
+    if let Some(si) = v.get("systemInstruction").or_else(|| v.get("system_instruction")) {
+        if !si.is_null() {
+            check_content(si, "system_instruction", &invalid)?;
+        }
+    }
+    let config = match v.get("generationConfig").or_else(|| v.get("generation_config")) {
+        None | Some(Value::Null) => None,
+        Some(c) if c.is_object() => Some(c),
+        Some(other) => {
+            return Err(invalid(
+                "generation_config",
+                "type.googleapis.com/google.ai.generativelanguage.v1beta.GenerationConfig",
+                other,
+            ))
+        }
+    };
     let max_output_tokens = match config.and_then(|c| c.get("maxOutputTokens").or_else(|| c.get("max_output_tokens"))) {
         None | Some(Value::Null) => None,
         Some(m) => Some(
@@ -66,11 +106,63 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
     })
 }
 
-/// Text of about `tokens` tokens under the counting rule (4 characters each).
+/// Checks one Content object at `at` (its `parts`, and their `text`).
+fn check_content(c: &Value, at: &str, invalid: &dyn Fn(&str, &str, &Value) -> String) -> Result<(), String> {
+    let Some(obj) = c.as_object() else {
+        return Err(invalid(
+            at,
+            "type.googleapis.com/google.ai.generativelanguage.v1beta.Content",
+            c,
+        ));
+    };
+    if let Some(role) = obj.get("role") {
+        if !(role.is_string() || role.is_null()) {
+            return Err(invalid(&format!("{at}.role"), "TYPE_STRING", role));
+        }
+    }
+    let parts = match obj.get("parts") {
+        Some(Value::Array(p)) if !p.is_empty() => p,
+        None | Some(Value::Null) | Some(Value::Array(_)) => {
+            return Err(format!(
+                "* GenerateContentRequest.{at}.parts: contents.parts must not be empty."
+            ))
+        }
+        Some(other) => {
+            return Err(invalid(
+                &format!("{at}.parts"),
+                "type.googleapis.com/google.ai.generativelanguage.v1beta.Part",
+                other,
+            ))
+        }
+    };
+    for (j, p) in parts.iter().enumerate() {
+        let Some(part) = p.as_object() else {
+            return Err(invalid(
+                &format!("{at}.parts[{j}]"),
+                "type.googleapis.com/google.ai.generativelanguage.v1beta.Part",
+                p,
+            ));
+        };
+        if let Some(t) = part.get("text") {
+            if !t.is_string() {
+                return Err(invalid(&format!("{at}.parts[{j}].text"), "TYPE_STRING", t));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Text of about `tokens` tokens under the counting rule (4 characters each). Scenarios cap
+/// output tokens (1,000,000, so at most 4 MB); this caps again, as no allocation may follow a
+/// number from outside.
 pub fn generated_text(tokens: u64) -> String {
+    let tokens = tokens.min(MAX_GENERATED_TOKENS);
     const WORDS: [&str; 8] = ["the ", "dub ", "cue ", "and ", "for ", "line", " is ", "now "];
     (0..tokens as usize).map(|i| WORDS[i % WORDS.len()]).collect()
 }
+
+/// The most tokens of text one response is written out with.
+pub const MAX_GENERATED_TOKENS: u64 = 1_000_000;
 
 /// A successful response (or one streamed chunk of it).
 pub fn response(text: &str, prompt: u64, candidates: u64, finish: Option<&str>, model: &str, id: &str) -> Value {
