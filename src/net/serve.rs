@@ -227,24 +227,16 @@ fn gate(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<String, Str
     check_key(s, headers, q)
 }
 
-/// The query string, or the 400 to send when it cannot be decoded.
-fn query_of(q: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Result<BTreeMap<String, String>, Response> {
-    q.map(|Query(q)| q).map_err(|e| {
-        error(wire::invalid_argument(&format!(
-            "Invalid query string: {}",
-            e.body_text()
-        )))
-    })
+/// The query string, or the body of the 400 to send when it cannot be decoded.
+fn query_of(q: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Result<BTreeMap<String, String>, Value> {
+    q.map(|Query(q)| q)
+        .map_err(|e| wire::invalid_argument(&format!("Invalid query string: {}", e.body_text())))
 }
 
-/// The path parameters, or the 400 to send when they cannot be decoded.
-fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Response> {
-    p.map(|Path(p)| p).map_err(|e| {
-        error(wire::invalid_argument(&format!(
-            "Invalid request path: {}",
-            e.body_text()
-        )))
-    })
+/// The path parameters, or the body of the 400 to send when they cannot be decoded.
+fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Value> {
+    p.map(|Path(p)| p)
+        .map_err(|e| wire::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
 }
 
 async fn list_models(
@@ -255,7 +247,7 @@ async fn list_models(
 ) -> Response {
     let (version, q) = match (path_of(version), query_of(q)) {
         (Ok(v), Ok(q)) => (v, q),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return error(e),
     };
     if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
@@ -272,7 +264,7 @@ async fn get_model(
 ) -> Response {
     let ((version, name), q) = match (path_of(path), query_of(q)) {
         (Ok(v), Ok(q)) => (v, q),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return error(e),
     };
     if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
@@ -291,7 +283,7 @@ async fn call_model(
 ) -> Response {
     let ((version, name), q) = match (path_of(path), query_of(q)) {
         (Ok(v), Ok(q)) => (v, q),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(e), _) | (_, Err(e)) => return error(e),
     };
     // Path, version, key and model first: a stranger's body is never read.
     let Some((model_name, method)) = name.split_once(':') else {
