@@ -477,6 +477,8 @@ fn keys_cmd(a: KeysArgs) -> Result<(), String> {
 fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     use crate::net::drive::{beside_simulation, cut, drive, DriveOptions};
     use crate::strategy::StrategyKind;
+    // A bad --endpoint is refused before anything is printed or created.
+    crate::net::drive::check_endpoint(&a.endpoint)?;
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
     let names: Vec<String> = a.strategy.iter().cloned().collect();

@@ -371,3 +371,92 @@ async fn the_simulation_predicts_drive_against_serve() {
         }
     }
 }
+
+/// An endpoint that accepts connections and never answers: the start-up check gives up after
+/// its timeout with a clear error (it waited 600 s).
+#[tokio::test]
+async fn a_silent_endpoint_is_refused_at_start_up_within_the_check_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accept and hold every connection, saying nothing.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let s = scenario(1, "kind = \"round_robin\"");
+    let opts = DriveOptions {
+        endpoint: format!("http://{addr}"),
+        time_scale: 1,
+        seed: 1,
+    };
+    let t = std::time::Instant::now();
+    let err = drive(&s, &s.strategies[0], &opts, None, std::future::pending())
+        .await
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(err.contains("--endpoint") && err.contains("no answer"), "{err}");
+    assert!(t.elapsed() < flux_sim::net::drive::PREFLIGHT_TIMEOUT + Duration::from_secs(3));
+}
+
+/// An endless response body is cut at the cap (it grew to 2.9 GB), counted as a transport
+/// error, and the drive goes on.
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_cap() {
+    let server = MockServer::start().await;
+    let huge = vec![b'x'; flux_sim::net::drive::MAX_RESPONSE + 1];
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(huge))
+        .mount(&server)
+        .await;
+    let s = scenario(1, "kind = \"round_robin\"\nretry = { policy = \"none\" }");
+    let (d, _) = run(&s, &server.uri(), 1).await;
+    assert_eq!(d.result.completed, 0);
+    assert_eq!(d.transport_errors, 1);
+    assert!(
+        d.first_transport_error.unwrap().contains("larger than"),
+        "the cap is named"
+    );
+}
+
+/// A redirect to another origin is not followed: the key and the prompt never leave (866
+/// requests carried them elsewhere); a same-origin redirect is followed.
+#[tokio::test]
+async fn the_key_never_follows_a_redirect_to_another_origin() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ok_body()))
+        .mount(&elsewhere)
+        .await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(GENERATE))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            format!("{}/v1beta/models/m:generateContent", elsewhere.uri()),
+        ))
+        .mount(&server)
+        .await;
+    let s = scenario(3, "kind = \"round_robin\"\nretry = { policy = \"none\" }");
+    let (d, _) = run(&s, &server.uri(), 1).await;
+    assert_eq!(d.result.completed, 0, "nothing was answered from elsewhere");
+    assert!(
+        posts(&elsewhere).await.is_empty(),
+        "no request reached the other origin"
+    );
+    // Within the same origin the redirect is followed.
+    let same = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(GENERATE))
+        .respond_with(ResponseTemplate::new(307).insert_header("location", "/moved"))
+        .mount(&same)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/moved"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ok_body()))
+        .mount(&same)
+        .await;
+    let (d, _) = run(&s, &same.uri(), 1).await;
+    assert_eq!(d.result.completed, 3);
+}

@@ -81,6 +81,37 @@ pub fn beside_simulation(scenario: &Scenario, spec: &StrategySpec, seed: u64, dr
     }
 }
 
+/// How long the start-up check waits for any answer from the endpoint.
+pub const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Follows a redirect only within the same origin (scheme, host, port): the key travels in a
+/// header, and reqwest strips only its own sensitive headers when it leaves the origin.
+fn same_origin_only() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let origin = |u: &reqwest::Url| {
+            (
+                u.scheme().to_string(),
+                u.host_str().map(str::to_string),
+                u.port_or_known_default(),
+            )
+        };
+        let first = attempt.previous().first().map(origin);
+        if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else if first.is_some_and(|f| f != origin(attempt.url())) {
+            attempt.error("a redirect to another origin (the API key is not sent there)")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Checks `endpoint` (the same check `drive` makes first, so a command line can refuse a bad
+/// one before it prints anything); an error names `--endpoint`.
+pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    client_for(endpoint).map(|_| ())
+}
+
 /// Checks `endpoint` and builds the HTTP client; an error names `--endpoint`.
 fn client_for(endpoint: &str) -> Result<(reqwest::Client, String), String> {
     let url = reqwest::Url::parse(endpoint).map_err(|e| format!("--endpoint {endpoint:?}: not a URL ({e})"))?;
@@ -92,6 +123,7 @@ fn client_for(endpoint: &str) -> Result<(reqwest::Client, String), String> {
     let client = reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(10))
+        .redirect(same_origin_only())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     Ok((client, endpoint.trim_end_matches('/').to_string()))
@@ -261,9 +293,13 @@ async fn preflight(client: &reqwest::Client, base: &str, scenario: &Scenario) ->
     if let Some(k) = scenario.topology.keys.iter().find(|k| k.valid) {
         req = req.header("x-goog-api-key", &k.value);
     }
-    match req.send().await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("--endpoint {base}: cannot reach it: {}", error_chain(&e))),
+    match tokio::time::timeout(PREFLIGHT_TIMEOUT, req.send()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("--endpoint {base}: cannot reach it: {}", error_chain(&e))),
+        Err(_) => Err(format!(
+            "--endpoint {base}: no answer within {} s (it accepts connections but does not respond)",
+            PREFLIGHT_TIMEOUT.as_secs()
+        )),
     }
 }
 
@@ -401,7 +437,7 @@ impl Dispatch for Driver<'_, '_> {
             let reply = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    match resp.bytes().await {
+                    match capped_body(resp).await {
                         Ok(b) => {
                             let (outcome, violated) = wire::read_response(status, &b, cost);
                             Reply {
@@ -415,7 +451,7 @@ impl Dispatch for Driver<'_, '_> {
                         Err(e) => transport_failure(slot, &e),
                     }
                 }
-                Err(e) => transport_failure(slot, &e),
+                Err(e) => transport_failure(slot, &e.to_string_chain()),
             };
             // The driver may have stopped listening; the answer is then moot.
             let _ = tx.send(reply);
@@ -423,12 +459,39 @@ impl Dispatch for Driver<'_, '_> {
     }
 }
 
-fn transport_failure(slot: u32, e: &reqwest::Error) -> Reply {
+fn transport_failure(slot: u32, e: &str) -> Reply {
     Reply {
         slot,
         status: 0,
         outcome: Outcome::Unavailable,
         violated: Dims::EMPTY,
-        transport_error: Some(error_chain(e)),
+        transport_error: Some(e.to_string()),
+    }
+}
+
+/// The most bytes of a response body `drive` reads (Gemini's answers are far smaller; an
+/// endless body must not fill memory).
+pub const MAX_RESPONSE: usize = 16 << 20;
+
+/// A response's body, read up to [`MAX_RESPONSE`] bytes (more is a transport error).
+async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > MAX_RESPONSE {
+            return Err(format!("the response body is larger than {} MiB", MAX_RESPONSE >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error's chain of causes as one line.
+trait Chain {
+    fn to_string_chain(&self) -> String;
+}
+
+impl Chain for reqwest::Error {
+    fn to_string_chain(&self) -> String {
+        error_chain(self)
     }
 }

@@ -1,0 +1,191 @@
+//! The command line against careless and hostile input: every case that hung, aborted, printed
+//! nonsense or leaked a key now ends at once with one clear line and exit code 2.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn dubbing() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/dubbing.toml")).unwrap()
+}
+
+fn flux() -> Command {
+    let mut c = Command::cargo_bin("flux-sim").unwrap();
+    c.timeout(Duration::from_secs(60));
+    c
+}
+
+/// Writes `text` as a scenario in `dir` and runs `flux-sim run` on it.
+fn run_text(dir: &Path, text: &str) -> assert_cmd::assert::Assert {
+    let p = dir.join("s.toml");
+    std::fs::write(&p, text).unwrap();
+    flux().arg("run").arg(&p).assert()
+}
+
+#[test]
+fn values_past_their_limits_are_refused_at_once_naming_field_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dubbing();
+    let cases: [(&str, &str, &str); 8] = [
+        ("ttft = \"1.5s\"", "ttft = \"213503d\"", "server.latency.ttft"),
+        (
+            "tokens_per_second = 180",
+            "tokens_per_second = 1e-300",
+            "server.latency.tokens_per_second",
+        ),
+        ("requests = 1_800", "requests = 1_000_000_000_000", "workload.requests"),
+        ("projects = 6", "projects = 10_000_000", "projects"),
+        (
+            "output_tokens = { dist = \"uniform\", min = 3_500, max = 4_500 }",
+            "output_tokens = { dist = \"fixed\", value = 1_000_000_000_000 }",
+            "workload.output_tokens.value",
+        ),
+        ("workers = 64", "workers = 1_000_000_000_000", "workload.workers"),
+        ("horizon = \"10h\"", "horizon = \"100000d\"", "horizon"),
+        (
+            "[[strategies]]\nkind = \"round_robin\"\n",
+            "[[strategies]]\nkind = \"round_robin\"\nretry = { policy = \"backoff\", max_attempts = 4000000000 }\n",
+            "max_attempts",
+        ),
+    ];
+    for (from, to, field) in cases {
+        assert!(base.contains(from), "{from}");
+        let t = Instant::now();
+        run_text(dir.path(), &base.replacen(from, to, 1))
+            .code(2)
+            .stderr(predicate::str::contains(field).and(predicate::str::contains("panicked").not()));
+        assert!(t.elapsed() < Duration::from_secs(10), "{to}: {:?}", t.elapsed());
+    }
+    // An open workload of 10^12 a minute would never end.
+    let open = base
+        .replace("kind = \"closed\"", "kind = \"open\"\nrate = 1e12\nduration = \"1h\"")
+        .replace("requests = 1_800\n", "")
+        .replace("workers = 64\n", "");
+    run_text(dir.path(), &open)
+        .code(2)
+        .stderr(predicate::str::contains("workload.rate").and(predicate::str::contains("1000000000")));
+}
+
+#[test]
+fn files_are_read_up_to_a_limit() {
+    let t = Instant::now();
+    flux()
+        .args(["run", "/dev/zero"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/dev/zero").and(predicate::str::contains("MiB")));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    let dir = tempfile::tempdir().unwrap();
+    let text = dubbing()
+        .replace("kind = \"closed\"", "kind = \"trace\"\npath = \"/dev/zero\"")
+        .replace("requests = 1_800\n", "")
+        .replace("workers = 64\n", "")
+        .replace(
+            "input_tokens = { dist = \"lognormal\", median = 40_000, p99 = 120_000, max = 240_000 }\n",
+            "",
+        )
+        .replace("output_tokens = { dist = \"uniform\", min = 3_500, max = 4_500 }\n", "")
+        .replace("horizon = \"10h\"", "");
+    run_text(dir.path(), &text)
+        .code(2)
+        .stderr(predicate::str::contains("trace").and(predicate::str::contains("MiB")));
+}
+
+#[test]
+fn no_error_shows_a_key_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "AIzaSyD-very-secret-key-0001";
+    let base = dubbing();
+    let variants = [
+        // A syntax error on the key's line.
+        format!("{base}\n[[topology.keys]]\nproject = \"studio-main-1\"\nkey = \"{secret}\" oops\n"),
+        // An unknown field next to it in an inline table.
+        format!("{base}\n[topology.extra]\nk = {{ project = \"studio-main-1\", key = \"{secret}\", colour = 1 }}\n"),
+        // A wrong type on the same line.
+        format!("{base}\n[[topology.keys]]\nproject = \"studio-main-1\"\nkey = \"{secret}\"\ninvalid = \"{secret}\"\n"),
+    ];
+    for text in variants {
+        let out = run_text(dir.path(), &text).code(2).get_output().clone();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("very-secret"), "{err}");
+    }
+    // The same key twice: masked, and never more than a quarter of it shown.
+    let twice = format!(
+        "{base}\n[[topology.keys]]\nproject = \"studio-main-1\"\nkey = \"Sh0rtKey\"\n[[topology.keys]]\nproject = \"studio-main-2\"\nkey = \"Sh0rtKey\"\n"
+    );
+    run_text(dir.path(), &twice)
+        .code(2)
+        .stderr(predicate::str::contains("******ey").and(predicate::str::contains("tKey").not()));
+}
+
+#[test]
+fn flags_name_themselves_and_outputs_do_not_overlap() {
+    let scen = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dubbing.toml");
+    flux()
+        .arg("run")
+        .arg(&scen)
+        .args(["--seed", "-1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--seed"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    flux()
+        .arg("run")
+        .arg(&scen)
+        .arg("--out")
+        .arg(&out)
+        .arg("--trace")
+        .arg(out.join("summary.json"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--trace").and(predicate::str::contains("inside --out")));
+    assert!(!out.exists(), "nothing written");
+    // drive refuses a bad endpoint before printing its banner.
+    flux()
+        .arg("drive")
+        .arg(&scen)
+        .args(["--endpoint", "localhost:8080", "--strategy", "exact_cooldown"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--endpoint").and(predicate::str::contains("flux-sim drive:").not()));
+}
+
+#[test]
+fn a_grid_too_large_is_counted_and_refused_before_anything_runs() {
+    let scen = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios/dubbing.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("g");
+    let t = Instant::now();
+    flux()
+        .arg("sweep")
+        .arg(&scen)
+        .args([
+            "--set",
+            "workload.requests=1..10000",
+            "--set",
+            "workload.workers=1..10000",
+            "--set",
+            "topology.accounts[0].projects=1..10000",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("1000000000000 points").and(predicate::str::contains("--max-points")));
+    let list: Vec<String> = (1..=20_000).map(|i| i.to_string()).collect();
+    flux()
+        .arg("sweep")
+        .arg(&scen)
+        .arg("--set")
+        .arg(format!("workload.requests={}", list.join(",")))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("20000 points"));
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(!out.exists());
+}
