@@ -105,7 +105,9 @@ impl Scenario {
             }
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        validate::validate(raw, &file, &base)
+        // A value a user wrote may be echoed in an error ("unknown strategy \"AIza…\""): never a
+        // key whole.
+        validate::validate(raw, &file, &base).map_err(|e| ScenarioError(mask_secrets(&e.0)))
     }
 
     /// Index of a model by name.
