@@ -326,17 +326,47 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         crate::report::prepare_dir(dir, a.force)?;
     }
     let details = a.out.is_some();
-    let (result, details) = match &a.output.trace {
-        None => run_detailed(&scenario, &strategies, seed, None, threads, details),
-        Some(path) => {
-            let mut trace = TraceFile::create(path, a.force)?;
-            let mut sink =
-                |strategy: &str, rec: &crate::sim::engine::AttemptRecord| trace.write(&scenario, strategy, rec);
-            let r = run_detailed(&scenario, &strategies, seed, Some(&mut sink), threads, details);
-            trace.finish()?;
-            r
-        }
-    };
+    // Ctrl-C stops the strategies where they are and reports what was simulated; a progress
+    // bar shows on a terminal.
+    let control = crate::sim::engine::Control::default();
+    let total = crate::sim::engine::Control::total(&scenario, strategies.len());
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let (result, details) = std::thread::scope(|scope| {
+        scope.spawn(|| watch(&control, &finished, total));
+        let r = match &a.output.trace {
+            None => Ok(run_detailed(
+                &scenario,
+                &strategies,
+                seed,
+                None,
+                threads,
+                details,
+                Some(&control),
+            )),
+            Some(path) => TraceFile::create(path, a.force).and_then(|mut trace| {
+                let mut sink =
+                    |strategy: &str, rec: &crate::sim::engine::AttemptRecord| trace.write(&scenario, strategy, rec);
+                let r = run_detailed(
+                    &scenario,
+                    &strategies,
+                    seed,
+                    Some(&mut sink),
+                    threads,
+                    details,
+                    Some(&control),
+                );
+                trace.finish().map(|_| r)
+            }),
+        };
+        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })?;
+    if control.stop.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "flux-sim run: interrupted; each row covers the time simulated until then ({} s at most)",
+            result.simulated_seconds
+        );
+    }
     if let Some(dir) = &a.out {
         crate::report::write_report(dir, &scenario, &result, &details)?;
     }
@@ -344,6 +374,43 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),
     })
+}
+
+/// Until `finished`: sets `control.stop` on Ctrl-C, and shows a progress bar of `total`
+/// units on a terminal.
+fn watch(control: &crate::sim::engine::Control, finished: &std::sync::atomic::AtomicBool, total: u64) {
+    use std::io::IsTerminal;
+    use std::sync::atomic::Ordering::Relaxed;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {percent}% simulated, {elapsed} elapsed, about {eta} left (Ctrl-C stops and reports)",
+            )
+            .expect("valid template"),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let Ok(runtime) = runtime else { return };
+    runtime.block_on(async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        while !finished.load(Relaxed) {
+            tokio::select! {
+                _ = &mut ctrl_c => {
+                    control.stop.store(true, Relaxed);
+                    break;
+                }
+                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                    bar.set_position(control.progress.load(Relaxed).min(total));
+                }
+            }
+        }
+    });
+    bar.finish_and_clear();
 }
 
 /// A `--trace` file: one JSON line per attempt; the first write error is kept for the end.

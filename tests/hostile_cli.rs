@@ -189,3 +189,41 @@ fn a_grid_too_large_is_counted_and_refused_before_anything_runs() {
     assert!(t.elapsed() < Duration::from_secs(10));
     assert!(!out.exists());
 }
+
+/// A large but legal run stops on Ctrl-C (SIGINT) within moments and prints what it simulated
+/// (it could only be killed before).
+#[test]
+fn ctrl_c_stops_a_long_run_with_a_partial_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dubbing()
+        .replace("requests = 1_800", "requests = 300_000_000")
+        .replace("horizon = \"10h\"", "horizon = \"400d\"")
+        .replace("rpd = 250\n", "rpd = 2_500_000\n");
+    let p = dir.path().join("long.toml");
+    std::fs::write(&p, text).unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("flux-sim");
+    let child = std::process::Command::new(bin)
+        .arg("run")
+        .arg(&p)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let t = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(20), "stopped after {:?}", t.elapsed());
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(
+        stdout.contains("exact_cooldown") && stdout.contains("pending"),
+        "{stdout}"
+    );
+}

@@ -166,7 +166,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
 fn simulate(c: &Case, strategies: &str) -> (Scenario, StrategyResult, flux_sim::core::server::Server) {
     let s = c.scenario(strategies);
     let b = upper_bound(&s, s.seed);
-    let sim = simulate_full(&s, &s.strategies[0], s.seed, &b, None, false);
+    let sim = simulate_full(&s, &s.strategies[0], s.seed, &b, None, false, None);
     (s, sim.result, sim.server)
 }
 

@@ -94,6 +94,23 @@ pub(crate) fn parse_decimal_scaled(num: &str, scale: u128) -> Option<u128> {
     Some(value)
 }
 
+/// Formats nanoseconds in the largest unit that divides them exactly (`400d`, `1h`, `90s`,
+/// `250ms`), as a user would write it in a scenario.
+pub fn format_exact(ns: Nanos) -> String {
+    for (unit, name) in [
+        (DAY, "d"),
+        (HOUR, "h"),
+        (MINUTE, "m"),
+        (SECOND, "s"),
+        (MILLISECOND, "ms"),
+    ] {
+        if ns >= unit && ns % unit == 0 {
+            return format!("{}{name}", ns / unit);
+        }
+    }
+    format_duration(ns)
+}
+
 /// Formats nanoseconds as a short human duration (`"38.909233s"`, `"250ms"`).
 pub fn format_duration(ns: Nanos) -> String {
     if ns >= SECOND || ns == 0 {

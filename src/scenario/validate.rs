@@ -11,7 +11,7 @@ use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
 use crate::core::server::{ConcurrencyScope, Latency, Model, ServerConfig};
-use crate::core::time::{format_duration, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
+use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
 use crate::strategy::retry::{Jitter, RetryPolicy};
@@ -37,7 +37,7 @@ impl Ctx<'_> {
         if d > limit {
             return Err(self.err(
                 field,
-                format!("{text:?} is longer than the most allowed, {}", format_duration(limit)),
+                format!("{text:?} is longer than the most allowed, {}", format_exact(limit)),
             ));
         }
         Ok(d)

@@ -22,6 +22,9 @@
 //! histogram keeps the memory constant); the shortest first. Every term is a hard bound: no
 //! strategy can beat it in any run, not only on average.
 //!
+//! A closed batch of more than [`WALK`] requests: the rest count as costing nothing and taking
+//! 1 ns (looser, still hard), so the bound never walks a huge batch a horizon cuts short.
+//!
 //! Open workloads: the bound is `capacity(duration)` per minute of the duration. Closed
 //! batches: the bound is `M / T*`, where `T*` is the smallest `T` with `capacity(T) ≥ M`,
 //! found by bisection, and no shorter than the longest latency (every request must finish):
@@ -59,6 +62,9 @@ struct Capacity<'a> {
 }
 
 const INF: u128 = u128::MAX / 4;
+
+/// The most requests of a closed batch whose sizes and latencies the bound draws one by one.
+pub const WALK: u64 = 10_000_000;
 
 /// Amounts (costs or latencies) as (amount, how many), smallest first, with the count and total
 /// of all smaller groups: memory grows with distinct amounts, not with requests.
@@ -273,12 +279,20 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
     let mut longest: Nanos = 0;
     let mut n = 0u128;
     let closed = matches!(scenario.workload.arrivals, Arrivals::Closed { .. });
-    for r in RequestStream::new(&scenario.workload, seed) {
+    // The largest cost some budget could ever admit (one comparison per request, not one per
+    // budget: 1,000 projects made that a thousand).
+    let servable_cost = budgets
+        .iter()
+        .filter(|l| l.unservable(0).is_empty())
+        .map(|l| l.tpm.unwrap_or(u64::MAX))
+        .max();
+    let mut stream = RequestStream::new(&scenario.workload, seed);
+    for r in stream.by_ref() {
         if !closed && r.arrival >= scenario.workload.duration {
             break;
         }
         let c = cost(r.input_tokens, r.output_tokens);
-        if !budgets.iter().any(|l| l.unservable(c).is_empty()) {
+        if servable_cost.is_none_or(|m| c > m) {
             continue;
         }
         *counts.entry(c).or_default() += 1;
@@ -291,6 +305,19 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
             .expect("at least its own model");
         latencies.saturating_record(fastest);
         longest = longest.max(fastest);
+        if closed && n == WALK as u128 {
+            break;
+        }
+    }
+    if let Arrivals::Closed { requests, .. } = scenario.workload.arrivals {
+        // A batch larger than WALK: the rest count as costing nothing and taking 1 ns, a looser
+        // but still hard bound, so a horizon that cuts a huge batch short costs no walk of it.
+        let rest = requests.saturating_sub(WALK);
+        if rest > 0 && servable_cost.is_some() {
+            *counts.entry(0).or_default() += rest;
+            n += rest as u128;
+            latencies.saturating_record_n(1, rest);
+        }
     }
     let mut distinct: Vec<(u64, u64)> = counts.into_iter().collect();
     distinct.sort_unstable();
@@ -402,5 +429,16 @@ mod tests {
         let b = upper_bound(&s, 1);
         assert!(b.best_span >= 800 * crate::core::time::MILLISECOND / 2, "{b:?}");
         assert!(b.per_min < 20.0 * 60.0 / 0.4, "{b:?}");
+    }
+
+    #[test]
+    fn a_huge_batch_cut_short_by_the_horizon_is_not_walked_whole() {
+        // 10^9 requests: drawing each would take minutes; only WALK are drawn, the rest count
+        // as free and instant, and the bound is still the horizon's capacity.
+        let s = closed("rpm = 10", 1_000_000_000, "horizon = \"1h\"");
+        let b = upper_bound(&s, 1);
+        assert_eq!(b.best_span, HOUR);
+        // 10 per sliding window, 61 windows in [0, 1 h].
+        assert!((b.per_min - 610.0 / 60.0).abs() < 1e-9, "{b:?}");
     }
 }

@@ -134,8 +134,33 @@ pub fn simulate(
     bound: &Bound,
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
 ) -> StrategyResult {
-    simulate_full(scenario, spec, seed, bound, trace, false).result
+    simulate_full(scenario, spec, seed, bound, trace, false, None).result
 }
+
+/// Watches and stops simulations from another thread: `stop` ends them at the next check
+/// (within a few thousand events), with a report of the time simulated so far; `progress`
+/// counts work done: requests ended for a closed batch, simulated seconds otherwise.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Set to stop (Ctrl-C).
+    pub stop: std::sync::atomic::AtomicBool,
+    /// Work done so far, summed over the strategies running.
+    pub progress: std::sync::atomic::AtomicU64,
+}
+
+impl Control {
+    /// The progress units a run of `strategies` strategies of `scenario` amounts to in all.
+    pub fn total(scenario: &Scenario, strategies: usize) -> u64 {
+        let per = match scenario.workload.arrivals {
+            Arrivals::Closed { requests, .. } => requests,
+            _ => scenario.horizon / crate::core::time::SECOND,
+        };
+        per.saturating_mul(strategies as u64)
+    }
+}
+
+/// Events between two looks at a [`Control`].
+const CHECK_EVERY: u32 = 4096;
 
 /// Everything one simulated strategy leaves behind.
 #[derive(Debug)]
@@ -146,6 +171,9 @@ pub struct Simulation {
     pub server: Server,
     /// Time series, wait distribution and utilisation, when asked for.
     pub details: Option<Details>,
+    /// The virtual time the result covers (a closed batch's makespan; else until the
+    /// horizon, or until the run was stopped).
+    pub span: Nanos,
 }
 
 /// [`simulate`], also handing back the server and, if `details`, what a report shows.
@@ -156,6 +184,7 @@ pub fn simulate_full(
     bound: &Bound,
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
     details: bool,
+    control: Option<&Control>,
 ) -> Simulation {
     let mut sim = Sim {
         scenario,
@@ -177,7 +206,28 @@ pub fn simulate_full(
         sim.schedule_next_arrival();
     }
     sim.pump(0);
+    let closed = matches!(scenario.workload.arrivals, Arrivals::Closed { .. });
+    let (mut steps, mut reported, mut last_now) = (0u32, 0u64, 0);
+    let mut stopped = false;
     loop {
+        steps += 1;
+        if steps == CHECK_EVERY {
+            steps = 0;
+            if let Some(c) = control {
+                use std::sync::atomic::Ordering::Relaxed;
+                let done = if closed {
+                    sim.rec.completed + sim.rec.failed + sim.rec.unservable
+                } else {
+                    last_now / crate::core::time::SECOND
+                };
+                c.progress.fetch_add(done - reported, Relaxed);
+                reported = done;
+                if c.stop.load(Relaxed) {
+                    stopped = true;
+                    break;
+                }
+            }
+        }
         let arrival_first = match (&sim.next_arrival, sim.queue.peek()) {
             (None, None) => break,
             (Some(_), None) => true,
@@ -189,6 +239,7 @@ pub fn simulate_full(
             if now > horizon {
                 break;
             }
+            last_now = now;
             sim.tick(now);
             sim.rec.requests += 1;
             sim.arrive(req, now);
@@ -201,6 +252,7 @@ pub fn simulate_full(
         if now > horizon {
             break;
         }
+        last_now = now;
         sim.tick(now);
         let slot = (ev.tag >> 2) as u32;
         match ev.tag & 3 {
@@ -217,13 +269,25 @@ pub fn simulate_full(
         }
         sim.pump(now);
     }
-    let (result, span) = summary(&mut sim.rec, scenario, spec, bound, horizon);
+    // Stopped early: the report covers the time simulated so far.
+    let until = if stopped { last_now } else { horizon };
+    if let Some(c) = control {
+        let done = if closed {
+            sim.rec.completed + sim.rec.failed + sim.rec.unservable
+        } else {
+            until / crate::core::time::SECOND
+        };
+        c.progress
+            .fetch_add(done.saturating_sub(reported), std::sync::atomic::Ordering::Relaxed);
+    }
+    let (result, span) = summary(&mut sim.rec, scenario, spec, bound, until);
     let details = sim.timeline.take().map(|mut tl| {
         tl.sample_until(span, sim.rec.in_flight, sim.book.live - sim.rec.in_flight);
         tl.finish(span, &sim.server, scenario, sim.rec.wait_cdf())
     });
     Simulation {
         result,
+        span,
         server: sim.server,
         details,
     }

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use crate::core::time::SECOND;
 use crate::scenario::Scenario;
 use crate::sim::bound::upper_bound;
-use crate::sim::engine::{simulate_full, AttemptRecord, Simulation};
+use crate::sim::engine::{simulate_full, AttemptRecord, Control, Simulation};
 use crate::sim::metrics::{round3, RunResult};
 use crate::sim::timeline::Details;
 use crate::strategy::StrategySpec;
@@ -54,7 +54,7 @@ pub fn run(
     trace: Option<TraceSink>,
     threads: usize,
 ) -> RunResult {
-    run_detailed(scenario, strategies, seed, trace, threads, false).0
+    run_detailed(scenario, strategies, seed, trace, threads, false, None).0
 }
 
 /// [`run`], also collecting each strategy's [`Details`] (for reports) when `details`.
@@ -65,6 +65,7 @@ pub fn run_detailed(
     trace: Option<TraceSink>,
     threads: usize,
     details: bool,
+    control: Option<&Control>,
 ) -> (RunResult, Vec<Details>) {
     let bound = upper_bound(scenario, seed);
     let sims: Vec<Simulation> = match trace {
@@ -72,12 +73,12 @@ pub fn run_detailed(
             .iter()
             .map(|spec| {
                 let mut f = |a: &AttemptRecord| t(&spec.name, a);
-                simulate_full(scenario, spec, seed, &bound, Some(&mut f), details)
+                simulate_full(scenario, spec, seed, &bound, Some(&mut f), details, control)
             })
             .collect(),
         None if threads <= 1 || strategies.len() <= 1 => strategies
             .iter()
-            .map(|spec| simulate_full(scenario, spec, seed, &bound, None, details))
+            .map(|spec| simulate_full(scenario, spec, seed, &bound, None, details, control))
             .collect(),
         None => {
             let next = AtomicUsize::new(0);
@@ -87,7 +88,7 @@ pub fn run_detailed(
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(spec) = strategies.get(i) else { break };
-                        let r = simulate_full(scenario, spec, seed, &bound, None, details);
+                        let r = simulate_full(scenario, spec, seed, &bound, None, details, control);
                         *done[i].lock().expect("no worker panics while holding it") = Some(r);
                     });
                 }
@@ -99,7 +100,7 @@ pub fn run_detailed(
     };
     let longest = sims
         .iter()
-        .map(|s| s.result.makespan_s.unwrap_or(scenario.horizon as f64 / SECOND as f64))
+        .map(|s| s.span as f64 / SECOND as f64)
         .fold(0.0f64, f64::max);
     let mut results = Vec::new();
     let mut all_details = Vec::new();
