@@ -10,7 +10,7 @@ use crate::report::{timeseries_csv, to_html, to_json, to_markdown};
 use crate::scenario::Scenario;
 use crate::sim::bound::capacity_curve;
 use crate::sim::metrics::RunResult;
-use crate::sim::timeline::Details;
+use crate::sim::timeline::{Details, MinuteRow};
 
 /// The chart files, as (stem, title), in the order a reader should see them.
 pub const CHARTS: [(&str, &str); 5] = [
@@ -156,15 +156,12 @@ fn completed(run: &RunResult, details: &[Details], bound: &[u64]) -> Vec<Panel> 
         .zip(details)
         .enumerate()
         .map(|(i, (r, d))| {
-            let mut total = 0u64;
-            let mut points = vec![(0.0, 0.0)];
-            for m in &d.minutes {
-                total += m.completed;
-                points.push(((m.minute + 1) as f64, total as f64));
-            }
+            let mut points = running_total(d, |m| m.completed);
             // After its span (it finished, or gave up) a strategy completes nothing more.
-            if d.minutes.len() < end {
-                points.push((end as f64, total as f64));
+            if let Some(&(x, total)) = points.last().filter(|_| d.minutes.len() < end) {
+                if x < end as f64 {
+                    points.push((end as f64, total));
+                }
             }
             Line {
                 label: format!("{} ({})", r.strategy, r.completed),
@@ -193,6 +190,17 @@ fn completed(run: &RunResult, details: &[Details], bound: &[u64]) -> Vec<Panel> 
     vec![p]
 }
 
+/// The running total of one per-minute count, as (minutes from the start, total so far).
+fn running_total(d: &Details, count: fn(&MinuteRow) -> u64) -> Vec<(f64, f64)> {
+    let mut total = 0u64;
+    std::iter::once((0.0, 0.0))
+        .chain(d.minutes.iter().map(|m| {
+            total += count(m);
+            ((m.minute + 1) as f64, total as f64)
+        }))
+        .collect()
+}
+
 fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
     let lines = run
         .results
@@ -200,12 +208,7 @@ fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         .zip(details)
         .enumerate()
         .map(|(i, (r, d))| {
-            let mut total = 0u64;
-            let mut points = vec![(0.0, 0.0)];
-            for m in &d.minutes {
-                total += m.rate_limited_responses;
-                points.push(((m.minute + 1) as f64, total as f64));
-            }
+            let points = running_total(d, |m| m.rate_limited_responses);
             Line {
                 label: format!("{} ({})", r.strategy, r.rate_limited),
                 colour: i,
