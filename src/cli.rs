@@ -102,6 +102,10 @@ pub struct DriveArgs {
     /// Overwrite an existing --trace file.
     #[arg(long)]
     pub force: bool,
+    /// Reset the endpoint first (`POST /flux/reset` to flux-sim serve: empty ledger, virtual
+    /// time 0), so this drive is not charged for earlier ones.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// A `--start` flag: `now`, or an RFC 3339 time.
@@ -600,6 +604,14 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         a.endpoint,
         crate::core::time::format_duration(scenario.horizon / scale)
     );
+    if a.fresh {
+        if let Err(e) = runtime.block_on(crate::net::drive::reset_endpoint(&a.endpoint)) {
+            if let Some(t) = trace {
+                t.discard();
+            }
+            return Err(e);
+        }
+    }
     let driven = {
         let mut sink = |rec: &crate::sim::engine::AttemptRecord| {
             if let Some(t) = trace.as_mut() {
@@ -634,9 +646,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         );
     }
     if driven.interrupted {
-        eprintln!(
-            "flux-sim drive: interrupted; the real row covers the time driven, the simulated row the whole scenario"
-        );
+        eprintln!("flux-sim drive: interrupted; both rows cover the time driven");
     }
     let result = beside_simulation(&scenario, &spec, seed, driven);
     print(&match a.output.format {

@@ -460,3 +460,39 @@ async fn the_key_never_follows_a_redirect_to_another_origin() {
     let (d, _) = run(&s, &same.uri(), 1).await;
     assert_eq!(d.result.completed, 3);
 }
+
+/// `drive --fresh` resets serve (`POST /flux/reset`) so a third drive is not charged for the
+/// first two; anything else at the endpoint is a clear error naming --fresh.
+#[tokio::test]
+async fn fresh_resets_serve_and_refuses_other_endpoints() {
+    let other = MockServer::start().await;
+    let err = flux_sim::net::drive::reset_endpoint(&other.uri()).await.unwrap_err();
+    assert!(err.starts_with("--fresh") && err.contains("404"), "{err}");
+    let s = scenario(1, "kind = \"round_robin\"");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(flux_sim::net::serve::serve(listener, s, 1, std::future::pending()));
+    flux_sim::net::drive::reset_endpoint(&format!("http://{addr}"))
+        .await
+        .unwrap();
+}
+
+/// An interrupted drive's simulated row is cut at the time driven (it covered the whole
+/// scenario: 95 real against 1,799 simulated).
+#[test]
+fn an_interrupted_drive_is_compared_with_the_same_span_simulated() {
+    let s = scenario(1_000, "kind = \"round_robin\"");
+    let bound = upper_bound(&s, s.seed);
+    let whole = simulate(&s, &s.strategies[0], s.seed, &bound, None);
+    let driven = Driven {
+        result: whole.clone(),
+        span: SECOND / 100,
+        transport_errors: 0,
+        first_transport_error: None,
+        interrupted: true,
+    };
+    let r = flux_sim::net::drive::beside_simulation(&s, &s.strategies[0], s.seed, driven);
+    let simulated = &r.results[1];
+    assert!(simulated.completed < whole.completed, "{simulated:?}");
+    assert!(r.simulated_seconds <= 0.011, "{}", r.simulated_seconds);
+}

@@ -442,3 +442,69 @@ async fn v1_is_served_too_and_unknown_versions_are_404() {
         "The requested URL GET /elsewhere was not found on this server."
     );
 }
+
+/// `POST /flux/reset` starts the server fresh (empty ledger, counters at zero), so drives can
+/// be repeated; only loopback peers may ask.
+#[tokio::test]
+async fn reset_starts_fresh_for_loopback_clients_only() {
+    let live = start(1).await;
+    let solo = &live.keys[0];
+    for _ in 0..5 {
+        assert_eq!(live.generate(solo).await, 200);
+    }
+    assert_eq!(live.generate(solo).await, 429, "rpm 5 spent");
+    let root = live.base.trim_end_matches("/v1beta/models");
+    let r = live.client.post(format!("{root}/flux/reset")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(live.generate(solo).await, 200, "a fresh minute after the reset");
+    let ledger: Value = live
+        .client
+        .get(format!("{root}/flux/ledger"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ledger["budgets"][0]["usage"]["rpm"], 1, "{ledger}");
+    // Without a known loopback peer (here: the router called in process) it is refused.
+    use tower::ServiceExt;
+    let s = Scenario::parse(SCENARIO, Path::new("serve-test.toml")).unwrap();
+    let req = axum::http::Request::builder()
+        .method("POST")
+        .uri("/flux/reset")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = flux_sim::net::serve::router(s, 1).oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+}
+
+/// A stream's first chunk comes at the time to first token, not before (it came after an
+/// even share of the whole latency).
+#[tokio::test]
+async fn a_stream_starts_at_the_time_to_first_token() {
+    let text = SCENARIO.replace("ttft = \"2ms\"", "ttft = \"400ms\"");
+    let s = Scenario::parse(&text, Path::new("serve-test.toml")).unwrap();
+    let key = s.topology.keys[0].value.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(flux_sim::net::serve::serve(listener, s, 1, std::future::pending()));
+    let t = std::time::Instant::now();
+    let mut resp = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={key}"
+        ))
+        .json(&body("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let first = resp.chunk().await.unwrap().expect("a first chunk");
+    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(390),
+        "first chunk after {waited:?}, before the 400 ms ttft"
+    );
+    while resp.chunk().await.unwrap().is_some() {}
+}

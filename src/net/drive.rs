@@ -66,9 +66,34 @@ pub fn cut(scenario: &mut Scenario, span: Nanos) {
     }
 }
 
+/// Asks `flux-sim serve` at `endpoint` to start fresh (`POST /flux/reset`: empty ledger,
+/// virtual time 0), so a drive is not charged for the drives before it.
+pub async fn reset_endpoint(endpoint: &str) -> Result<(), String> {
+    let (client, base) = client_for(endpoint)?;
+    let sent = tokio::time::timeout(PREFLIGHT_TIMEOUT, client.post(format!("{base}/flux/reset")).send()).await;
+    match sent {
+        Ok(Ok(r)) if r.status().is_success() => Ok(()),
+        Ok(Ok(r)) => Err(format!(
+            "--fresh: {base}/flux/reset answered {} (only flux-sim serve, from this machine, can be reset)",
+            r.status()
+        )),
+        Ok(Err(e)) => Err(format!("--fresh: cannot reach {base}: {}", error_chain(&e))),
+        Err(_) => Err(format!(
+            "--fresh: {base} did not answer within {} s",
+            PREFLIGHT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// What `drive` reports: the real run's row, then the simulation of the same (cut) scenario
-/// with the same strategy and seed, named `NAME (simulated)`.
+/// with the same strategy and seed, named `NAME (simulated)`. An interrupted drive's
+/// simulation is cut at the time driven too, so both rows cover the same span.
 pub fn beside_simulation(scenario: &Scenario, spec: &StrategySpec, seed: u64, driven: Driven) -> RunResult {
+    let mut cut_here = scenario.clone();
+    if driven.interrupted {
+        cut(&mut cut_here, driven.span.max(1));
+    }
+    let scenario = &cut_here;
     let bound = upper_bound(scenario, seed);
     let mut simulated = simulate(scenario, spec, seed, &bound, None);
     simulated.strategy = format!("{} (simulated)", spec.name);

@@ -49,7 +49,10 @@ struct Counters {
 struct Shared {
     scenario: Scenario,
     server: Mutex<(Server, Counters)>,
-    start: Instant,
+    /// Real time is measured from here; virtual time 0 is `zero` nanoseconds after it (moved by
+    /// `POST /flux/reset`, under the server's lock).
+    epoch: Instant,
+    zero: AtomicU64,
     scale: u64,
     next_id: AtomicU64,
     bodies: tokio::sync::Semaphore,
@@ -57,7 +60,12 @@ struct Shared {
 
 impl Shared {
     fn now(&self) -> Nanos {
-        (self.start.elapsed().as_nanos() * self.scale as u128).min(u64::MAX as u128) as Nanos
+        let since = self
+            .epoch
+            .elapsed()
+            .as_nanos()
+            .saturating_sub(self.zero.load(Ordering::Relaxed) as u128);
+        (since * self.scale as u128).min(u64::MAX as u128) as Nanos
     }
 
     fn real(&self, virtual_ns: Nanos) -> Duration {
@@ -113,7 +121,8 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
     let shared = Arc::new(Shared {
         server: Mutex::new((scenario.server(scenario.seed), Counters::default())),
         scenario,
-        start: Instant::now(),
+        epoch: Instant::now(),
+        zero: AtomicU64::new(0),
         scale: time_scale.max(1),
         next_id: AtomicU64::new(0),
         bodies: tokio::sync::Semaphore::new(MAX_BODIES),
@@ -123,6 +132,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/flux/metrics", get(metrics))
         .route("/flux/ledger", get(ledger))
+        .route("/flux/reset", axum::routing::post(reset))
         .method_not_allowed_fallback(|req: Request| async move {
             let message = format!("Method {} is not allowed for {}.", req.method(), req.uri().path());
             error(json!({"error": {"code": 405, "message": message, "status": "INVALID_ARGUMENT"}}))
@@ -159,7 +169,7 @@ pub async fn serve(
             p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 // Out of file descriptors and the like: wait a little rather than spin.
@@ -167,7 +177,15 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (stream, remote) = (stream, remote);
+        // Handlers learn the peer's address (`/flux/reset` serves loopback peers only).
+        let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut r: axum::http::Request<hyper::body::Incoming>| {
+                r.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+                r
+            },
+        ));
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let _permit = permit;
@@ -414,9 +432,22 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
             &wire::response(&text, req.input_tokens, output, Some(finish), model_name, &response_id),
         );
     };
-    // Chunks of up to 64 tokens, paced evenly over the latency; usage is cumulative.
+    // Chunks of up to 64 tokens: the first at the time to first token (its share of this
+    // response's jittered latency), the rest at the token rate until the latency; usage is
+    // cumulative.
     let chunks = output.div_ceil(64).max(1);
-    let step = latency / chunks as u32;
+    let l = s.scenario.models[model].latency;
+    let base = l.ttft as f64 + output as f64 * 1e9 / l.tokens_per_second;
+    let first = latency.mul_f64(if base > 0.0 {
+        (l.ttft as f64 / base).clamp(0.0, 1.0)
+    } else {
+        1.0
+    });
+    let step = if chunks > 1 {
+        latency.saturating_sub(first) / (chunks - 1) as u32
+    } else {
+        Duration::ZERO
+    };
     let (prompt, model_name) = (req.input_tokens, model_name.clone());
     let stream = futures_util::stream::unfold(0u64, move |i| {
         let (text, model_name, response_id) = (text.clone(), model_name.clone(), response_id.clone());
@@ -424,7 +455,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
             if i >= chunks {
                 return None;
             }
-            tokio::time::sleep(step).await;
+            tokio::time::sleep(if i == 0 { first } else { step }).await;
             let (a, b) = ((i * 64).min(output), ((i + 1) * 64).min(output));
             let piece: String = text.chars().skip(a as usize * 4).take((b - a) as usize * 4).collect();
             let last = i + 1 == chunks;
@@ -494,6 +525,28 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// `POST /flux/reset`: a fresh server — empty ledger, counters at zero, virtual time 0 now —
+/// so drives can be repeated against one `serve`. Only from a loopback address.
+async fn reset(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if !peer.is_some_and(|ip| ip.is_loopback()) {
+        return error(
+            json!({"error": {"code": 403, "message": "/flux/reset is served to loopback clients only.", "status": "PERMISSION_DENIED"}}),
+        );
+    }
+    let mut guard = s.server.lock().expect("no handler panics holding the lock");
+    *guard = (s.scenario.server(s.scenario.seed), Counters::default());
+    s.zero.store(
+        s.epoch.elapsed().as_nanos().min(u64::MAX as u128) as u64,
+        Ordering::Relaxed,
+    );
+    drop(guard);
+    json_response(StatusCode::OK, &json!({"reset": true, "virtual_time_ns": 0}))
 }
 
 async fn ledger(State(s): State<Arc<Shared>>) -> Response {
