@@ -508,3 +508,29 @@ async fn a_stream_starts_at_the_time_to_first_token() {
     );
     while resp.chunk().await.unwrap().is_some() {}
 }
+
+/// `models.list` honours `pageSize` and hands back a `nextPageToken` (the SDK pages with it).
+#[tokio::test]
+async fn models_are_listed_page_by_page_over_http() {
+    let text = SCENARIO
+        .replace("[topology]", "[models.\"gemini-2.5-flash-lite\"]\nrpm = 5\n[topology]")
+        .replace("[workload]", "[workload]\nmodel = \"gemini-2.5-flash\"");
+    let s = Scenario::parse(&text, Path::new("t.toml")).unwrap();
+    let key = s.topology.keys[0].value.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(flux_sim::net::serve::serve(listener, s, 1, std::future::pending()));
+    let get = |q: String| {
+        let url = format!("http://{addr}/v1beta/models?key={key}{q}");
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let p1 = get("&pageSize=1".into()).await;
+    assert_eq!(p1["models"].as_array().unwrap().len(), 1, "{p1}");
+    let token = p1["nextPageToken"].as_str().expect("a next page").to_string();
+    let p2 = get(format!("&pageSize=1&pageToken={token}")).await;
+    assert_eq!(p2["models"].as_array().unwrap().len(), 1);
+    assert_ne!(p1["models"][0]["name"], p2["models"][0]["name"]);
+    assert!(p2.get("nextPageToken").is_none(), "{p2}");
+    let bad = get("&pageToken=nonsense".into()).await;
+    assert_eq!(bad["error"]["code"], 400);
+}

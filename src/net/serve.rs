@@ -270,8 +270,13 @@ async fn list_models(
     if let Err(e) = gate(&s, &version, &headers, &q) {
         return error(e);
     }
-    let models: Vec<Value> = s.scenario.models.iter().map(|m| wire::model_entry(&m.name)).collect();
-    json_response(StatusCode::OK, &json!({ "models": models }))
+    let names: Vec<&str> = s.scenario.models.iter().map(|m| m.name.as_str()).collect();
+    let size = q.get("pageSize").or_else(|| q.get("page_size")).map(String::as_str);
+    let token = q.get("pageToken").or_else(|| q.get("page_token")).map(String::as_str);
+    match wire::models_page(&names, size, token) {
+        Ok(page) => json_response(StatusCode::OK, &page),
+        Err(m) => error(wire::invalid_argument(&m)),
+    }
 }
 
 async fn get_model(
