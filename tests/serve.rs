@@ -63,6 +63,11 @@ fn body(text: &str) -> Value {
 }
 
 impl Live {
+    /// GET `url` and its JSON body.
+    async fn get_json(&self, url: String) -> Value {
+        self.client.get(url).send().await.unwrap().json().await.unwrap()
+    }
+
     /// The status of a one-token generateContent on key `k`.
     async fn generate(&self, k: &str) -> u16 {
         self.post("gemini-2.5-flash:generateContent", Some(k), &body("x"))
@@ -121,15 +126,7 @@ async fn generate_count_and_list() {
         (Some(7), Some("MAX_TOKENS"))
     );
     // ?key= works too; models list and get.
-    let list: Value = live
-        .client
-        .get(format!("{}?key={k}", live.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = live.get_json(format!("{}?key={k}", live.base)).await;
     assert_eq!(list["models"][0]["name"], "models/gemini-2.5-flash");
     assert!(list["models"][0]["supportedGenerationMethods"]
         .as_array()
@@ -376,15 +373,7 @@ async fn concurrent_clients_never_over_admit() {
         metrics.contains("flux_rate_limited_total{project=\"pair\",model=\"gemini-2.5-flash\",dimension=\"rpm\"} 35"),
         "{metrics}"
     );
-    let ledger: Value = live
-        .client
-        .get(live.base.replace("/v1beta/models", "/flux/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = live.get_json(live.base.replace("/v1beta/models", "/flux/ledger")).await;
     let pair = ledger["budgets"]
         .as_array()
         .unwrap()
@@ -399,15 +388,7 @@ async fn v1_is_served_too_and_unknown_versions_are_404() {
     let live = start(1).await;
     let k = &live.keys[0];
     let v1 = live.base.replace("/v1beta/", "/v1/");
-    let list: Value = live
-        .client
-        .get(format!("{v1}?key={k}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = live.get_json(format!("{v1}?key={k}")).await;
     assert_eq!(list["models"][0]["name"], "models/gemini-2.5-flash");
     let r = live
         .client
@@ -457,15 +438,7 @@ async fn reset_starts_fresh_for_loopback_clients_only() {
     let r = live.client.post(format!("{root}/flux/reset")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(live.generate(solo).await, 200, "a fresh minute after the reset");
-    let ledger: Value = live
-        .client
-        .get(format!("{root}/flux/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger: Value = live.get_json(format!("{root}/flux/ledger")).await;
     assert_eq!(ledger["budgets"][0]["usage"]["rpm"], 1, "{ledger}");
     // Without a known loopback peer (here: the router called in process) it is refused.
     use tower::ServiceExt;

@@ -476,7 +476,7 @@ impl Dispatch for Driver<'_, '_> {
                         Err(e) => transport_failure(slot, &e),
                     }
                 }
-                Err(e) => transport_failure(slot, &e.to_string_chain()),
+                Err(e) => transport_failure(slot, &error_chain(&e)),
             };
             // The driver may have stopped listening; the answer is then moot.
             let _ = tx.send(reply);
@@ -508,15 +508,4 @@ async fn capped_body(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-/// An error's chain of causes as one line.
-trait Chain {
-    fn to_string_chain(&self) -> String;
-}
-
-impl Chain for reqwest::Error {
-    fn to_string_chain(&self) -> String {
-        error_chain(self)
-    }
 }

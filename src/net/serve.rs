@@ -177,7 +177,6 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let (stream, remote) = (stream, remote);
         // Handlers learn the peer's address (`/flux/reset` serves loopback peers only).
         let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),

@@ -3,13 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::style::RGBColor;
+
 use crate::core::ledger::Dimension;
 use crate::core::time::{Nanos, MINUTE};
 use crate::report::plot::{colour, log_ms_label, outcome, write_chart, Bars, Body, Line, Panel};
 use crate::report::{timeseries_csv, to_html, to_json, to_markdown};
 use crate::scenario::Scenario;
 use crate::sim::bound::capacity_curve;
-use crate::sim::metrics::RunResult;
+use crate::sim::metrics::{RunResult, StrategyResult};
 use crate::sim::timeline::{Details, MinuteRow};
 
 /// The chart files, as (stem, title), in the order a reader should see them.
@@ -84,39 +86,24 @@ fn strategies(run: &RunResult) -> Vec<String> {
 /// How every request ended (stacked: completed, failed, unservable, pending) and the 429
 /// responses, per strategy: the first thing to read, so no rate can hide abandoned work.
 fn outcomes(run: &RunResult) -> Vec<Panel> {
-    let each = |f: fn(&crate::sim::metrics::StrategyResult) -> u64| -> Vec<f64> {
-        run.results.iter().map(|r| f(r) as f64).collect()
-    };
-    let series = vec![
-        Bars {
-            label: "completed".into(),
-            colour: outcome::COMPLETED,
-            values: each(|r| r.completed),
-            inner: None,
-            labelled: true,
-        },
-        Bars {
-            label: "failed (gave up)".into(),
-            colour: outcome::FAILED,
-            values: each(|r| r.failed),
-            inner: None,
-            labelled: true,
-        },
-        Bars {
-            label: "unservable".into(),
-            colour: outcome::UNSERVABLE,
-            values: each(|r| r.unservable),
-            inner: None,
-            labelled: true,
-        },
-        Bars {
-            label: "pending at the end".into(),
-            colour: outcome::PENDING,
-            values: each(|r| r.pending),
-            inner: None,
-            labelled: true,
-        },
+    let each = |f: fn(&StrategyResult) -> u64| -> Vec<f64> { run.results.iter().map(|r| f(r) as f64).collect() };
+    type Ending = (&'static str, RGBColor, fn(&StrategyResult) -> u64);
+    let ends: [Ending; 4] = [
+        ("completed", outcome::COMPLETED, |r| r.completed),
+        ("failed (gave up)", outcome::FAILED, |r| r.failed),
+        ("unservable", outcome::UNSERVABLE, |r| r.unservable),
+        ("pending at the end", outcome::PENDING, |r| r.pending),
     ];
+    let series = ends
+        .into_iter()
+        .map(|(label, colour, count)| Bars {
+            label: label.into(),
+            colour,
+            values: each(count),
+            inner: None,
+            labelled: true,
+        })
+        .collect();
     let mut ends = Panel::bars(
         title(run, "how every request ended"),
         "requests",

@@ -332,7 +332,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
-            for (i, line) in lines.iter().enumerate() {
+            for line in lines {
                 let c = colour(line.colour);
                 // Past the palette, a repeated colour gets a dash pattern of its own.
                 let dashed = line.dashed || line.colour >= DISTINCT;
@@ -347,7 +347,6 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                         .draw_series(LineSeries::new(line.points.iter().copied(), style))
                         .map_err(err)?;
                 }
-                let _ = i;
                 entries.push((Swatch::Line(c, dashed), line.label.clone()));
             }
         }

@@ -52,7 +52,12 @@ impl Ctx<'_> {
     }
 
     fn positive_duration(&self, field: &str, text: &str) -> Result<Nanos, ScenarioError> {
-        match self.duration(field, text)? {
+        self.positive_bounded(field, text, max::SPAN)
+    }
+
+    /// A duration greater than zero and at most `limit`.
+    fn positive_bounded(&self, field: &str, text: &str, limit: Nanos) -> Result<Nanos, ScenarioError> {
+        match self.bounded(field, text, limit)? {
             0 => Err(self.err(field, "must be greater than zero")),
             d => Ok(d),
         }
@@ -113,8 +118,8 @@ pub mod max {
     pub const INPUT_TOKENS: u64 = 100_000_000;
     /// Output tokens of one response (Gemini 2.5 answers at most 65,536; serve writes them out).
     pub const OUTPUT_TOKENS: u64 = 1_000_000;
-    /// Requests of a workload (arrivals of an open one: rate × duration), about 10 minutes of
-    /// simulation.
+    /// Requests of a workload (arrivals of an open one: rate × duration), a few minutes of
+    /// simulation at the engine's 3 M requests/s.
     pub const REQUESTS: u64 = 1_000_000_000;
     /// Workers of a closed batch.
     pub const WORKERS: u64 = 10_000_000;
@@ -700,10 +705,7 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
                 )
             })?;
             StrategyKind::FixedInterval {
-                interval: match cx.bounded(&format!("{field}.interval"), text, max::DELAY)? {
-                    0 => return Err(cx.err(&format!("{field}.interval"), "must be greater than zero")),
-                    d => d,
-                },
+                interval: cx.positive_bounded(&format!("{field}.interval"), text, max::DELAY)?,
             }
         }
         "exact_cooldown" => StrategyKind::ExactCooldown {
@@ -808,17 +810,11 @@ fn validate_retry(
         cx.at_most(&f("max_attempts"), n as u64, max::ATTEMPTS as u64)?;
     }
     let base = match &r.base {
-        Some(b) => match cx.bounded(&f("base"), b, max::DELAY)? {
-            0 => return Err(cx.err(&f("base"), "must be greater than zero")),
-            d => d,
-        },
+        Some(b) => cx.positive_bounded(&f("base"), b, max::DELAY)?,
         None => SECOND,
     };
     let cap = match &r.cap {
-        Some(c) => match cx.bounded(&f("cap"), c, max::DELAY)? {
-            0 => return Err(cx.err(&f("cap"), "must be greater than zero")),
-            d => d,
-        },
+        Some(c) => cx.positive_bounded(&f("cap"), c, max::DELAY)?,
         None => 60 * SECOND,
     };
     if cap < base {
