@@ -58,7 +58,7 @@ fn decision(c: &mut Criterion) {
         let step = MINUTE / (keys * 500);
         let s = scenario(keys, 2 * keys * step);
         for spec in &s.strategies {
-            let mut strategy = s.strategy(spec);
+            let mut strategy = s.strategy(spec, s.seed);
             let (mut now, mut id) = (0, 0);
             // Warm up into the steady state: two minutes of traffic.
             while now < 2 * MINUTE {

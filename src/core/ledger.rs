@@ -130,6 +130,27 @@ impl Limits {
         }
     }
 
+    /// These limits on the dimensions in `dims` only (the others unlimited).
+    pub fn only(&self, dims: Dims) -> Limits {
+        let keep = |d: Dimension, v: Option<u64>| if dims.contains(d) { v } else { None };
+        Limits {
+            rpm: keep(Dimension::Rpm, self.rpm),
+            tpm: keep(Dimension::Tpm, self.tpm),
+            rpd: keep(Dimension::Rpd, self.rpd),
+            concurrent: keep(Dimension::Concurrency, self.concurrent),
+        }
+    }
+
+    /// Sets the limit of one dimension.
+    pub fn set(&mut self, d: Dimension, v: Option<u64>) {
+        match d {
+            Dimension::Rpm => self.rpm = v,
+            Dimension::Tpm => self.tpm = v,
+            Dimension::Rpd => self.rpd = v,
+            Dimension::Concurrency => self.concurrent = v,
+        }
+    }
+
     /// The dimensions that can never admit a request costing `tokens`: a limit of 0, or more
     /// tokens than the TPM limit.
     pub fn unservable(&self, tokens: u64) -> Dims {
@@ -446,6 +467,52 @@ impl Ledger {
     /// The limits of a budget.
     pub fn limits(&self, b: BudgetId) -> Limits {
         self.budgets[b.0 as usize].limits
+    }
+
+    /// Changes the limits of budget `b` (a client replica that learned better ones). What the
+    /// windows hold stays; a dimension that was unlimited has recorded nothing.
+    pub fn set_limits(&mut self, b: BudgetId, limits: Limits) {
+        self.budgets[b.0 as usize].limits = limits;
+    }
+
+    /// Takes back a request costing `tokens` recorded at `at` against budget `b` (a client
+    /// replica withdrawing a planned send), as far as its windows still hold it. Calls stay in
+    /// non-decreasing time: `at` may be earlier than later calls' `now`, never later.
+    pub fn cancel(&mut self, at: Nanos, b: BudgetId, tokens: u64) {
+        let cal = &self.calendar;
+        let budget = &mut self.budgets[b.0 as usize];
+        let limits = budget.limits;
+        let take = |w: &mut Window, amount: u64| match w {
+            Window::Sliding { entries, .. } => {
+                let k = entries.partition_point(|&(t, _)| t < at);
+                if entries.get(k).is_some_and(|&(t, _)| t == at) {
+                    for e in entries.iter_mut().skip(k) {
+                        e.1 -= amount;
+                    }
+                }
+            }
+            Window::Fixed { minute, used } => {
+                if *minute == cal.minute_start(at) {
+                    *used = used.saturating_sub(amount);
+                }
+            }
+            Window::Bucket { debt, .. } => *debt = debt.saturating_sub(amount as u128 * MINUTE as u128),
+        };
+        if limits.rpm.is_some() {
+            take(&mut budget.rpm, 1);
+        }
+        if limits.tpm.is_some() {
+            take(&mut budget.tpm, tokens);
+        }
+        if limits.rpd.is_some() && cal.next_day_start(at) == budget.daily.day_end {
+            budget.daily.used = budget.daily.used.saturating_sub(1);
+        }
+    }
+
+    /// Records a request costing `tokens` at `now` whatever the limits say (a client probing
+    /// whether its believed limits are too low).
+    pub fn force(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) {
+        self.record(now, b, pool, tokens, until);
     }
 
     /// Decides on a request costing `tokens` against budget `b` (and concurrency pool `pool`,

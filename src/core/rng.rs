@@ -23,6 +23,8 @@ pub enum Stream {
     Server = 2,
     /// Client-side retry jitter.
     Retry = 3,
+    /// A strategy's own random choices (e.g. LiteLLM's weighted shuffle).
+    Strategy = 4,
 }
 
 /// A generator for `stream`, optionally specific to one request attempt.

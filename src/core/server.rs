@@ -142,6 +142,8 @@ pub enum Response {
         violated: Dims,
         /// Delay until this request alone would be admitted.
         retry_delay: Nanos,
+        /// The violated dimensions' limits, as QuotaFailure states them.
+        quota: Limits,
     },
     /// 429 that no retry can cure (limit 0, or more tokens than TPM); no RetryInfo.
     Unservable {
@@ -253,6 +255,7 @@ impl Server {
                     Admission::Rejected { violated, retry_at } => Response::RateLimited {
                         violated,
                         retry_delay: retry_at - now,
+                        quota: self.ledger.limits(budget).only(violated),
                     },
                     other => unreachable!("check said rejected, admit said {other:?}"),
                 };

@@ -218,7 +218,7 @@ pub async fn drive(
         client,
         base,
         start: Instant::now(),
-        strategy: scenario.strategy(spec),
+        strategy: scenario.strategy(spec, opts.seed),
         stream: RequestStream::new(&scenario.workload, opts.seed),
         exhausted: false,
         next_arrival: None,
@@ -260,10 +260,7 @@ pub async fn drive(
                         d.book.parked.push_back(slot);
                     }
                 }
-                Timer::Send => {
-                    let l = d.book.get(slot);
-                    d.send(slot, l.key as usize, l.model as usize, now);
-                }
+                Timer::Send => d.due(slot, now),
             }
         }
         d.pump(now);
@@ -365,8 +362,13 @@ impl Driver<'_, '_> {
         self.rec.in_flight -= 1;
         // RetryInfo delays are in the endpoint's time: scale them to quota time.
         let outcome = match reply.outcome {
-            Outcome::RateLimited { violated, retry_delay } => Outcome::RateLimited {
+            Outcome::RateLimited {
                 violated,
+                retry_delay,
+                quota,
+            } => Outcome::RateLimited {
+                violated,
+                quota,
                 retry_delay: retry_delay.map(|d| d.saturating_mul(self.opts.time_scale)),
             },
             o => o,

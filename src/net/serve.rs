@@ -409,7 +409,9 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     let limits = p.limits[model];
     let completes_at = match answer {
         Answer::Ok { completes_at } => completes_at,
-        Answer::RateLimited { violated, retry_delay } => {
+        Answer::RateLimited {
+            violated, retry_delay, ..
+        } => {
             return error(wire::quota_exceeded(
                 violated,
                 &limits,

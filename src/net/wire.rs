@@ -408,7 +408,7 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims)
             _ => Outcome::Error,
         },
         429 => {
-            let (violated, impossible) = violations(error, tpm_cost);
+            let (violated, quota, impossible) = violations(error, tpm_cost);
             if impossible {
                 return (Outcome::Unservable, violated);
             }
@@ -417,7 +417,14 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims)
                 .and_then(|r| r.get("retryDelay"))
                 .and_then(Value::as_str)
                 .and_then(parse_duration_string);
-            return (Outcome::RateLimited { violated, retry_delay }, violated);
+            return (
+                Outcome::RateLimited {
+                    violated,
+                    retry_delay,
+                    quota,
+                },
+                violated,
+            );
         }
         400 => {
             let reason = error
@@ -437,10 +444,11 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims)
     (outcome, Dims::EMPTY)
 }
 
-/// The dimensions an error's QuotaFailure names, and whether one of them can never be met by
-/// a request costing `tpm_cost`.
-fn violations(error: Option<&Value>, tpm_cost: u64) -> (Dims, bool) {
+/// The dimensions an error's QuotaFailure names with the values it states for them, and
+/// whether one of them can never be met by a request costing `tpm_cost`.
+fn violations(error: Option<&Value>, tpm_cost: u64) -> (Dims, Limits, bool) {
     let mut violated = Dims::EMPTY;
+    let mut quota = Limits::default();
     let mut impossible = false;
     let list = error
         .and_then(|e| detail(e, "type.googleapis.com/google.rpc.QuotaFailure"))
@@ -455,9 +463,12 @@ fn violations(error: Option<&Value>, tpm_cost: u64) -> (Dims, bool) {
             Value::String(s) => s.parse::<u64>().ok(),
             other => other.as_u64(),
         });
+        if value.is_some() {
+            quota.set(d, value);
+        }
         impossible |= value == Some(0) || (d == Dimension::Tpm && value.is_some_and(|l| l < tpm_cost));
     }
-    (violated, impossible)
+    (violated, quota, impossible)
 }
 
 #[cfg(test)]
@@ -568,7 +579,8 @@ mod tests {
             read_response_outcome(429, &body(all, Some(45_837_906_927)), 100),
             Outcome::RateLimited {
                 violated: all,
-                retry_delay: Some(45_837_906_927)
+                retry_delay: Some(45_837_906_927),
+                quota: limits,
             }
         );
         let tpm: Dims = [Dimension::Tpm].into_iter().collect();
@@ -580,7 +592,11 @@ mod tests {
             read_response_outcome(429, &body(tpm, Some(SECOND)), 1_000),
             Outcome::RateLimited {
                 violated: tpm,
-                retry_delay: Some(SECOND)
+                retry_delay: Some(SECOND),
+                quota: Limits {
+                    tpm: Some(250_000),
+                    ..Limits::default()
+                },
             }
         );
         for tier in ["tier1", "tier2", "tier3"] {
@@ -627,7 +643,8 @@ mod tests {
                 read_response_outcome(429, junk, 1),
                 Outcome::RateLimited {
                     violated: Dims::EMPTY,
-                    retry_delay: None
+                    retry_delay: None,
+                    quota: Limits::default(),
                 }
             );
         }
@@ -638,7 +655,8 @@ mod tests {
             read_response_outcome(429, odd, 1),
             Outcome::RateLimited {
                 violated: Dims::EMPTY,
-                retry_delay: None
+                retry_delay: None,
+                quota: Limits::default(),
             }
         );
     }

@@ -127,19 +127,20 @@ impl Scenario {
     }
 
     /// What strategy `spec` may know of this scenario's server.
-    pub fn strategy_env(&self, spec: &StrategySpec) -> Env {
+    pub fn strategy_env(&self, spec: &StrategySpec, seed: u64) -> Env {
         Env::new(
             spec,
             &self.models,
             &self.topology,
             &self.calendar,
             self.server.tpm_counts,
+            seed,
         )
     }
 
     /// The strategy `spec` describes, knowing what it may know of this scenario.
-    pub fn strategy(&self, spec: &StrategySpec) -> Box<dyn Strategy> {
-        strategy::build(self.strategy_env(spec), spec)
+    pub fn strategy(&self, spec: &StrategySpec, seed: u64) -> Box<dyn Strategy> {
+        strategy::build(self.strategy_env(spec, seed), spec)
     }
 }
 
@@ -291,7 +292,6 @@ output_tokens = { dist = "fixed", value = 10 }
         assert_eq!(
             ok.strategies[0].kind,
             StrategyKind::ExactCooldown {
-                gemini_flux: false,
                 margin: 250 * crate::core::time::MILLISECOND
             }
         );

@@ -51,7 +51,7 @@ pub const TABLES: [(&str, &str); 14] = [
     ("workload", "The requests. `kind` decides which other fields apply."),
     ("workload.models[]", "A weighted choice of model per request."),
     ("tokens", "A token-size distribution: `workload.input_tokens` and `workload.output_tokens`."),
-    ("strategies[]", "The strategies to compare; none listed = the three built-ins with their defaults (`flux-sim strategies`)."),
+    ("strategies[]", "The strategies to compare; none listed = round_robin, fixed_interval and exact_cooldown with their defaults (`flux-sim strategies`)."),
     ("strategies[].retry", "What to do after a 429, a 503 or an invalid key."),
 ];
 
@@ -123,17 +123,18 @@ pub const FIELDS: &[Field] = &[
     f("tokens", "median", "number ≥ 1", "(required for lognormal)", "Lognormal: the median.", "40_000"),
     f("tokens", "p99", "number ≥ median", "(required for lognormal)", "Lognormal: the 99th percentile.", "120_000"),
     f("strategies[]", "name", "string", "the kind's name", "A unique display name.", "\"gemini-flux\""),
-    f("strategies[]", "kind", "\"round_robin\" | \"fixed_interval\" | \"exact_cooldown\"", "(required)", "The algorithm (`flux-sim strategies` describes each).", "\"exact_cooldown\""),
+    f("strategies[]", "kind", "a built-in kind", "(required)", "The algorithm: round_robin, fixed_interval, exact_cooldown, gemini_flux, backoff, token_bucket, litellm_shuffle, litellm_least_busy, litellm_usage, gemini_balance or flux (`flux-sim strategies` describes each).", "\"flux\""),
     f("strategies[]", "interval", "duration", "(required for fixed_interval; the built-in uses \"30s\")", "fixed_interval: a key is reused only this long after its last use.", "\"30s\""),
-    f("strategies[]", "compat", "\"gemini-flux\"", "none", "exact_cooldown: reproduce gemini-flux's blind spots (input TPM only, per key, one request in flight, a 429 kills the model for the day).", "\"gemini-flux\""),
+    f("strategies[]", "compat", "\"gemini-flux\"", "none", "exact_cooldown: shorthand for kind = \"gemini_flux\".", "\"gemini-flux\""),
+    f("strategies[]", "preset", "\"sdk\"", "\"sdk\"", "backoff: google-genai's HttpRetryOptions() as the retry policy (5 attempts, 1 s doubling to 60 s plus up to 1 s); give it or a retry table.", "\"sdk\""),
     f("strategies[]", "margin", "duration", "\"0s\"", "exact_cooldown: hold every window entry this much longer than 60 s (for real networks; see `drive --margin`).", "\"250ms\""),
-    f("strategies[]", "fallback", "list of model names", "none", "exact_cooldown: models to fall back to, in order, when a model's daily quota is gone.", "[\"gemini-2.5-flash-lite\"]"),
-    f("strategies[]", "known_limits", "table of limits per model", "the true limits", "What the strategy believes the limits are (see `limits`), per model.", "{ \"gemini-2.5-flash\" = { rpm = 15 } }"),
-    f("strategies[]", "retry", "table", "exact_cooldown: retry_info; others: backoff 1s→60s, full jitter, 5 attempts", "See `strategies[].retry`.", ""),
+    f("strategies[]", "fallback", "list of model names", "none", "exact_cooldown, gemini_flux, flux: models to fall back to, in order, when a model's daily quota is gone (gemini_flux: its model chain).", "[\"gemini-2.5-flash-lite\"]"),
+    f("strategies[]", "known_limits", "table of limits per model", "the true limits", "What the strategy believes the limits are (see `limits`), per model. flux probes such told limits and learns the true ones from 429s.", "{ \"gemini-2.5-flash\" = { rpm = 15 } }"),
+    f("strategies[]", "retry", "table", "what the modelled tool does: exact_cooldown retry_info; flux, gemini_flux, token_bucket, litellm_*, gemini_balance immediate; others google-genai's (preset sdk)", "See `strategies[].retry`.", ""),
     f("strategies[].retry", "policy", "\"none\" | \"immediate\" | \"backoff\" | \"retry_info\"", "(required)", "none: give up at the first error; immediate: retry at once; backoff: truncated exponential; retry_info: wait the server's RetryInfo delay (errors without one back off).", "\"backoff\""),
     f("strategies[].retry", "base", "duration", "\"1s\"", "backoff, retry_info: the first delay.", "\"2s\""),
     f("strategies[].retry", "cap", "duration", "\"60s\"", "backoff, retry_info: the largest delay.", "\"5m\""),
-    f("strategies[].retry", "jitter", "\"full\" | \"equal\" | \"none\"", "\"full\"", "backoff: uniform in [0, d], d/2 plus uniform in [0, d/2], or exactly d.", "\"equal\""),
+    f("strategies[].retry", "jitter", "\"full\" | \"equal\" | \"none\" | duration", "\"full\"", "backoff: uniform in [0, d], d/2 plus uniform in [0, d/2], exactly d, or d plus uniform in [0, duration] (tenacity's, as google-genai uses), each capped.", "\"equal\""),
     f("strategies[].retry", "max_attempts", "integer ≥ 1", "immediate 10, backoff 5, retry_info unlimited", "Attempts in all, the first included.", "8"),
 ];
 

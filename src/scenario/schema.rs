@@ -9,7 +9,6 @@ use serde::Deserialize;
 
 use crate::core::ledger::WindowKind;
 use crate::core::server::{ConcurrencyScope, TpmCounts};
-use crate::strategy::retry::Jitter;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -252,6 +251,7 @@ pub(super) struct RawStrategy {
     pub(super) interval: Option<String>,
     pub(super) compat: Option<String>,
     pub(super) margin: Option<String>,
+    pub(super) preset: Option<String>,
     #[serde(default)]
     pub(super) fallback: Vec<String>,
     #[serde(default)]
@@ -265,6 +265,6 @@ pub(super) struct RawRetry {
     pub(super) policy: String,
     pub(super) base: Option<String>,
     pub(super) cap: Option<String>,
-    pub(super) jitter: Option<Jitter>,
+    pub(super) jitter: Option<String>,
     pub(super) max_attempts: Option<u32>,
 }

@@ -708,42 +708,72 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
                 interval: cx.positive_bounded(&format!("{field}.interval"), text, max::DELAY)?,
             }
         }
+        // `compat = "gemini-flux"` is shorthand for kind = "gemini_flux".
+        "exact_cooldown" if s.compat.is_some() => match s.compat.as_deref() {
+            Some("gemini-flux") => StrategyKind::GeminiFlux,
+            other => {
+                return Err(cx.err(
+                    &format!("{field}.compat"),
+                    format!(
+                        "unknown compatibility mode {:?}; expected \"gemini-flux\" (or kind = \"gemini_flux\")",
+                        other.unwrap_or_default()
+                    ),
+                ))
+            }
+        },
         "exact_cooldown" => StrategyKind::ExactCooldown {
-            gemini_flux: match s.compat.as_deref() {
-                None => false,
-                Some("gemini-flux") => true,
-                Some(other) => {
-                    return Err(cx.err(
-                        &format!("{field}.compat"),
-                        format!("unknown compatibility mode {other:?}; expected \"gemini-flux\""),
-                    ))
-                }
-            },
             margin: match &s.margin {
                 None => 0,
                 Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
             },
         },
-        other => {
-            return Err(cx.err(
-                &format!("{field}.kind"),
-                format!(
-                    "unknown strategy {other:?}; expected \"round_robin\", \"fixed_interval\" or \"exact_cooldown\""
-                ),
-            ))
-        }
+        other => match crate::strategy::StrategySpec::builtin(other, models.len()) {
+            Some(spec) => spec.kind,
+            None => {
+                let names: Vec<String> = crate::strategy::BUILTINS
+                    .iter()
+                    .map(|(n, _)| format!("{n:?}"))
+                    .collect();
+                return Err(cx.err(
+                    &format!("{field}.kind"),
+                    format!("unknown strategy {other:?}; expected one of {}", names.join(", ")),
+                ));
+            }
+        },
     };
     if s.interval.is_some() && !matches!(kind, StrategyKind::FixedInterval { .. }) {
         return Err(cx.err(&format!("{field}.interval"), "only for kind = \"fixed_interval\""));
     }
-    if s.compat.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
+    if s.compat.is_some() && s.kind != "exact_cooldown" {
         return Err(cx.err(&format!("{field}.compat"), "only for kind = \"exact_cooldown\""));
     }
     if s.margin.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
         return Err(cx.err(&format!("{field}.margin"), "only for kind = \"exact_cooldown\""));
     }
-    if !s.fallback.is_empty() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
-        return Err(cx.err(&format!("{field}.fallback"), "only for kind = \"exact_cooldown\""));
+    if !s.fallback.is_empty() && !kind.falls_back() {
+        return Err(cx.err(
+            &format!("{field}.fallback"),
+            "only for kind = \"exact_cooldown\", \"gemini_flux\" or \"flux\"",
+        ));
+    }
+    match s.preset.as_deref() {
+        None => {}
+        Some(_) if kind != StrategyKind::Backoff => {
+            return Err(cx.err(&format!("{field}.preset"), "only for kind = \"backoff\""))
+        }
+        Some("sdk") if s.retry.is_some() => {
+            return Err(cx.err(
+                &format!("{field}.preset"),
+                "preset = \"sdk\" is a retry policy: give it or a retry table, not both",
+            ))
+        }
+        Some("sdk") => {}
+        Some(other) => {
+            return Err(cx.err(
+                &format!("{field}.preset"),
+                format!("unknown preset {other:?}; expected \"sdk\" (google-genai's HttpRetryOptions())"),
+            ))
+        }
     }
     let name = match &s.name {
         Some(n) if n.trim().is_empty() => return Err(cx.err(&format!("{field}.name"), "must not be empty")),
@@ -828,7 +858,17 @@ fn validate_retry(
         "backoff" => RetryPolicy::Backoff {
             base,
             cap,
-            jitter: r.jitter.unwrap_or(Jitter::Full),
+            jitter: match r.jitter.as_deref() {
+                None | Some("full") => Jitter::Full,
+                Some("equal") => Jitter::Equal,
+                Some("none") => Jitter::None,
+                Some(text) => Jitter::Plus(cx.positive_bounded(&f("jitter"), text, max::DELAY).map_err(|_| {
+                    cx.err(
+                        &f("jitter"),
+                        format!("expected \"full\", \"equal\", \"none\" or a duration added to each delay (e.g. \"1s\"), got {text:?}"),
+                    )
+                })?),
+            },
             max_attempts: r.max_attempts.unwrap_or(5),
         },
         _ => RetryPolicy::RetryInfo {

@@ -162,6 +162,18 @@ pub(crate) trait Dispatch {
         true
     }
 
+    /// A planned send of the request in `slot` is due: sends it if the strategy confirms it,
+    /// else offers the request again (or parks it).
+    fn due(&mut self, slot: u32, now: Nanos) {
+        let l = self.book().get(slot);
+        let (key, model) = (l.key as usize, l.model as usize);
+        if self.strategy().confirm(now, &l.ask(), key, model) {
+            self.send(slot, key, model, now);
+        } else if !self.offer(slot, now) {
+            self.book().parked.push_back(slot);
+        }
+    }
+
     /// Takes in a request that arrives now: offers it, or parks it.
     fn arrive(&mut self, req: Request, now: Nanos) {
         let slot = self.book().alloc(req);

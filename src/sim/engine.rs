@@ -191,7 +191,7 @@ pub fn simulate_full(
         seed,
         retry: spec.retry,
         server: scenario.server(seed),
-        strategy: scenario.strategy(spec),
+        strategy: scenario.strategy(spec, seed),
         stream: RequestStream::new(&scenario.workload, seed),
         queue: QuaternaryHeap::new(),
         seq: 0,
@@ -261,10 +261,7 @@ pub fn simulate_full(
                     sim.book.parked.push_back(slot);
                 }
             }
-            SEND => {
-                let l = sim.book.get(slot);
-                sim.send(slot, l.key as usize, l.model as usize, now)
-            }
+            SEND => sim.due(slot, now),
             _ => sim.complete(slot, now),
         }
         sim.pump(now);
@@ -409,7 +406,11 @@ impl Dispatch for Sim<'_, '_> {
                 self.push(completes_at, COMPLETE, slot);
                 return;
             }
-            Response::RateLimited { violated, retry_delay } => {
+            Response::RateLimited {
+                violated,
+                retry_delay,
+                quota,
+            } => {
                 self.rec.rate_limited(violated);
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.rate_limited(now, violated);
@@ -418,6 +419,7 @@ impl Dispatch for Sim<'_, '_> {
                 Outcome::RateLimited {
                     violated,
                     retry_delay: Some(retry_delay),
+                    quota,
                 }
             }
             Response::Unservable { violated } => {

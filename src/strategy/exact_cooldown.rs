@@ -1,20 +1,18 @@
 //! `exact_cooldown`: keeps a client-side replica of the quota ledger (sliding windows, exact
 //! token cooldowns, daily counts reset at midnight Pacific) and sends each request on the budget
 //! whose window has room soonest, waiting exactly that long; falls back along a model chain when
-//! a model's daily quota is gone. The default is the correct version (every known dimension,
-//! per project, in-flight reservations); `gemini-flux` mode reproduces that library's blind
-//! spots (input TPM and RPD only, per key, one request in flight, any 429 kills the model on
-//! that key until midnight, ties to the first key).
+//! a model's daily quota is gone. Every known dimension, per project, in-flight requests
+//! reserved. It trusts its configured limits and RetryInfo; [`super::flux`] builds on it to
+//! learn and re-plan.
 
 use std::collections::BTreeSet;
 
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
-use crate::core::ledger::{Admission, BudgetId, Dimension, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::ConcurrencyScope;
 use crate::core::time::{Nanos, SECOND};
 
-/// One budget as the strategy tracks it: a (project, model) pair, or (key, model) in
-/// gemini-flux mode.
+/// One budget as the strategy tracks it: a (project, model) pair.
 #[derive(Debug, Clone)]
 struct Unit {
     budget: BudgetId,
@@ -23,12 +21,13 @@ struct Unit {
     last: Nanos,
     /// Not before this (learned from 429 retry delays).
     blocked: Nanos,
-    /// gemini-flux: model dead on this key until then.
-    dead_until: Nanos,
     /// Sends planned or outstanding.
     inflight: u64,
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
+    /// Dimensions whose believed limit a send may exceed now, to find out whether it is too
+    /// low (set by `flux`; always empty for `exact_cooldown`).
+    probe: Dims,
     /// Where the unit is indexed.
     place: Place,
 }
@@ -44,7 +43,7 @@ enum Place {
 }
 
 /// The candidates of one model: idle units by preference (requests used today, so daily
-/// quota is spent evenly; gemini-flux: key index), waiting ones by lower bound.
+/// quota is spent evenly), waiting ones by lower bound.
 #[derive(Debug, Clone, Default)]
 struct Index {
     idle: BTreeSet<(u64, u32)>,
@@ -53,8 +52,9 @@ struct Index {
 
 /// How a unit could serve a request.
 enum Eval {
-    /// At this instant, on this key.
-    At(Nanos, usize),
+    /// At this instant, on this key (exceeding the believed limits of these dimensions: a
+    /// probe).
+    At(Nanos, usize, Dims),
     /// Not until an outstanding request ends.
     SlotsFull,
     /// Never (a limit of 0 or too many tokens).
@@ -66,30 +66,28 @@ enum Eval {
 pub struct ExactCooldown {
     env: Env,
     fallback: Vec<usize>,
-    flux: bool,
     replica: Ledger,
     units: Vec<Unit>,
     index: Vec<Index>,
-    /// Keys of each owner (a project; a single key in gemini-flux mode).
+    /// Keys of each owner (a project).
     owner_keys: Vec<Vec<usize>>,
     key_owner: Vec<usize>,
     key_dead: Vec<bool>,
     key_inflight: Vec<u64>,
     cursor: Vec<usize>,
-    /// gemini-flux's global lock: one request in flight.
-    busy: bool,
     /// When the current day ends: idle preferences (requests used today) are re-keyed then.
     day_end: Nanos,
     /// The smallest request cost seen: lower bounds hold for any request at least this big,
     /// and are recomputed when a smaller one comes (about ln N times in N requests).
     floor: Option<u64>,
+    /// The dimensions the latest decision probed (see [`ExactCooldown::take_probe`]).
+    last_probe: Dims,
 }
 
 impl ExactCooldown {
-    /// The strategy over `env`, falling back to `fallback` models in order; `gemini_flux`
-    /// selects the compatibility mode; its replica holds window entries `margin` longer than
-    /// 60 s (see [`Ledger::with_margin`]; 0 plans exactly).
-    pub fn new(env: Env, fallback: Vec<usize>, gemini_flux: bool, margin: Nanos) -> Self {
+    /// The strategy over `env`, falling back to `fallback` models in order; its replica holds
+    /// window entries `margin` longer than 60 s (see [`Ledger::with_margin`]; 0 plans exactly).
+    pub fn new(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
@@ -99,46 +97,27 @@ impl ExactCooldown {
         )
         .with_margin(margin);
         let keys = env.key_project.len();
-        let (owner_keys, key_owner): (Vec<Vec<usize>>, Vec<usize>) = if gemini_flux {
-            ((0..keys).map(|k| vec![k]).collect(), (0..keys).collect())
-        } else {
-            let mut v = vec![Vec::new(); env.projects];
-            for (k, &p) in env.key_project.iter().enumerate() {
-                v[p].push(k);
-            }
-            (v, env.key_project.clone())
-        };
+        let mut owner_keys = vec![Vec::new(); env.projects];
+        for (k, &p) in env.key_project.iter().enumerate() {
+            owner_keys[p].push(k);
+        }
+        let key_owner = env.key_project.clone();
         let mut units = Vec::new();
         for keys_of_owner in &owner_keys {
             let project = env.key_project[keys_of_owner[0]];
             for m in 0..env.models {
                 let known = env.limits[project * env.models + m];
-                let (limits, concurrent) = if gemini_flux {
-                    (
-                        Limits {
-                            rpm: None,
-                            tpm: known.tpm,
-                            rpd: known.rpd,
-                            concurrent: None,
-                        },
-                        None,
-                    )
-                } else {
-                    (
-                        Limits {
-                            concurrent: None,
-                            ..known
-                        },
-                        known.concurrent.map(|c| (c, env.scopes[m])),
-                    )
+                let limits = Limits {
+                    concurrent: None,
+                    ..known
                 };
                 units.push(Unit {
                     budget: replica.add_budget(limits, 0),
                     last: 0,
                     blocked: 0,
-                    dead_until: 0,
                     inflight: 0,
-                    concurrent,
+                    concurrent: known.concurrent.map(|c| (c, env.scopes[m])),
+                    probe: Dims::EMPTY,
                     place: Place::Out,
                 });
             }
@@ -152,12 +131,11 @@ impl ExactCooldown {
             key_inflight: vec![0; keys],
             env,
             fallback,
-            flux: gemini_flux,
             replica,
             units,
-            busy: false,
             floor: None,
             day_end: 0,
+            last_probe: Dims::EMPTY,
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -174,22 +152,9 @@ impl ExactCooldown {
             .find(|&k| !self.key_dead[k] && per_key.is_none_or(|l| self.key_inflight[k] < l))
     }
 
-    fn cost(&self, ask: &Ask) -> u64 {
-        if self.flux {
-            ask.input_tokens
-        } else {
-            self.env.tpm_cost(ask)
-        }
-    }
-
     fn start(&self, u: usize, now: Nanos) -> Nanos {
         let unit = &self.units[u];
-        let t = now.max(unit.last).max(unit.blocked);
-        if self.flux {
-            t.max(unit.dead_until)
-        } else {
-            t
-        }
+        now.max(unit.last).max(unit.blocked)
     }
 
     /// Puts unit `u` where it belongs in its model's index, after anything about it changed.
@@ -214,8 +179,6 @@ impl ExactCooldown {
             let t0 = self.start(u, now);
             match self.replica.check(t0, unit.budget, None, self.floor.unwrap_or(0)) {
                 Admission::Unservable { .. } => Place::Out,
-                // gemini-flux prefers the first key among those free now; the correct mode
-                // takes the unit whose bound passed longest ago, which spreads load.
                 Admission::Admitted if t0 <= now => Place::Idle(self.preference(u, now)),
                 Admission::Admitted => Place::Waiting(t0),
                 Admission::Rejected { retry_at, .. } => Place::Waiting(retry_at),
@@ -234,15 +197,10 @@ impl ExactCooldown {
         self.units[u].place = place;
     }
 
-    /// Which idle unit to prefer (smaller first): gemini-flux takes the first key; the correct
-    /// mode the budget that has used least of its day, so no project runs out of daily quota
-    /// while others still have plenty.
+    /// Which idle unit to prefer (smaller first): the budget that has used least of its day,
+    /// so no project runs out of daily quota while others still have plenty.
     fn preference(&self, u: usize, now: Nanos) -> u64 {
-        if self.flux {
-            0
-        } else {
-            self.replica.used_today(now, self.units[u].budget)
-        }
+        self.replica.used_today(now, self.units[u].budget)
     }
 
     /// Moves the units of model `m` whose lower bound has passed into the idle set.
@@ -263,17 +221,25 @@ impl ExactCooldown {
     fn evaluate(&mut self, u: usize, now: Nanos, cost: u64) -> Eval {
         let t0 = self.start(u, now);
         let unit = &self.units[u];
-        let t = match self.replica.check(t0, unit.budget, None, cost) {
+        let (t, probe) = match self.replica.check(t0, unit.budget, None, cost) {
+            Admission::Unservable { violated }
+                if !unit.probe.is_empty() && probe_covers(unit.probe, violated, cost) =>
+            {
+                (t0, violated)
+            }
             Admission::Unservable { .. } => return Eval::Never,
-            Admission::Admitted => t0,
-            Admission::Rejected { retry_at, .. } => retry_at,
+            Admission::Admitted => (t0, Dims::EMPTY),
+            Admission::Rejected { violated, .. } if t0 <= now && probe_covers(unit.probe, violated, cost) => {
+                (t0, violated)
+            }
+            Admission::Rejected { retry_at, .. } => (retry_at, Dims::EMPTY),
         };
         let per_key = match unit.concurrent {
             Some((l, ConcurrencyScope::Key)) => Some(l),
             _ => None,
         };
         match self.pick_key(u / self.env.models, per_key) {
-            Some(k) => Eval::At(t, k),
+            Some(k) => Eval::At(t, k, probe),
             None => Eval::SlotsFull,
         }
     }
@@ -281,8 +247,7 @@ impl ExactCooldown {
     /// The unit of model `m` that can take a request costing `cost` soonest. Units are visited
     /// by lower bound and the visit stops once the bound passes the best time found, or a
     /// unit can send now (branch and bound: exact, and O(log n) while budgets have room).
-    /// gemini-flux breaks ties by key index, as that library does: its idle units are visited
-    /// first, in index order. Sets `fits` and `slots_full` as it learns.
+    /// Sets `fits` and `slots_full` as it learns.
     fn best_for(
         &mut self,
         m: usize,
@@ -290,23 +255,17 @@ impl ExactCooldown {
         cost: u64,
         fits: &mut bool,
         slots_full: &mut bool,
-    ) -> Option<(Nanos, usize, usize)> {
+    ) -> Option<(Nanos, usize, usize, Dims)> {
         self.wake(m, now);
-        let mut best: Option<(Nanos, u32, usize)> = None;
-        let mut consider = |this: &mut Self, owner: u32, best: &mut Option<(Nanos, u32, usize)>| match this.evaluate(
-            owner as usize * this.env.models + m,
-            now,
-            cost,
-        ) {
-            Eval::At(t, k) => {
+        let mut best: Option<(Nanos, u32, usize, Dims)> = None;
+        let mut consider = |this: &mut Self, owner: u32, best: &mut Option<(Nanos, u32, usize, Dims)>| match this
+            .evaluate(owner as usize * this.env.models + m, now, cost)
+        {
+            Eval::At(t, k, probe) => {
                 *fits = true;
-                let better = match best {
-                    None => true,
-                    Some((bt, bo, _)) if this.flux => (t, owner) < (*bt, *bo),
-                    Some((bt, _, _)) => t < *bt,
-                };
+                let better = best.is_none_or(|(bt, _, _, _)| t < bt);
                 if better {
-                    *best = Some((t, owner, k));
+                    *best = Some((t, owner, k, probe));
                 }
             }
             Eval::SlotsFull => {
@@ -318,34 +277,101 @@ impl ExactCooldown {
         let mut cursor = self.index[m].idle.first().copied();
         while let Some((key, owner)) = cursor {
             consider(self, owner, &mut best);
-            if best.is_some_and(|(t, _, _)| t <= now) {
+            if best.is_some_and(|(t, _, _, _)| t <= now) {
                 break;
             }
             cursor = self.index[m].idle.range((key, owner + 1)..).next().copied();
         }
         let mut cursor = self.index[m].waiting.first().copied();
         while let Some((bound, owner)) = cursor {
-            let done = match best {
-                None => false,
-                Some((t, bo, _)) if self.flux => (bound, owner) > (t, bo),
-                Some((t, _, _)) => t <= now || bound >= t,
-            };
+            let done = best.is_some_and(|(t, _, _, _)| t <= now || bound >= t);
             if done {
                 break;
             }
             consider(self, owner, &mut best);
             cursor = self.index[m].waiting.range((bound, owner + 1)..).next().copied();
         }
-        best.map(|(t, owner, k)| (t, owner as usize * self.env.models + m, k))
+        best.map(|(t, owner, k, probe)| (t, owner as usize * self.env.models + m, k, probe))
+    }
+}
+
+/// Whether a probe over `probe` may exceed `violated` for a request costing `cost`: every
+/// violated dimension is one it may probe (never a request of 0 tokens).
+fn probe_covers(probe: Dims, violated: Dims, cost: u64) -> bool {
+    !probe.is_empty() && cost > 0 && violated.iter().all(|d| probe.contains(d))
+}
+
+/// What [`super::flux`] adjusts: learned limits, blocks, withdrawn plans and probes.
+impl ExactCooldown {
+    /// The unit of (`key`'s project, `model`).
+    pub(super) fn unit_of(&self, key: usize, model: usize) -> usize {
+        self.key_owner[key] * self.env.models + model
+    }
+
+    /// Units in all.
+    pub(super) fn units(&self) -> usize {
+        self.units.len()
+    }
+
+    /// The limits unit `u` plans with (concurrency included).
+    pub(super) fn limits(&self, u: usize) -> Limits {
+        let unit = &self.units[u];
+        Limits {
+            concurrent: unit.concurrent.map(|(c, _)| c),
+            ..self.replica.limits(unit.budget)
+        }
+    }
+
+    /// Plans unit `u` with `limits` from now on.
+    pub(super) fn set_limits(&mut self, u: usize, limits: Limits, now: Nanos) {
+        let m = u % self.env.models;
+        let unit = &mut self.units[u];
+        self.replica.set_limits(
+            unit.budget,
+            Limits {
+                concurrent: None,
+                ..limits
+            },
+        );
+        unit.concurrent = limits.concurrent.map(|c| (c, self.env.scopes[m]));
+        self.reindex(u, now);
+    }
+
+    /// Lets unit `u` probe beyond its believed limits of `dims` (one send, then cleared).
+    pub(super) fn set_probe(&mut self, u: usize, dims: Dims, now: Nanos) {
+        if self.units[u].probe != dims {
+            self.units[u].probe = dims;
+            self.reindex(u, now);
+        }
+    }
+
+    /// The dimensions the latest decision probed.
+    pub(super) fn take_probe(&mut self) -> Dims {
+        std::mem::replace(&mut self.last_probe, Dims::EMPTY)
+    }
+
+    /// Sends nothing on unit `u` before `until`.
+    pub(super) fn block(&mut self, u: usize, until: Nanos, now: Nanos) {
+        if until > self.units[u].blocked {
+            self.units[u].blocked = until;
+            self.reindex(u, now);
+        }
+    }
+
+    /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` (its request is
+    /// offered again).
+    pub(super) fn withdraw(&mut self, u: usize, key: usize, at: Nanos, cost: u64, now: Nanos) {
+        let unit = &mut self.units[u];
+        self.replica.cancel(at, unit.budget, cost);
+        unit.inflight = unit.inflight.saturating_sub(1);
+        self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
+        self.reindex(u, now);
     }
 }
 
 impl Strategy for ExactCooldown {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
-        if self.flux && self.busy {
-            return Decision::Defer;
-        }
-        let cost = self.cost(ask);
+        let cost = self.env.tpm_cost(ask);
         if self.floor.is_none_or(|f| cost < f) || now >= self.day_end {
             self.floor = Some(self.floor.map_or(cost, |f| f.min(cost)));
             self.day_end = self.env.calendar.next_day_start(now);
@@ -362,26 +388,21 @@ impl Strategy for ExactCooldown {
             }
         }
         let (mut fits, mut slots_full) = (false, false);
-        let mut chosen: Option<(Nanos, usize, usize)> = None;
-        let mut later: Option<(Nanos, usize, usize)> = None;
+        let mut chosen: Option<(Nanos, usize, usize, Dims)> = None;
+        let mut later: Option<(Nanos, usize, usize, Dims)> = None;
         for &m in &chain {
             match self.best_for(m, now, cost, &mut fits, &mut slots_full) {
                 Some(b) if b.0 < day_end => {
                     chosen = Some(b);
                     break;
                 }
-                Some(b) if !self.flux && later.is_none_or(|l| b.0 < l.0) => later = Some(b),
+                Some(b) if later.is_none_or(|l| b.0 < l.0) => later = Some(b),
                 _ => {}
             }
         }
-        let Some((at, u, key)) = chosen.or(later) else {
+        let Some((at, u, key, probe)) = chosen.or(later) else {
             // Nothing indexed can take it: find out why (rare, so a scan is fine).
-            let dead = chain.iter().any(|&m| {
-                (0..self.owner_keys.len()).any(|o| {
-                    let unit = &self.units[o * models + m];
-                    self.pick_key(o, None).is_none() || (self.flux && unit.dead_until > now)
-                })
-            });
+            let dead = (0..self.owner_keys.len()).any(|o| self.pick_key(o, None).is_none());
             let full = slots_full
                 || chain.iter().any(|&m| {
                     (0..self.owner_keys.len()).any(|o| {
@@ -395,21 +416,26 @@ impl Strategy for ExactCooldown {
             } else if !fits && !dead {
                 Decision::GiveUp(GiveUp::Unservable)
             } else {
-                // Every key dead, or (gemini-flux) every model dead or out of daily quota.
+                // Every key dead.
                 Decision::GiveUp(GiveUp::Exhausted)
             };
         };
         let unit = &mut self.units[u];
-        // `best_for` checked exactly this: the send fits the replica at `at`. Reserving it now
-        // (rather than deciding again at `at`) keeps large requests from being overtaken by
-        // small ones forever.
-        self.replica.commit(at, unit.budget, None, cost, at);
+        // `best_for` checked exactly this: the send fits the replica at `at` (or probes beyond
+        // it). Reserving it now (rather than deciding again at `at`) keeps large requests from
+        // being overtaken by small ones forever.
+        if probe.is_empty() {
+            self.replica.commit(at, unit.budget, None, cost, at);
+        } else {
+            self.replica.force(at, unit.budget, None, cost, at);
+            unit.probe = Dims::EMPTY;
+        }
+        self.last_probe = probe;
         unit.last = at;
         unit.inflight += 1;
         self.key_inflight[key] += 1;
         let owner = self.key_owner[key];
         self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys[owner].len();
-        self.busy = true;
         self.reindex(u, now);
         Decision::Send {
             key,
@@ -424,18 +450,15 @@ impl Strategy for ExactCooldown {
         let unit = &mut self.units[u];
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
-        self.busy = false;
         match *outcome {
-            Outcome::RateLimited { violated, retry_delay } => {
-                if self.flux {
-                    unit.dead_until = self.env.calendar.next_day_start(now);
-                } else {
-                    let mut until = now + retry_delay.unwrap_or(SECOND);
-                    if violated.contains(Dimension::Rpd) {
-                        until = until.max(self.env.calendar.next_day_start(now));
-                    }
-                    unit.blocked = unit.blocked.max(until);
+            Outcome::RateLimited {
+                violated, retry_delay, ..
+            } => {
+                let mut until = now + retry_delay.unwrap_or(SECOND);
+                if violated.contains(Dimension::Rpd) {
+                    until = until.max(self.env.calendar.next_day_start(now));
                 }
+                unit.blocked = unit.blocked.max(until);
             }
             Outcome::InvalidKey => {
                 self.key_dead[key] = true;
@@ -457,7 +480,6 @@ impl Strategy for ExactCooldown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ledger::Dims;
     use crate::core::time::MINUTE;
     use crate::strategy::tests::env;
 
@@ -486,7 +508,7 @@ mod tests {
             rpd: Some(1000),
             concurrent: None,
         };
-        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], false, 0);
+        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], 0);
         assert_eq!(send(s.decide(0, &ask(80))), (0, 0));
         assert_eq!(send(s.decide(SECOND, &ask(80))), (1, SECOND));
         // Both budgets hold 80 of 100: 30 more fit when the first send expires.
@@ -503,7 +525,7 @@ mod tests {
             ..Limits::default()
         };
         let margin = 300 * crate::core::time::MILLISECOND;
-        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false, margin);
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], margin);
         assert_eq!(send(s.decide(0, &ask(10))), (0, 0), "the first send is not delayed");
         assert_eq!(send(s.decide(0, &ask(10))), (0, MINUTE + margin));
         assert_eq!(send(s.decide(0, &ask(10))), (0, 2 * (MINUTE + margin)));
@@ -515,40 +537,10 @@ mod tests {
             rpm: Some(1),
             ..Limits::default()
         };
-        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], false, 0);
+        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], 0);
         assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
         // The second key is in the same project: wait a minute, on either key.
         assert_eq!(send(s.decide(0, &ask(1))).1, MINUTE);
-        // gemini-flux believes each key has its own budget (and ignores RPM).
-        let mut f = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], true, 0);
-        assert_eq!(send(f.decide(0, &ask(1))), (0, 0));
-        assert_eq!(f.decide(0, &ask(1)), Decision::Defer, "one request in flight");
-        f.on_outcome(5, &ask(1), 0, 0, 0, &Outcome::Ok);
-        assert_eq!(
-            send(f.decide(5, &ask(1))),
-            (0, 5),
-            "ties go to the first key; RPM unknown"
-        );
-    }
-
-    #[test]
-    fn gemini_flux_kills_a_model_on_a_key_for_the_day_after_any_429() {
-        let limits = Limits {
-            tpm: Some(100),
-            ..Limits::default()
-        };
-        let mut f = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], true, 0);
-        assert_eq!(send(f.decide(0, &ask(1))), (0, 0));
-        let rl = Outcome::RateLimited {
-            violated: Dims::EMPTY,
-            retry_delay: Some(SECOND),
-        };
-        f.on_outcome(0, &ask(1), 0, 0, 0, &rl);
-        assert_eq!(send(f.decide(10 * MINUTE, &ask(1))), (1, 10 * MINUTE));
-        f.on_outcome(10 * MINUTE, &ask(1), 1, 0, 0, &rl);
-        assert_eq!(f.decide(11 * MINUTE, &ask(1)), Decision::GiveUp(GiveUp::Exhausted));
-        // Scenario starts 09:00 PDT: both keys live again at midnight, 15 h in.
-        assert_eq!(send(f.decide(15 * 60 * MINUTE, &ask(1))).0, 0);
     }
 
     #[test]
@@ -561,7 +553,7 @@ mod tests {
         e.models = 2;
         e.limits = vec![limits, limits];
         e.scopes = vec![ConcurrencyScope::Project; 2];
-        let mut s = ExactCooldown::new(e, vec![1], false, 0);
+        let mut s = ExactCooldown::new(e, vec![1], 0);
         let a = ask(1);
         assert_eq!(
             s.decide(0, &a),
@@ -596,7 +588,7 @@ mod tests {
             concurrent: Some(1),
             ..Limits::default()
         };
-        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], false, 0);
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
         assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
         assert_eq!(s.decide(0, &ask(1)), Decision::Defer);
         s.on_outcome(9, &ask(1), 0, 0, 0, &Outcome::Ok);

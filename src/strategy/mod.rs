@@ -2,16 +2,28 @@
 //! or wait for an outcome, or give up; learn from every outcome. Pure (sans-IO): the same code
 //! runs in virtual time and for real.
 
+mod backoff;
 mod exact_cooldown;
 mod fixed_interval;
+mod flux;
+mod gemini_balance;
+mod gemini_flux;
+pub mod litellm;
 pub mod retry;
 mod round_robin;
 mod spec;
+mod token_bucket;
 
+pub use backoff::Backoff;
 pub use exact_cooldown::ExactCooldown;
 pub use fixed_interval::FixedInterval;
+pub use flux::Flux;
+pub use gemini_balance::GeminiBalance;
+pub use gemini_flux::GeminiFlux;
+pub use litellm::LiteLlm;
 pub use round_robin::RoundRobin;
 pub use spec::{builtins_help, StrategyKind, StrategySpec, BUILTINS};
+pub use token_bucket::TokenBucket;
 
 use crate::core::ledger::{Dims, Limits};
 use crate::core::server::{ConcurrencyScope, Model, TpmCounts};
@@ -65,12 +77,15 @@ pub enum Decision {
 pub enum Outcome {
     /// The response completed.
     Ok,
-    /// 429 with the violated dimensions and RetryInfo's delay, if any.
+    /// 429 with the violated dimensions, RetryInfo's delay and QuotaFailure's values, if any.
     RateLimited {
         /// Violated dimensions (empty when the body names none).
         violated: Dims,
         /// The server's retry delay.
         retry_delay: Option<Nanos>,
+        /// The limits the 429 states (QuotaFailure's `quotaValue`) for the violated
+        /// dimensions; `None` where it states none.
+        quota: Limits,
     },
     /// 429 that can never succeed.
     Unservable,
@@ -88,6 +103,13 @@ pub trait Strategy: Send {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision;
     /// Learns the outcome of a send decided earlier for `ask` on (`key`, `model`) at `sent`.
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome);
+    /// A send planned for later (at `now`, on `key` and `model`) is due: true to send it,
+    /// false to withdraw it (the strategy forgets it; the driver offers the request again at
+    /// once). Strategies that never re-plan keep the default.
+    fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
+        let _ = (now, ask, key, model);
+        true
+    }
 }
 
 /// What a strategy is allowed to know about the world.
@@ -107,17 +129,23 @@ pub struct Env {
     pub calendar: Calendar,
     /// What TPM counts.
     pub tpm_counts: TpmCounts,
+    /// Per model: the limits are what the strategy was told (`known_limits`), not known to
+    /// be the server's.
+    pub believed: Vec<bool>,
+    /// The run's seed, for a strategy's own random choices.
+    pub seed: u64,
 }
 
 impl Env {
     /// What `spec` may know of a server with `models` and `topology`: the true limits unless
-    /// `known_limits` overrides a model.
+    /// `known_limits` overrides a model; `seed` is the run's.
     pub fn new(
         spec: &StrategySpec,
         models: &[Model],
         topology: &Topology,
         calendar: &Calendar,
         tpm_counts: TpmCounts,
+        seed: u64,
     ) -> Self {
         let n = models.len();
         let mut limits = Vec::new();
@@ -134,6 +162,8 @@ impl Env {
             scopes: models.iter().map(|m| m.concurrency_scope).collect(),
             calendar: calendar.clone(),
             tpm_counts,
+            believed: spec.known_limits.iter().map(Option::is_some).collect(),
+            seed,
         }
     }
 
@@ -148,9 +178,13 @@ pub fn build(env: Env, spec: &StrategySpec) -> Box<dyn Strategy> {
     match spec.kind {
         StrategyKind::RoundRobin => Box::new(RoundRobin::new(&env)),
         StrategyKind::FixedInterval { interval } => Box::new(FixedInterval::new(&env, interval)),
-        StrategyKind::ExactCooldown { gemini_flux, margin } => {
-            Box::new(ExactCooldown::new(env, spec.fallback.clone(), gemini_flux, margin))
-        }
+        StrategyKind::ExactCooldown { margin } => Box::new(ExactCooldown::new(env, spec.fallback.clone(), margin)),
+        StrategyKind::GeminiFlux => Box::new(GeminiFlux::new(env, spec.fallback.clone())),
+        StrategyKind::Backoff => Box::new(Backoff::new(&env)),
+        StrategyKind::TokenBucket => Box::new(TokenBucket::new(&env)),
+        StrategyKind::LiteLlm(routing) => Box::new(LiteLlm::new(env, routing)),
+        StrategyKind::GeminiBalance => Box::new(GeminiBalance::new(&env)),
+        StrategyKind::Flux => Box::new(Flux::new(env, spec.fallback.clone())),
     }
 }
 
@@ -173,6 +207,8 @@ pub(crate) mod tests {
                 chrono_tz::America::Los_Angeles,
             ),
             tpm_counts: TpmCounts::Input,
+            believed: vec![false],
+            seed: 0,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Retry policies (client side, separate from the strategy): after an attempt fails, how long
 //! to wait before the strategy is asked again, or whether to give up.
 
-use serde::Deserialize;
-
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Nanos, SECOND};
 use crate::strategy::Outcome;
@@ -39,9 +37,8 @@ pub enum RetryPolicy {
     },
 }
 
-/// Backoff jitter (AWS's naming).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Backoff jitter (AWS's naming, and tenacity's additive kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Jitter {
     /// Uniform in `[0, d]`.
     Full,
@@ -49,7 +46,31 @@ pub enum Jitter {
     Equal,
     /// Exactly `d`.
     None,
+    /// `d` plus uniform in `[0, amount]`, then capped (tenacity's `wait_exponential_jitter`,
+    /// which google-genai's retry options use).
+    Plus(Nanos),
 }
+
+impl Jitter {
+    /// The jitter as a scenario writes it.
+    pub fn describe(&self) -> String {
+        match self {
+            Jitter::Full => "full jitter".into(),
+            Jitter::Equal => "equal jitter".into(),
+            Jitter::None => "no jitter".into(),
+            Jitter::Plus(a) => format!("+0..{} jitter", crate::core::time::format_duration(*a)),
+        }
+    }
+}
+
+/// google-genai's `HttpRetryOptions()`: 5 attempts, 1 s doubling to 60 s plus up to 1 s of
+/// jitter; it retries 408, 429 and 5xx and never reads RetryInfo.
+pub const SDK: RetryPolicy = RetryPolicy::Backoff {
+    base: SECOND,
+    cap: 60 * SECOND,
+    jitter: Jitter::Plus(SECOND),
+    max_attempts: 5,
+};
 
 impl RetryPolicy {
     /// The policy in words, as `flux-sim strategies` shows it.
@@ -57,6 +78,7 @@ impl RetryPolicy {
         let d = crate::core::time::format_duration;
         match *self {
             RetryPolicy::None => "none (give up at the first error)".into(),
+            RetryPolicy::Immediate { max_attempts: u32::MAX } => "immediate, unlimited attempts".into(),
             RetryPolicy::Immediate { max_attempts } => format!("immediate, {max_attempts} attempts"),
             RetryPolicy::Backoff {
                 base,
@@ -64,14 +86,10 @@ impl RetryPolicy {
                 jitter,
                 max_attempts,
             } => format!(
-                "backoff {}→{}, {} jitter, {max_attempts} attempts",
+                "backoff {}→{}, {}, {max_attempts} attempts",
                 d(base),
                 d(cap),
-                match jitter {
-                    Jitter::Full => "full",
-                    Jitter::Equal => "equal",
-                    Jitter::None => "no",
-                }
+                jitter.describe()
             ),
             RetryPolicy::RetryInfo {
                 base,
@@ -86,22 +104,27 @@ impl RetryPolicy {
         }
     }
 
-    /// The policy a strategy gets when its scenario names none: the server's delay for
-    /// `exact_cooldown` (it plans exactly, so RetryInfo is worth reading), and google-genai's
-    /// `HttpRetryOptions()` for the others (5 attempts, 1 s doubling to 60 s, full jitter).
+    /// The policy a strategy gets when its scenario names none: what the tool it models does
+    /// (see each kind's module), the server's delay for the planners (`exact_cooldown` and
+    /// `flux` plan exactly, so RetryInfo is worth reading), and google-genai's
+    /// `HttpRetryOptions()` ([`SDK`]) for the simple rotators.
     pub fn default_for(kind: &super::StrategyKind) -> RetryPolicy {
+        use super::StrategyKind as K;
         match kind {
-            super::StrategyKind::ExactCooldown { .. } => RetryPolicy::RetryInfo {
+            K::ExactCooldown { .. } | K::Flux => RetryPolicy::RetryInfo {
                 base: SECOND,
                 cap: 60 * SECOND,
                 max_attempts: None,
             },
-            _ => RetryPolicy::Backoff {
-                base: SECOND,
-                cap: 60 * SECOND,
-                jitter: Jitter::Full,
-                max_attempts: 5,
-            },
+            // The library retries at once and stops itself after keys × models attempts.
+            K::GeminiFlux => RetryPolicy::Immediate { max_attempts: u32::MAX },
+            // The cookbook re-queues a failed request at once, 5 attempts in all.
+            K::TokenBucket => RetryPolicy::Immediate { max_attempts: 5 },
+            // The Router retries on another deployment at once (num_retries 2).
+            K::LiteLlm(_) => RetryPolicy::Immediate { max_attempts: 3 },
+            // MAX_RETRIES 3: four attempts in all, each on the next working key.
+            K::GeminiBalance => RetryPolicy::Immediate { max_attempts: 4 },
+            K::RoundRobin | K::FixedInterval { .. } | K::Backoff => SDK,
         }
     }
 }
@@ -117,6 +140,7 @@ fn jittered(d: Nanos, jitter: Jitter, u: f64) -> Nanos {
         Jitter::None => d,
         Jitter::Full => (d as f64 * u).floor() as Nanos,
         Jitter::Equal => d / 2 + ((d - d / 2) as f64 * u).floor() as Nanos,
+        Jitter::Plus(a) => d.saturating_add((a as f64 * u).floor() as Nanos),
     }
 }
 
@@ -146,7 +170,9 @@ impl RetryPolicy {
         Some(match *self {
             RetryPolicy::None => unreachable!(),
             RetryPolicy::Immediate { .. } => 0,
-            RetryPolicy::Backoff { base, cap, jitter, .. } => jittered(exponential(base, cap, attempts), jitter, u),
+            RetryPolicy::Backoff { base, cap, jitter, .. } => {
+                jittered(exponential(base, cap, attempts), jitter, u).min(cap)
+            }
             RetryPolicy::RetryInfo { base, cap, .. } => match outcome {
                 Outcome::RateLimited {
                     retry_delay: Some(d), ..
@@ -175,7 +201,37 @@ mod tests {
     const RL: Outcome = Outcome::RateLimited {
         violated: Dims::EMPTY,
         retry_delay: Some(38_909_233_000),
+        quota: crate::core::ledger::Limits {
+            rpm: None,
+            tpm: None,
+            rpd: None,
+            concurrent: None,
+        },
     };
+
+    #[test]
+    fn the_sdk_preset_gives_up_long_before_the_servers_delay() {
+        // google-genai at time scale 1 gave up after 5 attempts in 17.3 s while RetryInfo said
+        // 59.4 s: 1, 2, 4 and 8 s, each plus up to 1 s.
+        let waits = |u: f64| -> Nanos { (1..=4).map(|a| SDK.next_delay(a, &RL, u).unwrap()).sum() };
+        assert_eq!(waits(0.0), 15 * SECOND);
+        assert_eq!(waits(0.5), 17 * SECOND);
+        assert!(waits(0.999_999) < 19 * SECOND);
+        assert_eq!(SDK.next_delay(5, &RL, 0.5), None, "5 attempts in all");
+        // Deep in, the cap holds with the jitter added.
+        let long = RetryPolicy::Backoff {
+            base: SECOND,
+            cap: 60 * SECOND,
+            jitter: Jitter::Plus(SECOND),
+            max_attempts: 10,
+        };
+        assert_eq!(long.next_delay(7, &RL, 0.9), Some(60 * SECOND));
+        assert_eq!(long.next_delay(6, &RL, 0.5), Some(32 * SECOND + SECOND / 2));
+        assert_eq!(
+            SDK.next_delay(1, &Outcome::Unavailable, 0.25),
+            Some(SECOND + SECOND / 4)
+        );
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_and_stops_at_max_attempts() {

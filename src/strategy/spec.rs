@@ -4,6 +4,7 @@
 
 use crate::core::ledger::Limits;
 use crate::core::time::{Nanos, SECOND};
+use crate::strategy::litellm::Routing;
 use crate::strategy::retry::RetryPolicy;
 
 /// Which algorithm a strategy runs.
@@ -18,12 +19,22 @@ pub enum StrategyKind {
     },
     /// Exact per-budget cooldowns.
     ExactCooldown {
-        /// Reproduce gemini-flux's blind spots.
-        gemini_flux: bool,
         /// Safety margin: the replica holds each minute-window entry this much longer than
         /// 60 s, so sends that reach the server up to this late still fit (0: exact).
         margin: Nanos,
     },
+    /// gemini-flux 1.1.1.
+    GeminiFlux,
+    /// One key and the retry policy (google-genai's by default).
+    Backoff,
+    /// The OpenAI cookbook's parallel processor.
+    TokenBucket,
+    /// LiteLLM's Router.
+    LiteLlm(Routing),
+    /// gemini-balance's key manager.
+    GeminiBalance,
+    /// This project's strategy.
+    Flux,
 }
 
 impl StrategyKind {
@@ -32,9 +43,22 @@ impl StrategyKind {
         match self {
             StrategyKind::RoundRobin => "round_robin",
             StrategyKind::FixedInterval { .. } => "fixed_interval",
-            StrategyKind::ExactCooldown { gemini_flux: false, .. } => "exact_cooldown",
-            StrategyKind::ExactCooldown { gemini_flux: true, .. } => "exact_cooldown/gemini-flux",
+            StrategyKind::ExactCooldown { .. } => "exact_cooldown",
+            StrategyKind::GeminiFlux => "gemini_flux",
+            StrategyKind::Backoff => "backoff",
+            StrategyKind::TokenBucket => "token_bucket",
+            StrategyKind::LiteLlm(r) => r.name(),
+            StrategyKind::GeminiBalance => "gemini_balance",
+            StrategyKind::Flux => "flux",
         }
+    }
+
+    /// Whether the kind walks a model fallback chain.
+    pub fn falls_back(&self) -> bool {
+        matches!(
+            self,
+            StrategyKind::ExactCooldown { .. } | StrategyKind::GeminiFlux | StrategyKind::Flux
+        )
     }
 }
 
@@ -54,7 +78,7 @@ pub struct StrategySpec {
 }
 
 /// The built-in kinds with one line each, for `flux-sim strategies` and `run --help`.
-pub const BUILTINS: [(&str, &str); 3] = [
+pub const BUILTINS: [(&str, &str); 11] = [
     ("round_robin", "the next key in order, sent at once; tracks nothing (key-mixer)"),
     (
         "fixed_interval",
@@ -62,7 +86,33 @@ pub const BUILTINS: [(&str, &str); 3] = [
     ),
     (
         "exact_cooldown",
-        "a replica of the quota ledger per project: sends exactly when a budget has room; model fallback; learns from RetryInfo",
+        "a replica of the quota ledger per project: sends exactly when a budget has room; model fallback; trusts its limits and RetryInfo",
+    ),
+    (
+        "gemini_flux",
+        "gemini-flux 1.1.1: key by key through the model chain, input TPM per key, one request in flight, a 429 kills the model on that key until midnight",
+    ),
+    ("backoff", "one key, and the retry policy: google-genai 3.4.0's HttpRetryOptions() (preset \"sdk\")"),
+    (
+        "token_bucket",
+        "the OpenAI cookbook's parallel processor: RPM and TPM buckets, FIFO, every dispatch paused 15 s after a 429",
+    ),
+    (
+        "litellm_shuffle",
+        "LiteLLM 1.106.2 Router, simple-shuffle: weighted random by rpm; 5 s cooldown after a 429; fails when all cool down",
+    ),
+    ("litellm_least_busy", "LiteLLM 1.106.2 Router, least-busy: fewest in flight; 5 s cooldown after a 429"),
+    (
+        "litellm_usage",
+        "LiteLLM 1.106.2 Router, usage-based-routing-v2: calendar-minute counters, rpm − 1 a minute; 5 s cooldown",
+    ),
+    (
+        "gemini_balance",
+        "gemini-balance: sticky key, next key on any failure, a key with 3 failures skipped until the hourly check",
+    ),
+    (
+        "flux",
+        "this project's: exact_cooldown that learns limits from 429s, probes told limits, re-plans, distrusts lying RetryInfo",
     ),
 ];
 
@@ -77,10 +127,10 @@ pub fn builtins_help() -> String {
             StrategyKind::FixedInterval { interval } => {
                 format!("interval {}; ", crate::core::time::format_duration(interval))
             }
-            StrategyKind::ExactCooldown { margin, .. } => format!(
-                "margin {}; compat = \"gemini-flux\" for that library's blind spots; ",
-                crate::core::time::format_duration(margin)
-            ),
+            StrategyKind::ExactCooldown { margin } => {
+                format!("margin {}; ", crate::core::time::format_duration(margin))
+            }
+            _ => String::new(),
         };
         out.push_str(&format!(
             "  {name:<16}{what}\n  {:<16}defaults: {params}retry {}\n",
@@ -92,16 +142,21 @@ pub fn builtins_help() -> String {
 }
 
 impl StrategySpec {
-    /// The built-in strategy of a kind name (`round_robin`, `fixed_interval`, `exact_cooldown`)
+    /// The built-in strategy of a kind name (any of [`BUILTINS`])
     /// with its default parameters and retry policy, for a scenario of `models` models.
     pub fn builtin(name: &str, models: usize) -> Option<StrategySpec> {
         let kind = match name {
             "round_robin" => StrategyKind::RoundRobin,
             "fixed_interval" => StrategyKind::FixedInterval { interval: 30 * SECOND },
-            "exact_cooldown" => StrategyKind::ExactCooldown {
-                gemini_flux: false,
-                margin: 0,
-            },
+            "exact_cooldown" => StrategyKind::ExactCooldown { margin: 0 },
+            "gemini_flux" => StrategyKind::GeminiFlux,
+            "backoff" => StrategyKind::Backoff,
+            "token_bucket" => StrategyKind::TokenBucket,
+            "litellm_shuffle" => StrategyKind::LiteLlm(Routing::Shuffle),
+            "litellm_least_busy" => StrategyKind::LiteLlm(Routing::LeastBusy),
+            "litellm_usage" => StrategyKind::LiteLlm(Routing::Usage),
+            "gemini_balance" => StrategyKind::GeminiBalance,
+            "flux" => StrategyKind::Flux,
             _ => return None,
         };
         Some(StrategySpec {

@@ -1,0 +1,338 @@
+//! `flux`: this project's strategy. It plans like [`ExactCooldown`] (a replica of the quota
+//! ledger per (project, model), every dimension, in-flight requests reserved, model fallback)
+//! and adds what the rotators people run lack:
+//! - **learns the limits** from each 429's QuotaFailure (`quotaValue` per violated dimension)
+//!   when the limits it was given are wrong or missing; missing ones are tracked as unlimited
+//!   until a 429 names them;
+//! - **probes limits it was told but never saw confirmed** (a scenario's `known_limits`): when
+//!   such a limit is all that holds a send back, one send goes anyway; a 429 names the true
+//!   limit, a success raises the belief by a quarter. Limits it knows to be true (the
+//!   scenario's own) are never probed, so with them it never meets a quota 429;
+//! - **re-plans** sends it had planned on a budget that a 429 just showed blocked (they are
+//!   withdrawn when due and planned again), instead of sending them into the wall;
+//! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
+//!   waits for midnight Pacific whatever the delay says (0 s included), and a per-minute one
+//!   waits at most 60 s (86,400 s included); a 429 without details backs off exponentially with
+//!   full jitter;
+//! - retries at once and decides itself when to send, so after a per-day 429 the request moves
+//!   on along the model chain instead of sleeping until the day ends.
+
+use std::collections::HashMap;
+
+use super::exact_cooldown::ExactCooldown;
+use super::{Ask, Decision, Env, Outcome, Strategy};
+use crate::core::ledger::{Dimension, Dims, Limits};
+use crate::core::rng::{rng, unit, Stream};
+use crate::core::time::{Calendar, Nanos, MILLISECOND, MINUTE, SECOND};
+
+/// What an unknown limit is planned with: large enough never to bind, tracked so that the
+/// windows hold history when a 429 names the real one.
+const TRACKED: u64 = u64::MAX >> 16;
+
+/// A send flux decided and has not yet heard back about.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    unit: usize,
+    epoch: u32,
+    at: Nanos,
+    cost: u64,
+    probe: Dims,
+}
+
+/// The flux strategy.
+#[derive(Debug, Clone)]
+pub struct Flux {
+    inner: ExactCooldown,
+    calendar: Calendar,
+    tpm_counts: crate::core::server::TpmCounts,
+    seed: u64,
+    /// Per unit: dimensions whose limit is known true (the scenario's, or a 429's quotaValue).
+    verified: Vec<Dims>,
+    /// Per unit: bumped by every 429, which withdraws the plans made before it.
+    epoch: Vec<u32>,
+    /// Per unit: a probe is out.
+    probing: Vec<bool>,
+    plans: HashMap<u64, Plan>,
+}
+
+impl Flux {
+    /// flux over `env`, falling back to `fallback` models in order.
+    pub fn new(env: Env, fallback: Vec<usize>) -> Self {
+        let models = env.models;
+        let believed = env.believed.clone();
+        let (calendar, tpm_counts, seed) = (env.calendar.clone(), env.tpm_counts, env.seed);
+        let mut inner = ExactCooldown::new(env, fallback, 0);
+        let n = inner.units();
+        let mut verified = vec![Dims::EMPTY; n];
+        for u in 0..n {
+            if !believed[u % models] {
+                verified[u] = Dimension::ALL.into_iter().collect();
+                continue;
+            }
+            // Told limits: plan with them, probe them; untold ones: track, unbounded.
+            let mut l = inner.limits(u);
+            for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd] {
+                if l.get(d).is_none() {
+                    l.set(d, Some(TRACKED));
+                }
+            }
+            inner.set_limits(u, l, 0);
+        }
+        let mut flux = Flux {
+            inner,
+            calendar,
+            tpm_counts,
+            seed,
+            verified,
+            epoch: vec![0; n],
+            probing: vec![false; n],
+            plans: HashMap::new(),
+        };
+        for u in 0..n {
+            flux.refresh_probe(u, 0);
+        }
+        flux
+    }
+
+    /// Lets unit `u` probe the told, unconfirmed limits it plans with (unless a probe is out).
+    fn refresh_probe(&mut self, u: usize, now: Nanos) {
+        let mut dims = Dims::EMPTY;
+        if !self.probing[u] {
+            let l = self.inner.limits(u);
+            for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd] {
+                if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
+                    dims.insert(d);
+                }
+            }
+        }
+        self.inner.set_probe(u, dims, now);
+    }
+
+    /// How long to keep off a budget after a 429 that violated `violated` and said `delay`.
+    fn hold(&self, now: Nanos, ask: &Ask, violated: Dims, delay: Option<Nanos>, known: bool) -> Nanos {
+        if violated.contains(Dimension::Rpd) {
+            return self.calendar.next_day_start(now) - now;
+        }
+        if violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm) {
+            let d = delay.unwrap_or(SECOND).min(MINUTE);
+            // With the limit known the replica times the retry exactly; without, a delay
+            // under a second is not believed either.
+            return if known { d.max(MILLISECOND) } else { d.max(SECOND) };
+        }
+        if violated.contains(Dimension::Concurrency) {
+            return delay.unwrap_or(0).clamp(MILLISECOND, SECOND);
+        }
+        // No details (a capacity 429): exponential backoff, full jitter.
+        let n = ask.attempts.saturating_sub(1).min(6);
+        let cap = (SECOND << n).min(MINUTE);
+        let u = unit(&mut rng(self.seed, Stream::Strategy, ask.request, ask.attempts));
+        delay
+            .unwrap_or(0)
+            .min(MINUTE)
+            .max((cap as f64 * u) as Nanos)
+            .max(MILLISECOND)
+    }
+}
+
+impl Strategy for Flux {
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        let d = self.inner.decide(now, ask);
+        if let Decision::Send { key, model, at } = d {
+            let u = self.inner.unit_of(key, model);
+            let probe = self.inner.take_probe();
+            if !probe.is_empty() {
+                self.probing[u] = true;
+            }
+            self.plans.insert(
+                ask.request,
+                Plan {
+                    unit: u,
+                    epoch: self.epoch[u],
+                    at,
+                    cost: self.tpm_counts.cost(ask.input_tokens, ask.output_tokens),
+                    probe,
+                },
+            );
+        }
+        d
+    }
+
+    fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, _: usize) -> bool {
+        match self.plans.get(&ask.request) {
+            Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
+                let p = *p;
+                self.plans.remove(&ask.request);
+                self.inner.withdraw(p.unit, key, p.at, p.cost, now);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
+        let plan = self.plans.remove(&ask.request);
+        let u = self.inner.unit_of(key, model);
+        let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
+        if !probe.is_empty() {
+            self.probing[u] = false;
+        }
+        match *outcome {
+            Outcome::RateLimited {
+                violated,
+                retry_delay,
+                quota,
+            } => {
+                self.inner.on_outcome(now, ask, key, model, sent, &Outcome::Error);
+                self.epoch[u] = self.epoch[u].wrapping_add(1);
+                let mut limits: Limits = self.inner.limits(u);
+                for d in violated.iter() {
+                    if let Some(v) = quota.get(d) {
+                        limits.set(d, Some(v));
+                        self.verified[u].insert(d);
+                    }
+                }
+                if limits != self.inner.limits(u) {
+                    self.inner.set_limits(u, limits, now);
+                }
+                let known = violated.iter().all(|d| self.verified[u].contains(d));
+                let hold = self.hold(now, ask, violated, retry_delay, known);
+                self.inner.block(u, now + hold, now);
+            }
+            Outcome::Ok if !probe.is_empty() => {
+                // The told limit was too low: raise the belief by a quarter.
+                self.inner.on_outcome(now, ask, key, model, sent, outcome);
+                let mut limits = self.inner.limits(u);
+                for d in probe.iter() {
+                    if let Some(v) = limits.get(d) {
+                        limits.set(d, Some(v.saturating_add((v / 4).max(1))));
+                    }
+                }
+                self.inner.set_limits(u, limits, now);
+            }
+            Outcome::Unavailable => {
+                self.inner.on_outcome(now, ask, key, model, sent, outcome);
+                let n = ask.attempts.saturating_sub(1).min(6);
+                self.inner.block(u, now + (SECOND << n).min(MINUTE), now);
+            }
+            _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
+        }
+        self.refresh_probe(u, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::strategy::tests::env;
+
+    fn ask(request: u64, tokens: u64) -> Ask {
+        Ask {
+            request,
+            input_tokens: tokens,
+            output_tokens: 1,
+            model: 0,
+            attempts: 0,
+        }
+    }
+
+    fn send(d: Decision) -> (usize, Nanos) {
+        match d {
+            Decision::Send { key, at, .. } => (key, at),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    fn rl(violated: &[Dimension], delay: Nanos, quota: Limits) -> Outcome {
+        Outcome::RateLimited {
+            violated: violated.iter().copied().collect(),
+            retry_delay: Some(delay),
+            quota,
+        }
+    }
+
+    fn told(limits: Limits) -> Env {
+        let mut e = env(&[0], Some(limits));
+        e.believed = vec![true];
+        e
+    }
+
+    #[test]
+    fn learns_a_limit_that_was_told_too_high_and_replans_what_it_had_planned() {
+        // Told 4 RPM, truly 2.
+        let mut f = Flux::new(
+            told(Limits {
+                rpm: Some(4),
+                ..Limits::default()
+            }),
+            vec![],
+        );
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
+        }
+        assert_eq!(send(f.decide(0, &ask(4, 1))), (0, 0), "a fifth probes the told limit");
+        assert_eq!(send(f.decide(0, &ask(5, 1))), (0, MINUTE), "a sixth waits");
+        // The server admitted two; the third gets a 429 naming the limit.
+        let limit = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &rl(&[Dimension::Rpm], 59 * SECOND, limit));
+        assert_eq!(f.inner.limits(0).rpm, Some(2));
+        // The send planned at 60 s under the old belief is withdrawn when due.
+        assert!(!f.confirm(MINUTE, &ask(5, 1), 0, 0));
+        // The retry of request 2 now follows the true limit: the window (five sent at 0, some
+        // rejected but still held by the replica) frees at 60 s.
+        let (_, t2) = send(f.decide(SECOND, &ask(2, 1)));
+        assert!(t2 >= MINUTE, "{t2}");
+    }
+
+    #[test]
+    fn probes_a_limit_told_too_low_and_raises_it() {
+        // Told 2 RPM: the third send in a minute is a probe.
+        let mut f = Flux::new(
+            told(Limits {
+                rpm: Some(2),
+                ..Limits::default()
+            }),
+            vec![],
+        );
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
+        assert_eq!(send(f.decide(0, &ask(3, 1))), (0, MINUTE), "one probe at a time");
+        f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(
+            f.inner.limits(0).rpm,
+            Some(3),
+            "belief raised by a quarter (at least 1)"
+        );
+    }
+
+    #[test]
+    fn true_limits_are_never_probed_and_retry_info_lies_are_bounded() {
+        let limits = Limits {
+            rpm: Some(1),
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(env(&[0], Some(limits)), vec![]);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, MINUTE), "no probe of a true limit");
+        // A per-minute 429 claiming 86,400 s is held to a minute.
+        f.on_outcome(
+            SECOND,
+            &ask(0, 1),
+            0,
+            0,
+            0,
+            &rl(&[Dimension::Rpm], 86_400 * SECOND, limits),
+        );
+        assert!(!f.confirm(MINUTE, &ask(1, 1), 0, 0));
+        let (_, t) = send(f.decide(MINUTE, &ask(1, 1)));
+        assert!(t <= MINUTE + SECOND, "{t}");
+        // A per-day 429 saying 0 s waits for midnight Pacific (start 09:00 PDT: 15 h in).
+        f.on_outcome(t, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpd], 0, limits));
+        let (_, t) = send(f.decide(t, &ask(1, 1)));
+        assert_eq!(t, 15 * 60 * MINUTE);
+    }
+}

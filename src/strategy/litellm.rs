@@ -1,0 +1,305 @@
+//! `litellm_shuffle`, `litellm_least_busy`, `litellm_usage`: LiteLLM 1.106.2's Router with each
+//! key as one deployment of each model, told the limits of the key's project (as a user writes
+//! `rpm`/`tpm` on every deployment), behaviour checked against `flux-sim serve`:
+//! - `simple-shuffle` (the default): a weighted random pick among deployments not cooling
+//!   down, by `rpm` (else `tpm`, else uniformly);
+//! - `least-busy`: the fewest requests in flight, ties to the first;
+//! - `usage-based-routing-v2`: counters per calendar minute (UTC), RPM counted before the
+//!   call and TPM (input + output) after a success; a deployment is skipped when
+//!   `rpm_count + 1 >= rpm` (an off-by-one that lets through rpm − 1 a minute) or when its
+//!   TPM count plus the request's input tokens exceeds `tpm`; the lowest TPM count wins. Across
+//!   a minute boundary the counters start again, so up to twice the limit passes in 60 s.
+//!
+//! Common to all three: a deployment's `rpm` is also its `max_parallel_requests` (a request
+//! whose pick is at that many in flight waits for one to end); a 429 cools the deployment down
+//! for 5 s (LiteLLM reads only a `Retry-After` header, which Gemini never sends); a request
+//! finding every deployment cooling down (or, for usage-based, over its counters) fails with
+//! "No deployments available" instead of waiting. The Router retries a failure at once on
+//! another pick (2 retries).
+
+use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
+use crate::core::ledger::Limits;
+use crate::core::rng::{rng, unit, Stream};
+use crate::core::time::{Nanos, SECOND};
+
+/// LiteLLM's cooldown after a 429.
+pub const COOLDOWN: Nanos = 5 * SECOND;
+
+/// Which Router routing strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// `simple-shuffle`.
+    Shuffle,
+    /// `least-busy`.
+    LeastBusy,
+    /// `usage-based-routing-v2`.
+    Usage,
+}
+
+impl Routing {
+    /// The kind name in scenarios.
+    pub fn name(self) -> &'static str {
+        match self {
+            Routing::Shuffle => "litellm_shuffle",
+            Routing::LeastBusy => "litellm_least_busy",
+            Routing::Usage => "litellm_usage",
+        }
+    }
+}
+
+/// One (key, model) deployment.
+#[derive(Debug, Clone, Default)]
+struct Deployment {
+    limits: Limits,
+    cooldown_until: Nanos,
+    inflight: u64,
+    /// Calendar minute of the counters, and the counters.
+    minute: i128,
+    rpm_count: u64,
+    tpm_count: u64,
+}
+
+/// The LiteLLM Router.
+#[derive(Debug, Clone)]
+pub struct LiteLlm {
+    env: Env,
+    routing: Routing,
+    /// Deployment of (key, model) at `key * models + model`.
+    deployments: Vec<Deployment>,
+}
+
+impl LiteLlm {
+    /// The Router over every key of `env`, routing by `routing`.
+    pub fn new(env: Env, routing: Routing) -> Self {
+        let mut deployments = Vec::new();
+        for &p in &env.key_project {
+            for m in 0..env.models {
+                deployments.push(Deployment {
+                    limits: env.limits[p * env.models + m],
+                    minute: i128::MIN,
+                    ..Deployment::default()
+                });
+            }
+        }
+        LiteLlm {
+            env,
+            routing,
+            deployments,
+        }
+    }
+
+    fn settle(&mut self, d: usize, now: Nanos) {
+        let minute = self.env.calendar.minute_start(now);
+        let dep = &mut self.deployments[d];
+        if dep.minute != minute {
+            dep.minute = minute;
+            dep.rpm_count = 0;
+            dep.tpm_count = 0;
+        }
+    }
+
+    fn weight(l: &Limits) -> Option<u64> {
+        l.rpm.or(l.tpm)
+    }
+}
+
+impl Strategy for LiteLlm {
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        let models = self.env.models;
+        let keys = self.env.key_project.len();
+        let healthy: Vec<usize> = (0..keys)
+            .map(|k| k * models + ask.model)
+            .filter(|&d| self.deployments[d].cooldown_until <= now)
+            .collect();
+        let pick = match self.routing {
+            Routing::Shuffle => {
+                let weights: Vec<u64> = healthy
+                    .iter()
+                    .map(|&d| Self::weight(&self.deployments[d].limits).unwrap_or(1))
+                    .collect();
+                let total: u64 = weights.iter().sum();
+                let u = unit(&mut rng(self.env.seed, Stream::Strategy, ask.request, ask.attempts));
+                if healthy.is_empty() {
+                    None
+                } else if total == 0 {
+                    Some(healthy[((u * healthy.len() as f64) as usize).min(healthy.len() - 1)])
+                } else {
+                    let target = (u * total as f64) as u64;
+                    let mut acc = 0;
+                    healthy
+                        .iter()
+                        .zip(&weights)
+                        .find(|(_, &w)| {
+                            acc += w;
+                            target < acc
+                        })
+                        .map(|(&d, _)| d)
+                        .or(healthy.last().copied())
+                }
+            }
+            Routing::LeastBusy => healthy.iter().copied().min_by_key(|&d| self.deployments[d].inflight),
+            Routing::Usage => {
+                let mut best: Option<(u64, usize)> = None;
+                for &d in &healthy {
+                    self.settle(d, now);
+                    let dep = &self.deployments[d];
+                    if dep.limits.rpm.is_some_and(|l| dep.rpm_count + 1 >= l)
+                        || dep.limits.tpm.is_some_and(|l| dep.tpm_count + ask.input_tokens > l)
+                    {
+                        continue;
+                    }
+                    if best.is_none_or(|(t, _)| dep.tpm_count < t) {
+                        best = Some((dep.tpm_count, d));
+                    }
+                }
+                best.map(|(_, d)| d)
+            }
+        };
+        let Some(d) = pick else {
+            // "No deployments available for selected model".
+            return Decision::GiveUp(GiveUp::Exhausted);
+        };
+        let dep = &mut self.deployments[d];
+        if dep.limits.rpm.is_some_and(|l| dep.inflight >= l) {
+            // max_parallel_requests: wait for one of its requests to end.
+            return Decision::Defer;
+        }
+        dep.inflight += 1;
+        if self.routing == Routing::Usage {
+            dep.rpm_count += 1;
+        }
+        Decision::Send {
+            key: d / models,
+            model: ask.model,
+            at: now,
+        }
+    }
+
+    fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos, outcome: &Outcome) {
+        let d = key * self.env.models + model;
+        self.deployments[d].inflight = self.deployments[d].inflight.saturating_sub(1);
+        match outcome {
+            Outcome::Ok if self.routing == Routing::Usage => {
+                self.settle(d, now);
+                self.deployments[d].tpm_count += ask.input_tokens + ask.output_tokens;
+            }
+            Outcome::RateLimited { .. } => {
+                let dep = &mut self.deployments[d];
+                dep.cooldown_until = dep.cooldown_until.max(now + COOLDOWN);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ledger::Dims;
+    use crate::core::time::MINUTE;
+    use crate::strategy::tests::env;
+
+    fn ask(request: u64) -> Ask {
+        Ask {
+            request,
+            input_tokens: 10,
+            output_tokens: 5,
+            model: 0,
+            attempts: 0,
+        }
+    }
+
+    fn key(d: Decision) -> usize {
+        match d {
+            Decision::Send { key, .. } => key,
+            d => panic!("{d:?}"),
+        }
+    }
+
+    const RL: Outcome = Outcome::RateLimited {
+        violated: Dims::EMPTY,
+        retry_delay: Some(30 * SECOND),
+        quota: Limits {
+            rpm: None,
+            tpm: None,
+            rpd: None,
+            concurrent: None,
+        },
+    };
+
+    #[test]
+    fn usage_based_v2_lets_through_rpm_minus_one_a_minute_and_twice_across_a_boundary() {
+        let limits = Limits {
+            rpm: Some(10),
+            ..Limits::default()
+        };
+        let mut s = LiteLlm::new(env(&[0], Some(limits)), Routing::Usage);
+        // The scenario starts at 09:00:00: calendar minutes begin at multiples of 60 s.
+        let mut sent = 0;
+        for i in 0..20 {
+            let now = 58 * SECOND + i * 50 * crate::core::time::MILLISECOND;
+            match s.decide(now, &ask(i)) {
+                Decision::Send { .. } => {
+                    sent += 1;
+                    s.on_outcome(now, &ask(i), 0, 0, now, &Outcome::Ok);
+                }
+                Decision::GiveUp(GiveUp::Exhausted) => {}
+                d => panic!("{d:?}"),
+            }
+        }
+        // 09:00:58–09:00:59.95: 9 pass (rpm − 1), the rest fail at once.
+        assert_eq!(sent, 9);
+        // A second later a new calendar minute: 9 more, 18 within 3 s against a limit of 10.
+        for i in 0..20 {
+            if let Decision::Send { .. } = s.decide(MINUTE + SECOND, &ask(100 + i)) {
+                sent += 1;
+                s.on_outcome(MINUTE + SECOND, &ask(100 + i), 0, 0, 0, &Outcome::Ok);
+            }
+        }
+        assert_eq!(sent, 18);
+    }
+
+    #[test]
+    fn a_429_cools_a_deployment_for_5_s_and_all_cooling_fails_the_request() {
+        let mut s = LiteLlm::new(env(&[0, 1], None), Routing::LeastBusy);
+        assert_eq!(key(s.decide(0, &ask(0))), 0);
+        assert_eq!(key(s.decide(0, &ask(1))), 1, "least busy");
+        s.on_outcome(SECOND, &ask(0), 0, 0, 0, &RL);
+        s.on_outcome(SECOND, &ask(1), 1, 0, 0, &RL);
+        // RetryInfo said 30 s; LiteLLM never reads it.
+        assert_eq!(s.decide(2 * SECOND, &ask(2)), Decision::GiveUp(GiveUp::Exhausted));
+        assert_eq!(key(s.decide(6 * SECOND, &ask(2))), 0);
+    }
+
+    #[test]
+    fn shuffle_weighs_by_rpm_and_rpm_caps_parallel_requests() {
+        let mut e = env(&[0, 1], None);
+        e.limits = vec![
+            Limits {
+                rpm: Some(3),
+                ..Limits::default()
+            },
+            Limits {
+                rpm: Some(1),
+                ..Limits::default()
+            },
+        ];
+        let mut s = LiteLlm::new(e, Routing::Shuffle);
+        let mut count = [0u32; 2];
+        for i in 0..4000 {
+            let k = key(s.decide(0, &ask(i)));
+            count[k] += 1;
+            s.on_outcome(0, &ask(i), k, 0, 0, &Outcome::Ok);
+        }
+        let share = count[0] as f64 / 4000.0;
+        assert!((0.72..0.78).contains(&share), "rpm 3 : 1 gives 3/4: {count:?}");
+        // Key 2 (rpm 1) allows one request in flight: the next pick of it waits.
+        let mut deferred = 0;
+        for i in 0..20 {
+            if s.decide(0, &ask(10_000 + i)) == Decision::Defer {
+                deferred += 1;
+            }
+        }
+        assert!(deferred > 0);
+    }
+}
