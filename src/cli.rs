@@ -29,6 +29,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run a scenario over a grid of settings, in parallel (capacity planning).
     Sweep(SweepArgs),
+    /// Every built-in strategy (and flux told wrong limits) on each scenario: one table.
+    Compare(CompareArgs),
     /// Serve the scenario's mock Gemini API over HTTP (real time).
     Serve(ServeArgs),
     /// Print every key string a client may use with `serve`.
@@ -41,6 +43,32 @@ pub enum Command {
     Reference,
     /// List the built-in strategies with their defaults.
     Strategies,
+}
+
+/// Arguments of `compare`.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// Scenario files (TOML); their own strategy lists are ignored.
+    #[arg(required = true)]
+    pub scenarios: Vec<PathBuf>,
+    /// Seed for every scenario (default: each scenario's own).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Markdown)]
+    pub format: CompareFormat,
+    /// Run the strategies on N threads (default: every core); results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+}
+
+/// Output formats of `compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    /// The table and the claim lines, as in the README.
+    Markdown,
+    /// One run result per scenario (the `run --format json` shape), in a list.
+    Json,
 }
 
 /// Arguments of `init`.
@@ -250,6 +278,7 @@ fn execute(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Run(a) => run_cmd(a),
         Command::Sweep(a) => sweep_cmd(a),
+        Command::Compare(a) => compare_cmd(a),
         Command::Serve(a) => serve_cmd(a),
         Command::Keys(a) => keys_cmd(a),
         Command::Drive(a) => drive_cmd(a),
@@ -295,6 +324,26 @@ fn init_cmd(a: InitArgs) -> Result<(), String> {
         a.file.display()
     );
     Ok(())
+}
+
+fn compare_cmd(a: CompareArgs) -> Result<(), String> {
+    let threads = a.threads.map_or_else(crate::sim::run::default_threads, |n| n as usize);
+    let mut runs = Vec::new();
+    for path in &a.scenarios {
+        let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
+        let seed = a.seed.unwrap_or(scenario.seed);
+        runs.push(crate::sim::compare::compare(&scenario, seed, threads));
+    }
+    match a.format {
+        CompareFormat::Markdown => print(&crate::report::comparison(&runs)),
+        CompareFormat::Json => {
+            let all: Vec<String> = runs.iter().map(|(r, _)| crate::report::to_json(r)).collect();
+            print(&format!(
+                "[{}]\n",
+                all.iter().map(|j| j.trim_end()).collect::<Vec<_>>().join(",\n")
+            ))
+        }
+    }
 }
 
 fn run_cmd(a: RunArgs) -> Result<(), String> {

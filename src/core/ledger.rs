@@ -543,9 +543,25 @@ impl Ledger {
 
     /// What [`Ledger::admit`] would answer, without recording anything.
     pub fn check(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64) -> Admission {
+        self.check_except(now, b, pool, tokens, Dims::EMPTY)
+    }
+
+    /// [`Ledger::check`] as if the dimensions in `except` had no limit (a client asking when
+    /// the limits it trusts allow a send that probes the others).
+    pub fn check_except(
+        &mut self,
+        now: Nanos,
+        b: BudgetId,
+        pool: Option<PoolId>,
+        tokens: u64,
+        except: Dims,
+    ) -> Admission {
         let (cal, span) = (&self.calendar, self.span);
         let budget = &mut self.budgets[b.0 as usize];
-        let limits = budget.limits;
+        let mut limits = budget.limits;
+        for d in except.iter() {
+            limits.set(d, None);
+        }
         let impossible = limits.unservable(tokens);
         if !impossible.is_empty() {
             return Admission::Unservable { violated: impossible };

@@ -92,3 +92,53 @@ pub fn to_markdown(r: &RunResult) -> String {
     }
     out
 }
+
+/// `compare`'s table: every scenario × every strategy (completed, 429s, wait p99, efficiency),
+/// then, per scenario, whether flux's claim holds.
+pub fn comparison(runs: &[(RunResult, crate::sim::compare::Claim)]) -> String {
+    let mut out = String::from(
+        "| scenario | strategy | completed | failed | 429s | wait p99 | efficiency |\n|---|---|--:|--:|--:|--:|--:|\n",
+    );
+    for (r, _) in runs {
+        for x in &r.results {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {:.3} |\n",
+                r.scenario,
+                x.strategy,
+                x.completed,
+                x.failed,
+                x.rate_limited,
+                human_ms(x.wait_ms.p99),
+                x.efficiency
+            ));
+        }
+    }
+    out.push('\n');
+    for (r, c) in runs {
+        let best = c.best_completed.max(1) as f64;
+        let rows: Vec<String> = c
+            .flux
+            .iter()
+            .map(|(name, done, limited, ok)| {
+                format!(
+                    "{name} {:.1}%{} {}",
+                    100.0 * *done as f64 / best,
+                    if *limited > 0 {
+                        format!(" ({limited} 429s)")
+                    } else {
+                        String::new()
+                    },
+                    if *ok { "✓" } else { "✗" }
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "- {}: best other {} ({} completed); {}\n",
+            r.scenario,
+            c.best_other,
+            c.best_completed,
+            rows.join("; ")
+        ));
+    }
+    out
+}

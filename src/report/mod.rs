@@ -15,6 +15,6 @@ pub use csv::{timeseries_csv, HEADER as TIMESERIES_HEADER};
 pub use dir::{prepare_dir, write_report};
 pub use html::to_html;
 pub use json::to_json;
-pub use markdown::to_markdown;
+pub use markdown::{comparison, to_markdown};
 pub use table::to_table;
 pub use trace::trace_line;

@@ -28,6 +28,9 @@ struct Unit {
     /// Dimensions whose believed limit a send may exceed now, to find out whether it is too
     /// low (set by `flux`; always empty for `exact_cooldown`).
     probe: Dims,
+    /// Dimensions a probe is out for: sends they hold back wait for an outcome rather than
+    /// being planned by a belief the probe may overturn.
+    awaiting: Dims,
     /// Where the unit is indexed.
     place: Place,
 }
@@ -118,6 +121,7 @@ impl ExactCooldown {
                     inflight: 0,
                     concurrent: known.concurrent.map(|c| (c, env.scopes[m])),
                     probe: Dims::EMPTY,
+                    awaiting: Dims::EMPTY,
                     place: Place::Out,
                 });
             }
@@ -177,7 +181,11 @@ impl ExactCooldown {
         } else {
             // The earliest instant any request of at least `floor` tokens could go.
             let t0 = self.start(u, now);
-            match self.replica.check(t0, unit.budget, None, self.floor.unwrap_or(0)) {
+            // A unit that may probe is bounded by the limits it does not probe.
+            match self
+                .replica
+                .check_except(t0, unit.budget, None, self.floor.unwrap_or(0), unit.probe)
+            {
                 Admission::Unservable { .. } => Place::Out,
                 Admission::Admitted if t0 <= now => Place::Idle(self.preference(u, now)),
                 Admission::Admitted => Place::Waiting(t0),
@@ -222,16 +230,24 @@ impl ExactCooldown {
         let t0 = self.start(u, now);
         let unit = &self.units[u];
         let (t, probe) = match self.replica.check(t0, unit.budget, None, cost) {
-            Admission::Unservable { violated }
-                if !unit.probe.is_empty() && probe_covers(unit.probe, violated, cost) =>
+            Admission::Admitted => (t0, Dims::EMPTY),
+            // A believed limit in the way that may be probed: send when the others allow.
+            Admission::Unservable { violated } | Admission::Rejected { violated, .. }
+                if cost > 0 && violated.iter().any(|d| unit.probe.contains(d)) =>
             {
-                (t0, violated)
+                let probed: Dims = violated.iter().filter(|&d| unit.probe.contains(d)).collect();
+                match self.replica.check_except(t0, unit.budget, None, cost, probed) {
+                    Admission::Admitted => (t0, probed),
+                    Admission::Rejected { retry_at, .. } => (retry_at, probed),
+                    Admission::Unservable { .. } => return Eval::Never,
+                }
+            }
+            Admission::Unservable { violated } | Admission::Rejected { violated, .. }
+                if violated.iter().any(|d| unit.awaiting.contains(d)) =>
+            {
+                return Eval::SlotsFull
             }
             Admission::Unservable { .. } => return Eval::Never,
-            Admission::Admitted => (t0, Dims::EMPTY),
-            Admission::Rejected { violated, .. } if t0 <= now && probe_covers(unit.probe, violated, cost) => {
-                (t0, violated)
-            }
             Admission::Rejected { retry_at, .. } => (retry_at, Dims::EMPTY),
         };
         let per_key = match unit.concurrent {
@@ -295,12 +311,6 @@ impl ExactCooldown {
     }
 }
 
-/// Whether a probe over `probe` may exceed `violated` for a request costing `cost`: every
-/// violated dimension is one it may probe (never a request of 0 tokens).
-fn probe_covers(probe: Dims, violated: Dims, cost: u64) -> bool {
-    !probe.is_empty() && cost > 0 && violated.iter().all(|d| probe.contains(d))
-}
-
 /// What [`super::flux`] adjusts: learned limits, blocks, withdrawn plans and probes.
 impl ExactCooldown {
     /// The unit of (`key`'s project, `model`).
@@ -337,10 +347,13 @@ impl ExactCooldown {
         self.reindex(u, now);
     }
 
-    /// Lets unit `u` probe beyond its believed limits of `dims` (one send, then cleared).
-    pub(super) fn set_probe(&mut self, u: usize, dims: Dims, now: Nanos) {
-        if self.units[u].probe != dims {
-            self.units[u].probe = dims;
+    /// Lets unit `u` probe beyond its believed limits of `probe` (one send, whose dimensions
+    /// then await its outcome), and makes sends held back by `awaiting` wait for an outcome.
+    pub(super) fn set_probe(&mut self, u: usize, probe: Dims, awaiting: Dims, now: Nanos) {
+        let unit = &mut self.units[u];
+        if unit.probe != probe || unit.awaiting != awaiting {
+            unit.probe = probe;
+            unit.awaiting = awaiting;
             self.reindex(u, now);
         }
     }
@@ -400,7 +413,9 @@ impl Strategy for ExactCooldown {
                 _ => {}
             }
         }
-        let Some((at, u, key, probe)) = chosen.or(later) else {
+        // A send only tomorrow is worse than waiting for an outcome that frees a slot today.
+        let pick = chosen.or(later).filter(|p| !(slots_full && p.0 >= day_end));
+        let Some((at, u, key, probe)) = pick else {
             // Nothing indexed can take it: find out why (rare, so a scan is fine).
             let dead = (0..self.owner_keys.len()).any(|o| self.pick_key(o, None).is_none());
             let full = slots_full
@@ -428,6 +443,7 @@ impl Strategy for ExactCooldown {
             self.replica.commit(at, unit.budget, None, cost, at);
         } else {
             self.replica.force(at, unit.budget, None, cost, at);
+            unit.awaiting = unit.probe;
             unit.probe = Dims::EMPTY;
         }
         self.last_probe = probe;

@@ -6,7 +6,7 @@
 //!   until a 429 names them;
 //! - **probes limits it was told but never saw confirmed** (a scenario's `known_limits`): when
 //!   such a limit is all that holds a send back, one send goes anyway; a 429 names the true
-//!   limit, a success raises the belief by a quarter. Limits it knows to be true (the
+//!   limit, a success doubles the belief. Limits it knows to be true (the
 //!   scenario's own) are never probed, so with them it never meets a quota 429;
 //! - **re-plans** sends it had planned on a budget that a 429 just showed blocked (they are
 //!   withdrawn when due and planned again), instead of sending them into the wall;
@@ -94,18 +94,21 @@ impl Flux {
         flux
     }
 
-    /// Lets unit `u` probe the told, unconfirmed limits it plans with (unless a probe is out).
+    /// Lets unit `u` probe the told, unconfirmed limits it plans with, or, while a probe is
+    /// out, makes sends they hold back wait for its outcome.
     fn refresh_probe(&mut self, u: usize, now: Nanos) {
         let mut dims = Dims::EMPTY;
-        if !self.probing[u] {
-            let l = self.inner.limits(u);
-            for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd] {
-                if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
-                    dims.insert(d);
-                }
+        let l = self.inner.limits(u);
+        for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd] {
+            if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
+                dims.insert(d);
             }
         }
-        self.inner.set_probe(u, dims, now);
+        if self.probing[u] {
+            self.inner.set_probe(u, Dims::EMPTY, dims, now);
+        } else {
+            self.inner.set_probe(u, dims, Dims::EMPTY, now);
+        }
     }
 
     /// How long to keep off a budget after a 429 that violated `violated` and said `delay`.
@@ -199,12 +202,12 @@ impl Strategy for Flux {
                 self.inner.block(u, now + hold, now);
             }
             Outcome::Ok if !probe.is_empty() => {
-                // The told limit was too low: raise the belief by a quarter.
+                // The told limit was too low: double the belief (a later 429 names the truth).
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
                 let mut limits = self.inner.limits(u);
                 for d in probe.iter() {
                     if let Some(v) = limits.get(d) {
-                        limits.set(d, Some(v.saturating_add((v / 4).max(1))));
+                        limits.set(d, Some(v.saturating_mul(2).min(TRACKED - 1)));
                     }
                 }
                 self.inner.set_limits(u, limits, now);
@@ -257,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn learns_a_limit_that_was_told_too_high_and_replans_what_it_had_planned() {
+    fn learns_a_limit_that_was_told_too_high() {
         // Told 4 RPM, truly 2.
         let mut f = Flux::new(
             told(Limits {
@@ -270,7 +273,7 @@ mod tests {
             assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
         }
         assert_eq!(send(f.decide(0, &ask(4, 1))), (0, 0), "a fifth probes the told limit");
-        assert_eq!(send(f.decide(0, &ask(5, 1))), (0, MINUTE), "a sixth waits");
+        assert_eq!(f.decide(0, &ask(5, 1)), Decision::Defer, "a sixth awaits the probe");
         // The server admitted two; the third gets a 429 naming the limit.
         let limit = Limits {
             rpm: Some(2),
@@ -278,16 +281,13 @@ mod tests {
         };
         f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &rl(&[Dimension::Rpm], 59 * SECOND, limit));
         assert_eq!(f.inner.limits(0).rpm, Some(2));
-        // The send planned at 60 s under the old belief is withdrawn when due.
-        assert!(!f.confirm(MINUTE, &ask(5, 1), 0, 0));
-        // The retry of request 2 now follows the true limit: the window (five sent at 0, some
-        // rejected but still held by the replica) frees at 60 s.
-        let (_, t2) = send(f.decide(SECOND, &ask(2, 1)));
-        assert!(t2 >= MINUTE, "{t2}");
+        // Known now: no more probing of RPM; the window (five sent at 0, the rejected ones
+        // still held by the replica) frees at 60 s.
+        assert_eq!(send(f.decide(SECOND, &ask(5, 1))), (0, MINUTE));
     }
 
     #[test]
-    fn probes_a_limit_told_too_low_and_raises_it() {
+    fn probes_a_limit_told_too_low_and_doubles_it() {
         // Told 2 RPM: the third send in a minute is a probe.
         let mut f = Flux::new(
             told(Limits {
@@ -299,13 +299,10 @@ mod tests {
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
-        assert_eq!(send(f.decide(0, &ask(3, 1))), (0, MINUTE), "one probe at a time");
+        assert_eq!(f.decide(0, &ask(3, 1)), Decision::Defer, "one probe at a time");
         f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &Outcome::Ok);
-        assert_eq!(
-            f.inner.limits(0).rpm,
-            Some(3),
-            "belief raised by a quarter (at least 1)"
-        );
+        assert_eq!(f.inner.limits(0).rpm, Some(4), "belief doubled");
+        assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
     }
 
     #[test]
