@@ -1,7 +1,8 @@
 //! Property tests over whole simulations: default `exact_cooldown` that knows the true limits
 //! never receives a quota 429 and the server's ledger confirms no window ever held more than
 //! its limit; the property has teeth (proptest finds and shrinks breaches by `round_robin` and
-//! by gemini-flux when keys share a project); every request ends exactly once; runs are
+//! by gemini-flux when keys share a project); so does `flux`; every request of every built-in
+//! strategy ends exactly once; runs are
 //! deterministic and independent of strategy order.
 
 use std::path::Path;
@@ -190,11 +191,16 @@ fn assert_within_limits(s: &Scenario, server: &flux_sim::core::server::Server) -
 
 const EXACT: &str = "[[strategies]]\nkind = \"exact_cooldown\"\n";
 const ROUND_ROBIN: &str = "[[strategies]]\nkind = \"round_robin\"\nretry = { policy = \"none\" }\n";
-const FLUX: &str =
-    "[[strategies]]\nkind = \"exact_cooldown\"\ncompat = \"gemini-flux\"\nretry = { policy = \"none\" }\n";
-const ALL: &str = "[[strategies]]\nkind = \"round_robin\"\n[[strategies]]\nkind = \"fixed_interval\"\ninterval = \"7s\"\n\
-                   [[strategies]]\nname = \"flux\"\nkind = \"exact_cooldown\"\ncompat = \"gemini-flux\"\nretry = { policy = \"immediate\" }\n\
-                   [[strategies]]\nkind = \"exact_cooldown\"\n";
+const GEMINI_FLUX: &str = "[[strategies]]\nkind = \"gemini_flux\"\nretry = { policy = \"none\" }\n";
+const FLUX: &str = "[[strategies]]\nkind = \"flux\"\n";
+/// Every built-in kind.
+const ALL: &str =
+    "[[strategies]]\nkind = \"round_robin\"\n[[strategies]]\nkind = \"fixed_interval\"\ninterval = \"7s\"\n\
+                   [[strategies]]\nkind = \"gemini_flux\"\n[[strategies]]\nkind = \"exact_cooldown\"\n\
+                   [[strategies]]\nkind = \"backoff\"\n[[strategies]]\nkind = \"token_bucket\"\n\
+                   [[strategies]]\nkind = \"litellm_shuffle\"\n[[strategies]]\nkind = \"litellm_least_busy\"\n\
+                   [[strategies]]\nkind = \"litellm_usage\"\n[[strategies]]\nkind = \"gemini_balance\"\n\
+                   [[strategies]]\nkind = \"flux\"\n";
 
 proptest! {
     #![proptest_config(Config {
@@ -226,6 +232,15 @@ proptest! {
     #[test]
     fn gemini_flux_is_safe_with_one_key_per_project(c in cases(false, false, 1)) {
         let c = Case { total: false, ..c };
+        let (s, r, server) = simulate(&c, GEMINI_FLUX);
+        prop_assert_eq!(r.rate_limited, 0, "{:?}", r);
+        assert_within_limits(&s, &server)?;
+    }
+
+    /// flux knowing the true limits never gets a quota 429 either (it never probes limits it
+    /// knows), whatever the topology, limits, window kind and workload.
+    #[test]
+    fn flux_never_breaches_a_quota(c in cases(true, true, 4)) {
         let (s, r, server) = simulate(&c, FLUX);
         prop_assert_eq!(r.rate_limited, 0, "{:?}", r);
         assert_within_limits(&s, &server)?;
@@ -327,7 +342,10 @@ fn the_property_catches_round_robin() {
 
 #[test]
 fn the_property_catches_gemini_flux_when_keys_share_a_project() {
-    let m = find_breach(cases(false, false, 4).prop_map(|c| Case { total: false, ..c }), FLUX);
+    let m = find_breach(
+        cases(false, false, 4).prop_map(|c| Case { total: false, ..c }),
+        GEMINI_FLUX,
+    );
     // Minimal: a single project holding two valid keys, two requests.
     assert_eq!(m.projects, vec![(2, 0)], "{m:?}");
     assert_eq!(limited_dimensions(&m), 1, "{m:?}");

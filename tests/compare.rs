@@ -1,0 +1,43 @@
+//! `flux-sim compare`: flux's claim holds on the shipped scenarios (at least 99% of the best
+//! other strategy's completed requests, no 429 with the true limits, also when told limits
+//! 50% too high, 50% too low or none), and the README's table shows what the command prints.
+
+use std::path::Path;
+
+use flux_sim::scenario::Scenario;
+use flux_sim::sim::compare::compare;
+
+/// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
+const QUICK: [&str; 6] = [
+    "dubbing",
+    "free-tier-2026",
+    "oversize",
+    "shared-project",
+    "serve-bench",
+    "large",
+];
+
+fn rows(name: &str) -> String {
+    let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+    let run = compare(&s, s.seed, 2);
+    let holds = run.1.holds();
+    let table = flux_sim::report::comparison(std::slice::from_ref(&run));
+    assert!(holds, "flux's claim fails on {name}:\n{table}");
+    table
+}
+
+#[test]
+fn flux_meets_its_claim_and_the_readme_shows_the_commands_output() {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    for name in QUICK {
+        for line in rows(name)
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {name} |")) || l.starts_with(&format!("- {name}:")))
+        {
+            assert!(
+                readme.lines().any(|r| r == line),
+                "README.md lacks this line of `flux-sim compare scenarios/{name}.toml`:\n{line}"
+            );
+        }
+    }
+}
