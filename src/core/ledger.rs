@@ -120,6 +120,14 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// No limit on any dimension (`Limits::default()` in const contexts).
+    pub const UNLIMITED: Limits = Limits {
+        rpm: None,
+        tpm: None,
+        rpd: None,
+        concurrent: None,
+    };
+
     /// The limit of one dimension.
     pub fn get(&self, d: Dimension) -> Option<u64> {
         match d {

@@ -45,13 +45,7 @@ mod tests {
     #[test]
     fn one_key_at_once_until_it_proves_invalid() {
         let mut s = Backoff::new(&env(&[0, 1], None));
-        let ask = Ask {
-            request: 0,
-            input_tokens: 1,
-            output_tokens: 1,
-            model: 0,
-            attempts: 0,
-        };
+        let ask = crate::strategy::tests::ask(0, 1);
         for t in [0, 5, 9] {
             assert_eq!(
                 s.decide(t, &ask),

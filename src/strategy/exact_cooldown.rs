@@ -497,23 +497,10 @@ impl Strategy for ExactCooldown {
 mod tests {
     use super::*;
     use crate::core::time::MINUTE;
-    use crate::strategy::tests::env;
+    use crate::strategy::tests::{self, env, send};
 
     fn ask(tokens: u64) -> Ask {
-        Ask {
-            request: 0,
-            input_tokens: tokens,
-            output_tokens: 1,
-            model: 0,
-            attempts: 0,
-        }
-    }
-
-    fn send(d: Decision) -> (usize, Nanos) {
-        match d {
-            Decision::Send { key, at, .. } => (key, at),
-            d => panic!("{d:?}"),
-        }
+        tests::ask(0, tokens)
     }
 
     #[test]

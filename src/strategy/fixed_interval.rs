@@ -50,13 +50,7 @@ mod tests {
     #[test]
     fn reuses_a_key_only_after_the_interval() {
         let mut s = FixedInterval::new(&env(&[0, 1], None), 30 * SECOND);
-        let ask = Ask {
-            request: 0,
-            input_tokens: 1,
-            output_tokens: 1,
-            model: 0,
-            attempts: 0,
-        };
+        let ask = crate::strategy::tests::ask(0, 1);
         let got: Vec<(usize, Nanos)> = (0..5)
             .map(|_| match s.decide(SECOND, &ask) {
                 Decision::Send { key, at, .. } => (key, at),

@@ -226,31 +226,10 @@ impl Strategy for Flux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::tests::env;
-
-    fn ask(request: u64, tokens: u64) -> Ask {
-        Ask {
-            request,
-            input_tokens: tokens,
-            output_tokens: 1,
-            model: 0,
-            attempts: 0,
-        }
-    }
-
-    fn send(d: Decision) -> (usize, Nanos) {
-        match d {
-            Decision::Send { key, at, .. } => (key, at),
-            d => panic!("{d:?}"),
-        }
-    }
+    use crate::strategy::tests::{ask, env, limited, send};
 
     fn rl(violated: &[Dimension], delay: Nanos, quota: Limits) -> Outcome {
-        Outcome::RateLimited {
-            violated: violated.iter().copied().collect(),
-            retry_delay: Some(delay),
-            quota,
-        }
+        limited(violated, delay, quota)
     }
 
     fn told(limits: Limits) -> Env {

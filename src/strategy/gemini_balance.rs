@@ -98,13 +98,7 @@ mod tests {
 
     #[test]
     fn sticks_to_a_key_moves_on_failure_and_drops_it_after_three() {
-        let ask = Ask {
-            request: 0,
-            input_tokens: 1,
-            output_tokens: 1,
-            model: 0,
-            attempts: 0,
-        };
+        let ask = crate::strategy::tests::ask(0, 1);
         let mut s = GeminiBalance::new(&env(&[0, 1, 2], None));
         let step = |s: &mut GeminiBalance, now, outcome: Outcome| {
             let k = key(s.decide(now, &ask));

@@ -189,12 +189,7 @@ mod tests {
     const RL: Outcome = Outcome::RateLimited {
         violated: Dims::EMPTY,
         retry_delay: Some(SECOND),
-        quota: Limits {
-            rpm: None,
-            tpm: None,
-            rpd: None,
-            concurrent: None,
-        },
+        quota: Limits::UNLIMITED,
     };
 
     /// Two keys, three models (pro, flash, lite) with RPD 2 each and TPM 100.

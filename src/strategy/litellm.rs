@@ -219,12 +219,7 @@ mod tests {
     const RL: Outcome = Outcome::RateLimited {
         violated: Dims::EMPTY,
         retry_delay: Some(30 * SECOND),
-        quota: Limits {
-            rpm: None,
-            tpm: None,
-            rpd: None,
-            concurrent: None,
-        },
+        quota: Limits::UNLIMITED,
     };
 
     #[test]

@@ -193,6 +193,35 @@ pub(crate) mod tests {
     use super::*;
     use chrono::DateTime;
 
+    /// Request `request` for model 0 with `tokens` input tokens and 1 output token, first
+    /// attempt.
+    pub(crate) fn ask(request: u64, tokens: u64) -> Ask {
+        Ask {
+            request,
+            input_tokens: tokens,
+            output_tokens: 1,
+            model: 0,
+            attempts: 0,
+        }
+    }
+
+    /// The key and time of a `Send` (panics on anything else).
+    pub(crate) fn send(d: Decision) -> (usize, Nanos) {
+        match d {
+            Decision::Send { key, at, .. } => (key, at),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    /// A 429 naming `violated` with RetryInfo `delay` and QuotaFailure values `quota`.
+    pub(crate) fn limited(violated: &[crate::core::ledger::Dimension], delay: Nanos, quota: Limits) -> Outcome {
+        Outcome::RateLimited {
+            violated: violated.iter().copied().collect(),
+            retry_delay: Some(delay),
+            quota,
+        }
+    }
+
     /// An environment with one model, keys in the given projects, the same limits everywhere.
     pub(crate) fn env(key_project: &[usize], limits: Option<Limits>) -> Env {
         let projects = key_project.iter().max().map_or(0, |m| m + 1);

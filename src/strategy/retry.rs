@@ -201,12 +201,7 @@ mod tests {
     const RL: Outcome = Outcome::RateLimited {
         violated: Dims::EMPTY,
         retry_delay: Some(38_909_233_000),
-        quota: crate::core::ledger::Limits {
-            rpm: None,
-            tpm: None,
-            rpd: None,
-            concurrent: None,
-        },
+        quota: crate::core::ledger::Limits::UNLIMITED,
     };
 
     #[test]

@@ -42,13 +42,7 @@ mod tests {
     #[test]
     fn cycles_through_every_key_at_once() {
         let mut s = RoundRobin::new(&env(&[0, 0, 1], None));
-        let ask = Ask {
-            request: 0,
-            input_tokens: 1,
-            output_tokens: 1,
-            model: 0,
-            attempts: 0,
-        };
+        let ask = crate::strategy::tests::ask(0, 1);
         let keys: Vec<usize> = (0..5)
             .map(|i| match s.decide(i, &ask) {
                 Decision::Send { key, at, .. } => {
