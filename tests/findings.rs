@@ -89,3 +89,30 @@ fn the_2026_free_tier_needs_90_projects_for_the_dubbing_job() {
         }
     }
 }
+
+/// `quirks.toml`: RetryInfo that lies. Told limits 20% too high, `exact_cooldown` believes a
+/// per-minute 429's 86,400 s and sits out the day; `flux` learns the true limit and holds the
+/// 429 to a minute; both give up on a quota of 0 without sending, whatever "retry in 25s" says.
+#[test]
+fn retry_info_that_lies_stalls_the_planner_that_trusts_it() {
+    let s = load("quirks");
+    let out = run(&s, &s.strategies, s.seed, None, 2);
+    let by = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap();
+    let (trusting, flux, truth) = (
+        by("exact_cooldown, told 12 RPM"),
+        by("flux, told 12 RPM"),
+        by("exact_cooldown"),
+    );
+    assert!(trusting.completed * 5 < flux.completed, "{trusting:?}");
+    assert!(
+        flux.completed as f64 >= 0.99 * truth.completed as f64,
+        "{flux:?} {truth:?}"
+    );
+    assert!(flux.rate_limited <= 3, "one 429 per project to learn: {flux:?}");
+    assert_eq!(truth.rate_limited, 0, "{truth:?}");
+    let pro = RequestStream::new(&s.workload, s.seed).filter(|r| r.model == 1).count() as u64;
+    for r in [trusting, flux, truth] {
+        assert_eq!(r.unservable, pro, "{}: quota 0 is unservable at once", r.strategy);
+    }
+    assert!(by("round_robin").failed > 0, "the SDK's retries hammer the quota of 0");
+}

@@ -42,7 +42,11 @@ struct Live {
 }
 
 async fn start(time_scale: u64) -> Live {
-    let s = Scenario::parse(SCENARIO, Path::new("serve-test.toml")).unwrap();
+    start_with(SCENARIO, time_scale).await
+}
+
+async fn start_with(text: &str, time_scale: u64) -> Live {
+    let s = Scenario::parse(text, Path::new("serve-test.toml")).unwrap();
     let keys = s.topology.keys.iter().map(|k| k.value.clone()).collect();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -506,4 +510,77 @@ async fn models_are_listed_page_by_page_over_http() {
     assert!(p2.get("nextPageToken").is_none(), "{p2}");
     let bad = get("&pageToken=nonsense".into()).await;
     assert_eq!(bad["error"]["code"], 400);
+}
+
+/// The server quirks of `[server.quirks]` in Google's wire shape, field by field: a per-minute
+/// 429 whose RetryInfo says a day, a quota of 0 that says "retry in 25s", and a detail-less
+/// capacity 429.
+#[tokio::test]
+async fn quirks_in_google_s_wire_shape() {
+    let text = format!(
+        "{}\n[server.quirks]\nper_minute_retry = \"86400s\"\nzero_quota_retry = \"25s\"\n\
+         [models.\"gemini-2.5-pro\"]\nrpm = 0\n",
+        SCENARIO.replace("[workload]\n", "[workload]\nmodel = \"gemini-2.5-flash\"\n")
+    );
+    let live = start_with(&text, 1).await;
+    let key = &live.keys[0];
+    for _ in 0..5 {
+        assert_eq!(live.generate(key).await, 200);
+    }
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(key), &body("x"))
+        .await;
+    assert_eq!(status, 429);
+    let details = v["error"]["details"].as_array().unwrap();
+    let retry = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
+        .unwrap();
+    assert_eq!(retry["retryDelay"], "86400s", "the lie, not the exact delay");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Please retry in 86400s."),
+        "{v}"
+    );
+    let quota = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.QuotaFailure")
+        .unwrap();
+    assert_eq!(quota["violations"][0]["quotaValue"], "5");
+
+    let (status, v) = live.post("gemini-2.5-pro:generateContent", Some(key), &body("x")).await;
+    assert_eq!(status, 429);
+    let details = v["error"]["details"].as_array().unwrap();
+    let quota = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.QuotaFailure")
+        .unwrap();
+    assert_eq!(quota["violations"][0]["quotaValue"], "0");
+    let retry = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
+        .unwrap();
+    assert_eq!(retry["retryDelay"], "25s");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("Please retry in 25s."),
+        "{v}"
+    );
+
+    let busy = start_with(&format!("{SCENARIO}\n[server.quirks]\ncapacity_rate = 1.0\n"), 1).await;
+    let (status, v) = busy
+        .post("gemini-2.5-flash:generateContent", Some(&busy.keys[0]), &body("x"))
+        .await;
+    assert_eq!(status, 429);
+    assert_eq!(v["error"]["code"], 429);
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(v["error"]["message"], "Resource exhausted, please try again later.");
+    assert!(
+        v["error"]["details"].as_array().is_none_or(|d| d.is_empty()),
+        "no details: {v}"
+    );
 }

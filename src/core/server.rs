@@ -6,7 +6,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use serde::Deserialize;
 
-use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
+use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Calendar, Nanos, MAX_SPAN, SECOND};
 use crate::core::topology::Topology;
@@ -98,6 +98,35 @@ pub struct ServerConfig {
     pub tpm_counts: TpmCounts,
     /// Probability that an admitted request instead gets 503 UNAVAILABLE (not charged).
     pub fault_rate: f64,
+    /// Behaviours seen in the wild, all off by default.
+    pub quirks: Quirks,
+}
+
+/// Server behaviours users have met that contradict the documented ones; each is off
+/// (`None` / 0) unless a scenario turns it on.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Quirks {
+    /// A per-day 429's RetryInfo says this (e.g. `0s`) instead of the time to the reset.
+    pub per_day_retry: Option<Nanos>,
+    /// A per-minute 429's RetryInfo says this (e.g. `86400s`) instead of the exact delay.
+    pub per_minute_retry: Option<Nanos>,
+    /// A 429 for a quota of 0 still says "Please retry in" this (and carries RetryInfo).
+    pub zero_quota_retry: Option<Nanos>,
+    /// Probability that a request within every quota gets a detail-less 429 anyway
+    /// ("Resource exhausted, please try again later.": no QuotaFailure, no RetryInfo).
+    pub capacity_rate: f64,
+}
+
+impl Quirks {
+    /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`.
+    pub fn retry_delay(&self, violated: Dims, exact: Nanos) -> Nanos {
+        let per_minute = violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm);
+        match (self.per_day_retry, self.per_minute_retry) {
+            (Some(d), _) if violated.contains(Dimension::Rpd) => d,
+            (_, Some(d)) if per_minute && !violated.contains(Dimension::Rpd) => d,
+            _ => exact,
+        }
+    }
 }
 
 /// Which key a call carries.
@@ -158,6 +187,8 @@ pub enum Response {
     UnknownModel,
     /// 503 UNAVAILABLE (injected fault).
     Unavailable,
+    /// 429 RESOURCE_EXHAUSTED without details: no capacity right now (not charged).
+    Capacity,
 }
 
 /// The mock server: topology, ledger, latency and faults.
@@ -175,6 +206,7 @@ pub struct Server {
     latencies: Vec<Latency>,
     tpm_counts: TpmCounts,
     fault_rate: f64,
+    quirks: Quirks,
     seed: u64,
 }
 
@@ -218,6 +250,7 @@ impl Server {
             latencies: models.iter().map(|m| m.latency).collect(),
             tpm_counts: config.tpm_counts,
             fault_rate: config.fault_rate,
+            quirks: config.quirks,
             seed,
         }
     }
@@ -248,17 +281,40 @@ impl Server {
         let cost = self.tpm_cost(call.input_tokens, call.output_tokens);
         match self.ledger.check(now, budget, pool, cost) {
             Admission::Admitted => {}
-            Admission::Unservable { violated } => return Response::Unservable { violated },
+            Admission::Unservable { violated } => {
+                return match self.quirks.zero_quota_retry {
+                    // The body still says "Please retry in …" for a quota of 0.
+                    Some(retry_delay) if !self.ledger.limits(budget).only(violated).unservable(0).is_empty() => {
+                        Response::RateLimited {
+                            violated,
+                            retry_delay,
+                            quota: self.ledger.limits(budget).only(violated),
+                        }
+                    }
+                    _ => Response::Unservable { violated },
+                };
+            }
             Admission::Rejected { .. } => {
                 // `admit` records a rejected request when the server counts those.
                 return match self.ledger.admit(now, budget, pool, cost, now) {
                     Admission::Rejected { violated, retry_at } => Response::RateLimited {
                         violated,
-                        retry_delay: retry_at - now,
+                        retry_delay: self.quirks.retry_delay(violated, retry_at - now),
                         quota: self.ledger.limits(budget).only(violated),
                     },
                     other => unreachable!("check said rejected, admit said {other:?}"),
                 };
+            }
+        }
+        if self.quirks.capacity_rate > 0.0 {
+            let u = unit(&mut rng(
+                self.seed,
+                Stream::Server,
+                call.request,
+                call.attempt ^ 0x4000_0000,
+            ));
+            if u < self.quirks.capacity_rate {
+                return Response::Capacity;
             }
         }
         if self.fault_rate > 0.0 {

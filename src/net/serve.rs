@@ -386,7 +386,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         let answer = guard.0.handle(now, &call);
         let status = match answer {
             Answer::Ok { .. } => 200,
-            Answer::RateLimited { .. } | Answer::Unservable { .. } => 429,
+            Answer::RateLimited { .. } | Answer::Unservable { .. } | Answer::Capacity => 429,
             Answer::Unavailable => 503,
             _ => 400,
         };
@@ -424,6 +424,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
             return error(wire::quota_exceeded(violated, &limits, &p.tier, model_name, None))
         }
         Answer::Unavailable => return error(wire::unavailable()),
+        Answer::Capacity => return error(wire::capacity_exhausted()),
         Answer::InvalidKey => return error(wire::invalid_key()),
         Answer::MissingKey => return error(wire::missing_key()),
         Answer::UnknownModel => return error(wire::invalid_argument("unknown model")),

@@ -265,6 +265,17 @@ pub fn invalid_argument(message: &str) -> Value {
     envelope(400, "INVALID_ARGUMENT", message, Vec::new())
 }
 
+/// 429 RESOURCE_EXHAUSTED without details, as Google sends it when it has no capacity (a
+/// shared pool is full) rather than a quota is exceeded.
+pub fn capacity_exhausted() -> Value {
+    envelope(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "Resource exhausted, please try again later.",
+        Vec::new(),
+    )
+}
+
 /// 503 UNAVAILABLE.
 pub fn unavailable() -> Value {
     envelope(

@@ -38,10 +38,11 @@ const fn f(
 }
 
 /// The tables of a scenario file, in the order the reference shows them, with a sentence each.
-pub const TABLES: [(&str, &str); 14] = [
+pub const TABLES: [(&str, &str); 15] = [
     ("", "The top level: what the scenario is and when it starts."),
     ("server", "How the mock server enforces quotas where Google does not document it."),
     ("server.latency", "Response time: ttft + output_tokens / tokens_per_second, times a lognormal factor of median 1 drawn per request. Also `models.<name>.latency`."),
+    ("server.quirks", "Behaviours users have met that contradict Google's documentation; all off unless set. A strategy that trusts RetryInfo blindly suffers under the first three."),
     ("models.<name>", "One table per model the server knows, with the default limits of every project. Absent = unlimited; 0 = not available."),
     ("topology", "Accounts → projects → keys. Quota belongs to a (project, model) pair: every key of a project spends the same budget."),
     ("topology.accounts[]", "An account and its projects (Google allows about 10 per account)."),
@@ -73,9 +74,14 @@ pub const FIELDS: &[Field] = &[
     f("server", "fault_rate", "number 0 to 1", "0", "Probability that an admitted request gets 503 UNAVAILABLE instead (not charged).", "0.01"),
     f("server", "daily_reset_tz", "IANA time zone", "\"America/Los_Angeles\"", "Where requests per day reset at midnight (DST included).", "\"UTC\""),
     f("server", "latency", "table", "ttft 800ms, 150 tokens/s, jitter 0.2", "See `server.latency`.", ""),
+    f("server", "quirks", "table", "all off", "See `server.quirks`.", ""),
     f("server.latency", "ttft", "duration", "\"800ms\"", "Time to the first token.", "\"1.2s\""),
     f("server.latency", "tokens_per_second", "number > 0", "150", "Output tokens generated per second.", "90"),
     f("server.latency", "jitter", "number 0 to 3", "0.2", "Sigma of the lognormal factor (0 = every response takes exactly the base time).", "0.5"),
+    f("server.quirks", "per_day_retry", "duration", "none (the time to the daily reset)", "A per-day 429's RetryInfo says this instead, e.g. \"0s\".", "\"0s\""),
+    f("server.quirks", "per_minute_retry", "duration", "none (the exact delay)", "A per-minute 429's RetryInfo says this instead, e.g. \"86400s\".", "\"86400s\""),
+    f("server.quirks", "zero_quota_retry", "duration", "none (no RetryInfo)", "A 429 for a quota of 0 still says \"Please retry in\" this and carries RetryInfo.", "\"25s\""),
+    f("server.quirks", "capacity_rate", "number 0 to 1", "0", "Probability that a request within every quota gets a 429 without details (\"Resource exhausted, please try again later.\"), not charged.", "0.01"),
     f("models.<name>", "rpm", "integer", "unlimited", "Requests per minute per project.", "10"),
     f("models.<name>", "tpm", "integer", "unlimited", "Tokens per minute per project (what `server.tpm_counts` says).", "250_000"),
     f("models.<name>", "rpd", "integer", "unlimited", "Requests per day per project, reset at midnight in `server.daily_reset_tz`.", "250"),
@@ -262,6 +268,7 @@ mod tests {
             ("", fields_of::<RawScenario>()),
             ("server", fields_of::<RawServer>()),
             ("server.latency", fields_of::<RawLatency>()),
+            ("server.quirks", fields_of::<RawQuirks>()),
             ("models.<name>", fields_of::<RawModel>()),
             ("topology", fields_of::<RawTopology>()),
             ("topology.accounts[]", fields_of::<RawAccount>()),

@@ -54,6 +54,19 @@ pub(super) struct RawServer {
     pub(super) daily_reset_tz: String,
     #[serde(default)]
     pub(super) latency: RawLatency,
+    #[serde(default)]
+    pub(super) quirks: RawQuirks,
+}
+
+/// `[server.quirks]`: behaviours seen in the wild, all off unless set.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQuirks {
+    pub(super) per_day_retry: Option<String>,
+    pub(super) per_minute_retry: Option<String>,
+    pub(super) zero_quota_retry: Option<String>,
+    #[serde(default)]
+    pub(super) capacity_rate: f64,
 }
 
 impl Default for RawServer {
@@ -65,6 +78,7 @@ impl Default for RawServer {
             fault_rate: 0.0,
             daily_reset_tz: default_tz(),
             latency: RawLatency::default(),
+            quirks: RawQuirks::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use chrono::DateTime;
 use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
-use crate::core::server::{ConcurrencyScope, Latency, Model, ServerConfig};
+use crate::core::server::{ConcurrencyScope, Latency, Model, Quirks, ServerConfig};
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
@@ -172,6 +172,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
         },
         tpm_counts: raw.server.tpm_counts,
         fault_rate: raw.server.fault_rate,
+        quirks: quirks(&cx, &raw.server.quirks)?,
     };
 
     if raw.models.is_empty() {
@@ -691,6 +692,23 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             })
         }
     }
+}
+
+fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
+    let delay = |name: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| cx.bounded(&format!("server.quirks.{name}"), t, max::DELAY))
+            .transpose()
+    };
+    if !(q.capacity_rate.is_finite() && (0.0..=1.0).contains(&q.capacity_rate)) {
+        return Err(cx.err("server.quirks.capacity_rate", "must be a probability between 0 and 1"));
+    }
+    Ok(Quirks {
+        per_day_retry: delay("per_day_retry", &q.per_day_retry)?,
+        per_minute_retry: delay("per_minute_retry", &q.per_minute_retry)?,
+        zero_quota_retry: delay("zero_quota_retry", &q.zero_quota_retry)?,
+        capacity_rate: q.capacity_rate,
+    })
 }
 
 fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> Result<StrategySpec, ScenarioError> {

@@ -40,7 +40,8 @@ pub fn contenders(scenario: &Scenario) -> Vec<StrategySpec> {
 }
 
 fn scale(l: Limits, n: u64, d: u64) -> Limits {
-    let s = |v: Option<u64>| v.map(|v| (v.saturating_mul(n) / d).max(1));
+    // A limit of 0 stays 0 (not available is not a number to get wrong); others stay >= 1.
+    let s = |v: Option<u64>| v.map(|v| (v.saturating_mul(n) / d).max(v.min(1)));
     Limits {
         rpm: s(l.rpm),
         tpm: s(l.tpm),

@@ -433,6 +433,18 @@ impl Dispatch for Sim<'_, '_> {
                 self.end(slot, now, End::Unservable);
                 return;
             }
+            Response::Capacity => {
+                self.rec.rate_limited(Dims::EMPTY);
+                if let Some(tl) = self.timeline.as_mut() {
+                    tl.rate_limited(now, Dims::EMPTY);
+                }
+                self.record(&l, now, 429, "rate_limited", Dims::EMPTY, None);
+                Outcome::RateLimited {
+                    violated: Dims::EMPTY,
+                    retry_delay: None,
+                    quota: crate::core::ledger::Limits::UNLIMITED,
+                }
+            }
             r => {
                 self.rec.other_errors += 1;
                 let (status, outcome) = match r {

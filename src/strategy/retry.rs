@@ -96,7 +96,7 @@ impl RetryPolicy {
                 cap,
                 max_attempts,
             } => format!(
-                "retry_info (the server's RetryInfo delay; without one, backoff {}→{}), {}",
+                "retry_info (the server's RetryInfo delay; without one or at 0 s, backoff {}→{}), {}",
                 d(base),
                 d(cap),
                 max_attempts.map_or("unlimited attempts".to_string(), |n| format!("{n} attempts"))
@@ -173,10 +173,12 @@ impl RetryPolicy {
             RetryPolicy::Backoff { base, cap, jitter, .. } => {
                 jittered(exponential(base, cap, attempts), jitter, u).min(cap)
             }
+            // A delay of exactly 0 tells nothing (servers have been seen to say `0s` on a
+            // per-day 429): it backs off like an error without one, instead of spinning.
             RetryPolicy::RetryInfo { base, cap, .. } => match outcome {
                 Outcome::RateLimited {
                     retry_delay: Some(d), ..
-                } => *d,
+                } if *d > 0 => *d,
                 _ => jittered(exponential(base, cap, attempts), Jitter::Full, u),
             },
         })
@@ -265,6 +267,16 @@ mod tests {
             max_attempts: None,
         };
         assert_eq!(p.next_delay(100, &RL, 0.9), Some(38_909_233_000));
+        let zero = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: Some(0),
+            quota: crate::core::ledger::Limits::UNLIMITED,
+        };
+        assert_eq!(
+            p.next_delay(2, &zero, 0.5),
+            Some(SECOND),
+            "0 s backs off: 2 s, full jitter"
+        );
         assert_eq!(p.next_delay(1, &Outcome::Unavailable, 0.5), Some(SECOND / 2));
         assert_eq!(p.next_delay(1, &Outcome::Error, 0.5), None);
     }
