@@ -8,13 +8,15 @@ use flux_sim::scenario::Scenario;
 use flux_sim::sim::compare::compare;
 
 /// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
-const QUICK: [&str; 6] = [
+const QUICK: [&str; 8] = [
     "dubbing",
     "free-tier-2026",
     "oversize",
+    "quirks",
     "shared-project",
     "serve-bench",
     "large",
+    "vertex-dsq",
 ];
 
 fn rows(name: &str) -> String {

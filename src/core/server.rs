@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
 use crate::core::rng::{rng, unit, Stream};
+use crate::core::shared_pool::{PoolSpec, SharedPool};
 use crate::core::time::{Calendar, Nanos, MAX_SPAN, SECOND};
 use crate::core::topology::Topology;
 
@@ -87,6 +88,8 @@ pub struct Model {
     pub concurrency_scope: ConcurrencyScope,
     /// Response time.
     pub latency: Latency,
+    /// A shared capacity pool instead of per-project quotas (Vertex AI's dynamic shared quota).
+    pub shared_pool: Option<PoolSpec>,
 }
 
 /// Server-side settings.
@@ -207,6 +210,8 @@ pub struct Server {
     tpm_counts: TpmCounts,
     fault_rate: f64,
     quirks: Quirks,
+    /// Per model: its shared pool, if it has one.
+    shared: Vec<Option<SharedPool>>,
     seed: u64,
 }
 
@@ -251,6 +256,11 @@ impl Server {
             tpm_counts: config.tpm_counts,
             fault_rate: config.fault_rate,
             quirks: config.quirks,
+            shared: models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| m.shared_pool.map(|spec| SharedPool::new(spec, calendar, seed, i)))
+                .collect(),
             seed,
         }
     }
@@ -276,6 +286,11 @@ impl Server {
         let Some(model) = call.model else {
             return Response::UnknownModel;
         };
+        if let Some(pool) = self.shared[model].as_mut() {
+            if !pool.admit(now) {
+                return Response::Capacity;
+            }
+        }
         let budget = self.budgets[self.key_project[key] * self.models + model];
         let pool = self.pools[key * self.models + model];
         let cost = self.tpm_cost(call.input_tokens, call.output_tokens);

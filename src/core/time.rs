@@ -168,6 +168,19 @@ impl Calendar {
         now as i128 - abs.rem_euclid(MINUTE as i128)
     }
 
+    /// The local time of day at `now` in the calendar's zone, in hours (0 ≤ h < 24).
+    pub fn local_hour(&self, now: Nanos) -> f64 {
+        let abs = self.start_epoch_ns + now as i128;
+        let secs = abs.div_euclid(SECOND as i128) as i64;
+        let instant = Utc
+            .timestamp_opt(secs, 0)
+            .single()
+            .expect("virtual time stays within chrono's range");
+        let t = instant.with_timezone(&self.tz).time();
+        use chrono::Timelike;
+        t.num_seconds_from_midnight() as f64 / 3600.0
+    }
+
     /// The first calendar-minute boundary strictly after `now`.
     pub fn next_minute(&self, now: Nanos) -> Nanos {
         (self.minute_start(now) + MINUTE as i128) as Nanos

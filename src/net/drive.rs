@@ -444,6 +444,10 @@ impl Dispatch for Driver<'_, '_> {
         self.push(at, Timer::Send, slot);
     }
 
+    fn offer_at(&mut self, slot: u32, at: Nanos) {
+        self.push(at, Timer::Offer, slot);
+    }
+
     /// Sends an attempt: an HTTP task answers through the channel.
     fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos) {
         let l = self.book.attempt(slot, key, model, now);

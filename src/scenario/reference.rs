@@ -38,12 +38,13 @@ const fn f(
 }
 
 /// The tables of a scenario file, in the order the reference shows them, with a sentence each.
-pub const TABLES: [(&str, &str); 15] = [
+pub const TABLES: [(&str, &str); 16] = [
     ("", "The top level: what the scenario is and when it starts."),
     ("server", "How the mock server enforces quotas where Google does not document it."),
     ("server.latency", "Response time: ttft + output_tokens / tokens_per_second, times a lognormal factor of median 1 drawn per request. Also `models.<name>.latency`."),
     ("server.quirks", "Behaviours users have met that contradict Google's documentation; all off unless set. A strategy that trusts RetryInfo blindly suffers under the first three."),
     ("models.<name>", "One table per model the server knows, with the default limits of every project. Absent = unlimited; 0 = not available."),
+    ("models.<name>.shared_pool", "A capacity shared with other tenants instead of per-project quotas (Vertex AI's dynamic shared quota): a request that finds the pool full gets a 429 without details, whichever project or key sends it. The model may then set no rpm, tpm, rpd or concurrent."),
     ("topology", "Accounts → projects → keys. Quota belongs to a (project, model) pair: every key of a project spends the same budget."),
     ("topology.accounts[]", "An account and its projects (Google allows about 10 per account)."),
     ("topology.project.<name>", "Settings of one project, by name."),
@@ -88,6 +89,13 @@ pub const FIELDS: &[Field] = &[
     f("models.<name>", "concurrent", "integer", "unlimited", "Requests in flight at once.", "3"),
     f("models.<name>", "concurrent_scope", "\"project\" | \"key\"", "\"project\"", "Whether the concurrency limit is shared by a project's keys or held by each key.", "\"key\""),
     f("models.<name>", "latency", "table", "the server's", "This model's response time (see `server.latency`).", "{ ttft = \"2s\", tokens_per_second = 60 }"),
+    f("models.<name>", "shared_pool", "table", "none (per-project quotas)", "See `models.<name>.shared_pool`.", ""),
+    f("models.<name>.shared_pool", "capacity", "integer ≥ 1", "(required)", "Requests per minute the pool serves, every tenant together.", "600"),
+    f("models.<name>.shared_pool", "others", "number 0 to 2", "0.5", "The other tenants' mean load, as a share of the capacity.", "0.8"),
+    f("models.<name>.shared_pool", "swing", "number 0 to 1", "0", "Amplitude of their daily swing (share of capacity), highest at 14:00 in `server.daily_reset_tz`.", "0.15"),
+    f("models.<name>.shared_pool", "bursts_per_hour", "number 0 to 3600", "0", "Their bursts, a Poisson process (seeded).", "3"),
+    f("models.<name>.shared_pool", "burst", "duration", "\"2m\"", "How long a burst lasts.", "\"3m\""),
+    f("models.<name>.shared_pool", "burst_load", "number 0 to 2", "0", "What a burst adds (share of capacity).", "0.3"),
     f("topology", "keys_per_project", "integer ≥ 1", "1", "Keys generated for every project (their strings are listed by `flux-sim keys`).", "2"),
     f("topology", "projects", "integer or list of names", "none", "Projects of an implicit account named `default`: a count (named default-1, default-2, …) or names.", "4 or [\"a\", \"b\"]"),
     f("topology", "accounts", "array of tables", "none", "See `topology.accounts[]`. At least one of `projects` and `accounts` is needed.", ""),
@@ -140,7 +148,7 @@ pub const FIELDS: &[Field] = &[
     f("strategies[].retry", "policy", "\"none\" | \"immediate\" | \"backoff\" | \"retry_info\"", "(required)", "none: give up at the first error; immediate: retry at once; backoff: truncated exponential; retry_info: wait the server's RetryInfo delay (errors without one back off).", "\"backoff\""),
     f("strategies[].retry", "base", "duration", "\"1s\"", "backoff, retry_info: the first delay.", "\"2s\""),
     f("strategies[].retry", "cap", "duration", "\"60s\"", "backoff, retry_info: the largest delay.", "\"5m\""),
-    f("strategies[].retry", "jitter", "\"full\" | \"equal\" | \"none\" | duration", "\"full\"", "backoff: uniform in [0, d], d/2 plus uniform in [0, d/2], exactly d, or d plus uniform in [0, duration] (tenacity's, as google-genai uses), each capped.", "\"equal\""),
+    f("strategies[].retry", "jitter", "\"full\" | \"equal\" | \"none\" | \"decorrelated\" | duration", "\"full\"", "backoff: uniform in [0, d], d/2 plus uniform in [0, d/2], exactly d, uniform in [base, 3 × the previous delay] (AWS's decorrelated), or d plus uniform in [0, duration] (tenacity's, as google-genai uses), each capped.", "\"equal\""),
     f("strategies[].retry", "max_attempts", "integer ≥ 1", "immediate 10, backoff 5, retry_info unlimited", "Attempts in all, the first included.", "8"),
 ];
 
@@ -270,6 +278,7 @@ mod tests {
             ("server.latency", fields_of::<RawLatency>()),
             ("server.quirks", fields_of::<RawQuirks>()),
             ("models.<name>", fields_of::<RawModel>()),
+            ("models.<name>.shared_pool", fields_of::<RawSharedPool>()),
             ("topology", fields_of::<RawTopology>()),
             ("topology.accounts[]", fields_of::<RawAccount>()),
             ("topology.project.<name>", fields_of::<RawProjectSettings>()),

@@ -128,6 +128,32 @@ pub(super) struct RawModel {
     #[serde(default)]
     pub(super) concurrent_scope: ConcurrencyScope,
     pub(super) latency: Option<RawLatency>,
+    pub(super) shared_pool: Option<RawSharedPool>,
+}
+
+/// `[models.<name>.shared_pool]`: a capacity shared with other tenants, no per-project limits.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSharedPool {
+    pub(super) capacity: u64,
+    #[serde(default = "default_others")]
+    pub(super) others: f64,
+    #[serde(default)]
+    pub(super) swing: f64,
+    #[serde(default)]
+    pub(super) bursts_per_hour: f64,
+    #[serde(default = "default_burst")]
+    pub(super) burst: String,
+    #[serde(default)]
+    pub(super) burst_load: f64,
+}
+
+fn default_others() -> f64 {
+    0.5
+}
+
+fn default_burst() -> String {
+    "2m".into()
 }
 
 #[derive(Deserialize, Default)]

@@ -11,6 +11,7 @@ use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
 use crate::core::server::{ConcurrencyScope, Latency, Model, Quirks, ServerConfig};
+use crate::core::shared_pool::PoolSpec;
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
@@ -191,7 +192,12 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             Some(l) => cx.latency(&format!("{field}.latency"), l)?,
             None => server_latency,
         };
+        let shared_pool = match &m.shared_pool {
+            None => None,
+            Some(p) => Some(shared_pool(&cx, &format!("{field}.shared_pool"), p, m)?),
+        };
         models.push(Model {
+            shared_pool,
             name: name.clone(),
             limits: Limits {
                 rpm: m.rpm,
@@ -694,6 +700,40 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
     }
 }
 
+fn shared_pool(cx: &Ctx, field: &str, p: &RawSharedPool, m: &RawModel) -> Result<PoolSpec, ScenarioError> {
+    if m.rpm.is_some() || m.tpm.is_some() || m.rpd.is_some() || m.concurrent.is_some() {
+        return Err(cx.err(
+            field,
+            "a shared pool has no per-project limits: remove rpm, tpm, rpd and concurrent from this model",
+        ));
+    }
+    if p.capacity == 0 {
+        return Err(cx.err(&format!("{field}.capacity"), "must be at least 1 request per minute"));
+    }
+    cx.at_most(&format!("{field}.capacity"), p.capacity, max::REQUESTS)?;
+    for (name, v, hi) in [
+        ("others", p.others, 2.0),
+        ("swing", p.swing, 1.0),
+        ("burst_load", p.burst_load, 2.0),
+        ("bursts_per_hour", p.bursts_per_hour, 3600.0),
+    ] {
+        if !(v.is_finite() && (0.0..=hi).contains(&v)) {
+            return Err(cx.err(
+                &format!("{field}.{name}"),
+                format!("must be between 0 and {hi}, got {v}"),
+            ));
+        }
+    }
+    Ok(PoolSpec {
+        capacity: p.capacity,
+        others: p.others,
+        swing: p.swing,
+        bursts_per_hour: p.bursts_per_hour,
+        burst: cx.positive_bounded(&format!("{field}.burst"), &p.burst, max::DELAY)?,
+        burst_load: p.burst_load,
+    })
+}
+
 fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
     let delay = |name: &str, v: &Option<String>| {
         v.as_deref()
@@ -880,10 +920,11 @@ fn validate_retry(
                 None | Some("full") => Jitter::Full,
                 Some("equal") => Jitter::Equal,
                 Some("none") => Jitter::None,
+                Some("decorrelated") => Jitter::Decorrelated,
                 Some(text) => Jitter::Plus(cx.positive_bounded(&f("jitter"), text, max::DELAY).map_err(|_| {
                     cx.err(
                         &f("jitter"),
-                        format!("expected \"full\", \"equal\", \"none\" or a duration added to each delay (e.g. \"1s\"), got {text:?}"),
+                        format!("expected \"full\", \"equal\", \"none\", \"decorrelated\" or a duration added to each delay (e.g. \"1s\"), got {text:?}"),
                     )
                 })?),
             },

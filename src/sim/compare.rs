@@ -1,7 +1,8 @@
 //! `compare`: every built-in strategy with its defaults on a scenario's workload, keys and
 //! limits (whatever strategies the scenario lists), and `flux` also told limits 50% too high,
 //! 50% too low, or none; then whether flux's claim holds there: at least 99% of the best other
-//! strategy's completed requests, and with the true limits no quota 429.
+//! strategy's completed requests, and with the true limits no quota 429 (a shared pool's
+//! capacity 429s name no quota; no strategy can avoid them).
 
 use crate::core::ledger::Limits;
 use crate::scenario::Scenario;
@@ -58,7 +59,7 @@ pub struct Claim {
     /// What it completed.
     pub best_completed: u64,
     /// Per flux row (flux itself first): name, completed, 429s, and whether the claim holds
-    /// (the share, and for flux with the true limits no 429 at all).
+    /// (the share, and for flux with the true limits no quota 429).
     pub flux: Vec<(String, u64, u64, bool)>,
 }
 
@@ -100,7 +101,10 @@ pub fn judge(result: &RunResult) -> Claim {
         .filter(|r| is_flux(&r.strategy))
         .map(|r| {
             let share = r.completed as f64 >= CLAIM_SHARE * best.completed as f64;
-            let clean = r.strategy != "flux" || r.rate_limited == 0;
+            // Quota 429s name a dimension; capacity 429s (a full shared pool) name none, and
+            // no strategy can avoid those.
+            let b = &r.rate_limited_by;
+            let clean = r.strategy != "flux" || b.rpm + b.tpm + b.rpd + b.concurrency == 0;
             (r.strategy.clone(), r.completed, r.rate_limited, share && clean)
         })
         .collect();

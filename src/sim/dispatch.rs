@@ -139,6 +139,8 @@ pub(crate) trait Dispatch {
     fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos);
     /// Sends the request in `slot` at `at` (> now), on the key and model stored in it.
     fn send_at(&mut self, slot: u32, at: Nanos);
+    /// Offers the request in `slot` to the strategy again at `at` (> now).
+    fn offer_at(&mut self, slot: u32, at: Nanos);
 
     /// Asks the strategy about the request in `slot`; false if it defers (the caller parks it).
     fn offer(&mut self, slot: u32, now: Nanos) -> bool {
@@ -156,6 +158,10 @@ pub(crate) trait Dispatch {
                 }
             }
             Decision::Defer => return false,
+            Decision::Later(at) => {
+                debug_assert!(at > now, "Later is for the future");
+                self.offer_at(slot, at.max(now + 1));
+            }
             Decision::GiveUp(GiveUp::Unservable) => self.end(slot, now, End::Unservable),
             Decision::GiveUp(GiveUp::Exhausted) => self.end(slot, now, End::Failed),
         }

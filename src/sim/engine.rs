@@ -375,6 +375,10 @@ impl Dispatch for Sim<'_, '_> {
         self.push(at, SEND, slot);
     }
 
+    fn offer_at(&mut self, slot: u32, at: Nanos) {
+        self.push(at, OFFER, slot);
+    }
+
     fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos) {
         let l = self.book.attempt(slot, key, model, now);
         self.rec.attempts += 1;

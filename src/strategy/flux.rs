@@ -13,7 +13,8 @@
 //! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
 //!   waits for midnight Pacific whatever the delay says (0 s included), and a per-minute one
 //!   waits at most 60 s (86,400 s included); a 429 without details backs off exponentially with
-//!   full jitter;
+//!   full jitter, for that request only (capacity is no project's quota: rotating is pointless,
+//!   blocking budgets wrong);
 //! - retries at once and decides itself when to send, so after a per-day 429 the request moves
 //!   on along the model chain instead of sleeping until the day ends.
 
@@ -52,6 +53,8 @@ pub struct Flux {
     epoch: Vec<u32>,
     /// Per unit: a probe is out.
     probing: Vec<bool>,
+    /// Requests that met a capacity 429, and when to try them again.
+    later: HashMap<u64, Nanos>,
     plans: HashMap<u64, Plan>,
 }
 
@@ -86,6 +89,7 @@ impl Flux {
             verified,
             epoch: vec![0; n],
             probing: vec![false; n],
+            later: HashMap::new(),
             plans: HashMap::new(),
         };
         for u in 0..n {
@@ -126,8 +130,7 @@ impl Flux {
             return delay.unwrap_or(0).clamp(MILLISECOND, SECOND);
         }
         // No details (a capacity 429): exponential backoff, full jitter.
-        let n = ask.attempts.saturating_sub(1).min(6);
-        let cap = (SECOND << n).min(MINUTE);
+        let cap = (SECOND << ask.attempts.saturating_sub(1).min(6)).min(MINUTE);
         let u = unit(&mut rng(self.seed, Stream::Strategy, ask.request, ask.attempts));
         delay
             .unwrap_or(0)
@@ -139,6 +142,12 @@ impl Flux {
 
 impl Strategy for Flux {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        if let Some(&at) = self.later.get(&ask.request) {
+            if at > now {
+                return Decision::Later(at);
+            }
+            self.later.remove(&ask.request);
+        }
         let d = self.inner.decide(now, ask);
         if let Decision::Send { key, model, at } = d {
             let u = self.inner.unit_of(key, model);
@@ -199,7 +208,14 @@ impl Strategy for Flux {
                 }
                 let known = violated.iter().all(|d| self.verified[u].contains(d));
                 let hold = self.hold(now, ask, violated, retry_delay, known);
-                self.inner.block(u, now + hold, now);
+                if violated.is_empty() && quota == Limits::UNLIMITED {
+                    // No quota named: the model has no capacity right now (a shared pool),
+                    // whichever project sends. No budget is to blame: this request alone
+                    // backs off, and nothing is gained by rotating.
+                    self.later.insert(ask.request, now + hold);
+                } else {
+                    self.inner.block(u, now + hold, now);
+                }
             }
             Outcome::Ok if !probe.is_empty() => {
                 // The told limit was too low: double the belief (a later 429 names the truth).
@@ -310,5 +326,28 @@ mod tests {
         f.on_outcome(t, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpd], 0, limits));
         let (_, t) = send(f.decide(t, &ask(1, 1)));
         assert_eq!(t, 15 * 60 * MINUTE);
+    }
+
+    #[test]
+    fn a_capacity_429_backs_off_that_request_alone() {
+        let mut f = Flux::new(env(&[0, 1], None), vec![]);
+        assert_eq!(send(f.decide(0, &ask(0, 1))).1, 0);
+        let busy = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: None,
+            quota: Limits::UNLIMITED,
+        };
+        f.on_outcome(SECOND, &ask(0, 1), 0, 0, 0, &busy);
+        let retry = Ask {
+            attempts: 1,
+            ..ask(0, 1)
+        };
+        match f.decide(SECOND, &retry) {
+            Decision::Later(t) => assert!(t > SECOND && t <= 2 * SECOND, "{t}"),
+            d => panic!("{d:?}"),
+        }
+        // No budget is blamed: other requests go at once, on either project.
+        assert_eq!(send(f.decide(SECOND, &ask(1, 1))).1, SECOND);
+        assert_eq!(send(f.decide(SECOND, &ask(2, 1))).1, SECOND);
     }
 }

@@ -68,6 +68,8 @@ pub enum Decision {
     },
     /// Nothing can be planned until an outstanding request ends: ask again after an outcome.
     Defer,
+    /// Ask again about this request at `at` (`> now`), nothing reserved meanwhile.
+    Later(Nanos),
     /// Stop trying.
     GiveUp(GiveUp),
 }

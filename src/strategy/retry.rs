@@ -49,6 +49,9 @@ pub enum Jitter {
     /// `d` plus uniform in `[0, amount]`, then capped (tenacity's `wait_exponential_jitter`,
     /// which google-genai's retry options use).
     Plus(Nanos),
+    /// AWS's decorrelated jitter: each delay uniform in `[base, 3 × the previous]`, capped
+    /// (the first previous is `base`); no doubling schedule of its own.
+    Decorrelated,
 }
 
 impl Jitter {
@@ -59,6 +62,7 @@ impl Jitter {
             Jitter::Equal => "equal jitter".into(),
             Jitter::None => "no jitter".into(),
             Jitter::Plus(a) => format!("+0..{} jitter", crate::core::time::format_duration(*a)),
+            Jitter::Decorrelated => "decorrelated jitter".into(),
         }
     }
 }
@@ -141,7 +145,18 @@ fn jittered(d: Nanos, jitter: Jitter, u: f64) -> Nanos {
         Jitter::Full => (d as f64 * u).floor() as Nanos,
         Jitter::Equal => d / 2 + ((d - d / 2) as f64 * u).floor() as Nanos,
         Jitter::Plus(a) => d.saturating_add((a as f64 * u).floor() as Nanos),
+        Jitter::Decorrelated => unreachable!("decorrelated delays depend on the previous one"),
     }
+}
+
+/// The `attempts`-th decorrelated delay, `draw(k)` being the k-th attempt's uniform draw.
+fn decorrelated(base: Nanos, cap: Nanos, attempts: u32, draw: &dyn Fn(u32) -> f64) -> Nanos {
+    let mut d = base;
+    for k in 1..=attempts.min(64) {
+        let hi = d.saturating_mul(3).max(base);
+        d = (base + ((hi - base) as f64 * draw(k)).floor() as Nanos).min(cap);
+    }
+    d
 }
 
 impl RetryPolicy {
@@ -149,6 +164,13 @@ impl RetryPolicy {
     /// `None` to give up. `u` is a uniform draw in `[0, 1)` for jitter. An invalid key is
     /// retried at once (on whichever key the strategy picks) by every policy but `none`.
     pub fn next_delay(&self, attempts: u32, outcome: &Outcome, u: f64) -> Option<Nanos> {
+        self.next_delay_with(attempts, outcome, &|_| u)
+    }
+
+    /// [`RetryPolicy::next_delay`] with `draw(k)` the uniform draw of attempt `k` (decorrelated
+    /// jitter depends on every earlier one).
+    fn next_delay_with(&self, attempts: u32, outcome: &Outcome, draw: &dyn Fn(u32) -> f64) -> Option<Nanos> {
+        let u = draw(attempts);
         let retryable = matches!(
             outcome,
             Outcome::RateLimited { .. } | Outcome::InvalidKey | Outcome::Unavailable
@@ -170,6 +192,12 @@ impl RetryPolicy {
         Some(match *self {
             RetryPolicy::None => unreachable!(),
             RetryPolicy::Immediate { .. } => 0,
+            RetryPolicy::Backoff {
+                base,
+                cap,
+                jitter: Jitter::Decorrelated,
+                ..
+            } => decorrelated(base, cap, attempts, draw),
             RetryPolicy::Backoff { base, cap, jitter, .. } => {
                 jittered(exponential(base, cap, attempts), jitter, u).min(cap)
             }
@@ -189,8 +217,7 @@ impl RetryPolicy {
     /// [`RetryPolicy::next_delay`] with the jitter drawn from `seed`'s retry stream for this
     /// request and attempt, so every driver of the same run draws the same delays.
     pub fn delay_after(&self, seed: u64, request: u64, attempts: u32, outcome: &Outcome) -> Option<Nanos> {
-        let u = unit(&mut rng(seed, Stream::Retry, request, attempts));
-        self.next_delay(attempts, outcome, u)
+        self.next_delay_with(attempts, outcome, &|k| unit(&mut rng(seed, Stream::Retry, request, k)))
     }
 }
 
@@ -257,6 +284,27 @@ mod tests {
             max_attempts: 5,
         };
         assert_eq!(equal.next_delay(2, &RL, 0.5), Some(SECOND + SECOND / 2));
+    }
+
+    #[test]
+    fn decorrelated_jitter_grows_from_the_previous_delay() {
+        let p = RetryPolicy::Backoff {
+            base: SECOND,
+            cap: 10 * SECOND,
+            jitter: Jitter::Decorrelated,
+            max_attempts: 10,
+        };
+        // Always the top of the range: 3, 9, then the cap.
+        let top: Vec<Nanos> = (1..=3).map(|a| p.next_delay(a, &RL, 1.0).unwrap()).collect();
+        assert_eq!(top, [3 * SECOND, 9 * SECOND, 10 * SECOND]);
+        assert_eq!(p.next_delay(4, &RL, 0.0), Some(SECOND), "the bottom is always base");
+        // Seeded: each attempt's range depends on the previous draw.
+        let d: Vec<Nanos> = (1..=6).map(|a| p.delay_after(7, 42, a, &RL).unwrap()).collect();
+        let mut prev = SECOND;
+        for x in d {
+            assert!(x >= SECOND && x <= (3 * prev).min(10 * SECOND), "{x} after {prev}");
+            prev = x;
+        }
     }
 
     #[test]
