@@ -350,4 +350,41 @@ mod tests {
         assert_eq!(send(f.decide(SECOND, &ask(1, 1))).1, SECOND);
         assert_eq!(send(f.decide(SECOND, &ask(2, 1))).1, SECOND);
     }
+
+    #[test]
+    fn after_a_per_day_429_the_request_moves_on_along_the_chain_at_once() {
+        let limits = Limits {
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(limits));
+        e.models = 2;
+        e.limits = vec![limits, limits];
+        e.scopes = vec![crate::core::server::ConcurrencyScope::Project; 2];
+        e.believed = vec![false, false];
+        let mut f = Flux::new(e, vec![1]);
+        assert_eq!(
+            f.decide(0, &ask(0, 1)),
+            Decision::Send {
+                key: 0,
+                model: 0,
+                at: 0
+            }
+        );
+        // The server says model 0's day is spent (another client used it), RetryInfo 0 s.
+        f.on_outcome(SECOND, &ask(0, 1), 0, 0, 0, &rl(&[Dimension::Rpd], 0, limits));
+        let retry = Ask {
+            attempts: 1,
+            ..ask(0, 1)
+        };
+        assert_eq!(
+            f.decide(SECOND, &retry),
+            Decision::Send {
+                key: 0,
+                model: 1,
+                at: SECOND
+            },
+            "the fallback model, now"
+        );
+    }
 }
