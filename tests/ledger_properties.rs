@@ -1,5 +1,5 @@
-//! Property tests of the quota ledger against a brute-force reference written here from the
-//! definitions (O(n²) over the whole history), of the exactness of retry delays, and of the
+//! Property tests of the quota ledger (every dimension, tokens per day included) against a
+//! brute-force reference written here from the definitions (O(n²) over the whole history), of the exactness of retry delays, and of the
 //! daily reset at midnight America/Los_Angeles for any start instant.
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Timelike};
@@ -153,6 +153,18 @@ impl Reference {
             let used = mine.iter().filter(|h| h.admitted && self.day(h.t) == today).count() as u64;
             out.push((Dimension::Rpd, if used < lim { now } else { self.next_day(now) }));
         }
+        if let Some(lim) = l.tpd {
+            let today = self.day(now);
+            let used: u64 = mine
+                .iter()
+                .filter(|h| h.admitted && self.day(h.t) == today)
+                .map(|h| h.tokens)
+                .sum();
+            out.push((
+                Dimension::Tpd,
+                if used + tokens <= lim { now } else { self.next_day(now) },
+            ));
+        }
         if let Some(lim) = l.concurrent {
             let mut cands: Vec<Nanos> = mine
                 .iter()
@@ -180,6 +192,9 @@ impl Reference {
         }
         if l.tpm.is_some_and(|t| tokens > t) {
             impossible.insert(Dimension::Tpm);
+        }
+        if l.tpd.is_some_and(|t| tokens > t) {
+            impossible.insert(Dimension::Tpd);
         }
         if !impossible.is_empty() {
             return Admission::Unservable { violated: impossible };
@@ -215,10 +230,11 @@ fn limit(max: u64) -> impl Strategy<Value = Option<u64>> {
 }
 
 fn limits() -> impl Strategy<Value = Limits> {
-    (limit(6), limit(300), limit(8), limit(3)).prop_map(|(rpm, tpm, rpd, concurrent)| Limits {
+    (limit(6), limit(300), limit(8), limit(900), limit(3)).prop_map(|(rpm, tpm, rpd, tpd, concurrent)| Limits {
         rpm,
         tpm,
         rpd,
+        tpd,
         concurrent,
     })
 }

@@ -55,7 +55,7 @@ fn every_report_file_is_produced_and_well_formed() {
     let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 14);
+    assert_eq!(header.len(), 15);
     assert_eq!(
         &header[..5],
         [
@@ -236,7 +236,7 @@ fn a_strategy_that_abandons_work_never_looks_best() {
     // The table's done/min and bound/min columns agree.
     let line = table.lines().find(|l| l.starts_with("round_robin")).unwrap();
     let cells: Vec<&str> = line.split_whitespace().collect();
-    let (done, bound): (f64, f64) = (cells[12].parse().unwrap(), cells[13].parse().unwrap());
+    let (done, bound): (f64, f64) = (cells[13].parse().unwrap(), cells[14].parse().unwrap());
     assert!(done <= bound, "{line}");
     // The wait CDF over all requests reaches only the share completed.
     let done_share = rr["completed"].as_f64().unwrap() / rr["requests"].as_f64().unwrap();

@@ -584,3 +584,48 @@ async fn quirks_in_google_s_wire_shape() {
         "no details: {v}"
     );
 }
+
+/// A tokens-per-day violation in Google's wire shape: quotaId and metric as Google names them,
+/// the limit, and a RetryInfo delay to Pacific midnight.
+#[tokio::test]
+async fn a_tokens_per_day_429_names_its_quota() {
+    let text = SCENARIO.replace("rpd = 1000\n", "rpd = 1000\ntpd = 3\n");
+    let live = start_with(&text, 1).await;
+    let key = &live.keys[0];
+    for _ in 0..3 {
+        assert_eq!(live.generate(key).await, 200, "one token each");
+    }
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(key), &body("x"))
+        .await;
+    assert_eq!(status, 429);
+    let details = v["error"]["details"].as_array().unwrap();
+    let q = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.QuotaFailure")
+        .unwrap();
+    let violation = &q["violations"][0];
+    assert_eq!(
+        violation["quotaId"],
+        "GenerateContentInputTokensPerModelPerDay-FreeTier"
+    );
+    assert_eq!(
+        violation["quotaMetric"],
+        "generativelanguage.googleapis.com/generate_content_free_tier_input_token_count"
+    );
+    assert_eq!(violation["quotaValue"], "3");
+    assert_eq!(
+        q["violations"].as_array().unwrap().len(),
+        1,
+        "only TPD is violated: {v}"
+    );
+    let retry = details
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
+        .unwrap();
+    let delay = flux_sim::net::wire::parse_duration_string(retry["retryDelay"].as_str().unwrap()).unwrap();
+    assert!(
+        delay > 60 * 1_000_000_000 && delay <= 24 * 3600 * 1_000_000_000,
+        "to midnight: {delay}"
+    );
+}

@@ -24,6 +24,7 @@ struct Case {
     rpm: Option<u64>,
     tpm: Option<u64>,
     rpd: Option<u64>,
+    tpd: Option<u64>,
     concurrent: Option<u64>,
     key_scope: bool,
     window: &'static str,
@@ -49,7 +50,7 @@ impl Case {
         let mut s = format!(
             "name = \"prop\"\nseed = {}\nstart = \"2025-11-01T18:00:00-07:00\"\n\
              [server]\nwindow = \"{}\"\ntpm_counts = \"{}\"\n[server.latency]\nttft = \"{}ms\"\ntokens_per_second = 120\njitter = {}\n\
-             [models.m]\n{}{}{}{}{}",
+             [models.m]\n{}{}{}{}{}{}",
             self.seed,
             self.window,
             if self.total { "total" } else { "input" },
@@ -58,6 +59,7 @@ impl Case {
             opt("rpm", self.rpm),
             opt("tpm", self.tpm),
             opt("rpd", self.rpd),
+            opt("tpd", self.tpd),
             opt("concurrent", self.concurrent),
             if self.key_scope && self.concurrent.is_some() { "concurrent_scope = \"key\"\n" } else { "" },
         );
@@ -93,7 +95,8 @@ fn limit(lo: u64, hi: u64) -> impl Strategy<Value = Option<u64>> {
     prop_oneof![Just(None), (lo..=hi).prop_map(Some)]
 }
 
-/// Random cases; `rpm` and `concurrency` may be switched off (gemini-flux never sees them).
+/// Random cases; `rpm`, `concurrency` and `tpd` may be switched off (gemini-flux never sees
+/// them).
 fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<Value = Case> {
     let topo = prop::collection::vec((1u8..=keys_max, prop_oneof![3 => Just(0u8), 1 => Just(1u8)]), 1..=20);
     let lim = (
@@ -105,9 +108,9 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
         limit(1, 20_000),
         limit(1, 300),
         if with_concurrency {
-            limit(1, 4).boxed()
+            (limit(1, 4), limit(1, 400_000)).boxed()
         } else {
-            Just(None).boxed()
+            Just((None, None)).boxed()
         },
         any::<bool>(),
     );
@@ -126,7 +129,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
     (topo, lim, kind, load, sizes).prop_map(
         |(
             projects,
-            (rpm, tpm, rpd, concurrent, key_scope),
+            (rpm, tpm, rpd, (concurrent, tpd), key_scope),
             (window, total),
             (open, rate, minutes, requests, workers),
             (max_in, out, ttft_ms, jitter, seed),
@@ -136,6 +139,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
                 rpm,
                 tpm,
                 rpd,
+                tpd,
                 concurrent,
                 key_scope,
                 window,
@@ -155,6 +159,13 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
             if let Some(t) = c.tpm {
                 let room = if c.total { t.saturating_sub(c.out) } else { t };
                 if room == 0 {
+                    c.out = 0;
+                }
+                c.max_in = c.max_in.min(t.saturating_sub(if c.total { c.out } else { 0 }).max(1));
+            }
+            // And up to the TPD limit.
+            if let Some(t) = c.tpd {
+                if c.total && t <= c.out {
                     c.out = 0;
                 }
                 c.max_in = c.max_in.min(t.saturating_sub(if c.total { c.out } else { 0 }).max(1));
@@ -179,6 +190,7 @@ fn assert_within_limits(s: &Scenario, server: &flux_sim::core::server::Server) -
         prop_assert!(l.rpm.is_none_or(|x| peak.rpm <= x), "rpm {} > {:?}", peak.rpm, l.rpm);
         prop_assert!(l.tpm.is_none_or(|x| peak.tpm <= x), "tpm {} > {:?}", peak.tpm, l.tpm);
         prop_assert!(l.rpd.is_none_or(|x| peak.rpd <= x), "rpd {} > {:?}", peak.rpd, l.rpd);
+        prop_assert!(l.tpd.is_none_or(|x| peak.tpd <= x), "tpd {} > {:?}", peak.tpd, l.tpd);
         prop_assert!(
             l.concurrent.is_none_or(|x| peak.concurrency <= x),
             "concurrency {} > {:?}",
@@ -324,7 +336,7 @@ fn find_breach(cases: impl Strategy<Value = Case>, strategies: &'static str) -> 
 }
 
 fn limited_dimensions(c: &Case) -> usize {
-    [c.rpm, c.tpm, c.rpd, c.concurrent]
+    [c.rpm, c.tpm, c.rpd, c.tpd, c.concurrent]
         .iter()
         .filter(|l| l.is_some())
         .count()
@@ -336,7 +348,7 @@ fn the_property_catches_round_robin() {
     // Minimal: one project with one valid key, one limited dimension at 1, a batch of 2.
     assert_eq!(m.projects, vec![(1, 0)], "{m:?}");
     assert_eq!(limited_dimensions(&m), 1, "{m:?}");
-    assert!([m.rpm, m.tpm, m.rpd, m.concurrent].contains(&Some(1)), "{m:?}");
+    assert!([m.rpm, m.tpm, m.rpd, m.tpd, m.concurrent].contains(&Some(1)), "{m:?}");
     assert!(!m.open && m.requests == 2, "{m:?}");
 }
 

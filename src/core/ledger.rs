@@ -32,13 +32,21 @@ pub enum Dimension {
     Tpm,
     /// Requests per day.
     Rpd,
+    /// Input tokens per day.
+    Tpd,
     /// Requests in flight at once.
     Concurrency,
 }
 
 impl Dimension {
     /// Every dimension, in reporting order.
-    pub const ALL: [Dimension; 4] = [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Concurrency];
+    pub const ALL: [Dimension; 5] = [
+        Dimension::Rpm,
+        Dimension::Tpm,
+        Dimension::Rpd,
+        Dimension::Tpd,
+        Dimension::Concurrency,
+    ];
 
     /// The short lowercase name used in JSON and traces.
     pub fn name(self) -> &'static str {
@@ -46,6 +54,7 @@ impl Dimension {
             Dimension::Rpm => "rpm",
             Dimension::Tpm => "tpm",
             Dimension::Rpd => "rpd",
+            Dimension::Tpd => "tpd",
             Dimension::Concurrency => "concurrency",
         }
     }
@@ -115,6 +124,9 @@ pub struct Limits {
     pub tpm: Option<u64>,
     /// Requests per day (reset at midnight in the calendar's zone).
     pub rpd: Option<u64>,
+    /// Tokens per day (what TPM counts, reset with requests per day).
+    #[serde(default)]
+    pub tpd: Option<u64>,
     /// Requests in flight at once.
     pub concurrent: Option<u64>,
 }
@@ -125,6 +137,7 @@ impl Limits {
         rpm: None,
         tpm: None,
         rpd: None,
+        tpd: None,
         concurrent: None,
     };
 
@@ -134,6 +147,7 @@ impl Limits {
             Dimension::Rpm => self.rpm,
             Dimension::Tpm => self.tpm,
             Dimension::Rpd => self.rpd,
+            Dimension::Tpd => self.tpd,
             Dimension::Concurrency => self.concurrent,
         }
     }
@@ -145,6 +159,7 @@ impl Limits {
             rpm: keep(Dimension::Rpm, self.rpm),
             tpm: keep(Dimension::Tpm, self.tpm),
             rpd: keep(Dimension::Rpd, self.rpd),
+            tpd: keep(Dimension::Tpd, self.tpd),
             concurrent: keep(Dimension::Concurrency, self.concurrent),
         }
     }
@@ -155,12 +170,13 @@ impl Limits {
             Dimension::Rpm => self.rpm = v,
             Dimension::Tpm => self.tpm = v,
             Dimension::Rpd => self.rpd = v,
+            Dimension::Tpd => self.tpd = v,
             Dimension::Concurrency => self.concurrent = v,
         }
     }
 
     /// The dimensions that can never admit a request costing `tokens`: a limit of 0, or more
-    /// tokens than the TPM limit.
+    /// tokens than the TPM or TPD limit.
     pub fn unservable(&self, tokens: u64) -> Dims {
         let mut d = Dims::EMPTY;
         for dim in Dimension::ALL {
@@ -170,6 +186,9 @@ impl Limits {
         }
         if matches!(self.tpm, Some(t) if tokens > t) {
             d.insert(Dimension::Tpm);
+        }
+        if matches!(self.tpd, Some(t) if tokens > t) {
+            d.insert(Dimension::Tpd);
         }
         d
     }
@@ -184,6 +203,8 @@ pub struct Usage {
     pub tpm: u64,
     /// Requests today.
     pub rpd: u64,
+    /// Tokens today.
+    pub tpd: u64,
     /// Requests in flight.
     pub concurrency: u64,
 }
@@ -195,6 +216,7 @@ impl Usage {
             Dimension::Rpm => self.rpm,
             Dimension::Tpm => self.tpm,
             Dimension::Rpd => self.rpd,
+            Dimension::Tpd => self.tpd,
             Dimension::Concurrency => self.concurrency,
         }
     }
@@ -203,6 +225,7 @@ impl Usage {
         self.rpm = self.rpm.max(other.rpm);
         self.tpm = self.tpm.max(other.tpm);
         self.rpd = self.rpd.max(other.rpd);
+        self.tpd = self.tpd.max(other.tpd);
         self.concurrency = self.concurrency.max(other.concurrency);
     }
 }
@@ -340,17 +363,19 @@ impl Window {
     }
 }
 
-/// Requests per day, reset at midnight in the calendar's zone.
+/// Requests and tokens per day, reset at midnight in the calendar's zone.
 #[derive(Debug, Clone)]
 struct Daily {
     day_end: Nanos,
     used: u64,
+    tokens: u64,
 }
 
 impl Daily {
     fn settle(&mut self, now: Nanos, cal: &Calendar) -> u64 {
         if now >= self.day_end {
             self.used = 0;
+            self.tokens = 0;
             self.day_end = cal.next_day_start(now);
         }
         self.used
@@ -452,6 +477,7 @@ impl Ledger {
             daily: Daily {
                 day_end: self.calendar.next_day_start(0),
                 used: rpd_used,
+                tokens: 0,
             },
             peak: Usage {
                 rpd: rpd_used,
@@ -512,8 +538,13 @@ impl Ledger {
         if limits.tpm.is_some() {
             take(&mut budget.tpm, tokens);
         }
-        if limits.rpd.is_some() && cal.next_day_start(at) == budget.daily.day_end {
-            budget.daily.used = budget.daily.used.saturating_sub(1);
+        if cal.next_day_start(at) == budget.daily.day_end {
+            if limits.rpd.is_some() {
+                budget.daily.used = budget.daily.used.saturating_sub(1);
+            }
+            if limits.tpd.is_some() {
+                budget.daily.tokens = budget.daily.tokens.saturating_sub(tokens);
+            }
         }
     }
 
@@ -592,6 +623,11 @@ impl Ledger {
             let used = budget.daily.settle(now, cal);
             consider(Dimension::Rpd, if used < l { now } else { budget.daily.day_end });
         }
+        if let Some(l) = limits.tpd {
+            budget.daily.settle(now, cal);
+            let fits = budget.daily.tokens + tokens <= l;
+            consider(Dimension::Tpd, if fits { now } else { budget.daily.day_end });
+        }
         if let (Some(_), Some(p)) = (limits.concurrent, pool) {
             let slots = &mut self.pools[p.0 as usize];
             let held = slots.settle(now);
@@ -635,6 +671,11 @@ impl Ledger {
             budget.daily.used += 1;
             now_usage.rpd = budget.daily.used;
         }
+        if limits.tpd.is_some() {
+            budget.daily.settle(now, cal);
+            budget.daily.tokens += tokens;
+            now_usage.tpd = budget.daily.tokens;
+        }
         if let (Some(_), Some(p)) = (limits.concurrent, pool) {
             let slots = &mut self.pools[p.0 as usize];
             slots.ends.push(Reverse(until));
@@ -654,6 +695,7 @@ impl Ledger {
             rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal, span)),
             tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal, span)),
             rpd: budget.daily.settle(now, cal),
+            tpd: budget.daily.tokens,
             concurrency: pool.map_or(0, |p| self.pools[p.0 as usize].settle(now)),
         }
     }
@@ -905,6 +947,7 @@ mod tests {
                 rpm: Some(1),
                 tpm: Some(100),
                 rpd: Some(5),
+                tpd: None,
                 concurrent: Some(1),
             },
             0,
@@ -925,6 +968,7 @@ mod tests {
                 rpm: 1,
                 tpm: 100,
                 rpd: 2,
+                tpd: 0,
                 concurrency: 1
             }
         );
@@ -968,6 +1012,7 @@ mod tests {
                 rpm: 1,
                 tpm: 0,
                 rpd: 1,
+                tpd: 0,
                 concurrency: 0
             }
         );

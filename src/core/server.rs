@@ -124,9 +124,10 @@ impl Quirks {
     /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`.
     pub fn retry_delay(&self, violated: Dims, exact: Nanos) -> Nanos {
         let per_minute = violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm);
+        let per_day = violated.contains(Dimension::Rpd) || violated.contains(Dimension::Tpd);
         match (self.per_day_retry, self.per_minute_retry) {
-            (Some(d), _) if violated.contains(Dimension::Rpd) => d,
-            (_, Some(d)) if per_minute && !violated.contains(Dimension::Rpd) => d,
+            (Some(d), _) if per_day => d,
+            (_, Some(d)) if per_minute && !per_day => d,
             _ => exact,
         }
     }

@@ -314,6 +314,14 @@ pub fn quota_names(d: Dimension, tier: &str) -> (String, String) {
             format!("GenerateContentPaidTierInputTokensPerModelPerMinute{id_suffix}"),
             format!("{m}generate_content_{metric_tier}_input_token_count"),
         ),
+        Dimension::Tpd if tier == "free" => (
+            "GenerateContentInputTokensPerModelPerDay-FreeTier".into(),
+            format!("{m}generate_content_free_tier_input_token_count"),
+        ),
+        Dimension::Tpd => (
+            format!("GenerateContentPaidTierInputTokensPerModelPerDay{id_suffix}"),
+            format!("{m}generate_content_{metric_tier}_input_token_count"),
+        ),
         Dimension::Concurrency => (
             format!("ConcurrentRequestsPerProjectPerModel{id_suffix}-FluxSim"),
             format!("{m}concurrent_requests"),
@@ -385,6 +393,8 @@ pub fn parse_duration_string(text: &str) -> Option<Nanos> {
 pub fn dimension_of_quota_id(id: &str) -> Option<Dimension> {
     if id.contains("Concurrent") {
         Some(Dimension::Concurrency)
+    } else if id.contains("Token") && id.contains("PerDay") {
+        Some(Dimension::Tpd)
     } else if id.contains("Token") {
         Some(Dimension::Tpm)
     } else if id.contains("PerDay") {
@@ -524,6 +534,7 @@ mod tests {
             rpm: Some(10),
             tpm: Some(250_000),
             rpd: Some(250),
+            tpd: None,
             concurrent: None,
         };
         let v = quota_exceeded(
@@ -582,6 +593,7 @@ mod tests {
             rpm: Some(10),
             tpm: Some(250_000),
             rpd: Some(250),
+            tpd: Some(6_000_000),
             concurrent: Some(3),
         };
         let body = |v: Dims, retry| quota_exceeded(v, &limits, "free", "m", retry).to_string().into_bytes();

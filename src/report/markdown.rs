@@ -16,7 +16,7 @@ pub fn human_ms(ms: f64) -> String {
 }
 
 /// Column headers of the summary tables (Markdown and HTML).
-pub const SUMMARY_HEADER: [&str; 20] = [
+pub const SUMMARY_HEADER: [&str; 21] = [
     "strategy",
     "completed",
     "failed",
@@ -26,6 +26,7 @@ pub const SUMMARY_HEADER: [&str; 20] = [
     "rpm",
     "tpm",
     "rpd",
+    "tpd",
     "conc.",
     "other errors",
     "attempts",
@@ -39,13 +40,14 @@ pub const SUMMARY_HEADER: [&str; 20] = [
     "makespan",
 ];
 
-/// Where the counts end and the rates and times begin in [`SUMMARY_HEADER`].
+/// Where the HTML summary splits [`SUMMARY_HEADER`] in two tables narrow enough for a
+/// 1280-pixel window (the counts, then attempts, rates and times).
 pub const RATES_FROM: usize = 12;
 
 /// What the columns mean, one sentence a line, under every summary table.
 pub const NOTES: [&str; 4] = [
     "Every request is exactly one of completed, failed (given up), unservable (could never fit) or pending (unfinished when the run stopped).",
-    "429s = rate-limited responses; rpm/tpm/rpd/conc. split them by violated dimension (a response violating several counts in each); other errors = 400, 403, 404 and 503 responses.",
+    "429s = rate-limited responses; rpm/tpm/rpd/tpd/conc. split them by violated dimension (a response violating several counts in each); other errors = 400, 403, 404 and 503 responses.",
     "done/min = completed per minute of the span (a closed batch: the longer of its makespan and the shortest possible makespan, so giving up early never raises it); bound/min = the most any strategy could complete; efficiency = done/min / bound/min, never above 1.",
     "wait = arrival to the send of the attempt that succeeded; latency = arrival to completion (both over completed requests); makespan = until a closed batch's last request ended.",
 ];
@@ -62,6 +64,7 @@ pub fn summary_cells(x: &StrategyResult) -> Vec<String> {
         x.rate_limited_by.rpm.to_string(),
         x.rate_limited_by.tpm.to_string(),
         x.rate_limited_by.rpd.to_string(),
+        x.rate_limited_by.tpd.to_string(),
         x.rate_limited_by.concurrency.to_string(),
         x.other_errors.to_string(),
         x.attempts.to_string(),

@@ -15,6 +15,7 @@ pub fn to_table(r: &RunResult) -> String {
         "rpm",
         "tpm",
         "rpd",
+        "tpd",
         "conc",
         "errors",
         "attempts",
@@ -31,7 +32,7 @@ pub fn to_table(r: &RunResult) -> String {
     for x in &r.results {
         let mut row = summary_cells(x);
         if x.makespan_s.is_none() {
-            row[19] = "-".into();
+            row[20] = "-".into();
         }
         rows.push(row);
     }
@@ -58,7 +59,7 @@ pub fn to_table(r: &RunResult) -> String {
         out.push('\n');
     }
     out.push_str(
-        "429s = rate-limited responses (rpm/tpm/rpd/conc: by violated dimension); errors = other error responses;\n",
+        "429s = rate-limited responses (rpm/tpm/rpd/tpd/conc: by violated dimension); errors = other error responses;\n",
     );
     out.push_str(
         "done/min over the span (a closed batch: at least its shortest possible makespan); eff = done/min / bound/min;\n",

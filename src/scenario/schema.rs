@@ -124,6 +124,7 @@ pub(super) struct RawModel {
     pub(super) rpm: Option<u64>,
     pub(super) tpm: Option<u64>,
     pub(super) rpd: Option<u64>,
+    pub(super) tpd: Option<u64>,
     pub(super) concurrent: Option<u64>,
     #[serde(default)]
     pub(super) concurrent_scope: ConcurrencyScope,
@@ -162,6 +163,7 @@ pub(super) struct RawLimits {
     pub(super) rpm: Option<u64>,
     pub(super) tpm: Option<u64>,
     pub(super) rpd: Option<u64>,
+    pub(super) tpd: Option<u64>,
     pub(super) concurrent: Option<u64>,
 }
 

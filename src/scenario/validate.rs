@@ -98,6 +98,7 @@ fn limits(raw: &RawLimits) -> Limits {
         rpm: raw.rpm,
         tpm: raw.tpm,
         rpd: raw.rpd,
+        tpd: raw.tpd,
         concurrent: raw.concurrent,
     }
 }
@@ -203,6 +204,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
                 rpm: m.rpm,
                 tpm: m.tpm,
                 rpd: m.rpd,
+                tpd: m.tpd,
                 concurrent: m.concurrent,
             },
             concurrency_scope: m.concurrent_scope,
@@ -701,10 +703,10 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
 }
 
 fn shared_pool(cx: &Ctx, field: &str, p: &RawSharedPool, m: &RawModel) -> Result<PoolSpec, ScenarioError> {
-    if m.rpm.is_some() || m.tpm.is_some() || m.rpd.is_some() || m.concurrent.is_some() {
+    if m.rpm.is_some() || m.tpm.is_some() || m.rpd.is_some() || m.tpd.is_some() || m.concurrent.is_some() {
         return Err(cx.err(
             field,
-            "a shared pool has no per-project limits: remove rpm, tpm, rpd and concurrent from this model",
+            "a shared pool has no per-project limits: remove rpm, tpm, rpd, tpd and concurrent from this model",
         ));
     }
     if p.capacity == 0 {

@@ -148,16 +148,19 @@ impl Capacity<'_> {
             let b = day_end.min(t);
             let len = b - a;
             let (wn, wd) = self.windows(a, len);
-            let (mut rpm, mut tpm, mut rpd) = (0u128, 0u128, 0u128);
+            let (mut rpm, mut tpm, mut rpd, mut tpd) = (0u128, 0u128, 0u128, 0u128);
             for (i, l) in self.budgets.iter().enumerate() {
                 rpm = rpm.saturating_add(l.rpm.map_or(INF, |r| r as u128 * wn / wd));
                 tpm = tpm.saturating_add(l.tpm.map_or(INF, |r| r as u128 * wn / wd));
                 let used = if first { self.rpd_used[i] } else { 0 };
                 rpd = rpd.saturating_add(l.rpd.map_or(INF, |r| r.saturating_sub(used) as u128));
+                tpd = tpd.saturating_add(l.tpd.map_or(INF, |r| r as u128));
             }
-            let seg = rpm.min(rpd).min(self.costs.count_within(tpm));
+            // A day's tokens are bounded by its TPM windows and by its TPD budgets.
+            let tokens = tpm.min(tpd);
+            let seg = rpm.min(rpd).min(self.costs.count_within(tokens));
             total = total.saturating_add(seg);
-            all_tokens = all_tokens.saturating_add(tpm);
+            all_tokens = all_tokens.saturating_add(tokens);
             if day_end >= t {
                 break;
             }

@@ -47,6 +47,7 @@ fn scale(l: Limits, n: u64, d: u64) -> Limits {
         rpm: s(l.rpm),
         tpm: s(l.tpm),
         rpd: s(l.rpd),
+        tpd: s(l.tpd),
         concurrent: s(l.concurrent),
     }
 }
@@ -104,7 +105,7 @@ pub fn judge(result: &RunResult) -> Claim {
             // Quota 429s name a dimension; capacity 429s (a full shared pool) name none, and
             // no strategy can avoid those.
             let b = &r.rate_limited_by;
-            let clean = r.strategy != "flux" || b.rpm + b.tpm + b.rpd + b.concurrency == 0;
+            let clean = r.strategy != "flux" || b.rpm + b.tpm + b.rpd + b.tpd + b.concurrency == 0;
             (r.strategy.clone(), r.completed, r.rate_limited, share && clean)
         })
         .collect();

@@ -16,6 +16,8 @@ pub struct ByDimension {
     pub tpm: u64,
     /// Requests per day.
     pub rpd: u64,
+    /// Tokens per day.
+    pub tpd: u64,
     /// Concurrency.
     pub concurrency: u64,
     /// Shared-capacity 429s without quota details.
@@ -165,6 +167,7 @@ impl Recorder {
                 Dimension::Rpm => self.by_dim.rpm += 1,
                 Dimension::Tpm => self.by_dim.tpm += 1,
                 Dimension::Rpd => self.by_dim.rpd += 1,
+                Dimension::Tpd => self.by_dim.tpd += 1,
                 Dimension::Concurrency => self.by_dim.concurrency += 1,
             }
         }

@@ -117,6 +117,7 @@ impl Timeline {
                 Dimension::Rpm => r.rpm += 1,
                 Dimension::Tpm => r.tpm += 1,
                 Dimension::Rpd => r.rpd += 1,
+                Dimension::Tpd => r.tpd += 1,
                 Dimension::Concurrency => r.concurrency += 1,
             }
         }

@@ -471,7 +471,7 @@ impl Strategy for ExactCooldown {
                 violated, retry_delay, ..
             } => {
                 let mut until = now + retry_delay.unwrap_or(SECOND);
-                if violated.contains(Dimension::Rpd) {
+                if violated.contains(Dimension::Rpd) || violated.contains(Dimension::Tpd) {
                     until = until.max(self.env.calendar.next_day_start(now));
                 }
                 unit.blocked = unit.blocked.max(until);
@@ -509,6 +509,7 @@ mod tests {
             rpm: Some(10),
             tpm: Some(100),
             rpd: Some(1000),
+            tpd: None,
             concurrent: None,
         };
         let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], 0);

@@ -74,7 +74,7 @@ impl Flux {
             }
             // Told limits: plan with them, probe them; untold ones: track, unbounded.
             let mut l = inner.limits(u);
-            for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd] {
+            for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Tpd] {
                 if l.get(d).is_none() {
                     l.set(d, Some(TRACKED));
                 }
@@ -103,7 +103,7 @@ impl Flux {
     fn refresh_probe(&mut self, u: usize, now: Nanos) {
         let mut dims = Dims::EMPTY;
         let l = self.inner.limits(u);
-        for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd] {
+        for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Tpd] {
             if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
                 dims.insert(d);
             }
@@ -117,7 +117,7 @@ impl Flux {
 
     /// How long to keep off a budget after a 429 that violated `violated` and said `delay`.
     fn hold(&self, now: Nanos, ask: &Ask, violated: Dims, delay: Option<Nanos>, known: bool) -> Nanos {
-        if violated.contains(Dimension::Rpd) {
+        if violated.contains(Dimension::Rpd) || violated.contains(Dimension::Tpd) {
             return self.calendar.next_day_start(now) - now;
         }
         if violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm) {
