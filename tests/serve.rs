@@ -62,6 +62,15 @@ async fn start_with(text: &str, time_scale: u64) -> Live {
     }
 }
 
+/// The detail of type `google.rpc.{kind}` in an error body (panics if absent).
+fn detail<'a>(v: &'a Value, kind: &str) -> &'a Value {
+    let want = format!("type.googleapis.com/google.rpc.{kind}");
+    v["error"]["details"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["@type"] == want.as_str()))
+        .unwrap_or_else(|| panic!("no {kind} in {v}"))
+}
+
 fn body(text: &str) -> Value {
     json!({"contents": [{"role": "user", "parts": [{"text": text}]}]})
 }
@@ -531,11 +540,7 @@ async fn quirks_in_google_s_wire_shape() {
         .post("gemini-2.5-flash:generateContent", Some(key), &body("x"))
         .await;
     assert_eq!(status, 429);
-    let details = v["error"]["details"].as_array().unwrap();
-    let retry = details
-        .iter()
-        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
-        .unwrap();
+    let retry = detail(&v, "RetryInfo");
     assert_eq!(retry["retryDelay"], "86400s", "the lie, not the exact delay");
     assert!(
         v["error"]["message"]
@@ -544,24 +549,14 @@ async fn quirks_in_google_s_wire_shape() {
             .ends_with("Please retry in 86400s."),
         "{v}"
     );
-    let quota = details
-        .iter()
-        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.QuotaFailure")
-        .unwrap();
+    let quota = detail(&v, "QuotaFailure");
     assert_eq!(quota["violations"][0]["quotaValue"], "5");
 
     let (status, v) = live.post("gemini-2.5-pro:generateContent", Some(key), &body("x")).await;
     assert_eq!(status, 429);
-    let details = v["error"]["details"].as_array().unwrap();
-    let quota = details
-        .iter()
-        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.QuotaFailure")
-        .unwrap();
+    let quota = detail(&v, "QuotaFailure");
     assert_eq!(quota["violations"][0]["quotaValue"], "0");
-    let retry = details
-        .iter()
-        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
-        .unwrap();
+    let retry = detail(&v, "RetryInfo");
     assert_eq!(retry["retryDelay"], "25s");
     assert!(
         v["error"]["message"]
@@ -599,11 +594,7 @@ async fn a_tokens_per_day_429_names_its_quota() {
         .post("gemini-2.5-flash:generateContent", Some(key), &body("x"))
         .await;
     assert_eq!(status, 429);
-    let details = v["error"]["details"].as_array().unwrap();
-    let q = details
-        .iter()
-        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.QuotaFailure")
-        .unwrap();
+    let q = detail(&v, "QuotaFailure");
     let violation = &q["violations"][0];
     assert_eq!(
         violation["quotaId"],
@@ -619,10 +610,7 @@ async fn a_tokens_per_day_429_names_its_quota() {
         1,
         "only TPD is violated: {v}"
     );
-    let retry = details
-        .iter()
-        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
-        .unwrap();
+    let retry = detail(&v, "RetryInfo");
     let delay = flux_sim::net::wire::parse_duration_string(retry["retryDelay"].as_str().unwrap()).unwrap();
     assert!(
         delay > 60 * 1_000_000_000 && delay <= 24 * 3600 * 1_000_000_000,
