@@ -8,10 +8,11 @@ use flux_sim::scenario::Scenario;
 use flux_sim::sim::compare::compare;
 
 /// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
-const QUICK: [&str; 8] = [
+const QUICK: [&str; 9] = [
     "dubbing",
     "free-tier-2026",
     "oversize",
+    "pro-tokens-per-day",
     "quirks",
     "shared-project",
     "serve-bench",
@@ -19,12 +20,20 @@ const QUICK: [&str; 8] = [
     "vertex-dsq",
 ];
 
+/// Where the claim is known to fail, and the README says why: without its fallback model a
+/// closed batch's workers wait on requests flux planned for tomorrow (98.6%).
+const CLAIM_FAILS: [&str; 1] = ["pro-tokens-per-day"];
+
 fn rows(name: &str) -> String {
     let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
     let run = compare(&s, s.seed, 2);
     let holds = run.1.holds();
     let table = flux_sim::report::comparison(std::slice::from_ref(&run));
-    assert!(holds, "flux's claim fails on {name}:\n{table}");
+    assert_eq!(
+        holds,
+        !CLAIM_FAILS.contains(&name),
+        "flux's claim on {name} is not what the README says:\n{table}"
+    );
     table
 }
 

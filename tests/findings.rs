@@ -152,3 +152,21 @@ fn under_a_shared_pool_rotation_buys_nothing() {
     let b = &flux.rate_limited_by;
     assert_eq!((b.rpm, b.tpm, b.rpd, b.concurrency), (0, 0, 0, 0));
 }
+
+/// `pro-tokens-per-day.toml`: a planner told the documented limits (no TPD) meets one TPD 429
+/// per project; `exact_cooldown` then waits until midnight with the requests that hit it,
+/// `flux` learns the quota and moves them to the fallback model at once.
+#[test]
+fn a_tokens_per_day_429_sends_flux_down_the_chain_and_exact_cooldown_to_midnight() {
+    let s = load("pro-tokens-per-day");
+    let out = run(&s, &s.strategies, s.seed, None, 2);
+    let by = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap();
+    let (stuck, flux) = (by("exact_cooldown, told no TPD"), by("flux, told no TPD"));
+    assert!(stuck.rate_limited_by.tpd >= 5, "at least one per project: {stuck:?}");
+    assert!(stuck.pending >= 5 && stuck.makespan_s.is_none(), "{stuck:?}");
+    assert_eq!(flux.rate_limited_by.tpd, 5, "one per project: {flux:?}");
+    assert_eq!((flux.completed, flux.pending), (500, 0), "{flux:?}");
+    for truth in [by("exact_cooldown"), by("flux")] {
+        assert_eq!((truth.completed, truth.rate_limited), (500, 0), "{truth:?}");
+    }
+}
