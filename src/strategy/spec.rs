@@ -120,6 +120,7 @@ pub const BUILTINS: [(&str, &str); 11] = [
 /// policy), as `flux-sim strategies` prints it.
 pub fn builtins_help() -> String {
     let mut out = String::new();
+    let w = BUILTINS.iter().map(|(n, _)| n.len()).max().unwrap_or(0) + 2;
     for (name, what) in BUILTINS {
         let spec = StrategySpec::builtin(name, 1).expect("listed built-in");
         let params = match spec.kind {
@@ -133,7 +134,7 @@ pub fn builtins_help() -> String {
             _ => String::new(),
         };
         out.push_str(&format!(
-            "  {name:<16}{what}\n  {:<16}defaults: {params}retry {}\n",
+            "  {name:<w$}{what}\n  {:<w$}defaults: {params}retry {}\n",
             "",
             spec.retry.describe()
         ));
