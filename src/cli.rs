@@ -120,7 +120,7 @@ pub struct DriveArgs {
     /// when Google's do.
     #[arg(long, value_name = "now|TIME", value_parser = start_flag)]
     pub start: Option<chrono::DateTime<chrono::FixedOffset>>,
-    /// exact_cooldown's safety margin in wall-clock time, e.g. 5ms: every cooldown lasts this
+    /// exact_cooldown's and flux's safety margin in wall-clock time, e.g. 5ms: every cooldown lasts this
     /// much longer, to absorb network delay jitter (default: the scenario's `margin`).
     #[arg(long, value_name = "D", value_parser = real_duration)]
     pub margin: Option<std::time::Duration>,
@@ -614,10 +614,10 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     let to_virtual = |d: std::time::Duration| (d.as_nanos() * scale as u128).min(u64::MAX as u128) as u64;
     if let Some(m) = a.margin {
         match &mut spec.kind {
-            StrategyKind::ExactCooldown { margin, .. } => *margin = to_virtual(m),
+            StrategyKind::ExactCooldown { margin } | StrategyKind::Flux { margin } => *margin = to_virtual(m),
             other => {
                 return Err(format!(
-                    "--margin: only exact_cooldown plans cooldowns; {:?} is {}",
+                    "--margin: only exact_cooldown and flux plan cooldowns; {:?} is {}",
                     spec.name,
                     other.name()
                 ))

@@ -509,7 +509,7 @@ fn drive_rejects_what_it_cannot_do() {
         "--margin",
         "5ms",
     ])
-    .stderr(predicate::str::contains("--margin: only exact_cooldown"));
+    .stderr(predicate::str::contains("--margin: only exact_cooldown and flux"));
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.jsonl");
     let trace_arg = trace.to_str().unwrap();

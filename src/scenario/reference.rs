@@ -143,7 +143,7 @@ pub const FIELDS: &[Field] = &[
     f("strategies[]", "interval", "duration", "(required for fixed_interval; the built-in uses \"30s\")", "fixed_interval: a key is reused only this long after its last use.", "\"30s\""),
     f("strategies[]", "compat", "\"gemini-flux\"", "none", "exact_cooldown: shorthand for kind = \"gemini_flux\".", "\"gemini-flux\""),
     f("strategies[]", "preset", "\"sdk\"", "\"sdk\"", "backoff: google-genai's HttpRetryOptions() as the retry policy (5 attempts, 1 s doubling to 60 s plus up to 1 s); give it or a retry table.", "\"sdk\""),
-    f("strategies[]", "margin", "duration", "\"0s\"", "exact_cooldown: hold every window entry this much longer than 60 s (for real networks; see `drive --margin`).", "\"250ms\""),
+    f("strategies[]", "margin", "duration", "\"0s\"", "exact_cooldown, flux: hold every window entry this much longer than 60 s (for real networks; see `drive --margin`).", "\"250ms\""),
     f("strategies[]", "fallback", "list of model names", "none", "exact_cooldown, gemini_flux, flux: models to fall back to, in order, when a model's daily quota is gone (gemini_flux: its model chain).", "[\"gemini-2.5-flash-lite\"]"),
     f("strategies[]", "known_limits", "table of limits per model", "the true limits", "What the strategy believes the limits are (see `limits`), per model. flux probes such told limits and learns the true ones from 429s.", "{ \"gemini-2.5-flash\" = { rpm = 15 } }"),
     f("strategies[]", "retry", "table", "what the modelled tool does: exact_cooldown retry_info; flux, gemini_flux, token_bucket, litellm_*, gemini_balance immediate; others google-genai's (preset sdk)", "See `strategies[].retry`.", ""),

@@ -787,6 +787,12 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
                 Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
             },
         },
+        "flux" => StrategyKind::Flux {
+            margin: match &s.margin {
+                None => 0,
+                Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
+            },
+        },
         other => match crate::strategy::StrategySpec::builtin(other, models.len()) {
             Some(spec) => spec.kind,
             None => {
@@ -807,8 +813,11 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
     if s.compat.is_some() && s.kind != "exact_cooldown" {
         return Err(cx.err(&format!("{field}.compat"), "only for kind = \"exact_cooldown\""));
     }
-    if s.margin.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. }) {
-        return Err(cx.err(&format!("{field}.margin"), "only for kind = \"exact_cooldown\""));
+    if s.margin.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. } | StrategyKind::Flux { .. }) {
+        return Err(cx.err(
+            &format!("{field}.margin"),
+            "only for kind = \"exact_cooldown\" or \"flux\"",
+        ));
     }
     if !s.fallback.is_empty() && !kind.falls_back() {
         return Err(cx.err(

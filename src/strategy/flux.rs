@@ -59,12 +59,13 @@ pub struct Flux {
 }
 
 impl Flux {
-    /// flux over `env`, falling back to `fallback` models in order.
-    pub fn new(env: Env, fallback: Vec<usize>) -> Self {
+    /// flux over `env`, falling back to `fallback` models in order; its planner holds window
+    /// entries `margin` longer than 60 s (as [`ExactCooldown::new`]; 0 plans exactly).
+    pub fn new(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
         let models = env.models;
         let believed = env.believed.clone();
         let (calendar, tpm_counts, seed) = (env.calendar.clone(), env.tpm_counts, env.seed);
-        let mut inner = ExactCooldown::new(env, fallback, 0);
+        let mut inner = ExactCooldown::new(env, fallback, margin);
         let n = inner.units();
         let mut verified = vec![Dims::EMPTY; n];
         for u in 0..n {
@@ -263,6 +264,7 @@ mod tests {
                 ..Limits::default()
             }),
             vec![],
+            0,
         );
         for r in 0..4 {
             assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
@@ -290,6 +292,7 @@ mod tests {
                 ..Limits::default()
             }),
             vec![],
+            0,
         );
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
@@ -307,7 +310,7 @@ mod tests {
             rpd: Some(100),
             ..Limits::default()
         };
-        let mut f = Flux::new(env(&[0], Some(limits)), vec![]);
+        let mut f = Flux::new(env(&[0], Some(limits)), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, MINUTE), "no probe of a true limit");
         // A per-minute 429 claiming 86,400 s is held to a minute.
@@ -330,7 +333,7 @@ mod tests {
 
     #[test]
     fn a_capacity_429_backs_off_that_request_alone() {
-        let mut f = Flux::new(env(&[0, 1], None), vec![]);
+        let mut f = Flux::new(env(&[0, 1], None), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))).1, 0);
         let busy = Outcome::RateLimited {
             violated: Dims::EMPTY,
@@ -362,7 +365,7 @@ mod tests {
         e.limits = vec![limits, limits];
         e.scopes = vec![crate::core::server::ConcurrencyScope::Project; 2];
         e.believed = vec![false, false];
-        let mut f = Flux::new(e, vec![1]);
+        let mut f = Flux::new(e, vec![1], 0);
         assert_eq!(
             f.decide(0, &ask(0, 1)),
             Decision::Send {

@@ -186,7 +186,7 @@ pub fn build(env: Env, spec: &StrategySpec) -> Box<dyn Strategy> {
         StrategyKind::TokenBucket => Box::new(TokenBucket::new(&env)),
         StrategyKind::LiteLlm(routing) => Box::new(LiteLlm::new(env, routing)),
         StrategyKind::GeminiBalance => Box::new(GeminiBalance::new(&env)),
-        StrategyKind::Flux => Box::new(Flux::new(env, spec.fallback.clone())),
+        StrategyKind::Flux { margin } => Box::new(Flux::new(env, spec.fallback.clone(), margin)),
     }
 }
 

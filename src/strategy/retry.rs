@@ -124,7 +124,7 @@ impl RetryPolicy {
             // flux decides itself when a request goes again (it holds budgets and backs off
             // capacity 429s); gemini-flux retries at once and stops after keys × models
             // attempts.
-            K::Flux | K::GeminiFlux => RetryPolicy::Immediate { max_attempts: u32::MAX },
+            K::Flux { .. } | K::GeminiFlux => RetryPolicy::Immediate { max_attempts: u32::MAX },
             // The cookbook re-queues a failed request at once, 5 attempts in all.
             K::TokenBucket => RetryPolicy::Immediate { max_attempts: 5 },
             // The Router retries on another deployment at once (num_retries 2).

@@ -34,7 +34,10 @@ pub enum StrategyKind {
     /// gemini-balance's key manager.
     GeminiBalance,
     /// This project's strategy.
-    Flux,
+    Flux {
+        /// The planner's safety margin, as exact_cooldown's.
+        margin: Nanos,
+    },
 }
 
 impl StrategyKind {
@@ -49,7 +52,7 @@ impl StrategyKind {
             StrategyKind::TokenBucket => "token_bucket",
             StrategyKind::LiteLlm(r) => r.name(),
             StrategyKind::GeminiBalance => "gemini_balance",
-            StrategyKind::Flux => "flux",
+            StrategyKind::Flux { .. } => "flux",
         }
     }
 
@@ -57,7 +60,7 @@ impl StrategyKind {
     pub fn falls_back(&self) -> bool {
         matches!(
             self,
-            StrategyKind::ExactCooldown { .. } | StrategyKind::GeminiFlux | StrategyKind::Flux
+            StrategyKind::ExactCooldown { .. } | StrategyKind::GeminiFlux | StrategyKind::Flux { .. }
         )
     }
 }
@@ -128,7 +131,7 @@ pub fn builtins_help() -> String {
             StrategyKind::FixedInterval { interval } => {
                 format!("interval {}; ", crate::core::time::format_duration(interval))
             }
-            StrategyKind::ExactCooldown { margin } => {
+            StrategyKind::ExactCooldown { margin } | StrategyKind::Flux { margin } => {
                 format!("margin {}; ", crate::core::time::format_duration(margin))
             }
             _ => String::new(),
@@ -157,7 +160,7 @@ impl StrategySpec {
             "litellm_least_busy" => StrategyKind::LiteLlm(Routing::LeastBusy),
             "litellm_usage" => StrategyKind::LiteLlm(Routing::Usage),
             "gemini_balance" => StrategyKind::GeminiBalance,
-            "flux" => StrategyKind::Flux,
+            "flux" => StrategyKind::Flux { margin: 0 },
             _ => return None,
         };
         Some(StrategySpec {
