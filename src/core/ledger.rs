@@ -462,6 +462,16 @@ impl Ledger {
         self
     }
 
+    /// The margin sliding windows hold entries beyond 60 s.
+    pub fn margin(&self) -> Nanos {
+        self.span - MINUTE
+    }
+
+    /// Widens (or narrows) the margin from now on; entries already forgotten stay forgotten.
+    pub fn set_margin(&mut self, margin: Nanos) {
+        self.span = MINUTE + margin;
+    }
+
     /// The calendar the ledger resets by.
     pub fn calendar(&self) -> &Calendar {
         &self.calendar

@@ -318,6 +318,16 @@ impl ExactCooldown {
         self.key_owner[key] * self.env.models + model
     }
 
+    /// The replica's margin (see [`Ledger::with_margin`]).
+    pub(super) fn margin(&self) -> Nanos {
+        self.replica.margin()
+    }
+
+    /// Sets the replica's margin from now on.
+    pub(super) fn set_margin(&mut self, margin: Nanos) {
+        self.replica.set_margin(margin);
+    }
+
     /// Units in all.
     pub(super) fn units(&self) -> usize {
         self.units.len()

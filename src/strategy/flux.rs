@@ -15,6 +15,8 @@
 //!   waits at most 60 s (86,400 s included); a 429 without details backs off exponentially with
 //!   full jitter, for that request only (capacity is no project's quota: rotating is pointless,
 //!   blocking budgets wrong);
+//! - widens its planning margin when per-minute 429s on limits it knows show its sends reaching
+//!   the server later than planned (a real network), so it needs no hand-set `margin`;
 //! - retries at once and decides itself when to send, so after a per-day 429 the request moves
 //!   on along the model chain instead of sleeping until the day ends.
 
@@ -196,6 +198,17 @@ impl Strategy for Flux {
                 quota,
             } => {
                 self.inner.on_outcome(now, ask, key, model, sent, &Outcome::Error);
+                // A per-minute 429 on limits it already knew, on a send planned since the last
+                // 429 there: its sends reach the server later than planned (network, timers).
+                // Widen the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
+                let per_minute = violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm);
+                let timing = per_minute
+                    && violated.iter().all(|d| self.verified[u].contains(d))
+                    && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
+                if timing {
+                    let m = (self.inner.margin() * 2).clamp(10 * MILLISECOND, 5 * SECOND);
+                    self.inner.set_margin(m);
+                }
                 self.epoch[u] = self.epoch[u].wrapping_add(1);
                 let mut limits: Limits = self.inner.limits(u);
                 for d in violated.iter() {
@@ -389,5 +402,32 @@ mod tests {
             },
             "the fallback model, now"
         );
+    }
+
+    #[test]
+    fn a_429_on_a_known_limit_widens_the_margin() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, MINUTE));
+        // Request 1 reached the server late: the server's window still held request 0.
+        f.on_outcome(MINUTE, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpm], SECOND / 2, limits));
+        assert_eq!(f.inner.margin(), 10 * MILLISECOND);
+        // Plans from now on hold every entry 10 ms longer than 60 s (the rejected send is
+        // still held too: flux does not assume the server forgot it).
+        let (_, t) = send(f.decide(
+            MINUTE,
+            &Ask {
+                attempts: 1,
+                ..ask(1, 1)
+            },
+        ));
+        assert_eq!(t, 2 * MINUTE + 10 * MILLISECOND);
+        // A 429 on a send it holds no current plan for says nothing new about timing.
+        f.on_outcome(t, &ask(9, 1), 0, 0, 0, &rl(&[Dimension::Rpm], SECOND, limits));
+        assert_eq!(f.inner.margin(), 10 * MILLISECOND);
     }
 }
