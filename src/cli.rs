@@ -429,24 +429,26 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     })
 }
 
+/// A progress bar of `total` units drawn with `template` on a terminal; hidden otherwise.
+fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let b = indicatif::ProgressBar::new(total);
+    b.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    b
+}
+
 /// Until `finished`: sets `control.stop` on Ctrl-C, and shows a progress bar of `total`
 /// units on a terminal.
 fn watch(control: &crate::sim::engine::Control, finished: &std::sync::atomic::AtomicBool, total: u64) {
-    use std::io::IsTerminal;
     use std::sync::atomic::Ordering::Relaxed;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {percent}% simulated, {elapsed} elapsed, about {eta} left (Ctrl-C stops and reports)",
-            )
-            .expect("valid template"),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(
+        total,
+        "{bar:40} {percent}% simulated, {elapsed} elapsed, about {eta} left (Ctrl-C stops and reports)",
+    );
     let Ok(runtime) = runtime else { return };
     runtime.block_on(async {
         let ctrl_c = tokio::signal::ctrl_c();
@@ -528,7 +530,6 @@ fn print(text: &str) -> Result<(), String> {
 }
 
 fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
-    use std::io::IsTerminal;
     let settings = a
         .settings
         .iter()
@@ -537,18 +538,10 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     let sweep = Sweep::new(Grid::load(&a.scenario, settings, a.max_points)?);
     crate::report::prepare_dir(&a.out, a.force)?;
     let total = sweep.grid.len() as u64;
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(total);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} grid points, {elapsed} elapsed, about {eta} left",
-            )
-            .expect("valid template"),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(
+        total,
+        "{bar:40} {pos}/{len} grid points, {elapsed} elapsed, about {eta} left",
+    );
     let points = sweep.run(&|| bar.inc(1));
     bar.finish_and_clear();
     let answer = crate::report::sweep::answer(&sweep, &points);

@@ -48,6 +48,9 @@ impl Dimension {
         Dimension::Concurrency,
     ];
 
+    /// The dimensions counted over a window or a day (all but concurrency).
+    pub const COUNTED: [Dimension; 4] = [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Tpd];
+
     /// The short lowercase name used in JSON and traces.
     pub fn name(self) -> &'static str {
         match self {
@@ -96,6 +99,26 @@ impl Dims {
     /// The dimensions in reporting order.
     pub fn iter(self) -> impl Iterator<Item = Dimension> {
         Dimension::ALL.into_iter().filter(move |d| self.contains(*d))
+    }
+
+    /// The dimensions in both sets.
+    pub fn and(self, other: Dims) -> Dims {
+        Dims(self.0 & other.0)
+    }
+
+    /// Whether every dimension of this set is in `other`.
+    pub fn within(self, other: Dims) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    /// Whether a per-day dimension (requests or tokens per day) is in the set.
+    pub fn per_day(self) -> bool {
+        self.contains(Dimension::Rpd) || self.contains(Dimension::Tpd)
+    }
+
+    /// Whether a per-minute dimension (requests or tokens per minute) is in the set.
+    pub fn per_minute(self) -> bool {
+        self.contains(Dimension::Rpm) || self.contains(Dimension::Tpm)
     }
 
     /// The names, in reporting order.

@@ -6,7 +6,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use serde::Deserialize;
 
-use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
+use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
 use crate::core::time::{Calendar, Nanos, MAX_SPAN, SECOND};
@@ -123,11 +123,9 @@ pub struct Quirks {
 impl Quirks {
     /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`.
     pub fn retry_delay(&self, violated: Dims, exact: Nanos) -> Nanos {
-        let per_minute = violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm);
-        let per_day = violated.contains(Dimension::Rpd) || violated.contains(Dimension::Tpd);
         match (self.per_day_retry, self.per_minute_retry) {
-            (Some(d), _) if per_day => d,
-            (_, Some(d)) if per_minute && !per_day => d,
+            (Some(d), _) if violated.per_day() => d,
+            (_, Some(d)) if violated.per_minute() && !violated.per_day() => d,
             _ => exact,
         }
     }
@@ -298,15 +296,14 @@ impl Server {
         match self.ledger.check(now, budget, pool, cost) {
             Admission::Admitted => {}
             Admission::Unservable { violated } => {
+                let quota = self.ledger.limits(budget).only(violated);
                 return match self.quirks.zero_quota_retry {
                     // The body still says "Please retry in …" for a quota of 0.
-                    Some(retry_delay) if !self.ledger.limits(budget).only(violated).unservable(0).is_empty() => {
-                        Response::RateLimited {
-                            violated,
-                            retry_delay,
-                            quota: self.ledger.limits(budget).only(violated),
-                        }
-                    }
+                    Some(retry_delay) if !quota.unservable(0).is_empty() => Response::RateLimited {
+                        violated,
+                        retry_delay,
+                        quota,
+                    },
                     _ => Response::Unservable { violated },
                 };
             }

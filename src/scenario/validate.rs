@@ -755,6 +755,10 @@ fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
 
 fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> Result<StrategySpec, ScenarioError> {
     let field = format!("strategies[{i}]");
+    let margin = match &s.margin {
+        None => 0,
+        Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
+    };
     let kind = match s.kind.as_str() {
         "round_robin" => StrategyKind::RoundRobin,
         "fixed_interval" => {
@@ -781,18 +785,8 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
                 ))
             }
         },
-        "exact_cooldown" => StrategyKind::ExactCooldown {
-            margin: match &s.margin {
-                None => 0,
-                Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
-            },
-        },
-        "flux" => StrategyKind::Flux {
-            margin: match &s.margin {
-                None => 0,
-                Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
-            },
-        },
+        "exact_cooldown" => StrategyKind::ExactCooldown { margin },
+        "flux" => StrategyKind::Flux { margin },
         other => match crate::strategy::StrategySpec::builtin(other, models.len()) {
             Some(spec) => spec.kind,
             None => {

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
-use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::ConcurrencyScope;
 use crate::core::time::{Nanos, SECOND};
 
@@ -233,9 +233,9 @@ impl ExactCooldown {
             Admission::Admitted => (t0, Dims::EMPTY),
             // A believed limit in the way that may be probed: send when the others allow.
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
-                if cost > 0 && violated.iter().any(|d| unit.probe.contains(d)) =>
+                if cost > 0 && !violated.and(unit.probe).is_empty() =>
             {
-                let probed: Dims = violated.iter().filter(|&d| unit.probe.contains(d)).collect();
+                let probed = violated.and(unit.probe);
                 match self.replica.check_except(t0, unit.budget, None, cost, probed) {
                     Admission::Admitted => (t0, probed),
                     Admission::Rejected { retry_at, .. } => (retry_at, probed),
@@ -243,7 +243,7 @@ impl ExactCooldown {
                 }
             }
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
-                if violated.iter().any(|d| unit.awaiting.contains(d)) =>
+                if !violated.and(unit.awaiting).is_empty() =>
             {
                 return Eval::SlotsFull
             }
@@ -481,7 +481,7 @@ impl Strategy for ExactCooldown {
                 violated, retry_delay, ..
             } => {
                 let mut until = now + retry_delay.unwrap_or(SECOND);
-                if violated.contains(Dimension::Rpd) || violated.contains(Dimension::Tpd) {
+                if violated.per_day() {
                     until = until.max(self.env.calendar.next_day_start(now));
                 }
                 unit.blocked = unit.blocked.max(until);

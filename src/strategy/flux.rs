@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 
 use super::exact_cooldown::ExactCooldown;
+use super::retry::exponential;
 use super::{Ask, Decision, Env, Outcome, Strategy};
 use crate::core::ledger::{Dimension, Dims, Limits};
 use crate::core::rng::{rng, unit, Stream};
@@ -77,7 +78,7 @@ impl Flux {
             }
             // Told limits: plan with them, probe them; untold ones: track, unbounded.
             let mut l = inner.limits(u);
-            for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Tpd] {
+            for d in Dimension::COUNTED {
                 if l.get(d).is_none() {
                     l.set(d, Some(TRACKED));
                 }
@@ -106,7 +107,7 @@ impl Flux {
     fn refresh_probe(&mut self, u: usize, now: Nanos) {
         let mut dims = Dims::EMPTY;
         let l = self.inner.limits(u);
-        for d in [Dimension::Rpm, Dimension::Tpm, Dimension::Rpd, Dimension::Tpd] {
+        for d in Dimension::COUNTED {
             if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
                 dims.insert(d);
             }
@@ -120,10 +121,10 @@ impl Flux {
 
     /// How long to keep off a budget after a 429 that violated `violated` and said `delay`.
     fn hold(&self, now: Nanos, ask: &Ask, violated: Dims, delay: Option<Nanos>, known: bool) -> Nanos {
-        if violated.contains(Dimension::Rpd) || violated.contains(Dimension::Tpd) {
+        if violated.per_day() {
             return self.calendar.next_day_start(now) - now;
         }
-        if violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm) {
+        if violated.per_minute() {
             let d = delay.unwrap_or(SECOND).min(MINUTE);
             // With the limit known the replica times the retry exactly; without, a delay
             // under a second is not believed either.
@@ -133,7 +134,7 @@ impl Flux {
             return delay.unwrap_or(0).clamp(MILLISECOND, SECOND);
         }
         // No details (a capacity 429): exponential backoff, full jitter.
-        let cap = (SECOND << ask.attempts.saturating_sub(1).min(6)).min(MINUTE);
+        let cap = exponential(SECOND, MINUTE, ask.attempts);
         let u = unit(&mut rng(self.seed, Stream::Strategy, ask.request, ask.attempts));
         delay
             .unwrap_or(0)
@@ -201,9 +202,8 @@ impl Strategy for Flux {
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: its sends reach the server later than planned (network, timers).
                 // Widen the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
-                let per_minute = violated.contains(Dimension::Rpm) || violated.contains(Dimension::Tpm);
-                let timing = per_minute
-                    && violated.iter().all(|d| self.verified[u].contains(d))
+                let timing = violated.per_minute()
+                    && violated.within(self.verified[u])
                     && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
                 if timing {
                     let m = (self.inner.margin() * 2).clamp(10 * MILLISECOND, 5 * SECOND);
@@ -220,7 +220,7 @@ impl Strategy for Flux {
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
                 }
-                let known = violated.iter().all(|d| self.verified[u].contains(d));
+                let known = violated.within(self.verified[u]);
                 let hold = self.hold(now, ask, violated, retry_delay, known);
                 if violated.is_empty() && quota == Limits::UNLIMITED {
                     // No quota named: the model has no capacity right now (a shared pool),
@@ -244,8 +244,8 @@ impl Strategy for Flux {
             }
             Outcome::Unavailable => {
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
-                let n = ask.attempts.saturating_sub(1).min(6);
-                self.inner.block(u, now + (SECOND << n).min(MINUTE), now);
+                self.inner
+                    .block(u, now + exponential(SECOND, MINUTE, ask.attempts), now);
             }
             _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
         }
@@ -256,11 +256,7 @@ impl Strategy for Flux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::tests::{ask, env, limited, send};
-
-    fn rl(violated: &[Dimension], delay: Nanos, quota: Limits) -> Outcome {
-        limited(violated, delay, quota)
-    }
+    use crate::strategy::tests::{ask, env, limited as rl, send};
 
     fn told(limits: Limits) -> Env {
         let mut e = env(&[0], Some(limits));

@@ -29,17 +29,22 @@ struct KeyState {
     today: Vec<u64>,
     /// `(completion time, input tokens)` of the last 60 s.
     log: VecDeque<(Nanos, u64)>,
+    /// The tokens in `log` (the library sums them each time; the sum is the same).
+    used: u64,
 }
 
 impl KeyState {
     /// Seconds (here: nanoseconds) until `needed` tokens fit under `tpm`, as
     /// `seconds_until_available` computes it: 60 s when they never will.
     fn wait(&mut self, now: Nanos, needed: u64, tpm: u64) -> Nanos {
-        while self.log.front().is_some_and(|&(t, _)| t + MINUTE <= now) {
+        while let Some(&(t, n)) = self.log.front() {
+            if t + MINUTE > now {
+                break;
+            }
             self.log.pop_front();
+            self.used -= n;
         }
-        let used: u64 = self.log.iter().map(|&(_, n)| n).sum();
-        let available = tpm.saturating_sub(used);
+        let available = tpm.saturating_sub(self.used);
         if available >= needed {
             return 0;
         }
@@ -152,6 +157,7 @@ impl Strategy for GeminiFlux {
             Outcome::Ok => {
                 let k = &mut self.keys[key];
                 k.log.push_back((now, ask.input_tokens));
+                k.used += ask.input_tokens;
                 k.today[model] += 1;
             }
             // "quota", "429" or "exhausted" in the error text: used up for the day.

@@ -137,7 +137,7 @@ impl RetryPolicy {
 }
 
 /// Truncated exponential backoff for the `attempts`-th failure: `min(cap, base * 2^(attempts-1))`.
-fn exponential(base: Nanos, cap: Nanos, attempts: u32) -> Nanos {
+pub(crate) fn exponential(base: Nanos, cap: Nanos, attempts: u32) -> Nanos {
     let shift = attempts.saturating_sub(1).min(63);
     base.checked_mul(1u64 << shift).unwrap_or(cap).min(cap)
 }
