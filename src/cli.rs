@@ -201,6 +201,9 @@ pub struct SweepArgs {
     /// Refuse grids of more points than this (each point is a whole run of every strategy).
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     pub max_points: u64,
+    /// Run only this strategy (a name from the scenario, or a built-in kind); repeatable.
+    #[arg(long = "strategy", value_name = "NAME")]
+    pub strategies: Vec<String>,
 }
 
 /// The seed and output flags `run` and `drive` share.
@@ -535,7 +538,7 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
         .iter()
         .map(|s| Setting::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let sweep = Sweep::new(Grid::load(&a.scenario, settings, a.max_points)?);
+    let sweep = Sweep::new(Grid::load(&a.scenario, settings, a.max_points)?, a.strategies)?;
     crate::report::prepare_dir(&a.out, a.force)?;
     let total = sweep.grid.len() as u64;
     let bar = progress_bar(

@@ -170,3 +170,85 @@ fn a_tokens_per_day_429_sends_flux_down_the_chain_and_exact_cooldown_to_midnight
         assert_eq!((truth.completed, truth.rate_limited), (500, 0), "{truth:?}");
     }
 }
+
+/// `fleet.toml`: pods that each count alone over-admit more with every pod; pods sharing one
+/// ledger over-admit more the later they see it; sharing request counts but not token counts
+/// (LiteLLM #40291) over-admits tokens; flux's learning absorbs most of a sync delay.
+#[test]
+fn a_fleet_over_admits_with_instances_and_with_sync_delay() {
+    use flux_sim::core::time::{MILLISECOND, SECOND};
+    use flux_sim::strategy::{FleetSpec, Sharing};
+    let base = load("fleet");
+    let at = |instances: usize, sharing: Sharing, sync_delay: u64| {
+        let mut s = base.clone();
+        s.fleet = FleetSpec {
+            instances,
+            sharing,
+            sync_delay,
+        };
+        let out = run(&s, &s.strategies, s.seed, None, 1);
+        for r in &out.results {
+            if r.strategy != "round_robin" {
+                assert_eq!(r.completed, 12_000, "{instances} {sharing:?} {sync_delay}: {r:?}");
+            }
+        }
+        out.results
+    };
+    let get = |rs: &[flux_sim::sim::metrics::StrategyResult], name: &str| {
+        rs.iter().find(|r| r.strategy == name).unwrap().clone()
+    };
+    let one = at(1, Sharing::Local, 0);
+    let rr = get(&one, "round_robin").rate_limited;
+    for planner in ["exact_cooldown", "flux"] {
+        assert_eq!(
+            get(&one, planner).rate_limited,
+            0,
+            "one pod: {planner} never over-admits"
+        );
+    }
+    let mut local_prev = [0u64; 2];
+    for n in [2, 4, 8] {
+        let local = at(n, Sharing::Local, 0);
+        let shared = at(n, Sharing::Shared, SECOND);
+        // round_robin counts nothing: its 429s hardly depend on the fleet.
+        let r = get(&local, "round_robin").rate_limited;
+        assert!(r.abs_diff(rr) * 100 < rr, "round_robin {r} vs {rr}");
+        for (i, planner) in ["exact_cooldown", "flux"].into_iter().enumerate() {
+            let l = get(&local, planner).rate_limited;
+            let s = get(&shared, planner).rate_limited;
+            assert!(
+                l > local_prev[i],
+                "{planner}: {n} pods over-admit more than fewer ({l})"
+            );
+            assert!(s * 3 < l, "{planner}, {n} pods: shared {s} vs local {l}");
+            local_prev[i] = l;
+        }
+        let (e, f) = (
+            get(&shared, "exact_cooldown").rate_limited,
+            get(&shared, "flux").rate_limited,
+        );
+        assert!(f * 5 < e, "{n} pods sharing 1 s late: flux {f} vs exact_cooldown {e}");
+    }
+    let mut prev = [None::<u64>; 2];
+    for delay in [0, 250 * MILLISECOND, SECOND, 5 * SECOND] {
+        let rs = at(4, Sharing::Shared, delay);
+        for (i, planner) in ["exact_cooldown", "flux"].into_iter().enumerate() {
+            let n = get(&rs, planner).rate_limited;
+            match prev[i] {
+                None => assert_eq!(n, 0, "{planner}: a ledger seen at once never over-admits"),
+                Some(p) => assert!(n > p, "{planner}: {delay} ns late over-admits more ({n} vs {p})"),
+            }
+            prev[i] = Some(n);
+        }
+    }
+    let shared = at(4, Sharing::Shared, SECOND);
+    let tokens_local = at(4, Sharing::RpmShared, SECOND);
+    for planner in ["exact_cooldown", "flux"] {
+        let (s, t) = (get(&shared, planner), get(&tokens_local, planner));
+        assert!(t.rate_limited > 3 * s.rate_limited, "{planner}: {t:?} vs {s:?}");
+        assert_eq!(
+            t.rate_limited_by.tpm, t.rate_limited,
+            "{planner}: token counts local ⇒ TPM 429s"
+        );
+    }
+}

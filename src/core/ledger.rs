@@ -363,6 +363,34 @@ impl Window {
         }
     }
 
+    /// Counts `amount` from `at`, which may lie before entries already held (entries stay in
+    /// time order; a bucket takes it as debt now; a fixed window counts it only in its minute).
+    fn insert(&mut self, at: Nanos, amount: u64, cal: &Calendar) {
+        match self {
+            Window::Sliding { entries, base } => {
+                let k = entries.partition_point(|&(t, _)| t < at);
+                let before = if k == 0 { *base } else { entries[k - 1].1 };
+                if entries.get(k).is_none_or(|&(t, _)| t != at) {
+                    entries.insert(k, (at, before));
+                }
+                for e in entries.iter_mut().skip(k) {
+                    e.1 += amount;
+                }
+            }
+            Window::Fixed { minute, used } => {
+                let m = cal.minute_start(at);
+                if m > *minute {
+                    *minute = m;
+                    *used = 0;
+                }
+                if m == *minute {
+                    *used += amount;
+                }
+            }
+            Window::Bucket { debt, .. } => *debt += amount as u128 * MINUTE as u128,
+        }
+    }
+
     /// Records `amount` at `now` (the window settled at `now`) and returns what it holds then.
     fn record(&mut self, now: Nanos, amount: u64) -> u64 {
         match self {
@@ -571,12 +599,46 @@ impl Ledger {
         if limits.tpm.is_some() {
             take(&mut budget.tpm, tokens);
         }
-        if cal.next_day_start(at) == budget.daily.day_end {
-            if limits.rpd.is_some() {
+        self.refund_day(at, b, tokens);
+    }
+
+    /// Takes back from the day's counts a request costing `tokens` recorded at `at` (a send the
+    /// server refused, which it does not charge to the day), if that day is still the current
+    /// one.
+    pub fn refund_day(&mut self, at: Nanos, b: BudgetId, tokens: u64) {
+        let budget = &mut self.budgets[b.0 as usize];
+        if self.calendar.next_day_start(at) == budget.daily.day_end {
+            if budget.limits.rpd.is_some() {
                 budget.daily.used = budget.daily.used.saturating_sub(1);
             }
-            if limits.tpd.is_some() {
+            if budget.limits.tpd.is_some() {
                 budget.daily.tokens = budget.daily.tokens.saturating_sub(tokens);
+            }
+        }
+    }
+
+    /// Records a request costing `tokens` that was sent at `at` whatever the limits say, where
+    /// `at` may lie before requests already recorded (another client's send, learned late
+    /// through a shared ledger's sync delay): windows count it from `at`, a day that has
+    /// already ended does not.
+    pub fn insert(&mut self, at: Nanos, b: BudgetId, tokens: u64) {
+        let cal = &self.calendar;
+        let budget = &mut self.budgets[b.0 as usize];
+        let limits = budget.limits;
+        if limits.rpm.is_some() {
+            budget.rpm.insert(at, 1, cal);
+        }
+        if limits.tpm.is_some() {
+            budget.tpm.insert(at, tokens, cal);
+        }
+        if limits.rpd.is_some() || limits.tpd.is_some() {
+            let day_end = cal.next_day_start(at);
+            if day_end > budget.daily.day_end {
+                budget.daily.settle(at, cal);
+            }
+            if day_end == budget.daily.day_end {
+                budget.daily.used += u64::from(limits.rpd.is_some());
+                budget.daily.tokens += if limits.tpd.is_some() { tokens } else { 0 };
             }
         }
     }
@@ -832,6 +894,33 @@ mod tests {
         assert!(
             matches!(l.check(MINUTE, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == MINUTE + SECOND)
         );
+    }
+
+    #[test]
+    fn a_send_learned_late_counts_from_when_it_was_sent() {
+        let limits = Limits {
+            rpm: Some(2),
+            tpm: Some(100),
+            rpd: Some(10),
+            ..Limits::default()
+        };
+        let (mut l, b) = ledger(WindowKind::Sliding, limits);
+        l.commit(10 * SECOND, b, None, 10, 10 * SECOND);
+        // Another client's send at 5 s, learned at 12 s: the window is full until 65 s.
+        l.insert(5 * SECOND, b, 30);
+        assert_eq!(
+            l.check(12 * SECOND, b, None, 10),
+            Admission::Rejected {
+                violated: Dims::from_iter([Dimension::Rpm]),
+                retry_at: 65 * SECOND
+            }
+        );
+        assert_eq!(l.usage(12 * SECOND, b, None).tpm, 40);
+        assert_eq!(l.usage(66 * SECOND, b, None).tpm, 10, "the late entry expires first");
+        assert_eq!(l.used_today(66 * SECOND, b), 2);
+        // At an instant already held, it merges.
+        l.insert(10 * SECOND, b, 5);
+        assert_eq!(l.usage(66 * SECOND, b, None).tpm, 15);
     }
 
     #[test]

@@ -102,6 +102,7 @@ pub fn beside_simulation(scenario: &Scenario, spec: &StrategySpec, seed: u64, dr
         scenario: scenario.name.clone(),
         seed,
         simulated_seconds: round3(sim_span.max(driven.span as f64 / 1e9)),
+        fleet: scenario.fleet.describe(),
         results: vec![driven.result, simulated],
     }
 }
@@ -211,6 +212,8 @@ pub async fn drive(
     let (client, base) = client_for(&opts.endpoint)?;
     preflight(&client, &base, scenario).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let strategy = scenario.strategy(spec, opts.seed);
+    let lanes = strategy.lanes();
     let mut d = Driver {
         scenario,
         spec,
@@ -218,11 +221,11 @@ pub async fn drive(
         client,
         base,
         start: Instant::now(),
-        strategy: scenario.strategy(spec, opts.seed),
+        strategy,
         stream: RequestStream::new(&scenario.workload, opts.seed),
         exhausted: false,
         next_arrival: None,
-        book: Book::new(&scenario.workload.arrivals),
+        book: Book::new(&scenario.workload.arrivals, lanes),
         timers: BinaryHeap::new(),
         seq: 0,
         rec: Recorder::new(),
@@ -257,7 +260,7 @@ pub async fn drive(
             match what {
                 Timer::Offer => {
                     if !d.offer(slot, now) {
-                        d.book.parked.push_back(slot);
+                        d.book.park(slot);
                     }
                 }
                 Timer::Send => d.due(slot, now),

@@ -59,10 +59,11 @@ fn table(r: &RunResult, cols: std::ops::Range<usize>) -> String {
 pub fn to_html(r: &RunResult, charts: &[(&str, &str, String)]) -> String {
     let mut h = page_head(&r.scenario);
     h.push_str(&format!(
-        "<h1>{}</h1>\n<p>seed {}, {} simulated</p>\n",
+        "<h1>{}</h1>\n<p>seed {}, {} simulated{}</p>\n",
         escape(&r.scenario),
         r.seed,
-        human_ms(r.simulated_seconds * 1000.0)
+        human_ms(r.simulated_seconds * 1000.0),
+        r.fleet.as_deref().map_or(String::new(), |f| format!("; {}", escape(f)))
     ));
     h.push_str("<h2>How requests ended</h2>\n");
     h.push_str(&table(r, 1..RATES_FROM));

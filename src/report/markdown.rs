@@ -82,6 +82,9 @@ pub fn summary_cells(x: &StrategyResult) -> Vec<String> {
 /// The run as a Markdown table.
 pub fn to_markdown(r: &RunResult) -> String {
     let mut out = format!("# {} (seed {})\n\n", r.scenario, r.seed);
+    if let Some(f) = &r.fleet {
+        out.push_str(&format!("Each strategy as {f}.\n\n"));
+    }
     out.push_str(&format!("| {} |\n", SUMMARY_HEADER.join(" | ")));
     out.push_str(&format!("|---|{}\n", "---:|".repeat(SUMMARY_HEADER.len() - 1)));
     for x in &r.results {

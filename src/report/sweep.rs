@@ -76,7 +76,10 @@ pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point], answer: &str) ->
         }
     };
     let integer_x = !numeric || points.iter().all(|p| p.x.is_some_and(|x| x.fract() == 0.0));
-    let x_desc = if numeric {
+    let durations = first.values.iter().all(|v| v.is_str());
+    let x_desc = if numeric && durations {
+        format!("{} (s)", first.path)
+    } else if numeric {
         first.path.clone()
     } else {
         format!("{} (index of the value)", first.path)

@@ -39,8 +39,9 @@ pub fn to_table(r: &RunResult) -> String {
     let widths: Vec<usize> = (0..header.len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
+    let fleet = r.fleet.as_deref().map_or(String::new(), |f| format!("; {f}"));
     let mut out = format!(
-        "scenario {} (seed {}, {:.0} s simulated)\n",
+        "scenario {} (seed {}, {:.0} s simulated{fleet})\n",
         r.scenario, r.seed, r.simulated_seconds
     );
     for row in &rows {

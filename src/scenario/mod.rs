@@ -19,7 +19,7 @@ use crate::core::server::{Model, Server, ServerConfig};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::{mask_secrets, Topology};
 use crate::core::workload::WorkloadSpec;
-use crate::strategy::{self, Env, Strategy, StrategySpec};
+use crate::strategy::{self, Env, Fleet, FleetSpec, Strategy, StrategySpec};
 
 pub use trace::read_trace;
 
@@ -76,6 +76,8 @@ pub struct Scenario {
     pub workload: WorkloadSpec,
     /// Strategies to compare.
     pub strategies: Vec<StrategySpec>,
+    /// How many copies of each strategy run on the keys, and what they share.
+    pub fleet: FleetSpec,
 }
 
 impl Scenario {
@@ -138,9 +140,15 @@ impl Scenario {
         )
     }
 
-    /// The strategy `spec` describes, knowing what it may know of this scenario.
+    /// The strategy `spec` describes, knowing what it may know of this scenario; a fleet of
+    /// copies of it when the scenario has one.
     pub fn strategy(&self, spec: &StrategySpec, seed: u64) -> Box<dyn Strategy> {
-        strategy::build(self.strategy_env(spec, seed), spec)
+        let one = || strategy::build(self.strategy_env(spec, seed), spec);
+        if self.fleet.instances <= 1 {
+            return one();
+        }
+        let copies = (0..self.fleet.instances).map(|_| one()).collect();
+        Box::new(Fleet::new(copies, self.fleet, self.server.tpm_counts))
     }
 }
 

@@ -38,7 +38,7 @@ const fn f(
 }
 
 /// The tables of a scenario file, in the order the reference shows them, with a sentence each.
-pub const TABLES: [(&str, &str); 16] = [
+pub const TABLES: [(&str, &str); 17] = [
     ("", "The top level: what the scenario is and when it starts."),
     ("server", "How the mock server enforces quotas where Google does not document it."),
     ("server.latency", "Response time: ttft + output_tokens / tokens_per_second, times a lognormal factor of median 1 drawn per request. Also `models.<name>.latency`."),
@@ -55,6 +55,7 @@ pub const TABLES: [(&str, &str); 16] = [
     ("tokens", "A token-size distribution: `workload.input_tokens` and `workload.output_tokens`."),
     ("strategies[]", "The strategies to compare; none listed = round_robin, fixed_interval and exact_cooldown with their defaults (`flux-sim strategies`)."),
     ("strategies[].retry", "What to do after a 429, a 503 or an invalid key."),
+    ("fleet", "Several copies (containers, replicas) of each strategy on the same keys, request r going to copy r mod instances: each with its own counts, or sharing one ledger that each sees late. Counts are shared by the strategies that keep them (exact_cooldown and flux: their ledger replica; litellm_usage: its minute counters); the others share nothing."),
 ];
 
 /// Every field, table by table.
@@ -152,6 +153,10 @@ pub const FIELDS: &[Field] = &[
     f("strategies[].retry", "cap", "duration", "\"60s\"", "backoff, retry_info: the largest delay.", "\"5m\""),
     f("strategies[].retry", "jitter", "\"full\" | \"equal\" | \"none\" | \"decorrelated\" | duration", "\"full\"", "backoff: uniform in [0, d], d/2 plus uniform in [0, d/2], exactly d, uniform in [base, 3 × the previous delay] (AWS's decorrelated), or d plus uniform in [0, duration] (tenacity's, as google-genai uses), each capped.", "\"equal\""),
     f("strategies[].retry", "max_attempts", "integer ≥ 1", "immediate 10, backoff 5, retry_info unlimited", "Attempts in all, the first included.", "8"),
+    f("", "fleet", "table", "one instance", "See `fleet`.", ""),
+    f("fleet", "instances", "integer 1 to 1,000", "1", "Copies of each strategy, each taking every instances-th request.", "4"),
+    f("fleet", "ledger", "\"local\" | \"shared\" | \"rpm_shared\"", "\"local\"", "What the copies share: nothing (every rotator today), every count (LiteLLM with Redis), or request counts with token counts local (LiteLLM #40291: its TPM check read local memory only).", "\"shared\""),
+    f("fleet", "sync_delay", "duration", "\"1s\" (LiteLLM's Redis sync)", "With a shared ledger: how long after one copy sends, withdraws or ends a request the others see it (counted from when it happened).", "\"0s\""),
 ];
 
 /// The limits a scenario must stay within, as (what, the most allowed).
@@ -291,6 +296,7 @@ mod tests {
             ("tokens", fields_of::<RawTokens>()),
             ("strategies[]", fields_of::<RawStrategy>()),
             ("strategies[].retry", fields_of::<RawRetry>()),
+            ("fleet", fields_of::<RawFleet>()),
         ];
         assert_eq!(schema.len(), TABLES.len());
         for ((table, read), (listed_table, _)) in schema.iter().zip(TABLES) {

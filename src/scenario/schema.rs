@@ -29,6 +29,17 @@ pub(super) struct RawScenario {
     pub(super) workload: RawWorkload,
     #[serde(default)]
     pub(super) strategies: Vec<RawStrategy>,
+    #[serde(default)]
+    pub(super) fleet: RawFleet,
+}
+
+/// `[fleet]`: copies of each strategy on the same keys.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) instances: Option<u64>,
+    pub(super) ledger: Option<String>,
+    pub(super) sync_delay: Option<String>,
 }
 
 fn default_seed() -> u64 {

@@ -16,7 +16,7 @@ use crate::core::time::{format_duration, format_exact, parse_duration, Calendar,
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
 use crate::strategy::retry::{Jitter, RetryPolicy};
-use crate::strategy::{StrategyKind, StrategySpec};
+use crate::strategy::{FleetSpec, Sharing, StrategyKind, StrategySpec};
 
 struct Ctx<'a> {
     file: &'a str,
@@ -129,6 +129,8 @@ pub mod max {
     pub const PROJECTS: u64 = 1_000_000;
     /// Keys of a topology.
     pub const KEYS: u64 = 1_000_000;
+    /// Instances of a fleet (each a full copy of the strategy).
+    pub const INSTANCES: u64 = 1_000;
     /// Attempts of a retry policy.
     pub const ATTEMPTS: u32 = 1_000;
     /// Bytes of a scenario file.
@@ -238,6 +240,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
         topology: topology.clone(),
         workload: workload.clone(),
         strategies: Vec::new(),
+        fleet: fleet(&cx, &raw.fleet)?,
     };
     if raw.strategies.is_empty() {
         for k in ["round_robin", "fixed_interval", "exact_cooldown"] {
@@ -734,6 +737,34 @@ fn shared_pool(cx: &Ctx, field: &str, p: &RawSharedPool, m: &RawModel) -> Result
         burst: cx.positive_bounded(&format!("{field}.burst"), &p.burst, max::DELAY)?,
         burst_load: p.burst_load,
     })
+}
+
+fn fleet(cx: &Ctx, f: &RawFleet) -> Result<FleetSpec, ScenarioError> {
+    let mut spec = FleetSpec::default();
+    if let Some(n) = f.instances {
+        if n == 0 {
+            return Err(cx.err("fleet.instances", "must be at least 1"));
+        }
+        spec.instances = cx.at_most("fleet.instances", n, max::INSTANCES)? as usize;
+    }
+    if let Some(name) = &f.ledger {
+        spec.sharing = Sharing::parse(name).ok_or_else(|| {
+            cx.err(
+                "fleet.ledger",
+                format!("expected \"local\", \"shared\" or \"rpm_shared\", not {name:?}"),
+            )
+        })?;
+    }
+    if let Some(d) = &f.sync_delay {
+        if spec.sharing == Sharing::Local {
+            return Err(cx.err(
+                "fleet.sync_delay",
+                "applies only to a shared ledger: set `ledger = \"shared\"` or `\"rpm_shared\"`",
+            ));
+        }
+        spec.sync_delay = cx.bounded("fleet.sync_delay", d, max::DELAY)?;
+    }
+    Ok(spec)
 }
 
 fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {

@@ -50,16 +50,17 @@ pub(crate) struct Book {
     free_slots: Vec<u32>,
     /// Requests between arrival and end.
     pub live: u64,
-    /// Requests the strategy deferred, in order.
-    pub parked: VecDeque<u32>,
+    /// Requests the strategy deferred, in order, per lane (see [`Strategy::lanes`]).
+    parked: Vec<VecDeque<u32>>,
     /// Idle workers of a closed batch.
     pub free_workers: u64,
     closed: bool,
 }
 
 impl Book {
-    /// An empty book; a closed batch starts with all its workers free.
-    pub fn new(arrivals: &Arrivals) -> Self {
+    /// An empty book whose deferred requests wait in `lanes` queues; a closed batch starts
+    /// with all its workers free.
+    pub fn new(arrivals: &Arrivals, lanes: usize) -> Self {
         let (closed, free_workers) = match *arrivals {
             Arrivals::Closed { workers, .. } => (true, workers),
             _ => (false, 0),
@@ -67,8 +68,15 @@ impl Book {
         Book {
             closed,
             free_workers,
+            parked: vec![VecDeque::new(); lanes.max(1)],
             ..Book::default()
         }
+    }
+
+    /// Queues the request in `slot`, which the strategy deferred, behind the others of its lane.
+    pub fn park(&mut self, slot: u32) {
+        let lane = (self.get(slot).req.id % self.parked.len() as u64) as usize;
+        self.parked[lane].push_back(slot);
     }
 
     /// Takes in a request; returns its slot.
@@ -176,7 +184,7 @@ pub(crate) trait Dispatch {
         if self.strategy().confirm(now, &l.ask(), key, model) {
             self.send(slot, key, model, now);
         } else if !self.offer(slot, now) {
-            self.book().parked.push_back(slot);
+            self.book().park(slot);
         }
     }
 
@@ -184,21 +192,23 @@ pub(crate) trait Dispatch {
     fn arrive(&mut self, req: Request, now: Nanos) {
         let slot = self.book().alloc(req);
         if !self.offer(slot, now) {
-            self.book().parked.push_back(slot);
+            self.book().park(slot);
         }
     }
 
-    /// Offers parked requests (FIFO, stopping at the first that still defers) and gives free
+    /// Offers parked requests (FIFO per lane, stopping at the first that still defers) and gives free
     /// workers of a closed batch their next request, until nothing moves.
     fn pump(&mut self, now: Nanos) {
         loop {
             let mut moved = false;
-            while let Some(slot) = self.book().parked.pop_front() {
-                if !self.offer(slot, now) {
-                    self.book().parked.push_front(slot);
-                    break;
+            for lane in 0..self.book().parked.len() {
+                while let Some(slot) = self.book().parked[lane].pop_front() {
+                    if !self.offer(slot, now) {
+                        self.book().parked[lane].push_front(slot);
+                        break;
+                    }
+                    moved = true;
                 }
-                moved = true;
             }
             if self.book().free_workers > 0 {
                 if let Some(mut r) = self.next_batch_request() {

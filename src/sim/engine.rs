@@ -186,16 +186,18 @@ pub fn simulate_full(
     details: bool,
     control: Option<&Control>,
 ) -> Simulation {
+    let strategy = scenario.strategy(spec, seed);
+    let lanes = strategy.lanes();
     let mut sim = Sim {
         scenario,
         seed,
         retry: spec.retry,
         server: scenario.server(seed),
-        strategy: scenario.strategy(spec, seed),
+        strategy,
         stream: RequestStream::new(&scenario.workload, seed),
         queue: QuaternaryHeap::new(),
         seq: 0,
-        book: Book::new(&scenario.workload.arrivals),
+        book: Book::new(&scenario.workload.arrivals, lanes),
         next_arrival: None,
         rec: Recorder::new(),
         trace,
@@ -258,7 +260,7 @@ pub fn simulate_full(
         match ev.tag & 3 {
             OFFER => {
                 if !sim.offer(slot, now) {
-                    sim.book.parked.push_back(slot);
+                    sim.book.park(slot);
                 }
             }
             SEND => sim.due(slot, now),

@@ -90,6 +90,9 @@ pub struct RunResult {
     pub seed: u64,
     /// Virtual time simulated (the longest span over strategies).
     pub simulated_seconds: f64,
+    /// The fleet each strategy ran as, when more than one instance (see `[fleet]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
     /// One row per strategy, in the order run.
     pub results: Vec<StrategyResult>,
 }

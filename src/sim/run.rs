@@ -113,6 +113,7 @@ pub fn run_detailed(
             scenario: scenario.name.clone(),
             seed,
             simulated_seconds: round3(longest),
+            fleet: scenario.fleet.describe(),
             results,
         },
         all_details,

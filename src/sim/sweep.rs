@@ -4,19 +4,19 @@
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::core::time::MINUTE;
+use crate::core::time::{parse_duration, MINUTE, SECOND};
 use crate::core::workload::Arrivals;
 use crate::scenario::setting::Grid;
 use crate::sim::bound::upper_bound;
 use crate::sim::metrics::StrategyResult;
-use crate::sim::run::run;
+use crate::sim::run::{run, select_strategies};
 
 /// One point of the grid with each strategy's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct Point {
-    /// The value of each setting, in `--set` order, as written in TOML.
+    /// The value of each setting, in `--set` order, as written in TOML (strings unquoted).
     pub values: Vec<String>,
-    /// The value of the first setting as a number, if it is one.
+    /// The value of the first setting as a number, if it is one (a duration in seconds).
     pub x: Option<f64>,
     /// Requests per minute the workload demands (arrivals over the duration; for a closed
     /// batch, the batch over the shortest possible makespan).
@@ -46,13 +46,51 @@ pub struct Sweep {
     pub grid: Grid,
     /// Whether the workload is a closed batch.
     pub closed: bool,
+    /// The strategies to run (`--strategy`), by name; empty: the scenario's.
+    pub only: Vec<String>,
+}
+
+/// A setting's value as a user reads it: strings without their TOML quotes.
+fn shown(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    }
+}
+
+/// A setting's value as a number to plot: integers and floats as they are, durations in
+/// seconds.
+fn number(v: &toml::Value) -> Option<f64> {
+    match v {
+        toml::Value::Integer(i) => Some(*i as f64),
+        toml::Value::Float(f) => Some(*f),
+        toml::Value::String(s) => parse_duration(s).ok().map(|d| d as f64 / SECOND as f64),
+        _ => None,
+    }
 }
 
 impl Sweep {
-    /// A sweep over `grid`.
-    pub fn new(grid: Grid) -> Sweep {
+    /// A sweep over `grid` of the strategies named in `only` (all the scenario's when empty;
+    /// unknown names are an error).
+    pub fn new(grid: Grid, only: Vec<String>) -> Result<Sweep, String> {
         let closed = matches!(grid.base.workload.arrivals, Arrivals::Closed { .. });
-        Sweep { grid, closed }
+        if !only.is_empty() {
+            // A setting may rename or replace strategies: every point must offer the names.
+            for i in 0..grid.len() {
+                let combo = grid.point(i);
+                let s = grid.scenario(&combo)?;
+                select_strategies(&s, &only).map_err(|e| {
+                    let at: Vec<String> = grid
+                        .settings
+                        .iter()
+                        .zip(&combo)
+                        .map(|(s, v)| format!("{}={v}", s.path))
+                        .collect();
+                    format!("{e} (with {})", at.join(" "))
+                })?;
+            }
+        }
+        Ok(Sweep { grid, closed, only })
     }
 
     /// Runs every grid point (in parallel), calling `tick` after each.
@@ -63,7 +101,8 @@ impl Sweep {
                 let combo = self.grid.point(i);
                 let s = self.grid.scenario(&combo).expect("checked when the grid was loaded");
                 let bound = upper_bound(&s, s.seed);
-                let out = run(&s, &s.strategies, s.seed, None, 1);
+                let specs = select_strategies(&s, &self.only).expect("checked on the base scenario");
+                let out = run(&s, &specs, s.seed, None, 1);
                 let requests = out.results.first().map_or(0, |r| r.requests);
                 let demanded_per_min = match s.workload.arrivals {
                     Arrivals::Closed { .. } => bound.per_min,
@@ -71,10 +110,8 @@ impl Sweep {
                 };
                 tick();
                 Point {
-                    values: combo.iter().map(|v| v.to_string()).collect(),
-                    x: combo
-                        .first()
-                        .and_then(|v| v.as_integer().map(|i| i as f64).or(v.as_float())),
+                    values: combo.iter().map(shown).collect(),
+                    x: combo.first().and_then(number),
                     demanded_per_min,
                     requests,
                     results: out.results,

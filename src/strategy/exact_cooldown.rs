@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
+use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::ConcurrencyScope;
 use crate::core::time::{Nanos, SECOND};
@@ -470,7 +470,43 @@ impl Strategy for ExactCooldown {
         }
     }
 
-    fn on_outcome(&mut self, now: Nanos, _: &Ask, key: usize, model: usize, _: Nanos, outcome: &Outcome) {
+    fn observe(&mut self, now: Nanos, peer: &Peer) {
+        match *peer {
+            Peer::Sent { key, model, at, tokens } => {
+                let u = self.unit_of(key, model);
+                let unit = &mut self.units[u];
+                self.replica.insert(at, unit.budget, tokens);
+                // Own plans stay after the others' on this budget (windows stay ordered).
+                unit.last = unit.last.max(at);
+                unit.inflight += 1;
+                self.key_inflight[key] += 1;
+                self.reindex(u, now);
+            }
+            Peer::Withdrawn { key, model, at, tokens } => {
+                let u = self.unit_of(key, model);
+                self.withdraw(u, key, at, tokens, now);
+            }
+            Peer::Ended {
+                key,
+                model,
+                sent,
+                cost,
+                refused,
+                ..
+            } => {
+                let u = self.unit_of(key, model);
+                let unit = &mut self.units[u];
+                if refused {
+                    self.replica.refund_day(sent, unit.budget, cost);
+                }
+                unit.inflight = unit.inflight.saturating_sub(1);
+                self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
+                self.reindex(u, now);
+            }
+        }
+    }
+
+    fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         let owner = self.key_owner[key];
         let u = owner * self.env.models + model;
         let unit = &mut self.units[u];
@@ -480,6 +516,9 @@ impl Strategy for ExactCooldown {
             Outcome::RateLimited {
                 violated, retry_delay, ..
             } => {
+                // A refused request is not charged to the day (its minute entries stay: the
+                // unit is blocked past them anyway).
+                self.replica.refund_day(sent, unit.budget, self.env.tpm_cost(ask));
                 let mut until = now + retry_delay.unwrap_or(SECOND);
                 if violated.per_day() {
                     until = until.max(self.env.calendar.next_day_start(now));

@@ -185,6 +185,11 @@ impl Strategy for Flux {
         }
     }
 
+    /// The others' sends count in the planner's replica; what they learn stays theirs.
+    fn observe(&mut self, now: Nanos, peer: &super::Peer) {
+        self.inner.observe(now, peer);
+    }
+
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         let plan = self.plans.remove(&ask.request);
         let u = self.inner.unit_of(key, model);

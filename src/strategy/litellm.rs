@@ -17,7 +17,7 @@
 //! "No deployments available" instead of waiting. The Router retries a failure at once on
 //! another pick (2 retries).
 
-use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
+use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
 use crate::core::ledger::Limits;
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Nanos, SECOND};
@@ -172,6 +172,28 @@ impl Strategy for LiteLlm {
             key: d / models,
             model: ask.model,
             at: now,
+        }
+    }
+
+    /// Only usage-based routing's counters live in Redis across instances (the in-flight counts
+    /// and cooldowns stay in each instance here).
+    fn observe(&mut self, now: Nanos, peer: &Peer) {
+        if self.routing != Routing::Usage {
+            return;
+        }
+        let (key, model, at, requests, tokens) = match *peer {
+            Peer::Sent { key, model, at, .. } => (key, model, at, 1, 0),
+            Peer::Ended {
+                key, model, at, tokens, ..
+            } => (key, model, at, 0, tokens),
+            Peer::Withdrawn { .. } => return,
+        };
+        let d = key * self.env.models + model;
+        self.settle(d, now);
+        let dep = &mut self.deployments[d];
+        if self.env.calendar.minute_start(at) == dep.minute {
+            dep.rpm_count += requests;
+            dep.tpm_count += tokens;
         }
     }
 

@@ -5,6 +5,7 @@
 mod backoff;
 mod exact_cooldown;
 mod fixed_interval;
+mod fleet;
 mod flux;
 mod gemini_balance;
 mod gemini_flux;
@@ -17,6 +18,7 @@ mod token_bucket;
 pub use backoff::Backoff;
 pub use exact_cooldown::ExactCooldown;
 pub use fixed_interval::FixedInterval;
+pub use fleet::{Fleet, FleetSpec, Sharing};
 pub use flux::Flux;
 pub use gemini_balance::GeminiBalance;
 pub use gemini_flux::GeminiFlux;
@@ -112,6 +114,63 @@ pub trait Strategy: Send {
         let _ = (now, ask, key, model);
         true
     }
+    /// Learns at `now` what another instance of its fleet did, through a shared ledger (see
+    /// [`Fleet`]). Strategies that keep no counts keep the default and learn nothing.
+    fn observe(&mut self, now: Nanos, peer: &Peer) {
+        let _ = (now, peer);
+    }
+    /// How many independent queues its deferred requests wait in (request `r` in queue
+    /// `r % lanes`): one, except for a fleet, whose instances each have their own.
+    fn lanes(&self) -> usize {
+        1
+    }
+}
+
+/// What another instance of a fleet did, as its shared ledger tells the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// It planned a send on `key` and `model` at `at`, counting `tokens` (0 where tokens are
+    /// not shared).
+    Sent {
+        /// Key index.
+        key: usize,
+        /// Model index.
+        model: usize,
+        /// When the send goes (or went).
+        at: Nanos,
+        /// Tokens it counts.
+        tokens: u64,
+    },
+    /// It withdrew the send it had planned at `at`.
+    Withdrawn {
+        /// Key index.
+        key: usize,
+        /// Model index.
+        model: usize,
+        /// When the send was planned.
+        at: Nanos,
+        /// Tokens it counted.
+        tokens: u64,
+    },
+    /// Its send (as [`Peer::Sent`] told) ended at `at`, having used `tokens` (input + output of
+    /// a success; 0 on a failure or where tokens are not shared); `refused` when it got a 429,
+    /// which the server does not charge to the day.
+    Ended {
+        /// Key index.
+        key: usize,
+        /// Model index.
+        model: usize,
+        /// When it was sent.
+        sent: Nanos,
+        /// The tokens its send counted.
+        cost: u64,
+        /// When it ended.
+        at: Nanos,
+        /// Tokens used.
+        tokens: u64,
+        /// Whether it got a 429.
+        refused: bool,
+    },
 }
 
 /// What a strategy is allowed to know about the world.
