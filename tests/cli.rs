@@ -54,7 +54,7 @@ fn dubbing_exact_cooldown_has_no_429s_and_round_robin_has_some() {
             "{r}"
         );
         let by = &r["rate_limited_by"];
-        for d in ["rpm", "tpm", "rpd", "concurrency", "capacity"] {
+        for d in ["rpm", "tpm", "rpd", "tpd", "concurrency", "capacity", "spend"] {
             assert!(by[d].is_u64(), "{d} in {r}");
         }
         for k in ["wait_ms", "latency_ms"] {

@@ -55,7 +55,7 @@ fn every_report_file_is_produced_and_well_formed() {
     let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    assert_eq!(header.len(), 15);
+    assert_eq!(header.len(), 16);
     assert_eq!(
         &header[..5],
         [

@@ -617,3 +617,43 @@ async fn a_tokens_per_day_429_names_its_quota() {
         "to midnight: {delay}"
     );
 }
+
+/// A billing account past its spend cap: 429 RESOURCE_EXHAUSTED without details, whichever of
+/// its projects sends; the refused request is not charged.
+#[tokio::test]
+async fn a_spend_cap_429_has_no_details_and_spans_the_account() {
+    // Each response is 100 output tokens at $1 per million: $0.0001; the cap allows two.
+    let text = SCENARIO
+        .replace("rpd = 1000\n", "rpd = 1000\nprice_output = 1.0\n")
+        .replace(
+            "projects = [\"solo\", \"pair\"]\n",
+            "projects = [\"solo\", \"pair\"]\nspend_cap = 0.00025\n",
+        );
+    let live = start_with(&text, 1).await;
+    assert_eq!(live.generate(&live.keys[0]).await, 200);
+    assert_eq!(live.generate(&live.keys[1]).await, 200, "another project, same account");
+    for k in [&live.keys[1], &live.keys[2]] {
+        let (status, v) = live.post("gemini-2.5-flash:generateContent", Some(k), &body("x")).await;
+        assert_eq!(status, 429);
+        assert_eq!(v["error"]["code"], 429);
+        assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert_eq!(v["error"]["message"], flux_sim::net::wire::SPEND_CAP_MESSAGE);
+        assert!(
+            v["error"]["details"].as_array().is_none_or(|d| d.is_empty()),
+            "no details: {v}"
+        );
+    }
+    let m = live
+        .client
+        .get(live.base.replace("/v1beta/models", "/flux/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("flux_rate_limited_total{project=\"pair\",model=\"gemini-2.5-flash\",dimension=\"spend_cap\"} 2"),
+        "{m}"
+    );
+}

@@ -1,5 +1,5 @@
 //! The pure core: virtual time, seeded randomness, the quota ledger, shared capacity pools,
-//! accounts → projects → keys, the workload, and the mock Gemini server model.
+//! spend caps, accounts → projects → keys, the workload, and the mock Gemini server model.
 //!
 //! Nothing here reads a clock, sleeps, touches a file or a socket, or knows about the layers
 //! above (strategies, scenarios, drivers, reports): every call takes `now` and returns a
@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod rng;
 pub mod server;
 pub mod shared_pool;
+pub mod spend;
 pub mod time;
 pub mod topology;
 pub mod workload;

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
+use crate::core::spend::{Prices, SpendRule, SpendWindow};
 use crate::core::time::{Calendar, Nanos, MAX_SPAN, SECOND};
 use crate::core::topology::Topology;
 
@@ -90,6 +91,8 @@ pub struct Model {
     pub latency: Latency,
     /// A shared capacity pool instead of per-project quotas (Vertex AI's dynamic shared quota).
     pub shared_pool: Option<PoolSpec>,
+    /// Prices, charged against the account's spend cap.
+    pub prices: Prices,
 }
 
 /// Server-side settings.
@@ -103,6 +106,8 @@ pub struct ServerConfig {
     pub fault_rate: f64,
     /// Behaviours seen in the wild, all off by default.
     pub quirks: Quirks,
+    /// How accounts' spend caps are measured.
+    pub spend: SpendRule,
 }
 
 /// Server behaviours users have met that contradict the documented ones; each is off
@@ -191,6 +196,8 @@ pub enum Response {
     Unavailable,
     /// 429 RESOURCE_EXHAUSTED without details: no capacity right now (not charged).
     Capacity,
+    /// 429 RESOURCE_EXHAUSTED: the billing account's spend cap is reached (not charged).
+    SpendCap,
 }
 
 /// The mock server: topology, ledger, latency and faults.
@@ -211,6 +218,10 @@ pub struct Server {
     quirks: Quirks,
     /// Per model: its shared pool, if it has one.
     shared: Vec<Option<SharedPool>>,
+    /// Per account: its spend cap, if it has one.
+    spend: Vec<Option<SpendWindow>>,
+    project_account: Vec<usize>,
+    prices: Vec<Prices>,
     seed: u64,
 }
 
@@ -260,6 +271,13 @@ impl Server {
                 .enumerate()
                 .map(|(i, m)| m.shared_pool.map(|spec| SharedPool::new(spec, calendar, seed, i)))
                 .collect(),
+            spend: topology
+                .accounts
+                .iter()
+                .map(|a| a.spend_cap.map(|cap| SpendWindow::new(cap, config.spend)))
+                .collect(),
+            project_account: topology.projects.iter().map(|p| p.account).collect(),
+            prices: models.iter().map(|m| m.prices).collect(),
             seed,
         }
     }
@@ -319,6 +337,13 @@ impl Server {
                 };
             }
         }
+        let account = self.project_account[self.key_project[key]];
+        let price = self.prices[model].cost(call.input_tokens, call.output_tokens);
+        if let Some(w) = self.spend[account].as_mut() {
+            if !w.allows(now, price) {
+                return Response::SpendCap;
+            }
+        }
         if self.quirks.capacity_rate > 0.0 {
             let u = unit(&mut rng(
                 self.seed,
@@ -343,7 +368,16 @@ impl Server {
         }
         let completes_at = now + self.latency(model, call.output_tokens, call.request);
         self.ledger.commit(now, budget, pool, cost, completes_at);
+        if let Some(w) = self.spend[account].as_mut() {
+            w.charge(now, price);
+        }
         Response::Ok { completes_at }
+    }
+
+    /// Spend of `account`: (the most it ever spent within one spend window, its cap), in
+    /// picodollars; `None` when it has no cap.
+    pub fn spend_peak(&self, account: usize) -> Option<(u128, u128)> {
+        self.spend[account].as_ref().map(|w| (w.peak(), w.cap()))
     }
 
     /// The ledger (for snapshots and checks).

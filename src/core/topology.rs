@@ -8,6 +8,8 @@ use crate::core::ledger::Limits;
 pub struct Account {
     /// Account name.
     pub name: String,
+    /// What it may spend per spend window, in picodollars (`None`: no cap).
+    pub spend_cap: Option<u128>,
 }
 
 /// A Cloud project: owner of the quota.

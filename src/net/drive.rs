@@ -162,6 +162,8 @@ struct Reply {
     status: u16,
     outcome: Outcome,
     violated: Dims,
+    /// A 429 for the spend cap.
+    spend_cap: bool,
     transport_error: Option<String>,
 }
 
@@ -410,6 +412,7 @@ impl Driver<'_, '_> {
                 self.end(reply.slot, now, End::Unservable);
                 return;
             }
+            Outcome::RateLimited { .. } if reply.spend_cap => self.rec.spend_limited(),
             Outcome::RateLimited { violated, .. } => self.rec.rate_limited(violated),
             _ => self.rec.other_errors += 1,
         }
@@ -479,6 +482,7 @@ impl Dispatch for Driver<'_, '_> {
                                 status,
                                 outcome,
                                 violated,
+                                spend_cap: status == 429 && wire::names_spend_cap(&b),
                                 transport_error: None,
                             }
                         }
@@ -499,6 +503,7 @@ fn transport_failure(slot: u32, e: &str) -> Reply {
         status: 0,
         outcome: Outcome::Unavailable,
         violated: Dims::EMPTY,
+        spend_cap: false,
         transport_error: Some(e.to_string()),
     }
 }

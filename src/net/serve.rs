@@ -386,7 +386,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         let answer = guard.0.handle(now, &call);
         let status = match answer {
             Answer::Ok { .. } => 200,
-            Answer::RateLimited { .. } | Answer::Unservable { .. } | Answer::Capacity => 429,
+            Answer::RateLimited { .. } | Answer::Unservable { .. } | Answer::Capacity | Answer::SpendCap => 429,
             Answer::Unavailable => 503,
             _ => 400,
         };
@@ -395,14 +395,19 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
             .responses
             .entry((p.name.clone(), model_name.clone(), status))
             .or_default() += 1;
-        if let Answer::RateLimited { violated, .. } | Answer::Unservable { violated } = answer {
-            for d in violated.iter() {
-                *guard
-                    .1
-                    .limited
-                    .entry((p.name.clone(), model_name.clone(), d.name()))
-                    .or_default() += 1;
+        let named: Vec<&'static str> = match answer {
+            Answer::RateLimited { violated, .. } | Answer::Unservable { violated } => {
+                violated.iter().map(|d| d.name()).collect()
             }
+            Answer::SpendCap => vec!["spend_cap"],
+            _ => Vec::new(),
+        };
+        for d in named {
+            *guard
+                .1
+                .limited
+                .entry((p.name.clone(), model_name.clone(), d))
+                .or_default() += 1;
         }
         (answer, now)
     };
@@ -425,6 +430,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         }
         Answer::Unavailable => return error(wire::unavailable()),
         Answer::Capacity => return error(wire::capacity_exhausted()),
+        Answer::SpendCap => return error(wire::spend_cap_exhausted()),
         Answer::InvalidKey => return error(wire::invalid_key()),
         Answer::MissingKey => return error(wire::missing_key()),
         Answer::UnknownModel => return error(wire::invalid_argument("unknown model")),

@@ -276,6 +276,28 @@ pub fn capacity_exhausted() -> Value {
     )
 }
 
+/// The message of a spend-cap 429. Google documents that spend-based limits answer 429
+/// RESOURCE_EXHAUSTED but no body has been recorded: this wording is flux-sim's, and the body
+/// carries no details (no QuotaFailure, no RetryInfo).
+pub const SPEND_CAP_MESSAGE: &str = "Your billing account has reached its spend limit for the current period. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits";
+
+/// 429 RESOURCE_EXHAUSTED for a billing account whose spend cap is reached.
+pub fn spend_cap_exhausted() -> Value {
+    envelope(429, "RESOURCE_EXHAUSTED", SPEND_CAP_MESSAGE, Vec::new())
+}
+
+/// Whether an error body is a spend-cap 429's.
+pub fn names_spend_cap(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(Value::as_str)
+                .map(|m| m == SPEND_CAP_MESSAGE)
+        })
+        .unwrap_or(false)
+}
+
 /// 503 UNAVAILABLE.
 pub fn unavailable() -> Value {
     envelope(

@@ -4,7 +4,7 @@ use crate::sim::metrics::RunResult;
 use crate::sim::timeline::Details;
 
 /// The CSV header.
-pub const HEADER: &str = "strategy,minute,completed,completed_so_far,upper_bound_so_far,rate_limited,rate_limited_rpm,rate_limited_tpm,rate_limited_rpd,rate_limited_tpd,rate_limited_concurrency,rate_limited_capacity,input_tokens,in_flight,queued";
+pub const HEADER: &str = "strategy,minute,completed,completed_so_far,upper_bound_so_far,rate_limited,rate_limited_rpm,rate_limited_tpm,rate_limited_rpd,rate_limited_tpd,rate_limited_concurrency,rate_limited_capacity,rate_limited_spend,input_tokens,in_flight,queued";
 
 /// The time series of every strategy of `run`, in run order. `bound[m]` is the most any
 /// strategy could have completed by the end of minute `m` (the chart's dashed line).
@@ -17,7 +17,7 @@ pub fn timeseries_csv(run: &RunResult, details: &[Details], bound: &[u64]) -> St
             so_far += m.completed;
             let most = bound.get(m.minute as usize).copied().unwrap_or(u64::MAX);
             out.push_str(&format!(
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
                 csv_field(&r.strategy),
                 m.minute,
                 m.completed,
@@ -30,6 +30,7 @@ pub fn timeseries_csv(run: &RunResult, details: &[Details], bound: &[u64]) -> St
                 by.tpd,
                 by.concurrency,
                 by.capacity,
+                by.spend,
                 m.input_tokens,
                 m.in_flight,
                 m.queued

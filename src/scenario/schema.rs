@@ -67,6 +67,18 @@ pub(super) struct RawServer {
     pub(super) latency: RawLatency,
     #[serde(default)]
     pub(super) quirks: RawQuirks,
+    #[serde(default = "default_spend_window")]
+    pub(super) spend_window: String,
+    #[serde(default = "default_spend_delay")]
+    pub(super) spend_delay: String,
+}
+
+fn default_spend_window() -> String {
+    "10m".into()
+}
+
+fn default_spend_delay() -> String {
+    "0s".into()
 }
 
 /// `[server.quirks]`: behaviours seen in the wild, all off unless set.
@@ -90,6 +102,8 @@ impl Default for RawServer {
             daily_reset_tz: default_tz(),
             latency: RawLatency::default(),
             quirks: RawQuirks::default(),
+            spend_window: default_spend_window(),
+            spend_delay: default_spend_delay(),
         }
     }
 }
@@ -141,6 +155,10 @@ pub(super) struct RawModel {
     pub(super) concurrent_scope: ConcurrencyScope,
     pub(super) latency: Option<RawLatency>,
     pub(super) shared_pool: Option<RawSharedPool>,
+    #[serde(default)]
+    pub(super) price_input: f64,
+    #[serde(default)]
+    pub(super) price_output: f64,
 }
 
 /// `[models.<name>.shared_pool]`: a capacity shared with other tenants, no per-project limits.
@@ -190,6 +208,7 @@ pub(super) struct RawTopology {
     pub(super) keys: Vec<RawKey>,
     #[serde(default)]
     pub(super) project: BTreeMap<String, RawProjectSettings>,
+    pub(super) spend_cap: Option<f64>,
 }
 
 fn one() -> u64 {
@@ -201,6 +220,7 @@ fn one() -> u64 {
 pub(super) struct RawAccount {
     pub(super) name: String,
     pub(super) projects: CountOrNames,
+    pub(super) spend_cap: Option<f64>,
 }
 
 #[derive(Deserialize)]

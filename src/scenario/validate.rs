@@ -12,6 +12,7 @@ use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
 use crate::core::server::{ConcurrencyScope, Latency, Model, Quirks, ServerConfig};
 use crate::core::shared_pool::PoolSpec;
+use crate::core::spend::{Prices, SpendRule};
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
@@ -129,6 +130,10 @@ pub mod max {
     pub const PROJECTS: u64 = 1_000_000;
     /// Keys of a topology.
     pub const KEYS: u64 = 1_000_000;
+    /// A model's price, USD per million tokens.
+    pub const PRICE: f64 = 1_000_000.0;
+    /// An account's spend cap, USD per window.
+    pub const SPEND_CAP: f64 = 1e12;
     /// Instances of a fleet (each a full copy of the strategy).
     pub const INSTANCES: u64 = 1_000;
     /// Attempts of a retry policy.
@@ -177,6 +182,10 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
         tpm_counts: raw.server.tpm_counts,
         fault_rate: raw.server.fault_rate,
         quirks: quirks(&cx, &raw.server.quirks)?,
+        spend: SpendRule {
+            window: cx.positive_bounded("server.spend_window", &raw.server.spend_window, max::DELAY)?,
+            delay: cx.bounded("server.spend_delay", &raw.server.spend_delay, max::DELAY)?,
+        },
     };
 
     if raw.models.is_empty() {
@@ -199,7 +208,12 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             None => None,
             Some(p) => Some(shared_pool(&cx, &format!("{field}.shared_pool"), p, m)?),
         };
+        let prices = Prices {
+            input: price(&cx, &format!("{field}.price_input"), m.price_input)?,
+            output: price(&cx, &format!("{field}.price_output"), m.price_output)?,
+        };
         models.push(Model {
+            prices,
             shared_pool,
             name: name.clone(),
             limits: Limits {
@@ -269,15 +283,21 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
     let mut account_names = std::collections::HashSet::new();
     let mut projects: Vec<Project> = Vec::new();
     let mut by_name: HashMap<String, usize> = HashMap::new();
-    let mut groups: Vec<(String, String, &CountOrNames)> = Vec::new();
+    // (account, field of its projects, projects, its own spend cap and that field)
+    let mut groups: Vec<(String, String, &CountOrNames, Option<f64>, String)> = Vec::new();
     if let Some(p) = &raw.projects {
-        groups.push(("default".into(), "topology.projects".into(), p));
+        let field = "topology.spend_cap".to_string();
+        groups.push(("default".into(), "topology.projects".into(), p, None, field));
     }
     for (i, a) in raw.accounts.iter().enumerate() {
         if a.name.trim().is_empty() {
             return Err(cx.err(&format!("topology.accounts[{i}].name"), "must not be empty"));
         }
-        groups.push((a.name.clone(), format!("topology.accounts[{i}].projects"), &a.projects));
+        let (field, cap_field) = (
+            format!("topology.accounts[{i}].projects"),
+            format!("topology.accounts[{i}].spend_cap"),
+        );
+        groups.push((a.name.clone(), field, &a.projects, a.spend_cap, cap_field));
     }
     if groups.is_empty() {
         return Err(cx.err(
@@ -285,12 +305,20 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
             "no projects: give `projects = N` or [[topology.accounts]] with projects",
         ));
     }
-    for (account, field, spec) in groups {
+    for (account, field, spec, cap, cap_field) in groups {
+        let cap_field = if cap.is_some() {
+            cap_field
+        } else {
+            "topology.spend_cap".into()
+        };
         if !account_names.insert(account.clone()) {
             return Err(cx.err(&field, format!("account {account:?} is defined twice")));
         }
         let a = accounts.len();
-        accounts.push(Account { name: account.clone() });
+        accounts.push(Account {
+            name: account.clone(),
+            spend_cap: spend_cap(cx, &cap_field, cap.or(raw.spend_cap))?,
+        });
         let names: Vec<String> = match spec {
             CountOrNames::Count(0) => return Err(cx.err(&field, "must be at least 1")),
             CountOrNames::Count(n) if projects.len() as u64 + n > max::PROJECTS => {
@@ -737,6 +765,29 @@ fn shared_pool(cx: &Ctx, field: &str, p: &RawSharedPool, m: &RawModel) -> Result
         burst: cx.positive_bounded(&format!("{field}.burst"), &p.burst, max::DELAY)?,
         burst_load: p.burst_load,
     })
+}
+
+/// A price in USD per million tokens as picodollars per token (to 10⁻⁶ USD per million).
+fn price(cx: &Ctx, field: &str, usd_per_million: f64) -> Result<u64, ScenarioError> {
+    if !(usd_per_million.is_finite() && (0.0..=max::PRICE).contains(&usd_per_million)) {
+        return Err(cx.err(
+            field,
+            format!("must be a price in USD per million tokens from 0 to {}", max::PRICE),
+        ));
+    }
+    Ok((usd_per_million * 1e6).round() as u64)
+}
+
+/// A spend cap in USD as picodollars (to 10⁻⁶ USD).
+fn spend_cap(cx: &Ctx, field: &str, usd: Option<f64>) -> Result<Option<u128>, ScenarioError> {
+    let Some(usd) = usd else { return Ok(None) };
+    if !(usd.is_finite() && usd > 0.0 && usd <= max::SPEND_CAP) {
+        return Err(cx.err(
+            field,
+            format!("must be an amount in USD above 0 and at most {}", max::SPEND_CAP),
+        ));
+    }
+    Ok(Some((usd * 1e6).round() as u128 * 1_000_000))
 }
 
 fn fleet(cx: &Ctx, f: &RawFleet) -> Result<FleetSpec, ScenarioError> {

@@ -439,6 +439,18 @@ impl Dispatch for Sim<'_, '_> {
                 self.end(slot, now, End::Unservable);
                 return;
             }
+            Response::SpendCap => {
+                self.rec.spend_limited();
+                if let Some(tl) = self.timeline.as_mut() {
+                    tl.spend_limited(now);
+                }
+                self.record(&l, now, 429, "spend_cap", Dims::EMPTY, None);
+                Outcome::RateLimited {
+                    violated: Dims::EMPTY,
+                    retry_delay: None,
+                    quota: crate::core::ledger::Limits::UNLIMITED,
+                }
+            }
             Response::Capacity => {
                 self.rec.rate_limited(Dims::EMPTY);
                 if let Some(tl) = self.timeline.as_mut() {

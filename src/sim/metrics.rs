@@ -22,6 +22,26 @@ pub struct ByDimension {
     pub concurrency: u64,
     /// Shared-capacity 429s without quota details.
     pub capacity: u64,
+    /// 429s for a billing account's spend cap.
+    pub spend: u64,
+}
+
+impl ByDimension {
+    /// Counts a 429 naming `violated` (none: a capacity 429).
+    pub fn count(&mut self, violated: Dims) {
+        if violated.is_empty() {
+            self.capacity += 1;
+        }
+        for d in violated.iter() {
+            match d {
+                Dimension::Rpm => self.rpm += 1,
+                Dimension::Tpm => self.tpm += 1,
+                Dimension::Rpd => self.rpd += 1,
+                Dimension::Tpd => self.tpd += 1,
+                Dimension::Concurrency => self.concurrency += 1,
+            }
+        }
+    }
 }
 
 /// Percentiles in milliseconds.
@@ -159,21 +179,16 @@ impl Recorder {
         }
     }
 
-    /// A 429 naming `violated`.
+    /// A 429 naming `violated` (none: a capacity 429).
     pub fn rate_limited(&mut self, violated: Dims) {
         self.rate_limited += 1;
-        if violated.is_empty() {
-            self.by_dim.capacity += 1;
-        }
-        for d in violated.iter() {
-            match d {
-                Dimension::Rpm => self.by_dim.rpm += 1,
-                Dimension::Tpm => self.by_dim.tpm += 1,
-                Dimension::Rpd => self.by_dim.rpd += 1,
-                Dimension::Tpd => self.by_dim.tpd += 1,
-                Dimension::Concurrency => self.by_dim.concurrency += 1,
-            }
-        }
+        self.by_dim.count(violated);
+    }
+
+    /// A 429 for the account's spend cap.
+    pub fn spend_limited(&mut self) {
+        self.rate_limited += 1;
+        self.by_dim.spend += 1;
     }
 
     /// A completed request.

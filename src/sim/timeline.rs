@@ -108,19 +108,13 @@ impl Timeline {
     pub(crate) fn rate_limited(&mut self, now: Nanos, violated: Dims) {
         let row = self.row(now);
         row.rate_limited_responses += 1;
-        let r = &mut row.rate_limited;
-        if violated.is_empty() {
-            r.capacity += 1;
-        }
-        for d in violated.iter() {
-            match d {
-                Dimension::Rpm => r.rpm += 1,
-                Dimension::Tpm => r.tpm += 1,
-                Dimension::Rpd => r.rpd += 1,
-                Dimension::Tpd => r.tpd += 1,
-                Dimension::Concurrency => r.concurrency += 1,
-            }
-        }
+        row.rate_limited.count(violated);
+    }
+
+    pub(crate) fn spend_limited(&mut self, now: Nanos) {
+        let row = self.row(now);
+        row.rate_limited_responses += 1;
+        row.rate_limited.spend += 1;
     }
 
     pub(crate) fn completed(&mut self, now: Nanos, input_tokens: u64) {
