@@ -8,7 +8,7 @@ use flux_sim::scenario::Scenario;
 use flux_sim::sim::compare::compare;
 
 /// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
-const QUICK: [&str; 10] = [
+const QUICK: [&str; 11] = [
     "dubbing",
     "fleet",
     "free-tier-2026",
@@ -17,6 +17,7 @@ const QUICK: [&str; 10] = [
     "quirks",
     "shared-project",
     "serve-bench",
+    "spend-cap",
     "large",
     "vertex-dsq",
 ];

@@ -252,3 +252,42 @@ fn a_fleet_over_admits_with_instances_and_with_sync_delay() {
         );
     }
 }
+
+/// `spend-cap.toml`: once a billing account's spend cap binds, projects add nothing: the
+/// planners finish in the same time with 1 to 8 projects, every 429 they meet is the cap's,
+/// and no 10 minutes ever hold more than the cap; billing data 10 minutes late lets nearly
+/// three times the cap through.
+#[test]
+fn a_spend_cap_makes_more_projects_worthless() {
+    use flux_sim::core::time::MINUTE;
+    let base = load("spend-cap");
+    let mut speeds = Vec::new();
+    for projects in [1, 2, 4, 8] {
+        let text = std::fs::read_to_string("scenarios/spend-cap.toml")
+            .unwrap()
+            .replace("projects = 4\n", &format!("projects = {projects}\n"));
+        let s = Scenario::parse(&text, Path::new("scenarios/spend-cap.toml")).unwrap();
+        let out = run(&s, &s.strategies, s.seed, None, 1);
+        for r in out.results.iter().filter(|r| r.strategy != "round_robin") {
+            assert_eq!(r.completed, 2_000, "{r:?}");
+            assert_eq!(r.rate_limited_by.spend, r.rate_limited, "only the cap refuses: {r:?}");
+            assert!(r.peak_spend_usd.unwrap() <= 10.0, "{r:?}");
+            assert!(r.efficiency >= 0.95, "the bound knows the cap: {r:?}");
+            speeds.push(r.throughput_per_min);
+        }
+    }
+    let (lo, hi) = speeds.iter().fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
+    assert!(hi < lo * 1.01, "1 to 8 projects: {lo}..{hi} per minute");
+    assert!(hi < 18.5, "about $10 / 10 min at ~5 cents a review: {hi}");
+    let mut late = base.clone();
+    late.server.spend.delay = 10 * MINUTE;
+    let out = run(&late, &late.strategies, late.seed, None, 1);
+    for r in &out.results {
+        assert!(
+            r.peak_spend_usd.unwrap() > 25.0,
+            "late billing data overruns the cap: {r:?}"
+        );
+    }
+    let rr = out.results.iter().find(|r| r.strategy == "round_robin").unwrap();
+    assert!(rr.failed > 800, "the SDK's retries give up on the cap: {rr:?}");
+}

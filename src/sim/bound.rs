@@ -59,6 +59,12 @@ struct Capacity<'a> {
     /// Concurrency slots over all budgets (`None`: some budget has no concurrency limit).
     slots: Option<u128>,
     workers: Option<u64>,
+    /// Spend caps: what every billing account together may spend per spend window (nanodollars,
+    /// rounded up) and the window, when every account that serves has a cap seen on time.
+    spend: Option<(u128, Nanos)>,
+    /// The servable requests' prices (nanodollars, rounded down; the cheapest model each may
+    /// be sent to).
+    prices: Cheapest,
 }
 
 const INF: u128 = u128::MAX / 4;
@@ -166,6 +172,11 @@ impl Capacity<'_> {
             }
             a = day_end;
             first = false;
+        }
+        if let Some((cap, window)) = self.spend {
+            // Like RPM: a sliding spend window holds `cap`, and [0, t] holds ⌊t/W⌋ + 1 of them.
+            let budget = cap.saturating_mul((t / window) as u128 + 1);
+            total = total.min(self.prices.count_within(budget));
         }
         total
             .min(self.costs.count_within(all_tokens))
@@ -278,6 +289,7 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
     fallbacks.dedup();
     let cost = |input: u64, output: u64| scenario.server.tpm_counts.cost(input, output);
     let mut counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut price_counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     let mut latencies = Histogram::<u64>::new(3).expect("3 significant digits");
     let mut longest: Nanos = 0;
     let mut n = 0u128;
@@ -299,6 +311,12 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
             continue;
         }
         *counts.entry(c).or_default() += 1;
+        let price = std::iter::once(r.model)
+            .chain(fallbacks.iter().copied())
+            .map(|m| scenario.models[m].prices.cost(r.input_tokens, r.output_tokens) / 1000)
+            .min()
+            .expect("at least its own model");
+        *price_counts.entry(price.min(u64::MAX as u128) as u64).or_default() += 1;
         n += 1;
         // The fastest this request can be served: its own model or any fallback.
         let fastest = std::iter::once(r.model)
@@ -318,12 +336,33 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
         let rest = requests.saturating_sub(WALK);
         if rest > 0 && servable_cost.is_some() {
             *counts.entry(0).or_default() += rest;
+            *price_counts.entry(0).or_default() += rest;
             n += rest as u128;
             latencies.saturating_record_n(1, rest);
         }
     }
     let mut distinct: Vec<(u64, u64)> = counts.into_iter().collect();
     distinct.sort_unstable();
+    let mut prices: Vec<(u64, u64)> = price_counts.into_iter().collect();
+    prices.sort_unstable();
+    // Spend bounds the run only if every account that serves has a cap the server sees on time
+    // (late billing data lets any amount through meanwhile).
+    let serving: std::collections::BTreeSet<usize> = scenario
+        .topology
+        .keys
+        .iter()
+        .filter(|k| k.valid)
+        .map(|k| scenario.topology.projects[k.project].account)
+        .collect();
+    let spend = (scenario.server.spend.delay == 0)
+        .then(|| {
+            serving
+                .iter()
+                .map(|&a| scenario.topology.accounts[a].spend_cap.map(|c| c.div_ceil(1000)))
+                .sum::<Option<u128>>()
+        })
+        .flatten()
+        .map(|cap| (cap, scenario.server.spend.window));
     let fast: Vec<(u64, u64)> = latencies
         .iter_recorded()
         .map(|v| (latencies.lowest_equivalent(v.value_iterated_to()), v.count_at_value()))
@@ -341,6 +380,8 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
         latencies: Cheapest::new(fast),
         slots,
         workers,
+        spend,
+        prices: Cheapest::new(prices),
     };
     (cap, n, longest)
 }
@@ -358,6 +399,21 @@ mod tests {
              input_tokens = {{ dist = \"fixed\", value = 10 }}\noutput_tokens = {{ dist = \"fixed\", value = 1 }}\n"
         );
         Scenario::parse(&text, Path::new("b.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_spend_cap_bounds_like_a_window_of_money() {
+        // Each request costs 10 input tokens at $1 per million: 10 µ$; $0.0001 per 10 minutes
+        // passes 10 per window, so 100 need 10 windows, the 10th opening at 90 minutes.
+        let s = closed("price_input = 1.0", 100, "[server]\nspend_window = \"10m\"");
+        let mut s = s;
+        s.topology.accounts[0].spend_cap = Some(100 * 1_000_000);
+        assert_eq!(upper_bound(&s, 1).best_span, 90 * MINUTE);
+        s.server.spend.delay = SECOND;
+        assert!(
+            upper_bound(&s, 1).best_span < MINUTE,
+            "late billing data bounds nothing"
+        );
     }
 
     #[test]

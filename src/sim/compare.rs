@@ -2,7 +2,7 @@
 //! limits (whatever strategies the scenario lists), and `flux` also told limits 50% too high,
 //! 50% too low, or none; then whether flux's claim holds there: at least 99% of the best other
 //! strategy's completed requests, and with the true limits no quota 429 (a shared pool's
-//! capacity 429s name no quota; no strategy can avoid them).
+//! capacity 429s and a spend cap's name no quota; no strategy can avoid them).
 
 use crate::core::ledger::Limits;
 use crate::scenario::Scenario;
@@ -102,8 +102,8 @@ pub fn judge(result: &RunResult) -> Claim {
         .filter(|r| is_flux(&r.strategy))
         .map(|r| {
             let share = r.completed as f64 >= CLAIM_SHARE * best.completed as f64;
-            // Quota 429s name a dimension; capacity 429s (a full shared pool) name none, and
-            // no strategy can avoid those.
+            // Quota 429s name a dimension; capacity 429s (a full shared pool) and spend-cap
+            // 429s name none, and no strategy can avoid those.
             let b = &r.rate_limited_by;
             let clean = r.strategy != "flux" || b.rpm + b.tpm + b.rpd + b.tpd + b.concurrency == 0;
             (r.strategy.clone(), r.completed, r.rate_limited, share && clean)

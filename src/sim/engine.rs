@@ -8,12 +8,13 @@ use dary_heap::QuaternaryHeap;
 
 use crate::core::ledger::Dims;
 use crate::core::server::{Call, KeyRef, Response, Server};
+use crate::core::spend::PICO_PER_USD;
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, Request, RequestStream};
 use crate::scenario::Scenario;
 use crate::sim::bound::Bound;
 use crate::sim::dispatch::{summary, Book, Dispatch, End, Live};
-use crate::sim::metrics::{Recorder, StrategyResult};
+use crate::sim::metrics::{round3, Recorder, StrategyResult};
 use crate::sim::timeline::{Details, Timeline};
 use crate::strategy::retry::RetryPolicy;
 use crate::strategy::{Outcome, Strategy, StrategySpec};
@@ -279,7 +280,11 @@ pub fn simulate_full(
         c.progress
             .fetch_add(done.saturating_sub(reported), std::sync::atomic::Ordering::Relaxed);
     }
-    let (result, span) = summary(&mut sim.rec, scenario, spec, bound, until);
+    let (mut result, span) = summary(&mut sim.rec, scenario, spec, bound, until);
+    result.peak_spend_usd = (0..scenario.topology.accounts.len())
+        .filter_map(|a| sim.server.spend_peak(a))
+        .map(|(peak, _)| round3(peak as f64 / PICO_PER_USD as f64))
+        .reduce(f64::max);
     let details = sim.timeline.take().map(|mut tl| {
         tl.sample_until(span, sim.rec.in_flight, sim.book.live - sim.rec.in_flight);
         tl.finish(span, &sim.server, scenario, sim.rec.wait_cdf())

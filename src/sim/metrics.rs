@@ -99,6 +99,10 @@ pub struct StrategyResult {
     pub upper_bound_per_min: f64,
     /// Throughput / upper bound.
     pub efficiency: f64,
+    /// The most any billing account with a spend cap spent within one spend window, in USD
+    /// (absent when no account has a cap; the simulation knows it, `drive` does not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_spend_usd: Option<f64>,
 }
 
 /// A whole run.
@@ -277,6 +281,7 @@ impl Recorder {
             } else {
                 0.0
             },
+            peak_spend_usd: None,
         }
     }
 }
