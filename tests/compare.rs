@@ -8,7 +8,7 @@ use flux_sim::scenario::Scenario;
 use flux_sim::sim::compare::compare;
 
 /// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
-const QUICK: [&str; 11] = [
+const QUICK: [&str; 12] = [
     "dubbing",
     "fleet",
     "free-tier-2026",
@@ -20,6 +20,7 @@ const QUICK: [&str; 11] = [
     "spend-cap",
     "large",
     "vertex-dsq",
+    "vertex-pt",
 ];
 
 /// Where the claim is known to fail, and the README says why: a fleet whose pods see each

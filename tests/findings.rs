@@ -291,3 +291,47 @@ fn a_spend_cap_makes_more_projects_worthless() {
     let rr = out.results.iter().find(|r| r.strategy == "round_robin").unwrap();
     assert!(rr.failed > 800, "the SDK's retries give up on the cap: {rr:?}");
 }
+
+/// `vertex-pt.toml`: reserved throughput must cover the demand's peaks, not its mean: 429s
+/// fall as the reservation grows and vanish above the peak; refusing the overflow ("dedicated
+/// only") turns every request beyond the reservation into a 429.
+#[test]
+fn provisioned_throughput_must_cover_the_peaks() {
+    let text = std::fs::read_to_string("scenarios/vertex-pt.toml").unwrap();
+    let at = |rpm: u64, overflow: &str| {
+        let t = text
+            .replace("rpm = 30\n", &format!("rpm = {rpm}\n"))
+            .replace("overflow = \"spill\"", &format!("overflow = \"{overflow}\""));
+        let s = Scenario::parse(&t, Path::new("scenarios/vertex-pt.toml")).unwrap();
+        run(&s, &s.strategies, s.seed, None, 1).results
+    };
+    let limited = |rs: &[flux_sim::sim::metrics::StrategyResult], name: &str| {
+        rs.iter().find(|r| r.strategy == name).unwrap().rate_limited
+    };
+    let mut prev = [u64::MAX; 2];
+    for rpm in [10, 30, 40, 50, 60] {
+        let spill = at(rpm, "spill");
+        let dedicated = at(rpm, "dedicated_only");
+        for (i, name) in ["full jitter", "flux"].into_iter().enumerate() {
+            let (s, d) = (limited(&spill, name), limited(&dedicated, name));
+            assert!(
+                s < prev[i] || s == 0,
+                "{name}: {rpm} reserved, spill: {s} vs {}",
+                prev[i]
+            );
+            assert!(
+                d >= s,
+                "{name}, {rpm} reserved: refusing the overflow cannot do better ({d} < {s})"
+            );
+            prev[i] = s;
+            if rpm == 60 {
+                assert_eq!((s, d), (0, 0), "{name}: 60 reserved cover 40 a minute's peaks");
+            }
+        }
+    }
+    let mean = at(40, "dedicated_only");
+    assert!(
+        limited(&mean, "full jitter") > 1_000,
+        "reserving the mean is not enough"
+    );
+}

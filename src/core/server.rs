@@ -6,7 +6,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use serde::Deserialize;
 
-use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage};
+use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage, WindowKind};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
 use crate::core::spend::{Prices, SpendRule, SpendWindow};
@@ -93,6 +93,28 @@ pub struct Model {
     pub shared_pool: Option<PoolSpec>,
     /// Prices, charged against the account's spend cap.
     pub prices: Prices,
+    /// Throughput reserved for each project (Vertex AI's provisioned throughput).
+    pub provisioned: Option<Provisioned>,
+}
+
+/// Throughput a project has reserved on a model: requests and tokens per minute of its own
+/// (sliding windows), before anything else is consulted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Provisioned {
+    /// The reserved requests and tokens per minute (`rpm`, `tpm`; the rest unset).
+    pub limits: Limits,
+    /// What happens to a request the reservation cannot take.
+    pub overflow: Overflow,
+}
+
+/// Where a request beyond a project's reserved throughput goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// On to the model's pay-as-you-go admission (its shared pool, or its quotas): Vertex's
+    /// default.
+    Spill,
+    /// Refused with a 429 without details (a request sent "dedicated only").
+    DedicatedOnly,
 }
 
 /// Server-side settings.
@@ -220,6 +242,9 @@ pub struct Server {
     shared: Vec<Option<SharedPool>>,
     /// Per account: its spend cap, if it has one.
     spend: Vec<Option<SpendWindow>>,
+    /// Reserved throughput: its own ledger, a budget per (project, model) that has one.
+    reserved: Ledger,
+    reserved_budgets: Vec<Option<(BudgetId, Overflow)>>,
     project_account: Vec<usize>,
     prices: Vec<Prices>,
     seed: u64,
@@ -254,7 +279,26 @@ impl Server {
                 });
             }
         }
+        let mut reserved = Ledger::new(
+            calendar.clone(),
+            LedgerConfig {
+                window: WindowKind::Sliding,
+                count_rejected: false,
+            },
+        );
+        let mut reserved_budgets = Vec::new();
+        for _ in &topology.projects {
+            for model in models {
+                reserved_budgets.push(
+                    model
+                        .provisioned
+                        .map(|pt| (reserved.add_budget(pt.limits, 0), pt.overflow)),
+                );
+            }
+        }
         Server {
+            reserved,
+            reserved_budgets,
             ledger,
             models: m,
             budgets,
@@ -303,38 +347,52 @@ impl Server {
         let Some(model) = call.model else {
             return Response::UnknownModel;
         };
-        if let Some(pool) = self.shared[model].as_mut() {
-            if !pool.admit(now) {
-                return Response::Capacity;
-            }
-        }
         let budget = self.budgets[self.key_project[key] * self.models + model];
         let pool = self.pools[key * self.models + model];
         let cost = self.tpm_cost(call.input_tokens, call.output_tokens);
-        match self.ledger.check(now, budget, pool, cost) {
-            Admission::Admitted => {}
-            Admission::Unservable { violated } => {
-                let quota = self.ledger.limits(budget).only(violated);
-                return match self.quirks.zero_quota_retry {
-                    // The body still says "Please retry in …" for a quota of 0.
-                    Some(retry_delay) if !quota.unservable(0).is_empty() => Response::RateLimited {
-                        violated,
-                        retry_delay,
-                        quota,
-                    },
-                    _ => Response::Unservable { violated },
-                };
+        // Reserved throughput first: what fits is served whatever else is full.
+        let reserved = self.reserved_budgets[self.key_project[key] * self.models + model];
+        let dedicated = match reserved {
+            Some((b, overflow)) => match self.reserved.check(now, b, None, cost) {
+                Admission::Admitted => Some(b),
+                _ if overflow == Overflow::DedicatedOnly => return Response::Capacity,
+                _ => None,
+            },
+            None => None,
+        };
+        // Traffic on reserved throughput takes nothing from the shared pool and spends none of
+        // the pay-as-you-go quotas.
+        if dedicated.is_none() {
+            if let Some(pool) = self.shared[model].as_mut() {
+                if !pool.admit(now) {
+                    return Response::Capacity;
+                }
             }
-            Admission::Rejected { .. } => {
-                // `admit` records a rejected request when the server counts those.
-                return match self.ledger.admit(now, budget, pool, cost, now) {
-                    Admission::Rejected { violated, retry_at } => Response::RateLimited {
-                        violated,
-                        retry_delay: self.quirks.retry_delay(violated, retry_at - now),
-                        quota: self.ledger.limits(budget).only(violated),
-                    },
-                    other => unreachable!("check said rejected, admit said {other:?}"),
-                };
+            match self.ledger.check(now, budget, pool, cost) {
+                Admission::Admitted => {}
+                Admission::Unservable { violated } => {
+                    let quota = self.ledger.limits(budget).only(violated);
+                    return match self.quirks.zero_quota_retry {
+                        // The body still says "Please retry in …" for a quota of 0.
+                        Some(retry_delay) if !quota.unservable(0).is_empty() => Response::RateLimited {
+                            violated,
+                            retry_delay,
+                            quota,
+                        },
+                        _ => Response::Unservable { violated },
+                    };
+                }
+                Admission::Rejected { .. } => {
+                    // `admit` records a rejected request when the server counts those.
+                    return match self.ledger.admit(now, budget, pool, cost, now) {
+                        Admission::Rejected { violated, retry_at } => Response::RateLimited {
+                            violated,
+                            retry_delay: self.quirks.retry_delay(violated, retry_at - now),
+                            quota: self.ledger.limits(budget).only(violated),
+                        },
+                        other => unreachable!("check said rejected, admit said {other:?}"),
+                    };
+                }
             }
         }
         let account = self.project_account[self.key_project[key]];
@@ -367,7 +425,10 @@ impl Server {
             }
         }
         let completes_at = now + self.latency(model, call.output_tokens, call.request);
-        self.ledger.commit(now, budget, pool, cost, completes_at);
+        match dedicated {
+            Some(b) => self.reserved.commit(now, b, None, cost, completes_at),
+            None => self.ledger.commit(now, budget, pool, cost, completes_at),
+        }
         if let Some(w) = self.spend[account].as_mut() {
             w.charge(now, price);
         }
@@ -412,5 +473,112 @@ impl Server {
             .max()
             .unwrap_or(0);
         u
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::topology::{Account, Key, Project};
+    use chrono::DateTime;
+
+    /// One project with one key, a model of `quota` with `provisioned`, and its server.
+    fn server(quota: Limits, provisioned: Option<Provisioned>) -> Server {
+        let model = Model {
+            name: "m".into(),
+            limits: quota,
+            concurrency_scope: ConcurrencyScope::Project,
+            latency: Latency {
+                ttft: SECOND,
+                tokens_per_second: 100.0,
+                jitter: 0.0,
+            },
+            shared_pool: None,
+            prices: Prices::default(),
+            provisioned,
+        };
+        let topology = Topology {
+            accounts: vec![Account {
+                name: "a".into(),
+                spend_cap: None,
+            }],
+            projects: vec![Project {
+                name: "p".into(),
+                account: 0,
+                tier: "free".into(),
+                limits: vec![quota],
+                rpd_used: 0,
+            }],
+            keys: vec![Key {
+                value: "k".into(),
+                project: 0,
+                valid: true,
+            }],
+        };
+        let config = ServerConfig {
+            ledger: LedgerConfig::default(),
+            tpm_counts: TpmCounts::Input,
+            fault_rate: 0.0,
+            quirks: Quirks::default(),
+            spend: SpendRule {
+                window: 10 * crate::core::time::MINUTE,
+                delay: 0,
+            },
+        };
+        let cal = Calendar::new(
+            DateTime::parse_from_rfc3339("2026-03-03T10:00:00-08:00").unwrap(),
+            chrono_tz::America::Los_Angeles,
+        );
+        Server::new(&config, &[model], &topology, &cal, 1)
+    }
+
+    fn call(request: u64) -> Call {
+        Call {
+            key: KeyRef::Known(0),
+            model: Some(0),
+            input_tokens: 10,
+            output_tokens: 1,
+            request,
+            attempt: 1,
+        }
+    }
+
+    fn reserved(rpm: u64, overflow: Overflow) -> Option<Provisioned> {
+        Some(Provisioned {
+            limits: Limits {
+                rpm: Some(rpm),
+                ..Limits::default()
+            },
+            overflow,
+        })
+    }
+
+    #[test]
+    fn reserved_throughput_comes_first_and_spends_no_quota() {
+        let quota = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = server(quota, reserved(2, Overflow::Spill));
+        for r in 0..3 {
+            assert!(
+                matches!(s.handle(0, &call(r)), Response::Ok { .. }),
+                "2 reserved + 1 quota"
+            );
+        }
+        assert!(matches!(s.handle(0, &call(3)), Response::RateLimited { .. }));
+        assert_eq!(s.usage(0, 0, 0).rpm, 1, "the quota counted only the spilled request");
+    }
+
+    #[test]
+    fn dedicated_only_refuses_the_overflow_without_details() {
+        let mut s = server(Limits::default(), reserved(2, Overflow::DedicatedOnly));
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert!(matches!(s.handle(0, &call(1)), Response::Ok { .. }));
+        assert_eq!(s.handle(0, &call(2)), Response::Capacity);
+        assert!(matches!(
+            s.handle(crate::core::time::MINUTE, &call(3)),
+            Response::Ok { .. }
+        ));
     }
 }

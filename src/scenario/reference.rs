@@ -38,13 +38,14 @@ const fn f(
 }
 
 /// The tables of a scenario file, in the order the reference shows them, with a sentence each.
-pub const TABLES: [(&str, &str); 17] = [
+pub const TABLES: [(&str, &str); 18] = [
     ("", "The top level: what the scenario is and when it starts."),
     ("server", "How the mock server enforces quotas where Google does not document it."),
     ("server.latency", "Response time: ttft + output_tokens / tokens_per_second, times a lognormal factor of median 1 drawn per request. Also `models.<name>.latency`."),
     ("server.quirks", "Behaviours users have met that contradict Google's documentation; all off unless set. A strategy that trusts RetryInfo blindly suffers under the first three."),
     ("models.<name>", "One table per model the server knows, with the default limits of every project. Absent = unlimited; 0 = not available."),
     ("models.<name>.shared_pool", "A capacity shared with other tenants instead of per-project quotas (Vertex AI's dynamic shared quota): a request that finds the pool full gets a 429 without details, whichever project or key sends it. The model may then set no rpm, tpm, rpd or concurrent."),
+    ("models.<name>.provisioned", "Throughput each project has reserved on the model (Vertex AI's provisioned throughput), sliding per-minute windows of its own: what fits is served first and spends neither the shared pool nor the quotas."),
     ("topology", "Accounts → projects → keys. Quota belongs to a (project, model) pair: every key of a project spends the same budget."),
     ("topology.accounts[]", "An account and its projects (Google allows about 10 per account)."),
     ("topology.project.<name>", "Settings of one project, by name."),
@@ -94,6 +95,7 @@ pub const FIELDS: &[Field] = &[
     f("models.<name>", "concurrent_scope", "\"project\" | \"key\"", "\"project\"", "Whether the concurrency limit is shared by a project's keys or held by each key.", "\"key\""),
     f("models.<name>", "latency", "table", "the server's", "This model's response time (see `server.latency`).", "{ ttft = \"2s\", tokens_per_second = 60 }"),
     f("models.<name>", "shared_pool", "table", "none (per-project quotas)", "See `models.<name>.shared_pool`.", ""),
+    f("models.<name>", "provisioned", "table", "none", "See `models.<name>.provisioned`.", ""),
     f("models.<name>", "price_input", "number ≥ 0", "0", "USD per million input tokens, charged against the account's spend cap (to 10⁻⁶ USD).", "0.30"),
     f("models.<name>", "price_output", "number ≥ 0", "0", "USD per million output tokens (the response's length), charged likewise when the request is admitted.", "2.50"),
     f("models.<name>.shared_pool", "capacity", "integer ≥ 1", "(required)", "Requests per minute the pool serves, every tenant together.", "600"),
@@ -102,6 +104,9 @@ pub const FIELDS: &[Field] = &[
     f("models.<name>.shared_pool", "bursts_per_hour", "number 0 to 3600", "0", "Their bursts, a Poisson process (seeded).", "3"),
     f("models.<name>.shared_pool", "burst", "duration", "\"2m\"", "How long a burst lasts.", "\"3m\""),
     f("models.<name>.shared_pool", "burst_load", "number 0 to 2", "0", "What a burst adds (share of capacity).", "0.3"),
+    f("models.<name>.provisioned", "rpm", "integer ≥ 1", "none", "Requests per minute reserved per project.", "120"),
+    f("models.<name>.provisioned", "tpm", "integer ≥ 1", "none", "Input tokens per minute reserved per project.", "400_000"),
+    f("models.<name>.provisioned", "overflow", "\"spill\" | \"dedicated_only\"", "\"spill\"", "A request the reservation cannot take goes on to the shared pool or the quotas (Vertex's default), or gets a 429 without details (a request sent dedicated only).", "\"dedicated_only\""),
     f("topology", "keys_per_project", "integer ≥ 1", "1", "Keys generated for every project (their strings are listed by `flux-sim keys`).", "2"),
     f("topology", "projects", "integer or list of names", "none", "Projects of an implicit account named `default`: a count (named default-1, default-2, …) or names.", "4 or [\"a\", \"b\"]"),
     f("topology", "accounts", "array of tables", "none", "See `topology.accounts[]`. At least one of `projects` and `accounts` is needed.", ""),
@@ -292,6 +297,7 @@ mod tests {
             ("server.quirks", fields_of::<RawQuirks>()),
             ("models.<name>", fields_of::<RawModel>()),
             ("models.<name>.shared_pool", fields_of::<RawSharedPool>()),
+            ("models.<name>.provisioned", fields_of::<RawProvisioned>()),
             ("topology", fields_of::<RawTopology>()),
             ("topology.accounts[]", fields_of::<RawAccount>()),
             ("topology.project.<name>", fields_of::<RawProjectSettings>()),

@@ -155,10 +155,26 @@ pub(super) struct RawModel {
     pub(super) concurrent_scope: ConcurrencyScope,
     pub(super) latency: Option<RawLatency>,
     pub(super) shared_pool: Option<RawSharedPool>,
+    pub(super) provisioned: Option<RawProvisioned>,
     #[serde(default)]
     pub(super) price_input: f64,
     #[serde(default)]
     pub(super) price_output: f64,
+}
+
+/// `[models.<name>.provisioned]`: reserved throughput per project (Vertex AI's provisioned
+/// throughput).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProvisioned {
+    pub(super) rpm: Option<u64>,
+    pub(super) tpm: Option<u64>,
+    #[serde(default = "default_overflow")]
+    pub(super) overflow: String,
+}
+
+fn default_overflow() -> String {
+    "spill".into()
 }
 
 /// `[models.<name>.shared_pool]`: a capacity shared with other tenants, no per-project limits.

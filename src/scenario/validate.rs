@@ -10,7 +10,7 @@ use chrono::DateTime;
 use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
-use crate::core::server::{ConcurrencyScope, Latency, Model, Quirks, ServerConfig};
+use crate::core::server::{ConcurrencyScope, Latency, Model, Overflow, Provisioned, Quirks, ServerConfig};
 use crate::core::shared_pool::PoolSpec;
 use crate::core::spend::{Prices, SpendRule};
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
@@ -212,7 +212,12 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             input: price(&cx, &format!("{field}.price_input"), m.price_input)?,
             output: price(&cx, &format!("{field}.price_output"), m.price_output)?,
         };
+        let provisioned = match &m.provisioned {
+            None => None,
+            Some(p) => Some(provisioned(&cx, &format!("{field}.provisioned"), p)?),
+        };
         models.push(Model {
+            provisioned,
             prices,
             shared_pool,
             name: name.clone(),
@@ -731,6 +736,38 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             })
         }
     }
+}
+
+fn provisioned(cx: &Ctx, field: &str, p: &RawProvisioned) -> Result<Provisioned, ScenarioError> {
+    if p.rpm.is_none() && p.tpm.is_none() {
+        return Err(cx.err(field, "reserves nothing: give `rpm`, `tpm` or both"));
+    }
+    for (name, v) in [("rpm", p.rpm), ("tpm", p.tpm)] {
+        if v == Some(0) {
+            return Err(cx.err(
+                &format!("{field}.{name}"),
+                "must be at least 1 (leave it out to reserve none)",
+            ));
+        }
+    }
+    let overflow = match p.overflow.as_str() {
+        "spill" => Overflow::Spill,
+        "dedicated_only" => Overflow::DedicatedOnly,
+        other => {
+            return Err(cx.err(
+                &format!("{field}.overflow"),
+                format!("expected \"spill\" or \"dedicated_only\", not {other:?}"),
+            ))
+        }
+    };
+    Ok(Provisioned {
+        limits: Limits {
+            rpm: p.rpm,
+            tpm: p.tpm,
+            ..Limits::default()
+        },
+        overflow,
+    })
 }
 
 fn shared_pool(cx: &Ctx, field: &str, p: &RawSharedPool, m: &RawModel) -> Result<PoolSpec, ScenarioError> {

@@ -33,7 +33,7 @@
 use hdrhistogram::Histogram;
 
 use crate::core::ledger::{Limits, WindowKind};
-use crate::core::server::ConcurrencyScope;
+use crate::core::server::{ConcurrencyScope, Overflow, Provisioned};
 use crate::core::time::{Calendar, Nanos, MINUTE};
 use crate::core::workload::{Arrivals, ModelChoice, RequestStream};
 use crate::scenario::Scenario;
@@ -237,6 +237,23 @@ pub fn capacity_curve(scenario: &Scenario, seed: u64, at: &[Nanos]) -> Vec<u64> 
     at.iter().map(|&t| cap.capacity(t).min(n) as u64).collect()
 }
 
+/// The limits a project's traffic on a model meets, with its reserved throughput: only the
+/// reservation's when the overflow is refused; else the reservation and the quotas together
+/// (reserved traffic spends no daily quota and holds no concurrency slot: those are dropped,
+/// which keeps the bound hard).
+fn effective(quota: Limits, reserved: Option<Provisioned>) -> Limits {
+    let Some(pt) = reserved else { return quota };
+    let sum = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a.saturating_add(b));
+    match pt.overflow {
+        Overflow::DedicatedOnly => pt.limits,
+        Overflow::Spill => Limits {
+            rpm: sum(quota.rpm, pt.limits.rpm),
+            tpm: sum(quota.tpm, pt.limits.tpm),
+            ..Limits::default()
+        },
+    }
+}
+
 /// The capacity model of `scenario` with `seed`, the number of requests that could ever be
 /// served, and the longest of their (fastest possible) latencies.
 fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
@@ -267,7 +284,7 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
             continue;
         }
         for &m in &used_models {
-            let l = p.limits[m];
+            let l = effective(p.limits[m], scenario.models[m].provisioned);
             budgets.push(l);
             rpd_used.push(p.rpd_used);
             let pools = match scenario.models[m].concurrency_scope {
