@@ -76,6 +76,12 @@ fn body(text: &str) -> Value {
 }
 
 impl Live {
+    /// serve's `/flux/metrics` (Prometheus text).
+    async fn metrics(&self) -> String {
+        let url = self.base.replace("/v1beta/models", "/flux/metrics");
+        self.client.get(url).send().await.unwrap().text().await.unwrap()
+    }
+
     /// GET `url` and its JSON body.
     async fn get_json(&self, url: String) -> Value {
         self.client.get(url).send().await.unwrap().json().await.unwrap()
@@ -369,15 +375,7 @@ async fn concurrent_clients_never_over_admit() {
     }
     assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
     assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 35);
-    let metrics = live
-        .client
-        .get(live.base.replace("/v1beta/models", "/flux/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = live.metrics().await;
     assert!(
         metrics.contains("flux_responses_total{project=\"pair\",model=\"gemini-2.5-flash\",code=\"200\"} 5"),
         "{metrics}"
@@ -643,15 +641,7 @@ async fn a_spend_cap_429_has_no_details_and_spans_the_account() {
             "no details: {v}"
         );
     }
-    let m = live
-        .client
-        .get(live.base.replace("/v1beta/models", "/flux/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = live.metrics().await;
     assert!(
         m.contains("flux_rate_limited_total{project=\"pair\",model=\"gemini-2.5-flash\",dimension=\"spend_cap\"} 2"),
         "{m}"
