@@ -37,6 +37,9 @@ pub enum Command {
     Keys(KeysArgs),
     /// Run one strategy for real against an HTTP endpoint (serve, or Gemini), next to its simulation.
     Drive(DriveArgs),
+    /// Put a strategy (flux by default) in front of any Gemini client: it holds each request
+    /// until a key has room, then forwards it upstream.
+    Proxy(ProxyArgs),
     /// Write a commented scenario to start from.
     Init(InitArgs),
     /// Print the reference of every scenario field (Markdown).
@@ -175,6 +178,37 @@ pub struct ServeArgs {
     pub start: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
+/// Arguments of `proxy`.
+#[derive(Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// Configuration: a scenario file whose topology, models and limits are the real ones.
+    pub config: PathBuf,
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub bind: std::net::SocketAddr,
+    /// Where to forward: Gemini, or a `flux-sim serve`.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "https://generativelanguage.googleapis.com"
+    )]
+    pub upstream: String,
+    /// The strategy (a name from the configuration, or a built-in kind).
+    #[arg(long, value_name = "NAME", default_value = "flux")]
+    pub strategy: String,
+    /// The real keys, one per line as `PROJECT KEY` (`#` starts a comment); they replace the
+    /// configuration's keys, so that no key is ever written in it. Without it the
+    /// configuration's keys are used (those `serve` accepts for the same file).
+    #[arg(long, value_name = "FILE")]
+    pub keys: Option<PathBuf>,
+    /// Longest a request may wait for a key with room before it gets a 429.
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = real_duration)]
+    pub deadline: std::time::Duration,
+    /// Requests that may wait at once; more get a 429 at once.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub queue: usize,
+}
+
 /// Arguments of `keys`.
 #[derive(Debug, clap::Args)]
 pub struct KeysArgs {
@@ -285,6 +319,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Serve(a) => serve_cmd(a),
         Command::Keys(a) => keys_cmd(a),
         Command::Drive(a) => drive_cmd(a),
+        Command::Proxy(a) => proxy_cmd(a),
         Command::Init(a) => init_cmd(a),
         Command::Reference => print(&crate::scenario::reference::markdown()),
         Command::Strategies => print(&format!(
@@ -588,6 +623,49 @@ fn keys_cmd(a: KeysArgs) -> Result<(), String> {
         ));
     }
     print(&out)
+}
+
+/// The environment variable holding the token clients send instead of an API key.
+pub const PROXY_TOKEN_ENV: &str = "FLUX_PROXY_TOKEN";
+
+fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
+    let token = std::env::var(PROXY_TOKEN_ENV)
+        .map_err(|_| format!("set {PROXY_TOKEN_ENV} to the token your clients will send as their API key"))?;
+    if token.trim().is_empty() {
+        return Err(format!("{PROXY_TOKEN_ENV} is empty"));
+    }
+    let mut scenario = Scenario::load(&a.config).map_err(|e| e.to_string())?;
+    // Real days end at the real midnight Pacific.
+    restart(&mut scenario, Some(chrono::Utc::now().fixed_offset()));
+    if let Some(path) = &a.keys {
+        let text = crate::scenario::read_capped(path, 16 << 20, "keys file").map_err(|e| e.0)?;
+        scenario.topology.keys =
+            crate::scenario::keys_file(&text, &scenario.topology).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let specs = select_strategies(&scenario, std::slice::from_ref(&a.strategy))?;
+    let spec = specs.into_iter().next().expect("one name, one strategy");
+    let opts = crate::net::proxy::ProxyOptions {
+        upstream: a.upstream.clone(),
+        token,
+        deadline: a.deadline,
+        queue: a.queue,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(a.bind).await.map_err(|e| format!("--bind {}: {e}", a.bind))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "flux-sim proxy: {} on {} keys in {} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
+            spec.name,
+            scenario.topology.keys.len(),
+            scenario.topology.projects.len(),
+            a.upstream
+        );
+        crate::net::proxy::proxy(listener, scenario, spec, opts, crate::net::serve::shutdown_signal()).await
+    })
 }
 
 fn drive_cmd(a: DriveArgs) -> Result<(), String> {

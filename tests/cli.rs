@@ -610,3 +610,46 @@ kind = "exact_cooldown"
         .code(2)
         .stderr(predicate::str::contains("--start").and(predicate::str::contains("RFC 3339")));
 }
+
+/// `proxy` refuses to start without its token or with a bad keys file, saying which and why,
+/// and never echoes a key.
+#[test]
+fn proxy_refuses_a_missing_token_and_a_bad_keys_file() {
+    let out = bin()
+        .args([
+            "proxy",
+            scenario("dubbing.toml").to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .env_remove("FLUX_PROXY_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set FLUX_PROXY_TOKEN"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(
+        &keys,
+        "studio-main-1 AIzaSyQ000000000000000000000000000000001\nnope AIzaSyQ000000000000000000000000000000002\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args([
+            "proxy",
+            scenario("dubbing.toml").to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--keys",
+        ])
+        .arg(&keys)
+        .env("FLUX_PROXY_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("keys.txt: line 2: no project \"nope\""), "{err}");
+    assert!(!err.contains("AIzaSyQ0000000000000"), "no key whole: {err}");
+}

@@ -227,6 +227,28 @@ fn envelope(code: u16, status: &str, message: &str, details: Vec<Value>) -> Valu
     json!({ "error": e })
 }
 
+/// 429 RESOURCE_EXHAUSTED from `flux-sim proxy` itself (its queue is full, or the request could
+/// not be sent before its deadline), with RetryInfo when the proxy knows when to retry.
+pub fn proxy_refusal(message: &str, retry: Option<Nanos>) -> Value {
+    let mut message = message.to_string();
+    let mut details = Vec::new();
+    if let Some(d) = retry {
+        message.push_str(&format!(" Please retry in {}.", duration_string(d)));
+        details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": duration_string(d)}));
+    }
+    envelope(429, "RESOURCE_EXHAUSTED", &message, details)
+}
+
+/// 502 UNAVAILABLE from `flux-sim proxy`: the upstream could not be reached.
+pub fn upstream_unreachable(why: &str) -> Value {
+    envelope(
+        502,
+        "UNAVAILABLE",
+        &format!("flux-sim proxy: the upstream did not answer: {why}"),
+        Vec::new(),
+    )
+}
+
 /// 400 API_KEY_INVALID.
 pub fn invalid_key() -> Value {
     envelope(

@@ -6,6 +6,7 @@
 //! This is the composition root of the pure layers: a scenario builds its server
 //! ([`Scenario::server`]) and its strategies ([`Scenario::strategy`]) from core pieces.
 
+mod keys;
 pub mod reference;
 mod schema;
 pub mod setting;
@@ -21,6 +22,7 @@ use crate::core::topology::{mask_secrets, Topology};
 use crate::core::workload::WorkloadSpec;
 use crate::strategy::{self, Env, Fleet, FleetSpec, Strategy, StrategySpec};
 
+pub use keys::keys_file;
 pub use trace::read_trace;
 
 /// The commented scenarios `flux-sim init --template NAME` writes, as (name, what it models, text).

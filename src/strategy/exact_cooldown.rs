@@ -470,6 +470,11 @@ impl Strategy for ExactCooldown {
         }
     }
 
+    fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
+        let u = self.unit_of(key, model);
+        self.withdraw(u, key, at, self.env.tpm_cost(ask), now);
+    }
+
     fn observe(&mut self, now: Nanos, peer: &Peer) {
         match *peer {
             Peer::Sent { key, model, at, tokens } => {
@@ -582,6 +587,19 @@ mod tests {
         assert_eq!(send(s.decide(0, &ask(10))), (0, 0), "the first send is not delayed");
         assert_eq!(send(s.decide(0, &ask(10))), (0, MINUTE + margin));
         assert_eq!(send(s.decide(0, &ask(10))), (0, 2 * (MINUTE + margin)));
+    }
+
+    #[test]
+    fn a_cancelled_plan_frees_its_place() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
+        assert_eq!(send(s.decide(0, &ask(1))), (0, MINUTE));
+        s.cancel(SECOND, &ask(1), 0, 0, MINUTE);
+        assert_eq!(send(s.decide(SECOND, &ask(1))), (0, MINUTE), "the minute is free again");
     }
 
     #[test]

@@ -208,6 +208,16 @@ impl Strategy for Fleet {
         go
     }
 
+    fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
+        self.sync(now);
+        let i = self.instance(ask);
+        self.instances[i].cancel(now, ask, key, model, at);
+        if let Some(o) = self.close(ask.request) {
+            let (key, model, at, tokens) = (o.key, o.model, o.at, o.tokens);
+            self.publish(now, i, Peer::Withdrawn { key, model, at, tokens });
+        }
+    }
+
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         self.sync(now);
         let i = self.instance(ask);

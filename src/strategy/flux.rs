@@ -185,6 +185,15 @@ impl Strategy for Flux {
         }
     }
 
+    fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, _: usize, _: Nanos) {
+        if let Some(p) = self.plans.remove(&ask.request) {
+            if !p.probe.is_empty() {
+                self.probing[p.unit] = false;
+            }
+            self.inner.withdraw(p.unit, key, p.at, p.cost, now);
+        }
+    }
+
     /// The others' sends count in the planner's replica; what they learn stays theirs.
     fn observe(&mut self, now: Nanos, peer: &super::Peer) {
         self.inner.observe(now, peer);

@@ -114,6 +114,12 @@ pub trait Strategy: Send {
         let _ = (now, ask, key, model);
         true
     }
+    /// The send it decided for `ask` on `key` and `model` at `at` will not happen (a proxy's
+    /// client went away before it was due): forget it and free what it held. Strategies that
+    /// reserve nothing at decision time keep the default.
+    fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
+        let _ = (now, ask, key, model, at);
+    }
     /// Learns at `now` what another instance of its fleet did, through a shared ledger (see
     /// [`Fleet`]). Strategies that keep no counts keep the default and learn nothing.
     fn observe(&mut self, now: Nanos, peer: &Peer) {

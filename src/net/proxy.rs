@@ -1,0 +1,610 @@
+//! `flux-sim proxy`: a strategy (flux by default) in front of real traffic. Any Gemini client
+//! sends its requests here with the proxy's token instead of a key; the proxy counts the
+//! request's input tokens (serve's rule), asks the strategy for a key, a model and a time,
+//! holds the request until then (a bounded queue, a deadline per request), forwards it upstream
+//! with the chosen key, passes the answer through unchanged (streams included), and feeds the
+//! outcome back to the strategy, retrying as the strategy's retry policy says while the
+//! deadline allows. The strategy's clock is the real time elapsed since the proxy started.
+//! A client that goes away gives back what its request held: a planned send is cancelled, a
+//! send in flight is ended.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::core::time::{format_duration, Nanos};
+use crate::net::wire;
+use crate::scenario::Scenario;
+use crate::strategy::{Ask, Decision, GiveUp, Outcome, Strategy, StrategySpec};
+
+/// Largest request body accepted, as serve.
+pub const MAX_BODY: usize = crate::net::serve::MAX_BODY;
+/// Largest error body read from the upstream (success bodies stream through unread).
+const MAX_ERROR_BODY: usize = 1 << 20;
+
+/// How the proxy runs.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Where requests go: `https://generativelanguage.googleapis.com`, or a `serve`.
+    pub upstream: String,
+    /// What clients send instead of an API key.
+    pub token: String,
+    /// Longest a request may wait for its send, from its arrival.
+    pub deadline: Duration,
+    /// Requests that may wait at once; more get a 429 at once.
+    pub queue: usize,
+}
+
+struct Proxy {
+    scenario: Scenario,
+    spec: StrategySpec,
+    strategy: Mutex<Box<dyn Strategy>>,
+    /// Signalled after every outcome or cancellation: deferred requests ask again.
+    changed: tokio::sync::Notify,
+    epoch: Instant,
+    client: reqwest::Client,
+    upstream: String,
+    token: String,
+    deadline: Nanos,
+    queue: tokio::sync::Semaphore,
+    next_id: AtomicU64,
+    counters: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Proxy {
+    fn now(&self) -> Nanos {
+        self.epoch.elapsed().as_nanos().min(u64::MAX as u128) as Nanos
+    }
+
+    fn count(&self, what: impl Into<String>) {
+        *self
+            .counters
+            .lock()
+            .expect("no panic holds it")
+            .entry(what.into())
+            .or_default() += 1;
+    }
+
+    fn strategy(&self) -> std::sync::MutexGuard<'_, Box<dyn Strategy>> {
+        self.strategy.lock().expect("no panic holds the strategy")
+    }
+
+    /// Sleeps until proxy time `at`.
+    async fn sleep_until(&self, at: Nanos) {
+        let now = self.now();
+        if at > now {
+            tokio::time::sleep(Duration::from_nanos(at - now)).await;
+        }
+    }
+}
+
+/// A send the strategy planned that has not happened yet: dropped armed (the client went
+/// away), it is cancelled.
+struct Planned<'a> {
+    proxy: &'a Proxy,
+    ask: Ask,
+    key: usize,
+    model: usize,
+    at: Nanos,
+    armed: bool,
+}
+
+impl Drop for Planned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let now = self.proxy.now();
+            self.proxy
+                .strategy()
+                .cancel(now, &self.ask, self.key, self.model, self.at);
+            self.proxy.count("cancelled");
+            self.proxy.changed.notify_waiters();
+        }
+    }
+}
+
+/// A send in flight: its outcome goes to the strategy once, when known, or as an error if it
+/// is dropped first (the client went away mid-answer).
+struct InFlight {
+    proxy: Arc<Proxy>,
+    ask: Ask,
+    key: usize,
+    model: usize,
+    sent: Nanos,
+    done: bool,
+}
+
+impl InFlight {
+    fn finish(&mut self, outcome: &Outcome) {
+        if !self.done {
+            self.done = true;
+            let now = self.proxy.now();
+            self.proxy
+                .strategy()
+                .on_outcome(now, &self.ask, self.key, self.model, self.sent, outcome);
+            self.proxy.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.finish(&Outcome::Error);
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(body: Value) -> Response {
+    let code = body["error"]["code"].as_u64().unwrap_or(500) as u16;
+    json_response(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    )
+}
+
+/// The router of a proxy for `scenario`'s keys and limits, running `spec`.
+pub fn router(scenario: Scenario, spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let url =
+        reqwest::Url::parse(&opts.upstream).map_err(|e| format!("--upstream {:?}: not a URL ({e})", opts.upstream))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!(
+            "--upstream {:?}: expected http://host[:port] or https://host[:port]",
+            opts.upstream
+        ));
+    }
+    let strategy = scenario.strategy(&spec, scenario.seed);
+    let proxy = Arc::new(Proxy {
+        strategy: Mutex::new(strategy),
+        spec,
+        changed: tokio::sync::Notify::new(),
+        epoch: Instant::now(),
+        client,
+        upstream: opts.upstream.trim_end_matches('/').to_string(),
+        token: opts.token.clone(),
+        deadline: opts.deadline.as_nanos().min(u64::MAX as u128) as Nanos,
+        queue: tokio::sync::Semaphore::new(opts.queue),
+        next_id: AtomicU64::new(0),
+        counters: Mutex::new(BTreeMap::new()),
+        scenario,
+    });
+    Ok(Router::new()
+        .route("/{version}/models", get(list_models))
+        .route("/{version}/models/{name}", get(get_model).post(call_model))
+        .route("/flux/metrics", get(metrics))
+        .fallback(|req: Request| async move {
+            let message = format!(
+                "The requested URL {} {} was not found on this server.",
+                req.method(),
+                req.uri().path()
+            );
+            error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+        })
+        .with_state(proxy))
+}
+
+/// Serves the proxy on `listener` until `shutdown` completes.
+pub async fn proxy(
+    listener: tokio::net::TcpListener,
+    scenario: Scenario,
+    spec: StrategySpec,
+    opts: ProxyOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let app = router(scenario, spec, &opts)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| format!("proxy stopped: {e}"))
+}
+
+/// Checks the proxy token a client sends where a key would go (`x-goog-api-key`, else
+/// `?key=`): the error body otherwise (403 without one, 400 API_KEY_INVALID for another).
+fn check_token(p: &Proxy, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<(), Value> {
+    let given = match headers.get("x-goog-api-key") {
+        Some(v) => v.to_str().map_err(|_| wire::invalid_key())?.to_string(),
+        None => query.get("key").cloned().ok_or_else(wire::missing_key)?,
+    };
+    if given == p.token {
+        Ok(())
+    } else {
+        Err(wire::invalid_key())
+    }
+}
+
+/// The query string a client sent, less its `key` (the token never goes upstream).
+fn upstream_query(q: &BTreeMap<String, String>) -> String {
+    let rest: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "key")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if rest.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", rest.join("&"))
+    }
+}
+
+/// The first valid key, for calls that spend no quota (model lists, countTokens).
+fn any_key(p: &Proxy) -> Option<&str> {
+    p.scenario
+        .topology
+        .keys
+        .iter()
+        .find(|k| k.valid)
+        .map(|k| k.value.as_str())
+}
+
+/// An upstream answer passed through: status, content type and body, streamed.
+fn pass_through(resp: reqwest::Response) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let mut out = Response::new(Body::from_stream(resp.bytes_stream()));
+    *out.status_mut() = status;
+    if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    out
+}
+
+/// Forwards a call that spends no quota with any key.
+async fn forward_free(p: &Proxy, method: reqwest::Method, path: &str, body: Option<Bytes>) -> Response {
+    let Some(key) = any_key(p) else {
+        return error(wire::upstream_unreachable("the configuration has no valid key"));
+    };
+    let mut r = p
+        .client
+        .request(method, format!("{}{path}", p.upstream))
+        .header("x-goog-api-key", key);
+    if let Some(b) = body {
+        r = r.header("content-type", "application/json").body(b);
+    }
+    match r.send().await {
+        Ok(resp) => pass_through(resp),
+        Err(e) => error(wire::upstream_unreachable(&describe(e))),
+    }
+}
+
+/// A transport error in words, without the URL (which is the proxy's own configuration).
+fn describe(e: reqwest::Error) -> String {
+    let mut chain = String::new();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        chain.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    format!("{}{chain}", e.without_url())
+}
+
+async fn list_models(
+    State(p): State<Arc<Proxy>>,
+    Path(version): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_token(&p, &headers, &q) {
+        return error(e);
+    }
+    forward_free(
+        &p,
+        reqwest::Method::GET,
+        &format!("/{version}/models{}", upstream_query(&q)),
+        None,
+    )
+    .await
+}
+
+async fn get_model(
+    State(p): State<Arc<Proxy>>,
+    Path((version, name)): Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = check_token(&p, &headers, &q) {
+        return error(e);
+    }
+    forward_free(&p, reqwest::Method::GET, &format!("/{version}/models/{name}"), None).await
+}
+
+async fn call_model(
+    State(p): State<Arc<Proxy>>,
+    Path((version, name)): Path<(String, String)>,
+    Query(q): Query<BTreeMap<String, String>>,
+    req: Request,
+) -> Response {
+    if let Err(e) = check_token(&p, req.headers(), &q) {
+        return error(e);
+    }
+    let Some((model_name, method)) = name.split_once(':') else {
+        return error(wire::unknown_model(&name, &version, "generateContent"));
+    };
+    let (model_name, method) = (model_name.to_string(), method.to_string());
+    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(wire::invalid_argument(&format!(
+                "Request payload size exceeds the limit: {MAX_BODY} bytes."
+            )))
+        }
+    };
+    match method.as_str() {
+        "countTokens" => {
+            let path = format!("/{version}/models/{model_name}:countTokens");
+            forward_free(&p, reqwest::Method::POST, &path, Some(body)).await
+        }
+        "generateContent" | "streamGenerateContent" => {
+            let Some(model) = p.scenario.model_index(&model_name) else {
+                return error(wire::unknown_model(&model_name, &version, &method));
+            };
+            generate(p, &version, model, &method, upstream_query(&q), body).await
+        }
+        other => error(wire::unknown_model(&model_name, &version, other)),
+    }
+}
+
+/// Why a request gets no send: the response to give.
+fn refusal(message: &str, retry: Option<Nanos>) -> Response {
+    error(wire::proxy_refusal(message, retry))
+}
+
+/// Asks the strategy until it plans a send no later than `deadline` (proxy time): the key,
+/// model and time, or the refusal to answer.
+async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos) -> Result<(usize, usize, Nanos), Response> {
+    loop {
+        let notified = p.changed.notified();
+        tokio::pin!(notified);
+        // Registered before deciding: an outcome between the decision and the wait wakes it.
+        notified.as_mut().enable();
+        let now = p.now();
+        let decision = p.strategy().decide(now, ask);
+        match decision {
+            Decision::Send { key, model, at } if at <= deadline => return Ok((key, model, at)),
+            Decision::Send { key, model, at } => {
+                p.strategy().cancel(now, ask, key, model, at);
+                p.changed.notify_waiters();
+                p.count("deadline");
+                return Err(refusal(
+                    &format!(
+                        "flux-sim proxy: no key has room for this request before its deadline ({}).",
+                        format_duration(p.deadline)
+                    ),
+                    Some(at - now),
+                ));
+            }
+            Decision::Later(at) => p.sleep_until(at.min(deadline)).await,
+            Decision::Defer => {
+                let wait = Duration::from_nanos(deadline.saturating_sub(now));
+                let _ = tokio::time::timeout(wait, notified).await;
+            }
+            Decision::GiveUp(why) => {
+                p.count("refused");
+                let message = match why {
+                    GiveUp::Unservable => "flux-sim proxy: this request can never fit the limits of any key.",
+                    GiveUp::Exhausted => "flux-sim proxy: no key or model is left to try today.",
+                };
+                return Err(refusal(message, None));
+            }
+        }
+        if p.now() >= deadline {
+            p.count("deadline");
+            return Err(refusal(
+                &format!(
+                    "flux-sim proxy: the request waited its whole deadline ({}) without a key with room.",
+                    format_duration(p.deadline)
+                ),
+                None,
+            ));
+        }
+    }
+}
+
+/// Schedules, forwards and retries one generateContent or streamGenerateContent call.
+async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, query: String, body: Bytes) -> Response {
+    let parsed = match wire::parse_generate(&body) {
+        Ok(r) => r,
+        Err(m) => return error(wire::invalid_argument(&m)),
+    };
+    let Ok(_slot) = p.queue.try_acquire() else {
+        p.count("queue_full");
+        return refusal("flux-sim proxy: too many requests are waiting.", None);
+    };
+    let mut ask = Ask {
+        request: p.next_id.fetch_add(1, Ordering::Relaxed),
+        input_tokens: parsed.input_tokens,
+        output_tokens: parsed.max_output_tokens.unwrap_or(0),
+        model,
+        attempts: 0,
+    };
+    let deadline = p.now().saturating_add(p.deadline);
+    let cost = p.scenario.server.tpm_counts.cost(ask.input_tokens, ask.output_tokens);
+    // The upstream's latest error: what the client gets if no retry fits its deadline.
+    let mut last: Option<Response> = None;
+    loop {
+        let (key, model, at) = match decide(&p, &ask, deadline).await {
+            Ok(d) => d,
+            Err(r) => return last.unwrap_or(r),
+        };
+        let mut planned = Planned {
+            proxy: &p,
+            ask,
+            key,
+            model,
+            at,
+            armed: true,
+        };
+        p.sleep_until(at).await;
+        let now = p.now();
+        let go = p.strategy().confirm(now, &ask, key, model);
+        planned.armed = false;
+        drop(planned);
+        if !go {
+            continue;
+        }
+        ask.attempts += 1;
+        let mut flight = InFlight {
+            proxy: p.clone(),
+            ask,
+            key,
+            model,
+            sent: now,
+            done: false,
+        };
+        let url = format!(
+            "{}/{version}/models/{}:{method}{query}",
+            p.upstream, p.scenario.models[model].name
+        );
+        let sent = p
+            .client
+            .post(url)
+            .header("x-goog-api-key", &p.scenario.topology.keys[key].value)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let outcome = match sent {
+            Err(e) => {
+                flight.finish(&Outcome::Unavailable);
+                p.count("upstream_unreachable");
+                let answer = error(wire::upstream_unreachable(&describe(e)));
+                match retry_after(&p, &ask, &Outcome::Unavailable, deadline) {
+                    Some(d) => {
+                        last = Some(answer);
+                        tokio::time::sleep(d).await;
+                        continue;
+                    }
+                    None => return answer,
+                }
+            }
+            Ok(resp) if resp.status().is_success() => {
+                p.count(format!("upstream_{}", resp.status().as_u16()));
+                return stream_through(resp, flight);
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                p.count(format!("upstream_{status}"));
+                let headers = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+                let text = read_capped(resp).await;
+                let (outcome, _) = wire::read_response(status, &text, cost);
+                flight.finish(&outcome);
+                (outcome, status, headers, text)
+            }
+        };
+        let (outcome, status, content_type, text) = outcome;
+        let mut answer = Response::new(Body::from(text));
+        *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+        if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+            answer.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        match retry_after(&p, &ask, &outcome, deadline) {
+            Some(d) => {
+                last = Some(answer);
+                tokio::time::sleep(d).await;
+            }
+            None => return answer,
+        }
+    }
+}
+
+/// The strategy's retry policy's delay after `outcome`, if it retries and the retry can start
+/// before the deadline.
+fn retry_after(p: &Proxy, ask: &Ask, outcome: &Outcome, deadline: Nanos) -> Option<Duration> {
+    let d = p
+        .spec
+        .retry
+        .delay_after(p.scenario.seed, ask.request, ask.attempts, outcome)?;
+    (p.now().saturating_add(d) < deadline).then(|| Duration::from_nanos(d))
+}
+
+/// An error body, at most [`MAX_ERROR_BODY`] bytes of it.
+async fn read_capped(resp: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.extend_from_slice(&chunk);
+        if out.len() > MAX_ERROR_BODY {
+            out.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    out
+}
+
+/// A success passed through as it streams; the strategy learns the outcome when the stream
+/// ends (an error if it breaks or the client leaves).
+fn stream_through(resp: reqwest::Response, mut flight: InFlight) -> Response {
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
+    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let mut upstream = resp.bytes_stream();
+    let body = async_stream(move |tx| async move {
+        let mut ok = true;
+        while let Some(chunk) = upstream.next().await {
+            match chunk {
+                Ok(c) => {
+                    if tx.send(Ok(c)).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    ok = false;
+                    let _ = tx.send(Err(std::io::Error::other(e.without_url().to_string()))).await;
+                    break;
+                }
+            }
+        }
+        flight.finish(if ok { &Outcome::Ok } else { &Outcome::Error });
+    });
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+        out.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    out
+}
+
+/// A body fed by a task through a small channel: the task learns when the client stops
+/// reading (its sends fail), and ends either way.
+fn async_stream<F, Fut>(f: F) -> Body
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(f(tx));
+    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+async fn metrics(State(p): State<Arc<Proxy>>) -> Response {
+    let mut out = String::from(
+        "# HELP flux_proxy_events_total What the proxy did with requests: upstream answers by status, deadlines, refusals, cancellations.\n# TYPE flux_proxy_events_total counter\n",
+    );
+    for (what, n) in p.counters.lock().expect("no panic holds it").iter() {
+        out.push_str(&format!("flux_proxy_events_total{{event=\"{what}\"}} {n}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

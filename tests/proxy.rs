@@ -1,0 +1,285 @@
+//! `flux-sim proxy` in front of a real `flux-sim serve` on loopback: pass-through of generate,
+//! streams, countTokens and models; the token check; the deadline with an honest RetryInfo; no
+//! upstream 429 under a burst of concurrent clients; upstream errors passed on; a client that
+//! goes away gives its planned send back; keys never shown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use flux_sim::net::proxy::{proxy, ProxyOptions};
+use flux_sim::scenario::Scenario;
+use serde_json::{json, Value};
+
+const SCENARIO: &str = r#"
+name = "proxy-test"
+seed = 3
+[server.latency]
+ttft = "2ms"
+tokens_per_second = 100000
+jitter = 0.0
+[models."gemini-2.5-flash"]
+rpm = 30
+tpm = 1000000
+rpd = 10000
+[topology]
+projects = ["one", "two"]
+[workload]
+kind = "closed"
+requests = 1
+workers = 1
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 20 }
+"#;
+
+const TOKEN: &str = "proxy-token-for-tests";
+
+struct Live {
+    /// The proxy's base URL (`http://127.0.0.1:PORT`).
+    base: String,
+    client: reqwest::Client,
+    keys: Vec<String>,
+    _stops: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+async fn listener() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, format!("http://{addr}"))
+}
+
+/// serve for `upstream_text` (unless `upstream` is given) and a proxy for `text` before it.
+async fn start(text: &str, upstream_text: &str, deadline: Duration, upstream: Option<&str>) -> Live {
+    let mut stops = Vec::new();
+    let upstream = match upstream {
+        Some(u) => u.to_string(),
+        None => {
+            let s = Scenario::parse(upstream_text, Path::new("up.toml")).unwrap();
+            let (l, url) = listener().await;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(flux_sim::net::serve::serve(l, s, 1, async move {
+                let _ = rx.await;
+            }));
+            stops.push(tx);
+            url
+        }
+    };
+    let s = Scenario::parse(text, Path::new("proxy.toml")).unwrap();
+    let keys = s.topology.keys.iter().map(|k| k.value.clone()).collect();
+    let spec = s.builtin_strategy("flux").unwrap();
+    let (l, base) = listener().await;
+    let opts = ProxyOptions {
+        upstream,
+        token: TOKEN.into(),
+        deadline,
+        queue: 256,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy(l, s, spec, opts, async move {
+        let _ = rx.await;
+    }));
+    stops.push(tx);
+    Live {
+        base,
+        client: reqwest::Client::new(),
+        keys,
+        _stops: stops,
+    }
+}
+
+fn body(text: &str) -> Value {
+    json!({"contents": [{"role": "user", "parts": [{"text": text}]}], "generationConfig": {"maxOutputTokens": 20}})
+}
+
+impl Live {
+    async fn post(&self, path: &str, token: Option<&str>, b: &Value) -> (u16, Value) {
+        let mut r = self.client.post(format!("{}/v1beta/models/{path}", self.base)).json(b);
+        if let Some(t) = token {
+            r = r.header("x-goog-api-key", t);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn generate(&self) -> (u16, Value) {
+        self.post("gemini-2.5-flash:generateContent", Some(TOKEN), &body("hello there"))
+            .await
+    }
+
+    async fn metrics(&self) -> String {
+        let url = format!("{}/flux/metrics", self.base);
+        self.client.get(url).send().await.unwrap().text().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn passes_generate_streams_count_tokens_and_models_through() {
+    let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await;
+    let (status, v) = live.generate().await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v["candidates"][0]["content"]["parts"][0]["text"].is_string(), "{v}");
+    assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 20);
+
+    let url = format!(
+        "{}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        live.base
+    );
+    let resp = live
+        .client
+        .post(url)
+        .header("x-goog-api-key", TOKEN)
+        .json(&body("stream me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("data: ") && text.contains("\"finishReason\""),
+        "{text}"
+    );
+
+    let (status, v) = live
+        .post("gemini-2.5-flash:countTokens", Some(TOKEN), &body("count these words"))
+        .await;
+    assert_eq!((status, v["totalTokens"].is_u64()), (200, true), "{v}");
+
+    let url = format!("{}/v1beta/models?key={TOKEN}", live.base);
+    let v: Value = live.client.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["models"][0]["name"], "models/gemini-2.5-flash", "{v}");
+}
+
+#[tokio::test]
+async fn only_the_proxy_token_is_accepted() {
+    let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await;
+    let (status, v) = live.post("gemini-2.5-flash:generateContent", None, &body("x")).await;
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (403, Some("PERMISSION_DENIED"))
+    );
+    // A real key is not the token: clients never hold keys.
+    let key = live.keys[0].clone();
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(&key), &body("x"))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["details"][0]["reason"], "API_KEY_INVALID", "{v}");
+}
+
+#[tokio::test]
+async fn a_burst_never_meets_an_upstream_429_and_the_rest_get_an_honest_retry_delay() {
+    // 2 projects × 30 RPM: 60 may go within the minute, the rest not before its end.
+    let live = std::sync::Arc::new(start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let live = live.clone();
+        tasks.push(tokio::spawn(async move { live.generate().await }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            429 => {
+                let message = v["error"]["message"].as_str().unwrap();
+                assert!(message.starts_with("flux-sim proxy: no key has room"), "{v}");
+                let retry = v["error"]["details"][0]["retryDelay"].as_str().unwrap();
+                let secs: f64 = retry.trim_end_matches('s').parse().unwrap();
+                assert!((50.0..=60.0).contains(&secs), "the window frees at 60 s: {retry}");
+            }
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert_eq!(ok, 60);
+    let m = live.metrics().await;
+    assert!(m.contains("flux_proxy_events_total{event=\"upstream_200\"} 60"), "{m}");
+    assert!(!m.contains("upstream_429"), "{m}");
+    assert!(m.contains("flux_proxy_events_total{event=\"deadline\"} 4"), "{m}");
+    for k in &live.keys {
+        assert!(!m.contains(k.as_str()), "no key in metrics");
+    }
+}
+
+#[tokio::test]
+async fn upstream_errors_are_passed_on_and_an_unreachable_upstream_is_a_502() {
+    // serve knows the keys but refuses every request with 503 UNAVAILABLE.
+    let faulty = SCENARIO.replace("[server.latency]", "[server]\nfault_rate = 1.0\n[server.latency]");
+    let live = start(SCENARIO, &faulty, Duration::from_millis(300), None).await;
+    let (status, v) = live.generate().await;
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{v}"
+    );
+
+    // A key serve does not know: its 400 API_KEY_INVALID comes through as it is.
+    let other = SCENARIO.replace("projects = [\"one\", \"two\"]", "projects = [\"three\"]");
+    let live = start(
+        SCENARIO
+            .replace("projects = [\"one\", \"two\"]", "projects = [\"four\"]")
+            .as_str(),
+        &other,
+        Duration::from_secs(2),
+        None,
+    )
+    .await;
+    let (status, v) = live.generate().await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["details"][0]["reason"], "API_KEY_INVALID", "{v}");
+
+    // Nothing listens there.
+    let (l, dead) = listener().await;
+    drop(l);
+    let live = start(SCENARIO, SCENARIO, Duration::from_millis(200), Some(&dead)).await;
+    let (status, v) = live.generate().await;
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (502, Some("UNAVAILABLE")),
+        "{v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    for k in &live.keys {
+        assert!(!message.contains(k.as_str()), "no key in errors: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_gives_its_planned_send_back() {
+    // One project at 1 RPM; a deadline of 100 s. The first request goes at once; the second is
+    // planned at 60 s and its client leaves; a third is then planned at 60 s (it waits) —
+    // had the second kept its plan, the third would be planned at 120 s, past the deadline,
+    // and refused at once.
+    let text = SCENARIO
+        .replace("rpm = 30", "rpm = 1")
+        .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]");
+    let live = start(&text, &text, Duration::from_secs(100), None).await;
+    assert_eq!(live.generate().await.0, 200);
+    let leave = |live: &Live| {
+        let r = live
+            .client
+            .post(format!("{}/v1beta/models/gemini-2.5-flash:generateContent", live.base))
+            .header("x-goog-api-key", TOKEN)
+            .timeout(Duration::from_millis(500))
+            .json(&body("later"));
+        async move { r.send().await }
+    };
+    assert!(
+        leave(&live).await.unwrap_err().is_timeout(),
+        "the second waits for its minute"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(live
+        .metrics()
+        .await
+        .contains("flux_proxy_events_total{event=\"cancelled\"} 1"));
+    let third = leave(&live).await;
+    assert!(
+        third.as_ref().is_err_and(|e| e.is_timeout()),
+        "the third is planned within the deadline: {third:?}"
+    );
+}
