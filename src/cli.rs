@@ -207,6 +207,10 @@ pub struct ProxyArgs {
     /// Requests that may wait at once; more get a 429 at once.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     pub queue: usize,
+    /// Share the budgets with other proxies through Redis (`redis://host:port/db`): no
+    /// request is sent that the shared ledger has not admitted.
+    #[arg(long, value_name = "URL")]
+    pub ledger: Option<String>,
 }
 
 /// Arguments of `keys`.
@@ -635,8 +639,6 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         return Err(format!("{PROXY_TOKEN_ENV} is empty"));
     }
     let mut scenario = Scenario::load(&a.config).map_err(|e| e.to_string())?;
-    // Real days end at the real midnight Pacific.
-    restart(&mut scenario, Some(chrono::Utc::now().fixed_offset()));
     if let Some(path) = &a.keys {
         let text = crate::scenario::read_capped(path, 16 << 20, "keys file").map_err(|e| e.0)?;
         scenario.topology.keys =
@@ -649,6 +651,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         token,
         deadline: a.deadline,
         queue: a.queue,
+        ledger: a.ledger.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

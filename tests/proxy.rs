@@ -3,6 +3,8 @@
 //! upstream 429 under a burst of concurrent clients; upstream errors passed on; a client that
 //! goes away gives its planned send back; keys never shown.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -36,6 +38,8 @@ const TOKEN: &str = "proxy-token-for-tests";
 struct Live {
     /// The proxy's base URL (`http://127.0.0.1:PORT`).
     base: String,
+    /// The upstream's base URL.
+    upstream: String,
     client: reqwest::Client,
     keys: Vec<String>,
     _stops: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -49,6 +53,17 @@ async fn listener() -> (tokio::net::TcpListener, String) {
 
 /// serve for `upstream_text` (unless `upstream` is given) and a proxy for `text` before it.
 async fn start(text: &str, upstream_text: &str, deadline: Duration, upstream: Option<&str>) -> Live {
+    start_shared(text, upstream_text, deadline, upstream, None).await
+}
+
+/// [`start`], the proxy sharing the ledger at `ledger`.
+async fn start_shared(
+    text: &str,
+    upstream_text: &str,
+    deadline: Duration,
+    upstream: Option<&str>,
+    ledger: Option<&str>,
+) -> Live {
     let mut stops = Vec::new();
     let upstream = match upstream {
         Some(u) => u.to_string(),
@@ -63,6 +78,7 @@ async fn start(text: &str, upstream_text: &str, deadline: Duration, upstream: Op
             url
         }
     };
+    let up = upstream.clone();
     let s = Scenario::parse(text, Path::new("proxy.toml")).unwrap();
     let keys = s.topology.keys.iter().map(|k| k.value.clone()).collect();
     let spec = s.builtin_strategy("flux").unwrap();
@@ -72,6 +88,7 @@ async fn start(text: &str, upstream_text: &str, deadline: Duration, upstream: Op
         token: TOKEN.into(),
         deadline,
         queue: 256,
+        ledger: ledger.map(str::to_string),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(proxy(l, s, spec, opts, async move {
@@ -80,6 +97,7 @@ async fn start(text: &str, upstream_text: &str, deadline: Duration, upstream: Op
     stops.push(tx);
     Live {
         base,
+        upstream: up,
         client: reqwest::Client::new(),
         keys,
         _stops: stops,
@@ -282,4 +300,61 @@ async fn a_client_that_leaves_gives_its_planned_send_back() {
         third.as_ref().is_err_and(|e| e.is_timeout()),
         "the third is planned within the deadline: {third:?}"
     );
+}
+
+/// Two proxies on one Redis ledger in front of one serve, 64 clients at once (32 on each):
+/// the fleet sends exactly what the limits allow (60 in the minute), serve answers no 429.
+/// Each proxy alone would have sent 60.
+#[tokio::test]
+async fn two_proxies_sharing_redis_never_exceed_a_limit() {
+    let Some(redis) = common::redis_server() else { return };
+    let a = start_shared(SCENARIO, SCENARIO, Duration::from_secs(5), None, Some(&redis.url)).await;
+    let upstream = a.upstream.clone();
+    let b = start_shared(
+        SCENARIO,
+        SCENARIO,
+        Duration::from_secs(5),
+        Some(&upstream),
+        Some(&redis.url),
+    )
+    .await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let live = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { live.generate().await.0 }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 60, "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
+    let serve_metrics = a
+        .client
+        .get(format!("{upstream}/flux/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!serve_metrics.contains("code=\"429\""), "{serve_metrics}");
+}
+
+/// Redis gone: the proxy sends nothing and says why, with a 503.
+#[tokio::test]
+async fn an_unreachable_shared_ledger_fails_closed() {
+    let Some(redis) = common::redis_server() else { return };
+    let live = start_shared(SCENARIO, SCENARIO, Duration::from_secs(5), None, Some(&redis.url)).await;
+    assert_eq!(live.generate().await.0, 200);
+    drop(redis);
+    let (status, v) = live.generate().await;
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{v}"
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("Redis"), "{v}");
+    assert!(live.metrics().await.contains("shared_ledger_down"));
 }

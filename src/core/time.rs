@@ -186,6 +186,17 @@ impl Calendar {
         (self.minute_start(now) + MINUTE as i128) as Nanos
     }
 
+    /// Microseconds since the Unix epoch at `now` (the clock proxies on several machines share).
+    pub fn unix_micros(&self, now: Nanos) -> i64 {
+        ((self.start_epoch_ns + now as i128).div_euclid(1000)) as i64
+    }
+
+    /// The instant `unix_micros` microseconds after the Unix epoch, as nanoseconds since the
+    /// start (0 if before it).
+    pub fn from_unix_micros(&self, unix_micros: i64) -> Nanos {
+        (unix_micros as i128 * 1000 - self.start_epoch_ns).max(0) as Nanos
+    }
+
     /// The first daily reset (midnight in the calendar's zone) strictly after `now`.
     pub fn next_day_start(&self, now: Nanos) -> Nanos {
         let abs = self.start_epoch_ns + now as i128;

@@ -6,4 +6,5 @@
 pub mod drive;
 pub mod proxy;
 pub mod serve;
+pub mod shared_ledger;
 pub mod wire;

@@ -23,7 +23,9 @@ use axum::Router;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::core::time::{format_duration, Nanos};
+use crate::core::ledger::{Admission, Limits};
+use crate::core::time::{format_duration, Calendar, Nanos};
+use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
 use crate::scenario::Scenario;
 use crate::strategy::{Ask, Decision, GiveUp, Outcome, Strategy, StrategySpec};
@@ -44,6 +46,8 @@ pub struct ProxyOptions {
     pub deadline: Duration,
     /// Requests that may wait at once; more get a 429 at once.
     pub queue: usize,
+    /// `redis://host:port/db`: budgets shared with other proxies (none: this proxy's alone).
+    pub ledger: Option<String>,
 }
 
 struct Proxy {
@@ -60,6 +64,10 @@ struct Proxy {
     queue: tokio::sync::Semaphore,
     next_id: AtomicU64,
     counters: Mutex<BTreeMap<String, u64>>,
+    /// Budgets shared with other proxies, checked just before each send.
+    shared: Option<RedisLedger>,
+    /// Names this proxy's records in the shared ledger.
+    instance: String,
 }
 
 impl Proxy {
@@ -160,8 +168,10 @@ fn error(body: Value) -> Response {
     )
 }
 
-/// The router of a proxy for `scenario`'s keys and limits, running `spec`.
-pub fn router(scenario: Scenario, spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
+/// The router of a proxy for `scenario`'s keys and limits, running `spec`; with
+/// `opts.ledger`, connected to the shared ledger first. Days end at the real midnight in the
+/// scenario's zone.
+pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -175,12 +185,23 @@ pub fn router(scenario: Scenario, spec: StrategySpec, opts: &ProxyOptions) -> Re
             opts.upstream
         ));
     }
+    // The proxy's clock: time since now, and now on the calendar (the Unix clock proxies share).
+    let start = chrono::Utc::now();
+    let epoch = Instant::now();
+    scenario.calendar = Calendar::new(start.fixed_offset(), scenario.calendar.tz());
+    let shared = match &opts.ledger {
+        Some(url) => Some(RedisLedger::connect(url, scenario.calendar.clone(), "flux:").await?),
+        None => None,
+    };
+    let instance = format!("{}-{}", std::process::id(), start.timestamp_micros());
     let strategy = scenario.strategy(&spec, scenario.seed);
     let proxy = Arc::new(Proxy {
+        shared,
+        instance,
         strategy: Mutex::new(strategy),
         spec,
         changed: tokio::sync::Notify::new(),
-        epoch: Instant::now(),
+        epoch,
         client,
         upstream: opts.upstream.trim_end_matches('/').to_string(),
         token: opts.token.clone(),
@@ -213,7 +234,7 @@ pub async fn proxy(
     opts: ProxyOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let app = router(scenario, spec, &opts)?;
+    let app = router(scenario, spec, &opts).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -472,6 +493,42 @@ async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, quer
             sent: now,
             done: false,
         };
+        if let Some(shared) = &p.shared {
+            // The fleet's budget has the last word: a refusal teaches the strategy as a 429
+            // would, without spending a request.
+            let project = &p.scenario.topology.projects[p.scenario.topology.keys[key].project];
+            let budget = format!("{}:{}", project.name, p.scenario.models[model].name);
+            let limits = Limits {
+                concurrent: None,
+                ..project.limits[model]
+            };
+            let member = format!("{}-{}-{}", p.instance, ask.request, ask.attempts);
+            match shared.admit(now, &budget, limits, cost, &member).await {
+                Ok(Admission::Admitted) => {}
+                Ok(Admission::Rejected { violated, retry_at }) => {
+                    p.count("shared_ledger_refused");
+                    flight.finish(&Outcome::RateLimited {
+                        violated,
+                        retry_delay: Some(retry_at - now),
+                        quota: limits.only(violated),
+                    });
+                    continue;
+                }
+                Ok(Admission::Unservable { .. }) => {
+                    flight.finish(&Outcome::Unservable);
+                    return refusal(
+                        "flux-sim proxy: this request can never fit the limits of any key.",
+                        None,
+                    );
+                }
+                Err(e) => {
+                    // Fail closed: never send what the fleet's ledger has not admitted.
+                    flight.finish(&Outcome::Unavailable);
+                    p.count("shared_ledger_down");
+                    return error(wire::shared_ledger_down(&e));
+                }
+            }
+        }
         let url = format!(
             "{}/{version}/models/{}:{method}{query}",
             p.upstream, p.scenario.models[model].name

@@ -249,6 +249,17 @@ pub fn upstream_unreachable(why: &str) -> Value {
     )
 }
 
+/// 503 UNAVAILABLE from `flux-sim proxy`: the ledger it shares with other proxies did not
+/// answer, so it sends nothing (it fails closed).
+pub fn shared_ledger_down(why: &str) -> Value {
+    envelope(
+        503,
+        "UNAVAILABLE",
+        &format!("flux-sim proxy: not sent, {why}; the proxy sends nothing its fleet's ledger has not admitted"),
+        Vec::new(),
+    )
+}
+
 /// 400 API_KEY_INVALID.
 pub fn invalid_key() -> Value {
     envelope(

@@ -1,0 +1,63 @@
+//! What several test files share: a redis-server of the test's own.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A redis-server of the test's own, stopped when dropped.
+pub struct RedisServer {
+    child: Child,
+    /// `redis://127.0.0.1:PORT/0`.
+    pub url: String,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts redis-server on a free loopback port, or `None` (said on stderr) when it is not
+/// installed and `FLUX_REQUIRE_REDIS` is unset.
+pub fn redis_server() -> Option<RedisServer> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("FLUX_REQUIRE_REDIS").is_some() => {
+            panic!("FLUX_REQUIRE_REDIS is set but redis-server cannot start: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: redis-server is not installed ({e}); `apt-get install redis-server`, or set FLUX_REQUIRE_REDIS=1 to fail instead");
+            return None;
+        }
+    };
+    let server = RedisServer {
+        child,
+        url: format!("redis://127.0.0.1:{port}/0"),
+    };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(server);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not listen on port {port} within 5 s");
+}
