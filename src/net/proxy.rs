@@ -234,7 +234,13 @@ pub async fn proxy(
     opts: ProxyOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    use axum::serve::ListenerExt;
     let app = router(scenario, spec, &opts).await?;
+    // Small writes go out at once: with Nagle's algorithm and delayed ACKs a response waits
+    // ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

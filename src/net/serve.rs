@@ -177,6 +177,8 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        // Small writes go out at once (no Nagle delay against the client's delayed ACKs).
+        let _ = stream.set_nodelay(true);
         // Handlers learn the peer's address (`/flux/reset` serves loopback peers only).
         let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
@@ -439,7 +441,10 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     let response_id = format!("flux-{id:016x}");
     let text = wire::generated_text(output);
     let Some(sse) = stream else {
-        tokio::time::sleep(latency).await;
+        // tokio's timer counts whole milliseconds: a shorter wait would take a full one.
+        if latency >= Duration::from_millis(1) {
+            tokio::time::sleep(latency).await;
+        }
         return json_response(
             StatusCode::OK,
             &wire::response(&text, req.input_tokens, output, Some(finish), model_name, &response_id),
