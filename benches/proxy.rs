@@ -53,6 +53,7 @@ fn main() {
             deadline: Duration::from_secs(60),
             queue: 4096,
             ledger: None,
+            margin: 0,
         };
         let spec = s.builtin_strategy("flux").unwrap();
         tokio::spawn(proxy(l, s, spec, opts, std::future::pending()));

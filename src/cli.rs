@@ -211,6 +211,11 @@ pub struct ProxyArgs {
     /// request is sent that the shared ledger has not admitted.
     #[arg(long, value_name = "URL")]
     pub ledger: Option<String>,
+    /// With --ledger: the shared minute windows hold each entry this much longer than 60 s, so
+    /// that a send that reaches the upstream later than the ledger admitted it (the request's
+    /// upload, the network) still fits there.
+    #[arg(long, value_name = "D", default_value = "0s", value_parser = real_duration)]
+    pub margin: std::time::Duration,
 }
 
 /// Arguments of `keys`.
@@ -652,6 +657,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         deadline: a.deadline,
         queue: a.queue,
         ledger: a.ledger.clone(),
+        margin: a.margin.as_nanos().min(u64::MAX as u128) as u64,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -89,6 +89,7 @@ async fn start_shared(
         deadline,
         queue: 256,
         ledger: ledger.map(str::to_string),
+        margin: 0,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(proxy(l, s, spec, opts, async move {

@@ -41,19 +41,21 @@ proptest! {
         rpd in limit(12),
         tpd in limit(1_500),
         steps in prop::collection::vec((0u64..3, 0u64..40_000_000, 1u64..150), 1..60),
+        margin in prop::sample::select(vec![0u64, 0, 250_000_000]),
     ) {
         let Some(server) = common::redis_server() else { return Ok(()) };
         let limits = Limits { rpm, tpm, rpd, tpd, concurrent: None };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let redis = rt.block_on(RedisLedger::connect(&server.url, calendar(), "t:")).unwrap();
-        let mut local = Ledger::new(calendar(), LedgerConfig { window: WindowKind::Sliding, count_rejected: false });
+        let redis = rt.block_on(RedisLedger::connect(&server.url, calendar(), "t:", margin)).unwrap();
+        let mut local = Ledger::new(calendar(), LedgerConfig { window: WindowKind::Sliding, count_rejected: false })
+            .with_margin(margin);
         let b = local.add_budget(limits, 0);
         let mut now: Nanos = 0;
         let mut admitted: Vec<Nanos> = Vec::new();
         for (i, (kind, micros, tokens)) in steps.into_iter().enumerate() {
             now = match (kind, admitted.len()) {
                 // Exactly when an earlier admission leaves its window.
-                (0, n) if n > 0 => (admitted[micros as usize % n] + MINUTE).max(now),
+                (0, n) if n > 0 => (admitted[micros as usize % n] + MINUTE + margin).max(now),
                 (1, _) => now,
                 _ => now + micros * 1000,
             };
@@ -83,6 +85,7 @@ fn an_unreachable_redis_is_an_error_not_an_admission() {
             &format!("redis://127.0.0.1:{port}/0"),
             calendar(),
             "t:",
+            0,
         ))
         .err()
         .expect("nothing listens");

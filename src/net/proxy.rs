@@ -48,6 +48,9 @@ pub struct ProxyOptions {
     pub queue: usize,
     /// `redis://host:port/db`: budgets shared with other proxies (none: this proxy's alone).
     pub ledger: Option<String>,
+    /// How much later than admitted a send may reach the server: the shared ledger's minute
+    /// windows hold entries this much longer.
+    pub margin: Nanos,
 }
 
 struct Proxy {
@@ -190,7 +193,7 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
     let epoch = Instant::now();
     scenario.calendar = Calendar::new(start.fixed_offset(), scenario.calendar.tz());
     let shared = match &opts.ledger {
-        Some(url) => Some(RedisLedger::connect(url, scenario.calendar.clone(), "flux:").await?),
+        Some(url) => Some(RedisLedger::connect(url, scenario.calendar.clone(), "flux:", opts.margin).await?),
         None => None,
     };
     let instance = format!("{}-{}", std::process::id(), start.timestamp_micros());

@@ -20,7 +20,7 @@ local now = tonumber(ARGV[1])
 local tokens = tonumber(ARGV[2])
 local rpm, tpm, rpd, tpd = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local member, day_end = ARGV[7], tonumber(ARGV[8])
-local span = 60000000
+local span = tonumber(ARGV[9])
 local cutoff = string.format('%.0f', now - span)
 local sum = tonumber(redis.call('GET', KEYS[3]) or '0')
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)) do
@@ -68,12 +68,12 @@ if v[1] + v[2] + v[3] + v[4] > 0 then
 end
 if rpm >= 0 then
   redis.call('ZADD', KEYS[1], ARGV[1], member)
-  redis.call('PEXPIRE', KEYS[1], 61000)
+  redis.call('PEXPIRE', KEYS[1], math.floor(span / 1000) + 1000)
 end
 if tpm >= 0 then
   redis.call('ZADD', KEYS[2], ARGV[1], member .. ':' .. ARGV[2])
-  redis.call('SET', KEYS[3], string.format('%.0f', sum + tokens), 'PX', 61000)
-  redis.call('PEXPIRE', KEYS[2], 61000)
+  redis.call('SET', KEYS[3], string.format('%.0f', sum + tokens), 'PX', math.floor(span / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
 end
 if rpd >= 0 or tpd >= 0 then
   redis.call('HINCRBY', KEYS[4], 'r', 1)
@@ -90,12 +90,16 @@ pub struct RedisLedger {
     script: redis::Script,
     prefix: String,
     calendar: Calendar,
+    /// How long a minute window holds an entry, in microseconds: 60 s plus a margin.
+    span: u64,
 }
 
 impl RedisLedger {
     /// Connects to `url` (`redis://host:port/db`); days end at midnight in `calendar`'s zone and
-    /// its instants map to the Unix clock. Keys start with `prefix`.
-    pub async fn connect(url: &str, calendar: Calendar, prefix: &str) -> Result<Self, String> {
+    /// its instants map to the Unix clock. Keys start with `prefix`. Minute windows hold each
+    /// entry `margin` longer than 60 s (as [`Ledger::with_margin`](crate::core::ledger::Ledger::with_margin)),
+    /// so that sends reaching the server up to that much later than admitted still fit.
+    pub async fn connect(url: &str, calendar: Calendar, prefix: &str, margin: Nanos) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| format!("--ledger {url:?}: {e}"))?;
         let con = client
             .get_multiplexed_async_connection()
@@ -106,6 +110,7 @@ impl RedisLedger {
             script: redis::Script::new(ADMIT),
             prefix: prefix.to_string(),
             calendar,
+            span: (crate::core::time::MINUTE + margin) / 1000,
         })
     }
 
@@ -148,6 +153,7 @@ impl RedisLedger {
             .arg(limit(limits.tpd))
             .arg(member)
             .arg(cal.unix_micros(day_end))
+            .arg(self.span)
             .invoke_async(&mut con)
             .await
             .map_err(|e| format!("the shared ledger (Redis) did not answer: {e}"))?;
