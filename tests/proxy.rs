@@ -163,6 +163,17 @@ async fn passes_generate_streams_count_tokens_and_models_through() {
         "{text}"
     );
 
+    // The array form: one JSON array of chunks.
+    let (status, v) = live
+        .post(
+            "gemini-2.5-flash:streamGenerateContent",
+            Some(TOKEN),
+            &body("stream as an array"),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.as_array().is_some_and(|a| !a.is_empty()), "{v}");
+
     let (status, v) = live
         .post("gemini-2.5-flash:countTokens", Some(TOKEN), &body("count these words"))
         .await;
@@ -171,6 +182,17 @@ async fn passes_generate_streams_count_tokens_and_models_through() {
     let url = format!("{}/v1beta/models?key={TOKEN}", live.base);
     let v: Value = live.client.get(url).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["models"][0]["name"], "models/gemini-2.5-flash", "{v}");
+
+    // Its own ledger: the three generate calls, on the two projects' budgets.
+    let url = format!("{}/flux/ledger", live.base);
+    let v: Value = live.client.get(url).send().await.unwrap().json().await.unwrap();
+    let sent: u64 = v["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["usage"]["rpm"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent, 3, "{v}");
 }
 
 #[tokio::test]

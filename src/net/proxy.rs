@@ -23,7 +23,7 @@ use axum::Router;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use crate::core::ledger::{Admission, Limits};
+use crate::core::ledger::{Admission, BudgetId, Ledger, Limits};
 use crate::core::time::{format_duration, Calendar, Nanos};
 use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
@@ -71,6 +71,9 @@ struct Proxy {
     shared: Option<RedisLedger>,
     /// Names this proxy's records in the shared ledger.
     instance: String,
+    /// What this proxy sent, per (project, model) at `project * models + model`, counted as
+    /// the server counts it (for `/flux/ledger`).
+    sent: Mutex<(Ledger, Vec<BudgetId>)>,
 }
 
 impl Proxy {
@@ -197,8 +200,16 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         None => None,
     };
     let instance = format!("{}-{}", std::process::id(), start.timestamp_micros());
+    let mut ledger = Ledger::new(scenario.calendar.clone(), scenario.server.ledger);
+    let mut budgets = Vec::new();
+    for p in &scenario.topology.projects {
+        for l in &p.limits {
+            budgets.push(ledger.add_budget(Limits { concurrent: None, ..*l }, 0));
+        }
+    }
     let strategy = scenario.strategy(&spec, scenario.seed);
     let proxy = Arc::new(Proxy {
+        sent: Mutex::new((ledger, budgets)),
         shared,
         instance,
         strategy: Mutex::new(strategy),
@@ -218,6 +229,7 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/flux/metrics", get(metrics))
+        .route("/flux/ledger", get(ledger_view))
         .fallback(|req: Request| async move {
             let message = format!(
                 "The requested URL {} {} was not found on this server.",
@@ -538,6 +550,11 @@ async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, quer
                 }
             }
         }
+        {
+            let mut sent = p.sent.lock().expect("no panic holds it");
+            let b = sent.1[p.scenario.topology.keys[key].project * p.scenario.models.len() + model];
+            sent.0.force(now, b, None, cost, now);
+        }
         let url = format!(
             "{}/{version}/models/{}:{method}{query}",
             p.upstream, p.scenario.models[model].name
@@ -673,4 +690,22 @@ async fn metrics(State(p): State<Arc<Proxy>>) -> Response {
         out.push_str(&format!("flux_proxy_events_total{{event=\"{what}\"}} {n}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// What this proxy sent, per (project, model): usage of every limited window now and its peak,
+/// as serve's `/flux/ledger` shows the server's.
+async fn ledger_view(State(p): State<Arc<Proxy>>) -> Response {
+    let now = p.now();
+    let mut sent = p.sent.lock().expect("no panic holds it");
+    let models = p.scenario.models.len();
+    let mut budgets = Vec::new();
+    for (pi, project) in p.scenario.topology.projects.iter().enumerate() {
+        for (mi, m) in p.scenario.models.iter().enumerate() {
+            let b = sent.1[pi * models + mi];
+            let usage = sent.0.usage(now, b, None);
+            let peak = sent.0.peak(b);
+            budgets.push(json!({"project": project.name, "model": m.name, "limits": project.limits[mi], "usage": usage, "peak": peak}));
+        }
+    }
+    json_response(StatusCode::OK, &json!({"time_ns": now, "budgets": budgets}))
 }
