@@ -600,16 +600,29 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     ))
 }
 
+/// The multi-threaded tokio runtime of `serve`, `proxy` and `drive`.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Listens on `--bind`, and the address it got (a port of 0 picks a free one).
+async fn bind(at: std::net::SocketAddr) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), String> {
+    let listener = tokio::net::TcpListener::bind(at)
+        .await
+        .map_err(|e| format!("--bind {at}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((listener, addr))
+}
+
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(a.bind).await.map_err(|e| format!("--bind {}: {e}", a.bind))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (listener, addr) = bind(a.bind).await?;
         let keys = scenario.topology.keys.len();
         eprintln!(
             "flux-sim serve: {} on http://{addr} (time scale {}, {keys} keys: `flux-sim keys {}` lists them); Ctrl-C stops",
@@ -659,13 +672,9 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         ledger: a.ledger.clone(),
         margin: a.margin.as_nanos().min(u64::MAX as u128) as u64,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = runtime()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(a.bind).await.map_err(|e| format!("--bind {}: {e}", a.bind))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (listener, addr) = bind(a.bind).await?;
         eprintln!(
             "flux-sim proxy: {} on {} keys in {} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
             spec.name,
@@ -725,10 +734,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         time_scale: scale,
         seed,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = runtime()?;
     eprintln!(
         "flux-sim drive: {} with {} against {} (time scale {scale}, up to {} of wall-clock time); Ctrl-C stops and reports",
         scenario.name,

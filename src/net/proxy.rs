@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 
 use crate::core::ledger::{Admission, BudgetId, Ledger, Limits};
 use crate::core::time::{format_duration, Calendar, Nanos};
+use crate::net::serve::{error, json_response};
 use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
 use crate::scenario::Scenario;
@@ -155,23 +156,6 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.finish(&Outcome::Error);
     }
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-fn error(body: Value) -> Response {
-    let code = body["error"]["code"].as_u64().unwrap_or(500) as u16;
-    json_response(
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &body,
-    )
 }
 
 /// The router of a proxy for `scenario`'s keys and limits, running `spec`; with

@@ -73,7 +73,8 @@ impl Shared {
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+/// A JSON response as Google sends it (`application/json; charset=UTF-8`).
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
@@ -82,7 +83,8 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn error(body: Value) -> Response {
+/// An error envelope as a response with its code as the HTTP status.
+pub(crate) fn error(body: Value) -> Response {
     let code = body["error"]["code"].as_u64().unwrap_or(500) as u16;
     json_response(
         StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
