@@ -196,8 +196,9 @@ pub struct ProxyArgs {
     /// The strategy (a name from the configuration, or a built-in kind).
     #[arg(long, value_name = "NAME", default_value = "flux")]
     pub strategy: String,
-    /// The real keys, one per line as `PROJECT KEY` (`#` starts a comment); they replace the
-    /// configuration's keys, so that no key is ever written in it. Without it the
+    /// The real keys, one per line as `PROJECT KEY`, KEY written out or as `$NAME` (read from
+    /// the environment variable NAME; `#` starts a comment); they replace the configuration's
+    /// keys, so that no key is ever written in it. Without it the
     /// configuration's keys are used (those `serve` accepts for the same file).
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
@@ -659,8 +660,8 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
     let mut scenario = Scenario::load(&a.config).map_err(|e| e.to_string())?;
     if let Some(path) = &a.keys {
         let text = crate::scenario::read_capped(path, 16 << 20, "keys file").map_err(|e| e.0)?;
-        scenario.topology.keys =
-            crate::scenario::keys_file(&text, &scenario.topology).map_err(|e| format!("{}: {e}", path.display()))?;
+        scenario.topology.keys = crate::scenario::keys_file(&text, &scenario.topology, |name| std::env::var(name).ok())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
     }
     let specs = select_strategies(&scenario, std::slice::from_ref(&a.strategy))?;
     let spec = specs.into_iter().next().expect("one name, one strategy");
