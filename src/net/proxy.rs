@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 
 use crate::core::ledger::{Admission, BudgetId, Ledger, Limits};
 use crate::core::time::{format_duration, Calendar, Nanos};
-use crate::net::serve::{error, json_response};
+use crate::net::serve::{error, json_response, not_found};
 use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
 use crate::scenario::Scenario;
@@ -214,14 +214,7 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/flux/metrics", get(metrics))
         .route("/flux/ledger", get(ledger_view))
-        .fallback(|req: Request| async move {
-            let message = format!(
-                "The requested URL {} {} was not found on this server.",
-                req.method(),
-                req.uri().path()
-            );
-            error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
-        })
+        .fallback(not_found)
         .with_state(proxy))
 }
 

@@ -83,6 +83,16 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// 404 NOT_FOUND for a path neither serve nor the proxy serves, as Google words it.
+pub(crate) async fn not_found(req: Request) -> Response {
+    let message = format!(
+        "The requested URL {} {} was not found on this server.",
+        req.method(),
+        req.uri().path()
+    );
+    error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+}
+
 /// An error envelope as a response with its code as the HTTP status.
 pub(crate) fn error(body: Value) -> Response {
     let code = body["error"]["code"].as_u64().unwrap_or(500) as u16;
@@ -139,14 +149,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
             let message = format!("Method {} is not allowed for {}.", req.method(), req.uri().path());
             error(json!({"error": {"code": 405, "message": message, "status": "INVALID_ARGUMENT"}}))
         })
-        .fallback(|req: Request| async move {
-            let message = format!(
-                "The requested URL {} {} was not found on this server.",
-                req.method(),
-                req.uri().path()
-            );
-            error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
-        })
+        .fallback(not_found)
         .with_state(shared)
 }
 
