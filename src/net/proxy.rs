@@ -277,15 +277,22 @@ fn any_key(p: &Proxy) -> Option<&str> {
         .map(|k| k.value.as_str())
 }
 
+/// A response with the upstream answer's status and content type, and no body yet.
+fn head_of(resp: &reqwest::Response) -> Response {
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if let Some(ct) = resp.headers().get(reqwest::header::CONTENT_TYPE) {
+        if let Ok(ct) = header::HeaderValue::from_bytes(ct.as_bytes()) {
+            out.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+    }
+    out
+}
+
 /// An upstream answer passed through: status, content type and body, streamed.
 fn pass_through(resp: reqwest::Response) -> Response {
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
-    let mut out = Response::new(Body::from_stream(resp.bytes_stream()));
-    *out.status_mut() = status;
-    if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
-        out.headers_mut().insert(header::CONTENT_TYPE, ct);
-    }
+    let mut out = head_of(&resp);
+    *out.body_mut() = Body::from_stream(resp.bytes_stream());
     out
 }
 
@@ -528,15 +535,15 @@ async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, quer
             }
         }
         {
-            let mut sent = p.sent.lock().expect("no panic holds it");
-            let b = sent.1[p.scenario.topology.keys[key].project * p.scenario.models.len() + model];
-            sent.0.force(now, b, None, cost, now);
+            let mut book = p.sent.lock().expect("no panic holds it");
+            let b = book.1[p.scenario.topology.keys[key].project * p.scenario.models.len() + model];
+            book.0.force(now, b, None, cost, now);
         }
         let url = format!(
             "{}/{version}/models/{}:{method}{query}",
             p.upstream, p.scenario.models[model].name
         );
-        let sent = p
+        let reply = p
             .client
             .post(url)
             .header("x-goog-api-key", &p.scenario.topology.keys[key].value)
@@ -544,19 +551,10 @@ async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, quer
             .body(body.clone())
             .send()
             .await;
-        let outcome = match sent {
+        let (outcome, answer) = match reply {
             Err(e) => {
-                flight.finish(&Outcome::Unavailable);
                 p.count("upstream_unreachable");
-                let answer = error(wire::upstream_unreachable(&describe(e)));
-                match retry_after(&p, &ask, &Outcome::Unavailable, deadline) {
-                    Some(d) => {
-                        last = Some(answer);
-                        tokio::time::sleep(d).await;
-                        continue;
-                    }
-                    None => return answer,
-                }
+                (Outcome::Unavailable, error(wire::upstream_unreachable(&describe(e))))
             }
             Ok(resp) if resp.status().is_success() => {
                 p.count(format!("upstream_{}", resp.status().as_u16()));
@@ -565,19 +563,14 @@ async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, quer
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 p.count(format!("upstream_{status}"));
-                let headers = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+                let mut answer = head_of(&resp);
                 let text = read_capped(resp).await;
                 let (outcome, _) = wire::read_response(status, &text, cost);
-                flight.finish(&outcome);
-                (outcome, status, headers, text)
+                *answer.body_mut() = Body::from(text);
+                (outcome, answer)
             }
         };
-        let (outcome, status, content_type, text) = outcome;
-        let mut answer = Response::new(Body::from(text));
-        *answer.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-        if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
-            answer.headers_mut().insert(header::CONTENT_TYPE, ct);
-        }
+        flight.finish(&outcome);
         match retry_after(&p, &ask, &outcome, deadline) {
             Some(d) => {
                 last = Some(answer);
@@ -615,48 +608,27 @@ async fn read_capped(resp: reqwest::Response) -> Vec<u8> {
 /// A success passed through as it streams; the strategy learns the outcome when the stream
 /// ends (an error if it breaks or the client leaves).
 fn stream_through(resp: reqwest::Response, mut flight: InFlight) -> Response {
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::OK);
-    let content_type = resp.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+    let mut out = head_of(&resp);
     let mut upstream = resp.bytes_stream();
-    let body = async_stream(move |tx| async move {
+    // A task relays the chunks through a small channel: it learns that the client stopped
+    // reading when a send fails, and tells the strategy either way.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::spawn(async move {
         let mut ok = true;
         while let Some(chunk) = upstream.next().await {
-            match chunk {
-                Ok(c) => {
-                    if tx.send(Ok(c)).await.is_err() {
-                        ok = false;
-                        break;
-                    }
-                }
-                Err(e) => {
-                    ok = false;
-                    let _ = tx.send(Err(std::io::Error::other(e.without_url().to_string()))).await;
-                    break;
-                }
+            let item = chunk.map_err(|e| std::io::Error::other(e.without_url().to_string()));
+            ok = item.is_ok() && ok;
+            if tx.send(item).await.is_err() || !ok {
+                ok = false;
+                break;
             }
         }
         flight.finish(if ok { &Outcome::Ok } else { &Outcome::Error });
     });
-    let mut out = Response::new(body);
-    *out.status_mut() = status;
-    if let Some(ct) = content_type.and_then(|v| header::HeaderValue::from_bytes(v.as_bytes()).ok()) {
-        out.headers_mut().insert(header::CONTENT_TYPE, ct);
-    }
-    out
-}
-
-/// A body fed by a task through a small channel: the task learns when the client stops
-/// reading (its sends fail), and ends either way.
-fn async_stream<F, Fut>(f: F) -> Body
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    tokio::spawn(f(tx));
-    Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+    *out.body_mut() = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
-    }))
+    }));
+    out
 }
 
 async fn metrics(State(p): State<Arc<Proxy>>) -> Response {
