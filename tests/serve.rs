@@ -647,3 +647,483 @@ async fn a_spend_cap_429_has_no_details_and_spans_the_account() {
         "{m}"
     );
 }
+
+// ---- The OpenAI-compatible endpoint, structured output, media tokens, embeddings (#15) ----
+
+impl Live {
+    /// POST to `/v1beta/openai/{path}` with `Authorization: Bearer key`: status, content type
+    /// and the body's text.
+    async fn openai(&self, path: &str, key: Option<&str>, b: &Value) -> (u16, String, String) {
+        let url = format!("{}/{path}", self.base.replace("/v1beta/models", "/v1beta/openai"));
+        let mut r = self.client.post(url).json(b);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        let resp = r.send().await.unwrap();
+        assert!(
+            resp.headers().get("retry-after").is_none(),
+            "Google sends no Retry-After"
+        );
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
+        (resp.status().as_u16(), ct, resp.text().await.unwrap())
+    }
+
+    /// The answer's text of a generateContent call with this generationConfig.
+    async fn text_with(&self, prompt: &str, config: Value) -> String {
+        let mut b = body(prompt);
+        b["generationConfig"] = config;
+        let (status, v) = self
+            .post("gemini-2.5-flash:generateContent", Some(&self.keys[1]), &b)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["candidates"][0]["content"]["parts"][0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn chat(text: &str) -> Value {
+    json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": text}]})
+}
+
+#[tokio::test]
+async fn openai_chat_stream_models_and_embeddings() {
+    let live = start(1).await;
+    let k = live.keys[1].as_str();
+    let (status, ct, text) = live.openai("chat/completions", Some(k), &chat("abcdefgh")).await;
+    assert_eq!(
+        (status, ct.as_str()),
+        (200, "application/json; charset=UTF-8"),
+        "{text}"
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], "gemini-2.5-flash");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(
+        v["choices"][0]["message"]["content"].as_str().unwrap().chars().count(),
+        400
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": 2, "completion_tokens": 100, "total_tokens": 102})
+    );
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    // max_completion_tokens wins over max_tokens; a cut answer finishes with "length".
+    let mut b = chat("x");
+    b["max_tokens"] = json!(50);
+    b["max_completion_tokens"] = json!(7);
+    let (_, _, text) = live.openai("chat/completions", Some(k), &b).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (
+            v["usage"]["completion_tokens"].as_u64(),
+            v["choices"][0]["finish_reason"].as_str()
+        ),
+        (Some(7), Some("length"))
+    );
+    // Streamed: SSE chunks, the role first, finish_reason and usage last, then [DONE].
+    let mut b = chat("x");
+    b["stream"] = json!(true);
+    b["stream_options"] = json!({"include_usage": true});
+    let (status, ct, text) = live.openai("chat/completions", Some(k), &b).await;
+    assert_eq!((status, ct.as_str()), (200, "text/event-stream"));
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.last(), Some(&"data: [DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 2, "100 tokens in chunks of 64");
+    assert_eq!(chunks[0]["object"], "chat.completion.chunk");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(chunks[0]["choices"][0]["finish_reason"].is_null());
+    assert_eq!(chunks[1]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(chunks[1]["usage"]["completion_tokens"], 100);
+    let all: String = chunks
+        .iter()
+        .map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(all.chars().count(), 400);
+    // Models, listed and fetched by either name.
+    let base = live.base.replace("/v1beta/models", "/v1beta/openai/models");
+    let list: Value = live
+        .client
+        .get(&base)
+        .bearer_auth(k)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        json!({"object": "list", "data": [{"id": "models/gemini-2.5-flash", "object": "model", "created": 0, "owned_by": "google"}]})
+    );
+    for id in ["models/gemini-2.5-flash", "gemini-2.5-flash"] {
+        let r = live
+            .client
+            .get(format!("{base}/{id}"))
+            .bearer_auth(k)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{id}");
+    }
+    // Embeddings: floats, or base64 little-endian f32 (the SDK's default); same text, same vector.
+    let e = json!({"model": "gemini-2.5-flash", "input": ["dub this", "and this"], "dimensions": 16});
+    let (status, _, text) = live.openai("embeddings", Some(k), &e).await;
+    assert_eq!(status, 200, "{text}");
+    let floats: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(floats["data"].as_array().unwrap().len(), 2);
+    assert_eq!(floats["usage"]["prompt_tokens"], 4);
+    let v0: Vec<f64> = floats["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(v0.len(), 16);
+    assert!(
+        (v0.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-5,
+        "unit length"
+    );
+    live.client
+        .post(live.base.replace("/v1beta/models", "/flux/reset"))
+        .send()
+        .await
+        .unwrap();
+    let mut e64 = e.clone();
+    e64["encoding_format"] = json!("base64");
+    let (_, _, text) = live.openai("embeddings", Some(k), &e64).await;
+    let b64: Value = serde_json::from_str(&text).unwrap();
+    let bytes = flux_sim::net::wire::decode_base64(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let decoded: Vec<f32> = bytes
+        .chunks(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(decoded, v0.iter().map(|&x| x as f32).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn openai_error_shapes_field_by_field() {
+    for shape in ["array", "bare_array", "object"] {
+        let text = SCENARIO.replace(
+            "[server.latency]",
+            &format!("[server]\nopenai_errors = \"{shape}\"\n[server.latency]"),
+        );
+        let live = start_with(&text, 1).await;
+        let k = live.keys[1].as_str();
+        // The envelope, whatever the shape.
+        let envelope = |body: &str| -> Value {
+            let v: Value = serde_json::from_str(body).unwrap();
+            match shape {
+                "object" => v,
+                _ => {
+                    assert_eq!(v.as_array().map(Vec::len), Some(1), "{shape}: {v}");
+                    v[0].clone()
+                }
+            }
+        };
+        for _ in 0..5 {
+            assert_eq!(live.openai("chat/completions", Some(k), &chat("x")).await.0, 200);
+        }
+        let (status, ct, body) = live.openai("chat/completions", Some(k), &chat("x")).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (429, "application/json; charset=UTF-8"),
+            "{shape}"
+        );
+        let e = envelope(&body);
+        assert_eq!(e["error"]["code"], 429);
+        assert_eq!(e["error"]["status"], "RESOURCE_EXHAUSTED");
+        assert!(e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("You exceeded your current quota"));
+        let retry = e["error"]["details"].as_array().and_then(|d| {
+            d.iter()
+                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")
+        });
+        match shape {
+            "bare_array" => assert!(e["error"].get("details").is_none(), "{e}"),
+            _ => {
+                let delay = retry.unwrap()["retryDelay"].as_str().unwrap();
+                assert!(delay.ends_with('s') && delay != "0s", "{delay}");
+            }
+        }
+        // No key, or one serve does not know: 401 (the SDK's AuthenticationError).
+        for key in [None, Some("AIzaSyNOT-A-KEY-OF-THIS-SCENARIO")] {
+            let (status, _, body) = live.openai("chat/completions", key, &chat("x")).await;
+            let e = envelope(&body);
+            assert_eq!(
+                (status, e["error"]["status"].as_str()),
+                (401, Some("UNAUTHENTICATED")),
+                "{body}"
+            );
+            if shape != "bare_array" {
+                assert_eq!(e["error"]["details"][0]["reason"], "CREDENTIALS_MISSING");
+            }
+        }
+        // An unknown model: 404 (NotFoundError); an unknown field: Google's 400 wording.
+        let mut b = chat("x");
+        b["model"] = json!("gemini-9");
+        let (status, _, body) = live.openai("chat/completions", Some(k), &b).await;
+        assert_eq!(
+            (status, envelope(&body)["error"]["status"].as_str()),
+            (404, Some("NOT_FOUND"))
+        );
+        let mut b = chat("x");
+        b["prompt_cache_key"] = json!("a");
+        let (status, _, body) = live.openai("chat/completions", Some(&live.keys[2]), &b).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            envelope(&body)["error"]["message"],
+            "Invalid JSON payload received. Unknown name \"prompt_cache_key\": Cannot find field."
+        );
+    }
+}
+
+/// Schemas (JSON Schema, as `responseJsonSchema` and OpenAI's `response_format` take them),
+/// each answer validated by the `jsonschema` crate.
+fn schemas() -> Vec<Value> {
+    vec![
+        json!({"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0, "maximum": 120}}, "required": ["name", "age"]}),
+        json!({"type": "object", "properties": {"mood": {"type": "string", "enum": ["calm", "loud", "tense"]}, "score": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}}, "required": ["mood", "score"], "additionalProperties": false}),
+        json!({"type": "object", "properties": {"lines": {"type": "array", "minItems": 2, "maxItems": 4, "items": {"type": "object", "properties": {
+            "speaker": {"type": "string", "maxLength": 12}, "start": {"type": "string", "format": "time"}, "tags": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}},
+            "required": ["speaker", "start", "tags"]}}}, "required": ["lines"]}),
+        json!({"$defs": {"node": {"type": "object", "properties": {"label": {"type": "string", "minLength": 3}, "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}, "required": ["label"]}},
+            "$ref": "#/$defs/node"}),
+        json!({"type": "object", "properties": {"when": {"type": "string", "format": "date-time"}, "id": {"type": "string", "format": "uuid"}, "note": {"type": ["string", "null"]},
+            "either": {"anyOf": [{"type": "integer"}, {"type": "boolean"}]}, "done": {"type": "boolean"}, "kind": {"const": "review"}}, "required": ["when", "id", "note", "either", "done", "kind"]}),
+        json!({"type": "array", "items": {"type": "integer", "minimum": -5, "maximum": 5}, "minItems": 3}),
+    ]
+}
+
+#[tokio::test]
+async fn structured_output_is_json_valid_against_the_schema() {
+    let live = start(1000).await;
+    let text = |v: &Value| v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    for (i, schema) in schemas().into_iter().enumerate() {
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        // Native: responseJsonSchema.
+        let a = live
+            .text_with(
+                "x",
+                json!({"responseMimeType": "application/json", "responseJsonSchema": schema}),
+            )
+            .await;
+        // OpenAI: response_format json_schema.
+        let mut b = chat("x");
+        b["response_format"] =
+            json!({"type": "json_schema", "json_schema": {"name": "s", "schema": schema, "strict": true}});
+        let (status, _, resp) = live.openai("chat/completions", Some(&live.keys[1]), &b).await;
+        assert_eq!(status, 200, "{resp}");
+        let c = text(&serde_json::from_str(&resp).unwrap());
+        for answer in [a, c] {
+            let v: Value =
+                serde_json::from_str(&answer).unwrap_or_else(|e| panic!("schema {i}: not JSON ({e}): {answer}"));
+            let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "schema {i}: {errors:?} in {v}");
+        }
+        live.client
+            .post(live.base.replace("/v1beta/models", "/flux/reset"))
+            .send()
+            .await
+            .unwrap();
+    }
+    // Gemini's own schema dialect (as google-genai sends a pydantic model): upper-case types,
+    // numbers as strings, propertyOrdering; and text/x.enum.
+    let gemini = json!({"type": "OBJECT", "properties": {"title": {"type": "STRING"}, "lines": {"type": "ARRAY", "minItems": "2", "items": {"type": "OBJECT",
+        "properties": {"speaker": {"type": "STRING"}, "seconds": {"type": "NUMBER"}, "mood": {"type": "STRING", "format": "enum", "enum": ["calm", "loud"]}}, "required": ["speaker", "seconds", "mood"]}}},
+        "required": ["title", "lines"], "propertyOrdering": ["title", "lines"]});
+    let v: Value = serde_json::from_str(
+        &live
+            .text_with(
+                "x",
+                json!({"responseMimeType": "application/json", "responseSchema": gemini}),
+            )
+            .await,
+    )
+    .unwrap();
+    assert!(v["title"].is_string());
+    let lines = v["lines"].as_array().unwrap();
+    assert!(lines.len() >= 2);
+    assert!(lines
+        .iter()
+        .all(|l| l["seconds"].is_number() && ["calm", "loud"].contains(&l["mood"].as_str().unwrap())));
+    let e = live.text_with("x", json!({"responseMimeType": "text/x.enum", "responseSchema": {"type": "STRING", "format": "enum", "enum": ["up", "down"]}})).await;
+    assert!(["up", "down"].contains(&e.as_str()), "{e}");
+    // Sized to the drawn output (100 tokens ≈ 400 characters) and fixed by the seed.
+    let open = json!({"responseMimeType": "application/json", "responseSchema": {"type": "OBJECT", "properties": {"summary": {"type": "STRING"}}}});
+    let s = live.text_with("x", open.clone()).await;
+    assert!((350..=450).contains(&s.len()), "{} characters: {s}", s.len());
+    // json_object without a schema: still a JSON object.
+    let mut b = chat("x");
+    b["response_format"] = json!({"type": "json_object"});
+    let (_, _, resp) = live.openai("chat/completions", Some(&live.keys[2]), &b).await;
+    assert!(
+        serde_json::from_str::<Value>(&text(&serde_json::from_str(&resp).unwrap()))
+            .unwrap()
+            .is_object()
+    );
+    // gemini-flux's policy prompt asks for JSON in words, showing a template: it gets that shape.
+    let prompt = "You are a data provider. Return ONLY a raw JSON object.\nUse this exact schema:\n\n{\n  \"pro\": {\n    \"requests_per_day\": <integer>,\n    \"tokens_per_minute\": <integer>\n  },\n  \"token_cooldown_seconds\": <integer>,\n  \"daily_reset_time_pt\": \"<HH:MM>\"\n}\n\nOnly return the JSON. Nothing else.";
+    let policy: Value = serde_json::from_str(&live.text_with(prompt, json!({})).await).unwrap();
+    assert!(
+        policy["pro"]["requests_per_day"].is_u64() && policy["token_cooldown_seconds"].is_u64(),
+        "{policy}"
+    );
+    assert!(policy["daily_reset_time_pt"].is_string());
+    // Schemas that cannot be met, or a schema with a text MIME type: 400 before any quota.
+    for config in [
+        json!({"responseMimeType": "application/json", "responseSchema": {"type": "INTEGER", "minimum": 5, "maximum": 1}}),
+        json!({"responseMimeType": "application/json", "responseJsonSchema": {"$ref": "#/$defs/nowhere"}}),
+        json!({"responseMimeType": "text/plain", "responseSchema": {"type": "STRING"}}),
+        json!({"responseMimeType": "image/png"}),
+    ] {
+        let mut b = body("x");
+        b["generationConfig"] = config.clone();
+        let (status, v) = live
+            .post("gemini-2.5-flash:generateContent", Some(&live.keys[0]), &b)
+            .await;
+        assert_eq!(
+            (status, v["error"]["status"].as_str()),
+            (400, Some("INVALID_ARGUMENT")),
+            "{config}: {v}"
+        );
+    }
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let mut d = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    d.extend(w.to_be_bytes());
+    d.extend(h.to_be_bytes());
+    d.extend([8, 2, 0, 0, 0]);
+    d
+}
+
+fn wav_16k_mono(seconds: usize) -> Vec<u8> {
+    let data = 32_000 * seconds;
+    let mut d = b"RIFF\0\0\0\0WAVEfmt \x10\0\0\0\x01\0\x01\0".to_vec();
+    d.extend(16_000u32.to_le_bytes());
+    d.extend(32_000u32.to_le_bytes());
+    d.extend([2, 0, 16, 0]);
+    d.extend(b"data");
+    d.extend((data as u32).to_le_bytes());
+    d.extend(vec![0u8; data]);
+    d
+}
+
+fn b64(d: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(d)
+}
+
+#[tokio::test]
+async fn inline_media_costs_gemini_s_tokens() {
+    let live = start(1).await;
+    let k = live.keys[0].as_str();
+    let media = json!({"contents": [{"role": "user", "parts": [
+        {"text": "abcd"},
+        {"inlineData": {"mimeType": "image/png", "data": b64(&png(200, 300))}},
+        {"inline_data": {"mime_type": "image/png", "data": b64(&png(1920, 1080))}},
+        {"inlineData": {"mimeType": "audio/wav", "data": b64(&wav_16k_mono(10))}},
+    ]}]});
+    let (status, v) = live.post("gemini-2.5-flash:countTokens", Some(k), &media).await;
+    // 1 for the text, 258 for the small image, 3 × 2 tiles of 258, 10 s × 32.
+    assert_eq!(
+        (status, v["totalTokens"].as_u64()),
+        (200, Some(1 + 258 + 6 * 258 + 320)),
+        "{v}"
+    );
+    // The same rule on the OpenAI endpoint (a data URL).
+    let b = json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "abcd"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{}", b64(&png(1024, 1024)))}},
+        {"type": "input_audio", "input_audio": {"data": b64(&wav_16k_mono(2)), "format": "wav"}},
+    ]}]});
+    let (status, _, body) = live.openai("chat/completions", Some(&live.keys[1]), &b).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 1 + 4 * 258 + 64);
+    // Bytes that are not base64: a 400 naming the field.
+    let bad = json!({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": "not base64!"}}]}]});
+    let (status, v) = live.post("gemini-2.5-flash:countTokens", Some(k), &bad).await;
+    assert_eq!(status, 400);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("contents[0].parts[0].inline_data.data"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn embeddings_spend_their_model_s_quota_as_the_scenario_says() {
+    let with = |batch: &str| {
+        SCENARIO
+            .replace(
+                "[server.latency]",
+                &format!("[server]\nembed_batch = \"{batch}\"\n[server.latency]"),
+            )
+            .replace("[topology]", "[models.\"gemini-embedding-001\"]\nrpm = 3\n[topology]")
+            .replace("kind = \"closed\"", "kind = \"closed\"\nmodel = \"gemini-2.5-flash\"")
+    };
+    let two = json!({"requests": [
+        {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "one"}]}, "outputDimensionality": 8},
+        {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "two"}]}},
+    ]});
+    // Each text is a request: 2 fit in rpm 3, the next batch's second text does not.
+    let live = start_with(&with("each"), 1).await;
+    let k = live.keys[0].as_str();
+    let (status, v) = live
+        .post("gemini-embedding-001:batchEmbedContents", Some(k), &two)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["embeddings"][0]["values"].as_array().unwrap().len(), 8);
+    assert_eq!(v["embeddings"][1]["values"].as_array().unwrap().len(), 3072);
+    let (status, v) = live
+        .post("gemini-embedding-001:batchEmbedContents", Some(k), &two)
+        .await;
+    assert_eq!(status, 429, "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("model: gemini-embedding-001"));
+    // The embedding model's quota is its own: generateContent on the same key still works.
+    assert_eq!(live.generate(k).await, 200);
+    // One call, one request: three batches fit, the fourth does not.
+    let live = start_with(&with("one"), 1).await;
+    let k = live.keys[0].as_str();
+    for _ in 0..3 {
+        assert_eq!(
+            live.post("gemini-embedding-001:batchEmbedContents", Some(k), &two)
+                .await
+                .0,
+            200
+        );
+    }
+    assert_eq!(
+        live.post("gemini-embedding-001:batchEmbedContents", Some(k), &two)
+            .await
+            .0,
+        429
+    );
+    // embedContent: one vector; the same text embeds alike on any key.
+    let live = start_with(&with("each"), 1).await;
+    let one = json!({"content": {"parts": [{"text": "same"}]}, "outputDimensionality": 4});
+    let (_, a) = live
+        .post("gemini-embedding-001:embedContent", Some(&live.keys[0]), &one)
+        .await;
+    let (_, b) = live
+        .post("gemini-embedding-001:embedContent", Some(&live.keys[1]), &one)
+        .await;
+    assert_eq!(a["embedding"]["values"].as_array().unwrap().len(), 4);
+    assert_eq!(a, b);
+}

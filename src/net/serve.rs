@@ -22,8 +22,10 @@ use crate::core::rng::{rng, Stream};
 use crate::core::server::{Call, KeyRef, Response as Answer, Server};
 use crate::core::time::Nanos;
 use crate::core::workload::TokenDist;
-use crate::net::wire;
-use crate::scenario::Scenario;
+use crate::net::wire::{self, openai, structured};
+use crate::scenario::{EmbedBatch, Scenario};
+
+mod openai_compat;
 
 /// Largest request body accepted (larger → 400 INVALID_ARGUMENT).
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -145,6 +147,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         .route("/flux/metrics", get(metrics))
         .route("/flux/ledger", get(ledger))
         .route("/flux/reset", axum::routing::post(reset))
+        .merge(openai_compat::routes())
         .method_not_allowed_fallback(|req: Request| async move {
             let message = format!("Method {} is not allowed for {}.", req.method(), req.uri().path());
             error(json!({"error": {"code": 405, "message": message, "status": "INVALID_ARGUMENT"}}))
@@ -325,7 +328,10 @@ async fn call_model(
     let Some(model) = s.scenario.model_index(model_name) else {
         return error(wire::unknown_model(model_name, &version, method));
     };
-    if !matches!(method, "countTokens" | "generateContent" | "streamGenerateContent") {
+    if !matches!(
+        method,
+        "countTokens" | "generateContent" | "streamGenerateContent" | "embedContent" | "batchEmbedContents"
+    ) {
         return error(wire::unknown_model(model_name, &version, method));
     }
     let body = {
@@ -346,6 +352,8 @@ async fn call_model(
         }
     };
     match method {
+        "embedContent" => embed_native(&s, key, model, &body, false).await,
+        "batchEmbedContents" => embed_native(&s, key, model, &body, true).await,
         "countTokens" => match wire::parse_generate(&body) {
             Ok(r) => json_response(StatusCode::OK, &json!({ "totalTokens": r.input_tokens })),
             Err(m) => error(wire::invalid_argument(&m)),
@@ -358,49 +366,53 @@ async fn call_model(
     }
 }
 
-/// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent.
-async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, stream: Option<bool>) -> Response {
-    let req = match wire::parse_generate(body) {
-        Ok(r) => r,
-        Err(m) => return error(wire::invalid_argument(&m)),
-    };
-    let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+/// The output a call gets: the drawn size (trace workloads carry none: 256), cut at the
+/// request's maximum, and the finish reason.
+fn draw_output(s: &Shared, id: u64, max: Option<u64>) -> (u64, &'static str) {
     let drawn = match s.scenario.workload.output {
-        // Trace workloads carry output sizes per row; a live call has none.
         TokenDist::Fixed(0) => 256,
         ref d => d.sample(&mut rng(s.scenario.seed, Stream::Workload, id, 0x5e7e)),
     };
-    let output = req.max_output_tokens.map_or(drawn, |m| drawn.min(m));
-    let finish = if req.max_output_tokens.is_some_and(|m| drawn > m) {
-        "MAX_TOKENS"
-    } else {
-        "STOP"
-    };
+    match max {
+        Some(m) if drawn > m => (m, "MAX_TOKENS"),
+        _ => (drawn, "STOP"),
+    }
+}
+
+/// The HTTP status serve answers `answer` with.
+fn status_of(answer: &Answer) -> u16 {
+    match answer {
+        Answer::Ok { .. } => 200,
+        Answer::RateLimited { .. } | Answer::Unservable { .. } | Answer::Capacity | Answer::SpendCap => 429,
+        Answer::Unavailable => 503,
+        _ => 400,
+    }
+}
+
+/// Admits `calls` (input, output tokens) on `key` and `model` in order under one lock,
+/// counting each answer. `Ok` is how long the slowest admitted response takes (real time);
+/// `Err` the error envelope of the first call refused (those admitted before it stay counted).
+fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) -> Result<Duration, Value> {
     let project = s.scenario.topology.keys[key].project;
     let p = &s.scenario.topology.projects[project];
     let model_name = &s.scenario.models[model].name;
-    let (answer, now) = {
-        let mut guard = s.server.lock().expect("no handler panics holding the lock");
-        let now = s.now();
+    let mut guard = s.server.lock().expect("no handler panics holding the lock");
+    let now = s.now();
+    let mut longest = 0;
+    for (i, &(input_tokens, output_tokens)) in calls.iter().enumerate() {
         let call = Call {
             key: KeyRef::Known(key),
             model: Some(model),
-            input_tokens: req.input_tokens,
-            output_tokens: output,
-            request: id,
+            input_tokens,
+            output_tokens,
+            request: id + i as u64,
             attempt: 1,
         };
         let answer = guard.0.handle(now, &call);
-        let status = match answer {
-            Answer::Ok { .. } => 200,
-            Answer::RateLimited { .. } | Answer::Unservable { .. } | Answer::Capacity | Answer::SpendCap => 429,
-            Answer::Unavailable => 503,
-            _ => 400,
-        };
-        *guard
-            .1
+        let counters = &mut guard.1;
+        *counters
             .responses
-            .entry((p.name.clone(), model_name.clone(), status))
+            .entry((p.name.clone(), model_name.clone(), status_of(&answer)))
             .or_default() += 1;
         let named: Vec<&'static str> = match answer {
             Answer::RateLimited { violated, .. } | Answer::Unservable { violated } => {
@@ -410,54 +422,44 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
             _ => Vec::new(),
         };
         for d in named {
-            *guard
-                .1
+            *counters
                 .limited
                 .entry((p.name.clone(), model_name.clone(), d))
                 .or_default() += 1;
         }
-        (answer, now)
-    };
-    let limits = p.limits[model];
-    let completes_at = match answer {
-        Answer::Ok { completes_at } => completes_at,
-        Answer::RateLimited {
-            violated, retry_delay, ..
-        } => {
-            return error(wire::quota_exceeded(
+        let limits = p.limits[model];
+        let refused = match answer {
+            Answer::Ok { completes_at } => {
+                longest = longest.max(completes_at - now);
+                continue;
+            }
+            Answer::RateLimited {
+                violated, retry_delay, ..
+            } => wire::quota_exceeded(
                 violated,
                 &limits,
                 &p.tier,
                 model_name,
                 Some(retry_delay.div_ceil(s.scale)),
-            ))
-        }
-        Answer::Unservable { violated } => {
-            return error(wire::quota_exceeded(violated, &limits, &p.tier, model_name, None))
-        }
-        Answer::Unavailable => return error(wire::unavailable()),
-        Answer::Capacity => return error(wire::capacity_exhausted()),
-        Answer::SpendCap => return error(wire::spend_cap_exhausted()),
-        Answer::InvalidKey => return error(wire::invalid_key()),
-        Answer::MissingKey => return error(wire::missing_key()),
-        Answer::UnknownModel => return error(wire::invalid_argument("unknown model")),
-    };
-    let latency = s.real(completes_at - now);
-    let response_id = format!("flux-{id:016x}");
-    let text = wire::generated_text(output);
-    let Some(sse) = stream else {
-        // tokio's timer counts whole milliseconds: a shorter wait would take a full one.
-        if latency >= Duration::from_millis(1) {
-            tokio::time::sleep(latency).await;
-        }
-        return json_response(
-            StatusCode::OK,
-            &wire::response(&text, req.input_tokens, output, Some(finish), model_name, &response_id),
-        );
-    };
-    // Chunks of up to 64 tokens: the first at the time to first token (its share of this
-    // response's jittered latency), the rest at the token rate until the latency; usage is
-    // cumulative.
+            ),
+            Answer::Unservable { violated } => wire::quota_exceeded(violated, &limits, &p.tier, model_name, None),
+            Answer::Unavailable => wire::unavailable(),
+            Answer::Capacity => wire::capacity_exhausted(),
+            Answer::SpendCap => wire::spend_cap_exhausted(),
+            Answer::InvalidKey => wire::invalid_key(),
+            Answer::MissingKey => wire::missing_key(),
+            Answer::UnknownModel => wire::invalid_argument("unknown model"),
+        };
+        return Err(refused);
+    }
+    Ok(s.real(longest))
+}
+
+/// When the chunks of a streamed response of `output` tokens taking `latency` go out: `(n,
+/// first, step)`: n chunks of up to 64 tokens, the first at the time to first token (its
+/// share of this response's jittered latency), the rest evenly at the token rate until the
+/// latency.
+fn schedule(s: &Shared, model: usize, latency: Duration, output: u64) -> (u64, Duration, Duration) {
     let chunks = output.div_ceil(64).max(1);
     let l = s.scenario.models[model].latency;
     let base = l.ttft as f64 + output as f64 * 1e9 / l.tokens_per_second;
@@ -471,41 +473,157 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     } else {
         Duration::ZERO
     };
-    let (prompt, model_name) = (req.input_tokens, model_name.clone());
-    let stream = futures_util::stream::unfold(0u64, move |i| {
-        let (text, model_name, response_id) = (text.clone(), model_name.clone(), response_id.clone());
+    (chunks, first, step)
+}
+
+/// Piece `i` of `n` of `text`, split evenly by characters.
+fn piece(text: &str, i: u64, n: u64) -> String {
+    let len = text.chars().count() as u64;
+    let (a, b) = (i * len / n, (i + 1) * len / n);
+    text.chars().skip(a as usize).take((b - a) as usize).collect()
+}
+
+/// A streamed body: `frame(i)` for i in 0..n, the first after `first`, the others `step`
+/// apart, then `tail` (if any) at once.
+fn timed_stream(
+    n: u64,
+    first: Duration,
+    step: Duration,
+    frame: impl Fn(u64) -> String + Send + Sync + 'static,
+    tail: Option<String>,
+    content_type: &'static str,
+) -> Response {
+    let frame = Arc::new(frame);
+    let stream = futures_util::stream::unfold((0u64, tail), move |(i, tail)| {
+        let frame = frame.clone();
         async move {
-            if i >= chunks {
+            if i > n {
                 return None;
             }
-            tokio::time::sleep(if i == 0 { first } else { step }).await;
-            let (a, b) = ((i * 64).min(output), ((i + 1) * 64).min(output));
-            let piece: String = text.chars().skip(a as usize * 4).take((b - a) as usize * 4).collect();
-            let last = i + 1 == chunks;
-            let v = wire::response(&piece, prompt, b, last.then_some(finish), &model_name, &response_id);
-            let framed = if sse {
-                format!("data: {v}\r\n\r\n")
-            } else {
-                format!(
-                    "{}{v}{}",
-                    if i == 0 { "[" } else { ",\r\n" },
-                    if last { "]" } else { "" }
-                )
-            };
-            Some((Ok::<_, std::convert::Infallible>(Bytes::from(framed)), i + 1))
+            if i == n {
+                let t = tail?;
+                return Some((Ok::<_, std::convert::Infallible>(Bytes::from(t)), (i + 1, None)));
+            }
+            let wait = if i == 0 { first } else { step };
+            if wait >= Duration::from_millis(1) {
+                tokio::time::sleep(wait).await;
+            }
+            Some((Ok(Bytes::from(frame(i))), (i + 1, tail)))
         }
     });
-    let content_type = if sse {
-        "text/event-stream"
-    } else {
-        "application/json; charset=UTF-8"
-    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, content_type)],
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+/// Waits out a whole response's latency (tokio's timer counts whole milliseconds: a shorter
+/// wait would take a full one).
+async fn wait(latency: Duration) {
+    if latency >= Duration::from_millis(1) {
+        tokio::time::sleep(latency).await;
+    }
+}
+
+/// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent.
+async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, stream: Option<bool>) -> Response {
+    let req = match wire::parse_generate(body) {
+        Ok(r) => r,
+        Err(m) => return error(wire::invalid_argument(&m)),
+    };
+    let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    let (output, finish) = draw_output(s, id, req.max_output_tokens);
+    let text = match structured::text(
+        &req.format,
+        output,
+        &mut rng(s.scenario.seed, Stream::Workload, id, 0x7e47),
+    ) {
+        Ok(t) => t,
+        Err(m) => return error(wire::invalid_argument(&m)),
+    };
+    let latency = match admit(s, key, model, id, &[(req.input_tokens, output)]) {
+        Ok(l) => l,
+        Err(e) => return error(e),
+    };
+    let model_name = s.scenario.models[model].name.clone();
+    let response_id = format!("flux-{id:016x}");
+    let Some(sse) = stream else {
+        wait(latency).await;
+        return json_response(
+            StatusCode::OK,
+            &wire::response(&text, req.input_tokens, output, Some(finish), &model_name, &response_id),
+        );
+    };
+    // Usage is cumulative: chunk i reports the tokens streamed so far.
+    let (n, first, step) = schedule(s, model, latency, output);
+    let prompt = req.input_tokens;
+    let frame = move |i: u64| {
+        let last = i + 1 == n;
+        let done = ((i + 1) * 64).min(output);
+        let v = wire::response(
+            &piece(&text, i, n),
+            prompt,
+            done,
+            last.then_some(finish),
+            &model_name,
+            &response_id,
+        );
+        if sse {
+            format!("data: {v}\r\n\r\n")
+        } else {
+            format!(
+                "{}{v}{}",
+                if i == 0 { "[" } else { ",\r\n" },
+                if last { "]" } else { "" }
+            )
+        }
+    };
+    let content_type = if sse {
+        "text/event-stream"
+    } else {
+        "application/json; charset=UTF-8"
+    };
+    timed_stream(n, first, step, frame, None, content_type)
+}
+
+/// The texts of embedContent/batchEmbedContents, admitted as `server.embed_batch` says.
+async fn embed(s: &Arc<Shared>, key: usize, model: usize, texts: &[String]) -> Result<(), Value> {
+    let id = s.next_id.fetch_add(texts.len().max(1) as u64, Ordering::Relaxed);
+    let tokens: Vec<u64> = texts.iter().map(|t| (t.chars().count() as u64).div_ceil(4)).collect();
+    let calls: Vec<(u64, u64)> = match s.scenario.wire.embed_batch {
+        EmbedBatch::Each => tokens.iter().map(|&t| (t, 0)).collect(),
+        EmbedBatch::One => vec![(tokens.iter().sum(), 0)],
+    };
+    let latency = admit(s, key, model, id, &calls)?;
+    wait(latency).await;
+    Ok(())
+}
+
+/// `:embedContent` and `:batchEmbedContents`.
+async fn embed_native(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, batch: bool) -> Response {
+    let name = &s.scenario.models[model].name;
+    let req = match wire::parse_embed(body, name, batch) {
+        Ok(r) => r,
+        Err(m) => return error(wire::invalid_argument(&m)),
+    };
+    if let Err(e) = embed(s, key, model, &req.texts).await {
+        return error(e);
+    }
+    let seed = s.scenario.seed;
+    let vectors: Vec<Value> = req
+        .texts
+        .iter()
+        .zip(&req.dimensions)
+        .map(|(t, d)| json!({"values": openai::embedding(seed, t, d.unwrap_or(openai::EMBED_DIMENSIONS))}))
+        .collect();
+    let body = if batch {
+        json!({ "embeddings": vectors })
+    } else {
+        json!({ "embedding": vectors[0] })
+    };
+    json_response(StatusCode::OK, &body)
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {

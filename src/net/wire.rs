@@ -11,15 +11,41 @@ use crate::strategy::Outcome;
 /// Help link of quota errors.
 pub const RATE_LIMITS_URL: &str = "https://ai.google.dev/gemini-api/docs/rate-limits";
 
+pub mod media;
+pub mod openai;
+pub mod structured;
+
+use structured::Format;
+
+/// The bytes of a base64 field as protobuf's JSON mapping reads them: the standard or the
+/// URL-safe alphabet, padded or not.
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::engine::DecodePaddingMode;
+    use base64::{alphabet, Engine};
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(&alphabet::STANDARD, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&alphabet::URL_SAFE, config).decode(text))
+        .ok()
+}
+
 /// The token-counting rule: every character of every text part (and of the system
-/// instruction), divided by 4, rounded up; at least 1 for a non-empty request.
+/// instruction), divided by 4, rounded up; plus each `inline_data` part by Gemini's rules for
+/// images, audio, video and PDFs ([`media::tokens`]; `text/*` inline data counts as text).
 pub fn count_tokens(body: &Value) -> u64 {
     let mut chars = 0u64;
+    let mut media = 0u64;
     let mut visit = |v: &Value| {
-        if let Some(parts) = v.get("parts").and_then(Value::as_array) {
-            for p in parts {
-                if let Some(t) = p.get("text").and_then(Value::as_str) {
-                    chars += t.chars().count() as u64;
+        for p in v.get("parts").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(t) = p.get("text").and_then(Value::as_str) {
+                chars += t.chars().count() as u64;
+            }
+            if let Some((mime, data)) = inline_data(p) {
+                if mime.starts_with("text/") {
+                    chars += String::from_utf8_lossy(&data).chars().count() as u64;
+                } else {
+                    media += media::tokens(mime, &data);
                 }
             }
         }
@@ -30,32 +56,61 @@ pub fn count_tokens(body: &Value) -> u64 {
     if let Some(si) = body.get("systemInstruction").or_else(|| body.get("system_instruction")) {
         visit(si);
     }
-    chars.div_ceil(4)
+    chars.div_ceil(4) + media
+}
+
+/// The MIME type and decoded bytes of a part's `inlineData` (`inline_data`), if it has one.
+fn inline_data(part: &Value) -> Option<(&str, Vec<u8>)> {
+    let d = part.get("inlineData").or_else(|| part.get("inline_data"))?;
+    let mime = d.get("mimeType").or_else(|| d.get("mime_type"))?.as_str()?;
+    Some((mime, decode_base64(d.get("data")?.as_str()?)?))
+}
+
+/// All the text of a request's contents, in order (where a JSON template would be shown).
+fn prompt_text(body: &Value) -> String {
+    let mut out = String::new();
+    for c in body.get("contents").and_then(Value::as_array).into_iter().flatten() {
+        for p in c.get("parts").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(t) = p.get("text").and_then(Value::as_str) {
+                out.push_str(t);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// A parsed generateContent request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct GenerateRequest {
     /// Input tokens by [`count_tokens`].
     pub input_tokens: u64,
     /// `generationConfig.maxOutputTokens`, if given.
     pub max_output_tokens: Option<u64>,
+    /// What the answer's text is: words, or JSON (`responseMimeType` `application/json` with
+    /// `responseSchema` or `responseJsonSchema`, or a prompt showing a JSON template), or one
+    /// value of an enum (`text/x.enum`).
+    pub format: Format,
 }
+
+/// The response MIME types Gemini accepts.
+const MIME_TYPES: [&str; 5] = [
+    "text/plain",
+    "application/json",
+    "application/xml",
+    "application/yaml",
+    "text/x.enum",
+];
 
 /// Parses a generateContent (or countTokens) body, or says what is wrong with it, naming the
 /// field as Gemini does, for a 400 INVALID_ARGUMENT: the body is an object; `contents` is a
 /// non-empty list of objects whose `parts` are non-empty lists of objects; a part's `text` is a
-/// string; `systemInstruction` is such an object too; `generationConfig` is an object whose
-/// `maxOutputTokens` is a positive integer.
+/// string and its `inlineData` has a `mimeType` and base64 `data`; `systemInstruction` is such
+/// an object too; `generationConfig` is an object whose `maxOutputTokens` is a positive
+/// integer, `responseMimeType` one Gemini accepts and whose schema (`responseSchema` or
+/// `responseJsonSchema`, with a JSON or enum MIME type) can be met.
 pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON payload received. {e}"))?;
-    let invalid = |at: &str, what: &str, got: &Value| {
-        let mut shown = got.to_string();
-        if shown.len() > 60 {
-            shown = format!("{}…", shown.chars().take(60).collect::<String>());
-        }
-        format!("Invalid JSON payload received. Invalid value at '{at}' ({what}), {shown}")
-    };
     if !v.is_object() {
         return Err(invalid("", "GenerateContentRequest", &v));
     }
@@ -74,11 +129,11 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
         }
     };
     for (i, c) in contents.iter().enumerate() {
-        check_content(c, &format!("contents[{i}]"), &invalid)?;
+        check_content(c, &format!("contents[{i}]"))?;
     }
     if let Some(si) = v.get("systemInstruction").or_else(|| v.get("system_instruction")) {
         if !si.is_null() {
-            check_content(si, "system_instruction", &invalid)?;
+            check_content(si, "system_instruction")?;
         }
     }
     let config = match v.get("generationConfig").or_else(|| v.get("generation_config")) {
@@ -92,22 +147,156 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
             ))
         }
     };
-    let max_output_tokens = match config.and_then(|c| c.get("maxOutputTokens").or_else(|| c.get("max_output_tokens"))) {
-        None | Some(Value::Null) => None,
+    let field = |camel: &str, snake: &str| {
+        config
+            .and_then(|c| c.get(camel).or_else(|| c.get(snake)))
+            .filter(|x| !x.is_null())
+    };
+    let max_output_tokens = match field("maxOutputTokens", "max_output_tokens") {
+        None => None,
         Some(m) => Some(
             m.as_u64()
                 .filter(|&n| n > 0)
                 .ok_or("Invalid value at 'generation_config.max_output_tokens': expected a positive integer")?,
         ),
     };
+    let mime = match field("responseMimeType", "response_mime_type") {
+        None => "text/plain",
+        Some(Value::String(m)) if MIME_TYPES.contains(&m.as_str()) => m.as_str(),
+        Some(other) => {
+            return Err(format!(
+                "* GenerateContentRequest.generation_config.response_mime_type: allowed mimetypes are {}; got {other}.",
+                MIME_TYPES.map(|m| format!("`{m}`")).join(", ")
+            ))
+        }
+    };
+    let schema =
+        match (
+            field("responseSchema", "response_schema"),
+            field("responseJsonSchema", "response_json_schema"),
+        ) {
+            (Some(_), Some(_)) => return Err(
+                "* GenerateContentRequest.generation_config: set response_schema or response_json_schema, not both."
+                    .into(),
+            ),
+            (a, b) => a.or(b).cloned(),
+        };
+    let format = match (mime, schema) {
+        ("application/json", s) => Format::Json(s),
+        ("text/x.enum", Some(s)) => Format::Enum(
+            s.get("enum")
+                .and_then(Value::as_array)
+                .map(|e| e.iter().filter_map(Value::as_str).map(String::from).collect())
+                .unwrap_or_default(),
+        ),
+        (m, Some(_)) => {
+            return Err(format!(
+                "* GenerateContentRequest.generation_config.response_schema: a response schema needs response_mime_type `application/json` or `text/x.enum`, not `{m}`."
+            ))
+        }
+        ("text/x.enum", None) => Format::Enum(Vec::new()),
+        (_, None) => structured::template_schema(&prompt_text(&v)).map_or(Format::Text, |s| Format::Json(Some(s))),
+    };
+    check_format(&format, "generation_config.response_schema")?;
     Ok(GenerateRequest {
         input_tokens: count_tokens(&v),
         max_output_tokens,
+        format,
     })
 }
 
-/// Checks one Content object at `at` (its `parts`, and their `text`).
-fn check_content(c: &Value, at: &str, invalid: &dyn Fn(&str, &str, &Value) -> String) -> Result<(), String> {
+/// A parsed embedContent or batchEmbedContents request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedRequest {
+    /// The text of each content to embed.
+    pub texts: Vec<String>,
+    /// Each one's `outputDimensionality`, if given.
+    pub dimensions: Vec<Option<usize>>,
+}
+
+/// Parses an embedContent body (`{content, outputDimensionality?, taskType?, title?}`) or, with
+/// `batch`, a batchEmbedContents body (`{requests: [...]}`, at most 100, each naming
+/// `models/<model>` when it names one); `Err` is the message of a 400.
+pub fn parse_embed(body: &[u8], model: &str, batch: bool) -> Result<EmbedRequest, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("Invalid JSON payload received. {e}"))?;
+    let one = |r: &Value, at: &str| -> Result<(String, Option<usize>), String> {
+        if !r.is_object() {
+            return Err(invalid(
+                at,
+                "type.googleapis.com/google.ai.generativelanguage.v1beta.EmbedContentRequest",
+                r,
+            ));
+        }
+        if let Some(m) = r.get("model").and_then(Value::as_str) {
+            if openai::model_name(m) != model {
+                return Err(format!(
+                    "* {at}.model: the model {m:?} differs from the model of the call, models/{model}."
+                ));
+            }
+        }
+        let content = r
+            .get("content")
+            .filter(|c| !c.is_null())
+            .ok_or(format!("* {at}.content: content is not specified"))?;
+        check_content(content, &format!("{at}.content"))?;
+        let text: String = content["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect();
+        let dims = openai::dimensions(
+            r.get("outputDimensionality").or_else(|| r.get("output_dimensionality")),
+            &format!("{at}.output_dimensionality"),
+        )?;
+        Ok((text, dims))
+    };
+    let pairs = if batch {
+        let requests = match v.get("requests") {
+            Some(Value::Array(r)) if !r.is_empty() => r,
+            _ => return Err("* BatchEmbedContentsRequest.requests: requests is not specified".into()),
+        };
+        if requests.len() > openai::MAX_EMBED_INPUTS {
+            return Err(format!(
+                "* BatchEmbedContentsRequest.requests: at most {} requests can be in one batch, got {}.",
+                openai::MAX_EMBED_INPUTS,
+                requests.len()
+            ));
+        }
+        requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| one(r, &format!("requests[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![one(&v, "EmbedContentRequest")?]
+    };
+    let (texts, dimensions) = pairs.into_iter().unzip();
+    Ok(EmbedRequest { texts, dimensions })
+}
+
+/// Checks that a format's schema can be met (a 400 naming `at` otherwise).
+pub fn check_format(format: &Format, at: &str) -> Result<(), String> {
+    match format {
+        Format::Json(Some(s)) => structured::check(s).map_err(|m| format!("* GenerateContentRequest.{at}: {m}")),
+        Format::Enum(values) if values.is_empty() => Err(format!(
+            "* GenerateContentRequest.{at}: response_mime_type `text/x.enum` needs a schema with string enum values."
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A 400 message for a value of the wrong type at `at`, as Google words it.
+fn invalid(at: &str, what: &str, got: &Value) -> String {
+    let mut shown = got.to_string();
+    if shown.len() > 60 {
+        shown = format!("{}…", shown.chars().take(60).collect::<String>());
+    }
+    format!("Invalid JSON payload received. Invalid value at '{at}' ({what}), {shown}")
+}
+
+/// Checks one Content object at `at` (its `parts`, their `text` and `inlineData`).
+fn check_content(c: &Value, at: &str) -> Result<(), String> {
     let Some(obj) = c.as_object() else {
         return Err(invalid(
             at,
@@ -146,6 +335,38 @@ fn check_content(c: &Value, at: &str, invalid: &dyn Fn(&str, &str, &Value) -> St
         if let Some(t) = part.get("text") {
             if !t.is_string() {
                 return Err(invalid(&format!("{at}.parts[{j}].text"), "TYPE_STRING", t));
+            }
+        }
+        if let Some(d) = part.get("inlineData").or_else(|| part.get("inline_data")) {
+            let here = format!("{at}.parts[{j}].inline_data");
+            if !d.is_object() {
+                return Err(invalid(
+                    &here,
+                    "type.googleapis.com/google.ai.generativelanguage.v1beta.Blob",
+                    d,
+                ));
+            }
+            match d.get("mimeType").or_else(|| d.get("mime_type")) {
+                Some(Value::String(_)) => {}
+                None | Some(Value::Null) => {
+                    return Err(format!(
+                        "* GenerateContentRequest.{here}.mime_type: mime_type is not specified"
+                    ))
+                }
+                Some(other) => return Err(invalid(&format!("{here}.mime_type"), "TYPE_STRING", other)),
+            }
+            match d.get("data") {
+                Some(Value::String(b)) if decode_base64(b).is_some() => {}
+                Some(Value::String(b)) => {
+                    let shown: String = b.chars().take(20).collect();
+                    return Err(format!(
+                        "Invalid value at '{here}.data' (TYPE_BYTES), Base64 decoding failed for \"{shown}\""
+                    ));
+                }
+                None | Some(Value::Null) => {
+                    return Err(format!("* GenerateContentRequest.{here}.data: data is not specified"))
+                }
+                Some(other) => return Err(invalid(&format!("{here}.data"), "TYPE_BYTES", other)),
             }
         }
     }
@@ -215,7 +436,7 @@ pub fn model_entry(name: &str) -> Value {
         "description": format!("{name} (flux-sim mock)"),
         "inputTokenLimit": 1_048_576,
         "outputTokenLimit": 65_536,
-        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens", "embedContent", "batchEmbedContents"],
     })
 }
 
@@ -578,7 +799,8 @@ mod tests {
             ok,
             GenerateRequest {
                 input_tokens: 2,
-                max_output_tokens: Some(7)
+                max_output_tokens: Some(7),
+                format: Format::Text,
             }
         );
     }
@@ -763,7 +985,8 @@ mod tests {
             parse_generate(generate_body(7, 3).as_bytes()).unwrap(),
             GenerateRequest {
                 input_tokens: 7,
-                max_output_tokens: Some(3)
+                max_output_tokens: Some(3),
+                format: Format::Text,
             }
         );
         assert_eq!(

@@ -80,6 +80,46 @@ pub struct Scenario {
     pub strategies: Vec<StrategySpec>,
     /// How many copies of each strategy run on the keys, and what they share.
     pub fleet: FleetSpec,
+    /// How `serve` words what the quota model leaves open on the wire.
+    pub wire: WireSettings,
+}
+
+/// What `serve` decides on the wire where Google's behaviour is not documented
+/// (`server.openai_errors`, `server.embed_batch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireSettings {
+    /// The body shape of errors on the OpenAI-compatible endpoint.
+    pub openai_errors: OpenAiErrors,
+    /// How a batch of embeddings counts against RPM and RPD.
+    pub embed_batch: EmbedBatch,
+}
+
+/// The body of an error on the OpenAI-compatible endpoint (`/v1beta/openai/`). Google's
+/// envelope either way; the OpenAI SDK picks its exception by the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpenAiErrors {
+    /// `[{"error": {code, message, status, details}}]`: a one-element array holding Google's
+    /// envelope with its details (RetryInfo's `retryDelay` included), as reported in 2026.
+    #[default]
+    Array,
+    /// `[{"error": {code, message, status}}]`: the array with a bare message and no details,
+    /// as reported in 2025: a client finds no retry delay to read.
+    BareArray,
+    /// `{"error": {…}}`: the envelope alone, as the native endpoint sends it.
+    Object,
+}
+
+/// How `batchEmbedContents` (and an OpenAI embeddings call with several inputs) counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbedBatch {
+    /// Each text is one request (and its own tokens), admitted in order; the first refused
+    /// answers the call, those admitted before it stay counted.
+    #[default]
+    Each,
+    /// The call is one request with the texts' tokens summed.
+    One,
 }
 
 impl Scenario {

@@ -79,6 +79,8 @@ pub const FIELDS: &[Field] = &[
     f("server", "latency", "table", "ttft 800ms, 150 tokens/s, jitter 0.2", "See `server.latency`.", ""),
     f("server", "quirks", "table", "all off", "See `server.quirks`.", ""),
     f("server", "spend_window", "duration", "\"10m\"", "The rolling window an account's `spend_cap` limits (Google: 10 minutes).", "\"10m\""),
+    f("server", "openai_errors", "\"array\" | \"bare_array\" | \"object\"", "\"array\"", "The body of an error on serve's OpenAI-compatible endpoint: Google's envelope with its details in a one-element array (2026 reports), the array with a bare message and no details (2025 reports: no retry delay to read), or the envelope alone. Google has not documented it.", "\"bare_array\""),
+    f("server", "embed_batch", "\"each\" | \"one\"", "\"each\"", "How a call with several texts to embed (`batchEmbedContents`, OpenAI embeddings) counts: each text one request with its tokens, or the call one request. Google has not documented it.", "\"one\""),
     f("server", "spend_delay", "duration", "\"0s\"", "How late spend reaches the cap's check (Google warns billing data can lag about 10 minutes): meanwhile the cap can be overrun.", "\"10m\""),
     f("server.latency", "ttft", "duration", "\"800ms\"", "Time to the first token.", "\"1.2s\""),
     f("server.latency", "tokens_per_second", "number > 0", "150", "Output tokens generated per second.", "90"),

@@ -71,6 +71,10 @@ pub(super) struct RawServer {
     pub(super) spend_window: String,
     #[serde(default = "default_spend_delay")]
     pub(super) spend_delay: String,
+    #[serde(default)]
+    pub(super) openai_errors: super::OpenAiErrors,
+    #[serde(default)]
+    pub(super) embed_batch: super::EmbedBatch,
 }
 
 fn default_spend_window() -> String {
@@ -104,6 +108,8 @@ impl Default for RawServer {
             quirks: RawQuirks::default(),
             spend_window: default_spend_window(),
             spend_delay: default_spend_delay(),
+            openai_errors: Default::default(),
+            embed_batch: Default::default(),
         }
     }
 }

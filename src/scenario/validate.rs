@@ -260,6 +260,10 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
         workload: workload.clone(),
         strategies: Vec::new(),
         fleet: fleet(&cx, &raw.fleet)?,
+        wire: super::WireSettings {
+            openai_errors: raw.server.openai_errors,
+            embed_batch: raw.server.embed_batch,
+        },
     };
     if raw.strategies.is_empty() {
         for k in ["round_robin", "fixed_interval", "exact_cooldown"] {

@@ -1,0 +1,233 @@
+//! serve's OpenAI-compatible endpoint, as Gemini offers it under `/v1beta/openai/`: chat
+//! completions (plain, streamed as SSE ending in `data: [DONE]`, JSON by `response_format`),
+//! the models list and embeddings, on the same ledger as the native endpoint. The key comes
+//! as `Authorization: Bearer <key>` (or as the native endpoint takes it); errors are Google's
+//! envelopes in the shape `server.openai_errors` names.
+
+use super::*;
+
+/// The routes under `/{version}/openai/`.
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/{version}/openai/chat/completions", axum::routing::post(chat))
+        .route("/{version}/openai/embeddings", axum::routing::post(embeddings))
+        .route("/{version}/openai/models", get(models))
+        .route("/{version}/openai/models/{*id}", get(model))
+}
+
+/// An error in the endpoint's shape, with its code as the HTTP status.
+fn fail(s: &Shared, envelope: Value) -> Response {
+    let code = envelope["error"]["code"].as_u64().unwrap_or(500) as u16;
+    json_response(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &openai::error_body(envelope, s.scenario.wire.openai_errors),
+    )
+}
+
+/// The version and key of a request: the bearer token, else `x-goog-api-key` or `?key=`. A
+/// missing or unknown key is a 401 here (the OpenAI SDK's `AuthenticationError`).
+fn gate_bearer(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<String, String>) -> Result<usize, Value> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let given = match bearer {
+        Some(k) => {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = k.parse() {
+                h.insert("x-goog-api-key", v);
+            }
+            gate(s, version, &h, q)
+        }
+        None => gate(s, version, headers, q),
+    };
+    given.map_err(|e| match e["error"]["code"].as_u64() {
+        Some(400 | 403) => openai::unauthenticated(),
+        _ => e,
+    })
+}
+
+/// Path, query and key of a request, or the error to answer.
+fn checked(
+    s: &Shared,
+    version: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<usize, Value> {
+    let (version, q) = match (path_of(version), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    gate_bearer(s, &version, headers, &q)
+}
+
+/// The body, read as the native endpoint reads it (bounded in size, time and number at once).
+async fn body_of(s: &Shared, req: Request) -> Result<Bytes, Value> {
+    let _slot = s.bodies.acquire().await.expect("the semaphore is never closed");
+    match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(wire::invalid_argument(&format!(
+            "Request payload size exceeds the limit: {MAX_BODY} bytes."
+        ))),
+        Err(_) => Err(
+            json!({"error": {"code": 408, "message": format!("The request body did not arrive within {} s.", READ_TIMEOUT.as_secs()), "status": "DEADLINE_EXCEEDED"}}),
+        ),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn unknown(name: &str) -> Value {
+    wire::unknown_model(name, "v1beta", "generateContent")
+}
+
+async fn models(
+    State(s): State<Arc<Shared>>,
+    version: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Response {
+    if let Err(e) = checked(&s, version, &headers, q) {
+        return fail(&s, e);
+    }
+    let names: Vec<&str> = s.scenario.models.iter().map(|m| m.name.as_str()).collect();
+    json_response(StatusCode::OK, &openai::models_list(&names))
+}
+
+async fn model(
+    State(s): State<Arc<Shared>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Response {
+    let (version, id) = match path_of(path) {
+        Ok(p) => p,
+        Err(e) => return fail(&s, e),
+    };
+    if let Err(e) = checked(&s, Ok(Path(version)), &headers, q) {
+        return fail(&s, e);
+    }
+    let name = openai::model_name(&id);
+    match s.scenario.model_index(name) {
+        Some(_) => json_response(StatusCode::OK, &openai::model_object(name)),
+        None => fail(&s, unknown(name)),
+    }
+}
+
+async fn chat(
+    State(s): State<Arc<Shared>>,
+    version: Result<Path<String>, PathRejection>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+    req: Request,
+) -> Response {
+    let key = match checked(&s, version, req.headers(), q) {
+        Ok(k) => k,
+        Err(e) => return fail(&s, e),
+    };
+    let body = match body_of(&s, req).await {
+        Ok(b) => b,
+        Err(e) => return fail(&s, e),
+    };
+    let req = match openai::parse_chat(&body) {
+        Ok(r) => r,
+        Err(m) => return fail(&s, wire::invalid_argument(&m)),
+    };
+    let Some(model) = s.scenario.model_index(&req.model) else {
+        return fail(&s, unknown(&req.model));
+    };
+    let id = s.next_id.fetch_add(1, Ordering::Relaxed);
+    let (output, finish) = draw_output(&s, id, req.max_tokens);
+    let text = match structured::text(
+        &req.format,
+        output,
+        &mut rng(s.scenario.seed, Stream::Workload, id, 0x7e47),
+    ) {
+        Ok(t) => t,
+        Err(m) => return fail(&s, wire::invalid_argument(&m)),
+    };
+    let latency = match admit(&s, key, model, id, &[(req.input_tokens, output)]) {
+        Ok(l) => l,
+        Err(e) => return fail(&s, e),
+    };
+    let (model_name, response_id, created) = (req.model.clone(), format!("chatcmpl-flux-{id:016x}"), unix_now());
+    if !req.stream {
+        wait(latency).await;
+        return json_response(
+            StatusCode::OK,
+            &openai::completion(
+                &text,
+                req.input_tokens,
+                output,
+                finish,
+                &model_name,
+                &response_id,
+                created,
+            ),
+        );
+    }
+    let (n, first, step) = schedule(&s, model, latency, output);
+    let (prompt, usage) = (req.input_tokens, req.include_usage);
+    let frame = move |i: u64| {
+        let last = i + 1 == n;
+        let chunk = openai::chunk(
+            &piece(&text, i, n),
+            i == 0,
+            last.then_some(finish),
+            (last && usage).then_some((prompt, output)),
+            &model_name,
+            &response_id,
+            created,
+        );
+        format!("data: {chunk}\n\n")
+    };
+    timed_stream(
+        n,
+        first,
+        step,
+        frame,
+        Some("data: [DONE]\n\n".into()),
+        "text/event-stream",
+    )
+}
+
+async fn embeddings(
+    State(s): State<Arc<Shared>>,
+    version: Result<Path<String>, PathRejection>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+    req: Request,
+) -> Response {
+    let key = match checked(&s, version, req.headers(), q) {
+        Ok(k) => k,
+        Err(e) => return fail(&s, e),
+    };
+    let body = match body_of(&s, req).await {
+        Ok(b) => b,
+        Err(e) => return fail(&s, e),
+    };
+    let req = match openai::parse_embeddings(&body) {
+        Ok(r) => r,
+        Err(m) => return fail(&s, wire::invalid_argument(&m)),
+    };
+    let Some(model) = s.scenario.model_index(&req.model) else {
+        return fail(&s, unknown(&req.model));
+    };
+    if let Err(e) = embed(&s, key, model, &req.inputs).await {
+        return fail(&s, e);
+    }
+    let dims = req.dimensions.unwrap_or(openai::EMBED_DIMENSIONS);
+    let vectors: Vec<Vec<f32>> = req
+        .inputs
+        .iter()
+        .map(|t| openai::embedding(s.scenario.seed, t, dims))
+        .collect();
+    let tokens = req.inputs.iter().map(|t| (t.chars().count() as u64).div_ceil(4)).sum();
+    json_response(
+        StatusCode::OK,
+        &openai::embeddings_response(&vectors, &req.model, tokens, req.base64),
+    )
+}
