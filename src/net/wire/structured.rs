@@ -77,7 +77,7 @@ pub fn generate(schema: &Value, target: usize, r: &mut impl RngCore) -> Result<V
     let grown = run(STEP)?.to_string().len();
     // Characters gained per character of padding (one per free string).
     let per = (grown - base) as f64 / STEP as f64;
-    if per < 0.5 {
+    if per <= 0.0 {
         return Ok(bare);
     }
     run(((target - base) as f64 / per) as usize)
@@ -375,7 +375,7 @@ fn short(v: &Value) -> String {
 /// The schema of the JSON template a prompt shows when it asks for JSON (the word "JSON" and a
 /// `{…}` block whose placeholders are `<integer>`, `<number>`, `<boolean>`, `<string>` or a
 /// quoted `"<anything>"`), as gemini-flux's policy request does: every key required, literal
-/// values kept. `None` when the prompt does not ask, or its braces hold no such template.
+/// values kept, strings at most 24 characters. `None` when the prompt does not ask, or its braces hold no such template.
 pub fn template_schema(prompt: &str) -> Option<Value> {
     if !prompt.to_ascii_lowercase().contains("json") {
         return None;
@@ -426,6 +426,8 @@ pub fn template_schema(prompt: &str) -> Option<Value> {
 
 fn schema_of(v: &Value) -> Value {
     match v {
+        // A template's strings are short values, as a model filling it in writes them.
+        Value::String(s) if s == "\u{1}string\u{1}" => json!({"type": "string", "maxLength": 24}),
         Value::String(s) if s.starts_with('\u{1}') && s.ends_with('\u{1}') => json!({"type": s.trim_matches('\u{1}')}),
         Value::Object(m) => json!({
             "type": "object",
