@@ -184,6 +184,64 @@ proptest! {
     }
 }
 
+/// JSON Schema-like values: objects whose keys are schema keywords, with hostile values.
+fn any_schema() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::{json, Value};
+    let keyword = prop_oneof![
+        Just("type"),
+        Just("properties"),
+        Just("required"),
+        Just("items"),
+        Just("enum"),
+        Just("minItems"),
+        Just("maxItems"),
+        Just("minimum"),
+        Just("maximum"),
+        Just("exclusiveMinimum"),
+        Just("minLength"),
+        Just("maxLength"),
+        Just("anyOf"),
+        Just("allOf"),
+        Just("$ref"),
+        Just("$defs"),
+        Just("format"),
+        Just("nullable"),
+        Just("const"),
+        Just("prefixItems"),
+    ];
+    let leaf = prop_oneof![
+        prop_oneof![
+            Just("object"),
+            Just("array"),
+            Just("string"),
+            Just("integer"),
+            Just("number"),
+            Just("NULL"),
+            Just("#/$defs/a"),
+            Just("date-time")
+        ]
+        .prop_map(|s| json!(s)),
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(-1i64),
+            Just(0),
+            Just(3),
+            Just(1_000_000_000)
+        ]
+        .prop_map(|n| json!(n)),
+        prop_oneof![Just(f64::MAX), Just(-f64::MAX), Just(0.5)].prop_map(|f| json!(f)),
+        any_json(),
+    ];
+    leaf.prop_recursive(4, 32, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec((keyword.clone(), inner.clone()), 0..5)
+                .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            prop::collection::vec(inner, 0..4).prop_map(Value::Array),
+        ]
+    })
+}
+
 fn any_json() -> impl Strategy<Value = serde_json::Value> {
     use serde_json::Value;
     let leaf = prop_oneof![
@@ -264,6 +322,11 @@ proptest! {
             Just("/v1beta/models/gemini-2.5-flash:streamGenerateContent".to_string()),
             Just("/v1beta/models/gemini-2.5-flash:countTokens".to_string()),
             Just("/v1beta/models".to_string()),
+            Just("/v1beta/models/gemini-2.5-flash:embedContent".to_string()),
+            Just("/v1beta/models/gemini-2.5-flash:batchEmbedContents".to_string()),
+            Just("/v1beta/openai/chat/completions".to_string()),
+            Just("/v1beta/openai/embeddings".to_string()),
+            "/v1beta/openai/[a-z0-9/%.-]{0,20}",
             "/v1beta/models/[a-z0-9%:.-]{0,20}",
             "/[a-z0-9/%]{0,20}",
         ],
@@ -271,6 +334,15 @@ proptest! {
         body in prop_oneof![
             any_json().prop_map(|v| v.to_string().into_bytes()),
             any_json().prop_map(|v| serde_json::json!({"contents": [{"parts": [v]}]}).to_string().into_bytes()),
+            // Any schema through the structured-output generator, on both endpoints.
+            any_schema().prop_map(|v| serde_json::json!({"contents": [{"parts": [{"text": "x"}]}],
+                "generationConfig": {"responseMimeType": "application/json", "responseJsonSchema": v}}).to_string().into_bytes()),
+            any_json().prop_map(|v| serde_json::json!({"contents": [{"parts": [{"text": "x"}]}],
+                "generationConfig": {"responseMimeType": "application/json", "responseSchema": v}}).to_string().into_bytes()),
+            (any_json(), any_json()).prop_map(|(c, v)| serde_json::json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": c}],
+                "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": v}}}).to_string().into_bytes()),
+            any_json().prop_map(|v| serde_json::json!({"model": "gemini-2.5-flash", "input": v}).to_string().into_bytes()),
+            any_json().prop_map(|v| serde_json::json!({"requests": [v], "content": v}).to_string().into_bytes()),
             prop::collection::vec(any::<u8>(), 0..100),
         ],
     ) {
@@ -297,9 +369,11 @@ proptest! {
         if status == 0 {
             return Ok(()); // the URI itself was not valid HTTP: nothing reached serve
         }
-        prop_assert!([200, 400, 403, 404, 405, 408, 429, 503].contains(&status), "status {status}");
+        prop_assert!([200, 400, 401, 403, 404, 405, 408, 429, 503].contains(&status), "status {status}");
         if status != 200 {
             let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| TestCaseError::fail(format!("{status}: not JSON: {e}")))?;
+            // The OpenAI-compatible endpoint wraps the envelope in an array (server.openai_errors).
+            let v = if path.starts_with("/v1beta/openai/") && v.is_array() { v[0].clone() } else { v };
             prop_assert_eq!(v["error"]["code"].as_u64(), Some(status as u64));
             prop_assert!(v["error"]["message"].is_string() && v["error"]["status"].is_string());
             prop_assert!(ctype.starts_with("application/json"), "{ctype}");

@@ -188,17 +188,18 @@ impl Gen<'_> {
             "string" => self.string(o),
             "integer" => {
                 let (lo, hi) = self.range(o, true)?;
-                let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
+                let (lo, hi) = (lo.ceil() as i128, hi.floor() as i128);
                 if lo > hi {
                     return Err("A response schema's integer range is empty.".into());
                 }
-                let span = (hi - lo) as u64 + 1;
-                Ok(json!(lo + (self.r.next_u64() % span) as i64))
+                let span = (hi - lo + 1).min(u64::MAX as i128) as u64;
+                Ok(json!((lo + (self.r.next_u64() % span) as i128) as i64))
             }
             "number" => {
                 let (lo, hi) = self.range(o, false)?;
                 let u = (self.r.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-                let x = ((lo + u * (hi - lo)) * 100.0).round() / 100.0;
+                let x = lo * (1.0 - u) + hi * u;
+                let x = if x.abs() < 1e15 { (x * 100.0).round() / 100.0 } else { x };
                 Ok(json!(x.clamp(lo, hi)))
             }
             "boolean" => Ok(json!(self.r.next_u64() & 1 == 1)),
