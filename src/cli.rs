@@ -248,6 +248,9 @@ pub struct SweepArgs {
     /// Run only this strategy (a name from the scenario, or a built-in kind); repeatable.
     #[arg(long = "strategy", value_name = "NAME")]
     pub strategies: Vec<String>,
+    /// Run the grid points on N threads (default: every core); results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
 }
 
 /// The seed and output flags `run` and `drive` share.
@@ -590,7 +593,8 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
         total,
         "{bar:40} {pos}/{len} grid points, {elapsed} elapsed, about {eta} left",
     );
-    let points = sweep.run(&|| bar.inc(1));
+    let threads = a.threads.map_or_else(crate::sim::run::default_threads, |n| n as usize);
+    let points = sweep.run(threads, &|| bar.inc(1));
     bar.finish_and_clear();
     let answer = crate::report::sweep::answer(&sweep, &points);
     crate::report::sweep::write_sweep(&sweep, &a.out, &points, &answer)?;

@@ -147,3 +147,21 @@ fn bad_paths_and_values_are_clear_errors() {
         .stderr(predicate::str::contains("PATH=VALUES"));
     assert!(!out.exists(), "nothing written on a bad sweep");
 }
+
+#[test]
+fn the_thread_count_changes_nothing_in_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = |threads: &str| {
+        let out = dir.path().join(format!("t{threads}"));
+        sweep(
+            &["--set", "topology.accounts[0].projects=2..7", "--threads", threads],
+            &out,
+        )
+        .success();
+        std::fs::read(out.join("sweep.csv")).unwrap()
+    };
+    assert_eq!(csv("1"), csv("2"));
+    sweep(&["--set", "seed=1,2", "--threads", "0"], &dir.path().join("z"))
+        .failure()
+        .stderr(predicate::str::contains("--threads"));
+}

@@ -93,8 +93,17 @@ impl Sweep {
         Ok(Sweep { grid, closed, only })
     }
 
-    /// Runs every grid point (in parallel), calling `tick` after each.
-    pub fn run(&self, tick: &(dyn Fn() + Sync)) -> Vec<Point> {
+    /// Runs every grid point in parallel on `threads` threads (the results do not depend on
+    /// it), calling `tick` after each.
+    pub fn run(&self, threads: usize, tick: &(dyn Fn() + Sync)) -> Vec<Point> {
+        match rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build() {
+            Ok(pool) => pool.install(|| self.run_here(tick)),
+            // No threads to be had: the calling thread's pool does it.
+            Err(_) => self.run_here(tick),
+        }
+    }
+
+    fn run_here(&self, tick: &(dyn Fn() + Sync)) -> Vec<Point> {
         (0..self.grid.len())
             .into_par_iter()
             .map(|i| {
