@@ -334,22 +334,9 @@ async fn call_model(
     ) {
         return error(wire::unknown_model(model_name, &version, method));
     }
-    let body = {
-        // At most MAX_BODIES bodies in memory at once, each read within READ_TIMEOUT.
-        let _slot = s.bodies.acquire().await.expect("the semaphore is never closed");
-        match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(_)) => {
-                return error(wire::invalid_argument(&format!(
-                    "Request payload size exceeds the limit: {MAX_BODY} bytes."
-                )))
-            }
-            Err(_) => {
-                return error(
-                    json!({"error": {"code": 408, "message": format!("The request body did not arrive within {} s.", READ_TIMEOUT.as_secs()), "status": "DEADLINE_EXCEEDED"}}),
-                )
-            }
-        }
+    let body = match read_body(&s, req).await {
+        Ok(b) => b,
+        Err(e) => return error(e),
     };
     match method {
         "embedContent" => embed_native(&s, key, model, &body, false).await,
@@ -363,6 +350,21 @@ async fn call_model(
             generate(&s, key, model, &body, Some(q.get("alt").is_some_and(|a| a == "sse"))).await
         }
         other => error(wire::unknown_model(model_name, &version, other)),
+    }
+}
+
+/// A request's body: at most [`MAX_BODIES`] in memory at once, each at most [`MAX_BODY`]
+/// bytes and read within [`READ_TIMEOUT`]; `Err` is the error envelope to answer.
+async fn read_body(s: &Shared, req: Request) -> Result<Bytes, Value> {
+    let _slot = s.bodies.acquire().await.expect("the semaphore is never closed");
+    match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(_)) => Err(wire::invalid_argument(&format!(
+            "Request payload size exceeds the limit: {MAX_BODY} bytes."
+        ))),
+        Err(_) => Err(
+            json!({"error": {"code": 408, "message": format!("The request body did not arrive within {} s.", READ_TIMEOUT.as_secs()), "status": "DEADLINE_EXCEEDED"}}),
+        ),
     }
 }
 

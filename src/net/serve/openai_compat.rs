@@ -62,18 +62,22 @@ fn checked(
     gate_bearer(s, &version, headers, &q)
 }
 
-/// The body, read as the native endpoint reads it (bounded in size, time and number at once).
-async fn body_of(s: &Shared, req: Request) -> Result<Bytes, Value> {
-    let _slot = s.bodies.acquire().await.expect("the semaphore is never closed");
-    match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(wire::invalid_argument(&format!(
-            "Request payload size exceeds the limit: {MAX_BODY} bytes."
-        ))),
-        Err(_) => Err(
-            json!({"error": {"code": 408, "message": format!("The request body did not arrive within {} s.", READ_TIMEOUT.as_secs()), "status": "DEADLINE_EXCEEDED"}}),
-        ),
-    }
+/// Key, model and parsed body of a POST (`parse` reads the body, `model` names its model),
+/// or the error to answer.
+async fn accept<T>(
+    s: &Shared,
+    version: Result<Path<String>, PathRejection>,
+    q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+    req: Request,
+    parse: fn(&[u8]) -> Result<T, String>,
+    model: fn(&T) -> &str,
+) -> Result<(usize, usize, T), Response> {
+    let key = checked(s, version, req.headers(), q).map_err(|e| fail(s, e))?;
+    let body = read_body(s, req).await.map_err(|e| fail(s, e))?;
+    let parsed = parse(&body).map_err(|m| fail(s, wire::invalid_argument(&m)))?;
+    let name = model(&parsed);
+    let m = s.scenario.model_index(name).ok_or_else(|| fail(s, unknown(name)))?;
+    Ok((key, m, parsed))
 }
 
 fn unix_now() -> u64 {
@@ -125,20 +129,9 @@ async fn chat(
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     req: Request,
 ) -> Response {
-    let key = match checked(&s, version, req.headers(), q) {
-        Ok(k) => k,
-        Err(e) => return fail(&s, e),
-    };
-    let body = match body_of(&s, req).await {
-        Ok(b) => b,
-        Err(e) => return fail(&s, e),
-    };
-    let req = match openai::parse_chat(&body) {
-        Ok(r) => r,
-        Err(m) => return fail(&s, wire::invalid_argument(&m)),
-    };
-    let Some(model) = s.scenario.model_index(&req.model) else {
-        return fail(&s, unknown(&req.model));
+    let (key, model, req) = match accept(&s, version, q, req, openai::parse_chat, |r| &r.model).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let (output, finish) = draw_output(&s, id, req.max_tokens);
@@ -201,20 +194,9 @@ async fn embeddings(
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     req: Request,
 ) -> Response {
-    let key = match checked(&s, version, req.headers(), q) {
-        Ok(k) => k,
-        Err(e) => return fail(&s, e),
-    };
-    let body = match body_of(&s, req).await {
-        Ok(b) => b,
-        Err(e) => return fail(&s, e),
-    };
-    let req = match openai::parse_embeddings(&body) {
-        Ok(r) => r,
-        Err(m) => return fail(&s, wire::invalid_argument(&m)),
-    };
-    let Some(model) = s.scenario.model_index(&req.model) else {
-        return fail(&s, unknown(&req.model));
+    let (key, model, req) = match accept(&s, version, q, req, openai::parse_embeddings, |r| &r.model).await {
+        Ok(a) => a,
+        Err(answer) => return answer,
     };
     if let Err(e) = embed(&s, key, model, &req.inputs).await {
         return fail(&s, e);
