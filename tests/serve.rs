@@ -469,28 +469,36 @@ async fn reset_starts_fresh_for_loopback_clients_only() {
 async fn a_stream_starts_at_the_time_to_first_token() {
     let text = SCENARIO.replace("ttft = \"2ms\"", "ttft = \"400ms\"");
     let s = Scenario::parse(&text, Path::new("serve-test.toml")).unwrap();
-    let key = s.topology.keys[0].value.clone();
+    let key = s.topology.keys[1].value.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(flux_sim::net::serve::serve(listener, s, 1, std::future::pending()));
-    let t = std::time::Instant::now();
-    let mut resp = reqwest::Client::new()
-        .post(format!(
-            "http://{addr}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={key}"
-        ))
-        .json(&body("x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let first = resp.chunk().await.unwrap().expect("a first chunk");
-    assert!(String::from_utf8_lossy(&first).starts_with("data: "));
-    let waited = t.elapsed();
-    assert!(
-        waited >= Duration::from_millis(390),
-        "first chunk after {waited:?}, before the 400 ms ttft"
-    );
-    while resp.chunk().await.unwrap().is_some() {}
+    let client = reqwest::Client::new();
+    // Both endpoints: Gemini's SSE and the OpenAI-compatible one.
+    let mut openai = chat("x");
+    openai["stream"] = json!(true);
+    for (url, b) in [
+        (
+            format!("http://{addr}/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse&key={key}"),
+            body("x"),
+        ),
+        (
+            format!("http://{addr}/v1beta/openai/chat/completions?key={key}"),
+            openai,
+        ),
+    ] {
+        let t = std::time::Instant::now();
+        let mut resp = client.post(&url).json(&b).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        let first = resp.chunk().await.unwrap().expect("a first chunk");
+        assert!(String::from_utf8_lossy(&first).starts_with("data: "));
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(390),
+            "{url}: first chunk after {waited:?}, before the 400 ms ttft"
+        );
+        while resp.chunk().await.unwrap().is_some() {}
+    }
 }
 
 /// `models.list` honours `pageSize` and hands back a `nextPageToken` (the SDK pages with it).
