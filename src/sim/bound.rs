@@ -273,13 +273,13 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
     let mut budgets = Vec::new();
     let mut rpd_used = Vec::new();
     let mut slots = Some(0u128);
+    // Valid keys per project, counted in one pass (not one pass per project).
+    let mut valid_keys = vec![0u128; scenario.topology.projects.len()];
+    for k in scenario.topology.keys.iter().filter(|k| k.valid) {
+        valid_keys[k.project] += 1;
+    }
     for (pi, p) in scenario.topology.projects.iter().enumerate() {
-        let keys = scenario
-            .topology
-            .keys
-            .iter()
-            .filter(|k| k.valid && k.project == pi)
-            .count() as u128;
+        let keys = valid_keys[pi];
         if keys == 0 {
             continue;
         }

@@ -33,6 +33,10 @@ struct Unit {
     awaiting: Dims,
     /// Where the unit is indexed.
     place: Place,
+    /// `(cost, t)`: a request of `cost` could go no sooner than `t`, so neither could a larger
+    /// one, as long as nothing about the unit changes (cleared by `reindex`). Lets
+    /// `best_for` pass over idle units that cannot take a large request now.
+    refused: Option<(u64, Nanos)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +127,7 @@ impl ExactCooldown {
                     probe: Dims::EMPTY,
                     awaiting: Dims::EMPTY,
                     place: Place::Out,
+                    refused: None,
                 });
             }
         }
@@ -163,6 +168,7 @@ impl ExactCooldown {
 
     /// Puts unit `u` where it belongs in its model's index, after anything about it changed.
     fn reindex(&mut self, u: usize, now: Nanos) {
+        self.units[u].refused = None;
         let (owner, m) = (u / self.env.models, u % self.env.models);
         let index = &mut self.index[m];
         match self.units[u].place {
@@ -273,41 +279,69 @@ impl ExactCooldown {
         slots_full: &mut bool,
     ) -> Option<(Nanos, usize, usize, Dims)> {
         self.wake(m, now);
-        let mut best: Option<(Nanos, u32, usize, Dims)> = None;
-        let mut consider = |this: &mut Self, owner: u32, best: &mut Option<(Nanos, u32, usize, Dims)>| match this
-            .evaluate(owner as usize * this.env.models + m, now, cost)
-        {
-            Eval::At(t, k, probe) => {
-                *fits = true;
-                let better = best.is_none_or(|(bt, _, _, _)| t < bt);
-                if better {
-                    *best = Some((t, owner, k, probe));
+        // The first unit in scan order (idle by preference, then waiting by bound) among those
+        // that can go soonest wins: `best` is the least (time, rank).
+        let mut best: Option<(Nanos, u32, u32, usize, Dims)> = None;
+        let mut consider =
+            |this: &mut Self, owner: u32, rank: u32, best: &mut Option<(Nanos, u32, u32, usize, Dims)>| {
+                let u = owner as usize * this.env.models + m;
+                match this.evaluate(u, now, cost) {
+                    Eval::At(t, k, probe) => {
+                        *fits = true;
+                        let unit = &mut this.units[u];
+                        let plain = probe.is_empty() && unit.probe.is_empty() && unit.awaiting.is_empty();
+                        let key_slots = matches!(unit.concurrent, Some((_, ConcurrencyScope::Key)));
+                        if t > now && plain && !key_slots {
+                            unit.refused = Some((cost, t));
+                        }
+                        if best.is_none_or(|(bt, br, _, _, _)| (t, rank) < (bt, br)) {
+                            *best = Some((t, rank, owner, k, probe));
+                        }
+                    }
+                    Eval::SlotsFull => {
+                        *fits = true;
+                        *slots_full = true;
+                    }
+                    Eval::Never => {}
                 }
-            }
-            Eval::SlotsFull => {
-                *fits = true;
-                *slots_full = true;
-            }
-            Eval::Never => {}
-        };
+            };
+        // Idle units in preference order until one can send now; those known unable to take
+        // this large a request now wait for the second pass.
+        let mut passed: Vec<(Nanos, u32, u32)> = Vec::new();
+        let mut rank = 0u32;
         let mut cursor = self.index[m].idle.first().copied();
         while let Some((key, owner)) = cursor {
-            consider(self, owner, &mut best);
-            if best.is_some_and(|(t, _, _, _)| t <= now) {
+            rank += 1;
+            let u = owner as usize * self.env.models + m;
+            match self.units[u].refused {
+                Some((c, t)) if cost >= c && t > now => passed.push((t, rank, owner)),
+                _ => consider(self, owner, rank, &mut best),
+            }
+            if best.is_some_and(|(t, ..)| t <= now) {
                 break;
             }
             cursor = self.index[m].idle.range((key, owner + 1)..).next().copied();
         }
+        if best.is_none_or(|(t, ..)| t > now) {
+            // A passed unit can go no sooner than its bound: it matters only if that bound
+            // does not exceed the best time found.
+            for (bound, r, owner) in passed {
+                if best.is_none_or(|(t, ..)| bound <= t) {
+                    consider(self, owner, r, &mut best);
+                }
+            }
+        }
         let mut cursor = self.index[m].waiting.first().copied();
         while let Some((bound, owner)) = cursor {
-            let done = best.is_some_and(|(t, _, _, _)| t <= now || bound >= t);
+            let done = best.is_some_and(|(t, ..)| t <= now || bound >= t);
             if done {
                 break;
             }
-            consider(self, owner, &mut best);
+            rank += 1;
+            consider(self, owner, rank, &mut best);
             cursor = self.index[m].waiting.range((bound, owner + 1)..).next().copied();
         }
-        best.map(|(t, owner, k, probe)| (t, owner as usize * self.env.models + m, k, probe))
+        best.map(|(t, _, owner, k, probe)| (t, owner as usize * self.env.models + m, k, probe))
     }
 }
 
@@ -326,6 +360,7 @@ impl ExactCooldown {
     /// Sets the replica's margin from now on.
     pub(super) fn set_margin(&mut self, margin: Nanos) {
         self.replica.set_margin(margin);
+        self.units.iter_mut().for_each(|u| u.refused = None);
     }
 
     /// Units in all.
