@@ -1,5 +1,6 @@
 //! Whole-simulation throughput in simulated requests per second, per strategy, on
-//! `scenarios/dubbing.toml` and `scenarios/large.toml` (1,000 projects, ~1 M requests).
+//! `scenarios/dubbing.toml` and `scenarios/large.toml` (1,000 projects, ~1 M requests): the
+//! scenario's strategies and flux.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,7 +18,10 @@ fn engine(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("engine/{}", s.name));
         g.sample_size(samples)
             .measurement_time(Duration::from_secs(if samples == 10 { 20 } else { 5 }));
-        for spec in &s.strategies {
+        // The scenario's strategies, and flux (this project's own).
+        let mut specs = s.strategies.clone();
+        specs.extend(s.builtin_strategy("flux"));
+        for spec in &specs {
             let requests = simulate(&s, spec, s.seed, &bound, None).requests;
             g.throughput(Throughput::Elements(requests));
             g.bench_with_input(BenchmarkId::from_parameter(&spec.name), spec, |b, spec| {

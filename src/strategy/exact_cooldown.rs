@@ -430,11 +430,16 @@ impl ExactCooldown {
 impl Strategy for ExactCooldown {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         let cost = self.env.tpm_cost(ask);
-        if self.floor.is_none_or(|f| cost < f) || now >= self.day_end {
+        let new_day = now >= self.day_end;
+        if self.floor.is_none_or(|f| cost < f) || new_day {
             self.floor = Some(self.floor.map_or(cost, |f| f.min(cost)));
             self.day_end = self.env.calendar.next_day_start(now);
             for u in 0..self.units.len() {
-                self.reindex(u, now);
+                // A smaller floor leaves an idle unit idle under the same preference (it had
+                // room for more); a new day re-keys them all.
+                if new_day || !matches!(self.units[u].place, Place::Idle(_)) {
+                    self.reindex(u, now);
+                }
             }
         }
         let day_end = self.env.calendar.next_day_start(now);
