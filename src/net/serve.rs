@@ -104,27 +104,24 @@ pub(crate) fn error(body: Value) -> Response {
     )
 }
 
-/// Checks the key a request carries (`x-goog-api-key`, else `?key=`): `Err` is the body of the
-/// error to send: 403 without a key, 400 API_KEY_INVALID for a key the scenario does not know
-/// (bytes that are not text included), 400 INVALID_ARGUMENT for two key headers.
-fn check_key(s: &Shared, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<usize, Value> {
+/// The key a request carries (`x-goog-api-key`, else `?key=`): `Err` is the body of the error
+/// to send: 403 without a key, 400 API_KEY_INVALID for bytes that are not text, 400
+/// INVALID_ARGUMENT for two key headers.
+fn given_key(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<String, Value> {
     let mut given = headers.get_all("x-goog-api-key").iter();
-    let key = match (given.next(), given.next()) {
-        (Some(_), Some(_)) => {
-            return Err(wire::invalid_argument(
-                "The request carries the x-goog-api-key header more than once; send one key.",
-            ))
-        }
-        (Some(v), None) => match v.to_str() {
-            Ok(k) => k.to_string(),
-            Err(_) => return Err(wire::invalid_key()),
-        },
-        (None, _) => match query.get("key") {
-            Some(k) => k.clone(),
-            None => return Err(wire::missing_key()),
-        },
-    };
-    match s.scenario.topology.key_index(&key) {
+    match (given.next(), given.next()) {
+        (Some(_), Some(_)) => Err(wire::invalid_argument(
+            "The request carries the x-goog-api-key header more than once; send one key.",
+        )),
+        (Some(v), None) => v.to_str().map(str::to_string).map_err(|_| wire::invalid_key()),
+        (None, _) => query.get("key").cloned().ok_or_else(wire::missing_key),
+    }
+}
+
+/// The scenario's index of `key`, or 400 API_KEY_INVALID for a key it does not know (or
+/// marks invalid).
+fn known_key(s: &Shared, key: &str) -> Result<usize, Value> {
+    match s.scenario.topology.key_index(key) {
         Some(i) if s.scenario.topology.keys[i].valid => Ok(i),
         _ => Err(wire::invalid_key()),
     }
@@ -245,13 +242,19 @@ pub async fn shutdown_signal() {
 /// API versions served (the google-genai SDK calls `v1beta` or `v1`).
 const VERSIONS: [&str; 3] = ["v1beta", "v1", "v1alpha"];
 
+/// 404 for an API version serve does not serve.
+fn check_version(version: &str) -> Result<(), Value> {
+    if VERSIONS.contains(&version) {
+        return Ok(());
+    }
+    let message = format!("API version {version} is not served; use one of {VERSIONS:?}.");
+    Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+}
+
 /// Checks the API version and the key of a request: `Err` is the error body to send.
 fn gate(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<String, String>) -> Result<usize, Value> {
-    if !VERSIONS.contains(&version) {
-        let message = format!("API version {version} is not served; use one of {VERSIONS:?}.");
-        return Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}));
-    }
-    check_key(s, headers, q)
+    check_version(version)?;
+    known_key(s, &given_key(headers, q)?)
 }
 
 /// The query string, or the body of the 400 to send when it cannot be decoded.
@@ -478,11 +481,18 @@ fn schedule(s: &Shared, model: usize, latency: Duration, output: u64) -> (u64, D
     (chunks, first, step)
 }
 
-/// Piece `i` of `n` of `text`, split evenly by characters.
-fn piece(text: &str, i: u64, n: u64) -> String {
+/// `text` cut into `n` pieces of (nearly) equal numbers of characters, in one pass.
+fn pieces(text: &str, n: u64) -> Vec<String> {
     let len = text.chars().count() as u64;
-    let (a, b) = (i * len / n, (i + 1) * len / n);
-    text.chars().skip(a as usize).take((b - a) as usize).collect()
+    let mut chars = text.chars();
+    (0..n)
+        .map(|i| {
+            chars
+                .by_ref()
+                .take(((i + 1) * len / n - i * len / n) as usize)
+                .collect()
+        })
+        .collect()
 }
 
 /// A streamed body: `frame(i)` for i in 0..n, the first after `first`, the others `step`
@@ -521,6 +531,11 @@ fn timed_stream(
         .into_response()
 }
 
+/// The text of call `id`'s answer of `output` tokens in `format` (drawn from the seed).
+fn answer_text(s: &Shared, id: u64, format: &structured::Format, output: u64) -> Result<String, String> {
+    structured::text(format, output, &mut rng(s.scenario.seed, Stream::Workload, id, 0x7e47))
+}
+
 /// Waits out a whole response's latency (tokio's timer counts whole milliseconds: a shorter
 /// wait would take a full one).
 async fn wait(latency: Duration) {
@@ -537,17 +552,14 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let (output, finish) = draw_output(s, id, req.max_output_tokens);
-    let text = match structured::text(
-        &req.format,
-        output,
-        &mut rng(s.scenario.seed, Stream::Workload, id, 0x7e47),
-    ) {
-        Ok(t) => t,
-        Err(m) => return error(wire::invalid_argument(&m)),
-    };
     let latency = match admit(s, key, model, id, &[(req.input_tokens, output)]) {
         Ok(l) => l,
         Err(e) => return error(e),
+    };
+    // Written only for an admitted call (parse_generate checked that the format can be met).
+    let text = match answer_text(s, id, &req.format, output) {
+        Ok(t) => t,
+        Err(m) => return error(wire::invalid_argument(&m)),
     };
     let model_name = s.scenario.models[model].name.clone();
     let response_id = format!("flux-{id:016x}");
@@ -560,12 +572,12 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     };
     // Usage is cumulative: chunk i reports the tokens streamed so far.
     let (n, first, step) = schedule(s, model, latency, output);
-    let prompt = req.input_tokens;
+    let (prompt, pieces) = (req.input_tokens, pieces(&text, n));
     let frame = move |i: u64| {
         let last = i + 1 == n;
         let done = ((i + 1) * 64).min(output);
         let v = wire::response(
-            &piece(&text, i, n),
+            &pieces[i as usize],
             prompt,
             done,
             last.then_some(finish),
@@ -590,8 +602,9 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     timed_stream(n, first, step, frame, None, content_type)
 }
 
-/// The texts of embedContent/batchEmbedContents, admitted as `server.embed_batch` says.
-async fn embed(s: &Arc<Shared>, key: usize, model: usize, texts: &[String]) -> Result<(), Value> {
+/// The texts of embedContent/batchEmbedContents, admitted as `server.embed_batch` says: `Ok`
+/// is their tokens in all.
+async fn embed(s: &Arc<Shared>, key: usize, model: usize, texts: &[String]) -> Result<u64, Value> {
     let id = s.next_id.fetch_add(texts.len().max(1) as u64, Ordering::Relaxed);
     let tokens: Vec<u64> = texts.iter().map(|t| (t.chars().count() as u64).div_ceil(4)).collect();
     let calls: Vec<(u64, u64)> = match s.scenario.wire.embed_batch {
@@ -600,7 +613,7 @@ async fn embed(s: &Arc<Shared>, key: usize, model: usize, texts: &[String]) -> R
     };
     let latency = admit(s, key, model, id, &calls)?;
     wait(latency).await;
-    Ok(())
+    Ok(tokens.iter().sum())
 }
 
 /// `:embedContent` and `:batchEmbedContents`.

@@ -34,20 +34,10 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 /// instruction), divided by 4, rounded up; plus each `inline_data` part by Gemini's rules for
 /// images, audio, video and PDFs ([`media::tokens`]; `text/*` inline data counts as text).
 pub fn count_tokens(body: &Value) -> u64 {
-    let mut chars = 0u64;
-    let mut media = 0u64;
+    let mut cost = Cost::default();
     let mut visit = |v: &Value| {
         for p in v.get("parts").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(t) = p.get("text").and_then(Value::as_str) {
-                chars += t.chars().count() as u64;
-            }
-            if let Some((mime, data)) = inline_data(p) {
-                if mime.starts_with("text/") {
-                    chars += String::from_utf8_lossy(&data).chars().count() as u64;
-                } else {
-                    media += media::tokens(mime, &data);
-                }
-            }
+            cost.add(part_cost(p).unwrap_or_default());
         }
     };
     if let Some(contents) = body.get("contents").and_then(Value::as_array) {
@@ -56,14 +46,53 @@ pub fn count_tokens(body: &Value) -> u64 {
     if let Some(si) = body.get("systemInstruction").or_else(|| body.get("system_instruction")) {
         visit(si);
     }
-    chars.div_ceil(4) + media
+    cost.tokens()
 }
 
-/// The MIME type and decoded bytes of a part's `inlineData` (`inline_data`), if it has one.
-fn inline_data(part: &Value) -> Option<(&str, Vec<u8>)> {
-    let d = part.get("inlineData").or_else(|| part.get("inline_data"))?;
-    let mime = d.get("mimeType").or_else(|| d.get("mime_type"))?.as_str()?;
-    Some((mime, decode_base64(d.get("data")?.as_str()?)?))
+/// Characters of text and tokens of media, summed over parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Cost {
+    chars: u64,
+    media: u64,
+}
+
+impl Cost {
+    fn add(&mut self, other: Cost) {
+        self.chars += other.chars;
+        self.media += other.media;
+    }
+
+    /// Tokens by the counting rule.
+    fn tokens(self) -> u64 {
+        self.chars.div_ceil(4) + self.media
+    }
+}
+
+/// What one part costs: its text, and its `inlineData` (`inline_data`) by Gemini's rules
+/// (`text/*` data counts as text); `None` when the inline data does not decode.
+fn part_cost(part: &Value) -> Option<Cost> {
+    let mut cost = Cost {
+        chars: part
+            .get("text")
+            .and_then(Value::as_str)
+            .map_or(0, |t| t.chars().count() as u64),
+        media: 0,
+    };
+    let Some(d) = part.get("inlineData").or_else(|| part.get("inline_data")) else {
+        return Some(cost);
+    };
+    let mime = d
+        .get("mimeType")
+        .or_else(|| d.get("mime_type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let data = decode_base64(d.get("data")?.as_str()?)?;
+    if mime.starts_with("text/") {
+        cost.chars += String::from_utf8_lossy(&data).chars().count() as u64;
+    } else {
+        cost.media += media::tokens(mime, &data);
+    }
+    Some(cost)
 }
 
 /// All the text of a request's contents, in order (where a JSON template would be shown).
@@ -128,12 +157,13 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
             ))
         }
     };
+    let mut cost = Cost::default();
     for (i, c) in contents.iter().enumerate() {
-        check_content(c, &format!("contents[{i}]"))?;
+        cost.add(check_content(c, &format!("contents[{i}]"))?);
     }
     if let Some(si) = v.get("systemInstruction").or_else(|| v.get("system_instruction")) {
         if !si.is_null() {
-            check_content(si, "system_instruction")?;
+            cost.add(check_content(si, "system_instruction")?);
         }
     }
     let config = match v.get("generationConfig").or_else(|| v.get("generation_config")) {
@@ -199,7 +229,7 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
     };
     check_format(&format, "generation_config.response_schema")?;
     Ok(GenerateRequest {
-        input_tokens: count_tokens(&v),
+        input_tokens: cost.tokens(),
         max_output_tokens,
         format,
     })
@@ -295,8 +325,9 @@ fn invalid(at: &str, what: &str, got: &Value) -> String {
     format!("Invalid JSON payload received. Invalid value at '{at}' ({what}), {shown}")
 }
 
-/// Checks one Content object at `at` (its `parts`, their `text` and `inlineData`).
-fn check_content(c: &Value, at: &str) -> Result<(), String> {
+/// Checks one Content object at `at` (its `parts`, their `text` and `inlineData`) and returns
+/// what its parts cost (each inline blob decoded once).
+fn check_content(c: &Value, at: &str) -> Result<Cost, String> {
     let Some(obj) = c.as_object() else {
         return Err(invalid(
             at,
@@ -324,6 +355,7 @@ fn check_content(c: &Value, at: &str) -> Result<(), String> {
             ))
         }
     };
+    let mut cost = Cost::default();
     for (j, p) in parts.iter().enumerate() {
         let Some(part) = p.as_object() else {
             return Err(invalid(
@@ -356,21 +388,28 @@ fn check_content(c: &Value, at: &str) -> Result<(), String> {
                 Some(other) => return Err(invalid(&format!("{here}.mime_type"), "TYPE_STRING", other)),
             }
             match d.get("data") {
-                Some(Value::String(b)) if decode_base64(b).is_some() => {}
-                Some(Value::String(b)) => {
-                    let shown: String = b.chars().take(20).collect();
-                    return Err(format!(
-                        "Invalid value at '{here}.data' (TYPE_BYTES), Base64 decoding failed for \"{shown}\""
-                    ));
-                }
+                Some(Value::String(_)) => {}
                 None | Some(Value::Null) => {
                     return Err(format!("* GenerateContentRequest.{here}.data: data is not specified"))
                 }
                 Some(other) => return Err(invalid(&format!("{here}.data"), "TYPE_BYTES", other)),
             }
         }
+        match part_cost(p) {
+            Some(c) => cost.add(c),
+            None => {
+                let data = part
+                    .get("inlineData")
+                    .or_else(|| part.get("inline_data"))
+                    .map(|d| &d["data"]);
+                let shown: String = data.and_then(Value::as_str).unwrap_or("").chars().take(20).collect();
+                return Err(format!(
+                    "Invalid value at '{at}.parts[{j}].inline_data.data' (TYPE_BYTES), Base64 decoding failed for \"{shown}\""
+                ));
+            }
+        }
     }
-    Ok(())
+    Ok(cost)
 }
 
 /// Text of about `tokens` tokens under the counting rule (4 characters each). Scenarios cap

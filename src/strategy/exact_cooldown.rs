@@ -87,6 +87,9 @@ pub struct ExactCooldown {
     /// The smallest request cost seen: lower bounds hold for any request at least this big,
     /// and are recomputed when a smaller one comes (about ln N times in N requests).
     floor: Option<u64>,
+    /// Whether `best_for` may pass over units known unable to take a request now (always, but
+    /// for the test that checks it decides exactly as the full scan).
+    pass_over: bool,
     /// The dimensions the latest decision probed (see [`ExactCooldown::take_probe`]).
     last_probe: Dims,
 }
@@ -143,6 +146,7 @@ impl ExactCooldown {
             replica,
             units,
             floor: None,
+            pass_over: true,
             day_end: 0,
             last_probe: Dims::EMPTY,
         };
@@ -314,7 +318,7 @@ impl ExactCooldown {
             rank += 1;
             let u = owner as usize * self.env.models + m;
             match self.units[u].refused {
-                Some((c, t)) if cost >= c && t > now => passed.push((t, rank, owner)),
+                Some((c, t)) if self.pass_over && cost >= c && t > now => passed.push((t, rank, owner)),
                 _ => consider(self, owner, rank, &mut best),
             }
             if best.is_some_and(|(t, ..)| t <= now) {
@@ -595,6 +599,60 @@ mod tests {
 
     fn ask(tokens: u64) -> Ask {
         tests::ask(0, tokens)
+    }
+
+    /// Passing over idle units that cannot take a request now changes no decision: the same
+    /// random asks, outcomes and cancellations against the full scan.
+    #[test]
+    fn passing_over_full_units_decides_as_the_full_scan() {
+        use rand::{Rng, SeedableRng};
+        let limits = Limits {
+            rpm: Some(30),
+            tpm: Some(6_000),
+            rpd: Some(2_000),
+            ..Limits::default()
+        };
+        let keys: Vec<usize> = (0..24).map(|k| k % 12).collect();
+        let mut fast = ExactCooldown::new(env(&keys, Some(limits)), vec![], 0);
+        let mut full = ExactCooldown::new(env(&keys, Some(limits)), vec![], 0);
+        full.pass_over = false;
+        let mut r = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+        let (mut now, mut later, mut planned) = (0, 0, Vec::new());
+        for i in 0..5_000u64 {
+            // Coarse times, so units often free at the same instant (ties go by scan order).
+            now += r.random_range(0..4) * 100 * crate::core::time::MILLISECOND;
+            let a = tests::ask(i, r.random_range(1..2_500));
+            let d = fast.decide(now, &a);
+            assert_eq!(d, full.decide(now, &a), "decision {i} at {now}");
+            if let Decision::Send { key, at, .. } = d {
+                later += u64::from(at > now);
+                planned.push((a, key, at));
+            }
+            // Now and then an outcome (some refused) or a cancelled plan comes back.
+            let n = r.random_range(0..10);
+            if let Some(j) = planned.iter().position(|&(_, _, at)| n == 0 || at <= now) {
+                let (a, key, at) = planned.swap_remove(j);
+                match n {
+                    0 => {
+                        fast.cancel(now, &a, key, 0, at);
+                        full.cancel(now, &a, key, 0, at);
+                    }
+                    1 => {
+                        let o = tests::limited(&[crate::core::ledger::Dimension::Tpm], SECOND, limits);
+                        fast.on_outcome(now, &a, key, 0, at, &o);
+                        full.on_outcome(now, &a, key, 0, at, &o);
+                    }
+                    _ => {
+                        fast.on_outcome(now, &a, key, 0, at, &Outcome::Ok);
+                        full.on_outcome(now, &a, key, 0, at, &Outcome::Ok);
+                    }
+                }
+            }
+        }
+        assert!(
+            later > 1_000,
+            "the budgets must be full often enough to matter: {later}"
+        );
     }
 
     #[test]

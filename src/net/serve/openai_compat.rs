@@ -33,13 +33,7 @@ fn gate_bearer(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<Stri
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let given = match bearer {
-        Some(k) => {
-            let mut h = HeaderMap::new();
-            if let Ok(v) = k.parse() {
-                h.insert("x-goog-api-key", v);
-            }
-            gate(s, version, &h, q)
-        }
+        Some(k) => check_version(version).and_then(|()| known_key(s, k)),
         None => gate(s, version, headers, q),
     };
     given.map_err(|e| match e["error"]["code"].as_u64() {
@@ -135,17 +129,14 @@ async fn chat(
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let (output, finish) = draw_output(&s, id, req.max_tokens);
-    let text = match structured::text(
-        &req.format,
-        output,
-        &mut rng(s.scenario.seed, Stream::Workload, id, 0x7e47),
-    ) {
-        Ok(t) => t,
-        Err(m) => return fail(&s, wire::invalid_argument(&m)),
-    };
     let latency = match admit(&s, key, model, id, &[(req.input_tokens, output)]) {
         Ok(l) => l,
         Err(e) => return fail(&s, e),
+    };
+    // Written only for an admitted call (parse_chat checked that the format can be met).
+    let text = match answer_text(&s, id, &req.format, output) {
+        Ok(t) => t,
+        Err(m) => return fail(&s, wire::invalid_argument(&m)),
     };
     let (model_name, response_id, created) = (req.model.clone(), format!("chatcmpl-flux-{id:016x}"), unix_now());
     if !req.stream {
@@ -164,11 +155,11 @@ async fn chat(
         );
     }
     let (n, first, step) = schedule(&s, model, latency, output);
-    let (prompt, usage) = (req.input_tokens, req.include_usage);
+    let (prompt, usage, pieces) = (req.input_tokens, req.include_usage, pieces(&text, n));
     let frame = move |i: u64| {
         let last = i + 1 == n;
         let chunk = openai::chunk(
-            &piece(&text, i, n),
+            &pieces[i as usize],
             i == 0,
             last.then_some(finish),
             (last && usage).then_some((prompt, output)),
@@ -198,16 +189,16 @@ async fn embeddings(
         Ok(a) => a,
         Err(answer) => return answer,
     };
-    if let Err(e) = embed(&s, key, model, &req.inputs).await {
-        return fail(&s, e);
-    }
+    let tokens = match embed(&s, key, model, &req.inputs).await {
+        Ok(t) => t,
+        Err(e) => return fail(&s, e),
+    };
     let dims = req.dimensions.unwrap_or(openai::EMBED_DIMENSIONS);
     let vectors: Vec<Vec<f32>> = req
         .inputs
         .iter()
         .map(|t| openai::embedding(s.scenario.seed, t, dims))
         .collect();
-    let tokens = req.inputs.iter().map(|t| (t.chars().count() as u64).div_ceil(4)).sum();
     json_response(
         StatusCode::OK,
         &openai::embeddings_response(&vectors, &req.model, tokens, req.base64),
