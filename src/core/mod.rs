@@ -1,5 +1,6 @@
 //! The pure core: virtual time, seeded randomness, the quota ledger, shared capacity pools,
-//! spend caps, accounts → projects → keys, the workload, and the mock Gemini server model.
+//! spend caps, accounts → projects → keys, the workload, Live sessions, and the mock Gemini server
+//! model.
 //!
 //! Nothing here reads a clock, sleeps, touches a file or a socket, or knows about the layers
 //! above (strategies, scenarios, drivers, reports): every call takes `now` and returns a
@@ -7,6 +8,7 @@
 //! `tests/layers.rs` enforces this.
 
 pub mod ledger;
+pub mod live;
 pub mod rng;
 pub mod server;
 pub mod shared_pool;

@@ -25,6 +25,8 @@ pub enum Stream {
     Retry = 3,
     /// A strategy's own random choices (e.g. LiteLLM's weighted shuffle).
     Strategy = 4,
+    /// The turns of a Live session (their token sizes).
+    Session = 5,
 }
 
 /// A generator for `stream`, optionally specific to one request attempt.

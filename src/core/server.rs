@@ -7,6 +7,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage, WindowKind};
+use crate::core::live::LiveRules;
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
 use crate::core::spend::{Prices, SpendRule, SpendWindow};
@@ -65,9 +66,15 @@ impl Latency {
     /// numbers), so strategies are compared on identical service times and the upper bound can
     /// use the very draws a run will see.
     pub fn draw(&self, output_tokens: u64, seed: u64, request: u64) -> Nanos {
+        self.draw_part(output_tokens, seed, request, 0)
+    }
+
+    /// [`Latency::draw`] for part `part` of a request (a Live session's turn; part 0 is the
+    /// request's own draw).
+    pub fn draw_part(&self, output_tokens: u64, seed: u64, request: u64, part: u32) -> Nanos {
         let base = self.ttft as f64 + output_tokens as f64 * SECOND as f64 / self.tokens_per_second;
         let factor = if self.jitter > 0.0 {
-            let z: f64 = StandardNormal.sample(&mut rng(seed, Stream::Server, request, 0));
+            let z: f64 = StandardNormal.sample(&mut rng(seed, Stream::Server, request, part));
             (self.jitter * z).exp()
         } else {
             1.0
@@ -95,6 +102,8 @@ pub struct Model {
     pub prices: Prices,
     /// Throughput reserved for each project (Vertex AI's provisioned throughput).
     pub provisioned: Option<Provisioned>,
+    /// A Live API model: its calls are sessions, its concurrency limit counts open sessions.
+    pub live: bool,
 }
 
 /// Throughput a project has reserved on a model: requests and tokens per minute of its own
@@ -130,6 +139,8 @@ pub struct ServerConfig {
     pub quirks: Quirks,
     /// How accounts' spend caps are measured.
     pub spend: SpendRule,
+    /// How Live sessions are run.
+    pub live: LiveRules,
 }
 
 /// Server behaviours users have met that contradict the documented ones; each is off
@@ -338,6 +349,17 @@ impl Server {
 
     /// Answers a call at `now`, recording it in the ledger when admitted.
     pub fn handle(&mut self, now: Nanos, call: &Call) -> Response {
+        self.answer(now, call, None)
+    }
+
+    /// Answers a Live session's setup at `now` like [`Server::handle`] (its RPM, TPM and RPD
+    /// charged once, its tokens the session's); admitted, it holds a concurrency slot until
+    /// `release_at`, which is also its `completes_at`.
+    pub fn open_session(&mut self, now: Nanos, call: &Call, release_at: Nanos) -> Response {
+        self.answer(now, call, Some(release_at.max(now)))
+    }
+
+    fn answer(&mut self, now: Nanos, call: &Call, hold: Option<Nanos>) -> Response {
         let key = match call.key {
             KeyRef::Missing => return Response::MissingKey,
             KeyRef::Unknown => return Response::InvalidKey,
@@ -424,7 +446,10 @@ impl Server {
                 return Response::Unavailable;
             }
         }
-        let completes_at = now + self.latency(model, call.output_tokens, call.request);
+        let completes_at = match hold {
+            Some(until) => until,
+            None => now + self.latency(model, call.output_tokens, call.request),
+        };
         match dedicated {
             Some(b) => self.reserved.commit(now, b, None, cost, completes_at),
             None => self.ledger.commit(now, budget, pool, cost, completes_at),
@@ -496,6 +521,7 @@ mod tests {
             shared_pool: None,
             prices: Prices::default(),
             provisioned,
+            live: false,
         };
         let topology = Topology {
             accounts: vec![Account {
@@ -524,6 +550,7 @@ mod tests {
                 window: 10 * crate::core::time::MINUTE,
                 delay: 0,
             },
+            live: LiveRules::default(),
         };
         let cal = Calendar::new(
             DateTime::parse_from_rfc3339("2026-03-03T10:00:00-08:00").unwrap(),

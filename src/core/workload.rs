@@ -1,5 +1,6 @@
 //! The workload: when requests arrive (open Poisson with optional on/off bursts, a closed batch
-//! drained by workers, or a CSV trace), their token sizes and the model each prefers. The stream
+//! drained by workers, or a CSV trace), their token sizes and the model each prefers; or Live
+//! sessions arriving the same ways (a closed batch: clients that reconnect). The stream
 //! is a pure function of the scenario and seed, so every strategy sees the same requests.
 
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use rand::Rng;
 use rand_distr::{Distribution, Exp1, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 
+use crate::core::live::{self, SessionSpec};
 use crate::core::rng::{rng, Stream};
 use crate::core::time::{Nanos, MINUTE};
 
@@ -129,6 +131,9 @@ pub struct WorkloadSpec {
     pub output: TokenDist,
     /// Model preference.
     pub model: ModelChoice,
+    /// Live sessions instead of requests: each "request" is one session whose turns have the
+    /// input and output sizes above (its tokens are the turns' sums).
+    pub session: Option<SessionSpec>,
 }
 
 /// One request of the workload.
@@ -151,6 +156,7 @@ pub struct Request {
 pub struct RequestStream {
     spec: WorkloadSpec,
     rng: Pcg64Mcg,
+    seed: u64,
     next_id: u64,
     /// Open workloads: elapsed "on" time in nanoseconds (fractional, for exact Poisson gaps).
     on_clock: f64,
@@ -162,6 +168,7 @@ impl RequestStream {
         RequestStream {
             spec: spec.clone(),
             rng: rng(seed, Stream::Workload, 0, 0),
+            seed,
             next_id: 0,
             on_clock: 0.0,
         }
@@ -235,8 +242,17 @@ impl Iterator for RequestStream {
             }
         };
         self.next_id += 1;
-        let input_tokens = self.spec.input.sample(&mut self.rng);
-        let output_tokens = self.spec.output.sample(&mut self.rng);
+        let (input_tokens, output_tokens) = match &self.spec.session {
+            // A session's turns come from their own stream (the server plans them again).
+            Some(session) => live::turns(session, &self.spec.input, &self.spec.output, self.seed, id)
+                .fold((0u64, 0u64), |(i, o), (ti, to)| {
+                    (i.saturating_add(ti), o.saturating_add(to))
+                }),
+            None => (
+                self.spec.input.sample(&mut self.rng),
+                self.spec.output.sample(&mut self.rng),
+            ),
+        };
         let model = self.pick_model();
         Some(Request {
             id,
@@ -263,6 +279,7 @@ mod tests {
             input: TokenDist::Uniform { min: 10, max: 20 },
             output: TokenDist::Fixed(5),
             model: ModelChoice::One(0),
+            session: None,
         }
     }
 
@@ -316,6 +333,7 @@ mod tests {
             input: TokenDist::Fixed(1),
             output: TokenDist::Fixed(1),
             model: ModelChoice::Weighted(vec![(0, 1), (1, 3)]),
+            session: None,
         };
         let v: Vec<Request> = RequestStream::new(&spec, 1).collect();
         assert_eq!(v.len(), 1000);

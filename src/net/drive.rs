@@ -211,6 +211,13 @@ pub async fn drive(
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
     stop: impl Future<Output = ()>,
 ) -> Result<Driven, String> {
+    if scenario.workload.session.is_some() {
+        return Err(format!(
+            "scenario {}: drive sends REST requests and does not open Live sessions; \
+             simulate a sessions workload with `run`, and serve it to a Live client with `serve`",
+            scenario.name
+        ));
+    }
     let (client, base) = client_for(&opts.endpoint)?;
     preflight(&client, &base, scenario).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();

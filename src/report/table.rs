@@ -66,5 +66,19 @@ pub fn to_table(r: &RunResult) -> String {
         "done/min over the span (a closed batch: at least its shortest possible makespan); eff = done/min / bound/min;\n",
     );
     out.push_str("bound = the most any strategy could complete; wait = arrival to the successful send.\n");
+    if r.results.iter().any(|x| x.sessions.is_some()) {
+        out.push_str("Live sessions: done = sessions the client closed; wait = time waiting to connect.\n");
+        for x in &r.results {
+            if let Some(s) = &x.sessions {
+                let used = s
+                    .slot_utilisation
+                    .map_or(String::new(), |u| format!(", slots {:.0}% used", u * 100.0));
+                out.push_str(&format!(
+                    "  {}: {} closed 1011 (quota), {} ended 1008 (lifetime), {} ended at the length cap{used}\n",
+                    x.strategy, s.closes_1011, s.ends_1008, s.ends_cap
+                ));
+            }
+        }
+    }
     out
 }

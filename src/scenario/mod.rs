@@ -16,10 +16,11 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 
+use crate::core::live::{self, SessionPlan};
 use crate::core::server::{Model, Server, ServerConfig};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::{mask_secrets, Topology};
-use crate::core::workload::WorkloadSpec;
+use crate::core::workload::{Request, WorkloadSpec};
 use crate::strategy::{self, Env, Fleet, FleetSpec, Strategy, StrategySpec};
 
 pub use keys::keys_file;
@@ -168,6 +169,29 @@ impl Scenario {
     /// A fresh mock server for this scenario, its randomness drawn from `seed`.
     pub fn server(&self, seed: u64) -> Server {
         Server::new(&self.server, &self.models, &self.topology, &self.calendar, seed)
+    }
+
+    /// The plan of session `req` on `model` from its connect at 0 (`None`: the workload is not
+    /// made of sessions). The same for every strategy and attempt (common random numbers).
+    pub fn session_plan(&self, model: usize, req: &Request, seed: u64) -> Option<SessionPlan> {
+        let spec = self.workload.session.as_ref()?;
+        Some(live::plan(
+            &self.server.live,
+            &self.models[model].latency,
+            spec,
+            live::turns(spec, &self.workload.input, &self.workload.output, seed, req.id),
+            seed,
+            req.id,
+        ))
+    }
+
+    /// How long `req` holds the client on `model` once admitted: its response time, or its
+    /// session until the client is done with it.
+    pub fn service_time(&self, model: usize, req: &Request, seed: u64) -> Nanos {
+        match self.session_plan(model, req, seed) {
+            Some(plan) => plan.client_end,
+            None => self.models[model].latency.draw(req.output_tokens, seed, req.id),
+        }
     }
 
     /// What strategy `spec` may know of this scenario's server.

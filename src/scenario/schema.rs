@@ -75,6 +75,82 @@ pub(super) struct RawServer {
     pub(super) openai_errors: super::OpenAiErrors,
     #[serde(default)]
     pub(super) embed_batch: super::EmbedBatch,
+    #[serde(default)]
+    pub(super) live: RawLive,
+}
+
+/// `[server.live]`: how Live sessions are run, where Google does not document it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLive {
+    #[serde(default = "live_setup")]
+    pub(super) setup: String,
+    #[serde(default = "live_reject_delay")]
+    pub(super) reject_delay: String,
+    #[serde(default = "live_quota_check")]
+    pub(super) quota_check: String,
+    #[serde(default = "zero_s")]
+    pub(super) release: String,
+    #[serde(default = "live_early_close")]
+    pub(super) early_close: String,
+    #[serde(default = "live_lifetime")]
+    pub(super) lifetime: String,
+    #[serde(default = "live_go_away")]
+    pub(super) go_away: String,
+    #[serde(default = "live_audio_cap")]
+    pub(super) audio_cap: String,
+    #[serde(default = "live_video_cap")]
+    pub(super) video_cap: String,
+    #[serde(default = "live_audio_tps")]
+    pub(super) audio_tokens_per_second: u64,
+}
+
+impl Default for RawLive {
+    fn default() -> Self {
+        RawLive {
+            setup: live_setup(),
+            reject_delay: live_reject_delay(),
+            quota_check: live_quota_check(),
+            release: zero_s(),
+            early_close: live_early_close(),
+            lifetime: live_lifetime(),
+            go_away: live_go_away(),
+            audio_cap: live_audio_cap(),
+            video_cap: live_video_cap(),
+            audio_tokens_per_second: live_audio_tps(),
+        }
+    }
+}
+
+fn live_setup() -> String {
+    "300ms".into()
+}
+fn live_reject_delay() -> String {
+    "800ms".into()
+}
+fn live_quota_check() -> String {
+    "setup".into()
+}
+fn zero_s() -> String {
+    "0s".into()
+}
+fn live_early_close() -> String {
+    "holds_turn".into()
+}
+fn live_lifetime() -> String {
+    "10m".into()
+}
+fn live_go_away() -> String {
+    "50s".into()
+}
+fn live_audio_cap() -> String {
+    "15m".into()
+}
+fn live_video_cap() -> String {
+    "2m".into()
+}
+fn live_audio_tps() -> u64 {
+    32
 }
 
 fn default_spend_window() -> String {
@@ -110,6 +186,7 @@ impl Default for RawServer {
             spend_delay: default_spend_delay(),
             openai_errors: Default::default(),
             embed_batch: Default::default(),
+            live: RawLive::default(),
         }
     }
 }
@@ -166,6 +243,8 @@ pub(super) struct RawModel {
     pub(super) price_input: f64,
     #[serde(default)]
     pub(super) price_output: f64,
+    #[serde(default)]
+    pub(super) live: bool,
 }
 
 /// `[models.<name>.provisioned]`: reserved throughput per project (Vertex AI's provisioned
@@ -318,6 +397,13 @@ pub(super) struct RawWorkload {
     pub(super) model: Option<String>,
     #[serde(default)]
     pub(super) models: Vec<RawWeightedModel>,
+    pub(super) sessions: Option<u64>,
+    pub(super) clients: Option<u64>,
+    pub(super) turns: Option<u64>,
+    pub(super) pause: Option<String>,
+    pub(super) hold: Option<String>,
+    pub(super) modality: Option<String>,
+    pub(super) close_after: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,7 @@ use chrono::DateTime;
 use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
 use crate::core::ledger::{LedgerConfig, Limits};
+use crate::core::live::{CloseAfter, EarlyClose, LiveRules, Modality, QuotaCheck, SessionSpec};
 use crate::core::server::{ConcurrencyScope, Latency, Model, Overflow, Provisioned, Quirks, ServerConfig};
 use crate::core::shared_pool::PoolSpec;
 use crate::core::spend::{Prices, SpendRule};
@@ -186,6 +187,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             window: cx.positive_bounded("server.spend_window", &raw.server.spend_window, max::DELAY)?,
             delay: cx.bounded("server.spend_delay", &raw.server.spend_delay, max::DELAY)?,
         },
+        live: live_rules(&cx, &raw.server.live)?,
     };
 
     if raw.models.is_empty() {
@@ -230,6 +232,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             },
             concurrency_scope: m.concurrent_scope,
             latency,
+            live: m.live,
         });
     }
 
@@ -577,10 +580,25 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             "models",
         ],
         "trace" => &["path", "duration", "tail", "model", "models"],
+        "sessions" => &[
+            "rate",
+            "duration",
+            "sessions",
+            "clients",
+            "turns",
+            "pause",
+            "hold",
+            "modality",
+            "close_after",
+            "input_tokens",
+            "output_tokens",
+            "model",
+            "models",
+        ],
         other => {
             return Err(cx.err(
                 "workload.kind",
-                format!("unknown kind {other:?}; expected \"open\", \"closed\" or \"trace\""),
+                format!("unknown kind {other:?}; expected \"open\", \"closed\", \"trace\" or \"sessions\""),
             ))
         }
     };
@@ -597,6 +615,13 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
         ("output_tokens", w.output_tokens.is_some()),
         ("model", w.model.is_some()),
         ("models", !w.models.is_empty()),
+        ("sessions", w.sessions.is_some()),
+        ("clients", w.clients.is_some()),
+        ("turns", w.turns.is_some()),
+        ("pause", w.pause.is_some()),
+        ("hold", w.hold.is_some()),
+        ("modality", w.modality.is_some()),
+        ("close_after", w.close_after.is_some()),
     ];
     for (name, p) in present {
         if p && !allowed.contains(&name) {
@@ -625,8 +650,49 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
         (None, true) if models.len() == 1 => ModelChoice::One(0),
         (None, true) => return Err(cx.err("workload.model", "required when the scenario has several models")),
     };
+    let used: Vec<usize> = match &model {
+        ModelChoice::One(m) => vec![*m],
+        ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
+    };
+    let session = if kind == "sessions" {
+        if let Some(&m) = used.iter().find(|&&m| !models[m].live) {
+            return Err(cx.err(
+                "workload.model",
+                format!(
+                    "{:?} is not a Live model; a sessions workload needs `live = true` on its models",
+                    models[m].name
+                ),
+            ));
+        }
+        Some(session_spec(cx, w)?)
+    } else {
+        if let Some(&m) = used.iter().find(|&&m| models[m].live) {
+            return Err(cx.err(
+                "workload.model",
+                format!(
+                    "{:?} is a Live model (`live = true`): its calls are sessions, use kind = \"sessions\"",
+                    models[m].name
+                ),
+            ));
+        }
+        None
+    };
+    // A sessions workload arrives like an open one (`rate`), or from `clients` that each open
+    // the next session when their last one ends (a closed batch of `sessions`).
+    let shown = kind;
+    let (kind, requests_field, workers_field, requests, workers) = match kind {
+        "sessions" if w.clients.is_some() || w.rate.is_none() => {
+            ("closed", "sessions", "clients", w.sessions, w.clients)
+        }
+        "sessions" => ("open", "sessions", "clients", w.sessions, w.clients),
+        k => (k, "requests", "workers", w.requests, w.workers),
+    };
     let need = |v: Option<u64>, name: &str| -> Result<u64, ScenarioError> {
         match v {
+            None if shown == "sessions" => Err(cx.err(
+                &format!("workload.{name}"),
+                "required for kind = \"sessions\" without `rate` (clients that reconnect)",
+            )),
             None => Err(cx.err(&format!("workload.{name}"), format!("required for kind = {kind:?}"))),
             Some(0) => Err(cx.err(&format!("workload.{name}"), "must be at least 1")),
             Some(n) => Ok(n),
@@ -634,14 +700,29 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
     };
     match kind {
         "closed" => {
-            let requests = cx.at_most("workload.requests", need(w.requests, "requests")?, max::REQUESTS)?;
-            let workers = cx.at_most("workload.workers", need(w.workers, "workers")?, max::WORKERS)?;
+            if session.is_some() && w.duration.is_some() {
+                return Err(cx.err(
+                    "workload.duration",
+                    "sessions from `clients` run until `sessions` are done or the horizon; give `rate` for open arrivals over a duration",
+                ));
+            }
+            let requests = cx.at_most(
+                &format!("workload.{requests_field}"),
+                need(requests, requests_field)?,
+                max::REQUESTS,
+            )?;
+            let workers = cx.at_most(
+                &format!("workload.{workers_field}"),
+                need(workers, workers_field)?,
+                max::WORKERS,
+            )?;
             Ok(WorkloadSpec {
                 arrivals: Arrivals::Closed { requests, workers },
                 duration: 0,
                 input: validate_tokens(cx, "workload.input_tokens", &w.input_tokens, max::INPUT_TOKENS)?,
                 output: validate_tokens(cx, "workload.output_tokens", &w.output_tokens, max::OUTPUT_TOKENS)?,
                 model,
+                session,
             })
         }
         "open" => {
@@ -656,9 +737,12 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
             }
             let duration = cx.positive_duration(
                 "workload.duration",
-                w.duration
-                    .as_deref()
-                    .ok_or_else(|| cx.err("workload.duration", "required for kind = \"open\""))?,
+                w.duration.as_deref().ok_or_else(|| {
+                    cx.err(
+                        "workload.duration",
+                        format!("required for kind = {shown:?} with `rate`"),
+                    )
+                })?,
             )?;
             let bursts = match (&w.burst_on, &w.burst_off) {
                 (None, None) => None,
@@ -668,15 +752,15 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
                 )),
                 _ => return Err(cx.err("workload.burst_on", "give both burst_on and burst_off, or neither")),
             };
-            if let Some(0) = w.requests {
-                return Err(cx.err("workload.requests", "must be at least 1"));
+            if let Some(0) = requests {
+                return Err(cx.err(&format!("workload.{requests_field}"), "must be at least 1"));
             }
             // What the run would have to simulate: refuse it before it cannot end.
             let on_minutes = match bursts {
                 None => duration as f64 / MINUTE as f64,
                 Some((on, off)) => duration as f64 / MINUTE as f64 * on as f64 / (on + off) as f64,
             };
-            let expected = (rate * on_minutes).min(w.requests.map_or(f64::INFINITY, |r| r as f64));
+            let expected = (rate * on_minutes).min(requests.map_or(f64::INFINITY, |r| r as f64));
             if expected > max::REQUESTS as f64 {
                 return Err(cx.err(
                     "workload.rate",
@@ -692,12 +776,13 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
                 arrivals: Arrivals::Open {
                     rate_per_min: rate,
                     bursts,
-                    max_requests: w.requests,
+                    max_requests: requests,
                 },
                 duration,
                 input: validate_tokens(cx, "workload.input_tokens", &w.input_tokens, max::INPUT_TOKENS)?,
                 output: validate_tokens(cx, "workload.output_tokens", &w.output_tokens, max::OUTPUT_TOKENS)?,
                 model,
+                session,
             })
         }
         _ => {
@@ -737,9 +822,97 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
                 input: TokenDist::Fixed(0),
                 output: TokenDist::Fixed(0),
                 model,
+                session,
             })
         }
     }
+}
+
+/// Turns per session at most (each is planned when the session opens).
+const MAX_TURNS: u64 = 10_000;
+
+/// The client of a sessions workload: `turns`, `pause`, `hold`, `modality`, `close_after`.
+fn session_spec(cx: &Ctx, w: &RawWorkload) -> Result<SessionSpec, ScenarioError> {
+    let turns = match w.turns {
+        None => 1,
+        Some(0) => return Err(cx.err("workload.turns", "must be at least 1")),
+        Some(n) => cx.at_most("workload.turns", n, MAX_TURNS)?,
+    };
+    let modality = match w.modality.as_deref().unwrap_or("audio") {
+        "audio" => Modality::Audio,
+        "audio_video" => Modality::AudioVideo,
+        "text" => Modality::Text,
+        other => {
+            return Err(cx.err(
+                "workload.modality",
+                format!("unknown modality {other:?}; expected \"audio\", \"audio_video\" or \"text\""),
+            ))
+        }
+    };
+    let close_after = match w.close_after.as_deref().unwrap_or("turn_complete") {
+        "turn_complete" => CloseAfter::TurnComplete,
+        "generation_complete" => CloseAfter::GenerationComplete,
+        other => {
+            return Err(cx.err(
+                "workload.close_after",
+                format!("unknown close policy {other:?}; expected \"turn_complete\" or \"generation_complete\""),
+            ))
+        }
+    };
+    Ok(SessionSpec {
+        turns: turns as u32,
+        pause: cx.bounded("workload.pause", w.pause.as_deref().unwrap_or("0s"), max::DELAY)?,
+        hold: cx.bounded("workload.hold", w.hold.as_deref().unwrap_or("0s"), max::DELAY)?,
+        modality,
+        close_after,
+    })
+}
+
+/// `[server.live]`.
+fn live_rules(cx: &Ctx, l: &RawLive) -> Result<LiveRules, ScenarioError> {
+    let quota_check = match l.quota_check.as_str() {
+        "setup" => QuotaCheck::Setup,
+        "connect" => QuotaCheck::Connect,
+        other => {
+            return Err(cx.err(
+                "server.live.quota_check",
+                format!("unknown {other:?}; expected \"setup\" or \"connect\""),
+            ))
+        }
+    };
+    let early_close = match l.early_close.as_str() {
+        "holds_turn" => EarlyClose::HoldsTurn,
+        "releases" => EarlyClose::Releases,
+        other => {
+            return Err(cx.err(
+                "server.live.early_close",
+                format!("unknown {other:?}; expected \"holds_turn\" or \"releases\""),
+            ))
+        }
+    };
+    if l.audio_tokens_per_second == 0 {
+        return Err(cx.err("server.live.audio_tokens_per_second", "must be at least 1"));
+    }
+    let lifetime = cx.positive_bounded("server.live.lifetime", &l.lifetime, max::DELAY)?;
+    let go_away = cx.bounded("server.live.go_away", &l.go_away, max::DELAY)?;
+    if go_away > lifetime {
+        return Err(cx.err(
+            "server.live.go_away",
+            format!("{} is longer than the lifetime {}", l.go_away, l.lifetime),
+        ));
+    }
+    Ok(LiveRules {
+        setup: cx.bounded("server.live.setup", &l.setup, max::DELAY)?,
+        reject_delay: cx.bounded("server.live.reject_delay", &l.reject_delay, max::DELAY)?,
+        quota_check,
+        release: cx.bounded("server.live.release", &l.release, max::DELAY)?,
+        early_close,
+        lifetime,
+        go_away,
+        audio_cap: cx.positive_bounded("server.live.audio_cap", &l.audio_cap, max::DELAY)?,
+        video_cap: cx.positive_bounded("server.live.video_cap", &l.video_cap, max::DELAY)?,
+        audio_tokens_per_second: l.audio_tokens_per_second,
+    })
 }
 
 fn provisioned(cx: &Ctx, field: &str, p: &RawProvisioned) -> Result<Provisioned, ScenarioError> {

@@ -34,7 +34,7 @@ use hdrhistogram::Histogram;
 
 use crate::core::ledger::{Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Overflow, Provisioned};
-use crate::core::time::{Calendar, Nanos, MINUTE};
+use crate::core::time::{Calendar, Nanos, MAX_SPAN, MINUTE};
 use crate::core::workload::{Arrivals, ModelChoice, RequestStream};
 use crate::scenario::Scenario;
 
@@ -307,7 +307,9 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
     let cost = |input: u64, output: u64| scenario.server.tpm_counts.cost(input, output);
     let mut counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
     let mut price_counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
-    let mut latencies = Histogram::<u64>::new(3).expect("3 significant digits");
+    // Bounded (not auto-resizing): `saturating_record` on an auto-resizing histogram clamps to
+    // its current top, 2 ns when empty, and the bound lost every latency.
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, MAX_SPAN, 3).expect("valid bounds");
     let mut longest: Nanos = 0;
     let mut n = 0u128;
     let closed = matches!(scenario.workload.arrivals, Arrivals::Closed { .. });
@@ -338,7 +340,7 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
         // The fastest this request can be served: its own model or any fallback.
         let fastest = std::iter::once(r.model)
             .chain(fallbacks.iter().copied())
-            .map(|m| scenario.models[m].latency.draw(r.output_tokens, seed, r.id))
+            .map(|m| scenario.service_time(m, &r, seed))
             .min()
             .expect("at least its own model");
         latencies.saturating_record(fastest);

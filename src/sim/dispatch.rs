@@ -4,11 +4,12 @@
 
 use std::collections::VecDeque;
 
+use crate::core::server::ConcurrencyScope;
 use crate::core::time::Nanos;
-use crate::core::workload::{Arrivals, Request};
+use crate::core::workload::{Arrivals, ModelChoice, Request};
 use crate::scenario::Scenario;
 use crate::sim::bound::Bound;
-use crate::sim::metrics::{Recorder, StrategyResult};
+use crate::sim::metrics::{round3, Recorder, SessionMetrics, StrategyResult};
 use crate::strategy::{Ask, Decision, GiveUp, Strategy, StrategySpec};
 
 /// A request between arrival and end.
@@ -266,5 +267,47 @@ pub(crate) fn summary(
         bound.per_min,
         bound.best_span,
     );
+    let mut result = result;
+    if scenario.workload.session.is_some() {
+        let c = &rec.sessions;
+        result.sessions = Some(SessionMetrics {
+            closes_1011: c.refused,
+            ends_1008: c.lifetime,
+            ends_cap: c.cap,
+            slot_utilisation: session_slots(scenario)
+                .filter(|&n| n > 0)
+                .map(|n| round3(c.held_until(span) as f64 / (n as f64 * span.max(1) as f64))),
+        });
+    }
     (result, span)
+}
+
+/// The session slots the limits give the workload's Live models, over every project (and
+/// every valid key, for a per-key scope); `None` when some project has no limit.
+fn session_slots(scenario: &Scenario) -> Option<u128> {
+    let mut models: Vec<usize> = match &scenario.workload.model {
+        ModelChoice::One(m) => vec![*m],
+        ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
+    };
+    models.sort_unstable();
+    models.dedup();
+    let mut slots = 0u128;
+    for (p, project) in scenario.topology.projects.iter().enumerate() {
+        for &m in &models {
+            let limit = project.limits[m].concurrent? as u128;
+            slots += match scenario.models[m].concurrency_scope {
+                ConcurrencyScope::Project => limit,
+                ConcurrencyScope::Key => {
+                    limit
+                        * scenario
+                            .topology
+                            .keys
+                            .iter()
+                            .filter(|k| k.project == p && k.valid)
+                            .count() as u128
+                }
+            };
+        }
+    }
+    Some(slots)
 }

@@ -7,6 +7,7 @@ use std::cmp::Reverse;
 use dary_heap::QuaternaryHeap;
 
 use crate::core::ledger::Dims;
+use crate::core::live::SessionEnd;
 use crate::core::server::{Call, KeyRef, Response, Server};
 use crate::core::spend::PICO_PER_USD;
 use crate::core::time::Nanos;
@@ -82,6 +83,8 @@ impl AttemptRecord {
 const OFFER: u64 = 0;
 const SEND: u64 = 1;
 const COMPLETE: u64 = 2;
+/// A refused Live session's client learns of its close (1011 after `setupComplete`).
+const REFUSED: u64 = 3;
 
 /// A scheduled event, ordered by `key = time << 64 | seq`: by time, and ties in the order
 /// they were scheduled.
@@ -265,7 +268,8 @@ pub fn simulate_full(
                 }
             }
             SEND => sim.due(slot, now),
-            _ => sim.complete(slot, now),
+            COMPLETE => sim.complete(slot, now),
+            _ => sim.refused(slot, now),
         }
         sim.pump(now);
     }
@@ -346,9 +350,33 @@ impl Sim<'_, '_> {
         }
     }
 
+    /// A refused session's client sees the close: it tells its strategy (a close carries no
+    /// quota details) and retries as its policy says.
+    fn refused(&mut self, slot: u32, now: Nanos) {
+        let l = self.book.get(slot);
+        let outcome = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: None,
+            quota: crate::core::ledger::Limits::UNLIMITED,
+        };
+        self.strategy
+            .on_outcome(now, &l.ask(), l.key as usize, l.model as usize, l.sent, &outcome);
+        match self.retry.delay_after(self.seed, l.req.id, l.attempts, &outcome) {
+            Some(d) => self.push(now + d, OFFER, slot),
+            None => self.end(slot, now, End::Failed),
+        }
+    }
+
     fn complete(&mut self, slot: u32, now: Nanos) {
         let l = self.book.get(slot);
         let (key, model) = (l.key as usize, l.model as usize);
+        if let Some(plan) = self.scenario.session_plan(model, &l.req, self.seed) {
+            match plan.end {
+                SessionEnd::Lifetime => self.rec.sessions.lifetime += 1,
+                SessionEnd::Cap => self.rec.sessions.cap += 1,
+                SessionEnd::Closed => {}
+            }
+        }
         self.rec.in_flight -= 1;
         self.rec.completed(l.req.arrival, l.sent, now, l.req.input_tokens);
         if let Some(tl) = self.timeline.as_mut() {
@@ -398,7 +426,43 @@ impl Dispatch for Sim<'_, '_> {
             attempt: l.attempts,
         };
         let ask = l.ask();
-        let outcome = match self.server.handle(now, &call) {
+        let plan = self.scenario.session_plan(model, &l.req, self.seed);
+        let response = match plan {
+            Some(p) => self.server.open_session(now, &call, now.saturating_add(p.release_at)),
+            None => self.server.handle(now, &call),
+        };
+        // A Live session refused for quota: its client learns it at the close.
+        let refusal = matches!(
+            response,
+            Response::RateLimited { .. } | Response::Capacity | Response::SpendCap
+        );
+        if let (Some(_), true) = (plan, refusal) {
+            let rules = &self.scenario.server.live;
+            let (violated, retry_delay) = match response {
+                Response::RateLimited {
+                    violated, retry_delay, ..
+                } => (violated, Some(retry_delay)),
+                _ => (Dims::EMPTY, None),
+            };
+            if response == Response::SpendCap {
+                self.rec.spend_limited();
+            } else {
+                self.rec.rate_limited(violated);
+            }
+            self.rec.sessions.refused += 1;
+            if let Some(tl) = self.timeline.as_mut() {
+                tl.rate_limited(now, violated);
+            }
+            self.record(&l, now, rules.refusal_code(), "rate_limited", violated, retry_delay);
+            let delay = rules.refusal_delay();
+            if delay == 0 {
+                self.refused(slot, now);
+            } else {
+                self.push(now + delay, REFUSED, slot);
+            }
+            return;
+        }
+        let outcome = match response {
             Response::Ok { completes_at } => {
                 self.rec.in_flight += 1;
                 if let Some(tl) = self.timeline.as_mut() {
@@ -414,7 +478,13 @@ impl Dispatch for Sim<'_, '_> {
                         s,
                     );
                 }
-                self.push(completes_at, COMPLETE, slot);
+                match plan {
+                    Some(p) => {
+                        self.rec.sessions.held.push((now, completes_at));
+                        self.push(now + p.client_end, COMPLETE, slot);
+                    }
+                    None => self.push(completes_at, COMPLETE, slot),
+                }
                 return;
             }
             Response::RateLimited {

@@ -103,6 +103,48 @@ pub struct StrategyResult {
     /// (absent when no account has a cap; the simulation knows it, `drive` does not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_spend_usd: Option<f64>,
+    /// Live sessions: how they ended and how full their slots were (absent for requests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionMetrics>,
+}
+
+/// How a strategy's Live sessions went (a session workload's `completed` counts sessions the
+/// client closed itself; its waits are the waits to connect).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SessionMetrics {
+    /// Sessions refused for quota: `setupComplete`, then close 1011 (close 1006 when the server
+    /// checks at connect); each is also a 429 of `rate_limited`.
+    pub closes_1011: u64,
+    /// Sessions the server ended at the connection's lifetime (`goAway`, close 1008).
+    pub ends_1008: u64,
+    /// Sessions the server ended at the session length cap.
+    pub ends_cap: u64,
+    /// Slot-time the sessions held (from connect to release, within the span) over the slots
+    /// the limits give (`null` when some project has no session limit).
+    pub slot_utilisation: Option<f64>,
+}
+
+/// What a recorder counts of sessions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Quota refusals.
+    pub refused: u64,
+    /// Ended at the lifetime.
+    pub lifetime: u64,
+    /// Ended at the cap.
+    pub cap: u64,
+    /// Each admitted session's connect and slot release.
+    pub held: Vec<(Nanos, Nanos)>,
+}
+
+impl SessionCounts {
+    /// Slot-nanoseconds held within `[0, until]`.
+    pub fn held_until(&self, until: Nanos) -> u128 {
+        self.held
+            .iter()
+            .map(|&(from, to)| to.min(until).saturating_sub(from) as u128)
+            .sum()
+    }
 }
 
 /// A whole run.
@@ -151,6 +193,8 @@ pub struct Recorder {
     pub completed_input_tokens: u64,
     /// When the last request ended.
     pub last_end: Nanos,
+    /// Live sessions' ends and slot time.
+    pub sessions: SessionCounts,
     wait: Histogram<u64>,
     latency: Histogram<u64>,
 }
@@ -178,6 +222,7 @@ impl Recorder {
             in_flight: 0,
             completed_input_tokens: 0,
             last_end: 0,
+            sessions: SessionCounts::default(),
             wait: h(),
             latency: h(),
         }
@@ -282,6 +327,7 @@ impl Recorder {
                 0.0
             },
             peak_spend_usd: None,
+            sessions: None,
         }
     }
 }
