@@ -35,6 +35,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print every key string a client may use with `serve`.
     Keys(KeysArgs),
+    /// Write a self-signed certificate and key for 127.0.0.1 and localhost (serve --tls-cert).
+    Cert(CertArgs),
     /// Run one strategy for real against an HTTP endpoint (serve, or Gemini), next to its simulation.
     Drive(DriveArgs),
     /// Put a strategy (flux by default) in front of any Gemini client: it holds each request
@@ -176,6 +178,24 @@ pub struct ServeArgs {
     /// the real midnight Pacific.
     #[arg(long, value_name = "now|TIME", value_parser = start_flag)]
     pub start: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Serve HTTPS and WSS with this PEM certificate chain (with --tls-key; `flux-sim cert`
+    /// makes a self-signed pair). Needed by clients that insist on TLS, such as the google-genai
+    /// SDK's Live API.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Arguments of `cert`.
+#[derive(Debug, clap::Args)]
+pub struct CertArgs {
+    /// Directory to write cert.pem and key.pem into (created if missing).
+    pub dir: PathBuf,
+    /// Replace existing cert.pem and key.pem.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `proxy`.
@@ -331,6 +351,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Compare(a) => compare_cmd(a),
         Command::Serve(a) => serve_cmd(a),
         Command::Keys(a) => keys_cmd(a),
+        Command::Cert(a) => cert_cmd(a),
         Command::Drive(a) => drive_cmd(a),
         Command::Proxy(a) => proxy_cmd(a),
         Command::Init(a) => init_cmd(a),
@@ -625,18 +646,39 @@ async fn bind(at: std::net::SocketAddr) -> Result<(tokio::net::TcpListener, std:
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(crate::net::tls::server_config(c, k)?),
+        _ => None,
+    };
     let runtime = runtime()?;
     runtime.block_on(async {
         let (listener, addr) = bind(a.bind).await?;
         let keys = scenario.topology.keys.len();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "flux-sim serve: {} on http://{addr} (time scale {}, {keys} keys: `flux-sim keys {}` lists them); Ctrl-C stops",
+            "flux-sim serve: {} on {scheme}://{addr} (time scale {}, {keys} keys: `flux-sim keys {}` lists them); Ctrl-C stops",
             scenario.name,
             a.time_scale,
             a.scenario.display()
         );
-        crate::net::serve::serve(listener, scenario, a.time_scale, crate::net::serve::shutdown_signal()).await.map_err(|e| format!("server failed: {e}"))
+        crate::net::serve::serve_tls(listener, scenario, a.time_scale, tls, crate::net::serve::shutdown_signal())
+            .await
+            .map_err(|e| format!("server failed: {e}"))
     })
+}
+
+fn cert_cmd(a: CertArgs) -> Result<(), String> {
+    let (cert, key) = crate::net::tls::write_self_signed(&a.dir, a.force)?;
+    print(&format!(
+        "wrote {} and {} (self-signed for 127.0.0.1, ::1 and localhost)\n\
+         serve with: flux-sim serve SCENARIO --tls-cert {} --tls-key {}\n\
+         trust it in Python clients with: SSL_CERT_FILE={}\n",
+        cert.display(),
+        key.display(),
+        cert.display(),
+        key.display(),
+        cert.display()
+    ))
 }
 
 fn keys_cmd(a: KeysArgs) -> Result<(), String> {

@@ -643,6 +643,17 @@ impl Ledger {
         }
     }
 
+    /// Moves one slot of `pool` held until `from` to end at `to` instead (a Live session whose
+    /// end the server learns only when its client closes). Nothing if no slot ends at `from`.
+    pub fn reschedule(&mut self, pool: PoolId, from: Nanos, to: Nanos) {
+        let slots = &mut self.pools[pool.0 as usize];
+        let mut ends = std::mem::take(&mut slots.ends).into_vec();
+        if let Some(i) = ends.iter().position(|&Reverse(e)| e == from) {
+            ends[i] = Reverse(to);
+        }
+        slots.ends = ends.into();
+    }
+
     /// Records a request costing `tokens` at `now` whatever the limits say (a client probing
     /// whether its believed limits are too low).
     pub fn force(&mut self, now: Nanos, b: BudgetId, pool: Option<PoolId>, tokens: u64, until: Nanos) {

@@ -258,6 +258,7 @@ pub struct Server {
     reserved_budgets: Vec<Option<(BudgetId, Overflow)>>,
     project_account: Vec<usize>,
     prices: Vec<Prices>,
+    live: LiveRules,
     seed: u64,
 }
 
@@ -333,6 +334,7 @@ impl Server {
                 .collect(),
             project_account: topology.projects.iter().map(|p| p.account).collect(),
             prices: models.iter().map(|m| m.prices).collect(),
+            live: config.live,
             seed,
         }
     }
@@ -357,6 +359,20 @@ impl Server {
     /// `release_at`, which is also its `completes_at`.
     pub fn open_session(&mut self, now: Nanos, call: &Call, release_at: Nanos) -> Response {
         self.answer(now, call, Some(release_at.max(now)))
+    }
+
+    /// A session of `key` on `model` admitted until `held` ends its hold at `release_at` instead
+    /// (`serve` admits a live session until the latest it could last and learns its end when
+    /// the client closes).
+    pub fn end_session(&mut self, key: usize, model: usize, held: Nanos, release_at: Nanos) {
+        if let Some(pool) = self.pools[key * self.models + model] {
+            self.ledger.reschedule(pool, held, release_at);
+        }
+    }
+
+    /// The rules Live sessions run by.
+    pub fn live_rules(&self) -> &LiveRules {
+        &self.live
     }
 
     fn answer(&mut self, now: Nanos, call: &Call, hold: Option<Nanos>) -> Response {

@@ -25,6 +25,7 @@ use crate::core::workload::TokenDist;
 use crate::net::wire::{self, openai, structured};
 use crate::scenario::{EmbedBatch, Scenario};
 
+mod live;
 mod openai_compat;
 
 /// Largest request body accepted (larger → 400 INVALID_ARGUMENT).
@@ -46,6 +47,29 @@ struct Counters {
     responses: BTreeMap<(String, String, u16), u64>,
     /// (project, model, dimension) → 429 violations.
     limited: BTreeMap<(String, String, &'static str), u64>,
+}
+
+impl Counters {
+    /// Counts `answer` to a call of `project` on `model`.
+    fn count(&mut self, project: &str, model: &str, answer: &Answer) {
+        *self
+            .responses
+            .entry((project.to_string(), model.to_string(), status_of(answer)))
+            .or_default() += 1;
+        let named: Vec<&'static str> = match answer {
+            Answer::RateLimited { violated, .. } | Answer::Unservable { violated } => {
+                violated.iter().map(|d| d.name()).collect()
+            }
+            Answer::SpendCap => vec!["spend_cap"],
+            _ => Vec::new(),
+        };
+        for d in named {
+            *self
+                .limited
+                .entry((project.to_string(), model.to_string(), d))
+                .or_default() += 1;
+        }
+    }
 }
 
 struct Shared {
@@ -145,6 +169,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         .route("/flux/ledger", get(ledger))
         .route("/flux/reset", axum::routing::post(reset))
         .merge(openai_compat::routes())
+        .merge(live::routes())
         .method_not_allowed_fallback(|req: Request| async move {
             let message = format!("Method {} is not allowed for {}.", req.method(), req.uri().path());
             error(json!({"error": {"code": 405, "message": message, "status": "INVALID_ARGUMENT"}}))
@@ -163,7 +188,19 @@ pub async fn serve(
     time_scale: u64,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    serve_tls(listener, scenario, time_scale, None, shutdown).await
+}
+
+/// [`serve`], over TLS (HTTPS and WSS on the same port) when `tls` is given; a client that
+/// does not finish its handshake within [`READ_TIMEOUT`] is dropped.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    scenario: Scenario,
+    time_scale: u64,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = router(scenario, time_scale);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -192,22 +229,16 @@ pub async fn serve(
                 r
             },
         ));
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let acceptor = acceptor.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT);
-            builder.http2().timer(TokioTimer::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match acceptor {
+                None => connection(stream, service, stop).await,
+                Some(a) => {
+                    if let Ok(Ok(tls)) = tokio::time::timeout(READ_TIMEOUT, a.accept(stream)).await {
+                        connection(tls, service, stop).await
+                    }
                 }
             }
         });
@@ -218,6 +249,33 @@ pub async fn serve(
     let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
     Ok(())
+}
+
+/// Serves one connection (HTTP/1.1 with upgrades, or HTTP/2) until it ends, or until `stop`
+/// changes and then gracefully.
+async fn connection<I, S>(io: I, service: S, mut stop: tokio::sync::watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -414,24 +472,7 @@ fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) ->
             attempt: 1,
         };
         let answer = guard.0.handle(now, &call);
-        let counters = &mut guard.1;
-        *counters
-            .responses
-            .entry((p.name.clone(), model_name.clone(), status_of(&answer)))
-            .or_default() += 1;
-        let named: Vec<&'static str> = match answer {
-            Answer::RateLimited { violated, .. } | Answer::Unservable { violated } => {
-                violated.iter().map(|d| d.name()).collect()
-            }
-            Answer::SpendCap => vec!["spend_cap"],
-            _ => Vec::new(),
-        };
-        for d in named {
-            *counters
-                .limited
-                .entry((p.name.clone(), model_name.clone(), d))
-                .or_default() += 1;
-        }
+        guard.1.count(&p.name, model_name, &answer);
         let limits = p.limits[model];
         let refused = match answer {
             Answer::Ok { completes_at } => {

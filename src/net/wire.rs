@@ -11,6 +11,7 @@ use crate::strategy::Outcome;
 /// Help link of quota errors.
 pub const RATE_LIMITS_URL: &str = "https://ai.google.dev/gemini-api/docs/rate-limits";
 
+pub mod live;
 pub mod media;
 pub mod openai;
 pub mod structured;

@@ -1,0 +1,95 @@
+//! TLS for `serve`: a rustls server configuration from a PEM certificate chain and key
+//! (`serve --tls-cert/--tls-key`), and a self-signed pair for 127.0.0.1 and localhost
+//! (`flux-sim cert DIR`), so that clients which insist on `https://`/`wss://` (the google-genai
+//! SDK's Live API) can talk to the mock server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The certificate file `flux-sim cert` writes.
+pub const CERT_FILE: &str = "cert.pem";
+/// The key file `flux-sim cert` writes.
+pub const KEY_FILE: &str = "key.pem";
+
+/// A server configuration serving `cert` (PEM chain) with `key` (PEM private key), offering
+/// HTTP/2 and HTTP/1.1. Errors name the file and what was wrong.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("--tls-cert {}: not a PEM certificate chain ({e})", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no certificate in it (expected PEM \"BEGIN CERTIFICATE\" blocks)",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("--tls-key {}: not a PEM private key ({e})", key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("--tls-cert/--tls-key: the key does not fit the certificate ({e})"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A self-signed certificate for 127.0.0.1, ::1 and localhost: (certificate PEM, key PEM).
+pub fn self_signed() -> Result<(String, String), String> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let c = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot make a certificate: {e}"))?;
+    Ok((c.cert.pem(), c.key_pair.serialize_pem()))
+}
+
+/// Writes a self-signed pair into `dir` (created if missing) as `cert.pem` and `key.pem`;
+/// refuses to replace existing files unless `force`.
+pub fn write_self_signed(dir: &Path, force: bool) -> Result<(PathBuf, PathBuf), String> {
+    let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+    if !force {
+        if let Some(p) = [&cert, &key].into_iter().find(|p| p.exists()) {
+            return Err(format!("{} exists; pass --force to replace it", p.display()));
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (cert_pem, key_pem) = self_signed()?;
+    std::fs::write(&cert, cert_pem).map_err(|e| format!("{}: {e}", cert.display()))?;
+    write_private(&key, &key_pem)?;
+    Ok((cert, key))
+}
+
+/// Writes a private key readable by its owner only (on Unix).
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let mut f = o.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_written_pair_loads_and_is_not_overwritten_without_force() {
+        let dir = std::env::temp_dir().join(format!("flux-sim-cert-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (cert, key) = write_self_signed(&dir, false).unwrap();
+        assert!(server_config(&cert, &key).is_ok());
+        let before = std::fs::read(&cert).unwrap();
+        assert!(write_self_signed(&dir, false).unwrap_err().contains("--force"));
+        assert_eq!(std::fs::read(&cert).unwrap(), before);
+        assert!(write_self_signed(&dir, true).is_ok());
+        let e = server_config(&key, &key).unwrap_err();
+        assert!(e.contains("--tls-cert") && e.contains("key.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
