@@ -335,3 +335,101 @@ fn provisioned_throughput_must_cover_the_peaks() {
         "reserving the mean is not enough"
     );
 }
+
+/// Runs `name` with its text edited by `edits` (from → to, each must apply).
+fn run_edited(name: &str, edits: &[(&str, &str)]) -> flux_sim::sim::metrics::RunResult {
+    let path = format!("scenarios/{name}.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    for (from, to) in edits {
+        assert!(text.contains(from), "{path} has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let s = Scenario::parse(&text, Path::new(&path)).unwrap();
+    run(&s, &s.strategies, s.seed, None, 1)
+}
+
+/// `live-sessions.toml`: the one-session-at-a-time loop that leaves at generationComplete meets
+/// 1011s under the default server (a walked-away turn holds its slot); the same loop reading
+/// until turnComplete, or a server that frees the slot at the close, meets none.
+#[test]
+fn a_loop_leaving_at_generation_complete_meets_1011_and_one_reading_to_turn_complete_does_not() {
+    let closes = |r: &flux_sim::sim::metrics::StrategyResult| r.sessions.unwrap().closes_1011;
+    let case = run_edited("live-sessions", &[]);
+    for r in &case.results {
+        assert!(closes(r) >= 100, "{}: {:?}", r.strategy, r.sessions);
+        assert_eq!(
+            closes(r),
+            r.rate_limited_by.concurrency,
+            "every 1011 is the session limit's"
+        );
+    }
+    let to_turn_complete = run_edited(
+        "live-sessions",
+        &[(
+            "close_after = \"generation_complete\"",
+            "close_after = \"turn_complete\"",
+        )],
+    );
+    let released = run_edited(
+        "live-sessions",
+        &[("early_close = \"holds_turn\"", "early_close = \"releases\"")],
+    );
+    for r in to_turn_complete.results.iter().chain(&released.results) {
+        assert_eq!((closes(r), r.completed), (0, 200), "{}: {:?}", r.strategy, r.sessions);
+    }
+    // Leaving early still finishes sooner: three sessions overlap, at the price of the 1011s.
+    let rr = |x: &flux_sim::sim::metrics::RunResult| x.results[0].throughput_per_min;
+    assert!(
+        rr(&case) > 2.0 * rr(&to_turn_complete),
+        "{} vs {}",
+        rr(&case),
+        rr(&to_turn_complete)
+    );
+}
+
+/// `live-conversations.toml`: 15 conversations need 5 projects' slots (3 each); five keys of
+/// one project give 3 whatever the rotation, unless the limit were per key; round robin over
+/// the 5 projects still meets 1011s where a strategy that counts open sessions meets none.
+#[test]
+fn fifteen_conversations_need_five_projects_not_five_keys() {
+    let by =
+        |x: &flux_sim::sim::metrics::RunResult, n: &str| x.results.iter().find(|r| r.strategy == n).unwrap().clone();
+    let five_projects = run_edited("live-conversations", &[]);
+    let one_project = run_edited(
+        "live-conversations",
+        &[(
+            "projects = 5\nkeys_per_project = 1",
+            "projects = 1\nkeys_per_project = 5",
+        )],
+    );
+    let per_key = run_edited(
+        "live-conversations",
+        &[
+            (
+                "projects = 5\nkeys_per_project = 1",
+                "projects = 1\nkeys_per_project = 5",
+            ),
+            ("concurrent_scope = \"project\"", "concurrent_scope = \"key\""),
+        ],
+    );
+    let ec5 = by(&five_projects, "exact_cooldown");
+    assert_eq!((ec5.completed, ec5.rate_limited), (150, 0), "{ec5:?}");
+    assert_eq!(ec5.wait_ms.p99, 0.0, "15 slots: nobody waits");
+    let km5 = by(&five_projects, "key_mixer");
+    assert!(
+        km5.sessions.unwrap().closes_1011 > 50,
+        "round robin ignores where the room is: {km5:?}"
+    );
+    let ec1 = by(&one_project, "exact_cooldown");
+    assert_eq!((ec1.completed, ec1.rate_limited), (150, 0));
+    assert!(
+        ec1.throughput_per_min < ec5.throughput_per_min / 4.0,
+        "3 slots, not 15: {ec1:?}"
+    );
+    let km1 = by(&one_project, "key_mixer");
+    assert!(km1.failed > 100, "15 clients on 3 slots: {km1:?}");
+    assert_eq!(
+        by(&per_key, "exact_cooldown").throughput_per_min,
+        ec5.throughput_per_min
+    );
+}

@@ -164,7 +164,7 @@ fn inline_tokens(blob: &Value, at: &str) -> Result<u64, String> {
             .and_then(|r| r.parse::<u64>().ok())
             .filter(|&r| r > 0)
             .unwrap_or(16_000);
-        Ok((bytes * 32).div_ceil(2 * rate))
+        Ok(bytes.saturating_mul(32).div_ceil(rate.saturating_mul(2)))
     } else if mime.starts_with("image/") || mime.starts_with("video/") {
         Ok(258)
     } else {
