@@ -8,7 +8,7 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::{decode_base64, duration_string};
+use super::{decode_base64, duration_string, media};
 use crate::core::time::Nanos;
 
 /// Text's tokens by serve's rule: a token per 4 characters, rounded up.
@@ -142,34 +142,20 @@ fn parts_tokens(parts: &Value, at: &str) -> Result<u64, String> {
     Ok(tokens)
 }
 
-/// Tokens of an inline blob `{mimeType, data}`: audio at 32 per second of 16-bit PCM (16 kHz
-/// unless the type says `rate=`), an image or video frame 258.
+/// Tokens of an inline blob `{mimeType, data}`, by Gemini's media rules (audio 32 a second,
+/// raw PCM at the rate its type names; images by their tiles).
 fn inline_tokens(blob: &Value, at: &str) -> Result<u64, String> {
     let o = blob
         .as_object()
         .ok_or_else(|| invalid(format!("Invalid value at '{at}': expected a blob.")))?;
     let mime = field(o, "mimeType", "mime_type").and_then(Value::as_str).unwrap_or("");
     let data = o.get("data").and_then(Value::as_str).unwrap_or("");
-    let bytes = decode_base64(data)
-        .ok_or_else(|| {
-            invalid(format!(
-                "Invalid value at '{at}.data' (TYPE_BYTES), Base64 decoding failed."
-            ))
-        })?
-        .len() as u64;
-    if mime.starts_with("audio/") {
-        let rate = mime
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("rate="))
-            .and_then(|r| r.parse::<u64>().ok())
-            .filter(|&r| r > 0)
-            .unwrap_or(16_000);
-        Ok(bytes.saturating_mul(32).div_ceil(rate.saturating_mul(2)))
-    } else if mime.starts_with("image/") || mime.starts_with("video/") {
-        Ok(258)
-    } else {
-        Ok(0)
-    }
+    let bytes = decode_base64(data).ok_or_else(|| {
+        invalid(format!(
+            "Invalid value at '{at}.data' (TYPE_BYTES), Base64 decoding failed."
+        ))
+    })?;
+    Ok(media::tokens(mime, &bytes))
 }
 
 /// The first message of a session, which must be `setup`.
@@ -387,6 +373,13 @@ mod tests {
                 ends_turn: false,
                 video: false
             }
+        );
+        let huge = format!(
+            r#"{{"realtimeInput": {{"audio": {{"mimeType": "audio/pcm;rate=18446744073709551615", "data": "{audio}"}}}}}}"#
+        );
+        assert!(
+            parse_message(&huge).is_ok(),
+            "a rate at u64::MAX counts, without overflow"
         );
         let m = parse_message(r#"{"realtime_input": {"audio_stream_end": true}}"#).unwrap();
         assert!(matches!(m, ClientMessage::Realtime { ends_turn: true, .. }));

@@ -135,7 +135,7 @@ fn audio_millis(kind: &str, params: &str, d: &[u8]) -> u64 {
             .find_map(|r| r.parse::<u64>().ok())
             .filter(|&r| r > 0)
             .unwrap_or(16_000);
-        return millis_at(d.len(), rate * 2);
+        return millis_at(d.len(), rate.saturating_mul(2));
     }
     millis_at(d.len(), AUDIO_BYTES_PER_SECOND)
 }
