@@ -355,14 +355,23 @@ fn run_edited(name: &str, edits: &[(&str, &str)]) -> flux_sim::sim::metrics::Run
 fn a_loop_leaving_at_generation_complete_meets_1011_and_one_reading_to_turn_complete_does_not() {
     let closes = |r: &flux_sim::sim::metrics::StrategyResult| r.sessions.unwrap().closes_1011;
     let case = run_edited("live-sessions", &[]);
+    let by =
+        |x: &flux_sim::sim::metrics::RunResult, n: &str| x.results.iter().find(|r| r.strategy == n).unwrap().clone();
     for r in &case.results {
-        assert!(closes(r) >= 100, "{}: {:?}", r.strategy, r.sessions);
         assert_eq!(
             closes(r),
             r.rate_limited_by.concurrency,
             "every 1011 is the session limit's"
         );
     }
+    for n in ["round_robin", "exact_cooldown"] {
+        assert!(closes(&by(&case, n)) >= 100, "{n}: {:?}", by(&case, n).sessions);
+    }
+    // Waiting 30 s never overlaps three; flux learns the hold from a few 1011s and runs faster.
+    let (slow, flux) = (by(&case, "rotate_every_30s"), by(&case, "flux"));
+    assert_eq!((closes(&slow), slow.completed), (0, 200));
+    assert!(closes(&flux) <= 12 && flux.completed == 200, "{flux:?}");
+    assert!(flux.throughput_per_min > 1.2 * slow.throughput_per_min, "{flux:?}");
     let to_turn_complete = run_edited(
         "live-sessions",
         &[(
@@ -377,6 +386,10 @@ fn a_loop_leaving_at_generation_complete_meets_1011_and_one_reading_to_turn_comp
     for r in to_turn_complete.results.iter().chain(&released.results) {
         assert_eq!((closes(r), r.completed), (0, 200), "{}: {:?}", r.strategy, r.sessions);
     }
+    assert!(
+        by(&released, "flux").throughput_per_min > 8.0,
+        "no hold to learn: nothing held back"
+    );
     // Leaving early still finishes sooner: three sessions overlap, at the price of the 1011s.
     let rr = |x: &flux_sim::sim::metrics::RunResult| x.results[0].throughput_per_min;
     assert!(

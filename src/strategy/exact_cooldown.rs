@@ -372,6 +372,11 @@ impl ExactCooldown {
         self.units.len()
     }
 
+    /// Sends (sessions) unit `u` has in flight, as it counts them.
+    pub(super) fn inflight(&self, u: usize) -> u64 {
+        self.units[u].inflight
+    }
+
     /// The limits unit `u` plans with (concurrency included).
     pub(super) fn limits(&self, u: usize) -> Limits {
         let unit = &self.units[u];

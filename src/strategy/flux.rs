@@ -18,9 +18,16 @@
 //! - widens its planning margin when per-minute 429s on limits it knows show its sends reaching
 //!   the server later than planned (a real network), so it needs no hand-set `margin`;
 //! - retries at once and decides itself when to send, so after a per-day 429 the request moves
-//!   on along the model chain instead of sleeping until the day ends.
+//!   on along the model chain instead of sleeping until the day ends;
+//! - **learns how long a closed Live session keeps its slot**: a close 1011 when its count said
+//!   a slot was free means the server still holds slots of sessions it closed (a turn left at
+//!   `generationComplete` plays on); it raises its estimate of that hold by a quarter, to at
+//!   least 5/4 of the span of the sessions it last closed (1 s to 15 min), keeps the budget blocked until the
+//!   oldest of them would be free, and from then on counts a closed session's slot as taken
+//!   for that long. (A 1011 while it had fewer sessions open than a limit it was only told or
+//!   guessed teaches it the limit instead: the sessions it had open, at least one.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::exact_cooldown::ExactCooldown;
 use super::retry::exponential;
@@ -59,7 +66,30 @@ pub struct Flux {
     /// Requests that met a capacity 429, and when to try them again.
     later: HashMap<u64, Nanos>,
     plans: HashMap<u64, Plan>,
+    /// Per model: a Live model.
+    live: Vec<bool>,
+    /// Per unit: how long a closed session's slot is believed to stay taken.
+    session_hold: Vec<Nanos>,
+    /// Per unit: when its latest sessions closed (the most recent last).
+    closes: Vec<VecDeque<Nanos>>,
+    /// Closed sessions whose slots count as taken until `due`, then are handed to the planner.
+    held: Vec<Held>,
 }
+
+/// A closed session whose slot flux still counts as taken.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    due: Nanos,
+    ask: Ask,
+    key: usize,
+    model: usize,
+    sent: Nanos,
+}
+
+/// How many recent closes per unit flux remembers.
+const CLOSES_KEPT: usize = 64;
+/// The longest a closed session's slot is believed held.
+const MAX_SESSION_HOLD: Nanos = 15 * MINUTE;
 
 impl Flux {
     /// flux over `env`, falling back to `fallback` models in order; its planner holds window
@@ -67,6 +97,7 @@ impl Flux {
     pub fn new(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
         let models = env.models;
         let believed = env.believed.clone();
+        let live = env.live.clone();
         let (calendar, tpm_counts, seed) = (env.calendar.clone(), env.tpm_counts, env.seed);
         let mut inner = ExactCooldown::new(env, fallback, margin);
         let n = inner.units();
@@ -95,6 +126,10 @@ impl Flux {
             probing: vec![false; n],
             later: HashMap::new(),
             plans: HashMap::new(),
+            live,
+            session_hold: vec![0; n],
+            closes: vec![VecDeque::new(); n],
+            held: Vec::new(),
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -144,8 +179,47 @@ impl Flux {
     }
 }
 
-impl Strategy for Flux {
-    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+impl Flux {
+    /// Hands the planner the closed sessions whose believed hold is over.
+    fn release_held(&mut self, now: Nanos) {
+        let mut i = 0;
+        while i < self.held.len() {
+            if self.held[i].due <= now {
+                let h = self.held.swap_remove(i);
+                self.inner.on_outcome(now, &h.ask, h.key, h.model, h.sent, &Outcome::Ok);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Closed sessions of unit `u` whose slots it still counts as taken.
+    fn held_on(&self, u: usize) -> u64 {
+        self.held
+            .iter()
+            .filter(|h| self.inner.unit_of(h.key, h.model) == u)
+            .count() as u64
+    }
+
+    /// A close 1011 of a session sent at `sent` on unit `u`, which flux believed had a free
+    /// slot: its closed sessions hold their slots longer than it thought.
+    fn learn_session_hold(&mut self, now: Nanos, u: usize, sent: Nanos) {
+        let slots = self.inner.limits(u).concurrent.unwrap_or(1).max(1) as usize;
+        let closes = &self.closes[u];
+        // The oldest of the last `slots` closes: all of them still held at `sent`.
+        let oldest = closes.len().checked_sub(slots).map(|i| closes[i]);
+        let span = oldest.map_or(0, |c| sent.saturating_sub(c));
+        let hold = (self.session_hold[u] * 5 / 4)
+            .max(span * 5 / 4)
+            .clamp(SECOND, MAX_SESSION_HOLD);
+        self.session_hold[u] = hold;
+        let free = oldest.map_or(now + hold, |c| c + hold).max(now + MILLISECOND);
+        self.inner.block(u, free, now);
+    }
+}
+
+impl Flux {
+    fn decide_now(&mut self, now: Nanos, ask: &Ask) -> Decision {
         if let Some(&at) = self.later.get(&ask.request) {
             if at > now {
                 return Decision::Later(at);
@@ -171,6 +245,18 @@ impl Strategy for Flux {
             );
         }
         d
+    }
+}
+
+impl Strategy for Flux {
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        self.release_held(now);
+        let d = self.decide_now(now, ask);
+        match (d, self.held.iter().map(|h| h.due).min()) {
+            // Slots it counts as taken free at known times: ask again then.
+            (Decision::Defer, Some(due)) => Decision::Later(due),
+            _ => d,
+        }
     }
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, _: usize) -> bool {
@@ -200,11 +286,55 @@ impl Strategy for Flux {
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
+        self.release_held(now);
         let plan = self.plans.remove(&ask.request);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
         if !probe.is_empty() {
             self.probing[u] = false;
+        }
+        if self.live[model] {
+            match *outcome {
+                Outcome::Ok => {
+                    // The client closed the session: its slot may stay taken a while.
+                    let closes = &mut self.closes[u];
+                    if closes.len() == CLOSES_KEPT {
+                        closes.pop_front();
+                    }
+                    closes.push_back(now);
+                    if self.session_hold[u] > 0 {
+                        self.held.push(Held {
+                            due: now + self.session_hold[u],
+                            ask: *ask,
+                            key,
+                            model,
+                            sent,
+                        });
+                        return;
+                    }
+                }
+                Outcome::RateLimited { violated, quota, .. } if violated.is_empty() && quota == Limits::UNLIMITED => {
+                    // Close 1011: no dimension named; flux sent it believing a slot free.
+                    self.inner.on_outcome(now, ask, key, model, sent, &Outcome::Error);
+                    self.epoch[u] = self.epoch[u].wrapping_add(1);
+                    let open = self.inner.inflight(u) + self.held_on(u);
+                    let mut limits = self.inner.limits(u);
+                    if !self.verified[u].contains(Dimension::Concurrency) && limits.concurrent.is_none_or(|c| open < c)
+                    {
+                        // A session limit it was told or guessed: the sessions it had open are
+                        // the limit (at least one).
+                        limits.concurrent = Some(open.max(1));
+                        self.verified[u].insert(Dimension::Concurrency);
+                        self.inner.set_limits(u, limits, now);
+                        self.inner.block(u, now + SECOND, now);
+                    } else {
+                        self.learn_session_hold(now, u, sent);
+                    }
+                    self.refresh_probe(u, now);
+                    return;
+                }
+                _ => {}
+            }
         }
         match *outcome {
             Outcome::RateLimited {
@@ -276,6 +406,46 @@ mod tests {
         let mut e = env(&[0], Some(limits));
         e.believed = vec![true];
         e
+    }
+
+    #[test]
+    fn learns_how_long_closed_live_sessions_keep_their_slots() {
+        let mut e = env(
+            &[0],
+            Some(Limits {
+                concurrent: Some(1),
+                ..Limits::default()
+            }),
+        );
+        e.live = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        let close_1011 = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: None,
+            quota: Limits::UNLIMITED,
+        };
+        // A session 0-10 s, closed; the next sent at 10 s is refused: the slot is still held.
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        f.on_outcome(10 * SECOND, &ask(0, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(send(f.decide(10 * SECOND, &ask(1, 1))), (0, 10 * SECOND));
+        f.on_outcome(11 * SECOND, &ask(1, 1), 0, 0, 10 * SECOND, &close_1011);
+        assert_eq!(f.session_hold[0], SECOND, "at least 1 s");
+        // Blocked until the closed session's slot is believed free: 10 s + 1 s.
+        match f.decide(11 * SECOND, &ask(1, 2)) {
+            Decision::Send { at, .. } => assert!(at >= 11 * SECOND, "{at}"),
+            d => assert!(matches!(d, Decision::Later(_) | Decision::Defer), "{d:?}"),
+        }
+        // A second refusal with the session closed 10 s before: the hold grows past 10 s.
+        f.on_outcome(20 * SECOND, &ask(1, 2), 0, 0, 20 * SECOND, &close_1011);
+        assert!(f.session_hold[0] >= 10 * SECOND, "{}", f.session_hold[0]);
+        // From now on a closed session counts as open for the hold: the next waits for it.
+        let t = 40 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(2, 1))), (0, t));
+        f.on_outcome(t + SECOND, &ask(2, 1), 0, 0, t, &Outcome::Ok);
+        match f.decide(t + SECOND, &ask(3, 1)) {
+            Decision::Later(at) => assert_eq!(at, t + SECOND + f.session_hold[0]),
+            d => panic!("expected to wait for the held slot: {d:?}"),
+        }
     }
 
     #[test]

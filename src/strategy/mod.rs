@@ -201,6 +201,8 @@ pub struct Env {
     pub believed: Vec<bool>,
     /// The run's seed, for a strategy's own random choices.
     pub seed: u64,
+    /// Per model: a Live API model (its sends are sessions; a refusal is a close 1011).
+    pub live: Vec<bool>,
 }
 
 impl Env {
@@ -231,6 +233,7 @@ impl Env {
             tpm_counts,
             believed: spec.known_limits.iter().map(Option::is_some).collect(),
             seed,
+            live: models.iter().map(|m| m.live).collect(),
         }
     }
 
@@ -305,6 +308,7 @@ pub(crate) mod tests {
             tpm_counts: TpmCounts::Input,
             believed: vec![false],
             seed: 0,
+            live: vec![false],
         }
     }
 }
