@@ -614,6 +614,30 @@ mod tests {
     }
 
     #[test]
+    fn a_session_s_slot_frees_exactly_when_its_end_is_learned() {
+        let quota = Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        };
+        let mut s = server(quota, None);
+        let held = 600 * SECOND;
+        assert!(matches!(s.open_session(0, &call(0), held), Response::Ok { completes_at } if completes_at == held));
+        // The client closed at 5 s; the server frees the slot 2 s later.
+        let release = 7 * SECOND;
+        s.end_session(0, 0, held, release);
+        match s.open_session(release - 1, &call(1), held) {
+            Response::RateLimited {
+                violated, retry_delay, ..
+            } => {
+                assert!(violated.contains(crate::core::ledger::Dimension::Concurrency));
+                assert_eq!(retry_delay, 1, "free to the nanosecond");
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(matches!(s.open_session(release, &call(2), held), Response::Ok { .. }));
+    }
+
+    #[test]
     fn dedicated_only_refuses_the_overflow_without_details() {
         let mut s = server(Limits::default(), reserved(2, Overflow::DedicatedOnly));
         assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
