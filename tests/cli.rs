@@ -653,3 +653,102 @@ fn proxy_refuses_a_missing_token_and_a_bad_keys_file() {
     assert!(err.contains("keys.txt: line 2: no project \"nope\""), "{err}");
     assert!(!err.contains("AIzaSyQ0000000000000"), "no key whole: {err}");
 }
+
+/// A Live model and a sessions workload on it.
+const LIVE: &str = r#"
+name = "l"
+[models.live]
+live = true
+concurrent = 3
+[models.m]
+rpm = 10
+[topology]
+projects = ["p"]
+[workload]
+kind = "sessions"
+model = "live"
+clients = 2
+sessions = 10
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 10 }
+"#;
+
+#[test]
+fn sessions_workloads_and_live_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = dir.path().join("live.toml");
+    std::fs::write(&ok, LIVE).unwrap();
+    let (_, v) = run_json(&[ok.to_str().unwrap()]);
+    assert_eq!(v["results"][0]["sessions"]["closes_1011"], 0);
+    bad(
+        &LIVE.replace("model = \"live\"", "model = \"m\""),
+        &["workload.model", "not a Live model"],
+    );
+    bad(
+        &BASE.replace("rpm = 10", "rpm = 10\nlive = true"),
+        &["workload.model", "is a Live model"],
+    );
+    bad(&LIVE.replace("clients = 2\n", ""), &["workload.clients", "required"]);
+    bad(
+        &LIVE.replace("sessions = 10", "sessions = 10\nturns = 0"),
+        &["workload.turns", "at least 1"],
+    );
+    bad(
+        &LIVE.replace("sessions = 10", "sessions = 10\nmodality = \"video\""),
+        &["workload.modality", "audio_video"],
+    );
+    bad(
+        &LIVE.replace("sessions = 10", "sessions = 10\nclose_after = \"soon\""),
+        &["workload.close_after", "generation_complete"],
+    );
+    bad(
+        &LIVE.replace("sessions = 10", "sessions = 10\nrequests = 3"),
+        &["workload.requests", "not used"],
+    );
+    bad(
+        &format!("{LIVE}\n[server.live]\nearly_close = \"never\"\n"),
+        &["server.live.early_close", "releases"],
+    );
+    bad(
+        &format!("{LIVE}\n[server.live]\ngo_away = \"20m\"\n"),
+        &["server.live.go_away", "lifetime"],
+    );
+    bad(&format!("{LIVE}\n[server.live]\nrelase = \"1s\"\n"), &["relase"]);
+}
+
+#[test]
+fn cert_writes_a_pair_once_and_serve_names_a_bad_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("certs");
+    bin()
+        .arg("cert")
+        .arg(&d)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("cert.pem"));
+    let cert = std::fs::read(d.join("cert.pem")).unwrap();
+    assert!(String::from_utf8_lossy(&cert).contains("BEGIN CERTIFICATE"));
+    bin()
+        .arg("cert")
+        .arg(&d)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("exists; pass --force"));
+    assert_eq!(std::fs::read(d.join("cert.pem")).unwrap(), cert, "not overwritten");
+    bin().arg("cert").arg(&d).arg("--force").assert().success();
+    let s = scenario("live-sessions.toml");
+    bin()
+        .args(["serve", s.to_str().unwrap(), "--bind", "127.0.0.1:0", "--tls-cert"])
+        .arg(d.join("key.pem"))
+        .arg("--tls-key")
+        .arg(d.join("key.pem"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--tls-cert").and(predicate::str::contains("key.pem")));
+    bin()
+        .args(["serve", s.to_str().unwrap(), "--tls-cert"])
+        .arg(d.join("cert.pem"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--tls-key"));
+}
