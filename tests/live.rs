@@ -212,7 +212,7 @@ async fn a_closed_session_s_slot_comes_back_after_the_release_delay() {
         1011,
         "still held half-way through"
     );
-    tokio::time::sleep(Duration::from_millis(1_100).saturating_sub(closed.elapsed())).await;
+    tokio::time::sleep(Duration::from_millis(1_250).saturating_sub(closed.elapsed())).await;
     open(&s).await;
 }
 
