@@ -197,6 +197,26 @@ async fn the_fourth_concurrent_session_of_a_three_session_project_closes_1011() 
 }
 
 #[tokio::test]
+async fn checked_at_the_upgrade_a_session_start_counts_once_and_a_refusal_is_http_429() {
+    let text = scenario("quota_check = \"connect\"", 3).replace("live = true", "live = true\nrpm = 2");
+    let s = serve(&text, 10, None).await;
+    // Two session starts fit 2 a minute (each counted once, at the upgrade)...
+    let _a = open(&s).await;
+    let _b = open(&s).await;
+    // ...the third is refused before any socket, with Google's 429 envelope.
+    let mut req = format!("ws://{}{PATH}", s.addr).into_client_request().unwrap();
+    req.headers_mut().insert("x-goog-api-key", s.key.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 429);
+            let body: Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+        }
+        other => panic!("expected HTTP 429 at the upgrade, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[tokio::test]
 async fn a_closed_session_s_slot_comes_back_after_the_release_delay() {
     // 10 s of quota time at ×10: 1 s real.
     let s = serve(&scenario("release = \"10s\"", 1), 10, None).await;

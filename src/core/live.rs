@@ -20,8 +20,6 @@ pub const QUOTA_CLOSE_REASON: &str = "You exceeded your current quota, please ch
 
 /// Close code of a quota refusal.
 pub const CLOSE_QUOTA: u16 = 1011;
-/// Close code at the end of the connection's lifetime (after `goAway`).
-pub const CLOSE_LIFETIME: u16 = 1008;
 
 /// What a session's answers carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -200,15 +198,14 @@ pub struct SessionPlan {
 
 /// The token sizes of the turns of session `request`: `(input, output)` per turn, drawn from
 /// their own stream (the same whichever strategy runs the session).
-pub fn turns(
+pub fn turns<'a>(
     spec: &SessionSpec,
-    input: &TokenDist,
-    output: &TokenDist,
+    input: &'a TokenDist,
+    output: &'a TokenDist,
     seed: u64,
     request: u64,
-) -> impl Iterator<Item = (u64, u64)> {
+) -> impl Iterator<Item = (u64, u64)> + 'a {
     let mut r = rng(seed, Stream::Session, request, 0);
-    let (input, output) = (input.clone(), output.clone());
     (0..spec.turns.max(1)).map(move |_| (input.sample(&mut r), output.sample(&mut r)))
 }
 

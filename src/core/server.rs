@@ -258,7 +258,6 @@ pub struct Server {
     reserved_budgets: Vec<Option<(BudgetId, Overflow)>>,
     project_account: Vec<usize>,
     prices: Vec<Prices>,
-    live: LiveRules,
     seed: u64,
 }
 
@@ -334,7 +333,6 @@ impl Server {
                 .collect(),
             project_account: topology.projects.iter().map(|p| p.account).collect(),
             prices: models.iter().map(|m| m.prices).collect(),
-            live: config.live,
             seed,
         }
     }
@@ -368,11 +366,6 @@ impl Server {
         if let Some(pool) = self.pools[key * self.models + model] {
             self.ledger.reschedule(pool, held, release_at);
         }
-    }
-
-    /// The rules Live sessions run by.
-    pub fn live_rules(&self) -> &LiveRules {
-        &self.live
     }
 
     fn answer(&mut self, now: Nanos, call: &Call, hold: Option<Nanos>) -> Response {

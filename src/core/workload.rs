@@ -76,6 +76,16 @@ pub enum ModelChoice {
     Weighted(Vec<(usize, u32)>),
 }
 
+impl ModelChoice {
+    /// The models requests may prefer, in the order given.
+    pub fn models(&self) -> Vec<usize> {
+        match self {
+            ModelChoice::One(m) => vec![*m],
+            ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
+        }
+    }
+}
+
 /// One row of a trace file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceRow {

@@ -111,11 +111,12 @@ pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
 
 /// 404 NOT_FOUND for a path neither serve nor the proxy serves, as Google words it.
 pub(crate) async fn not_found(req: Request) -> Response {
-    let message = format!(
-        "The requested URL {} {} was not found on this server.",
-        req.method(),
-        req.uri().path()
-    );
+    not_found_at(req.method(), req.uri().path())
+}
+
+/// 404 NOT_FOUND for `method` on `path`, in Google's words.
+fn not_found_at(method: &axum::http::Method, path: &str) -> Response {
+    let message = format!("The requested URL {method} {path} was not found on this server.");
     error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
 }
 
@@ -432,13 +433,19 @@ async fn read_body(s: &Shared, req: Request) -> Result<Bytes, Value> {
 /// The output a call gets: the drawn size (trace workloads carry none: 256), cut at the
 /// request's maximum, and the finish reason.
 fn draw_output(s: &Shared, id: u64, max: Option<u64>) -> (u64, &'static str) {
-    let drawn = match s.scenario.workload.output {
-        TokenDist::Fixed(0) => 256,
-        ref d => d.sample(&mut rng(s.scenario.seed, Stream::Workload, id, 0x5e7e)),
-    };
+    let drawn = drawn_output(s, id, 0x5e7e);
     match max {
         Some(m) if drawn > m => (m, "MAX_TOKENS"),
         _ => (drawn, "STOP"),
+    }
+}
+
+/// An output length of the scenario's sizes for call `id`, from its own draw `part` (trace
+/// workloads carry none: 256).
+fn drawn_output(s: &Shared, id: u64, part: u32) -> u64 {
+    match s.scenario.workload.output {
+        TokenDist::Fixed(0) => 256,
+        ref d => d.sample(&mut rng(s.scenario.seed, Stream::Workload, id, part)),
     }
 }
 

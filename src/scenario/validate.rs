@@ -650,10 +650,7 @@ fn validate_workload(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -
         (None, true) if models.len() == 1 => ModelChoice::One(0),
         (None, true) => return Err(cx.err("workload.model", "required when the scenario has several models")),
     };
-    let used: Vec<usize> = match &model {
-        ModelChoice::One(m) => vec![*m],
-        ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
-    };
+    let used = model.models();
     let session = if kind == "sessions" {
         if let Some(&m) = used.iter().find(|&&m| !models[m].live) {
             return Err(cx.err(

@@ -35,7 +35,7 @@ use hdrhistogram::Histogram;
 use crate::core::ledger::{Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Overflow, Provisioned};
 use crate::core::time::{Calendar, Nanos, MAX_SPAN, MINUTE};
-use crate::core::workload::{Arrivals, ModelChoice, RequestStream};
+use crate::core::workload::{Arrivals, RequestStream};
 use crate::scenario::Scenario;
 
 /// The bound of one scenario.
@@ -257,10 +257,7 @@ fn effective(quota: Limits, reserved: Option<Provisioned>) -> Limits {
 /// The capacity model of `scenario` with `seed`, the number of requests that could ever be
 /// served, and the longest of their (fastest possible) latencies.
 fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
-    let mut used_models: Vec<usize> = match &scenario.workload.model {
-        ModelChoice::One(m) => vec![*m],
-        ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
-    };
+    let mut used_models = scenario.workload.model.models();
     if let Arrivals::Trace { rows, .. } = &scenario.workload.arrivals {
         used_models.extend(rows.iter().filter_map(|r| r.model));
     }

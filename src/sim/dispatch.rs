@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use crate::core::server::ConcurrencyScope;
 use crate::core::time::Nanos;
-use crate::core::workload::{Arrivals, ModelChoice, Request};
+use crate::core::workload::{Arrivals, Request};
 use crate::scenario::Scenario;
 use crate::sim::bound::Bound;
 use crate::sim::metrics::{round3, Recorder, SessionMetrics, StrategyResult};
@@ -285,27 +285,21 @@ pub(crate) fn summary(
 /// The session slots the limits give the workload's Live models, over every project (and
 /// every valid key, for a per-key scope); `None` when some project has no limit.
 fn session_slots(scenario: &Scenario) -> Option<u128> {
-    let mut models: Vec<usize> = match &scenario.workload.model {
-        ModelChoice::One(m) => vec![*m],
-        ModelChoice::Weighted(v) => v.iter().map(|(m, _)| *m).collect(),
-    };
+    let mut models = scenario.workload.model.models();
     models.sort_unstable();
     models.dedup();
+    // Valid keys per project, counted in one pass.
+    let mut keys = vec![0u128; scenario.topology.projects.len()];
+    for k in scenario.topology.keys.iter().filter(|k| k.valid) {
+        keys[k.project] += 1;
+    }
     let mut slots = 0u128;
     for (p, project) in scenario.topology.projects.iter().enumerate() {
         for &m in &models {
             let limit = project.limits[m].concurrent? as u128;
             slots += match scenario.models[m].concurrency_scope {
                 ConcurrencyScope::Project => limit,
-                ConcurrencyScope::Key => {
-                    limit
-                        * scenario
-                            .topology
-                            .keys
-                            .iter()
-                            .filter(|k| k.project == p && k.valid)
-                            .count() as u128
-                }
+                ConcurrencyScope::Key => limit * keys[p],
             };
         }
     }

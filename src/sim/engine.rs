@@ -431,37 +431,9 @@ impl Dispatch for Sim<'_, '_> {
             Some(p) => self.server.open_session(now, &call, now.saturating_add(p.release_at)),
             None => self.server.handle(now, &call),
         };
-        // A Live session refused for quota: its client learns it at the close.
-        let refusal = matches!(
-            response,
-            Response::RateLimited { .. } | Response::Capacity | Response::SpendCap
-        );
-        if let (Some(_), true) = (plan, refusal) {
-            let rules = &self.scenario.server.live;
-            let (violated, retry_delay) = match response {
-                Response::RateLimited {
-                    violated, retry_delay, ..
-                } => (violated, Some(retry_delay)),
-                _ => (Dims::EMPTY, None),
-            };
-            if response == Response::SpendCap {
-                self.rec.spend_limited();
-            } else {
-                self.rec.rate_limited(violated);
-            }
-            self.rec.sessions.refused += 1;
-            if let Some(tl) = self.timeline.as_mut() {
-                tl.rate_limited(now, violated);
-            }
-            self.record(&l, now, rules.refusal_code(), "rate_limited", violated, retry_delay);
-            let delay = rules.refusal_delay();
-            if delay == 0 {
-                self.refused(slot, now);
-            } else {
-                self.push(now + delay, REFUSED, slot);
-            }
-            return;
-        }
+        // A refused Live session is a close (1011, or 1006 at the upgrade), not a 429.
+        let rules = self.scenario.server.live;
+        let refused = if plan.is_some() { rules.refusal_code() } else { 429 };
         let outcome = match response {
             Response::Ok { completes_at } => {
                 self.rec.in_flight += 1;
@@ -496,7 +468,7 @@ impl Dispatch for Sim<'_, '_> {
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.rate_limited(now, violated);
                 }
-                self.record(&l, now, 429, "rate_limited", violated, Some(retry_delay));
+                self.record(&l, now, refused, "rate_limited", violated, Some(retry_delay));
                 Outcome::RateLimited {
                     violated,
                     retry_delay: Some(retry_delay),
@@ -519,7 +491,7 @@ impl Dispatch for Sim<'_, '_> {
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.spend_limited(now);
                 }
-                self.record(&l, now, 429, "spend_cap", Dims::EMPTY, None);
+                self.record(&l, now, refused, "spend_cap", Dims::EMPTY, None);
                 Outcome::RateLimited {
                     violated: Dims::EMPTY,
                     retry_delay: None,
@@ -531,7 +503,7 @@ impl Dispatch for Sim<'_, '_> {
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.rate_limited(now, Dims::EMPTY);
                 }
-                self.record(&l, now, 429, "rate_limited", Dims::EMPTY, None);
+                self.record(&l, now, refused, "rate_limited", Dims::EMPTY, None);
                 Outcome::RateLimited {
                     violated: Dims::EMPTY,
                     retry_delay: None,
@@ -550,6 +522,15 @@ impl Dispatch for Sim<'_, '_> {
                 outcome
             }
         };
+        if plan.is_some() && matches!(outcome, Outcome::RateLimited { .. }) {
+            // Its client learns it at the close, which names no dimension (`refused`).
+            self.rec.sessions.refused += 1;
+            match rules.refusal_delay() {
+                0 => self.refused(slot, now),
+                delay => self.push(now + delay, REFUSED, slot),
+            }
+            return;
+        }
         self.strategy.on_outcome(now, &ask, key, model, now, &outcome);
         match self.retry.delay_after(self.seed, l.req.id, l.attempts, &outcome) {
             Some(d) => self.push(now + d, OFFER, slot),

@@ -22,9 +22,9 @@
 //! - **learns how long a closed Live session keeps its slot**: a close 1011 when its count said
 //!   a slot was free means the server still holds slots of sessions it closed (a turn left at
 //!   `generationComplete` plays on); it raises its estimate of that hold by a quarter, to at
-//!   least 5/4 of the span of the sessions it last closed (1 s to 15 min), keeps the budget blocked until the
-//!   oldest of them would be free, and from then on counts a closed session's slot as taken
-//!   for that long. (A 1011 while it had fewer sessions open than a limit it was only told or
+//!   least 5/4 of the span of the sessions it last closed (1 s to 15 min), keeps the budget
+//!   blocked until the oldest of them would be free, and from then on counts a closed
+//!   session's slot as taken for that long. (A 1011 while it had fewer sessions open than a limit it was only told or
 //!   guessed teaches it the limit instead: the sessions it had open, at least one.)
 
 use std::collections::{HashMap, VecDeque};
@@ -177,9 +177,7 @@ impl Flux {
             .max((cap as f64 * u) as Nanos)
             .max(MILLISECOND)
     }
-}
 
-impl Flux {
     /// Hands the planner the closed sessions whose believed hold is over.
     fn release_held(&mut self, now: Nanos) {
         let mut i = 0;
@@ -216,9 +214,8 @@ impl Flux {
         let free = oldest.map_or(now + hold, |c| c + hold).max(now + MILLISECOND);
         self.inner.block(u, free, now);
     }
-}
 
-impl Flux {
+    /// [`Strategy::decide`] without the held sessions: the planner's answer.
     fn decide_now(&mut self, now: Nanos, ask: &Ask) -> Decision {
         if let Some(&at) = self.later.get(&ask.request) {
             if at > now {

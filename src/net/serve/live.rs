@@ -17,12 +17,10 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::{error, given_key, known_key, not_found, Shared, READ_TIMEOUT};
-use crate::core::live::{EarlyClose, QuotaCheck, CLOSE_QUOTA, QUOTA_CLOSE_REASON};
-use crate::core::rng::{rng, Stream};
+use super::{drawn_output, error, given_key, known_key, not_found_at, Shared, READ_TIMEOUT};
+use crate::core::live::{EarlyClose, LiveRules, QuotaCheck, CLOSE_QUOTA, QUOTA_CLOSE_REASON};
 use crate::core::server::{Call, KeyRef, Response as Answer};
 use crate::core::time::Nanos;
-use crate::core::workload::TokenDist;
 use crate::net::wire::{self, live};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -45,15 +43,10 @@ async fn connect(
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    req_uri: axum::http::Uri,
+    uri: axum::http::Uri,
 ) -> Response {
     if !SERVICES.contains(&service.as_str()) {
-        return not_found(
-            axum::http::Request::get(req_uri)
-                .body(axum::body::Body::empty())
-                .expect("a GET of a URI is a request"),
-        )
-        .await;
+        return not_found_at(&axum::http::Method::GET, uri.path());
     }
     let query = match query {
         Ok(Query(q)) => q,
@@ -68,37 +61,71 @@ async fn connect(
             "BidiGenerateContent is a WebSocket: send a GET with `Connection: Upgrade` and `Upgrade: websocket`.",
         ));
     };
-    let rules = s.scenario.server.live;
-    if rules.quota_check == QuotaCheck::Connect {
-        // The model is named only in `setup`: at the upgrade the scenario's first Live model is
-        // the one checked (scenario reference: server.live.quota_check).
+    // Checked at the upgrade: the model is named only in `setup`, so the scenario's first Live
+    // model is the one admitted here (scenario reference: server.live.quota_check); the
+    // session then goes on with this admission, counted once.
+    let mut pre = None;
+    if s.scenario.server.live.quota_check == QuotaCheck::Connect {
         if let Some(model) = s.scenario.models.iter().position(|m| m.live) {
-            let mut guard = s.server.lock().expect("no handler panics holding the lock");
-            let now = s.now();
-            let answer = guard.0.open_session(now, &call(key, model, 0, 0), now);
+            let (answer, admitted) = admit_session(&s, key, model, 0);
             if !matches!(answer, Answer::Ok { .. }) {
-                let project = &s.scenario.topology.projects[s.scenario.topology.keys[key].project];
-                let name = s.scenario.models[model].name.clone();
-                guard.1.count(&project.name, &name, &answer);
-                drop(guard);
                 return error(refusal_body(&s, key, model, &answer));
             }
+            pre = Some(admitted);
         }
     }
+    let failed = Arc::clone(&s);
     ws.max_message_size(MAX_FRAME)
-        .on_upgrade(move |socket| async move { session(s, key, socket).await })
+        .on_failed_upgrade(move |_| {
+            if let Some(a) = pre {
+                end(&failed, key, a, failed.now());
+            }
+        })
+        .on_upgrade(move |socket| async move { session(s, key, pre, socket).await })
         .into_response()
 }
 
-fn call(key: usize, model: usize, input_tokens: u64, request: u64) -> Call {
-    Call {
+/// A session on the ledger: its id, model, when it was admitted and until when its slot is
+/// held for now (the latest it could end; set to the real end when it ends).
+#[derive(Debug, Clone, Copy)]
+struct Admitted {
+    id: u64,
+    model: usize,
+    opened: Nanos,
+    held: Nanos,
+}
+
+/// Checks a new session of `key` on `model` (with `tokens` of system instruction) against the
+/// ledger and counts the answer; admitted, its slot is held until the latest the session could
+/// last: the lifetime or the audio cap, and the release after it.
+fn admit_session(s: &Shared, key: usize, model: usize, tokens: u64) -> (Answer, Admitted) {
+    let rules = &s.scenario.server.live;
+    let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let project = &s.scenario.topology.projects[s.scenario.topology.keys[key].project];
+    let mut guard = s.server.lock().expect("no handler panics holding the lock");
+    let now = s.now();
+    let held = now
+        .saturating_add(rules.lifetime.min(rules.audio_cap))
+        .saturating_add(rules.release);
+    let call = Call {
         key: KeyRef::Known(key),
         model: Some(model),
-        input_tokens,
+        input_tokens: tokens,
         output_tokens: 0,
-        request,
+        request: id,
         attempt: 1,
-    }
+    };
+    let answer = guard.0.open_session(now, &call, held);
+    guard.1.count(&project.name, &s.scenario.models[model].name, &answer);
+    (
+        answer,
+        Admitted {
+            id,
+            model,
+            opened: now,
+            held,
+        },
+    )
 }
 
 /// The 429 envelope of a refused upgrade (`quota_check = "connect"`).
@@ -189,56 +216,62 @@ impl Turn {
     }
 }
 
-async fn session(s: Arc<Shared>, key: usize, mut socket: WebSocket) {
-    let rules = s.scenario.server.live;
-    // `setup` first, within the read timeout.
+/// The close reason of a binary frame that is not UTF-8.
+const NOT_UTF8: &str = "Invalid JSON payload received. Frames must be UTF-8 JSON.";
+
+/// Reads `setup` (within the read timeout) and finds its Live model: `Err` is the close to
+/// send, if any.
+async fn read_setup(s: &Shared, socket: &mut WebSocket) -> Result<(live::Setup, usize), Option<(u16, String)>> {
     let text = match tokio::time::timeout(READ_TIMEOUT, socket.recv()).await {
         Ok(m) => match frame(m) {
             Frame::Json(t) => t,
-            Frame::Bad => {
-                return close(
-                    &mut socket,
-                    live::CLOSE_INVALID,
-                    "Invalid JSON payload received. Frames must be UTF-8 JSON.",
-                )
-                .await
-            }
-            _ => return,
+            Frame::Bad => return Err(Some((live::CLOSE_INVALID, NOT_UTF8.into()))),
+            Frame::Gone | Frame::Nothing => return Err(None),
         },
-        Err(_) => return close(&mut socket, live::CLOSE_POLICY, "No setup message arrived in time.").await,
+        Err(_) => return Err(Some((live::CLOSE_POLICY, "No setup message arrived in time.".into()))),
     };
-    let setup = match live::parse_setup(&text) {
+    let setup = live::parse_setup(&text).map_err(|reason| Some((live::CLOSE_INVALID, reason)))?;
+    match s.scenario.models.iter().position(|m| m.name == setup.model && m.live) {
+        Some(model) => Ok((setup, model)),
+        None => Err(Some((
+            live::CLOSE_POLICY,
+            format!(
+                "models/{} is not found for API version v1beta, or is not supported for bidiGenerateContent. Call ListModels to see the list of available models and their supported methods.",
+                setup.model
+            ),
+        ))),
+    }
+}
+
+/// One session on `socket` for `key`, already admitted at the upgrade when `pre` is given.
+async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: WebSocket) {
+    let rules = s.scenario.server.live;
+    let (setup, model) = match read_setup(&s, &mut socket).await {
         Ok(x) => x,
-        Err(reason) => return close(&mut socket, live::CLOSE_INVALID, &reason).await,
+        Err(close_with) => {
+            if let Some(a) = pre {
+                end(&s, key, a, s.now());
+            }
+            if let Some((code, reason)) = close_with {
+                close(&mut socket, code, &reason).await;
+            }
+            return;
+        }
     };
-    let Some(model) = s.scenario.models.iter().position(|m| m.name == setup.model && m.live) else {
-        let reason = format!(
-            "models/{} is not found for API version v1beta, or is not supported for bidiGenerateContent. Call ListModels to see the list of available models and their supported methods.",
-            setup.model
-        );
-        return close(&mut socket, live::CLOSE_POLICY, &reason).await;
-    };
-    let id = s.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let project = s.scenario.topology.keys[key].project;
-    let project_name = s.scenario.topology.projects[project].name.clone();
-    let model_name = s.scenario.models[model].name.clone();
-    // Admitted until the latest a session could last; the real end is set when it ends.
-    let (answer, opened, held) = {
-        let mut guard = s.server.lock().expect("no handler panics holding the lock");
-        let now = s.now();
-        let held = now
-            .saturating_add(rules.lifetime.max(rules.audio_cap).max(rules.video_cap))
-            .saturating_add(rules.release);
-        let answer = guard
-            .0
-            .open_session(now, &call(key, model, setup.system_tokens, id), held);
-        guard.1.count(&project_name, &model_name, &answer);
-        (answer, now, held)
+    let (answer, admitted) = match pre {
+        Some(a) if a.model == model => (Answer::Ok { completes_at: a.held }, a),
+        other => {
+            // Admitted at the upgrade on another model: that admission ends, this one counts.
+            if let Some(a) = other {
+                end(&s, key, a, s.now());
+            }
+            admit_session(&s, key, model, setup.system_tokens)
+        }
     };
     tokio::time::sleep(s.real(rules.setup)).await;
     if !send(&mut socket, &live::setup_complete()).await {
         if matches!(answer, Answer::Ok { .. }) {
-            end(&s, key, model, held, s.now());
+            end(&s, key, admitted, s.now());
         }
         return;
     }
@@ -246,6 +279,7 @@ async fn session(s: Arc<Shared>, key: usize, mut socket: WebSocket) {
         tokio::time::sleep(s.real(rules.reject_delay)).await;
         return close(&mut socket, CLOSE_QUOTA, QUOTA_CLOSE_REASON).await;
     }
+    let (id, opened) = (admitted.id, admitted.opened);
     let latency = s.scenario.models[model].latency;
     let go_away_at = opened + rules.lifetime - rules.go_away;
     let mut cap_at = opened + rules.lifetime.min(rules.audio_cap);
@@ -268,16 +302,10 @@ async fn session(s: Arc<Shared>, key: usize, mut socket: WebSocket) {
                 let text = match frame(m) {
                     Frame::Json(t) => t,
                     Frame::Nothing => continue,
-                    Frame::Gone => {
-                        // The client closed: a turn it walked away from may run on.
-                        let now = s.now();
-                        break match (&turn, rules.early_close) {
-                            (Some(t), EarlyClose::HoldsTurn) => t.complete.max(now),
-                            _ => now,
-                        };
-                    }
+                    // The client closed: a turn it walked away from may run on.
+                    Frame::Gone => break walked_away(&rules, turn.as_ref(), s.now(), cap_at),
                     Frame::Bad => {
-                        close(&mut socket, live::CLOSE_INVALID, "Invalid JSON payload received. Frames must be UTF-8 JSON.").await;
+                        close(&mut socket, live::CLOSE_INVALID, NOT_UTF8).await;
                         break s.now();
                     }
                 };
@@ -334,28 +362,33 @@ async fn session(s: Arc<Shared>, key: usize, mut socket: WebSocket) {
                     send(&mut socket, &done).await
                 };
                 if !ok {
-                    let now = s.now();
-                    break match (&turn, rules.early_close) {
-                        (Some(t), EarlyClose::HoldsTurn) => t.complete.max(now),
-                        _ => now,
-                    };
+                    break walked_away(&rules, turn.as_ref(), s.now(), cap_at);
                 }
             }
         }
     };
-    end(&s, key, model, held, release.saturating_add(rules.release));
+    end(&s, key, admitted, release);
 }
 
-/// Frees the session's slot at `release_at` (virtual).
-fn end(s: &Shared, key: usize, model: usize, held: Nanos, release_at: Nanos) {
+/// When a session whose client left at `now` is over on the server: a turn it walked away from
+/// runs on to its completion if the scenario says so, but not past the session's end `cap_at`.
+fn walked_away(rules: &LiveRules, turn: Option<&Turn>, now: Nanos, cap_at: Nanos) -> Nanos {
+    match (turn, rules.early_close) {
+        (Some(t), EarlyClose::HoldsTurn) => t.complete.min(cap_at).max(now),
+        _ => now,
+    }
+}
+
+/// The session is over at `over` (virtual): its slot is freed `release` later.
+fn end(s: &Shared, key: usize, a: Admitted, over: Nanos) {
+    let release_at = over.saturating_add(s.scenario.server.live.release);
     let mut guard = s.server.lock().expect("no handler panics holding the lock");
-    guard.0.end_session(key, model, held, release_at);
+    guard.0.end_session(key, a.model, a.held, release_at);
 }
 
 /// A turn of `prompt` tokens starting at `now`: its output drawn like a REST answer's (the
 /// scenario's output sizes), generated at the model's latency (jitter per session and turn),
 /// sent in pieces of about a second of audio (or 64 tokens of text).
-#[allow(clippy::too_many_arguments)]
 fn start_turn(
     s: &Shared,
     id: u64,
@@ -366,10 +399,7 @@ fn start_turn(
     latency: &crate::core::server::Latency,
 ) -> Turn {
     let rules = &s.scenario.server.live;
-    let output = match s.scenario.workload.output {
-        TokenDist::Fixed(0) => 256,
-        ref d => d.sample(&mut rng(s.scenario.seed, Stream::Workload, id, 0x11fe_0000 ^ index)),
-    };
+    let output = drawn_output(s, id, 0x11fe_0000 ^ index);
     let generation = latency.draw_part(output, s.scenario.seed, id, index);
     let modality = if audio {
         crate::core::live::Modality::Audio
