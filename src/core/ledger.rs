@@ -273,16 +273,33 @@ pub enum Admission {
     },
 }
 
-/// A per-minute window over amounts (1 per request for RPM, tokens for TPM).
+/// A budget's per-minute windows, requests and tokens side by side (`[RPM, TPM]`: 1 per
+/// request, and tokens). One entry holds both, so an admission reads one place in memory;
+/// a dimension without a limit counts 0.
 #[derive(Debug, Clone)]
 enum Window {
-    /// Entries `(time, cumulative amount including this entry)`; `base` is the cumulative
-    /// amount of the entries already expired. Entries at one instant are merged.
-    Sliding { entries: VecDeque<(Nanos, u64)>, base: u64 },
+    /// Entries `(time, cumulative amounts including this entry)`; `base` is the cumulative
+    /// amounts of the entries already expired, `last` those of the newest entry (`base` when
+    /// there is none). Entries at one instant are merged.
+    Sliding {
+        entries: VecDeque<(Nanos, [u64; 2])>,
+        base: [u64; 2],
+        last: [u64; 2],
+    },
     /// The current calendar minute's start and what it holds.
-    Fixed { minute: i128, used: u64 },
-    /// Token bucket as scaled debt: `debt` is (capacity − level) × 60 s, in amount·ns, at `at`.
-    Bucket { debt: u128, at: Nanos },
+    Fixed { minute: i128, used: [u64; 2] },
+    /// Token buckets as scaled debt: `debt` is (capacity − level) × 60 s, in amount·ns, at `at`.
+    Bucket { debt: [u128; 2], at: [Nanos; 2] },
+}
+
+/// The per-minute limits of a budget, in a [`Window`]'s order.
+fn minute_limits(l: &Limits) -> [Option<u64>; 2] {
+    [l.rpm, l.tpm]
+}
+
+/// What one request costing `tokens` adds to a [`Window`] under `limits` (0 where unlimited).
+fn minute_amounts(limits: [Option<u64>; 2], tokens: u64) -> [u64; 2] {
+    [limits[0].map_or(0, |_| 1), limits[1].map_or(0, |_| tokens)]
 }
 
 impl Window {
@@ -290,21 +307,25 @@ impl Window {
         match kind {
             WindowKind::Sliding => Window::Sliding {
                 entries: VecDeque::new(),
-                base: 0,
+                base: [0; 2],
+                last: [0; 2],
             },
             WindowKind::Fixed => Window::Fixed {
                 minute: i128::MIN,
-                used: 0,
+                used: [0; 2],
             },
-            WindowKind::Bucket => Window::Bucket { debt: 0, at: 0 },
+            WindowKind::Bucket => Window::Bucket {
+                debt: [0; 2],
+                at: [0; 2],
+            },
         }
     }
 
-    /// Forgets what no longer counts at `now`, and returns the amount that does (for a
-    /// bucket of capacity `limit`: its used capacity, rounded up).
-    fn usage(&mut self, now: Nanos, limit: u64, cal: &Calendar, span: Nanos) -> u64 {
-        match self {
-            Window::Sliding { entries, base } => {
+    /// Forgets what no longer counts at `now`, and returns the amounts that do (for a bucket
+    /// of capacity `limits[i]`: its used capacity, rounded up; 0 where there is no limit).
+    fn usage(&mut self, now: Nanos, limits: [Option<u64>; 2], cal: &Calendar, span: Nanos) -> [u64; 2] {
+        let held = match self {
+            Window::Sliding { entries, base, last } => {
                 while let Some(&(t, cum)) = entries.front() {
                     if t + span > now {
                         break;
@@ -312,47 +333,53 @@ impl Window {
                     *base = cum;
                     entries.pop_front();
                 }
-                entries.back().map_or(0, |&(_, cum)| cum - *base)
+                [last[0] - base[0], last[1] - base[1]]
             }
             Window::Fixed { minute, used } => {
                 let m = cal.minute_start(now);
                 if m != *minute {
                     *minute = m;
-                    *used = 0;
+                    *used = [0; 2];
                 }
                 *used
             }
             Window::Bucket { debt, at } => {
-                *debt = debt.saturating_sub(limit as u128 * (now - *at) as u128);
-                *at = now;
-                debt.div_ceil(MINUTE as u128) as u64
+                let mut held = [0; 2];
+                for i in 0..2 {
+                    if let Some(limit) = limits[i] {
+                        debt[i] = debt[i].saturating_sub(limit as u128 * (now - at[i]) as u128);
+                        at[i] = now;
+                        held[i] = debt[i].div_ceil(MINUTE as u128) as u64;
+                    }
+                }
+                held
             }
-        }
+        };
+        [limits[0].map_or(0, |_| held[0]), limits[1].map_or(0, |_| held[1])]
     }
 
-    /// Earliest instant `>= now` at which `amount` more fits under `limit` (`amount <= limit`).
-    fn earliest_fit(&mut self, now: Nanos, amount: u64, limit: u64, cal: &Calendar, span: Nanos) -> Nanos {
-        let held = self.usage(now, limit, cal, span);
+    /// Earliest instant `>= now` at which `amount` more of dimension `i` fits under `limit`
+    /// (`amount <= limit`); the window is settled at `now`.
+    fn earliest_fit(&self, now: Nanos, i: usize, amount: u64, limit: u64, cal: &Calendar, span: Nanos) -> Nanos {
         match self {
-            Window::Sliding { entries, base } => {
-                if held + amount <= limit {
+            Window::Sliding { entries, base, last } => {
+                if last[i] - base[i] + amount <= limit {
                     return now;
                 }
                 // Drop the oldest entries until what is left plus `amount` fits.
-                let last = entries.back().map_or(*base, |&(_, c)| c);
-                let target = last - (limit - amount);
-                let k = entries.partition_point(|&(_, cum)| cum < target);
+                let target = last[i] - (limit - amount);
+                let k = entries.partition_point(|&(_, cum)| cum[i] < target);
                 entries[k].0 + span
             }
-            Window::Fixed { .. } => {
-                if held + amount <= limit {
+            Window::Fixed { used, .. } => {
+                if used[i] + amount <= limit {
                     now
                 } else {
                     cal.next_minute(now)
                 }
             }
             Window::Bucket { debt, .. } => {
-                let need = *debt + amount as u128 * MINUTE as u128;
+                let need = debt[i] + amount as u128 * MINUTE as u128;
                 let cap = limit as u128 * MINUTE as u128;
                 if need <= cap {
                     now
@@ -363,52 +390,93 @@ impl Window {
         }
     }
 
-    /// Counts `amount` from `at`, which may lie before entries already held (entries stay in
+    /// Counts `amounts` from `at`, which may lie before entries already held (entries stay in
     /// time order; a bucket takes it as debt now; a fixed window counts it only in its minute).
-    fn insert(&mut self, at: Nanos, amount: u64, cal: &Calendar) {
+    fn insert(&mut self, at: Nanos, amounts: [u64; 2], cal: &Calendar) {
         match self {
-            Window::Sliding { entries, base } => {
+            Window::Sliding { entries, base, last } => {
                 let k = entries.partition_point(|&(t, _)| t < at);
                 let before = if k == 0 { *base } else { entries[k - 1].1 };
                 if entries.get(k).is_none_or(|&(t, _)| t != at) {
                     entries.insert(k, (at, before));
                 }
                 for e in entries.iter_mut().skip(k) {
-                    e.1 += amount;
+                    e.1[0] += amounts[0];
+                    e.1[1] += amounts[1];
                 }
+                *last = entries.back().expect("an entry at `at`").1;
             }
             Window::Fixed { minute, used } => {
                 let m = cal.minute_start(at);
                 if m > *minute {
                     *minute = m;
-                    *used = 0;
+                    *used = [0; 2];
                 }
                 if m == *minute {
-                    *used += amount;
+                    used[0] += amounts[0];
+                    used[1] += amounts[1];
                 }
             }
-            Window::Bucket { debt, .. } => *debt += amount as u128 * MINUTE as u128,
+            Window::Bucket { debt, .. } => {
+                for i in 0..2 {
+                    debt[i] += amounts[i] as u128 * MINUTE as u128;
+                }
+            }
         }
     }
 
-    /// Records `amount` at `now` (the window settled at `now`) and returns what it holds then.
-    fn record(&mut self, now: Nanos, amount: u64) -> u64 {
+    /// Takes back `amounts` counted at `at`, as far as the window still holds them.
+    fn take(&mut self, at: Nanos, amounts: [u64; 2], cal: &Calendar) {
         match self {
-            Window::Sliding { entries, base } => {
-                let last = entries.back().map_or(*base, |&(_, c)| c);
-                match entries.back_mut() {
-                    Some((t, cum)) if *t == now => *cum += amount,
-                    _ => entries.push_back((now, last + amount)),
+            Window::Sliding { entries, last, .. } => {
+                let k = entries.partition_point(|&(t, _)| t < at);
+                if entries.get(k).is_some_and(|&(t, _)| t == at) {
+                    for e in entries.iter_mut().skip(k) {
+                        e.1[0] -= amounts[0];
+                        e.1[1] -= amounts[1];
+                    }
+                    last[0] -= amounts[0];
+                    last[1] -= amounts[1];
                 }
-                last + amount - *base
+            }
+            Window::Fixed { minute, used } => {
+                if *minute == cal.minute_start(at) {
+                    used[0] = used[0].saturating_sub(amounts[0]);
+                    used[1] = used[1].saturating_sub(amounts[1]);
+                }
+            }
+            Window::Bucket { debt, .. } => {
+                for i in 0..2 {
+                    debt[i] = debt[i].saturating_sub(amounts[i] as u128 * MINUTE as u128);
+                }
+            }
+        }
+    }
+
+    /// Records `amounts` at `now` (the window settled at `now`) and returns what it holds then.
+    fn record(&mut self, now: Nanos, amounts: [u64; 2]) -> [u64; 2] {
+        match self {
+            Window::Sliding { entries, base, last } => {
+                last[0] += amounts[0];
+                last[1] += amounts[1];
+                match entries.back_mut() {
+                    Some((t, cum)) if *t == now => *cum = *last,
+                    _ => entries.push_back((now, *last)),
+                }
+                [last[0] - base[0], last[1] - base[1]]
             }
             Window::Fixed { used, .. } => {
-                *used += amount;
+                used[0] += amounts[0];
+                used[1] += amounts[1];
                 *used
             }
             Window::Bucket { debt, .. } => {
-                *debt += amount as u128 * MINUTE as u128;
-                debt.div_ceil(MINUTE as u128) as u64
+                let mut held = [0; 2];
+                for i in 0..2 {
+                    debt[i] += amounts[i] as u128 * MINUTE as u128;
+                    held[i] = debt[i].div_ceil(MINUTE as u128) as u64;
+                }
+                held
             }
         }
     }
@@ -464,8 +532,7 @@ pub struct PoolId(pub u32);
 #[derive(Debug, Clone)]
 struct Budget {
     limits: Limits,
-    rpm: Window,
-    tpm: Window,
+    minute: Window,
     daily: Daily,
     peak: Usage,
 }
@@ -533,8 +600,7 @@ impl Ledger {
         let id = BudgetId(self.budgets.len() as u32);
         self.budgets.push(Budget {
             limits,
-            rpm: Window::new(self.config.window),
-            tpm: Window::new(self.config.window),
+            minute: Window::new(self.config.window),
             daily: Daily {
                 day_end: self.calendar.next_day_start(0),
                 used: rpd_used,
@@ -574,31 +640,9 @@ impl Ledger {
     /// replica withdrawing a planned send), as far as its windows still hold it. Calls stay in
     /// non-decreasing time: `at` may be earlier than later calls' `now`, never later.
     pub fn cancel(&mut self, at: Nanos, b: BudgetId, tokens: u64) {
-        let cal = &self.calendar;
         let budget = &mut self.budgets[b.0 as usize];
-        let limits = budget.limits;
-        let take = |w: &mut Window, amount: u64| match w {
-            Window::Sliding { entries, .. } => {
-                let k = entries.partition_point(|&(t, _)| t < at);
-                if entries.get(k).is_some_and(|&(t, _)| t == at) {
-                    for e in entries.iter_mut().skip(k) {
-                        e.1 -= amount;
-                    }
-                }
-            }
-            Window::Fixed { minute, used } => {
-                if *minute == cal.minute_start(at) {
-                    *used = used.saturating_sub(amount);
-                }
-            }
-            Window::Bucket { debt, .. } => *debt = debt.saturating_sub(amount as u128 * MINUTE as u128),
-        };
-        if limits.rpm.is_some() {
-            take(&mut budget.rpm, 1);
-        }
-        if limits.tpm.is_some() {
-            take(&mut budget.tpm, tokens);
-        }
+        let amounts = minute_amounts(minute_limits(&budget.limits), tokens);
+        budget.minute.take(at, amounts, &self.calendar);
         self.refund_day(at, b, tokens);
     }
 
@@ -625,11 +669,9 @@ impl Ledger {
         let cal = &self.calendar;
         let budget = &mut self.budgets[b.0 as usize];
         let limits = budget.limits;
-        if limits.rpm.is_some() {
-            budget.rpm.insert(at, 1, cal);
-        }
-        if limits.tpm.is_some() {
-            budget.tpm.insert(at, tokens, cal);
+        let per_minute = minute_limits(&limits);
+        if per_minute != [None; 2] {
+            budget.minute.insert(at, minute_amounts(per_minute, tokens), cal);
         }
         if limits.rpd.is_some() || limits.tpd.is_some() {
             let day_end = cal.next_day_start(at);
@@ -674,7 +716,7 @@ impl Ledger {
         };
         if self.config.count_rejected && self.budgets[b.0 as usize].limits.rpm.is_some() {
             let budget = &mut self.budgets[b.0 as usize];
-            budget.rpm.record(now, 1);
+            budget.minute.record(now, [1, 0]);
             // Recording made RPM fuller: the earliest retry may move.
             if let Admission::Rejected { retry_at: later, .. } = self.check(now, b, pool, tokens) {
                 return Admission::Rejected {
@@ -719,11 +761,14 @@ impl Ledger {
                 retry_at = retry_at.max(at);
             }
         };
-        if let Some(l) = limits.rpm {
-            consider(Dimension::Rpm, budget.rpm.earliest_fit(now, 1, l, cal, span));
-        }
-        if let Some(l) = limits.tpm {
-            consider(Dimension::Tpm, budget.tpm.earliest_fit(now, tokens, l, cal, span));
+        let per_minute = minute_limits(&limits);
+        if per_minute != [None; 2] {
+            budget.minute.usage(now, per_minute, cal, span);
+            for (i, (d, amount)) in [(Dimension::Rpm, 1), (Dimension::Tpm, tokens)].into_iter().enumerate() {
+                if let Some(l) = per_minute[i] {
+                    consider(d, budget.minute.earliest_fit(now, i, amount, l, cal, span));
+                }
+            }
         }
         if let Some(l) = limits.rpd {
             let used = budget.daily.settle(now, cal);
@@ -764,13 +809,12 @@ impl Ledger {
         // Settle each window at `now` before counting (a send planned earlier may be recorded
         // past a minute or day boundary); unlimited dimensions keep nothing.
         let mut now_usage = Usage::default();
-        if let Some(l) = limits.rpm {
-            budget.rpm.usage(now, l, cal, span);
-            now_usage.rpm = budget.rpm.record(now, 1);
-        }
-        if let Some(l) = limits.tpm {
-            budget.tpm.usage(now, l, cal, span);
-            now_usage.tpm = budget.tpm.record(now, tokens);
+        let per_minute = minute_limits(&limits);
+        if per_minute != [None; 2] {
+            budget.minute.usage(now, per_minute, cal, span);
+            let held = budget.minute.record(now, minute_amounts(per_minute, tokens));
+            now_usage.rpm = per_minute[0].map_or(0, |_| held[0]);
+            now_usage.tpm = per_minute[1].map_or(0, |_| held[1]);
         }
         if limits.rpd.is_some() {
             budget.daily.settle(now, cal);
@@ -797,9 +841,10 @@ impl Ledger {
         let (cal, span) = (&self.calendar, self.span);
         let budget = &mut self.budgets[b.0 as usize];
         let limits = budget.limits;
+        let [rpm, tpm] = budget.minute.usage(now, minute_limits(&limits), cal, span);
         Usage {
-            rpm: limits.rpm.map_or(0, |l| budget.rpm.usage(now, l, cal, span)),
-            tpm: limits.tpm.map_or(0, |l| budget.tpm.usage(now, l, cal, span)),
+            rpm,
+            tpm,
             rpd: budget.daily.settle(now, cal),
             tpd: budget.daily.tokens,
             concurrency: pool.map_or(0, |p| self.pools[p.0 as usize].settle(now)),
@@ -831,12 +876,9 @@ impl Ledger {
     pub fn held_entries(&self) -> usize {
         self.budgets
             .iter()
-            .map(|b| {
-                let w = |w: &Window| match w {
-                    Window::Sliding { entries, .. } => entries.len(),
-                    _ => 1,
-                };
-                w(&b.rpm) + w(&b.tpm)
+            .map(|b| match &b.minute {
+                Window::Sliding { entries, .. } => entries.len(),
+                _ => 1,
             })
             .sum::<usize>()
             + self.pools.iter().map(|p| p.ends.len()).sum::<usize>()

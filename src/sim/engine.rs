@@ -2,10 +2,6 @@
 //! `(time, sequence)` (ties in FIFO order), one strategy against a fresh mock server on the
 //! scenario's request stream. Every strategy of a run sees the identical requests.
 
-use std::cmp::Reverse;
-
-use dary_heap::QuaternaryHeap;
-
 use crate::core::ledger::Dims;
 use crate::core::live::SessionEnd;
 use crate::core::server::{Call, KeyRef, Response, Server};
@@ -16,6 +12,7 @@ use crate::scenario::Scenario;
 use crate::sim::bound::Bound;
 use crate::sim::dispatch::{summary, Book, Dispatch, End, Live};
 use crate::sim::metrics::{round3, Recorder, StrategyResult};
+use crate::sim::queue::{Event, EventQueue};
 use crate::sim::timeline::{Details, Timeline};
 use crate::strategy::retry::RetryPolicy;
 use crate::strategy::{Outcome, Strategy, StrategySpec};
@@ -86,32 +83,6 @@ const COMPLETE: u64 = 2;
 /// A refused Live session's client learns of its close (1011 after `setupComplete`).
 const REFUSED: u64 = 3;
 
-/// A scheduled event, ordered by `key = time << 64 | seq`: by time, and ties in the order
-/// they were scheduled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Event {
-    key: u128,
-    tag: u64,
-}
-
-impl Event {
-    fn time(&self) -> Nanos {
-        (self.key >> 64) as Nanos
-    }
-}
-
-impl Ord for Event {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.key.cmp(&other.key)
-    }
-}
-
-impl PartialOrd for Event {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 struct Sim<'a, 'b> {
     scenario: &'a Scenario,
     seed: u64,
@@ -119,7 +90,7 @@ struct Sim<'a, 'b> {
     server: Server,
     strategy: Box<dyn Strategy>,
     stream: RequestStream,
-    queue: QuaternaryHeap<Reverse<Event>>,
+    queue: EventQueue,
     seq: u64,
     book: Book,
     /// The next open/trace arrival with its place in the event order; kept out of the heap.
@@ -199,7 +170,7 @@ pub fn simulate_full(
         server: scenario.server(seed),
         strategy,
         stream: RequestStream::new(&scenario.workload, seed),
-        queue: QuaternaryHeap::new(),
+        queue: EventQueue::default(),
         seq: 0,
         book: Book::new(&scenario.workload.arrivals, lanes),
         next_arrival: None,
@@ -238,7 +209,7 @@ pub fn simulate_full(
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((t, seq, _)), Some(Reverse(e))) => ((*t as u128) << 64 | *seq as u128) < e.key,
+            (Some((t, seq, _)), Some(e)) => ((*t as u128) << 64 | *seq as u128) < e.key,
         };
         if arrival_first {
             let (now, _, req) = sim.next_arrival.take().expect("checked");
@@ -253,7 +224,7 @@ pub fn simulate_full(
             sim.pump(now);
             continue;
         }
-        let Reverse(ev) = sim.queue.pop().expect("checked");
+        let ev = sim.queue.pop().expect("checked");
         let now = ev.time();
         if now > horizon {
             break;
@@ -312,10 +283,10 @@ impl Sim<'_, '_> {
     fn push(&mut self, time: Nanos, kind: u64, slot: u32) {
         self.seq += 1;
         let key = (time as u128) << 64 | self.seq as u128;
-        self.queue.push(Reverse(Event {
+        self.queue.push(Event {
             key,
             tag: (slot as u64) << 2 | kind,
-        }));
+        });
     }
 
     fn schedule_next_arrival(&mut self) {

@@ -10,6 +10,7 @@ pub mod compare;
 pub(crate) mod dispatch;
 pub mod engine;
 pub mod metrics;
+mod queue;
 pub mod run;
 pub mod sweep;
 pub mod timeline;
