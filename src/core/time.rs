@@ -137,6 +137,8 @@ pub struct Calendar {
     /// Nanoseconds since the Unix epoch of the scenario start.
     start_epoch_ns: i128,
     tz: Tz,
+    /// The first daily reset after the start (most runs end before it: no time-zone lookup).
+    first_reset: Nanos,
 }
 
 impl Calendar {
@@ -144,11 +146,14 @@ impl Calendar {
     pub fn new(start: DateTime<FixedOffset>, tz: Tz) -> Self {
         let utc = start.with_timezone(&Utc);
         let start_epoch_ns = utc.timestamp() as i128 * SECOND as i128 + utc.timestamp_subsec_nanos() as i128;
-        Calendar {
+        let mut cal = Calendar {
             start,
             start_epoch_ns,
             tz,
-        }
+            first_reset: 0,
+        };
+        cal.first_reset = cal.reset_after(0);
+        cal
     }
 
     /// The wall-clock start of the scenario.
@@ -199,6 +204,14 @@ impl Calendar {
 
     /// The first daily reset (midnight in the calendar's zone) strictly after `now`.
     pub fn next_day_start(&self, now: Nanos) -> Nanos {
+        if now < self.first_reset {
+            return self.first_reset;
+        }
+        self.reset_after(now)
+    }
+
+    /// [`Calendar::next_day_start`], looked up in the time zone.
+    fn reset_after(&self, now: Nanos) -> Nanos {
         let abs = self.start_epoch_ns + now as i128;
         let secs = abs.div_euclid(SECOND as i128) as i64;
         let nanos = abs.rem_euclid(SECOND as i128) as u32;
@@ -302,5 +315,18 @@ mod tests {
         let d2 = c.next_day_start(d1);
         assert_eq!(d2 - d1, 25 * HOUR);
         assert_eq!(c.next_day_start(d2) - d2, 24 * HOUR);
+    }
+
+    #[test]
+    fn the_first_days_shortcut_agrees_with_the_time_zone() {
+        // A start just before midnight and one on a DST day: every instant of the first day
+        // and around its end gets the reset the zone lookup gives.
+        for start in ["2025-10-15T23:59:59.999999999-07:00", "2025-11-02T00:30:00-07:00"] {
+            let c = cal(start);
+            let first = c.next_day_start(0);
+            for now in [0, 1, first / 2, first - 1, first, first + 1, first + 30 * HOUR] {
+                assert_eq!(c.next_day_start(now), c.reset_after(now), "{start} at {now}");
+            }
+        }
     }
 }

@@ -302,8 +302,8 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
     fallbacks.sort_unstable();
     fallbacks.dedup();
     let cost = |input: u64, output: u64| scenario.server.tpm_counts.cost(input, output);
-    let mut counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
-    let mut price_counts: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut counts: rustc_hash::FxHashMap<u64, u64> = Default::default();
+    let mut price_counts: rustc_hash::FxHashMap<u64, u64> = Default::default();
     // Bounded (not auto-resizing): `saturating_record` on an auto-resizing histogram clamps to
     // its current top, 2 ns when empty, and the bound lost every latency.
     let mut latencies = Histogram::<u64>::new_with_bounds(1, MAX_SPAN, 3).expect("valid bounds");

@@ -451,7 +451,8 @@ impl Strategy for ExactCooldown {
                 }
             }
         }
-        let day_end = self.env.calendar.next_day_start(now);
+        // Set above at this instant or earlier on the same day.
+        let day_end = self.day_end;
         let models = self.env.models;
         let mut chain = vec![ask.model];
         for &m in &self.fallback {

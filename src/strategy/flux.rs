@@ -27,7 +27,9 @@
 //!   session's slot as taken for that long. (A 1011 while it had fewer sessions open than a limit it was only told or
 //!   guessed teaches it the limit instead: the sessions it had open, at least one.)
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use super::exact_cooldown::ExactCooldown;
 use super::retry::exponential;
@@ -64,8 +66,8 @@ pub struct Flux {
     /// Per unit: a probe is out.
     probing: Vec<bool>,
     /// Requests that met a capacity 429, and when to try them again.
-    later: HashMap<u64, Nanos>,
-    plans: HashMap<u64, Plan>,
+    later: FxHashMap<u64, Nanos>,
+    plans: FxHashMap<u64, Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
     /// Per unit: how long a closed session's slot is believed to stay taken.
@@ -124,8 +126,8 @@ impl Flux {
             verified,
             epoch: vec![0; n],
             probing: vec![false; n],
-            later: HashMap::new(),
-            plans: HashMap::new(),
+            later: FxHashMap::default(),
+            plans: FxHashMap::default(),
             live,
             session_hold: vec![0; n],
             closes: vec![VecDeque::new(); n],
