@@ -360,6 +360,7 @@ impl Window {
 
     /// Earliest instant `>= now` at which `amount` more of dimension `i` fits under `limit`
     /// (`amount <= limit`); the window is settled at `now`.
+    #[inline]
     fn earliest_fit(&self, now: Nanos, i: usize, amount: u64, limit: u64, cal: &Calendar, span: Nanos) -> Nanos {
         match self {
             Window::Sliding { entries, base, last } => {
@@ -764,10 +765,11 @@ impl Ledger {
         let per_minute = minute_limits(&limits);
         if per_minute != [None; 2] {
             budget.minute.usage(now, per_minute, cal, span);
-            for (i, (d, amount)) in [(Dimension::Rpm, 1), (Dimension::Tpm, tokens)].into_iter().enumerate() {
-                if let Some(l) = per_minute[i] {
-                    consider(d, budget.minute.earliest_fit(now, i, amount, l, cal, span));
-                }
+            if let Some(l) = per_minute[0] {
+                consider(Dimension::Rpm, budget.minute.earliest_fit(now, 0, 1, l, cal, span));
+            }
+            if let Some(l) = per_minute[1] {
+                consider(Dimension::Tpm, budget.minute.earliest_fit(now, 1, tokens, l, cal, span));
             }
         }
         if let Some(l) = limits.rpd {

@@ -3,7 +3,8 @@
 //! next `BUCKETS` buckets of `2^SHIFT` ns wait unsorted in their bucket and are sorted once,
 //! in cache, when their bucket comes up; later ones wait in a heap until the ring reaches
 //! them. Completions a few seconds ahead — most of a run's events — cost a push and a
-//! sorted pop instead of a heap's logarithmic walk through memory.
+//! sorted pop instead of a heap's logarithmic walk through memory. A small run never pays for
+//! the ring: the queue is a plain heap until it first holds `RING_FROM` events.
 
 use std::cmp::Reverse;
 
@@ -32,12 +33,15 @@ const SHIFT: u32 = 20;
 /// Buckets in the ring (about 8.6 s ahead at 1 ms each); a power of two.
 const BUCKETS: usize = 1 << 13;
 const MASK: u64 = BUCKETS as u64 - 1;
+/// Events queued at once from which the ring is worth setting up.
+const RING_FROM: usize = 2048;
 
 /// Events in exact `key` order (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct EventQueue {
     /// `ring[b & MASK]` holds the events of bucket `b`, for `b` in `cur..cur + BUCKETS`; the
     /// current bucket is sorted in descending order (its minimum last), the others unsorted.
+    /// Empty until the queue first holds `RING_FROM` events (all of them in `far` until then).
     ring: Vec<Vec<Event>>,
     /// One bit per ring slot: whether it holds events.
     occupied: Vec<u64>,
@@ -45,15 +49,15 @@ pub(crate) struct EventQueue {
     cur: u64,
     /// Events in the ring.
     in_ring: usize,
-    /// Events of buckets from `cur + BUCKETS` on.
+    /// Events of buckets from `cur + BUCKETS` on (all events, while there is no ring).
     far: QuaternaryHeap<Reverse<Event>>,
 }
 
 impl Default for EventQueue {
     fn default() -> Self {
         EventQueue {
-            ring: vec![Vec::new(); BUCKETS],
-            occupied: vec![0; BUCKETS / 64],
+            ring: Vec::new(),
+            occupied: Vec::new(),
             cur: 0,
             in_ring: 0,
             far: QuaternaryHeap::new(),
@@ -67,7 +71,15 @@ fn bucket(e: &Event) -> u64 {
 
 impl EventQueue {
     /// Schedules `e`; its time is never before the last popped event's.
+    #[inline]
     pub fn push(&mut self, e: Event) {
+        if self.ring.is_empty() {
+            self.far.push(Reverse(e));
+            if self.far.len() >= RING_FROM {
+                self.start_ring();
+            }
+            return;
+        }
         let b = bucket(&e);
         if self.in_ring == 0 && self.far.is_empty() {
             self.cur = b;
@@ -89,8 +101,37 @@ impl EventQueue {
         }
     }
 
+    /// Sets up the ring from the current bucket of the earliest event on, and moves the events
+    /// it covers there.
+    fn start_ring(&mut self) {
+        self.ring = vec![Vec::new(); BUCKETS];
+        self.occupied = vec![0; BUCKETS / 64];
+        self.cur = self.far.peek().map_or(0, |Reverse(e)| bucket(e));
+        self.pull_far();
+        self.ring[(self.cur & MASK) as usize].sort_unstable_by_key(|e| Reverse(e.key));
+    }
+
+    /// Moves the far events the ring now covers into it.
+    fn pull_far(&mut self) {
+        let end = self.cur + BUCKETS as u64;
+        while let Some(Reverse(e)) = self.far.peek() {
+            let b = bucket(e);
+            if b >= end {
+                break;
+            }
+            let Reverse(e) = self.far.pop().expect("peeked");
+            self.ring[(b & MASK) as usize].push(e);
+            self.mark(b);
+            self.in_ring += 1;
+        }
+    }
+
     /// The earliest event, if any.
+    #[inline]
     pub fn peek(&mut self) -> Option<&Event> {
+        if self.ring.is_empty() {
+            return self.far.peek().map(|Reverse(e)| e);
+        }
         if !self.ready() {
             return None;
         }
@@ -98,7 +139,11 @@ impl EventQueue {
     }
 
     /// Takes the earliest event, if any.
+    #[inline]
     pub fn pop(&mut self) -> Option<Event> {
+        if self.ring.is_empty() {
+            return self.far.pop().map(|Reverse(e)| e);
+        }
         if !self.ready() {
             return None;
         }
@@ -129,17 +174,7 @@ impl EventQueue {
             return false;
         }
         // The ring now reaches further: bring in the far events it covers.
-        let end = self.cur + BUCKETS as u64;
-        while let Some(Reverse(e)) = self.far.peek() {
-            let b = bucket(e);
-            if b >= end {
-                break;
-            }
-            let Reverse(e) = self.far.pop().expect("peeked");
-            self.ring[(b & MASK) as usize].push(e);
-            self.mark(b);
-            self.in_ring += 1;
-        }
+        self.pull_far();
         self.ring[(self.cur & MASK) as usize].sort_unstable_by_key(|e| Reverse(e.key));
         true
     }
