@@ -299,7 +299,23 @@ fn minute_limits(l: &Limits) -> [Option<u64>; 2] {
 
 /// What one request costing `tokens` adds to a [`Window`] under `limits` (0 where unlimited).
 fn minute_amounts(limits: [Option<u64>; 2], tokens: u64) -> [u64; 2] {
-    [limits[0].map_or(0, |_| 1), limits[1].map_or(0, |_| tokens)]
+    limited(limits, [1, tokens])
+}
+
+/// `amounts` where `limits` has a limit, 0 elsewhere.
+fn limited(limits: [Option<u64>; 2], amounts: [u64; 2]) -> [u64; 2] {
+    [limits[0].map_or(0, |_| amounts[0]), limits[1].map_or(0, |_| amounts[1])]
+}
+
+/// `a += b`, per dimension.
+fn add(a: &mut [u64; 2], b: [u64; 2]) {
+    a[0] += b[0];
+    a[1] += b[1];
+}
+
+/// `a − b`, per dimension.
+fn minus(a: [u64; 2], b: [u64; 2]) -> [u64; 2] {
+    [a[0] - b[0], a[1] - b[1]]
 }
 
 impl Window {
@@ -333,7 +349,7 @@ impl Window {
                     *base = cum;
                     entries.pop_front();
                 }
-                [last[0] - base[0], last[1] - base[1]]
+                minus(*last, *base)
             }
             Window::Fixed { minute, used } => {
                 let m = cal.minute_start(now);
@@ -355,7 +371,7 @@ impl Window {
                 held
             }
         };
-        [limits[0].map_or(0, |_| held[0]), limits[1].map_or(0, |_| held[1])]
+        limited(limits, held)
     }
 
     /// Earliest instant `>= now` at which `amount` more of dimension `i` fits under `limit`
@@ -402,8 +418,7 @@ impl Window {
                     entries.insert(k, (at, before));
                 }
                 for e in entries.iter_mut().skip(k) {
-                    e.1[0] += amounts[0];
-                    e.1[1] += amounts[1];
+                    add(&mut e.1, amounts);
                 }
                 *last = entries.back().expect("an entry at `at`").1;
             }
@@ -414,8 +429,7 @@ impl Window {
                     *used = [0; 2];
                 }
                 if m == *minute {
-                    used[0] += amounts[0];
-                    used[1] += amounts[1];
+                    add(used, amounts);
                 }
             }
             Window::Bucket { debt, .. } => {
@@ -433,11 +447,9 @@ impl Window {
                 let k = entries.partition_point(|&(t, _)| t < at);
                 if entries.get(k).is_some_and(|&(t, _)| t == at) {
                     for e in entries.iter_mut().skip(k) {
-                        e.1[0] -= amounts[0];
-                        e.1[1] -= amounts[1];
+                        e.1 = minus(e.1, amounts);
                     }
-                    last[0] -= amounts[0];
-                    last[1] -= amounts[1];
+                    *last = minus(*last, amounts);
                 }
             }
             Window::Fixed { minute, used } => {
@@ -458,17 +470,15 @@ impl Window {
     fn record(&mut self, now: Nanos, amounts: [u64; 2]) -> [u64; 2] {
         match self {
             Window::Sliding { entries, base, last } => {
-                last[0] += amounts[0];
-                last[1] += amounts[1];
+                add(last, amounts);
                 match entries.back_mut() {
                     Some((t, cum)) if *t == now => *cum = *last,
                     _ => entries.push_back((now, *last)),
                 }
-                [last[0] - base[0], last[1] - base[1]]
+                minus(*last, *base)
             }
             Window::Fixed { used, .. } => {
-                used[0] += amounts[0];
-                used[1] += amounts[1];
+                add(used, amounts);
                 *used
             }
             Window::Bucket { debt, .. } => {
@@ -809,14 +819,13 @@ impl Ledger {
         let budget = &mut self.budgets[b.0 as usize];
         let limits = budget.limits;
         // Settle each window at `now` before counting (a send planned earlier may be recorded
-        // past a minute or day boundary); unlimited dimensions keep nothing.
+        // past a minute or day boundary); unlimited dimensions count nothing.
         let mut now_usage = Usage::default();
         let per_minute = minute_limits(&limits);
         if per_minute != [None; 2] {
             budget.minute.usage(now, per_minute, cal, span);
             let held = budget.minute.record(now, minute_amounts(per_minute, tokens));
-            now_usage.rpm = per_minute[0].map_or(0, |_| held[0]);
-            now_usage.tpm = per_minute[1].map_or(0, |_| held[1]);
+            [now_usage.rpm, now_usage.tpm] = limited(per_minute, held);
         }
         if limits.rpd.is_some() {
             budget.daily.settle(now, cal);

@@ -93,7 +93,7 @@ struct Sim<'a, 'b> {
     queue: EventQueue,
     seq: u64,
     book: Book,
-    /// The next open/trace arrival with its place in the event order; kept out of the heap.
+    /// The next open/trace arrival with its place in the event order; kept out of the queue.
     next_arrival: Option<(Nanos, u64, Request)>,
     rec: Recorder,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,

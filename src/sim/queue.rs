@@ -37,7 +37,7 @@ const MASK: u64 = BUCKETS as u64 - 1;
 const RING_FROM: usize = 2048;
 
 /// Events in exact `key` order (see the module documentation).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct EventQueue {
     /// `ring[b & MASK]` holds the events of bucket `b`, for `b` in `cur..cur + BUCKETS`; the
     /// current bucket is sorted in descending order (its minimum last), the others unsorted.
@@ -51,18 +51,6 @@ pub(crate) struct EventQueue {
     in_ring: usize,
     /// Events of buckets from `cur + BUCKETS` on (all events, while there is no ring).
     far: QuaternaryHeap<Reverse<Event>>,
-}
-
-impl Default for EventQueue {
-    fn default() -> Self {
-        EventQueue {
-            ring: Vec::new(),
-            occupied: Vec::new(),
-            cur: 0,
-            in_ring: 0,
-            far: QuaternaryHeap::new(),
-        }
-    }
 }
 
 fn bucket(e: &Event) -> u64 {
@@ -106,12 +94,11 @@ impl EventQueue {
     fn start_ring(&mut self) {
         self.ring = vec![Vec::new(); BUCKETS];
         self.occupied = vec![0; BUCKETS / 64];
-        self.cur = self.far.peek().map_or(0, |Reverse(e)| bucket(e));
-        self.pull_far();
-        self.ring[(self.cur & MASK) as usize].sort_unstable_by_key(|e| Reverse(e.key));
+        // The empty ring moves to the earliest event's bucket and takes what it covers.
+        self.ready();
     }
 
-    /// Moves the far events the ring now covers into it.
+    /// Moves the far events the ring now covers into it, and sorts the current bucket.
     fn pull_far(&mut self) {
         let end = self.cur + BUCKETS as u64;
         while let Some(Reverse(e)) = self.far.peek() {
@@ -124,6 +111,7 @@ impl EventQueue {
             self.mark(b);
             self.in_ring += 1;
         }
+        self.ring[(self.cur & MASK) as usize].sort_unstable_by_key(|e| Reverse(e.key));
     }
 
     /// The earliest event, if any.
@@ -175,7 +163,6 @@ impl EventQueue {
         }
         // The ring now reaches further: bring in the far events it covers.
         self.pull_far();
-        self.ring[(self.cur & MASK) as usize].sort_unstable_by_key(|e| Reverse(e.key));
         true
     }
 
