@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}; secs=${2:-5}
-cargo build --release -q --bin flux-sim --example bare_axum
+cargo build --release -q --bin flux-sim --example bare_axum --features yardstick
 target/release/flux-sim serve scenarios/serve-bench.toml --bind 127.0.0.1:18082 2>/dev/null &
 serve=$!
 target/release/examples/bare_axum 127.0.0.1:18083 2>/dev/null &

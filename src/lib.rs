@@ -1,7 +1,7 @@
 //! flux-sim: compare API-key rotation strategies against a mock Gemini server that enforces
 //! per-project quotas exactly, in deterministic virtual time.
 //!
-//! One folder per layer; each uses only the layers listed before it (`tests/layers.rs` checks):
+//! One folder per layer; each uses only the layers listed before it (`tests/it/layers.rs` checks):
 //! - [`core`]: pure — time, randomness, the quota ledger, topology, workload, the server model;
 //! - [`strategy`]: pure — the client-side strategies and retry policies;
 //! - [`scenario`]: the validated scenario and its TOML loader (builds servers and strategies);

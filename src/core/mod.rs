@@ -5,7 +5,7 @@
 //! Nothing here reads a clock, sleeps, touches a file or a socket, or knows about the layers
 //! above (strategies, scenarios, drivers, reports): every call takes `now` and returns a
 //! decision, so the virtual-time engine and the real-time servers drive the same code.
-//! `tests/layers.rs` enforces this.
+//! `tests/it/layers.rs` enforces this.
 
 pub mod ledger;
 pub mod live;

@@ -5,7 +5,7 @@
 //! program is not installed — unless `FLUX_REQUIRE_REDIS` is set (`.ci/run` sets it), when it
 //! fails instead.
 
-mod common;
+use crate::common;
 
 use chrono::DateTime;
 use proptest::prelude::*;

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tower::ServiceExt;
 
-const BASE: &str = include_str!("../scenarios/dubbing.toml");
+const BASE: &str = include_str!("../../scenarios/dubbing.toml");
 const SECRET: &str = "AIzaSyFUZZ-secret-key-000000001";
 
 /// Every field path of the scenario reference, as (table, name) with a concrete table path.

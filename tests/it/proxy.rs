@@ -3,7 +3,7 @@
 //! upstream 429 under a burst of concurrent clients; upstream errors passed on; a client that
 //! goes away gives its planned send back; keys never shown.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

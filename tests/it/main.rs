@@ -1,0 +1,23 @@
+//! The integration tests, one binary (one link instead of twenty; shared helpers in `common`).
+//! Each module is one concern; ARCHITECTURE.md lists them.
+
+mod cli;
+mod common;
+mod compare;
+mod drive;
+mod findings;
+mod fuzz;
+mod hostile_cli;
+mod hostile_serve;
+mod layers;
+mod ledger_properties;
+mod live;
+mod proxy;
+mod readme;
+mod report;
+mod serve;
+mod shared_ledger;
+mod spend_properties;
+mod strategy_properties;
+mod structured_properties;
+mod sweep;
