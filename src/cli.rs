@@ -735,7 +735,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
 
 fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     use crate::net::drive::{beside_simulation, cut, drive, DriveOptions};
-    use crate::strategy::StrategyKind;
+    use crate::strategy::Param;
     // A bad --endpoint is refused before anything is printed or created.
     crate::net::drive::check_endpoint(&a.endpoint)?;
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
@@ -752,16 +752,15 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     let scale = a.time_scale;
     let to_virtual = |d: std::time::Duration| (d.as_nanos() * scale as u128).min(u64::MAX as u128) as u64;
     if let Some(m) = a.margin {
-        match &mut spec.kind {
-            StrategyKind::ExactCooldown { margin } | StrategyKind::Flux { margin } => *margin = to_virtual(m),
-            other => {
-                return Err(format!(
-                    "--margin: only exact_cooldown and flux plan cooldowns; {:?} is {}",
-                    spec.name,
-                    other.name()
-                ))
-            }
+        if !spec.kind.takes(Param::Margin) {
+            return Err(format!(
+                "--margin: only {} plan cooldowns; {:?} is {}",
+                crate::strategy::kind_names_taking(Param::Margin),
+                spec.name,
+                spec.kind.name()
+            ));
         }
+        spec.kind.params.margin = to_virtual(m);
     }
     if let Some(d) = a.duration {
         if d.is_zero() {

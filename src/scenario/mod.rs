@@ -249,7 +249,6 @@ mod tests {
     use super::*;
     use crate::core::ledger::WindowKind;
     use crate::core::time::DAY;
-    use crate::strategy::StrategyKind;
 
     const BASE: &str = r#"
 name = "t"
@@ -363,11 +362,10 @@ output_tokens = { dist = "fixed", value = 10 }
             Path::new("s.toml"),
         )
         .unwrap();
+        assert_eq!(ok.strategies[0].kind.name(), "exact_cooldown");
         assert_eq!(
-            ok.strategies[0].kind,
-            StrategyKind::ExactCooldown {
-                margin: 250 * crate::core::time::MILLISECOND
-            }
+            ok.strategies[0].kind.params.margin,
+            250 * crate::core::time::MILLISECOND
         );
         let err = parse(&format!(
             "{BASE}\n[[strategies]]\nkind = \"round_robin\"\n[[strategies]]\nkind = \"round_robin\"\n"

@@ -360,4 +360,20 @@ mod tests {
             "scenarios/REFERENCE.md is stale: run `cargo run --release -- reference > scenarios/REFERENCE.md`"
         );
     }
+
+    #[test]
+    fn the_kinds_listed_are_the_registry() {
+        let kind = FIELDS
+            .iter()
+            .find(|x| x.table == "strategies[]" && x.name == "kind")
+            .expect("strategies[].kind documented");
+        let names: Vec<&str> = crate::strategy::KINDS.iter().map(|d| d.name).collect();
+        let (last, rest) = names.split_last().expect("a kind");
+        let list = format!("The algorithm: {} or {last} (", rest.join(", "));
+        assert!(
+            kind.meaning.starts_with(&list),
+            "{:?} should start {list:?}",
+            kind.meaning
+        );
+    }
 }

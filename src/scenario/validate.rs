@@ -18,7 +18,7 @@ use crate::core::time::{format_duration, format_exact, parse_duration, Calendar,
 use crate::core::topology::{Account, Key, Project, Topology};
 use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
 use crate::strategy::retry::{Jitter, RetryPolicy};
-use crate::strategy::{FleetSpec, Sharing, StrategyKind, StrategySpec};
+use crate::strategy::{FleetSpec, Param, Sharing, StrategyKind, StrategySpec};
 
 struct Ctx<'a> {
     file: &'a str,
@@ -1048,75 +1048,60 @@ fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
 
 fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> Result<StrategySpec, ScenarioError> {
     let field = format!("strategies[{i}]");
-    let margin = match &s.margin {
-        None => 0,
-        Some(m) => cx.bounded(&format!("{field}.margin"), m, max::MARGIN)?,
-    };
-    let kind = match s.kind.as_str() {
-        "round_robin" => StrategyKind::RoundRobin,
-        "fixed_interval" => {
-            let text = s.interval.as_deref().ok_or_else(|| {
-                cx.err(
-                    &format!("{field}.interval"),
-                    "required for kind = \"fixed_interval\", e.g. \"30s\"",
-                )
-            })?;
-            StrategyKind::FixedInterval {
-                interval: cx.positive_bounded(&format!("{field}.interval"), text, max::DELAY)?,
-            }
+    // A margin's value is checked before its kind (a bad duration is named as such).
+    let margin_value = |m: &str| cx.bounded(&format!("{field}.margin"), m, max::MARGIN);
+    if let Some(m) = &s.margin {
+        margin_value(m)?;
+    }
+    // `compat = "gemini-flux"` is shorthand for kind = "gemini_flux".
+    let name = match (s.kind.as_str(), s.compat.as_deref()) {
+        (_, None) => s.kind.as_str(),
+        ("exact_cooldown", Some("gemini-flux")) => "gemini_flux",
+        ("exact_cooldown", Some(other)) => {
+            return Err(cx.err(
+                &format!("{field}.compat"),
+                format!("unknown compatibility mode {other:?}; expected \"gemini-flux\" (or kind = \"gemini_flux\")"),
+            ))
         }
-        // `compat = "gemini-flux"` is shorthand for kind = "gemini_flux".
-        "exact_cooldown" if s.compat.is_some() => match s.compat.as_deref() {
-            Some("gemini-flux") => StrategyKind::GeminiFlux,
-            other => {
+        (_, Some(_)) => return Err(cx.err(&format!("{field}.compat"), "only for kind = \"exact_cooldown\"")),
+    };
+    let Some(mut kind) = StrategyKind::named(name) else {
+        let names: Vec<String> = crate::strategy::KINDS.iter().map(|d| format!("{:?}", d.name)).collect();
+        return Err(cx.err(
+            &format!("{field}.kind"),
+            format!("unknown strategy {name:?}; expected one of {}", names.join(", ")),
+        ));
+    };
+    for param in Param::ALL {
+        let given = match param {
+            Param::Interval => s.interval.is_some(),
+            Param::Margin => s.margin.is_some(),
+            Param::Fallback => !s.fallback.is_empty(),
+            Param::Preset => s.preset.is_some(),
+        };
+        if given && !kind.takes(param) {
+            return Err(cx.err(
+                &format!("{field}.{}", param.field()),
+                format!("only for kind = {}", crate::strategy::kind_names_taking(param)),
+            ));
+        }
+        if !given {
+            if let Some((_, example)) = kind.def().requires.iter().find(|(p, _)| *p == param) {
                 return Err(cx.err(
-                    &format!("{field}.compat"),
-                    format!(
-                        "unknown compatibility mode {:?}; expected \"gemini-flux\" (or kind = \"gemini_flux\")",
-                        other.unwrap_or_default()
-                    ),
-                ))
-            }
-        },
-        "exact_cooldown" => StrategyKind::ExactCooldown { margin },
-        "flux" => StrategyKind::Flux { margin },
-        other => match crate::strategy::StrategySpec::builtin(other, models.len()) {
-            Some(spec) => spec.kind,
-            None => {
-                let names: Vec<String> = crate::strategy::BUILTINS
-                    .iter()
-                    .map(|(n, _)| format!("{n:?}"))
-                    .collect();
-                return Err(cx.err(
-                    &format!("{field}.kind"),
-                    format!("unknown strategy {other:?}; expected one of {}", names.join(", ")),
+                    &format!("{field}.{}", param.field()),
+                    format!("required for kind = {:?}, e.g. {example}", kind.name()),
                 ));
             }
-        },
-    };
-    if s.interval.is_some() && !matches!(kind, StrategyKind::FixedInterval { .. }) {
-        return Err(cx.err(&format!("{field}.interval"), "only for kind = \"fixed_interval\""));
+        }
     }
-    if s.compat.is_some() && s.kind != "exact_cooldown" {
-        return Err(cx.err(&format!("{field}.compat"), "only for kind = \"exact_cooldown\""));
+    if let Some(m) = &s.margin {
+        kind.params.margin = margin_value(m)?;
     }
-    if s.margin.is_some() && !matches!(kind, StrategyKind::ExactCooldown { .. } | StrategyKind::Flux { .. }) {
-        return Err(cx.err(
-            &format!("{field}.margin"),
-            "only for kind = \"exact_cooldown\" or \"flux\"",
-        ));
-    }
-    if !s.fallback.is_empty() && !kind.falls_back() {
-        return Err(cx.err(
-            &format!("{field}.fallback"),
-            "only for kind = \"exact_cooldown\", \"gemini_flux\" or \"flux\"",
-        ));
+    if let Some(text) = &s.interval {
+        kind.params.interval = cx.positive_bounded(&format!("{field}.interval"), text, max::DELAY)?;
     }
     match s.preset.as_deref() {
         None => {}
-        Some(_) if kind != StrategyKind::Backoff => {
-            return Err(cx.err(&format!("{field}.preset"), "only for kind = \"backoff\""))
-        }
         Some("sdk") if s.retry.is_some() => {
             return Err(cx.err(
                 &format!("{field}.preset"),
@@ -1162,7 +1147,7 @@ fn validate_retry(
     kind: &StrategyKind,
 ) -> Result<RetryPolicy, ScenarioError> {
     let Some(r) = r else {
-        return Ok(RetryPolicy::default_for(kind));
+        return Ok(kind.def().retry);
     };
     let f = |n: &str| format!("{field}.retry.{n}");
     let allowed: &[&str] = match r.policy.as_str() {

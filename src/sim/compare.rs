@@ -8,7 +8,7 @@ use crate::core::ledger::Limits;
 use crate::scenario::Scenario;
 use crate::sim::metrics::RunResult;
 use crate::sim::run::run;
-use crate::strategy::{StrategySpec, BUILTINS};
+use crate::strategy::{StrategySpec, KINDS};
 
 /// flux told wrong limits: the row name and the factor (`None`: told no limits at all).
 pub const FLUX_VARIANTS: [(&str, Option<(u64, u64)>); 3] = [
@@ -23,9 +23,9 @@ pub const CLAIM_SHARE: f64 = 0.99;
 /// The strategies `compare` runs on `scenario`: every built-in with its defaults, then the
 /// flux variants.
 pub fn contenders(scenario: &Scenario) -> Vec<StrategySpec> {
-    let mut out: Vec<StrategySpec> = BUILTINS
+    let mut out: Vec<StrategySpec> = KINDS
         .iter()
-        .map(|(name, _)| scenario.builtin_strategy(name).expect("listed built-in"))
+        .map(|d| scenario.builtin_strategy(d.name).expect("listed built-in"))
         .collect();
     for (name, factor) in FLUX_VARIANTS {
         let mut spec = scenario.builtin_strategy("flux").expect("built-in");

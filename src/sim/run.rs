@@ -24,9 +24,9 @@ pub fn select_strategies(s: &Scenario, names: &[String]) -> Result<Vec<StrategyS
             Some(x) => x.clone(),
             None => s.builtin_strategy(n).ok_or_else(|| {
                 let mut known: Vec<&str> = s.strategies.iter().map(|x| x.name.as_str()).collect();
-                for (b, _) in crate::strategy::BUILTINS {
-                    if !known.contains(&b) {
-                        known.push(b);
+                for d in crate::strategy::KINDS {
+                    if !known.contains(&d.name) {
+                        known.push(d.name);
                     }
                 }
                 format!("--strategy: unknown strategy {n:?}; this scenario offers {known:?}")

@@ -4,8 +4,21 @@
 //! of jitter, on 408, 429 and 5xx, never reading RetryInfo; any other `retry` table (e.g.
 //! full or equal jitter) makes it the textbook exponential backoff.
 
+use super::kind::{KindDef, Param, Params};
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
 use crate::core::time::Nanos;
+
+/// `backoff` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "backoff",
+    help: "one key, and the retry policy: google-genai 3.4.0's HttpRetryOptions() (preset \"sdk\")",
+    takes: &[Param::Preset],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    retry: super::retry::SDK,
+    live: true,
+    build: |env, _| Box::new(Backoff::new(&env)),
+};
 
 /// Every request on the first key; a 400 API_KEY_INVALID stops it (the SDK does not retry 400).
 #[derive(Debug, Clone)]

@@ -7,10 +7,25 @@
 
 use std::collections::BTreeSet;
 
+use super::kind::{KindDef, Param, Params};
+use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::ConcurrencyScope;
 use crate::core::time::{Nanos, SECOND};
+
+/// `exact_cooldown` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "exact_cooldown",
+    help: "a replica of the quota ledger per project: sends exactly when a budget has room; model fallback; trusts its limits and RetryInfo",
+    takes: &[Param::Margin, Param::Fallback],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    // RetryInfo: it plans by exact instants, so the server's delay is worth reading.
+    retry: RetryPolicy::RetryInfo { base: SECOND, cap: 60 * SECOND, max_attempts: None },
+    live: true,
+    build: |env, spec| Box::new(ExactCooldown::new(env, spec.fallback.clone(), spec.kind.params.margin)),
+};
 
 /// One budget as the strategy tracks it: a (project, model) pair.
 #[derive(Debug, Clone)]

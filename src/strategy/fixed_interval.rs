@@ -4,8 +4,24 @@
 
 use std::collections::VecDeque;
 
+use super::kind::{KindDef, Param, Params};
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::core::time::Nanos;
+use crate::core::time::{Nanos, SECOND};
+
+/// `fixed_interval` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "fixed_interval",
+    help: "a key is reused only `interval` after its last use, whatever the request (the hand-written rotator)",
+    takes: &[Param::Interval],
+    requires: &[(Param::Interval, "\"30s\"")],
+    defaults: Params {
+        interval: 30 * SECOND,
+        margin: 0,
+    },
+    retry: super::retry::SDK,
+    live: true,
+    build: |env, spec| Box::new(FixedInterval::new(&env, spec.kind.params.interval)),
+};
 
 /// Keys reused after a fixed interval.
 #[derive(Debug, Clone)]

@@ -32,11 +32,26 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 
 use super::exact_cooldown::ExactCooldown;
+use super::kind::{KindDef, Param, Params};
 use super::retry::exponential;
+use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
 use crate::core::ledger::{Dimension, Dims, Limits};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Calendar, Nanos, MILLISECOND, MINUTE, SECOND};
+
+/// `flux` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "flux",
+    help: "this project's: exact_cooldown that learns limits from 429s, probes told limits, re-plans, distrusts lying RetryInfo",
+    takes: &[Param::Margin, Param::Fallback],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    // It decides itself when a request goes again (it holds budgets, backs off capacity 429s).
+    retry: RetryPolicy::Immediate { max_attempts: u32::MAX },
+    live: true,
+    build: |env, spec| Box::new(Flux::new(env, spec.fallback.clone(), spec.kind.params.margin)),
+};
 
 /// What an unknown limit is planned with: large enough never to bind, tracked so that the
 /// windows hold history when a 429 names the real one.

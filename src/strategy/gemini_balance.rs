@@ -6,8 +6,23 @@
 //! keys (here every hour from the start; the check's own verification request is not modelled).
 //! Retries go at once to the next working key (MAX_RETRIES 3).
 
+use super::kind::{KindDef, Params};
+use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
 use crate::core::time::{Nanos, HOUR};
+
+/// `gemini_balance` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "gemini_balance",
+    help: "gemini-balance: sticky key, next key on any failure, a key with 3 failures skipped until the hourly check",
+    takes: &[],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    // MAX_RETRIES 3: four attempts in all, each on the next working key; its routes are REST only.
+    retry: RetryPolicy::Immediate { max_attempts: 4 },
+    live: false,
+    build: |env, _| Box::new(GeminiBalance::new(&env)),
+};
 
 /// gemini-balance's MAX_FAILURES.
 pub const MAX_FAILURES: u32 = 3;

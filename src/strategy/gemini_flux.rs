@@ -18,8 +18,23 @@
 
 use std::collections::VecDeque;
 
+use super::kind::{KindDef, Param, Params};
+use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
 use crate::core::time::{Nanos, MINUTE};
+
+/// `gemini_flux` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "gemini_flux",
+    help: "gemini-flux 1.1.1: key by key through the model chain, input TPM per key, one request in flight, a 429 kills the model on that key until midnight",
+    takes: &[Param::Fallback],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    // It retries at once and stops after keys × models attempts; it speaks REST only.
+    retry: RetryPolicy::Immediate { max_attempts: u32::MAX },
+    live: false,
+    build: |env, spec| Box::new(GeminiFlux::new(env, spec.fallback.clone())),
+};
 
 /// One key as gemini-flux tracks it.
 #[derive(Debug, Clone, Default)]

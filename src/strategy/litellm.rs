@@ -17,10 +17,49 @@
 //! "No deployments available" instead of waiting. The Router retries a failure at once on
 //! another pick (2 retries).
 
+use super::kind::{KindDef, Params};
+use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
 use crate::core::ledger::Limits;
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Nanos, SECOND};
+
+/// `litellm_shuffle` as the registry (`strategy::KINDS`) knows it.
+pub(super) const SHUFFLE: KindDef = KindDef {
+    name: "litellm_shuffle",
+    help: "LiteLLM 1.106.2 Router, simple-shuffle: weighted random by rpm; 5 s cooldown after a 429; fails when all cool down",
+    takes: &[],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    // The Router retries on another deployment at once (num_retries 2).
+    retry: RetryPolicy::Immediate { max_attempts: 3 },
+    live: true,
+    build: |env, _| Box::new(LiteLlm::new(env, Routing::Shuffle)),
+};
+
+/// `litellm_least_busy` as the registry (`strategy::KINDS`) knows it.
+pub(super) const LEAST_BUSY: KindDef = KindDef {
+    name: "litellm_least_busy",
+    help: "LiteLLM 1.106.2 Router, least-busy: fewest in flight; 5 s cooldown after a 429",
+    takes: &[],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    retry: RetryPolicy::Immediate { max_attempts: 3 },
+    live: true,
+    build: |env, _| Box::new(LiteLlm::new(env, Routing::LeastBusy)),
+};
+
+/// `litellm_usage` as the registry (`strategy::KINDS`) knows it.
+pub(super) const USAGE: KindDef = KindDef {
+    name: "litellm_usage",
+    help: "LiteLLM 1.106.2 Router, usage-based-routing-v2: calendar-minute counters, rpm − 1 a minute; 5 s cooldown",
+    takes: &[],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    retry: RetryPolicy::Immediate { max_attempts: 3 },
+    live: true,
+    build: |env, _| Box::new(LiteLlm::new(env, Routing::Usage)),
+};
 
 /// LiteLLM's cooldown after a 429.
 pub const COOLDOWN: Nanos = 5 * SECOND;

@@ -9,6 +9,7 @@ mod fleet;
 mod flux;
 mod gemini_balance;
 mod gemini_flux;
+mod kind;
 pub mod litellm;
 pub mod retry;
 mod round_robin;
@@ -22,9 +23,10 @@ pub use fleet::{Fleet, FleetSpec, Sharing};
 pub use flux::Flux;
 pub use gemini_balance::GeminiBalance;
 pub use gemini_flux::GeminiFlux;
+pub use kind::{kind_names_taking, KindDef, Param, Params, StrategyKind};
 pub use litellm::LiteLlm;
 pub use round_robin::RoundRobin;
-pub use spec::{builtins_help, StrategyKind, StrategySpec, BUILTINS};
+pub use spec::{builtins_help, StrategySpec};
 pub use token_bucket::TokenBucket;
 
 use crate::core::ledger::{Dims, Limits};
@@ -243,19 +245,25 @@ impl Env {
     }
 }
 
+/// Every strategy kind, in the order `flux-sim strategies` lists them and `compare` runs them.
+/// Adding a strategy: its module, with its [`KindDef`], and one line here.
+pub const KINDS: &[&KindDef] = &[
+    &round_robin::KIND,
+    &fixed_interval::KIND,
+    &exact_cooldown::KIND,
+    &gemini_flux::KIND,
+    &backoff::KIND,
+    &token_bucket::KIND,
+    &litellm::SHUFFLE,
+    &litellm::LEAST_BUSY,
+    &litellm::USAGE,
+    &gemini_balance::KIND,
+    &flux::KIND,
+];
+
 /// Builds the strategy `spec` describes, knowing what `env` tells it.
 pub fn build(env: Env, spec: &StrategySpec) -> Box<dyn Strategy> {
-    match spec.kind {
-        StrategyKind::RoundRobin => Box::new(RoundRobin::new(&env)),
-        StrategyKind::FixedInterval { interval } => Box::new(FixedInterval::new(&env, interval)),
-        StrategyKind::ExactCooldown { margin } => Box::new(ExactCooldown::new(env, spec.fallback.clone(), margin)),
-        StrategyKind::GeminiFlux => Box::new(GeminiFlux::new(env, spec.fallback.clone())),
-        StrategyKind::Backoff => Box::new(Backoff::new(&env)),
-        StrategyKind::TokenBucket => Box::new(TokenBucket::new(&env)),
-        StrategyKind::LiteLlm(routing) => Box::new(LiteLlm::new(env, routing)),
-        StrategyKind::GeminiBalance => Box::new(GeminiBalance::new(&env)),
-        StrategyKind::Flux { margin } => Box::new(Flux::new(env, spec.fallback.clone(), margin)),
-    }
+    (spec.kind.def().build)(env, spec)
 }
 
 #[cfg(test)]

@@ -107,33 +107,6 @@ impl RetryPolicy {
             ),
         }
     }
-
-    /// The policy a strategy gets when its scenario names none: what the tool it models does
-    /// (see each kind's module), the server's delay for `exact_cooldown` (it plans exactly,
-    /// so RetryInfo is worth reading), at once for `flux` (it decides the time itself), and
-    /// google-genai's
-    /// `HttpRetryOptions()` ([`SDK`]) for the simple rotators.
-    pub fn default_for(kind: &super::StrategyKind) -> RetryPolicy {
-        use super::StrategyKind as K;
-        match kind {
-            K::ExactCooldown { .. } => RetryPolicy::RetryInfo {
-                base: SECOND,
-                cap: 60 * SECOND,
-                max_attempts: None,
-            },
-            // flux decides itself when a request goes again (it holds budgets and backs off
-            // capacity 429s); gemini-flux retries at once and stops after keys × models
-            // attempts.
-            K::Flux { .. } | K::GeminiFlux => RetryPolicy::Immediate { max_attempts: u32::MAX },
-            // The cookbook re-queues a failed request at once, 5 attempts in all.
-            K::TokenBucket => RetryPolicy::Immediate { max_attempts: 5 },
-            // The Router retries on another deployment at once (num_retries 2).
-            K::LiteLlm(_) => RetryPolicy::Immediate { max_attempts: 3 },
-            // MAX_RETRIES 3: four attempts in all, each on the next working key.
-            K::GeminiBalance => RetryPolicy::Immediate { max_attempts: 4 },
-            K::RoundRobin | K::FixedInterval { .. } | K::Backoff => SDK,
-        }
-    }
 }
 
 /// Truncated exponential backoff for the `attempts`-th failure: `min(cap, base * 2^(attempts-1))`.

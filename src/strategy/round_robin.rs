@@ -1,7 +1,20 @@
 //! `round_robin`: the next key in order, sent at once; tracks nothing (key-mixer).
 
+use super::kind::{KindDef, Params};
 use super::{Ask, Decision, Env, Outcome, Strategy};
 use crate::core::time::Nanos;
+
+/// `round_robin` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "round_robin",
+    help: "the next key in order, sent at once; tracks nothing (key-mixer)",
+    takes: &[],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    retry: super::retry::SDK,
+    live: true,
+    build: |env, _| Box::new(RoundRobin::new(&env)),
+};
 
 /// Strict round-robin over every key.
 #[derive(Debug, Clone)]

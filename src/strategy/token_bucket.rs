@@ -7,8 +7,23 @@
 //! (5 attempts in all), behind the pause. A request bigger than a bucket never leaves (the
 //! cookbook would wait forever): it is reported unservable.
 
+use super::kind::{KindDef, Params};
+use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
 use crate::core::time::{Nanos, MINUTE, SECOND};
+
+/// `token_bucket` as the registry (`strategy::KINDS`) knows it.
+pub(super) const KIND: KindDef = KindDef {
+    name: "token_bucket",
+    help: "the OpenAI cookbook's parallel processor: RPM and TPM buckets, FIFO, every dispatch paused 15 s after a 429",
+    takes: &[],
+    requires: &[],
+    defaults: Params { interval: 0, margin: 0 },
+    // The cookbook re-queues a failed request at once, 5 attempts in all; it speaks REST only.
+    retry: RetryPolicy::Immediate { max_attempts: 5 },
+    live: false,
+    build: |env, _| Box::new(TokenBucket::new(&env)),
+};
 
 /// The cookbook's `seconds_to_pause_after_rate_limit_error`.
 pub const PAUSE: Nanos = 15 * SECOND;

@@ -509,7 +509,9 @@ fn drive_rejects_what_it_cannot_do() {
         "--margin",
         "5ms",
     ])
-    .stderr(predicate::str::contains("--margin: only exact_cooldown and flux"));
+    .stderr(predicate::str::contains(
+        "--margin: only \"exact_cooldown\" or \"flux\" plan",
+    ));
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.jsonl");
     let trace_arg = trace.to_str().unwrap();

@@ -14,6 +14,7 @@ mod ledger_properties;
 mod live;
 mod proxy;
 mod readme;
+mod registry;
 mod report;
 mod serve;
 mod shared_ledger;
