@@ -104,6 +104,52 @@ pub enum Outcome {
 }
 
 /// A rotation strategy.
+///
+/// A driver (the virtual-time engine, `drive`, `proxy`) asks it about each request, sends
+/// when and where it says, and tells it every outcome; the strategy never reads a clock:
+///
+/// ```
+/// use flux_sim::scenario::Scenario;
+/// use flux_sim::strategy::{Ask, Decision, Outcome};
+///
+/// let toml = r#"
+/// name = "doc"
+/// [models."gemini-2.5-flash"]
+/// rpm = 2
+/// [topology]
+/// projects = 1
+/// [workload]
+/// kind = "closed"
+/// requests = 3
+/// workers = 1
+/// input_tokens = { dist = "fixed", value = 100 }
+/// output_tokens = { dist = "fixed", value = 10 }
+/// "#;
+/// let scenario = Scenario::parse(toml, std::path::Path::new("doc.toml")).unwrap();
+/// let spec = scenario.builtin_strategy("exact_cooldown").unwrap();
+/// let mut strategy = scenario.strategy(&spec, 1);
+/// let (mut now, mut sent) = (0, Vec::new());
+/// for request in 0..3 {
+///     let ask = Ask { request, input_tokens: 100, output_tokens: 10, model: 0, attempts: 0 };
+///     loop {
+///         match strategy.decide(now, &ask) {
+///             Decision::Send { key, model, at } => {
+///                 // The driver waits until `at` (a planned send is `confirm`ed then), sends
+///                 // on `key` with `model` and reports the outcome; here each succeeds at once.
+///                 now = at;
+///                 strategy.on_outcome(now, &ask, key, model, at, &Outcome::Ok);
+///                 sent.push(at / 1_000_000_000);
+///                 break;
+///             }
+///             Decision::Later(at) => now = at, // ask again at `at`
+///             Decision::Defer => unreachable!("one worker: nothing else is outstanding"),
+///             Decision::GiveUp(why) => panic!("{why:?}"),
+///         }
+///     }
+/// }
+/// // Two requests a minute: the third waits exactly until the first leaves the window.
+/// assert_eq!(sent, [0, 0, 60]);
+/// ```
 pub trait Strategy: Send {
     /// Decides what to do with `ask` at `now`.
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision;
