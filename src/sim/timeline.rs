@@ -42,9 +42,9 @@ pub struct Utilisation {
     /// Highest use right after an admission.
     pub peak: Usage,
     /// Time-averaged use over the span, per dimension in `Dimension::ALL` order: the content
-    /// of a sliding 60 s window (requests, tokens), the day's request count, the requests in
-    /// flight.
-    pub mean: [f64; 4],
+    /// of a sliding 60 s window (requests, tokens), the day's request and token counts, the
+    /// requests in flight.
+    pub mean: [f64; 5],
 }
 
 impl Utilisation {
@@ -71,13 +71,15 @@ pub struct Details {
 /// it spends in each window (a sliding minute, its day, its concurrency slot).
 #[derive(Debug, Clone, Default)]
 struct BudgetArea {
-    /// Sum over admissions of amount × nanoseconds in the window, per dimension.
-    area: [f64; 4],
+    /// Sum over admissions of amount × nanoseconds in the window, per dimension in
+    /// `Dimension::ALL` order.
+    area: [f64; 5],
     /// Admissions of the last minute, (time, tokens): their windows may outlast the span.
     recent: VecDeque<(Nanos, u64)>,
-    /// End of the current day and admissions in it.
+    /// End of the current day, and the admissions and tokens in it.
     day_end: Nanos,
     today: u64,
+    today_tokens: u64,
     /// When admitted requests release their slots.
     slots: BinaryHeap<Reverse<Nanos>>,
 }
@@ -139,10 +141,13 @@ impl Timeline {
         if now >= a.day_end {
             a.day_end = s.calendar.next_day_start(now);
             a.today = 0;
+            a.today_tokens = 0;
         }
         a.today += 1;
+        a.today_tokens += tokens;
         a.area[2] += (a.day_end - now) as f64;
-        a.area[3] += (until - now) as f64;
+        a.area[3] += tokens as f64 * (a.day_end - now) as f64;
+        a.area[4] += (until - now) as f64;
         a.slots.push(Reverse(until));
         while a.slots.peek().is_some_and(|&Reverse(e)| e <= now) {
             a.slots.pop();
@@ -170,7 +175,7 @@ impl Timeline {
         let mut utilisation = Vec::new();
         for (p, project) in s.topology.projects.iter().enumerate() {
             for (m, model) in s.models.iter().enumerate() {
-                let mut mean = [0.0; 4];
+                let mut mean = [0.0; 5];
                 if let Some(a) = self.budgets.get(p * models + m) {
                     let mut area = a.area;
                     // Windows still open at the end count only up to the end.
@@ -179,9 +184,11 @@ impl Timeline {
                         area[0] -= over;
                         area[1] -= tokens as f64 * over;
                     }
-                    area[2] -= a.today as f64 * a.day_end.saturating_sub(span) as f64;
+                    let day_left = a.day_end.saturating_sub(span) as f64;
+                    area[2] -= a.today as f64 * day_left;
+                    area[3] -= a.today_tokens as f64 * day_left;
                     for &Reverse(end) in &a.slots {
-                        area[3] -= end.saturating_sub(span) as f64;
+                        area[4] -= end.saturating_sub(span) as f64;
                     }
                     mean = area.map(|x| x.max(0.0) / t);
                 }
@@ -199,5 +206,31 @@ impl Timeline {
             wait_cdf,
             utilisation,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dimension_has_its_own_mean() {
+        // Four means for five dimensions made concurrency (Live scenarios) index past the end
+        // and TPD read concurrency's mean.
+        let u = Utilisation {
+            project: "p".into(),
+            model: "m".into(),
+            limits: Limits {
+                rpm: Some(10),
+                tpm: Some(10),
+                rpd: Some(10),
+                tpd: Some(10),
+                concurrent: Some(10),
+            },
+            peak: Usage::default(),
+            mean: [1.0, 2.0, 3.0, 4.0, 5.0],
+        };
+        let means: Vec<f64> = Dimension::ALL.iter().map(|&d| u.fraction(d).unwrap().1).collect();
+        assert_eq!(means, [0.1, 0.2, 0.3, 0.4, 0.5]);
     }
 }

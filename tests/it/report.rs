@@ -270,3 +270,183 @@ fn a_strategy_that_abandons_work_never_looks_best() {
     assert_eq!(rows, 9);
     assert!(sweep.join("index.html").exists());
 }
+
+/// The fields of one CSV line, unquoting quoted ones (strategy names may hold commas).
+fn csv_fields(line: &str) -> Vec<String> {
+    let (mut out, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    out.push(field);
+    out
+}
+
+/// Checks every file of a `run --out` report in `out` of `scenario` (its `name`): the JSON's
+/// strategies appear in summary.md, the CSV has one row per strategy and minute whose counts
+/// add up to the JSON's, every chart is a PNG of a sane size and an SVG that parses and names
+/// the scenario, and index.html shows every chart.
+fn check_report(out: &Path, name: &str) {
+    let ctx = |f: &str| format!("{name}: {f}");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", ctx("summary.json")));
+    assert_eq!(summary["scenario"], name, "{}", ctx("summary.json"));
+    let results = summary["results"].as_array().unwrap();
+    assert!(!results.is_empty(), "{}", ctx("summary.json"));
+    let names: Vec<&str> = results.iter().map(|r| r["strategy"].as_str().unwrap()).collect();
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    for n in &names {
+        assert!(md.contains(&format!("| {n} |")), "{} row {n}", ctx("summary.md"));
+    }
+    let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<String>> = lines.map(csv_fields).collect();
+    assert!(
+        rows.iter().all(|r| r.len() == header.len()),
+        "{}",
+        ctx("timeseries.csv")
+    );
+    for (i, r) in results.iter().enumerate() {
+        let mine: Vec<&Vec<String>> = rows.iter().filter(|x| x[0] == names[i]).collect();
+        // Minutes 0, 1, 2, … of the strategy's own span.
+        let minutes: Vec<u64> = mine.iter().map(|x| x[1].parse().unwrap()).collect();
+        assert!(!minutes.is_empty(), "{} rows of {}", ctx("timeseries.csv"), names[i]);
+        assert!(
+            minutes.iter().enumerate().all(|(m, &x)| x == m as u64),
+            "{} minutes of {}",
+            ctx("timeseries.csv"),
+            names[i]
+        );
+        let completed: u64 = mine.iter().map(|x| x[2].parse::<u64>().unwrap()).sum();
+        assert_eq!(
+            completed,
+            r["completed"].as_u64().unwrap(),
+            "{} {}",
+            ctx("timeseries.csv"),
+            names[i]
+        );
+        for x in &mine {
+            let (so_far, most): (u64, u64) = (x[3].parse().unwrap(), x[4].parse().unwrap());
+            assert!(
+                so_far <= most,
+                "{}: {} {so_far} > bound {most}",
+                ctx("timeseries.csv"),
+                names[i]
+            );
+        }
+    }
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for c in CHARTS {
+        let png = std::fs::read(out.join(format!("{c}.png"))).unwrap_or_else(|e| panic!("{}: {e}", ctx(c)));
+        let (w, h) = png_size(&png);
+        assert!(w >= 800 && h >= 400, "{}.png is {w}x{h}", ctx(c));
+        let svg = std::fs::read_to_string(out.join(format!("{c}.svg"))).unwrap();
+        let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}.svg: {e}", ctx(c)));
+        let texts: String = doc
+            .descendants()
+            .filter_map(|n| n.text())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(texts.contains(name), "{}.svg is titled with the scenario", ctx(c));
+        assert!(
+            html.contains(&format!("{c}.png")) && html.contains(&format!("id=\"{c}\"")),
+            "{} shows {c}",
+            ctx("index.html")
+        );
+    }
+}
+
+/// Every shipped scenario writes its whole `--out` report (Live scenarios panicked in the
+/// timeline: it kept four utilisation means for five dimensions). `large-10m` runs with a
+/// tenth of `large`'s duration (7 s of arrivals instead of 700 s), keeping its 1,000 projects
+/// and rates, so CI stays within a few seconds per scenario.
+#[test]
+fn every_shipped_scenario_writes_its_whole_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 14, "{names:?}");
+    for file in &names {
+        let mut path = scenario(file);
+        if file == "large-10m.toml" {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains("duration = \"700s\""), "large-10m's duration moved");
+            path = dir.path().join(file);
+            std::fs::write(&path, text.replace("duration = \"700s\"", "duration = \"7s\"")).unwrap();
+        }
+        let stem = file.trim_end_matches(".toml");
+        let out = dir.path().join(stem);
+        let run = Command::cargo_bin("flux-sim")
+            .unwrap()
+            .arg("run")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{file}: exit {:?}\n{}",
+            run.status.code(),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .and_then(|l| l.split('"').next())
+            .unwrap();
+        check_report(&out, name);
+    }
+}
+
+/// A sweep of a Live scenario writes every file, each well formed.
+#[test]
+fn a_sweep_of_a_live_scenario_writes_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    Command::cargo_bin("flux-sim")
+        .unwrap()
+        .arg("sweep")
+        .arg(scenario("live-sessions.toml"))
+        .args([
+            "--set",
+            "models.\"gemini-2.0-flash-live-001\".concurrent=2,3,5",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 3 * 4, "{csv}");
+    assert!(rows.iter().all(|r| r.split(',').count() == header.len()), "{csv}");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    for stem in [
+        "sweep_completed",
+        "sweep_throughput",
+        "sweep_rate_limited",
+        "sweep_wait_p99",
+    ] {
+        let (w, h) = png_size(&std::fs::read(out.join(format!("{stem}.png"))).unwrap());
+        assert!(w >= 800 && h >= 400, "{stem}.png is {w}x{h}");
+        let svg = std::fs::read_to_string(out.join(format!("{stem}.svg"))).unwrap();
+        roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{stem}.svg: {e}"));
+        assert!(html.contains(&format!("{stem}.png")), "index.html shows {stem}");
+    }
+}
