@@ -661,7 +661,7 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
             a.time_scale,
             a.scenario.display()
         );
-        crate::net::serve::serve_tls(listener, scenario, a.time_scale, tls, crate::net::serve::shutdown_signal())
+        crate::net::serve::serve_tls(listener, scenario, a.time_scale, tls, crate::net::http::shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))
     })
@@ -729,7 +729,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
             scenario.topology.projects.len(),
             a.upstream
         );
-        crate::net::proxy::proxy(listener, scenario, spec, opts, crate::net::serve::shutdown_signal()).await
+        crate::net::proxy::proxy(listener, scenario, spec, opts, crate::net::http::shutdown_signal()).await
     })
 }
 
@@ -808,7 +808,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
             &spec,
             &opts,
             Some(&mut sink),
-            crate::net::serve::shutdown_signal(),
+            crate::net::http::shutdown_signal(),
         ))
     };
     let driven = match driven {
