@@ -171,8 +171,8 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let url =
-        reqwest::Url::parse(&opts.upstream).map_err(|e| format!("--upstream {:?}: not a URL ({e})", opts.upstream))?;
+    let shown = crate::core::topology::mask_secrets(&opts.upstream);
+    let url = reqwest::Url::parse(&opts.upstream).map_err(|e| format!("--upstream {shown:?}: not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host().is_none()
         || url.query().is_some()
@@ -180,8 +180,7 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         || url.cannot_be_a_base()
     {
         return Err(format!(
-            "--upstream {:?}: expected http://host[:port] or https://host[:port]",
-            opts.upstream
+            "--upstream {shown:?}: expected http://host[:port] or https://host[:port]"
         ));
     }
     // The proxy's clock: time since now, and now on the calendar (the Unix clock proxies share).
@@ -238,6 +237,16 @@ pub async fn proxy(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let app = router(scenario, spec, &opts).await?;
+    serve_router(listener, app, shutdown).await
+}
+
+/// Serves a proxy's [`router`] on `listener` until `shutdown` completes, with serve's
+/// connection hardening ([`crate::net::http::serve_connections`]).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
     // Two descriptors a connection: the client's and the upstream's.
     crate::net::http::serve_connections(listener, app, None, crate::net::http::connection_cap(2), shutdown)
         .await

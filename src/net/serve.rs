@@ -106,6 +106,9 @@ fn given_key(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<St
 /// The scenario's index of `key`, or 400 API_KEY_INVALID for a key it does not know (or
 /// marks invalid).
 fn known_key(s: &Shared, key: &str) -> Result<usize, Value> {
+    if s.scenario.wire.standard_keys == crate::scenario::StandardKeys::Refused && key.starts_with("AIza") {
+        return Err(wire::access_token_type_unsupported());
+    }
     match s.scenario.topology.key_index(key) {
         Some(i) if s.scenario.topology.keys[i].valid => Ok(i),
         _ => Err(wire::invalid_key()),
