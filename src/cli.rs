@@ -56,8 +56,8 @@ pub struct CompareArgs {
     /// Scenario files (TOML); their own strategy lists are ignored.
     #[arg(required = true)]
     pub scenarios: Vec<PathBuf>,
-    /// Seed for every scenario (default: each scenario's own).
-    #[arg(long)]
+    /// Seed for every scenario, 0 to 2^64-1 (default: each scenario's own).
+    #[arg(long, allow_hyphen_values = true)]
     pub seed: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = CompareFormat::Markdown)]
@@ -225,9 +225,9 @@ pub struct ProxyArgs {
     /// Longest a request may wait for a key with room before it gets a 429.
     #[arg(long, value_name = "D", default_value = "60s", value_parser = real_duration)]
     pub deadline: std::time::Duration,
-    /// Requests that may wait at once; more get a 429 at once.
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    pub queue: usize,
+    /// Requests that may wait at once, 1 to 1,000,000; more get a 429 at once.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub queue: u64,
     /// Share the budgets with other proxies through Redis (`redis://host:port/db`): no
     /// request is sent that the shared ledger has not admitted.
     #[arg(long, value_name = "URL")]
@@ -661,7 +661,7 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
             a.time_scale,
             a.scenario.display()
         );
-        crate::net::serve::serve_tls(listener, scenario, a.time_scale, tls, crate::net::serve::shutdown_signal())
+        crate::net::serve::serve_tls(listener, scenario, a.time_scale, tls, crate::net::http::shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))
     })
@@ -715,21 +715,26 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         upstream: a.upstream.clone(),
         token,
         deadline: a.deadline,
-        queue: a.queue,
+        queue: a.queue as usize,
         ledger: a.ledger.clone(),
         margin: a.margin.as_nanos().min(u64::MAX as u128) as u64,
     };
     let runtime = runtime()?;
     runtime.block_on(async {
         let (listener, addr) = bind(a.bind).await?;
-        eprintln!(
-            "flux-sim proxy: {} on {} keys in {} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
-            spec.name,
+        let (name, keys, projects) = (
+            spec.name.clone(),
             scenario.topology.keys.len(),
             scenario.topology.projects.len(),
-            a.upstream
         );
-        crate::net::proxy::proxy(listener, scenario, spec, opts, crate::net::serve::shutdown_signal()).await
+        // The banner comes once the proxy is ready (its ledger reached, its options checked),
+        // so that an error is the only thing printed when it cannot start.
+        let app = crate::net::proxy::router(scenario, spec, &opts).await?;
+        eprintln!(
+            "flux-sim proxy: {name} on {keys} keys in {projects} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
+            crate::core::topology::mask_secrets(&a.upstream)
+        );
+        crate::net::proxy::serve_router(listener, app, crate::net::http::shutdown_signal()).await
     })
 }
 
@@ -781,11 +786,13 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         seed,
     };
     let runtime = runtime()?;
+    // Nothing is said before the endpoint is known to answer.
+    runtime.block_on(crate::net::drive::reachable(&scenario, &a.endpoint))?;
     eprintln!(
         "flux-sim drive: {} with {} against {} (time scale {scale}, up to {} of wall-clock time); Ctrl-C stops and reports",
         scenario.name,
         spec.name,
-        a.endpoint,
+        crate::core::topology::mask_secrets(&a.endpoint),
         crate::core::time::format_duration(scenario.horizon / scale)
     );
     if a.fresh {
@@ -807,7 +814,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
             &spec,
             &opts,
             Some(&mut sink),
-            crate::net::serve::shutdown_signal(),
+            crate::net::http::shutdown_signal(),
         ))
     };
     let driven = match driven {

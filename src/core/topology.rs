@@ -72,60 +72,116 @@ pub fn mask(key: &str) -> String {
     format!("{}{}", "*".repeat((n - shown).min(8)), tail)
 }
 
-/// `text` with every key-looking string masked: Google API keys (`AIza…`) anywhere, and the
-/// value of any `key` field (`key = "…"`, `"key": "…"`, `key=…` in a URL). For error messages
-/// that quote what a user wrote.
+/// Whether `value` may be an API key: 8 to 512 printable ASCII characters without spaces (what
+/// an HTTP header carries as is). Any format is accepted — `AIza…` standard keys, `AQ.`/`IQ.`
+/// authorization keys, others — and none says what service it is for. `Err` says what is wrong.
+pub fn check_key(value: &str) -> Result<(), &'static str> {
+    if value.len() < 8 || value.len() > 512 {
+        return Err("must be 8 to 512 characters");
+    }
+    if !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be printable ASCII with no spaces or control characters");
+    }
+    Ok(())
+}
+
+/// Field names whose value is a secret (`key`, `api_key`, `x-goog-api-key`, `apiKey`,
+/// `password`, `token`, `secret`).
+const SECRET_NAMES: [&str; 5] = ["key", "password", "passwd", "token", "secret"];
+
+/// Prefixes of key formats masked wherever they appear: standard keys (`AIza`) and
+/// authorization keys (`AQ.`, `IQ.`), each followed by at least 8 key characters.
+const KEY_PREFIXES: [&str; 3] = ["AIza", "AQ.", "IQ."];
+
+/// `text` with every secret masked, and nothing else: keys of the known formats (`AIza…`,
+/// `AQ.…`, `IQ.…`) anywhere; the value of a secret field (`key`, `api_key`, `x-goog-api-key`,
+/// `password`, `token`, `secret`) after `=` (`key = "…"`, `?key=…`), or after `:` when
+/// quoted (`"key": "…"`) or key-like (12+ characters with a digit) — so `key: must be …`
+/// stays as written —; and the password of a URL (`redis://user:***@host`). For error
+/// messages and logs that quote what a user wrote.
 pub fn mask_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while !rest.is_empty() {
-        // A key value after `key` and `=` or `:` (quoted or not), or a bare AIza… token.
-        let at_key = rest
-            .char_indices()
-            .find(|&(i, _)| starts_key_value(rest, i) || rest[i..].starts_with("AIza"))
-            .map(|(i, _)| i);
-        let Some(i) = at_key else {
-            out.push_str(rest);
-            break;
-        };
-        let (before, from) = rest.split_at(i);
-        out.push_str(before);
-        let value_start = if from.starts_with("AIza") {
-            0
+    let mut i = 0;
+    while i < text.len() {
+        if let Some((start, end, password)) = secret_at(text, i) {
+            out.push_str(&text[i..start]);
+            out.push_str(&if password {
+                "***".to_string()
+            } else {
+                mask(&text[start..end])
+            });
+            i = end;
         } else {
-            // Skip `key`, spaces, `=` or `:`, spaces and an opening quote.
-            let after = &from[3..];
-            let skipped = after.len() - after.trim_start_matches(['"', '\'', ' ', '=', ':']).len();
-            out.push_str(&from[..3 + skipped]);
-            3 + skipped
-        };
-        let value = &from[value_start..];
-        let len = value
-            .find(|c: char| c == '"' || c == '\'' || c == '&' || c == ',' || c.is_whitespace())
-            .unwrap_or(value.len());
-        out.push_str(&mask(&value[..len]));
-        rest = &value[len..];
+            let c = text[i..].chars().next().expect("i is a char boundary below len");
+            out.push(c);
+            i += c.len_utf8();
+        }
     }
     out
 }
 
-/// Whether `text[i..]` starts a `key` field whose value follows (`key =`, `key:`, `"key":`).
-fn starts_key_value(text: &str, i: usize) -> bool {
+/// A secret whose text begins at `i` (or whose name does): `(start, end, is_password)` of
+/// the part to mask.
+fn secret_at(text: &str, i: usize) -> Option<(usize, usize, bool)> {
     let from = &text[i..];
-    if !from.starts_with("key") {
-        return false;
+    let prev = text[..i].chars().next_back();
+    // A key format, as a whole token.
+    if prev.is_none_or(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+        for prefix in KEY_PREFIXES {
+            if let Some(rest) = from.strip_prefix(prefix) {
+                let n = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+                    .unwrap_or(rest.len());
+                if n >= 8 {
+                    return Some((i, i + prefix.len() + n, false));
+                }
+            }
+        }
     }
-    // A whole word: not `monkey`, not `keys`.
-    let before_ok = text[..i]
-        .chars()
-        .next_back()
-        .is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-    let after = from[3..].trim_start_matches('"');
-    let after = after.trim_start();
-    before_ok && (after.starts_with('=') || after.starts_with(':')) && {
-        let value = after[1..].trim_start().trim_start_matches(['"', '\'']);
-        !value.is_empty() && !value.starts_with(['{', '[', '*'])
+    // A URL's password: `scheme://user:password@host`.
+    if let Some(after) = from.strip_prefix("://") {
+        let authority = &after[..after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace())
+            .unwrap_or(after.len())];
+        if let Some(at) = authority.rfind('@') {
+            if let Some(colon) = authority[..at].find(':') {
+                let start = i + 3 + colon + 1;
+                if colon + 1 < at {
+                    return Some((start, i + 3 + at, true));
+                }
+            }
+        }
+        return None;
     }
+    // A secret field's value.
+    let name_ok = |name: &str| {
+        let lower = from.len() >= name.len() && from[..name.len()].eq_ignore_ascii_case(name);
+        let camel = from.starts_with(&format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..]))
+            && prev.is_some_and(|c| c.is_ascii_lowercase());
+        (lower && prev.is_none_or(|c| !c.is_alphanumeric())) || camel
+    };
+    let name = SECRET_NAMES.into_iter().find(|n| name_ok(n))?;
+    let after = &from[name.len()..];
+    let after = after.strip_prefix(['"', '\'']).unwrap_or(after);
+    let spaced = after.trim_start_matches([' ', '\t']);
+    let sep = spaced.chars().next().filter(|c| matches!(c, '=' | ':'))?;
+    let value = spaced[1..].trim_start_matches([' ', '\t']);
+    let start = i + (from.len() - value.len());
+    let password = name != "key" && name != "token";
+    if let Some(q) = value.chars().next().filter(|c| matches!(c, '"' | '\'')) {
+        let inner = &value[1..];
+        let n = inner.find(q).unwrap_or(inner.len());
+        return (n > 0).then_some((start + 1, start + 1 + n, password));
+    }
+    let n = value
+        .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '&' | ',' | ';' | ')' | '}' | ']' | '#'))
+        .unwrap_or(value.len());
+    let word = &value[..n];
+    if word.is_empty() || word.starts_with(['{', '[', '*', '<', '$']) {
+        return None;
+    }
+    let key_like = word.len() >= 12 && word.chars().any(|c| c.is_ascii_digit());
+    (sep == '=' || key_like).then_some((start, start + n, password))
 }
 
 /// The whole topology.
@@ -177,6 +233,37 @@ mod tests {
     }
 
     #[test]
+    fn every_key_format_and_url_passwords_are_masked() {
+        let aq = "AQ.Ab8RN6LxYzQ0wErTy-uIoP_aSdFgHjKl";
+        let iq = "IQ.Zx9Cv8Bn7Mq6Wr5Et4Yu3Io2Pa1Sd0Fg";
+        for (text, secret) in [
+            (format!("unknown strategy {aq:?}"), &aq[..12]),
+            (format!("key {iq} refused"), &iq[..12]),
+            (format!("x-goog-api-key: {aq}"), &aq[..12]),
+            (
+                "redis://flux:hunter2-secret@10.0.0.5:6379/0: refused".to_string(),
+                "hunter2",
+            ),
+            ("redis://:p4ssw0rd@host/0".to_string(), "p4ssw0rd"),
+            ("--upstream https://me:s3cret@example.com/".to_string(), "s3cret"),
+            ("password = \"swordfish\"".to_string(), "swordfish"),
+            ("\"apiKey\": \"custom-key-value-9\"".to_string(), "custom-key"),
+            ("api_key=plainsecretvalue".to_string(), "plainsecret"),
+            ("key: opaque-key-000123".to_string(), "opaque-key"),
+        ] {
+            let m = mask_secrets(&text);
+            assert!(!m.contains(secret), "{text} → {m}");
+        }
+        assert_eq!(
+            mask_secrets("redis://flux:hunter2@10.0.0.5:6379/0"),
+            "redis://flux:***@10.0.0.5:6379/0"
+        );
+        assert!(check_key(aq).is_ok() && check_key(iq).is_ok() && check_key("AIzaSyABCDEFGH").is_ok());
+        assert!(check_key("").is_err() && check_key("has space in it").is_err());
+        assert!(check_key("ctl\u{7}character").is_err() && check_key("ключ-ключ-ключ").is_err());
+    }
+
+    #[test]
     fn secrets_in_quoted_text_are_masked() {
         let line = r#"key = "AIzaSyD-secret-value-0001" oops"#;
         let m = mask_secrets(line);
@@ -193,6 +280,15 @@ mod tests {
             "monkey = 3",
             "model = \"gemini-2.5-flash\"",
             "keys = [1]",
+            // issue 29: a message about a key field is not a key.
+            "topology.keys[0].key: must be at least 8 characters with no spaces",
+            "key: expected a string",
+            "AIza keys are refused since 2026-06",
+            "max_tokens = 20",
+            "totalTokens: 5",
+            "keys_file: line 3",
+            "redis://127.0.0.1:6379/0",
+            "http://user@host:8080/",
         ] {
             assert_eq!(mask_secrets(keep), keep);
         }

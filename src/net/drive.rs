@@ -320,6 +320,13 @@ pub async fn drive(
     })
 }
 
+/// Whether anything answers HTTP at `endpoint` (a `GET /v1beta/models` with the scenario's
+/// first key, within a few seconds): `drive` checks it before it says anything.
+pub async fn reachable(scenario: &Scenario, endpoint: &str) -> Result<(), String> {
+    let (client, base) = client_for(endpoint)?;
+    preflight(&client, &base, scenario).await
+}
+
 /// Lists the models once, to fail early (and clearly) when nothing answers at `base`. Any
 /// HTTP answer will do: only a missing connection stops the drive.
 async fn preflight(client: &reqwest::Client, base: &str, scenario: &Scenario) -> Result<(), String> {
@@ -329,7 +336,10 @@ async fn preflight(client: &reqwest::Client, base: &str, scenario: &Scenario) ->
     }
     match tokio::time::timeout(PREFLIGHT_TIMEOUT, req.send()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(format!("--endpoint {base}: cannot reach it: {}", error_chain(&e))),
+        Ok(Err(e)) => Err(crate::core::topology::mask_secrets(&format!(
+            "--endpoint {base}: cannot reach it: {}",
+            error_chain(&e)
+        ))),
         Err(_) => Err(format!(
             "--endpoint {base}: no answer within {} s (it accepts connections but does not respond)",
             PREFLIGHT_TIMEOUT.as_secs()

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,14 +26,14 @@ use serde_json::{json, Value};
 
 use crate::core::ledger::{Admission, BudgetId, Ledger, Limits};
 use crate::core::time::{format_duration, Calendar, Nanos};
-use crate::net::serve::{error, json_response, not_found};
+use crate::net::http::{error, json_response, not_found};
 use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
 use crate::scenario::Scenario;
 use crate::strategy::{Ask, Decision, GiveUp, Outcome, Strategy, StrategySpec};
 
 /// Largest request body accepted, as serve.
-pub const MAX_BODY: usize = crate::net::serve::MAX_BODY;
+pub const MAX_BODY: usize = crate::net::http::MAX_BODY;
 /// Largest error body read from the upstream (success bodies stream through unread).
 const MAX_ERROR_BODY: usize = 1 << 20;
 
@@ -62,8 +63,11 @@ struct Proxy {
     changed: tokio::sync::Notify,
     epoch: Instant,
     client: reqwest::Client,
-    upstream: String,
+    /// The upstream's base URL: every upstream URL is this plus segments the proxy checked.
+    upstream: reqwest::Url,
     token: String,
+    /// Request bodies read at once.
+    bodies: tokio::sync::Semaphore,
     deadline: Nanos,
     queue: tokio::sync::Semaphore,
     next_id: AtomicU64,
@@ -167,12 +171,16 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-    let url =
-        reqwest::Url::parse(&opts.upstream).map_err(|e| format!("--upstream {:?}: not a URL ({e})", opts.upstream))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+    let shown = crate::core::topology::mask_secrets(&opts.upstream);
+    let url = reqwest::Url::parse(&opts.upstream).map_err(|e| format!("--upstream {shown:?}: not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || url.cannot_be_a_base()
+    {
         return Err(format!(
-            "--upstream {:?}: expected http://host[:port] or https://host[:port]",
-            opts.upstream
+            "--upstream {shown:?}: expected http://host[:port] or https://host[:port]"
         ));
     }
     // The proxy's clock: time since now, and now on the calendar (the Unix clock proxies share).
@@ -201,7 +209,8 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         changed: tokio::sync::Notify::new(),
         epoch,
         client,
-        upstream: opts.upstream.trim_end_matches('/').to_string(),
+        upstream: url,
+        bodies: tokio::sync::Semaphore::new(crate::net::http::MAX_BODIES),
         token: opts.token.clone(),
         deadline: opts.deadline.as_nanos().min(u64::MAX as u128) as Nanos,
         queue: tokio::sync::Semaphore::new(opts.queue),
@@ -214,6 +223,7 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/flux/metrics", get(metrics))
         .route("/flux/ledger", get(ledger_view))
+        .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
         .with_state(proxy))
 }
@@ -226,25 +236,105 @@ pub async fn proxy(
     opts: ProxyOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    use axum::serve::ListenerExt;
     let app = router(scenario, spec, &opts).await?;
-    // Small writes go out at once: with Nagle's algorithm and delayed ACKs a response waits
-    // ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    serve_router(listener, app, shutdown).await
+}
+
+/// Serves a proxy's [`router`] on `listener` until `shutdown` completes, with serve's
+/// connection hardening ([`crate::net::http::serve_connections`]).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    // Two descriptors a connection: the client's and the upstream's.
+    crate::net::http::serve_connections(listener, app, None, crate::net::http::connection_cap(2), shutdown)
         .await
         .map_err(|e| format!("proxy stopped: {e}"))
 }
 
+/// API versions the proxy forwards (those the google-genai SDK calls).
+pub const VERSIONS: [&str; 3] = ["v1beta", "v1", "v1alpha"];
+
+/// Query parameters the proxy understands: `key` (its token, never forwarded), `alt` and
+/// `$alt` (the response's format), and the model list's paging. Any other is refused: the
+/// proxy forwards only what it has classified.
+const QUERY_NAMES: [&str; 7] = ["key", "alt", "$alt", "pageSize", "pageToken", "page_size", "page_token"];
+
+/// Whether `name` is a model id as Gemini spells them (`gemini-2.5-flash`,
+/// `text-embedding-004`): ASCII letters, digits, `.`, `-` and `_`, starting with a letter or
+/// digit, at most 128 characters. Nothing else reaches an upstream path (no `/`, `:`, `%`,
+/// `#`, `?`, dot segments or spaces).
+pub fn is_model_id(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// What the proxy makes of a request path `/{version}/models[/{name}]`, already
+/// percent-decoded by the router, or the error to answer (404 for an API version it does not
+/// forward or a name that is not a model id).
+fn classify(version: &str, name: Option<&str>) -> Result<(), Value> {
+    if !VERSIONS.contains(&version) {
+        let shown: String = version.chars().take(64).collect();
+        let message = format!("API version {shown:?} is not forwarded; use one of {VERSIONS:?}.");
+        return Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}));
+    }
+    match name {
+        Some(n) if !is_model_id(n) => {
+            let shown: String = n.chars().take(64).collect();
+            let message = format!("models/{shown:?} is not a model id (letters, digits, '.', '-' and '_').");
+            Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The query parameters of a request, each checked against [`QUERY_NAMES`]: `Err` is the 400
+/// to answer (Google's words for an unknown parameter).
+fn query_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, Value> {
+    let Query(q) = q.map_err(|e| wire::invalid_argument(&format!("Invalid query string: {}", e.body_text())))?;
+    for (name, _) in &q {
+        if !QUERY_NAMES.contains(&name.as_str()) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(wire::invalid_argument(&format!(
+                "Invalid JSON payload received. Unknown name {shown:?}: Cannot bind query parameter. Field {shown:?} could not be found in request message."
+            )));
+        }
+    }
+    Ok(q)
+}
+
+/// The path parameters, or the 400 to answer when they cannot be decoded.
+fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Value> {
+    p.map(|Path(p)| p)
+        .map_err(|e| wire::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
+}
+
 /// Checks the proxy token a client sends where a key would go (`x-goog-api-key`, else
-/// `?key=`): the error body otherwise (403 without one, 400 API_KEY_INVALID for another).
-fn check_token(p: &Proxy, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<(), Value> {
-    let given = match headers.get("x-goog-api-key") {
-        Some(v) => v.to_str().map_err(|_| wire::invalid_key())?.to_string(),
-        None => query.get("key").cloned().ok_or_else(wire::missing_key)?,
+/// `?key=`): the error body otherwise (403 without one, 400 API_KEY_INVALID for another, 400
+/// for two).
+fn check_token(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> Result<(), Value> {
+    let mut headed = headers.get_all("x-goog-api-key").iter();
+    let in_query: Vec<&String> = query.iter().filter(|(k, _)| k == "key").map(|(_, v)| v).collect();
+    let given = match (headed.next(), headed.next()) {
+        (Some(_), Some(_)) => {
+            return Err(wire::invalid_argument(
+                "The request carries the x-goog-api-key header more than once; send one key.",
+            ))
+        }
+        (Some(v), None) => v.to_str().map_err(|_| wire::invalid_key())?.to_string(),
+        (None, _) => match in_query[..] {
+            [] => return Err(wire::missing_key()),
+            [k] => k.clone(),
+            _ => {
+                return Err(wire::invalid_argument(
+                    "The request carries ?key= more than once; send one key.",
+                ))
+            }
+        },
     };
     if given == p.token {
         Ok(())
@@ -253,18 +343,26 @@ fn check_token(p: &Proxy, headers: &HeaderMap, query: &BTreeMap<String, String>)
     }
 }
 
-/// The query string a client sent, less its `key` (the token never goes upstream).
-fn upstream_query(q: &BTreeMap<String, String>) -> String {
-    let rest: Vec<String> = q
-        .iter()
-        .filter(|(k, _)| k.as_str() != "key")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if rest.is_empty() {
-        String::new()
+/// The upstream URL of the checked path `segments` and the checked `query` less its `key`
+/// (the token never goes upstream): every segment and value is percent-encoded, so none can
+/// add a path, a query or a fragment.
+fn upstream_url(p: &Proxy, segments: &[&str], query: &[(String, String)]) -> reqwest::Url {
+    let mut url = p.upstream.clone();
+    url.path_segments_mut()
+        .expect("checked at start: a base URL")
+        .pop_if_empty()
+        .extend(segments);
+    let forwarded: Vec<&(String, String)> = query.iter().filter(|(k, _)| k != "key").collect();
+    if forwarded.is_empty() {
+        url.set_query(None);
     } else {
-        format!("?{}", rest.join("&"))
+        let mut pairs = url.query_pairs_mut();
+        pairs.clear();
+        for (k, v) in forwarded {
+            pairs.append_pair(k, v);
+        }
     }
+    url
 }
 
 /// The first valid key, for calls that spend no quota (model lists, countTokens).
@@ -296,22 +394,40 @@ fn pass_through(resp: reqwest::Response) -> Response {
     out
 }
 
-/// Forwards a call that spends no quota with any key.
-async fn forward_free(p: &Proxy, method: reqwest::Method, path: &str, body: Option<Bytes>) -> Response {
+/// Forwards a call that spends no generateContent quota (`what`: its name in the metrics)
+/// with any key, to `url`.
+async fn forward_free(
+    p: &Proxy,
+    what: &str,
+    method: reqwest::Method,
+    url: reqwest::Url,
+    body: Option<Bytes>,
+) -> Response {
     let Some(key) = any_key(p) else {
         return error(wire::upstream_unreachable("the configuration has no valid key"));
     };
-    let mut r = p
-        .client
-        .request(method, format!("{}{path}", p.upstream))
-        .header("x-goog-api-key", key);
+    p.count(format!("forwarded_{what}"));
+    let mut r = p.client.request(method, url).header("x-goog-api-key", key);
     if let Some(b) = body {
         r = r.header("content-type", "application/json").body(b);
     }
-    match r.send().await {
-        Ok(resp) => pass_through(resp),
-        Err(e) => error(wire::upstream_unreachable(&describe(e))),
+    match tokio::time::timeout(Duration::from_nanos(p.deadline), r.send()).await {
+        Ok(Ok(resp)) => pass_through(resp),
+        Ok(Err(e)) => error(wire::upstream_unreachable(&describe(e))),
+        Err(_) => {
+            p.count("upstream_timeout");
+            error(upstream_timeout(p.deadline))
+        }
     }
+}
+
+/// 504 DEADLINE_EXCEEDED: the upstream did not start answering within the request's deadline.
+fn upstream_timeout(deadline: Nanos) -> Value {
+    let message = format!(
+        "flux-sim proxy: the upstream did not answer within the request's deadline ({}).",
+        format_duration(deadline)
+    );
+    json!({"error": {"code": 504, "message": message, "status": "DEADLINE_EXCEEDED"}})
 }
 
 /// A transport error in words, without the URL (which is the proxy's own configuration).
@@ -322,72 +438,82 @@ fn describe(e: reqwest::Error) -> String {
         chain.push_str(&format!(": {s}"));
         source = s.source();
     }
-    format!("{}{chain}", e.without_url())
+    crate::core::topology::mask_secrets(&format!("{}{chain}", e.without_url()))
 }
 
 async fn list_models(
     State(p): State<Arc<Proxy>>,
-    Path(version): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    version: Result<Path<String>, PathRejection>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = check_token(&p, &headers, &q) {
+    let (version, q) = match (path_of(version), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return error(e),
+    };
+    if let Err(e) = classify(&version, None).and_then(|()| check_token(&p, &headers, &q)) {
         return error(e);
     }
-    forward_free(
-        &p,
-        reqwest::Method::GET,
-        &format!("/{version}/models{}", upstream_query(&q)),
-        None,
-    )
-    .await
+    let url = upstream_url(&p, &[&version, "models"], &q);
+    forward_free(&p, "list_models", reqwest::Method::GET, url, None).await
 }
 
 async fn get_model(
     State(p): State<Arc<Proxy>>,
-    Path((version, name)): Path<(String, String)>,
-    Query(q): Query<BTreeMap<String, String>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = check_token(&p, &headers, &q) {
+    let ((version, name), q) = match (path_of(path), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return error(e),
+    };
+    if let Err(e) = classify(&version, Some(&name)).and_then(|()| check_token(&p, &headers, &q)) {
         return error(e);
     }
-    forward_free(&p, reqwest::Method::GET, &format!("/{version}/models/{name}"), None).await
+    let url = upstream_url(&p, &[&version, "models", &name], &q);
+    forward_free(&p, "get_model", reqwest::Method::GET, url, None).await
 }
 
 async fn call_model(
     State(p): State<Arc<Proxy>>,
-    Path((version, name)): Path<(String, String)>,
-    Query(q): Query<BTreeMap<String, String>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
     req: Request,
 ) -> Response {
-    if let Err(e) = check_token(&p, req.headers(), &q) {
-        return error(e);
-    }
+    let ((version, name), q) = match (path_of(path), query_of(q)) {
+        (Ok(v), Ok(q)) => (v, q),
+        (Err(e), _) | (_, Err(e)) => return error(e),
+    };
+    // The path and the token first: a stranger's body is never read.
     let Some((model_name, method)) = name.split_once(':') else {
         return error(wire::unknown_model(&name, &version, "generateContent"));
     };
+    if let Err(e) = classify(&version, Some(model_name)).and_then(|()| check_token(&p, req.headers(), &q)) {
+        return error(e);
+    }
     let (model_name, method) = (model_name.to_string(), method.to_string());
-    let body = match axum::body::to_bytes(req.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
-            return error(wire::invalid_argument(&format!(
-                "Request payload size exceeds the limit: {MAX_BODY} bytes."
-            )))
+    let model = match method.as_str() {
+        "countTokens" => None,
+        "generateContent" | "streamGenerateContent" => match p.scenario.model_index(&model_name) {
+            Some(m) => Some(m),
+            None => return error(wire::unknown_model(&model_name, &version, &method)),
+        },
+        _ => {
+            let shown: String = method.chars().take(64).collect();
+            return error(wire::unknown_model(&model_name, &version, &shown));
         }
     };
-    match method.as_str() {
-        "countTokens" => {
-            let path = format!("/{version}/models/{model_name}:countTokens");
-            forward_free(&p, reqwest::Method::POST, &path, Some(body)).await
+    let body = match crate::net::http::read_body(&p.bodies, req).await {
+        Ok(b) => b,
+        Err(e) => return error(e),
+    };
+    match model {
+        None => {
+            let url = upstream_url(&p, &[&version, "models", &format!("{model_name}:countTokens")], &q);
+            forward_free(&p, "countTokens", reqwest::Method::POST, url, Some(body)).await
         }
-        "generateContent" | "streamGenerateContent" => {
-            let Some(model) = p.scenario.model_index(&model_name) else {
-                return error(wire::unknown_model(&model_name, &version, &method));
-            };
-            generate(p, &version, model, &method, upstream_query(&q), body).await
-        }
-        other => error(wire::unknown_model(&model_name, &version, other)),
+        Some(model) => generate(p, &version, model, &method, &q, body).await,
     }
 }
 
@@ -448,7 +574,14 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos) -> Result<(usize, usize, 
 }
 
 /// Schedules, forwards and retries one generateContent or streamGenerateContent call.
-async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, query: String, body: Bytes) -> Response {
+async fn generate(
+    p: Arc<Proxy>,
+    version: &str,
+    model: usize,
+    method: &str,
+    query: &[(String, String)],
+    body: Bytes,
+) -> Response {
     let parsed = match wire::parse_generate(&body) {
         Ok(r) => r,
         Err(m) => return error(wire::invalid_argument(&m)),
@@ -539,10 +672,8 @@ async fn generate(p: Arc<Proxy>, version: &str, model: usize, method: &str, quer
             let b = book.1[p.scenario.topology.keys[key].project * p.scenario.models.len() + model];
             book.0.force(now, b, None, cost, now);
         }
-        let url = format!(
-            "{}/{version}/models/{}:{method}{query}",
-            p.upstream, p.scenario.models[model].name
-        );
+        let target = format!("{}:{method}", p.scenario.models[model].name);
+        let url = upstream_url(&p, &[version, "models", &target], query);
         let reply = p
             .client
             .post(url)

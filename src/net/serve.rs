@@ -28,18 +28,8 @@ use crate::scenario::{EmbedBatch, Scenario};
 mod live;
 mod openai_compat;
 
-/// Largest request body accepted (larger → 400 INVALID_ARGUMENT).
-pub const MAX_BODY: usize = 4 * 1024 * 1024;
-/// Request bodies read at once; more wait (so strangers cannot make serve hold more than
-/// 64 × 4 MiB of bodies).
-pub const MAX_BODIES: usize = 64;
-/// Longest wait for a request's headers (hyper's header read timeout; also an idle keep-alive
-/// connection's wait for its next request) and for its body.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait in the listen queue.
-pub const MAX_CONNECTIONS: usize = 10_000;
-/// How long shutdown waits for requests in progress before it stops anyway.
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+use crate::net::http::{error, json_response, not_found, not_found_at};
+pub use crate::net::http::{shutdown_signal, MAX_BODIES, MAX_BODY, MAX_CONNECTIONS, READ_TIMEOUT, SHUTDOWN_DEADLINE};
 
 #[derive(Default)]
 struct Counters {
@@ -99,36 +89,6 @@ impl Shared {
     }
 }
 
-/// A JSON response as Google sends it (`application/json; charset=UTF-8`).
-pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-/// 404 NOT_FOUND for a path neither serve nor the proxy serves, as Google words it.
-pub(crate) async fn not_found(req: Request) -> Response {
-    not_found_at(req.method(), req.uri().path())
-}
-
-/// 404 NOT_FOUND for `method` on `path`, in Google's words.
-fn not_found_at(method: &axum::http::Method, path: &str) -> Response {
-    let message = format!("The requested URL {method} {path} was not found on this server.");
-    error(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
-}
-
-/// An error envelope as a response with its code as the HTTP status.
-pub(crate) fn error(body: Value) -> Response {
-    let code = body["error"]["code"].as_u64().unwrap_or(500) as u16;
-    json_response(
-        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &body,
-    )
-}
-
 /// The key a request carries (`x-goog-api-key`, else `?key=`): `Err` is the body of the error
 /// to send: 403 without a key, 400 API_KEY_INVALID for bytes that are not text, 400
 /// INVALID_ARGUMENT for two key headers.
@@ -146,6 +106,9 @@ fn given_key(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<St
 /// The scenario's index of `key`, or 400 API_KEY_INVALID for a key it does not know (or
 /// marks invalid).
 fn known_key(s: &Shared, key: &str) -> Result<usize, Value> {
+    if s.scenario.wire.standard_keys == crate::scenario::StandardKeys::Refused && key.starts_with("AIza") {
+        return Err(wire::access_token_type_unsupported());
+    }
     match s.scenario.topology.key_index(key) {
         Some(i) if s.scenario.topology.keys[i].valid => Ok(i),
         _ => Err(wire::invalid_key()),
@@ -171,10 +134,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         .route("/flux/reset", axum::routing::post(reset))
         .merge(openai_compat::routes())
         .merge(live::routes())
-        .method_not_allowed_fallback(|req: Request| async move {
-            let message = format!("Method {} is not allowed for {}.", req.method(), req.uri().path());
-            error(json!({"error": {"code": 405, "message": message, "status": "INVALID_ARGUMENT"}}))
-        })
+        .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
         .with_state(shared)
 }
@@ -201,101 +161,8 @@ pub async fn serve_tls(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let app = router(scenario, time_scale);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
-        let (stream, remote) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(a) => a,
-                // Out of file descriptors and the like: wait a little rather than spin.
-                Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue }
-            },
-            _ = &mut shutdown => break,
-        };
-        // Small writes go out at once (no Nagle delay against the client's delayed ACKs).
-        let _ = stream.set_nodelay(true);
-        // Handlers learn the peer's address (`/flux/reset` serves loopback peers only).
-        let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut r: axum::http::Request<hyper::body::Incoming>| {
-                r.extensions_mut().insert(axum::extract::ConnectInfo(remote));
-                r
-            },
-        ));
-        let stop = stop_rx.clone();
-        let acceptor = acceptor.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                None => connection(stream, service, stop).await,
-                Some(a) => {
-                    if let Ok(Ok(tls)) = tokio::time::timeout(READ_TIMEOUT, a.accept(stream)).await {
-                        connection(tls, service, stop).await
-                    }
-                }
-            }
-        });
-        // Reap finished connections so the set does not grow.
-        while tasks.try_join_next().is_some() {}
-    }
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, async { while tasks.join_next().await.is_some() {} }).await;
-    tasks.abort_all();
-    Ok(())
-}
-
-/// Serves one connection (HTTP/1.1 with upgrades, or HTTP/2) until it ends, or until `stop`
-/// changes and then gracefully.
-async fn connection<I, S>(io: I, service: S, mut stop: tokio::sync::watch::Receiver<bool>)
-where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    crate::net::http::serve_connections(listener, app, tls, crate::net::http::connection_cap(1), shutdown).await
 }
 
 /// API versions served (the google-genai SDK calls `v1beta` or `v1`).
@@ -415,19 +282,9 @@ async fn call_model(
     }
 }
 
-/// A request's body: at most [`MAX_BODIES`] in memory at once, each at most [`MAX_BODY`]
-/// bytes and read within [`READ_TIMEOUT`]; `Err` is the error envelope to answer.
+/// A request's body, read as [`crate::net::http::read_body`] says.
 async fn read_body(s: &Shared, req: Request) -> Result<Bytes, Value> {
-    let _slot = s.bodies.acquire().await.expect("the semaphore is never closed");
-    match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(wire::invalid_argument(&format!(
-            "Request payload size exceeds the limit: {MAX_BODY} bytes."
-        ))),
-        Err(_) => Err(
-            json!({"error": {"code": 408, "message": format!("The request body did not arrive within {} s.", READ_TIMEOUT.as_secs()), "status": "DEADLINE_EXCEEDED"}}),
-        ),
-    }
+    crate::net::http::read_body(&s.bodies, req).await
 }
 
 /// The output a call gets: the drawn size (trace workloads carry none: 256), cut at the

@@ -10,6 +10,10 @@
 use redis::aio::MultiplexedConnection;
 
 use crate::core::ledger::{Admission, Dimension, Dims, Limits};
+use crate::core::topology::mask_secrets;
+
+/// Longest wait for Redis to accept the proxy's connection at start.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 use crate::core::time::{Calendar, Nanos};
 
 /// Lua's numbers are doubles, exact to 2⁵³: microseconds since 1970 (about 1.8 × 10¹⁵) are,
@@ -100,11 +104,18 @@ impl RedisLedger {
     /// entry `margin` longer than 60 s (as [`Ledger::with_margin`](crate::core::ledger::Ledger::with_margin)),
     /// so that sends reaching the server up to that much later than admitted still fit.
     pub async fn connect(url: &str, calendar: Calendar, prefix: &str, margin: Nanos) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("--ledger {url:?}: {e}"))?;
-        let con = client
-            .get_multiplexed_async_connection()
-            .await
-            .map_err(|e| format!("--ledger {url:?}: cannot reach Redis: {e}"))?;
+        let shown = mask_secrets(url);
+        let client = redis::Client::open(url).map_err(|e| mask_secrets(&format!("--ledger {shown:?}: {e}")))?;
+        let con = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(mask_secrets(&format!("--ledger {shown:?}: cannot reach Redis: {e}"))),
+            Err(_) => {
+                return Err(format!(
+                    "--ledger {shown:?}: Redis did not answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            }
+        };
         Ok(RedisLedger {
             con,
             script: redis::Script::new(ADMIT),
@@ -156,7 +167,7 @@ impl RedisLedger {
             .arg(self.span)
             .invoke_async(&mut con)
             .await
-            .map_err(|e| format!("the shared ledger (Redis) did not answer: {e}"))?;
+            .map_err(|e| mask_secrets(&format!("the shared ledger (Redis) did not answer: {e}")))?;
         let int = |v: &redis::Value| -> Option<i64> {
             match v {
                 redis::Value::Int(i) => Some(*i),

@@ -13,12 +13,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub const CERT_FILE: &str = "cert.pem";
 /// The key file `flux-sim cert` writes.
 pub const KEY_FILE: &str = "key.pem";
+/// The largest certificate chain or key file read (a chain is a few KiB).
+pub const MAX_PEM_BYTES: u64 = 1 << 20;
 
 /// A server configuration serving `cert` (PEM chain) with `key` (PEM private key), offering
 /// HTTP/2 and HTTP/1.1. Errors name the file and what was wrong.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
+    // Read with a cap: `--tls-cert /dev/zero` is an error, not an allocation of everything.
+    let read = |flag: &str, path: &Path| {
+        crate::scenario::read_bytes_capped(path, MAX_PEM_BYTES).map_err(|e| format!("{flag} {e}"))
+    };
+    let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("--tls-cert {}: not a PEM certificate chain ({e})", cert.display()))?;
     if chain.is_empty() {
@@ -27,7 +33,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
             cert.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(key)
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("--tls-key {}: not a PEM private key ({e})", key.display()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -70,6 +76,10 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     let mut f = o.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // An existing file keeps its mode on open: `cert --force` over a 0644 key.pem narrows it.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(text.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -91,5 +101,29 @@ mod tests {
         let e = server_config(&key, &key).unwrap_err();
         assert!(e.contains("--tls-cert") && e.contains("key.pem"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_endless_file_is_an_error_and_force_narrows_an_old_key_mode() {
+        // issue 29: /dev/zero was read without a cap and aborted at 4 GB.
+        let e = server_config(Path::new("/dev/zero"), Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            e.starts_with("--tls-cert /dev/zero: larger than the most allowed"),
+            "{e}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = std::env::temp_dir().join(format!("flux-sim-cert-mode-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let old = dir.join(KEY_FILE);
+            std::fs::write(&old, "old").unwrap();
+            std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let (_, key) = write_self_signed(&dir, true).unwrap();
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "cert --force kept {mode:o}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
     }
 }

@@ -534,6 +534,26 @@ pub fn invalid_key() -> Value {
     )
 }
 
+/// 401 UNAUTHENTICATED, reason `ACCESS_TOKEN_TYPE_UNSUPPORTED`: what users report Google
+/// answers a standard (`AIza…`) key since it refuses them (2026-06 unrestricted, 2026-09
+/// all). A best reconstruction, not a captured body: the status and reason are reported
+/// (google-gemini/gemini-cli#28538, 2026-07-26); the message is Google's 401 wording quoted by
+/// Kilo-Org/kilocode#12162 for that rejection; the ErrorInfo domain and metadata follow
+/// Google's other ErrorInfo details.
+pub fn access_token_type_unsupported() -> Value {
+    envelope(
+        401,
+        "UNAUTHENTICATED",
+        "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.",
+        vec![json!({
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+            "domain": "googleapis.com",
+            "metadata": {"service": "generativelanguage.googleapis.com"}
+        })],
+    )
+}
+
 /// 403 for a request without a key.
 pub fn missing_key() -> Value {
     envelope(

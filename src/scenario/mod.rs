@@ -86,13 +86,29 @@ pub struct Scenario {
 }
 
 /// What `serve` decides on the wire where Google's behaviour is not documented
-/// (`server.openai_errors`, `server.embed_batch`).
+/// (`server.openai_errors`, `server.embed_batch`, `server.standard_keys`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WireSettings {
     /// The body shape of errors on the OpenAI-compatible endpoint.
     pub openai_errors: OpenAiErrors,
     /// How a batch of embeddings counts against RPM and RPD.
     pub embed_batch: EmbedBatch,
+    /// Whether standard (`AIza…`) keys are still accepted.
+    pub standard_keys: StandardKeys,
+}
+
+/// What `serve` does with a standard API key (`AIza…`) the scenario knows. Google refuses
+/// unrestricted standard keys since 2026-06-19 and every standard key from September 2026,
+/// in favour of authorization keys (`AQ.…`); users report 401 `ACCESS_TOKEN_TYPE_UNSUPPORTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StandardKeys {
+    /// Accepted as any other key (the default: the derived keys are `AIza…`).
+    #[default]
+    Accepted,
+    /// Answered 401 UNAUTHENTICATED, reason `ACCESS_TOKEN_TYPE_UNSUPPORTED`, as Google now
+    /// does; give the scenario `AQ.…` keys in `[[topology.keys]]`.
+    Refused,
 }
 
 /// The body of an error on the OpenAI-compatible endpoint (`/v1beta/openai/`). Google's
@@ -216,6 +232,22 @@ impl Scenario {
         let copies = (0..self.fleet.instances).map(|_| one()).collect();
         Box::new(Fleet::new(copies, self.fleet, self.server.tpm_counts))
     }
+}
+
+/// Reads a file of at most `limit` bytes (`/dev/zero` or a huge file is an error naming it and
+/// the limit, not an allocation of everything).
+pub fn read_bytes_capped(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| format!("{shown}: cannot read it: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: cannot read it: {e}"))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{shown}: larger than the most allowed, {} KiB", limit >> 10));
+    }
+    Ok(bytes)
 }
 
 /// Reads a text file of at most `limit` bytes (`/dev/zero` or a huge file is an error, not an

@@ -76,6 +76,8 @@ pub(super) struct RawServer {
     #[serde(default)]
     pub(super) embed_batch: super::EmbedBatch,
     #[serde(default)]
+    pub(super) standard_keys: super::StandardKeys,
+    #[serde(default)]
     pub(super) live: RawLive,
 }
 
@@ -186,6 +188,7 @@ impl Default for RawServer {
             spend_delay: default_spend_delay(),
             openai_errors: Default::default(),
             embed_batch: Default::default(),
+            standard_keys: Default::default(),
             live: RawLive::default(),
         }
     }

@@ -266,6 +266,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
         wire: super::WireSettings {
             openai_errors: raw.server.openai_errors,
             embed_batch: raw.server.embed_batch,
+            standard_keys: raw.server.standard_keys,
         },
     };
     if raw.strategies.is_empty() {
@@ -438,13 +439,15 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
         })?;
         let n = per_project[p];
         per_project[p] += 1;
-        let value = match &k.key {
-            Some(v) if v.len() < 8 || v.chars().any(|c| c.is_whitespace() || c.is_control()) => {
-                return Err(cx.err(&format!("{field}.key"), "must be at least 8 characters with no spaces"))
-            }
-            Some(v) => v.clone(),
-            None => Key::derive(&projects[p].name, n),
-        };
+        let value =
+            match &k.key {
+                Some(v) if crate::core::topology::check_key(v).is_err() => return Err(cx.err(
+                    &format!("{field}.key"),
+                    "must be at least 8 characters with no spaces (8 to 512 printable ASCII characters, any format)",
+                )),
+                Some(v) => v.clone(),
+                None => Key::derive(&projects[p].name, n),
+            };
         keys.push(Key {
             value,
             project: p,

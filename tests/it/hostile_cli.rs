@@ -227,3 +227,126 @@ fn ctrl_c_stops_a_long_run_with_a_partial_report() {
         "{stdout}"
     );
 }
+
+/// A proxy that must not start: exit 2, one clear error, no banner before it, no panic, no
+/// key or password shown.
+fn proxy_refuses(args: &[&str], keys: Option<&str>, expect: &str, hidden: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, dubbing()).unwrap();
+    let mut c = flux();
+    c.env("FLUX_PROXY_TOKEN", "token-of-the-test")
+        .env("FLUX_TEST_EMPTY_KEY", "")
+        .env("FLUX_TEST_CTL_KEY", "bell\u{7}key-123456")
+        .arg("proxy")
+        .arg(&config)
+        .args(["--bind", "127.0.0.1:0"]);
+    if let Some(k) = keys {
+        let path = dir.path().join("keys.txt");
+        std::fs::write(&path, k).unwrap();
+        c.arg("--keys").arg(&path);
+    }
+    let out = c.args(args).timeout(Duration::from_secs(30)).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(expect), "{args:?}: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("flux-sim proxy: flux on"),
+        "{err}"
+    );
+    for h in hidden {
+        assert!(!err.contains(h), "{h} shown: {err}");
+    }
+}
+
+#[test]
+fn the_proxy_refuses_bad_starts_with_exit_2_and_shows_no_secret() {
+    let aq = "AQ.Ab8RN6LxYzQ0wErTy-uIoP_aSdFgHjKl";
+    // issue 29: a project left without a key panicked (exit 101).
+    proxy_refuses(&[], Some(&format!("studio-main-1 {aq}\n")), "has no key", &[aq]);
+    // Columns swapped: the key was printed whole.
+    proxy_refuses(&[], Some(&format!("{aq} studio-main-1\n")), "KEY PROJECT", &[&aq[..20]]);
+    // An empty key (from the environment) or one with control characters: the proxy started
+    // and blamed the upstream with a 502 later.
+    for var in ["FLUX_TEST_EMPTY_KEY", "FLUX_TEST_CTL_KEY"] {
+        let keys = format!("studio-main-1 ${var}\n");
+        proxy_refuses(
+            &[],
+            Some(&keys),
+            "the key of project \"studio-main-1\"",
+            &["key-123456"],
+        );
+    }
+    // --queue at 2^61 and more panicked.
+    proxy_refuses(&["--queue", "2305843009213693952"], None, "--queue", &[]);
+    // A Redis password in every ledger error; a port that never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let t = Instant::now();
+    proxy_refuses(
+        &["--ledger", &format!("redis://flux:hunter2-secret@127.0.0.1:{port}/0")],
+        None,
+        "--ledger",
+        &["hunter2"],
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    drop(silent);
+    // A password in --upstream.
+    proxy_refuses(
+        &["--upstream", "ftp://me:s3cret-pass@example.com/"],
+        None,
+        "--upstream",
+        &["s3cret-pass"],
+    );
+}
+
+#[test]
+fn serve_drive_and_compare_name_what_is_wrong() {
+    // issue 29: serve --tls-cert /dev/zero read without a cap and aborted at 4 GB.
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("s.toml");
+    std::fs::write(&s, dubbing()).unwrap();
+    flux()
+        .args([
+            "serve",
+            s.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/dev/zero",
+            "--tls-key",
+            "/dev/zero",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "--tls-cert /dev/zero: larger than the most allowed",
+        ));
+    // compare --seed -1 did not name --seed.
+    flux()
+        .args(["compare", s.to_str().unwrap(), "--seed", "-1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--seed"));
+    // drive printed its banner before "cannot reach".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    let out = flux()
+        .args([
+            "drive",
+            s.to_str().unwrap(),
+            "--endpoint",
+            &url,
+            "--strategy",
+            "round_robin",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cannot reach") && !err.contains("flux-sim drive:"),
+        "{err}"
+    );
+}

@@ -381,3 +381,220 @@ async fn an_unreachable_shared_ledger_fails_closed() {
     assert!(v["error"]["message"].as_str().unwrap().contains("Redis"), "{v}");
     assert!(live.metrics().await.contains("shared_ledger_down"));
 }
+
+/// A fake upstream over raw TCP that answers every request 200 `{}` and records its request
+/// line (`METHOD TARGET`), exactly as it arrived.
+async fn counting_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (l, url) = listener().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    // One request: its head, then content-length bytes of body.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|h| {
+                            let (n, v) = h.split_once(':')?;
+                            n.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        let mut chunk = [0u8; 8192];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + length);
+                    let target = line.rsplit_once(' ').map_or(line.as_str(), |(t, _)| t).to_string();
+                    log.lock().unwrap().push(target);
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if s.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Sends `method target` to `base` over raw TCP, the target exactly as written (no client
+/// library normalises it), with the proxy token and a small generate body: the status.
+async fn raw_request(base: &str, method: &str, target: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let b = body("hello").to_string();
+    let req = format!(
+        "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nx-goog-api-key: {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{b}",
+        b.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// The paths of issue 29's ledger bypass and its variants: percent-encoded slashes (upper and
+/// lower case), `%23` and `%3A`, dot segments raw and encoded, double encoding, smuggled query
+/// parameters. None may reach the upstream as anything the proxy did not classify and count.
+const HOSTILE: [(&str, &str); 22] = [
+    (
+        "POST",
+        "/v1beta%2Fmodels%2Fgemini-2.5-flash%3AgenerateContent%23/models/x:countTokens",
+    ),
+    (
+        "POST",
+        "/v1beta%2fmodels%2fgemini-2.5-flash%3agenerateContent%23/models/x:countTokens",
+    ),
+    (
+        "POST",
+        "/v1beta%2Fmodels%2Fgemini-2.5-flash%3AgenerateContent%3F/models/x:countTokens",
+    ),
+    ("POST", "/v1beta%2Ffiles%23/models/x:countTokens"),
+    ("POST", "/v1beta%2FcachedContents%23/models/x:countTokens"),
+    ("GET", "/v1beta%2Ffiles%23/models"),
+    ("GET", "/v1beta%2FcachedContents%3F/models/x"),
+    (
+        "POST",
+        "/v1beta/models/gemini-2.5-flash%3AgenerateContent%23:countTokens",
+    ),
+    ("POST", "/v1beta/models/x%2F..%2F..%2Fv1beta%2Ffiles:countTokens"),
+    ("POST", "/v1beta/models/..%2Ffiles:countTokens"),
+    ("POST", "/v1beta/models/%2E%2E:countTokens"),
+    ("POST", "/v1beta/models/..:countTokens"),
+    ("POST", "/v1beta/models/x/../../files"),
+    ("POST", "/v1beta/./models/gemini-2.5-flash:countTokens"),
+    ("POST", "/v1beta/models/./gemini-2.5-flash:countTokens"),
+    (
+        "POST",
+        "/v1beta%252Fmodels%252Fgemini-2.5-flash%253AgenerateContent%2523/models/x:countTokens",
+    ),
+    (
+        "POST",
+        "/v1beta/models/gemini-2.5-flash%253AgenerateContent%2523:countTokens",
+    ),
+    ("POST", "/v1beta/models/gemini-2.5-flash:countTokens%23"),
+    ("GET", "/v1beta/models/gemini-2.5-flash%3AgenerateContent"),
+    ("POST", "/v1beta/models/x:countTokens?alt=json%23&upload=1"),
+    ("POST", "/v1beta/models/x:countTokens?alt=sse%26key%3Dstolen%23frag"),
+    (
+        "POST",
+        "/v1beta/models/gemini-2.5-flash:generateContent?alt=json%2F..%2F..%2Ffiles%23",
+    ),
+];
+
+/// Issue 29's ledger bypass, over raw TCP against a counting fake upstream: every request
+/// the upstream sees is one the proxy classified and counted — generateContent only on its
+/// own path with the proxy's ledger and metrics saying so, countTokens and model lists
+/// counted as such, never a path, query or fragment the client smuggled in.
+#[tokio::test]
+async fn no_request_reaches_the_upstream_unclassified_or_uncounted() {
+    let (fake, seen) = counting_upstream().await;
+    let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), Some(&fake)).await;
+    let mut statuses = Vec::new();
+    for (method, target) in HOSTILE {
+        statuses.push((target, raw_request(&live.base, method, target).await));
+    }
+    let seen = seen.lock().unwrap().clone();
+    let metrics = live.metrics().await;
+    let counter = |name: &str| -> usize {
+        let prefix = format!("flux_proxy_events_total{{event=\"{name}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    let v: Value = live
+        .client
+        .get(format!("{}/flux/ledger", live.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ledger: usize = v["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["usage"]["rpm"].as_u64().unwrap() as usize)
+        .sum();
+    let path_of = |t: &str| t.split_once('?').map_or(t, |(p, _)| p).to_string();
+    let generate = seen
+        .iter()
+        .filter(|t| path_of(t) == "POST /v1beta/models/gemini-2.5-flash:generateContent")
+        .count();
+    let count_tokens = seen
+        .iter()
+        .filter(|t| path_of(t) == "POST /v1beta/models/x:countTokens")
+        .count();
+    for t in &seen {
+        let allowed = [
+            "POST /v1beta/models/gemini-2.5-flash:generateContent",
+            "POST /v1beta/models/x:countTokens",
+        ];
+        assert!(
+            allowed.contains(&path_of(t).as_str()),
+            "the upstream saw {t:?}, which the proxy did not classify; statuses {statuses:?}"
+        );
+        // A query carries only `alt`, its value encoded: no key, path or fragment smuggled in.
+        if let Some((_, q)) = t.split_once('?') {
+            for pair in q.split('&') {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                assert_eq!(name, "alt", "{t}");
+                assert!(!value.contains(['#', '/', '&', '?', '=']), "{t}");
+            }
+        }
+    }
+    assert_eq!(
+        generate, ledger,
+        "generateContent calls upstream vs the proxy's ledger: {seen:?}"
+    );
+    assert_eq!(generate, counter("upstream_200"), "{metrics}");
+    assert_eq!(count_tokens, counter("forwarded_countTokens"), "{metrics}");
+    // Only the one well-formed generate (its `alt` value encoded) was sent.
+    assert_eq!(generate, 1, "{seen:?}");
+    let refused = statuses.iter().filter(|(_, s)| (400..500).contains(s)).count();
+    assert!(refused >= HOSTILE.len() - 3, "{statuses:?}");
+}
+
+/// The issue's exact path in front of a real serve: serve answers nothing (no response in
+/// its metrics), the proxy says 404 in Google's envelope.
+#[tokio::test]
+async fn the_bypass_path_reaches_no_real_serve() {
+    let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await;
+    let status = raw_request(&live.base, "POST", HOSTILE[0].1).await;
+    assert_eq!(status, 404);
+    let m = live
+        .client
+        .get(format!("{}/flux/metrics", live.upstream))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!m.contains("flux_responses_total{"), "serve answered: {m}");
+}

@@ -1135,3 +1135,51 @@ async fn embeddings_spend_their_model_s_quota_as_the_scenario_says() {
     assert_eq!(a["embedding"]["values"].as_array().unwrap().len(), 4);
     assert_eq!(a, b);
 }
+
+/// Issue 31: authorization keys (`AQ.…`, `IQ.…`) and any other format are keys like any; with
+/// `server.standard_keys = "refused"`, an `AIza…` key the scenario knows gets Google's 401
+/// ACCESS_TOKEN_TYPE_UNSUPPORTED while the others go on working. The key is never in metrics.
+#[tokio::test]
+async fn authorization_keys_work_and_standard_keys_can_be_refused() {
+    let aq = "AQ.Ab8RN6LxYzQ0wErTy-uIoP_aSdFgHjKl";
+    let iq = "IQ.Zx9Cv8Bn7Mq6Wr5Et4Yu3Io2Pa1Sd0Fg";
+    let text = SCENARIO.replace(
+        "[workload]",
+        &format!(
+            "[[topology.keys]]\nproject = \"pair\"\nkey = \"{aq}\"\n[[topology.keys]]\nproject = \"solo\"\nkey = \"{iq}\"\n[[topology.keys]]\nproject = \"solo\"\nkey = \"custom:format/1234\"\n[workload]"
+        ),
+    );
+    let live = start_with(&text, 1).await;
+    for k in [aq, iq, "custom:format/1234", live.keys[0].as_str()] {
+        assert_eq!(live.generate(k).await, 200, "{k}");
+    }
+    let refusing = text.replace(
+        "[server.latency]",
+        "[server]\nstandard_keys = \"refused\"\n[server.latency]",
+    );
+    let live = start_with(&refusing, 1).await;
+    assert_eq!(live.generate(aq).await, 200);
+    assert_eq!(live.generate(iq).await, 200);
+    let standard = live
+        .keys
+        .iter()
+        .find(|k| k.starts_with("AIza") && !k.contains("INVALID"))
+        .unwrap();
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(standard), &body("x"))
+        .await;
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED")),
+        "{v}"
+    );
+    assert_eq!(
+        detail(&v, "ErrorInfo")["reason"],
+        "ACCESS_TOKEN_TYPE_UNSUPPORTED",
+        "{v}"
+    );
+    let m = live.metrics().await;
+    for k in [aq, iq, standard.as_str()] {
+        assert!(!m.contains(&k[..12]), "{m}");
+    }
+}
