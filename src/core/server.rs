@@ -204,6 +204,8 @@ pub enum Response {
     Ok {
         /// Completion time (absolute).
         completes_at: Nanos,
+        /// The path that admitted it.
+        via: Via,
     },
     /// 429 RESOURCE_EXHAUSTED with every violated dimension and the exact retry delay.
     RateLimited {
@@ -231,6 +233,46 @@ pub enum Response {
     Capacity,
     /// 429 RESOURCE_EXHAUSTED: the billing account's spend cap is reached (not charged).
     SpendCap,
+}
+
+/// The path that admitted a request (in the order they are tried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// The project's reserved throughput (provisioned throughput).
+    Reserved,
+    /// The model's shared capacity pool (dynamic shared quota).
+    Pool,
+    /// The (project, model) quota.
+    Quota,
+}
+
+impl Via {
+    /// The lowercase name traces use: `reserved`, `pool` or `quota`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Reserved => "reserved",
+            Via::Pool => "pool",
+            Via::Quota => "quota",
+        }
+    }
+}
+
+/// What [`Server::admission`] decides for a request before spend caps, quirks and faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// A path admits it now.
+    Admit(Via),
+    /// A 429 without details: the shared pool is full, or a dedicated-only request does not
+    /// fit its reservation.
+    Capacity,
+    /// No path admits it now; `retry_at` is the earliest instant one does (it alone sent).
+    Limited {
+        violated: Dims,
+        retry_at: Nanos,
+        quota: Limits,
+    },
+    /// No path can ever admit it.
+    Unservable { violated: Dims },
 }
 
 /// The mock server: topology, ledger, latency and faults.
@@ -378,54 +420,35 @@ impl Server {
         let Some(model) = call.model else {
             return Response::UnknownModel;
         };
-        let budget = self.budgets[self.key_project[key] * self.models + model];
-        let pool = self.pools[key * self.models + model];
-        let cost = self.tpm_cost(call.input_tokens, call.output_tokens);
-        // Reserved throughput first: what fits is served whatever else is full.
-        let reserved = self.reserved_budgets[self.key_project[key] * self.models + model];
-        let dedicated = match reserved {
-            Some((b, overflow)) => match self.reserved.check(now, b, None, cost) {
-                Admission::Admitted => Some(b),
-                _ if overflow == Overflow::DedicatedOnly => return Response::Capacity,
-                _ => None,
-            },
-            None => None,
+        let via = match self.admission(now, key, model, call) {
+            Verdict::Admit(via) => via,
+            Verdict::Capacity => return Response::Capacity,
+            Verdict::Limited {
+                violated,
+                retry_at,
+                quota,
+            } => {
+                return Response::RateLimited {
+                    violated,
+                    retry_delay: self.quirks.retry_delay(violated, retry_at - now),
+                    quota,
+                }
+            }
+            Verdict::Unservable { violated } => {
+                let quota = self.ledger.limits(self.budget(key, model)).only(violated);
+                return match self.quirks.zero_quota_retry {
+                    // The body still says "Please retry in …" for a quota of 0.
+                    Some(retry_delay) if !quota.unservable(0).is_empty() => Response::RateLimited {
+                        violated,
+                        retry_delay,
+                        quota,
+                    },
+                    _ => Response::Unservable { violated },
+                };
+            }
         };
-        // Traffic on reserved throughput takes nothing from the shared pool and spends none of
-        // the pay-as-you-go quotas.
-        if dedicated.is_none() {
-            if let Some(pool) = self.shared[model].as_mut() {
-                if !pool.admit(now) {
-                    return Response::Capacity;
-                }
-            }
-            match self.ledger.check(now, budget, pool, cost) {
-                Admission::Admitted => {}
-                Admission::Unservable { violated } => {
-                    let quota = self.ledger.limits(budget).only(violated);
-                    return match self.quirks.zero_quota_retry {
-                        // The body still says "Please retry in …" for a quota of 0.
-                        Some(retry_delay) if !quota.unservable(0).is_empty() => Response::RateLimited {
-                            violated,
-                            retry_delay,
-                            quota,
-                        },
-                        _ => Response::Unservable { violated },
-                    };
-                }
-                Admission::Rejected { .. } => {
-                    // `admit` records a rejected request when the server counts those.
-                    return match self.ledger.admit(now, budget, pool, cost, now) {
-                        Admission::Rejected { violated, retry_at } => Response::RateLimited {
-                            violated,
-                            retry_delay: self.quirks.retry_delay(violated, retry_at - now),
-                            quota: self.ledger.limits(budget).only(violated),
-                        },
-                        other => unreachable!("check said rejected, admit said {other:?}"),
-                    };
-                }
-            }
-        }
+        // Admitted by a path; what follows may still refuse it, and a refused or failed
+        // request takes nothing from any path (quota, reservation, shared pool) nor the spend.
         let account = self.project_account[self.key_project[key]];
         let price = self.prices[model].cost(call.input_tokens, call.output_tokens);
         if let Some(w) = self.spend[account].as_mut() {
@@ -459,14 +482,85 @@ impl Server {
             Some(until) => until,
             None => now + self.latency(model, call.output_tokens, call.request),
         };
-        match dedicated {
-            Some(b) => self.reserved.commit(now, b, None, cost, completes_at),
-            None => self.ledger.commit(now, budget, pool, cost, completes_at),
+        let budget = self.budget(key, model);
+        let pool = self.pools[key * self.models + model];
+        let cost = self.tpm_cost(call.input_tokens, call.output_tokens);
+        match via {
+            Via::Reserved => {
+                let (b, _) = self.reserved_budgets[self.key_project[key] * self.models + model].expect("a reservation");
+                self.reserved.commit(now, b, None, call.input_tokens, completes_at);
+            }
+            Via::Pool => {
+                self.shared[model].as_mut().expect("a shared pool").take(now);
+                self.ledger.commit(now, budget, pool, cost, completes_at);
+            }
+            Via::Quota => self.ledger.commit(now, budget, pool, cost, completes_at),
         }
         if let Some(w) = self.spend[account].as_mut() {
             w.charge(now, price);
         }
-        Response::Ok { completes_at }
+        Response::Ok { completes_at, via }
+    }
+
+    /// The quota budget of (`key`'s project, `model`).
+    fn budget(&self, key: usize, model: usize) -> BudgetId {
+        self.budgets[self.key_project[key] * self.models + model]
+    }
+
+    /// The one rule every admission follows: the request's paths in Google's order — the
+    /// project's reservation (counting input tokens, whatever `tpm_counts` says), then, for the
+    /// overflow that spills, the model's shared pool or else the (project, model) quota — and,
+    /// when none admits it now, the earliest instant at which *any* path would admit it alone
+    /// (the least of each path's own earliest instant; each path only opens up as time passes,
+    /// so their union does too). The violated set is the quota's; a request is unservable only
+    /// when no path can ever admit it. Nothing is recorded except a rejected request in the
+    /// quota's RPM when the server counts those (`count_rejected`).
+    fn admission(&mut self, now: Nanos, key: usize, model: usize, call: &Call) -> Verdict {
+        let budget = self.budget(key, model);
+        let pool = self.pools[key * self.models + model];
+        let cost = self.tpm_cost(call.input_tokens, call.output_tokens);
+        // When the reservation admits it alone (`None`: never, or no reservation).
+        let mut reserved_at = None;
+        if let Some((b, overflow)) = self.reserved_budgets[self.key_project[key] * self.models + model] {
+            match self.reserved.check(now, b, None, call.input_tokens) {
+                Admission::Admitted => return Verdict::Admit(Via::Reserved),
+                // Sent "dedicated only": a 429 without details, whatever else has room.
+                _ if overflow == Overflow::DedicatedOnly => return Verdict::Capacity,
+                Admission::Rejected { retry_at, .. } => reserved_at = Some(retry_at),
+                Admission::Unservable { .. } => {}
+            }
+        }
+        // A shared-pool model has no per-project quota (the loader refuses one): the pool
+        // decides, and a full pool says nothing about when it has room.
+        if let Some(shared) = self.shared[model].as_mut() {
+            return if shared.room(now) {
+                Verdict::Admit(Via::Pool)
+            } else {
+                Verdict::Capacity
+            };
+        }
+        match self.ledger.check(now, budget, pool, cost) {
+            Admission::Admitted => Verdict::Admit(Via::Quota),
+            Admission::Unservable { violated } => match reserved_at {
+                Some(retry_at) => Verdict::Limited {
+                    violated,
+                    retry_at,
+                    quota: self.ledger.limits(budget).only(violated),
+                },
+                None => Verdict::Unservable { violated },
+            },
+            Admission::Rejected { .. } => {
+                // `admit` records a rejected request when the server counts those.
+                match self.ledger.admit(now, budget, pool, cost, now) {
+                    Admission::Rejected { violated, retry_at } => Verdict::Limited {
+                        violated,
+                        retry_at: reserved_at.map_or(retry_at, |r| r.min(retry_at)),
+                        quota: self.ledger.limits(budget).only(violated),
+                    },
+                    other => unreachable!("check said rejected, admit said {other:?}"),
+                }
+            }
+        }
     }
 
     /// Spend of `account`: (the most it ever spent within one spend window, its cap), in
@@ -513,12 +607,23 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ledger::Dimension;
     use crate::core::topology::{Account, Key, Project};
     use chrono::DateTime;
 
     /// One project with one key, a model of `quota` with `provisioned`, and its server.
     fn server(quota: Limits, provisioned: Option<Provisioned>) -> Server {
-        let model = Model {
+        server_with(quota, provisioned, "2026-03-03T10:00:00-08:00", |_, _, _| {})
+    }
+
+    /// [`server`] starting at `start`, with whatever `tweak` changes.
+    fn server_with(
+        quota: Limits,
+        provisioned: Option<Provisioned>,
+        start: &str,
+        tweak: impl FnOnce(&mut Model, &mut Topology, &mut ServerConfig),
+    ) -> Server {
+        let mut model = Model {
             name: "m".into(),
             limits: quota,
             concurrency_scope: ConcurrencyScope::Project,
@@ -532,7 +637,7 @@ mod tests {
             provisioned,
             live: false,
         };
-        let topology = Topology {
+        let mut topology = Topology {
             accounts: vec![Account {
                 name: "a".into(),
                 spend_cap: None,
@@ -550,7 +655,7 @@ mod tests {
                 valid: true,
             }],
         };
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             ledger: LedgerConfig::default(),
             tpm_counts: TpmCounts::Input,
             fault_rate: 0.0,
@@ -561,8 +666,9 @@ mod tests {
             },
             live: LiveRules::default(),
         };
+        tweak(&mut model, &mut topology, &mut config);
         let cal = Calendar::new(
-            DateTime::parse_from_rfc3339("2026-03-03T10:00:00-08:00").unwrap(),
+            DateTime::parse_from_rfc3339(start).unwrap(),
             chrono_tz::America::Los_Angeles,
         );
         Server::new(&config, &[model], &topology, &cal, 1)
@@ -614,7 +720,7 @@ mod tests {
         };
         let mut s = server(quota, None);
         let held = 600 * SECOND;
-        assert!(matches!(s.open_session(0, &call(0), held), Response::Ok { completes_at } if completes_at == held));
+        assert!(matches!(s.open_session(0, &call(0), held), Response::Ok { completes_at, .. } if completes_at == held));
         // The client closed at 5 s; the server frees the slot 2 s later.
         let release = 7 * SECOND;
         s.end_session(0, 0, held, release);
@@ -640,5 +746,269 @@ mod tests {
             s.handle(crate::core::time::MINUTE, &call(3)),
             Response::Ok { .. }
         ));
+    }
+
+    /// A call of `input` and `output` tokens.
+    fn sized(request: u64, input: u64, output: u64) -> Call {
+        Call {
+            input_tokens: input,
+            output_tokens: output,
+            ..call(request)
+        }
+    }
+
+    fn via(r: Response) -> Via {
+        match r {
+            Response::Ok { via, .. } => via,
+            r => panic!("not admitted: {r:?}"),
+        }
+    }
+
+    fn reserved_tpm(tpm: u64, overflow: Overflow) -> Option<Provisioned> {
+        Some(Provisioned {
+            limits: Limits {
+                tpm: Some(tpm),
+                ..Limits::default()
+            },
+            overflow,
+        })
+    }
+
+    /// Issue 33, item 2: a quota 429's delay is the earliest instant at which any path admits
+    /// the request, the reservation included (it was the quota's alone: Pacific midnight).
+    #[test]
+    fn a_quota_429_s_delay_is_the_earliest_instant_any_path_admits() {
+        let quota = Limits {
+            rpd: Some(1),
+            concurrent: Some(1),
+            ..Limits::default()
+        };
+        // 09:00 PST: midnight is 15 h away.
+        let mut s = server_with(
+            quota,
+            reserved(2, Overflow::Spill),
+            "2026-03-03T09:00:00-08:00",
+            |_, _, _| {},
+        );
+        // 1,000 output tokens at 100/s: each holds its slot 11 s.
+        assert_eq!(via(s.handle(0, &sized(0, 10, 1000))), Via::Reserved);
+        assert_eq!(via(s.handle(0, &sized(1, 10, 1000))), Via::Reserved);
+        assert_eq!(via(s.handle(0, &sized(2, 10, 1000))), Via::Quota);
+        match s.handle(3 * SECOND, &sized(3, 10, 1000)) {
+            Response::RateLimited {
+                violated, retry_delay, ..
+            } => {
+                assert_eq!(violated.names(), ["rpd", "concurrency"], "the quota's violated set");
+                assert_eq!(
+                    retry_delay,
+                    57 * SECOND,
+                    "the reservation admits it at 60 s, not at midnight (53,997 s)"
+                );
+            }
+            r => panic!("{r:?}"),
+        }
+        assert!(matches!(
+            s.handle(60 * SECOND - 1, &sized(4, 10, 1000)),
+            Response::RateLimited { .. }
+        ));
+        assert_eq!(via(s.handle(60 * SECOND, &sized(5, 10, 1000))), Via::Reserved);
+    }
+
+    /// Issue 33, item 3: a request beyond the quota's TPM that the reservation can take later
+    /// is a 429 with that delay, not unservable; one no path can ever take is unservable.
+    #[test]
+    fn unservable_only_when_no_path_can_ever_admit_it() {
+        let quota = Limits {
+            tpm: Some(1_000),
+            ..Limits::default()
+        };
+        let mut s = server(quota, reserved_tpm(10_000, Overflow::Spill));
+        assert_eq!(via(s.handle(0, &sized(0, 6_000, 1))), Via::Reserved);
+        match s.handle(2 * SECOND, &sized(1, 6_000, 1)) {
+            Response::RateLimited {
+                violated,
+                retry_delay,
+                quota,
+            } => {
+                assert_eq!(violated.names(), ["tpm"]);
+                assert_eq!(retry_delay, 58 * SECOND);
+                assert_eq!(quota.tpm, Some(1_000), "QuotaFailure states the quota's value");
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(via(s.handle(60 * SECOND, &sized(2, 6_000, 1))), Via::Reserved);
+        assert_eq!(
+            s.handle(61 * SECOND, &sized(3, 10_001, 1)),
+            Response::Unservable {
+                violated: [Dimension::Tpm].into_iter().collect()
+            },
+            "beyond the reservation and the quota"
+        );
+        // The quota still serves what fits it while the reservation is full.
+        assert_eq!(via(s.handle(61 * SECOND, &sized(4, 3_500, 1))), Via::Reserved);
+        assert_eq!(via(s.handle(61 * SECOND, &sized(5, 1_000, 1))), Via::Quota);
+    }
+
+    /// Issue 33, item 4: the reservation counts input tokens per minute (REFERENCE; the
+    /// facts: Gemini's TPM metrics are input-token counts), whatever `tpm_counts` makes the
+    /// quota count.
+    #[test]
+    fn the_reservation_counts_input_tokens_whatever_tpm_counts_says() {
+        let total = |_: &mut Model, _: &mut Topology, c: &mut ServerConfig| c.tpm_counts = TpmCounts::Total;
+        let quota = Limits {
+            tpm: Some(1_000),
+            ..Limits::default()
+        };
+        let start = "2026-03-03T10:00:00-08:00";
+        let mut s = server_with(quota, reserved_tpm(1_000, Overflow::DedicatedOnly), start, total);
+        assert_eq!(via(s.handle(0, &sized(0, 600, 600))), Via::Reserved, "600 in / 600 out");
+        assert_eq!(
+            s.handle(0, &sized(1, 401, 0)),
+            Response::Capacity,
+            "600 + 401 input tokens"
+        );
+        let mut q = server_with(quota, None, start, total);
+        assert!(
+            matches!(q.handle(0, &sized(0, 600, 600)), Response::Unservable { .. }),
+            "the quota counts the total"
+        );
+    }
+
+    /// Issue 33, item 8: nothing that is refused or fails takes room in the shared pool, as
+    /// with the reservation and the quota: a spend-capped request and a 503 leave it alone.
+    #[test]
+    fn the_shared_pool_counts_only_what_is_served() {
+        let pool = PoolSpec {
+            capacity: 2,
+            others: 0.0,
+            swing: 0.0,
+            bursts_per_hour: 0.0,
+            burst: crate::core::time::MINUTE,
+            burst_load: 0.0,
+        };
+        let price = Prices {
+            input: 1_000_000,
+            output: 0,
+        };
+        // A cap of exactly one 10-token request: 10 × 10⁶ picodollars.
+        let mut s = server_with(Limits::default(), None, "2026-03-03T10:00:00-08:00", |m, t, _| {
+            m.shared_pool = Some(pool);
+            m.prices = price;
+            t.accounts[0].spend_cap = Some(10_000_000);
+        });
+        assert_eq!(via(s.handle(0, &call(0))), Via::Pool);
+        assert_eq!(s.handle(0, &call(1)), Response::SpendCap);
+        assert_eq!(s.handle(0, &call(2)), Response::SpendCap);
+        // Free requests still find the pool's second place.
+        assert_eq!(via(s.handle(0, &sized(3, 0, 0))), Via::Pool);
+        assert_eq!(s.handle(0, &sized(4, 0, 0)), Response::Capacity);
+
+        // One place, 503s on half the requests: a 503 leaves the place to the next request.
+        let one = || {
+            server_with(Limits::default(), None, "2026-03-03T10:00:00-08:00", |m, _, c| {
+                m.shared_pool = Some(PoolSpec { capacity: 1, ..pool });
+                c.fault_rate = 0.5;
+            })
+        };
+        let answer = |r| one().handle(0, &call(r));
+        let failed = (0..64).find(|&r| answer(r) == Response::Unavailable).expect("a 503");
+        let served = (0..64)
+            .find(|&r| matches!(answer(r), Response::Ok { .. }))
+            .expect("a 200");
+        let mut s = one();
+        assert_eq!(s.handle(0, &call(failed)), Response::Unavailable);
+        assert_eq!(via(s.handle(0, &call(served))), Via::Pool);
+        assert_eq!(s.handle(0, &call(served + 64)), Response::Capacity, "now it is full");
+    }
+
+    /// Issue 33, item 8: the spend cap is checked after the quota and before the capacity
+    /// quirk and 503s; refused or failed requests spend nothing; spend equal to the cap is
+    /// allowed; late billing data is seen `spend_delay` after the spend.
+    #[test]
+    fn the_spend_cap_s_place_in_the_order() {
+        let price = Prices {
+            input: 1_000_000,
+            output: 0,
+        };
+        let start = "2026-03-03T10:00:00-08:00";
+        let capped = |cap: u128| {
+            move |m: &mut Model, t: &mut Topology, _: &mut ServerConfig| {
+                m.prices = price;
+                t.accounts[0].spend_cap = Some(cap);
+            }
+        };
+        // After the quota: a request over both the quota and the cap names the quota.
+        let rpm1 = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = server_with(rpm1, None, start, capped(10_000_000));
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert!(matches!(s.handle(0, &call(1)), Response::RateLimited { .. }));
+        // Equal to the cap is allowed: two requests of 5 µUSD under a cap of 10 µUSD.
+        let mut s = server_with(Limits::default(), None, start, capped(10_000_000));
+        assert!(matches!(s.handle(0, &sized(0, 5, 0)), Response::Ok { .. }));
+        assert!(matches!(s.handle(0, &sized(1, 5, 0)), Response::Ok { .. }));
+        assert_eq!(s.handle(0, &sized(2, 1, 0)), Response::SpendCap);
+        assert_eq!(s.spend_peak(0), Some((10_000_000, 10_000_000)));
+        // Before the capacity quirk and 503s: a capped request is SpendCap even when every
+        // request would get one of those.
+        for tweak in [0, 1] {
+            let mut s = server_with(Limits::default(), None, start, |m, t, c| {
+                capped(10_000_000)(m, t, c);
+                if tweak == 0 {
+                    c.quirks.capacity_rate = 1.0;
+                } else {
+                    c.fault_rate = 1.0;
+                }
+            });
+            assert_eq!(s.handle(0, &sized(0, 11, 0)), Response::SpendCap, "the cap first");
+            assert!(matches!(
+                s.handle(0, &call(1)),
+                Response::Capacity | Response::Unavailable
+            ));
+            assert!(matches!(
+                s.handle(0, &call(2)),
+                Response::Capacity | Response::Unavailable
+            ));
+            assert_eq!(
+                s.spend_peak(0),
+                Some((0, 10_000_000)),
+                "refused or failed: nothing spent"
+            );
+        }
+        // Late billing data: a spend is seen `delay` after it.
+        let mut s = server_with(Limits::default(), None, start, |m, t, c| {
+            capped(10_000_000)(m, t, c);
+            c.spend.delay = 30 * SECOND;
+        });
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert!(
+            matches!(s.handle(30 * SECOND - 1, &call(1)), Response::Ok { .. }),
+            "not seen yet"
+        );
+        assert_eq!(s.handle(30 * SECOND, &call(2)), Response::SpendCap);
+    }
+
+    /// Issue 33, item 8: `per_day_retry` applies whenever a per-day dimension is named,
+    /// `per_minute_retry` only when none is; other 429s keep the exact delay.
+    #[test]
+    fn retry_quirks_by_the_dimensions_named() {
+        let q = Quirks {
+            per_day_retry: Some(1),
+            per_minute_retry: Some(2),
+            ..Quirks::default()
+        };
+        let dims = |d: &[Dimension]| d.iter().copied().collect::<Dims>();
+        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99), 1);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm, Dimension::Tpd]), 99), 1);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm]), 99), 2);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Concurrency]), 99), 2);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Concurrency]), 99), 99);
+        let only_minute = Quirks {
+            per_day_retry: None,
+            ..q
+        };
+        assert_eq!(only_minute.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99), 99);
     }
 }

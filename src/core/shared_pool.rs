@@ -86,16 +86,27 @@ impl SharedPool {
 
     /// Whether a request at `now` finds room (and takes it).
     pub fn admit(&mut self, now: Nanos) -> bool {
+        let room = self.room(now);
+        if room {
+            self.take(now);
+        }
+        room
+    }
+
+    /// Whether a request at `now` would find room (taking none).
+    pub fn room(&mut self, now: Nanos) -> bool {
         while self.ours.front().is_some_and(|&t| t + MINUTE <= now) {
             self.ours.pop_front();
         }
         let free = self.spec.capacity as f64 - self.others(now);
-        if (self.ours.len() as f64) < free.floor() {
-            self.ours.push_back(now);
-            true
-        } else {
-            false
-        }
+        (self.ours.len() as f64) < free.floor()
+    }
+
+    /// Takes room for a request served at `now` (after [`SharedPool::room`] said yes at the
+    /// same `now`): it counts for 60 s. A request refused or failed later (spend cap, 503)
+    /// takes none, as with a reservation or a quota.
+    pub fn take(&mut self, now: Nanos) {
+        self.ours.push_back(now);
     }
 }
 

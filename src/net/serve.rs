@@ -339,7 +339,7 @@ fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) ->
         guard.1.count(&p.name, model_name, &answer);
         let limits = p.limits[model];
         let refused = match answer {
-            Answer::Ok { completes_at } => {
+            Answer::Ok { completes_at, .. } => {
                 longest = longest.max(completes_at - now);
                 continue;
             }

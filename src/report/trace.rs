@@ -1,4 +1,6 @@
-//! One JSON line per attempt for `run --trace FILE`.
+//! One JSON line per attempt for `run --trace FILE`: when it was sent, on which key, project and
+//! model, its answer (status, outcome, violated dimensions, retry delay) and, for a served one,
+//! its completion and the path that admitted it (`admitted_by`: `reserved`, `pool` or `quota`).
 
 use serde_json::json;
 
@@ -21,6 +23,7 @@ pub fn trace_line(s: &Scenario, strategy: &str, a: &AttemptRecord) -> String {
         "violated": a.violated.names(),
         "retry_delay_ns": a.retry_delay,
         "completion_ns": a.completion,
+        "admitted_by": a.via.map(|v| v.name()),
     })
     .to_string()
 }

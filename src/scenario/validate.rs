@@ -9,7 +9,7 @@ use chrono::DateTime;
 
 use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
-use crate::core::ledger::{LedgerConfig, Limits};
+use crate::core::ledger::{Dimension, LedgerConfig, Limits};
 use crate::core::live::{CloseAfter, EarlyClose, LiveRules, Modality, QuotaCheck, SessionSpec};
 use crate::core::server::{ConcurrencyScope, Latency, Model, Overflow, Provisioned, Quirks, ServerConfig};
 use crate::core::shared_pool::PoolSpec;
@@ -388,13 +388,25 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
             projects[p].tier = t.clone();
         }
         for (model, l) in &s.limits {
-            let m = cx.model(&format!("{field}.limits.{model:?}"), models, model)?;
+            let lf = format!("{field}.limits.{model:?}");
+            let m = cx.model(&lf, models, model)?;
+            if models[m].shared_pool.is_some() {
+                return Err(cx.err(
+                    &lf,
+                    format!(
+                        "model {model:?} has a shared pool, which has no per-project limits: remove this table \
+                         (a project cannot override rpm, tpm, rpd, tpd or concurrent on a pool model)"
+                    ),
+                ));
+            }
+            // Every dimension the table gives overrides the model's default, the others stay.
             let over = limits(l);
             let cur = &mut projects[p].limits[m];
-            cur.rpm = over.rpm.or(cur.rpm);
-            cur.tpm = over.tpm.or(cur.tpm);
-            cur.rpd = over.rpd.or(cur.rpd);
-            cur.concurrent = over.concurrent.or(cur.concurrent);
+            for d in Dimension::ALL {
+                if let Some(v) = over.get(d) {
+                    cur.set(d, Some(v));
+                }
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use crate::core::server::ConcurrencyScope;
+use crate::core::server::{ConcurrencyScope, Via};
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, Request};
 use crate::scenario::Scenario;
@@ -22,6 +22,8 @@ pub(crate) struct Live {
     pub sent: Nanos,
     pub key: u32,
     pub model: u32,
+    /// The path that admitted the latest send (for the trace).
+    pub via: Option<Via>,
 }
 
 impl Live {
@@ -89,6 +91,7 @@ impl Book {
             sent: req.arrival,
             key: 0,
             model: 0,
+            via: None,
         });
         match self.free_slots.pop() {
             Some(s) => {
@@ -119,6 +122,7 @@ impl Book {
         l.sent = now;
         l.key = key as u32;
         l.model = model as u32;
+        l.via = None;
         *l
     }
 

@@ -4,7 +4,7 @@
 
 use crate::core::ledger::Dims;
 use crate::core::live::SessionEnd;
-use crate::core::server::{Call, KeyRef, Response, Server};
+use crate::core::server::{Call, KeyRef, Response, Server, Via};
 use crate::core::spend::PICO_PER_USD;
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, Request, RequestStream};
@@ -44,6 +44,9 @@ pub struct AttemptRecord {
     pub retry_delay: Option<Nanos>,
     /// When a successful response completed.
     pub completion: Option<Nanos>,
+    /// The path that admitted a successful one (`None` for the others, and where the client
+    /// cannot know it: `drive` over HTTP).
+    pub via: Option<Via>,
 }
 
 impl AttemptRecord {
@@ -72,6 +75,7 @@ impl AttemptRecord {
             violated,
             retry_delay,
             completion: (outcome == "ok").then_some(now),
+            via: if outcome == "ok" { l.via } else { None },
         }
     }
 }
@@ -406,7 +410,8 @@ impl Dispatch for Sim<'_, '_> {
         let rules = self.scenario.server.live;
         let refused = if plan.is_some() { rules.refusal_code() } else { 429 };
         let outcome = match response {
-            Response::Ok { completes_at } => {
+            Response::Ok { completes_at, via } => {
+                self.book.get_mut(slot).via = Some(via);
                 self.rec.in_flight += 1;
                 if let Some(tl) = self.timeline.as_mut() {
                     let s = self.scenario;

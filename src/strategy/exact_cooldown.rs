@@ -582,13 +582,16 @@ impl Strategy for ExactCooldown {
         let unit = &mut self.units[u];
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
+        if !matches!(outcome, Outcome::Ok | Outcome::Error) {
+            // The server charges none of these to the day (a 429, a 400 for an invalid key, a
+            // 503); the send's minute entries stay: at worst a little caution. (`flux` hands
+            // its own 429s and refused sessions over as `Error`, after handling them itself.)
+            self.replica.refund_day(sent, unit.budget, self.env.tpm_cost(ask));
+        }
         match *outcome {
             Outcome::RateLimited {
                 violated, retry_delay, ..
             } => {
-                // A refused request is not charged to the day (its minute entries stay: the
-                // unit is blocked past them anyway).
-                self.replica.refund_day(sent, unit.budget, self.env.tpm_cost(ask));
                 let mut until = now + retry_delay.unwrap_or(SECOND);
                 if violated.per_day() {
                     until = until.max(self.env.calendar.next_day_start(now));
@@ -674,6 +677,39 @@ mod tests {
             later > 1_000,
             "the budgets must be full often enough to matter: {later}"
         );
+    }
+
+    /// Issue 33, item 6: a 400 for an invalid key costs no quota, in the replica's day too: with
+    /// a fallback chain, the first model keeps all of its day for the valid key.
+    #[test]
+    fn an_invalid_key_s_400_costs_none_of_the_day() {
+        let limits = Limits {
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        let mut e = env(&[0, 0], Some(limits));
+        e.models = 2;
+        e.scopes = vec![ConcurrencyScope::Project; 2];
+        e.believed = vec![false; 2];
+        e.live = vec![false; 2];
+        e.limits = vec![limits; 2];
+        let mut s = ExactCooldown::new(e, vec![1], 0);
+        let sent = |d: Decision| match d {
+            Decision::Send { key, model, at } => (key, model, at),
+            d => panic!("{d:?}"),
+        };
+        // The first send goes on key 0, which turns out invalid.
+        let (bad, model, at) = sent(s.decide(0, &ask(100)));
+        assert_eq!((model, at), (0, 0));
+        s.on_outcome(0, &ask(100), bad, 0, 0, &Outcome::InvalidKey);
+        // Ten more of 100 tokens: model 0's whole day of 1,000, on the valid key.
+        for i in 1..=10 {
+            let (key, model, at) = sent(s.decide(i * SECOND, &ask(100)));
+            assert_eq!((model, at), (0, i * SECOND), "request {i} on model 0");
+            assert_ne!(key, bad);
+            s.on_outcome(i * SECOND, &ask(100), key, 0, i * SECOND, &Outcome::Ok);
+        }
+        assert_eq!(sent(s.decide(11 * SECOND, &ask(100))).1, 1, "then the fallback");
     }
 
     #[test]

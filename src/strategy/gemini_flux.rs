@@ -278,6 +278,16 @@ mod tests {
         assert_eq!(send(f.decide(15 * 60 * MINUTE, &ask(1, 0))), (0, 0, 15 * 60 * MINUTE));
     }
 
+    /// Issue 33, item 7: gemini-flux reads no QuotaFailure: an unservable 429 kills the model
+    /// on that key like any 429.
+    #[test]
+    fn an_unservable_429_kills_the_model_like_any_429() {
+        let mut f = three_models();
+        assert_eq!(send(f.decide(0, &ask(1, 0))), (0, 0, 0));
+        f.on_outcome(0, &ask(1, 0), 0, 0, 0, &Outcome::Unservable);
+        assert_eq!(send(f.decide(SECOND, &ask(1, 0))), (0, 1, SECOND));
+    }
+
     #[test]
     fn waits_on_its_per_key_token_log_and_ignores_rpm() {
         let limits = Limits {

@@ -244,7 +244,8 @@ impl Strategy for LiteLlm {
                 self.settle(d, now);
                 self.deployments[d].tpm_count += ask.input_tokens + ask.output_tokens;
             }
-            Outcome::RateLimited { .. } => {
+            // Any 429 (LiteLLM cannot tell one that no retry cures).
+            Outcome::RateLimited { .. } | Outcome::Unservable => {
                 let dep = &mut self.deployments[d];
                 dep.cooldown_until = dep.cooldown_until.max(now + COOLDOWN);
             }
@@ -325,6 +326,17 @@ mod tests {
         // RetryInfo said 30 s; LiteLLM never reads it.
         assert_eq!(s.decide(2 * SECOND, &ask(2)), Decision::GiveUp(GiveUp::Exhausted));
         assert_eq!(key(s.decide(6 * SECOND, &ask(2))), 0);
+    }
+
+    /// Issue 33, item 7: LiteLLM cannot tell an unservable 429 from another: it cools the
+    /// deployment down just the same.
+    #[test]
+    fn an_unservable_429_cools_the_deployment_like_any_429() {
+        let mut s = LiteLlm::new(env(&[0], None), Routing::LeastBusy);
+        assert_eq!(key(s.decide(0, &ask(0))), 0);
+        s.on_outcome(SECOND, &ask(0), 0, 0, 0, &Outcome::Unservable);
+        assert_eq!(s.decide(2 * SECOND, &ask(1)), Decision::GiveUp(GiveUp::Exhausted));
+        assert_eq!(key(s.decide(6 * SECOND, &ask(1))), 0);
     }
 
     #[test]

@@ -130,7 +130,8 @@ impl Strategy for TokenBucket {
     }
 
     fn on_outcome(&mut self, now: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, outcome: &Outcome) {
-        if matches!(outcome, Outcome::RateLimited { .. }) {
+        // Any 429 (the cookbook cannot tell one that no retry cures).
+        if matches!(outcome, Outcome::RateLimited { .. } | Outcome::Unservable) {
             self.paused_until = self.paused_until.max(now + PAUSE);
         }
     }
@@ -208,5 +209,15 @@ mod tests {
         // A dispatch planned before the 429 but due inside the pause is withdrawn.
         assert!(!s.confirm(5 * SECOND, &ask(1), 0, 0));
         assert!(s.confirm(17 * SECOND, &ask(1), 0, 0));
+    }
+
+    /// Issue 33, item 7: the cookbook pauses after any 429, one no retry cures included (it
+    /// cannot tell them apart).
+    #[test]
+    fn an_unservable_429_pauses_like_any_429() {
+        let mut s = TokenBucket::new(&env(&[0], None));
+        assert_eq!(at(s.decide(0, &ask(1))), 0);
+        s.on_outcome(2 * SECOND, &ask(1), 0, 0, 0, &Outcome::Unservable);
+        assert_eq!(at(s.decide(3 * SECOND, &ask(1))), 17 * SECOND);
     }
 }

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{drawn_output, error, given_key, known_key, not_found_at, Shared, READ_TIMEOUT};
 use crate::core::live::{EarlyClose, LiveRules, QuotaCheck, CLOSE_QUOTA, QUOTA_CLOSE_REASON};
-use crate::core::server::{Call, KeyRef, Response as Answer};
+use crate::core::server::{Call, KeyRef, Response as Answer, Via};
 use crate::core::time::Nanos;
 use crate::net::wire::{self, live};
 
@@ -93,6 +93,8 @@ struct Admitted {
     model: usize,
     opened: Nanos,
     held: Nanos,
+    /// The path that admitted it (a refused one: the quota's).
+    via: Via,
 }
 
 /// Checks a new session of `key` on `model` (with `tokens` of system instruction) against the
@@ -124,6 +126,10 @@ fn admit_session(s: &Shared, key: usize, model: usize, tokens: u64) -> (Answer, 
             model,
             opened: now,
             held,
+            via: match answer {
+                Answer::Ok { via, .. } => via,
+                _ => Via::Quota,
+            },
         },
     )
 }
@@ -259,7 +265,13 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
         }
     };
     let (answer, admitted) = match pre {
-        Some(a) if a.model == model => (Answer::Ok { completes_at: a.held }, a),
+        Some(a) if a.model == model => (
+            Answer::Ok {
+                completes_at: a.held,
+                via: a.via,
+            },
+            a,
+        ),
         other => {
             // Admitted at the upgrade on another model: that admission ends, this one counts.
             if let Some(a) = other {
