@@ -1,6 +1,7 @@
 //! `flux-sim compare`: flux's claim holds on the shipped scenarios (at least 99% of the best
 //! other strategy's completed requests, no 429 with the true limits, also when told limits
-//! 50% too high, 50% too low or none), and the README's table shows what the command prints.
+//! 50% too high, 50% too low or none), and the table in docs/compare.md shows what the command
+//! prints.
 
 use std::path::Path;
 
@@ -25,7 +26,7 @@ const QUICK: [&str; 14] = [
     "vertex-pt",
 ];
 
-/// Where the claim is known to fail, and the README says why: a fleet whose pods see each
+/// Where the claim is known to fail, and docs/compare.md says why: a fleet whose pods see each
 /// other's sends 1 s late cannot avoid every 429; without its fallback model a closed batch's
 /// workers wait on requests flux planned for tomorrow (98.6%); a Live loop leaving each session
 /// at generationComplete meets 1011s no client can foresee (the server holds the turn).
@@ -39,22 +40,22 @@ fn rows(name: &str) -> String {
     assert_eq!(
         holds,
         !CLAIM_FAILS.contains(&name),
-        "flux's claim on {name} is not what the README says:\n{table}"
+        "flux's claim on {name} is not what docs/compare.md says:\n{table}"
     );
     table
 }
 
 #[test]
-fn flux_meets_its_claim_and_the_readme_shows_the_commands_output() {
-    let readme = std::fs::read_to_string("README.md").unwrap();
+fn flux_meets_its_claim_and_the_compare_page_shows_the_commands_output() {
+    let page = std::fs::read_to_string("docs/compare.md").unwrap();
     for name in QUICK {
         for line in rows(name)
             .lines()
             .filter(|l| l.starts_with(&format!("| {name} |")) || l.starts_with(&format!("- {name}:")))
         {
             assert!(
-                readme.lines().any(|r| r == line),
-                "README.md lacks this line of `flux-sim compare scenarios/{name}.toml`:\n{line}"
+                page.lines().any(|r| r == line),
+                "docs/compare.md lacks this line of `flux-sim compare scenarios/{name}.toml`:\n{line}"
             );
         }
     }

@@ -1,5 +1,5 @@
 //! The findings the shipped scenarios were written for, pinned: if a change to the server
-//! model or a strategy moves them, this fails and the README's Findings must be revisited.
+//! model or a strategy moves them, this fails and docs/findings.md must be revisited.
 
 use std::collections::HashMap;
 use std::path::Path;
