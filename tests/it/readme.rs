@@ -1,7 +1,7 @@
 //! The documentation cannot rot: every command block of README.md and of every page under
 //! `docs/` runs, every shown output is what the command prints, every scenario snippet loads,
-//! every relative link leads to a file (and heading) that exists, and every page is reachable
-//! from the README.
+//! every relative link (there and in CHANGELOG.md) leads to a file (and heading) that exists,
+//! and every page is reachable from the README.
 //!
 //! - A ```sh block runs in bash, in a scratch copy of `scenarios/`, `reports/` and `benches/`,
 //!   with `cargo run --release [-q] -- ARGS` and `flux-sim ARGS` (what `cargo install --path .`
@@ -356,7 +356,11 @@ fn broken_links(root: &Path, page: &Path) -> Vec<String> {
 fn every_relative_link_leads_somewhere_and_every_page_is_linked_from_the_readme() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let pages = pages();
-    let broken: Vec<String> = pages.iter().flat_map(|p| broken_links(root, p)).collect();
+    let broken: Vec<String> = pages
+        .iter()
+        .chain([PathBuf::from("CHANGELOG.md")].iter())
+        .flat_map(|p| broken_links(root, p))
+        .collect();
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let linked: Vec<String> = prose(&readme)
