@@ -773,6 +773,9 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         }
         cut(&mut scenario, to_virtual(d));
     }
+    let runtime = runtime()?;
+    // Nothing is said before the endpoint is known to answer (and no trace file is made).
+    runtime.block_on(crate::net::drive::reachable(&scenario, &a.endpoint))?;
     let seed = a.output.seed.unwrap_or(scenario.seed);
     let mut trace = a
         .output
@@ -785,9 +788,6 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         time_scale: scale,
         seed,
     };
-    let runtime = runtime()?;
-    // Nothing is said before the endpoint is known to answer.
-    runtime.block_on(crate::net::drive::reachable(&scenario, &a.endpoint))?;
     eprintln!(
         "flux-sim drive: {} with {} against {} (time scale {scale}, up to {} of wall-clock time); Ctrl-C stops and reports",
         scenario.name,

@@ -155,7 +155,7 @@ fn secret_at(text: &str, i: usize) -> Option<(usize, usize, bool)> {
     }
     // A secret field's value.
     let name_ok = |name: &str| {
-        let lower = from.len() >= name.len() && from[..name.len()].eq_ignore_ascii_case(name);
+        let lower = from.get(..name.len()).is_some_and(|s| s.eq_ignore_ascii_case(name));
         let camel = from.starts_with(&format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..]))
             && prev.is_some_and(|c| c.is_ascii_lowercase());
         (lower && prev.is_none_or(|c| !c.is_alphanumeric())) || camel

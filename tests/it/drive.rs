@@ -260,7 +260,8 @@ async fn stopping_early_reports_what_was_done() {
     assert_eq!(r.requests, r.completed + r.pending, "{r:?}");
     assert_eq!(r.makespan_s, None);
     assert!(
-        (SECOND..5 * SECOND).contains(&d.span),
+        // The stop is timed from before the drive starts, so the span may fall a little short of 1 s.
+        (SECOND * 9 / 10..5 * SECOND).contains(&d.span),
         "measured until the stop: {}",
         d.span
     );
