@@ -187,6 +187,7 @@ fn trace_writes_one_line_per_attempt_and_never_overwrites_silently() {
         "violated",
         "retry_delay_ns",
         "completion_ns",
+        "admitted_by",
     ] {
         assert!(l.get(k).is_some(), "{k} missing in {l}");
     }
@@ -199,6 +200,12 @@ fn trace_writes_one_line_per_attempt_and_never_overwrites_silently() {
     assert!(!rl["violated"].as_array().unwrap().is_empty());
     let ok = lines.iter().find(|l| l["outcome"] == "ok").unwrap();
     assert!(ok["completion_ns"].as_u64().unwrap() > ok["time_ns"].as_u64().unwrap());
+    // Which path served it (shared-project has quotas only); a refused attempt names none.
+    assert!(lines
+        .iter()
+        .filter(|l| l["outcome"] == "ok")
+        .all(|l| l["admitted_by"] == "quota"));
+    assert!(rl["admitted_by"].is_null());
 
     bin()
         .arg("run")
