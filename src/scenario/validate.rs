@@ -393,6 +393,7 @@ fn validate_topology(cx: &Ctx, raw: &RawTopology, models: &[Model]) -> Result<To
             cur.rpm = over.rpm.or(cur.rpm);
             cur.tpm = over.tpm.or(cur.tpm);
             cur.rpd = over.rpd.or(cur.rpd);
+            cur.tpd = over.tpd.or(cur.tpd);
             cur.concurrent = over.concurrent.or(cur.concurrent);
         }
     }
