@@ -44,6 +44,9 @@ pub enum Command {
     Proxy(ProxyArgs),
     /// Write a commented scenario to start from.
     Init(InitArgs),
+    /// Limits from Google's quota dumps (`limits import FILE…`).
+    #[command(subcommand)]
+    Limits(LimitsCommand),
     /// Print the reference of every scenario field (Markdown).
     Reference,
     /// List the built-in strategies with their defaults.
@@ -74,6 +77,51 @@ pub enum CompareFormat {
     Markdown,
     /// One run result per scenario (the `run --format json` shape), in a list.
     Json,
+}
+
+/// `limits` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LimitsCommand {
+    /// Read quota dumps (the Service Usage API's consumerQuotaMetrics.list JSON, or `gcloud alpha
+    /// services quota list --service=generativelanguage.googleapis.com --consumer=projects/P
+    /// --format=json`) and print the scenario's [models] limits and per-project limits, or
+    /// write BASE with them (--scenario BASE --out NEW).
+    Import(LimitsImportArgs),
+}
+
+/// Arguments of `limits import`.
+#[derive(Debug, clap::Args)]
+pub struct LimitsImportArgs {
+    /// Quota dumps (JSON), one project each; pages of one project are merged.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// The project of each FILE, in order (default: `projects/N` in the metrics' names, else the
+    /// file's stem). Give it once per FILE, or not at all.
+    #[arg(long = "project", value_name = "NAME")]
+    pub projects: Vec<String>,
+    /// The tier whose metrics to read: free, tier1 (or paid), tier2, tier3. Needed when a dump
+    /// holds several tiers' metrics. Once for every FILE, or once per FILE in order.
+    #[arg(long = "tier", value_name = "TIER", value_parser = crate::scenario::quota_dump::Tier::parse)]
+    pub tiers: Vec<crate::scenario::quota_dump::Tier>,
+    /// A Live model id whose quota counts under a family's bucket (ID=FAMILY); repeatable.
+    #[arg(long = "family", value_name = "ID=FAMILY")]
+    pub families: Vec<String>,
+    /// A Live model whose name does not contain `live`; repeatable.
+    #[arg(long = "live", value_name = "MODEL")]
+    pub live: Vec<String>,
+    /// Import only this model (default: every model of the dumps; with --scenario, BASE's models
+    /// that the dumps have); repeatable.
+    #[arg(long = "model", value_name = "NAME")]
+    pub models: Vec<String>,
+    /// A scenario to write the limits into (with --out); its comments are kept.
+    #[arg(long, value_name = "BASE", requires = "out")]
+    pub scenario: Option<PathBuf>,
+    /// Where to write BASE with the imported limits.
+    #[arg(long, value_name = "NEW", requires = "scenario")]
+    pub out: Option<PathBuf>,
+    /// Overwrite NEW if it exists.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Arguments of `init`.
@@ -355,6 +403,7 @@ fn execute(cli: Cli) -> Result<(), String> {
         Command::Drive(a) => drive_cmd(a),
         Command::Proxy(a) => proxy_cmd(a),
         Command::Init(a) => init_cmd(a),
+        Command::Limits(LimitsCommand::Import(a)) => limits_import_cmd(a),
         Command::Reference => print(&crate::scenario::reference::markdown()),
         Command::Strategies => print(&format!(
             "Built-in strategies ([[strategies]] kind = NAME, or --strategy NAME):\n{}",
@@ -394,6 +443,146 @@ fn init_cmd(a: InitArgs) -> Result<(), String> {
         "wrote {} ({about}); edit it, then: flux-sim run {}",
         a.file.display(),
         a.file.display()
+    );
+    Ok(())
+}
+
+fn limits_import_cmd(a: LimitsImportArgs) -> Result<(), String> {
+    use crate::scenario::quota_dump::{import, DumpInput, Options};
+    let n = a.files.len();
+    if !a.projects.is_empty() && a.projects.len() != n {
+        return Err(format!(
+            "--project: given {} times for {n} files; give it once per file, in order, or not at all",
+            a.projects.len()
+        ));
+    }
+    if a.tiers.len() > 1 && a.tiers.len() != n {
+        return Err(format!(
+            "--tier: given {} times for {n} files; give it once (every file) or once per file, in order",
+            a.tiers.len()
+        ));
+    }
+    let mut families = Vec::new();
+    for f in &a.families {
+        match f.split_once('=') {
+            Some((id, fam)) if !id.trim().is_empty() && !fam.trim().is_empty() => {
+                families.push((id.trim().to_string(), fam.trim().to_string()))
+            }
+            _ => {
+                return Err(format!(
+                    "--family {f:?}: expected ID=FAMILY, e.g. gemini-3.1-flash-live-preview=gemini-3-flash-live"
+                ))
+            }
+        }
+    }
+    let mut inputs = Vec::new();
+    for (i, path) in a.files.iter().enumerate() {
+        let text = crate::scenario::read_capped(path, 64 << 20, "quota dump").map_err(|e| e.0)?;
+        inputs.push(DumpInput {
+            label: path.display().to_string(),
+            stem: path
+                .file_stem()
+                .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned()),
+            text,
+            project: a.projects.get(i).cloned(),
+            tier: a.tiers.get(if a.tiers.len() == 1 { 0 } else { i }).copied(),
+        });
+    }
+    let sources: Vec<String> = inputs.iter().map(|f| f.label.clone()).collect();
+    let mut opts = Options {
+        families,
+        live: a.live.clone(),
+        models: a.models.clone(),
+    };
+    let (Some(base_path), Some(out)) = (&a.scenario, &a.out) else {
+        let imported = import(&inputs, &opts)?;
+        for n in &imported.notes {
+            eprintln!("note: {n}");
+        }
+        return print(&imported.tables(&sources).to_string());
+    };
+    let base_text = crate::scenario::read_capped(base_path, 16 << 20, "scenario").map_err(|e| e.0)?;
+    let base = Scenario::parse(&base_text, base_path).map_err(|e| format!("--scenario: {e}"))?;
+    if opts.models.is_empty() {
+        // BASE's models that the dumps have (a real dump lists dozens).
+        let all = import(&inputs, &opts)?;
+        let family = |m: &str| {
+            crate::scenario::quota_dump::FAMILIES
+                .iter()
+                .map(|(i, f)| (i.to_string(), f.to_string()))
+                .chain(opts.families.iter().cloned())
+                .rev()
+                .find(|(i, _)| i == m)
+                .map_or_else(|| m.to_string(), |(_, f)| f)
+        };
+        for m in &base.models {
+            if all.models.iter().any(|x| x.name == family(&m.name)) {
+                opts.models.push(m.name.clone());
+            } else {
+                eprintln!(
+                    "note: model {:?} of {} is not in the dumps: its limits are kept",
+                    m.name,
+                    base_path.display()
+                );
+            }
+        }
+        let left: Vec<&str> = all
+            .models
+            .iter()
+            .map(|m| m.name.as_str())
+            .filter(|n| !opts.models.iter().any(|m| family(m) == *n))
+            .collect();
+        if !left.is_empty() && !opts.models.is_empty() {
+            eprintln!(
+                "note: the dumps' models {left:?} are not in {}: not added (--model NAME adds one)",
+                base_path.display()
+            );
+        }
+        if opts.models.is_empty() {
+            return Err(format!(
+                "--scenario: none of {}'s models {:?} is in the dumps, which have {:?}; pass --model NAME to add one",
+                base_path.display(),
+                base.models.iter().map(|m| &m.name).collect::<Vec<_>>(),
+                all.models.iter().map(|m| &m.name).collect::<Vec<_>>()
+            ));
+        }
+    }
+    let imported = import(&inputs, &opts)?;
+    for n in &imported.notes {
+        eprintln!("note: {n}");
+    }
+    let mut doc: toml_edit::DocumentMut = base_text
+        .parse()
+        .map_err(|e| format!("--scenario {}: {e}", base_path.display()))?;
+    let names: Vec<String> = base.topology.projects.iter().map(|p| p.name.clone()).collect();
+    for s in imported.apply(&mut doc, &names, &sources)? {
+        eprintln!("note: {s}");
+    }
+    let text = doc.to_string();
+    // The result must load: check it before writing anything.
+    Scenario::parse(&text, out).map_err(|e| format!("the scenario written would not load: {e}"))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .create_new(!a.force)
+        .open(out)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("--out: {} already exists; pass --force to overwrite it", out.display())
+            }
+            _ => format!("--out: cannot create {}: {e}", out.display()),
+        })?;
+    let mut w = BufWriter::new(file);
+    w.write_all(text.as_bytes())
+        .and_then(|_| w.flush())
+        .map_err(|e| format!("--out: cannot write {}: {e}", out.display()))?;
+    eprintln!(
+        "wrote {} ({} models, {} projects imported); run it: flux-sim run {}",
+        out.display(),
+        imported.models.len(),
+        imported.projects.len(),
+        out.display()
     );
     Ok(())
 }

@@ -1,12 +1,14 @@
 //! Scenarios: the validated [`Scenario`] that the rest of the crate trusts, and how one is
 //! loaded from a TOML file. The schema (every table denies unknown fields) is in `schema`, its
-//! checks in `validate`, trace CSVs in `trace`, and the sweep's setting editor in `setting`.
+//! checks in `validate`, trace CSVs in `trace`, the sweep's setting editor in `setting`, and
+//! quota dumps turned into limits (`limits import`) in `quota_dump`.
 //! Errors name the file, the line or field, and what was expected.
 //!
 //! This is the composition root of the pure layers: a scenario builds its server
 //! ([`Scenario::server`]) and its strategies ([`Scenario::strategy`]) from core pieces.
 
 mod keys;
+pub mod quota_dump;
 pub mod reference;
 mod schema;
 pub mod setting;

@@ -11,6 +11,7 @@ mod hostile_cli;
 mod hostile_serve;
 mod layers;
 mod ledger_properties;
+mod limits_import;
 mod live;
 mod meetings;
 mod proxy;
