@@ -5,6 +5,7 @@
 //! reserved. It trusts its configured limits and RetryInfo; [`super::flux`] builds on it to
 //! learn and re-plan.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
@@ -61,16 +62,46 @@ enum Place {
     /// Not a candidate: no live key, concurrency slots full, or a limit of 0.
     Out,
     /// Could take a request now (its lower bound has passed); keyed by preference.
-    Idle(u64),
+    Idle(Share),
     /// Cannot take any request before this instant.
     Waiting(Nanos),
 }
 
-/// The candidates of one model: idle units by preference (requests used today, so daily
-/// quota is spent evenly), waiting ones by lower bound.
+/// A budget's share of its day's requests used, `used / of`, compared exactly (by
+/// cross-multiplication, no floats); a day without a request limit is 0 of 1. Equal shares
+/// (1/2 and 2/4) compare equal: the index breaks the tie by project.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    used: u64,
+    of: u64,
+}
+
+impl Ord for Share {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (u128::from(self.used) * u128::from(other.of)).cmp(&(u128::from(other.used) * u128::from(self.of)))
+    }
+}
+
+impl PartialOrd for Share {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Share {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Share {}
+
+/// The candidates of one model: idle units by preference (the share of the day's requests
+/// used, so every project's daily quota lasts as long as the others', whatever its size),
+/// waiting ones by lower bound.
 #[derive(Debug, Clone, Default)]
 struct Index {
-    idle: BTreeSet<(u64, u32)>,
+    idle: BTreeSet<(Share, u32)>,
     waiting: BTreeSet<(Nanos, u32)>,
 }
 
@@ -236,10 +267,16 @@ impl ExactCooldown {
         self.units[u].place = place;
     }
 
-    /// Which idle unit to prefer (smaller first): the budget that has used least of its day,
-    /// so no project runs out of daily quota while others still have plenty.
-    fn preference(&self, u: usize, now: Nanos) -> u64 {
-        self.replica.used_today(now, self.units[u].budget)
+    /// Which idle unit to prefer (smaller first): the budget that has used the smallest share
+    /// of its day's requests, so no project runs out of daily quota while others still have
+    /// plenty (by count, a project with a quarter of another's requests per day would be
+    /// spent when the other has three quarters left, and its minute's capacity lost).
+    fn preference(&self, u: usize, now: Nanos) -> Share {
+        let b = self.units[u].budget;
+        Share {
+            used: self.replica.used_today(now, b),
+            of: self.replica.limits(b).rpd.unwrap_or(1).max(1),
+        }
     }
 
     /// Moves the units of model `m` whose lower bound has passed into the idle set.
@@ -770,6 +807,27 @@ mod tests {
         s.on_outcome(0, &ask(60), bad, 0, 0, &Outcome::InvalidKey);
         let (key, t) = send(s.decide(SECOND, &ask(60)));
         assert_eq!((t, key == bad), (SECOND, false), "after a 400");
+    }
+
+    /// Issue 26, item 4: among budgets with room, the one with the smallest share of its
+    /// day's requests used goes first (by count, the 10-a-day project would be spent by the
+    /// 20th request, while the 40-a-day one still had 30 left), ties to the first project.
+    #[test]
+    fn prefers_the_smallest_share_of_the_day_used() {
+        let limits = |rpd| Limits {
+            rpd: Some(rpd),
+            ..Limits::default()
+        };
+        let mut e = env(&[0, 1], None);
+        e.limits = vec![limits(10), limits(40)];
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        let order: Vec<usize> = (0..50).map(|i| send(s.decide(i * SECOND, &ask(1))).0).collect();
+        // 0/10 = 0/40: the first project; then the second until 4/40 = 1/10, the tie the first's.
+        assert_eq!(order[..6], [0, 1, 1, 1, 1, 0]);
+        for n in [5, 25, 50] {
+            let on_first = order[..n].iter().filter(|&&k| k == 0).count();
+            assert_eq!(on_first * 5, n, "one in five on the 10-a-day project after {n}");
+        }
     }
 
     #[test]
