@@ -5,7 +5,10 @@
 //! reserved. It trusts its configured limits and RetryInfo; [`super::flux`] builds on it to
 //! learn and re-plan.
 
+use std::cmp::Ordering;
 use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
@@ -59,16 +62,46 @@ enum Place {
     /// Not a candidate: no live key, concurrency slots full, or a limit of 0.
     Out,
     /// Could take a request now (its lower bound has passed); keyed by preference.
-    Idle(u64),
+    Idle(Share),
     /// Cannot take any request before this instant.
     Waiting(Nanos),
 }
 
-/// The candidates of one model: idle units by preference (requests used today, so daily
-/// quota is spent evenly), waiting ones by lower bound.
+/// A budget's share of its day's requests used, `used / of`, compared exactly (by
+/// cross-multiplication, no floats); a day without a request limit is 0 of 1. Equal shares
+/// (1/2 and 2/4) compare equal: the index breaks the tie by project.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    used: u64,
+    of: u64,
+}
+
+impl Ord for Share {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (u128::from(self.used) * u128::from(other.of)).cmp(&(u128::from(other.used) * u128::from(self.of)))
+    }
+}
+
+impl PartialOrd for Share {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Share {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Share {}
+
+/// The candidates of one model: idle units by preference (the share of the day's requests
+/// used, so every project's daily quota lasts as long as the others', whatever its size),
+/// waiting ones by lower bound.
 #[derive(Debug, Clone, Default)]
 struct Index {
-    idle: BTreeSet<(u64, u32)>,
+    idle: BTreeSet<(Share, u32)>,
     waiting: BTreeSet<(Nanos, u32)>,
 }
 
@@ -107,6 +140,9 @@ pub struct ExactCooldown {
     pass_over: bool,
     /// The dimensions the latest decision probed (see [`ExactCooldown::take_probe`]).
     last_probe: Dims,
+    /// Per request with a send planned or outstanding: the instant and cost its replica
+    /// reserved, so an outcome the server did not charge withdraws exactly that.
+    reserved: FxHashMap<u64, (Nanos, u64)>,
 }
 
 impl ExactCooldown {
@@ -164,6 +200,7 @@ impl ExactCooldown {
             pass_over: true,
             day_end: 0,
             last_probe: Dims::EMPTY,
+            reserved: FxHashMap::default(),
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -230,10 +267,16 @@ impl ExactCooldown {
         self.units[u].place = place;
     }
 
-    /// Which idle unit to prefer (smaller first): the budget that has used least of its day,
-    /// so no project runs out of daily quota while others still have plenty.
-    fn preference(&self, u: usize, now: Nanos) -> u64 {
-        self.replica.used_today(now, self.units[u].budget)
+    /// Which idle unit to prefer (smaller first): the budget that has used the smallest share
+    /// of its day's requests, so no project runs out of daily quota while others still have
+    /// plenty (by count, a project with a quarter of another's requests per day would be
+    /// spent when the other has three quarters left, and its minute's capacity lost).
+    fn preference(&self, u: usize, now: Nanos) -> Share {
+        let b = self.units[u].budget;
+        Share {
+            used: self.replica.used_today(now, b),
+            of: self.replica.limits(b).rpd.unwrap_or(1).max(1),
+        }
     }
 
     /// Moves the units of model `m` whose lower bound has passed into the idle set.
@@ -522,6 +565,7 @@ impl Strategy for ExactCooldown {
             unit.probe = Dims::EMPTY;
         }
         self.last_probe = probe;
+        self.reserved.insert(ask.request, (at, cost));
         unit.last = at;
         unit.inflight += 1;
         self.key_inflight[key] += 1;
@@ -537,7 +581,11 @@ impl Strategy for ExactCooldown {
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
         let u = self.unit_of(key, model);
-        self.withdraw(u, key, at, self.env.tpm_cost(ask), now);
+        let (at, cost) = self
+            .reserved
+            .remove(&ask.request)
+            .unwrap_or((at, self.env.tpm_cost(ask)));
+        self.withdraw(u, key, at, cost, now);
     }
 
     fn observe(&mut self, now: Nanos, peer: &Peer) {
@@ -582,11 +630,23 @@ impl Strategy for ExactCooldown {
         let unit = &mut self.units[u];
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
-        if !matches!(outcome, Outcome::Ok | Outcome::Error) {
-            // The server charges none of these to the day (a 429, a 400 for an invalid key, a
-            // 503); the send's minute entries stay: at worst a little caution. (`flux` hands
-            // its own 429s and refused sessions over as `Error`, after handling them itself.)
-            self.replica.refund_day(sent, unit.budget, self.env.tpm_cost(ask));
+        // What the replica reserved for this send (`sent` may be later than planned: a real
+        // network, timers).
+        let (at, cost) = self
+            .reserved
+            .remove(&ask.request)
+            .unwrap_or((sent, self.env.tpm_cost(ask)));
+        match outcome {
+            // A 400 for an invalid key or a 503 comes before the server's quota check: it
+            // charges nothing, so the replica withdraws the send from its windows and its day
+            // (a minute entry kept would hold a slot the server never counted).
+            Outcome::InvalidKey | Outcome::Unavailable => self.replica.cancel(at, unit.budget, cost),
+            // A 429 is not charged to the day; its minute entries stay: whether the server
+            // counts a refusal against RPM is not known, so at worst a little caution.
+            // (`flux` hands its own 429s and refused sessions over as `Error`, after handling
+            // them itself.)
+            Outcome::RateLimited { .. } | Outcome::Unservable => self.replica.refund_day(at, unit.budget, cost),
+            Outcome::Ok | Outcome::Error => {}
         }
         match *outcome {
             Outcome::RateLimited {
@@ -604,7 +664,9 @@ impl Strategy for ExactCooldown {
                     self.reindex(owner * self.env.models + m, now);
                 }
             }
-            Outcome::Ok | Outcome::Unservable | Outcome::Unavailable | Outcome::Error => {
+            // Its windows gave back the withdrawn send.
+            Outcome::Unavailable => {}
+            Outcome::Ok | Outcome::Unservable | Outcome::Error => {
                 // Nothing that bounds this unit changed, unless a concurrency slot freed.
                 if unit.concurrent.is_none() {
                     return;
@@ -710,6 +772,62 @@ mod tests {
             s.on_outcome(i * SECOND, &ask(100), key, 0, i * SECOND, &Outcome::Ok);
         }
         assert_eq!(sent(s.decide(11 * SECOND, &ask(100))).1, 1, "then the fallback");
+    }
+
+    /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota
+    /// check, so the replica holds no window slot for it: the next send goes at once, not a
+    /// minute later; and what is withdrawn is what was reserved at the planned instant, even
+    /// when the outcome says the send left later (a real network).
+    #[test]
+    fn uncharged_errors_hold_no_window_slot() {
+        let limits = Limits {
+            rpm: Some(1),
+            tpm: Some(100),
+            rpd: Some(10),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 60))), (0, 0));
+        s.on_outcome(0, &tests::ask(0, 60), 0, 0, 0, &Outcome::Unavailable);
+        assert_eq!(send(s.decide(SECOND, &tests::ask(0, 60))), (0, SECOND), "after a 503");
+        // Planned at 61 s (the window holds the send at 1 s), left 3 ms late, answered 503.
+        s.on_outcome(2 * SECOND, &tests::ask(0, 60), 0, 0, SECOND, &Outcome::Ok);
+        let at = MINUTE + SECOND;
+        assert_eq!(send(s.decide(2 * SECOND, &tests::ask(1, 60))), (0, at));
+        let late = at + 3 * crate::core::time::MILLISECOND;
+        s.on_outcome(late, &tests::ask(1, 60), 0, 0, late, &Outcome::Unavailable);
+        assert_eq!(
+            send(s.decide(late, &tests::ask(1, 60))),
+            (0, late),
+            "the planned entry withdrawn"
+        );
+        // A 400 on one key of a project: its other key goes at once.
+        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], 0);
+        let (bad, _) = send(s.decide(0, &ask(60)));
+        s.on_outcome(0, &ask(60), bad, 0, 0, &Outcome::InvalidKey);
+        let (key, t) = send(s.decide(SECOND, &ask(60)));
+        assert_eq!((t, key == bad), (SECOND, false), "after a 400");
+    }
+
+    /// Issue 26, item 4: among budgets with room, the one with the smallest share of its
+    /// day's requests used goes first (by count, the 10-a-day project would be spent by the
+    /// 20th request, while the 40-a-day one still had 30 left), ties to the first project.
+    #[test]
+    fn prefers_the_smallest_share_of_the_day_used() {
+        let limits = |rpd| Limits {
+            rpd: Some(rpd),
+            ..Limits::default()
+        };
+        let mut e = env(&[0, 1], None);
+        e.limits = vec![limits(10), limits(40)];
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        let order: Vec<usize> = (0..50).map(|i| send(s.decide(i * SECOND, &ask(1))).0).collect();
+        // 0/10 = 0/40: the first project; then the second until 4/40 = 1/10, the tie the first's.
+        assert_eq!(order[..6], [0, 1, 1, 1, 1, 0]);
+        for n in [5, 25, 50] {
+            let on_first = order[..n].iter().filter(|&&k| k == 0).count();
+            assert_eq!(on_first * 5, n, "one in five on the 10-a-day project after {n}");
+        }
     }
 
     #[test]

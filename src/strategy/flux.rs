@@ -63,7 +63,6 @@ struct Plan {
     unit: usize,
     epoch: u32,
     at: Nanos,
-    cost: u64,
     probe: Dims,
 }
 
@@ -72,7 +71,6 @@ struct Plan {
 pub struct Flux {
     inner: ExactCooldown,
     calendar: Calendar,
-    tpm_counts: crate::core::server::TpmCounts,
     seed: u64,
     /// Per unit: dimensions whose limit is known true (the scenario's, or a 429's quotaValue).
     verified: Vec<Dims>,
@@ -115,7 +113,7 @@ impl Flux {
         let models = env.models;
         let believed = env.believed.clone();
         let live = env.live.clone();
-        let (calendar, tpm_counts, seed) = (env.calendar.clone(), env.tpm_counts, env.seed);
+        let (calendar, seed) = (env.calendar.clone(), env.seed);
         let mut inner = ExactCooldown::new(env, fallback, margin);
         let n = inner.units();
         let mut verified = vec![Dims::EMPTY; n];
@@ -136,7 +134,6 @@ impl Flux {
         let mut flux = Flux {
             inner,
             calendar,
-            tpm_counts,
             seed,
             verified,
             epoch: vec![0; n],
@@ -253,7 +250,6 @@ impl Flux {
                     unit: u,
                     epoch: self.epoch[u],
                     at,
-                    cost: self.tpm_counts.cost(ask.input_tokens, ask.output_tokens),
                     probe,
                 },
             );
@@ -273,24 +269,24 @@ impl Strategy for Flux {
         }
     }
 
-    fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, _: usize) -> bool {
+    fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
         match self.plans.get(&ask.request) {
             Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
                 let p = *p;
                 self.plans.remove(&ask.request);
-                self.inner.withdraw(p.unit, key, p.at, p.cost, now);
+                self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
             _ => true,
         }
     }
 
-    fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, _: usize, _: Nanos) {
+    fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos) {
         if let Some(p) = self.plans.remove(&ask.request) {
             if !p.probe.is_empty() {
                 self.probing[p.unit] = false;
             }
-            self.inner.withdraw(p.unit, key, p.at, p.cost, now);
+            self.inner.cancel(now, ask, key, model, p.at);
         }
     }
 
@@ -460,6 +456,32 @@ mod tests {
             Decision::Later(at) => assert_eq!(at, t + SECOND + f.session_hold[0]),
             d => panic!("expected to wait for the held slot: {d:?}"),
         }
+    }
+
+    /// Issue 26, item 5: a 503 or a 400 for an invalid key costs the server no quota: the
+    /// planner's replica gives back the minute it had reserved (before, the next send on the
+    /// project waited the whole minute out).
+    #[test]
+    fn uncharged_errors_hold_no_window_slot() {
+        let limits = Limits {
+            rpm: Some(1),
+            tpm: Some(1_000),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 10))), (0, 0));
+        f.on_outcome(0, &ask(0, 10), 0, 0, 0, &Outcome::Unavailable);
+        let retry = Ask {
+            attempts: 1,
+            ..ask(0, 10)
+        };
+        // Its own backoff after a 503 (1 s), not the window's minute.
+        assert_eq!(send(f.decide(0, &retry)), (0, SECOND), "after a 503");
+        let mut f = Flux::new(env(&[0, 0], Some(limits)), vec![], 0);
+        let (bad, _) = send(f.decide(0, &ask(0, 10)));
+        f.on_outcome(0, &ask(0, 10), bad, 0, 0, &Outcome::InvalidKey);
+        let (key, t) = send(f.decide(0, &ask(0, 10)));
+        assert_eq!((t, key == bad), (0, false), "after a 400");
     }
 
     #[test]
