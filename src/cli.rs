@@ -232,10 +232,12 @@ pub struct ProxyArgs {
     /// request is sent that the shared ledger has not admitted.
     #[arg(long, value_name = "URL")]
     pub ledger: Option<String>,
-    /// With --ledger: the shared minute windows hold each entry this much longer than 60 s, so
-    /// that a send that reaches the upstream later than the ledger admitted it (the request's
-    /// upload, the network) still fits there.
-    #[arg(long, value_name = "D", default_value = "0s", value_parser = real_duration)]
+    /// How much later than planned a send may reach the upstream (timers, uploads, the
+    /// network): flux's and exact_cooldown's plans and --ledger's shared minute windows hold
+    /// each entry this much longer than 60 s. (Whatever it is, the proxy itself never sends
+    /// more than a per-minute limit into any 60 s: it counts each send until 60 s after its
+    /// answer's head came back.)
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = real_duration)]
     pub margin: std::time::Duration,
 }
 
