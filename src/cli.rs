@@ -646,6 +646,7 @@ async fn bind(at: std::net::SocketAddr) -> Result<(tokio::net::TcpListener, std:
 }
 
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {
+    crate::net::http::return_freed_memory();
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -700,6 +701,7 @@ fn keys_cmd(a: KeysArgs) -> Result<(), String> {
 pub const PROXY_TOKEN_ENV: &str = "FLUX_PROXY_TOKEN";
 
 fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
+    crate::net::http::return_freed_memory();
     let token = std::env::var(PROXY_TOKEN_ENV)
         .map_err(|_| format!("set {PROXY_TOKEN_ENV} to the token your clients will send as their API key"))?;
     if token.trim().is_empty() {

@@ -37,6 +37,9 @@ use gate::{Gate, Verdict};
 
 /// Largest request body accepted, as serve.
 pub const MAX_BODY: usize = crate::net::http::MAX_BODY;
+/// Bytes of request bodies the proxy holds at once while their requests wait for their
+/// moment (more: 429 at once), so that waiting clients cannot make it hold more than this.
+pub const MAX_HELD_BYTES: usize = 256 << 20;
 /// Largest error body read from the upstream (success bodies stream through unread).
 const MAX_ERROR_BODY: usize = 1 << 20;
 
@@ -72,6 +75,8 @@ struct Proxy {
     token: String,
     /// Request bodies read at once.
     bodies: tokio::sync::Semaphore,
+    /// Kibibytes of request bodies held while waiting ([`MAX_HELD_BYTES`]).
+    held: tokio::sync::Semaphore,
     deadline: Nanos,
     queue: tokio::sync::Semaphore,
     next_id: AtomicU64,
@@ -225,6 +230,7 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         client,
         upstream: url,
         bodies: tokio::sync::Semaphore::new(crate::net::http::MAX_BODIES),
+        held: tokio::sync::Semaphore::new(MAX_HELD_BYTES >> 10),
         token: opts.token.clone(),
         deadline: opts.deadline.as_nanos().min(u64::MAX as u128) as Nanos,
         queue: tokio::sync::Semaphore::new(opts.queue),
@@ -522,12 +528,19 @@ async fn call_model(
         Ok(b) => b,
         Err(e) => return error(e),
     };
+    let Ok(_held) = p.held.try_acquire_many((body.len().div_ceil(1024) as u32).max(1)) else {
+        p.count("memory_full");
+        return refusal(
+            "flux-sim proxy: too many request bytes are waiting; retry shortly.",
+            Some(crate::core::time::SECOND),
+        );
+    };
     match model {
         None => {
             let url = upstream_url(&p, &[&version, "models", &format!("{model_name}:countTokens")], &q);
             forward_free(&p, "countTokens", reqwest::Method::POST, url, Some(body)).await
         }
-        Some(model) => generate(p, &version, model, &method, &q, body).await,
+        Some(model) => generate(p.clone(), &version, model, &method, &q, body).await,
     }
 }
 

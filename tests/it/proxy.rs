@@ -746,3 +746,25 @@ async fn a_frozen_shared_ledger_is_bounded_by_the_deadline() {
     );
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
+
+/// Issue 29 item 4: the proxy closes a connection that never finishes its headers (slowloris)
+/// after serve's header timeout, as serve does (it kept 1,200 of them open after 15 s).
+#[tokio::test]
+async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await;
+    let mut s = tokio::net::TcpStream::connect(live.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    s.write_all(b"POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(
+        flux_sim::net::http::READ_TIMEOUT + Duration::from_secs(5),
+        s.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(closed.is_ok(), "still open after {:?}", t.elapsed());
+}
