@@ -280,10 +280,12 @@ pub struct ProxyArgs {
     /// request is sent that the shared ledger has not admitted.
     #[arg(long, value_name = "URL")]
     pub ledger: Option<String>,
-    /// With --ledger: the shared minute windows hold each entry this much longer than 60 s, so
-    /// that a send that reaches the upstream later than the ledger admitted it (the request's
-    /// upload, the network) still fits there.
-    #[arg(long, value_name = "D", default_value = "0s", value_parser = real_duration)]
+    /// How much later than planned a send may reach the upstream (timers, uploads, the
+    /// network): flux's and exact_cooldown's plans and --ledger's shared minute windows hold
+    /// each entry this much longer than 60 s. (Whatever it is, the proxy itself never sends
+    /// more than a per-minute limit into any 60 s: it counts each send until 60 s after its
+    /// answer's head came back.)
+    #[arg(long, value_name = "D", default_value = "1s", value_parser = real_duration)]
     pub margin: std::time::Duration,
 }
 
@@ -833,6 +835,7 @@ async fn bind(at: std::net::SocketAddr) -> Result<(tokio::net::TcpListener, std:
 }
 
 fn serve_cmd(a: ServeArgs) -> Result<(), String> {
+    crate::net::http::return_freed_memory();
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -887,6 +890,7 @@ fn keys_cmd(a: KeysArgs) -> Result<(), String> {
 pub const PROXY_TOKEN_ENV: &str = "FLUX_PROXY_TOKEN";
 
 fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
+    crate::net::http::return_freed_memory();
     let token = std::env::var(PROXY_TOKEN_ENV)
         .map_err(|_| format!("set {PROXY_TOKEN_ENV} to the token your clients will send as their API key"))?;
     if token.trim().is_empty() {

@@ -30,10 +30,16 @@ use crate::net::http::{error, json_response, not_found};
 use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
 use crate::scenario::Scenario;
-use crate::strategy::{Ask, Decision, GiveUp, Outcome, Strategy, StrategySpec};
+use crate::strategy::{Ask, Decision, GiveUp, Outcome, Strategy, StrategyKind, StrategySpec};
+
+mod gate;
+use gate::{Gate, Verdict};
 
 /// Largest request body accepted, as serve.
 pub const MAX_BODY: usize = crate::net::http::MAX_BODY;
+/// Bytes of request bodies the proxy holds at once while their requests wait for their
+/// moment (more: 429 at once), so that waiting clients cannot make it hold more than this.
+pub const MAX_HELD_BYTES: usize = 256 << 20;
 /// Largest error body read from the upstream (success bodies stream through unread).
 const MAX_ERROR_BODY: usize = 1 << 20;
 
@@ -50,8 +56,9 @@ pub struct ProxyOptions {
     pub queue: usize,
     /// `redis://host:port/db`: budgets shared with other proxies (none: this proxy's alone).
     pub ledger: Option<String>,
-    /// How much later than admitted a send may reach the server: the shared ledger's minute
-    /// windows hold entries this much longer.
+    /// How much later than planned a send may reach the server: flux's and exact_cooldown's
+    /// plans and the shared ledger's minute windows hold entries this much longer (the
+    /// proxy's own check before each send needs none: see [`gate`]).
     pub margin: Nanos,
 }
 
@@ -68,6 +75,8 @@ struct Proxy {
     token: String,
     /// Request bodies read at once.
     bodies: tokio::sync::Semaphore,
+    /// Kibibytes of request bodies held while waiting ([`MAX_HELD_BYTES`]).
+    held: tokio::sync::Semaphore,
     deadline: Nanos,
     queue: tokio::sync::Semaphore,
     next_id: AtomicU64,
@@ -79,6 +88,10 @@ struct Proxy {
     /// What this proxy sent, per (project, model) at `project * models + model`, counted as
     /// the server counts it (for `/flux/ledger`).
     sent: Mutex<(Ledger, Vec<BudgetId>)>,
+    /// The last check before each send (see [`gate`]), per (project, model) as `sent`.
+    gate: Mutex<Gate>,
+    /// Signalled when a send's arrival becomes known: sends waiting at the gate look again.
+    gate_changed: tokio::sync::Notify,
 }
 
 impl Proxy {
@@ -165,7 +178,11 @@ impl Drop for InFlight {
 /// The router of a proxy for `scenario`'s keys and limits, running `spec`; with
 /// `opts.ledger`, connected to the shared ledger first. Days end at the real midnight in the
 /// scenario's zone.
-pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
+pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
+    // The margin is the strategy's too, with or without a shared ledger.
+    if let StrategyKind::ExactCooldown { margin } | StrategyKind::Flux { margin } = &mut spec.kind {
+        *margin = (*margin).max(opts.margin);
+    }
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -201,6 +218,8 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
     }
     let strategy = scenario.strategy(&spec, scenario.seed);
     let proxy = Arc::new(Proxy {
+        gate: Mutex::new(Gate::new(budgets.len())),
+        gate_changed: tokio::sync::Notify::new(),
         sent: Mutex::new((ledger, budgets)),
         shared,
         instance,
@@ -211,6 +230,7 @@ pub async fn router(mut scenario: Scenario, spec: StrategySpec, opts: &ProxyOpti
         client,
         upstream: url,
         bodies: tokio::sync::Semaphore::new(crate::net::http::MAX_BODIES),
+        held: tokio::sync::Semaphore::new(MAX_HELD_BYTES >> 10),
         token: opts.token.clone(),
         deadline: opts.deadline.as_nanos().min(u64::MAX as u128) as Nanos,
         queue: tokio::sync::Semaphore::new(opts.queue),
@@ -508,12 +528,19 @@ async fn call_model(
         Ok(b) => b,
         Err(e) => return error(e),
     };
+    let Ok(_held) = p.held.try_acquire_many((body.len().div_ceil(1024) as u32).max(1)) else {
+        p.count("memory_full");
+        return refusal(
+            "flux-sim proxy: too many request bytes are waiting; retry shortly.",
+            Some(crate::core::time::SECOND),
+        );
+    };
     match model {
         None => {
             let url = upstream_url(&p, &[&version, "models", &format!("{model_name}:countTokens")], &q);
             forward_free(&p, "countTokens", reqwest::Method::POST, url, Some(body)).await
         }
-        Some(model) => generate(p, &version, model, &method, &q, body).await,
+        Some(model) => generate(p.clone(), &version, model, &method, &q, body).await,
     }
 }
 
@@ -622,6 +649,24 @@ async fn generate(
         if !go {
             continue;
         }
+        let budget = p.scenario.topology.keys[key].project * p.scenario.models.len() + model;
+        let limits = p.scenario.topology.projects[p.scenario.topology.keys[key].project].limits[model];
+        let pass = match through_gate(&p, budget, &limits, cost, deadline).await {
+            Ok(id) => id,
+            Err(retry) => {
+                // Not sent: the strategy gets its plan back.
+                let now = p.now();
+                p.strategy().cancel(now, &ask, key, model, at);
+                p.changed.notify_waiters();
+                p.count("deadline");
+                let message = format!(
+                    "flux-sim proxy: no key has room for this request before its deadline ({}).",
+                    format_duration(p.deadline)
+                );
+                return last.unwrap_or_else(|| refusal(&message, retry.map(|r| r.saturating_sub(now))));
+            }
+        };
+        let now = p.now();
         ask.attempts += 1;
         let mut flight = InFlight {
             proxy: p.clone(),
@@ -635,15 +680,25 @@ async fn generate(
             // The fleet's budget has the last word: a refusal teaches the strategy as a 429
             // would, without spending a request.
             let project = &p.scenario.topology.projects[p.scenario.topology.keys[key].project];
-            let budget = format!("{}:{}", project.name, p.scenario.models[model].name);
+            let name = format!("{}:{}", project.name, p.scenario.models[model].name);
             let limits = Limits {
                 concurrent: None,
                 ..project.limits[model]
             };
             let member = format!("{}-{}-{}", p.instance, ask.request, ask.attempts);
-            match shared.admit(now, &budget, limits, cost, &member).await {
+            let left = Duration::from_nanos(deadline.saturating_sub(now));
+            let answer = match tokio::time::timeout(left, shared.admit(now, &name, limits, cost, &member)).await {
+                Ok(a) => a,
+                Err(_) => Err(format!(
+                    "the shared ledger (Redis) did not answer within the request's deadline ({})",
+                    format_duration(p.deadline)
+                )),
+            };
+            match answer {
                 Ok(Admission::Admitted) => {}
                 Ok(Admission::Rejected { violated, retry_at }) => {
+                    p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
+                    p.gate_changed.notify_waiters();
                     p.count("shared_ledger_refused");
                     flight.finish(&Outcome::RateLimited {
                         violated,
@@ -653,6 +708,8 @@ async fn generate(
                     continue;
                 }
                 Ok(Admission::Unservable { .. }) => {
+                    p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
+                    p.gate_changed.notify_waiters();
                     flight.finish(&Outcome::Unservable);
                     return refusal(
                         "flux-sim proxy: this request can never fit the limits of any key.",
@@ -661,6 +718,8 @@ async fn generate(
                 }
                 Err(e) => {
                     // Fail closed: never send what the fleet's ledger has not admitted.
+                    p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
+                    p.gate_changed.notify_waiters();
                     flight.finish(&Outcome::Unavailable);
                     p.count("shared_ledger_down");
                     return error(wire::shared_ledger_down(&e));
@@ -669,37 +728,52 @@ async fn generate(
         }
         {
             let mut book = p.sent.lock().expect("no panic holds it");
-            let b = book.1[p.scenario.topology.keys[key].project * p.scenario.models.len() + model];
+            let b = book.1[budget];
             book.0.force(now, b, None, cost, now);
         }
         let target = format!("{}:{method}", p.scenario.models[model].name);
         let url = upstream_url(&p, &[version, "models", &target], query);
-        let reply = p
+        let send = p
             .client
             .post(url)
             .header("x-goog-api-key", &p.scenario.topology.keys[key].value)
             .header("content-type", "application/json")
             .body(body.clone())
-            .send()
-            .await;
+            .send();
+        // The wait for the answer's head is bounded by the request's deadline too.
+        let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
+        let reply = tokio::time::timeout(left, send).await;
+        p.gate
+            .lock()
+            .expect("no panic holds it")
+            .answered(budget, pass, p.now());
+        p.gate_changed.notify_waiters();
         let (outcome, answer) = match reply {
-            Err(e) => {
-                p.count("upstream_unreachable");
-                (Outcome::Unavailable, error(wire::upstream_unreachable(&describe(e))))
+            Err(_) => {
+                p.count("upstream_timeout");
+                flight.finish(&Outcome::Error);
+                return last.unwrap_or_else(|| error(upstream_timeout(p.deadline)));
             }
-            Ok(resp) if resp.status().is_success() => {
-                p.count(format!("upstream_{}", resp.status().as_u16()));
-                return stream_through(resp, flight);
-            }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                p.count(format!("upstream_{status}"));
-                let mut answer = head_of(&resp);
-                let text = read_capped(resp).await;
-                let (outcome, _) = wire::read_response(status, &text, cost);
-                *answer.body_mut() = Body::from(text);
-                (outcome, answer)
-            }
+            Ok(reply) => match reply {
+                Err(e) => {
+                    p.count("upstream_unreachable");
+                    (Outcome::Unavailable, error(wire::upstream_unreachable(&describe(e))))
+                }
+                Ok(resp) if resp.status().is_success() => {
+                    p.count(format!("upstream_{}", resp.status().as_u16()));
+                    return stream_through(resp, flight);
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    p.count(format!("upstream_{status}"));
+                    let mut answer = head_of(&resp);
+                    let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
+                    let text = tokio::time::timeout(left, read_capped(resp)).await.unwrap_or_default();
+                    let (outcome, _) = wire::read_response(status, &text, cost);
+                    *answer.body_mut() = Body::from(text);
+                    (outcome, answer)
+                }
+            },
         };
         flight.finish(&outcome);
         match retry_after(&p, &ask, &outcome, deadline) {
@@ -708,6 +782,40 @@ async fn generate(
                 tokio::time::sleep(d).await;
             }
             None => return answer,
+        }
+    }
+}
+
+/// Waits until the gate lets a send of `cost` tokens on `budget` go, no later than
+/// `deadline`: its id, or when it might have gone (`None`: never, or not known).
+async fn through_gate(
+    p: &Proxy,
+    budget: usize,
+    limits: &Limits,
+    cost: u64,
+    deadline: Nanos,
+) -> Result<u64, Option<Nanos>> {
+    loop {
+        let notified = p.gate_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = p.now();
+        let verdict = p
+            .gate
+            .lock()
+            .expect("no panic holds it")
+            .admit(now, budget, limits, cost);
+        match verdict {
+            Verdict::Go(id) => return Ok(id),
+            Verdict::Never => return Err(None),
+            Verdict::Wait(at) => {
+                if now >= deadline || at.is_some_and(|a| a > deadline) {
+                    return Err(at);
+                }
+                p.count("gate_waits");
+                let until = at.unwrap_or(deadline).min(deadline);
+                let _ = tokio::time::timeout(Duration::from_nanos(until.saturating_sub(now)), notified).await;
+            }
         }
     }
 }

@@ -10,6 +10,13 @@ pub struct RedisServer {
     pub url: String,
 }
 
+impl RedisServer {
+    /// The redis-server's process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

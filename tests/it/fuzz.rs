@@ -380,3 +380,168 @@ proptest! {
         }
     }
 }
+
+/// A fake upstream for the proxy: answers every request 200 `{}` and records its target.
+async fn recording_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|h| {
+                            h.to_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + length {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + length);
+                    let line = head.lines().next().unwrap_or("").to_string();
+                    log.lock()
+                        .unwrap()
+                        .push(line.rsplit_once(' ').map_or(line.clone(), |(t, _)| t.to_string()));
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if s.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// A path segment a stranger might send: model ids, versions, and what smuggles paths
+/// (encoded slashes, `%23`, `%3A`, `%3F`, dot segments, double encoding).
+fn hostile_segment() -> impl Strategy<Value = String> {
+    let pieces = prop_oneof![
+        Just("v1beta"),
+        Just("v1"),
+        Just("models"),
+        Just("files"),
+        Just("cachedContents"),
+        Just("gemini-2.5-flash"),
+        Just(":generateContent"),
+        Just(":countTokens"),
+        Just(":streamGenerateContent"),
+        Just(":embedContent"),
+        Just("%2F"),
+        Just("%2f"),
+        Just("%23"),
+        Just("%3A"),
+        Just("%3F"),
+        Just("%25"),
+        Just("%252F"),
+        Just("%2E"),
+        Just("."),
+        Just(".."),
+        Just("x"),
+        Just("%20"),
+        Just("?alt=sse"),
+        Just("&key=k"),
+        Just("#"),
+    ];
+    prop::collection::vec(pieces, 0..6).prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/fuzz.txt"))),
+        ..ProptestConfig::default()
+    })]
+    /// Arbitrary paths and queries through the proxy's router, in process, in front of a
+    /// recording upstream: every error is Google's envelope, and every request the upstream
+    /// sees is one the proxy classified — a known version, `models`, a model id, a known
+    /// method, known query names — never a path, query or fragment smuggled in (issue 29).
+    #[test]
+    fn the_proxy_forwards_only_what_it_classified(
+        method in prop_oneof![Just(Method::GET), Just(Method::POST), Just(Method::PUT)],
+        segments in prop::collection::vec(hostile_segment(), 1..5),
+        query in prop_oneof![Just(String::new()), "[a-z$_=&%0-9A-F]{0,24}".prop_map(|q| format!("?{q}"))],
+    ) {
+        let path = format!("/{}{query}", segments.join("/"));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (status, bytes, seen) = rt.block_on(async {
+            let (upstream, seen) = recording_upstream().await;
+            let s = Scenario::parse(SERVE, Path::new("fuzz-proxy.toml")).unwrap();
+            let spec = s.builtin_strategy("flux").unwrap();
+            let opts = flux_sim::net::proxy::ProxyOptions {
+                upstream,
+                token: "fuzz-token".into(),
+                deadline: std::time::Duration::from_secs(2),
+                queue: 16,
+                ledger: None,
+                margin: 0,
+            };
+            let app = flux_sim::net::proxy::router(s, spec, &opts).await.unwrap();
+            let Ok(req) = Request::builder()
+                .method(method)
+                .uri(path.as_str())
+                .header("x-goog-api-key", "fuzz-token")
+                .body(Body::from(r#"{"contents": [{"parts": [{"text": "x"}]}]}"#))
+            else {
+                return (0, Vec::new(), Vec::new());
+            };
+            let resp = tokio::time::timeout(std::time::Duration::from_secs(10), app.oneshot(req))
+                .await
+                .expect("answered in time")
+                .unwrap();
+            let status = resp.status().as_u16();
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec();
+            let seen = seen.lock().unwrap().clone();
+            (status, bytes, seen)
+        });
+        if status == 0 {
+            return Ok(());
+        }
+        if status != 200 {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| TestCaseError::fail(format!("{status} on {path}: not JSON: {e}")))?;
+            prop_assert_eq!(v["error"]["code"].as_u64(), Some(status as u64));
+        }
+        for target in &seen {
+            let (method, rest) = target.split_once(' ').unwrap();
+            let (p, q) = rest.split_once('?').unwrap_or((rest, ""));
+            let parts: Vec<&str> = p.split('/').collect();
+            prop_assert!(parts.len() >= 3 && parts[0].is_empty(), "{target}");
+            prop_assert!(["v1beta", "v1", "v1alpha"].contains(&parts[1]), "{target} from {path}");
+            prop_assert_eq!(parts[2], "models", "{} from {}", target, path);
+            prop_assert!(parts.len() <= 4, "{target} from {path}");
+            if let Some(name) = parts.get(3) {
+                let (id, m) = name.split_once(':').map_or((*name, None), |(a, b)| (a, Some(b)));
+                prop_assert!(flux_sim::net::proxy::is_model_id(id), "{target} from {path}");
+                prop_assert!(m.is_none_or(|m| ["countTokens", "generateContent", "streamGenerateContent"].contains(&m)), "{target}");
+                prop_assert!(m.is_some() == (method == "POST"), "{target}");
+            }
+            for pair in q.split('&').filter(|p| !p.is_empty()) {
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                prop_assert!(["alt", "%24alt", "pageSize", "pageToken", "page_size", "page_token"].contains(&name), "{target} from {path}");
+            }
+            prop_assert!(!target.contains('#'), "{target}");
+        }
+    }
+}

@@ -598,3 +598,173 @@ async fn the_bypass_path_reaches_no_real_serve() {
         .unwrap();
     assert!(!m.contains("flux_responses_total{"), "serve answered: {m}");
 }
+
+/// A fake upstream over raw TCP that reads each request at about `bytes_per_second` (a slow
+/// link, or a busy server) and records when each generateContent had fully arrived, then
+/// answers 200 `{}`.
+async fn slow_upstream(bytes_per_second: usize) -> (String, std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (l, url) = listener().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = vec![0u8; 16 * 1024];
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|h| h.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .unwrap_or(0);
+                    while buf.len() < head_end + length {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        let pause = Duration::from_secs_f64(chunk.len() as f64 / bytes_per_second as f64);
+                        tokio::time::sleep(pause).await;
+                    }
+                    buf.drain(..head_end + length);
+                    if head.contains(":generatecontent") {
+                        log.lock().unwrap().push(std::time::Instant::now());
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+                    if s.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Issue 29 item 2: at a window's edge the proxy never puts more than the limit into any
+/// 60 s of arrivals at the upstream. Two 3 MiB requests on a 2-RPM project reach a slow
+/// upstream ~3 s after they were planned; a third planned at the window's end (60 s) would
+/// have arrived within 60 s of both. Runs for about 65 s.
+#[tokio::test]
+async fn a_window_edge_never_holds_more_than_the_limit_at_the_upstream() {
+    let text = SCENARIO
+        .replace("rpm = 30", "rpm = 2")
+        .replace("tpm = 1000000", "tpm = 100000000")
+        .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]");
+    let (fake, arrivals) = slow_upstream(1 << 20).await;
+    let live = std::sync::Arc::new(start(&text, &text, Duration::from_secs(90), Some(&fake)).await);
+    let big = body(&"many words ".repeat(300_000));
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let (live, big) = (live.clone(), big.clone());
+        tasks.push(tokio::spawn(async move {
+            live.post("gemini-2.5-flash:generateContent", Some(TOKEN), &big).await.0
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let third = live.generate().await.0;
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(third, 200);
+    let at = arrivals.lock().unwrap().clone();
+    assert_eq!(at.len(), 3, "{at:?}");
+    let mut sorted = at.clone();
+    sorted.sort();
+    let (first, last) = (sorted[0], sorted[2]);
+    assert!(
+        last.duration_since(first) >= Duration::from_secs(60),
+        "3 arrivals within {:?} on a 2-RPM project",
+        last.duration_since(first)
+    );
+}
+
+/// Issue 29 item 5: an upstream that accepts and never answers holds a request no longer
+/// than its deadline (it waited 40-60 s and more).
+#[tokio::test]
+async fn a_silent_upstream_is_bounded_by_the_deadline() {
+    let (silent, url) = listener().await;
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+        }
+    });
+    let live = start(SCENARIO, SCENARIO, Duration::from_millis(1500), Some(&url)).await;
+    let t = std::time::Instant::now();
+    let r = live
+        .client
+        .post(format!("{}/v1beta/models/gemini-2.5-flash:generateContent", live.base))
+        .header("x-goog-api-key", TOKEN)
+        .timeout(Duration::from_secs(20))
+        .json(&body("anyone there?"))
+        .send()
+        .await
+        .expect("an answer within the deadline, not a client timeout");
+    assert_eq!(r.status(), 504);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "DEADLINE_EXCEEDED", "{v}");
+    // countTokens too.
+    let (status, _) = live.post("gemini-2.5-flash:countTokens", Some(TOKEN), &body("x")).await;
+    assert_eq!(status, 504);
+    held.abort();
+}
+
+/// Issue 29 item 5: a frozen Redis (SIGSTOP) holds a request no longer than its deadline,
+/// and the proxy fails closed (503), its password never shown.
+#[tokio::test]
+async fn a_frozen_shared_ledger_is_bounded_by_the_deadline() {
+    let Some(redis) = common::redis_server() else { return };
+    let live = start_shared(SCENARIO, SCENARIO, Duration::from_millis(1500), None, Some(&redis.url)).await;
+    assert_eq!(live.generate().await.0, 200);
+    let pid = redis.pid().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(20), live.generate()).await;
+    let _ = std::process::Command::new("kill").args(["-CONT", &pid]).status();
+    let (status, v) = r.expect("an answer within the deadline");
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{v}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+/// Issue 29 item 4: the proxy closes a connection that never finishes its headers (slowloris)
+/// after serve's header timeout, as serve does (it kept 1,200 of them open after 15 s).
+#[tokio::test]
+async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await;
+    let mut s = tokio::net::TcpStream::connect(live.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    s.write_all(b"POST /v1beta/models/gemini-2.5-flash:generateContent HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(
+        flux_sim::net::http::READ_TIMEOUT + Duration::from_secs(5),
+        s.read_to_end(&mut buf),
+    )
+    .await;
+    assert!(closed.is_ok(), "still open after {:?}", t.elapsed());
+}
