@@ -30,7 +30,7 @@ use crate::net::http::{error, json_response, not_found};
 use crate::net::shared_ledger::RedisLedger;
 use crate::net::wire;
 use crate::scenario::Scenario;
-use crate::strategy::{Ask, Decision, GiveUp, Outcome, Strategy, StrategyKind, StrategySpec};
+use crate::strategy::{Ask, Decision, GiveUp, Outcome, Param, Strategy, StrategySpec};
 
 mod gate;
 use gate::{Gate, Verdict};
@@ -180,8 +180,8 @@ impl Drop for InFlight {
 /// scenario's zone.
 pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
     // The margin is the strategy's too, with or without a shared ledger.
-    if let StrategyKind::ExactCooldown { margin } | StrategyKind::Flux { margin } = &mut spec.kind {
-        *margin = (*margin).max(opts.margin);
+    if spec.kind.takes(Param::Margin) {
+        spec.kind.params.margin = spec.kind.params.margin.max(opts.margin);
     }
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
