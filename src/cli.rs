@@ -792,7 +792,12 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     };
     let runtime = runtime()?;
     // Nothing is said before the endpoint is known to answer.
-    runtime.block_on(crate::net::drive::reachable(&scenario, &a.endpoint))?;
+    if let Err(e) = runtime.block_on(crate::net::drive::reachable(&scenario, &a.endpoint)) {
+        if let Some(t) = trace {
+            t.discard();
+        }
+        return Err(e);
+    }
     eprintln!(
         "flux-sim drive: {} with {} against {} (time scale {scale}, up to {} of wall-clock time); Ctrl-C stops and reports",
         scenario.name,
