@@ -158,6 +158,27 @@ fn violations(layer: &str, file: &str, text: &str) -> Vec<String> {
     out
 }
 
+/// Every rule a file of `net::wire` (Gemini's wire formats, both directions) breaks: it is
+/// pure like the core — no clock, sleeping, files, sockets or async runtime — and names no
+/// other part of `net` (serve, proxy, drive and http use it, never the reverse).
+fn wire_violations(file: &str, text: &str) -> Vec<String> {
+    let code = code(text);
+    let mut out = Vec::new();
+    for f in IMPURE {
+        if mentions(&code, f) {
+            out.push(format!("{file}: net::wire must stay pure but names `{f}`"));
+        }
+    }
+    for other in ["serve", "proxy", "drive", "http", "shared_ledger", "tls"] {
+        for form in [format!("crate::net::{other}"), format!("net::{other}::")] {
+            if mentions(&code, &form) {
+                out.push(format!("{file}: net::wire names net::{other}, which uses it"));
+            }
+        }
+    }
+    out
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("src/ is readable") {
         let path = entry.expect("directory entry").path();
@@ -189,6 +210,9 @@ fn every_layer_depends_only_downward_and_the_core_is_pure() {
         seen.push(layer.clone());
         let text = std::fs::read_to_string(path).expect("source is readable");
         problems.extend(violations(&layer, &rel.display().to_string(), &text));
+        if parts.len() >= 2 && parts[0] == "net" && (parts[1] == "wire.rs" || parts[1] == "wire") {
+            problems.extend(wire_violations(&rel.display().to_string(), &text));
+        }
     }
     assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
     for (layer, _) in LAYERS {
@@ -219,6 +243,17 @@ fn the_check_has_teeth() {
     for (layer, line) in cases {
         assert!(!violations(layer, "x.rs", line).is_empty(), "{layer}: `{line}` passed");
     }
+    for line in [
+        "use crate::net::serve::MAX_BODY;",
+        "let t = std::time::Instant::now();",
+        "tokio::time::sleep(d).await;",
+    ] {
+        assert!(
+            !wire_violations("net/wire.rs", line).is_empty(),
+            "wire: `{line}` passed"
+        );
+    }
+    assert!(wire_violations("net/wire.rs", "use crate::core::ledger::Dims; use serde_json::json;").is_empty());
     // Comments, words inside identifiers and allowed layers pass.
     let fine = [
         (
