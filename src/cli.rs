@@ -493,7 +493,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         );
     }
     if let Some(dir) = &a.out {
-        crate::report::write_report(dir, &scenario, &result, &details)?;
+        crate::report::write_report(dir, &scenario, &strategies, &result, &details)?;
     }
     print(&match a.output.format {
         Format::Table => to_table(&result),

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::core::ledger::{Dimension, Dims};
 use crate::core::time::{Nanos, MICROSECOND, MINUTE, SECOND};
+use crate::sim::bound::Bound;
 
 /// 429 responses by dimension (a response with several violated dimensions counts in each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -269,13 +270,16 @@ impl Recorder {
     }
 
     /// Turns the counts into a result row. `span` is the measured time (makespan of a closed
-    /// batch, or the open workload's duration); `bound_per_min` the upper bound; `bound_span`
-    /// the shortest span in which a closed batch could be done (0 for open workloads).
+    /// batch, or the open workload's duration); `until` where the run stopped (the horizon);
+    /// `bound` the strategy's upper bound (see [`crate::sim::bound`]); `closed` whether the
+    /// workload is a closed batch.
     ///
-    /// Rates are taken over `max(span, bound_span)`: a strategy that gives up on a closed batch
-    /// early ends sooner than any strategy that does the whole batch could, but it is judged
-    /// over the shortest time the whole batch needs, so neither throughput nor efficiency can
-    /// exceed the bound (`bound_per_min = M / bound_span`, and it completes at most `M`).
+    /// A closed batch's rates are taken over `max(span, bound.best_span)` when the strategy did
+    /// all it could (every request completed or unservable, or as many completed as the bound
+    /// allows); over `max(until, bound.best_span)` when it gave up on work or left it pending:
+    /// the batch is not done until the horizon. So neither throughput nor efficiency can exceed
+    /// the bound, and a strategy that abandons work never rates above one with the same bound
+    /// that completes more.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
@@ -283,10 +287,14 @@ impl Recorder {
         kind: &str,
         pending: u64,
         span: Nanos,
+        until: Nanos,
         makespan: Option<Nanos>,
-        bound_per_min: f64,
-        bound_span: Nanos,
+        bound: &Bound,
+        closed: bool,
     ) -> StrategyResult {
+        let (bound_per_min, bound_span) = (bound.per_min, bound.best_span);
+        let did_all = (pending == 0 && self.failed == 0) || self.completed >= bound.possible;
+        let span = if closed && !did_all { span.max(until) } else { span };
         let minutes = span.max(bound_span).max(1) as f64 / MINUTE as f64;
         let pct = |h: &Histogram<u64>| {
             let ms = |v: u64| round3(v as f64 / 1000.0);

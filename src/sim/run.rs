@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::core::time::SECOND;
 use crate::scenario::Scenario;
-use crate::sim::bound::upper_bound;
+use crate::sim::bound::{upper_bound_for, Bound};
 use crate::sim::engine::{simulate_full, AttemptRecord, Control, Simulation};
 use crate::sim::metrics::{round3, RunResult};
 use crate::sim::timeline::Details;
@@ -67,18 +67,32 @@ pub fn run_detailed(
     details: bool,
     control: Option<&Control>,
 ) -> (RunResult, Vec<Details>) {
-    let bound = upper_bound(scenario, seed);
+    // Each strategy's own bound: the models its fallback chain lets it use (computed once per
+    // distinct chain).
+    let mut chains: Vec<(&[usize], Bound)> = Vec::new();
+    for spec in strategies {
+        if !chains.iter().any(|(c, _)| *c == spec.fallback.as_slice()) {
+            chains.push((&spec.fallback, upper_bound_for(scenario, seed, &spec.fallback)));
+        }
+    }
+    let bound_of = |spec: &StrategySpec| -> &Bound {
+        &chains
+            .iter()
+            .find(|(c, _)| *c == spec.fallback.as_slice())
+            .expect("every chain is computed")
+            .1
+    };
     let sims: Vec<Simulation> = match trace {
         Some(t) => strategies
             .iter()
             .map(|spec| {
                 let mut f = |a: &AttemptRecord| t(&spec.name, a);
-                simulate_full(scenario, spec, seed, &bound, Some(&mut f), details, control)
+                simulate_full(scenario, spec, seed, bound_of(spec), Some(&mut f), details, control)
             })
             .collect(),
         None if threads <= 1 || strategies.len() <= 1 => strategies
             .iter()
-            .map(|spec| simulate_full(scenario, spec, seed, &bound, None, details, control))
+            .map(|spec| simulate_full(scenario, spec, seed, bound_of(spec), None, details, control))
             .collect(),
         None => {
             let next = AtomicUsize::new(0);
@@ -88,7 +102,7 @@ pub fn run_detailed(
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(spec) = strategies.get(i) else { break };
-                        let r = simulate_full(scenario, spec, seed, &bound, None, details, control);
+                        let r = simulate_full(scenario, spec, seed, bound_of(spec), None, details, control);
                         *done[i].lock().expect("no worker panics while holding it") = Some(r);
                     });
                 }
