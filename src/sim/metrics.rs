@@ -107,6 +107,51 @@ pub struct StrategyResult {
     /// Live sessions: how they ended and how full their slots were (absent for requests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionMetrics>,
+    /// The clairvoyant reference schedule for this strategy's models, and this strategy's
+    /// share of it (absent where the scenario has none; see `sim::clairvoyant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ReferenceShare>,
+}
+
+/// A strategy measured against the clairvoyant reference schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferenceShare {
+    /// Requests the reference completes.
+    pub completed: u64,
+    /// Its makespan (a closed batch it completes), seconds.
+    pub makespan_s: Option<f64>,
+    /// Its priority: "arrival order" or "smallest first".
+    pub order: &'static str,
+    /// The strategy's completions over the reference's (may exceed 1: the reference is a
+    /// good schedule, not the best).
+    pub completed_share: f64,
+    /// The reference's makespan over the strategy's (1 = as fast; `null` when either did not
+    /// finish the batch).
+    pub makespan_share: Option<f64>,
+}
+
+impl ReferenceShare {
+    /// `result` against reference `r`.
+    pub fn of(result: &StrategyResult, r: &crate::sim::clairvoyant::Reference) -> Self {
+        let makespan_s = r.makespan.map(|m| round3(m as f64 / SECOND as f64));
+        ReferenceShare {
+            completed: r.completed,
+            makespan_s,
+            order: r.order,
+            completed_share: if r.completed > 0 {
+                round3(result.completed as f64 / r.completed as f64)
+            } else {
+                0.0
+            },
+            makespan_share: match (makespan_s, result.makespan_s) {
+                // A strategy that gave up on work has a makespan but did not do the batch.
+                (Some(best), Some(mine)) if mine > 0.0 && result.failed + result.pending == 0 => {
+                    Some(round3(best / mine))
+                }
+                _ => None,
+            },
+        }
+    }
 }
 
 /// How a strategy's Live sessions went (a session workload's `completed` counts sessions the
@@ -336,6 +381,7 @@ impl Recorder {
             },
             peak_spend_usd: None,
             sessions: None,
+            reference: None,
         }
     }
 }

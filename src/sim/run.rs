@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use crate::core::time::SECOND;
 use crate::scenario::Scenario;
 use crate::sim::bound::{upper_bound_for, Bound};
+use crate::sim::clairvoyant::{reference, Reference};
 use crate::sim::engine::{simulate_full, AttemptRecord, Control, Simulation};
-use crate::sim::metrics::{round3, RunResult};
+use crate::sim::metrics::{round3, ReferenceShare, RunResult};
 use crate::sim::timeline::Details;
 use crate::strategy::StrategySpec;
 
@@ -69,19 +70,24 @@ pub fn run_detailed(
 ) -> (RunResult, Vec<Details>) {
     // Each strategy's own bound: the models its fallback chain lets it use (computed once per
     // distinct chain).
-    let mut chains: Vec<(&[usize], Bound)> = Vec::new();
+    // Each strategy's clairvoyant reference schedule likewise.
+    let mut chains: Vec<(&[usize], Bound, Option<Reference>)> = Vec::new();
     for spec in strategies {
-        if !chains.iter().any(|(c, _)| *c == spec.fallback.as_slice()) {
-            chains.push((&spec.fallback, upper_bound_for(scenario, seed, &spec.fallback)));
+        if !chains.iter().any(|(c, _, _)| *c == spec.fallback.as_slice()) {
+            chains.push((
+                &spec.fallback,
+                upper_bound_for(scenario, seed, &spec.fallback),
+                reference(scenario, seed, &spec.fallback),
+            ));
         }
     }
-    let bound_of = |spec: &StrategySpec| -> &Bound {
-        &chains
+    let chain_of = |spec: &StrategySpec| {
+        chains
             .iter()
-            .find(|(c, _)| *c == spec.fallback.as_slice())
+            .find(|(c, _, _)| *c == spec.fallback.as_slice())
             .expect("every chain is computed")
-            .1
     };
+    let bound_of = |spec: &StrategySpec| -> &Bound { &chain_of(spec).1 };
     let sims: Vec<Simulation> = match trace {
         Some(t) => strategies
             .iter()
@@ -118,8 +124,12 @@ pub fn run_detailed(
         .fold(0.0f64, f64::max);
     let mut results = Vec::new();
     let mut all_details = Vec::new();
-    for s in sims {
-        results.push(s.result);
+    for (s, spec) in sims.into_iter().zip(strategies) {
+        let mut result = s.result;
+        if let Some(r) = &chain_of(spec).2 {
+            result.reference = Some(ReferenceShare::of(&result, r));
+        }
+        results.push(result);
         all_details.extend(s.details);
     }
     (
