@@ -17,14 +17,20 @@ pub const FLUX_VARIANTS: [(&str, Option<(u64, u64)>); 3] = [
     ("flux, no limits", None),
 ];
 
+/// The built-ins whose tools cannot open a Live session (gemini-flux and the OpenAI
+/// cookbook's processor speak REST only): `compare` leaves them out of session workloads.
+pub const NO_LIVE: [&str; 2] = ["gemini_flux", "token_bucket"];
+
 /// What flux must reach: this share of the best other strategy's completed requests.
 pub const CLAIM_SHARE: f64 = 0.99;
 
 /// The strategies `compare` runs on `scenario`: every built-in with its defaults, then the
 /// flux variants.
 pub fn contenders(scenario: &Scenario) -> Vec<StrategySpec> {
+    let live = scenario.workload.session.is_some();
     let mut out: Vec<StrategySpec> = BUILTINS
         .iter()
+        .filter(|(name, _)| !(live && NO_LIVE.contains(name)))
         .map(|(name, _)| scenario.builtin_strategy(name).expect("listed built-in"))
         .collect();
     for (name, factor) in FLUX_VARIANTS {

@@ -65,6 +65,8 @@ pub struct StrategyResult {
     pub strategy: String,
     /// Strategy kind.
     pub kind: String,
+    /// Its retry policy, in short (see [`retry_short`]).
+    pub retry: String,
     /// Requests that arrived (= completed + failed + unservable + pending).
     pub requests: u64,
     /// Completed successfully.
@@ -202,6 +204,10 @@ pub struct RunResult {
     pub seed: u64,
     /// Virtual time simulated (the longest span over strategies).
     pub simulated_seconds: f64,
+    /// Settings Google does not document that this run's answer rests on (the scenario's
+    /// value or its default), each as `setting = value`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assumes: Vec<String>,
     /// The fleet each strategy ran as, when more than one instance (see `[fleet]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<String>,
@@ -358,6 +364,7 @@ impl Recorder {
         StrategyResult {
             strategy: strategy.to_string(),
             kind: kind.to_string(),
+            retry: String::new(),
             requests: self.requests,
             completed: self.completed,
             failed: self.failed,
@@ -383,5 +390,30 @@ impl Recorder {
             sessions: None,
             reference: None,
         }
+    }
+}
+
+/// A retry policy in a few words, for tables: `none`, `at once ×5`, `backoff 1s–60s ×5`,
+/// `RetryInfo ∞` (unlimited attempts).
+pub fn retry_short(p: &crate::strategy::retry::RetryPolicy) -> String {
+    use crate::strategy::retry::RetryPolicy;
+    let d = crate::core::time::format_duration;
+    let n = |m: u32| {
+        if m == u32::MAX {
+            "∞".to_string()
+        } else {
+            format!("×{m}")
+        }
+    };
+    match *p {
+        RetryPolicy::None => "none".into(),
+        RetryPolicy::Immediate { max_attempts } => format!("at once {}", n(max_attempts)),
+        RetryPolicy::Backoff {
+            base,
+            cap,
+            max_attempts,
+            ..
+        } => format!("backoff {}–{} {}", d(base), d(cap), n(max_attempts)),
+        RetryPolicy::RetryInfo { max_attempts, .. } => format!("RetryInfo {}", n(max_attempts.unwrap_or(u32::MAX))),
     }
 }

@@ -9,7 +9,7 @@ use crate::scenario::Scenario;
 use crate::sim::bound::{upper_bound_for, Bound};
 use crate::sim::clairvoyant::{reference, Reference};
 use crate::sim::engine::{simulate_full, AttemptRecord, Control, Simulation};
-use crate::sim::metrics::{round3, ReferenceShare, RunResult};
+use crate::sim::metrics::{retry_short, round3, ReferenceShare, RunResult};
 use crate::sim::timeline::Details;
 use crate::strategy::StrategySpec;
 
@@ -126,6 +126,7 @@ pub fn run_detailed(
     let mut all_details = Vec::new();
     for (s, spec) in sims.into_iter().zip(strategies) {
         let mut result = s.result;
+        result.retry = retry_short(&spec.retry);
         if let Some(r) = &chain_of(spec).2 {
             result.reference = Some(ReferenceShare::of(&result, r));
         }
@@ -137,6 +138,7 @@ pub fn run_detailed(
             scenario: scenario.name.clone(),
             seed,
             simulated_seconds: round3(longest),
+            assumes: assumptions(scenario),
             fleet: scenario.fleet.describe(),
             results,
         },
@@ -147,4 +149,46 @@ pub fn run_detailed(
 /// The default number of threads: every core.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The settings of `scenario` whose value Google does not document and that can change which
+/// strategy does best: how per-minute windows are measured, whether refused requests count,
+/// and for Live sessions when a refused or walked-away session's slot is freed.
+pub fn assumptions(scenario: &Scenario) -> Vec<String> {
+    let l = scenario.server.ledger;
+    let window = match l.window {
+        crate::core::ledger::WindowKind::Sliding => "sliding",
+        crate::core::ledger::WindowKind::Fixed => "fixed",
+        crate::core::ledger::WindowKind::Bucket => "bucket",
+    };
+    let mut out = vec![
+        format!("server.window = \"{window}\""),
+        format!("server.count_rejected = {}", l.count_rejected),
+    ];
+    if scenario.workload.session.is_some() {
+        let snake = |camel: String| {
+            let mut o = String::new();
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    o.push('_');
+                }
+                o.extend(c.to_lowercase());
+            }
+            o
+        };
+        let live = &scenario.server.live;
+        out.push(format!(
+            "server.live.early_close = \"{}\"",
+            snake(format!("{:?}", live.early_close))
+        ));
+        out.push(format!(
+            "server.live.quota_check = \"{}\"",
+            snake(format!("{:?}", live.quota_check))
+        ));
+        out.push(format!(
+            "server.live.release = \"{}\"",
+            crate::core::time::format_duration(live.release)
+        ));
+    }
+    out
 }
