@@ -88,10 +88,9 @@ pub fn write_report(
             let label = if curves.len() == 1 {
                 "upper bound".to_string()
             } else if chain.is_empty() {
-                "upper bound, no fallback".to_string()
+                "bound, no fallback".to_string()
             } else {
-                let names: Vec<&str> = chain.iter().map(|&m| scenario.models[m].name.as_str()).collect();
-                format!("upper bound, fallback {}", names.join(" > "))
+                format!("bound, {} fallbacks", chain.len())
             };
             (label, v.as_slice())
         })
@@ -196,10 +195,12 @@ fn completed(run: &RunResult, details: &[Details], bounds: &[(String, &[u64])]) 
             }
         })
         .collect();
-    for (label, bound) in bounds {
+    for (k, (label, bound)) in bounds.iter().enumerate() {
+        // Grey for the first bound; the others in colours no strategy line uses.
+        let colour = if k == 0 { 7 } else { crate::report::plot::DISTINCT - k };
         lines.push(Line {
             label: label.clone(),
-            colour: 7,
+            colour,
             dashed: true,
             points: std::iter::once((0.0, 0.0))
                 .chain(bound.iter().enumerate().map(|(m, &c)| ((m + 1) as f64, c as f64)))
