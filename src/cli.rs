@@ -366,6 +366,10 @@ pub struct RunArgs {
     /// Run the strategies on N threads (default: every core); results do not depend on it.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Print the table in one block of every column, however wide (default: blocks that fit
+    /// 120 columns).
+    #[arg(long)]
+    pub wide: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -684,10 +688,10 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         );
     }
     if let Some(dir) = &a.out {
-        crate::report::write_report(dir, &scenario, &result, &details)?;
+        crate::report::write_report(dir, &scenario, &strategies, &result, &details)?;
     }
     print(&match a.output.format {
-        Format::Table => to_table(&result),
+        Format::Table => crate::report::to_table_width(&result, a.wide),
         Format::Json => to_json(&result),
     })
 }

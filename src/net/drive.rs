@@ -102,6 +102,7 @@ pub fn beside_simulation(scenario: &Scenario, spec: &StrategySpec, seed: u64, dr
         scenario: scenario.name.clone(),
         seed,
         simulated_seconds: round3(sim_span.max(driven.span as f64 / 1e9)),
+        assumes: Vec::new(),
         fleet: scenario.fleet.describe(),
         results: vec![driven.result, simulated],
     }

@@ -13,6 +13,7 @@ use crate::scenario::Scenario;
 use crate::sim::bound::capacity_curve;
 use crate::sim::metrics::{RunResult, StrategyResult};
 use crate::sim::timeline::{Details, MinuteRow};
+use crate::strategy::StrategySpec;
 
 /// The chart files, as (stem, title), in the order a reader should see them.
 pub const CHARTS: [(&str, &str); 5] = [
@@ -49,19 +50,54 @@ fn write(path: PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(&path, text).map_err(|e| format!("--out: cannot write {}: {e}", path.display()))
 }
 
-/// Writes the report of `run` (with each strategy's `details`) into `dir`, which
+/// Writes the report of `run` of `strategies` (with each one's `details`) into `dir`, which
 /// [`prepare_dir`] has checked.
-pub fn write_report(dir: &Path, scenario: &Scenario, run: &RunResult, details: &[Details]) -> Result<(), String> {
+pub fn write_report(
+    dir: &Path,
+    scenario: &Scenario,
+    strategies: &[StrategySpec],
+    run: &RunResult,
+    details: &[Details],
+) -> Result<(), String> {
     write(dir.join("summary.json"), &to_json(run))?;
     write(dir.join("summary.md"), &to_markdown(run))?;
     let end = details.iter().map(|d| d.minutes.len()).max().unwrap_or(1).max(1);
-    // The most any strategy could have completed by the end of each minute.
+    // The most each strategy could have completed by the end of each minute, with the models
+    // its fallback chain lets it use (one curve per distinct chain).
     let at: Vec<Nanos> = (1..=end as u64).map(|m| m * MINUTE).collect();
-    let bound = capacity_curve(scenario, run.seed, &at);
-    write(dir.join("timeseries.csv"), &timeseries_csv(run, details, &bound))?;
+    let mut curves: Vec<(&[usize], Vec<u64>)> = Vec::new();
+    for spec in strategies {
+        if !curves.iter().any(|(c, _)| *c == spec.fallback.as_slice()) {
+            let curve = capacity_curve(scenario, run.seed, Some(&spec.fallback), &at);
+            curves.push((&spec.fallback, curve));
+        }
+    }
+    let bounds: Vec<&[u64]> = strategies
+        .iter()
+        .map(|spec| {
+            curves
+                .iter()
+                .find(|(c, _)| *c == spec.fallback.as_slice())
+                .map_or(&[][..], |(_, v)| v.as_slice())
+        })
+        .collect();
+    write(dir.join("timeseries.csv"), &timeseries_csv(run, details, &bounds))?;
+    let labelled: Vec<(String, &[u64])> = curves
+        .iter()
+        .map(|(chain, v)| {
+            let label = if curves.len() == 1 {
+                "upper bound".to_string()
+            } else if chain.is_empty() {
+                "bound, no fallback".to_string()
+            } else {
+                format!("bound, {} fallbacks", chain.len())
+            };
+            (label, v.as_slice())
+        })
+        .collect();
     let panels = [
         outcomes(run),
-        completed(run, details, &bound),
+        completed(run, details, &labelled),
         rate_limited(run, details),
         wait_cdf(run, details),
         utilisation(run, details),
@@ -133,9 +169,10 @@ fn outcomes(run: &RunResult) -> Vec<Panel> {
     vec![ends, limited]
 }
 
-/// Cumulative completions per minute, and (dashed) the most any strategy could have completed
-/// by then: a strategy that gives up stops rising, and no line can cross the bound.
-fn completed(run: &RunResult, details: &[Details], bound: &[u64]) -> Vec<Panel> {
+/// Cumulative completions per minute, and (dashed) the most a strategy could have completed
+/// by then (one line per distinct fallback chain): a strategy that gives up stops rising, and
+/// no line can cross its bound.
+fn completed(run: &RunResult, details: &[Details], bounds: &[(String, &[u64])]) -> Vec<Panel> {
     let end = details.iter().map(|d| d.minutes.len()).max().unwrap_or(1).max(1);
     let mut lines: Vec<Line> = run
         .results
@@ -158,14 +195,18 @@ fn completed(run: &RunResult, details: &[Details], bound: &[u64]) -> Vec<Panel> 
             }
         })
         .collect();
-    lines.push(Line {
-        label: "upper bound".into(),
-        colour: 7,
-        dashed: true,
-        points: std::iter::once((0.0, 0.0))
-            .chain(bound.iter().enumerate().map(|(m, &c)| ((m + 1) as f64, c as f64)))
-            .collect(),
-    });
+    for (k, (label, bound)) in bounds.iter().enumerate() {
+        // Grey for the first bound; the others in colours no strategy line uses.
+        let colour = if k == 0 { 7 } else { crate::report::plot::DISTINCT - k };
+        lines.push(Line {
+            label: label.clone(),
+            colour,
+            dashed: true,
+            points: std::iter::once((0.0, 0.0))
+                .chain(bound.iter().enumerate().map(|(m, &c)| ((m + 1) as f64, c as f64)))
+                .collect(),
+        });
+    }
     let requests = run.results.first().map_or(0, |r| r.requests);
     let mut p = Panel::lines(
         title(run, &format!("requests completed so far (of {requests})")),

@@ -1,7 +1,7 @@
 //! `index.html`: one self-contained page (works offline) with the table and every chart
 //! inlined as SVG, each linking to its PNG and SVG files.
 
-use super::markdown::{human_ms, summary_cells, NOTES, RATES_FROM, SUMMARY_HEADER};
+use super::markdown::{human_ms, retry_line, summary_cells, verdict, NOTES, RATES_FROM, SUMMARY_HEADER};
 use crate::sim::metrics::RunResult;
 
 /// Text made safe for HTML.
@@ -65,11 +65,21 @@ pub fn to_html(r: &RunResult, charts: &[(&str, &str, String)]) -> String {
         human_ms(r.simulated_seconds * 1000.0),
         r.fleet.as_deref().map_or(String::new(), |f| format!("; {}", escape(f)))
     ));
+    for (i, line) in verdict(r).iter().enumerate() {
+        let line = escape(line);
+        if i == 0 {
+            h.push_str(&format!("<p class=\"verdict\"><b>{line}</b></p>\n"));
+        } else {
+            h.push_str(&format!("<p class=\"notes\">{line}</p>\n"));
+        }
+    }
     h.push_str("<h2>How requests ended</h2>\n");
     h.push_str(&table(r, 1..RATES_FROM));
     h.push_str("<h2>Rates and times</h2>\n");
     h.push_str(&table(r, RATES_FROM..SUMMARY_HEADER.len()));
     h.push_str("<p class=\"notes\">");
+    h.push_str(&escape(&retry_line(r)));
+    h.push_str("<br>\n");
     h.push_str(&NOTES.iter().map(|n| escape(n)).collect::<Vec<_>>().join("<br>\n"));
     h.push_str("</p>\n");
     for (stem, title, svg) in charts {

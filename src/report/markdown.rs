@@ -16,7 +16,7 @@ pub fn human_ms(ms: f64) -> String {
 }
 
 /// Column headers of the summary tables (Markdown and HTML).
-pub const SUMMARY_HEADER: [&str; 21] = [
+pub const SUMMARY_HEADER: [&str; 23] = [
     "strategy",
     "completed",
     "failed",
@@ -38,6 +38,8 @@ pub const SUMMARY_HEADER: [&str; 21] = [
     "latency p50",
     "latency p99",
     "makespan",
+    "ref done",
+    "ref pace",
 ];
 
 /// Where the HTML summary splits [`SUMMARY_HEADER`] in two tables narrow enough for a
@@ -45,10 +47,11 @@ pub const SUMMARY_HEADER: [&str; 21] = [
 pub const RATES_FROM: usize = 12;
 
 /// What the columns mean, one sentence a line, under every summary table.
-pub const NOTES: [&str; 4] = [
+pub const NOTES: [&str; 5] = [
     "Every request is exactly one of completed, failed (given up), unservable (could never fit) or pending (unfinished when the run stopped).",
     "429s = rate-limited responses; rpm/tpm/rpd/tpd/conc. split them by violated dimension (a response violating several counts in each); other errors = 400, 403, 404 and 503 responses.",
-    "done/min = completed per minute of the span (a closed batch: the longer of its makespan and the shortest possible makespan, so giving up early never raises it); bound/min = the most any strategy could complete; efficiency = done/min / bound/min, never above 1.",
+    "done/min = completed per minute of the span (a closed batch: the longer of its makespan and the shortest possible makespan; over the horizon when it gave up on work or left some pending, so abandoning work never raises it); bound/min = the most a strategy with its models (fallback chain) could complete; efficiency = done/min / bound/min, never above 1.",
+    "ref done / ref pace = completions and makespan as a share of the clairvoyant reference schedule (a feasible schedule knowing every request up front: earliest fit on any budget, arrival order or smallest first, whichever completes more); above 1 beats it; – where the scenario has none or the batch was not done.",
     "wait = arrival to the send of the attempt that succeeded; latency = arrival to completion (both over completed requests); makespan = until a closed batch's last request ended.",
 ];
 
@@ -76,7 +79,104 @@ pub fn summary_cells(x: &StrategyResult) -> Vec<String> {
         human_ms(x.latency_ms.p50),
         human_ms(x.latency_ms.p99),
         x.makespan_s.map_or("–".to_string(), |m| human_ms(m * 1000.0)),
+        x.reference
+            .as_ref()
+            .map_or("–".to_string(), |r| format!("{:.3}", r.completed_share)),
+        x.reference
+            .as_ref()
+            .and_then(|r| r.makespan_share)
+            .map_or("–".to_string(), |p| format!("{p:.3}")),
     ]
+}
+
+/// Quota 429s: those naming a dimension (a shared pool's capacity 429s and spend-cap 429s
+/// name none; no strategy can avoid those).
+pub fn quota_429s(x: &StrategyResult) -> u64 {
+    let b = &x.rate_limited_by;
+    b.rpm + b.tpm + b.rpd + b.tpd + b.concurrency
+}
+
+/// The verdict: one sentence naming the strategy that completed most, with fewest quota 429s
+/// and least wait among those (in that order), its figures and its shares of the upper bound
+/// and of the clairvoyant schedule; then, when the scenario rests on settings Google does not
+/// document, a line saying which.
+pub fn verdict(r: &RunResult) -> Vec<String> {
+    let Some(best) = r.results.iter().min_by(|a, b| {
+        (std::cmp::Reverse(a.completed), quota_429s(a))
+            .cmp(&(std::cmp::Reverse(b.completed), quota_429s(b)))
+            .then(a.wait_ms.p99.total_cmp(&b.wait_ms.p99))
+    }) else {
+        return Vec::new();
+    };
+    let tied: Vec<&str> = r
+        .results
+        .iter()
+        .filter(|x| x.strategy != best.strategy && x.completed == best.completed)
+        .map(|x| x.strategy.as_str())
+        .collect();
+    let tie = if tied.is_empty() {
+        String::new()
+    } else {
+        format!(", as many as {}", tied.join(", "))
+    };
+    let reference = match &best.reference {
+        Some(rf) => format!(
+            "; {:.3} of the clairvoyant schedule's completions ({}){}",
+            rf.completed_share,
+            rf.completed,
+            rf.makespan_share
+                .map_or(String::new(), |p| format!(" and {p:.3} of its pace"))
+        ),
+        None => "; no clairvoyant schedule for this scenario".to_string(),
+    };
+    let capacity = best.rate_limited - quota_429s(best).min(best.rate_limited);
+    let capacity = if capacity > 0 {
+        format!(" ({capacity} capacity or spend 429s no client avoids)")
+    } else {
+        String::new()
+    };
+    // Whoever waited least, if not the same: at what price in completions.
+    let quicker = r
+        .results
+        .iter()
+        .filter(|x| x.completed > 0 && x.wait_ms.p99 < best.wait_ms.p99)
+        .min_by(|a, b| a.wait_ms.p99.total_cmp(&b.wait_ms.p99))
+        .map_or(String::new(), |x| {
+            format!(
+                " ({} waited least, p99 {}, but completed {})",
+                x.strategy,
+                human_ms(x.wait_ms.p99),
+                x.completed
+            )
+        });
+    let mut out = vec![format!(
+        "Verdict: {} (retry: {}) completed the most, {} of {}{tie}, with {} quota 429s{capacity} and a p99 wait of {}{quicker}; {:.2}/min, {:.3} of the upper bound{reference}.",
+        best.strategy,
+        best.retry,
+        best.completed,
+        best.requests,
+        quota_429s(best),
+        human_ms(best.wait_ms.p99),
+        best.throughput_per_min,
+        best.efficiency,
+    )];
+    if !r.assumes.is_empty() {
+        out.push(format!(
+            "This rests on settings Google does not document: {}; sweep them (e.g. `flux-sim sweep --set server.window=sliding,fixed,bucket`) to see whether the answer changes. The limits are the scenario's: check them against your console.",
+            r.assumes.join(", ")
+        ));
+    }
+    out
+}
+
+/// Each strategy's retry policy, one line.
+pub fn retry_line(r: &RunResult) -> String {
+    let each: Vec<String> = r
+        .results
+        .iter()
+        .map(|x| format!("{} = {}", x.strategy, x.retry))
+        .collect();
+    format!("Retry policies: {}.", each.join("; "))
 }
 
 /// The run as a Markdown table.
@@ -85,12 +185,17 @@ pub fn to_markdown(r: &RunResult) -> String {
     if let Some(f) = &r.fleet {
         out.push_str(&format!("Each strategy as {f}.\n\n"));
     }
+    for line in verdict(r) {
+        out.push_str(&format!("{line}\n\n"));
+    }
     out.push_str(&format!("| {} |\n", SUMMARY_HEADER.join(" | ")));
     out.push_str(&format!("|---|{}\n", "---:|".repeat(SUMMARY_HEADER.len() - 1)));
     for x in &r.results {
         let cells: Vec<String> = summary_cells(x).iter().map(|c| c.replace('|', "\\|")).collect();
         out.push_str(&format!("| {} |\n", cells.join(" | ")));
     }
+    out.push('\n');
+    out.push_str(&retry_line(r));
     out.push('\n');
     for note in NOTES {
         out.push_str(note);
@@ -103,19 +208,25 @@ pub fn to_markdown(r: &RunResult) -> String {
 /// then, per scenario, whether flux's claim holds.
 pub fn comparison(runs: &[(RunResult, crate::sim::compare::Claim)]) -> String {
     let mut out = String::from(
-        "| scenario | strategy | completed | failed | 429s | wait p99 | efficiency |\n|---|---|--:|--:|--:|--:|--:|\n",
+        "| scenario | strategy | retry | completed | failed | unservable | pending | 429s | wait p99 | efficiency | ref done |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for (r, _) in runs {
         for x in &r.results {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {:.3} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} |\n",
                 r.scenario,
                 x.strategy,
+                x.retry,
                 x.completed,
                 x.failed,
+                x.unservable,
+                x.pending,
                 x.rate_limited,
                 human_ms(x.wait_ms.p99),
-                x.efficiency
+                x.efficiency,
+                x.reference
+                    .as_ref()
+                    .map_or("–".to_string(), |rf| format!("{:.3}", rf.completed_share)),
             ));
         }
     }

@@ -16,5 +16,5 @@ pub use dir::{prepare_dir, write_report};
 pub use html::to_html;
 pub use json::to_json;
 pub use markdown::{comparison, to_markdown};
-pub use table::to_table;
+pub use table::{to_table, to_table_width};
 pub use trace::trace_line;

@@ -11,7 +11,11 @@
 //! Tokens become requests by taking the smallest requests first (no strategy can do better).
 //! A segment admits the least of these; the run admits the sum over segments, but no more than
 //! all segments' tokens allow, nor than the requests that exist (that could ever fit).
-//! Budgets are summed over every model the workload or a strategy's fallback chain may use.
+//! Budgets are summed over the models a strategy may use: the workload's and its own fallback
+//! chain's ([`upper_bound_for`]); [`upper_bound`] takes every strategy's chain of the scenario
+//! (the most any of them could do). A strategy is judged against its own: a bound that pooled
+//! a fallback chain it may not walk ranked a strategy that gave up on most of a batch above
+//! one that completed all it could.
 //!
 //! Parallelism caps the whole of `[0, T]`: with `S` slots (the concurrency limits, summed over
 //! budgets and, for a per-key scope, over keys; or a closed batch's workers), every admitted
@@ -25,7 +29,8 @@
 //! A closed batch of more than [`WALK`] requests: the rest count as costing nothing and taking
 //! 1 ns (looser, still hard), so the bound never walks a huge batch a horizon cuts short.
 //!
-//! Open workloads: the bound is `capacity(duration)` per minute of the duration. Closed
+//! Open workloads: the bound is `capacity(duration)` per minute of the duration, and by any
+//! instant no more than the requests that have arrived by then ([`capacity_curve`]). Closed
 //! batches: the bound is `M / T*`, where `T*` is the smallest `T` with `capacity(T) ≥ M`,
 //! found by bisection, and no shorter than the longest latency (every request must finish):
 //! the shortest possible makespan.
@@ -45,6 +50,9 @@ pub struct Bound {
     pub per_min: f64,
     /// Closed batches: the shortest possible makespan (0 for open workloads).
     pub best_span: Nanos,
+    /// The most requests any strategy could complete in the run: every servable request, or
+    /// what the capacity allows within the horizon (closed) or the duration (open).
+    pub possible: u64,
 }
 
 struct Capacity<'a> {
@@ -185,9 +193,20 @@ impl Capacity<'_> {
     }
 }
 
-/// Computes the bound for `scenario` with `seed`.
+/// Computes the bound for `scenario` with `seed` for any of its strategies: the models the
+/// workload and every strategy's fallback chain may use.
 pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
-    let (cap, n, longest) = capacity_of(scenario, seed);
+    bound_with(scenario, seed, None)
+}
+
+/// The bound of one strategy whose fallback chain is `fallback`: the models the workload and
+/// that chain may use, no others.
+pub fn upper_bound_for(scenario: &Scenario, seed: u64, fallback: &[usize]) -> Bound {
+    bound_with(scenario, seed, Some(fallback))
+}
+
+fn bound_with(scenario: &Scenario, seed: u64, fallback: Option<&[usize]>) -> Bound {
+    let (cap, n, longest, _) = capacity_of(scenario, seed, fallback, &[]);
     let per_min = |count: u128, span: Nanos| count as f64 * MINUTE as f64 / span.max(1) as f64;
     match scenario.workload.arrivals {
         Arrivals::Closed { .. } => {
@@ -196,12 +215,15 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
                 return Bound {
                     per_min: 0.0,
                     best_span: 0,
+                    possible: 0,
                 };
             }
-            if cap.capacity(horizon) < n {
+            let within = cap.capacity(horizon);
+            if within < n {
                 return Bound {
-                    per_min: per_min(cap.capacity(horizon), horizon),
+                    per_min: per_min(within, horizon),
                     best_span: horizon,
+                    possible: within as u64,
                 };
             }
             let (mut lo, mut hi) = (0, horizon);
@@ -218,23 +240,31 @@ pub fn upper_bound(scenario: &Scenario, seed: u64) -> Bound {
             Bound {
                 per_min: per_min(n, best),
                 best_span: best,
+                possible: n.min(u64::MAX as u128) as u64,
             }
         }
         _ => {
             let d = scenario.workload.duration;
+            let possible = n.min(cap.capacity(d));
             Bound {
-                per_min: per_min(n.min(cap.capacity(d)), d),
+                per_min: per_min(possible, d),
                 best_span: 0,
+                possible: possible as u64,
             }
         }
     }
 }
 
-/// The most requests any strategy could have had admitted by each instant of `at` (so also
+/// The most requests a strategy whose fallback chain is `fallback` (`None`: any of the
+/// scenario's) could have had admitted by each instant of `at`, in increasing order (so also
 /// the most it could have completed by then): the bound as a curve over time, for charts.
-pub fn capacity_curve(scenario: &Scenario, seed: u64, at: &[Nanos]) -> Vec<u64> {
-    let (cap, n, _) = capacity_of(scenario, seed);
-    at.iter().map(|&t| cap.capacity(t).min(n) as u64).collect()
+/// Never more than the servable requests that have arrived by then.
+pub fn capacity_curve(scenario: &Scenario, seed: u64, fallback: Option<&[usize]>, at: &[Nanos]) -> Vec<u64> {
+    let (cap, _, _, arrived) = capacity_of(scenario, seed, fallback, at);
+    at.iter()
+        .zip(arrived)
+        .map(|(&t, a)| cap.capacity(t).min(a) as u64)
+        .collect()
 }
 
 /// The limits a project's traffic on a model meets, with its reserved throughput: only the
@@ -254,16 +284,31 @@ fn effective(quota: Limits, reserved: Option<Provisioned>) -> Limits {
     }
 }
 
-/// The capacity model of `scenario` with `seed`, the number of requests that could ever be
-/// served, and the longest of their (fastest possible) latencies.
-fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
+/// The capacity model of `scenario` with `seed` for the models the workload and `fallback`
+/// (`None`: every strategy's chain) may use, the number of requests that could ever be served,
+/// the longest of their (fastest possible) latencies, and how many of them have arrived by
+/// each instant of `at` (increasing).
+fn capacity_of<'a>(
+    scenario: &'a Scenario,
+    seed: u64,
+    fallback: Option<&[usize]>,
+    at: &[Nanos],
+) -> (Capacity<'a>, u128, Nanos, Vec<u128>) {
     let mut used_models = scenario.workload.model.models();
     if let Arrivals::Trace { rows, .. } = &scenario.workload.arrivals {
         used_models.extend(rows.iter().filter_map(|r| r.model));
     }
-    for s in &scenario.strategies {
-        used_models.extend(s.fallback.iter().copied());
-    }
+    let mut fallbacks: Vec<usize> = match fallback {
+        Some(f) => f.to_vec(),
+        None => scenario
+            .strategies
+            .iter()
+            .flat_map(|s| s.fallback.iter().copied())
+            .collect(),
+    };
+    fallbacks.sort_unstable();
+    fallbacks.dedup();
+    used_models.extend(fallbacks.iter().copied());
     used_models.sort_unstable();
     used_models.dedup();
 
@@ -294,13 +339,6 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
             };
         }
     }
-    let mut fallbacks: Vec<usize> = scenario
-        .strategies
-        .iter()
-        .flat_map(|s| s.fallback.iter().copied())
-        .collect();
-    fallbacks.sort_unstable();
-    fallbacks.dedup();
     let cost = |input: u64, output: u64| scenario.server.tpm_counts.cost(input, output);
     let mut counts: rustc_hash::FxHashMap<u64, u64> = Default::default();
     let mut price_counts: rustc_hash::FxHashMap<u64, u64> = Default::default();
@@ -317,6 +355,7 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
         .filter(|l| l.unservable(0).is_empty())
         .map(|l| l.tpm.unwrap_or(u64::MAX))
         .max();
+    let mut arrived = Vec::with_capacity(at.len());
     let mut stream = RequestStream::new(&scenario.workload, seed);
     for r in stream.by_ref() {
         if !closed && r.arrival >= scenario.workload.duration {
@@ -325,6 +364,9 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
         let c = cost(r.input_tokens, r.output_tokens);
         if servable_cost.is_none_or(|m| c > m) {
             continue;
+        }
+        while arrived.len() < at.len() && at[arrived.len()] < r.arrival {
+            arrived.push(n);
         }
         *counts.entry(c).or_default() += 1;
         let price = std::iter::once(r.model)
@@ -357,6 +399,7 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
             latencies.saturating_record_n(1, rest);
         }
     }
+    arrived.resize(at.len(), n);
     let mut distinct: Vec<(u64, u64)> = counts.into_iter().collect();
     distinct.sort_unstable();
     let mut prices: Vec<(u64, u64)> = price_counts.into_iter().collect();
@@ -399,7 +442,7 @@ fn capacity_of(scenario: &Scenario, seed: u64) -> (Capacity<'_>, u128, Nanos) {
         spend,
         prices: Cheapest::new(prices),
     };
-    (cap, n, longest)
+    (cap, n, longest, arrived)
 }
 
 #[cfg(test)]
@@ -515,5 +558,41 @@ mod tests {
         assert_eq!(b.best_span, HOUR);
         // 10 per sliding window, 61 windows in [0, 1 h].
         assert!((b.per_min - 610.0 / 60.0).abs() < 1e-9, "{b:?}");
+    }
+
+    #[test]
+    fn the_capacity_curve_never_exceeds_the_arrivals_so_far() {
+        // vertex-dsq's open workload: its budgets could admit 4,643 requests in the first
+        // minute, far more than had arrived; the chart showed every strategy far behind.
+        let s = Scenario::load(Path::new("scenarios/vertex-dsq.toml")).unwrap();
+        let at: Vec<Nanos> = (1..=30).map(|m| m * MINUTE).collect();
+        let curve = capacity_curve(&s, s.seed, None, &at);
+        let arrivals: Vec<Nanos> = RequestStream::new(&s.workload, s.seed)
+            .take_while(|r| r.arrival < s.workload.duration)
+            .map(|r| r.arrival)
+            .collect();
+        for (&t, &c) in at.iter().zip(&curve) {
+            let arrived = arrivals.iter().filter(|&&a| a <= t).count() as u64;
+            assert!(c <= arrived, "{c} possible by {t} ns, {arrived} arrived");
+        }
+        assert!(curve[0] > 0 && curve[0] < 4_643, "{curve:?}");
+        // Never decreasing, and a closed batch (all there at 0) is bounded by capacity alone.
+        assert!(curve.windows(2).all(|w| w[0] <= w[1]), "{curve:?}");
+        let b = closed("rpm = 10", 100, "");
+        assert_eq!(capacity_curve(&b, 1, None, &[MINUTE, 20 * MINUTE]), [20, 100]);
+    }
+
+    #[test]
+    fn a_strategy_is_bounded_by_the_models_it_may_use() {
+        // oversize: flux and exact_cooldown may fall back to two more models; round robin may
+        // not. Its bound is the pro model's alone: 4 projects x 100 RPD in the 8 h horizon.
+        let s = Scenario::load(Path::new("scenarios/oversize.toml")).unwrap();
+        let own = upper_bound_for(&s, s.seed, &[]);
+        assert_eq!(own.possible, 400);
+        assert_eq!(own.best_span, s.horizon);
+        let all = upper_bound(&s, s.seed);
+        assert!(all.per_min > 40.0 * own.per_min, "{all:?} vs {own:?}");
+        let chain = &s.strategies.iter().find(|x| !x.fallback.is_empty()).unwrap().fallback;
+        assert_eq!(upper_bound_for(&s, s.seed, chain), all);
     }
 }

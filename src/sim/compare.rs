@@ -23,8 +23,10 @@ pub const CLAIM_SHARE: f64 = 0.99;
 /// The strategies `compare` runs on `scenario`: every built-in with its defaults, then the
 /// flux variants.
 pub fn contenders(scenario: &Scenario) -> Vec<StrategySpec> {
+    let live = scenario.workload.session.is_some();
     let mut out: Vec<StrategySpec> = KINDS
         .iter()
+        .filter(|d| d.live || !live)
         .map(|d| scenario.builtin_strategy(d.name).expect("listed built-in"))
         .collect();
     for (name, factor) in FLUX_VARIANTS {

@@ -267,9 +267,10 @@ pub(crate) fn summary(
         spec.kind.name(),
         pending,
         span,
+        until,
         makespan,
-        bound.per_min,
-        bound.best_span,
+        bound,
+        matches!(scenario.workload.arrivals, Arrivals::Closed { .. }),
     );
     let mut result = result;
     if scenario.workload.session.is_some() {

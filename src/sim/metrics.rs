@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::core::ledger::{Dimension, Dims};
 use crate::core::time::{Nanos, MICROSECOND, MINUTE, SECOND};
+use crate::sim::bound::Bound;
 
 /// 429 responses by dimension (a response with several violated dimensions counts in each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -64,6 +65,8 @@ pub struct StrategyResult {
     pub strategy: String,
     /// Strategy kind.
     pub kind: String,
+    /// Its retry policy, in short (see [`retry_short`]).
+    pub retry: String,
     /// Requests that arrived (= completed + failed + unservable + pending).
     pub requests: u64,
     /// Completed successfully.
@@ -106,6 +109,51 @@ pub struct StrategyResult {
     /// Live sessions: how they ended and how full their slots were (absent for requests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionMetrics>,
+    /// The clairvoyant reference schedule for this strategy's models, and this strategy's
+    /// share of it (absent where the scenario has none; see `sim::clairvoyant`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ReferenceShare>,
+}
+
+/// A strategy measured against the clairvoyant reference schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReferenceShare {
+    /// Requests the reference completes.
+    pub completed: u64,
+    /// Its makespan (a closed batch it completes), seconds.
+    pub makespan_s: Option<f64>,
+    /// Its priority: "arrival order" or "smallest first".
+    pub order: &'static str,
+    /// The strategy's completions over the reference's (may exceed 1: the reference is a
+    /// good schedule, not the best).
+    pub completed_share: f64,
+    /// The reference's makespan over the strategy's (1 = as fast; `null` when either did not
+    /// finish the batch).
+    pub makespan_share: Option<f64>,
+}
+
+impl ReferenceShare {
+    /// `result` against reference `r`.
+    pub fn of(result: &StrategyResult, r: &crate::sim::clairvoyant::Reference) -> Self {
+        let makespan_s = r.makespan.map(|m| round3(m as f64 / SECOND as f64));
+        ReferenceShare {
+            completed: r.completed,
+            makespan_s,
+            order: r.order,
+            completed_share: if r.completed > 0 {
+                round3(result.completed as f64 / r.completed as f64)
+            } else {
+                0.0
+            },
+            makespan_share: match (makespan_s, result.makespan_s) {
+                // A strategy that gave up on work has a makespan but did not do the batch.
+                (Some(best), Some(mine)) if mine > 0.0 && result.failed + result.pending == 0 => {
+                    Some(round3(best / mine))
+                }
+                _ => None,
+            },
+        }
+    }
 }
 
 /// How a strategy's Live sessions went (a session workload's `completed` counts sessions the
@@ -156,6 +204,10 @@ pub struct RunResult {
     pub seed: u64,
     /// Virtual time simulated (the longest span over strategies).
     pub simulated_seconds: f64,
+    /// Settings Google does not document that this run's answer rests on (the scenario's
+    /// value or its default), each as `setting = value`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assumes: Vec<String>,
     /// The fleet each strategy ran as, when more than one instance (see `[fleet]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet: Option<String>,
@@ -269,13 +321,16 @@ impl Recorder {
     }
 
     /// Turns the counts into a result row. `span` is the measured time (makespan of a closed
-    /// batch, or the open workload's duration); `bound_per_min` the upper bound; `bound_span`
-    /// the shortest span in which a closed batch could be done (0 for open workloads).
+    /// batch, or the open workload's duration); `until` where the run stopped (the horizon);
+    /// `bound` the strategy's upper bound (see [`crate::sim::bound`]); `closed` whether the
+    /// workload is a closed batch.
     ///
-    /// Rates are taken over `max(span, bound_span)`: a strategy that gives up on a closed batch
-    /// early ends sooner than any strategy that does the whole batch could, but it is judged
-    /// over the shortest time the whole batch needs, so neither throughput nor efficiency can
-    /// exceed the bound (`bound_per_min = M / bound_span`, and it completes at most `M`).
+    /// A closed batch's rates are taken over `max(span, bound.best_span)` when the strategy did
+    /// all it could (every request completed or unservable, or as many completed as the bound
+    /// allows); over `max(until, bound.best_span)` when it gave up on work or left it pending:
+    /// the batch is not done until the horizon. So neither throughput nor efficiency can exceed
+    /// the bound, and a strategy that abandons work never rates above one with the same bound
+    /// that completes more.
     #[allow(clippy::too_many_arguments)]
     pub fn finish(
         &self,
@@ -283,10 +338,14 @@ impl Recorder {
         kind: &str,
         pending: u64,
         span: Nanos,
+        until: Nanos,
         makespan: Option<Nanos>,
-        bound_per_min: f64,
-        bound_span: Nanos,
+        bound: &Bound,
+        closed: bool,
     ) -> StrategyResult {
+        let (bound_per_min, bound_span) = (bound.per_min, bound.best_span);
+        let did_all = (pending == 0 && self.failed == 0) || self.completed >= bound.possible;
+        let span = if closed && !did_all { span.max(until) } else { span };
         let minutes = span.max(bound_span).max(1) as f64 / MINUTE as f64;
         let pct = |h: &Histogram<u64>| {
             let ms = |v: u64| round3(v as f64 / 1000.0);
@@ -305,6 +364,7 @@ impl Recorder {
         StrategyResult {
             strategy: strategy.to_string(),
             kind: kind.to_string(),
+            retry: String::new(),
             requests: self.requests,
             completed: self.completed,
             failed: self.failed,
@@ -328,6 +388,32 @@ impl Recorder {
             },
             peak_spend_usd: None,
             sessions: None,
+            reference: None,
         }
+    }
+}
+
+/// A retry policy in a few words, for tables: `none`, `at once ×5`, `backoff 1s–60s ×5`,
+/// `RetryInfo ∞` (unlimited attempts).
+pub fn retry_short(p: &crate::strategy::retry::RetryPolicy) -> String {
+    use crate::strategy::retry::RetryPolicy;
+    let d = crate::core::time::format_duration;
+    let n = |m: u32| {
+        if m == u32::MAX {
+            "∞".to_string()
+        } else {
+            format!("×{m}")
+        }
+    };
+    match *p {
+        RetryPolicy::None => "none".into(),
+        RetryPolicy::Immediate { max_attempts } => format!("at once {}", n(max_attempts)),
+        RetryPolicy::Backoff {
+            base,
+            cap,
+            max_attempts,
+            ..
+        } => format!("backoff {}–{} {}", d(base), d(cap), n(max_attempts)),
+        RetryPolicy::RetryInfo { max_attempts, .. } => format!("RetryInfo {}", n(max_attempts.unwrap_or(u32::MAX))),
     }
 }

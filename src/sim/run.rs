@@ -6,9 +6,10 @@ use std::sync::Mutex;
 
 use crate::core::time::SECOND;
 use crate::scenario::Scenario;
-use crate::sim::bound::upper_bound;
+use crate::sim::bound::{upper_bound_for, Bound};
+use crate::sim::clairvoyant::{reference, Reference};
 use crate::sim::engine::{simulate_full, AttemptRecord, Control, Simulation};
-use crate::sim::metrics::{round3, RunResult};
+use crate::sim::metrics::{retry_short, round3, ReferenceShare, RunResult};
 use crate::sim::timeline::Details;
 use crate::strategy::StrategySpec;
 
@@ -67,18 +68,37 @@ pub fn run_detailed(
     details: bool,
     control: Option<&Control>,
 ) -> (RunResult, Vec<Details>) {
-    let bound = upper_bound(scenario, seed);
+    // Each strategy's own bound: the models its fallback chain lets it use (computed once per
+    // distinct chain).
+    // Each strategy's clairvoyant reference schedule likewise.
+    let mut chains: Vec<(&[usize], Bound, Option<Reference>)> = Vec::new();
+    for spec in strategies {
+        if !chains.iter().any(|(c, _, _)| *c == spec.fallback.as_slice()) {
+            chains.push((
+                &spec.fallback,
+                upper_bound_for(scenario, seed, &spec.fallback),
+                reference(scenario, seed, &spec.fallback),
+            ));
+        }
+    }
+    let chain_of = |spec: &StrategySpec| {
+        chains
+            .iter()
+            .find(|(c, _, _)| *c == spec.fallback.as_slice())
+            .expect("every chain is computed")
+    };
+    let bound_of = |spec: &StrategySpec| -> &Bound { &chain_of(spec).1 };
     let sims: Vec<Simulation> = match trace {
         Some(t) => strategies
             .iter()
             .map(|spec| {
                 let mut f = |a: &AttemptRecord| t(&spec.name, a);
-                simulate_full(scenario, spec, seed, &bound, Some(&mut f), details, control)
+                simulate_full(scenario, spec, seed, bound_of(spec), Some(&mut f), details, control)
             })
             .collect(),
         None if threads <= 1 || strategies.len() <= 1 => strategies
             .iter()
-            .map(|spec| simulate_full(scenario, spec, seed, &bound, None, details, control))
+            .map(|spec| simulate_full(scenario, spec, seed, bound_of(spec), None, details, control))
             .collect(),
         None => {
             let next = AtomicUsize::new(0);
@@ -88,7 +108,7 @@ pub fn run_detailed(
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(spec) = strategies.get(i) else { break };
-                        let r = simulate_full(scenario, spec, seed, &bound, None, details, control);
+                        let r = simulate_full(scenario, spec, seed, bound_of(spec), None, details, control);
                         *done[i].lock().expect("no worker panics while holding it") = Some(r);
                     });
                 }
@@ -104,8 +124,13 @@ pub fn run_detailed(
         .fold(0.0f64, f64::max);
     let mut results = Vec::new();
     let mut all_details = Vec::new();
-    for s in sims {
-        results.push(s.result);
+    for (s, spec) in sims.into_iter().zip(strategies) {
+        let mut result = s.result;
+        result.retry = retry_short(&spec.retry);
+        if let Some(r) = &chain_of(spec).2 {
+            result.reference = Some(ReferenceShare::of(&result, r));
+        }
+        results.push(result);
         all_details.extend(s.details);
     }
     (
@@ -113,6 +138,7 @@ pub fn run_detailed(
             scenario: scenario.name.clone(),
             seed,
             simulated_seconds: round3(longest),
+            assumes: assumptions(scenario),
             fleet: scenario.fleet.describe(),
             results,
         },
@@ -123,4 +149,46 @@ pub fn run_detailed(
 /// The default number of threads: every core.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The settings of `scenario` whose value Google does not document and that can change which
+/// strategy does best: how per-minute windows are measured, whether refused requests count,
+/// and for Live sessions when a refused or walked-away session's slot is freed.
+pub fn assumptions(scenario: &Scenario) -> Vec<String> {
+    let l = scenario.server.ledger;
+    let window = match l.window {
+        crate::core::ledger::WindowKind::Sliding => "sliding",
+        crate::core::ledger::WindowKind::Fixed => "fixed",
+        crate::core::ledger::WindowKind::Bucket => "bucket",
+    };
+    let mut out = vec![
+        format!("server.window = \"{window}\""),
+        format!("server.count_rejected = {}", l.count_rejected),
+    ];
+    if scenario.workload.session.is_some() {
+        let snake = |camel: String| {
+            let mut o = String::new();
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    o.push('_');
+                }
+                o.extend(c.to_lowercase());
+            }
+            o
+        };
+        let live = &scenario.server.live;
+        out.push(format!(
+            "server.live.early_close = \"{}\"",
+            snake(format!("{:?}", live.early_close))
+        ));
+        out.push(format!(
+            "server.live.quota_check = \"{}\"",
+            snake(format!("{:?}", live.quota_check))
+        ));
+        out.push(format!(
+            "server.live.release = \"{}\"",
+            crate::core::time::format_duration(live.release)
+        ));
+    }
+    out
 }

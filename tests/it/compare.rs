@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use flux_sim::scenario::Scenario;
-use flux_sim::sim::compare::compare;
+use flux_sim::sim::compare::{compare, contenders};
+use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
 const QUICK: [&str; 14] = [
@@ -32,9 +33,43 @@ const QUICK: [&str; 14] = [
 /// at generationComplete meets 1011s no client can foresee (the server holds the turn).
 const CLAIM_FAILS: [&str; 3] = ["fleet", "pro-tokens-per-day", "live-sessions"];
 
+/// Within each group of rows judged against the same bound (`chain[i]`: row i's fallback
+/// chain), a strategy that abandoned work (failed or pending) never rates above one that
+/// completed at least as much, in done/min or efficiency; no rate exceeds its bound.
+pub fn abandoning_never_rates_above(name: &str, result: &RunResult, chain: &[Vec<usize>]) {
+    for (i, a) in result.results.iter().enumerate() {
+        assert!(
+            a.throughput_per_min <= a.upper_bound_per_min && a.efficiency <= 1.0,
+            "{name}: {} beats its bound: {a:?}",
+            a.strategy
+        );
+        for (j, b) in result.results.iter().enumerate() {
+            if chain[i] != chain[j] || b.failed + b.pending == 0 || a.completed < b.completed {
+                continue;
+            }
+            assert!(
+                a.throughput_per_min >= b.throughput_per_min && a.efficiency >= b.efficiency,
+                "{name}: {} abandoned {} and completed {}, yet rates above {} ({} completed): \
+                 done/min {} vs {}, efficiency {} vs {}",
+                b.strategy,
+                b.failed + b.pending,
+                b.completed,
+                a.strategy,
+                a.completed,
+                b.throughput_per_min,
+                a.throughput_per_min,
+                b.efficiency,
+                a.efficiency
+            );
+        }
+    }
+}
+
 fn rows(name: &str) -> String {
     let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
     let run = compare(&s, s.seed, 2);
+    let chains: Vec<Vec<usize>> = contenders(&s).into_iter().map(|c| c.fallback).collect();
+    abandoning_never_rates_above(name, &run.0, &chains);
     let holds = run.1.holds();
     let table = flux_sim::report::comparison(std::slice::from_ref(&run));
     assert_eq!(
@@ -59,4 +94,33 @@ fn flux_meets_its_claim_and_the_compare_page_shows_the_commands_output() {
             );
         }
     }
+}
+
+/// `run` judges each strategy against the bound of the models its own fallback chain allows:
+/// on oversize (a fallback chain for some) and every scenario quick enough, no strategy that
+/// abandoned work rates above one with the same chain that completed as much. Before, the bound
+/// pooled every chain's models and `compare` (no chain) ranked round robin (abandoned 374 of
+/// 600) at efficiency 0.336 above flux and exact_cooldown (all they could) at 0.019.
+#[test]
+fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
+    for name in [
+        "oversize",
+        "pro-tokens-per-day",
+        "dubbing",
+        "free-tier-2026",
+        "quirks",
+        "vertex-pt",
+    ] {
+        let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+        let out = flux_sim::sim::run::run(&s, &s.strategies, s.seed, None, 2);
+        let chains: Vec<Vec<usize>> = s.strategies.iter().map(|c| c.fallback.clone()).collect();
+        abandoning_never_rates_above(name, &out, &chains);
+    }
+    let s = Scenario::load(Path::new("scenarios/oversize.toml")).unwrap();
+    let (out, _) = compare(&s, s.seed, 2);
+    let row = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap().clone();
+    let (rr, flux) = (row("round_robin"), row("flux"));
+    assert!(rr.failed > 300, "{rr:?}");
+    assert!(flux.efficiency > rr.efficiency, "{flux:?} vs {rr:?}");
+    assert!(flux.throughput_per_min > rr.throughput_per_min, "{flux:?} vs {rr:?}");
 }
