@@ -106,6 +106,11 @@ pub struct StrategyResult {
     /// Live sessions: how they ended and how full their slots were (absent for requests).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<SessionMetrics>,
+    /// Set when the engine stopped the run because a request was retried at one instant with
+    /// nothing changing (a livelock): what it found, naming the strategy and the request. A
+    /// command that meets one reports it as an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub livelock: Option<String>,
 }
 
 /// How a strategy's Live sessions went (a session workload's `completed` counts sessions the
@@ -161,6 +166,13 @@ pub struct RunResult {
     pub fleet: Option<String>,
     /// One row per strategy, in the order run.
     pub results: Vec<StrategyResult>,
+}
+
+impl RunResult {
+    /// The first livelock a strategy of the run met (see [`StrategyResult::livelock`]).
+    pub fn livelock(&self) -> Option<&str> {
+        self.results.iter().find_map(|r| r.livelock.as_deref())
+    }
 }
 
 /// Rounds to 3 decimals so JSON stays readable (deterministically).
@@ -328,6 +340,7 @@ impl Recorder {
             },
             peak_spend_usd: None,
             sessions: None,
+            livelock: None,
         }
     }
 }

@@ -15,7 +15,10 @@
 //! for 5 s (LiteLLM reads only a `Retry-After` header, which Gemini never sends); a request
 //! finding every deployment cooling down (or, for usage-based, over its counters) fails with
 //! "No deployments available" instead of waiting. The Router retries a failure at once on
-//! another pick (2 retries).
+//! another pick (2 retries). Gemini's 400 "API key not valid." becomes an AuthenticationError
+//! (LiteLLM 1.110.2, `exception_mapping_utils.py`), which cools the deployment down at once
+//! (`cooldown_handlers.py`: 401 is not a status `should_retry` retries): a dead key is left
+//! alone for the cooldown instead of being picked again at the same instant.
 
 use super::kind::{KindDef, Params};
 use super::retry::RetryPolicy;
@@ -244,7 +247,10 @@ impl Strategy for LiteLlm {
                 self.settle(d, now);
                 self.deployments[d].tpm_count += ask.input_tokens + ask.output_tokens;
             }
-            Outcome::RateLimited { .. } => {
+            // Gemini's 400 "API key not valid." is mapped to AuthenticationError (401, in
+            // exception_mapping_utils.py), which `should_retry` refuses: cooldown at once,
+            // even for the first failure of the minute or a lone deployment.
+            Outcome::RateLimited { .. } | Outcome::InvalidKey => {
                 let dep = &mut self.deployments[d];
                 dep.cooldown_until = dep.cooldown_until.max(now + COOLDOWN);
             }
@@ -325,6 +331,20 @@ mod tests {
         // RetryInfo said 30 s; LiteLLM never reads it.
         assert_eq!(s.decide(2 * SECOND, &ask(2)), Decision::GiveUp(GiveUp::Exhausted));
         assert_eq!(key(s.decide(6 * SECOND, &ask(2))), 0);
+    }
+
+    #[test]
+    fn an_invalid_key_cools_its_deployment_at_once() {
+        // LiteLLM maps "API key not valid." to AuthenticationError (401): cooled at once, so
+        // least-busy's next pick at the same instant is the other key, not the dead one again.
+        for routing in [Routing::LeastBusy, Routing::Usage, Routing::Shuffle] {
+            let mut s = LiteLlm::new(env(&[0, 1], None), routing);
+            let mut a = ask(0);
+            let k = key(s.decide(0, &a));
+            s.on_outcome(0, &a, k, 0, 0, &Outcome::InvalidKey);
+            a.attempts = 1;
+            assert_eq!(key(s.decide(0, &a)), 1 - k, "{routing:?}");
+        }
     }
 
     #[test]

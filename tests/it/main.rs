@@ -12,6 +12,7 @@ mod hostile_serve;
 mod layers;
 mod ledger_properties;
 mod live;
+mod livelock;
 mod proxy;
 mod readme;
 mod registry;
