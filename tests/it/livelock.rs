@@ -193,7 +193,10 @@ fn a_tool_stuck_on_a_dead_key_is_reported() {
     assert!(!stopped);
     let why = r.livelock.clone().expect("a livelock");
     assert!(why.contains("\"token_bucket\"") && why.contains("request 0"), "{why}");
-    assert!(why.contains(&format!("{STALL_LIMIT} times")) && why.contains("t = 0"), "{why}");
+    assert!(
+        why.contains(&format!("{STALL_LIMIT} times")) && why.contains("t = 0"),
+        "{why}"
+    );
     assert!(why.contains("API key not valid"), "{why}");
     assert_eq!(r.attempts, STALL_LIMIT as u64, "{r:?}");
     assert_eq!((r.completed, r.pending), (0, 3), "{r:?}");
