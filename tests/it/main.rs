@@ -13,6 +13,7 @@ mod layers;
 mod ledger_properties;
 mod live;
 mod livelock;
+mod peers;
 mod proxy;
 mod readme;
 mod registry;
