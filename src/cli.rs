@@ -599,7 +599,11 @@ fn compare_cmd(a: CompareArgs) -> Result<(), String> {
     for path in &a.scenarios {
         let scenario = Scenario::load(path).map_err(|e| e.to_string())?;
         let seed = a.seed.unwrap_or(scenario.seed);
-        runs.push(crate::sim::compare::compare(&scenario, seed, threads));
+        let run = crate::sim::compare::compare(&scenario, seed, threads);
+        if let Some(livelock) = run.0.livelock() {
+            return Err(format!("{}: {livelock}", path.display()));
+        }
+        runs.push(run);
     }
     match a.format {
         CompareFormat::Markdown => print(&crate::report::comparison(&runs)),
@@ -686,6 +690,9 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
             "flux-sim run: interrupted; each row covers the time simulated until then ({} s at most)",
             result.simulated_seconds
         );
+    }
+    if let Some(livelock) = result.livelock() {
+        return Err(format!("{}: {livelock}", a.scenario.display()));
     }
     if let Some(dir) = &a.out {
         crate::report::write_report(dir, &scenario, &strategies, &result, &details)?;

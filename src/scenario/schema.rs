@@ -436,6 +436,10 @@ pub(super) struct RawStrategy {
     pub(super) compat: Option<String>,
     pub(super) margin: Option<String>,
     pub(super) preset: Option<String>,
+    pub(super) cooldown_time: Option<String>,
+    pub(super) allowed_fails: Option<u32>,
+    pub(super) num_retries: Option<u32>,
+    pub(super) retry_after: Option<String>,
     #[serde(default)]
     pub(super) fallback: Vec<String>,
     #[serde(default)]

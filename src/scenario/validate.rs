@@ -1093,6 +1093,10 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
             Param::Margin => s.margin.is_some(),
             Param::Fallback => !s.fallback.is_empty(),
             Param::Preset => s.preset.is_some(),
+            Param::CooldownTime => s.cooldown_time.is_some(),
+            Param::AllowedFails => s.allowed_fails.is_some(),
+            Param::NumRetries => s.num_retries.is_some(),
+            Param::RetryAfter => s.retry_after.is_some(),
         };
         if given && !kind.takes(param) {
             return Err(cx.err(
@@ -1114,6 +1118,29 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
     }
     if let Some(text) = &s.interval {
         kind.params.interval = cx.positive_bounded(&format!("{field}.interval"), text, max::DELAY)?;
+    }
+    // LiteLLM's Router settings.
+    if let Some(text) = &s.cooldown_time {
+        // The Router reads `cooldown_time or 5`: a 0 would be its default, not "no cooldown".
+        kind.params.cooldown = cx.positive_bounded(&format!("{field}.cooldown_time"), text, max::DELAY)?;
+    }
+    if let Some(n) = s.allowed_fails {
+        cx.at_most(&format!("{field}.allowed_fails"), n as u64, max::ATTEMPTS as u64)?;
+        kind.params.allowed_fails = Some(n);
+    }
+    if let Some(n) = s.num_retries {
+        cx.at_most(&format!("{field}.num_retries"), n as u64, max::ATTEMPTS as u64 - 1)?;
+        kind.params.num_retries = n;
+    }
+    if let Some(text) = &s.retry_after {
+        kind.params.retry_after = cx.bounded(&format!("{field}.retry_after"), text, max::DELAY)?;
+    }
+    let router_retry = s.num_retries.is_some() || s.retry_after.is_some();
+    if router_retry && (s.retry.is_some() || s.preset.is_some()) {
+        return Err(cx.err(
+            &format!("{field}.retry"),
+            "num_retries and retry_after are the Router's retry policy: give them or a retry table, not both",
+        ));
     }
     match s.preset.as_deref() {
         None => {}
@@ -1145,7 +1172,11 @@ fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> R
         let idx = cx.model(&format!("{field}.known_limits.{m:?}"), models, m)?;
         known_limits[idx] = Some(limits(l));
     }
-    let retry = validate_retry(cx, &field, s.retry.as_ref(), &kind)?;
+    let retry = if router_retry {
+        crate::strategy::litellm::router_retry(&kind.params)
+    } else {
+        validate_retry(cx, &field, s.retry.as_ref(), &kind)?
+    };
     Ok(StrategySpec {
         name,
         kind,

@@ -87,6 +87,23 @@ const COMPLETE: u64 = 2;
 /// A refused Live session's client learns of its close (1011 after `setupComplete`).
 const REFUSED: u64 = 3;
 
+/// A request retried this many times at one instant, with nothing else in the run changing
+/// meanwhile (no arrival, no admission, no request ending), is a livelock: the engine stops
+/// and reports it instead of spinning forever. It is above the most attempts a scenario may
+/// give a policy (`max_attempts` ≤ 1,000), so only a policy without a limit can reach it, and
+/// far above what random picks need to leave a dead key (one valid key among 100 picked
+/// uniformly stays missed 10,000 times with probability e^-100).
+pub const STALL_LIMIT: u32 = 10_000;
+
+/// How long the request in one slot has been retried at one instant without progress.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stall {
+    at: Nanos,
+    request: u64,
+    progress: u64,
+    count: u32,
+}
+
 struct Sim<'a, 'b> {
     scenario: &'a Scenario,
     seed: u64,
@@ -102,6 +119,15 @@ struct Sim<'a, 'b> {
     rec: Recorder,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
     timeline: Option<Timeline>,
+    /// Sends the server admitted (a part of the run's progress, see [`Sim::progress`]).
+    admitted: u64,
+    /// Per slot: its request's retries at one instant without progress.
+    stalls: Vec<Stall>,
+    /// The strategy's name and kind, for a livelock's report.
+    name: String,
+    kind: &'static str,
+    /// The livelock found, which stops the run.
+    livelock: Option<String>,
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -181,6 +207,11 @@ pub fn simulate_full(
         rec: Recorder::new(),
         trace,
         timeline: details.then(Timeline::default),
+        admitted: 0,
+        stalls: Vec::new(),
+        name: spec.name.clone(),
+        kind: spec.kind.name(),
+        livelock: None,
     };
     let horizon = scenario.horizon;
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
@@ -246,6 +277,10 @@ pub fn simulate_full(
             COMPLETE => sim.complete(slot, now),
             _ => sim.refused(slot, now),
         }
+        if sim.livelock.is_some() {
+            stopped = true;
+            break;
+        }
         sim.pump(now);
     }
     // Stopped early: the report covers the time simulated so far.
@@ -260,6 +295,7 @@ pub fn simulate_full(
             .fetch_add(done.saturating_sub(reported), std::sync::atomic::Ordering::Relaxed);
     }
     let (mut result, span) = summary(&mut sim.rec, scenario, spec, bound, until);
+    result.livelock = sim.livelock.take();
     result.peak_spend_usd = (0..scenario.topology.accounts.len())
         .filter_map(|a| sim.server.spend_peak(a))
         .map(|(peak, _)| round3(peak as f64 / PICO_PER_USD as f64))
@@ -336,10 +372,67 @@ impl Sim<'_, '_> {
         };
         self.strategy
             .on_outcome(now, &l.ask(), l.key as usize, l.model as usize, l.sent, &outcome);
-        match self.retry.delay_after(self.seed, l.req.id, l.attempts, &outcome) {
+        self.retry_or_end(slot, &l, now, &outcome, "close 1011");
+    }
+
+    /// What the run has done so far, as one number that grows with every arrival, admission
+    /// and end of a request; a failed attempt alone leaves it as it was.
+    fn progress(&self) -> u64 {
+        let ended = self.rec.completed + self.rec.failed + self.rec.unservable;
+        self.admitted + 2 * ended + self.book.live
+    }
+
+    /// After the attempt of `l` failed with `outcome` (`what`, for a report), offers it again
+    /// when its retry policy says, or ends it; a request retried [`STALL_LIMIT`] times at one
+    /// instant without progress is reported as a livelock and stops the run.
+    fn retry_or_end(&mut self, slot: u32, l: &Live, now: Nanos, outcome: &Outcome, what: &str) {
+        match self.retry.delay_after(self.seed, l.req.id, l.attempts, outcome) {
+            Some(0) => {
+                if !self.stalled(slot, l, now, what) {
+                    self.push(now, OFFER, slot);
+                }
+            }
             Some(d) => self.push(now + d, OFFER, slot),
             None => self.end(slot, now, End::Failed),
         }
+    }
+
+    /// Counts a retry at once of `l` in `slot`; true (with the livelock recorded) when it is
+    /// the [`STALL_LIMIT`]-th at this instant with nothing else having changed.
+    fn stalled(&mut self, slot: u32, l: &Live, now: Nanos, what: &str) -> bool {
+        let progress = self.progress();
+        let i = slot as usize;
+        if self.stalls.len() <= i {
+            self.stalls.resize(i + 1, Stall::default());
+        }
+        let s = &mut self.stalls[i];
+        if s.at == now && s.request == l.req.id && s.progress == progress {
+            s.count += 1;
+        } else {
+            *s = Stall {
+                at: now,
+                request: l.req.id,
+                progress,
+                count: 1,
+            };
+        }
+        if s.count < STALL_LIMIT {
+            return false;
+        }
+        let key = l.key as usize;
+        self.livelock = Some(format!(
+            "strategy {:?} (kind {}) livelocked: request {} was retried {} times at t = {} with nothing else in the run changing (its last attempt: key #{} of project {:?}, model {:?}, answered {what}); its retry policy ({}) never gives up and the strategy keeps choosing what fails, so the run would never end",
+            self.name,
+            self.kind,
+            l.req.id,
+            s.count,
+            crate::core::time::format_duration(now),
+            key,
+            self.scenario.topology.projects[self.scenario.topology.keys[key].project].name,
+            self.scenario.models[l.model as usize].name,
+            self.retry.describe(),
+        ));
+        true
     }
 
     fn complete(&mut self, slot: u32, now: Nanos) {
@@ -413,6 +506,7 @@ impl Dispatch for Sim<'_, '_> {
             Response::Ok { completes_at, via } => {
                 self.book.get_mut(slot).via = Some(via);
                 self.rec.in_flight += 1;
+                self.admitted += 1;
                 if let Some(tl) = self.timeline.as_mut() {
                     let s = self.scenario;
                     let budget = s.topology.keys[key].project * s.models.len() + model;
@@ -508,10 +602,13 @@ impl Dispatch for Sim<'_, '_> {
             return;
         }
         self.strategy.on_outcome(now, &ask, key, model, now, &outcome);
-        match self.retry.delay_after(self.seed, l.req.id, l.attempts, &outcome) {
-            Some(d) => self.push(now + d, OFFER, slot),
-            None => self.end(slot, now, End::Failed),
-        }
+        let what = match outcome {
+            Outcome::RateLimited { .. } => "429",
+            Outcome::InvalidKey => "400 API key not valid",
+            Outcome::Unavailable => "503",
+            _ => "an error",
+        };
+        self.retry_or_end(slot, &l, now, &outcome, what);
     }
 }
 

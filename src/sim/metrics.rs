@@ -113,6 +113,11 @@ pub struct StrategyResult {
     /// share of it (absent where the scenario has none; see `sim::clairvoyant`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reference: Option<ReferenceShare>,
+    /// Set when the engine stopped the run because a request was retried at one instant with
+    /// nothing changing (a livelock): what it found, naming the strategy and the request. A
+    /// command that meets one reports it as an error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub livelock: Option<String>,
 }
 
 /// A strategy measured against the clairvoyant reference schedule.
@@ -213,6 +218,13 @@ pub struct RunResult {
     pub fleet: Option<String>,
     /// One row per strategy, in the order run.
     pub results: Vec<StrategyResult>,
+}
+
+impl RunResult {
+    /// The first livelock a strategy of the run met (see [`StrategyResult::livelock`]).
+    pub fn livelock(&self) -> Option<&str> {
+        self.results.iter().find_map(|r| r.livelock.as_deref())
+    }
 }
 
 /// Rounds to 3 decimals so JSON stays readable (deterministically).
@@ -389,6 +401,7 @@ impl Recorder {
             peak_spend_usd: None,
             sessions: None,
             reference: None,
+            livelock: None,
         }
     }
 }

@@ -14,7 +14,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "one key, and the retry policy: google-genai 3.4.0's HttpRetryOptions() (preset \"sdk\")",
     takes: &[Param::Preset],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     retry: super::retry::SDK,
     live: true,
     build: |env, _| Box::new(Backoff::new(&env)),

@@ -23,7 +23,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "a replica of the quota ledger per project: sends exactly when a budget has room; model fallback; trusts its limits and RetryInfo",
     takes: &[Param::Margin, Param::Fallback],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     // RetryInfo: it plans by exact instants, so the server's delay is worth reading.
     retry: RetryPolicy::RetryInfo { base: SECOND, cap: 60 * SECOND, max_attempts: None },
     live: true,

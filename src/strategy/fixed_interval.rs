@@ -16,7 +16,7 @@ pub(super) const KIND: KindDef = KindDef {
     requires: &[(Param::Interval, "\"30s\"")],
     defaults: Params {
         interval: 30 * SECOND,
-        margin: 0,
+        ..Params::NONE
     },
     retry: super::retry::SDK,
     live: true,

@@ -46,7 +46,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "this project's: exact_cooldown that learns limits from 429s, probes told limits, re-plans, distrusts lying RetryInfo",
     takes: &[Param::Margin, Param::Fallback],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     // It decides itself when a request goes again (it holds budgets, backs off capacity 429s).
     retry: RetryPolicy::Immediate { max_attempts: u32::MAX },
     live: true,

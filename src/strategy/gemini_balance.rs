@@ -17,7 +17,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "gemini-balance: sticky key, next key on any failure, a key with 3 failures skipped until the hourly check",
     takes: &[],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     // MAX_RETRIES 3: four attempts in all, each on the next working key; its routes are REST only.
     retry: RetryPolicy::Immediate { max_attempts: 4 },
     live: false,

@@ -29,7 +29,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "gemini-flux 1.1.1: key by key through the model chain, input TPM per key, one request in flight, a 429 kills the model on that key until midnight",
     takes: &[Param::Fallback],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     // It retries at once and stops after keys × models attempts; it speaks REST only.
     retry: RetryPolicy::Immediate { max_attempts: u32::MAX },
     live: false,

@@ -21,11 +21,29 @@ pub enum Param {
     Fallback,
     /// `preset`: a named retry policy (`"sdk"`).
     Preset,
+    /// `cooldown_time`: LiteLLM Router's cooldown of a failing deployment.
+    CooldownTime,
+    /// `allowed_fails`: LiteLLM Router's failures allowed within a cooldown time before a
+    /// deployment cools down (unset: its failure-rate rules).
+    AllowedFails,
+    /// `num_retries`: LiteLLM Router's retries of a failed request.
+    NumRetries,
+    /// `retry_after`: LiteLLM Router's least wait before a retry.
+    RetryAfter,
 }
 
 impl Param {
     /// Every parameter, in the order the loader checks them.
-    pub const ALL: [Param; 4] = [Param::Interval, Param::Margin, Param::Fallback, Param::Preset];
+    pub const ALL: [Param; 8] = [
+        Param::Interval,
+        Param::Margin,
+        Param::Fallback,
+        Param::Preset,
+        Param::CooldownTime,
+        Param::AllowedFails,
+        Param::NumRetries,
+        Param::RetryAfter,
+    ];
 
     /// The field's name in a `[[strategies]]` table.
     pub fn field(self) -> &'static str {
@@ -34,6 +52,10 @@ impl Param {
             Param::Margin => "margin",
             Param::Fallback => "fallback",
             Param::Preset => "preset",
+            Param::CooldownTime => "cooldown_time",
+            Param::AllowedFails => "allowed_fails",
+            Param::NumRetries => "num_retries",
+            Param::RetryAfter => "retry_after",
         }
     }
 }
@@ -45,6 +67,26 @@ pub struct Params {
     pub interval: Nanos,
     /// `margin` (`exact_cooldown`, `flux`).
     pub margin: Nanos,
+    /// `cooldown_time` (the `litellm_*` kinds).
+    pub cooldown: Nanos,
+    /// `allowed_fails` (the `litellm_*` kinds; `None`: not set).
+    pub allowed_fails: Option<u32>,
+    /// `num_retries` (the `litellm_*` kinds).
+    pub num_retries: u32,
+    /// `retry_after` (the `litellm_*` kinds).
+    pub retry_after: Nanos,
+}
+
+impl Params {
+    /// No parameter set (what a kind that takes none has).
+    pub const NONE: Params = Params {
+        interval: 0,
+        margin: 0,
+        cooldown: 0,
+        allowed_fails: None,
+        num_retries: 0,
+        retry_after: 0,
+    };
 }
 
 /// One strategy kind, defined once.

@@ -10,7 +10,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "the next key in order, sent at once; tracks nothing (key-mixer)",
     takes: &[],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     retry: super::retry::SDK,
     live: true,
     build: |env, _| Box::new(RoundRobin::new(&env)),

@@ -34,7 +34,13 @@ pub fn builtins_help() -> String {
             match p {
                 Param::Interval => params.push_str(&format!("interval {}; ", d(def.defaults.interval))),
                 Param::Margin => params.push_str(&format!("margin {}; ", d(def.defaults.margin))),
-                Param::Fallback | Param::Preset => {}
+                Param::CooldownTime => params.push_str(&format!("cooldown_time {}; ", d(def.defaults.cooldown))),
+                Param::AllowedFails => match def.defaults.allowed_fails {
+                    Some(n) => params.push_str(&format!("allowed_fails {n}; ")),
+                    None => params.push_str("allowed_fails unset; "),
+                },
+                // Both are the retry policy shown next.
+                Param::Fallback | Param::Preset | Param::NumRetries | Param::RetryAfter => {}
             }
         }
         out.push_str(&format!(

@@ -18,7 +18,7 @@ pub(super) const KIND: KindDef = KindDef {
     help: "the OpenAI cookbook's parallel processor: RPM and TPM buckets, FIFO, every dispatch paused 15 s after a 429",
     takes: &[],
     requires: &[],
-    defaults: Params { interval: 0, margin: 0 },
+    defaults: Params::NONE,
     // The cookbook re-queues a failed request at once, 5 attempts in all; it speaks REST only.
     retry: RetryPolicy::Immediate { max_attempts: 5 },
     live: false,
