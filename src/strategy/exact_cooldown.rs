@@ -483,6 +483,12 @@ impl ExactCooldown {
         }
     }
 
+    /// Ends a send `flux` handled as a refusal (its own 429): the server charged none of its
+    /// day, so the replica refunds it; what bounds the unit from now on is `flux`'s to set.
+    pub(super) fn refused(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos) {
+        self.on_outcome(now, ask, key, model, sent, &Outcome::Unservable);
+    }
+
     /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` (its request is
     /// offered again).
     pub(super) fn withdraw(&mut self, u: usize, key: usize, at: Nanos, cost: u64, now: Nanos) {
@@ -664,9 +670,9 @@ impl Strategy for ExactCooldown {
                     self.reindex(owner * self.env.models + m, now);
                 }
             }
-            // Its windows gave back the withdrawn send.
-            Outcome::Unavailable => {}
-            Outcome::Ok | Outcome::Unservable | Outcome::Error => {
+            // Its windows gave back the withdrawn send, or its day the refused one.
+            Outcome::Unavailable | Outcome::Unservable => {}
+            Outcome::Ok | Outcome::Error => {
                 // Nothing that bounds this unit changed, unless a concurrency slot freed.
                 if unit.concurrent.is_none() {
                     return;

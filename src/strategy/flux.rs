@@ -352,7 +352,8 @@ impl Strategy for Flux {
                 retry_delay,
                 quota,
             } => {
-                self.inner.on_outcome(now, ask, key, model, sent, &Outcome::Error);
+                // Not charged to the day (the planner refunds it); flux sets the blocks itself.
+                self.inner.refused(now, ask, key, model, sent);
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: its sends reach the server later than planned (network, timers).
                 // Widen the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
@@ -482,6 +483,30 @@ mod tests {
         f.on_outcome(0, &ask(0, 10), bad, 0, 0, &Outcome::InvalidKey);
         let (key, t) = send(f.decide(0, &ask(0, 10)));
         assert_eq!((t, key == bad), (0, false), "after a 400");
+    }
+
+    /// Issue 26, item 2: flux's own 429 is a refusal the server did not charge to the day:
+    /// the planner refunds it (handed over as a generic error, it stayed counted, and a day
+    /// of 2 requests looked spent until midnight).
+    #[test]
+    fn its_own_429s_cost_none_of_the_day() {
+        let limits = Limits {
+            rpm: Some(1),
+            rpd: Some(2),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        f.on_outcome(SECOND, &ask(0, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(send(f.decide(SECOND, &ask(1, 1))), (0, MINUTE));
+        // It reached the server early (the window still held request 0): a per-minute 429.
+        f.on_outcome(MINUTE, &ask(1, 1), 0, 0, MINUTE, &rl(&[Dimension::Rpm], SECOND, limits));
+        let retry = Ask {
+            attempts: 1,
+            ..ask(1, 1)
+        };
+        let (_, t) = send(f.decide(MINUTE, &retry));
+        assert!(t < 2 * MINUTE + SECOND, "today, the 429 refunded: {t}");
     }
 
     #[test]
