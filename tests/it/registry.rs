@@ -24,13 +24,15 @@ fn listed(text: &str) -> Vec<String> {
     out
 }
 
-/// The docs' list of strategies: docs/strategies.md's first list, else the README's
-/// "Strategies" section.
+/// The docs' list of strategies: docs/strategies.md up to its first `##` section, else the
+/// README's "Strategies" section.
 fn docs_list() -> (String, Vec<String>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let page = root.join("docs/strategies.md");
     let (name, text) = if page.exists() {
-        ("docs/strategies.md", std::fs::read_to_string(page).unwrap())
+        let text = std::fs::read_to_string(page).unwrap();
+        let end = text.find("\n## ").unwrap_or(text.len());
+        ("docs/strategies.md", text[..end].to_string())
     } else {
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         let start = readme.find("### Strategies").expect("README has a Strategies section");
