@@ -359,7 +359,7 @@ mod tests {
                 server.handle(send.at, &call)
             };
             match response {
-                Response::Ok { completes_at } => {
+                Response::Ok { completes_at, .. } => {
                     assert_eq!(completes_at, send.release_at, "{}: {send:?}", s.name)
                 }
                 other => panic!("{}: {send:?} got {other:?}", s.name),
