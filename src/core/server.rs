@@ -303,35 +303,50 @@ pub struct Server {
     seed: u64,
 }
 
+/// The quota ledger of `models` × `topology`: a budget per (project, model) at
+/// `project * models + model`, and the concurrency pool each (key, model) draws on at
+/// `key * models + model` (the project's, the key's own, or none), as the server keeps them.
+/// Also what a reference schedule plans against (`sim::clairvoyant`).
+pub fn quota_ledger(
+    config: LedgerConfig,
+    models: &[Model],
+    topology: &Topology,
+    calendar: &Calendar,
+) -> (Ledger, Vec<BudgetId>, Vec<Option<PoolId>>) {
+    let m = models.len();
+    let mut ledger = Ledger::new(calendar.clone(), config);
+    let mut budgets = Vec::new();
+    let mut project_pools = Vec::new();
+    for p in &topology.projects {
+        for (mi, model) in models.iter().enumerate() {
+            let limits = p.limits[mi];
+            budgets.push(ledger.add_budget(limits, p.rpd_used));
+            project_pools.push(match (limits.concurrent, model.concurrency_scope) {
+                (Some(c), ConcurrencyScope::Project) => Some(ledger.add_pool(c)),
+                _ => None,
+            });
+        }
+    }
+    let mut pools = Vec::new();
+    for k in &topology.keys {
+        for (mi, model) in models.iter().enumerate() {
+            let limits = topology.projects[k.project].limits[mi];
+            pools.push(match (limits.concurrent, model.concurrency_scope) {
+                (Some(c), ConcurrencyScope::Key) => Some(ledger.add_pool(c)),
+                (_, ConcurrencyScope::Project) => project_pools[k.project * m + mi],
+                _ => None,
+            });
+        }
+    }
+    (ledger, budgets, pools)
+}
+
 impl Server {
     /// A server for `models` and `topology` under `config`, its days cut by `calendar` and its
     /// randomness drawn from `seed`.
     pub fn new(config: &ServerConfig, models: &[Model], topology: &Topology, calendar: &Calendar, seed: u64) -> Self {
         let m = models.len();
-        let mut ledger = Ledger::new(calendar.clone(), config.ledger);
-        let mut budgets = Vec::new();
-        let mut project_pools = Vec::new();
-        for p in &topology.projects {
-            for (mi, model) in models.iter().enumerate() {
-                let limits = p.limits[mi];
-                budgets.push(ledger.add_budget(limits, p.rpd_used));
-                project_pools.push(match (limits.concurrent, model.concurrency_scope) {
-                    (Some(c), ConcurrencyScope::Project) => Some(ledger.add_pool(c)),
-                    _ => None,
-                });
-            }
-        }
-        let mut pools = Vec::new();
-        for k in &topology.keys {
-            for (mi, model) in models.iter().enumerate() {
-                let limits = topology.projects[k.project].limits[mi];
-                pools.push(match (limits.concurrent, model.concurrency_scope) {
-                    (Some(c), ConcurrencyScope::Key) => Some(ledger.add_pool(c)),
-                    (_, ConcurrencyScope::Project) => project_pools[k.project * m + mi],
-                    _ => None,
-                });
-            }
-        }
+        let (ledger, budgets, pools) = quota_ledger(config.ledger, models, topology, calendar);
         let mut reserved = Ledger::new(
             calendar.clone(),
             LedgerConfig {

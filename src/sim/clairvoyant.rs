@@ -20,7 +20,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 
-use crate::core::ledger::{Admission, BudgetId, Ledger, PoolId};
+use crate::core::ledger::Admission;
 use crate::core::server::ConcurrencyScope;
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, RequestStream};
@@ -147,40 +147,14 @@ struct Outcome {
     sends: Vec<Send>,
 }
 
-/// The ledger the server would build, with each (project, model) budget and the pools of
-/// (project or key, model), as `Server::new` does.
-fn ledger_of(scenario: &Scenario) -> (Ledger, Vec<BudgetId>, Vec<Option<PoolId>>) {
-    let m = scenario.models.len();
-    let mut ledger = Ledger::new(scenario.calendar.clone(), scenario.server.ledger);
-    let mut budgets = Vec::new();
-    let mut project_pools = Vec::new();
-    for p in &scenario.topology.projects {
-        for (mi, model) in scenario.models.iter().enumerate() {
-            let limits = p.limits[mi];
-            budgets.push(ledger.add_budget(limits, p.rpd_used));
-            project_pools.push(match (limits.concurrent, model.concurrency_scope) {
-                (Some(c), ConcurrencyScope::Project) => Some(ledger.add_pool(c)),
-                _ => None,
-            });
-        }
-    }
-    let mut pools = Vec::new();
-    for k in &scenario.topology.keys {
-        for (mi, model) in scenario.models.iter().enumerate() {
-            let limits = scenario.topology.projects[k.project].limits[mi];
-            pools.push(match (limits.concurrent, model.concurrency_scope) {
-                (Some(c), ConcurrencyScope::Key) => Some(ledger.add_pool(c)),
-                (_, ConcurrencyScope::Project) => project_pools[k.project * m + mi],
-                _ => None,
-            });
-        }
-    }
-    (ledger, budgets, pools)
-}
-
 fn schedule(scenario: &Scenario, seed: u64, fallback: &[usize], jobs: &[Job], smallest: bool) -> Option<Outcome> {
     let m = scenario.models.len();
-    let (mut ledger, budgets, pools) = ledger_of(scenario);
+    let (mut ledger, budgets, pools) = crate::core::server::quota_ledger(
+        scenario.server.ledger,
+        &scenario.models,
+        &scenario.topology,
+        &scenario.calendar,
+    );
     // Valid keys per project.
     let mut keys: Vec<Vec<usize>> = vec![Vec::new(); scenario.topology.projects.len()];
     for (i, k) in scenario.topology.keys.iter().enumerate().filter(|(_, k)| k.valid) {
