@@ -466,11 +466,14 @@ mod tests {
     /// deployment down just the same.
     #[test]
     fn an_unservable_429_cools_the_deployment_like_any_429() {
-        let mut s = LiteLlm::new(env(&[0], None), Routing::LeastBusy);
+        // Two keys: a lone key is never cooled by a 429 (LiteLLM's v2 rules).
+        let mut s = LiteLlm::new(env(&[0, 1], None), Routing::LeastBusy);
         assert_eq!(key(s.decide(0, &ask(0))), 0);
         s.on_outcome(SECOND, &ask(0), 0, 0, 0, &Outcome::Unservable);
-        assert_eq!(s.decide(2 * SECOND, &ask(1)), Decision::GiveUp(GiveUp::Exhausted));
-        assert_eq!(key(s.decide(6 * SECOND, &ask(1))), 0);
+        // Key 0 cools 5 s: the tie between two idle keys goes to key 1 meanwhile.
+        assert_eq!(key(s.decide(2 * SECOND, &ask(1))), 1);
+        s.on_outcome(2 * SECOND, &ask(1), 1, 0, 0, &Outcome::Ok);
+        assert_eq!(key(s.decide(6 * SECOND, &ask(2))), 0);
     }
 
     #[test]
