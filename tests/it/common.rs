@@ -68,3 +68,27 @@ pub fn redis_server() -> Option<RedisServer> {
     }
     panic!("redis-server did not listen on port {port} within 5 s");
 }
+
+/// The Pacific date of `t` nanoseconds after `start`, by the zone's own definition (the
+/// brute-force checkers' calendar, independent of the ledger's arithmetic).
+pub fn pacific_day(start: chrono::DateTime<chrono::FixedOffset>, t: u64) -> chrono::NaiveDate {
+    (start + chrono::Duration::nanoseconds(t as i64))
+        .with_timezone(&chrono_tz::America::Los_Angeles)
+        .date_naive()
+}
+
+/// The first instant after `t` whose Pacific date differs, found by bisection on
+/// [`pacific_day`].
+pub fn next_pacific_day(start: chrono::DateTime<chrono::FixedOffset>, t: u64) -> u64 {
+    let d = pacific_day(start, t);
+    let (mut lo, mut hi) = (t, t + 26 * 3600 * 1_000_000_000);
+    while lo + 1 < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pacific_day(start, mid) == d {
+            lo = mid
+        } else {
+            hi = mid
+        }
+    }
+    hi
+}

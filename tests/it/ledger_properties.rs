@@ -59,23 +59,12 @@ impl Reference {
     }
 
     fn day(&self, t: Nanos) -> NaiveDate {
-        self.abs(t).with_timezone(&LA).date_naive()
+        crate::common::pacific_day(self.start, t)
     }
 
-    /// The first instant after `now` whose Pacific date differs, found by bisection on the
-    /// definition of the date (independent of the ledger's calendar arithmetic).
-    fn next_day(&self, now: Nanos) -> Nanos {
-        let d = self.day(now);
-        let (mut lo, mut hi) = (now, now + 26 * 3600 * SECOND);
-        while lo + 1 < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.day(mid) == d {
-                lo = mid
-            } else {
-                hi = mid
-            }
-        }
-        hi
+    /// The first instant after `t` of another Pacific date.
+    fn next_day(&self, t: Nanos) -> Nanos {
+        crate::common::next_pacific_day(self.start, t)
     }
 
     /// Earliest `t >= now` at which `amount` more fits a per-minute window whose past

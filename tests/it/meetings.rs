@@ -11,8 +11,7 @@
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::path::Path;
 
-use chrono::{DateTime, Duration, FixedOffset, NaiveDate};
-use chrono_tz::America::Los_Angeles as LA;
+use chrono::{DateTime, FixedOffset, NaiveDate};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 use rand::{Rng, SeedableRng};
@@ -268,24 +267,12 @@ enum Expect {
 
 impl Reference<'_> {
     fn day(&self, t: Nanos) -> NaiveDate {
-        (self.start + Duration::nanoseconds(t as i64))
-            .with_timezone(&LA)
-            .date_naive()
+        crate::common::pacific_day(self.start, t)
     }
 
-    /// The first instant after `t` of another Pacific date (bisection on the definition).
+    /// The first instant after `t` of another Pacific date.
     fn next_day(&self, t: Nanos) -> Nanos {
-        let d = self.day(t);
-        let (mut lo, mut hi) = (t, t + 26 * 3600 * SECOND);
-        while lo + 1 < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.day(mid) == d {
-                lo = mid
-            } else {
-                hi = mid
-            }
-        }
-        hi
+        crate::common::next_pacific_day(self.start, t)
     }
 
     fn cost(&self, input: u64, output: u64) -> u64 {
