@@ -9,10 +9,9 @@
 //! closed session keeps its slot, nor whether a turn the client walked away from keeps running:
 //! those are [`LiveRules`] settings with documented defaults.
 
+use crate::core::dist::{Latency, TokenDist};
 use crate::core::rng::{rng, Stream};
-use crate::core::server::Latency;
 use crate::core::time::{Nanos, MILLISECOND, MINUTE, SECOND};
-use crate::core::workload::TokenDist;
 
 /// The reason of a quota close (code 1011) as clients receive it: cut to the 123 bytes a close
 /// frame can carry.

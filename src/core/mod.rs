@@ -7,6 +7,7 @@
 //! decision, so the virtual-time engine and the real-time servers drive the same code.
 //! `tests/it/layers.rs` enforces this.
 
+pub mod dist;
 pub mod ledger;
 pub mod live;
 pub mod rng;

@@ -2,16 +2,15 @@
 //! and valid, model known, quota, injected faults — and answers with the response and, when
 //! admitted, when it completes. Both drivers (virtual time and real time) use it.
 
-use rand_distr::{Distribution, StandardNormal};
-
 use serde::Deserialize;
 
+use crate::core::dist::Latency;
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage, WindowKind};
 use crate::core::live::LiveRules;
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
 use crate::core::spend::{Prices, SpendRule, SpendWindow};
-use crate::core::time::{Calendar, Nanos, MAX_SPAN, SECOND};
+use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
 
 /// What the server counts against TPM.
@@ -44,45 +43,6 @@ pub enum ConcurrencyScope {
     Project,
     /// Each key has its own slots.
     Key,
-}
-
-/// Response time of the mock server: `ttft + output_tokens / tokens_per_second`, times a
-/// lognormal factor of median 1 and shape `jitter`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Latency {
-    /// Time to first token.
-    pub ttft: Nanos,
-    /// Output tokens generated per second.
-    pub tokens_per_second: f64,
-    /// Sigma of the lognormal jitter factor (0 = none).
-    pub jitter: f64,
-}
-
-impl Latency {
-    /// The response time of request `request` with `output_tokens`: `ttft + output_tokens /
-    /// tokens_per_second` times its lognormal jitter factor, rounded to the nanosecond (at
-    /// least 1 ns). The factor is drawn per request, not per attempt: whichever attempt is
-    /// admitted, and whichever strategy sent it, the request takes the same time (common random
-    /// numbers), so strategies are compared on identical service times and the upper bound can
-    /// use the very draws a run will see.
-    pub fn draw(&self, output_tokens: u64, seed: u64, request: u64) -> Nanos {
-        self.draw_part(output_tokens, seed, request, 0)
-    }
-
-    /// [`Latency::draw`] for part `part` of a request (a Live session's turn; part 0 is the
-    /// request's own draw).
-    pub fn draw_part(&self, output_tokens: u64, seed: u64, request: u64, part: u32) -> Nanos {
-        let base = self.ttft as f64 + output_tokens as f64 * SECOND as f64 / self.tokens_per_second;
-        let factor = if self.jitter > 0.0 {
-            let z: f64 = StandardNormal.sample(&mut rng(seed, Stream::Server, request, part));
-            (self.jitter * z).exp()
-        } else {
-            1.0
-        };
-        // Round half up (positive), at least 1 ns; `as` saturates rather than wrapping, and no
-        // response outlasts MAX_SPAN, so `now + latency` cannot overflow.
-        ((base * factor + 0.5) as Nanos).clamp(1, MAX_SPAN)
-    }
 }
 
 /// One model the server knows, with its default limits.
@@ -623,6 +583,7 @@ impl Server {
 mod tests {
     use super::*;
     use crate::core::ledger::Dimension;
+    use crate::core::time::SECOND;
     use crate::core::topology::{Account, Key, Project};
     use chrono::DateTime;
 

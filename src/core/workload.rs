@@ -7,65 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rand::Rng;
-use rand_distr::{Distribution, Exp1, StandardNormal};
+use rand_distr::{Distribution, Exp1};
 use rand_pcg::Pcg64Mcg;
 
+use crate::core::dist::TokenDist;
 use crate::core::live::{self, SessionSpec};
 use crate::core::rng::{rng, Stream};
 use crate::core::time::{Nanos, MINUTE};
-
-/// The 99th percentile of the standard normal distribution.
-const Z99: f64 = 2.326_347_874_040_840_8;
-
-/// A distribution of token counts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TokenDist {
-    /// Always `value`.
-    Fixed(u64),
-    /// Uniform over `min..=max`.
-    Uniform {
-        /// Smallest value.
-        min: u64,
-        /// Largest value.
-        max: u64,
-    },
-    /// Lognormal, rounded and clamped to `min..=max` (see [`TokenDist::lognormal`]).
-    LogNormal {
-        /// Mean of the logarithm (ln of the median).
-        mu: f64,
-        /// Standard deviation of the logarithm.
-        sigma: f64,
-        /// Clamp below.
-        min: u64,
-        /// Clamp above.
-        max: u64,
-    },
-}
-
-impl TokenDist {
-    /// The lognormal distribution with this median and 99th percentile.
-    pub fn lognormal(median: f64, p99: f64, min: u64, max: u64) -> TokenDist {
-        TokenDist::LogNormal {
-            mu: median.ln(),
-            sigma: (p99.ln() - median.ln()) / Z99,
-            min,
-            max,
-        }
-    }
-
-    /// Draws one value.
-    pub fn sample(&self, r: &mut Pcg64Mcg) -> u64 {
-        match *self {
-            TokenDist::Fixed(v) => v,
-            TokenDist::Uniform { min, max } => r.random_range(min..=max),
-            TokenDist::LogNormal { mu, sigma, min, max } => {
-                let z: f64 = StandardNormal.sample(r);
-                // Round half up (the value is positive); `as` saturates.
-                (((mu + sigma * z).exp() + 0.5) as u64).clamp(min, max)
-            }
-        }
-    }
-}
 
 /// Which model a request prefers.
 #[derive(Debug, Clone, PartialEq)]
@@ -318,18 +266,6 @@ mod tests {
         let c: Vec<Request> = RequestStream::new(&open(10.0, None), 2).take(50).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-    }
-
-    #[test]
-    fn lognormal_hits_its_median_and_p99() {
-        let d = TokenDist::lognormal(40_000.0, 120_000.0, 1, u64::MAX);
-        let mut r = rng(3, Stream::Workload, 0, 0);
-        let mut v: Vec<u64> = (0..20_000).map(|_| d.sample(&mut r)).collect();
-        v.sort_unstable();
-        let med = v[10_000] as f64;
-        let p99 = v[19_800] as f64;
-        assert!((med / 40_000.0 - 1.0).abs() < 0.03, "{med}");
-        assert!((p99 / 120_000.0 - 1.0).abs() < 0.08, "{p99}");
     }
 
     #[test]

@@ -17,11 +17,11 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
+use crate::core::dist::TokenDist;
 use crate::core::ledger::Dimension;
 use crate::core::rng::{rng, Stream};
 use crate::core::server::{Call, KeyRef, Response as Answer, Server};
 use crate::core::time::Nanos;
-use crate::core::workload::TokenDist;
 use crate::net::wire::{self, openai, structured};
 use crate::scenario::{EmbedBatch, Scenario};
 

@@ -9,14 +9,15 @@ use chrono::DateTime;
 
 use super::schema::*;
 use super::{read_trace, Scenario, ScenarioError};
+use crate::core::dist::{Latency, TokenDist};
 use crate::core::ledger::{Dimension, LedgerConfig, Limits};
 use crate::core::live::{CloseAfter, EarlyClose, LiveRules, Modality, QuotaCheck, SessionSpec};
-use crate::core::server::{ConcurrencyScope, Latency, Model, Overflow, Provisioned, Quirks, ServerConfig};
+use crate::core::server::{ConcurrencyScope, Model, Overflow, Provisioned, Quirks, ServerConfig};
 use crate::core::shared_pool::PoolSpec;
 use crate::core::spend::{Prices, SpendRule};
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
 use crate::core::topology::{Account, Key, Project, Topology};
-use crate::core::workload::{Arrivals, ModelChoice, TokenDist, WorkloadSpec};
+use crate::core::workload::{Arrivals, ModelChoice, WorkloadSpec};
 use crate::strategy::retry::{Jitter, RetryPolicy};
 use crate::strategy::{FleetSpec, Param, Sharing, StrategyKind, StrategySpec};
 

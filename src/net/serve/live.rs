@@ -408,7 +408,7 @@ fn start_turn(
     prompt: u64,
     audio: bool,
     now: Nanos,
-    latency: &crate::core::server::Latency,
+    latency: &crate::core::dist::Latency,
 ) -> Turn {
     let rules = &s.scenario.server.live;
     let output = drawn_output(s, id, 0x11fe_0000 ^ index);
