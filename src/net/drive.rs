@@ -479,7 +479,7 @@ impl Dispatch for Driver<'_, '_> {
         self.rec.in_flight += 1;
         let s = self.scenario;
         let url = format!("{}/v1beta/models/{}:generateContent", self.base, s.models[model].name);
-        let body = wire::generate_body(l.req.input_tokens, l.req.output_tokens);
+        let body = wire::client::generate_body(l.req.input_tokens, l.req.output_tokens);
         let cost = s.server.tpm_counts.cost(l.req.input_tokens, l.req.output_tokens);
         let request = self
             .client
@@ -494,13 +494,13 @@ impl Dispatch for Driver<'_, '_> {
                     let status = resp.status().as_u16();
                     match capped_body(resp).await {
                         Ok(b) => {
-                            let (outcome, violated) = wire::read_response(status, &b, cost);
+                            let (outcome, violated) = wire::client::read_response(status, &b, cost);
                             Reply {
                                 slot,
                                 status,
                                 outcome,
                                 violated,
-                                spend_cap: status == 429 && wire::names_spend_cap(&b),
+                                spend_cap: status == 429 && wire::error::names_spend_cap(&b),
                                 transport_error: None,
                             }
                         }

@@ -72,7 +72,7 @@ pub async fn read_body(slots: &tokio::sync::Semaphore, req: Request) -> Result<B
     let _slot = slots.acquire().await.expect("the semaphore is never closed");
     match tokio::time::timeout(READ_TIMEOUT, axum::body::to_bytes(req.into_body(), MAX_BODY)).await {
         Ok(Ok(b)) => Ok(b),
-        Ok(Err(_)) => Err(wire::invalid_argument(&format!(
+        Ok(Err(_)) => Err(wire::error::invalid_argument(&format!(
             "Request payload size exceeds the limit: {MAX_BODY} bytes."
         ))),
         Err(_) => Err(

@@ -315,11 +315,11 @@ fn classify(version: &str, name: Option<&str>) -> Result<(), Value> {
 /// The query parameters of a request, each checked against [`QUERY_NAMES`]: `Err` is the 400
 /// to answer (Google's words for an unknown parameter).
 fn query_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, Value> {
-    let Query(q) = q.map_err(|e| wire::invalid_argument(&format!("Invalid query string: {}", e.body_text())))?;
+    let Query(q) = q.map_err(|e| wire::error::invalid_argument(&format!("Invalid query string: {}", e.body_text())))?;
     for (name, _) in &q {
         if !QUERY_NAMES.contains(&name.as_str()) {
             let shown: String = name.chars().take(64).collect();
-            return Err(wire::invalid_argument(&format!(
+            return Err(wire::error::invalid_argument(&format!(
                 "Invalid JSON payload received. Unknown name {shown:?}: Cannot bind query parameter. Field {shown:?} could not be found in request message."
             )));
         }
@@ -330,7 +330,7 @@ fn query_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<V
 /// The path parameters, or the 400 to answer when they cannot be decoded.
 fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Value> {
     p.map(|Path(p)| p)
-        .map_err(|e| wire::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
+        .map_err(|e| wire::error::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
 }
 
 /// Checks the proxy token a client sends where a key would go (`x-goog-api-key`, else
@@ -341,16 +341,16 @@ fn check_token(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> Re
     let in_query: Vec<&String> = query.iter().filter(|(k, _)| k == "key").map(|(_, v)| v).collect();
     let given = match (headed.next(), headed.next()) {
         (Some(_), Some(_)) => {
-            return Err(wire::invalid_argument(
+            return Err(wire::error::invalid_argument(
                 "The request carries the x-goog-api-key header more than once; send one key.",
             ))
         }
-        (Some(v), None) => v.to_str().map_err(|_| wire::invalid_key())?.to_string(),
+        (Some(v), None) => v.to_str().map_err(|_| wire::error::invalid_key())?.to_string(),
         (None, _) => match in_query[..] {
-            [] => return Err(wire::missing_key()),
+            [] => return Err(wire::error::missing_key()),
             [k] => k.clone(),
             _ => {
-                return Err(wire::invalid_argument(
+                return Err(wire::error::invalid_argument(
                     "The request carries ?key= more than once; send one key.",
                 ))
             }
@@ -359,7 +359,7 @@ fn check_token(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> Re
     if given == p.token {
         Ok(())
     } else {
-        Err(wire::invalid_key())
+        Err(wire::error::invalid_key())
     }
 }
 
@@ -424,7 +424,7 @@ async fn forward_free(
     body: Option<Bytes>,
 ) -> Response {
     let Some(key) = any_key(p) else {
-        return error(wire::upstream_unreachable("the configuration has no valid key"));
+        return error(wire::error::upstream_unreachable("the configuration has no valid key"));
     };
     p.count(format!("forwarded_{what}"));
     let mut r = p.client.request(method, url).header("x-goog-api-key", key);
@@ -433,7 +433,7 @@ async fn forward_free(
     }
     match tokio::time::timeout(Duration::from_nanos(p.deadline), r.send()).await {
         Ok(Ok(resp)) => pass_through(resp),
-        Ok(Err(e)) => error(wire::upstream_unreachable(&describe(e))),
+        Ok(Err(e)) => error(wire::error::upstream_unreachable(&describe(e))),
         Err(_) => {
             p.count("upstream_timeout");
             error(upstream_timeout(p.deadline))
@@ -507,7 +507,7 @@ async fn call_model(
     };
     // The path and the token first: a stranger's body is never read.
     let Some((model_name, method)) = name.split_once(':') else {
-        return error(wire::unknown_model(&name, &version, "generateContent"));
+        return error(wire::error::unknown_model(&name, &version, "generateContent"));
     };
     if let Err(e) = classify(&version, Some(model_name)).and_then(|()| check_token(&p, req.headers(), &q)) {
         return error(e);
@@ -517,11 +517,11 @@ async fn call_model(
         "countTokens" => None,
         "generateContent" | "streamGenerateContent" => match p.scenario.model_index(&model_name) {
             Some(m) => Some(m),
-            None => return error(wire::unknown_model(&model_name, &version, &method)),
+            None => return error(wire::error::unknown_model(&model_name, &version, &method)),
         },
         _ => {
             let shown: String = method.chars().take(64).collect();
-            return error(wire::unknown_model(&model_name, &version, &shown));
+            return error(wire::error::unknown_model(&model_name, &version, &shown));
         }
     };
     let body = match crate::net::http::read_body(&p.bodies, req).await {
@@ -546,7 +546,7 @@ async fn call_model(
 
 /// Why a request gets no send: the response to give.
 fn refusal(message: &str, retry: Option<Nanos>) -> Response {
-    error(wire::proxy_refusal(message, retry))
+    error(wire::error::proxy_refusal(message, retry))
 }
 
 /// Asks the strategy until it plans a send no later than `deadline` (proxy time): the key,
@@ -609,9 +609,9 @@ async fn generate(
     query: &[(String, String)],
     body: Bytes,
 ) -> Response {
-    let parsed = match wire::parse_generate(&body) {
+    let parsed = match wire::request::parse_generate(&body) {
         Ok(r) => r,
-        Err(m) => return error(wire::invalid_argument(&m)),
+        Err(m) => return error(wire::error::invalid_argument(&m)),
     };
     let Ok(_slot) = p.queue.try_acquire() else {
         p.count("queue_full");
@@ -722,7 +722,7 @@ async fn generate(
                     p.gate_changed.notify_waiters();
                     flight.finish(&Outcome::Unavailable);
                     p.count("shared_ledger_down");
-                    return error(wire::shared_ledger_down(&e));
+                    return error(wire::error::shared_ledger_down(&e));
                 }
             }
         }
@@ -757,7 +757,10 @@ async fn generate(
             Ok(reply) => match reply {
                 Err(e) => {
                     p.count("upstream_unreachable");
-                    (Outcome::Unavailable, error(wire::upstream_unreachable(&describe(e))))
+                    (
+                        Outcome::Unavailable,
+                        error(wire::error::upstream_unreachable(&describe(e))),
+                    )
                 }
                 Ok(resp) if resp.status().is_success() => {
                     p.count(format!("upstream_{}", resp.status().as_u16()));
@@ -769,7 +772,7 @@ async fn generate(
                     let mut answer = head_of(&resp);
                     let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
                     let text = tokio::time::timeout(left, read_capped(resp)).await.unwrap_or_default();
-                    let (outcome, _) = wire::read_response(status, &text, cost);
+                    let (outcome, _) = wire::client::read_response(status, &text, cost);
                     *answer.body_mut() = Body::from(text);
                     (outcome, answer)
                 }

@@ -95,11 +95,11 @@ impl Shared {
 fn given_key(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<String, Value> {
     let mut given = headers.get_all("x-goog-api-key").iter();
     match (given.next(), given.next()) {
-        (Some(_), Some(_)) => Err(wire::invalid_argument(
+        (Some(_), Some(_)) => Err(wire::error::invalid_argument(
             "The request carries the x-goog-api-key header more than once; send one key.",
         )),
-        (Some(v), None) => v.to_str().map(str::to_string).map_err(|_| wire::invalid_key()),
-        (None, _) => query.get("key").cloned().ok_or_else(wire::missing_key),
+        (Some(v), None) => v.to_str().map(str::to_string).map_err(|_| wire::error::invalid_key()),
+        (None, _) => query.get("key").cloned().ok_or_else(wire::error::missing_key),
     }
 }
 
@@ -107,11 +107,11 @@ fn given_key(headers: &HeaderMap, query: &BTreeMap<String, String>) -> Result<St
 /// marks invalid).
 fn known_key(s: &Shared, key: &str) -> Result<usize, Value> {
     if s.scenario.wire.standard_keys == crate::scenario::StandardKeys::Refused && key.starts_with("AIza") {
-        return Err(wire::access_token_type_unsupported());
+        return Err(wire::error::access_token_type_unsupported());
     }
     match s.scenario.topology.key_index(key) {
         Some(i) if s.scenario.topology.keys[i].valid => Ok(i),
-        _ => Err(wire::invalid_key()),
+        _ => Err(wire::error::invalid_key()),
     }
 }
 
@@ -186,13 +186,13 @@ fn gate(s: &Shared, version: &str, headers: &HeaderMap, q: &BTreeMap<String, Str
 /// The query string, or the body of the 400 to send when it cannot be decoded.
 fn query_of(q: Result<Query<BTreeMap<String, String>>, QueryRejection>) -> Result<BTreeMap<String, String>, Value> {
     q.map(|Query(q)| q)
-        .map_err(|e| wire::invalid_argument(&format!("Invalid query string: {}", e.body_text())))
+        .map_err(|e| wire::error::invalid_argument(&format!("Invalid query string: {}", e.body_text())))
 }
 
 /// The path parameters, or the body of the 400 to send when they cannot be decoded.
 fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Value> {
     p.map(|Path(p)| p)
-        .map_err(|e| wire::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
+        .map_err(|e| wire::error::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
 }
 
 async fn list_models(
@@ -211,9 +211,9 @@ async fn list_models(
     let names: Vec<&str> = s.scenario.models.iter().map(|m| m.name.as_str()).collect();
     let size = q.get("pageSize").or_else(|| q.get("page_size")).map(String::as_str);
     let token = q.get("pageToken").or_else(|| q.get("page_token")).map(String::as_str);
-    match wire::models_page(&names, size, token) {
+    match wire::response::models_page(&names, size, token) {
         Ok(page) => json_response(StatusCode::OK, &page),
-        Err(m) => error(wire::invalid_argument(&m)),
+        Err(m) => error(wire::error::invalid_argument(&m)),
     }
 }
 
@@ -231,8 +231,8 @@ async fn get_model(
         return error(e);
     }
     match s.scenario.model_index(&name) {
-        Some(_) => json_response(StatusCode::OK, &wire::model_entry(&name)),
-        None => error(wire::unknown_model(&name, &version, "generateContent")),
+        Some(_) => json_response(StatusCode::OK, &wire::response::model_entry(&name)),
+        None => error(wire::error::unknown_model(&name, &version, "generateContent")),
     }
 }
 
@@ -248,20 +248,20 @@ async fn call_model(
     };
     // Path, version, key and model first: a stranger's body is never read.
     let Some((model_name, method)) = name.split_once(':') else {
-        return error(wire::unknown_model(&name, &version, "generateContent"));
+        return error(wire::error::unknown_model(&name, &version, "generateContent"));
     };
     let key = match gate(&s, &version, req.headers(), &q) {
         Ok(k) => k,
         Err(e) => return error(e),
     };
     let Some(model) = s.scenario.model_index(model_name) else {
-        return error(wire::unknown_model(model_name, &version, method));
+        return error(wire::error::unknown_model(model_name, &version, method));
     };
     if !matches!(
         method,
         "countTokens" | "generateContent" | "streamGenerateContent" | "embedContent" | "batchEmbedContents"
     ) {
-        return error(wire::unknown_model(model_name, &version, method));
+        return error(wire::error::unknown_model(model_name, &version, method));
     }
     let body = match read_body(&s, req).await {
         Ok(b) => b,
@@ -270,15 +270,15 @@ async fn call_model(
     match method {
         "embedContent" => embed_native(&s, key, model, &body, false).await,
         "batchEmbedContents" => embed_native(&s, key, model, &body, true).await,
-        "countTokens" => match wire::parse_generate(&body) {
+        "countTokens" => match wire::request::parse_generate(&body) {
             Ok(r) => json_response(StatusCode::OK, &json!({ "totalTokens": r.input_tokens })),
-            Err(m) => error(wire::invalid_argument(&m)),
+            Err(m) => error(wire::error::invalid_argument(&m)),
         },
         "generateContent" => generate(&s, key, model, &body, None).await,
         "streamGenerateContent" => {
             generate(&s, key, model, &body, Some(q.get("alt").is_some_and(|a| a == "sse"))).await
         }
-        other => error(wire::unknown_model(model_name, &version, other)),
+        other => error(wire::error::unknown_model(model_name, &version, other)),
     }
 }
 
@@ -345,20 +345,22 @@ fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) ->
             }
             Answer::RateLimited {
                 violated, retry_delay, ..
-            } => wire::quota_exceeded(
+            } => wire::error::quota_exceeded(
                 violated,
                 &limits,
                 &p.tier,
                 model_name,
                 Some(retry_delay.div_ceil(s.scale)),
             ),
-            Answer::Unservable { violated } => wire::quota_exceeded(violated, &limits, &p.tier, model_name, None),
-            Answer::Unavailable => wire::unavailable(),
-            Answer::Capacity => wire::capacity_exhausted(),
-            Answer::SpendCap => wire::spend_cap_exhausted(),
-            Answer::InvalidKey => wire::invalid_key(),
-            Answer::MissingKey => wire::missing_key(),
-            Answer::UnknownModel => wire::invalid_argument("unknown model"),
+            Answer::Unservable { violated } => {
+                wire::error::quota_exceeded(violated, &limits, &p.tier, model_name, None)
+            }
+            Answer::Unavailable => wire::error::unavailable(),
+            Answer::Capacity => wire::error::capacity_exhausted(),
+            Answer::SpendCap => wire::error::spend_cap_exhausted(),
+            Answer::InvalidKey => wire::error::invalid_key(),
+            Answer::MissingKey => wire::error::missing_key(),
+            Answer::UnknownModel => wire::error::invalid_argument("unknown model"),
         };
         return Err(refused);
     }
@@ -451,9 +453,9 @@ async fn wait(latency: Duration) {
 
 /// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent.
 async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, stream: Option<bool>) -> Response {
-    let req = match wire::parse_generate(body) {
+    let req = match wire::request::parse_generate(body) {
         Ok(r) => r,
-        Err(m) => return error(wire::invalid_argument(&m)),
+        Err(m) => return error(wire::error::invalid_argument(&m)),
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let (output, finish) = draw_output(s, id, req.max_output_tokens);
@@ -464,7 +466,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     // Written only for an admitted call (parse_generate checked that the format can be met).
     let text = match answer_text(s, id, &req.format, output) {
         Ok(t) => t,
-        Err(m) => return error(wire::invalid_argument(&m)),
+        Err(m) => return error(wire::error::invalid_argument(&m)),
     };
     let model_name = s.scenario.models[model].name.clone();
     let response_id = format!("flux-{id:016x}");
@@ -472,7 +474,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         wait(latency).await;
         return json_response(
             StatusCode::OK,
-            &wire::response(&text, req.input_tokens, output, Some(finish), &model_name, &response_id),
+            &wire::response::response(&text, req.input_tokens, output, Some(finish), &model_name, &response_id),
         );
     };
     // Usage is cumulative: chunk i reports the tokens streamed so far.
@@ -481,7 +483,7 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
     let frame = move |i: u64| {
         let last = i + 1 == n;
         let done = ((i + 1) * 64).min(output);
-        let v = wire::response(
+        let v = wire::response::response(
             &pieces[i as usize],
             prompt,
             done,
@@ -524,9 +526,9 @@ async fn embed(s: &Arc<Shared>, key: usize, model: usize, texts: &[String]) -> R
 /// `:embedContent` and `:batchEmbedContents`.
 async fn embed_native(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, batch: bool) -> Response {
     let name = &s.scenario.models[model].name;
-    let req = match wire::parse_embed(body, name, batch) {
+    let req = match wire::request::parse_embed(body, name, batch) {
         Ok(r) => r,
-        Err(m) => return error(wire::invalid_argument(&m)),
+        Err(m) => return error(wire::error::invalid_argument(&m)),
     };
     if let Err(e) = embed(s, key, model, &req.texts).await {
         return error(e);

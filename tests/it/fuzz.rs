@@ -180,7 +180,7 @@ proptest! {
         ],
         cost in any::<u64>(),
     ) {
-        let _ = flux_sim::net::wire::read_response(status, &body, cost);
+        let _ = flux_sim::net::wire::client::read_response(status, &body, cost);
     }
 }
 

@@ -270,3 +270,90 @@ fn the_check_has_teeth() {
         assert_eq!(violations(layer, "x.rs", text), Vec::<String>::new(), "{layer}: {text}");
     }
 }
+
+/// The modules of `core` that `code` names (`crate::core::ledger`, `crate::core::{time, rng}`).
+fn core_modules(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("crate::core::") {
+        let rest = &code[i + "crate::core::".len()..];
+        // `crate::core::{time, rng}` names several; `crate::core::ledger::X` names one.
+        let group = match rest.strip_prefix('{') {
+            Some(g) => &g[..g.find('}').unwrap_or(g.len())],
+            None => &rest[..rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len())],
+        };
+        for item in group.split(',') {
+            let name: String = item.trim().chars().take_while(|&c| is_ident(c)).collect();
+            if !name.is_empty() && name != "self" {
+                out.push(name);
+            }
+        }
+    }
+    out
+}
+
+/// `core`'s modules import one another without a cycle (a cycle is a sign two concepts share a
+/// module: `live` ↔ `server` ↔ `workload` was one, until `Latency` and `TokenDist` moved to
+/// `dist`).
+#[test]
+fn core_modules_import_each_other_without_a_cycle() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    let mut edges: Vec<(String, Vec<String>)> = Vec::new();
+    for path in &files {
+        let rel = path.strip_prefix(&dir).expect("under src/core");
+        let module = rel
+            .iter()
+            .next()
+            .expect("a name")
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        if module == "mod" {
+            continue;
+        }
+        let text = code(&std::fs::read_to_string(path).expect("source is readable"));
+        let test_start = text.find("#[cfg(test)]").unwrap_or(text.len());
+        let mut uses = core_modules(&text[..test_start]);
+        uses.retain(|m| *m != module);
+        match edges.iter_mut().find(|(m, _)| *m == module) {
+            Some((_, u)) => u.extend(uses),
+            None => edges.push((module, uses)),
+        }
+    }
+    assert!(edges.len() >= 10, "found only {edges:?}");
+    // Depth-first search for a back edge, reporting the cycle.
+    fn visit(
+        m: &str,
+        edges: &[(String, Vec<String>)],
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+    ) -> Option<String> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            return Some(format!("{} -> {m}", path[i..].join(" -> ")));
+        }
+        if done.iter().any(|d| d == m) {
+            return None;
+        }
+        path.push(m.to_string());
+        let next = edges
+            .iter()
+            .find(|(n, _)| n == m)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_default();
+        for n in next {
+            if let Some(c) = visit(&n, edges, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.push(m.to_string());
+        None
+    }
+    let mut done = Vec::new();
+    for (m, _) in &edges {
+        if let Some(cycle) = visit(m, &edges, &mut Vec::new(), &mut done) {
+            panic!("core modules import each other in a cycle: {cycle}");
+        }
+    }
+}

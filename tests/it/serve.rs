@@ -617,7 +617,7 @@ async fn a_tokens_per_day_429_names_its_quota() {
         "only TPD is violated: {v}"
     );
     let retry = detail(&v, "RetryInfo");
-    let delay = flux_sim::net::wire::parse_duration_string(retry["retryDelay"].as_str().unwrap()).unwrap();
+    let delay = flux_sim::net::wire::client::parse_duration_string(retry["retryDelay"].as_str().unwrap()).unwrap();
     assert!(
         delay > 60 * 1_000_000_000 && delay <= 24 * 3600 * 1_000_000_000,
         "to midnight: {delay}"
@@ -643,7 +643,7 @@ async fn a_spend_cap_429_has_no_details_and_spans_the_account() {
         assert_eq!(status, 429);
         assert_eq!(v["error"]["code"], 429);
         assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
-        assert_eq!(v["error"]["message"], flux_sim::net::wire::SPEND_CAP_MESSAGE);
+        assert_eq!(v["error"]["message"], flux_sim::net::wire::error::SPEND_CAP_MESSAGE);
         assert!(
             v["error"]["details"].as_array().is_none_or(|d| d.is_empty()),
             "no details: {v}"
@@ -808,7 +808,7 @@ async fn openai_chat_stream_models_and_embeddings() {
     e64["encoding_format"] = json!("base64");
     let (_, _, text) = live.openai("embeddings", Some(k), &e64).await;
     let b64: Value = serde_json::from_str(&text).unwrap();
-    let bytes = flux_sim::net::wire::decode_base64(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let bytes = flux_sim::net::wire::request::decode_base64(b64["data"][0]["embedding"].as_str().unwrap()).unwrap();
     let decoded: Vec<f32> = bytes
         .chunks(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))

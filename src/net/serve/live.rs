@@ -50,14 +50,14 @@ async fn connect(
     }
     let query = match query {
         Ok(Query(q)) => q,
-        Err(e) => return error(wire::invalid_argument(&e.body_text())),
+        Err(e) => return error(wire::error::invalid_argument(&e.body_text())),
     };
     let key = match given_key(&headers, &query).and_then(|k| known_key(&s, &k)) {
         Ok(k) => k,
         Err(body) => return error(body),
     };
     let Ok(ws) = ws else {
-        return error(wire::invalid_argument(
+        return error(wire::error::invalid_argument(
             "BidiGenerateContent is a WebSocket: send a GET with `Connection: Upgrade` and `Upgrade: websocket`.",
         ));
     };
@@ -141,16 +141,16 @@ fn refusal_body(s: &Shared, key: usize, model: usize, answer: &Answer) -> Value 
     match *answer {
         Answer::RateLimited {
             violated, retry_delay, ..
-        } => wire::quota_exceeded(
+        } => wire::error::quota_exceeded(
             violated,
             &p.limits[model],
             &p.tier,
             name,
             Some(retry_delay.div_ceil(s.scale)),
         ),
-        Answer::Unservable { violated } => wire::quota_exceeded(violated, &p.limits[model], &p.tier, name, None),
-        Answer::SpendCap => wire::spend_cap_exhausted(),
-        _ => wire::capacity_exhausted(),
+        Answer::Unservable { violated } => wire::error::quota_exceeded(violated, &p.limits[model], &p.tier, name, None),
+        Answer::SpendCap => wire::error::spend_cap_exhausted(),
+        _ => wire::error::capacity_exhausted(),
     }
 }
 
@@ -440,7 +440,7 @@ fn start_turn(
 /// The next piece of turn `t`: its share of the audio (silence) or text, and of the transcript.
 fn piece(rules: &crate::core::live::LiveRules, t: &Turn, audio: bool, transcription: bool) -> Value {
     let tokens = t.output / t.pieces + u64::from(t.sent < t.output % t.pieces);
-    let text = wire::generated_text(tokens);
+    let text = wire::response::generated_text(tokens);
     let bytes = audio.then(|| {
         let ns = rules.playback(tokens);
         (ns as u128 * live::AUDIO_BYTES_PER_SECOND as u128 / 1_000_000_000) as u64 & !1

@@ -68,7 +68,7 @@ async fn accept<T>(
 ) -> Result<(usize, usize, T), Response> {
     let key = checked(s, version, req.headers(), q).map_err(|e| fail(s, e))?;
     let body = read_body(s, req).await.map_err(|e| fail(s, e))?;
-    let parsed = parse(&body).map_err(|m| fail(s, wire::invalid_argument(&m)))?;
+    let parsed = parse(&body).map_err(|m| fail(s, wire::error::invalid_argument(&m)))?;
     let name = model(&parsed);
     let m = s.scenario.model_index(name).ok_or_else(|| fail(s, unknown(name)))?;
     Ok((key, m, parsed))
@@ -81,7 +81,7 @@ fn unix_now() -> u64 {
 }
 
 fn unknown(name: &str) -> Value {
-    wire::unknown_model(name, "v1beta", "generateContent")
+    wire::error::unknown_model(name, "v1beta", "generateContent")
 }
 
 async fn models(
@@ -136,7 +136,7 @@ async fn chat(
     // Written only for an admitted call (parse_chat checked that the format can be met).
     let text = match answer_text(&s, id, &req.format, output) {
         Ok(t) => t,
-        Err(m) => return fail(&s, wire::invalid_argument(&m)),
+        Err(m) => return fail(&s, wire::error::invalid_argument(&m)),
     };
     let (model_name, response_id, created) = (req.model.clone(), format!("chatcmpl-flux-{id:016x}"), unix_now());
     if !req.stream {

@@ -8,7 +8,9 @@
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::{decode_base64, duration_string, media};
+use super::error::duration_string;
+use super::media;
+use super::request::decode_base64;
 use crate::core::time::Nanos;
 
 /// Text's tokens by serve's rule: a token per 4 characters, rounded up.

@@ -156,7 +156,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
                             let a = p.get("input_audio");
                             let data = a.and_then(|a| a.get("data")).and_then(Value::as_str);
                             let format = a.and_then(|a| a.get("format")).and_then(Value::as_str).unwrap_or("wav");
-                            let bytes = data.and_then(super::decode_base64).ok_or(format!(
+                            let bytes = data.and_then(super::request::decode_base64).ok_or(format!(
                                 "Invalid value at '{here}.input_audio.data': expected base64 audio."
                             ))?;
                             media += super::media::tokens(&format!("audio/{format}"), &bytes);
@@ -236,7 +236,7 @@ pub fn parse_chat(body: &[u8]) -> Result<ChatRequest, String> {
 fn data_url_tokens(rest: &str) -> Option<u64> {
     let (head, data) = rest.split_once(',')?;
     let mime = head.strip_suffix(";base64")?;
-    Some(super::media::tokens(mime, &super::decode_base64(data)?))
+    Some(super::media::tokens(mime, &super::request::decode_base64(data)?))
 }
 
 /// `finish_reason` of a Gemini finish reason.

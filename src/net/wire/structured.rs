@@ -34,14 +34,14 @@ pub enum Format {
 /// schema asks for something no value satisfies or nests deeper than [`MAX_DEPTH`].
 pub fn text(format: &Format, tokens: u64, r: &mut impl RngCore) -> Result<String, String> {
     match format {
-        Format::Text => Ok(super::generated_text(tokens)),
+        Format::Text => Ok(super::response::generated_text(tokens)),
         Format::Enum(values) if values.is_empty() => Err("text/x.enum needs a schema with enum values".into()),
         Format::Enum(values) => Ok(values[(r.next_u64() % values.len() as u64) as usize].clone()),
         Format::Json(schema) => {
             let fallback =
                 json!({"type": "object", "properties": {"response": {"type": "string"}}, "required": ["response"]});
             let schema = schema.as_ref().unwrap_or(&fallback);
-            let target = (tokens.min(super::MAX_GENERATED_TOKENS) * 4) as usize;
+            let target = (tokens.min(super::response::MAX_GENERATED_TOKENS) * 4) as usize;
             generate(schema, target, r).map(|v| v.to_string())
         }
     }
@@ -338,7 +338,7 @@ impl Gen<'_> {
         if min > max {
             return Err("A response schema's minLength is above its maxLength.".into());
         }
-        if min > (super::MAX_GENERATED_TOKENS * 4) as usize {
+        if min > (super::response::MAX_GENERATED_TOKENS * 4) as usize {
             return Err(format!(
                 "A response schema's minLength of {min} is more than serve writes."
             ));
