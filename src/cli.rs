@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::report::{to_json, to_table, trace_line};
 use crate::scenario::setting::{Grid, Setting};
 use crate::scenario::Scenario;
-use crate::sim::run::{run_detailed, select_strategies};
+use crate::sim::run::{run_detailed, select_strategies, RunOptions};
 use crate::sim::sweep::Sweep;
 
 /// Compare API-key rotation strategies against a mock Gemini server with exact quotas.
@@ -662,23 +662,23 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
                 &scenario,
                 &strategies,
                 seed,
-                None,
-                threads,
-                details,
-                Some(&control),
+                RunOptions {
+                    trace: None,
+                    threads,
+                    details,
+                    control: Some(&control),
+                },
             )),
             Some(path) => TraceFile::create(path, a.force).and_then(|mut trace| {
                 let mut sink =
                     |strategy: &str, rec: &crate::sim::engine::AttemptRecord| trace.write(&scenario, strategy, rec);
-                let r = run_detailed(
-                    &scenario,
-                    &strategies,
-                    seed,
-                    Some(&mut sink),
+                let opts = RunOptions {
+                    trace: Some(&mut sink),
                     threads,
                     details,
-                    Some(&control),
-                );
+                    control: Some(&control),
+                };
+                let r = run_detailed(&scenario, &strategies, seed, opts);
                 trace.finish().map(|_| r)
             }),
         };

@@ -139,7 +139,11 @@ pub fn simulate(
     bound: &Bound,
     trace: Option<&mut dyn FnMut(&AttemptRecord)>,
 ) -> StrategyResult {
-    simulate_full(scenario, spec, seed, bound, trace, false, None).result
+    let opts = SimOptions {
+        trace,
+        ..SimOptions::default()
+    };
+    simulate_full(scenario, spec, seed, bound, opts).result
 }
 
 /// Watches and stops simulations from another thread: `stop` ends them at the next check
@@ -181,16 +185,30 @@ pub struct Simulation {
     pub span: Nanos,
 }
 
-/// [`simulate`], also handing back the server and, if `details`, what a report shows.
+/// What one simulation records and who watches it, beside what it simulates.
+#[derive(Default)]
+pub struct SimOptions<'a> {
+    /// Receives each attempt as it ends.
+    pub trace: Option<&'a mut dyn FnMut(&AttemptRecord)>,
+    /// Collect what a report shows ([`Simulation::details`]).
+    pub details: bool,
+    /// Watches and may stop the simulation from another thread.
+    pub control: Option<&'a Control>,
+}
+
+/// [`simulate`], also handing back the server and, as `opts` ask, what a report shows.
 pub fn simulate_full(
     scenario: &Scenario,
     spec: &StrategySpec,
     seed: u64,
     bound: &Bound,
-    trace: Option<&mut dyn FnMut(&AttemptRecord)>,
-    details: bool,
-    control: Option<&Control>,
+    opts: SimOptions,
 ) -> Simulation {
+    let SimOptions {
+        trace,
+        details,
+        control,
+    } = opts;
     let strategy = scenario.strategy(spec, seed);
     let lanes = strategy.lanes();
     let mut sim = Sim {

@@ -8,7 +8,7 @@ use crate::core::time::SECOND;
 use crate::scenario::Scenario;
 use crate::sim::bound::{upper_bound_for, Bound};
 use crate::sim::clairvoyant::{reference, Reference};
-use crate::sim::engine::{simulate_full, AttemptRecord, Control, Simulation};
+use crate::sim::engine::{simulate_full, AttemptRecord, Control, SimOptions, Simulation};
 use crate::sim::metrics::{retry_short, round3, ReferenceShare, RunResult};
 use crate::sim::timeline::Details;
 use crate::strategy::StrategySpec;
@@ -55,19 +55,46 @@ pub fn run(
     trace: Option<TraceSink>,
     threads: usize,
 ) -> RunResult {
-    run_detailed(scenario, strategies, seed, trace, threads, false, None).0
+    let opts = RunOptions {
+        trace,
+        threads,
+        ..RunOptions::default()
+    };
+    run_detailed(scenario, strategies, seed, opts).0
 }
 
-/// [`run`], also collecting each strategy's [`Details`] (for reports) when `details`.
+/// How a run is carried out and what it records, beside what it runs.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Receives each attempt with its strategy's name (the strategies then run one after
+    /// another, so the trace is in order).
+    pub trace: Option<TraceSink<'a>>,
+    /// Threads to run strategies on (0 or 1: one after another; the result is the same).
+    pub threads: usize,
+    /// Collect each strategy's [`Details`] (what a report shows).
+    pub details: bool,
+    /// Watches and may stop the run from another thread.
+    pub control: Option<&'a Control>,
+}
+
+/// [`run`], also collecting each strategy's [`Details`] (for reports) when `opts.details`.
 pub fn run_detailed(
     scenario: &Scenario,
     strategies: &[StrategySpec],
     seed: u64,
-    trace: Option<TraceSink>,
-    threads: usize,
-    details: bool,
-    control: Option<&Control>,
+    opts: RunOptions,
 ) -> (RunResult, Vec<Details>) {
+    let RunOptions {
+        trace,
+        threads,
+        details,
+        control,
+    } = opts;
+    let sim_opts = || SimOptions {
+        trace: None,
+        details,
+        control,
+    };
     // Each strategy's own bound: the models its fallback chain lets it use (computed once per
     // distinct chain).
     // Each strategy's clairvoyant reference schedule likewise.
@@ -93,12 +120,21 @@ pub fn run_detailed(
             .iter()
             .map(|spec| {
                 let mut f = |a: &AttemptRecord| t(&spec.name, a);
-                simulate_full(scenario, spec, seed, bound_of(spec), Some(&mut f), details, control)
+                simulate_full(
+                    scenario,
+                    spec,
+                    seed,
+                    bound_of(spec),
+                    SimOptions {
+                        trace: Some(&mut f),
+                        ..sim_opts()
+                    },
+                )
             })
             .collect(),
         None if threads <= 1 || strategies.len() <= 1 => strategies
             .iter()
-            .map(|spec| simulate_full(scenario, spec, seed, bound_of(spec), None, details, control))
+            .map(|spec| simulate_full(scenario, spec, seed, bound_of(spec), sim_opts()))
             .collect(),
         None => {
             let next = AtomicUsize::new(0);
@@ -108,7 +144,7 @@ pub fn run_detailed(
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(spec) = strategies.get(i) else { break };
-                        let r = simulate_full(scenario, spec, seed, bound_of(spec), None, details, control);
+                        let r = simulate_full(scenario, spec, seed, bound_of(spec), sim_opts());
                         *done[i].lock().expect("no worker panics while holding it") = Some(r);
                     });
                 }

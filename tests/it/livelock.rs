@@ -15,7 +15,7 @@ use proptest::test_runner::Config;
 
 use flux_sim::scenario::Scenario;
 use flux_sim::sim::bound::upper_bound;
-use flux_sim::sim::engine::{simulate_full, Control, STALL_LIMIT};
+use flux_sim::sim::engine::{simulate_full, Control, SimOptions, STALL_LIMIT};
 use flux_sim::sim::metrics::StrategyResult;
 use flux_sim::strategy::KINDS;
 
@@ -145,7 +145,17 @@ fn run_all(s: &Scenario, limit: Duration) -> Vec<(StrategyResult, bool)> {
                         std::thread::sleep(Duration::from_millis(2));
                     }
                 });
-                let r = simulate_full(s, spec, s.seed, &bound, None, false, Some(&control)).result;
+                let r = simulate_full(
+                    s,
+                    spec,
+                    s.seed,
+                    &bound,
+                    SimOptions {
+                        control: Some(&control),
+                        ..SimOptions::default()
+                    },
+                )
+                .result;
                 done.store(true, Ordering::Relaxed);
                 r
             });

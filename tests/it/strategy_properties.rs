@@ -13,7 +13,7 @@ use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestEr
 use flux_sim::report::to_json;
 use flux_sim::scenario::Scenario;
 use flux_sim::sim::bound::upper_bound;
-use flux_sim::sim::engine::simulate_full;
+use flux_sim::sim::engine::{simulate_full, SimOptions};
 use flux_sim::sim::metrics::StrategyResult;
 use flux_sim::sim::run::run;
 
@@ -178,7 +178,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
 fn simulate(c: &Case, strategies: &str) -> (Scenario, StrategyResult, flux_sim::core::server::Server) {
     let s = c.scenario(strategies);
     let b = upper_bound(&s, s.seed);
-    let sim = simulate_full(&s, &s.strategies[0], s.seed, &b, None, false, None);
+    let sim = simulate_full(&s, &s.strategies[0], s.seed, &b, SimOptions::default());
     (s, sim.result, sim.server)
 }
 
