@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::report::{to_json, to_table, trace_line};
-use crate::scenario::setting::{Grid, Setting};
+use crate::scenario::setting::{Grid, GridError, Setting};
 use crate::scenario::Scenario;
 use crate::sim::run::{run_detailed, select_strategies, RunOptions};
 use crate::sim::sweep::Sweep;
@@ -453,6 +453,16 @@ fn init_cmd(a: InitArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// An import error as the command line shows it: naming the flag that carried the value.
+fn import_error(e: crate::scenario::quota_dump::ImportError) -> String {
+    use crate::scenario::quota_dump::ImportError;
+    match e {
+        ImportError::Dump(m) => m,
+        ImportError::Tier(m) => format!("--tier: {m}"),
+        ImportError::Model(m) => format!("--model {m}"),
+    }
+}
+
 fn limits_import_cmd(a: LimitsImportArgs) -> Result<(), String> {
     use crate::scenario::quota_dump::{import, DumpInput, Options};
     let n = a.files.len();
@@ -501,7 +511,7 @@ fn limits_import_cmd(a: LimitsImportArgs) -> Result<(), String> {
         models: a.models.clone(),
     };
     let (Some(base_path), Some(out)) = (&a.scenario, &a.out) else {
-        let imported = import(&inputs, &opts)?;
+        let imported = import(&inputs, &opts).map_err(import_error)?;
         for n in &imported.notes {
             eprintln!("note: {n}");
         }
@@ -511,7 +521,7 @@ fn limits_import_cmd(a: LimitsImportArgs) -> Result<(), String> {
     let base = Scenario::parse(&base_text, base_path).map_err(|e| format!("--scenario: {e}"))?;
     if opts.models.is_empty() {
         // BASE's models that the dumps have (a real dump lists dozens).
-        let all = import(&inputs, &opts)?;
+        let all = import(&inputs, &opts).map_err(import_error)?;
         let family = |m: &str| {
             crate::scenario::quota_dump::FAMILIES
                 .iter()
@@ -553,7 +563,7 @@ fn limits_import_cmd(a: LimitsImportArgs) -> Result<(), String> {
             ));
         }
     }
-    let imported = import(&inputs, &opts)?;
+    let imported = import(&inputs, &opts).map_err(import_error)?;
     for n in &imported.notes {
         eprintln!("note: {n}");
     }
@@ -561,7 +571,10 @@ fn limits_import_cmd(a: LimitsImportArgs) -> Result<(), String> {
         .parse()
         .map_err(|e| format!("--scenario {}: {e}", base_path.display()))?;
     let names: Vec<String> = base.topology.projects.iter().map(|p| p.name.clone()).collect();
-    for s in imported.apply(&mut doc, &names, &sources)? {
+    let said = imported
+        .apply(&mut doc, &names, &sources)
+        .map_err(|e| format!("--scenario {}: {e}", base_path.display()))?;
+    for s in said {
         eprintln!("note: {s}");
     }
     let text = doc.to_string();
@@ -629,7 +642,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
             crate::core::time::format_duration(crate::scenario::DEFAULT_TAIL)
         );
     }
-    let strategies = select_strategies(&scenario, &a.strategies)?;
+    let strategies = select_strategies(&scenario, &a.strategies).map_err(|e| format!("--strategy: {e}"))?;
     let seed = a.output.seed.unwrap_or(scenario.seed);
     let threads = a.threads.map_or_else(crate::sim::run::default_threads, |n| n as usize);
     if let (Some(dir), Some(trace)) = (&a.out, &a.output.trace) {
@@ -807,9 +820,18 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     let settings = a
         .settings
         .iter()
-        .map(|s| Setting::parse(s))
+        .map(|s| Setting::parse(s).map_err(|e| format!("--set: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let sweep = Sweep::new(Grid::load(&a.scenario, settings, a.max_points)?, a.strategies)?;
+    let grid = Grid::load(&a.scenario, settings, a.max_points).map_err(|e| match e {
+        GridError::Scenario(m) => m,
+        GridError::Setting(m) => format!("--set: {m}"),
+        GridError::TooManyPoints { points, sizes, most } => format!(
+            "--set: the grid has {points} points ({sizes}), more than --max-points {most}; \
+             sweep fewer values, or raise --max-points"
+        ),
+    })?;
+    // Every error of a sweep over valid settings is about the strategies named.
+    let sweep = Sweep::new(grid, a.strategies).map_err(|e| format!("--strategy: {e}"))?;
     crate::report::prepare_dir(&a.out, a.force)?;
     let total = sweep.grid.len() as u64;
     let bar = progress_bar(
@@ -850,7 +872,15 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
     let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(c), Some(k)) => Some(crate::net::tls::server_config(c, k)?),
+        (Some(c), Some(k)) => Some(crate::net::tls::server_config(c, k).map_err(|e| {
+            use crate::net::tls::TlsFile;
+            let flag = match e.file {
+                TlsFile::Cert => "--tls-cert",
+                TlsFile::Key => "--tls-key",
+                TlsFile::Pair => "--tls-cert/--tls-key:",
+            };
+            format!("{flag} {}", e.message)
+        })?),
         _ => None,
     };
     let runtime = runtime()?;
@@ -871,6 +901,12 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
 }
 
 fn cert_cmd(a: CertArgs) -> Result<(), String> {
+    if !a.force {
+        let files = [crate::net::tls::CERT_FILE, crate::net::tls::KEY_FILE].map(|f| a.dir.join(f));
+        if let Some(p) = files.iter().find(|p| p.exists()) {
+            return Err(format!("{} exists; pass --force to replace it", p.display()));
+        }
+    }
     let (cert, key) = crate::net::tls::write_self_signed(&a.dir, a.force)?;
     print(&format!(
         "wrote {} and {} (self-signed for 127.0.0.1, ::1 and localhost)\n\
@@ -913,7 +949,8 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         scenario.topology.keys = crate::scenario::keys_file(&text, &scenario.topology, |name| std::env::var(name).ok())
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let specs = select_strategies(&scenario, std::slice::from_ref(&a.strategy))?;
+    let specs =
+        select_strategies(&scenario, std::slice::from_ref(&a.strategy)).map_err(|e| format!("--strategy: {e}"))?;
     let spec = specs.into_iter().next().expect("one name, one strategy");
     let opts = crate::net::proxy::ProxyOptions {
         upstream: a.upstream.clone(),
@@ -946,11 +983,11 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     use crate::net::drive::{beside_simulation, cut, drive, DriveOptions};
     use crate::strategy::Param;
     // A bad --endpoint is refused before anything is printed or created.
-    crate::net::drive::check_endpoint(&a.endpoint)?;
+    crate::net::drive::check_endpoint(&a.endpoint).map_err(|e| format!("--endpoint {e}"))?;
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
     let names: Vec<String> = a.strategy.iter().cloned().collect();
-    let mut specs = select_strategies(&scenario, &names)?;
+    let mut specs = select_strategies(&scenario, &names).map_err(|e| format!("--strategy: {e}"))?;
     if specs.len() != 1 {
         let offered: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         return Err(format!(
@@ -979,7 +1016,9 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
     }
     let runtime = runtime()?;
     // Nothing is said before the endpoint is known to answer (and no trace file is made).
-    runtime.block_on(crate::net::drive::reachable(&scenario, &a.endpoint))?;
+    runtime
+        .block_on(crate::net::drive::reachable(&scenario, &a.endpoint))
+        .map_err(|e| format!("--endpoint {e}"))?;
     let seed = a.output.seed.unwrap_or(scenario.seed);
     let mut trace = a
         .output
@@ -1004,7 +1043,7 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
             if let Some(t) = trace {
                 t.discard();
             }
-            return Err(e);
+            return Err(format!("--fresh: {e}"));
         }
     }
     let driven = {

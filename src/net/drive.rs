@@ -74,12 +74,12 @@ pub async fn reset_endpoint(endpoint: &str) -> Result<(), String> {
     match sent {
         Ok(Ok(r)) if r.status().is_success() => Ok(()),
         Ok(Ok(r)) => Err(format!(
-            "--fresh: {base}/flux/reset answered {} (only flux-sim serve, from this machine, can be reset)",
+            "{base}/flux/reset answered {} (only flux-sim serve, from this machine, can be reset)",
             r.status()
         )),
-        Ok(Err(e)) => Err(format!("--fresh: cannot reach {base}: {}", error_chain(&e))),
+        Ok(Err(e)) => Err(format!("cannot reach {base}: {}", error_chain(&e))),
         Err(_) => Err(format!(
-            "--fresh: {base} did not answer within {} s",
+            "{base} did not answer within {} s",
             PREFLIGHT_TIMEOUT.as_secs()
         )),
     }
@@ -139,12 +139,12 @@ pub fn check_endpoint(endpoint: &str) -> Result<(), String> {
     client_for(endpoint).map(|_| ())
 }
 
-/// Checks `endpoint` and builds the HTTP client; an error names `--endpoint`.
+/// Checks `endpoint` and builds the HTTP client; an error starts with the endpoint.
 fn client_for(endpoint: &str) -> Result<(reqwest::Client, String), String> {
-    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("--endpoint {endpoint:?}: not a URL ({e})"))?;
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("{endpoint:?}: not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(format!(
-            "--endpoint {endpoint:?}: expected http://host[:port] or https://host[:port]"
+            "{endpoint:?}: expected http://host[:port] or https://host[:port]"
         ));
     }
     let client = reqwest::Client::builder()
@@ -338,11 +338,11 @@ async fn preflight(client: &reqwest::Client, base: &str, scenario: &Scenario) ->
     match tokio::time::timeout(PREFLIGHT_TIMEOUT, req.send()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(crate::core::topology::mask_secrets(&format!(
-            "--endpoint {base}: cannot reach it: {}",
+            "{base}: cannot reach it: {}",
             error_chain(&e)
         ))),
         Err(_) => Err(format!(
-            "--endpoint {base}: no answer within {} s (it accepts connections but does not respond)",
+            "{base}: no answer within {} s (it accepts connections but does not respond)",
             PREFLIGHT_TIMEOUT.as_secs()
         )),
     }

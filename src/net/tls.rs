@@ -16,31 +16,59 @@ pub const KEY_FILE: &str = "key.pem";
 /// The largest certificate chain or key file read (a chain is a few KiB).
 pub const MAX_PEM_BYTES: u64 = 1 << 20;
 
+/// Which file a TLS error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFile {
+    /// The certificate chain.
+    Cert,
+    /// The private key.
+    Key,
+    /// The two together (the key does not fit the certificate).
+    Pair,
+}
+
+/// Why a TLS configuration cannot be made: the file it is about and what was wrong (the
+/// message names the file's path; the caller names how it was given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsError {
+    /// The file at fault.
+    pub file: TlsFile,
+    /// What was wrong.
+    pub message: String,
+}
+
 /// A server configuration serving `cert` (PEM chain) with `key` (PEM private key), offering
 /// HTTP/2 and HTTP/1.1. Errors name the file and what was wrong.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String> {
-    // Read with a cap: `--tls-cert /dev/zero` is an error, not an allocation of everything.
-    let read = |flag: &str, path: &Path| {
-        crate::scenario::read_bytes_capped(path, MAX_PEM_BYTES).map_err(|e| format!("{flag} {e}"))
-    };
-    let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let err = |file, message| TlsError { file, message };
+    // Read with a cap: a certificate at /dev/zero is an error, not an allocation of everything.
+    let read = |file, path: &Path| crate::scenario::read_bytes_capped(path, MAX_PEM_BYTES).map_err(|e| err(file, e));
+    let (cert_pem, key_pem) = (read(TlsFile::Cert, cert)?, read(TlsFile::Key, key)?);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("--tls-cert {}: not a PEM certificate chain ({e})", cert.display()))?;
+        .map_err(|e| {
+            err(
+                TlsFile::Cert,
+                format!("{}: not a PEM certificate chain ({e})", cert.display()),
+            )
+        })?;
     if chain.is_empty() {
-        return Err(format!(
-            "--tls-cert {}: no certificate in it (expected PEM \"BEGIN CERTIFICATE\" blocks)",
-            cert.display()
+        return Err(err(
+            TlsFile::Cert,
+            format!(
+                "{}: no certificate in it (expected PEM \"BEGIN CERTIFICATE\" blocks)",
+                cert.display()
+            ),
         ));
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| format!("--tls-key {}: not a PEM private key ({e})", key.display()))?;
+        .map_err(|e| err(TlsFile::Key, format!("{}: not a PEM private key ({e})", key.display())))?;
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .map_err(|e| err(TlsFile::Pair, format!("TLS: {e}")))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("--tls-cert/--tls-key: the key does not fit the certificate ({e})"))?;
+        .map_err(|e| err(TlsFile::Pair, format!("the key does not fit the certificate ({e})")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -58,7 +86,7 @@ pub fn write_self_signed(dir: &Path, force: bool) -> Result<(PathBuf, PathBuf), 
     let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
     if !force {
         if let Some(p) = [&cert, &key].into_iter().find(|p| p.exists()) {
-            return Err(format!("{} exists; pass --force to replace it", p.display()));
+            return Err(format!("{} exists; not replaced", p.display()));
         }
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -95,11 +123,13 @@ mod tests {
         let (cert, key) = write_self_signed(&dir, false).unwrap();
         assert!(server_config(&cert, &key).is_ok());
         let before = std::fs::read(&cert).unwrap();
-        assert!(write_self_signed(&dir, false).unwrap_err().contains("--force"));
+        assert!(write_self_signed(&dir, false)
+            .unwrap_err()
+            .ends_with("exists; not replaced"));
         assert_eq!(std::fs::read(&cert).unwrap(), before);
         assert!(write_self_signed(&dir, true).is_ok());
         let e = server_config(&key, &key).unwrap_err();
-        assert!(e.contains("--tls-cert") && e.contains("key.pem"), "{e}");
+        assert!(e.file == TlsFile::Cert && e.message.contains("key.pem"), "{e:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -107,9 +137,10 @@ mod tests {
     fn an_endless_file_is_an_error_and_force_narrows_an_old_key_mode() {
         // issue 29: /dev/zero was read without a cap and aborted at 4 GB.
         let e = server_config(Path::new("/dev/zero"), Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.file, TlsFile::Cert);
         assert!(
-            e.starts_with("--tls-cert /dev/zero: larger than the most allowed"),
-            "{e}"
+            e.message.starts_with("/dev/zero: larger than the most allowed"),
+            "{e:?}"
         );
         #[cfg(unix)]
         {

@@ -431,8 +431,20 @@ fn says_live(name: &str) -> bool {
     name.split('-').any(|c| c == "live")
 }
 
+/// Why dumps cannot be imported, by what the user gave that is at fault (the caller names how
+/// it was given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportError {
+    /// A dump cannot be read, or holds no limits (the message names the file).
+    Dump(String),
+    /// The tier given does not fit the dumps, or one is needed.
+    Tier(String),
+    /// A model asked for is not in the dumps (the message starts with it).
+    Model(String),
+}
+
 /// Imports dumps: each file is a project (files of the same project are pages, merged).
-pub fn import(files: &[DumpInput], opts: &Options) -> Result<Import, String> {
+pub fn import(files: &[DumpInput], opts: &Options) -> Result<Import, ImportError> {
     let mut families: BTreeMap<String, String> = FAMILIES.iter().map(|(i, f)| (i.to_string(), f.to_string())).collect();
     for (i, f) in &opts.families {
         families.insert(i.clone(), f.clone());
@@ -443,7 +455,7 @@ pub fn import(files: &[DumpInput], opts: &Options) -> Result<Import, String> {
     type Pages = (String, Option<Tier>, Vec<String>, Vec<LimitEntry>);
     let mut projects: Vec<Pages> = Vec::new();
     for f in files {
-        let d = parse_dump(&f.label, &f.text)?;
+        let d = parse_dump(&f.label, &f.text).map_err(ImportError::Dump)?;
         if d.next_page {
             notes.push(format!(
                 "{}: has a nextPageToken: it is one page of several; pass every page (files of one project are merged)",
@@ -457,10 +469,10 @@ pub fn import(files: &[DumpInput], opts: &Options) -> Result<Import, String> {
         match projects.iter_mut().find(|p| p.0 == name) {
             Some(p) => {
                 if f.tier.is_some() && p.1.is_some() && f.tier != p.1 {
-                    return Err(format!(
-                        "--tier: {} and {} are both project {name:?} but are given different tiers",
+                    return Err(ImportError::Tier(format!(
+                        "{} and {} are both project {name:?} but are given different tiers",
                         p.2[0], f.label
-                    ));
+                    )));
                 }
                 p.1 = p.1.or(f.tier);
                 p.2.push(f.label.clone());
@@ -479,22 +491,22 @@ pub fn import(files: &[DumpInput], opts: &Options) -> Result<Import, String> {
         let tier = match tier {
             Some(t) if present.contains(&t) => t,
             Some(t) => {
-                return Err(format!(
-                    "--tier {}: {files} (project {name:?}) holds no per-model limit of that tier; it holds {names:?}",
+                return Err(ImportError::Tier(format!(
+                    "{files} (project {name:?}) holds no per-model limit of tier {}; it holds {names:?}",
                     t.name()
-                ))
+                )))
             }
             None if present.len() == 1 => *present.iter().next().expect("one"),
             None if present.is_empty() => {
-                return Err(format!(
+                return Err(ImportError::Dump(format!(
                     "{files}: no Gemini API per-model limit in it (known metrics: {:?}); is it the dump of {SERVICE}?",
                     METRICS.iter().map(|m| m.0).collect::<Vec<_>>()
-                ))
+                )))
             }
             None => {
-                return Err(format!(
-                    "{files} (project {name:?}) holds the limits of tiers {names:?}: pass --tier with the one the project is on (free, tier1, tier2 or tier3)"
-                ))
+                return Err(ImportError::Tier(format!(
+                    "{files} (project {name:?}) holds the limits of tiers {names:?}: give the one the project is on (free, tier1, tier2 or tier3)"
+                )))
             }
         };
         let chosen: Vec<&LimitEntry> = limits.iter().filter(|l| l.tier == tier).collect();
@@ -572,15 +584,15 @@ pub fn import(files: &[DumpInput], opts: &Options) -> Result<Import, String> {
         for m in &opts.models {
             let f = family(m);
             if !all.contains(&f) {
-                return Err(format!(
-                    "--model {m}: not in the dumps{}; they have {:?}",
+                return Err(ImportError::Model(format!(
+                    "{m}: not in the dumps{}; they have {:?}",
                     if f != *m {
                         format!(" (as family {f})")
                     } else {
                         String::new()
                     },
                     all
-                ));
+                )));
             }
             wanted.insert(f);
         }
@@ -741,7 +753,7 @@ impl Import {
         let mut said = Vec::new();
         let models = base.entry("models").or_insert_with(implicit_table);
         if !models.is_table_like() {
-            return Err("--scenario: `models` is not a table".into());
+            return Err("`models` is not a table".into());
         }
         for m in &self.models {
             match models.get_mut(&m.name).and_then(Item::as_table_like_mut) {
@@ -775,11 +787,11 @@ impl Import {
             let topo = base
                 .get_mut("topology")
                 .filter(|t| t.is_table_like())
-                .ok_or("--scenario: no [topology] table")?;
+                .ok_or("no [topology] table")?;
             if !missing.is_empty() {
                 if topo.get("projects").is_none() {
                     return Err(format!(
-                        "--scenario: the dumps' projects {missing:?} are not in the scenario, whose projects are {base_projects:?} (under [[topology.accounts]]); name them there, or give each dump a project of the scenario with --project"
+                        "the dumps' projects {missing:?} are not in the scenario, whose projects are {base_projects:?} (under [[topology.accounts]]); name them there, or give each dump a project of the scenario"
                     ));
                 }
                 let names: toml_edit::Array = self.projects.iter().map(|p| p.name.as_str()).collect();
@@ -795,7 +807,7 @@ impl Import {
                 .entry("project")
                 .or_insert_with(implicit_table);
             if !project.is_table_like() {
-                return Err("--scenario: topology.project is not a table".into());
+                return Err("topology.project is not a table".into());
             }
             for p in &self.projects {
                 match project.get_mut(&p.name).and_then(Item::as_table_like_mut) {
@@ -807,10 +819,7 @@ impl Import {
                             Item::Table(l)
                         });
                         if !limits.is_table_like() {
-                            return Err(format!(
-                                "--scenario: topology.project.{:?}.limits is not a table",
-                                p.name
-                            ));
+                            return Err(format!("topology.project.{:?}.limits is not a table", p.name));
                         }
                         for m in &self.models {
                             let over = p.overrides.get(&m.name);
@@ -1104,8 +1113,8 @@ mod tests {
         );
         let err = import(&[input("a.json", &text)], &Options::default()).unwrap_err();
         assert!(
-            err.contains("pass --tier") && err.contains("\"free\", \"tier1\""),
-            "{err}"
+            matches!(&err, ImportError::Tier(m) if m.contains("give the one the project is on") && m.contains("\"free\", \"tier1\"")),
+            "{err:?}"
         );
         let mut f = input("a.json", &text);
         f.tier = Some(Tier::Tier1);
@@ -1114,7 +1123,10 @@ mod tests {
         assert_eq!(i.projects[0].tier, Tier::Tier1);
         f.tier = Some(Tier::Tier3);
         let err = import(&[f], &Options::default()).unwrap_err();
-        assert!(err.starts_with("--tier tier3: a.json"), "{err}");
+        assert!(
+            matches!(&err, ImportError::Tier(m) if m.starts_with("a.json (project") && m.contains("of tier tier3")),
+            "{err:?}"
+        );
         assert_eq!(Tier::parse("paid"), Ok(Tier::Tier1));
         assert!(Tier::parse("gold").is_err());
     }
@@ -1223,7 +1235,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let err = import(&[input("a.json", text)], &Options::default()).unwrap_err();
-            assert!(err.contains(want), "{text}: {err} !~ {want}");
+            assert!(
+                matches!(&err, ImportError::Dump(m) if m.contains(want)),
+                "{text}: {err:?} !~ {want}"
+            );
         }
     }
 

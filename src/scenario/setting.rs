@@ -23,7 +23,7 @@ enum Segment {
 
 fn parse_path(path: &str) -> Result<Vec<Segment>, String> {
     let bad = || {
-        format!("--set: bad path {path:?}; expected keys separated by dots, e.g. workload.rate, topology.accounts[0].projects or models.\"gemini-2.5-flash\".rpm")
+        format!("bad path {path:?}; expected keys separated by dots, e.g. workload.rate, topology.accounts[0].projects or models.\"gemini-2.5-flash\".rpm")
     };
     let mut out = Vec::new();
     let mut rest = path;
@@ -73,14 +73,14 @@ impl Setting {
     pub fn parse(arg: &str) -> Result<Setting, String> {
         let (path, values) = arg
             .split_once('=')
-            .ok_or_else(|| format!("--set: expected PATH=VALUES such as workload.rate=10,20,40, got {arg:?}"))?;
+            .ok_or_else(|| format!("expected PATH=VALUES such as workload.rate=10,20,40, got {arg:?}"))?;
         let segments = parse_path(path.trim())?;
         let values = if let Some((a, b)) = values.split_once("..") {
             let (a, b): (i64, i64) = match (a.trim().parse(), b.trim().parse()) {
                 (Ok(a), Ok(b)) if a <= b && b - a < 10_000 => (a, b),
                 _ => {
                     return Err(format!(
-                        "--set {path}: a range is two integers A..B with A <= B (at most 10,000 values), got {values:?}"
+                        "{path}: a range is two integers A..B with A <= B (at most 10,000 values), got {values:?}"
                     ))
                 }
             };
@@ -93,7 +93,7 @@ impl Setting {
                 .iter()
                 .any(|v| matches!(v, toml::Value::String(s) if s.is_empty()))
         {
-            return Err(format!("--set {path}: no value given"));
+            return Err(format!("{path}: no value given"));
         }
         Ok(Setting {
             path: path.trim().to_string(),
@@ -101,6 +101,24 @@ impl Setting {
             values,
         })
     }
+}
+
+/// Why a grid cannot be made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GridError {
+    /// The scenario file cannot be read or is not valid (the message names the file).
+    Scenario(String),
+    /// A setting is wrong: its path, a value, or the scenario one of its points makes.
+    Setting(String),
+    /// More points than allowed.
+    TooManyPoints {
+        /// Points of the grid (saturating).
+        points: u64,
+        /// Values per setting, `2 x 3`.
+        sizes: String,
+        /// The most allowed.
+        most: u64,
+    },
 }
 
 /// A scenario file and the settings to vary in it: the grid of a sweep.
@@ -121,19 +139,22 @@ impl Grid {
 
     /// Reads the scenario file, counts the grid (refusing more than `max_points`) and checks
     /// every grid point loads (so bad paths or values fail before anything runs).
-    pub fn load(path: &Path, settings: Vec<Setting>, max_points: u64) -> Result<Grid, String> {
-        let text = super::read_capped(path, super::validate::max::SCENARIO_BYTES, "scenario").map_err(|e| e.0)?;
-        let base = Scenario::parse(&text, path).map_err(|e| e.to_string())?;
-        let table: toml::Table = text.parse().map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn load(path: &Path, settings: Vec<Setting>, max_points: u64) -> Result<Grid, GridError> {
+        let text = super::read_capped(path, super::validate::max::SCENARIO_BYTES, "scenario")
+            .map_err(|e| GridError::Scenario(e.0))?;
+        let base = Scenario::parse(&text, path).map_err(|e| GridError::Scenario(e.to_string()))?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e| GridError::Scenario(format!("{}: {e}", path.display())))?;
         if settings.is_empty() {
-            return Err("--set: give at least one PATH=VALUES".into());
+            return Err(GridError::Setting("give at least one PATH=VALUES".into()));
         }
         for (i, s) in settings.iter().enumerate() {
             if settings[..i].iter().any(|o| o.segments == s.segments) {
-                return Err(format!(
-                    "--set {}: the same setting is given twice; give all its values in one --set, e.g. {}=1,2,3",
+                return Err(GridError::Setting(format!(
+                    "{}: the same setting is given twice; give all its values at once, e.g. {}=1,2,3",
                     s.path, s.path
-                ));
+                )));
             }
         }
         // Count before building anything: a 10^12-point grid must be refused, not allocated.
@@ -142,11 +163,11 @@ impl Grid {
             .fold(1u64, |n, s| n.saturating_mul(s.values.len() as u64));
         if count > max_points {
             let sizes: Vec<String> = settings.iter().map(|s| s.values.len().to_string()).collect();
-            return Err(format!(
-                "--set: the grid has {count} points ({}), more than --max-points {max_points}; \
-                 sweep fewer values, or raise --max-points",
-                sizes.join(" x ")
-            ));
+            return Err(GridError::TooManyPoints {
+                points: count,
+                sizes: sizes.join(" x "),
+                most: max_points,
+            });
         }
         let grid = Grid {
             doc: toml::Value::Table(table),
@@ -155,7 +176,7 @@ impl Grid {
             settings,
         };
         for i in 0..grid.len() {
-            grid.scenario(&grid.point(i))?;
+            grid.scenario(&grid.point(i)).map_err(GridError::Setting)?;
         }
         Ok(grid)
     }
@@ -187,7 +208,7 @@ impl Grid {
         for (s, v) in self.settings.iter().zip(combo) {
             apply_path(s, &mut doc, v)?;
         }
-        let text = toml::to_string(&doc).map_err(|e| format!("--set: cannot write the scenario: {e}"))?;
+        let text = toml::to_string(&doc).map_err(|e| format!("cannot write the scenario: {e}"))?;
         Scenario::parse(&text, &self.path).map_err(|e| {
             let shown: Vec<String> = self
                 .settings
@@ -207,7 +228,7 @@ impl Grid {
 }
 
 fn apply_path(s: &Setting, root: &mut toml::Value, value: &toml::Value) -> Result<(), String> {
-    let missing = |what: &str| format!("--set {}: the scenario has no {what}", s.path);
+    let missing = |what: &str| format!("{}: the scenario has no {what}", s.path);
     let (last, parents) = s.segments.split_last().expect("a path has a segment");
     let mut cur = root;
     for seg in parents {

@@ -30,11 +30,11 @@ pub fn select_strategies(s: &Scenario, names: &[String]) -> Result<Vec<StrategyS
                         known.push(d.name);
                     }
                 }
-                format!("--strategy: unknown strategy {n:?}; this scenario offers {known:?}")
+                format!("unknown strategy {n:?}; this scenario offers {known:?}")
             })?,
         };
         if out.iter().any(|o| o.name == spec.name) {
-            return Err(format!("--strategy: {n:?} is given twice"));
+            return Err(format!("{n:?} is given twice"));
         }
         out.push(spec);
     }

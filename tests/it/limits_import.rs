@@ -39,7 +39,7 @@ fn a_dump_with_two_tiers_needs_the_flag() {
     let (code, out, err) = flux(&["limits", "import", DUMP]);
     assert_eq!(code, 2, "{out}{err}");
     assert!(
-        err.contains("holds the limits of tiers [\"free\", \"tier1\"]: pass --tier"),
+        err.contains("error: --tier: scenarios/quota-dump.example.json (project \"123456789012\") holds the limits of tiers [\"free\", \"tier1\"]: give the one"),
         "{err}"
     );
     assert!(out.is_empty());
@@ -244,7 +244,7 @@ fn bad_input_is_a_clear_error() {
         (&[DUMP, "--tier", "gold"], "unknown tier \"gold\""),
         (
             &[DUMP, "--tier", "tier3"],
-            "--tier tier3: scenarios/quota-dump.example.json",
+            "--tier: scenarios/quota-dump.example.json (project \"123456789012\") holds no per-model limit of tier tier3",
         ),
         (
             &[DUMP, "--project", "a", "--project", "b"],

@@ -121,7 +121,7 @@ fn the_same_setting_twice_is_an_error() {
     )
     .code(2)
     .stderr(predicate::str::contains(
-        "--set workload.requests: the same setting is given twice",
+        "--set: workload.requests: the same setting is given twice",
     ));
     assert!(!out.exists(), "nothing written");
 }
