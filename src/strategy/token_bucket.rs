@@ -129,6 +129,11 @@ impl Strategy for TokenBucket {
         }
     }
 
+    /// It reads the status code only: an unservable 429 is a 429 to it.
+    fn tells_unservable(&self) -> bool {
+        false
+    }
+
     fn on_outcome(&mut self, now: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, outcome: &Outcome) {
         // Any 429 (the cookbook cannot tell one that no retry cures).
         if matches!(outcome, Outcome::RateLimited { .. } | Outcome::Unservable) {
