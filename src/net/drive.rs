@@ -427,7 +427,17 @@ impl Driver<'_, '_> {
             }
             Outcome::Unservable => {
                 self.rec.rate_limited(reply.violated);
-                self.end(reply.slot, now, End::Unservable);
+                // A tool that reads only the status code retries it like any 429.
+                let delay = (!self.strategy.tells_unservable())
+                    .then(|| {
+                        let policy = &self.spec.retry;
+                        policy.delay_after_unservable(self.opts.seed, l.req.id, l.attempts, reply.violated)
+                    })
+                    .flatten();
+                match delay {
+                    Some(d) => self.push(now.saturating_add(d), Timer::Offer, reply.slot),
+                    None => self.end(reply.slot, now, End::Unservable),
+                }
                 return;
             }
             Outcome::RateLimited { .. } if reply.spend_cap => self.rec.spend_limited(),

@@ -185,7 +185,7 @@ pub const FIELDS: &[Field] = &[
     f("strategies[]", "retry_after", "duration", "\"0s\"", "litellm_*: the Router's `retry_after`, the least wait before a retry (not with `retry`).", "\"2s\""),
     f("strategies[]", "fallback", "list of model names", "none", "exact_cooldown, gemini_flux, flux: models to fall back to, in order, when a model's daily quota is gone (gemini_flux: its model chain).", "[\"gemini-2.5-flash-lite\"]"),
     f("strategies[]", "known_limits", "table of limits per model", "the true limits", "What the strategy believes the limits are (see `limits`), per model. flux probes such told limits and learns the true ones from 429s.", "{ \"gemini-2.5-flash\" = { rpm = 15 } }"),
-    f("strategies[]", "retry", "table", "what the modelled tool does: exact_cooldown retry_info; flux, gemini_flux, token_bucket, litellm_*, gemini_balance immediate; others google-genai's (preset sdk)", "See `strategies[].retry`.", ""),
+    f("strategies[]", "retry", "table", "what the modelled tool does: exact_cooldown retry_info; flux, gemini_flux, litellm_*, gemini_balance immediate; token_bucket none; others google-genai's (preset sdk)", "See `strategies[].retry`.", ""),
     f("strategies[].retry", "policy", "\"none\" | \"immediate\" | \"backoff\" | \"retry_info\"", "(required)", "none: give up at the first error; immediate: retry at once; backoff: truncated exponential; retry_info: wait the server's RetryInfo delay (errors without one back off).", "\"backoff\""),
     f("strategies[].retry", "base", "duration", "\"1s\"", "backoff, retry_info: the first delay.", "\"2s\""),
     f("strategies[].retry", "cap", "duration", "\"60s\"", "backoff, retry_info: the largest delay.", "\"5m\""),

@@ -571,6 +571,18 @@ impl Dispatch for Sim<'_, '_> {
                 self.record(&l, now, 429, "unservable", violated, None);
                 self.strategy
                     .on_outcome(now, &ask, key, model, now, &Outcome::Unservable);
+                // A tool that reads only the status code retries it like any 429.
+                if !self.strategy.tells_unservable() {
+                    let delay = self
+                        .retry
+                        .delay_after_unservable(self.seed, l.req.id, l.attempts, violated);
+                    match delay {
+                        Some(0) if self.stalled(slot, &l, now, "an unservable 429") => {}
+                        Some(d) => self.push(now + d, OFFER, slot),
+                        None => self.end(slot, now, End::Unservable),
+                    }
+                    return;
+                }
                 self.end(slot, now, End::Unservable);
                 return;
             }

@@ -45,6 +45,11 @@ impl Strategy for Backoff {
         }
     }
 
+    /// It reads the status code only: an unservable 429 is a 429 to it.
+    fn tells_unservable(&self) -> bool {
+        false
+    }
+
     fn on_outcome(&mut self, _: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, outcome: &Outcome) {
         self.dead |= matches!(outcome, Outcome::InvalidKey);
     }

@@ -243,6 +243,10 @@ impl Strategy for Fleet {
     fn lanes(&self) -> usize {
         self.instances.len()
     }
+
+    fn tells_unservable(&self) -> bool {
+        self.instances.iter().all(|i| i.tells_unservable())
+    }
 }
 
 #[cfg(test)]

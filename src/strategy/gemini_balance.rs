@@ -88,6 +88,11 @@ impl Strategy for GeminiBalance {
         }
     }
 
+    /// It reads the status code only: an unservable 429 is a 429 to it.
+    fn tells_unservable(&self) -> bool {
+        false
+    }
+
     fn on_outcome(&mut self, _: Nanos, _: &Ask, key: usize, _: usize, _: Nanos, outcome: &Outcome) {
         if matches!(outcome, Outcome::Ok) {
             return;

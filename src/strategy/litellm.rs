@@ -362,6 +362,11 @@ impl Strategy for LiteLlm {
         }
     }
 
+    /// It reads the status code only: an unservable 429 is a 429 to it.
+    fn tells_unservable(&self) -> bool {
+        false
+    }
+
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos, outcome: &Outcome) {
         let d = key * self.env.models + model;
         self.deployments[d].inflight = self.deployments[d].inflight.saturating_sub(1);

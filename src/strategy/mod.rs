@@ -178,6 +178,13 @@ pub trait Strategy: Send {
     fn lanes(&self) -> usize {
         1
     }
+    /// Whether it stops at a 429 that no retry cures (it reads QuotaFailure and sees the
+    /// request is bigger than the limit). The tools that read only the status code (the SDK's
+    /// retry options, LiteLLM, gemini-flux, the cookbook, gemini-balance) cannot tell it from
+    /// another 429 and retry it as their retry policy retries any 429: they say false.
+    fn tells_unservable(&self) -> bool {
+        true
+    }
 }
 
 /// What another instance of a fleet did, as its shared ledger tells the others.
@@ -251,6 +258,13 @@ pub struct Env {
     pub seed: u64,
     /// Per model: a Live API model (its sends are sessions; a refusal is a close 1011).
     pub live: Vec<bool>,
+    /// Per model: its name (`gemini-2.5-pro`), for a tool that orders models by name as
+    /// gemini-flux's model discovery does.
+    pub model_names: Vec<String>,
+    /// Per key: whether the server accepts it — what a free `countTokens` call per key at
+    /// start-up tells. Only a tool that makes that check (gemini-flux) may read it; every
+    /// other strategy learns an invalid key from its 400.
+    pub key_valid: Vec<bool>,
 }
 
 impl Env {
@@ -282,6 +296,8 @@ impl Env {
             believed: spec.known_limits.iter().map(Option::is_some).collect(),
             seed,
             live: models.iter().map(|m| m.live).collect(),
+            model_names: models.iter().map(|m| m.name.clone()).collect(),
+            key_valid: topology.keys.iter().map(|k| k.valid).collect(),
         }
     }
 
@@ -363,6 +379,8 @@ pub(crate) mod tests {
             believed: vec![false],
             seed: 0,
             live: vec![false],
+            model_names: vec!["gemini-2.5-flash".into()],
+            key_valid: vec![true; key_project.len()],
         }
     }
 }

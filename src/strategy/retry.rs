@@ -1,6 +1,7 @@
 //! Retry policies (client side, separate from the strategy): after an attempt fails, how long
 //! to wait before the strategy is asked again, or whether to give up.
 
+use crate::core::ledger::{Dims, Limits};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Nanos, SECOND};
 use crate::strategy::Outcome;
@@ -197,6 +198,24 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The delay before retrying a 429 that no retry cures (unservable: the request is bigger
+    /// than a limit), for a client that reads only the status code and so retries it as any
+    /// 429 without details; `None` to give up. A policy without an attempt limit gives up at
+    /// once: it would retry such a request forever.
+    pub fn delay_after_unservable(&self, seed: u64, request: u64, attempts: u32, violated: Dims) -> Option<Nanos> {
+        if matches!(self, RetryPolicy::RetryInfo { max_attempts: None, .. }) {
+            return None;
+        }
+        let as_429 = Outcome::RateLimited {
+            violated,
+            retry_delay: None,
+            quota: Limits::UNLIMITED,
+        };
+        self.delay_after(seed, request, attempts, &as_429)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,5 +332,30 @@ mod tests {
         assert_eq!(p.next_delay(1, &Outcome::InvalidKey, 0.0), Some(0));
         assert_eq!(p.next_delay(2, &RL, 0.0), None);
         assert_eq!(p.next_delay(1, &Outcome::Unservable, 0.0), None);
+    }
+
+    /// Issue 33 item 7: a client that reads only the status code retries an unservable 429 as
+    /// any 429 without details, up to its attempt limit; a policy without a limit stops.
+    #[test]
+    fn an_unservable_429_is_retried_as_a_429_by_a_limited_policy() {
+        let v = Dims::EMPTY;
+        assert_eq!(SDK.delay_after_unservable(1, 2, 1, v), SDK.delay_after(1, 2, 1, &RL));
+        assert!(SDK.delay_after_unservable(1, 2, 4, v).is_some());
+        assert_eq!(SDK.delay_after_unservable(1, 2, 5, v), None);
+        let immediate = RetryPolicy::Immediate { max_attempts: 3 };
+        assert_eq!(immediate.delay_after_unservable(1, 2, 2, v), Some(0));
+        assert_eq!(RetryPolicy::None.delay_after_unservable(1, 2, 1, v), None);
+        let unlimited = RetryPolicy::RetryInfo {
+            base: SECOND,
+            cap: 60 * SECOND,
+            max_attempts: None,
+        };
+        assert_eq!(unlimited.delay_after_unservable(1, 2, 1, v), None);
+        let limited = RetryPolicy::RetryInfo {
+            base: SECOND,
+            cap: 60 * SECOND,
+            max_attempts: Some(3),
+        };
+        assert!(limited.delay_after_unservable(1, 2, 1, v).is_some());
     }
 }

@@ -1,32 +1,42 @@
-//! `token_bucket`: the OpenAI cookbook's `api_request_parallel_processor.py`, the client-side
-//! limiter most hand-written batch jobs copy. One key; a requests bucket and a tokens bucket
-//! per model, each of capacity = the limit it is told (RPM, TPM) and refilled continuously at
-//! that rate per minute; a request is charged up front (its input tokens plus the output it
-//! asks for, as the cookbook's estimate does); requests leave strictly in arrival order (FIFO);
-//! after any 429, no request is dispatched for 15 s. A failed request is retried at once
-//! (5 attempts in all), behind the pause. A request bigger than a bucket never leaves (the
-//! cookbook would wait forever): it is reported unservable.
+//! `token_bucket`: the OpenAI cookbook's `examples/api_request_parallel_processor.py`
+//! (openai/openai-cookbook, read at commit 04a3090), the client-side limiter most
+//! hand-written batch jobs copy, pointed unmodified at Gemini's OpenAI-compatible endpoint.
+//!
+//! Modelled, as the script does it: one key; a requests bucket and a tokens bucket per model,
+//! each of capacity = the limit it is told (RPM, TPM), starting full and refilled continuously
+//! at that rate per minute; a request is charged up front (its input tokens plus the output it
+//! asks for: the script's estimate is prompt tokens + `n × max_tokens`); requests leave
+//! strictly in order (the next request waits until both buckets hold enough); a request
+//! bigger than a bucket never leaves (the script would wait forever): it is reported
+//! unservable.
+//!
+//! What it does with Gemini's errors, read from the source: an answer counts as an error only
+//! if its JSON object has an `error` member (`"error" in response`), and the 15 s pause after
+//! a rate limit only when `error.code == '429'`, a string. Gemini's OpenAI-compatible endpoint
+//! wraps every error in a list (`[{"error": {"code": 429, ...}}]`, facts gemini-2026-12), so
+//! the script saves the 429 (or 503, or 400) as the request's result: no retry, no pause. The
+//! simulation counts such a request as failed, and the default retry policy is `none`. (With
+//! an unwrapped body, as serve's `openai_errors = "object"`, the code is the number 429, not
+//! the string: it would retry up to 5 attempts, still without the pause; set
+//! `retry = { policy = "immediate", max_attempts = 5 }` for that.)
 
 use super::kind::{KindDef, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Strategy};
-use crate::core::time::{Nanos, MINUTE, SECOND};
+use crate::core::time::{Nanos, MINUTE};
 
 /// `token_bucket` as the registry (`strategy::KINDS`) knows it.
 pub(super) const KIND: KindDef = KindDef {
     name: "token_bucket",
-    help: "the OpenAI cookbook's parallel processor: RPM and TPM buckets, FIFO, every dispatch paused 15 s after a 429",
+    help: "the OpenAI cookbook's parallel processor: RPM and TPM buckets refilled continuously, FIFO; Gemini's list-wrapped errors are saved as results (no retry, no pause)",
     takes: &[],
     requires: &[],
     defaults: Params::NONE,
-    // The cookbook re-queues a failed request at once, 5 attempts in all; it speaks REST only.
-    retry: RetryPolicy::Immediate { max_attempts: 5 },
+    // It takes Gemini's list-wrapped error for a result: nothing is retried. REST only.
+    retry: RetryPolicy::None,
     live: false,
     build: |env, _| Box::new(TokenBucket::new(&env)),
 };
-
-/// The cookbook's `seconds_to_pause_after_rate_limit_error`.
-pub const PAUSE: Nanos = 15 * SECOND;
 
 /// A continuously refilled bucket as debt: `debt` is (capacity − level) × 60 s, in
 /// amount·ns, at `at` (exact integer arithmetic, like the ledger's bucket windows).
@@ -61,10 +71,6 @@ impl Bucket {
         self.settle(t);
         self.debt += amount as u128 * MINUTE as u128;
     }
-
-    fn refund(&mut self, amount: u64) {
-        self.debt = self.debt.saturating_sub(amount as u128 * MINUTE as u128);
-    }
 }
 
 /// The cookbook's parallel processor.
@@ -74,8 +80,6 @@ pub struct TokenBucket {
     buckets: Vec<(Option<Bucket>, Option<Bucket>)>,
     /// The latest planned dispatch: FIFO, nothing overtakes.
     last: Nanos,
-    /// No dispatch before this (15 s after the latest 429).
-    paused_until: Nanos,
 }
 
 impl TokenBucket {
@@ -89,11 +93,7 @@ impl TokenBucket {
                 (bucket(l.rpm), bucket(l.tpm))
             })
             .collect();
-        TokenBucket {
-            buckets,
-            last: 0,
-            paused_until: 0,
-        }
+        TokenBucket { buckets, last: 0 }
     }
 
     fn estimate(ask: &Ask) -> u64 {
@@ -108,7 +108,7 @@ impl Strategy for TokenBucket {
         if rb.is_some_and(|b| b.limit == 0) || tb.is_some_and(|b| b.limit < tokens) {
             return Decision::GiveUp(GiveUp::Unservable);
         }
-        let mut t = now.max(self.last).max(self.paused_until);
+        let mut t = now.max(self.last);
         if let Some(b) = rb {
             t = b.earliest(t, 1);
         }
@@ -129,34 +129,20 @@ impl Strategy for TokenBucket {
         }
     }
 
-    fn on_outcome(&mut self, now: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, outcome: &Outcome) {
-        // Any 429 (the cookbook cannot tell one that no retry cures).
-        if matches!(outcome, Outcome::RateLimited { .. } | Outcome::Unservable) {
-            self.paused_until = self.paused_until.max(now + PAUSE);
-        }
-    }
-
-    /// A dispatch that falls inside a pause begun after it was planned waits for the pause
-    /// to end: its charge is refunded and it is planned again.
-    fn confirm(&mut self, now: Nanos, ask: &Ask, _: usize, model: usize) -> bool {
-        if now >= self.paused_until {
-            return true;
-        }
-        let (rb, tb) = &mut self.buckets[model];
-        if let Some(b) = rb {
-            b.refund(1);
-        }
-        if let Some(b) = tb {
-            b.refund(Self::estimate(ask));
-        }
+    /// It reads the status code only: an unservable 429 is a 429 to it.
+    fn tells_unservable(&self) -> bool {
         false
     }
+
+    /// Nothing: the script's pause never fires on a Gemini error (see the module's header).
+    fn on_outcome(&mut self, _: Nanos, _: &Ask, _: usize, _: usize, _: Nanos, _: &Outcome) {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::ledger::{Dims, Limits};
+    use crate::core::time::SECOND;
     use crate::strategy::tests::env;
 
     fn ask(tokens: u64) -> Ask {
@@ -193,10 +179,12 @@ mod tests {
         assert_eq!(s.decide(SECOND, &ask(601)), Decision::GiveUp(GiveUp::Unservable));
     }
 
+    /// Its pause fires only on `error.code == '429'` (a string) in an unwrapped body; Gemini's
+    /// 429 is list-wrapped with the number 429, so a 429 — unservable or not — changes nothing:
+    /// the next dispatch is when the buckets allow (before: 15 s later).
     #[test]
-    fn any_429_pauses_every_dispatch_for_15_seconds() {
+    fn a_gemini_429_pauses_nothing() {
         let mut s = TokenBucket::new(&env(&[0], None));
-        assert_eq!(at(s.decide(0, &ask(1))), 0);
         assert_eq!(at(s.decide(0, &ask(1))), 0);
         let rl = Outcome::RateLimited {
             violated: Dims::EMPTY,
@@ -204,20 +192,10 @@ mod tests {
             quota: Limits::default(),
         };
         s.on_outcome(2 * SECOND, &ask(1), 0, 0, 0, &rl);
-        // Whatever RetryInfo says, nothing leaves before 17 s.
-        assert_eq!(at(s.decide(3 * SECOND, &ask(1))), 17 * SECOND);
-        // A dispatch planned before the 429 but due inside the pause is withdrawn.
-        assert!(!s.confirm(5 * SECOND, &ask(1), 0, 0));
-        assert!(s.confirm(17 * SECOND, &ask(1), 0, 0));
-    }
-
-    /// Issue 33, item 7: the cookbook pauses after any 429, one no retry cures included (it
-    /// cannot tell them apart).
-    #[test]
-    fn an_unservable_429_pauses_like_any_429() {
-        let mut s = TokenBucket::new(&env(&[0], None));
-        assert_eq!(at(s.decide(0, &ask(1))), 0);
-        s.on_outcome(2 * SECOND, &ask(1), 0, 0, 0, &Outcome::Unservable);
-        assert_eq!(at(s.decide(3 * SECOND, &ask(1))), 17 * SECOND);
+        assert_eq!(at(s.decide(3 * SECOND, &ask(1))), 3 * SECOND);
+        s.on_outcome(4 * SECOND, &ask(1), 0, 0, 0, &Outcome::Unservable);
+        assert_eq!(at(s.decide(5 * SECOND, &ask(1))), 5 * SECOND);
+        assert!(s.confirm(5 * SECOND, &ask(1), 0, 0));
+        assert_eq!(KIND.retry, RetryPolicy::None, "the error is saved as the result");
     }
 }

@@ -13,8 +13,9 @@ fn load(name: &str) -> Scenario {
     Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap()
 }
 
-/// `oversize.toml`: prompts above the TPM limit are unservable at once and never retried, by
-/// every strategy; the planners never send them; gemini-flux burns its model chain.
+/// `oversize.toml`: prompts above the TPM limit are unservable; the planners never send them;
+/// round robin (with the SDK's retry options, which read only the status code) retries each
+/// as any 429, 5 attempts in all; gemini-flux retries it along its chain and burns it.
 #[test]
 fn oversize_prompts_are_unservable_at_once_and_burn_gemini_flux_s_chain() {
     let s = load("oversize");
@@ -46,9 +47,16 @@ fn oversize_prompts_are_unservable_at_once_and_burn_gemini_flux_s_chain() {
                 r.strategy
             );
         }
+        // The planners read QuotaFailure and never retry one; round robin's SDK (5 attempts)
+        // and gemini-flux (keys × models: 4 × 3) cannot tell it from another 429.
+        let most = match r.strategy.as_str() {
+            "round_robin" => 5,
+            "gemini_flux" => 12,
+            _ => 1,
+        };
         for id in &big {
             let n = attempts.get(&(r.strategy.clone(), *id)).copied().unwrap_or(0);
-            assert!(n <= 1, "{}: oversize request {id} was sent {n} times", r.strategy);
+            assert!(n <= most, "{}: oversize request {id} was sent {n} times", r.strategy);
         }
     }
     let by = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap();

@@ -82,3 +82,62 @@ fn a_longer_cooldown_time_keeps_a_429ing_key_out_longer() {
     assert!(a.rate_limited > 0, "{a:?}");
     assert!(b.failed > a.failed, "{a:?}\n{b:?}");
 }
+
+fn one_run(text: &str) -> flux_sim::sim::metrics::StrategyResult {
+    let s = Scenario::parse(text, Path::new("s.toml")).unwrap();
+    run(&s, &s.strategies, s.seed, None, 1).results.remove(0)
+}
+
+/// Issue 30: gemini-flux checks every key with a free countTokens at start-up, so an invalid
+/// key never gets a generate request (before: one 400 per invalid key).
+#[test]
+fn gemini_flux_never_sends_to_a_key_its_start_up_check_rejected() {
+    let text = "name = \"s\"\n[models.\"gemini-2.5-flash\"]\nrpm = 100\n[topology]\nprojects = [\"a\", \"b\"]\n\
+[topology.project.\"a\"]\nkeys = 0\ninvalid_keys = 2\n\
+[workload]\nkind = \"closed\"\nrequests = 20\nworkers = 4\ninput_tokens = { dist = \"fixed\", value = 10 }\noutput_tokens = { dist = \"fixed\", value = 10 }\n\
+[[strategies]]\nkind = \"gemini_flux\"\n";
+    let r = one_run(text);
+    assert_eq!((r.completed, r.other_errors, r.attempts), (20, 0, 20), "{r:?}");
+}
+
+/// Issue 30: gemini-flux walks its own chain — pro before flash — whatever model the
+/// request names (before: the request's flash first).
+#[test]
+fn gemini_flux_spends_pro_before_the_flash_the_requests_name() {
+    let text = "name = \"s\"\n[models.\"gemini-2.5-flash\"]\nrpd = 5\n[models.\"gemini-2.5-pro\"]\nrpd = 3\n\
+[topology]\nprojects = 1\n\
+[workload]\nkind = \"closed\"\nrequests = 10\nworkers = 1\nmodel = \"gemini-2.5-flash\"\ninput_tokens = { dist = \"fixed\", value = 10 }\noutput_tokens = { dist = \"fixed\", value = 10 }\n\
+[[strategies]]\nkind = \"gemini_flux\"\nfallback = [\"gemini-2.5-pro\"]\n";
+    let s = Scenario::parse(text, Path::new("s.toml")).unwrap();
+    let pro = s.models.iter().position(|m| m.name == "gemini-2.5-pro").unwrap();
+    let mut served = Vec::new();
+    let mut sink = |_: &str, a: &flux_sim::sim::engine::AttemptRecord| {
+        if a.status == 200 {
+            served.push(a.model == pro);
+        }
+    };
+    run(&s, &s.strategies, s.seed, Some(&mut sink), 1);
+    assert_eq!(served, [true, true, true, false, false, false, false, false]);
+}
+
+/// Issue 33 item 7: a tool that reads only the status code retries an unservable 429 as its
+/// policy retries any 429: round robin with the SDK's 5 attempts (before: 1 attempt), while
+/// exact_cooldown (which reads QuotaFailure) never sends it.
+#[test]
+fn peers_retry_an_unservable_429_and_the_planner_does_not() {
+    let text = |kind: &str| {
+        format!(
+            "name = \"s\"\n[models.m]\ntpm = 50\n[topology]\nprojects = 2\n\
+[workload]\nkind = \"closed\"\nrequests = 1\nworkers = 1\ninput_tokens = {{ dist = \"fixed\", value = 100 }}\noutput_tokens = {{ dist = \"fixed\", value = 10 }}\n\
+[[strategies]]\nkind = \"{kind}\"\n"
+        )
+    };
+    let rr = one_run(&text("round_robin"));
+    assert_eq!((rr.attempts, rr.rate_limited, rr.unservable), (5, 5, 1), "{rr:?}");
+    let ec = one_run(&text("exact_cooldown"));
+    assert_eq!((ec.attempts, ec.unservable), (0, 1), "{ec:?}");
+    // LiteLLM retries it on the other key (num_retries 2); each 429 cools its deployment, so
+    // the third attempt finds none: "No deployments available", a failure.
+    let ll = one_run(&text("litellm_least_busy"));
+    assert_eq!((ll.attempts, ll.rate_limited, ll.failed), (2, 2, 1), "{ll:?}");
+}
