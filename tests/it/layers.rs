@@ -357,3 +357,53 @@ fn core_modules_import_each_other_without_a_cycle() {
         }
     }
 }
+
+/// The string literals of `code` (outside `#[cfg(test)]` modules) that name a command-line flag
+/// (`--name`), but for whole commands shown to the user (`flux-sim …`, `cargo …`, `gcloud …`)
+/// and documentation that quotes one in backticks (`scenario::reference`).
+fn flag_literals(code: &str) -> Vec<String> {
+    let code = &code[..code.find("#[cfg(test)]").unwrap_or(code.len())];
+    let mut out = Vec::new();
+    for line in code.lines() {
+        // The literals of the line: every other piece between quotes (escaped quotes removed).
+        let cleaned = line.replace("\\\"", "");
+        for (i, piece) in cleaned.split('"').enumerate() {
+            if i % 2 == 1
+                && piece.match_indices("--").any(|(j, _)| {
+                    piece[j + 2..].chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                        && !piece[..j].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+                })
+                && !["flux-sim ", "cargo ", "gcloud ", "`"].iter().any(|cmd| piece.contains(cmd))
+            {
+                out.push(piece.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Flags are the command line's: layers below `cli.rs` name the value they were given (or
+/// return a typed error), and `cli.rs` adds the flag that carried it (issue 32).
+#[test]
+fn no_layer_below_the_command_line_names_a_flag() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for path in &files {
+        let rel = path.strip_prefix(&src).expect("under src/");
+        if rel == Path::new("cli.rs") || rel == Path::new("main.rs") {
+            continue;
+        }
+        let text = code(&std::fs::read_to_string(path).expect("source is readable"));
+        found.extend(
+            flag_literals(&text)
+                .into_iter()
+                .map(|l| format!("{}: {l:?}", rel.display())),
+        );
+    }
+    assert!(found.is_empty(), "flags named below cli.rs:\n{}", found.join("\n"));
+    // The check has teeth.
+    assert_eq!(flag_literals(r#"Err(format!("--out: cannot write {p}"))"#).len(), 1);
+    assert!(flag_literals(r#"hint("run flux-sim sweep --set a=1")"#).is_empty());
+}

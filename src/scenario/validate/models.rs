@@ -145,7 +145,7 @@ fn price(cx: &Ctx, field: &str, usd_per_million: f64) -> Result<u64, ScenarioErr
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{error_with, parse, BASE};
+    use crate::scenario::validate::fixture::{error_with, parse, BASE};
     use crate::core::time::SECOND;
 
     #[test]

@@ -97,7 +97,7 @@ fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{parse, BASE};
+    use crate::scenario::validate::fixture::{parse, BASE};
     use crate::core::live::QuotaCheck;
     use crate::core::time::SECOND;
 

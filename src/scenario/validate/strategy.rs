@@ -240,7 +240,7 @@ pub(super) fn fleet(cx: &Ctx, f: &RawFleet) -> Result<FleetSpec, ScenarioError> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{parse, BASE};
+    use crate::scenario::validate::fixture::{parse, BASE};
     use crate::core::time::MILLISECOND;
 
     fn with(strategies: &str) -> Result<crate::scenario::Scenario, String> {

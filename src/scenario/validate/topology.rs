@@ -237,7 +237,7 @@ fn spend_cap(cx: &Ctx, field: &str, usd: Option<f64>) -> Result<Option<u128>, Sc
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{error_with, parse, BASE};
+    use crate::scenario::validate::fixture::{error_with, parse, BASE};
 
     #[test]
     fn named_projects_with_tiers_and_keys() {

@@ -421,7 +421,7 @@ fn session_spec(cx: &Ctx, w: &RawWorkload) -> Result<SessionSpec, ScenarioError>
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{error_with, parse, BASE};
+    use crate::scenario::validate::fixture::{error_with, parse, BASE};
     use crate::core::dist::TokenDist;
     use crate::core::time::SECOND;
     use crate::core::workload::Arrivals;
