@@ -103,12 +103,31 @@ pub struct ServerConfig {
     pub live: LiveRules,
 }
 
+/// The RetryInfo delay Google puts on a 429 that names a per-day dimension (`rpd`, `tpd`).
+/// It is not the time to the daily reset: a per-day 429 said `0s` in 2025 (gemini-balance
+/// #367) and `36s` with quota id `GenerateRequestsPerDayPerProjectPerModel-FreeTier` in 2026
+/// (issue 31; facts/gemini-2026-12.md §3.4), the seconds left in the minute. Clients must
+/// classify a 429 by its quota id, not by its delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PerDayRetry {
+    /// The time to the next calendar minute of the server's clock (the 2026 observation; the
+    /// default).
+    #[default]
+    NextMinute,
+    /// The exact delay: the earliest instant any path admits the request, for a per-day
+    /// dimension the daily reset (flux-sim's answer before December 2026).
+    Reset,
+    /// Always this delay (e.g. `0s`, the 2025 observation).
+    Fixed(Nanos),
+}
+
 /// Server behaviours users have met that contradict the documented ones; each is off
-/// (`None` / 0) unless a scenario turns it on.
+/// (`None` / 0) unless a scenario turns it on, except the per-day delay, which follows what
+/// Google was last seen to send ([`PerDayRetry::NextMinute`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Quirks {
-    /// A per-day 429's RetryInfo says this (e.g. `0s`) instead of the time to the reset.
-    pub per_day_retry: Option<Nanos>,
+    /// What a per-day 429's RetryInfo says.
+    pub per_day_retry: PerDayRetry,
     /// A per-minute 429's RetryInfo says this (e.g. `86400s`) instead of the exact delay.
     pub per_minute_retry: Option<Nanos>,
     /// A 429 for a quota of 0 still says "Please retry in" this (and carries RetryInfo).
@@ -119,11 +138,18 @@ pub struct Quirks {
 }
 
 impl Quirks {
-    /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`.
-    pub fn retry_delay(&self, violated: Dims, exact: Nanos) -> Nanos {
-        match (self.per_day_retry, self.per_minute_retry) {
-            (Some(d), _) if violated.per_day() => d,
-            (_, Some(d)) if violated.per_minute() && !violated.per_day() => d,
+    /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`
+    /// and the next calendar minute is `to_next_minute` away.
+    pub fn retry_delay(&self, violated: Dims, exact: Nanos, to_next_minute: Nanos) -> Nanos {
+        if violated.per_day() {
+            return match self.per_day_retry {
+                PerDayRetry::NextMinute => to_next_minute,
+                PerDayRetry::Reset => exact,
+                PerDayRetry::Fixed(d) => d,
+            };
+        }
+        match self.per_minute_retry {
+            Some(d) if violated.per_minute() => d,
             _ => exact,
         }
     }
@@ -251,6 +277,8 @@ pub struct Server {
     tpm_counts: TpmCounts,
     fault_rate: f64,
     quirks: Quirks,
+    /// The calendar (the per-day 429's delay to the next minute).
+    calendar: Calendar,
     /// Per model: its shared pool, if it has one.
     shared: Vec<Option<SharedPool>>,
     /// Per account: its spend cap, if it has one.
@@ -338,6 +366,7 @@ impl Server {
             tpm_counts: config.tpm_counts,
             fault_rate: config.fault_rate,
             quirks: config.quirks,
+            calendar: calendar.clone(),
             shared: models
                 .iter()
                 .enumerate()
@@ -405,7 +434,11 @@ impl Server {
             } => {
                 return Response::RateLimited {
                     violated,
-                    retry_delay: self.quirks.retry_delay(violated, retry_at - now),
+                    retry_delay: self.quirks.retry_delay(
+                        violated,
+                        retry_at - now,
+                        self.calendar.next_minute(now) - now,
+                    ),
                     quota,
                 }
             }
@@ -764,7 +797,7 @@ mod tests {
             quota,
             reserved(2, Overflow::Spill),
             "2026-03-03T09:00:00-08:00",
-            |_, _, _| {},
+            |_, _, c| c.quirks.per_day_retry = PerDayRetry::Reset,
         );
         // 1,000 output tokens at 100/s: each holds its slot 11 s.
         assert_eq!(via(s.handle(0, &sized(0, 10, 1000))), Via::Reserved);
@@ -971,20 +1004,64 @@ mod tests {
     #[test]
     fn retry_quirks_by_the_dimensions_named() {
         let q = Quirks {
-            per_day_retry: Some(1),
+            per_day_retry: PerDayRetry::Fixed(1),
             per_minute_retry: Some(2),
             ..Quirks::default()
         };
         let dims = |d: &[Dimension]| d.iter().copied().collect::<Dims>();
-        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99), 1);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm, Dimension::Tpd]), 99), 1);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm]), 99), 2);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Concurrency]), 99), 2);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Concurrency]), 99), 99);
-        let only_minute = Quirks {
-            per_day_retry: None,
+        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99, 7), 1);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm, Dimension::Tpd]), 99, 7), 1);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm]), 99, 7), 2);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Concurrency]), 99, 7), 2);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Concurrency]), 99, 7), 99);
+        let reset = Quirks {
+            per_day_retry: PerDayRetry::Reset,
             ..q
         };
-        assert_eq!(only_minute.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99), 99);
+        assert_eq!(reset.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99, 7), 99);
+        let next = Quirks {
+            per_day_retry: PerDayRetry::NextMinute,
+            ..q
+        };
+        assert_eq!(next.retry_delay(dims(&[Dimension::Rpd]), 99, 7), 7);
+        assert_eq!(
+            next.retry_delay(dims(&[Dimension::Rpm]), 99, 7),
+            2,
+            "per-minute: its own rule"
+        );
+    }
+
+    /// Issue 31, item 2: by default a per-day 429 says the seconds left in the calendar
+    /// minute, as Google's did in 2026 (`36s` on a `…PerDay…-FreeTier` violation), not the
+    /// time to Pacific midnight; `reset` restores the exact delay, a duration fixes it.
+    #[test]
+    fn a_per_day_429_says_the_seconds_to_the_next_minute_by_default() {
+        let quota = Limits {
+            rpd: Some(1),
+            ..Limits::default()
+        };
+        // 09:00:00 PST: midnight is 15 h away; at 24 s into the minute, the next is 36 s away.
+        let start = "2026-12-02T09:00:00-08:00";
+        let at = 24 * SECOND;
+        let delay = |mode: Option<PerDayRetry>| {
+            let mut s = server_with(quota, None, start, |_, _, c| {
+                if let Some(m) = mode {
+                    c.quirks.per_day_retry = m;
+                }
+            });
+            assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+            match s.handle(at, &call(1)) {
+                Response::RateLimited {
+                    violated, retry_delay, ..
+                } => {
+                    assert_eq!(violated.names(), ["rpd"]);
+                    retry_delay
+                }
+                r => panic!("{r:?}"),
+            }
+        };
+        assert_eq!(delay(None), 36 * SECOND, "the default: to the next minute");
+        assert_eq!(delay(Some(PerDayRetry::Reset)), 15 * 3600 * SECOND - at, "to midnight");
+        assert_eq!(delay(Some(PerDayRetry::Fixed(0))), 0);
     }
 }

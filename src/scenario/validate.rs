@@ -12,7 +12,7 @@ use super::{read_trace, Scenario, ScenarioError};
 use crate::core::dist::{Latency, TokenDist};
 use crate::core::ledger::{Dimension, LedgerConfig, Limits};
 use crate::core::live::{CloseAfter, EarlyClose, LiveRules, Modality, QuotaCheck, SessionSpec};
-use crate::core::server::{ConcurrencyScope, Model, Overflow, Provisioned, Quirks, ServerConfig};
+use crate::core::server::{ConcurrencyScope, Model, Overflow, PerDayRetry, Provisioned, Quirks, ServerConfig};
 use crate::core::shared_pool::PoolSpec;
 use crate::core::spend::{Prices, SpendRule};
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
@@ -1055,11 +1055,27 @@ fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
         return Err(cx.err("server.quirks.capacity_rate", "must be a probability between 0 and 1"));
     }
     Ok(Quirks {
-        per_day_retry: delay("per_day_retry", &q.per_day_retry)?,
+        per_day_retry: per_day_retry(cx, q.per_day_retry.as_deref())?,
         per_minute_retry: delay("per_minute_retry", &q.per_minute_retry)?,
         zero_quota_retry: delay("zero_quota_retry", &q.zero_quota_retry)?,
         capacity_rate: q.capacity_rate,
     })
+}
+
+/// `server.quirks.per_day_retry`: `"next_minute"` (the default), `"reset"` or a duration.
+fn per_day_retry(cx: &Ctx, v: Option<&str>) -> Result<PerDayRetry, ScenarioError> {
+    const FIELD: &str = "server.quirks.per_day_retry";
+    match v {
+        None | Some("next_minute") => Ok(PerDayRetry::NextMinute),
+        Some("reset") => Ok(PerDayRetry::Reset),
+        Some(t) if t.starts_with(|c: char| c.is_ascii_digit()) => {
+            Ok(PerDayRetry::Fixed(cx.bounded(FIELD, t, max::DELAY)?))
+        }
+        Some(t) => Err(cx.err(
+            FIELD,
+            format!("expected \"next_minute\", \"reset\" or a duration such as \"0s\", not {t:?}"),
+        )),
+    }
 }
 
 fn validate_strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) -> Result<StrategySpec, ScenarioError> {
