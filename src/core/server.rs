@@ -64,6 +64,29 @@ pub struct Model {
     pub provisioned: Option<Provisioned>,
     /// A Live API model: its calls are sessions, its concurrency limit counts open sessions.
     pub live: bool,
+    /// A retired model id whose calls Google silently serves with another model (2026-10-08:
+    /// gemini-3.5-flash → gemini-3.6-flash, gemini-3.7-flash → gemini-3.8-flash).
+    pub route: Option<Route>,
+}
+
+/// Where calls to a re-routed model id go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The model that serves them (its latency and prices).
+    pub to: usize,
+    /// Whose quotas they draw on (Google does not say).
+    pub quota: RouteQuota,
+}
+
+/// Whose quotas a re-routed call draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteQuota {
+    /// The serving model's (the default: the model behind the id is the new one).
+    #[default]
+    Target,
+    /// The retired id's own limits.
+    Own,
 }
 
 /// Throughput a project has reserved on a model: requests and tokens per minute of its own
@@ -288,6 +311,8 @@ pub struct Server {
     reserved_budgets: Vec<Option<(BudgetId, Overflow)>>,
     project_account: Vec<usize>,
     prices: Vec<Prices>,
+    /// Per model: (the model that serves its calls, the model whose quotas they draw on).
+    routes: Vec<(usize, usize)>,
     seed: u64,
 }
 
@@ -379,6 +404,21 @@ impl Server {
                 .collect(),
             project_account: topology.projects.iter().map(|p| p.account).collect(),
             prices: models.iter().map(|m| m.prices).collect(),
+            routes: models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| match m.route {
+                    None => (i, i),
+                    Some(Route {
+                        to,
+                        quota: RouteQuota::Target,
+                    }) => (to, to),
+                    Some(Route {
+                        to,
+                        quota: RouteQuota::Own,
+                    }) => (to, i),
+                })
+                .collect(),
             seed,
         }
     }
@@ -421,9 +461,11 @@ impl Server {
             KeyRef::Known(k) if !self.key_valid[k] => return Response::InvalidKey,
             KeyRef::Known(k) => k,
         };
-        let Some(model) = call.model else {
+        let Some(asked) = call.model else {
             return Response::UnknownModel;
         };
+        // A re-routed id: served by its target, on the quotas its route says.
+        let (served, model) = self.routes[asked];
         let via = match self.admission(now, key, model, call) {
             Verdict::Admit(via) => via,
             Verdict::Capacity => return Response::Capacity,
@@ -458,7 +500,7 @@ impl Server {
         // Admitted by a path; what follows may still refuse it, and a refused or failed
         // request takes nothing from any path (quota, reservation, shared pool) nor the spend.
         let account = self.project_account[self.key_project[key]];
-        let price = self.prices[model].cost(call.input_tokens, call.output_tokens);
+        let price = self.prices[served].cost(call.input_tokens, call.output_tokens);
         if let Some(w) = self.spend[account].as_mut() {
             if !w.allows(now, price) {
                 return Response::SpendCap;
@@ -488,7 +530,7 @@ impl Server {
         }
         let completes_at = match hold {
             Some(until) => until,
-            None => now + self.latency(model, call.output_tokens, call.request),
+            None => now + self.latency(served, call.output_tokens, call.request),
         };
         let budget = self.budget(key, model);
         let pool = self.pools[key * self.models + model];
@@ -645,6 +687,7 @@ mod tests {
             prices: Prices::default(),
             provisioned,
             live: false,
+            route: None,
         };
         let mut topology = Topology {
             accounts: vec![Account {
@@ -680,7 +723,23 @@ mod tests {
             DateTime::parse_from_rfc3339(start).unwrap(),
             chrono_tz::America::Los_Angeles,
         );
-        Server::new(&config, &[model], &topology, &cal, 1)
+        // A second model when the tweak gave the project a second model's limits: the first
+        // model's copy under the name `new`, at the server's default latency.
+        let mut models = vec![model.clone()];
+        if topology.projects[0].limits.len() > 1 {
+            models.push(Model {
+                name: "new".into(),
+                limits: topology.projects[0].limits[1],
+                route: None,
+                latency: Latency {
+                    ttft: SECOND,
+                    tokens_per_second: 100.0,
+                    jitter: 0.0,
+                },
+                ..model
+            });
+        }
+        Server::new(&config, &models, &topology, &cal, 1)
     }
 
     fn call(request: u64) -> Call {
@@ -1063,5 +1122,36 @@ mod tests {
         assert_eq!(delay(None), 36 * SECOND, "the default: to the next minute");
         assert_eq!(delay(Some(PerDayRetry::Reset)), 15 * 3600 * SECOND - at, "to midnight");
         assert_eq!(delay(Some(PerDayRetry::Fixed(0))), 0);
+    }
+
+    /// Issue 31, item 6: a retired id is served by its target (its latency), on the target's
+    /// quotas by default (`routed_quota = "target"`) or on its own (`"own"`).
+    #[test]
+    fn a_re_routed_id_draws_on_the_quota_its_route_says() {
+        let one_a_day = Limits {
+            rpd: Some(1),
+            ..Limits::default()
+        };
+        for (quota, second) in [(RouteQuota::Target, false), (RouteQuota::Own, true)] {
+            let mut s = server_with(one_a_day, None, "2026-12-02T09:00:00-08:00", |m, t, _| {
+                m.latency.ttft = 7 * SECOND;
+                m.route = Some(Route { to: 1, quota });
+                t.projects[0].limits.push(one_a_day);
+            });
+            let on = |model: usize| Call {
+                model: Some(model),
+                ..call(model as u64)
+            };
+            match s.handle(0, &on(0)) {
+                // The target's latency (ttft 1 s + 1 token at 100/s), not the old id's 7 s.
+                Response::Ok { completes_at, .. } => assert_eq!(completes_at, SECOND + SECOND / 100),
+                r => panic!("{r:?}"),
+            }
+            assert_eq!(
+                matches!(s.handle(0, &on(1)), Response::Ok { .. }),
+                second,
+                "{quota:?}: the target's own day"
+            );
+        }
     }
 }

@@ -113,6 +113,8 @@ pub const FIELDS: &[Field] = &[
     f("models.<name>", "provisioned", "table", "none", "See `models.<name>.provisioned`.", ""),
     f("models.<name>", "price_input", "number ≥ 0", "0", "USD per million input tokens, charged against the account's spend cap (to 10⁻⁶ USD).", "0.30"),
     f("models.<name>", "live", "boolean", "false", "A Live API model: its calls are WebSocket sessions (a `sessions` workload; `serve`'s BidiGenerateContent), `concurrent` counts open sessions, `rpm`/`rpd` count session starts and `tpm` a session's input tokens, charged at setup.", "true"),
+    f("models.<name>", "routed_to", "model name", "none", "A retired model id that Google serves silently with another model of the scenario (2026-10-08: gemini-3.5-flash → gemini-3.6-flash, gemini-3.7-flash → gemini-3.8-flash): its calls get that model's latency and prices, and draw on the quotas `routed_quota` says. Neither may be a Live model, nor the target re-routed itself.", "\"gemini-3.6-flash\""),
+    f("models.<name>", "routed_quota", "\"target\" | \"own\"", "\"target\"", "Whose quotas a re-routed call draws on, which Google does not say: the serving model's (calls under both ids share its budget), or the retired id's own limits.", "\"own\""),
     f("models.<name>", "price_output", "number ≥ 0", "0", "USD per million output tokens (the response's length), charged likewise when the request is admitted.", "2.50"),
     f("models.<name>.shared_pool", "capacity", "integer ≥ 1", "(required)", "Requests per minute the pool serves, every tenant together.", "600"),
     f("models.<name>.shared_pool", "others", "number 0 to 2", "0.5", "The other tenants' mean load, as a share of the capacity.", "0.8"),

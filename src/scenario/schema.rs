@@ -248,6 +248,9 @@ pub(super) struct RawModel {
     pub(super) price_output: f64,
     #[serde(default)]
     pub(super) live: bool,
+    pub(super) routed_to: Option<String>,
+    #[serde(default)]
+    pub(super) routed_quota: crate::core::server::RouteQuota,
 }
 
 /// `[models.<name>.provisioned]`: reserved throughput per project (Vertex AI's provisioned

@@ -12,7 +12,9 @@ use super::{read_trace, Scenario, ScenarioError};
 use crate::core::dist::{Latency, TokenDist};
 use crate::core::ledger::{Dimension, LedgerConfig, Limits};
 use crate::core::live::{CloseAfter, EarlyClose, LiveRules, Modality, QuotaCheck, SessionSpec};
-use crate::core::server::{ConcurrencyScope, Model, Overflow, PerDayRetry, Provisioned, Quirks, ServerConfig};
+use crate::core::server::{
+    ConcurrencyScope, Model, Overflow, PerDayRetry, Provisioned, Quirks, Route, RouteQuota, ServerConfig,
+};
 use crate::core::shared_pool::PoolSpec;
 use crate::core::spend::{Prices, SpendRule};
 use crate::core::time::{format_duration, format_exact, parse_duration, Calendar, Nanos, DAY, MINUTE, SECOND};
@@ -234,8 +236,10 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             concurrency_scope: m.concurrent_scope,
             latency,
             live: m.live,
+            route: None,
         });
     }
+    routes(&cx, &raw.models, &mut models)?;
 
     let topology = validate_topology(&cx, &raw.topology, &models)?;
     let workload = validate_workload(&cx, &raw.workload, &models, base)?;
@@ -1060,6 +1064,44 @@ fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
         zero_quota_retry: delay("zero_quota_retry", &q.zero_quota_retry)?,
         capacity_rate: q.capacity_rate,
     })
+}
+
+/// `models.<name>.routed_to` and `routed_quota`: a retired id served by another model of the
+/// scenario, neither of them Live nor re-routed in turn.
+fn routes(
+    cx: &Ctx,
+    raw: &std::collections::BTreeMap<String, RawModel>,
+    models: &mut [Model],
+) -> Result<(), ScenarioError> {
+    for (i, (name, m)) in raw.iter().enumerate() {
+        let field = format!("models.{name:?}.routed_to");
+        let Some(to) = &m.routed_to else {
+            if m.routed_quota != RouteQuota::default() {
+                return Err(cx.err(
+                    &format!("models.{name:?}.routed_quota"),
+                    "applies only with `routed_to`",
+                ));
+            }
+            continue;
+        };
+        let Some(t) = raw.keys().position(|k| k == to) else {
+            return Err(cx.err(&field, format!("{to:?} is not a model of the scenario")));
+        };
+        if t == i || raw[to].routed_to.is_some() {
+            return Err(cx.err(
+                &field,
+                format!("{to:?} is re-routed itself: name the model that serves the calls"),
+            ));
+        }
+        if m.live || raw[to].live {
+            return Err(cx.err(&field, "Live models are not re-routed"));
+        }
+        models[i].route = Some(Route {
+            to: t,
+            quota: m.routed_quota,
+        });
+    }
+    Ok(())
 }
 
 /// `server.quirks.per_day_retry`: `"next_minute"` (the default), `"reset"` or a duration.
