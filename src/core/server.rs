@@ -9,7 +9,7 @@ use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limit
 use crate::core::live::LiveRules;
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
-use crate::core::spend::{Prices, SpendRule, SpendWindow};
+use crate::core::spend::{price_at, Prices, SpendRule, SpendWindow};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
 
@@ -58,8 +58,10 @@ pub struct Model {
     pub latency: Latency,
     /// A shared capacity pool instead of per-project quotas (Vertex AI's dynamic shared quota).
     pub shared_pool: Option<PoolSpec>,
-    /// Prices, charged against the account's spend cap.
+    /// Prices at the start, charged against the account's spend cap.
     pub prices: Prices,
+    /// Later prices: from each instant on (ascending), the prices in force.
+    pub price_changes: Vec<(Nanos, Prices)>,
     /// Throughput reserved for each project (Vertex AI's provisioned throughput).
     pub provisioned: Option<Provisioned>,
     /// A Live API model: its calls are sessions, its concurrency limit counts open sessions.
@@ -67,6 +69,16 @@ pub struct Model {
     /// A retired model id whose calls Google silently serves with another model (2026-10-08:
     /// gemini-3.5-flash → gemini-3.6-flash, gemini-3.7-flash → gemini-3.8-flash).
     pub route: Option<Route>,
+}
+
+impl Model {
+    /// The least a request of `input` and `output` tokens ever costs on this model.
+    pub fn lowest_cost(&self, input: u64, output: u64) -> u128 {
+        self.price_changes
+            .iter()
+            .map(|(_, p)| p.cost(input, output))
+            .fold(self.prices.cost(input, output), u128::min)
+    }
 }
 
 /// Where calls to a re-routed model id go.
@@ -311,6 +323,8 @@ pub struct Server {
     reserved_budgets: Vec<Option<(BudgetId, Overflow)>>,
     project_account: Vec<usize>,
     prices: Vec<Prices>,
+    /// Per model: its later prices.
+    price_changes: Vec<Vec<(Nanos, Prices)>>,
     /// Per model: (the model that serves its calls, the model whose quotas they draw on).
     routes: Vec<(usize, usize)>,
     seed: u64,
@@ -404,6 +418,7 @@ impl Server {
                 .collect(),
             project_account: topology.projects.iter().map(|p| p.account).collect(),
             prices: models.iter().map(|m| m.prices).collect(),
+            price_changes: models.iter().map(|m| m.price_changes.clone()).collect(),
             routes: models
                 .iter()
                 .enumerate()
@@ -500,7 +515,9 @@ impl Server {
         // Admitted by a path; what follows may still refuse it, and a refused or failed
         // request takes nothing from any path (quota, reservation, shared pool) nor the spend.
         let account = self.project_account[self.key_project[key]];
-        let price = self.prices[served].cost(call.input_tokens, call.output_tokens);
+        // The prices in force now (spend caps follow a price change from its instant on).
+        let price =
+            price_at(self.prices[served], &self.price_changes[served], now).cost(call.input_tokens, call.output_tokens);
         if let Some(w) = self.spend[account].as_mut() {
             if !w.allows(now, price) {
                 return Response::SpendCap;
@@ -688,6 +705,7 @@ mod tests {
             provisioned,
             live: false,
             route: None,
+            price_changes: Vec::new(),
         };
         let mut topology = Topology {
             accounts: vec![Account {
@@ -1153,5 +1171,36 @@ mod tests {
                 "{quota:?}: the target's own day"
             );
         }
+    }
+
+    /// Issue 31, item 6: a spend cap charges the price in force at the request's instant.
+    #[test]
+    fn a_spend_cap_charges_the_price_in_force() {
+        let old = Prices {
+            input: 1_000_000,
+            output: 0,
+        };
+        let new = Prices {
+            input: 2_000_000,
+            output: 0,
+        };
+        // 10 input tokens: 10 µUSD before 60 s, 20 µUSD from then on; a cap of 25 µUSD.
+        let capped = || {
+            server_with(Limits::default(), None, "2026-11-30T23:59:00-08:00", |m, t, _| {
+                m.prices = old;
+                m.price_changes = vec![(60 * SECOND, new)];
+                t.accounts[0].spend_cap = Some(25_000_000);
+            })
+        };
+        let mut s = capped();
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert!(
+            matches!(s.handle(60 * SECOND - 1, &call(1)), Response::Ok { .. }),
+            "10 + 10"
+        );
+        let mut s = capped();
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert_eq!(s.handle(60 * SECOND, &call(1)), Response::SpendCap, "10 + 20 > 25");
+        assert_eq!(s.spend_peak(0), Some((10_000_000, 25_000_000)));
     }
 }

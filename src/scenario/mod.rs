@@ -363,6 +363,40 @@ output_tokens = { dist = "fixed", value = 10 }
             let err = parse(&BASE.replacen(from, to, 1)).unwrap_err();
             assert!(err.starts_with(want), "{err} !~ {want}");
         }
+        // Issue 31: the new settings' errors name their field and what was expected.
+        for (to, want) in [
+            (
+                "[models.m]\nrpm = 10\nrouted_to = \"n\"",
+                "s.toml: models.\"m\".routed_to: \"n\" is not a model of the scenario",
+            ),
+            (
+                "[models.m]\nrpm = 10\nrouted_to = \"m\"",
+                "s.toml: models.\"m\".routed_to: \"m\" is re-routed itself",
+            ),
+            (
+                "[models.m]\nrpm = 10\nrouted_quota = \"own\"",
+                "s.toml: models.\"m\".routed_quota: applies only with `routed_to`",
+            ),
+            (
+                "[models.m]\nrpm = 10\nprice_changes = [{ from = \"soon\" }]",
+                "s.toml: models.\"m\".price_changes[0].from: expected an RFC 3339 time",
+            ),
+            (
+                "[models.m]\nrpm = 10\nprice_changes = [{ from = \"2026-12-01T00:00:00Z\" }, { from = \"2026-11-01T00:00:00Z\" }]",
+                "s.toml: models.\"m\".price_changes[1].from: must be later than the change before it",
+            ),
+            (
+                "[models.m]\nrpm = 10\nprice_changes = [{ from = \"2026-12-01T00:00:00Z\", price_input = -1 }]",
+                "s.toml: models.\"m\".price_changes[0].price_input: must be a price",
+            ),
+            (
+                "[server.quirks]\nper_day_retry = \"later\"\n[models.m]\nrpm = 10",
+                "s.toml: server.quirks.per_day_retry: expected \"next_minute\", \"reset\" or a duration",
+            ),
+        ] {
+            let err = parse(&BASE.replacen("[models.m]\nrpm = 10", to, 1)).unwrap_err();
+            assert!(err.starts_with(want), "{err} !~ {want}");
+        }
         let err = parse(&format!("start = \"yesterday\"\n{BASE}")).unwrap_err();
         assert!(err.starts_with("s.toml: start: expected an RFC 3339 time"), "{err}");
         let err = parse(&format!(

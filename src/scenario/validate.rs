@@ -221,8 +221,10 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
             None => None,
             Some(p) => Some(provisioned(&cx, &format!("{field}.provisioned"), p)?),
         };
+        let price_changes = price_changes(&cx, &format!("{field}.price_changes"), &m.price_changes, &calendar)?;
         models.push(Model {
             provisioned,
+            price_changes,
             prices,
             shared_pool,
             name: name.clone(),
@@ -1007,6 +1009,37 @@ fn price(cx: &Ctx, field: &str, usd_per_million: f64) -> Result<u64, ScenarioErr
         ));
     }
     Ok((usd_per_million * 1e6).round() as u64)
+}
+
+/// `models.<name>.price_changes`: each `from` an RFC 3339 instant, in increasing order, as the
+/// instant after the scenario's start (one before it applies from the start).
+fn price_changes(
+    cx: &Ctx,
+    field: &str,
+    raw: &[RawPriceChange],
+    calendar: &Calendar,
+) -> Result<Vec<(Nanos, Prices)>, ScenarioError> {
+    let mut out: Vec<(Nanos, Prices)> = Vec::new();
+    let mut last = None;
+    for (i, c) in raw.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let at = DateTime::parse_from_rfc3339(&c.from).map_err(|e| {
+            cx.err(
+                &format!("{f}.from"),
+                format!("expected an RFC 3339 time with offset such as \"2026-12-01T00:00:00-08:00\" ({e})"),
+            )
+        })?;
+        if last.is_some_and(|l| at <= l) {
+            return Err(cx.err(&format!("{f}.from"), "must be later than the change before it"));
+        }
+        last = Some(at);
+        let prices = Prices {
+            input: price(cx, &format!("{f}.price_input"), c.price_input)?,
+            output: price(cx, &format!("{f}.price_output"), c.price_output)?,
+        };
+        out.push((calendar.from_unix_micros(at.timestamp_micros()), prices));
+    }
+    Ok(out)
 }
 
 /// A spend cap in USD as picodollars (to 10⁻⁶ USD).
