@@ -17,8 +17,55 @@ use crate::core::time::{Nanos, MILLISECOND, MINUTE, SECOND};
 /// frame can carry.
 pub const QUOTA_CLOSE_REASON: &str = "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: h";
 
-/// Close code of a quota refusal.
+/// Close code of a quota refusal (and of every other server-side error: see [`CloseCause`]).
 pub const CLOSE_QUOTA: u16 = 1011;
+
+/// The reason of a session-cap close (code 1011), after a `goAway` (sokuji #179, pydantic-ai
+/// #6643; facts/gemini-2026-12.md §3.6).
+pub const DEADLINE_CLOSE_REASON: &str = "Deadline expired before operation could complete.";
+
+/// The reason of a backend-failure close (code 1011) (adk-streaming-guide #11).
+pub const BACKEND_CLOSE_REASON: &str = "The service is currently unavailable.";
+
+/// Why the server closed a Live session with 1011: the code is the same for all of them, only
+/// the reason tells them apart (facts/gemini-2026-12.md §3.6), so a client that learns from
+/// quota closes must read it. (A resumption while the session's old socket is still open is a
+/// fourth cause users report; its reason text is not recorded, so it is not modelled.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// A quota is exceeded: "You exceeded your current quota…".
+    Quota,
+    /// The session reached its length cap: "Deadline expired before operation could complete."
+    Deadline,
+    /// The backend failed: "The service is currently unavailable."
+    Backend,
+}
+
+impl CloseCause {
+    /// The close reason the server sends.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCause::Quota => QUOTA_CLOSE_REASON,
+            CloseCause::Deadline => DEADLINE_CLOSE_REASON,
+            CloseCause::Backend => BACKEND_CLOSE_REASON,
+        }
+    }
+
+    /// The cause of a close with `code` and `reason` as a client receives it (the reason may
+    /// be cut to a close frame's 123 bytes), or `None` for another close.
+    pub fn of(code: u16, reason: &str) -> Option<CloseCause> {
+        if code != CLOSE_QUOTA {
+            return None;
+        }
+        [CloseCause::Quota, CloseCause::Deadline, CloseCause::Backend]
+            .into_iter()
+            .find(|c| {
+                let full = c.reason();
+                // A reason cut short still starts the full one; a minimal prefix is required.
+                reason.len() >= 16 && (full.starts_with(reason) || reason.starts_with(full))
+            })
+    }
+}
 
 /// What a session's answers carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -292,6 +339,26 @@ mod tests {
     #[test]
     fn the_quota_reason_fills_a_close_frame() {
         assert_eq!(QUOTA_CLOSE_REASON.len(), 123);
+    }
+
+    /// Issue 31, item 5: a 1011 is told apart by its reason only.
+    #[test]
+    fn a_1011_s_cause_is_read_from_its_reason() {
+        for c in [CloseCause::Quota, CloseCause::Deadline, CloseCause::Backend] {
+            assert_eq!(CloseCause::of(1011, c.reason()), Some(c));
+            assert_eq!(CloseCause::of(1008, c.reason()), None, "another code");
+        }
+        assert_eq!(
+            CloseCause::of(1011, "You exceeded your current quota, please check your plan"),
+            Some(CloseCause::Quota),
+            "cut short"
+        );
+        assert_eq!(
+            CloseCause::of(1011, "keepalive ping timeout"),
+            None,
+            "a client-side 1011"
+        );
+        assert_eq!(CloseCause::of(1011, ""), None);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limit
 use crate::core::live::LiveRules;
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
-use crate::core::spend::{Prices, SpendRule, SpendWindow};
+use crate::core::spend::{price_at, Prices, SpendRule, SpendWindow};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
 
@@ -58,12 +58,47 @@ pub struct Model {
     pub latency: Latency,
     /// A shared capacity pool instead of per-project quotas (Vertex AI's dynamic shared quota).
     pub shared_pool: Option<PoolSpec>,
-    /// Prices, charged against the account's spend cap.
+    /// Prices at the start, charged against the account's spend cap.
     pub prices: Prices,
+    /// Later prices: from each instant on (ascending), the prices in force.
+    pub price_changes: Vec<(Nanos, Prices)>,
     /// Throughput reserved for each project (Vertex AI's provisioned throughput).
     pub provisioned: Option<Provisioned>,
     /// A Live API model: its calls are sessions, its concurrency limit counts open sessions.
     pub live: bool,
+    /// A retired model id whose calls Google silently serves with another model (2026-10-08:
+    /// gemini-3.5-flash → gemini-3.6-flash, gemini-3.7-flash → gemini-3.8-flash).
+    pub route: Option<Route>,
+}
+
+impl Model {
+    /// The least a request of `input` and `output` tokens ever costs on this model.
+    pub fn lowest_cost(&self, input: u64, output: u64) -> u128 {
+        self.price_changes
+            .iter()
+            .map(|(_, p)| p.cost(input, output))
+            .fold(self.prices.cost(input, output), u128::min)
+    }
+}
+
+/// Where calls to a re-routed model id go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The model that serves them (its latency and prices).
+    pub to: usize,
+    /// Whose quotas they draw on (Google does not say).
+    pub quota: RouteQuota,
+}
+
+/// Whose quotas a re-routed call draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteQuota {
+    /// The serving model's (the default: the model behind the id is the new one).
+    #[default]
+    Target,
+    /// The retired id's own limits.
+    Own,
 }
 
 /// Throughput a project has reserved on a model: requests and tokens per minute of its own
@@ -103,12 +138,31 @@ pub struct ServerConfig {
     pub live: LiveRules,
 }
 
+/// The RetryInfo delay Google puts on a 429 that names a per-day dimension (`rpd`, `tpd`).
+/// It is not the time to the daily reset: a per-day 429 said `0s` in 2025 (gemini-balance
+/// #367) and `36s` with quota id `GenerateRequestsPerDayPerProjectPerModel-FreeTier` in 2026
+/// (issue 31; facts/gemini-2026-12.md §3.4), the seconds left in the minute. Clients must
+/// classify a 429 by its quota id, not by its delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PerDayRetry {
+    /// The time to the next calendar minute of the server's clock (the 2026 observation; the
+    /// default).
+    #[default]
+    NextMinute,
+    /// The exact delay: the earliest instant any path admits the request, for a per-day
+    /// dimension the daily reset (flux-sim's answer before December 2026).
+    Reset,
+    /// Always this delay (e.g. `0s`, the 2025 observation).
+    Fixed(Nanos),
+}
+
 /// Server behaviours users have met that contradict the documented ones; each is off
-/// (`None` / 0) unless a scenario turns it on.
+/// (`None` / 0) unless a scenario turns it on, except the per-day delay, which follows what
+/// Google was last seen to send ([`PerDayRetry::NextMinute`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Quirks {
-    /// A per-day 429's RetryInfo says this (e.g. `0s`) instead of the time to the reset.
-    pub per_day_retry: Option<Nanos>,
+    /// What a per-day 429's RetryInfo says.
+    pub per_day_retry: PerDayRetry,
     /// A per-minute 429's RetryInfo says this (e.g. `86400s`) instead of the exact delay.
     pub per_minute_retry: Option<Nanos>,
     /// A 429 for a quota of 0 still says "Please retry in" this (and carries RetryInfo).
@@ -119,11 +173,18 @@ pub struct Quirks {
 }
 
 impl Quirks {
-    /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`.
-    pub fn retry_delay(&self, violated: Dims, exact: Nanos) -> Nanos {
-        match (self.per_day_retry, self.per_minute_retry) {
-            (Some(d), _) if violated.per_day() => d,
-            (_, Some(d)) if violated.per_minute() && !violated.per_day() => d,
+    /// The RetryInfo delay a 429 violating `violated` carries when the exact one is `exact`
+    /// and the next calendar minute is `to_next_minute` away.
+    pub fn retry_delay(&self, violated: Dims, exact: Nanos, to_next_minute: Nanos) -> Nanos {
+        if violated.per_day() {
+            return match self.per_day_retry {
+                PerDayRetry::NextMinute => to_next_minute,
+                PerDayRetry::Reset => exact,
+                PerDayRetry::Fixed(d) => d,
+            };
+        }
+        match self.per_minute_retry {
+            Some(d) if violated.per_minute() => d,
             _ => exact,
         }
     }
@@ -251,6 +312,8 @@ pub struct Server {
     tpm_counts: TpmCounts,
     fault_rate: f64,
     quirks: Quirks,
+    /// The calendar (the per-day 429's delay to the next minute).
+    calendar: Calendar,
     /// Per model: its shared pool, if it has one.
     shared: Vec<Option<SharedPool>>,
     /// Per account: its spend cap, if it has one.
@@ -260,6 +323,10 @@ pub struct Server {
     reserved_budgets: Vec<Option<(BudgetId, Overflow)>>,
     project_account: Vec<usize>,
     prices: Vec<Prices>,
+    /// Per model: its later prices.
+    price_changes: Vec<Vec<(Nanos, Prices)>>,
+    /// Per model: (the model that serves its calls, the model whose quotas they draw on).
+    routes: Vec<(usize, usize)>,
     seed: u64,
 }
 
@@ -338,6 +405,7 @@ impl Server {
             tpm_counts: config.tpm_counts,
             fault_rate: config.fault_rate,
             quirks: config.quirks,
+            calendar: calendar.clone(),
             shared: models
                 .iter()
                 .enumerate()
@@ -350,6 +418,22 @@ impl Server {
                 .collect(),
             project_account: topology.projects.iter().map(|p| p.account).collect(),
             prices: models.iter().map(|m| m.prices).collect(),
+            price_changes: models.iter().map(|m| m.price_changes.clone()).collect(),
+            routes: models
+                .iter()
+                .enumerate()
+                .map(|(i, m)| match m.route {
+                    None => (i, i),
+                    Some(Route {
+                        to,
+                        quota: RouteQuota::Target,
+                    }) => (to, to),
+                    Some(Route {
+                        to,
+                        quota: RouteQuota::Own,
+                    }) => (to, i),
+                })
+                .collect(),
             seed,
         }
     }
@@ -392,9 +476,11 @@ impl Server {
             KeyRef::Known(k) if !self.key_valid[k] => return Response::InvalidKey,
             KeyRef::Known(k) => k,
         };
-        let Some(model) = call.model else {
+        let Some(asked) = call.model else {
             return Response::UnknownModel;
         };
+        // A re-routed id: served by its target, on the quotas its route says.
+        let (served, model) = self.routes[asked];
         let via = match self.admission(now, key, model, call) {
             Verdict::Admit(via) => via,
             Verdict::Capacity => return Response::Capacity,
@@ -405,7 +491,11 @@ impl Server {
             } => {
                 return Response::RateLimited {
                     violated,
-                    retry_delay: self.quirks.retry_delay(violated, retry_at - now),
+                    retry_delay: self.quirks.retry_delay(
+                        violated,
+                        retry_at - now,
+                        self.calendar.next_minute(now) - now,
+                    ),
                     quota,
                 }
             }
@@ -425,7 +515,9 @@ impl Server {
         // Admitted by a path; what follows may still refuse it, and a refused or failed
         // request takes nothing from any path (quota, reservation, shared pool) nor the spend.
         let account = self.project_account[self.key_project[key]];
-        let price = self.prices[model].cost(call.input_tokens, call.output_tokens);
+        // The prices in force now (spend caps follow a price change from its instant on).
+        let price =
+            price_at(self.prices[served], &self.price_changes[served], now).cost(call.input_tokens, call.output_tokens);
         if let Some(w) = self.spend[account].as_mut() {
             if !w.allows(now, price) {
                 return Response::SpendCap;
@@ -455,7 +547,7 @@ impl Server {
         }
         let completes_at = match hold {
             Some(until) => until,
-            None => now + self.latency(model, call.output_tokens, call.request),
+            None => now + self.latency(served, call.output_tokens, call.request),
         };
         let budget = self.budget(key, model);
         let pool = self.pools[key * self.models + model];
@@ -612,6 +704,8 @@ mod tests {
             prices: Prices::default(),
             provisioned,
             live: false,
+            route: None,
+            price_changes: Vec::new(),
         };
         let mut topology = Topology {
             accounts: vec![Account {
@@ -647,7 +741,23 @@ mod tests {
             DateTime::parse_from_rfc3339(start).unwrap(),
             chrono_tz::America::Los_Angeles,
         );
-        Server::new(&config, &[model], &topology, &cal, 1)
+        // A second model when the tweak gave the project a second model's limits: the first
+        // model's copy under the name `new`, at the server's default latency.
+        let mut models = vec![model.clone()];
+        if topology.projects[0].limits.len() > 1 {
+            models.push(Model {
+                name: "new".into(),
+                limits: topology.projects[0].limits[1],
+                route: None,
+                latency: Latency {
+                    ttft: SECOND,
+                    tokens_per_second: 100.0,
+                    jitter: 0.0,
+                },
+                ..model
+            });
+        }
+        Server::new(&config, &models, &topology, &cal, 1)
     }
 
     fn call(request: u64) -> Call {
@@ -764,7 +874,7 @@ mod tests {
             quota,
             reserved(2, Overflow::Spill),
             "2026-03-03T09:00:00-08:00",
-            |_, _, _| {},
+            |_, _, c| c.quirks.per_day_retry = PerDayRetry::Reset,
         );
         // 1,000 output tokens at 100/s: each holds its slot 11 s.
         assert_eq!(via(s.handle(0, &sized(0, 10, 1000))), Via::Reserved);
@@ -971,20 +1081,126 @@ mod tests {
     #[test]
     fn retry_quirks_by_the_dimensions_named() {
         let q = Quirks {
-            per_day_retry: Some(1),
+            per_day_retry: PerDayRetry::Fixed(1),
             per_minute_retry: Some(2),
             ..Quirks::default()
         };
         let dims = |d: &[Dimension]| d.iter().copied().collect::<Dims>();
-        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99), 1);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm, Dimension::Tpd]), 99), 1);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm]), 99), 2);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Concurrency]), 99), 2);
-        assert_eq!(q.retry_delay(dims(&[Dimension::Concurrency]), 99), 99);
-        let only_minute = Quirks {
-            per_day_retry: None,
+        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99, 7), 1);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm, Dimension::Tpd]), 99, 7), 1);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Tpm]), 99, 7), 2);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Rpm, Dimension::Concurrency]), 99, 7), 2);
+        assert_eq!(q.retry_delay(dims(&[Dimension::Concurrency]), 99, 7), 99);
+        let reset = Quirks {
+            per_day_retry: PerDayRetry::Reset,
             ..q
         };
-        assert_eq!(only_minute.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99), 99);
+        assert_eq!(reset.retry_delay(dims(&[Dimension::Rpm, Dimension::Rpd]), 99, 7), 99);
+        let next = Quirks {
+            per_day_retry: PerDayRetry::NextMinute,
+            ..q
+        };
+        assert_eq!(next.retry_delay(dims(&[Dimension::Rpd]), 99, 7), 7);
+        assert_eq!(
+            next.retry_delay(dims(&[Dimension::Rpm]), 99, 7),
+            2,
+            "per-minute: its own rule"
+        );
+    }
+
+    /// Issue 31, item 2: by default a per-day 429 says the seconds left in the calendar
+    /// minute, as Google's did in 2026 (`36s` on a `…PerDay…-FreeTier` violation), not the
+    /// time to Pacific midnight; `reset` restores the exact delay, a duration fixes it.
+    #[test]
+    fn a_per_day_429_says_the_seconds_to_the_next_minute_by_default() {
+        let quota = Limits {
+            rpd: Some(1),
+            ..Limits::default()
+        };
+        // 09:00:00 PST: midnight is 15 h away; at 24 s into the minute, the next is 36 s away.
+        let start = "2026-12-02T09:00:00-08:00";
+        let at = 24 * SECOND;
+        let delay = |mode: Option<PerDayRetry>| {
+            let mut s = server_with(quota, None, start, |_, _, c| {
+                if let Some(m) = mode {
+                    c.quirks.per_day_retry = m;
+                }
+            });
+            assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+            match s.handle(at, &call(1)) {
+                Response::RateLimited {
+                    violated, retry_delay, ..
+                } => {
+                    assert_eq!(violated.names(), ["rpd"]);
+                    retry_delay
+                }
+                r => panic!("{r:?}"),
+            }
+        };
+        assert_eq!(delay(None), 36 * SECOND, "the default: to the next minute");
+        assert_eq!(delay(Some(PerDayRetry::Reset)), 15 * 3600 * SECOND - at, "to midnight");
+        assert_eq!(delay(Some(PerDayRetry::Fixed(0))), 0);
+    }
+
+    /// Issue 31, item 6: a retired id is served by its target (its latency), on the target's
+    /// quotas by default (`routed_quota = "target"`) or on its own (`"own"`).
+    #[test]
+    fn a_re_routed_id_draws_on_the_quota_its_route_says() {
+        let one_a_day = Limits {
+            rpd: Some(1),
+            ..Limits::default()
+        };
+        for (quota, second) in [(RouteQuota::Target, false), (RouteQuota::Own, true)] {
+            let mut s = server_with(one_a_day, None, "2026-12-02T09:00:00-08:00", |m, t, _| {
+                m.latency.ttft = 7 * SECOND;
+                m.route = Some(Route { to: 1, quota });
+                t.projects[0].limits.push(one_a_day);
+            });
+            let on = |model: usize| Call {
+                model: Some(model),
+                ..call(model as u64)
+            };
+            match s.handle(0, &on(0)) {
+                // The target's latency (ttft 1 s + 1 token at 100/s), not the old id's 7 s.
+                Response::Ok { completes_at, .. } => assert_eq!(completes_at, SECOND + SECOND / 100),
+                r => panic!("{r:?}"),
+            }
+            assert_eq!(
+                matches!(s.handle(0, &on(1)), Response::Ok { .. }),
+                second,
+                "{quota:?}: the target's own day"
+            );
+        }
+    }
+
+    /// Issue 31, item 6: a spend cap charges the price in force at the request's instant.
+    #[test]
+    fn a_spend_cap_charges_the_price_in_force() {
+        let old = Prices {
+            input: 1_000_000,
+            output: 0,
+        };
+        let new = Prices {
+            input: 2_000_000,
+            output: 0,
+        };
+        // 10 input tokens: 10 µUSD before 60 s, 20 µUSD from then on; a cap of 25 µUSD.
+        let capped = || {
+            server_with(Limits::default(), None, "2026-11-30T23:59:00-08:00", |m, t, _| {
+                m.prices = old;
+                m.price_changes = vec![(60 * SECOND, new)];
+                t.accounts[0].spend_cap = Some(25_000_000);
+            })
+        };
+        let mut s = capped();
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert!(
+            matches!(s.handle(60 * SECOND - 1, &call(1)), Response::Ok { .. }),
+            "10 + 10"
+        );
+        let mut s = capped();
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert_eq!(s.handle(60 * SECOND, &call(1)), Response::SpendCap, "10 + 20 > 25");
+        assert_eq!(s.spend_peak(0), Some((10_000_000, 25_000_000)));
     }
 }

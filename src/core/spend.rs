@@ -27,6 +27,17 @@ impl Prices {
     }
 }
 
+/// The prices in force at `now`: the last of `changes` (ascending by instant) at or before
+/// it, else `base` (issue 31, item 6: gemini-4-argon $2/$10 per million tokens until
+/// 2026-11-30, $4/$20 from 2026-12-01).
+pub fn price_at(base: Prices, changes: &[(Nanos, Prices)], now: Nanos) -> Prices {
+    changes
+        .iter()
+        .take_while(|(at, _)| *at <= now)
+        .last()
+        .map_or(base, |(_, p)| *p)
+}
+
 /// The spend cap settings of a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpendRule {

@@ -248,10 +248,25 @@ pub(super) struct RawModel {
     pub(super) price_output: f64,
     #[serde(default)]
     pub(super) live: bool,
+    pub(super) routed_to: Option<String>,
+    #[serde(default)]
+    pub(super) price_changes: Vec<RawPriceChange>,
+    #[serde(default)]
+    pub(super) routed_quota: crate::core::server::RouteQuota,
 }
 
 /// `[models.<name>.provisioned]`: reserved throughput per project (Vertex AI's provisioned
 /// throughput).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPriceChange {
+    pub(super) from: String,
+    #[serde(default)]
+    pub(super) price_input: f64,
+    #[serde(default)]
+    pub(super) price_output: f64,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawProvisioned {

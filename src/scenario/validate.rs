@@ -174,7 +174,7 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
     let calendar = Calendar::new(start, tz);
     let server_latency = cx.latency("server.latency", &raw.server.latency)?;
     let server = server::server(&cx, &raw.server)?;
-    let models = models::models(&cx, &raw.models, server_latency)?;
+    let models = models::models(&cx, &raw.models, server_latency, &calendar)?;
 
     let topology = topology::topology(&cx, &raw.topology, &models)?;
     let workload = workload::workload(&cx, &raw.workload, &models, base)?;

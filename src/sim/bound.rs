@@ -371,7 +371,7 @@ fn capacity_of<'a>(
         *counts.entry(c).or_default() += 1;
         let price = std::iter::once(r.model)
             .chain(fallbacks.iter().copied())
-            .map(|m| scenario.models[m].prices.cost(r.input_tokens, r.output_tokens) / 1000)
+            .map(|m| scenario.models[m].lowest_cost(r.input_tokens, r.output_tokens) / 1000)
             .min()
             .expect("at least its own model");
         *price_counts.entry(price.min(u64::MAX as u128) as u64).or_default() += 1;

@@ -68,6 +68,9 @@ pub fn unavailable(scenario: &Scenario) -> Option<String> {
     if s.models.iter().any(|m| m.shared_pool.is_some()) {
         return Some("a shared pool's capacity is not a quota the schedule can plan".into());
     }
+    if s.models.iter().any(|m| m.route.is_some()) {
+        return Some("a re-routed model id draws on another model's quota".into());
+    }
     if s.models.iter().any(|m| m.provisioned.is_some()) {
         return Some("reserved throughput is not modelled by the schedule".into());
     }

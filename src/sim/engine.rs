@@ -616,6 +616,8 @@ impl Dispatch for Sim<'_, '_> {
                     Response::InvalidKey => (400, Outcome::InvalidKey),
                     Response::MissingKey => (403, Outcome::Error),
                     Response::UnknownModel => (404, Outcome::Error),
+                    // A Live session's backend failure is a close 1011 whose reason says so.
+                    _ if plan.is_some() => (crate::core::live::CLOSE_QUOTA, Outcome::Unavailable),
                     _ => (503, Outcome::Unavailable),
                 };
                 self.record(&l, now, status, "error", Dims::EMPTY, None);

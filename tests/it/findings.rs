@@ -161,21 +161,38 @@ fn under_a_shared_pool_rotation_buys_nothing() {
     assert_eq!((b.rpm, b.tpm, b.rpd, b.concurrency), (0, 0, 0, 0));
 }
 
-/// `pro-tokens-per-day.toml`: a planner told the documented limits (no TPD) meets one TPD 429
-/// per project; `exact_cooldown` then waits until midnight with the requests that hit it,
-/// `flux` learns the quota and moves them to the fallback model at once.
+/// `pro-tokens-per-day.toml`: a planner told the documented limits (no TPD) meets TPD 429s;
+/// `flux` learns the quota and moves the requests to the fallback model at once.
+/// `exact_cooldown` keeps off the (project, model) the 429 names until midnight (it reads the
+/// quota id) and its `retry_info` policy waits what RetryInfo says: under the per-day 429s
+/// of 2026 ("retry in 36s", `per_day_retry = "next_minute"`, the default) it is asked again
+/// within the minute and sends the request to another project; when RetryInfo said the time
+/// to midnight (`"reset"`, flux-sim's answer before issue 31) it waited until then with every
+/// request that hit the wall.
 #[test]
 fn a_tokens_per_day_429_sends_flux_down_the_chain_and_exact_cooldown_to_midnight() {
-    let s = load("pro-tokens-per-day");
-    let out = run(&s, &s.strategies, s.seed, None, 2);
-    let by = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap();
-    let (stuck, flux) = (by("exact_cooldown, told no TPD"), by("flux, told no TPD"));
-    assert!(stuck.rate_limited_by.tpd >= 5, "at least one per project: {stuck:?}");
-    assert!(stuck.pending >= 5 && stuck.makespan_s.is_none(), "{stuck:?}");
-    assert_eq!(flux.rate_limited_by.tpd, 5, "one per project: {flux:?}");
-    assert_eq!((flux.completed, flux.pending), (500, 0), "{flux:?}");
-    for truth in [by("exact_cooldown"), by("flux")] {
-        assert_eq!((truth.completed, truth.rate_limited), (500, 0), "{truth:?}");
+    let text = std::fs::read_to_string("scenarios/pro-tokens-per-day.toml").unwrap();
+    for reset in [false, true] {
+        let t = if reset {
+            text.replace("[server]\n", "[server.quirks]\nper_day_retry = \"reset\"\n\n[server]\n")
+        } else {
+            text.clone()
+        };
+        let s = Scenario::parse(&t, Path::new("scenarios/pro-tokens-per-day.toml")).unwrap();
+        let out = run(&s, &s.strategies, s.seed, None, 2);
+        let by = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap();
+        let (stuck, flux) = (by("exact_cooldown, told no TPD"), by("flux, told no TPD"));
+        assert!(stuck.rate_limited_by.tpd >= 5, "at least one per project: {stuck:?}");
+        if reset {
+            assert!(stuck.pending >= 5 && stuck.makespan_s.is_none(), "{stuck:?}");
+        } else {
+            assert_eq!((stuck.completed, stuck.pending), (500, 0), "{stuck:?}");
+        }
+        assert_eq!(flux.rate_limited_by.tpd, 5, "one per project: {flux:?}");
+        assert_eq!((flux.completed, flux.pending), (500, 0), "{flux:?}");
+        for truth in [by("exact_cooldown"), by("flux")] {
+            assert_eq!((truth.completed, truth.rate_limited), (500, 0), "{truth:?}");
+        }
     }
 }
 

@@ -373,7 +373,9 @@ fn flag_literals(code: &str) -> Vec<String> {
                     piece[j + 2..].chars().next().is_some_and(|c| c.is_ascii_lowercase())
                         && !piece[..j].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
                 })
-                && !["flux-sim ", "cargo ", "gcloud ", "`"].iter().any(|cmd| piece.contains(cmd))
+                && !["flux-sim ", "cargo ", "gcloud ", "`"]
+                    .iter()
+                    .any(|cmd| piece.contains(cmd))
             {
                 out.push(piece.to_string());
             }

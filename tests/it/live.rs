@@ -182,6 +182,10 @@ async fn the_fourth_concurrent_session_of_a_three_session_project_closes_1011() 
     let (code, reason) = next(&mut ws).await.unwrap_err();
     assert_eq!(code, 1011);
     assert_eq!(reason, flux_sim::core::live::QUOTA_CLOSE_REASON);
+    assert_eq!(
+        flux_sim::core::live::CloseCause::of(code, &reason),
+        Some(flux_sim::core::live::CloseCause::Quota)
+    );
     assert_eq!(reason.len(), 123);
     // 0.8 s of quota time at ×10.
     let took = t0.elapsed();
@@ -262,6 +266,60 @@ async fn go_away_then_1008_at_the_lifetime() {
         at >= Duration::from_millis(950) && at < Duration::from_millis(1_500),
         "{at:?}"
     );
+}
+
+/// Issue 31, item 5: the session's length cap (here 20 s, under the lifetime) gives `goAway`
+/// `go_away` ahead, then close 1011 "Deadline expired before operation could complete." (what
+/// users report), not 1008 without notice.
+#[tokio::test]
+async fn go_away_then_1011_deadline_expired_at_the_session_cap() {
+    use flux_sim::core::live::CloseCause;
+    // A 20 s audio cap with 5 s notice at ×20: goAway after 0.75 s, close at 1 s.
+    let s = serve(&scenario("audio_cap = \"20s\"\ngo_away = \"5s\"", 3), 20, None).await;
+    let t0 = Instant::now();
+    let mut ws = open(&s).await;
+    let m = next(&mut ws).await.unwrap();
+    assert!(m.get("goAway").is_some(), "goAway before the cap: {m}");
+    let at = t0.elapsed();
+    assert!(
+        at >= Duration::from_millis(700) && at < Duration::from_millis(950),
+        "{at:?}"
+    );
+    let (code, reason) = next(&mut ws).await.unwrap_err();
+    assert_eq!(
+        (code, reason.as_str()),
+        (1011, "Deadline expired before operation could complete.")
+    );
+    assert_eq!(CloseCause::of(code, &reason), Some(CloseCause::Deadline));
+}
+
+/// Issue 31, item 5: a backend failure (an injected fault) is a 1011 whose reason says so —
+/// "The service is currently unavailable." — not the quota's; checked at the upgrade it is an
+/// HTTP 503, not a 429.
+#[tokio::test]
+async fn a_backend_failure_closes_1011_with_its_own_reason() {
+    use flux_sim::core::live::CloseCause;
+    let text = scenario("", 3).replace("[server.live]", "[server]\nfault_rate = 1.0\n[server.live]");
+    let s = serve(&text, 10, None).await;
+    let mut ws = connect(&s).await;
+    send(&mut ws, setup(true)).await;
+    assert!(next(&mut ws).await.unwrap().get("setupComplete").is_some());
+    let (code, reason) = next(&mut ws).await.unwrap_err();
+    assert_eq!((code, reason.as_str()), (1011, "The service is currently unavailable."));
+    assert_eq!(CloseCause::of(code, &reason), Some(CloseCause::Backend));
+
+    let s = serve(
+        &text.replace("[server.live]", "[server.live]\nquota_check = \"connect\""),
+        10,
+        None,
+    )
+    .await;
+    let mut req = format!("ws://{}{PATH}", s.addr).into_client_request().unwrap();
+    req.headers_mut().insert("x-goog-api-key", s.key.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected HTTP 503 at the upgrade, got {:?}", other.map(|_| ())),
+    }
 }
 
 #[tokio::test]

@@ -16,6 +16,7 @@ mod live;
 mod livelock;
 mod meetings;
 mod peers;
+mod per_day;
 mod proxy;
 mod readme;
 mod registry;

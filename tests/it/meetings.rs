@@ -57,6 +57,9 @@ struct RScenario {
     overrides: Vec<BTreeMap<usize, Limits>>,
     /// Spend cap of the one account, in USD as written.
     cap_usd: Option<f64>,
+    /// `server.quirks.per_day_retry = "reset"` (the exact delay) rather than the default
+    /// `"next_minute"`.
+    per_day_reset: bool,
 }
 
 const STARTS: [&str; 3] = [
@@ -139,6 +142,7 @@ impl RScenario {
             cap_usd: r
                 .random_bool(0.4)
                 .then(|| r.random_range(1_000..200_000) as f64 * 1e-7 + 3e-8),
+            per_day_reset: r.random_bool(0.5),
         }
     }
 
@@ -159,12 +163,14 @@ impl RScenario {
         };
         let mut t = format!(
             "name = \"meet\"\nstart = \"{}\"\n[server]\ntpm_counts = \"{}\"\nfault_rate = {}\nspend_window = \"{}s\"\nspend_delay = \"{}s\"\n\
-             [server.latency]\nttft = \"1s\"\ntokens_per_second = 100\njitter = 0.3\n",
+             [server.latency]\nttft = \"1s\"\ntokens_per_second = 100\njitter = 0.3\n\
+             [server.quirks]\nper_day_retry = \"{}\"\n",
             self.start,
             if self.total { "total" } else { "input" },
             self.fault_rate,
             self.spend_window / SECOND,
             self.spend_delay / SECOND,
+            if self.per_day_reset { "reset" } else { "next_minute" },
         );
         for (i, m) in self.models.iter().enumerate() {
             t += &format!("[models.m{i}]\n");
@@ -273,6 +279,18 @@ impl Reference<'_> {
     /// The first instant after `t` of another Pacific date.
     fn next_day(&self, t: Nanos) -> Nanos {
         crate::common::next_pacific_day(self.start, t)
+    }
+
+    /// The RetryInfo delay a 429 at `now` naming `violated` says when the earliest admission
+    /// is `retry_at`: a per-day one says the time to the next calendar minute unless the
+    /// scenario asks for the exact delay (`per_day_retry`).
+    fn said(&self, now: Nanos, violated: Dims, retry_at: Nanos) -> Nanos {
+        if violated.per_day() && !self.s.per_day_reset {
+            let abs = self.start.timestamp_nanos_opt().unwrap() as i128 + now as i128;
+            MINUTE - abs.rem_euclid(MINUTE as i128) as Nanos
+        } else {
+            retry_at - now
+        }
     }
 
     fn cost(&self, input: u64, output: u64) -> u64 {
@@ -574,7 +592,7 @@ fn check_case(seed: u64) -> Result<Seen, String> {
                     quota,
                 },
                 Expect::Limited { violated: v, retry_at },
-            ) if violated == *v && now + retry_delay == *retry_at => {
+            ) if violated == *v && retry_delay == reference.said(now, violated, *retry_at) => {
                 let told = rs.quota(project, model).only(violated);
                 if quota != told {
                     return Err(format!(
@@ -590,9 +608,10 @@ fn check_case(seed: u64) -> Result<Seen, String> {
                     seen.fallbacks += 1;
                     next(now, key, p.chain_pos + 1, &mut heap);
                 } else {
-                    // Exactly at the retry instant (one nanosecond early now and then).
-                    let early = u64::from(r.random_bool(0.2) && retry_delay > 0);
-                    next(now + retry_delay - early, key, p.chain_pos, &mut heap);
+                    // Exactly at the retry instant (one nanosecond early now and then),
+                    // which a per-day 429 does not say by default: the recount knows it.
+                    let early = u64::from(r.random_bool(0.2) && *retry_at > now);
+                    next(*retry_at - early, key, p.chain_pos, &mut heap);
                 }
             }
             (Response::Unservable { violated }, Expect::Unservable { violated: v }) if violated == *v => {

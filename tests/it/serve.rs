@@ -587,10 +587,12 @@ async fn quirks_in_google_s_wire_shape() {
 }
 
 /// A tokens-per-day violation in Google's wire shape: quotaId and metric as Google names them,
-/// the limit, and a RetryInfo delay to Pacific midnight.
+/// the limit, and a RetryInfo delay to Pacific midnight (`per_day_retry = "reset"`), or by
+/// default to the next minute.
 #[tokio::test]
 async fn a_tokens_per_day_429_names_its_quota() {
-    let text = SCENARIO.replace("rpd = 1000\n", "rpd = 1000\ntpd = 3\n");
+    let text =
+        SCENARIO.replace("rpd = 1000\n", "rpd = 1000\ntpd = 3\n") + "\n[server.quirks]\nper_day_retry = \"reset\"\n";
     let live = start_with(&text, 1).await;
     let key = &live.keys[0];
     for _ in 0..3 {
@@ -622,6 +624,20 @@ async fn a_tokens_per_day_429_names_its_quota() {
         delay > 60 * 1_000_000_000 && delay <= 24 * 3600 * 1_000_000_000,
         "to midnight: {delay}"
     );
+    // By default (issue 31) it says the seconds left in the minute, as Google's do.
+    let text = SCENARIO.replace("rpd = 1000\n", "rpd = 1000\ntpd = 3\n");
+    let live = start_with(&text, 1).await;
+    let key = &live.keys[0];
+    for _ in 0..3 {
+        assert_eq!(live.generate(key).await, 200, "one token each");
+    }
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(key), &body("x"))
+        .await;
+    assert_eq!(status, 429);
+    let retry = detail(&v, "RetryInfo");
+    let delay = flux_sim::net::wire::client::parse_duration_string(retry["retryDelay"].as_str().unwrap()).unwrap();
+    assert!(delay > 0 && delay <= 60 * 1_000_000_000, "to the next minute: {delay}");
 }
 
 /// A billing account past its spend cap: 429 RESOURCE_EXHAUSTED without details, whichever of

@@ -18,7 +18,7 @@ use axum::Router;
 use serde_json::Value;
 
 use super::{drawn_output, error, given_key, known_key, not_found_at, Shared, READ_TIMEOUT};
-use crate::core::live::{EarlyClose, LiveRules, QuotaCheck, CLOSE_QUOTA, QUOTA_CLOSE_REASON};
+use crate::core::live::{CloseCause, EarlyClose, LiveRules, QuotaCheck, CLOSE_QUOTA};
 use crate::core::server::{Call, KeyRef, Response as Answer, Via};
 use crate::core::time::Nanos;
 use crate::net::wire::{self, live};
@@ -150,6 +150,7 @@ fn refusal_body(s: &Shared, key: usize, model: usize, answer: &Answer) -> Value 
         ),
         Answer::Unservable { violated } => wire::error::quota_exceeded(violated, &p.limits[model], &p.tier, name, None),
         Answer::SpendCap => wire::error::spend_cap_exhausted(),
+        Answer::Unavailable => wire::error::unavailable(),
         _ => wire::error::capacity_exhausted(),
     }
 }
@@ -288,12 +289,16 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
         return;
     }
     if !matches!(answer, Answer::Ok { .. }) {
+        // A 1011 whose reason says why: a backend failure (an injected fault) or a quota.
+        let cause = match answer {
+            Answer::Unavailable => CloseCause::Backend,
+            _ => CloseCause::Quota,
+        };
         tokio::time::sleep(s.real(rules.reject_delay)).await;
-        return close(&mut socket, CLOSE_QUOTA, QUOTA_CLOSE_REASON).await;
+        return close(&mut socket, CLOSE_QUOTA, cause.reason()).await;
     }
     let (id, opened) = (admitted.id, admitted.opened);
     let latency = s.scenario.models[model].latency;
-    let go_away_at = opened + rules.lifetime - rules.go_away;
     let mut cap_at = opened + rules.lifetime.min(rules.audio_cap);
     let mut went_away = false;
     let mut pending = setup.system_tokens;
@@ -301,6 +306,8 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
     let mut turn: Option<Turn> = None;
     let release = loop {
         let now = s.now();
+        // `goAway` comes `go_away` before the session ends, by its lifetime or its cap.
+        let go_away_at = cap_at.saturating_sub(rules.go_away);
         let mut due = cap_at;
         if !went_away {
             due = due.min(go_away_at);
@@ -342,12 +349,13 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
             _ = tokio::time::sleep(wait) => {
                 let now = s.now();
                 if now >= cap_at {
-                    let reason = if cap_at == opened + rules.lifetime {
-                        "The connection reached its maximum lifetime."
+                    // The connection's lifetime: 1008 (documented); the session's length cap:
+                    // 1011 "Deadline expired…" (what users report).
+                    if cap_at == opened + rules.lifetime {
+                        close(&mut socket, live::CLOSE_POLICY, "The connection reached its maximum lifetime.").await;
                     } else {
-                        "The session reached its maximum duration."
-                    };
-                    close(&mut socket, live::CLOSE_POLICY, reason).await;
+                        close(&mut socket, CLOSE_QUOTA, CloseCause::Deadline.reason()).await;
+                    }
                     break now;
                 }
                 if !went_away && now >= go_away_at {

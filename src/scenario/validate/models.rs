@@ -10,6 +10,10 @@ use crate::scenario::schema::*;
 use crate::scenario::ScenarioError;
 
 use super::{max, Ctx};
+use crate::core::server::{Route, RouteQuota};
+use crate::core::time::{Calendar, Nanos};
+use crate::scenario::schema::RawPriceChange;
+use chrono::DateTime;
 
 /// The `[models]` table: each model's limits, latency (the server's unless its own), shared pool,
 /// prices and reserved throughput.
@@ -17,6 +21,7 @@ pub(super) fn models(
     cx: &Ctx,
     raw: &std::collections::BTreeMap<String, RawModel>,
     server_latency: Latency,
+    calendar: &Calendar,
 ) -> Result<Vec<Model>, ScenarioError> {
     if raw.is_empty() {
         return Err(cx.err(
@@ -46,8 +51,10 @@ pub(super) fn models(
             None => None,
             Some(p) => Some(provisioned(cx, &format!("{field}.provisioned"), p)?),
         };
+        let price_changes = price_changes(cx, &format!("{field}.price_changes"), &m.price_changes, calendar)?;
         models.push(Model {
             provisioned,
+            price_changes,
             prices,
             shared_pool,
             name: name.clone(),
@@ -61,8 +68,10 @@ pub(super) fn models(
             concurrency_scope: m.concurrent_scope,
             latency,
             live: m.live,
+            route: None,
         });
     }
+    routes(cx, raw, &mut models)?;
     Ok(models)
 }
 
@@ -143,10 +152,79 @@ fn price(cx: &Ctx, field: &str, usd_per_million: f64) -> Result<u64, ScenarioErr
     Ok((usd_per_million * 1e6).round() as u64)
 }
 
+/// `models.<name>.price_changes`: each `from` an RFC 3339 instant, in increasing order, as the
+/// instant after the scenario's start (one before it applies from the start).
+fn price_changes(
+    cx: &Ctx,
+    field: &str,
+    raw: &[RawPriceChange],
+    calendar: &Calendar,
+) -> Result<Vec<(Nanos, Prices)>, ScenarioError> {
+    let mut out: Vec<(Nanos, Prices)> = Vec::new();
+    let mut last = None;
+    for (i, c) in raw.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let at = DateTime::parse_from_rfc3339(&c.from).map_err(|e| {
+            cx.err(
+                &format!("{f}.from"),
+                format!("expected an RFC 3339 time with offset such as \"2026-12-01T00:00:00-08:00\" ({e})"),
+            )
+        })?;
+        if last.is_some_and(|l| at <= l) {
+            return Err(cx.err(&format!("{f}.from"), "must be later than the change before it"));
+        }
+        last = Some(at);
+        let prices = Prices {
+            input: price(cx, &format!("{f}.price_input"), c.price_input)?,
+            output: price(cx, &format!("{f}.price_output"), c.price_output)?,
+        };
+        out.push((calendar.from_unix_micros(at.timestamp_micros()), prices));
+    }
+    Ok(out)
+}
+
+/// `models.<name>.routed_to` and `routed_quota`: a retired id served by another model of the
+/// scenario, neither of them Live nor re-routed in turn.
+fn routes(
+    cx: &Ctx,
+    raw: &std::collections::BTreeMap<String, RawModel>,
+    models: &mut [Model],
+) -> Result<(), ScenarioError> {
+    for (i, (name, m)) in raw.iter().enumerate() {
+        let field = format!("models.{name:?}.routed_to");
+        let Some(to) = &m.routed_to else {
+            if m.routed_quota != RouteQuota::default() {
+                return Err(cx.err(
+                    &format!("models.{name:?}.routed_quota"),
+                    "applies only with `routed_to`",
+                ));
+            }
+            continue;
+        };
+        let Some(t) = raw.keys().position(|k| k == to) else {
+            return Err(cx.err(&field, format!("{to:?} is not a model of the scenario")));
+        };
+        if t == i || raw[to].routed_to.is_some() {
+            return Err(cx.err(
+                &field,
+                format!("{to:?} is re-routed itself: name the model that serves the calls"),
+            ));
+        }
+        if m.live || raw[to].live {
+            return Err(cx.err(&field, "Live models are not re-routed"));
+        }
+        models[i].route = Some(Route {
+            to: t,
+            quota: m.routed_quota,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::scenario::validate::fixture::{error_with, parse, BASE};
     use crate::core::time::SECOND;
+    use crate::scenario::validate::fixture::{error_with, parse, BASE};
 
     #[test]
     fn a_model_inherits_the_servers_latency_unless_it_has_its_own() {
@@ -184,5 +262,43 @@ mod tests {
         }
         let err = parse(&BASE.replace("[models.m]\nrpm = 10\n", "[models]\n")).unwrap_err();
         assert!(err.starts_with("s.toml: models: at least one model is needed"), "{err}");
+    }
+
+    #[test]
+    fn routes_price_changes_and_per_day_delays_name_their_field() {
+        // Issue 31: the new settings' errors name their field and what was expected.
+        for (to, want) in [
+            (
+                "[models.m]\nrpm = 10\nrouted_to = \"n\"",
+                "s.toml: models.\"m\".routed_to: \"n\" is not a model of the scenario",
+            ),
+            (
+                "[models.m]\nrpm = 10\nrouted_to = \"m\"",
+                "s.toml: models.\"m\".routed_to: \"m\" is re-routed itself",
+            ),
+            (
+                "[models.m]\nrpm = 10\nrouted_quota = \"own\"",
+                "s.toml: models.\"m\".routed_quota: applies only with `routed_to`",
+            ),
+            (
+                "[models.m]\nrpm = 10\nprice_changes = [{ from = \"soon\" }]",
+                "s.toml: models.\"m\".price_changes[0].from: expected an RFC 3339 time",
+            ),
+            (
+                "[models.m]\nrpm = 10\nprice_changes = [{ from = \"2026-12-01T00:00:00Z\" }, { from = \"2026-11-01T00:00:00Z\" }]",
+                "s.toml: models.\"m\".price_changes[1].from: must be later than the change before it",
+            ),
+            (
+                "[models.m]\nrpm = 10\nprice_changes = [{ from = \"2026-12-01T00:00:00Z\", price_input = -1 }]",
+                "s.toml: models.\"m\".price_changes[0].price_input: must be a price",
+            ),
+            (
+                "[server.quirks]\nper_day_retry = \"later\"\n[models.m]\nrpm = 10",
+                "s.toml: server.quirks.per_day_retry: expected \"next_minute\", \"reset\" or a duration",
+            ),
+        ] {
+            let err = parse(&BASE.replacen("[models.m]\nrpm = 10", to, 1)).unwrap_err();
+            assert!(err.starts_with(want), "{err} !~ {want}");
+        }
     }
 }

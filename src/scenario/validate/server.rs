@@ -9,6 +9,7 @@ use crate::scenario::schema::*;
 use crate::scenario::ScenarioError;
 
 use super::{max, Ctx};
+use crate::core::server::PerDayRetry;
 
 /// The `[server]` table (its latency is read by the caller: models inherit it).
 pub(super) fn server(cx: &Ctx, s: &RawServer) -> Result<ServerConfig, ScenarioError> {
@@ -88,18 +89,34 @@ fn quirks(cx: &Ctx, q: &RawQuirks) -> Result<Quirks, ScenarioError> {
         return Err(cx.err("server.quirks.capacity_rate", "must be a probability between 0 and 1"));
     }
     Ok(Quirks {
-        per_day_retry: delay("per_day_retry", &q.per_day_retry)?,
+        per_day_retry: per_day_retry(cx, q.per_day_retry.as_deref())?,
         per_minute_retry: delay("per_minute_retry", &q.per_minute_retry)?,
         zero_quota_retry: delay("zero_quota_retry", &q.zero_quota_retry)?,
         capacity_rate: q.capacity_rate,
     })
 }
 
+/// `server.quirks.per_day_retry`: `"next_minute"` (the default), `"reset"` or a duration.
+fn per_day_retry(cx: &Ctx, v: Option<&str>) -> Result<PerDayRetry, ScenarioError> {
+    const FIELD: &str = "server.quirks.per_day_retry";
+    match v {
+        None | Some("next_minute") => Ok(PerDayRetry::NextMinute),
+        Some("reset") => Ok(PerDayRetry::Reset),
+        Some(t) if t.starts_with(|c: char| c.is_ascii_digit()) => {
+            Ok(PerDayRetry::Fixed(cx.bounded(FIELD, t, max::DELAY)?))
+        }
+        Some(t) => Err(cx.err(
+            FIELD,
+            format!("expected \"next_minute\", \"reset\" or a duration such as \"0s\", not {t:?}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::scenario::validate::fixture::{parse, BASE};
     use crate::core::live::QuotaCheck;
     use crate::core::time::SECOND;
+    use crate::scenario::validate::fixture::{parse, BASE};
 
     fn with_server(table: &str) -> Result<crate::scenario::Scenario, String> {
         parse(&format!("{BASE}\n[server]\n{table}\n"))

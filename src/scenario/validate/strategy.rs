@@ -240,8 +240,8 @@ pub(super) fn fleet(cx: &Ctx, f: &RawFleet) -> Result<FleetSpec, ScenarioError> 
 
 #[cfg(test)]
 mod tests {
-    use crate::scenario::validate::fixture::{parse, BASE};
     use crate::core::time::MILLISECOND;
+    use crate::scenario::validate::fixture::{parse, BASE};
 
     fn with(strategies: &str) -> Result<crate::scenario::Scenario, String> {
         parse(&format!("{BASE}\n{strategies}\n"))

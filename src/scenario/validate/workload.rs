@@ -421,10 +421,10 @@ fn session_spec(cx: &Ctx, w: &RawWorkload) -> Result<SessionSpec, ScenarioError>
 
 #[cfg(test)]
 mod tests {
-    use crate::scenario::validate::fixture::{error_with, parse, BASE};
     use crate::core::dist::TokenDist;
     use crate::core::time::SECOND;
     use crate::core::workload::Arrivals;
+    use crate::scenario::validate::fixture::{error_with, parse, BASE};
 
     #[test]
     fn an_open_workload_with_lognormal_tokens() {
