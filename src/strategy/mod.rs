@@ -30,7 +30,7 @@ pub use spec::{builtins_help, StrategySpec};
 pub use token_bucket::TokenBucket;
 
 use crate::core::ledger::{Dims, Limits};
-use crate::core::server::{ConcurrencyScope, Model, TpmCounts};
+use crate::core::server::{ConcurrencyScope, Model, Provisioned, TpmCounts};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
 
@@ -251,6 +251,10 @@ pub struct Env {
     pub seed: u64,
     /// Per model: a Live API model (its sends are sessions; a refusal is a close 1011).
     pub live: Vec<bool>,
+    /// Per model: the throughput each project has reserved on it (provisioned throughput),
+    /// which the server consults before the quotas; a planner that ignores it gives up on
+    /// requests only the reservation can serve.
+    pub reserved: Vec<Option<Provisioned>>,
 }
 
 impl Env {
@@ -282,6 +286,7 @@ impl Env {
             believed: spec.known_limits.iter().map(Option::is_some).collect(),
             seed,
             live: models.iter().map(|m| m.live).collect(),
+            reserved: models.iter().map(|m| m.provisioned).collect(),
         }
     }
 
@@ -363,6 +368,7 @@ pub(crate) mod tests {
             believed: vec![false],
             seed: 0,
             live: vec![false],
+            reserved: vec![None],
         }
     }
 }
