@@ -663,6 +663,14 @@ impl Strategy for ExactCooldown {
                 Decision::GiveUp(GiveUp::Exhausted)
             };
         };
+        if at >= day_end {
+            // Not before the day ends: nothing is reserved, the request is asked about again
+            // then. A send reserved tomorrow would hold its budget's plans back from today
+            // (they never go back in time), so requests that still fit today's remaining
+            // quota (smaller ones, under tokens per day) would wait for tomorrow too; and
+            // today's counts stay today's, refunds and withdrawals included.
+            return Decision::Later(at);
+        }
         // The server serves it from the reservation whenever that has room at `at`.
         let reservation = self.units[u]
             .reservation
@@ -1090,15 +1098,55 @@ mod tests {
                 at: 1
             }
         );
-        // Both models spent for today: wait for midnight Pacific on the preferred model.
+        // Both models spent for today: ask again at midnight Pacific, nothing reserved; then
+        // the preferred model.
+        let midnight = 15 * 60 * MINUTE;
+        assert_eq!(s.decide(2, &a), Decision::Later(midnight));
         assert_eq!(
-            s.decide(2, &a),
+            s.decide(midnight, &a),
             Decision::Send {
                 key: 0,
                 model: 0,
-                at: 15 * 60 * MINUTE
+                at: midnight
             }
         );
+    }
+
+    /// Issue 26, item 2: a request that can only go tomorrow is not reserved there, so today
+    /// keeps its refunds: a 429 on today's second send frees today's day for the next request
+    /// (before, the send reserved at midnight held the project's plans back to tomorrow and
+    /// the refund was dropped with today's record).
+    #[test]
+    fn a_send_only_tomorrow_leaves_today_s_refunds_to_today() {
+        let limits = Limits {
+            rpd: Some(2),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
+        assert_eq!(send(s.decide(0, &tests::ask(1, 1))), (0, 0));
+        let midnight = 15 * 60 * MINUTE;
+        assert_eq!(s.decide(SECOND, &tests::ask(2, 1)), Decision::Later(midnight));
+        let busy = tests::limited(&[crate::core::ledger::Dimension::Rpm], SECOND, Limits::default());
+        s.on_outcome(2 * SECOND, &tests::ask(1, 1), 0, 0, 0, &busy);
+        assert_eq!(send(s.decide(3 * SECOND, &tests::ask(2, 1))), (0, 3 * SECOND));
+    }
+
+    /// Issue 26, item 7: under tokens per day, a request that no longer fits today does not
+    /// hold back a smaller one that still does (before, it was reserved at midnight and the
+    /// smaller one planned after it, at midnight too).
+    #[test]
+    fn a_request_too_big_for_today_lets_smaller_ones_go_today() {
+        let limits = Limits {
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(s.decide(0, &ask(600))), (0, 0));
+        let midnight = 15 * 60 * MINUTE;
+        assert_eq!(s.decide(SECOND, &tests::ask(1, 500)), Decision::Later(midnight));
+        assert_eq!(send(s.decide(SECOND, &tests::ask(2, 300))), (0, SECOND));
+        assert_eq!(send(s.decide(midnight, &tests::ask(1, 500))), (0, midnight));
     }
 
     #[test]

@@ -581,8 +581,7 @@ mod tests {
         assert!(t <= MINUTE + SECOND, "{t}");
         // A per-day 429 saying 0 s waits for midnight Pacific (start 09:00 PDT: 15 h in).
         f.on_outcome(t, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpd], 0, limits));
-        let (_, t) = send(f.decide(t, &ask(1, 1)));
-        assert_eq!(t, 15 * 60 * MINUTE);
+        assert_eq!(f.decide(t, &ask(1, 1)), Decision::Later(15 * 60 * MINUTE));
     }
 
     #[test]
