@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
-use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Overflow};
 use crate::core::time::{Nanos, SECOND};
 
@@ -258,7 +258,9 @@ impl ExactCooldown {
             }
         }
         let unit = &self.units[u];
-        let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l);
+        // A unit that may probe its concurrency limit is not full at it.
+        let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l)
+            && !unit.probe.contains(Dimension::Concurrency);
         let place = if slots_full || self.pick_key(owner, None).is_none() {
             Place::Out
         } else {
@@ -360,15 +362,37 @@ impl ExactCooldown {
 
     /// A key of unit `u` for a send at a time (and probing dimensions) `choice`.
     fn on_key(&self, u: usize, choice: Result<(Nanos, Dims), Eval>) -> Eval {
-        let (t, probe) = match choice {
+        let (t, mut probe) = match choice {
             Ok(c) => c,
             Err(e) => return e,
         };
-        let per_key = match self.units[u].concurrent {
-            Some((l, ConcurrencyScope::Key)) => Some(l),
-            _ => None,
-        };
-        match self.pick_key(u / self.env.models, per_key) {
+        let unit = &self.units[u];
+        // Its concurrency limit may be probed: one send beyond it, whose outcome tells.
+        let may = unit.probe.contains(Dimension::Concurrency);
+        let owner = u / self.env.models;
+        match unit.concurrent {
+            Some((l, ConcurrencyScope::Project)) if unit.inflight >= l => {
+                if !may {
+                    return Eval::SlotsFull;
+                }
+                probe.insert(Dimension::Concurrency);
+            }
+            Some((l, ConcurrencyScope::Key)) => {
+                return match self.pick_key(owner, Some(l)) {
+                    Some(k) => Eval::At(t, k, probe),
+                    None if may => match self.pick_key(owner, None) {
+                        Some(k) => {
+                            probe.insert(Dimension::Concurrency);
+                            Eval::At(t, k, probe)
+                        }
+                        None => Eval::SlotsFull,
+                    },
+                    None => Eval::SlotsFull,
+                };
+            }
+            _ => {}
+        }
+        match self.pick_key(owner, None) {
             Some(k) => Eval::At(t, k, probe),
             None => Eval::SlotsFull,
         }
@@ -681,16 +705,19 @@ impl Strategy for ExactCooldown {
         // being overtaken by small ones forever.
         let probe = if let Some((r, _)) = reservation {
             self.replica.commit(at, r, None, ask.input_tokens, at);
-            Dims::EMPTY
+            // The reservation's windows have room: only a concurrency probe is still one.
+            probe.and([Dimension::Concurrency].into_iter().collect())
         } else if probe.is_empty() {
             self.replica.commit(at, unit.budget, None, cost, at);
             probe
         } else {
             self.replica.force(at, unit.budget, None, cost, at);
-            unit.awaiting = unit.probe;
-            unit.probe = Dims::EMPTY;
             probe
         };
+        if !probe.is_empty() {
+            unit.awaiting = unit.probe;
+            unit.probe = Dims::EMPTY;
+        }
         self.last_probe = probe;
         let held = match reservation {
             Some(_) => Held {
