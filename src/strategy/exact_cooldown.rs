@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
-use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits};
 use crate::core::server::{ConcurrencyScope, Overflow};
 use crate::core::time::{Nanos, SECOND};
 
@@ -166,7 +166,9 @@ impl ExactCooldown {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
-                window: WindowKind::Sliding,
+                // The server's kind, as the scenario states it: a sliding replica of a fixed
+                // or bucket window would wait up to a minute longer than needed.
+                window: env.window,
                 count_rejected: false,
             },
         )
@@ -841,6 +843,7 @@ impl Strategy for ExactCooldown {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::ledger::WindowKind;
     use crate::core::time::MINUTE;
     use crate::strategy::tests::{self, env, send};
 
@@ -982,6 +985,26 @@ mod tests {
         let mut s = ExactCooldown::new(e, vec![], 0);
         assert_eq!(send(s.decide(0, &tests::ask(0, 9_500))), (0, 0));
         assert_eq!(send(s.decide(0, &tests::ask(1, 900))), (0, MINUTE));
+    }
+
+    /// Issue 26, item 6: told the server counts calendar minutes, the planner waits for the
+    /// next minute, not 60 s after the last send (before, it always planned sliding windows).
+    #[test]
+    fn plans_by_the_window_kind_it_was_given() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(limits));
+        // The calendar starts at 09:00:00: minute m starts at m * 60 s.
+        e.window = WindowKind::Fixed;
+        let mut s = ExactCooldown::new(e.clone(), vec![], 0);
+        assert_eq!(send(s.decide(30 * SECOND, &ask(1))), (0, 30 * SECOND));
+        assert_eq!(send(s.decide(31 * SECOND, &ask(1))), (0, MINUTE));
+        e.window = WindowKind::Sliding;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        assert_eq!(send(s.decide(30 * SECOND, &ask(1))), (0, 30 * SECOND));
+        assert_eq!(send(s.decide(31 * SECOND, &ask(1))), (0, 90 * SECOND));
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota

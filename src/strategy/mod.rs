@@ -29,7 +29,7 @@ pub use round_robin::RoundRobin;
 pub use spec::{builtins_help, StrategySpec};
 pub use token_bucket::TokenBucket;
 
-use crate::core::ledger::{Dims, Limits};
+use crate::core::ledger::{Dims, Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Model, Provisioned, TpmCounts};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
@@ -255,6 +255,10 @@ pub struct Env {
     /// which the server consults before the quotas; a planner that ignores it gives up on
     /// requests only the reservation can serve.
     pub reserved: Vec<Option<Provisioned>>,
+    /// How the server's per-minute windows are measured, as the strategy takes it from the
+    /// scenario (`server.window`, sliding unless it says otherwise). Sliding is safe under
+    /// the others, but waits needlessly under fixed minutes or buckets.
+    pub window: WindowKind,
 }
 
 impl Env {
@@ -287,6 +291,7 @@ impl Env {
             seed,
             live: models.iter().map(|m| m.live).collect(),
             reserved: models.iter().map(|m| m.provisioned).collect(),
+            window: WindowKind::Sliding,
         }
     }
 
@@ -369,6 +374,7 @@ pub(crate) mod tests {
             seed: 0,
             live: vec![false],
             reserved: vec![None],
+            window: crate::core::ledger::WindowKind::Sliding,
         }
     }
 }
