@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
-use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits};
+use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Overflow};
 use crate::core::time::{Nanos, SECOND};
 
@@ -166,9 +166,13 @@ impl ExactCooldown {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
-                // The server's kind, as the scenario states it: a sliding replica of a fixed
-                // or bucket window would wait up to a minute longer than needed.
-                window: env.window,
+                // Calendar minutes when the scenario says so (a sliding replica waits up to a
+                // minute longer than needed); otherwise sliding, which is safe under buckets
+                // too (a bucket replica could not withdraw a send exactly once it drained).
+                window: match env.window {
+                    WindowKind::Fixed => WindowKind::Fixed,
+                    _ => WindowKind::Sliding,
+                },
                 count_rejected: false,
             },
         )
@@ -843,7 +847,6 @@ impl Strategy for ExactCooldown {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ledger::WindowKind;
     use crate::core::time::MINUTE;
     use crate::strategy::tests::{self, env, send};
 

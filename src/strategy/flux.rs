@@ -348,8 +348,11 @@ impl Strategy for Flux {
                     let open = self.inner.inflight(u) + self.held_on(u);
                     let mut limits = self.inner.limits(u);
                     if probe.contains(Dimension::Concurrency) {
-                        // A session beyond the told limit refused: the limit is the belief.
+                        // A session beyond the told limit refused: the limit is no more than
+                        // the sessions it had open (at least one), nor than the belief.
+                        limits.concurrent = Some(limits.concurrent.map_or(open, |c| c.min(open)).max(1));
                         self.verified[u].insert(Dimension::Concurrency);
+                        self.inner.set_limits(u, limits, now);
                         self.inner.block(u, now + SECOND, now);
                     } else if !self.verified[u].contains(Dimension::Concurrency)
                         && limits.concurrent.is_none_or(|c| open < c)
@@ -394,7 +397,12 @@ impl Strategy for Flux {
                         limits.set(d, Some(v));
                         self.verified[u].insert(d);
                     } else if probe.contains(d) {
-                        // A probe refused without the value: the belief it exceeded holds.
+                        // A probe refused without the value: the belief it exceeded holds (for
+                        // concurrency: no more than the requests it still has in flight).
+                        if d == Dimension::Concurrency {
+                            let open = self.inner.inflight(u).max(1);
+                            limits.concurrent = limits.concurrent.map(|c| c.min(open));
+                        }
                         self.verified[u].insert(d);
                     }
                 }
