@@ -502,6 +502,16 @@ struct Daily {
 }
 
 impl Daily {
+    /// Requests and tokens counted for the day containing `now`, and when that day ends,
+    /// without forgetting the current day's counts.
+    fn view(&self, now: Nanos, cal: &Calendar) -> (u64, u64, Nanos) {
+        if now >= self.day_end {
+            (0, 0, cal.next_day_start(now))
+        } else {
+            (self.used, self.tokens, self.day_end)
+        }
+    }
+
     fn settle(&mut self, now: Nanos, cal: &Calendar) -> u64 {
         if now >= self.day_end {
             self.used = 0;
@@ -782,14 +792,17 @@ impl Ledger {
                 consider(Dimension::Tpm, budget.minute.earliest_fit(now, 1, tokens, l, cal, span));
             }
         }
-        if let Some(l) = limits.rpd {
-            let used = budget.daily.settle(now, cal);
-            consider(Dimension::Rpd, if used < l { now } else { budget.daily.day_end });
-        }
-        if let Some(l) = limits.tpd {
-            budget.daily.settle(now, cal);
-            let fits = budget.daily.tokens + tokens <= l;
-            consider(Dimension::Tpd, if fits { now } else { budget.daily.day_end });
+        if limits.rpd.is_some() || limits.tpd.is_some() {
+            // Read only: a client replica asking about a send on a later day must not drop
+            // the current day's counts, which its refunds and withdrawals still change.
+            let (used, day_tokens, day_end) = budget.daily.view(now, cal);
+            if let Some(l) = limits.rpd {
+                consider(Dimension::Rpd, if used < l { now } else { day_end });
+            }
+            if let Some(l) = limits.tpd {
+                let fits = day_tokens + tokens <= l;
+                consider(Dimension::Tpd, if fits { now } else { day_end });
+            }
         }
         if let (Some(_), Some(p)) = (limits.concurrent, pool) {
             let slots = &mut self.pools[p.0 as usize];
@@ -1205,6 +1218,40 @@ mod tests {
         assert!(
             matches!(l.check(midnight + MINUTE, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == midnight + 24 * HOUR)
         );
+    }
+
+    /// Issue 26, item 2: asking whether a send fits tomorrow does not forget today: a refund
+    /// of today's send still frees today's day (before, the check moved the day record to
+    /// tomorrow and the refund was dropped).
+    #[test]
+    fn a_check_on_a_later_day_keeps_today_s_counts() {
+        let (mut l, b) = ledger(
+            WindowKind::Sliding,
+            Limits {
+                rpd: Some(2),
+                tpd: Some(100),
+                ..Limits::default()
+            },
+        );
+        assert_eq!(l.admit(0, b, None, 60, 0), Admission::Admitted);
+        assert_eq!(l.admit(SECOND, b, None, 30, 0), Admission::Admitted);
+        let midnight = 15 * HOUR;
+        assert_eq!(
+            l.check(midnight, b, None, 100),
+            Admission::Admitted,
+            "tomorrow is empty"
+        );
+        assert!(
+            matches!(l.check(2 * SECOND, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == midnight),
+            "today is still full"
+        );
+        l.refund_day(SECOND, b, 30);
+        assert_eq!(
+            l.check(2 * SECOND, b, None, 40),
+            Admission::Admitted,
+            "today's refund kept"
+        );
+        assert_eq!(l.used_today(2 * SECOND, b), 1);
     }
 
     #[test]

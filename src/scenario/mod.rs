@@ -214,14 +214,17 @@ impl Scenario {
 
     /// What strategy `spec` may know of this scenario's server.
     pub fn strategy_env(&self, spec: &StrategySpec, seed: u64) -> Env {
-        Env::new(
+        let mut env = Env::new(
             spec,
             &self.models,
             &self.topology,
             &self.calendar,
             self.server.tpm_counts,
             seed,
-        )
+        );
+        // The window kind the scenario states, as its limits (issue 26, item 6).
+        env.window = self.server.ledger.window;
+        env
     }
 
     /// The strategy `spec` describes, knowing what it may know of this scenario; a fleet of

@@ -13,8 +13,8 @@ use rustc_hash::FxHashMap;
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
-use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, WindowKind};
-use crate::core::server::ConcurrencyScope;
+use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
+use crate::core::server::{ConcurrencyScope, Overflow};
 use crate::core::time::{Nanos, SECOND};
 
 /// `exact_cooldown` as the registry (`strategy::KINDS`) knows it.
@@ -43,6 +43,10 @@ struct Unit {
     inflight: u64,
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
+    /// The project's reservation on the model (provisioned throughput), a budget of its own
+    /// counting input tokens, and whether the overflow spills to the quota (`budget`); the
+    /// server serves a request from it first whenever it has room.
+    reservation: Option<(BudgetId, Overflow)>,
     /// Dimensions whose believed limit a send may exceed now, to find out whether it is too
     /// low (set by `flux`; always empty for `exact_cooldown`).
     probe: Dims,
@@ -116,6 +120,15 @@ enum Eval {
     Never,
 }
 
+/// What the replica counted for one planned or outstanding send.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    at: Nanos,
+    cost: u64,
+    /// On the reservation's budget (counting input tokens) rather than the quota's.
+    on_reservation: bool,
+}
+
 /// The exact-cooldown strategy.
 #[derive(Debug, Clone)]
 pub struct ExactCooldown {
@@ -140,9 +153,10 @@ pub struct ExactCooldown {
     pass_over: bool,
     /// The dimensions the latest decision probed (see [`ExactCooldown::take_probe`]).
     last_probe: Dims,
-    /// Per request with a send planned or outstanding: the instant and cost its replica
-    /// reserved, so an outcome the server did not charge withdraws exactly that.
-    reserved: FxHashMap<u64, (Nanos, u64)>,
+    /// Per request with a send planned or outstanding: the instant, the cost its replica
+    /// reserved and the budget it counted on (the unit's quota, or its reservation), so an
+    /// outcome the server did not charge withdraws exactly that.
+    reserved: FxHashMap<u64, Held>,
 }
 
 impl ExactCooldown {
@@ -152,7 +166,13 @@ impl ExactCooldown {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
-                window: WindowKind::Sliding,
+                // Calendar minutes when the scenario says so (a sliding replica waits up to a
+                // minute longer than needed); otherwise sliding, which is safe under buckets
+                // too (a bucket replica could not withdraw a send exactly once it drained).
+                window: match env.window {
+                    WindowKind::Fixed => WindowKind::Fixed,
+                    _ => WindowKind::Sliding,
+                },
                 count_rejected: false,
             },
         )
@@ -172,8 +192,15 @@ impl ExactCooldown {
                     concurrent: None,
                     ..known
                 };
+                let reservation = env
+                    .reserved
+                    .get(m)
+                    .copied()
+                    .flatten()
+                    .map(|pt| (replica.add_budget(pt.limits, 0), pt.overflow));
                 units.push(Unit {
                     budget: replica.add_budget(limits, 0),
+                    reservation,
                     last: 0,
                     blocked: 0,
                     inflight: 0,
@@ -237,21 +264,38 @@ impl ExactCooldown {
             }
         }
         let unit = &self.units[u];
-        let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l);
+        // A unit that may probe its concurrency limit is not full at it.
+        let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l)
+            && !unit.probe.contains(Dimension::Concurrency);
         let place = if slots_full || self.pick_key(owner, None).is_none() {
             Place::Out
         } else {
             // The earliest instant any request of at least `floor` tokens could go.
             let t0 = self.start(u, now);
+            let (budget, probe, reservation) = (unit.budget, unit.probe, unit.reservation);
             // A unit that may probe is bounded by the limits it does not probe.
-            match self
-                .replica
-                .check_except(t0, unit.budget, None, self.floor.unwrap_or(0), unit.probe)
-            {
-                Admission::Unservable { .. } => Place::Out,
-                Admission::Admitted if t0 <= now => Place::Idle(self.preference(u, now)),
-                Admission::Admitted => Place::Waiting(t0),
-                Admission::Rejected { retry_at, .. } => Place::Waiting(retry_at),
+            let quota = match reservation {
+                Some((_, Overflow::DedicatedOnly)) => None,
+                _ => match self
+                    .replica
+                    .check_except(t0, budget, None, self.floor.unwrap_or(0), probe)
+                {
+                    Admission::Unservable { .. } => None,
+                    Admission::Admitted => Some(t0),
+                    Admission::Rejected { retry_at, .. } => Some(retry_at),
+                },
+            };
+            // Its reservation, by the requests it has room for (a request's input tokens may
+            // be fewer than the floor's cost: tokens are not bounded here).
+            let reserved = reservation.and_then(|(r, _)| match self.replica.check(t0, r, None, 0) {
+                Admission::Unservable { .. } => None,
+                Admission::Admitted => Some(t0),
+                Admission::Rejected { retry_at, .. } => Some(retry_at),
+            });
+            match quota.into_iter().chain(reserved).min() {
+                None => Place::Out,
+                Some(t) if t <= now => Place::Idle(self.preference(u, now)),
+                Some(t) => Place::Waiting(t),
             }
         };
         let index = &mut self.index[m];
@@ -293,9 +337,76 @@ impl ExactCooldown {
         }
     }
 
-    /// When and on which key unit `u` could serve a request costing `cost`.
-    fn evaluate(&mut self, u: usize, now: Nanos, cost: u64) -> Eval {
+    /// When and on which key unit `u` could serve a request costing `cost` with `input`
+    /// tokens: by its reservation, first, as the server does, or by its quota.
+    fn evaluate(&mut self, u: usize, now: Nanos, cost: u64, input: u64) -> Eval {
         let t0 = self.start(u, now);
+        let reserved = match self.units[u].reservation {
+            None => None,
+            Some((r, overflow)) => {
+                let at = match self.replica.check(t0, r, None, input) {
+                    Admission::Admitted => Some(t0),
+                    Admission::Rejected { retry_at, .. } => Some(retry_at),
+                    Admission::Unservable { .. } => None,
+                };
+                if overflow == Overflow::DedicatedOnly {
+                    return self.on_key(u, at.map(|t| (t, Dims::EMPTY)).ok_or(Eval::Never));
+                }
+                at
+            }
+        };
+        let quota = self.evaluate_quota(u, t0, cost);
+        let choice = match (quota, reserved) {
+            // The reservation when it admits no later than the quota (at a tie, the server
+            // serves it from the reservation).
+            (Ok((tq, _)), Some(tr)) if tr <= tq => Ok((tr, Dims::EMPTY)),
+            (Err(_), Some(tr)) => Ok((tr, Dims::EMPTY)),
+            (q, _) => q,
+        };
+        self.on_key(u, choice)
+    }
+
+    /// A key of unit `u` for a send at a time (and probing dimensions) `choice`.
+    fn on_key(&self, u: usize, choice: Result<(Nanos, Dims), Eval>) -> Eval {
+        let (t, mut probe) = match choice {
+            Ok(c) => c,
+            Err(e) => return e,
+        };
+        let unit = &self.units[u];
+        // Its concurrency limit may be probed: one send beyond it, whose outcome tells.
+        let may = unit.probe.contains(Dimension::Concurrency);
+        let owner = u / self.env.models;
+        match unit.concurrent {
+            Some((l, ConcurrencyScope::Project)) if unit.inflight >= l => {
+                if !may {
+                    return Eval::SlotsFull;
+                }
+                probe.insert(Dimension::Concurrency);
+            }
+            Some((l, ConcurrencyScope::Key)) => {
+                return match self.pick_key(owner, Some(l)) {
+                    Some(k) => Eval::At(t, k, probe),
+                    None if may => match self.pick_key(owner, None) {
+                        Some(k) => {
+                            probe.insert(Dimension::Concurrency);
+                            Eval::At(t, k, probe)
+                        }
+                        None => Eval::SlotsFull,
+                    },
+                    None => Eval::SlotsFull,
+                };
+            }
+            _ => {}
+        }
+        match self.pick_key(owner, None) {
+            Some(k) => Eval::At(t, k, probe),
+            None => Eval::SlotsFull,
+        }
+    }
+
+    /// When unit `u`'s quota could take a request costing `cost`, from `t0` on, and the
+    /// dimensions it would probe; or why not.
+    fn evaluate_quota(&mut self, u: usize, t0: Nanos, cost: u64) -> Result<(Nanos, Dims), Eval> {
         let unit = &self.units[u];
         let (t, probe) = match self.replica.check(t0, unit.budget, None, cost) {
             Admission::Admitted => (t0, Dims::EMPTY),
@@ -307,25 +418,18 @@ impl ExactCooldown {
                 match self.replica.check_except(t0, unit.budget, None, cost, probed) {
                     Admission::Admitted => (t0, probed),
                     Admission::Rejected { retry_at, .. } => (retry_at, probed),
-                    Admission::Unservable { .. } => return Eval::Never,
+                    Admission::Unservable { .. } => return Err(Eval::Never),
                 }
             }
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
                 if !violated.and(unit.awaiting).is_empty() =>
             {
-                return Eval::SlotsFull
+                return Err(Eval::SlotsFull)
             }
-            Admission::Unservable { .. } => return Eval::Never,
+            Admission::Unservable { .. } => return Err(Eval::Never),
             Admission::Rejected { retry_at, .. } => (retry_at, Dims::EMPTY),
         };
-        let per_key = match unit.concurrent {
-            Some((l, ConcurrencyScope::Key)) => Some(l),
-            _ => None,
-        };
-        match self.pick_key(u / self.env.models, per_key) {
-            Some(k) => Eval::At(t, k, probe),
-            None => Eval::SlotsFull,
-        }
+        Ok((t, probe))
     }
 
     /// The unit of model `m` that can take a request costing `cost` soonest. Units are visited
@@ -337,6 +441,7 @@ impl ExactCooldown {
         m: usize,
         now: Nanos,
         cost: u64,
+        input: u64,
         fits: &mut bool,
         slots_full: &mut bool,
     ) -> Option<(Nanos, usize, usize, Dims)> {
@@ -347,7 +452,7 @@ impl ExactCooldown {
         let mut consider =
             |this: &mut Self, owner: u32, rank: u32, best: &mut Option<(Nanos, u32, u32, usize, Dims)>| {
                 let u = owner as usize * this.env.models + m;
-                match this.evaluate(u, now, cost) {
+                match this.evaluate(u, now, cost, input) {
                     Eval::At(t, k, probe) => {
                         *fits = true;
                         let unit = &mut this.units[u];
@@ -489,11 +594,40 @@ impl ExactCooldown {
         self.on_outcome(now, ask, key, model, sent, &Outcome::Unservable);
     }
 
-    /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` (its request is
-    /// offered again).
+    /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` against its quota
+    /// (its request is offered again).
     pub(super) fn withdraw(&mut self, u: usize, key: usize, at: Nanos, cost: u64, now: Nanos) {
+        let held = Held {
+            at,
+            cost,
+            on_reservation: false,
+        };
+        self.withdraw_held(u, key, held, now);
+    }
+
+    /// What the replica counted for `ask`'s send (by default: its quota at `sent`, `sent` may
+    /// be later than planned: a real network, timers), forgotten from now on.
+    fn held(&mut self, ask: &Ask, sent: Nanos) -> Held {
+        self.reserved.remove(&ask.request).unwrap_or(Held {
+            at: sent,
+            cost: self.env.tpm_cost(ask),
+            on_reservation: false,
+        })
+    }
+
+    /// The budget a send was counted on.
+    fn budget_of(&self, u: usize, held: Held) -> BudgetId {
+        match self.units[u].reservation {
+            Some((r, _)) if held.on_reservation => r,
+            _ => self.units[u].budget,
+        }
+    }
+
+    /// Withdraws a send planned on unit `u` and `key` as `held` counted it.
+    fn withdraw_held(&mut self, u: usize, key: usize, held: Held, now: Nanos) {
+        let budget = self.budget_of(u, held);
+        self.replica.cancel(held.at, budget, held.cost);
         let unit = &mut self.units[u];
-        self.replica.cancel(at, unit.budget, cost);
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
         self.reindex(u, now);
@@ -528,7 +662,7 @@ impl Strategy for ExactCooldown {
         let mut chosen: Option<(Nanos, usize, usize, Dims)> = None;
         let mut later: Option<(Nanos, usize, usize, Dims)> = None;
         for &m in &chain {
-            match self.best_for(m, now, cost, &mut fits, &mut slots_full) {
+            match self.best_for(m, now, cost, ask.input_tokens, &mut fits, &mut slots_full) {
                 Some(b) if b.0 < day_end => {
                     chosen = Some(b);
                     break;
@@ -559,19 +693,51 @@ impl Strategy for ExactCooldown {
                 Decision::GiveUp(GiveUp::Exhausted)
             };
         };
+        if at >= day_end {
+            // Not before the day ends: nothing is reserved, the request is asked about again
+            // then. A send reserved tomorrow would hold its budget's plans back from today
+            // (they never go back in time), so requests that still fit today's remaining
+            // quota (smaller ones, under tokens per day) would wait for tomorrow too; and
+            // today's counts stay today's, refunds and withdrawals included.
+            return Decision::Later(at);
+        }
+        // The server serves it from the reservation whenever that has room at `at`.
+        let reservation = self.units[u]
+            .reservation
+            .filter(|&(r, _)| self.replica.check(at, r, None, ask.input_tokens) == Admission::Admitted);
         let unit = &mut self.units[u];
         // `best_for` checked exactly this: the send fits the replica at `at` (or probes beyond
         // it). Reserving it now (rather than deciding again at `at`) keeps large requests from
         // being overtaken by small ones forever.
-        if probe.is_empty() {
+        let probe = if let Some((r, _)) = reservation {
+            self.replica.commit(at, r, None, ask.input_tokens, at);
+            // The reservation's windows have room: only a concurrency probe is still one.
+            probe.and([Dimension::Concurrency].into_iter().collect())
+        } else if probe.is_empty() {
             self.replica.commit(at, unit.budget, None, cost, at);
+            probe
         } else {
             self.replica.force(at, unit.budget, None, cost, at);
+            probe
+        };
+        if !probe.is_empty() {
             unit.awaiting = unit.probe;
             unit.probe = Dims::EMPTY;
         }
         self.last_probe = probe;
-        self.reserved.insert(ask.request, (at, cost));
+        let held = match reservation {
+            Some(_) => Held {
+                at,
+                cost: ask.input_tokens,
+                on_reservation: true,
+            },
+            None => Held {
+                at,
+                cost,
+                on_reservation: false,
+            },
+        };
+        self.reserved.insert(ask.request, held);
         unit.last = at;
         unit.inflight += 1;
         self.key_inflight[key] += 1;
@@ -587,11 +753,8 @@ impl Strategy for ExactCooldown {
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
         let u = self.unit_of(key, model);
-        let (at, cost) = self
-            .reserved
-            .remove(&ask.request)
-            .unwrap_or((at, self.env.tpm_cost(ask)));
-        self.withdraw(u, key, at, cost, now);
+        let held = self.held(ask, at);
+        self.withdraw_held(u, key, held, now);
     }
 
     fn observe(&mut self, now: Nanos, peer: &Peer) {
@@ -633,27 +796,25 @@ impl Strategy for ExactCooldown {
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         let owner = self.key_owner[key];
         let u = owner * self.env.models + model;
-        let unit = &mut self.units[u];
-        unit.inflight = unit.inflight.saturating_sub(1);
+        self.units[u].inflight = self.units[u].inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
-        // What the replica reserved for this send (`sent` may be later than planned: a real
-        // network, timers).
-        let (at, cost) = self
-            .reserved
-            .remove(&ask.request)
-            .unwrap_or((sent, self.env.tpm_cost(ask)));
+        // What the replica reserved for this send, and where.
+        let held = self.held(ask, sent);
+        let budget = self.budget_of(u, held);
+        let (at, cost) = (held.at, held.cost);
         match outcome {
             // A 400 for an invalid key or a 503 comes before the server's quota check: it
             // charges nothing, so the replica withdraws the send from its windows and its day
             // (a minute entry kept would hold a slot the server never counted).
-            Outcome::InvalidKey | Outcome::Unavailable => self.replica.cancel(at, unit.budget, cost),
+            Outcome::InvalidKey | Outcome::Unavailable => self.replica.cancel(at, budget, cost),
             // A 429 is not charged to the day; its minute entries stay: whether the server
             // counts a refusal against RPM is not known, so at worst a little caution.
             // (`flux` hands its own 429s and refused sessions over as `Error`, after handling
-            // them itself.)
-            Outcome::RateLimited { .. } | Outcome::Unservable => self.replica.refund_day(at, unit.budget, cost),
+            // them itself.) A reservation counts no day.
+            Outcome::RateLimited { .. } | Outcome::Unservable => self.replica.refund_day(at, budget, cost),
             Outcome::Ok | Outcome::Error => {}
         }
+        let unit = &mut self.units[u];
         match *outcome {
             Outcome::RateLimited {
                 violated, retry_delay, ..
@@ -778,6 +939,75 @@ mod tests {
             s.on_outcome(i * SECOND, &ask(100), key, 0, i * SECOND, &Outcome::Ok);
         }
         assert_eq!(sent(s.decide(11 * SECOND, &ask(100))).1, 1, "then the fallback");
+    }
+
+    /// Issue 33, item 3: a request beyond the quota's TPM that the project's reservation can
+    /// serve is planned on the reservation, not given up as unservable (before, all three of
+    /// these 6,000-token requests were given up at once); what neither can ever take is.
+    #[test]
+    fn plans_requests_only_a_reservation_can_serve() {
+        use crate::core::server::Provisioned;
+        let quota = Limits {
+            tpm: Some(1_000),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(quota));
+        e.reserved = vec![Some(Provisioned {
+            limits: Limits {
+                tpm: Some(10_000),
+                ..Limits::default()
+            },
+            overflow: Overflow::Spill,
+        })];
+        let mut s = ExactCooldown::new(e.clone(), vec![], 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 6_000))), (0, 0));
+        assert_eq!(send(s.decide(SECOND, &tests::ask(1, 6_000))), (0, MINUTE));
+        assert_eq!(send(s.decide(2 * SECOND, &tests::ask(2, 6_000))), (0, 2 * MINUTE));
+        assert_eq!(
+            s.decide(3 * SECOND, &tests::ask(3, 10_001)),
+            Decision::GiveUp(GiveUp::Unservable),
+            "beyond the reservation and the quota"
+        );
+        // The quota takes what fits it at once while the reservation is full.
+        let mut s = ExactCooldown::new(e.clone(), vec![], 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 9_500))), (0, 0));
+        assert_eq!(send(s.decide(SECOND, &tests::ask(1, 900))), (0, SECOND));
+        assert_eq!(
+            send(s.decide(SECOND, &tests::ask(2, 900))),
+            (0, MINUTE),
+            "neither has room"
+        );
+        // A 503 on the reservation's send gives its minute back to the reservation.
+        let mut s = ExactCooldown::new(e.clone(), vec![], 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 9_500))), (0, 0));
+        s.on_outcome(SECOND, &tests::ask(0, 9_500), 0, 0, 0, &Outcome::Unavailable);
+        assert_eq!(send(s.decide(SECOND, &tests::ask(1, 9_000))), (0, SECOND));
+        // Sent "dedicated only", nothing goes by the quota: a small request waits for room in
+        // the reservation too.
+        e.reserved[0].as_mut().unwrap().overflow = Overflow::DedicatedOnly;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 9_500))), (0, 0));
+        assert_eq!(send(s.decide(0, &tests::ask(1, 900))), (0, MINUTE));
+    }
+
+    /// Issue 26, item 6: told the server counts calendar minutes, the planner waits for the
+    /// next minute, not 60 s after the last send (before, it always planned sliding windows).
+    #[test]
+    fn plans_by_the_window_kind_it_was_given() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(limits));
+        // The calendar starts at 09:00:00: minute m starts at m * 60 s.
+        e.window = WindowKind::Fixed;
+        let mut s = ExactCooldown::new(e.clone(), vec![], 0);
+        assert_eq!(send(s.decide(30 * SECOND, &ask(1))), (0, 30 * SECOND));
+        assert_eq!(send(s.decide(31 * SECOND, &ask(1))), (0, MINUTE));
+        e.window = WindowKind::Sliding;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        assert_eq!(send(s.decide(30 * SECOND, &ask(1))), (0, 30 * SECOND));
+        assert_eq!(send(s.decide(31 * SECOND, &ask(1))), (0, 90 * SECOND));
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota
@@ -921,15 +1151,55 @@ mod tests {
                 at: 1
             }
         );
-        // Both models spent for today: wait for midnight Pacific on the preferred model.
+        // Both models spent for today: ask again at midnight Pacific, nothing reserved; then
+        // the preferred model.
+        let midnight = 15 * 60 * MINUTE;
+        assert_eq!(s.decide(2, &a), Decision::Later(midnight));
         assert_eq!(
-            s.decide(2, &a),
+            s.decide(midnight, &a),
             Decision::Send {
                 key: 0,
                 model: 0,
-                at: 15 * 60 * MINUTE
+                at: midnight
             }
         );
+    }
+
+    /// Issue 26, item 2: a request that can only go tomorrow is not reserved there, so today
+    /// keeps its refunds: a 429 on today's second send frees today's day for the next request
+    /// (before, the send reserved at midnight held the project's plans back to tomorrow and
+    /// the refund was dropped with today's record).
+    #[test]
+    fn a_send_only_tomorrow_leaves_today_s_refunds_to_today() {
+        let limits = Limits {
+            rpd: Some(2),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(s.decide(0, &ask(1))), (0, 0));
+        assert_eq!(send(s.decide(0, &tests::ask(1, 1))), (0, 0));
+        let midnight = 15 * 60 * MINUTE;
+        assert_eq!(s.decide(SECOND, &tests::ask(2, 1)), Decision::Later(midnight));
+        let busy = tests::limited(&[crate::core::ledger::Dimension::Rpm], SECOND, Limits::default());
+        s.on_outcome(2 * SECOND, &tests::ask(1, 1), 0, 0, 0, &busy);
+        assert_eq!(send(s.decide(3 * SECOND, &tests::ask(2, 1))), (0, 3 * SECOND));
+    }
+
+    /// Issue 26, item 7: under tokens per day, a request that no longer fits today does not
+    /// hold back a smaller one that still does (before, it was reserved at midnight and the
+    /// smaller one planned after it, at midnight too).
+    #[test]
+    fn a_request_too_big_for_today_lets_smaller_ones_go_today() {
+        let limits = Limits {
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        assert_eq!(send(s.decide(0, &ask(600))), (0, 0));
+        let midnight = 15 * 60 * MINUTE;
+        assert_eq!(s.decide(SECOND, &tests::ask(1, 500)), Decision::Later(midnight));
+        assert_eq!(send(s.decide(SECOND, &tests::ask(2, 300))), (0, SECOND));
+        assert_eq!(send(s.decide(midnight, &tests::ask(1, 500))), (0, midnight));
     }
 
     #[test]

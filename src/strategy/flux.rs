@@ -156,7 +156,8 @@ impl Flux {
     fn refresh_probe(&mut self, u: usize, now: Nanos) {
         let mut dims = Dims::EMPTY;
         let l = self.inner.limits(u);
-        for d in Dimension::COUNTED {
+        // Every dimension, concurrency included: a limit told too low is found out upward.
+        for d in Dimension::ALL {
             if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
                 dims.insert(d);
             }
@@ -190,6 +191,18 @@ impl Flux {
             .min(MINUTE)
             .max((cap as f64 * u) as Nanos)
             .max(MILLISECOND)
+    }
+
+    /// A probe of `probe` on unit `u` succeeded: the told limits were too low; double the
+    /// belief (a later 429 names the truth).
+    fn grow(&mut self, u: usize, probe: Dims, now: Nanos) {
+        let mut limits = self.inner.limits(u);
+        for d in probe.iter() {
+            if let Some(v) = limits.get(d) {
+                limits.set(d, Some(v.saturating_mul(2).min(TRACKED - 1)));
+            }
+        }
+        self.inner.set_limits(u, limits, now);
     }
 
     /// Hands the planner the closed sessions whose believed hold is over.
@@ -312,6 +325,11 @@ impl Strategy for Flux {
                         closes.pop_front();
                     }
                     closes.push_back(now);
+                    if !probe.is_empty() && self.session_hold[u] > 0 {
+                        // A session beyond the told limit ran: the limit is higher.
+                        self.grow(u, probe, now);
+                        self.refresh_probe(u, now);
+                    }
                     if self.session_hold[u] > 0 {
                         self.held.push(Held {
                             due: now + self.session_hold[u],
@@ -329,7 +347,15 @@ impl Strategy for Flux {
                     self.epoch[u] = self.epoch[u].wrapping_add(1);
                     let open = self.inner.inflight(u) + self.held_on(u);
                     let mut limits = self.inner.limits(u);
-                    if !self.verified[u].contains(Dimension::Concurrency) && limits.concurrent.is_none_or(|c| open < c)
+                    if probe.contains(Dimension::Concurrency) {
+                        // A session beyond the told limit refused: the limit is no more than
+                        // the sessions it had open (at least one), nor than the belief.
+                        limits.concurrent = Some(limits.concurrent.map_or(open, |c| c.min(open)).max(1));
+                        self.verified[u].insert(Dimension::Concurrency);
+                        self.inner.set_limits(u, limits, now);
+                        self.inner.block(u, now + SECOND, now);
+                    } else if !self.verified[u].contains(Dimension::Concurrency)
+                        && limits.concurrent.is_none_or(|c| open < c)
                     {
                         // A session limit it was told or guessed: the sessions it had open are
                         // the limit (at least one).
@@ -370,6 +396,14 @@ impl Strategy for Flux {
                     if let Some(v) = quota.get(d) {
                         limits.set(d, Some(v));
                         self.verified[u].insert(d);
+                    } else if probe.contains(d) {
+                        // A probe refused without the value: the belief it exceeded holds (for
+                        // concurrency: no more than the requests it still has in flight).
+                        if d == Dimension::Concurrency {
+                            let open = self.inner.inflight(u).max(1);
+                            limits.concurrent = limits.concurrent.map(|c| c.min(open));
+                        }
+                        self.verified[u].insert(d);
                     }
                 }
                 if limits != self.inner.limits(u) {
@@ -389,13 +423,7 @@ impl Strategy for Flux {
             Outcome::Ok if !probe.is_empty() => {
                 // The told limit was too low: double the belief (a later 429 names the truth).
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
-                let mut limits = self.inner.limits(u);
-                for d in probe.iter() {
-                    if let Some(v) = limits.get(d) {
-                        limits.set(d, Some(v.saturating_mul(2).min(TRACKED - 1)));
-                    }
-                }
-                self.inner.set_limits(u, limits, now);
+                self.grow(u, probe, now);
             }
             Outcome::Unavailable => {
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
@@ -557,6 +585,43 @@ mod tests {
         assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
     }
 
+    /// Issue 26, item 3: a concurrency limit told too low is probed upward like the others
+    /// (before, a second request waited for the first to end, forever at half the slots).
+    #[test]
+    fn probes_a_concurrency_limit_told_too_low() {
+        let mut f = Flux::new(
+            told(Limits {
+                concurrent: Some(1),
+                ..Limits::default()
+            }),
+            vec![],
+            0,
+        );
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second at once");
+        assert_eq!(f.decide(0, &ask(2, 1)), Decision::Defer, "one probe at a time");
+        f.on_outcome(SECOND, &ask(1, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(f.inner.limits(0).concurrent, Some(2), "belief doubled");
+        assert_eq!(send(f.decide(SECOND, &ask(2, 1))), (0, SECOND));
+        // Two in flight of 2 believed: the next probes; refused, naming concurrency without
+        // its value, the belief holds and is no longer probed.
+        assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
+        f.on_outcome(
+            2 * SECOND,
+            &ask(3, 1),
+            0,
+            0,
+            SECOND,
+            &rl(&[Dimension::Concurrency], 0, Limits::default()),
+        );
+        assert_eq!(f.inner.limits(0).concurrent, Some(2));
+        let retry = Ask {
+            attempts: 1,
+            ..ask(3, 1)
+        };
+        assert_eq!(f.decide(3 * SECOND, &retry), Decision::Defer, "two in flight: full");
+    }
+
     #[test]
     fn true_limits_are_never_probed_and_retry_info_lies_are_bounded() {
         let limits = Limits {
@@ -581,8 +646,7 @@ mod tests {
         assert!(t <= MINUTE + SECOND, "{t}");
         // A per-day 429 saying 0 s waits for midnight Pacific (start 09:00 PDT: 15 h in).
         f.on_outcome(t, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpd], 0, limits));
-        let (_, t) = send(f.decide(t, &ask(1, 1)));
-        assert_eq!(t, 15 * 60 * MINUTE);
+        assert_eq!(f.decide(t, &ask(1, 1)), Decision::Later(15 * 60 * MINUTE));
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub use round_robin::RoundRobin;
 pub use spec::{builtins_help, StrategySpec};
 pub use token_bucket::TokenBucket;
 
-use crate::core::ledger::{Dims, Limits};
-use crate::core::server::{ConcurrencyScope, Model, TpmCounts};
+use crate::core::ledger::{Dims, Limits, WindowKind};
+use crate::core::server::{ConcurrencyScope, Model, Provisioned, TpmCounts};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
 
@@ -265,6 +265,14 @@ pub struct Env {
     /// start-up tells. Only a tool that makes that check (gemini-flux) may read it; every
     /// other strategy learns an invalid key from its 400.
     pub key_valid: Vec<bool>,
+    /// Per model: the throughput each project has reserved on it (provisioned throughput),
+    /// which the server consults before the quotas; a planner that ignores it gives up on
+    /// requests only the reservation can serve.
+    pub reserved: Vec<Option<Provisioned>>,
+    /// How the server's per-minute windows are measured, as the strategy takes it from the
+    /// scenario (`server.window`, sliding unless it says otherwise). Sliding is safe under
+    /// the others, but waits needlessly under fixed minutes or buckets.
+    pub window: WindowKind,
 }
 
 impl Env {
@@ -298,6 +306,8 @@ impl Env {
             live: models.iter().map(|m| m.live).collect(),
             model_names: models.iter().map(|m| m.name.clone()).collect(),
             key_valid: topology.keys.iter().map(|k| k.valid).collect(),
+            reserved: models.iter().map(|m| m.provisioned).collect(),
+            window: WindowKind::Sliding,
         }
     }
 
@@ -381,6 +391,8 @@ pub(crate) mod tests {
             live: vec![false],
             model_names: vec!["gemini-2.5-flash".into()],
             key_valid: vec![true; key_project.len()],
+            reserved: vec![None],
+            window: crate::core::ledger::WindowKind::Sliding,
         }
     }
 }

@@ -344,10 +344,16 @@ fn provisioned_throughput_must_cover_the_peaks() {
                 "{name}: {rpm} reserved, spill: {s} vs {}",
                 prev[i]
             );
-            assert!(
-                d >= s,
-                "{name}, {rpm} reserved: refusing the overflow cannot do better ({d} < {s})"
-            );
+            if name == "flux" {
+                // It plans on the reservation (issue 33, item 3): sent dedicated only, it
+                // waits for the reservation's room instead of meeting its 429s.
+                assert_eq!(d, 0, "flux, {rpm} reserved, dedicated only");
+            } else {
+                assert!(
+                    d >= s,
+                    "{name}, {rpm} reserved: refusing the overflow cannot do better ({d} < {s})"
+                );
+            }
             prev[i] = s;
             if rpm == 60 {
                 assert_eq!((s, d), (0, 0), "{name}: 60 reserved cover 40 a minute's peaks");
