@@ -764,6 +764,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_counts_the_requests_the_reference_would_draw() {
+        // run skips the clairvoyant reference when the pass counted more than it takes: the
+        // count must be the reference's own, every request within the duration, servable
+        // or not (oversize's largest requests fit no budget of round robin's chain).
+        for file in ["vertex-dsq.toml", "oversize.toml", "mixed-rpd.toml"] {
+            let s = Scenario::load(&Path::new("scenarios").join(file)).unwrap();
+            let mut pass = BoundPass::new(&s, s.seed, &[]);
+            pass.feed(RequestStream::new(&s.workload, s.seed));
+            let closed = matches!(s.workload.arrivals, Arrivals::Closed { .. });
+            let within = RequestStream::new(&s.workload, s.seed)
+                .take_while(|r| closed || r.arrival < s.workload.duration)
+                .count() as u64;
+            assert_eq!(pass.requests(), within, "{file}");
+        }
+    }
+
+    #[test]
     fn a_pass_fed_by_a_simulation_gives_the_bound_of_its_own_stream() {
         // Open, closed, trace-free Live, fallback chains, spend caps, a horizon that cuts a
         // batch short, and runs stopped early (the pass then takes the rest of the stream).
