@@ -40,7 +40,7 @@ use hdrhistogram::Histogram;
 use crate::core::ledger::{Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Overflow, Provisioned};
 use crate::core::time::{Calendar, Nanos, MAX_SPAN, MINUTE};
-use crate::core::workload::{Arrivals, RequestStream};
+use crate::core::workload::{Arrivals, Request, RequestStream};
 use crate::scenario::Scenario;
 
 /// The bound of one scenario.
@@ -129,6 +129,48 @@ impl Cheapest {
     }
 }
 
+/// How many requests have each amount (a cost or a price), counted without hashing the small
+/// amounts most requests have: a plain array below [`Tally::DENSE`], a hash map above.
+#[derive(Default)]
+struct Tally {
+    small: Vec<u64>,
+    large: rustc_hash::FxHashMap<u64, u64>,
+}
+
+impl Tally {
+    /// Amounts below this are counted in the array (512 KiB of counters at most).
+    const DENSE: u64 = 1 << 16;
+
+    fn add(&mut self, amount: u64, count: u64) {
+        if amount < Self::DENSE {
+            let i = amount as usize;
+            if self.small.len() <= i {
+                // Grows to the largest small amount seen, doubling, so the array is no bigger
+                // than twice what is needed.
+                self.small.resize((i + 1).next_power_of_two(), 0);
+            }
+            self.small[i] += count;
+        } else {
+            *self.large.entry(amount).or_default() += count;
+        }
+    }
+
+    /// (amount, how many) pairs in increasing amount.
+    fn sorted(self) -> Vec<(u64, u64)> {
+        let mut out: Vec<(u64, u64)> = self
+            .small
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(a, &c)| (a as u64, c))
+            .collect();
+        let mut large: Vec<(u64, u64)> = self.large.into_iter().collect();
+        large.sort_unstable();
+        out.extend(large);
+        out
+    }
+}
+
 impl Capacity<'_> {
     fn windows(&self, start: Nanos, len: Nanos) -> (u128, u128) {
         match self.window {
@@ -206,7 +248,13 @@ pub fn upper_bound_for(scenario: &Scenario, seed: u64, fallback: &[usize]) -> Bo
 }
 
 fn bound_with(scenario: &Scenario, seed: u64, fallback: Option<&[usize]>) -> Bound {
-    let (cap, n, longest, _) = capacity_of(scenario, seed, fallback, &[]);
+    let mut pass = BoundPass::with(scenario, seed, fallback, &[]);
+    pass.feed(RequestStream::new(&scenario.workload, seed));
+    pass.bound()
+}
+
+/// The bound from its capacity model, the servable requests and the longest of their latencies.
+fn bound_of(scenario: &Scenario, cap: &Capacity, n: u128, longest: Nanos) -> Bound {
     let per_min = |count: u128, span: Nanos| count as f64 * MINUTE as f64 / span.max(1) as f64;
     match scenario.workload.arrivals {
         Arrivals::Closed { .. } => {
@@ -260,7 +308,9 @@ fn bound_with(scenario: &Scenario, seed: u64, fallback: Option<&[usize]>) -> Bou
 /// the most it could have completed by then): the bound as a curve over time, for charts.
 /// Never more than the servable requests that have arrived by then.
 pub fn capacity_curve(scenario: &Scenario, seed: u64, fallback: Option<&[usize]>, at: &[Nanos]) -> Vec<u64> {
-    let (cap, _, _, arrived) = capacity_of(scenario, seed, fallback, at);
+    let mut pass = BoundPass::with(scenario, seed, fallback, at);
+    pass.feed(RequestStream::new(&scenario.workload, seed));
+    let (cap, _, _, arrived) = pass.capacity();
     at.iter()
         .zip(arrived)
         .map(|(&t, a)| cap.capacity(t).min(a) as u64)
@@ -284,165 +334,253 @@ fn effective(quota: Limits, reserved: Option<Provisioned>) -> Limits {
     }
 }
 
-/// The capacity model of `scenario` with `seed` for the models the workload and `fallback`
-/// (`None`: every strategy's chain) may use, the number of requests that could ever be served,
-/// the longest of their (fastest possible) latencies, and how many of them have arrived by
-/// each instant of `at` (increasing).
-fn capacity_of<'a>(
+/// The bound's pass over the request stream, one request at a time: what it keeps of each
+/// servable request (its cost, price and fastest latency, and arrivals by the instants asked
+/// for), until the stream's end, the end of an open workload's duration or [`WALK`] requests of
+/// a closed batch. [`upper_bound`] feeds it a stream of its own; a simulation may feed it the
+/// requests it draws anyway ([`BoundPass::add`]) and the rest once it ends
+/// ([`BoundPass::feed`]), so the workload is drawn once for both.
+pub struct BoundPass<'a> {
     scenario: &'a Scenario,
     seed: u64,
-    fallback: Option<&[usize]>,
-    at: &[Nanos],
-) -> (Capacity<'a>, u128, Nanos, Vec<u128>) {
-    let mut used_models = scenario.workload.model.models();
-    if let Arrivals::Trace { rows, .. } = &scenario.workload.arrivals {
-        used_models.extend(rows.iter().filter_map(|r| r.model));
-    }
-    let mut fallbacks: Vec<usize> = match fallback {
-        Some(f) => f.to_vec(),
-        None => scenario
-            .strategies
-            .iter()
-            .flat_map(|s| s.fallback.iter().copied())
-            .collect(),
-    };
-    fallbacks.sort_unstable();
-    fallbacks.dedup();
-    used_models.extend(fallbacks.iter().copied());
-    used_models.sort_unstable();
-    used_models.dedup();
+    fallbacks: Vec<usize>,
+    budgets: Vec<Limits>,
+    rpd_used: Vec<u64>,
+    slots: Option<u128>,
+    spend: Option<(u128, Nanos)>,
+    servable_cost: Option<u64>,
+    closed: bool,
+    counts: Tally,
+    price_counts: Tally,
+    latencies: Histogram<u64>,
+    longest: Nanos,
+    n: u128,
+    at: Vec<Nanos>,
+    arrived: Vec<u128>,
+    /// The stream's next request's id: requests must come in stream order, each once; also
+    /// how many requests the pass has taken.
+    next_id: u64,
+    done: bool,
+}
 
-    let mut budgets = Vec::new();
-    let mut rpd_used = Vec::new();
-    let mut slots = Some(0u128);
-    // Valid keys per project, counted in one pass (not one pass per project).
-    let mut valid_keys = vec![0u128; scenario.topology.projects.len()];
-    for k in scenario.topology.keys.iter().filter(|k| k.valid) {
-        valid_keys[k.project] += 1;
+impl<'a> BoundPass<'a> {
+    /// The pass of the bound of one strategy whose fallback chain is `fallback` (as
+    /// [`upper_bound_for`]).
+    pub fn new(scenario: &'a Scenario, seed: u64, fallback: &[usize]) -> Self {
+        Self::with(scenario, seed, Some(fallback), &[])
     }
-    for (pi, p) in scenario.topology.projects.iter().enumerate() {
-        let keys = valid_keys[pi];
-        if keys == 0 {
-            continue;
+
+    fn with(scenario: &'a Scenario, seed: u64, fallback: Option<&[usize]>, at: &[Nanos]) -> Self {
+        let mut used_models = scenario.workload.model.models();
+        if let Arrivals::Trace { rows, .. } = &scenario.workload.arrivals {
+            used_models.extend(rows.iter().filter_map(|r| r.model));
         }
-        for &m in &used_models {
-            let l = effective(p.limits[m], scenario.models[m].provisioned);
-            budgets.push(l);
-            rpd_used.push(p.rpd_used);
-            let pools = match scenario.models[m].concurrency_scope {
-                ConcurrencyScope::Project => 1,
-                ConcurrencyScope::Key => keys,
-            };
-            slots = match (slots, l.concurrent) {
-                (Some(s), Some(c)) => Some(s.saturating_add(c as u128 * pools)),
-                _ => None,
-            };
+        let mut fallbacks: Vec<usize> = match fallback {
+            Some(f) => f.to_vec(),
+            None => scenario
+                .strategies
+                .iter()
+                .flat_map(|s| s.fallback.iter().copied())
+                .collect(),
+        };
+        fallbacks.sort_unstable();
+        fallbacks.dedup();
+        used_models.extend(fallbacks.iter().copied());
+        used_models.sort_unstable();
+        used_models.dedup();
+
+        let mut budgets = Vec::new();
+        let mut rpd_used = Vec::new();
+        let mut slots = Some(0u128);
+        // Valid keys per project, counted in one pass (not one pass per project).
+        let mut valid_keys = vec![0u128; scenario.topology.projects.len()];
+        for k in scenario.topology.keys.iter().filter(|k| k.valid) {
+            valid_keys[k.project] += 1;
+        }
+        for (pi, p) in scenario.topology.projects.iter().enumerate() {
+            let keys = valid_keys[pi];
+            if keys == 0 {
+                continue;
+            }
+            for &m in &used_models {
+                let l = effective(p.limits[m], scenario.models[m].provisioned);
+                budgets.push(l);
+                rpd_used.push(p.rpd_used);
+                let pools = match scenario.models[m].concurrency_scope {
+                    ConcurrencyScope::Project => 1,
+                    ConcurrencyScope::Key => keys,
+                };
+                slots = match (slots, l.concurrent) {
+                    (Some(s), Some(c)) => Some(s.saturating_add(c as u128 * pools)),
+                    _ => None,
+                };
+            }
+        }
+        // Spend bounds the run only if every account that serves has a cap the server sees on
+        // time (late billing data lets any amount through meanwhile); else no price is needed.
+        let serving: std::collections::BTreeSet<usize> = scenario
+            .topology
+            .keys
+            .iter()
+            .filter(|k| k.valid)
+            .map(|k| scenario.topology.projects[k.project].account)
+            .collect();
+        let spend = (scenario.server.spend.delay == 0)
+            .then(|| {
+                serving
+                    .iter()
+                    .map(|&a| scenario.topology.accounts[a].spend_cap.map(|c| c.div_ceil(1000)))
+                    .sum::<Option<u128>>()
+            })
+            .flatten()
+            .map(|cap| (cap, scenario.server.spend.window));
+        // The largest cost some budget could ever admit (one comparison per request, not one
+        // per budget: 1,000 projects made that a thousand).
+        let servable_cost = budgets
+            .iter()
+            .filter(|l| l.unservable(0).is_empty())
+            .map(|l| l.tpm.unwrap_or(u64::MAX))
+            .max();
+        BoundPass {
+            scenario,
+            seed,
+            fallbacks,
+            budgets,
+            rpd_used,
+            slots,
+            spend,
+            servable_cost,
+            closed: matches!(scenario.workload.arrivals, Arrivals::Closed { .. }),
+            counts: Tally::default(),
+            price_counts: Tally::default(),
+            // Bounded (not auto-resizing): `saturating_record` on an auto-resizing histogram
+            // clamps to its current top, 2 ns when empty, and the bound lost every latency.
+            latencies: Histogram::<u64>::new_with_bounds(1, MAX_SPAN, 3).expect("valid bounds"),
+            longest: 0,
+            n: 0,
+            arrived: Vec::with_capacity(at.len()),
+            at: at.to_vec(),
+            next_id: 0,
+            done: false,
         }
     }
-    let cost = |input: u64, output: u64| scenario.server.tpm_counts.cost(input, output);
-    let mut counts: rustc_hash::FxHashMap<u64, u64> = Default::default();
-    let mut price_counts: rustc_hash::FxHashMap<u64, u64> = Default::default();
-    // Bounded (not auto-resizing): `saturating_record` on an auto-resizing histogram clamps to
-    // its current top, 2 ns when empty, and the bound lost every latency.
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, MAX_SPAN, 3).expect("valid bounds");
-    let mut longest: Nanos = 0;
-    let mut n = 0u128;
-    let closed = matches!(scenario.workload.arrivals, Arrivals::Closed { .. });
-    // The largest cost some budget could ever admit (one comparison per request, not one per
-    // budget: 1,000 projects made that a thousand).
-    let servable_cost = budgets
-        .iter()
-        .filter(|l| l.unservable(0).is_empty())
-        .map(|l| l.tpm.unwrap_or(u64::MAX))
-        .max();
-    let mut arrived = Vec::with_capacity(at.len());
-    let mut stream = RequestStream::new(&scenario.workload, seed);
-    for r in stream.by_ref() {
-        if !closed && r.arrival >= scenario.workload.duration {
-            break;
+
+    /// Whether the pass has seen every request it needs.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    /// The requests it took, servable or not: once done, the requests that arrive within an
+    /// open or trace workload's duration, or a closed batch's up to [`WALK`] servable ones.
+    pub fn requests(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Takes the stream's next request (in stream order; ignored once [`BoundPass::done`]).
+    pub fn add(&mut self, r: &Request) {
+        if self.done {
+            return;
         }
-        let c = cost(r.input_tokens, r.output_tokens);
-        if servable_cost.is_none_or(|m| c > m) {
-            continue;
+        debug_assert_eq!(r.id, self.next_id, "the stream's requests in order, each once");
+        let scenario = self.scenario;
+        if !self.closed && r.arrival >= scenario.workload.duration {
+            self.done = true;
+            return;
         }
-        while arrived.len() < at.len() && at[arrived.len()] < r.arrival {
-            arrived.push(n);
+        self.next_id += 1;
+        let c = scenario.server.tpm_counts.cost(r.input_tokens, r.output_tokens);
+        if self.servable_cost.is_none_or(|m| c > m) {
+            return;
         }
-        *counts.entry(c).or_default() += 1;
-        let price = std::iter::once(r.model)
-            .chain(fallbacks.iter().copied())
-            .map(|m| scenario.models[m].lowest_cost(r.input_tokens, r.output_tokens) / 1000)
-            .min()
-            .expect("at least its own model");
-        *price_counts.entry(price.min(u64::MAX as u128) as u64).or_default() += 1;
-        n += 1;
+        while self.arrived.len() < self.at.len() && self.at[self.arrived.len()] < r.arrival {
+            self.arrived.push(self.n);
+        }
+        self.counts.add(c, 1);
+        let fallbacks = &self.fallbacks;
+        if self.spend.is_some() {
+            let price = std::iter::once(r.model)
+                .chain(fallbacks.iter().copied())
+                .map(|m| scenario.models[m].lowest_cost(r.input_tokens, r.output_tokens) / 1000)
+                .min()
+                .expect("at least its own model");
+            self.price_counts.add(price.min(u64::MAX as u128) as u64, 1);
+        }
+        self.n += 1;
         // The fastest this request can be served: its own model or any fallback.
         let fastest = std::iter::once(r.model)
             .chain(fallbacks.iter().copied())
-            .map(|m| scenario.service_time(m, &r, seed))
+            .map(|m| scenario.service_time(m, r, self.seed))
             .min()
             .expect("at least its own model");
-        latencies.saturating_record(fastest);
-        longest = longest.max(fastest);
-        if closed && n == WALK as u128 {
-            break;
+        self.latencies.saturating_record(fastest);
+        self.longest = self.longest.max(fastest);
+        if self.closed && self.n == WALK as u128 {
+            self.done = true;
         }
     }
-    if let Arrivals::Closed { requests, .. } = scenario.workload.arrivals {
-        // A batch larger than WALK: the rest count as costing nothing and taking 1 ns, a looser
-        // but still hard bound, so a horizon that cuts a huge batch short costs no walk of it.
-        let rest = requests.saturating_sub(WALK);
-        if rest > 0 && servable_cost.is_some() {
-            *counts.entry(0).or_default() += rest;
-            *price_counts.entry(0).or_default() += rest;
-            n += rest as u128;
-            latencies.saturating_record_n(1, rest);
+
+    /// Takes the rest of the stream, from the request after the last one given, until done.
+    pub fn feed(&mut self, rest: impl IntoIterator<Item = Request>) {
+        for r in rest {
+            if self.done {
+                break;
+            }
+            self.add(&r);
         }
+        // The stream ended (or the pass needs no more of it).
+        self.done = true;
     }
-    arrived.resize(at.len(), n);
-    let mut distinct: Vec<(u64, u64)> = counts.into_iter().collect();
-    distinct.sort_unstable();
-    let mut prices: Vec<(u64, u64)> = price_counts.into_iter().collect();
-    prices.sort_unstable();
-    // Spend bounds the run only if every account that serves has a cap the server sees on time
-    // (late billing data lets any amount through meanwhile).
-    let serving: std::collections::BTreeSet<usize> = scenario
-        .topology
-        .keys
-        .iter()
-        .filter(|k| k.valid)
-        .map(|k| scenario.topology.projects[k.project].account)
-        .collect();
-    let spend = (scenario.server.spend.delay == 0)
-        .then(|| {
-            serving
-                .iter()
-                .map(|&a| scenario.topology.accounts[a].spend_cap.map(|c| c.div_ceil(1000)))
-                .sum::<Option<u128>>()
-        })
-        .flatten()
-        .map(|cap| (cap, scenario.server.spend.window));
-    let fast: Vec<(u64, u64)> = latencies
-        .iter_recorded()
-        .map(|v| (latencies.lowest_equivalent(v.value_iterated_to()), v.count_at_value()))
-        .collect();
-    let workers = match scenario.workload.arrivals {
-        Arrivals::Closed { workers, .. } => Some(workers),
-        _ => None,
-    };
-    let cap = Capacity {
-        calendar: &scenario.calendar,
-        window: scenario.server.ledger.window,
-        budgets,
-        rpd_used,
-        costs: Cheapest::new(distinct),
-        latencies: Cheapest::new(fast),
-        slots,
-        workers,
-        spend,
-        prices: Cheapest::new(prices),
-    };
-    (cap, n, longest, arrived)
+
+    /// The bound (call once the stream has been fed whole, [`BoundPass::feed`]).
+    pub fn bound(self) -> Bound {
+        let scenario = self.scenario;
+        let (cap, n, longest, _) = self.capacity();
+        bound_of(scenario, &cap, n, longest)
+    }
+
+    /// The capacity model, the number of requests that could ever be served, the longest of
+    /// their (fastest possible) latencies, and how many of them have arrived by each instant
+    /// of `at`.
+    fn capacity(mut self) -> (Capacity<'a>, u128, Nanos, Vec<u128>) {
+        let scenario = self.scenario;
+        let mut n = self.n;
+        if let Arrivals::Closed { requests, .. } = scenario.workload.arrivals {
+            // A batch larger than WALK: the rest count as costing nothing and taking 1 ns, a
+            // looser but still hard bound, so a horizon that cuts a huge batch short costs no
+            // walk of it.
+            let rest = requests.saturating_sub(WALK);
+            if rest > 0 && self.servable_cost.is_some() {
+                self.counts.add(0, rest);
+                self.price_counts.add(0, rest);
+                n += rest as u128;
+                self.latencies.saturating_record_n(1, rest);
+            }
+        }
+        let mut arrived = self.arrived;
+        arrived.resize(self.at.len(), n);
+        let latencies = &self.latencies;
+        let fast: Vec<(u64, u64)> = latencies
+            .iter_recorded()
+            .map(|v| (latencies.lowest_equivalent(v.value_iterated_to()), v.count_at_value()))
+            .collect();
+        let workers = match scenario.workload.arrivals {
+            Arrivals::Closed { workers, .. } => Some(workers),
+            _ => None,
+        };
+        let cap = Capacity {
+            calendar: &scenario.calendar,
+            window: scenario.server.ledger.window,
+            budgets: self.budgets,
+            rpd_used: self.rpd_used,
+            costs: Cheapest::new(self.counts.sorted()),
+            latencies: Cheapest::new(fast),
+            slots: self.slots,
+            workers,
+            spend: self.spend,
+            prices: Cheapest::new(self.price_counts.sorted()),
+        };
+        (cap, n, self.longest, arrived)
+    }
 }
 
 #[cfg(test)]
@@ -580,6 +718,101 @@ mod tests {
         assert!(curve.windows(2).all(|w| w[0] <= w[1]), "{curve:?}");
         let b = closed("rpm = 10", 100, "");
         assert_eq!(capacity_curve(&b, 1, None, &[MINUTE, 20 * MINUTE]), [20, 100]);
+    }
+
+    #[test]
+    fn a_tally_lists_amounts_like_a_sorted_map() {
+        let amounts = [
+            5,
+            0,
+            Tally::DENSE - 1,
+            Tally::DENSE,
+            7,
+            5,
+            u64::MAX,
+            Tally::DENSE + 3,
+            0,
+            5,
+        ];
+        let mut t = Tally::default();
+        let mut map = std::collections::BTreeMap::<u64, u64>::new();
+        for (i, &a) in amounts.iter().enumerate() {
+            t.add(a, i as u64 + 1);
+            *map.entry(a).or_default() += i as u64 + 1;
+        }
+        assert_eq!(t.sorted(), map.into_iter().collect::<Vec<_>>());
+        assert!(Tally::default().sorted().is_empty());
+    }
+
+    /// The bound of each strategy's chain from the pass its own simulation fed (the requests
+    /// it drew, then the rest of the stream), beside the bound from a stream of its own.
+    fn fed_and_own(s: &Scenario, stop: bool) -> Vec<(Bound, Bound)> {
+        use crate::sim::engine::{simulate_unbounded, Control, SimOptions};
+        let control = Control::default();
+        control.stop.store(stop, std::sync::atomic::Ordering::Relaxed);
+        let mut specs = s.strategies.clone();
+        specs.extend(s.builtin_strategy("flux"));
+        specs
+            .iter()
+            .map(|spec| {
+                let pass = BoundPass::new(s, s.seed, &spec.fallback);
+                let (_, pass) = simulate_unbounded(
+                    s,
+                    spec,
+                    s.seed,
+                    SimOptions {
+                        control: Some(&control),
+                        ..SimOptions::default()
+                    },
+                    Some(pass),
+                );
+                let fed = pass.expect("given back").bound();
+                (fed, upper_bound_for(s, s.seed, &spec.fallback))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pass_counts_the_requests_the_reference_would_draw() {
+        // run skips the clairvoyant reference when the pass counted more than it takes: the
+        // count must be the reference's own, every request within the duration, servable
+        // or not (oversize's largest requests fit no budget of round robin's chain).
+        for file in ["vertex-dsq.toml", "oversize.toml", "mixed-rpd.toml"] {
+            let s = Scenario::load(&Path::new("scenarios").join(file)).unwrap();
+            let mut pass = BoundPass::new(&s, s.seed, &[]);
+            pass.feed(RequestStream::new(&s.workload, s.seed));
+            let closed = matches!(s.workload.arrivals, Arrivals::Closed { .. });
+            let within = RequestStream::new(&s.workload, s.seed)
+                .take_while(|r| closed || r.arrival < s.workload.duration)
+                .count() as u64;
+            assert_eq!(pass.requests(), within, "{file}");
+        }
+    }
+
+    #[test]
+    fn a_pass_fed_by_a_simulation_gives_the_bound_of_its_own_stream() {
+        // Open, closed, trace-free Live, fallback chains, spend caps, a horizon that cuts a
+        // batch short, and runs stopped early (the pass then takes the rest of the stream).
+        for file in [
+            "vertex-dsq.toml",
+            "oversize.toml",
+            "spend-cap.toml",
+            "mixed-rpd.toml",
+            "live-sessions.toml",
+            "dubbing.toml",
+        ] {
+            let s = Scenario::load(&Path::new("scenarios").join(file)).unwrap();
+            for stop in [false, true] {
+                for (fed, own) in fed_and_own(&s, stop) {
+                    assert_eq!(fed, own, "{file}, stopped early: {stop}");
+                }
+            }
+        }
+        let cut = closed("rpm = 10", 5_000, "horizon = \"1h\"");
+        for (fed, own) in fed_and_own(&cut, false) {
+            assert_eq!(fed, own);
+            assert_eq!(own.best_span, HOUR);
+        }
     }
 
     #[test]

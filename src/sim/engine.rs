@@ -9,7 +9,7 @@ use crate::core::spend::PICO_PER_USD;
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, Request, RequestStream};
 use crate::scenario::Scenario;
-use crate::sim::bound::Bound;
+use crate::sim::bound::{Bound, BoundPass};
 use crate::sim::dispatch::{summary, Book, Dispatch, End, Live};
 use crate::sim::metrics::{round3, Recorder, StrategyResult};
 use crate::sim::queue::{Event, EventQueue};
@@ -128,6 +128,8 @@ struct Sim<'a, 'b> {
     kind: &'static str,
     /// The livelock found, which stops the run.
     livelock: Option<String>,
+    /// The bound's pass, fed every request this run draws (so they are drawn once for both).
+    pass: Option<BoundPass<'a>>,
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -204,6 +206,20 @@ pub fn simulate_full(
     bound: &Bound,
     opts: SimOptions,
 ) -> Simulation {
+    simulate_unbounded(scenario, spec, seed, opts, None).0.finish(bound)
+}
+
+/// [`simulate_full`] without the bound, which the result is judged against afterwards
+/// ([`Unbounded::finish`]). With `pass`, every request the run draws is also given to that
+/// bound's pass, and the rest of the stream once the run ends: the pass comes back complete,
+/// and the workload was drawn once for the run and its bound.
+pub fn simulate_unbounded<'a>(
+    scenario: &'a Scenario,
+    spec: &'a StrategySpec,
+    seed: u64,
+    opts: SimOptions,
+    pass: Option<BoundPass<'a>>,
+) -> (Unbounded<'a>, Option<BoundPass<'a>>) {
     let SimOptions {
         trace,
         details,
@@ -230,6 +246,7 @@ pub fn simulate_full(
         name: spec.name.clone(),
         kind: spec.kind.name(),
         livelock: None,
+        pass,
     };
     let horizon = scenario.horizon;
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
@@ -312,21 +329,58 @@ pub fn simulate_full(
         c.progress
             .fetch_add(done.saturating_sub(reported), std::sync::atomic::Ordering::Relaxed);
     }
-    let (mut result, span) = summary(&mut sim.rec, scenario, spec, bound, until);
-    result.livelock = sim.livelock.take();
-    result.peak_spend_usd = (0..scenario.topology.accounts.len())
-        .filter_map(|a| sim.server.spend_peak(a))
-        .map(|(peak, _)| round3(peak as f64 / PICO_PER_USD as f64))
-        .reduce(f64::max);
-    let details = sim.timeline.take().map(|mut tl| {
-        tl.sample_until(span, sim.rec.in_flight, sim.book.live - sim.rec.in_flight);
-        tl.finish(span, &sim.server, scenario, sim.rec.wait_cdf())
-    });
-    Simulation {
-        result,
-        span,
-        server: sim.server,
-        details,
+    // The bound's pass takes the requests the run did not reach.
+    let mut pass = sim.pass.take();
+    if let Some(p) = pass.as_mut() {
+        p.feed(sim.stream.by_ref());
+    }
+    (
+        Unbounded {
+            scenario,
+            spec,
+            until,
+            rec: sim.rec,
+            server: sim.server,
+            timeline: sim.timeline,
+            live: sim.book.live,
+            livelock: sim.livelock,
+        },
+        pass,
+    )
+}
+
+/// A simulation that has run, waiting for its bound to be summed up ([`Unbounded::finish`]).
+pub struct Unbounded<'a> {
+    scenario: &'a Scenario,
+    spec: &'a StrategySpec,
+    until: Nanos,
+    rec: Recorder,
+    server: Server,
+    timeline: Option<Timeline>,
+    live: u64,
+    livelock: Option<String>,
+}
+
+impl Unbounded<'_> {
+    /// The simulation's result, judged against `bound`.
+    pub fn finish(mut self, bound: &Bound) -> Simulation {
+        let scenario = self.scenario;
+        let (mut result, span) = summary(&mut self.rec, scenario, self.spec, bound, self.until);
+        result.livelock = self.livelock.take();
+        result.peak_spend_usd = (0..scenario.topology.accounts.len())
+            .filter_map(|a| self.server.spend_peak(a))
+            .map(|(peak, _)| round3(peak as f64 / PICO_PER_USD as f64))
+            .reduce(f64::max);
+        let details = self.timeline.take().map(|mut tl| {
+            tl.sample_until(span, self.rec.in_flight, self.live - self.rec.in_flight);
+            tl.finish(span, &self.server, scenario, self.rec.wait_cdf())
+        });
+        Simulation {
+            result,
+            span,
+            server: self.server,
+            details,
+        }
     }
 }
 
@@ -347,8 +401,17 @@ impl Sim<'_, '_> {
         });
     }
 
+    /// The stream's next request, also given to the bound's pass if any.
+    fn draw(&mut self) -> Option<Request> {
+        let r = self.stream.next();
+        if let (Some(r), Some(p)) = (&r, self.pass.as_mut()) {
+            p.add(r);
+        }
+        r
+    }
+
     fn schedule_next_arrival(&mut self) {
-        if let Some(r) = self.stream.next() {
+        if let Some(r) = self.draw() {
             if r.arrival < self.scenario.horizon {
                 self.seq += 1;
                 self.next_arrival = Some((r.arrival, self.seq, r));
@@ -489,7 +552,7 @@ impl Dispatch for Sim<'_, '_> {
     }
 
     fn next_batch_request(&mut self) -> Option<Request> {
-        self.stream.next()
+        self.draw()
     }
 
     fn send_at(&mut self, slot: u32, at: Nanos) {

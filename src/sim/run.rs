@@ -6,9 +6,9 @@ use std::sync::Mutex;
 
 use crate::core::time::SECOND;
 use crate::scenario::Scenario;
-use crate::sim::bound::{upper_bound_for, Bound};
-use crate::sim::clairvoyant::{reference, Reference};
-use crate::sim::engine::{simulate_full, AttemptRecord, Control, SimOptions, Simulation};
+use crate::sim::bound::{Bound, BoundPass};
+use crate::sim::clairvoyant::{reference, Reference, MAX_REQUESTS};
+use crate::sim::engine::{simulate_unbounded, AttemptRecord, Control, SimOptions, Simulation, Unbounded};
 use crate::sim::metrics::{retry_short, round3, ReferenceShare, RunResult};
 use crate::sim::timeline::Details;
 use crate::strategy::StrategySpec;
@@ -96,55 +96,47 @@ pub fn run_detailed(
         control,
     };
     // Each strategy's own bound: the models its fallback chain lets it use (computed once per
-    // distinct chain).
-    // Each strategy's clairvoyant reference schedule likewise.
-    let mut chains: Vec<(&[usize], Bound, Option<Reference>)> = Vec::new();
-    for spec in strategies {
-        if !chains.iter().any(|(c, _, _)| *c == spec.fallback.as_slice()) {
-            chains.push((
-                &spec.fallback,
-                upper_bound_for(scenario, seed, &spec.fallback),
-                reference(scenario, seed, &spec.fallback),
-            ));
-        }
-    }
-    let chain_of = |spec: &StrategySpec| {
-        chains
-            .iter()
-            .find(|(c, _, _)| *c == spec.fallback.as_slice())
-            .expect("every chain is computed")
-    };
-    let bound_of = |spec: &StrategySpec| -> &Bound { &chain_of(spec).1 };
-    let sims: Vec<Simulation> = match trace {
+    // distinct chain, by the pass the chain's first strategy's simulation feeds with the
+    // requests it draws, so the workload is drawn once for both).
+    let first_of_chain: Vec<bool> = strategies
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| strategies[..i].iter().all(|o| o.fallback != spec.fallback))
+        .collect();
+    let pass_of = |i: usize| first_of_chain[i].then(|| BoundPass::new(scenario, seed, &strategies[i].fallback));
+    let ran: Vec<(Unbounded, Option<BoundPass>)> = match trace {
         Some(t) => strategies
             .iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(i, spec)| {
                 let mut f = |a: &AttemptRecord| t(&spec.name, a);
-                simulate_full(
+                simulate_unbounded(
                     scenario,
                     spec,
                     seed,
-                    bound_of(spec),
                     SimOptions {
                         trace: Some(&mut f),
                         ..sim_opts()
                     },
+                    pass_of(i),
                 )
             })
             .collect(),
         None if threads <= 1 || strategies.len() <= 1 => strategies
             .iter()
-            .map(|spec| simulate_full(scenario, spec, seed, bound_of(spec), sim_opts()))
+            .enumerate()
+            .map(|(i, spec)| simulate_unbounded(scenario, spec, seed, sim_opts(), pass_of(i)))
             .collect(),
         None => {
             let next = AtomicUsize::new(0);
-            let done: Vec<Mutex<Option<Simulation>>> = strategies.iter().map(|_| Mutex::new(None)).collect();
+            type Ran<'a> = Mutex<Option<(Unbounded<'a>, Option<BoundPass<'a>>)>>;
+            let done: Vec<Ran> = strategies.iter().map(|_| Mutex::new(None)).collect();
             std::thread::scope(|scope| {
                 for _ in 0..threads.min(strategies.len()) {
                     scope.spawn(|| loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(spec) = strategies.get(i) else { break };
-                        let r = simulate_full(scenario, spec, seed, bound_of(spec), sim_opts());
+                        let r = simulate_unbounded(scenario, spec, seed, sim_opts(), pass_of(i));
                         *done[i].lock().expect("no worker panics while holding it") = Some(r);
                     });
                 }
@@ -154,6 +146,41 @@ pub fn run_detailed(
                 .collect()
         }
     };
+    // The passes, complete, give the bounds; each simulation is judged against its chain's.
+    // Each chain's clairvoyant reference schedule likewise; the pass has counted the requests,
+    // so a run with more than the reference takes is not drawn again to find it out.
+    let mut bounds: Vec<(&[usize], Bound)> = Vec::new();
+    let mut chains: Vec<(&[usize], Option<Reference>)> = Vec::new();
+    let mut unbounded = Vec::with_capacity(ran.len());
+    for ((u, pass), spec) in ran.into_iter().zip(strategies) {
+        if let Some(p) = pass {
+            let reference = (p.requests() <= MAX_REQUESTS)
+                .then(|| reference(scenario, seed, &spec.fallback))
+                .flatten();
+            chains.push((&spec.fallback, reference));
+            bounds.push((&spec.fallback, p.bound()));
+        }
+        unbounded.push(u);
+    }
+    let bound_of = |spec: &StrategySpec| -> &Bound {
+        &bounds
+            .iter()
+            .find(|(c, _)| *c == spec.fallback.as_slice())
+            .expect("every chain's first strategy fed its pass")
+            .1
+    };
+    let reference_of = |spec: &StrategySpec| {
+        &chains
+            .iter()
+            .find(|(c, _)| *c == spec.fallback.as_slice())
+            .expect("every chain is computed")
+            .1
+    };
+    let sims: Vec<Simulation> = unbounded
+        .into_iter()
+        .zip(strategies)
+        .map(|(u, spec)| u.finish(bound_of(spec)))
+        .collect();
     let longest = sims
         .iter()
         .map(|s| s.span as f64 / SECOND as f64)
@@ -163,7 +190,7 @@ pub fn run_detailed(
     for (s, spec) in sims.into_iter().zip(strategies) {
         let mut result = s.result;
         result.retry = retry_short(&spec.retry);
-        if let Some(r) = &chain_of(spec).2 {
+        if let Some(r) = reference_of(spec) {
             result.reference = Some(ReferenceShare::of(&result, r));
         }
         results.push(result);
