@@ -37,6 +37,10 @@ const RECONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest pause between two reconnection attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 
+/// A call that timed out with less time than this (a request's last milliseconds ran out)
+/// does not mark the ledger down; a longer wait, a refused connection or a broken pipe does.
+const JUDGE_AFTER: Duration = Duration::from_millis(250);
+
 /// How far the ledger's clock may be behind this machine's before a day boundary is misplaced
 /// (the script is given the ends of the day of `now - 1 h` and of the next day, and picks).
 const CLOCK_SKEW: Nanos = HOUR;
@@ -210,7 +214,8 @@ pub struct LedgerStatus {
 }
 
 impl Health {
-    fn saw<T>(&self, result: &Result<T, String>, took: Duration) {
+    /// Notes a call's result; a failure marks the ledger down unless not `judged`.
+    fn saw<T>(&self, result: &Result<T, String>, took: Duration, judged: bool) {
         let mut down = self.down.lock().expect("no panic holds it");
         match result {
             Ok(_) => {
@@ -226,7 +231,9 @@ impl Health {
             }
             Err(e) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                if down.is_none() {
+                // A request with little time left that timed out says little about Redis: it
+                // is an error, not an outage (the watch, with its own time, decides).
+                if down.is_none() && judged {
                     self.outages.fetch_add(1, Ordering::Relaxed);
                     eprintln!("flux-sim proxy: shared ledger down ({e}); sending nothing until it answers");
                     *down = Some((Instant::now(), e.clone()));
@@ -371,7 +378,7 @@ impl RedisLedger {
                 format_duration(within.as_nanos() as u64)
             )),
         };
-        self.health.saw(&r, t.elapsed());
+        self.health.saw(&r, t.elapsed(), true);
         r
     }
 
@@ -414,14 +421,18 @@ impl RedisLedger {
             return Ok(Admission::Unservable { violated: impossible });
         }
         let t = Instant::now();
+        let mut judged = true;
         let r = match tokio::time::timeout(within, self.call(now, budget, limits, tokens, member)).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "the shared ledger (Redis) did not answer within {} (what was left of the request's deadline)",
-                format_duration(within.as_nanos().min(u64::MAX as u128) as u64)
-            )),
+            Err(_) => Err({
+                judged = within >= JUDGE_AFTER;
+                format!(
+                    "the shared ledger (Redis) did not answer within {} (what was left of the request's deadline)",
+                    format_duration(within.as_nanos().min(u64::MAX as u128) as u64)
+                )
+            }),
         };
-        self.health.saw(&r, t.elapsed());
+        self.health.saw(&r, t.elapsed(), judged);
         r
     }
 

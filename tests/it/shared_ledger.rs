@@ -193,6 +193,12 @@ fn a_stalled_ledger_is_bounded_by_the_time_left_and_comes_back() {
     let port = server.port();
     let stall = std::thread::spawn(move || common::redis_cli(port, &["DEBUG", "SLEEP", "3"]));
     std::thread::sleep(Duration::from_millis(200));
+    // A request's last 50 ms running out is an error, not an outage.
+    assert!(rt
+        .block_on(ledger.admit(now, "b", RPM2, 1, "b0", Duration::from_millis(50)))
+        .is_err());
+    let s = ledger.status();
+    assert!(s.up && s.outages == 0 && s.errors == 1, "{s:?}");
     let t = Instant::now();
     let e = rt
         .block_on(ledger.admit(now, "b", RPM2, 1, "b", Duration::from_millis(500)))
@@ -200,7 +206,7 @@ fn a_stalled_ledger_is_bounded_by_the_time_left_and_comes_back() {
     assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
     assert!(e.contains("did not answer within 500ms"), "{e}");
     let s = ledger.status();
-    assert!(!s.up && s.outages == 1 && s.errors == 1, "{s:?}");
+    assert!(!s.up && s.outages == 1 && s.errors == 2, "{s:?}");
     stall.join().unwrap();
     rt.block_on(ledger.ping(WITHIN)).unwrap();
     let s = ledger.status();
