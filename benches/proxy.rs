@@ -54,6 +54,7 @@ fn main() {
             queue: 4096,
             ledger: None,
             margin: 0,
+            allow_eviction: false,
         };
         let spec = s.builtin_strategy("flux").unwrap();
         tokio::spawn(proxy(l, s, spec, opts, std::future::pending()));

@@ -287,6 +287,10 @@ pub struct ProxyArgs {
     /// answer's head came back.)
     #[arg(long, value_name = "D", default_value = "1s", value_parser = real_duration)]
     pub margin: std::time::Duration,
+    /// Start even when --ledger's Redis may evict keys (a maxmemory with a policy other than
+    /// noeviction): a warning instead of an error. Evicted ledger keys mean over-sending.
+    #[arg(long)]
+    pub ledger_allow_eviction: bool,
 }
 
 /// Arguments of `keys`.
@@ -959,6 +963,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         queue: a.queue as usize,
         ledger: a.ledger.clone(),
         margin: a.margin.as_nanos().min(u64::MAX as u128) as u64,
+        allow_eviction: a.ledger_allow_eviction,
     };
     let runtime = runtime()?;
     runtime.block_on(async {
@@ -970,7 +975,18 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         );
         // The banner comes once the proxy is ready (its ledger reached, its options checked),
         // so that an error is the only thing printed when it cannot start.
-        let app = crate::net::proxy::router(scenario, spec, &opts).await?;
+        // The errors below cli.rs name the value; the flag that gave it is named here.
+        let app = crate::net::proxy::router(scenario, spec, &opts).await.map_err(|e| {
+            if e.starts_with("upstream URL") {
+                format!("--upstream: {e}")
+            } else if e.starts_with("Redis URL") && e.contains("may evict") {
+                format!("--ledger: {e} (or pass --ledger-allow-eviction to start anyway)")
+            } else if e.starts_with("Redis URL") {
+                format!("--ledger: {e}")
+            } else {
+                e
+            }
+        })?;
         eprintln!(
             "flux-sim proxy: {name} on {keys} keys in {projects} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
             crate::core::topology::mask_secrets(&a.upstream)

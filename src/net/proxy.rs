@@ -60,6 +60,8 @@ pub struct ProxyOptions {
     /// plans and the shared ledger's minute windows hold entries this much longer (the
     /// proxy's own check before each send needs none: see [`gate`]).
     pub margin: Nanos,
+    /// Start even if the shared ledger's Redis may evict keys (a warning instead of an error).
+    pub allow_eviction: bool,
 }
 
 struct Proxy {
@@ -189,7 +191,7 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
     let shown = crate::core::topology::mask_secrets(&opts.upstream);
-    let url = reqwest::Url::parse(&opts.upstream).map_err(|e| format!("--upstream {shown:?}: not a URL ({e})"))?;
+    let url = reqwest::Url::parse(&opts.upstream).map_err(|e| format!("upstream URL {shown:?}: not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host().is_none()
         || url.query().is_some()
@@ -197,7 +199,7 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         || url.cannot_be_a_base()
     {
         return Err(format!(
-            "--upstream {shown:?}: expected http://host[:port] or https://host[:port]"
+            "upstream URL {shown:?}: expected http://host[:port] or https://host[:port]"
         ));
     }
     // The proxy's clock: time since now, and now on the calendar (the Unix clock proxies share).
@@ -205,7 +207,21 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
     let epoch = Instant::now();
     scenario.calendar = Calendar::new(start.fixed_offset(), scenario.calendar.tz());
     let shared = match &opts.ledger {
-        Some(url) => Some(RedisLedger::connect(url, scenario.calendar.clone(), "flux:", opts.margin).await?),
+        Some(url) => {
+            let ledger = RedisLedger::connect(url, scenario.calendar.clone(), "flux:", opts.margin).await?;
+            let shown = crate::core::topology::mask_secrets(url);
+            match ledger.eviction_risk().await {
+                Ok(None) => {}
+                Ok(Some(risk)) if opts.allow_eviction => {
+                    eprintln!("flux-sim proxy: WARNING: Redis URL {shown:?}: {risk}")
+                }
+                Ok(Some(risk)) => return Err(format!("Redis URL {shown:?}: {risk}")),
+                Err(e) => eprintln!(
+                    "flux-sim proxy: WARNING: Redis URL {shown:?}: cannot check that Redis keeps the ledger's keys ({e}); make sure its maxmemory-policy is noeviction"
+                ),
+            }
+            Some(ledger)
+        }
         None => None,
     };
     let instance = format!("{}-{}", std::process::id(), start.timestamp_micros());
@@ -238,6 +254,9 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         counters: Mutex::new(BTreeMap::new()),
         scenario,
     });
+    if proxy.shared.is_some() {
+        tokio::spawn(watch_ledger(Arc::downgrade(&proxy)));
+    }
     Ok(Router::new()
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
@@ -246,6 +265,21 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
         .with_state(proxy))
+}
+
+/// How often an idle proxy checks that its shared ledger answers (and, through the check,
+/// reconnects to it), so that `/flux/metrics` and the log say when it is down and back.
+pub const LEDGER_WATCH: Duration = Duration::from_millis(500);
+
+/// Pings the shared ledger every [`LEDGER_WATCH`] while the proxy lives.
+async fn watch_ledger(proxy: std::sync::Weak<Proxy>) {
+    loop {
+        tokio::time::sleep(LEDGER_WATCH).await;
+        let Some(shared) = proxy.upgrade().and_then(|p| p.shared.clone()) else {
+            return;
+        };
+        let _ = shared.ping(LEDGER_WATCH).await;
+    }
 }
 
 /// Serves the proxy on `listener` until `shutdown` completes.
@@ -687,14 +721,7 @@ async fn generate(
             };
             let member = format!("{}-{}-{}", p.instance, ask.request, ask.attempts);
             let left = Duration::from_nanos(deadline.saturating_sub(now));
-            let answer = match tokio::time::timeout(left, shared.admit(now, &name, limits, cost, &member)).await {
-                Ok(a) => a,
-                Err(_) => Err(format!(
-                    "the shared ledger (Redis) did not answer within the request's deadline ({})",
-                    format_duration(p.deadline)
-                )),
-            };
-            match answer {
+            match shared.admit(now, &name, limits, cost, &member, left).await {
                 Ok(Admission::Admitted) => {}
                 Ok(Admission::Rejected { violated, retry_at }) => {
                     p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
@@ -879,6 +906,25 @@ async fn metrics(State(p): State<Arc<Proxy>>) -> Response {
     );
     for (what, n) in p.counters.lock().expect("no panic holds it").iter() {
         out.push_str(&format!("flux_proxy_events_total{{event=\"{what}\"}} {n}\n"));
+    }
+    if let Some(shared) = &p.shared {
+        let s = shared.status();
+        let down = s.down_for.map_or(0.0, |d| d.as_secs_f64());
+        out.push_str(&format!(
+            "# HELP flux_proxy_shared_ledger_up Whether the shared ledger (Redis) answered the last call (1) or not (0).\n# TYPE flux_proxy_shared_ledger_up gauge\nflux_proxy_shared_ledger_up {}\n\
+             # HELP flux_proxy_shared_ledger_down_seconds How long the shared ledger has not answered (0 while it answers).\n# TYPE flux_proxy_shared_ledger_down_seconds gauge\nflux_proxy_shared_ledger_down_seconds {down:.3}\n\
+             # HELP flux_proxy_shared_ledger_outages_total Times the shared ledger stopped answering.\n# TYPE flux_proxy_shared_ledger_outages_total counter\nflux_proxy_shared_ledger_outages_total {}\n\
+             # HELP flux_proxy_shared_ledger_errors_total Calls to the shared ledger not answered (in time).\n# TYPE flux_proxy_shared_ledger_errors_total counter\nflux_proxy_shared_ledger_errors_total {}\n\
+             # HELP flux_proxy_shared_ledger_state_losses_total Budgets whose state the shared ledger lost (restarted empty, flushed, evicted).\n# TYPE flux_proxy_shared_ledger_state_losses_total counter\nflux_proxy_shared_ledger_state_losses_total {}\n\
+             # HELP flux_proxy_shared_ledger_answers_total Calls the shared ledger answered.\n# TYPE flux_proxy_shared_ledger_answers_total counter\nflux_proxy_shared_ledger_answers_total {}\n\
+             # HELP flux_proxy_shared_ledger_answer_seconds_total Time the answered calls took.\n# TYPE flux_proxy_shared_ledger_answer_seconds_total counter\nflux_proxy_shared_ledger_answer_seconds_total {:.6}\n",
+            u8::from(s.up),
+            s.outages,
+            s.errors,
+            s.losses,
+            s.answered,
+            s.answer_micros as f64 / 1e6,
+        ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 /// A redis-server of the test's own, stopped when dropped.
 pub struct RedisServer {
     child: Child,
+    port: u16,
+    args: Vec<String>,
     /// `redis://127.0.0.1:PORT/0`.
     pub url: String,
 }
@@ -15,38 +17,99 @@ impl RedisServer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills it (SIGKILL: no chance to save anything) and waits until it is gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh, empty redis-server on the same port with the same settings.
+    pub fn start_again(&mut self) {
+        self.child = spawn(&self.args).expect("redis-server started once already");
+        wait_listening(self.port);
+    }
+
+    /// What `redis-cli` prints for `args` against it.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
-/// Starts redis-server on a free loopback port, or `None` (said on stderr) when it is not
-/// installed and `FLUX_REQUIRE_REDIS` is unset.
-pub fn redis_server() -> Option<RedisServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// What `redis-cli -p PORT ARGS` prints.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli comes with redis-server");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
+        .port()
+}
+
+fn spawn(args: &[String]) -> std::io::Result<Child> {
+    Command::new("redis-server")
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
+        .spawn()
+}
+
+fn wait_listening(port: u16) {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not listen on port {port} within 5 s");
+}
+
+/// Starts redis-server on a free loopback port, or `None` (said on stderr) when it is not
+/// installed and `FLUX_REQUIRE_REDIS` is unset. No persistence; `DEBUG` allowed (for
+/// `DEBUG SLEEP`, a real stall).
+pub fn redis_server() -> Option<RedisServer> {
+    redis_server_with(&[])
+}
+
+/// [`redis_server`] with more settings (`["--maxmemory", "10mb"]`).
+pub fn redis_server_with(extra: &[&str]) -> Option<RedisServer> {
+    let port = free_port();
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--enable-debug-command",
+        "local",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let child = match spawn(&args) {
         Ok(c) => c,
         Err(e) if std::env::var_os("FLUX_REQUIRE_REDIS").is_some() => {
             panic!("FLUX_REQUIRE_REDIS is set but redis-server cannot start: {e}")
@@ -58,15 +121,70 @@ pub fn redis_server() -> Option<RedisServer> {
     };
     let server = RedisServer {
         child,
+        port,
+        args,
         url: format!("redis://127.0.0.1:{port}/0"),
     };
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some(server);
+    wait_listening(port);
+    Some(server)
+}
+
+/// A Redis Cluster of the test's own: three masters, no replicas, stopped when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    _dir: tempfile::TempDir,
+    /// `redis+cluster://127.0.0.1:PORT` (its first node; the client finds the others).
+    pub url: String,
+}
+
+impl RedisCluster {
+    /// Its nodes' ports.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(|n| n.port).collect()
+    }
+}
+
+/// Starts three `redis-server --cluster-enabled yes` on free loopback ports and joins them
+/// with `redis-cli --cluster create`, or `None` as [`redis_server`].
+pub fn redis_cluster() -> Option<RedisCluster> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let conf = dir.path().join(format!("nodes-{}.conf", nodes.len()));
+        let node = redis_server_with(&[
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            conf.to_str().unwrap(),
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ])?;
+        nodes.push(node);
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli comes with redis-server");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for _ in 0..200 {
+        if nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            let url = format!("redis+cluster://127.0.0.1:{}", nodes[0].port);
+            return Some(RedisCluster { nodes, _dir: dir, url });
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("redis-server did not listen on port {port} within 5 s");
+    panic!("the cluster on {addrs:?} did not become ready within 10 s");
 }
 
 /// The Pacific date of `t` nanoseconds after `start`, by the zone's own definition (the

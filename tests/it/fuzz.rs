@@ -497,6 +497,7 @@ proptest! {
                 queue: 16,
                 ledger: None,
                 margin: 0,
+                allow_eviction: false,
             };
             let app = flux_sim::net::proxy::router(s, spec, &opts).await.unwrap();
             let Ok(req) = Request::builder()

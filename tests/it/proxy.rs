@@ -90,6 +90,7 @@ async fn start_shared(
         queue: 256,
         ledger: ledger.map(str::to_string),
         margin: 0,
+        allow_eviction: false,
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(proxy(l, s, spec, opts, async move {
@@ -767,4 +768,161 @@ async fn a_slowloris_connection_is_closed_after_the_header_timeout() {
     )
     .await;
     assert!(closed.is_ok(), "still open after {:?}", t.elapsed());
+}
+
+/// How many answers with HTTP `code` serve (the upstream) gave, over all budgets.
+async fn upstream_answers(live: &Live, code: u16) -> u64 {
+    let text = live
+        .client
+        .get(format!("{}/flux/metrics", live.upstream))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tag = format!("code=\"{code}\"}}");
+    text.lines()
+        .filter(|l| l.starts_with("flux_responses_total") && l.contains(&tag))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// The value of a metric line of the proxy's `/flux/metrics`.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Issue 28 item 1: Redis killed and started again (empty) on the same port: the proxy
+/// answers 503 while it is down, says so in `/flux/metrics`, and serves again within a few
+/// seconds of its return without being restarted itself (it answered 503 "broken pipe" until
+/// restarted, its one connection made at start-up). The upstream meets no 429 throughout.
+#[tokio::test]
+async fn the_proxy_reconnects_after_redis_restarts() {
+    let Some(mut redis) = common::redis_server() else {
+        return;
+    };
+    let live = start_shared(SCENARIO, SCENARIO, Duration::from_secs(3), None, Some(&redis.url)).await;
+    assert_eq!(live.generate().await.0, 200);
+    redis.kill();
+    let (status, v) = live.generate().await;
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{v}"
+    );
+    // The watch notices within a second, requests or not.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let m = live.metrics().await;
+    assert_eq!(metric(&m, "flux_proxy_shared_ledger_up"), Some(0.0), "{m}");
+    assert!(
+        metric(&m, "flux_proxy_shared_ledger_down_seconds").unwrap() > 0.5,
+        "{m}"
+    );
+    redis.start_again();
+    let back = std::time::Instant::now();
+    let mut status = 0;
+    while back.elapsed() < Duration::from_secs(10) {
+        status = live.generate().await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = back.elapsed();
+    eprintln!("serving again {took:?} after Redis came back");
+    assert_eq!(status, 200, "still not serving {took:?} after Redis came back");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let m = live.metrics().await;
+    assert_eq!(metric(&m, "flux_proxy_shared_ledger_up"), Some(1.0), "{m}");
+    assert_eq!(metric(&m, "flux_proxy_shared_ledger_outages_total"), Some(1.0), "{m}");
+    assert_eq!(upstream_answers(&live, 429).await, 0);
+}
+
+/// Issue 28 item 3: a stalled Redis (`DEBUG SLEEP 4`, a real stall) holds a request no longer
+/// than its deadline and nothing is sent (fail closed); the proxy serves again once Redis
+/// answers.
+#[tokio::test]
+async fn a_stalled_shared_ledger_is_bounded_by_the_deadline() {
+    let Some(redis) = common::redis_server() else { return };
+    let live = start_shared(SCENARIO, SCENARIO, Duration::from_millis(1500), None, Some(&redis.url)).await;
+    assert_eq!(live.generate().await.0, 200);
+    let port = redis.port();
+    let stall = std::thread::spawn(move || common::redis_cli(port, &["DEBUG", "SLEEP", "4"]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = std::time::Instant::now();
+    let (status, v) = live.generate().await;
+    let took = t.elapsed();
+    assert_eq!(
+        (status, v["error"]["status"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{v}"
+    );
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert_eq!(upstream_answers(&live, 200).await, 1, "sent without the ledger's word");
+    stall.join().unwrap();
+    assert_eq!(live.generate().await.0, 200);
+}
+
+/// Issue 28 item 4: the proxy refuses to start on a Redis that may evict the ledger's keys
+/// (they were silently lost, and the fleet over-sent), unless told to start anyway.
+#[tokio::test]
+async fn the_proxy_refuses_an_evicting_redis() {
+    let Some(redis) = common::redis_server_with(&["--maxmemory", "50mb", "--maxmemory-policy", "allkeys-lru"]) else {
+        return;
+    };
+    let s = Scenario::parse(SCENARIO, Path::new("proxy.toml")).unwrap();
+    let spec = s.builtin_strategy("flux").unwrap();
+    let mut opts = ProxyOptions {
+        upstream: "http://127.0.0.1:9".into(),
+        token: TOKEN.into(),
+        deadline: Duration::from_secs(1),
+        queue: 4,
+        ledger: Some(redis.url.clone()),
+        margin: 0,
+        allow_eviction: false,
+    };
+    let Err(e) = flux_sim::net::proxy::router(s.clone(), spec.clone(), &opts).await else {
+        panic!("started on an evicting Redis")
+    };
+    assert!(
+        e.contains("allkeys-lru") && e.contains("noeviction") && !e.contains("--"),
+        "{e}"
+    );
+    opts.allow_eviction = true;
+    assert!(flux_sim::net::proxy::router(s, spec, &opts).await.is_ok());
+}
+
+/// Issue 28 item 5: two proxies on a real 3-node Redis Cluster (`redis+cluster://`), 64
+/// clients at once: exactly what the limits allow is sent, serve answers no 429 (every
+/// request got 503 CROSSSLOT before).
+#[tokio::test]
+async fn two_proxies_on_a_redis_cluster_never_exceed_a_limit() {
+    let Some(cluster) = common::redis_cluster() else { return };
+    let a = start_shared(SCENARIO, SCENARIO, Duration::from_secs(5), None, Some(&cluster.url)).await;
+    let upstream = a.upstream.clone();
+    let b = start_shared(
+        SCENARIO,
+        SCENARIO,
+        Duration::from_secs(5),
+        Some(&upstream),
+        Some(&cluster.url),
+    )
+    .await;
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let live = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { live.generate().await.0 }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 60, "{codes:?}");
+    assert!(codes.iter().all(|&c| c == 200 || c == 429), "{codes:?}");
+    assert_eq!(upstream_answers(&a, 429).await, 0);
 }
