@@ -664,7 +664,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         }
     }
     if let Some(dir) = &a.out {
-        crate::report::prepare_dir(dir, a.force)?;
+        crate::report::prepare_dir(dir, a.force).map_err(|e| format!("--out: {e}"))?;
     }
     let details = a.out.is_some();
     // Ctrl-C stops the strategies where they are and reports what was simulated; a progress
@@ -712,7 +712,8 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         return Err(format!("{}: {livelock}", a.scenario.display()));
     }
     if let Some(dir) = &a.out {
-        crate::report::write_report(dir, &scenario, &strategies, &result, &details)?;
+        crate::report::write_report(dir, &scenario, &strategies, &result, &details)
+            .map_err(|e| format!("--out: {e}"))?;
     }
     print(&match a.output.format {
         Format::Table => crate::report::to_table_width(&result, a.wide),
@@ -836,7 +837,7 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     })?;
     // Every error of a sweep over valid settings is about the strategies named.
     let sweep = Sweep::new(grid, a.strategies).map_err(|e| format!("--strategy: {e}"))?;
-    crate::report::prepare_dir(&a.out, a.force)?;
+    crate::report::prepare_dir(&a.out, a.force).map_err(|e| format!("--out: {e}"))?;
     let total = sweep.grid.len() as u64;
     let bar = progress_bar(
         total,
@@ -846,7 +847,7 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     let points = sweep.run(threads, &|| bar.inc(1));
     bar.finish_and_clear();
     let answer = crate::report::sweep::answer(&sweep, &points);
-    crate::report::sweep::write_sweep(&sweep, &a.out, &points, &answer)?;
+    crate::report::sweep::write_sweep(&sweep, &a.out, &points, &answer).map_err(|e| format!("--out: {e}"))?;
     print(&format!(
         "{} grid points; sweep.csv, charts and index.html in {}\n{answer}",
         points.len(),

@@ -1,9 +1,12 @@
 //! What `serve` and `proxy` share as HTTP servers: Google-style JSON and error responses (404,
 //! 405), the bounded reading of request bodies, and the hardened connection loop (header and
-//! body timeouts, a connection cap, a shutdown deadline) with the shutdown signal.
+//! body timeouts, a connection cap, a shutdown deadline) with the shutdown signal; and the
+//! meter that caps the WebSocket frames received at once, as bodies are.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -20,6 +23,12 @@ pub const MAX_BODY: usize = 4 * 1024 * 1024;
 /// Request bodies read at once; more wait (so strangers cannot make a server hold more than
 /// 64 × 4 MiB of bodies).
 pub const MAX_BODIES: usize = 64;
+/// Client frames of WebSocket sessions received at once beyond their first [`FREE_FRAME`]
+/// bytes, as [`MAX_BODIES`] for bodies (a session wanting more waits, its socket unread).
+pub const MAX_FRAMES: usize = 64;
+/// Bytes of a client frame a session reads before it needs one of the [`MAX_FRAMES`] slots
+/// (a second of 16 kHz audio is 43 kB in base64, so small frames never wait).
+pub const FREE_FRAME: usize = 64 * 1024;
 /// Longest wait for a request's headers (hyper's header read timeout; also an idle keep-alive
 /// connection's wait for its next request) and for its body.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,10 +152,18 @@ pub async fn serve_connections(
         };
         // Small writes go out at once (no Nagle delay against the client's delayed ACKs).
         let _ = stream.set_nodelay(true);
+        let meter = FrameMeter::default();
+        let stream = Metered {
+            io: stream,
+            meter: meter.clone(),
+            acquiring: None,
+            deadline: None,
+        };
         let service = hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
             app.clone(),
             move |mut r: axum::http::Request<hyper::body::Incoming>| {
                 r.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+                r.extensions_mut().insert(meter.clone());
                 r
             },
         ));
@@ -201,6 +218,130 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// The meter of a connection's incoming bytes, given to its requests as an extension: once a
+/// handler [`limit`](FrameMeter::limit)s it (a WebSocket session), the connection reads at
+/// most [`FREE_FRAME`] bytes past the last message the session took
+/// ([`message_done`](FrameMeter::message_done)) before it holds one of the slots, and a frame
+/// that holds one must arrive whole within [`READ_TIMEOUT`] (else the read fails with
+/// `TimedOut`). Until then reads are not metered (request bodies have their own slots).
+#[derive(Clone, Default)]
+pub struct FrameMeter(Arc<MeterState>);
+
+#[derive(Default)]
+struct MeterState {
+    slots: OnceLock<Arc<tokio::sync::Semaphore>>,
+    held: Mutex<Held>,
+}
+
+/// What a connection holds now: bytes read past the last message, and its slot if any.
+#[derive(Default)]
+struct Held {
+    unread: usize,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl FrameMeter {
+    /// From now on, frames past [`FREE_FRAME`] bytes need one of `slots`.
+    pub fn limit(&self, slots: Arc<tokio::sync::Semaphore>) {
+        let _ = self.0.slots.set(slots);
+    }
+
+    /// The session took a whole message: what it read is no longer held (its slot is freed).
+    pub fn message_done(&self) {
+        let mut h = self.0.held.lock().expect("no panics holding the meter");
+        h.unread = 0;
+        h.slot = None;
+    }
+
+    /// Whether the connection holds a slot now.
+    pub fn holds_slot(&self) -> bool {
+        self.0.held.lock().expect("no panics holding the meter").slot.is_some()
+    }
+}
+
+type Acquiring =
+    Pin<Box<dyn Future<Output = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>> + Send>>;
+
+/// A connection's stream, read as its [`FrameMeter`] allows.
+struct Metered<I> {
+    io: I,
+    meter: FrameMeter,
+    /// The slot being waited for.
+    acquiring: Option<Acquiring>,
+    /// When the frame holding the slot must have arrived.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Metered<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let Some(slots) = this.meter.0.slots.get() else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        let (unread, holds) = {
+            let h = this.meter.0.held.lock().expect("no panics holding the meter");
+            (h.unread, h.slot.is_some())
+        };
+        if !holds {
+            this.deadline = None;
+            if unread >= FREE_FRAME {
+                let acquiring = this
+                    .acquiring
+                    .get_or_insert_with(|| Box::pin(slots.clone().acquire_owned()));
+                let slot = ready!(acquiring.as_mut().poll(cx));
+                this.acquiring = None;
+                let slot = slot.map_err(|_| std::io::Error::other("the frame slots are closed"))?;
+                this.meter.0.held.lock().expect("no panics holding the meter").slot = Some(slot);
+                this.deadline = Some(Box::pin(tokio::time::sleep(READ_TIMEOUT)));
+            }
+        }
+        if let Some(d) = this.deadline.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("a frame did not arrive within {} s", READ_TIMEOUT.as_secs()),
+                )));
+            }
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        let read = buf.filled().len() - before;
+        let mut h = this.meter.0.held.lock().expect("no panics holding the meter");
+        h.unread = h.unread.saturating_add(read);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Metered<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 }
 

@@ -72,6 +72,10 @@ struct Shared {
     scale: u64,
     next_id: AtomicU64,
     bodies: tokio::sync::Semaphore,
+    /// Slots for the CPU work of requests, done off the async threads: see [`MAX_CPU_JOBS`].
+    cpu: tokio::sync::Semaphore,
+    /// Slots for Live frames being received: see [`crate::net::http::MAX_FRAMES`].
+    frames: Arc<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -125,6 +129,8 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         scale: time_scale.max(1),
         next_id: AtomicU64::new(0),
         bodies: tokio::sync::Semaphore::new(MAX_BODIES),
+        cpu: tokio::sync::Semaphore::new(MAX_CPU_JOBS),
+        frames: Arc::new(tokio::sync::Semaphore::new(crate::net::http::MAX_FRAMES)),
     });
     Router::new()
         .route("/{version}/models", get(list_models))
@@ -270,9 +276,9 @@ async fn call_model(
     match method {
         "embedContent" => embed_native(&s, key, model, &body, false).await,
         "batchEmbedContents" => embed_native(&s, key, model, &body, true).await,
-        "countTokens" => match wire::request::parse_generate(&body) {
+        "countTokens" => match parse_generate(&s, &body).await {
             Ok(r) => json_response(StatusCode::OK, &json!({ "totalTokens": r.input_tokens })),
-            Err(m) => error(wire::error::invalid_argument(&m)),
+            Err(e) => error(e),
         },
         "generateContent" => generate(&s, key, model, &body, None).await,
         "streamGenerateContent" => {
@@ -280,6 +286,29 @@ async fn call_model(
         }
         other => error(wire::error::unknown_model(model_name, &version, other)),
     }
+}
+
+/// Bodies parsed and answers written at once, each on a blocking thread (more wait their
+/// turn): a request's JSON can take a while — a prompt showing a JSON template of 40,000
+/// fields is a 1.5 MB body and a 1.2 MB answer — and the async threads stay free meanwhile
+/// for every other request.
+pub const MAX_CPU_JOBS: usize = 4;
+
+/// Runs `work` (parsing a body, writing an answer) on a blocking thread once one of the
+/// [`MAX_CPU_JOBS`] slots is free; `Err` is the 500 to answer if it panicked.
+async fn off_thread<T: Send + 'static>(s: &Shared, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Value> {
+    let _slot = s.cpu.acquire().await.expect("the semaphore is never closed");
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|_| json!({"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}))
+}
+
+/// [`wire::request::parse_generate`] off the async threads: `Err` is the error to answer.
+async fn parse_generate(s: &Shared, body: &Bytes) -> Result<wire::request::GenerateRequest, Value> {
+    let body = body.clone();
+    off_thread(s, move || wire::request::parse_generate(&body))
+        .await?
+        .map_err(|m| wire::error::invalid_argument(&m))
 }
 
 /// A request's body, read as [`crate::net::http::read_body`] says.
@@ -438,9 +467,15 @@ fn timed_stream(
         .into_response()
 }
 
-/// The text of call `id`'s answer of `output` tokens in `format` (drawn from the seed).
-fn answer_text(s: &Shared, id: u64, format: &structured::Format, output: u64) -> Result<String, String> {
-    structured::text(format, output, &mut rng(s.scenario.seed, Stream::Workload, id, 0x7e47))
+/// The text of call `id`'s answer of `output` tokens in `format` (drawn from the seed),
+/// written off the async threads; `Err` is the error to answer.
+async fn answer_text(s: &Shared, id: u64, format: &structured::Format, output: u64) -> Result<String, Value> {
+    let (format, seed) = (format.clone(), s.scenario.seed);
+    off_thread(s, move || {
+        structured::text(&format, output, &mut rng(seed, Stream::Workload, id, 0x7e47))
+    })
+    .await?
+    .map_err(|m| wire::error::invalid_argument(&m))
 }
 
 /// Waits out a whole response's latency (tokio's timer counts whole milliseconds: a shorter
@@ -453,9 +488,9 @@ async fn wait(latency: Duration) {
 
 /// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent.
 async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, stream: Option<bool>) -> Response {
-    let req = match wire::request::parse_generate(body) {
+    let req = match parse_generate(s, body).await {
         Ok(r) => r,
-        Err(m) => return error(wire::error::invalid_argument(&m)),
+        Err(e) => return error(e),
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let (output, finish) = draw_output(s, id, req.max_output_tokens);
@@ -464,9 +499,9 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         Err(e) => return error(e),
     };
     // Written only for an admitted call (parse_generate checked that the format can be met).
-    let text = match answer_text(s, id, &req.format, output) {
+    let text = match answer_text(s, id, &req.format, output).await {
         Ok(t) => t,
-        Err(m) => return error(wire::error::invalid_argument(&m)),
+        Err(e) => return error(e),
     };
     let model_name = s.scenario.models[model].name.clone();
     let response_id = format!("flux-{id:016x}");

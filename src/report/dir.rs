@@ -30,24 +30,23 @@ pub fn prepare_dir(dir: &Path, force: bool) -> Result<(), String> {
         Ok(mut entries) => {
             if entries.next().is_some() && !force {
                 return Err(format!(
-                    "--out: {} is not empty; pass --force to write into it",
+                    "report directory {} is not empty; pass --force to write into it",
                     dir.display()
                 ));
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(|e| format!("--out: cannot create {}: {e}", dir.display()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the report directory {}: {e}", dir.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            Err(format!("--out: {} is a file, not a directory", dir.display()))
+            Err(format!("report directory {} is a file, not a directory", dir.display()))
         }
-        Err(e) => Err(format!("--out: cannot read {}: {e}", dir.display())),
+        Err(e) => Err(format!("cannot read the report directory {}: {e}", dir.display())),
     }
 }
 
 fn write(path: PathBuf, text: &str) -> Result<(), String> {
-    std::fs::write(&path, text).map_err(|e| format!("--out: cannot write {}: {e}", path.display()))
+    std::fs::write(&path, text).map_err(|e| format!("cannot write the report file {}: {e}", path.display()))
 }
 
 /// Writes the report of `run` of `strategies` (with each one's `details`) into `dir`, which
@@ -104,8 +103,9 @@ pub fn write_report(
     ];
     let mut charts = Vec::new();
     for ((stem, title), panels) in CHARTS.iter().zip(panels) {
-        write_chart(&dir.join(stem), &panels).map_err(|e| format!("--out: {e}"))?;
-        let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).map_err(|e| format!("--out: {e}"))?;
+        write_chart(&dir.join(stem), &panels).map_err(|e| format!("report directory: {e}"))?;
+        let svg =
+            std::fs::read_to_string(dir.join(format!("{stem}.svg"))).map_err(|e| format!("report directory: {e}"))?;
         charts.push((*stem, *title, svg));
     }
     write(dir.join("index.html"), &to_html(run, &charts))
@@ -197,7 +197,7 @@ fn completed(run: &RunResult, details: &[Details], bounds: &[(String, &[u64])]) 
         .collect();
     for (k, (label, bound)) in bounds.iter().enumerate() {
         // Grey for the first bound; the others in colours no strategy line uses.
-        let colour = if k == 0 { 7 } else { crate::report::plot::DISTINCT - k };
+        let colour = crate::report::plot::BOUND_COLOUR - k;
         lines.push(Line {
             label: label.clone(),
             colour,

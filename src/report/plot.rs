@@ -12,7 +12,8 @@ const FAMILY: &str = "sans-serif";
 /// Width and height of every chart, in pixels.
 pub const SIZE: (u32, u32) = (1100, 560);
 
-/// One colour per series, in order: the Tableau 10 palette, then four more distinct hues.
+/// One colour per series, in order: the Tableau 10 palette, then four more distinct hues, and
+/// grey last (the upper bound's: no strategy is drawn in it unless there are 14).
 /// Past these, a series is told apart by its dash pattern as well (see [`Line::dashed`]).
 const PALETTE: [RGBColor; 14] = [
     RGBColor(31, 119, 180),
@@ -22,14 +23,17 @@ const PALETTE: [RGBColor; 14] = [
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
     RGBColor(0, 0, 128),
     RGBColor(128, 0, 0),
     RGBColor(0, 100, 0),
     RGBColor(80, 80, 0),
+    RGBColor(127, 127, 127),
 ];
+
+/// The colour index of the upper bound (grey, last in the palette).
+pub const BOUND_COLOUR: usize = PALETTE.len() - 1;
 
 /// How many series get a colour of their own.
 pub const DISTINCT: usize = PALETTE.len();
@@ -202,6 +206,9 @@ fn shorten(names: &[String], room: usize) -> (String, Vec<String>) {
     (prefix, names)
 }
 
+/// Characters of a legend entry.
+const LEGEND_CHARS: usize = 29;
+
 /// Cuts `s` to at most `n` characters, marking the cut.
 fn fit(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -211,11 +218,36 @@ fn fit(s: &str, n: usize) -> String {
     }
 }
 
+/// Each of `texts` cut to at most `n` characters, so that texts that differ stay different:
+/// where cutting the end would make two alike, the middle is cut instead (the end kept).
+fn fit_distinct(texts: &[String], n: usize) -> Vec<String> {
+    let cut: Vec<String> = texts.iter().map(|t| fit(t, n)).collect();
+    cut.iter()
+        .zip(texts)
+        .map(|(c, t)| {
+            let clash = cut.iter().zip(texts).any(|(c2, t2)| c2 == c && t2 != t);
+            let len = t.chars().count();
+            if !clash || len <= n {
+                return c.clone();
+            }
+            let head = (n - 1) / 2;
+            let tail = n - 1 - head;
+            let chars: Vec<char> = t.chars().collect();
+            format!(
+                "{}…{}",
+                chars[..head].iter().collect::<String>(),
+                chars[len - tail..].iter().collect::<String>()
+            )
+        })
+        .collect()
+}
+
 fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Swatch, String)]) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("drawing failed: {e:?}");
     let style = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK);
     let mut y = 52;
-    for (swatch, text) in entries {
+    let texts: Vec<String> = entries.iter().map(|(_, t)| t.clone()).collect();
+    for ((swatch, _), text) in entries.iter().zip(fit_distinct(&texts, LEGEND_CHARS)) {
         match swatch {
             Swatch::Line(c, dashed) => {
                 if *dashed {
@@ -233,8 +265,7 @@ fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Sw
                     .map_err(err)?;
             }
         }
-        area.draw(&Text::new(fit(text, 29), (44, y - 8), style.clone()))
-            .map_err(err)?;
+        area.draw(&Text::new(text, (44, y - 8), style.clone())).map_err(err)?;
         y += 24;
     }
     Ok(())
@@ -332,10 +363,25 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
-            for line in lines {
+            for (k, line) in lines.iter().enumerate() {
                 let c = colour(line.colour);
+                // A line drawn over an earlier one (within half a percent of the y axis at
+                // every point) would be hidden: it is dashed, marked at its points (when there
+                // are few) and its legend says under which it lies.
+                let close = (y_hi - p.y_min).abs() * 0.005;
+                let under = lines[..k]
+                    .iter()
+                    .find(|l| {
+                        !l.points.is_empty()
+                            && l.points.len() == line.points.len()
+                            && l.points
+                                .iter()
+                                .zip(&line.points)
+                                .all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() <= close)
+                    })
+                    .map(|l| l.label.clone());
                 // Past the palette, a repeated colour gets a dash pattern of its own.
-                let dashed = line.dashed || line.colour >= DISTINCT;
+                let dashed = line.dashed || line.colour >= DISTINCT || under.is_some();
                 let style = c.stroke_width(2);
                 if dashed {
                     let (dash, gap) = if line.colour >= DISTINCT { (3, 4) } else { (8, 5) };
@@ -347,7 +393,18 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                         .draw_series(LineSeries::new(line.points.iter().copied(), style))
                         .map_err(err)?;
                 }
-                entries.push((Swatch::Line(c, dashed), line.label.clone()));
+                let label = match &under {
+                    Some(other) => {
+                        if line.points.len() <= 60 {
+                            chart
+                                .draw_series(line.points.iter().map(|&q| Circle::new(q, 4, c.filled())))
+                                .map_err(err)?;
+                        }
+                        format!("{} (same as {other})", line.label)
+                    }
+                    None => line.label.clone(),
+                };
+                entries.push((Swatch::Line(c, dashed), label));
             }
         }
         Body::Bars {
@@ -563,5 +620,41 @@ mod tests {
         let doc = roxmltree::Document::parse(&svg).unwrap();
         let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).map(str::trim).collect();
         assert!(texts.contains(&"a") && texts.contains(&"x (s)"), "{texts:?}");
+    }
+
+    #[test]
+    fn legend_texts_that_differ_stay_different() {
+        let texts: Vec<String> = [
+            "exact_cooldown, shared_pool.base_load=0.5",
+            "exact_cooldown, shared_pool.base_load=0.9",
+            "flux",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let cut = fit_distinct(&texts, LEGEND_CHARS);
+        assert!(cut.iter().all(|c| c.chars().count() <= LEGEND_CHARS), "{cut:?}");
+        assert_ne!(cut[0], cut[1], "{cut:?}");
+        assert!(cut[0].ends_with("=0.5") && cut[1].ends_with("=0.9"), "{cut:?}");
+        assert_eq!(cut[2], "flux");
+    }
+
+    #[test]
+    fn a_line_drawn_over_another_is_named_in_the_legend() {
+        let dir = tempfile::tempdir().unwrap();
+        let same = vec![(0.0, 1.0), (1.0, 2.0), (2.0, 3.0)];
+        let line = |label: &str, colour: usize| Line {
+            label: label.into(),
+            colour,
+            dashed: false,
+            points: same.clone(),
+        };
+        let panel = Panel::lines("t".into(), "x", "y", vec![line("flux", 0), line("exact_cooldown", 1)]);
+        write_chart(&dir.path().join("c"), &[panel]).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
+        assert!(
+            svg.contains("exact_cooldown (same as flux)"),
+            "the hidden line is not named"
+        );
     }
 }

@@ -60,7 +60,7 @@ const METRICS: [Metric; 4] = [
 pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point], answer: &str) -> Result<(), String> {
     let write = |name: &str, text: &str| {
         std::fs::write(dir.join(name), text)
-            .map_err(|e| format!("--out: cannot write {}: {e}", dir.join(name).display()))
+            .map_err(|e| format!("cannot write the report file {}: {e}", dir.join(name).display()))
     };
     write("sweep.csv", &sweep_csv(sweep, points))?;
     let first = &sweep.grid.settings[0];
@@ -84,11 +84,7 @@ pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point], answer: &str) ->
     } else {
         format!("{} (index of the value)", first.path)
     };
-    let name = sweep
-        .grid
-        .path()
-        .file_stem()
-        .map_or(String::new(), |s| s.to_string_lossy().to_string());
+    let name = sweep.grid.base.name.clone();
     let mut charts = Vec::new();
     for (stem, title, y_desc, metric, counts) in METRICS {
         let mut lines: Vec<Line> = Vec::new();
@@ -132,8 +128,9 @@ pub fn write_sweep(sweep: &Sweep, dir: &Path, points: &[Point], answer: &str) ->
         if stem == "sweep_completed" {
             panel.y_max = Some(1.0);
         }
-        write_chart(&dir.join(stem), &[panel]).map_err(|e| format!("--out: {e}"))?;
-        let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).map_err(|e| format!("--out: {e}"))?;
+        write_chart(&dir.join(stem), &[panel]).map_err(|e| format!("report directory: {e}"))?;
+        let svg =
+            std::fs::read_to_string(dir.join(format!("{stem}.svg"))).map_err(|e| format!("report directory: {e}"))?;
         charts.push((stem, title, svg));
     }
     write("index.html", &sweep_html(&name, answer, &charts))
@@ -155,16 +152,37 @@ fn sweep_html(name: &str, answer: &str, charts: &[(&str, &str, String)]) -> Stri
 }
 
 /// The sweep's answer in words: per combination of the other settings, each strategy's first
-/// value of the first setting meeting the demand with zero 429s.
+/// value of the first setting meeting the demand with zero 429s (the largest met, when the
+/// first setting is the demand itself), the whole topology at that value when the setting is
+/// a topology's, the criterion in the workload's terms, and what the answer assumes.
 pub fn answer(sweep: &Sweep, points: &[Point]) -> String {
-    let first = &sweep.grid.settings[0].path;
-    let goal = if sweep.closed {
-        "99% of the batch"
-    } else {
-        "99% of the demanded throughput"
+    let first = &sweep.grid.settings[0];
+    let base = &sweep.grid.base;
+    let sessions = base.workload.session.is_some();
+    let goal = match (sweep.closed, sessions) {
+        (true, false) => "99% of the batch done within the horizon".to_string(),
+        (true, true) => "99% of the sessions served within the horizon".to_string(),
+        (false, false) => "99% of the requests' arrival rate served".to_string(),
+        (false, true) => "99% of the sessions' arrival rate served".to_string(),
     };
-    let mut out = format!("smallest {first} (first in the order given) reaching {goal} with zero 429s:\n");
+    let numbers: Vec<Option<f64>> = points.iter().map(|p| p.x).collect();
+    let numeric = numbers.iter().all(Option::is_some);
+    let ascending = numeric && first.values.len() > 1 && {
+        // The first setting's values in the order given (the grid varies it slowest).
+        let per = points.len() / first.values.len().max(1);
+        let xs: Vec<f64> = points.iter().step_by(per.max(1)).filter_map(|p| p.x).collect();
+        xs.windows(2).all(|w| w[0] < w[1])
+    };
+    let which = if crate::sim::sweep::is_demand(&first.path) {
+        format!("largest {} met", first.path)
+    } else if ascending {
+        format!("smallest {}", first.path)
+    } else {
+        format!("first {} in the order given", first.path)
+    };
+    let mut out = format!("{which} reaching {goal} with zero 429s:\n");
     let answers = sweep.smallest_meeting(points);
+    let topology = first.path.starts_with("topology");
     let mut others: Option<&str> = None;
     for a in &answers {
         let indent = if a.others.is_empty() { "  " } else { "    " };
@@ -172,12 +190,21 @@ pub fn answer(sweep: &Sweep, points: &[Point]) -> String {
             out.push_str(&format!("  with {}:\n", a.others));
             others = Some(&a.others);
         }
-        out.push_str(&format!(
-            "{indent}{:<20} {}\n",
-            a.strategy,
-            a.value.as_deref().unwrap_or("none in the sweep")
-        ));
+        let value = match (&a.value, a.topology) {
+            (Some(v), Some((p, n))) if topology => format!(
+                "{v} ({p} project{} over {n} account{} in all)",
+                if p == 1 { "" } else { "s" },
+                if n == 1 { "" } else { "s" }
+            ),
+            (Some(v), _) => v.clone(),
+            (None, _) => "none in the sweep".to_string(),
+        };
+        out.push_str(&format!("{indent}{:<20} {value}\n", a.strategy));
     }
+    out.push_str(&format!(
+        "assuming the scenario's start ({}) and fresh quotas (nothing used before it); another start time can give another answer: set `start` in the scenario\n",
+        base.calendar.start().to_rfc3339()
+    ));
     out
 }
 

@@ -23,6 +23,10 @@ pub struct Point {
     pub demanded_per_min: f64,
     /// Requests in the workload.
     pub requests: u64,
+    /// Projects in the whole topology at this point (every account's).
+    pub projects: usize,
+    /// Accounts in the topology at this point.
+    pub accounts: usize,
     /// Each strategy's result.
     pub results: Vec<StrategyResult>,
 }
@@ -48,6 +52,15 @@ pub struct Sweep {
     pub closed: bool,
     /// The strategies to run (`--strategy`), by name; empty: the scenario's.
     pub only: Vec<String>,
+}
+
+/// Whether a setting's path is the workload's demand (its rate, batch, sessions or clients):
+/// sweeping it asks how much can be served, so its answer is the largest value met.
+pub fn is_demand(path: &str) -> bool {
+    matches!(
+        path,
+        "workload.rate" | "workload.requests" | "workload.sessions" | "workload.clients" | "workload.max_requests"
+    )
 }
 
 /// A setting's value as a user reads it: strings without their TOML quotes.
@@ -123,6 +136,8 @@ impl Sweep {
                     x: combo.first().and_then(number),
                     demanded_per_min,
                     requests,
+                    projects: s.topology.projects.len(),
+                    accounts: s.topology.accounts.len(),
                     results: out.results,
                 }
             })
@@ -132,7 +147,9 @@ impl Sweep {
     /// For each combination of the other settings and each strategy, the first value of the
     /// first setting (in the order given) at which it meets the demand (99% of the demanded
     /// throughput, or of a closed batch, with zero 429s), if any.
+    /// For a demand setting ([`is_demand`]) the last such value instead: the most it serves.
     pub fn smallest_meeting(&self, points: &[Point]) -> Vec<Answer> {
+        let last = is_demand(&self.grid.settings[0].path);
         let mut out: Vec<Answer> = Vec::new();
         for p in points {
             let others: Vec<String> = self.grid.settings[1..]
@@ -143,16 +160,19 @@ impl Sweep {
             let others = others.join(" ");
             for r in &p.results {
                 let met = p.meets(r, self.closed).then(|| p.values[0].clone());
+                let at = met.is_some().then_some((p.projects, p.accounts));
                 match out.iter_mut().find(|a| a.others == others && a.strategy == r.strategy) {
                     Some(a) => {
-                        if a.value.is_none() {
+                        if met.is_some() && (a.value.is_none() || last) {
                             a.value = met;
+                            a.topology = at;
                         }
                     }
                     None => out.push(Answer {
                         others: others.clone(),
                         strategy: r.strategy.clone(),
                         value: met,
+                        topology: at,
                     }),
                 }
             }
@@ -168,6 +188,9 @@ pub struct Answer {
     pub others: String,
     /// The strategy.
     pub strategy: String,
-    /// The first value of the first setting that meets the demand, if any.
+    /// The first value of the first setting that meets the demand, if any (the last, for a
+    /// demand setting).
     pub value: Option<String>,
+    /// The whole topology at that value: (projects, accounts).
+    pub topology: Option<(usize, usize)>,
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -21,6 +21,7 @@ use super::{drawn_output, error, given_key, known_key, not_found_at, Shared, REA
 use crate::core::live::{CloseCause, EarlyClose, LiveRules, QuotaCheck, CLOSE_QUOTA};
 use crate::core::server::{Call, KeyRef, Response as Answer, Via};
 use crate::core::time::Nanos;
+use crate::net::http::FrameMeter;
 use crate::net::wire::{self, live};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
@@ -43,6 +44,7 @@ async fn connect(
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    meter: Option<Extension<FrameMeter>>,
     uri: axum::http::Uri,
 ) -> Response {
     if !SERVICES.contains(&service.as_str()) {
@@ -76,12 +78,19 @@ async fn connect(
     }
     let failed = Arc::clone(&s);
     ws.max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME)
         .on_failed_upgrade(move |_| {
             if let Some(a) = pre {
                 end(&failed, key, a, failed.now());
             }
         })
-        .on_upgrade(move |socket| async move { session(s, key, pre, socket).await })
+        .on_upgrade(move |socket| async move {
+            // Frames in flight are capped from here on, as request bodies are.
+            let meter = meter.map(|Extension(m)| m).unwrap_or_default();
+            meter.limit(Arc::clone(&s.frames));
+            let mut socket = Socket { ws: socket, meter };
+            session(s, key, pre, &mut socket).await
+        })
         .into_response()
 }
 
@@ -155,9 +164,27 @@ fn refusal_body(s: &Shared, key: usize, model: usize, answer: &Answer) -> Value 
     }
 }
 
+/// A session's WebSocket and the meter of the frames it receives.
+struct Socket {
+    ws: WebSocket,
+    meter: FrameMeter,
+}
+
+impl Socket {
+    /// The next frame from the client: what it was.
+    async fn recv(&mut self) -> Frame {
+        let m = self.ws.recv().await;
+        if matches!(m, Some(Ok(_))) {
+            self.meter.message_done();
+        }
+        frame(m)
+    }
+}
+
 /// Closes with `code` and `reason` (cut to a close frame's 123 bytes).
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+async fn close(socket: &mut Socket, code: u16, reason: &str) {
     let _ = socket
+        .ws
         .send(Message::Close(Some(CloseFrame {
             code,
             reason: live::close_reason(reason).into(),
@@ -165,8 +192,8 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         .await;
 }
 
-async fn send(socket: &mut WebSocket, v: &Value) -> bool {
-    socket.send(Message::Text(v.to_string().into())).await.is_ok()
+async fn send(socket: &mut Socket, v: &Value) -> bool {
+    socket.ws.send(Message::Text(v.to_string().into())).await.is_ok()
 }
 
 /// What a frame from the client was.
@@ -177,19 +204,45 @@ enum Frame {
     Gone,
     /// Ping/pong: nothing to do.
     Nothing,
-    /// Binary that is not UTF-8.
-    Bad,
+    /// A frame to close the session for: the code and reason of the close.
+    Bad(u16, String),
 }
+
+/// Close code of a frame that breaks the WebSocket protocol (RFC 6455 §7.4.1).
+const CLOSE_PROTOCOL: u16 = 1002;
+/// Close code of a message larger than the server takes.
+const CLOSE_TOO_BIG: u16 = 1009;
 
 fn frame(m: Option<Result<Message, axum::Error>>) -> Frame {
     match m {
         Some(Ok(Message::Text(t))) => Frame::Json(t.to_string()),
         Some(Ok(Message::Binary(b))) => match String::from_utf8(b.to_vec()) {
             Ok(t) => Frame::Json(t),
-            Err(_) => Frame::Bad,
+            Err(_) => Frame::Bad(live::CLOSE_INVALID, NOT_UTF8.into()),
         },
         Some(Ok(Message::Ping(_) | Message::Pong(_))) => Frame::Nothing,
-        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => Frame::Gone,
+        Some(Err(e)) => broken(e),
+        Some(Ok(Message::Close(_))) | None => Frame::Gone,
+    }
+}
+
+/// What a frame the WebSocket layer refused gets: a close naming what was wrong (protocol,
+/// size, UTF-8, a frame that did not arrive in time), or nothing when the connection is gone.
+fn broken(e: axum::Error) -> Frame {
+    use tungstenite::Error as E;
+    let inner = e.into_inner();
+    match inner.downcast_ref::<E>() {
+        Some(E::Protocol(p)) => Frame::Bad(CLOSE_PROTOCOL, format!("WebSocket protocol error: {p}.")),
+        Some(E::Capacity(c)) => Frame::Bad(
+            CLOSE_TOO_BIG,
+            format!("{c}; a frame may hold at most {MAX_FRAME} bytes."),
+        ),
+        Some(E::Utf8(_)) => Frame::Bad(live::CLOSE_INVALID, NOT_UTF8.into()),
+        Some(E::Io(io)) if io.kind() == std::io::ErrorKind::TimedOut => Frame::Bad(
+            live::CLOSE_POLICY,
+            format!("A frame did not arrive within {} s.", READ_TIMEOUT.as_secs()),
+        ),
+        _ => Frame::Gone,
     }
 }
 
@@ -228,11 +281,11 @@ const NOT_UTF8: &str = "Invalid JSON payload received. Frames must be UTF-8 JSON
 
 /// Reads `setup` (within the read timeout) and finds its Live model: `Err` is the close to
 /// send, if any.
-async fn read_setup(s: &Shared, socket: &mut WebSocket) -> Result<(live::Setup, usize), Option<(u16, String)>> {
+async fn read_setup(s: &Shared, socket: &mut Socket) -> Result<(live::Setup, usize), Option<(u16, String)>> {
     let text = match tokio::time::timeout(READ_TIMEOUT, socket.recv()).await {
-        Ok(m) => match frame(m) {
+        Ok(m) => match m {
             Frame::Json(t) => t,
-            Frame::Bad => return Err(Some((live::CLOSE_INVALID, NOT_UTF8.into()))),
+            Frame::Bad(code, reason) => return Err(Some((code, reason))),
             Frame::Gone | Frame::Nothing => return Err(None),
         },
         Err(_) => return Err(Some((live::CLOSE_POLICY, "No setup message arrived in time.".into()))),
@@ -251,16 +304,16 @@ async fn read_setup(s: &Shared, socket: &mut WebSocket) -> Result<(live::Setup, 
 }
 
 /// One session on `socket` for `key`, already admitted at the upgrade when `pre` is given.
-async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: WebSocket) {
+async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, socket: &mut Socket) {
     let rules = s.scenario.server.live;
-    let (setup, model) = match read_setup(&s, &mut socket).await {
+    let (setup, model) = match read_setup(&s, socket).await {
         Ok(x) => x,
         Err(close_with) => {
             if let Some(a) = pre {
                 end(&s, key, a, s.now());
             }
             if let Some((code, reason)) = close_with {
-                close(&mut socket, code, &reason).await;
+                close(socket, code, &reason).await;
             }
             return;
         }
@@ -282,7 +335,7 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
         }
     };
     tokio::time::sleep(s.real(rules.setup)).await;
-    if !send(&mut socket, &live::setup_complete()).await {
+    if !send(socket, &live::setup_complete()).await {
         if matches!(answer, Answer::Ok { .. }) {
             end(&s, key, admitted, s.now());
         }
@@ -295,7 +348,7 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
             _ => CloseCause::Quota,
         };
         tokio::time::sleep(s.real(rules.reject_delay)).await;
-        return close(&mut socket, CLOSE_QUOTA, cause.reason()).await;
+        return close(socket, CLOSE_QUOTA, cause.reason()).await;
     }
     let (id, opened) = (admitted.id, admitted.opened);
     let latency = s.scenario.models[model].latency;
@@ -318,13 +371,13 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
         let wait = s.real(due.saturating_sub(now));
         tokio::select! {
             m = socket.recv() => {
-                let text = match frame(m) {
+                let text = match m {
                     Frame::Json(t) => t,
                     Frame::Nothing => continue,
                     // The client closed: a turn it walked away from may run on.
                     Frame::Gone => break walked_away(&rules, turn.as_ref(), s.now(), cap_at),
-                    Frame::Bad => {
-                        close(&mut socket, live::CLOSE_INVALID, NOT_UTF8).await;
+                    Frame::Bad(code, reason) => {
+                        close(socket, code, &reason).await;
                         break s.now();
                     }
                 };
@@ -333,7 +386,7 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
                     Ok(live::ClientMessage::Realtime { tokens, ends_turn, video }) => (tokens, ends_turn, video),
                     Ok(live::ClientMessage::ToolResponse) => (0, false, false),
                     Err(reason) => {
-                        close(&mut socket, live::CLOSE_INVALID, &reason).await;
+                        close(socket, live::CLOSE_INVALID, &reason).await;
                         break s.now();
                     }
                 };
@@ -352,15 +405,15 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
                     // The connection's lifetime: 1008 (documented); the session's length cap:
                     // 1011 "Deadline expired…" (what users report).
                     if cap_at == opened + rules.lifetime {
-                        close(&mut socket, live::CLOSE_POLICY, "The connection reached its maximum lifetime.").await;
+                        close(socket, live::CLOSE_POLICY, "The connection reached its maximum lifetime.").await;
                     } else {
-                        close(&mut socket, CLOSE_QUOTA, CloseCause::Deadline.reason()).await;
+                        close(socket, CLOSE_QUOTA, CloseCause::Deadline.reason()).await;
                     }
                     break now;
                 }
                 if !went_away && now >= go_away_at {
                     went_away = true;
-                    if !send(&mut socket, &live::go_away(cap_at.saturating_sub(now).min(rules.go_away))).await {
+                    if !send(socket, &live::go_away(cap_at.saturating_sub(now).min(rules.go_away))).await {
                         break now;
                     }
                     continue;
@@ -372,14 +425,14 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, mut socket: 
                 let ok = if t.sent < t.pieces {
                     let piece = piece(&rules, t, setup.audio, setup.transcription);
                     t.sent += 1;
-                    send(&mut socket, &piece).await
+                    send(socket, &piece).await
                 } else if !t.generation_sent {
                     t.generation_sent = true;
-                    send(&mut socket, &live::generation_complete()).await
+                    send(socket, &live::generation_complete()).await
                 } else {
                     let done = live::turn_complete(t.prompt, t.output);
                     turn = None;
-                    send(&mut socket, &done).await
+                    send(socket, &done).await
                 };
                 if !ok {
                     break walked_away(&rules, turn.as_ref(), s.now(), cap_at);

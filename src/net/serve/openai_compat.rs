@@ -58,7 +58,7 @@ fn checked(
 
 /// Key, model and parsed body of a POST (`parse` reads the body, `model` names its model),
 /// or the error to answer.
-async fn accept<T>(
+async fn accept<T: Send + 'static>(
     s: &Shared,
     version: Result<Path<String>, PathRejection>,
     q: Result<Query<BTreeMap<String, String>>, QueryRejection>,
@@ -68,7 +68,10 @@ async fn accept<T>(
 ) -> Result<(usize, usize, T), Response> {
     let key = checked(s, version, req.headers(), q).map_err(|e| fail(s, e))?;
     let body = read_body(s, req).await.map_err(|e| fail(s, e))?;
-    let parsed = parse(&body).map_err(|m| fail(s, wire::error::invalid_argument(&m)))?;
+    let parsed = off_thread(s, move || parse(&body))
+        .await
+        .map_err(|e| fail(s, e))?
+        .map_err(|m| fail(s, wire::error::invalid_argument(&m)))?;
     let name = model(&parsed);
     let m = s.scenario.model_index(name).ok_or_else(|| fail(s, unknown(name)))?;
     Ok((key, m, parsed))
@@ -134,9 +137,9 @@ async fn chat(
         Err(e) => return fail(&s, e),
     };
     // Written only for an admitted call (parse_chat checked that the format can be met).
-    let text = match answer_text(&s, id, &req.format, output) {
+    let text = match answer_text(&s, id, &req.format, output).await {
         Ok(t) => t,
-        Err(m) => return fail(&s, wire::error::invalid_argument(&m)),
+        Err(e) => return fail(&s, e),
     };
     let (model_name, response_id, created) = (req.model.clone(), format!("chatcmpl-flux-{id:016x}"), unix_now());
     if !req.stream {

@@ -18,6 +18,12 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_MIN_ITEMS: u64 = 10_000;
 /// Beyond this depth only what is required is generated (so recursive schemas end).
 const SHALLOW: usize = 8;
+/// The most characters (about) a schema's value may take before padding: more is refused
+/// (400), so a small schema cannot make serve build gigabytes (an array of 10,000 arrays of
+/// 10,000 items, or of strings of a large `minLength`). A value of 40,000 fields takes 1.2 MB.
+pub const MAX_VALUE_CHARS: usize = 16 * 1024 * 1024;
+/// What a scalar counts against [`MAX_VALUE_CHARS`] (a key, its quotes and punctuation).
+const SCALAR_CHARS: usize = 8;
 
 /// What a response's text is.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +70,7 @@ pub fn generate(schema: &Value, target: usize, r: &mut impl RngCore) -> Result<V
         Gen {
             root: schema,
             pad,
+            left: MAX_VALUE_CHARS,
             r: &mut r,
         }
         .value(schema, 0)
@@ -87,6 +94,8 @@ struct Gen<'a> {
     root: &'a Value,
     /// Characters each free string is padded to.
     pad: usize,
+    /// Characters (about) the value may still take: see [`MAX_VALUE_CHARS`].
+    left: usize,
     r: &'a mut dyn RngCore,
 }
 
@@ -106,7 +115,34 @@ const WORDS: [&str; 12] = [
     "cue", "line", "scene", "take", "voice", "dub", "track", "frame", "script", "mix", "cut", "reel",
 ];
 
+/// About how many characters `v` takes as JSON (what copying it costs), counted against
+/// [`MAX_VALUE_CHARS`].
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => a.iter().map(weight).fold(2, usize::saturating_add),
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| (k.len() + 3).saturating_add(weight(v)))
+            .fold(2, usize::saturating_add),
+        _ => SCALAR_CHARS,
+    }
+}
+
 impl Gen<'_> {
+    /// Counts `chars` more against [`MAX_VALUE_CHARS`]: `Err` once the value would be larger.
+    fn charge(&mut self, chars: usize) -> Result<(), String> {
+        match self.left.checked_sub(chars) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(format!(
+                "The response schema asks for a value of more than {MAX_VALUE_CHARS} characters."
+            )),
+        }
+    }
+
     fn pick(&mut self, n: usize) -> usize {
         (self.r.next_u64() % n as u64) as usize
     }
@@ -124,6 +160,7 @@ impl Gen<'_> {
                 _ => Err(format!("A response schema must be an object; got {}.", short(s))),
             };
         };
+        self.charge(SCALAR_CHARS)?;
         if let Some(reference) = o.get("$ref").and_then(Value::as_str) {
             let target = reference
                 .strip_prefix("#/$defs/")
@@ -134,13 +171,16 @@ impl Gen<'_> {
             return self.value(target, depth + 1);
         }
         if let Some(c) = o.get("const") {
+            self.charge(weight(c))?;
             return Ok(c.clone());
         }
         if let Some(e) = o.get("enum") {
             let Some(values) = e.as_array().filter(|a| !a.is_empty()) else {
                 return Err("A response schema's enum must be a non-empty list.".into());
             };
-            return Ok(values[self.pick(values.len())].clone());
+            let v = &values[self.pick(values.len())];
+            self.charge(weight(v))?;
+            return Ok(v.clone());
         }
         for key in ["anyOf", "oneOf"] {
             if let Some(b) = o.get(key) {
@@ -253,25 +293,27 @@ impl Gen<'_> {
                 "The response schema requires {missing:?}, which is not among its properties."
             ));
         }
-        // Gemini's propertyOrdering, then the rest as given.
-        let mut order: Vec<&str> = o
+        // Gemini's propertyOrdering, then the rest as given (sets: a template of 40,000 fields
+        // took seconds with list lookups).
+        let mut order: Vec<&str> = Vec::with_capacity(props.len());
+        let mut seen = std::collections::HashSet::with_capacity(props.len());
+        let ordering = o
             .get("propertyOrdering")
             .and_then(Value::as_array)
-            .map(|r| {
-                r.iter()
-                    .filter_map(Value::as_str)
-                    .filter(|k| props.contains_key(*k))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for k in props.keys() {
-            if !order.contains(&k.as_str()) {
+            .into_iter()
+            .flatten();
+        for k in ordering
+            .filter_map(Value::as_str)
+            .chain(props.keys().map(String::as_str))
+        {
+            if props.contains_key(k) && seen.insert(k) {
                 order.push(k);
             }
         }
+        let required: std::collections::HashSet<&str> = required.into_iter().collect();
         let mut out = Map::new();
         for k in order {
-            if depth > SHALLOW && !required.contains(&k) {
+            if depth > SHALLOW && !required.contains(k) {
                 continue;
             }
             out.insert(k.to_string(), self.value(&props[k], depth + 1)?);
@@ -344,6 +386,7 @@ impl Gen<'_> {
             ));
         }
         let want = self.pad.max(min).max(1.min(max)).min(max);
+        self.charge(want)?;
         let mut s = String::with_capacity(want + 8);
         let mut w = n;
         while s.len() < want {
@@ -509,5 +552,32 @@ mod tests {
         assert_eq!(v["v"], 2);
         assert_eq!(template_schema("no braces, JSON please"), None);
         assert_eq!(template_schema("{\"a\": <integer>} but no format word"), None);
+    }
+
+    #[test]
+    fn a_value_larger_than_the_bound_is_refused_before_it_is_built() {
+        let too_big = [
+            // 10,000 strings of 4,000 characters: 40 MB.
+            json!({"type": "array", "minItems": 10000, "items": {"type": "string", "minLength": 4000}}),
+            // A 2 kB constant 10,000 times.
+            json!({"type": "array", "minItems": 10000, "items": {"const": "x".repeat(2000)}}),
+            json!({"type": "array", "minItems": 10000, "items": {"enum": ["x".repeat(2000)]}}),
+        ];
+        for schema in too_big {
+            let err = check(&schema).unwrap_err();
+            assert!(err.contains("more than 16777216 characters"), "{err}");
+        }
+        // Just under the bound is fine.
+        let ok = json!({"type": "array", "minItems": 1000, "items": {"type": "string", "minLength": 4000}});
+        assert_eq!(gen(ok, 0, 1).as_array().unwrap().len(), 1000);
+    }
+
+    #[test]
+    fn a_template_of_40000_fields_keeps_every_field_in_order() {
+        let fields: Vec<String> = (0..40_000).map(|i| format!("\"f{i}\": \"<string>\"")).collect();
+        let schema = template_schema(&format!("JSON like {{{}}}", fields.join(", "))).unwrap();
+        let v = gen(schema, 0, 3);
+        assert_eq!(v.as_object().unwrap().len(), 40_000);
+        assert!(v["f39999"].is_string());
     }
 }
