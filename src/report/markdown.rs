@@ -204,20 +204,22 @@ pub fn to_markdown(r: &RunResult) -> String {
     out
 }
 
-/// `compare`'s table: every scenario × every strategy (completed, 429s, wait p99, efficiency),
+/// `compare`'s table: every scenario × every strategy (completed, done/min, 429s, wait p99,
+/// efficiency),
 /// then, per scenario, whether flux's claim holds.
 pub fn comparison(runs: &[(RunResult, crate::sim::compare::Claim)]) -> String {
     let mut out = String::from(
-        "| scenario | strategy | retry | completed | failed | unservable | pending | 429s | wait p99 | efficiency | ref done |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n",
+        "| scenario | strategy | retry | completed | done/min | failed | unservable | pending | 429s | wait p99 | efficiency | ref done |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n",
     );
     for (r, _) in runs {
         for x in &r.results {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.3} | {} |\n",
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.3} | {} |\n",
                 r.scenario,
                 x.strategy,
                 x.retry,
                 x.completed,
+                x.throughput_per_min,
                 x.failed,
                 x.unservable,
                 x.pending,
@@ -236,24 +238,32 @@ pub fn comparison(runs: &[(RunResult, crate::sim::compare::Claim)]) -> String {
         let rows: Vec<String> = c
             .flux
             .iter()
-            .map(|(name, done, limited, ok)| {
+            .map(|v| {
+                let pace = if c.best_pace > 0.0 { v.pace / c.best_pace } else { 1.0 };
+                let wait = v.wait_against.as_ref().map_or(String::new(), |(n, w)| {
+                    format!(", wait p99 {} vs {n} {}", human_ms(v.wait_p99_ms), human_ms(*w))
+                });
+                let limited = if v.rate_limited > 0 {
+                    format!(", {} 429s ({} quota)", v.rate_limited, v.quota_429s)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{name} {:.1}%{} {}",
-                    100.0 * *done as f64 / best,
-                    if *limited > 0 {
-                        format!(" ({limited} 429s)")
-                    } else {
-                        String::new()
-                    },
-                    if *ok { "✓" } else { "✗" }
+                    "{} {:.1}% done, {:.1}% pace{wait}{limited} {}",
+                    v.name,
+                    100.0 * v.completed as f64 / best,
+                    100.0 * pace,
+                    if v.holds { "✓" } else { "✗" }
                 )
             })
             .collect();
         out.push_str(&format!(
-            "- {}: best other {} ({} completed); {}\n",
+            "- {}: best other {} ({} completed), fastest other {} ({:.2}/min); {}\n",
             r.scenario,
             c.best_other,
             c.best_completed,
+            c.fastest_other,
+            c.best_pace,
             rows.join("; ")
         ));
     }

@@ -1,12 +1,14 @@
 //! `compare`: every built-in strategy with its defaults on a scenario's workload, keys and
 //! limits (whatever strategies the scenario lists), and `flux` also told limits 50% too high,
-//! 50% too low, or none; then whether flux's claim holds there: at least 99% of the best other
-//! strategy's completed requests, and with the true limits no quota 429 (a shared pool's
-//! capacity 429s and a spend cap's name no quota; no strategy can avoid them).
+//! 50% too low, or none; then whether flux's claim holds there, judged by completions and
+//! pace: at least 99% of the best other strategy's completed requests and of the best other
+//! pace (done/min), 95% told wrong limits or none; a wait p99 at most twice (+1 s) that of the
+//! quickest other strategy that completed as much; and with the true limits no quota 429 (a
+//! shared pool's capacity 429s and a spend cap's name no quota).
 
 use crate::core::ledger::Limits;
 use crate::scenario::Scenario;
-use crate::sim::metrics::RunResult;
+use crate::sim::metrics::{RunResult, StrategyResult};
 use crate::sim::run::run;
 use crate::strategy::{StrategySpec, KINDS};
 
@@ -17,8 +19,16 @@ pub const FLUX_VARIANTS: [(&str, Option<(u64, u64)>); 3] = [
     ("flux, no limits", None),
 ];
 
-/// What flux must reach: this share of the best other strategy's completed requests.
+/// What flux must reach with the true limits: this share of the best other strategy's
+/// completed requests, and of the best other pace (done/min).
 pub const CLAIM_SHARE: f64 = 0.99;
+/// What flux told wrong limits (or none) must reach, in completions and pace.
+pub const VARIANT_SHARE: f64 = 0.95;
+/// flux's p99 wait may be at most this many times that of the quickest other strategy which
+/// completed at least as much...
+pub const WAIT_FACTOR: f64 = 2.0;
+/// ...plus this (ms), so that waits of a few milliseconds are not judged by their ratio.
+pub const WAIT_GRACE_MS: f64 = 1_000.0;
 
 /// The strategies `compare` runs on `scenario`: every built-in with its defaults, then the
 /// flux variants.
@@ -61,15 +71,44 @@ pub struct Claim {
     pub best_other: String,
     /// What it completed.
     pub best_completed: u64,
-    /// Per flux row (flux itself first): name, completed, 429s, and whether the claim holds
-    /// (the share, and for flux with the true limits no quota 429).
-    pub flux: Vec<(String, u64, u64, bool)>,
+    /// The other strategy with the best pace (done/min; ties: the first listed).
+    pub fastest_other: String,
+    /// Its pace (done/min).
+    pub best_pace: f64,
+    /// Per flux row, flux itself first.
+    pub flux: Vec<Verdict>,
+}
+
+/// One flux row judged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The row's name (`flux`, `flux, limits +50%`, ...).
+    pub name: String,
+    /// Completed requests.
+    pub completed: u64,
+    /// done/min.
+    pub pace: f64,
+    /// Every 429 it met.
+    pub rate_limited: u64,
+    /// 429s naming a quota dimension (a capacity 429 of a shared pool or a spend cap's names
+    /// none).
+    pub quota_429s: u64,
+    /// Its wait p99 (ms).
+    pub wait_p99_ms: f64,
+    /// The quickest other strategy (smallest wait p99) that completed at least as much, and
+    /// its wait p99 (ms); `None` when none did.
+    pub wait_against: Option<(String, f64)>,
+    /// Whether the claim holds for the row: the share of the best completions and the best
+    /// pace ([`CLAIM_SHARE`] with the true limits, [`VARIANT_SHARE`] told wrong ones), the
+    /// wait p99 within [`WAIT_FACTOR`] × + [`WAIT_GRACE_MS`] of `wait_against`, and with the
+    /// true limits no quota 429.
+    pub holds: bool,
 }
 
 impl Claim {
     /// Whether every flux row meets the claim.
     pub fn holds(&self) -> bool {
-        self.flux.iter().all(|r| r.3)
+        self.flux.iter().all(|r| r.holds)
     }
 }
 
@@ -84,11 +123,11 @@ pub fn compare(scenario: &Scenario, seed: u64, threads: usize) -> (RunResult, Cl
 /// The claim, judged on a comparison's rows.
 pub fn judge(result: &RunResult) -> Claim {
     let is_flux = |name: &str| name == "flux" || FLUX_VARIANTS.iter().any(|(n, _)| *n == name);
-    let best = result
-        .results
+    let others: Vec<&StrategyResult> = result.results.iter().filter(|r| !is_flux(&r.strategy)).collect();
+    let best = others
         .iter()
-        .filter(|r| !is_flux(&r.strategy))
-        .fold(None::<&crate::sim::metrics::StrategyResult>, |b, r| match b {
+        .copied()
+        .fold(None::<&StrategyResult>, |b, r| match b {
             Some(b)
                 if (b.completed, std::cmp::Reverse(b.rate_limited))
                     >= (r.completed, std::cmp::Reverse(r.rate_limited)) =>
@@ -98,22 +137,56 @@ pub fn judge(result: &RunResult) -> Claim {
             _ => Some(r),
         })
         .expect("compare runs other strategies");
+    let fastest = others
+        .iter()
+        .copied()
+        .fold(None::<&StrategyResult>, |b, r| match b {
+            Some(b) if b.throughput_per_min >= r.throughput_per_min => Some(b),
+            _ => Some(r),
+        })
+        .expect("compare runs other strategies");
     let flux = result
         .results
         .iter()
         .filter(|r| is_flux(&r.strategy))
         .map(|r| {
-            let share = r.completed as f64 >= CLAIM_SHARE * best.completed as f64;
+            let told_true = r.strategy == "flux";
+            let share = if told_true { CLAIM_SHARE } else { VARIANT_SHARE };
+            let done = r.completed as f64 >= share * best.completed as f64;
+            let pace = r.throughput_per_min >= share * fastest.throughput_per_min;
             // Quota 429s name a dimension; capacity 429s (a full shared pool) and spend-cap
-            // 429s name none, and no strategy can avoid those.
+            // 429s name none.
             let b = &r.rate_limited_by;
-            let clean = r.strategy != "flux" || b.rpm + b.tpm + b.rpd + b.tpd + b.concurrency == 0;
-            (r.strategy.clone(), r.completed, r.rate_limited, share && clean)
+            let quota_429s = r.rate_limited.saturating_sub(b.capacity + b.spend);
+            let clean = !told_true || quota_429s == 0;
+            let wait_against = others
+                .iter()
+                .filter(|o| o.completed >= r.completed)
+                .fold(None::<&&StrategyResult>, |b, o| match b {
+                    Some(b) if b.wait_ms.p99 <= o.wait_ms.p99 => Some(b),
+                    _ => Some(o),
+                })
+                .map(|o| (o.strategy.clone(), o.wait_ms.p99));
+            let wait = wait_against
+                .as_ref()
+                .is_none_or(|(_, w)| r.wait_ms.p99 <= WAIT_FACTOR * w + WAIT_GRACE_MS);
+            Verdict {
+                name: r.strategy.clone(),
+                completed: r.completed,
+                pace: r.throughput_per_min,
+                rate_limited: r.rate_limited,
+                quota_429s,
+                wait_p99_ms: r.wait_ms.p99,
+                wait_against,
+                holds: done && pace && clean && wait,
+            }
         })
         .collect();
     Claim {
         best_other: best.strategy.clone(),
         best_completed: best.completed,
+        fastest_other: fastest.strategy.clone(),
+        best_pace: fastest.throughput_per_min,
         flux,
     }
 }

@@ -21,11 +21,17 @@
 //!   on along the model chain instead of sleeping until the day ends;
 //! - **learns how long a closed Live session keeps its slot**: a close 1011 when its count said
 //!   a slot was free means the server still holds slots of sessions it closed (a turn left at
-//!   `generationComplete` plays on); it raises its estimate of that hold by a quarter, to at
-//!   least 5/4 of the span of the sessions it last closed (1 s to 15 min), keeps the budget
-//!   blocked until the oldest of them would be free, and from then on counts a closed
-//!   session's slot as taken for that long. (A 1011 while it had fewer sessions open than a limit it was only told or
-//!   guessed teaches it the limit instead: the sessions it had open, at least one.)
+//!   `generationComplete` plays on, or a release delay). The sessions it still had open when
+//!   it sent count against the limit, so only the rest of the slots were held by closed
+//!   sessions: if `k` were, the `k`-th most recent close before the send was still held, and
+//!   the hold is at least the span back to it. It takes 5/4 of that span (1 s to 15 min),
+//!   keeps the budget blocked until that session's slot would be free, and from then on counts
+//!   a closed session's slot as taken for that long. The estimate shrinks by 1/8 after every
+//!   [`SHRINK_AFTER`] sessions admitted without a 1011 on the project, so a hold learned too
+//!   long (another client's sessions, a release delay since shortened) comes back down; each
+//!   such probe costs at most one refused session. (A 1011 while it had fewer sessions open
+//!   than a limit it was only told or guessed teaches it the limit instead: the sessions it
+//!   had open, at least one.)
 
 use std::collections::VecDeque;
 
@@ -85,8 +91,10 @@ pub struct Flux {
     live: Vec<bool>,
     /// Per unit: how long a closed session's slot is believed to stay taken.
     session_hold: Vec<Nanos>,
-    /// Per unit: when its latest sessions closed (the most recent last).
-    closes: Vec<VecDeque<Nanos>>,
+    /// Per unit: its latest closed sessions, (sent, closed), the most recent close last.
+    closes: Vec<VecDeque<(Nanos, Nanos)>>,
+    /// Per unit: sessions admitted since the hold last changed (a 1011 or a shrink).
+    clean: Vec<u32>,
     /// Closed sessions whose slots count as taken until `due`, then are handed to the planner.
     held: Vec<Held>,
 }
@@ -105,6 +113,11 @@ struct Held {
 const CLOSES_KEPT: usize = 64;
 /// The longest a closed session's slot is believed held.
 const MAX_SESSION_HOLD: Nanos = 15 * MINUTE;
+/// Sessions admitted on a project without a 1011 after which the learned hold shrinks by 1/8:
+/// at most one refused session per this many is spent testing a shorter hold.
+pub const SHRINK_AFTER: u32 = 32;
+/// A learned hold shrunk below this is dropped (closed sessions free their slots at once).
+const MIN_SESSION_HOLD: Nanos = 100 * MILLISECOND;
 
 impl Flux {
     /// flux over `env`, falling back to `fallback` models in order; its planner holds window
@@ -143,6 +156,7 @@ impl Flux {
             live,
             session_hold: vec![0; n],
             closes: vec![VecDeque::new(); n],
+            clean: vec![0; n],
             held: Vec::new(),
         };
         for u in 0..n {
@@ -229,17 +243,49 @@ impl Flux {
     /// A close 1011 of a session sent at `sent` on unit `u`, which flux believed had a free
     /// slot: its closed sessions hold their slots longer than it thought.
     fn learn_session_hold(&mut self, now: Nanos, u: usize, sent: Nanos) {
-        let slots = self.inner.limits(u).concurrent.unwrap_or(1).max(1) as usize;
-        let closes = &self.closes[u];
-        // The oldest of the last `slots` closes: all of them still held at `sent`.
-        let oldest = closes.len().checked_sub(slots).map(|i| closes[i]);
-        let span = oldest.map_or(0, |c| sent.saturating_sub(c));
-        let hold = (self.session_hold[u] * 5 / 4)
-            .max(span * 5 / 4)
-            .clamp(SECOND, MAX_SESSION_HOLD);
+        let slots = self.inner.limits(u).concurrent.unwrap_or(1).max(1);
+        // Its sessions open at `sent`: planned on `u` before it and not over yet, or closed
+        // since (the refused one's plan is gone already).
+        let open_now = self.plans.values().filter(|p| p.unit == u && p.at <= sent).count() as u64;
+        let closed_since = self.closes[u].iter().filter(|&&(s, c)| s <= sent && c > sent).count() as u64;
+        let open = open_now + closed_since;
+        if open >= slots {
+            // Its open sessions alone explain the refusal (a count it got wrong, or another
+            // client's sessions): nothing learned about closed ones; wait a second.
+            self.inner.block(u, now + SECOND, now);
+            return;
+        }
+        // The other slots were held by closed sessions: the k most recent closes before it.
+        let k = (slots - open) as usize;
+        let mut before: Vec<Nanos> = self.closes[u].iter().map(|&(_, c)| c).filter(|&c| c <= sent).collect();
+        before.sort_unstable_by(|a, b| b.cmp(a));
+        let kth = before.get(k - 1).copied();
+        let span = kth.map_or(0, |c| sent - c);
+        let hold = if kth.is_some() {
+            (span * 5 / 4).max(self.session_hold[u])
+        } else {
+            // Too few closes to explain it: grow what it had.
+            self.session_hold[u] * 5 / 4
+        }
+        .clamp(SECOND, MAX_SESSION_HOLD);
         self.session_hold[u] = hold;
-        let free = oldest.map_or(now + hold, |c| c + hold).max(now + MILLISECOND);
+        self.clean[u] = 0;
+        let free = kth.map_or(now + hold, |c| c + hold).max(now + MILLISECOND);
         self.inner.block(u, free, now);
+    }
+
+    /// A session on unit `u` was admitted and closed by its client: after [`SHRINK_AFTER`] of
+    /// them without a 1011, the learned hold shrinks by 1/8.
+    fn admitted(&mut self, u: usize) {
+        if self.session_hold[u] == 0 {
+            return;
+        }
+        self.clean[u] += 1;
+        if self.clean[u] >= SHRINK_AFTER {
+            self.clean[u] = 0;
+            let h = self.session_hold[u] - self.session_hold[u] / 8;
+            self.session_hold[u] = if h < MIN_SESSION_HOLD { 0 } else { h };
+        }
     }
 
     /// [`Strategy::decide`] without the held sessions: the planner's answer.
@@ -324,7 +370,8 @@ impl Strategy for Flux {
                     if closes.len() == CLOSES_KEPT {
                         closes.pop_front();
                     }
-                    closes.push_back(now);
+                    closes.push_back((sent, now));
+                    self.admitted(u);
                     if !probe.is_empty() && self.session_hold[u] > 0 {
                         // A session beyond the told limit ran: the limit is higher.
                         self.grow(u, probe, now);
@@ -485,6 +532,53 @@ mod tests {
             Decision::Later(at) => assert_eq!(at, t + SECOND + f.session_hold[0]),
             d => panic!("expected to wait for the held slot: {d:?}"),
         }
+    }
+
+    /// Issue 26, item 1: the sessions still open when a 1011 came count against the limit:
+    /// with 2 of 3 slots taken by open sessions, one closed session held the third, so the
+    /// hold is measured back to the most recent close (4 s), not to the oldest of the last
+    /// three (24 s, as if every slot were held by a closed session). And it shrinks after
+    /// [`SHRINK_AFTER`] clean admissions.
+    #[test]
+    fn open_sessions_count_when_learning_the_live_hold_and_it_shrinks() {
+        let mut e = env(
+            &[0],
+            Some(Limits {
+                concurrent: Some(3),
+                ..Limits::default()
+            }),
+        );
+        e.live = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        let close_1011 = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: None,
+            quota: Limits::UNLIMITED,
+        };
+        // Three sessions, sent at 0, 1, 2 s, closed at 10, 20, 30 s.
+        for r in 0..3 {
+            assert_eq!(send(f.decide(r * SECOND, &ask(r, 1))), (0, r * SECOND));
+        }
+        for r in 0..3 {
+            f.on_outcome((r + 1) * 10 * SECOND, &ask(r, 1), 0, 0, r * SECOND, &Outcome::Ok);
+        }
+        // Two more open at 31 and 32 s; a third sent at 34 s is refused.
+        for (r, t) in [(3, 31 * SECOND), (4, 32 * SECOND), (5, 34 * SECOND)] {
+            assert_eq!(send(f.decide(t, &ask(r, 1))), (0, t));
+        }
+        f.on_outcome(35 * SECOND, &ask(5, 1), 0, 0, 34 * SECOND, &close_1011);
+        assert_eq!(f.session_hold[0], 5 * SECOND, "5/4 of the 4 s back to the latest close");
+        // Sessions admitted without a 1011: the hold comes down by 1/8 per SHRINK_AFTER.
+        let mut t = 40 * SECOND;
+        for r in 3..5 {
+            f.on_outcome(t, &ask(r, 1), 0, 0, 0, &Outcome::Ok);
+        }
+        for r in 10..10 + u64::from(SHRINK_AFTER) - 2 {
+            t += MINUTE;
+            let (_, at) = send(f.decide(t, &ask(r, 1)));
+            f.on_outcome(at + SECOND, &ask(r, 1), 0, 0, at, &Outcome::Ok);
+        }
+        assert_eq!(f.session_hold[0], 5 * SECOND - 5 * SECOND / 8);
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key costs the server no quota: the

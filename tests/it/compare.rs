@@ -10,8 +10,9 @@ use flux_sim::sim::compare::{compare, contenders};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run (`large-10m.toml` takes minutes).
-const QUICK: [&str; 14] = [
+const QUICK: [&str; 15] = [
     "dubbing",
+    "live-call-centre",
     "fleet",
     "free-tier-2026",
     "live-conversations",
@@ -31,7 +32,24 @@ const QUICK: [&str; 14] = [
 /// other's sends 1 s late cannot avoid every 429; without its fallback model a closed batch's
 /// workers wait on requests flux planned for tomorrow (98.6%); a Live loop leaving each session
 /// at generationComplete meets 1011s no client can foresee (the server holds the turn).
-const CLAIM_FAILS: [&str; 3] = ["fleet", "pro-tokens-per-day", "live-sessions"];
+/// Judged by pace and wait too (issue 26, item 11), more rows fail, each for a cause issue 26
+/// names: told wrong limits, flux probes upward slowly or waits longer than the planner (dubbing,
+/// free-tier-2026, live-conversations, mixed-rpd, quirks); the spend cap's and provisioned
+/// throughput's 429s make flux wait far longer than the best (spend-cap, vertex-pt); Live
+/// release delays cost a few 1011s (live-call-centre).
+const CLAIM_FAILS: [&str; 11] = [
+    "dubbing",
+    "fleet",
+    "free-tier-2026",
+    "live-call-centre",
+    "live-conversations",
+    "live-sessions",
+    "mixed-rpd",
+    "pro-tokens-per-day",
+    "quirks",
+    "spend-cap",
+    "vertex-pt",
+];
 
 /// Within each group of rows judged against the same bound (`chain[i]`: row i's fallback
 /// chain), a strategy that abandoned work (failed or pending) never rates above one that
@@ -123,4 +141,22 @@ fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
     assert!(rr.failed > 300, "{rr:?}");
     assert!(flux.efficiency > rr.efficiency, "{flux:?} vs {rr:?}");
     assert!(flux.throughput_per_min > rr.throughput_per_min, "{flux:?} vs {rr:?}");
+}
+
+/// Issue 26, item 11: the claim is judged by pace and wait as well as completions. On
+/// live-conversations flux told limits 50% too low completes all 150 sessions but at a third of
+/// the pace, waiting 11 min at p99 where exact_cooldown waits none: before, the claim marked it
+/// ✓ because it counted only completions.
+#[test]
+fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
+    let s = Scenario::load(Path::new("scenarios/live-conversations.toml")).unwrap();
+    let (_, claim) = compare(&s, s.seed, 2);
+    let low = claim.flux.iter().find(|v| v.name == "flux, limits -50%").unwrap();
+    assert_eq!((low.completed, claim.best_completed), (150, 150));
+    assert!(low.pace < 0.5 * claim.best_pace, "{low:?} {claim:?}");
+    assert!(!low.holds, "{low:?}");
+    let flux = &claim.flux[0];
+    assert_eq!(flux.name, "flux");
+    assert!(flux.holds && flux.quota_429s == 0, "{flux:?}");
+    assert_eq!(flux.wait_against.as_ref().map(|w| w.0.as_str()), Some("exact_cooldown"));
 }
