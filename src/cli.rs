@@ -664,7 +664,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
         }
     }
     if let Some(dir) = &a.out {
-        crate::report::prepare_dir(dir, a.force).map_err(|e| format!("--out: {e}"))?;
+        prepare_out(dir, a.force)?;
     }
     let details = a.out.is_some();
     // Ctrl-C stops the strategies where they are and reports what was simulated; a progress
@@ -821,6 +821,16 @@ fn print(text: &str) -> Result<(), String> {
     }
 }
 
+/// The report directory of `--out`, refused when not empty unless `--force`.
+fn prepare_out(dir: &std::path::Path, force: bool) -> Result<(), String> {
+    crate::report::prepare_dir(dir, force).map_err(|e| match e {
+        crate::report::DirError::NotEmpty => {
+            format!("--out: {} is not empty; pass --force to write into it", dir.display())
+        }
+        crate::report::DirError::Unusable(m) => format!("--out: {m}"),
+    })
+}
+
 fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     let settings = a
         .settings
@@ -837,7 +847,7 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     })?;
     // Every error of a sweep over valid settings is about the strategies named.
     let sweep = Sweep::new(grid, a.strategies).map_err(|e| format!("--strategy: {e}"))?;
-    crate::report::prepare_dir(&a.out, a.force).map_err(|e| format!("--out: {e}"))?;
+    prepare_out(&a.out, a.force)?;
     let total = sweep.grid.len() as u64;
     let bar = progress_bar(
         total,

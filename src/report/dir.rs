@@ -24,24 +24,34 @@ pub const CHARTS: [(&str, &str); 5] = [
     ("utilisation", "Quota window use per project"),
 ];
 
+/// Why a report directory cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirError {
+    /// It holds files, and writing into it was not forced.
+    NotEmpty,
+    /// It cannot be created or read, or is a file (the message names it).
+    Unusable(String),
+}
+
 /// Refuses to write into a non-empty `dir` unless `force`; creates it if missing.
-pub fn prepare_dir(dir: &Path, force: bool) -> Result<(), String> {
+pub fn prepare_dir(dir: &Path, force: bool) -> Result<(), DirError> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() && !force {
-                return Err(format!(
-                    "report directory {} is not empty; pass --force to write into it",
-                    dir.display()
-                ));
+                return Err(DirError::NotEmpty);
             }
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create the report directory {}: {e}", dir.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            Err(format!("report directory {} is a file, not a directory", dir.display()))
-        }
-        Err(e) => Err(format!("cannot read the report directory {}: {e}", dir.display())),
+            .map_err(|e| DirError::Unusable(format!("cannot create the report directory {}: {e}", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(DirError::Unusable(format!(
+            "report directory {} is a file, not a directory",
+            dir.display()
+        ))),
+        Err(e) => Err(DirError::Unusable(format!(
+            "cannot read the report directory {}: {e}",
+            dir.display()
+        ))),
     }
 }
 

@@ -12,7 +12,7 @@ mod table;
 mod trace;
 
 pub use csv::{timeseries_csv, HEADER as TIMESERIES_HEADER};
-pub use dir::{prepare_dir, write_report};
+pub use dir::{prepare_dir, write_report, DirError};
 pub use html::to_html;
 pub use json::to_json;
 pub use markdown::{comparison, to_markdown};

@@ -155,7 +155,7 @@ fn import_into_a_scenario_then_run_and_sweep_answer_how_many_projects() {
             .find(|l| l.trim_start().starts_with(name))
             .unwrap_or_else(|| panic!("{out}"))
             .split_whitespace()
-            .last()
+            .nth(1)
             .unwrap()
             .to_string()
     };
