@@ -163,39 +163,21 @@ fn the_answer_counts_the_whole_topology_and_says_what_it_assumes() {
 fn a_demand_sweep_is_answered_by_its_largest_value_met() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let a = Command::cargo_bin("flux-sim")
-        .unwrap()
-        .arg("sweep")
-        .arg(scenario("dubbing.toml"))
-        .args([
-            "--set",
-            "workload.requests=100,200,400",
-            "--strategy",
-            "exact_cooldown",
-            "--out",
-        ])
-        .arg(&out)
-        .assert()
-        .success();
+    let a = sweep(
+        &["--set", "workload.requests=100,200,400", "--strategy", "exact_cooldown"],
+        &out,
+    )
+    .success();
     let stdout = String::from_utf8(a.get_output().stdout.clone()).unwrap();
     assert!(stdout.starts_with("3 grid points"), "{stdout}");
     assert!(stdout.contains("largest workload.requests met reaching"), "{stdout}");
     assert!(stdout.contains("exact_cooldown       400"), "{stdout}");
     let out = dir.path().join("w");
-    let a = Command::cargo_bin("flux-sim")
-        .unwrap()
-        .arg("sweep")
-        .arg(scenario("dubbing.toml"))
-        .args([
-            "--set",
-            "server.window=sliding,fixed",
-            "--strategy",
-            "exact_cooldown",
-            "--out",
-        ])
-        .arg(&out)
-        .assert()
-        .success();
+    let a = sweep(
+        &["--set", "server.window=sliding,fixed", "--strategy", "exact_cooldown"],
+        &out,
+    )
+    .success();
     let stdout = String::from_utf8(a.get_output().stdout.clone()).unwrap();
     assert!(
         stdout.contains("first server.window in the order given reaching"),
