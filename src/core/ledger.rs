@@ -280,11 +280,18 @@ pub enum Admission {
 enum Window {
     /// Entries `(time, cumulative amounts including this entry)`; `base` is the cumulative
     /// amounts of the entries already expired, `last` those of the newest entry (`base` when
-    /// there is none). Entries at one instant are merged.
+    /// there is none), `newest` its time (meaningless when there is none). Entries at one
+    /// instant are merged.
+    ///
+    /// `last` and `newest` repeat the newest entry so that recording reads nothing from the
+    /// entries: with many budgets, a budget's newest entry has left the cache by the time the
+    /// budget is next used, and the read of its time was the dearest instruction of a run
+    /// (`perf annotate`, issue 34); a write alone does not wait for memory.
     Sliding {
         entries: VecDeque<(Nanos, [u64; 2])>,
         base: [u64; 2],
         last: [u64; 2],
+        newest: Nanos,
     },
     /// The current calendar minute's start and what it holds.
     Fixed { minute: i128, used: [u64; 2] },
@@ -325,6 +332,7 @@ impl Window {
                 entries: VecDeque::new(),
                 base: [0; 2],
                 last: [0; 2],
+                newest: 0,
             },
             WindowKind::Fixed => Window::Fixed {
                 minute: i128::MIN,
@@ -341,7 +349,9 @@ impl Window {
     /// of capacity `limits[i]`: its used capacity, rounded up; 0 where there is no limit).
     fn usage(&mut self, now: Nanos, limits: [Option<u64>; 2], cal: &Calendar, span: Nanos) -> [u64; 2] {
         let held = match self {
-            Window::Sliding { entries, base, last } => {
+            Window::Sliding {
+                entries, base, last, ..
+            } => {
                 while let Some(&(t, cum)) = entries.front() {
                     if t + span > now {
                         break;
@@ -379,7 +389,9 @@ impl Window {
     #[inline]
     fn earliest_fit(&self, now: Nanos, i: usize, amount: u64, limit: u64, cal: &Calendar, span: Nanos) -> Nanos {
         match self {
-            Window::Sliding { entries, base, last } => {
+            Window::Sliding {
+                entries, base, last, ..
+            } => {
                 if last[i] - base[i] + amount <= limit {
                     return now;
                 }
@@ -411,7 +423,12 @@ impl Window {
     /// time order; a bucket takes it as debt now; a fixed window counts it only in its minute).
     fn insert(&mut self, at: Nanos, amounts: [u64; 2], cal: &Calendar) {
         match self {
-            Window::Sliding { entries, base, last } => {
+            Window::Sliding {
+                entries,
+                base,
+                last,
+                newest,
+            } => {
                 let k = entries.partition_point(|&(t, _)| t < at);
                 let before = if k == 0 { *base } else { entries[k - 1].1 };
                 if entries.get(k).is_none_or(|&(t, _)| t != at) {
@@ -420,7 +437,7 @@ impl Window {
                 for e in entries.iter_mut().skip(k) {
                     add(&mut e.1, amounts);
                 }
-                *last = entries.back().expect("an entry at `at`").1;
+                (*newest, *last) = *entries.back().expect("an entry at `at`");
             }
             Window::Fixed { minute, used } => {
                 let m = cal.minute_start(at);
@@ -469,11 +486,19 @@ impl Window {
     /// Records `amounts` at `now` (the window settled at `now`) and returns what it holds then.
     fn record(&mut self, now: Nanos, amounts: [u64; 2]) -> [u64; 2] {
         match self {
-            Window::Sliding { entries, base, last } => {
+            Window::Sliding {
+                entries,
+                base,
+                last,
+                newest,
+            } => {
                 add(last, amounts);
                 match entries.back_mut() {
-                    Some((t, cum)) if *t == now => *cum = *last,
-                    _ => entries.push_back((now, *last)),
+                    Some((_, cum)) if *newest == now => *cum = *last,
+                    _ => {
+                        entries.push_back((now, *last));
+                        *newest = now;
+                    }
                 }
                 minus(*last, *base)
             }

@@ -450,14 +450,22 @@ impl Server {
 
     /// Answers a call at `now`, recording it in the ledger when admitted.
     pub fn handle(&mut self, now: Nanos, call: &Call) -> Response {
-        self.answer(now, call, None)
+        self.answer(now, call, None, None)
+    }
+
+    /// [`Server::handle`] for a caller that already drew the call's response time on model
+    /// `drawn.0` ([`Latency::draw`] of that model with this server's seed, the call's request
+    /// and output tokens; a simulation's bound draws it anyway): used when that model serves
+    /// the call, instead of drawing the same number again.
+    pub fn handle_drawn(&mut self, now: Nanos, call: &Call, drawn: (usize, Nanos)) -> Response {
+        self.answer(now, call, None, Some(drawn))
     }
 
     /// Answers a Live session's setup at `now` like [`Server::handle`] (its RPM, TPM and RPD
     /// charged once, its tokens the session's); admitted, it holds a concurrency slot until
     /// `release_at`, which is also its `completes_at`.
     pub fn open_session(&mut self, now: Nanos, call: &Call, release_at: Nanos) -> Response {
-        self.answer(now, call, Some(release_at.max(now)))
+        self.answer(now, call, Some(release_at.max(now)), None)
     }
 
     /// A session of `key` on `model` admitted until `held` ends its hold at `release_at` instead
@@ -469,7 +477,7 @@ impl Server {
         }
     }
 
-    fn answer(&mut self, now: Nanos, call: &Call, hold: Option<Nanos>) -> Response {
+    fn answer(&mut self, now: Nanos, call: &Call, hold: Option<Nanos>, drawn: Option<(usize, Nanos)>) -> Response {
         let key = match call.key {
             KeyRef::Missing => return Response::MissingKey,
             KeyRef::Unknown => return Response::InvalidKey,
@@ -545,9 +553,13 @@ impl Server {
                 return Response::Unavailable;
             }
         }
-        let completes_at = match hold {
-            Some(until) => until,
-            None => now + self.latency(served, call.output_tokens, call.request),
+        let completes_at = match (hold, drawn) {
+            (Some(until), _) => until,
+            (None, Some((m, latency))) if m == served => {
+                debug_assert_eq!(latency, self.latency(served, call.output_tokens, call.request));
+                now + latency
+            }
+            (None, _) => now + self.latency(served, call.output_tokens, call.request),
         };
         let budget = self.budget(key, model);
         let pool = self.pools[key * self.models + model];

@@ -259,7 +259,7 @@ pub async fn drive(
         while let Some(r) = d.next_arrival.filter(|r| r.arrival <= now) {
             d.next_arrival = None;
             d.rec.requests += 1;
-            d.arrive(r, now);
+            d.arrive(r, 0, now);
             d.next_open_arrival();
         }
         while let Some(&Reverse((t, _, what, slot))) = d.timers.peek() {
@@ -468,10 +468,10 @@ impl Dispatch for Driver<'_, '_> {
         &mut self.rec
     }
 
-    fn next_batch_request(&mut self) -> Option<Request> {
+    fn next_batch_request(&mut self) -> Option<(Request, Nanos)> {
         let next = if self.exhausted { None } else { self.stream.next() };
         self.exhausted = next.is_none();
-        next
+        next.map(|r| (r, 0))
     }
 
     fn send_at(&mut self, slot: u32, at: Nanos) {

@@ -477,20 +477,24 @@ impl<'a> BoundPass<'a> {
     }
 
     /// Takes the stream's next request (in stream order; ignored once [`BoundPass::done`]).
-    pub fn add(&mut self, r: &Request) {
+    /// Returns the response time it drew for the request on its own model (what the server
+    /// would draw on admitting it there, [`Latency::draw`](crate::core::dist::Latency::draw)),
+    /// or 0 when it drew none (a session, an unservable request, or once done), so that a
+    /// simulation feeding it need not draw it again.
+    pub fn add(&mut self, r: &Request) -> Nanos {
         if self.done {
-            return;
+            return 0;
         }
         debug_assert_eq!(r.id, self.next_id, "the stream's requests in order, each once");
         let scenario = self.scenario;
         if !self.closed && r.arrival >= scenario.workload.duration {
             self.done = true;
-            return;
+            return 0;
         }
         self.next_id += 1;
         let c = scenario.server.tpm_counts.cost(r.input_tokens, r.output_tokens);
         if self.servable_cost.is_none_or(|m| c > m) {
-            return;
+            return 0;
         }
         while self.arrived.len() < self.at.len() && self.at[self.arrived.len()] < r.arrival {
             self.arrived.push(self.n);
@@ -507,15 +511,21 @@ impl<'a> BoundPass<'a> {
         }
         self.n += 1;
         // The fastest this request can be served: its own model or any fallback.
-        let fastest = std::iter::once(r.model)
-            .chain(fallbacks.iter().copied())
-            .map(|m| scenario.service_time(m, r, self.seed))
-            .min()
-            .expect("at least its own model");
+        let own = scenario.service_time(r.model, r, self.seed);
+        let fastest = fallbacks
+            .iter()
+            .map(|&m| scenario.service_time(m, r, self.seed))
+            .fold(own, Nanos::min);
         self.latencies.saturating_record(fastest);
         self.longest = self.longest.max(fastest);
         if self.closed && self.n == WALK as u128 {
             self.done = true;
+        }
+        // A session's service time is its plan's, not one response's.
+        if scenario.workload.session.is_some() {
+            0
+        } else {
+            own
         }
     }
 
@@ -812,6 +822,31 @@ mod tests {
         for (fed, own) in fed_and_own(&cut, false) {
             assert_eq!(fed, own);
             assert_eq!(own.best_span, HOUR);
+        }
+    }
+
+    #[test]
+    fn the_response_time_a_pass_draws_is_the_one_the_server_would_draw() {
+        // Issue 34: the engine hands the pass's draw to the server instead of drawing again, so
+        // it must be the server's draw on the request's own model, bit for bit (jitter, several
+        // models, fallbacks); a session's plan is not one response time: nothing then.
+        for file in ["dubbing.toml", "oversize.toml", "mixed-rpd.toml", "live-sessions.toml"] {
+            let s = Scenario::load(&Path::new("scenarios").join(file)).unwrap();
+            let server = s.server(s.seed);
+            for spec in &s.strategies {
+                let mut pass = BoundPass::new(&s, s.seed, &spec.fallback);
+                let mut drawn = 0;
+                for r in RequestStream::new(&s.workload, s.seed).take(2_000) {
+                    let d = pass.add(&r);
+                    if s.workload.session.is_some() {
+                        assert_eq!(d, 0, "{file}");
+                    } else if d > 0 {
+                        assert_eq!(d, server.latency(r.model, r.output_tokens, r.id), "{file}");
+                        drawn += 1;
+                    }
+                }
+                assert_eq!(drawn > 0, s.workload.session.is_none(), "{file}");
+            }
         }
     }
 

@@ -24,6 +24,9 @@ pub(crate) struct Live {
     pub model: u32,
     /// The path that admitted the latest send (for the trace).
     pub via: Option<Via>,
+    /// Its response time on its own model when its driver already drew it (the bound's pass
+    /// draws it, so the server need not draw it again); 0 when not drawn.
+    pub drawn: Nanos,
 }
 
 impl Live {
@@ -82,8 +85,9 @@ impl Book {
         self.parked[lane].push_back(slot);
     }
 
-    /// Takes in a request; returns its slot.
-    pub fn alloc(&mut self, req: Request) -> u32 {
+    /// Takes in a request whose response time on its own model was `drawn` (0: not drawn);
+    /// returns its slot.
+    pub fn alloc(&mut self, req: Request, drawn: Nanos) -> u32 {
         self.live += 1;
         let l = Some(Live {
             req,
@@ -92,6 +96,7 @@ impl Book {
             key: 0,
             model: 0,
             via: None,
+            drawn,
         });
         match self.free_slots.pop() {
             Some(s) => {
@@ -146,8 +151,9 @@ pub(crate) trait Dispatch {
     fn strategy(&mut self) -> &mut dyn Strategy;
     /// Its metrics.
     fn recorder(&mut self) -> &mut Recorder;
-    /// The next request of a closed batch, if any is left.
-    fn next_batch_request(&mut self) -> Option<Request>;
+    /// The next request of a closed batch, if any is left, with its response time on its own
+    /// model if the driver drew it already (else 0).
+    fn next_batch_request(&mut self) -> Option<(Request, Nanos)>;
     /// Sends the request in `slot` on `key` and `model` now.
     fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos);
     /// Sends the request in `slot` at `at` (> now), on the key and model stored in it.
@@ -193,9 +199,10 @@ pub(crate) trait Dispatch {
         }
     }
 
-    /// Takes in a request that arrives now: offers it, or parks it.
-    fn arrive(&mut self, req: Request, now: Nanos) {
-        let slot = self.book().alloc(req);
+    /// Takes in a request that arrives now (its response time on its own model `drawn`
+    /// already, or 0): offers it, or parks it.
+    fn arrive(&mut self, req: Request, drawn: Nanos, now: Nanos) {
+        let slot = self.book().alloc(req, drawn);
         if !self.offer(slot, now) {
             self.book().park(slot);
         }
@@ -216,10 +223,10 @@ pub(crate) trait Dispatch {
                 }
             }
             if self.book().free_workers > 0 {
-                if let Some(mut r) = self.next_batch_request() {
+                if let Some((mut r, drawn)) = self.next_batch_request() {
                     self.book().free_workers -= 1;
                     r.arrival = now;
-                    self.arrive(r, now);
+                    self.arrive(r, drawn, now);
                     moved = true;
                 }
             }

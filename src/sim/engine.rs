@@ -114,8 +114,9 @@ struct Sim<'a, 'b> {
     queue: EventQueue,
     seq: u64,
     book: Book,
-    /// The next open/trace arrival with its place in the event order; kept out of the queue.
-    next_arrival: Option<(Nanos, u64, Request)>,
+    /// The next open/trace arrival with its place in the event order and its response time
+    /// as drawn already (see [`Sim::draw`]); kept out of the queue.
+    next_arrival: Option<(Nanos, u64, Request, Nanos)>,
     rec: Recorder,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
     timeline: Option<Timeline>,
@@ -279,17 +280,17 @@ pub fn simulate_unbounded<'a>(
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((t, seq, _)), Some(e)) => ((*t as u128) << 64 | *seq as u128) < e.key,
+            (Some((t, seq, _, _)), Some(e)) => ((*t as u128) << 64 | *seq as u128) < e.key,
         };
         if arrival_first {
-            let (now, _, req) = sim.next_arrival.take().expect("checked");
+            let (now, _, req, drawn) = sim.next_arrival.take().expect("checked");
             if now > horizon {
                 break;
             }
             last_now = now;
             sim.tick(now);
             sim.rec.requests += 1;
-            sim.arrive(req, now);
+            sim.arrive(req, drawn, now);
             sim.schedule_next_arrival();
             sim.pump(now);
             continue;
@@ -401,20 +402,19 @@ impl Sim<'_, '_> {
         });
     }
 
-    /// The stream's next request, also given to the bound's pass if any.
-    fn draw(&mut self) -> Option<Request> {
-        let r = self.stream.next();
-        if let (Some(r), Some(p)) = (&r, self.pass.as_mut()) {
-            p.add(r);
-        }
-        r
+    /// The stream's next request, also given to the bound's pass if any, with the response
+    /// time on its own model that the pass drew for it (0 if none: the server draws it then).
+    fn draw(&mut self) -> Option<(Request, Nanos)> {
+        let r = self.stream.next()?;
+        let drawn = self.pass.as_mut().map_or(0, |p| p.add(&r));
+        Some((r, drawn))
     }
 
     fn schedule_next_arrival(&mut self) {
-        if let Some(r) = self.draw() {
+        if let Some((r, drawn)) = self.draw() {
             if r.arrival < self.scenario.horizon {
                 self.seq += 1;
-                self.next_arrival = Some((r.arrival, self.seq, r));
+                self.next_arrival = Some((r.arrival, self.seq, r, drawn));
             }
         }
     }
@@ -551,7 +551,7 @@ impl Dispatch for Sim<'_, '_> {
         &mut self.rec
     }
 
-    fn next_batch_request(&mut self) -> Option<Request> {
+    fn next_batch_request(&mut self) -> Option<(Request, Nanos)> {
         self.draw()
     }
 
@@ -578,6 +578,8 @@ impl Dispatch for Sim<'_, '_> {
         let plan = self.scenario.session_plan(model, &l.req, self.seed);
         let response = match plan {
             Some(p) => self.server.open_session(now, &call, now.saturating_add(p.release_at)),
+            // The response time the bound's pass drew, if any, is the server's on that model.
+            None if l.drawn > 0 => self.server.handle_drawn(now, &call, (l.req.model, l.drawn)),
             None => self.server.handle(now, &call),
         };
         // A refused Live session is a close (1011, or 1006 at the upgrade), not a 429.
