@@ -76,6 +76,8 @@ struct Shared {
     cpu: tokio::sync::Semaphore,
     /// Slots for Live frames being received: see [`crate::net::http::MAX_FRAMES`].
     frames: Arc<tokio::sync::Semaphore>,
+    /// Live sessions' resumption handles and open sockets.
+    resumptions: Mutex<live::Resumptions>,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         bodies: tokio::sync::Semaphore::new(MAX_BODIES),
         cpu: tokio::sync::Semaphore::new(MAX_CPU_JOBS),
         frames: Arc::new(tokio::sync::Semaphore::new(crate::net::http::MAX_FRAMES)),
+        resumptions: Mutex::new(live::Resumptions::default()),
     });
     Router::new()
         .route("/{version}/models", get(list_models))
