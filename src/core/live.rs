@@ -27,10 +27,16 @@ pub const DEADLINE_CLOSE_REASON: &str = "Deadline expired before operation could
 /// The reason of a backend-failure close (code 1011) (adk-streaming-guide #11).
 pub const BACKEND_CLOSE_REASON: &str = "The service is currently unavailable.";
 
+/// The reason of a resume-collision close (code 1011): a session resumed (setup with a
+/// `sessionResumption.handle`) while an earlier socket of the same session is still open
+/// (sip-to-ai PR #14, 2026-09-18; facts/gemini-2026-12.md §3.6). The text is the one that
+/// project's test server sends "like the real server (verified against gemini-3.8-live)"
+/// (its tests/test_gemini_resumption.py): one source, not Google's documentation.
+pub const RESUME_CLOSE_REASON: &str = "Internal error encountered";
+
 /// Why the server closed a Live session with 1011: the code is the same for all of them, only
 /// the reason tells them apart (facts/gemini-2026-12.md §3.6), so a client that learns from
-/// quota closes must read it. (A resumption while the session's old socket is still open is a
-/// fourth cause users report; its reason text is not recorded, so it is not modelled.)
+/// quota closes must read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseCause {
     /// A quota is exceeded: "You exceeded your current quota…".
@@ -39,6 +45,9 @@ pub enum CloseCause {
     Deadline,
     /// The backend failed: "The service is currently unavailable."
     Backend,
+    /// A resumption while the session's earlier socket is still open: "Internal error
+    /// encountered" (close it before resuming).
+    Resume,
 }
 
 impl CloseCause {
@@ -48,6 +57,7 @@ impl CloseCause {
             CloseCause::Quota => QUOTA_CLOSE_REASON,
             CloseCause::Deadline => DEADLINE_CLOSE_REASON,
             CloseCause::Backend => BACKEND_CLOSE_REASON,
+            CloseCause::Resume => RESUME_CLOSE_REASON,
         }
     }
 
@@ -57,13 +67,18 @@ impl CloseCause {
         if code != CLOSE_QUOTA {
             return None;
         }
-        [CloseCause::Quota, CloseCause::Deadline, CloseCause::Backend]
-            .into_iter()
-            .find(|c| {
-                let full = c.reason();
-                // A reason cut short still starts the full one; a minimal prefix is required.
-                reason.len() >= 16 && (full.starts_with(reason) || reason.starts_with(full))
-            })
+        [
+            CloseCause::Quota,
+            CloseCause::Deadline,
+            CloseCause::Backend,
+            CloseCause::Resume,
+        ]
+        .into_iter()
+        .find(|c| {
+            let full = c.reason();
+            // A reason cut short still starts the full one; a minimal prefix is required.
+            reason.len() >= 16 && (full.starts_with(reason) || reason.starts_with(full))
+        })
     }
 }
 
@@ -344,7 +359,12 @@ mod tests {
     /// Issue 31, item 5: a 1011 is told apart by its reason only.
     #[test]
     fn a_1011_s_cause_is_read_from_its_reason() {
-        for c in [CloseCause::Quota, CloseCause::Deadline, CloseCause::Backend] {
+        for c in [
+            CloseCause::Quota,
+            CloseCause::Deadline,
+            CloseCause::Backend,
+            CloseCause::Resume,
+        ] {
             assert_eq!(CloseCause::of(1011, c.reason()), Some(c));
             assert_eq!(CloseCause::of(1008, c.reason()), None, "another code");
         }

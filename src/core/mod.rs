@@ -1,4 +1,5 @@
 //! The pure core: virtual time, seeded randomness, the quota ledger, shared capacity pools,
+//! Vertex AI's PayGo tiers,
 //! spend caps, accounts → projects → keys, the workload, Live sessions, and the mock Gemini server
 //! model.
 //!
@@ -10,6 +11,7 @@
 pub mod dist;
 pub mod ledger;
 pub mod live;
+pub mod paygo;
 pub mod rng;
 pub mod server;
 pub mod shared_pool;

@@ -1,5 +1,6 @@
 //! The mock Gemini server model (pure): checks a call in Google's admission order — key known
-//! and valid, model known, quota, injected faults — and answers with the response and, when
+//! and valid, model known, reserved throughput, Vertex PayGo or shared pool or quota, spend
+//! cap, injected faults — and answers with the response and, when
 //! admitted, when it completes. Both drivers (virtual time and real time) use it.
 
 use serde::Deserialize;
@@ -7,6 +8,7 @@ use serde::Deserialize;
 use crate::core::dist::Latency;
 use crate::core::ledger::{Admission, BudgetId, Dims, Ledger, LedgerConfig, Limits, PoolId, Usage, WindowKind};
 use crate::core::live::LiveRules;
+use crate::core::paygo::{Lane, Paygo, PaygoModel, PaygoRules};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::shared_pool::{PoolSpec, SharedPool};
 use crate::core::spend::{price_at, Prices, SpendRule, SpendWindow};
@@ -69,6 +71,9 @@ pub struct Model {
     /// A retired model id whose calls Google silently serves with another model (2026-10-08:
     /// gemini-3.5-flash → gemini-3.6-flash, gemini-3.7-flash → gemini-3.8-flash).
     pub route: Option<Route>,
+    /// Vertex AI Standard PayGo: the organisation's tier gives the model a prioritized
+    /// throughput, with the system limit and the spike rule of [`PaygoRules`].
+    pub paygo: Option<PaygoModel>,
 }
 
 impl Model {
@@ -136,6 +141,8 @@ pub struct ServerConfig {
     pub spend: SpendRule,
     /// How Live sessions are run.
     pub live: LiveRules,
+    /// The organisation's Vertex AI PayGo tier and rules (for models with `paygo`).
+    pub paygo: PaygoRules,
 }
 
 /// The RetryInfo delay Google puts on a 429 that names a per-day dimension (`rpd`, `tpd`).
@@ -216,6 +223,8 @@ pub struct Call {
     pub request: u64,
     /// Attempt number from 1 (seeds per-attempt jitter).
     pub attempt: u32,
+    /// Sent with `X-Vertex-AI-LLM-Shared-Request-Type: priority` (Priority PayGo).
+    pub priority: bool,
 }
 
 /// The server's answer.
@@ -265,15 +274,21 @@ pub enum Via {
     Pool,
     /// The (project, model) quota.
     Quota,
+    /// The organisation's PayGo tier (Vertex AI Standard PayGo, prioritized throughput).
+    Paygo,
+    /// Priority PayGo (a request sent with the priority header).
+    Priority,
 }
 
 impl Via {
-    /// The lowercase name traces use: `reserved`, `pool` or `quota`.
+    /// The lowercase name traces use: `reserved`, `pool`, `quota`, `paygo` or `priority`.
     pub fn name(self) -> &'static str {
         match self {
             Via::Reserved => "reserved",
             Via::Pool => "pool",
             Via::Quota => "quota",
+            Via::Paygo => "paygo",
+            Via::Priority => "priority",
         }
     }
 }
@@ -316,6 +331,10 @@ pub struct Server {
     calendar: Calendar,
     /// Per model: its shared pool, if it has one.
     shared: Vec<Option<SharedPool>>,
+    /// Per model: its PayGo tier, if it is on PayGo.
+    paygo: Vec<Option<Paygo>>,
+    /// The organisation's PayGo rules (Priority PayGo's price).
+    paygo_rules: PaygoRules,
     /// Per account: its spend cap, if it has one.
     spend: Vec<Option<SpendWindow>>,
     /// Reserved throughput: its own ledger, a budget per (project, model) that has one.
@@ -411,6 +430,11 @@ impl Server {
                 .enumerate()
                 .map(|(i, m)| m.shared_pool.map(|spec| SharedPool::new(spec, calendar, seed, i)))
                 .collect(),
+            paygo: models
+                .iter()
+                .map(|m| m.paygo.map(|p| Paygo::new(config.paygo, p)))
+                .collect(),
+            paygo_rules: config.paygo,
             spend: topology
                 .accounts
                 .iter()
@@ -524,8 +548,11 @@ impl Server {
         // request takes nothing from any path (quota, reservation, shared pool) nor the spend.
         let account = self.project_account[self.key_project[key]];
         // The prices in force now (spend caps follow a price change from its instant on).
-        let price =
+        let mut price =
             price_at(self.prices[served], &self.price_changes[served], now).cost(call.input_tokens, call.output_tokens);
+        if via == Via::Priority {
+            price = self.paygo_rules.priority_cost(price);
+        }
         if let Some(w) = self.spend[account].as_mut() {
             if !w.allows(now, price) {
                 return Response::SpendCap;
@@ -571,6 +598,18 @@ impl Server {
             }
             Via::Pool => {
                 self.shared[model].as_mut().expect("a shared pool").take(now);
+                if let Some(p) = self.paygo[model].as_mut() {
+                    p.take(now, cost, Lane::BestEffort);
+                }
+                self.ledger.commit(now, budget, pool, cost, completes_at);
+            }
+            Via::Paygo | Via::Priority => {
+                let lane = if via == Via::Priority {
+                    Lane::Priority
+                } else {
+                    Lane::Tier
+                };
+                self.paygo[model].as_mut().expect("a PayGo model").take(now, cost, lane);
                 self.ledger.commit(now, budget, pool, cost, completes_at);
             }
             Via::Quota => self.ledger.commit(now, budget, pool, cost, completes_at),
@@ -588,7 +627,9 @@ impl Server {
 
     /// The one rule every admission follows: the request's paths in Google's order — the
     /// project's reservation (counting input tokens, whatever `tpm_counts` says), then, for the
-    /// overflow that spills, the model's shared pool or else the (project, model) quota — and,
+    /// overflow that spills, a PayGo model's lanes (system limit, Priority PayGo, the tier,
+    /// best-effort in the shared pool), or the model's shared pool, or else the (project,
+    /// model) quota — and,
     /// when none admits it now, the earliest instant at which *any* path would admit it alone
     /// (the least of each path's own earliest instant; each path only opens up as time passes,
     /// so their union does too). The violated set is the quota's; a request is unservable only
@@ -608,6 +649,21 @@ impl Server {
                 Admission::Rejected { retry_at, .. } => reserved_at = Some(retry_at),
                 Admission::Unservable { .. } => {}
             }
+        }
+        // A PayGo model (Vertex AI) has no per-project quota either (the loader refuses one):
+        // the system limit, then Priority PayGo for a request that asks for it, then the
+        // organisation's tier, then best-effort room in the shared pool; all refusals are 429s
+        // without details.
+        if let Some(paygo) = self.paygo[model].as_mut() {
+            return match paygo.lane(now, cost, call.priority) {
+                Lane::Refused => Verdict::Capacity,
+                Lane::Priority => Verdict::Admit(Via::Priority),
+                Lane::Tier => Verdict::Admit(Via::Paygo),
+                Lane::BestEffort => match self.shared[model].as_mut().map(|p| p.room(now)) {
+                    Some(true) => Verdict::Admit(Via::Pool),
+                    _ => Verdict::Capacity,
+                },
+            };
         }
         // A shared-pool model has no per-project quota (the loader refuses one): the pool
         // decides, and a full pool says nothing about when it has room.
@@ -718,6 +774,7 @@ mod tests {
             live: false,
             route: None,
             price_changes: Vec::new(),
+            paygo: None,
         };
         let mut topology = Topology {
             accounts: vec![Account {
@@ -747,6 +804,7 @@ mod tests {
                 delay: 0,
             },
             live: LiveRules::default(),
+            paygo: PaygoRules::default(),
         };
         tweak(&mut model, &mut topology, &mut config);
         let cal = Calendar::new(
@@ -780,6 +838,7 @@ mod tests {
             output_tokens: 1,
             request,
             attempt: 1,
+            priority: false,
         }
     }
 
@@ -1183,6 +1242,90 @@ mod tests {
                 "{quota:?}: the target's own day"
             );
         }
+    }
+
+    /// Issue 31, item 4: a PayGo model's order — reservation, system limit, Priority PayGo,
+    /// the organisation's tier (with the spike rule), best-effort room in the shared pool — and
+    /// Priority PayGo's price against a spend cap.
+    #[test]
+    fn a_paygo_model_throttles_a_spike_the_minute_would_hold() {
+        use crate::core::paygo::{Family, PaygoModel};
+        let tier = |tpm: u64| {
+            move |m: &mut Model, _: &mut Topology, c: &mut ServerConfig| {
+                m.limits = Limits::default();
+                m.paygo = Some(PaygoModel {
+                    family: Family::Flash,
+                    tpm: Some(tpm),
+                    priority_tpm: None,
+                });
+                c.paygo.system_rpm = 120;
+            }
+        };
+        let start = "2026-12-02T09:00:00-08:00";
+        let on = |request: u64, priority: bool| Call {
+            priority,
+            ..sized(request, 1_000, 1)
+        };
+        // 60,000 TPM: 2,000 tokens a second at the default spike factor of 2.
+        let mut s = server_with(Limits::default(), None, start, tier(60_000));
+        assert_eq!(via(s.handle(0, &on(0, false))), Via::Paygo);
+        assert_eq!(via(s.handle(SECOND / 10, &on(1, false))), Via::Paygo);
+        assert_eq!(
+            s.handle(SECOND / 5, &on(2, false)),
+            Response::Capacity,
+            "3,000 tokens in a second though the minute holds 60,000"
+        );
+        assert_eq!(
+            via(s.handle(SECOND / 5, &on(3, true))),
+            Via::Priority,
+            "the header goes first"
+        );
+        assert_eq!(via(s.handle(SECOND + SECOND / 10, &on(4, false))), Via::Paygo);
+        // The system limit: 120 RPM allows 4 requests a second, whatever the header.
+        let mut s = server_with(Limits::default(), None, start, tier(60_000_000));
+        for r in 0..4 {
+            assert!(matches!(s.handle(0, &on(r, r % 2 == 0)), Response::Ok { .. }));
+        }
+        assert_eq!(s.handle(0, &on(4, true)), Response::Capacity, "over the system limit");
+        // Beyond the tier, the shared pool's best-effort room serves what it can.
+        let mut s = server_with(Limits::default(), None, start, |m, t, c| {
+            tier(1_000)(m, t, c);
+            m.shared_pool = Some(PoolSpec {
+                capacity: 1,
+                others: 0.0,
+                swing: 0.0,
+                bursts_per_hour: 0.0,
+                burst: crate::core::time::MINUTE,
+                burst_load: 0.0,
+            });
+        });
+        assert_eq!(via(s.handle(0, &on(0, false))), Via::Paygo);
+        assert_eq!(via(s.handle(0, &on(1, false))), Via::Pool, "best effort");
+        assert_eq!(s.handle(0, &on(2, false)), Response::Capacity);
+        // A reservation still comes first.
+        let mut s = server_with(Limits::default(), reserved(1, Overflow::Spill), start, tier(1_000));
+        assert_eq!(via(s.handle(0, &on(0, true))), Via::Reserved);
+        assert_eq!(
+            via(s.handle(0, &on(1, true))),
+            Via::Priority,
+            "PT first, spill to priority"
+        );
+        // Priority costs `priority_price` × the price: 1,000 tokens at 1 µUSD are 1,800 µUSD.
+        let mut s = server_with(Limits::default(), None, start, |m, t, c| {
+            tier(60_000_000)(m, t, c);
+            m.prices = Prices {
+                input: 1_000_000,
+                output: 0,
+            };
+            t.accounts[0].spend_cap = Some(2_800_000_000);
+        });
+        assert!(matches!(s.handle(0, &on(0, true)), Response::Ok { .. }));
+        assert_eq!(s.spend_peak(0), Some((1_800_000_000, 2_800_000_000)));
+        assert!(
+            matches!(s.handle(0, &on(1, false)), Response::Ok { .. }),
+            "1,800 + 1,000"
+        );
+        assert_eq!(s.handle(0, &on(2, true)), Response::SpendCap);
     }
 
     /// Issue 31, item 6: a spend cap charges the price in force at the request's instant.

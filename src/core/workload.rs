@@ -12,7 +12,7 @@ use rand_pcg::Pcg64Mcg;
 
 use crate::core::dist::TokenDist;
 use crate::core::live::{self, SessionSpec};
-use crate::core::rng::{rng, Stream};
+use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Nanos, MINUTE};
 
 /// Which model a request prefers.
@@ -92,6 +92,9 @@ pub struct WorkloadSpec {
     /// Live sessions instead of requests: each "request" is one session whose turns have the
     /// input and output sizes above (its tokens are the turns' sums).
     pub session: Option<SessionSpec>,
+    /// The share of requests sent with Priority PayGo's header (Vertex AI), drawn per request
+    /// from its own stream.
+    pub priority: f64,
 }
 
 /// One request of the workload.
@@ -107,6 +110,8 @@ pub struct Request {
     pub output_tokens: u64,
     /// Preferred model (index).
     pub model: usize,
+    /// Sent with Priority PayGo's header.
+    pub priority: bool,
 }
 
 /// The requests of a workload, in arrival (or batch) order.
@@ -130,6 +135,12 @@ impl RequestStream {
             next_id: 0,
             on_clock: 0.0,
         }
+    }
+
+    /// Whether request `id` is sent with Priority PayGo's header: drawn from the request's own
+    /// stream, so the other draws (and every scenario without priority) are unchanged.
+    fn priority(&self, id: u64) -> bool {
+        self.spec.priority > 0.0 && unit(&mut rng(self.seed, Stream::Workload, id, 0x9a10)) < self.spec.priority
     }
 
     fn pick_model(&mut self) -> usize {
@@ -196,6 +207,7 @@ impl Iterator for RequestStream {
                     input_tokens: row.input_tokens,
                     output_tokens: row.output_tokens,
                     model,
+                    priority: self.priority(id),
                 });
             }
         };
@@ -218,6 +230,7 @@ impl Iterator for RequestStream {
             input_tokens,
             output_tokens,
             model,
+            priority: self.priority(id),
         })
     }
 }
@@ -238,6 +251,7 @@ mod tests {
             output: TokenDist::Fixed(5),
             model: ModelChoice::One(0),
             session: None,
+            priority: 0.0,
         }
     }
 
@@ -280,6 +294,7 @@ mod tests {
             output: TokenDist::Fixed(1),
             model: ModelChoice::Weighted(vec![(0, 1), (1, 3)]),
             session: None,
+            priority: 0.0,
         };
         let v: Vec<Request> = RequestStream::new(&spec, 1).collect();
         assert_eq!(v.len(), 1000);

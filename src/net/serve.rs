@@ -76,6 +76,8 @@ struct Shared {
     cpu: tokio::sync::Semaphore,
     /// Slots for Live frames being received: see [`crate::net::http::MAX_FRAMES`].
     frames: Arc<tokio::sync::Semaphore>,
+    /// Live sessions' resumption handles and open sockets.
+    resumptions: Mutex<live::Resumptions>,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         bodies: tokio::sync::Semaphore::new(MAX_BODIES),
         cpu: tokio::sync::Semaphore::new(MAX_CPU_JOBS),
         frames: Arc::new(tokio::sync::Semaphore::new(crate::net::http::MAX_FRAMES)),
+        resumptions: Mutex::new(live::Resumptions::default()),
     });
     Router::new()
         .route("/{version}/models", get(list_models))
@@ -269,6 +272,12 @@ async fn call_model(
     ) {
         return error(wire::error::unknown_model(model_name, &version, method));
     }
+    // Vertex AI's Priority PayGo header (only models on PayGo tell it apart).
+    let priority = wire::request::priority_requested(
+        req.headers()
+            .get(wire::request::PRIORITY_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    );
     let body = match read_body(&s, req).await {
         Ok(b) => b,
         Err(e) => return error(e),
@@ -280,9 +289,10 @@ async fn call_model(
             Ok(r) => json_response(StatusCode::OK, &json!({ "totalTokens": r.input_tokens })),
             Err(e) => error(e),
         },
-        "generateContent" => generate(&s, key, model, &body, None).await,
+        "generateContent" => generate(&s, key, model, &body, None, priority).await,
         "streamGenerateContent" => {
-            generate(&s, key, model, &body, Some(q.get("alt").is_some_and(|a| a == "sse"))).await
+            let sse = Some(q.get("alt").is_some_and(|a| a == "sse"));
+            generate(&s, key, model, &body, sse, priority).await
         }
         other => error(wire::error::unknown_model(model_name, &version, other)),
     }
@@ -349,9 +359,23 @@ fn status_of(answer: &Answer) -> u16 {
 /// counting each answer. `Ok` is how long the slowest admitted response takes (real time);
 /// `Err` the error envelope of the first call refused (those admitted before it stay counted).
 fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) -> Result<Duration, Value> {
+    admit_as(s, key, model, id, calls, false)
+}
+
+/// [`admit`], the calls sent with Priority PayGo's header when `priority`.
+fn admit_as(
+    s: &Shared,
+    key: usize,
+    model: usize,
+    id: u64,
+    calls: &[(u64, u64)],
+    priority: bool,
+) -> Result<Duration, Value> {
     let project = s.scenario.topology.keys[key].project;
     let p = &s.scenario.topology.projects[project];
-    let model_name = &s.scenario.models[model].name;
+    // A retired id's calls are counted, and refused, under the model whose quotas they draw on.
+    let (_, quota_model) = routed(s, model);
+    let model_name = &s.scenario.models[quota_model].name;
     let mut guard = s.server.lock().expect("no handler panics holding the lock");
     let now = s.now();
     let mut longest = 0;
@@ -363,10 +387,11 @@ fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) ->
             output_tokens,
             request: id + i as u64,
             attempt: 1,
+            priority,
         };
         let answer = guard.0.handle(now, &call);
         guard.1.count(&p.name, model_name, &answer);
-        let limits = p.limits[model];
+        let limits = p.limits[quota_model];
         let refused = match answer {
             Answer::Ok { completes_at, .. } => {
                 longest = longest.max(completes_at - now);
@@ -396,13 +421,31 @@ fn admit(s: &Shared, key: usize, model: usize, id: u64, calls: &[(u64, u64)]) ->
     Ok(s.real(longest))
 }
 
+/// For model `model` as the call named it: `(served, quota)`, the model that serves its calls
+/// and the model whose quotas they draw on — itself twice, or for a retired id re-routed
+/// (`models.<name>.routed_to`) its target and, as `routed_quota` says, the target or itself.
+fn routed(s: &Shared, model: usize) -> (usize, usize) {
+    use crate::core::server::{Route, RouteQuota};
+    match s.scenario.models[model].route {
+        None => (model, model),
+        Some(Route {
+            to,
+            quota: RouteQuota::Target,
+        }) => (to, to),
+        Some(Route {
+            to,
+            quota: RouteQuota::Own,
+        }) => (to, model),
+    }
+}
+
 /// When the chunks of a streamed response of `output` tokens taking `latency` go out: `(n,
 /// first, step)`: n chunks of up to 64 tokens, the first at the time to first token (its
 /// share of this response's jittered latency), the rest evenly at the token rate until the
 /// latency.
 fn schedule(s: &Shared, model: usize, latency: Duration, output: u64) -> (u64, Duration, Duration) {
     let chunks = output.div_ceil(64).max(1);
-    let l = s.scenario.models[model].latency;
+    let l = s.scenario.models[routed(s, model).0].latency;
     let base = l.ttft as f64 + output as f64 * 1e9 / l.tokens_per_second;
     let first = latency.mul_f64(if base > 0.0 {
         (l.ttft as f64 / base).clamp(0.0, 1.0)
@@ -486,15 +529,23 @@ async fn wait(latency: Duration) {
     }
 }
 
-/// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent.
-async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, stream: Option<bool>) -> Response {
+/// Admits a call and answers it; `stream` is `Some(sse)` for streamGenerateContent;
+/// `priority` when it carried Priority PayGo's header.
+async fn generate(
+    s: &Arc<Shared>,
+    key: usize,
+    model: usize,
+    body: &Bytes,
+    stream: Option<bool>,
+    priority: bool,
+) -> Response {
     let req = match parse_generate(s, body).await {
         Ok(r) => r,
         Err(e) => return error(e),
     };
     let id = s.next_id.fetch_add(1, Ordering::Relaxed);
     let (output, finish) = draw_output(s, id, req.max_output_tokens);
-    let latency = match admit(s, key, model, id, &[(req.input_tokens, output)]) {
+    let latency = match admit_as(s, key, model, id, &[(req.input_tokens, output)], priority) {
         Ok(l) => l,
         Err(e) => return error(e),
     };
@@ -503,7 +554,9 @@ async fn generate(s: &Arc<Shared>, key: usize, model: usize, body: &Bytes, strea
         Ok(t) => t,
         Err(e) => return error(e),
     };
-    let model_name = s.scenario.models[model].name.clone();
+    // modelVersion is "the model version used to generate the response" (the API reference):
+    // for a retired id re-routed, the model that served it.
+    let model_name = s.scenario.models[routed(s, model).0].name.clone();
     let response_id = format!("flux-{id:016x}");
     let Some(sse) = stream else {
         wait(latency).await;

@@ -1,6 +1,6 @@
 //! One JSON line per attempt for `run --trace FILE`: when it was sent, on which key, project and
 //! model, its answer (status, outcome, violated dimensions, retry delay) and, for a served one,
-//! its completion and the path that admitted it (`admitted_by`: `reserved`, `pool` or `quota`).
+//! its completion and the path that admitted it (`admitted_by`: `reserved`, `pool`, `quota`, `paygo` or `priority`).
 
 use serde_json::json;
 

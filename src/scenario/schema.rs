@@ -79,6 +79,40 @@ pub(super) struct RawServer {
     pub(super) standard_keys: super::StandardKeys,
     #[serde(default)]
     pub(super) live: RawLive,
+    pub(super) paygo: Option<RawPaygo>,
+}
+
+/// `[server.paygo]`: the organisation's Vertex AI PayGo tier and the rules Google leaves open.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPaygo {
+    pub(super) tier: Option<u64>,
+    pub(super) spend_30d: Option<f64>,
+    #[serde(default = "paygo_system_rpm")]
+    pub(super) system_rpm: u64,
+    #[serde(default = "paygo_spike")]
+    pub(super) spike: f64,
+    #[serde(default = "paygo_priority_price")]
+    pub(super) priority_price: f64,
+}
+
+fn paygo_system_rpm() -> u64 {
+    30_000
+}
+fn paygo_spike() -> f64 {
+    2.0
+}
+fn paygo_priority_price() -> f64 {
+    1.8
+}
+
+/// `[models.<name>.paygo]`: a model on Vertex AI Standard PayGo.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModelPaygo {
+    pub(super) family: String,
+    pub(super) tpm: Option<u64>,
+    pub(super) priority_tpm: Option<u64>,
 }
 
 /// `[server.live]`: how Live sessions are run, where Google does not document it.
@@ -190,6 +224,7 @@ impl Default for RawServer {
             embed_batch: Default::default(),
             standard_keys: Default::default(),
             live: RawLive::default(),
+            paygo: None,
         }
     }
 }
@@ -253,6 +288,7 @@ pub(super) struct RawModel {
     pub(super) price_changes: Vec<RawPriceChange>,
     #[serde(default)]
     pub(super) routed_quota: crate::core::server::RouteQuota,
+    pub(super) paygo: Option<RawModelPaygo>,
 }
 
 /// `[models.<name>.provisioned]`: reserved throughput per project (Vertex AI's provisioned
@@ -422,6 +458,7 @@ pub(super) struct RawWorkload {
     pub(super) hold: Option<String>,
     pub(super) modality: Option<String>,
     pub(super) close_after: Option<String>,
+    pub(super) priority: Option<f64>,
 }
 
 #[derive(Deserialize)]

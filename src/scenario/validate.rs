@@ -175,6 +175,12 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
     let server_latency = cx.latency("server.latency", &raw.server.latency)?;
     let server = server::server(&cx, &raw.server)?;
     let models = models::models(&cx, &raw.models, server_latency, &calendar)?;
+    if raw.server.paygo.is_some() && models.iter().all(|m| m.paygo.is_none()) {
+        return Err(cx.err(
+            "server.paygo",
+            "applies only to models on PayGo: give one a [models.<name>.paygo] table",
+        ));
+    }
 
     let topology = topology::topology(&cx, &raw.topology, &models)?;
     let workload = workload::workload(&cx, &raw.workload, &models, base)?;

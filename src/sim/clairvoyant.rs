@@ -68,6 +68,9 @@ pub fn unavailable(scenario: &Scenario) -> Option<String> {
     if s.models.iter().any(|m| m.shared_pool.is_some()) {
         return Some("a shared pool's capacity is not a quota the schedule can plan".into());
     }
+    if s.models.iter().any(|m| m.paygo.is_some()) {
+        return Some("Vertex PayGo's tiers and spike rule are not a quota the schedule can plan".into());
+    }
     if s.models.iter().any(|m| m.route.is_some()) {
         return Some("a re-routed model id draws on another model's quota".into());
     }
@@ -247,6 +250,7 @@ fn schedule(scenario: &Scenario, seed: u64, fallback: &[usize], jobs: &[Job], sm
                         input_tokens: job.input,
                         output_tokens: job.output,
                         model,
+                        priority: false,
                     };
                     let (done, release) = match scenario.session_plan(model, &req, seed) {
                         Some(plan) => (plan.client_end, plan.release_at),
@@ -329,6 +333,7 @@ mod tests {
                 output_tokens: q.output_tokens,
                 request: q.id,
                 attempt: 1,
+                priority: q.priority,
             };
             let response = if s.workload.session.is_some() {
                 server.open_session(send.at, &call, send.release_at)

@@ -573,6 +573,7 @@ impl Dispatch for Sim<'_, '_> {
             output_tokens: l.req.output_tokens,
             request: l.req.id,
             attempt: l.attempts,
+            priority: l.req.priority,
         };
         let ask = l.ask();
         let plan = self.scenario.session_plan(model, &l.req, self.seed);

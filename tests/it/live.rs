@@ -322,6 +322,54 @@ async fn a_backend_failure_closes_1011_with_its_own_reason() {
     }
 }
 
+/// Issue 31, item 5: a session that asks for resumption gets a handle; resuming it while the
+/// session's first socket is still open closes 1011 "Internal error encountered" (the resume
+/// collision users report), which no client may take for a quota close; once the first socket
+/// is closed, the same handle resumes.
+#[tokio::test]
+async fn resuming_while_the_old_socket_is_open_closes_1011() {
+    use flux_sim::core::live::CloseCause;
+    let s = serve(&scenario("", 3), 10, None).await;
+    let with = |handle: Option<&str>| {
+        let mut v = setup(true);
+        v["setup"]["sessionResumption"] = match handle {
+            Some(h) => json!({ "handle": h }),
+            None => json!({}),
+        };
+        v
+    };
+    let mut first = connect(&s).await;
+    send(&mut first, with(None)).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let update = next(&mut first).await.unwrap();
+    assert_eq!(update["sessionResumptionUpdate"]["resumable"], true, "{update}");
+    let handle = update["sessionResumptionUpdate"]["newHandle"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut second = connect(&s).await;
+    send(&mut second, with(Some(&handle))).await;
+    let (code, reason) = next(&mut second).await.unwrap_err();
+    assert_eq!((code, reason.as_str()), (1011, "Internal error encountered"));
+    assert_eq!(
+        CloseCause::of(code, &reason),
+        Some(CloseCause::Resume),
+        "not a quota close"
+    );
+
+    first.close(None).await.unwrap();
+    while next(&mut first).await.is_ok() {}
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = connect(&s).await;
+    send(&mut third, with(Some(&handle))).await;
+    assert!(
+        next(&mut third).await.unwrap().get("setupComplete").is_some(),
+        "resumed"
+    );
+    assert!(next(&mut third).await.unwrap().get("sessionResumptionUpdate").is_some());
+}
+
 #[tokio::test]
 async fn walking_away_mid_turn_holds_the_slot_as_the_scenario_says() {
     for (setting, held) in [

@@ -529,6 +529,7 @@ fn check_case(seed: u64) -> Result<Seen, String> {
             output_tokens: output,
             request: p.request,
             attempt: p.attempt,
+            priority: false,
         };
         let got = server.handle(now, &call);
         seen.calls += 1;

@@ -1199,3 +1199,77 @@ async fn authorization_keys_work_and_standard_keys_can_be_refused() {
         assert!(!m.contains(&k[..12]), "{m}");
     }
 }
+
+/// Issue 31, item 4: serve honours Vertex AI's Priority PayGo header on a model on PayGo: with
+/// the organisation's tier spent, a standard request gets a 429 without details and one sent
+/// with `X-Vertex-AI-LLM-Shared-Request-Type: priority` is served.
+#[tokio::test]
+async fn serve_honours_the_priority_paygo_header() {
+    let text = SCENARIO.replace(
+        "[models.\"gemini-2.5-flash\"]\nrpm = 5\ntpm = 100000\nrpd = 1000\n",
+        "[models.\"gemini-2.5-flash\".paygo]\nfamily = \"flash\"\ntpm = 10\n",
+    );
+    let live = start_with(&text, 1).await;
+    let k = live.keys[1].clone();
+    // 40 characters: 10 tokens, the tier's whole minute.
+    let b = body("0123456789012345678901234567890123456789");
+    let send = |header: Option<&'static str>| {
+        let mut r = live
+            .client
+            .post(format!("{}/gemini-2.5-flash:generateContent", live.base))
+            .header("x-goog-api-key", &k)
+            .json(&b);
+        if let Some(v) = header {
+            r = r.header("X-Vertex-AI-LLM-Shared-Request-Type", v);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(send(None).await.0, 200, "within the tier");
+    let (status, v) = send(None).await;
+    assert_eq!(status, 429, "the tier's minute is spent: {v}");
+    assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert!(v["error"]["details"].as_array().is_none_or(|d| d.is_empty()), "{v}");
+    assert_eq!(send(Some("priority")).await.0, 200, "Priority PayGo");
+    assert_eq!(send(Some("PRIORITY")).await.0, 200, "the value's case does not matter");
+    assert_eq!(send(Some("standard")).await.0, 429, "any other value is standard");
+}
+
+/// Issue 31, item 6: a retired id re-routed (`routed_to`) is answered as Google documents
+/// `modelVersion` — "the model version used to generate the response", the new model — and
+/// its 429s and metrics name the model whose quota it drew on (`routed_quota`).
+#[tokio::test]
+async fn a_re_routed_id_names_the_model_that_served_it() {
+    for (routed_quota, quota_model) in [("target", "gemini-3.6-flash"), ("own", "gemini-3.5-flash")] {
+        let text = SCENARIO.replace(
+            "[models.\"gemini-2.5-flash\"]\nrpm = 5\ntpm = 100000\nrpd = 1000\n",
+            &format!(
+                "[models.\"gemini-3.6-flash\"]\nrpm = 1\n[models.\"gemini-3.5-flash\"]\nrpm = 1\nrouted_to = \"gemini-3.6-flash\"\nrouted_quota = \"{routed_quota}\"\n"
+            ),
+        ).replace("[workload]\n", "[workload]\nmodel = \"gemini-3.6-flash\"\n");
+        let live = start_with(&text, 1).await;
+        let k = live.keys[1].clone();
+        let (status, v) = live
+            .post("gemini-3.5-flash:generateContent", Some(&k), &body("x"))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(
+            v["modelVersion"], "gemini-3.6-flash",
+            "{routed_quota}: the serving model"
+        );
+        let (status, v) = live
+            .post("gemini-3.5-flash:generateContent", Some(&k), &body("x"))
+            .await;
+        assert_eq!(status, 429, "{v}");
+        let violation = &detail(&v, "QuotaFailure")["violations"][0];
+        assert_eq!(
+            violation["quotaDimensions"]["model"], quota_model,
+            "{routed_quota}: {v}"
+        );
+        let m = live.metrics().await;
+        let line = format!("flux_responses_total{{project=\"pair\",model=\"{quota_model}\",code=\"429\"}} 1");
+        assert!(m.contains(&line), "{routed_quota}: {m}");
+    }
+}

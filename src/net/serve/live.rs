@@ -3,9 +3,11 @@
 //! ledger as the REST endpoints: `setup` → quota check → `setupComplete` (or close 1011 after
 //! it), turns answered with audio or text at the model's latency, `generationComplete`, then
 //! `turnComplete` when the audio has played out; `goAway` and close 1008 at the lifetime; the
-//! session's slot freed when and as `[server.live]` says.
+//! session's slot freed when and as `[server.live]` says. A session that asks for resumption
+//! gets a handle (`sessionResumptionUpdate`); resuming it while an earlier socket of the same
+//! session is still open is closed with 1011 "Internal error encountered", as users report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -94,6 +96,60 @@ async fn connect(
         .into_response()
 }
 
+/// The sessions that asked for resumption: the session each handle resumes, and those with a
+/// socket open now.
+#[derive(Default)]
+pub(super) struct Resumptions {
+    handles: HashMap<String, u64>,
+    open: HashSet<u64>,
+    next: u64,
+}
+
+/// A resumable session's socket, open until dropped.
+struct Holding {
+    s: Arc<Shared>,
+    session: u64,
+}
+
+impl Holding {
+    /// A new handle that resumes this session.
+    fn new_handle(&self) -> String {
+        let mut book = self.s.resumptions.lock().expect("no handler panics holding the lock");
+        book.next += 1;
+        let handle = format!("flux-resume-{:x}-{:x}", self.session, book.next);
+        book.handles.insert(handle.clone(), self.session);
+        handle
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        if let Ok(mut book) = self.s.resumptions.lock() {
+            book.open.remove(&self.session);
+        }
+    }
+}
+
+/// A socket for the session `handle` resumes (`None`: a new session; a handle serve never
+/// gave is taken as a new session too), or `None` when an earlier socket of that session is
+/// still open: the resume collision.
+fn claim(s: &Arc<Shared>, handle: Option<&str>) -> Option<Holding> {
+    let mut book = s.resumptions.lock().expect("no handler panics holding the lock");
+    let session = match handle.and_then(|h| book.handles.get(h)).copied() {
+        Some(session) if book.open.contains(&session) => return None,
+        Some(session) => session,
+        None => {
+            book.next += 1;
+            book.next
+        }
+    };
+    book.open.insert(session);
+    Some(Holding {
+        s: Arc::clone(s),
+        session,
+    })
+}
+
 /// A session on the ledger: its id, model, when it was admitted and until when its slot is
 /// held for now (the latest it could end; set to the real end when it ends).
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +181,7 @@ fn admit_session(s: &Shared, key: usize, model: usize, tokens: u64) -> (Answer, 
         output_tokens: 0,
         request: id,
         attempt: 1,
+        priority: false,
     };
     let answer = guard.0.open_session(now, &call, held);
     guard.1.count(&project.name, &s.scenario.models[model].name, &answer);
@@ -318,6 +375,20 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, socket: &mut
             return;
         }
     };
+    // A resumption while the session's earlier socket is still open: closed at once, before
+    // any quota check (the serve's choice of timing; the reason is what users report).
+    let holding = match &setup.resumption {
+        None => None,
+        Some(handle) => match claim(&s, handle.as_deref()) {
+            Some(h) => Some(h),
+            None => {
+                if let Some(a) = pre {
+                    end(&s, key, a, s.now());
+                }
+                return close(socket, CLOSE_QUOTA, CloseCause::Resume.reason()).await;
+            }
+        },
+    };
     let (answer, admitted) = match pre {
         Some(a) if a.model == model => (
             Answer::Ok {
@@ -349,6 +420,11 @@ async fn session(s: Arc<Shared>, key: usize, pre: Option<Admitted>, socket: &mut
         };
         tokio::time::sleep(s.real(rules.reject_delay)).await;
         return close(socket, CLOSE_QUOTA, cause.reason()).await;
+    }
+    if let Some(h) = &holding {
+        if !send(socket, &live::resumption_update(&h.new_handle())).await {
+            return end(&s, key, admitted, s.now());
+        }
     }
     let (id, opened) = (admitted.id, admitted.opened);
     let latency = s.scenario.models[model].latency;

@@ -43,6 +43,9 @@ pub struct Setup {
     pub transcription: bool,
     /// Tokens of the system instruction (charged with the first turn).
     pub system_tokens: u64,
+    /// `sessionResumption` as asked: `None` when absent (no handles), `Some(None)` for a new
+    /// session that wants handles, `Some(Some(handle))` to resume the session of `handle`.
+    pub resumption: Option<Option<String>>,
 }
 
 /// One client message after `setup`.
@@ -219,6 +222,24 @@ pub fn parse_setup(text: &str) -> Result<Setup, String> {
         audio,
         transcription: field(&o, "outputAudioTranscription", "output_audio_transcription").is_some(),
         system_tokens,
+        resumption: match field(&o, "sessionResumption", "session_resumption") {
+            None => None,
+            Some(Value::Object(r)) => match r.get("handle") {
+                None | Some(Value::Null) => Some(None),
+                Some(Value::String(h)) if h.is_empty() => Some(None),
+                Some(Value::String(h)) => Some(Some(h.clone())),
+                Some(_) => {
+                    return Err(invalid(
+                        "Invalid value at 'setup.session_resumption.handle' (TYPE_STRING).",
+                    ))
+                }
+            },
+            Some(_) => {
+                return Err(invalid(
+                    "Invalid value at 'setup.session_resumption': expected an object.",
+                ))
+            }
+        },
     })
 }
 
@@ -337,6 +358,11 @@ pub fn turn_complete(prompt: u64, response: u64) -> Value {
             "totalTokenCount": prompt + response,
         }
     })
+}
+
+/// A new resumption handle for the session (`resumable`: it can be resumed from here).
+pub fn resumption_update(handle: &str) -> Value {
+    json!({"sessionResumptionUpdate": {"newHandle": handle, "resumable": true}})
 }
 
 /// `goAway` with the time left before the connection closes.

@@ -3,6 +3,16 @@
 
 use serde_json::Value;
 
+/// The header that asks Vertex AI for Priority PayGo (facts/gemini-2026-12.md §3.7; the
+/// priority-paygo page): `X-Vertex-AI-LLM-Shared-Request-Type: priority`.
+pub const PRIORITY_HEADER: &str = "x-vertex-ai-llm-shared-request-type";
+
+/// Whether a request whose Priority PayGo header says `value` asks for priority (the value
+/// compared without regard to case; any other value, or none, is a standard request).
+pub fn priority_requested(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.trim().eq_ignore_ascii_case("priority"))
+}
+
 use super::structured::{self, Format};
 use super::{media, openai};
 

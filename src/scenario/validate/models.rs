@@ -3,6 +3,7 @@
 
 use crate::core::dist::Latency;
 use crate::core::ledger::Limits;
+use crate::core::paygo::{Family, PaygoModel};
 use crate::core::server::{ConcurrencyScope, Model, Overflow, Provisioned};
 use crate::core::shared_pool::PoolSpec;
 use crate::core::spend::Prices;
@@ -52,7 +53,12 @@ pub(super) fn models(
             Some(p) => Some(provisioned(cx, &format!("{field}.provisioned"), p)?),
         };
         let price_changes = price_changes(cx, &format!("{field}.price_changes"), &m.price_changes, calendar)?;
+        let paygo = match &m.paygo {
+            None => None,
+            Some(p) => Some(paygo(cx, &format!("{field}.paygo"), p, m)?),
+        };
         models.push(Model {
+            paygo,
             provisioned,
             price_changes,
             prices,
@@ -104,6 +110,46 @@ fn provisioned(cx: &Ctx, field: &str, p: &RawProvisioned) -> Result<Provisioned,
             ..Limits::default()
         },
         overflow,
+    })
+}
+
+/// `models.<name>.paygo`: the model's family in the tier table (or its own throughput), and
+/// Priority PayGo's limit; a PayGo model has no per-project limits.
+fn paygo(cx: &Ctx, field: &str, p: &RawModelPaygo, m: &RawModel) -> Result<PaygoModel, ScenarioError> {
+    if m.rpm.is_some() || m.tpm.is_some() || m.rpd.is_some() || m.tpd.is_some() || m.concurrent.is_some() {
+        return Err(cx.err(
+            field,
+            "a PayGo model has no per-project limits: remove rpm, tpm, rpd, tpd and concurrent from this model",
+        ));
+    }
+    if m.live {
+        return Err(cx.err(field, "Live models are not on Standard PayGo's tiers"));
+    }
+    let family = match p.family.as_str() {
+        "pro" => Family::Pro,
+        "flash" | "flash_lite" => Family::Flash,
+        other => {
+            return Err(cx.err(
+                &format!("{field}.family"),
+                format!("expected \"pro\", \"flash\" or \"flash_lite\", not {other:?}"),
+            ))
+        }
+    };
+    for (name, v) in [("tpm", p.tpm), ("priority_tpm", p.priority_tpm)] {
+        if let Some(v) = v {
+            if v == 0 {
+                return Err(cx.err(
+                    &format!("{field}.{name}"),
+                    "must be at least 1 token per minute (leave it out for no limit of its own)",
+                ));
+            }
+            cx.at_most(&format!("{field}.{name}"), v, max::REQUESTS)?;
+        }
+    }
+    Ok(PaygoModel {
+        family,
+        tpm: p.tpm,
+        priority_tpm: p.priority_tpm,
     })
 }
 
@@ -300,5 +346,100 @@ mod tests {
             let err = parse(&BASE.replacen("[models.m]\nrpm = 10", to, 1)).unwrap_err();
             assert!(err.starts_with(want), "{err} !~ {want}");
         }
+    }
+
+    /// Issue 31, item 4: Vertex PayGo's settings are read, the tier follows the 30-day spend,
+    /// and every bad value names its field.
+    #[test]
+    fn paygo_settings_are_read_and_bad_ones_name_their_field() {
+        let paygo = "[models.m.paygo]\nfamily = \"pro\"";
+        let s = parse(&BASE.replacen("[models.m]\nrpm = 10", paygo, 1)).unwrap();
+        let m = s.models[0].paygo.expect("on PayGo");
+        assert_eq!(m.tier_tpm(s.server.paygo.tier), 500_000, "Tier 1 by default");
+        assert_eq!(
+            (
+                s.server.paygo.system_rpm,
+                s.server.paygo.spike_permille,
+                s.server.paygo.priority_price_permille
+            ),
+            (30_000, 2_000, 1_800)
+        );
+        for (spend, tier) in [("9.99", 1), ("250.0", 2), ("2000.0", 2), ("2000.01", 3)] {
+            let text = format!("[server.paygo]\nspend_30d = {spend}\n{paygo}");
+            let s = parse(&BASE.replacen("[models.m]\nrpm = 10", &text, 1)).unwrap();
+            assert_eq!(s.server.paygo.tier, tier, "${spend}");
+        }
+        let s = parse(&BASE.replacen(
+            "[models.m]\nrpm = 10",
+            "[server.paygo]\ntier = 3\nspike = 1.5\n[models.m.paygo]\nfamily = \"flash_lite\"\npriority_tpm = 5",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(s.models[0].paygo.unwrap().tier_tpm(3), 10_000_000);
+        assert_eq!(s.server.paygo.spike_permille, 1_500);
+        for (to, want) in [
+            (
+                "[models.m]\nrpm = 10\npaygo = { family = \"pro\" }",
+                "s.toml: models.\"m\".paygo: a PayGo model has no per-project limits",
+            ),
+            (
+                "[models.m.paygo]\nfamily = \"ultra\"",
+                "s.toml: models.\"m\".paygo.family: expected \"pro\", \"flash\" or \"flash_lite\", not \"ultra\"",
+            ),
+            (
+                "[models.m.paygo]\nfamily = \"pro\"\ntpm = 0",
+                "s.toml: models.\"m\".paygo.tpm: must be at least 1 token per minute",
+            ),
+            (
+                "[server.paygo]\ntier = 1\nspend_30d = 10.0\n[models.m.paygo]\nfamily = \"pro\"",
+                "s.toml: server.paygo: give `tier` or `spend_30d`, not both",
+            ),
+            (
+                "[server.paygo]\ntier = 4\n[models.m.paygo]\nfamily = \"pro\"",
+                "s.toml: server.paygo.tier: must be 1, 2 or 3, not 4",
+            ),
+            (
+                "[server.paygo]\nspend_30d = -1.0\n[models.m.paygo]\nfamily = \"pro\"",
+                "s.toml: server.paygo.spend_30d: must be US dollars from 0",
+            ),
+            (
+                "[server.paygo]\nspike = 0.5\n[models.m.paygo]\nfamily = \"pro\"",
+                "s.toml: server.paygo.spike: must be from 1",
+            ),
+            (
+                "[server.paygo]\nsystem_rpm = 0\n[models.m.paygo]\nfamily = \"pro\"",
+                "s.toml: server.paygo.system_rpm: must be at least 1",
+            ),
+            (
+                "[server.paygo]\npriority_price = 0.5\n[models.m.paygo]\nfamily = \"pro\"",
+                "s.toml: server.paygo.priority_price: must be a multiple of the standard price",
+            ),
+            (
+                "[server.paygo]\ntier = 2\n[models.m]\nrpm = 10",
+                "s.toml: server.paygo: applies only to models on PayGo",
+            ),
+        ] {
+            let err = parse(&BASE.replacen("[models.m]\nrpm = 10", to, 1)).unwrap_err();
+            assert!(err.starts_with(want), "{err} !~ {want}");
+        }
+        let err = parse(&BASE.replace("workers = 2", "workers = 2\npriority = 0.5")).unwrap_err();
+        assert!(
+            err.starts_with("s.toml: workload.priority: Priority PayGo applies to models on PayGo"),
+            "{err}"
+        );
+        let err = parse(
+            &BASE
+                .replacen("[models.m]\nrpm = 10", paygo, 1)
+                .replace("workers = 2", "workers = 2\npriority = 1.5"),
+        )
+        .unwrap_err();
+        assert!(err.starts_with("s.toml: workload.priority: must be a share"), "{err}");
+        let s = parse(
+            &BASE
+                .replacen("[models.m]\nrpm = 10", paygo, 1)
+                .replace("workers = 2", "workers = 2\npriority = 0.5"),
+        )
+        .unwrap();
+        assert_eq!(s.workload.priority, 0.5);
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::core::ledger::LedgerConfig;
 use crate::core::live::{EarlyClose, LiveRules, QuotaCheck};
+use crate::core::paygo::{tier_of_spend, PaygoRules};
 use crate::core::server::{Quirks, ServerConfig};
 use crate::core::spend::SpendRule;
 use crate::scenario::schema::*;
@@ -29,6 +30,64 @@ pub(super) fn server(cx: &Ctx, s: &RawServer) -> Result<ServerConfig, ScenarioEr
             delay: cx.bounded("server.spend_delay", &s.spend_delay, max::DELAY)?,
         },
         live: live_rules(cx, &s.live)?,
+        paygo: match &s.paygo {
+            None => PaygoRules::default(),
+            Some(p) => paygo(cx, p)?,
+        },
+    })
+}
+
+/// `[server.paygo]`: the tier, given or from the 30-day spend (not both), and the rules Google
+/// does not publish.
+fn paygo(cx: &Ctx, p: &RawPaygo) -> Result<PaygoRules, ScenarioError> {
+    const FIELD: &str = "server.paygo";
+    let tier = match (p.tier, p.spend_30d) {
+        (Some(_), Some(_)) => {
+            return Err(cx.err(
+                FIELD,
+                "give `tier` or `spend_30d`, not both: the tier follows from the spend",
+            ))
+        }
+        (Some(t @ 1..=3), None) => t as u8,
+        (Some(t), None) => return Err(cx.err(&format!("{FIELD}.tier"), format!("must be 1, 2 or 3, not {t}"))),
+        (None, Some(usd)) => {
+            if !(usd.is_finite() && (0.0..=max::SPEND_CAP).contains(&usd)) {
+                return Err(cx.err(
+                    &format!("{FIELD}.spend_30d"),
+                    format!("must be US dollars from 0 to {}, got {usd}", max::SPEND_CAP),
+                ));
+            }
+            tier_of_spend((usd * 100.0).round() as u64)
+        }
+        (None, None) => PaygoRules::default().tier,
+    };
+    if p.system_rpm == 0 {
+        return Err(cx.err(&format!("{FIELD}.system_rpm"), "must be at least 1 request per minute"));
+    }
+    cx.at_most(&format!("{FIELD}.system_rpm"), p.system_rpm, max::REQUESTS)?;
+    if !(p.spike.is_finite() && (1.0..=60.0).contains(&p.spike)) {
+        return Err(cx.err(
+            &format!("{FIELD}.spike"),
+            format!(
+                "must be from 1 (a second holds at most the minute's average) to 60 (a second may hold the whole minute), got {}",
+                p.spike
+            ),
+        ));
+    }
+    if !(p.priority_price.is_finite() && (1.0..=10.0).contains(&p.priority_price)) {
+        return Err(cx.err(
+            &format!("{FIELD}.priority_price"),
+            format!(
+                "must be a multiple of the standard price from 1 to 10, got {}",
+                p.priority_price
+            ),
+        ));
+    }
+    Ok(PaygoRules {
+        tier,
+        system_rpm: p.system_rpm,
+        spike_permille: (p.spike * 1000.0).round() as u64,
+        priority_price_permille: (p.priority_price * 1000.0).round() as u64,
     })
 }
 

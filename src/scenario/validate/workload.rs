@@ -18,6 +18,31 @@ pub(super) fn workload(
     models: &[Model],
     base: &Path,
 ) -> Result<WorkloadSpec, ScenarioError> {
+    let mut spec = arrivals_and_sizes(cx, w, models, base)?;
+    spec.priority = priority(cx, w, models, &spec)?;
+    Ok(spec)
+}
+
+/// `workload.priority`: the share of requests sent with Priority PayGo's header, to models on
+/// PayGo.
+fn priority(cx: &Ctx, w: &RawWorkload, models: &[Model], spec: &WorkloadSpec) -> Result<f64, ScenarioError> {
+    let Some(share) = w.priority else { return Ok(0.0) };
+    if !(share.is_finite() && (0.0..=1.0).contains(&share)) {
+        return Err(cx.err(
+            "workload.priority",
+            format!("must be a share of the requests between 0 and 1, got {share}"),
+        ));
+    }
+    if share > 0.0 && spec.model.models().iter().all(|&m| models[m].paygo.is_none()) {
+        return Err(cx.err(
+            "workload.priority",
+            "Priority PayGo applies to models on PayGo: give the workload's model a [models.<name>.paygo] table",
+        ));
+    }
+    Ok(share)
+}
+
+fn arrivals_and_sizes(cx: &Ctx, w: &RawWorkload, models: &[Model], base: &Path) -> Result<WorkloadSpec, ScenarioError> {
     let kind = w.kind.as_str();
     fields_fit_kind(cx, w, kind)?;
     let model = model_choice(cx, w, models)?;
@@ -68,6 +93,7 @@ pub(super) fn workload(
                 output: tokens(cx, "workload.output_tokens", &w.output_tokens, max::OUTPUT_TOKENS)?,
                 model,
                 session,
+                priority: 0.0,
             })
         }
         "open" => {
@@ -128,6 +154,7 @@ pub(super) fn workload(
                 output: tokens(cx, "workload.output_tokens", &w.output_tokens, max::OUTPUT_TOKENS)?,
                 model,
                 session,
+                priority: 0.0,
             })
         }
         _ => {
@@ -168,6 +195,7 @@ pub(super) fn workload(
                 output: TokenDist::Fixed(0),
                 model,
                 session,
+                priority: 0.0,
             })
         }
     }
