@@ -1,7 +1,6 @@
 //! A real `flux-sim proxy` process against hostile clients over raw TCP (issue 29): every
-//! refusal it makes itself (404, 405) is in Google's error envelope, and under a low
-//! `ulimit -n` idle connections cannot lock new clients out (they are cut at the header
-//! timeout and the surplus waits in the listen queue).
+//! refusal it makes itself (404, 405) is in Google's error envelope; and (ignored: open) under
+//! a low `ulimit -n` silent connections must not lock new clients out.
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
