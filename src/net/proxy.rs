@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,7 +32,10 @@ use crate::scenario::Scenario;
 use crate::strategy::{Ask, Decision, GiveUp, Outcome, Param, Strategy, StrategySpec};
 
 mod gate;
+pub mod route;
 use gate::{Gate, Verdict};
+pub use route::{is_model_id, VERSIONS};
+use route::{Call, Route};
 
 /// Largest request body accepted, as serve.
 pub const MAX_BODY: usize = crate::net::http::MAX_BODY;
@@ -307,72 +309,12 @@ pub async fn serve_router(
         .map_err(|e| format!("proxy stopped: {e}"))
 }
 
-/// API versions the proxy forwards (those the google-genai SDK calls).
-pub const VERSIONS: [&str; 3] = ["v1beta", "v1", "v1alpha"];
-
-/// Query parameters the proxy understands: `key` (its token, never forwarded), `alt` and
-/// `$alt` (the response's format), and the model list's paging. Any other is refused: the
-/// proxy forwards only what it has classified.
-const QUERY_NAMES: [&str; 7] = ["key", "alt", "$alt", "pageSize", "pageToken", "page_size", "page_token"];
-
-/// Whether `name` is a model id as Gemini spells them (`gemini-2.5-flash`,
-/// `text-embedding-004`): ASCII letters, digits, `.`, `-` and `_`, starting with a letter or
-/// digit, at most 128 characters. Nothing else reaches an upstream path (no `/`, `:`, `%`,
-/// `#`, `?`, dot segments or spaces).
-pub fn is_model_id(name: &str) -> bool {
-    name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-}
-
-/// What the proxy makes of a request path `/{version}/models[/{name}]`, already
-/// percent-decoded by the router, or the error to answer (404 for an API version it does not
-/// forward or a name that is not a model id).
-fn classify(version: &str, name: Option<&str>) -> Result<(), Value> {
-    if !VERSIONS.contains(&version) {
-        let shown: String = version.chars().take(64).collect();
-        let message = format!("API version {shown:?} is not forwarded; use one of {VERSIONS:?}.");
-        return Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}));
-    }
-    match name {
-        Some(n) if !is_model_id(n) => {
-            let shown: String = n.chars().take(64).collect();
-            let message = format!("models/{shown:?} is not a model id (letters, digits, '.', '-' and '_').");
-            Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The query parameters of a request, each checked against [`QUERY_NAMES`]: `Err` is the 400
-/// to answer (Google's words for an unknown parameter).
-fn query_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, Value> {
-    let Query(q) = q.map_err(|e| wire::error::invalid_argument(&format!("Invalid query string: {}", e.body_text())))?;
-    for (name, _) in &q {
-        if !QUERY_NAMES.contains(&name.as_str()) {
-            let shown: String = name.chars().take(64).collect();
-            return Err(wire::error::invalid_argument(&format!(
-                "Invalid JSON payload received. Unknown name {shown:?}: Cannot bind query parameter. Field {shown:?} could not be found in request message."
-            )));
-        }
-    }
-    Ok(q)
-}
-
-/// The path parameters, or the 400 to answer when they cannot be decoded.
-fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Value> {
-    p.map(|Path(p)| p)
-        .map_err(|e| wire::error::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
-}
-
 /// Checks the proxy token a client sends where a key would go (`x-goog-api-key`, else
 /// `?key=`): the error body otherwise (403 without one, 400 API_KEY_INVALID for another, 400
 /// for two).
-fn check_token(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> Result<(), Value> {
+fn check_token(p: &Proxy, headers: &HeaderMap, route: &Route) -> Result<(), Value> {
     let mut headed = headers.get_all("x-goog-api-key").iter();
-    let in_query: Vec<&String> = query.iter().filter(|(k, _)| k == "key").map(|(_, v)| v).collect();
+    let in_query: Vec<&str> = route.keys().collect();
     let given = match (headed.next(), headed.next()) {
         (Some(_), Some(_)) => {
             return Err(wire::error::invalid_argument(
@@ -382,7 +324,7 @@ fn check_token(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> Re
         (Some(v), None) => v.to_str().map_err(|_| wire::error::invalid_key())?.to_string(),
         (None, _) => match in_query[..] {
             [] => return Err(wire::error::missing_key()),
-            [k] => k.clone(),
+            [k] => k.to_string(),
             _ => {
                 return Err(wire::error::invalid_argument(
                     "The request carries ?key= more than once; send one key.",
@@ -395,28 +337,6 @@ fn check_token(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> Re
     } else {
         Err(wire::error::invalid_key())
     }
-}
-
-/// The upstream URL of the checked path `segments` and the checked `query` less its `key`
-/// (the token never goes upstream): every segment and value is percent-encoded, so none can
-/// add a path, a query or a fragment.
-fn upstream_url(p: &Proxy, segments: &[&str], query: &[(String, String)]) -> reqwest::Url {
-    let mut url = p.upstream.clone();
-    url.path_segments_mut()
-        .expect("checked at start: a base URL")
-        .pop_if_empty()
-        .extend(segments);
-    let forwarded: Vec<&(String, String)> = query.iter().filter(|(k, _)| k != "key").collect();
-    if forwarded.is_empty() {
-        url.set_query(None);
-    } else {
-        let mut pairs = url.query_pairs_mut();
-        pairs.clear();
-        for (k, v) in forwarded {
-            pairs.append_pair(k, v);
-        }
-    }
-    url
 }
 
 /// The first valid key, for calls that spend no quota (model lists, countTokens).
@@ -495,67 +415,50 @@ fn describe(e: reqwest::Error) -> String {
     crate::core::topology::mask_secrets(&format!("{}{chain}", e.without_url()))
 }
 
-async fn list_models(
-    State(p): State<Arc<Proxy>>,
-    version: Result<Path<String>, PathRejection>,
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let (version, q) = match (path_of(version), query_of(q)) {
-        (Ok(v), Ok(q)) => (v, q),
-        (Err(e), _) | (_, Err(e)) => return error(e),
-    };
-    if let Err(e) = classify(&version, None).and_then(|()| check_token(&p, &headers, &q)) {
-        return error(e);
-    }
-    let url = upstream_url(&p, &[&version, "models"], &q);
-    forward_free(&p, "list_models", reqwest::Method::GET, url, None).await
+async fn list_models(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    forward(p, req).await
 }
 
-async fn get_model(
-    State(p): State<Arc<Proxy>>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let ((version, name), q) = match (path_of(path), query_of(q)) {
-        (Ok(v), Ok(q)) => (v, q),
-        (Err(e), _) | (_, Err(e)) => return error(e),
-    };
-    if let Err(e) = classify(&version, Some(&name)).and_then(|()| check_token(&p, &headers, &q)) {
-        return error(e);
-    }
-    let url = upstream_url(&p, &[&version, "models", &name], &q);
-    forward_free(&p, "get_model", reqwest::Method::GET, url, None).await
+async fn get_model(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    forward(p, req).await
 }
 
-async fn call_model(
-    State(p): State<Arc<Proxy>>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    req: Request,
-) -> Response {
-    let ((version, name), q) = match (path_of(path), query_of(q)) {
-        (Ok(v), Ok(q)) => (v, q),
-        (Err(e), _) | (_, Err(e)) => return error(e),
+async fn call_model(State(p): State<Arc<Proxy>>, req: Request) -> Response {
+    forward(p, req).await
+}
+
+/// Forwards a request the proxy can classify ([`route::classify`]) and that carries its token;
+/// answers anything else with Google's envelope. The path and the token first: a stranger's
+/// body is never read.
+async fn forward(p: Arc<Proxy>, req: Request) -> Response {
+    let route = match route::classify(req.method().as_str(), req.uri().path(), req.uri().query()) {
+        Ok(r) => r,
+        Err(e) => return error(e),
     };
-    // The path and the token first: a stranger's body is never read.
-    let Some((model_name, method)) = name.split_once(':') else {
-        return error(wire::error::unknown_model(&name, &version, "generateContent"));
-    };
-    if let Err(e) = classify(&version, Some(model_name)).and_then(|()| check_token(&p, req.headers(), &q)) {
+    if let Err(e) = check_token(&p, req.headers(), &route) {
         return error(e);
     }
-    let (model_name, method) = (model_name.to_string(), method.to_string());
-    let model = match method.as_str() {
-        "countTokens" => None,
-        "generateContent" | "streamGenerateContent" => match p.scenario.model_index(&model_name) {
-            Some(m) => Some(m),
-            None => return error(wire::error::unknown_model(&model_name, &version, &method)),
-        },
-        _ => {
-            let shown: String = method.chars().take(64).collect();
-            return error(wire::error::unknown_model(&model_name, &version, &shown));
+    let (what, method) = match route.call {
+        Call::ListModels => ("list_models", reqwest::Method::GET),
+        Call::GetModel => ("get_model", reqwest::Method::GET),
+        Call::CountTokens => ("countTokens", reqwest::Method::POST),
+        Call::Generate | Call::StreamGenerate => ("generate", reqwest::Method::POST),
+    };
+    if method == reqwest::Method::GET {
+        let url = route.upstream_url(&p.upstream, None);
+        return forward_free(&p, what, method, url, None).await;
+    }
+    let model = match route.call.spends_quota() {
+        false => None,
+        true => {
+            let name = route.model.as_deref().unwrap_or_default();
+            match p.scenario.model_index(name) {
+                Some(m) => Some(m),
+                None => {
+                    let shown = route.call.method().unwrap_or_default();
+                    return error(wire::error::unknown_model(name, route.version, shown));
+                }
+            }
         }
     };
     let body = match crate::net::http::read_body(&p.bodies, req).await {
@@ -571,10 +474,10 @@ async fn call_model(
     };
     match model {
         None => {
-            let url = upstream_url(&p, &[&version, "models", &format!("{model_name}:countTokens")], &q);
-            forward_free(&p, "countTokens", reqwest::Method::POST, url, Some(body)).await
+            let url = route.upstream_url(&p.upstream, None);
+            forward_free(&p, what, method, url, Some(body)).await
         }
-        Some(model) => generate(p.clone(), &version, model, &method, &q, body).await,
+        Some(model) => generate(p.clone(), &route, model, body).await,
     }
 }
 
@@ -635,14 +538,7 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos) -> Result<(usize, usize, 
 }
 
 /// Schedules, forwards and retries one generateContent or streamGenerateContent call.
-async fn generate(
-    p: Arc<Proxy>,
-    version: &str,
-    model: usize,
-    method: &str,
-    query: &[(String, String)],
-    body: Bytes,
-) -> Response {
+async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Response {
     let parsed = match wire::request::parse_generate(&body) {
         Ok(r) => r,
         Err(m) => return error(wire::error::invalid_argument(&m)),
@@ -758,8 +654,7 @@ async fn generate(
             let b = book.1[budget];
             book.0.force(now, b, None, cost, now);
         }
-        let target = format!("{}:{method}", p.scenario.models[model].name);
-        let url = upstream_url(&p, &[version, "models", &target], query);
+        let url = route.upstream_url(&p.upstream, Some(&p.scenario.models[model].name));
         let send = p
             .client
             .post(url)

@@ -9,6 +9,7 @@ mod findings;
 mod fuzz;
 mod hostile_cli;
 mod hostile_live;
+mod hostile_proxy;
 mod hostile_serve;
 mod hostile_shutdown;
 mod layers;
