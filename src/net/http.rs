@@ -121,8 +121,8 @@ fn open_files_limit() -> Option<u64> {
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in progress
 /// finish for up to [`SHUTDOWN_DEADLINE`] and stops (a client holding a half-sent request
 /// cannot keep it running). At most `max_connections` connections are served at once; a
-/// connection that sends no complete request headers within [`READ_TIMEOUT`] (also between
-/// requests on a kept-alive connection) is closed; over TLS (`tls`), a client that does not
+/// connection that sends no byte, or no complete request headers, within [`READ_TIMEOUT`]
+/// (also between requests on a kept-alive connection) is closed; over TLS (`tls`), a client that does not
 /// finish its handshake within [`READ_TIMEOUT`] is dropped. Handlers learn the peer's address
 /// as `ConnectInfo<SocketAddr>`.
 pub async fn serve_connections(
@@ -171,6 +171,14 @@ pub async fn serve_connections(
         let acceptor = acceptor.clone();
         tasks.spawn(async move {
             let _permit = permit;
+            // hyper's header timeout starts with the first byte, and telling HTTP/1 from
+            // HTTP/2 waits for it without a limit: a client that never sends one is dropped
+            // here, so silent connections cannot hold every slot.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(READ_TIMEOUT, stream.io.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
             match acceptor {
                 None => connection(stream, service, stop).await,
                 Some(a) => {

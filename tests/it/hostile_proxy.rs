@@ -1,5 +1,5 @@
 //! A real `flux-sim proxy` process against hostile clients over raw TCP (issue 29): every
-//! refusal it makes itself (404, 405) is in Google's error envelope; and (ignored: open) under
+//! refusal it makes itself (404, 405) is in Google's error envelope; and under
 //! a low `ulimit -n` silent connections must not lock new clients out.
 
 use std::io::{BufRead, Read, Write};
@@ -129,10 +129,9 @@ fn every_refusal_of_the_proxy_is_in_googles_envelope() {
 /// Issue 29 item 4: under a low `ulimit -n` (160 here), idle connections (never sending a
 /// byte) used up the proxy's descriptors and locked every new client out for as long as they
 /// stayed. Now the proxy serves at most (160 − 64) / 2 = 48 connections at once, the rest wait
-/// in the listen queue (128), and each idle one is closed after the 10 s header timeout: a new
+/// in the listen queue (128), and each idle one is closed when no byte came within 10 s: a new
 /// client behind 165 idle ones is accepted in the fourth round, about 30 s later.
 #[test]
-#[ignore = "open (issue 29 item 4): a connection that never sends a byte is never closed"]
 fn idle_connections_do_not_lock_new_clients_out_under_a_low_ulimit() {
     let p = proxy(Some(160));
     let idle: Vec<TcpStream> = (0..165).map(|_| TcpStream::connect(&p.addr).unwrap()).collect();
