@@ -7,8 +7,8 @@ use plotters::style::RGBColor;
 
 use crate::core::ledger::Dimension;
 use crate::core::time::{Nanos, MINUTE};
-use crate::report::plot::{colour, log_ms_label, outcome, write_chart, Bars, Body, Line, Panel};
 use crate::report::markdown::quota_429s;
+use crate::report::plot::{colour, log_ms_label, outcome, write_chart, Bars, Body, Line, Panel};
 use crate::report::{timeseries_csv, to_html, to_json, to_markdown};
 use crate::scenario::Scenario;
 use crate::sim::bound::capacity_curve;
@@ -285,7 +285,12 @@ fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
     } else {
         "cumulative 429 responses"
     };
-    let mut p = Panel::lines(title(run, what), "simulated time (minutes)", "429 responses so far", lines);
+    let mut p = Panel::lines(
+        title(run, what),
+        "simulated time (minutes)",
+        "429 responses so far",
+        lines,
+    );
     p.integer_y = true;
     vec![p]
 }

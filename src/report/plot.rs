@@ -321,7 +321,10 @@ fn draw_legend<DB: DrawingBackend>(
     let texts: Vec<Vec<String>> = if 52 + tall + 12 + 17 * note_lines <= h as i32 {
         wrapped
     } else {
-        fit_distinct(&texts, LEGEND_CHARS).into_iter().map(|t| vec![t]).collect()
+        fit_distinct(&texts, LEGEND_CHARS)
+            .into_iter()
+            .map(|t| vec![t])
+            .collect()
     };
     let mut y = 52;
     for ((swatch, _), lines) in entries.iter().zip(texts) {
@@ -379,7 +382,11 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
     if let (true, Some(note)) = (nothing, &p.note) {
         // Nothing to plot: the title and why, instead of empty axes.
         plot_area
-            .draw(&Text::new(p.title.clone(), (60, 16), (FAMILY, 22).into_font().color(&BLACK)))
+            .draw(&Text::new(
+                p.title.clone(),
+                (60, 16),
+                (FAMILY, 22).into_font().color(&BLACK),
+            ))
             .map_err(err)?;
         let style = TextStyle::from((FAMILY, 17).into_font()).color(&BLACK);
         for (i, line) in wrap_words(note, 80).into_iter().enumerate() {
@@ -508,7 +515,8 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                     .iter()
                     .position(|&b| b == k)
                     .map(|i| y_top + lane * (i as f64 + 1.0));
-                let ceiling: Vec<(f64, f64)> = lane_y.map_or(Vec::new(), |y| line.beyond.iter().map(|&x| (x, y)).collect());
+                let ceiling: Vec<(f64, f64)> =
+                    lane_y.map_or(Vec::new(), |y| line.beyond.iter().map(|&x| (x, y)).collect());
                 let mut all: Vec<(f64, f64)> = line.points.iter().chain(&ceiling).copied().collect();
                 all.sort_by(|a, b| a.0.total_cmp(&b.0));
                 // A line drawn over an earlier one (within half a percent of the y axis at
@@ -582,7 +590,11 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
             // Each name's width as drawn (its height, upright).
             let widths: Vec<u32> = names
                 .iter()
-                .map(|c| plot_area.estimate_text_size(c, &label_font).map_or(c.chars().count() as u32 * 9, |s| s.0))
+                .map(|c| {
+                    plot_area
+                        .estimate_text_size(c, &label_font)
+                        .map_or(c.chars().count() as u32 * 9, |s| s.0)
+                })
                 .collect();
             let longest = widths.iter().copied().max().unwrap_or(0);
             // Rotated glyphs come out a little wider than estimated: room to spare.

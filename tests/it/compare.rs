@@ -177,9 +177,7 @@ fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
 fn compare_shows_what_was_left_and_runs_only_live_tools_on_live_scenarios() {
     let header = flux_sim::report::comparison(&[]);
     assert!(
-        header.starts_with(
-            "| scenario | strategy | retry | completed | done/min | failed | unservable | pending |"
-        ),
+        header.starts_with("| scenario | strategy | retry | completed | done/min | failed | unservable | pending |"),
         "{header}"
     );
     let rest_only = ["gemini_flux", "token_bucket", "gemini_balance"];
@@ -197,7 +195,10 @@ fn compare_shows_what_was_left_and_runs_only_live_tools_on_live_scenarios() {
             );
         }
         if live {
-            assert!(!names.iter().any(|n| rest_only.contains(&n.as_str())), "{name}: {names:?}");
+            assert!(
+                !names.iter().any(|n| rest_only.contains(&n.as_str())),
+                "{name}: {names:?}"
+            );
         }
     }
 }

@@ -353,6 +353,7 @@ fn check_report(out: &Path, name: &str) {
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}.svg: {e}", ctx(c)));
         let texts: String = doc
             .descendants()
+            .filter(|n| n.is_text())
             .filter_map(|n| n.text())
             .collect::<Vec<_>>()
             .join("\n");
@@ -410,10 +411,15 @@ fn check_table(file: &str, table: &str, out: &Path) {
         );
     }
     let flat = table.split_whitespace().collect::<Vec<_>>().join(" ");
-    let retry = &flat[flat.find("Retry policies: ").unwrap_or_else(|| panic!("{file}: no retry line"))..];
+    let retry = &flat[flat
+        .find("Retry policies: ")
+        .unwrap_or_else(|| panic!("{file}: no retry line"))..];
     for n in &names {
         let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(retry.contains(&format!("{n} = ")), "{file}: no retry policy for {n}: {retry}");
+        assert!(
+            retry.contains(&format!("{n} = ")),
+            "{file}: no retry policy for {n}: {retry}"
+        );
     }
     for page in ["summary.md", "index.html"] {
         let text = std::fs::read_to_string(out.join(page)).unwrap();
@@ -447,7 +453,11 @@ fn the_table_wraps_at_120_columns_unless_wide() {
     let wide = run(&["--wide"]);
     let headers: Vec<&str> = wide.lines().filter(|l| l.starts_with("strategy ")).collect();
     assert_eq!(headers.len(), 1, "{wide}");
-    assert!(headers[0].contains(" done ") && headers[0].ends_with("ref pace"), "{}", headers[0]);
+    assert!(
+        headers[0].contains(" done ") && headers[0].ends_with("ref pace"),
+        "{}",
+        headers[0]
+    );
     assert!(headers[0].chars().count() > 120, "{}", headers[0]);
 }
 
@@ -607,10 +617,17 @@ fn the_sweep_wait_chart_never_shows_abandoned_work_as_a_short_wait() {
     }
     let svg = std::fs::read_to_string(out.join("sweep_wait_p99.svg")).unwrap();
     let doc = roxmltree::Document::parse(&svg).unwrap();
-    let texts: String = doc.descendants().filter_map(|n| n.text()).collect::<Vec<_>>().join("\n");
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(texts.contains("p99 wait over all requests"), "{texts}");
     assert!(texts.contains("under 99% done"), "the band says what it holds: {texts}");
-    assert!(texts.contains("waiting forever"), "the note says how it counts: {texts}");
+    assert!(
+        texts.contains("waiting forever"),
+        "the note says how it counts: {texts}"
+    );
     // In SVG pixels y grows downwards: round robin's line lies above exact_cooldown's at
     // every point, as no finite wait is as long as one never reached.
     let (rr, exact) = (series_points(&svg, &svg_colour(0)), series_points(&svg, &svg_colour(1)));
