@@ -7,6 +7,7 @@ use plotters::style::RGBColor;
 
 use crate::core::ledger::Dimension;
 use crate::core::time::{Nanos, MINUTE};
+use crate::report::markdown::quota_429s;
 use crate::report::plot::{colour, log_ms_label, outcome, write_chart, Bars, Body, Line, Panel};
 use crate::report::{timeseries_csv, to_html, to_json, to_markdown};
 use crate::scenario::Scenario;
@@ -125,6 +126,15 @@ fn title(run: &RunResult, what: &str) -> String {
     format!("{}: {what}", run.scenario)
 }
 
+/// What the workload's units are called: sessions for a Live workload, else requests.
+fn unit(run: &RunResult) -> &'static str {
+    if run.results.iter().any(|r| r.sessions.is_some()) {
+        "sessions"
+    } else {
+        "requests"
+    }
+}
+
 fn strategies(run: &RunResult) -> Vec<String> {
     run.results.iter().map(|r| r.strategy.clone()).collect()
 }
@@ -150,9 +160,10 @@ fn outcomes(run: &RunResult) -> Vec<Panel> {
             labelled: true,
         })
         .collect();
+    let noun = unit(run);
     let mut ends = Panel::bars(
-        title(run, "how every request ended"),
-        "requests",
+        title(run, &format!("how every {} ended", noun.trim_end_matches('s'))),
+        noun,
         strategies(run),
         series,
         true,
@@ -202,6 +213,7 @@ fn completed(run: &RunResult, details: &[Details], bounds: &[(String, &[u64])]) 
                 colour: i,
                 dashed: false,
                 points,
+                beyond: Vec::new(),
             }
         })
         .collect();
@@ -215,13 +227,14 @@ fn completed(run: &RunResult, details: &[Details], bounds: &[(String, &[u64])]) 
             points: std::iter::once((0.0, 0.0))
                 .chain(bound.iter().enumerate().map(|(m, &c)| ((m + 1) as f64, c as f64)))
                 .collect(),
+            beyond: Vec::new(),
         });
     }
     let requests = run.results.first().map_or(0, |r| r.requests);
     let mut p = Panel::lines(
-        title(run, &format!("requests completed so far (of {requests})")),
+        title(run, &format!("{} completed so far (of {requests})", unit(run))),
         "simulated time (minutes)",
-        "requests completed",
+        &format!("{} completed", unit(run)),
         lines,
     );
     p.integer_y = true;
@@ -240,6 +253,8 @@ fn running_total(d: &Details, count: fn(&MinuteRow) -> u64) -> Vec<(f64, f64)> {
 }
 
 fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
+    let unnamed = run.results.iter().any(|r| r.rate_limited > quota_429s(r));
+    let none_quota = run.results.iter().all(|r| quota_429s(r) == 0);
     let lines = run
         .results
         .iter()
@@ -247,16 +262,31 @@ fn rate_limited(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         .enumerate()
         .map(|(i, (r, d))| {
             let points = running_total(d, |m| m.rate_limited_responses);
+            // Where some 429s name no quota (a shared pool's capacity, a spend cap), say how
+            // many did: no client avoids the others.
+            let label = if unnamed && !none_quota {
+                format!("{} ({}, {} quota)", r.strategy, r.rate_limited, quota_429s(r))
+            } else {
+                format!("{} ({})", r.strategy, r.rate_limited)
+            };
             Line {
-                label: format!("{} ({})", r.strategy, r.rate_limited),
+                label,
                 colour: i,
                 dashed: false,
                 points,
+                beyond: Vec::new(),
             }
         })
         .collect();
+    let what = if unnamed && none_quota {
+        "cumulative 429 responses (capacity or spend: none names a quota)"
+    } else if unnamed {
+        "cumulative 429 responses (legend: all, and those naming a quota)"
+    } else {
+        "cumulative 429 responses"
+    };
     let mut p = Panel::lines(
-        title(run, "cumulative 429 responses"),
+        title(run, what),
         "simulated time (minutes)",
         "429 responses so far",
         lines,
@@ -272,8 +302,15 @@ fn wait_cdf(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         .zip(details)
         .enumerate()
         .map(|(i, (r, d))| {
+            // A step at each wait: a straight line between two recorded waits would show
+            // requests that waited in between, where there were none.
             let mut points = vec![(0.0, 0.0)];
-            points.extend(d.wait_cdf.iter().map(|&(ms, f)| (ms.max(1.0).log10(), f)));
+            for &(ms, f) in &d.wait_cdf {
+                let x = ms.max(1.0).log10();
+                let below = points.last().map_or(0.0, |q| q.1);
+                points.push((x, below));
+                points.push((x, f));
+            }
             let done = if r.requests > 0 {
                 r.completed as f64 / r.requests as f64
             } else {
@@ -284,6 +321,7 @@ fn wait_cdf(run: &RunResult, details: &[Details]) -> Vec<Panel> {
                 colour: i,
                 dashed: false,
                 points,
+                beyond: Vec::new(),
             }
         })
         .collect();
@@ -300,9 +338,9 @@ fn wait_cdf(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         }
     }
     let mut p = Panel::lines(
-        title(run, "distribution of waits over all requests"),
+        title(run, &format!("distribution of waits over all {}", unit(run))),
         "wait from arrival to the successful send (log scale; under 1 ms shown at 1 ms)",
-        "fraction of all requests done",
+        &format!("fraction of all {} done", unit(run)),
         lines,
     );
     p.x_label = log_ms_label;
@@ -385,12 +423,20 @@ fn utilisation(run: &RunResult, details: &[Details]) -> Vec<Panel> {
         panels.push(p);
     }
     if panels.is_empty() {
-        panels.push(Panel::lines(
-            title(run, "no limited dimension"),
+        // Empty axes would read as "nothing used": say why there is nothing to show.
+        let mut p = Panel::lines(
+            title(run, "no quota window to fill"),
             "project",
             "use / limit",
             Vec::new(),
-        ));
+        );
+        p.note = Some(
+            "No project has a limit of its own here: every model is served from a shared pool \
+             (its 429s name no quota: see the 429 chart) or has no limit, so there is no \
+             window whose use could be drawn."
+                .to_string(),
+        );
+        panels.push(p);
     }
     panels
 }

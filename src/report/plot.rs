@@ -76,6 +76,10 @@ pub struct Line {
     pub dashed: bool,
     /// Points, in x order.
     pub points: Vec<(f64, f64)>,
+    /// X values where the value lies beyond any axis (e.g. a p99 wait never reached, fewer
+    /// than 99% being done): drawn as × in a band of the line's own above the finite values,
+    /// the line running up to them, so that they can never pass for small values.
+    pub beyond: Vec<f64>,
 }
 
 /// One series of a bar chart: a value per category.
@@ -135,6 +139,12 @@ pub struct Panel {
     pub integer_x: bool,
     /// Y values are counts: label whole numbers only.
     pub integer_y: bool,
+    /// What the band above the finite values holds, written in it (lines with
+    /// [`Line::beyond`] points only).
+    pub band: Option<String>,
+    /// A note under the legend; a panel with nothing to draw shows only its title and this
+    /// note, never empty axes.
+    pub note: Option<String>,
 }
 
 impl Panel {
@@ -150,6 +160,8 @@ impl Panel {
             y_max: None,
             integer_x: false,
             integer_y: false,
+            band: None,
+            note: None,
         }
     }
 
@@ -170,6 +182,8 @@ impl Panel {
             y_max: None,
             integer_x: false,
             integer_y: false,
+            band: None,
+            note: None,
         }
     }
 }
@@ -209,6 +223,9 @@ fn shorten(names: &[String], room: usize) -> (String, Vec<String>) {
 /// Characters of a legend entry.
 const LEGEND_CHARS: usize = 29;
 
+/// Characters of a category name written upright under its bars.
+const UPRIGHT_CHARS: usize = 24;
+
 /// Cuts `s` to at most `n` characters, marking the cut.
 fn fit(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -242,12 +259,75 @@ fn fit_distinct(texts: &[String], n: usize) -> Vec<String> {
         .collect()
 }
 
-fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Swatch, String)]) -> Result<(), String> {
+/// `text` broken at spaces into lines of at most `n` characters (a longer word is cut into
+/// pieces of `n`).
+fn wrap_words(text: &str, n: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > n {
+            if !line.is_empty() {
+                out.push(std::mem::take(&mut line));
+            }
+            out.push(word.drain(..n).collect());
+        }
+        let word: String = word.into_iter().collect();
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > n {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+/// Lines a legend entry may take when wrapped.
+const LEGEND_LINES: usize = 3;
+/// Characters of a line of the note under the legend.
+const NOTE_CHARS: usize = 36;
+
+/// The legend: each entry's swatch and text, wrapped onto up to [`LEGEND_LINES`] lines when
+/// the panel has the room (else one line each, cut so that texts that differ stay
+/// different), then the panel's note.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(Swatch, String)],
+    note: Option<&str>,
+) -> Result<(), String> {
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("drawing failed: {e:?}");
     let style = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK);
-    let mut y = 52;
+    let (_, h) = area.dim_in_pixel();
     let texts: Vec<String> = entries.iter().map(|(_, t)| t.clone()).collect();
-    for ((swatch, _), text) in entries.iter().zip(fit_distinct(&texts, LEGEND_CHARS)) {
+    let wrapped: Vec<Vec<String>> = fit_distinct(&texts, LEGEND_LINES * LEGEND_CHARS)
+        .iter()
+        .map(|t| {
+            let mut lines = wrap_words(t, LEGEND_CHARS);
+            if lines.len() > LEGEND_LINES {
+                let rest = lines[LEGEND_LINES - 1..].join(" ");
+                lines.truncate(LEGEND_LINES - 1);
+                lines.push(fit(&rest, LEGEND_CHARS));
+            }
+            lines
+        })
+        .collect();
+    let note_lines = note.map_or(0, |n| wrap_words(n, NOTE_CHARS).len() as i32);
+    let tall: i32 = wrapped.iter().map(|l| 24 + 18 * (l.len() as i32 - 1)).sum();
+    let texts: Vec<Vec<String>> = if 52 + tall + 12 + 17 * note_lines <= h as i32 {
+        wrapped
+    } else {
+        fit_distinct(&texts, LEGEND_CHARS)
+            .into_iter()
+            .map(|t| vec![t])
+            .collect()
+    };
+    let mut y = 52;
+    for ((swatch, _), lines) in entries.iter().zip(texts) {
         match swatch {
             Swatch::Line(c, dashed) => {
                 if *dashed {
@@ -265,8 +345,19 @@ fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, entries: &[(Sw
                     .map_err(err)?;
             }
         }
-        area.draw(&Text::new(text, (44, y - 8), style.clone())).map_err(err)?;
-        y += 24;
+        for (i, text) in lines.iter().enumerate() {
+            area.draw(&Text::new(text.clone(), (44, y - 8 + 18 * i as i32), style.clone()))
+                .map_err(err)?;
+        }
+        y += 24 + 18 * (lines.len() as i32 - 1);
+    }
+    if let Some(note) = note {
+        let small = TextStyle::from((FAMILY, 13).into_font()).color(&BLACK);
+        y += 4;
+        for line in wrap_words(note, NOTE_CHARS) {
+            area.draw(&Text::new(line, (4, y), small.clone())).map_err(err)?;
+            y += 17;
+        }
     }
     Ok(())
 }
@@ -284,6 +375,27 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| format!("drawing failed: {e:?}");
     let (w, _) = area.dim_in_pixel();
     let (plot_area, legend_area) = area.split_horizontally(w.saturating_sub(LEGEND_W));
+    let nothing = match &p.body {
+        Body::Lines(lines) => lines.iter().all(|l| l.points.is_empty() && l.beyond.is_empty()),
+        Body::Bars { categories, .. } => categories.is_empty(),
+    };
+    if let (true, Some(note)) = (nothing, &p.note) {
+        // Nothing to plot: the title and why, instead of empty axes.
+        plot_area
+            .draw(&Text::new(
+                p.title.clone(),
+                (60, 16),
+                (FAMILY, 22).into_font().color(&BLACK),
+            ))
+            .map_err(err)?;
+        let style = TextStyle::from((FAMILY, 17).into_font()).color(&BLACK);
+        for (i, line) in wrap_words(note, 80).into_iter().enumerate() {
+            plot_area
+                .draw(&Text::new(line, (60, 90 + 26 * i as i32), style.clone()))
+                .map_err(err)?;
+        }
+        return Ok(());
+    }
     let y_data = match &p.body {
         Body::Lines(lines) => lines
             .iter()
@@ -303,10 +415,21 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .fold(p.y_min, f64::max)
         }
     };
-    let y_hi = match p.y_max {
+    let y_top = match p.y_max {
         Some(m) => m,
         None if y_data > p.y_min => y_data + (y_data - p.y_min) * 0.05,
         None => p.y_min + 1.0,
+    };
+    // Lines with values beyond any axis get a lane each in a band above `y_top`.
+    let banded: Vec<usize> = match &p.body {
+        Body::Lines(lines) => (0..lines.len()).filter(|&k| !lines[k].beyond.is_empty()).collect(),
+        Body::Bars { .. } => Vec::new(),
+    };
+    let lane = (y_top - p.y_min) * 0.06;
+    let y_hi = if banded.is_empty() {
+        y_top
+    } else {
+        y_top + lane * (banded.len() as f64 + 1.5)
     };
     let y_labels = |chart_h: f64| -> usize {
         let by_size = (chart_h / 40.0).max(2.0) as usize;
@@ -319,7 +442,9 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
     let mut entries: Vec<(Swatch, String)> = Vec::new();
     match &p.body {
         Body::Lines(lines) => {
-            let xs = lines.iter().flat_map(|l| l.points.iter().map(|q| q.0));
+            let xs = lines
+                .iter()
+                .flat_map(|l| l.points.iter().map(|q| q.0).chain(l.beyond.iter().copied()));
             let (x_lo, x_hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
             let (x_lo, x_hi) = if x_lo.is_finite() && x_hi > x_lo {
                 (x_lo, x_hi)
@@ -352,7 +477,10 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .y_labels(y_labels(ph as f64))
                 .x_label_formatter(&|x| if integer_x { whole(*x, x_label) } else { x_label(*x) })
                 .y_label_formatter(&|y| {
-                    if integer_y {
+                    if *y > y_top + 1e-9 * (y_top - p.y_min).abs() {
+                        // The band holds no values: no number there.
+                        String::new()
+                    } else if integer_y {
                         whole(*y, short_number)
                     } else {
                         short_number(*y)
@@ -363,8 +491,34 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
+            if !banded.is_empty() {
+                // The band: a rule under it and what it holds.
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x_lo, y_top + lane * 0.5), (x_hi, y_top + lane * 0.5)],
+                        BLACK.mix(0.5).stroke_width(1),
+                    )))
+                    .map_err(err)?;
+                let text = p.band.clone().unwrap_or_else(|| "beyond the axis".to_string());
+                chart
+                    .plotting_area()
+                    .draw(
+                        &(EmptyElement::at((x_lo, y_hi))
+                            + Text::new(text, (6, 2), TextStyle::from((FAMILY, 13).into_font()).color(&BLACK))),
+                    )
+                    .map_err(err)?;
+            }
             for (k, line) in lines.iter().enumerate() {
                 let c = colour(line.colour);
+                // Its values beyond the axis, in its lane of the band, merged with the rest.
+                let lane_y = banded
+                    .iter()
+                    .position(|&b| b == k)
+                    .map(|i| y_top + lane * (i as f64 + 1.0));
+                let ceiling: Vec<(f64, f64)> =
+                    lane_y.map_or(Vec::new(), |y| line.beyond.iter().map(|&x| (x, y)).collect());
+                let mut all: Vec<(f64, f64)> = line.points.iter().chain(&ceiling).copied().collect();
+                all.sort_by(|a, b| a.0.total_cmp(&b.0));
                 // A line drawn over an earlier one (within half a percent of the y axis at
                 // every point) would be hidden: it is dashed, marked at its points (when there
                 // are few) and its legend says under which it lies.
@@ -374,6 +528,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                     .find(|l| {
                         !l.points.is_empty()
                             && l.points.len() == line.points.len()
+                            && l.beyond == line.beyond
                             && l.points
                                 .iter()
                                 .zip(&line.points)
@@ -386,13 +541,16 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 if dashed {
                     let (dash, gap) = if line.colour >= DISTINCT { (3, 4) } else { (8, 5) };
                     chart
-                        .draw_series(DashedLineSeries::new(line.points.iter().copied(), dash, gap, style))
+                        .draw_series(DashedLineSeries::new(all.iter().copied(), dash, gap, style))
                         .map_err(err)?;
                 } else {
                     chart
-                        .draw_series(LineSeries::new(line.points.iter().copied(), style))
+                        .draw_series(LineSeries::new(all.iter().copied(), style))
                         .map_err(err)?;
                 }
+                chart
+                    .draw_series(ceiling.iter().map(|&q| Cross::new(q, 6, c.stroke_width(2))))
+                    .map_err(err)?;
                 let label = match &under {
                     Some(other) => {
                         if line.points.len() <= 60 {
@@ -414,18 +572,41 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
             by_category,
         } => {
             let n = categories.len().max(1);
+            // Category names at the whole-number ticks; a prefix they all share is left out
+            // (the axis description names it). Names too long for the room each category has
+            // are written upright (read bottom to top), cut so that names that differ stay
+            // different.
+            let (pw_est, _) = plot_area.dim_in_pixel();
+            let room = ((pw_est.saturating_sub(16 * 2 + 78) as f64 / n as f64) / 8.5).max(3.0) as usize;
+            let (prefix, flat) = shorten(categories, room);
+            let upright = flat.iter().any(|c| c.ends_with('…'));
+            let names: Vec<String> = if upright {
+                let bare: Vec<String> = categories.iter().map(|c| c[prefix.len()..].to_string()).collect();
+                fit_distinct(&bare, UPRIGHT_CHARS)
+            } else {
+                flat
+            };
+            let label_font = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK);
+            // Each name's width as drawn (its height, upright).
+            let widths: Vec<u32> = names
+                .iter()
+                .map(|c| {
+                    plot_area
+                        .estimate_text_size(c, &label_font)
+                        .map_or(c.chars().count() as u32 * 9, |s| s.0)
+                })
+                .collect();
+            let longest = widths.iter().copied().max().unwrap_or(0);
+            // Rotated glyphs come out a little wider than estimated: room to spare.
+            let label_area = if upright { 40 + longest * 11 / 10 } else { 48 };
             let mut chart = ChartBuilder::on(&plot_area)
                 .caption(&p.title, (FAMILY, 22))
                 .margin(16)
-                .x_label_area_size(48)
+                .x_label_area_size(label_area)
                 .y_label_area_size(78)
                 .build_cartesian_2d(-0.5..(n as f64 - 0.5), p.y_min..y_hi)
                 .map_err(err)?;
-            let (pw, ph) = chart.plotting_area().dim_in_pixel();
-            // Category names at the whole-number ticks, cut to the room each category has; a
-            // prefix they all share is left out (the axis description names it).
-            let room = ((pw as f64 / n as f64) / 8.5).max(3.0) as usize;
-            let (prefix, names) = shorten(categories, room);
+            let (_, ph) = chart.plotting_area().dim_in_pixel();
             let x_desc = if prefix.is_empty() {
                 p.x_desc.clone()
             } else {
@@ -440,7 +621,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .y_labels(y_labels(ph as f64))
                 .x_label_formatter(&|x| {
                     let i = x.round();
-                    if (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < names.len() {
+                    if !upright && (x - i).abs() < 1e-9 && i >= 0.0 && (i as usize) < names.len() {
                         names[i as usize].clone()
                     } else {
                         String::new()
@@ -459,6 +640,18 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
                 .light_line_style(WHITE.mix(0.0))
                 .draw()
                 .map_err(err)?;
+            if upright {
+                // Written downwards from just under the axis, so no estimate of its length
+                // decides where it starts.
+                let style = label_font.transform(FontTransform::Rotate90);
+                let base = plot_area.get_base_pixel();
+                for (i, name) in names.iter().enumerate() {
+                    let (bx, by) = chart.backend_coord(&(i as f64, p.y_min));
+                    plot_area
+                        .draw(&Text::new(name.clone(), (bx - base.0, by - base.1 + 12), style.clone()))
+                        .map_err(err)?;
+                }
+            }
             let k = series.len().max(1) as f64;
             let group_w = 0.8;
             let y_range = y_hi - p.y_min;
@@ -524,7 +717,7 @@ fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> R
             }
         }
     }
-    draw_legend(&legend_area, &entries)
+    draw_legend(&legend_area, &entries, p.note.as_deref())
 }
 
 fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, panels: &[Panel]) -> Result<(), String> {
@@ -611,6 +804,7 @@ mod tests {
                 colour: 0,
                 dashed: false,
                 points: vec![(0.0, 1.0), (1.0, 2.0)],
+                beyond: Vec::new(),
             }],
         );
         write_chart(&dir.path().join("c"), &[p]).unwrap();
@@ -648,6 +842,7 @@ mod tests {
             colour,
             dashed: false,
             points: same.clone(),
+            beyond: Vec::new(),
         };
         let panel = Panel::lines("t".into(), "x", "y", vec![line("flux", 0), line("exact_cooldown", 1)]);
         write_chart(&dir.path().join("c"), &[panel]).unwrap();
@@ -656,5 +851,18 @@ mod tests {
             svg.contains("exact_cooldown (same as flux)"),
             "the hidden line is not named"
         );
+    }
+
+    /// A panel with nothing to draw says why instead of showing empty axes (vertex-dsq's
+    /// utilisation panel was a blank grid from 0 to 1).
+    #[test]
+    fn a_panel_with_nothing_to_draw_shows_its_note_not_empty_axes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Panel::lines("t: nothing".into(), "project", "use / limit", Vec::new());
+        p.note = Some("No project has a limit of its own here.".into());
+        write_chart(&dir.path().join("c"), &[p]).unwrap();
+        let svg = std::fs::read_to_string(dir.path().join("c.svg")).unwrap();
+        assert!(svg.contains("No project has a limit of its own here."), "{svg}");
+        assert!(!svg.contains("use / limit"), "no axes: {svg}");
     }
 }

@@ -94,6 +94,12 @@ pub struct StrategyResult {
     pub input_tokens_per_min: f64,
     /// Arrival to the send of the attempt that succeeded.
     pub wait_ms: Percentiles,
+    /// The 99th percentile of the wait over **all** requests, a request never completed
+    /// (failed, unservable, pending) counting as waiting forever: `None` when fewer than 99%
+    /// completed. Abandoning work cannot lower it, as it lowers `wait_ms.p99` (waits of the
+    /// completed only). Not in the JSON (the sweep's CSV and chart use it).
+    #[serde(skip)]
+    pub wait_all_p99_ms: Option<f64>,
     /// Arrival to completion.
     pub latency_ms: Percentiles,
     /// Time until the last request of a closed batch ended; `null` if it did not end.
@@ -332,6 +338,22 @@ impl Recorder {
             .collect()
     }
 
+    /// The 99th percentile of the wait (microseconds) over every request that arrived, one
+    /// never completed counting as waiting forever: the wait of the `⌈0.99 × requests⌉`-th
+    /// shortest, `None` when that one never completed.
+    pub fn wait_all_p99(&self) -> Option<u64> {
+        let requests = self.requests.max(self.wait.len());
+        let rank = (99 * requests).div_ceil(100).max(1);
+        if rank > self.wait.len() {
+            return None;
+        }
+        let mut seen = 0u64;
+        self.wait.iter_recorded().find_map(|v| {
+            seen += v.count_at_value();
+            (seen >= rank).then(|| self.wait.highest_equivalent(v.value_iterated_to()))
+        })
+    }
+
     /// Turns the counts into a result row. `span` is the measured time (makespan of a closed
     /// batch, or the open workload's duration); `until` where the run stopped (the horizon);
     /// `bound` the strategy's upper bound (see [`crate::sim::bound`]); `closed` whether the
@@ -390,6 +412,7 @@ impl Recorder {
             throughput_per_min: round3(throughput),
             input_tokens_per_min: round3(self.completed_input_tokens as f64 / minutes),
             wait_ms: pct(&self.wait),
+            wait_all_p99_ms: self.wait_all_p99().map(|v| round3(v as f64 / 1000.0)),
             latency_ms: pct(&self.latency),
             makespan_s: makespan.map(|m| round3(m as f64 / SECOND as f64)),
             upper_bound_per_min: round3(bound_per_min),
@@ -428,5 +451,34 @@ pub fn retry_short(p: &crate::strategy::retry::RetryPolicy) -> String {
             ..
         } => format!("backoff {}–{} {}", d(base), d(cap), n(max_attempts)),
         RetryPolicy::RetryInfo { max_attempts, .. } => format!("RetryInfo {}", n(max_attempts.unwrap_or(u32::MAX))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::MILLISECOND;
+
+    /// The p99 over all requests counts one never completed as waiting forever: abandoning
+    /// the slowest requests cannot shorten it, as it shortens the p99 of the completed.
+    #[test]
+    fn the_p99_wait_over_all_requests_counts_abandoned_work_as_never_done() {
+        let mut r = Recorder::new();
+        r.requests = 200;
+        for i in 1..=198u64 {
+            r.completed(0, i * MILLISECOND, i * MILLISECOND + 1, 1);
+        }
+        // 198 of 200 done: the 198th shortest wait (198 ms) is the p99 over all.
+        let p99 = r.wait_all_p99().unwrap() as f64 / 1000.0;
+        assert!((197.0..=199.0).contains(&p99), "{p99}");
+        // 197 of 200 done: the 198th never completed, so the p99 is never reached, though
+        // the p99 of the completed (196 ms) is shorter than before.
+        let mut fewer = Recorder::new();
+        fewer.requests = 200;
+        for i in 1..=197u64 {
+            fewer.completed(0, i * MILLISECOND, i * MILLISECOND + 1, 1);
+        }
+        assert_eq!(fewer.wait_all_p99(), None);
+        assert!(fewer.wait.value_at_quantile(0.99) < r.wait.value_at_quantile(0.99));
     }
 }

@@ -169,3 +169,36 @@ fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
     assert!(flux.holds && flux.quota_429s == 0, "{flux:?}");
     assert_eq!(flux.wait_against.as_ref().map(|w| w.0.as_str()), Some("exact_cooldown"));
 }
+
+/// Issue 27, item 6: `compare`'s table names each strategy's retry, its unservable and pending
+/// requests; on a Live scenario it runs only the tools that can open a Live session
+/// (gemini-flux, the cookbook's token bucket and gemini-balance cannot), elsewhere every kind.
+#[test]
+fn compare_shows_what_was_left_and_runs_only_live_tools_on_live_scenarios() {
+    let header = flux_sim::report::comparison(&[]);
+    assert!(
+        header.starts_with("| scenario | strategy | retry | completed | done/min | failed | unservable | pending |"),
+        "{header}"
+    );
+    let rest_only = ["gemini_flux", "token_bucket", "gemini_balance"];
+    for name in QUICK {
+        let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+        let names: Vec<String> = contenders(&s).into_iter().map(|c| c.name).collect();
+        let live = s.workload.session.is_some();
+        for kind in flux_sim::strategy::KINDS {
+            assert_eq!(
+                names.iter().any(|n| n == kind.name),
+                kind.live || !live,
+                "{name} (Live: {live}): {} {:?}",
+                kind.name,
+                names
+            );
+        }
+        if live {
+            assert!(
+                !names.iter().any(|n| rest_only.contains(&n.as_str())),
+                "{name}: {names:?}"
+            );
+        }
+    }
+}

@@ -353,16 +353,112 @@ fn check_report(out: &Path, name: &str) {
         let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{}.svg: {e}", ctx(c)));
         let texts: String = doc
             .descendants()
+            .filter(|n| n.is_text())
             .filter_map(|n| n.text())
             .collect::<Vec<_>>()
             .join("\n");
         assert!(texts.contains(name), "{}.svg is titled with the scenario", ctx(c));
+        // No empty panel: where no budget has a limit (a shared pool) the panel says why.
+        if c == "utilisation" {
+            assert!(
+                texts.contains("window use per project")
+                    || (texts.contains("no quota window to fill") && texts.contains("shared pool")),
+                "{}.svg draws per-project use or says why there is none:\n{texts}",
+                ctx(c)
+            );
+        }
+        // Labels cut to fit never cut two names to the same text: each cut text appears at
+        // most once per panel.
+        if c == "outcomes" {
+            let panels = 2;
+            for cut in texts.lines().filter(|t| t.trim().ends_with('…')) {
+                let n = texts.lines().filter(|t| t == &cut).count();
+                assert!(n <= panels, "{}.svg: {n} labels cut to {cut:?}", ctx(c));
+            }
+        }
         assert!(
             html.contains(&format!("{c}.png")) && html.contains(&format!("id=\"{c}\"")),
             "{} shows {c}",
             ctx("index.html")
         );
     }
+}
+
+/// What `run` prints and the report's pages (issue 27, items 4, 5 and 9): the verdict comes
+/// first, naming a strategy of the run, in the table, summary.md and index.html; every line
+/// fits a 120-column terminal; every strategy's retry policy is named.
+fn check_table(file: &str, table: &str, out: &Path) {
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let names: Vec<&str> = summary["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["strategy"].as_str().unwrap())
+        .collect();
+    let second = table.lines().nth(1).unwrap_or("");
+    let best = second
+        .strip_prefix("Verdict: ")
+        .unwrap_or_else(|| panic!("{file}: the verdict is not first:\n{table}"));
+    assert!(
+        names.iter().any(|n| best.starts_with(&format!("{n} (retry: "))),
+        "{file}: the verdict names no strategy of the run: {second}"
+    );
+    for line in table.lines() {
+        assert!(
+            line.chars().count() <= 120,
+            "{file}: a line of {} columns:\n{line}",
+            line.chars().count()
+        );
+    }
+    let flat = table.split_whitespace().collect::<Vec<_>>().join(" ");
+    let retry = &flat[flat
+        .find("Retry policies: ")
+        .unwrap_or_else(|| panic!("{file}: no retry line"))..];
+    for n in &names {
+        let n = n.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            retry.contains(&format!("{n} = ")),
+            "{file}: no retry policy for {n}: {retry}"
+        );
+    }
+    for page in ["summary.md", "index.html"] {
+        let text = std::fs::read_to_string(out.join(page)).unwrap();
+        let first_table = text.find("<table>").or_else(|| text.find("| strategy |")).unwrap();
+        assert!(
+            text[..first_table].contains("Verdict: "),
+            "{file}: {page} has no verdict before its table"
+        );
+    }
+}
+
+/// `run --wide` prints every column in one block; without it the table wraps into blocks of
+/// at most 120 columns, each repeating the strategy column.
+#[test]
+fn the_table_wraps_at_120_columns_unless_wide() {
+    let run = |extra: &[&str]| {
+        let out = Command::cargo_bin("flux-sim")
+            .unwrap()
+            .arg("run")
+            .arg(scenario("dubbing.toml"))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let narrow = run(&[]);
+    let headers: Vec<&str> = narrow.lines().filter(|l| l.starts_with("strategy ")).collect();
+    assert!(headers.len() >= 2, "{narrow}");
+    assert!(narrow.lines().all(|l| l.chars().count() <= 120), "{narrow}");
+    let wide = run(&["--wide"]);
+    let headers: Vec<&str> = wide.lines().filter(|l| l.starts_with("strategy ")).collect();
+    assert_eq!(headers.len(), 1, "{wide}");
+    assert!(
+        headers[0].contains(" done ") && headers[0].ends_with("ref pace"),
+        "{}",
+        headers[0]
+    );
+    assert!(headers[0].chars().count() > 120, "{}", headers[0]);
 }
 
 /// Every shipped scenario writes its whole `--out` report (Live scenarios panicked in the
@@ -410,6 +506,7 @@ fn every_shipped_scenario_writes_its_whole_report() {
             .and_then(|l| l.split('"').next())
             .unwrap();
         check_report(&out, name);
+        check_table(file, &String::from_utf8(run.stdout).unwrap(), &out);
     }
 }
 
@@ -449,4 +546,92 @@ fn a_sweep_of_a_live_scenario_writes_every_file() {
         roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("{stem}.svg: {e}"));
         assert!(html.contains(&format!("{stem}.png")), "index.html shows {stem}");
     }
+}
+
+/// The colour of the `i`-th series in an SVG, as plotters writes it.
+fn svg_colour(i: usize) -> String {
+    let c = flux_sim::report::plot::colour(i);
+    format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+}
+
+/// The points of the longest polyline of `colour` left of the legend (x < 800) in `svg`: the
+/// series' line, not its legend swatch or markers.
+fn series_points(svg: &str, colour: &str) -> Vec<(f64, f64)> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke") == Some(colour))
+        .map(|n| {
+            n.attribute("points")
+                .unwrap()
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse::<f64>().unwrap(), y.parse::<f64>().unwrap())
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|pts| pts.iter().all(|p| p.0 < 800.0))
+        .max_by_key(|pts| pts.len())
+        .unwrap_or_default()
+}
+
+/// Issue 27, item 8: the sweep's p99-wait chart made round robin (5-30% of dubbing done) look
+/// best, as it counted only the requests completed. It now counts every request, one never
+/// done as waiting forever: where under 99% are done the point is marked × in a band above
+/// every finite value, and the chart says so.
+#[test]
+fn the_sweep_wait_chart_never_shows_abandoned_work_as_a_short_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    Command::cargo_bin("flux-sim")
+        .unwrap()
+        .arg("sweep")
+        .arg(scenario("dubbing.toml"))
+        .args([
+            "--set",
+            "topology.accounts[0].projects=6,8,10",
+            "--strategy",
+            "round_robin",
+            "--strategy",
+            "exact_cooldown",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let csv = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for r in &rows {
+        let done: f64 = r[col("completed_fraction")].parse().unwrap();
+        let all = r[col("wait_all_p99_ms")];
+        if r[col("strategy")] == "round_robin" {
+            // It completes under 99%: its p99 over all requests is never reached, though
+            // its p99 over the completed is the smallest of all.
+            assert!(done < 0.99 && all.is_empty(), "{r:?}");
+        } else {
+            assert!(done >= 0.99 && all.parse::<f64>().unwrap() > 0.0, "{r:?}");
+        }
+    }
+    let svg = std::fs::read_to_string(out.join("sweep_wait_p99.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts: String = doc
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(texts.contains("p99 wait over all requests"), "{texts}");
+    assert!(texts.contains("under 99% done"), "the band says what it holds: {texts}");
+    assert!(
+        texts.contains("waiting forever"),
+        "the note says how it counts: {texts}"
+    );
+    // In SVG pixels y grows downwards: round robin's line lies above exact_cooldown's at
+    // every point, as no finite wait is as long as one never reached.
+    let (rr, exact) = (series_points(&svg, &svg_colour(0)), series_points(&svg, &svg_colour(1)));
+    assert_eq!((rr.len(), exact.len()), (3, 3), "{rr:?} {exact:?}");
+    let highest_exact = exact.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    assert!(rr.iter().all(|p| p.1 < highest_exact), "{rr:?} vs {exact:?}");
 }
