@@ -37,6 +37,11 @@ const RECONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest pause between two reconnection attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
 
+/// When a request refused because the ledger did not answer should come back (its 503's
+/// RetryInfo): by then the proxy has checked the ledger again (it does every 500 ms) and the
+/// connection has made its next attempt (at most [`RECONNECT_MAX_DELAY`] apart).
+pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(1);
+
 /// A call that timed out with less time than this (a request's last milliseconds ran out)
 /// does not mark the ledger down; a longer wait, a refused connection or a broken pipe does.
 const JUDGE_AFTER: Duration = Duration::from_millis(250);
