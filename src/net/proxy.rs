@@ -33,6 +33,8 @@ use crate::scenario::Scenario;
 use crate::strategy::{Ask, Decision, GiveUp, Outcome, Param, Strategy, StrategySpec};
 
 mod gate;
+mod live;
+mod openai;
 mod prom;
 use gate::{Gate, Verdict};
 use prom::{Refusal, Stats};
@@ -98,6 +100,8 @@ struct Proxy {
     gate_changed: tokio::sync::Notify,
     /// What `GET /metrics` shows, per (project, model).
     stats: Mutex<Stats>,
+    /// Live sessions open in this proxy, per budget.
+    slots: live::Slots,
     /// Requests waiting now (for `GET /metrics`).
     waiting: AtomicU64,
 }
@@ -270,6 +274,7 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         gate: Mutex::new(Gate::new(budgets.len())),
         gate_changed: tokio::sync::Notify::new(),
         stats: Mutex::new(Stats::default()),
+        slots: live::Slots::default(),
         waiting: AtomicU64::new(0),
         sent: Mutex::new((ledger, budgets)),
         shared,
@@ -295,6 +300,9 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
     Ok(Router::new()
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
+        .route("/{version}/openai/chat/completions", axum::routing::post(openai::chat))
+        .route("/{version}/openai/models", get(openai::models))
+        .route("/ws/{service}", get(live::connect))
         .route("/flux/metrics", get(metrics))
         .route("/metrics", get(prometheus))
         .route("/flux/ledger", get(ledger_view))
@@ -757,6 +765,32 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Where a scheduled call goes upstream.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// `/{version}/models/{model}:{method}` (generateContent, streamGenerateContent), the key
+    /// in `x-goog-api-key`.
+    Native {
+        version: &'a str,
+        method: &'a str,
+        query: &'a [(String, String)],
+    },
+    /// `/{version}/openai/chat/completions`, the model named in the body, the key as a bearer
+    /// token.
+    Chat { version: &'a str },
+}
+
+/// An error body of the OpenAI-compatible endpoint, which may come wrapped in a list, as the
+/// native endpoint writes it.
+fn unwrapped(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(mut a)) if a.len() == 1 => {
+            std::borrow::Cow::Owned(serde_json::to_vec(&a.remove(0)).unwrap_or_default())
+        }
+        _ => std::borrow::Cow::Borrowed(body),
+    }
+}
+
 /// Schedules, forwards and retries one generateContent or streamGenerateContent call.
 async fn generate(
     p: Arc<Proxy>,
@@ -770,10 +804,18 @@ async fn generate(
         Ok(r) => r,
         Err(m) => return error(wire::error::invalid_argument(&m)),
     };
+    let target = Target::Native { version, method, query };
+    let output = parsed.max_output_tokens.unwrap_or(0);
+    schedule(p, target, model, parsed.input_tokens, output, body).await
+}
+
+/// Schedules, forwards and retries one call for `model` of `input` tokens asking for `output`
+/// (its body already checked), to `target`.
+async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, output: u64, body: Bytes) -> Response {
     let mut ask = Ask {
         request: p.next_id.fetch_add(1, Ordering::Relaxed),
-        input_tokens: parsed.input_tokens,
-        output_tokens: parsed.max_output_tokens.unwrap_or(0),
+        input_tokens: input,
+        output_tokens: output,
         model,
         attempts: 0,
     };
@@ -910,23 +952,42 @@ async fn generate(
             let b = book.1[budget];
             book.0.force(now, b, None, cost, now);
         }
-        p.stats().admitted(budget, held, now.saturating_sub(arrived));
-        let target = format!("{}:{method}", p.scenario.models[model].name);
-        let url = upstream_url(&p, &[version, "models", &target], query);
-        let send = p
-            .client
-            .post(url)
-            .header("x-goog-api-key", &p.scenario.topology.keys[key].value)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send();
+        {
+            let mut stats = p.stats();
+            stats.admitted(budget, held, now.saturating_sub(arrived));
+            stats.late(budget, now.saturating_sub(at));
+        }
+        let key_value = &p.scenario.topology.keys[key].value;
+        let request = match target {
+            Target::Native { version, method, query } => {
+                let path = format!("{}:{method}", p.scenario.models[model].name);
+                p.client
+                    .post(upstream_url(&p, &[version, "models", &path], query))
+                    .header("x-goog-api-key", key_value)
+                    .body(body.clone())
+            }
+            Target::Chat { version } => {
+                // The strategy may have chosen another model than the body names.
+                let body = if model == ask.model {
+                    body.clone()
+                } else {
+                    let mut v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    v["model"] = Value::String(p.scenario.models[model].name.clone());
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                };
+                p.client
+                    .post(upstream_url(&p, &[version, "openai", "chat", "completions"], &[]))
+                    .header(header::AUTHORIZATION, format!("Bearer {key_value}"))
+                    .body(body)
+            }
+        };
+        let send = request.header("content-type", "application/json").send();
         // The wait for the answer's head is bounded by the request's deadline too.
         let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
         let reply = tokio::time::timeout(left, send).await;
-        p.gate
-            .lock()
-            .expect("no panic holds it")
-            .answered(budget, pass, p.now());
+        let head = p.now();
+        p.stats().head(budget, head.saturating_sub(now));
+        p.gate.lock().expect("no panic holds it").answered(budget, pass, head);
         p.gate_changed.notify_waiters();
         let (outcome, answer) = match reply {
             Err(_) => {
@@ -965,7 +1026,7 @@ async fn generate(
                     let head = head_of(&resp);
                     let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
                     let text = tokio::time::timeout(left, read_capped(resp)).await.unwrap_or_default();
-                    let (outcome, _) = wire::client::read_response(status, &text, cost);
+                    let (outcome, _) = wire::client::read_response(status, &unwrapped(&text), cost);
                     let retry = match outcome {
                         Outcome::RateLimited { retry_delay, .. } => retry_delay,
                         _ => None,

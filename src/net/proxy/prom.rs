@@ -10,8 +10,9 @@ use std::fmt::Write;
 
 use crate::core::time::{Nanos, SECOND};
 
-/// Upper bounds of the shared ledger's latency histogram, in seconds (a loopback Redis answers
-/// in ~0.1 ms; a stalled one in seconds).
+/// Upper bounds of the histograms' buckets, in seconds (a loopback Redis answers in ~0.1 ms, a
+/// stalled one in seconds; a send leaves within a millisecond of its plan, a head comes back in
+/// milliseconds to seconds).
 pub const LEDGER_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -81,6 +82,11 @@ pub struct Stats {
     ledger: BTreeMap<usize, Histogram>,
     ledger_errors: BTreeMap<usize, u64>,
     ledger_refused: BTreeMap<usize, u64>,
+    /// Per budget: how much later than planned each send left (timers, the gate, the ledger's
+    /// round trip), and how long after it left its answer's head came back (the most it can
+    /// have taken to reach the upstream): together, the send-to-arrival skew `--margin` covers.
+    late: BTreeMap<usize, Histogram>,
+    head: BTreeMap<usize, Histogram>,
     /// Live sessions open now, and opened in all.
     sessions_open: BTreeMap<usize, u64>,
     sessions: BTreeMap<usize, u64>,
@@ -95,6 +101,16 @@ impl Stats {
             *self.held.entry(budget).or_default() += 1;
             *self.held_nanos.entry(budget).or_default() += waited as u128;
         }
+    }
+
+    /// A send on `budget` left `late` after the moment its strategy planned.
+    pub fn late(&mut self, budget: usize, late: Nanos) {
+        self.late.entry(budget).or_default().observe(late);
+    }
+
+    /// A send on `budget` got its answer's head (or failed) `took` after it left.
+    pub fn head(&mut self, budget: usize, took: Nanos) {
+        self.head.entry(budget).or_default().observe(took);
     }
 
     /// A request for `model` answered by the proxy itself, on `project` if a key was chosen.
@@ -187,6 +203,10 @@ impl Stats {
             l.push(("code", &code));
             sample(&mut out, "flux_proxy_upstream_responses_total", &l, v as f64);
         }
+        family(&mut out, "flux_proxy_send_late_seconds", "histogram", "How much later than its strategy planned each send left (timers, the window check, the shared ledger's round trip): part of the send-to-arrival skew --margin covers.");
+        histograms(&mut out, "flux_proxy_send_late_seconds", &self.late, &labels);
+        family(&mut out, "flux_proxy_send_to_head_seconds", "histogram", "From a send's start to its answer's head (or failure): the most the send can have taken to reach the upstream (a stream's time to first byte; a plain call's whole generation, so an upper bound).");
+        histograms(&mut out, "flux_proxy_send_to_head_seconds", &self.head, &labels);
         family(
             &mut out,
             "flux_proxy_live_sessions_open",
@@ -242,41 +262,12 @@ impl Stats {
             "histogram",
             "Time the shared ledger took to admit or refuse a send, per project and model.",
         );
-        for (&b, h) in &self.ledger {
-            let mut cumulative = 0;
-            for (i, bound) in LEDGER_BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i];
-                let le = bound.to_string();
-                let mut l = labels(b);
-                l.push(("le", &le));
-                sample(
-                    &mut out,
-                    "flux_proxy_ledger_request_duration_seconds_bucket",
-                    &l,
-                    cumulative as f64,
-                );
-            }
-            let mut l = labels(b);
-            l.push(("le", "+Inf"));
-            sample(
-                &mut out,
-                "flux_proxy_ledger_request_duration_seconds_bucket",
-                &l,
-                h.count as f64,
-            );
-            sample(
-                &mut out,
-                "flux_proxy_ledger_request_duration_seconds_sum",
-                &labels(b),
-                h.sum as f64 / SECOND as f64,
-            );
-            sample(
-                &mut out,
-                "flux_proxy_ledger_request_duration_seconds_count",
-                &labels(b),
-                h.count as f64,
-            );
-        }
+        histograms(
+            &mut out,
+            "flux_proxy_ledger_request_duration_seconds",
+            &self.ledger,
+            &labels,
+        );
         family(
             &mut out,
             "flux_proxy_ledger_refused_total",
@@ -296,6 +287,31 @@ impl Stats {
             sample(&mut out, "flux_proxy_ledger_errors_total", &labels(b), v as f64);
         }
         out
+    }
+}
+
+/// The samples of histogram family `name`, one per budget (cumulative buckets, `+Inf` = count).
+fn histograms<'a>(
+    out: &mut String,
+    name: &str,
+    of: &BTreeMap<usize, Histogram>,
+    labels: &dyn Fn(usize) -> Vec<(&'a str, &'a str)>,
+) {
+    let bucket = format!("{name}_bucket");
+    for (&b, h) in of {
+        let mut cumulative = 0;
+        for (i, bound) in LEDGER_BUCKETS.iter().enumerate() {
+            cumulative += h.buckets[i];
+            let le = bound.to_string();
+            let mut l = labels(b);
+            l.push(("le", &le));
+            sample(out, &bucket, &l, cumulative as f64);
+        }
+        let mut l = labels(b);
+        l.push(("le", "+Inf"));
+        sample(out, &bucket, &l, h.count as f64);
+        sample(out, &format!("{name}_sum"), &labels(b), h.sum as f64 / SECOND as f64);
+        sample(out, &format!("{name}_count"), &labels(b), h.count as f64);
     }
 }
 

@@ -59,7 +59,12 @@ pub fn shared_ledger_down(why: &str, retry: Nanos) -> Value {
 /// `None` when the body is not an error envelope (then it is passed on as it came).
 pub fn with_retry_delay(body: &[u8], retry: Nanos) -> Option<Vec<u8>> {
     let mut v: Value = serde_json::from_slice(body).ok()?;
-    let error = v.get_mut("error")?.as_object_mut()?;
+    // The OpenAI-compatible endpoint may wrap the envelope in a list.
+    let envelope = match &mut v {
+        Value::Array(a) if a.len() == 1 => &mut a[0],
+        other => other,
+    };
+    let error = envelope.get_mut("error")?.as_object_mut()?;
     let delay = duration_string(retry);
     if let Some(Value::String(m)) = error.get_mut("message") {
         if let Some(at) = m.find("Please retry in ") {
