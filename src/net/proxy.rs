@@ -636,6 +636,8 @@ struct Refused {
     message: String,
     retry: Option<Nanos>,
     why: Refusal,
+    /// The project of the key the strategy chose, if it chose one.
+    project: Option<usize>,
 }
 
 impl Refused {
@@ -644,6 +646,7 @@ impl Refused {
             message: message.into(),
             retry,
             why,
+            project: None,
         }
     }
 }
@@ -664,7 +667,7 @@ struct Last {
 /// say instead when a key has room as the proxy knows it (`refused.retry`), else the instant
 /// the upstream named, counted from now.
 fn give_up(p: &Proxy, model: usize, project: Option<usize>, refused: Refused, last: Option<Last>) -> Response {
-    p.stats().refused(model, project, refused.why);
+    p.stats().refused(model, refused.project.or(project), refused.why);
     let Some(last) = last else {
         return refusal(&refused.message, refused.retry);
     };

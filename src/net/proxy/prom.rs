@@ -203,7 +203,7 @@ impl Stats {
             l.push(("code", &code));
             sample(&mut out, "flux_proxy_upstream_responses_total", &l, v as f64);
         }
-        family(&mut out, "flux_proxy_send_late_seconds", "histogram", "How much later than its strategy planned each send left (timers, the window check, the shared ledger's round trip): part of the send-to-arrival skew --margin covers.");
+        family(&mut out, "flux_proxy_send_late_seconds", "histogram", "How much later than its strategy planned each send left (timers, the window check, the shared ledger's round trip): part of the send-to-arrival skew the proxy's margin covers.");
         histograms(&mut out, "flux_proxy_send_late_seconds", &self.late, &labels);
         family(&mut out, "flux_proxy_send_to_head_seconds", "histogram", "From a send's start to its answer's head (or failure): the most the send can have taken to reach the upstream (a stream's time to first byte; a plain call's whole generation, so an upper bound).");
         histograms(&mut out, "flux_proxy_send_to_head_seconds", &self.head, &labels);
