@@ -511,7 +511,7 @@ async fn a_full_queue_says_when_to_come_back() {
         "the key has room in a minute, not {retry} s: {v}"
     );
     assert_eq!(first.await.unwrap().0, 200);
-    // Asking the strategy left nothing planned: the next request is planned at the minute.
+    // Counted in /metrics as refused for a full queue, before any key was chosen.
     let m = live.prometheus().await;
     assert!(
         m.contains("flux_proxy_refused_total{project=\"\",model=\"gemini-2.5-flash\",reason=\"queue_full\"} 1\n"),
