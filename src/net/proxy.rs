@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,10 +33,14 @@ use crate::scenario::Scenario;
 use crate::strategy::{Ask, Decision, GiveUp, Outcome, Param, Strategy, StrategySpec};
 
 mod gate;
+mod live;
+mod openai;
+mod prom;
 pub mod route;
 use gate::{Gate, Verdict};
+use prom::{Refusal, Stats};
 pub use route::{is_model_id, VERSIONS};
-use route::{Call, Route};
+use route::{Call, Route, QUERY_NAMES};
 
 /// Largest request body accepted, as serve.
 pub const MAX_BODY: usize = crate::net::http::MAX_BODY;
@@ -96,6 +101,12 @@ struct Proxy {
     gate: Mutex<Gate>,
     /// Signalled when a send's arrival becomes known: sends waiting at the gate look again.
     gate_changed: tokio::sync::Notify,
+    /// What `GET /metrics` shows, per (project, model).
+    stats: Mutex<Stats>,
+    /// Live sessions open in this proxy, per budget.
+    slots: live::Slots,
+    /// Requests waiting now (for `GET /metrics`).
+    waiting: AtomicU64,
 }
 
 impl Proxy {
@@ -114,6 +125,33 @@ impl Proxy {
 
     fn strategy(&self) -> std::sync::MutexGuard<'_, Box<dyn Strategy>> {
         self.strategy.lock().expect("no panic holds the strategy")
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, Stats> {
+        self.stats.lock().expect("no panic holds it")
+    }
+
+    /// The budget (`project * models + model`) of a send with `key` on `model`.
+    fn budget(&self, key: usize, model: usize) -> usize {
+        self.scenario.topology.keys[key].project * self.scenario.models.len() + model
+    }
+
+    /// When a key may have room for `ask`, as the strategy knows now: it is asked once more
+    /// and what it plans is given back at once. `None` when it cannot say (it waits for
+    /// answers in flight, or gives up).
+    fn next_room(&self, ask: &Ask) -> Option<Nanos> {
+        let now = self.now();
+        let mut strategy = self.strategy();
+        match strategy.decide(now, ask) {
+            Decision::Send { key, model, at } => {
+                strategy.cancel(now, ask, key, model, at);
+                drop(strategy);
+                self.changed.notify_waiters();
+                Some(at.saturating_sub(now))
+            }
+            Decision::Later(at) => Some(at.saturating_sub(now)),
+            Decision::Defer | Decision::GiveUp(_) => None,
+        }
     }
 
     /// Sleeps until proxy time `at`.
@@ -238,6 +276,9 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
     let proxy = Arc::new(Proxy {
         gate: Mutex::new(Gate::new(budgets.len())),
         gate_changed: tokio::sync::Notify::new(),
+        stats: Mutex::new(Stats::default()),
+        slots: live::Slots::default(),
+        waiting: AtomicU64::new(0),
         sent: Mutex::new((ledger, budgets)),
         shared,
         instance,
@@ -262,7 +303,11 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
     Ok(Router::new()
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
+        .route("/{version}/openai/chat/completions", axum::routing::post(openai::chat))
+        .route("/{version}/openai/models", get(openai::models))
+        .route("/ws/{service}", get(live::connect))
         .route("/flux/metrics", get(metrics))
+        .route("/metrics", get(prometheus))
         .route("/flux/ledger", get(ledger_view))
         .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
@@ -312,9 +357,8 @@ pub async fn serve_router(
 /// Checks the proxy token a client sends where a key would go (`x-goog-api-key`, else
 /// `?key=`): the error body otherwise (403 without one, 400 API_KEY_INVALID for another, 400
 /// for two).
-fn check_token(p: &Proxy, headers: &HeaderMap, route: &Route) -> Result<(), Value> {
+fn check_token(p: &Proxy, headers: &HeaderMap, in_query: &[&str]) -> Result<(), Value> {
     let mut headed = headers.get_all("x-goog-api-key").iter();
-    let in_query: Vec<&str> = route.keys().collect();
     let given = match (headed.next(), headed.next()) {
         (Some(_), Some(_)) => {
             return Err(wire::error::invalid_argument(
@@ -322,7 +366,7 @@ fn check_token(p: &Proxy, headers: &HeaderMap, route: &Route) -> Result<(), Valu
             ))
         }
         (Some(v), None) => v.to_str().map_err(|_| wire::error::invalid_key())?.to_string(),
-        (None, _) => match in_query[..] {
+        (None, _) => match *in_query {
             [] => return Err(wire::error::missing_key()),
             [k] => k.to_string(),
             _ => {
@@ -337,6 +381,65 @@ fn check_token(p: &Proxy, headers: &HeaderMap, route: &Route) -> Result<(), Valu
     } else {
         Err(wire::error::invalid_key())
     }
+}
+
+/// The `?key=` values of a checked query (the OpenAI and Live routes).
+fn keys_of(query: &[(String, String)]) -> Vec<&str> {
+    query.iter().filter(|(k, _)| k == "key").map(|(_, v)| v.as_str()).collect()
+}
+
+/// For the OpenAI and Live routes, whose paths axum's router has matched: the API version
+/// must be one of [`VERSIONS`], or the 404 to answer.
+fn classify_version(version: &str) -> Result<(), Value> {
+    if VERSIONS.contains(&version) {
+        return Ok(());
+    }
+    let shown: String = version.chars().take(64).collect();
+    let message = format!("API version {shown:?} is not forwarded; use one of {VERSIONS:?}.");
+    Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+}
+
+/// The query parameters of a request on the OpenAI and Live routes, each checked against
+/// [`QUERY_NAMES`]: `Err` is the 400 to answer (Google's words for an unknown parameter).
+fn query_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, Value> {
+    let Query(q) = q.map_err(|e| wire::error::invalid_argument(&format!("Invalid query string: {}", e.body_text())))?;
+    for (name, _) in &q {
+        if !QUERY_NAMES.contains(&name.as_str()) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(wire::error::invalid_argument(&format!(
+                "Invalid JSON payload received. Unknown name {shown:?}: Cannot bind query parameter. Field {shown:?} could not be found in request message."
+            )));
+        }
+    }
+    Ok(q)
+}
+
+/// The path parameters, or the 400 to answer when they cannot be decoded.
+fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, Value> {
+    p.map(|Path(p)| p)
+        .map_err(|e| wire::error::invalid_argument(&format!("Invalid request path: {}", e.body_text())))
+}
+
+/// The upstream URL of the checked path `segments` and the checked `query` less its `key`
+/// (the token never goes upstream): every segment and value is percent-encoded, so none can
+/// add a path, a query or a fragment. (Native calls build theirs with [`Route::upstream_url`].)
+fn upstream_url(p: &Proxy, segments: &[&str], query: &[(String, String)]) -> reqwest::Url {
+    let mut url = p.upstream.clone();
+    url.path_segments_mut()
+        .expect("checked at start: a base URL")
+        .pop_if_empty()
+        .extend(segments);
+    let forwarded: Vec<&(String, String)> = query.iter().filter(|(k, _)| k != "key").collect();
+    if forwarded.is_empty() {
+        url.set_query(None);
+    } else {
+        let mut pairs = url.query_pairs_mut();
+        pairs.clear();
+        for (k, v) in forwarded {
+            pairs.append_pair(k, v);
+        }
+    }
+    url
 }
 
 /// The first valid key, for calls that spend no quota (model lists, countTokens).
@@ -435,7 +538,7 @@ async fn forward(p: Arc<Proxy>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => return error(e),
     };
-    if let Err(e) = check_token(&p, req.headers(), &route) {
+    if let Err(e) = check_token(&p, req.headers(), &route.keys().collect::<Vec<_>>()) {
         return error(e);
     }
     let (what, method) = match route.call {
@@ -467,6 +570,9 @@ async fn forward(p: Arc<Proxy>, req: Request) -> Response {
     };
     let Ok(_held) = p.held.try_acquire_many((body.len().div_ceil(1024) as u32).max(1)) else {
         p.count("memory_full");
+        if let Some(m) = model {
+            p.stats().refused(m, None, Refusal::MemoryFull);
+        }
         return refusal(
             "flux-sim proxy: too many request bytes are waiting; retry shortly.",
             Some(crate::core::time::SECOND),
@@ -486,9 +592,65 @@ fn refusal(message: &str, retry: Option<Nanos>) -> Response {
     error(wire::error::proxy_refusal(message, retry))
 }
 
+/// The proxy's own refusal of a request: its words, when a key may have room (if known), and
+/// its reason for `GET /metrics`.
+struct Refused {
+    message: String,
+    retry: Option<Nanos>,
+    why: Refusal,
+    /// The project of the key the strategy chose, if it chose one.
+    project: Option<usize>,
+}
+
+impl Refused {
+    fn new(message: impl Into<String>, retry: Option<Nanos>, why: Refusal) -> Self {
+        Refused {
+            message: message.into(),
+            retry,
+            why,
+            project: None,
+        }
+    }
+}
+
+/// The upstream's latest error answer to a request, kept in case no retry fits its deadline.
+struct Last {
+    head: Response,
+    status: u16,
+    body: Vec<u8>,
+    /// When it came (proxy time), and the retry delay it said.
+    at: Nanos,
+    retry: Option<Nanos>,
+}
+
+/// The answer to a request the proxy stops trying: the upstream's latest error if there was
+/// one, else the proxy's own 429. An upstream 429 passed on after the proxy itself waited
+/// would carry a stale delay (the upstream's, from when it answered): its RetryInfo and message
+/// say instead when a key has room as the proxy knows it (`refused.retry`), else the instant
+/// the upstream named, counted from now.
+fn give_up(p: &Proxy, model: usize, project: Option<usize>, refused: Refused, last: Option<Last>) -> Response {
+    p.stats().refused(model, refused.project.or(project), refused.why);
+    let Some(last) = last else {
+        return refusal(&refused.message, refused.retry);
+    };
+    let mut answer = last.head;
+    let mut body = last.body;
+    if last.status == 429 {
+        let now = p.now();
+        let retry = refused
+            .retry
+            .or_else(|| last.retry.map(|d| last.at.saturating_add(d).saturating_sub(now)));
+        if let Some(fixed) = retry.and_then(|r| wire::error::with_retry_delay(&body, r)) {
+            body = fixed;
+        }
+    }
+    *answer.body_mut() = Body::from(body);
+    answer
+}
+
 /// Asks the strategy until it plans a send no later than `deadline` (proxy time): the key,
-/// model and time, or the refusal to answer.
-async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos) -> Result<(usize, usize, Nanos), Response> {
+/// model and time, or why not (with when a key may have room, if known).
+async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos, held: &mut bool) -> Result<(usize, usize, Nanos), Refused> {
     loop {
         let notified = p.changed.notified();
         tokio::pin!(notified);
@@ -497,43 +659,96 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos) -> Result<(usize, usize, 
         let now = p.now();
         let decision = p.strategy().decide(now, ask);
         match decision {
-            Decision::Send { key, model, at } if at <= deadline => return Ok((key, model, at)),
+            Decision::Send { key, model, at } if at <= deadline => {
+                *held |= at > now;
+                return Ok((key, model, at));
+            }
             Decision::Send { key, model, at } => {
                 p.strategy().cancel(now, ask, key, model, at);
                 p.changed.notify_waiters();
                 p.count("deadline");
-                return Err(refusal(
-                    &format!(
+                return Err(Refused::new(
+                    format!(
                         "flux-sim proxy: no key has room for this request before its deadline ({}).",
                         format_duration(p.deadline)
                     ),
                     Some(at - now),
+                    Refusal::Deadline,
                 ));
             }
-            Decision::Later(at) => p.sleep_until(at.min(deadline)).await,
+            Decision::Later(at) => {
+                *held = true;
+                p.sleep_until(at.min(deadline)).await
+            }
             Decision::Defer => {
+                *held = true;
                 let wait = Duration::from_nanos(deadline.saturating_sub(now));
                 let _ = tokio::time::timeout(wait, notified).await;
             }
             Decision::GiveUp(why) => {
                 p.count("refused");
-                let message = match why {
-                    GiveUp::Unservable => "flux-sim proxy: this request can never fit the limits of any key.",
-                    GiveUp::Exhausted => "flux-sim proxy: no key or model is left to try today.",
+                let (message, why) = match why {
+                    GiveUp::Unservable => (
+                        "flux-sim proxy: this request can never fit the limits of any key.",
+                        Refusal::Unservable,
+                    ),
+                    GiveUp::Exhausted => (
+                        "flux-sim proxy: no key or model is left to try today.",
+                        Refusal::Exhausted,
+                    ),
                 };
-                return Err(refusal(message, None));
+                return Err(Refused::new(message, None, why));
             }
         }
         if p.now() >= deadline {
             p.count("deadline");
-            return Err(refusal(
-                &format!(
+            return Err(Refused::new(
+                format!(
                     "flux-sim proxy: the request waited its whole deadline ({}) without a key with room.",
                     format_duration(p.deadline)
                 ),
-                None,
+                p.next_room(ask),
+                Refusal::Deadline,
             ));
         }
+    }
+}
+
+/// Counts a request as waiting while it lives.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a scheduled call goes upstream.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    /// `/{version}/models/{model}:{method}` (generateContent, streamGenerateContent), the key
+    /// in `x-goog-api-key`.
+    Native { route: &'a Route },
+    /// `/{version}/openai/chat/completions`, the model named in the body, the key as a bearer
+    /// token.
+    Chat { version: &'a str },
+}
+
+/// An error body of the OpenAI-compatible endpoint, which may come wrapped in a list, as the
+/// native endpoint writes it.
+fn unwrapped(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(mut a)) if a.len() == 1 => {
+            std::borrow::Cow::Owned(serde_json::to_vec(&a.remove(0)).unwrap_or_default())
+        }
+        _ => std::borrow::Cow::Borrowed(body),
     }
 }
 
@@ -543,25 +758,44 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
         Ok(r) => r,
         Err(m) => return error(wire::error::invalid_argument(&m)),
     };
-    let Ok(_slot) = p.queue.try_acquire() else {
-        p.count("queue_full");
-        return refusal("flux-sim proxy: too many requests are waiting.", None);
-    };
+    let target = Target::Native { route };
+    let output = parsed.max_output_tokens.unwrap_or(0);
+    schedule(p, target, model, parsed.input_tokens, output, body).await
+}
+
+/// Schedules, forwards and retries one call for `model` of `input` tokens asking for `output`
+/// (its body already checked), to `target`.
+async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, output: u64, body: Bytes) -> Response {
     let mut ask = Ask {
         request: p.next_id.fetch_add(1, Ordering::Relaxed),
-        input_tokens: parsed.input_tokens,
-        output_tokens: parsed.max_output_tokens.unwrap_or(0),
+        input_tokens: input,
+        output_tokens: output,
         model,
         attempts: 0,
     };
-    let deadline = p.now().saturating_add(p.deadline);
+    let Ok(_slot) = p.queue.try_acquire() else {
+        p.count("queue_full");
+        // When to come back: when a key would have room for it, as the strategy plans now.
+        let retry = p.next_room(&ask);
+        let refused = Refused::new(
+            "flux-sim proxy: too many requests are waiting.",
+            retry,
+            Refusal::QueueFull,
+        );
+        return give_up(&p, model, None, refused, None);
+    };
+    let _waiting = Waiting::new(&p.waiting);
+    let arrived = p.now();
+    let deadline = arrived.saturating_add(p.deadline);
     let cost = p.scenario.server.tpm_counts.cost(ask.input_tokens, ask.output_tokens);
     // The upstream's latest error: what the client gets if no retry fits its deadline.
-    let mut last: Option<Response> = None;
+    let mut last: Option<Last> = None;
+    let mut held = false;
+    let mut project = None;
     loop {
-        let (key, model, at) = match decide(&p, &ask, deadline).await {
+        let (key, model, at) = match decide(&p, &ask, deadline, &mut held).await {
             Ok(d) => d,
-            Err(r) => return last.unwrap_or(r),
+            Err(r) => return give_up(&p, ask.model, project, r, last),
         };
         let mut planned = Planned {
             proxy: &p,
@@ -579,9 +813,10 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
         if !go {
             continue;
         }
-        let budget = p.scenario.topology.keys[key].project * p.scenario.models.len() + model;
+        let budget = p.budget(key, model);
+        project = Some(p.scenario.topology.keys[key].project);
         let limits = p.scenario.topology.projects[p.scenario.topology.keys[key].project].limits[model];
-        let pass = match through_gate(&p, budget, &limits, cost, deadline).await {
+        let pass = match through_gate(&p, budget, &limits, cost, deadline, &mut held).await {
             Ok(id) => id,
             Err(retry) => {
                 // Not sent: the strategy gets its plan back.
@@ -593,7 +828,8 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
                     "flux-sim proxy: no key has room for this request before its deadline ({}).",
                     format_duration(p.deadline)
                 );
-                return last.unwrap_or_else(|| refusal(&message, retry.map(|r| r.saturating_sub(now))));
+                let refused = Refused::new(message, retry.map(|r| r.saturating_sub(now)), Refusal::Deadline);
+                return give_up(&p, model, project, refused, last);
             }
         };
         let now = p.now();
@@ -617,12 +853,22 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
             };
             let member = format!("{}-{}-{}", p.instance, ask.request, ask.attempts);
             let left = Duration::from_nanos(deadline.saturating_sub(now));
-            match shared.admit(now, &name, limits, cost, &member, left).await {
+            let asked = std::time::Instant::now();
+            let answer = shared.admit(now, &name, limits, cost, &member, left).await;
+            let took = asked.elapsed().as_nanos().min(u64::MAX as u128) as Nanos;
+            let answered = match &answer {
+                Ok(Admission::Admitted) => Some(true),
+                Ok(_) => Some(false),
+                Err(_) => None,
+            };
+            p.stats().ledger(budget, took, answered);
+            match answer {
                 Ok(Admission::Admitted) => {}
                 Ok(Admission::Rejected { violated, retry_at }) => {
                     p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
                     p.gate_changed.notify_waiters();
                     p.count("shared_ledger_refused");
+                    held = true;
                     flight.finish(&Outcome::RateLimited {
                         violated,
                         retry_delay: Some(retry_at - now),
@@ -634,18 +880,24 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
                     p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
                     p.gate_changed.notify_waiters();
                     flight.finish(&Outcome::Unservable);
+                    p.stats()
+                        .refused(model, Some(p.scenario.topology.keys[key].project), Refusal::Unservable);
                     return refusal(
                         "flux-sim proxy: this request can never fit the limits of any key.",
                         None,
                     );
                 }
                 Err(e) => {
-                    // Fail closed: never send what the fleet's ledger has not admitted.
+                    // Fail closed: never send what the fleet's ledger has not admitted. Come
+                    // back once the proxy has tried to reach the ledger again.
                     p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
                     p.gate_changed.notify_waiters();
                     flight.finish(&Outcome::Unavailable);
                     p.count("shared_ledger_down");
-                    return error(wire::error::shared_ledger_down(&e));
+                    p.stats()
+                        .refused(model, Some(p.scenario.topology.keys[key].project), Refusal::LedgerDown);
+                    let retry = crate::net::shared_ledger::RETRY_AFTER_OUTAGE.as_nanos() as Nanos;
+                    return error(wire::error::shared_ledger_down(&e, retry));
                 }
             }
         }
@@ -654,48 +906,91 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
             let b = book.1[budget];
             book.0.force(now, b, None, cost, now);
         }
-        let url = route.upstream_url(&p.upstream, Some(&p.scenario.models[model].name));
-        let send = p
-            .client
-            .post(url)
-            .header("x-goog-api-key", &p.scenario.topology.keys[key].value)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send();
+        {
+            let mut stats = p.stats();
+            stats.admitted(budget, held, now.saturating_sub(arrived));
+            stats.late(budget, now.saturating_sub(at));
+        }
+        let key_value = &p.scenario.topology.keys[key].value;
+        let request = match target {
+            Target::Native { route } => {
+                p.client
+                    .post(route.upstream_url(&p.upstream, Some(&p.scenario.models[model].name)))
+                    .header("x-goog-api-key", key_value)
+                    .body(body.clone())
+            }
+            Target::Chat { version } => {
+                // The strategy may have chosen another model than the body names.
+                let body = if model == ask.model {
+                    body.clone()
+                } else {
+                    let mut v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    v["model"] = Value::String(p.scenario.models[model].name.clone());
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                };
+                p.client
+                    .post(upstream_url(&p, &[version, "openai", "chat", "completions"], &[]))
+                    .header(header::AUTHORIZATION, format!("Bearer {key_value}"))
+                    .body(body)
+            }
+        };
+        let send = request.header("content-type", "application/json").send();
         // The wait for the answer's head is bounded by the request's deadline too.
         let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
         let reply = tokio::time::timeout(left, send).await;
-        p.gate
-            .lock()
-            .expect("no panic holds it")
-            .answered(budget, pass, p.now());
+        let head = p.now();
+        p.stats().head(budget, head.saturating_sub(now));
+        p.gate.lock().expect("no panic holds it").answered(budget, pass, head);
         p.gate_changed.notify_waiters();
         let (outcome, answer) = match reply {
             Err(_) => {
                 p.count("upstream_timeout");
                 flight.finish(&Outcome::Error);
-                return last.unwrap_or_else(|| error(upstream_timeout(p.deadline)));
+                return match last {
+                    Some(l) => give_up(&p, model, project, Refused::new("", None, Refusal::Deadline), Some(l)),
+                    None => error(upstream_timeout(p.deadline)),
+                };
             }
             Ok(reply) => match reply {
                 Err(e) => {
                     p.count("upstream_unreachable");
-                    (
-                        Outcome::Unavailable,
-                        error(wire::error::upstream_unreachable(&describe(e))),
-                    )
+                    let head = error(wire::error::upstream_unreachable(&describe(e)));
+                    let status = head.status().as_u16();
+                    let (head, body) = head.into_parts();
+                    let body = axum::body::to_bytes(body, MAX_ERROR_BODY).await.unwrap_or_default();
+                    let answer = Last {
+                        head: Response::from_parts(head, Body::empty()),
+                        status,
+                        body: body.to_vec(),
+                        at: p.now(),
+                        retry: None,
+                    };
+                    (Outcome::Unavailable, answer)
                 }
                 Ok(resp) if resp.status().is_success() => {
                     p.count(format!("upstream_{}", resp.status().as_u16()));
+                    p.stats().upstream(budget, resp.status().as_u16());
                     return stream_through(resp, flight);
                 }
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     p.count(format!("upstream_{status}"));
-                    let mut answer = head_of(&resp);
+                    p.stats().upstream(budget, status);
+                    let head = head_of(&resp);
                     let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
                     let text = tokio::time::timeout(left, read_capped(resp)).await.unwrap_or_default();
-                    let (outcome, _) = wire::client::read_response(status, &text, cost);
-                    *answer.body_mut() = Body::from(text);
+                    let (outcome, _) = wire::client::read_response(status, &unwrapped(&text), cost);
+                    let retry = match outcome {
+                        Outcome::RateLimited { retry_delay, .. } => retry_delay,
+                        _ => None,
+                    };
+                    let answer = Last {
+                        head,
+                        status,
+                        body: text,
+                        at: p.now(),
+                        retry,
+                    };
                     (outcome, answer)
                 }
             },
@@ -704,21 +999,29 @@ async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Re
         match retry_after(&p, &ask, &outcome, deadline) {
             Some(d) => {
                 last = Some(answer);
+                held = true;
                 tokio::time::sleep(d).await;
             }
-            None => return answer,
+            None => {
+                let mut out = answer.head;
+                *out.body_mut() = Body::from(answer.body);
+                return out;
+            }
         }
     }
 }
 
 /// Waits until the gate lets a send of `cost` tokens on `budget` go, no later than
-/// `deadline`: its id, or when it might have gone (`None`: never, or not known).
+/// `deadline`: its id, or when it might have gone (`None`: never). A wait for answers whose
+/// head has not come back is at least a minute: each such send counts until a minute after
+/// its head.
 async fn through_gate(
     p: &Proxy,
     budget: usize,
     limits: &Limits,
     cost: u64,
     deadline: Nanos,
+    held: &mut bool,
 ) -> Result<u64, Option<Nanos>> {
     loop {
         let notified = p.gate_changed.notified();
@@ -735,8 +1038,9 @@ async fn through_gate(
             Verdict::Never => return Err(None),
             Verdict::Wait(at) => {
                 if now >= deadline || at.is_some_and(|a| a > deadline) {
-                    return Err(at);
+                    return Err(Some(at.unwrap_or(now.saturating_add(crate::core::time::MINUTE))));
                 }
+                *held = true;
                 p.count("gate_waits");
                 let until = at.unwrap_or(deadline).min(deadline);
                 let _ = tokio::time::timeout(Duration::from_nanos(until.saturating_sub(now)), notified).await;
@@ -822,6 +1126,28 @@ async fn metrics(State(p): State<Arc<Proxy>>) -> Response {
         ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `GET /metrics`: Prometheus' text format, per project and model (see [`prom`]).
+async fn prometheus(State(p): State<Arc<Proxy>>) -> Response {
+    let projects: Vec<&str> = p.scenario.topology.projects.iter().map(|x| x.name.as_str()).collect();
+    let models: Vec<&str> = p.scenario.models.iter().map(|m| m.name.as_str()).collect();
+    let ledger = p.shared.as_ref().map(|l| {
+        let s = l.status();
+        prom::LedgerGauges {
+            up: s.up,
+            outages: s.outages,
+            losses: s.losses,
+        }
+    });
+    let text = p
+        .stats()
+        .render(&projects, &models, ledger, p.waiting.load(Ordering::Relaxed));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 /// What this proxy sent, per (project, model): usage of every limited window now and its peak,

@@ -14,7 +14,8 @@
 //! Redis lost the budget's state (restarted empty, flushed, evicted), and the budget is then
 //! held for one full window from the new epoch, since the upstream's windows still hold what
 //! was sent before. The connection reconnects by itself (with backoff); whether the ledger
-//! answers is tracked for `/flux/metrics` and the log. Concurrency limits are not kept here.
+//! answers is tracked for `/flux/metrics` and the log. Concurrency limits are kept for Live
+//! sessions only, as leases renewed while a session lasts (a sorted set per budget, same tag).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RECONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest pause between two reconnection attempts.
 pub const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// When a request refused because the ledger did not answer should come back (its 503's
+/// RetryInfo): by then the proxy has checked the ledger again (it does every 500 ms) and the
+/// connection has made its next attempt (at most [`RECONNECT_MAX_DELAY`] apart).
+pub const RETRY_AFTER_OUTAGE: Duration = Duration::from_secs(1);
 
 /// A call that timed out with less time than this (a request's last milliseconds ran out)
 /// does not mark the ledger down; a longer wait, a refused connection or a broken pipe does.
@@ -155,6 +161,34 @@ end
 return {1, 0, 0, 0, 0, '0', nows, epoch, lost}
 "#;
 
+/// Live sessions' concurrency slots, leased: KEYS: the budget's `live` sorted set (members:
+/// sessions, scores: lease ends in Unix ms by the ledger's clock). ARGV: limit (-1: release
+/// `member`), member, lease (ms). A member already there is renewed; a new one is admitted if
+/// fewer than `limit` unexpired leases remain. Reply: {1, 0} held, or {0, ms until the earliest
+/// lease ends}. A proxy that dies stops renewing: its slots come back when their leases end.
+const LEASE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, member, lease = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+if limit < 0 then
+  redis.call('ZREM', KEYS[1], member)
+  return {1, 0}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+if redis.call('ZSCORE', KEYS[1], member) or redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + lease), member)
+  redis.call('PEXPIRE', KEYS[1], lease * 2)
+  return {1, 0}
+end
+local e = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, string.format('%.0f', tonumber(e[2]) - now)}
+"#;
+
+/// How long a Live session's concurrency slot is leased in the shared ledger; the proxy
+/// renews it every third of that while the session lasts, so a killed proxy's slots come
+/// back at most this long after its last renewal.
+pub const LEASE_TIME: Duration = Duration::from_secs(15);
+
 /// The connection: one Redis (or Valkey), or a cluster; both reconnect by themselves.
 #[derive(Clone)]
 enum Con {
@@ -248,6 +282,7 @@ impl Health {
 pub struct RedisLedger {
     con: Con,
     script: redis::Script,
+    lease_script: redis::Script,
     prefix: String,
     calendar: Calendar,
     /// How long a minute window holds an entry, in microseconds: 60 s plus a margin.
@@ -324,6 +359,7 @@ impl RedisLedger {
         Ok(RedisLedger {
             con,
             script: redis::Script::new(ADMIT),
+            lease_script: redis::Script::new(LEASE),
             prefix: prefix.to_string(),
             calendar,
             span: (crate::core::time::MINUTE + margin) / 1000,
@@ -394,6 +430,47 @@ impl RedisLedger {
             answered: self.health.answered.load(Ordering::Relaxed),
             answer_micros: self.health.answer_micros.load(Ordering::Relaxed),
         }
+    }
+
+    /// Takes (or renews) one of `limit` concurrency slots of the budget named `budget` for
+    /// session `member`, leased for [`LEASE_TIME`]: `Ok(None)` held, `Ok(Some(wait))` all
+    /// slots taken, the earliest lease ending in `wait` (a lower bound: leases are renewed),
+    /// `Err` when the ledger did not answer within `within` (fail closed). `limit` `None`:
+    /// gives the slot back.
+    pub async fn lease(
+        &self,
+        budget: &str,
+        limit: Option<u64>,
+        member: &str,
+        within: Duration,
+    ) -> Result<Option<Duration>, String> {
+        let mut inv = self.lease_script.prepare_invoke();
+        inv.key(format!("{}{{{budget}}}:live", self.prefix))
+            .arg(limit.map_or(-1, |l| l.min(i64::MAX as u64) as i64))
+            .arg(member)
+            .arg(LEASE_TIME.as_millis() as u64);
+        let t = Instant::now();
+        let r = match tokio::time::timeout(within, self.con.invoke(&inv)).await {
+            Ok(Ok(reply)) => match reply.as_slice() {
+                [redis::Value::Int(1), _] => Ok(None),
+                [redis::Value::Int(0), wait] => {
+                    let ms = match wait {
+                        redis::Value::BulkString(b) => std::str::from_utf8(b).ok().and_then(|s| s.parse::<u64>().ok()),
+                        redis::Value::Int(i) => u64::try_from(*i).ok(),
+                        _ => None,
+                    };
+                    Ok(Some(Duration::from_millis(ms.unwrap_or(0))))
+                }
+                other => Err(format!("the shared ledger (Redis) answered {other:?}")),
+            },
+            Ok(Err(e)) => Err(mask_secrets(&format!("the shared ledger (Redis) did not answer: {e}"))),
+            Err(_) => Err(format!(
+                "the shared ledger (Redis) did not answer within {}",
+                format_duration(within.as_nanos().min(u64::MAX as u128) as u64)
+            )),
+        };
+        self.health.saw(&r, t.elapsed(), within >= JUDGE_AFTER);
+        r
     }
 
     /// Decides on a request costing `tokens` against the budget named `budget` with `limits`

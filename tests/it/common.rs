@@ -1,13 +1,50 @@
-//! What several test files share: a redis-server of the test's own.
+//! What several test files share: a redis-server (or valkey-server) of the test's own, alone
+//! or as a 3-node cluster, and the Pacific calendar of the brute-force checkers.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A redis-server of the test's own, stopped when dropped.
+/// Which server a test starts: Redis, or Valkey (its fork, Debian 12 backports'
+/// `valkey-server` 8). Both speak the same protocol and run the same scripts; each has its own
+/// server and command-line programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Redis,
+    Valkey,
+}
+
+impl Flavor {
+    /// The server program.
+    pub fn server(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis-server",
+            Flavor::Valkey => "valkey-server",
+        }
+    }
+
+    /// The command-line client (`--cluster create` included).
+    pub fn cli(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis-cli",
+            Flavor::Valkey => "valkey-cli",
+        }
+    }
+
+    /// The Debian package that brings both.
+    fn package(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis-server",
+            Flavor::Valkey => "valkey-server (bookworm-backports on Debian 12)",
+        }
+    }
+}
+
+/// A redis-server (or valkey-server) of the test's own, stopped when dropped.
 pub struct RedisServer {
     child: Child,
     port: u16,
     args: Vec<String>,
+    flavor: Flavor,
     /// `redis://127.0.0.1:PORT/0`.
     pub url: String,
 }
@@ -31,13 +68,13 @@ impl RedisServer {
 
     /// Starts a fresh, empty redis-server on the same port with the same settings.
     pub fn start_again(&mut self) {
-        self.child = spawn(&self.args).expect("redis-server started once already");
+        self.child = spawn(self.flavor, &self.args).expect("the server started once already");
         wait_listening(self.port);
     }
 
-    /// What `redis-cli` prints for `args` against it.
+    /// What `redis-cli` (`valkey-cli`) prints for `args` against it.
     pub fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.port, args)
+        flavor_cli(self.flavor, self.port, args)
     }
 }
 
@@ -49,11 +86,16 @@ impl Drop for RedisServer {
 
 /// What `redis-cli -p PORT ARGS` prints.
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
+    flavor_cli(Flavor::Redis, port, args)
+}
+
+/// What `redis-cli` or `valkey-cli` `-p PORT ARGS` prints.
+pub fn flavor_cli(flavor: Flavor, port: u16, args: &[&str]) -> String {
+    let out = Command::new(flavor.cli())
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .output()
-        .expect("redis-cli comes with redis-server");
+        .unwrap_or_else(|e| panic!("{} comes with {}: {e}", flavor.cli(), flavor.server()));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -65,8 +107,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(args: &[String]) -> std::io::Result<Child> {
-    Command::new("redis-server")
+fn spawn(flavor: Flavor, args: &[String]) -> std::io::Result<Child> {
+    Command::new(flavor.server())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -80,7 +122,7 @@ fn wait_listening(port: u16) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("redis-server did not listen on port {port} within 5 s");
+    panic!("the server did not listen on port {port} within 5 s");
 }
 
 /// Starts redis-server on a free loopback port, or `None` (said on stderr) when it is not
@@ -92,6 +134,17 @@ pub fn redis_server() -> Option<RedisServer> {
 
 /// [`redis_server`] with more settings (`["--maxmemory", "10mb"]`).
 pub fn redis_server_with(extra: &[&str]) -> Option<RedisServer> {
+    server_with(Flavor::Redis, extra)
+}
+
+/// valkey-server on a free loopback port, as [`redis_server`]: `None` (said on stderr) when it
+/// is not installed, unless `FLUX_REQUIRE_REDIS` is set (then Valkey must be there too).
+pub fn valkey_server() -> Option<RedisServer> {
+    server_with(Flavor::Valkey, &[])
+}
+
+/// A `flavor` server with the test settings and `extra`.
+pub fn server_with(flavor: Flavor, extra: &[&str]) -> Option<RedisServer> {
     let port = free_port();
     let mut args: Vec<String> = [
         "--port",
@@ -109,13 +162,17 @@ pub fn redis_server_with(extra: &[&str]) -> Option<RedisServer> {
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let child = match spawn(&args) {
+    let child = match spawn(flavor, &args) {
         Ok(c) => c,
         Err(e) if std::env::var_os("FLUX_REQUIRE_REDIS").is_some() => {
-            panic!("FLUX_REQUIRE_REDIS is set but redis-server cannot start: {e}")
+            panic!("FLUX_REQUIRE_REDIS is set but {} cannot start: {e}", flavor.server())
         }
         Err(e) => {
-            eprintln!("SKIPPED: redis-server is not installed ({e}); `apt-get install redis-server`, or set FLUX_REQUIRE_REDIS=1 to fail instead");
+            eprintln!(
+                "SKIPPED: {} is not installed ({e}); `apt-get install {}`, or set FLUX_REQUIRE_REDIS=1 to fail instead",
+                flavor.server(),
+                flavor.package()
+            );
             return None;
         }
     };
@@ -123,6 +180,7 @@ pub fn redis_server_with(extra: &[&str]) -> Option<RedisServer> {
         child,
         port,
         args,
+        flavor,
         url: format!("redis://127.0.0.1:{port}/0"),
     };
     wait_listening(port);
@@ -142,36 +200,54 @@ impl RedisCluster {
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(|n| n.port).collect()
     }
+
+    /// What its command-line client prints for `args` against the node on `port`.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        flavor_cli(self.nodes[0].flavor, port, args)
+    }
 }
 
 /// Starts three `redis-server --cluster-enabled yes` on free loopback ports and joins them
 /// with `redis-cli --cluster create`, or `None` as [`redis_server`].
 pub fn redis_cluster() -> Option<RedisCluster> {
+    cluster(Flavor::Redis)
+}
+
+/// [`redis_cluster`] of three `valkey-server`s joined by `valkey-cli --cluster create`.
+pub fn valkey_cluster() -> Option<RedisCluster> {
+    cluster(Flavor::Valkey)
+}
+
+fn cluster(flavor: Flavor) -> Option<RedisCluster> {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = Vec::new();
     for _ in 0..3 {
         let conf = dir.path().join(format!("nodes-{}.conf", nodes.len()));
-        let node = redis_server_with(&[
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            conf.to_str().unwrap(),
-            "--dir",
-            dir.path().to_str().unwrap(),
-        ])?;
+        let node = server_with(
+            flavor,
+            &[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                conf.to_str().unwrap(),
+                "--dir",
+                dir.path().to_str().unwrap(),
+            ],
+        )?;
         nodes.push(node);
     }
     let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let out = Command::new("redis-cli")
+    let out = Command::new(flavor.cli())
         .arg("--cluster")
         .arg("create")
         .args(&addrs)
         .args(["--cluster-replicas", "0", "--cluster-yes"])
         .output()
-        .expect("redis-cli comes with redis-server");
+        .unwrap_or_else(|e| panic!("{} comes with {}: {e}", flavor.cli(), flavor.server()));
     assert!(
         out.status.success(),
-        "redis-cli --cluster create: {}",
+        "{} --cluster create: {}",
+        flavor.cli(),
         String::from_utf8_lossy(&out.stdout)
     );
     for _ in 0..200 {

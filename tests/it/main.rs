@@ -21,6 +21,7 @@ mod meetings;
 mod peers;
 mod per_day;
 mod proxy;
+mod proxy_fleet;
 mod readme;
 mod registry;
 mod report;

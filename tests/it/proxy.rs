@@ -64,6 +64,18 @@ async fn start_shared(
     upstream: Option<&str>,
     ledger: Option<&str>,
 ) -> Live {
+    start_queue(text, upstream_text, deadline, upstream, ledger, 256).await
+}
+
+/// [`start_shared`] with a waiting queue of `queue` requests.
+async fn start_queue(
+    text: &str,
+    upstream_text: &str,
+    deadline: Duration,
+    upstream: Option<&str>,
+    ledger: Option<&str>,
+    queue: usize,
+) -> Live {
     let mut stops = Vec::new();
     let upstream = match upstream {
         Some(u) => u.to_string(),
@@ -87,7 +99,7 @@ async fn start_shared(
         upstream,
         token: TOKEN.into(),
         deadline,
-        queue: 256,
+        queue,
         ledger: ledger.map(str::to_string),
         margin: 0,
         allow_eviction: false,
@@ -130,6 +142,14 @@ impl Live {
     async fn metrics(&self) -> String {
         let url = format!("{}/flux/metrics", self.base);
         self.client.get(url).send().await.unwrap().text().await.unwrap()
+    }
+
+    async fn prometheus(&self) -> String {
+        let url = format!("{}/metrics", self.base);
+        let r = self.client.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+        r.text().await.unwrap()
     }
 }
 
@@ -335,6 +355,13 @@ async fn two_proxies_sharing_redis_never_exceed_a_limit() {
     two_proxies_send_exactly_the_limit(&redis.url).await;
 }
 
+/// The same on one Valkey 8 (Debian 12 backports' `valkey-server`).
+#[tokio::test]
+async fn two_proxies_sharing_valkey_never_exceed_a_limit() {
+    let Some(valkey) = common::valkey_server() else { return };
+    two_proxies_send_exactly_the_limit(&valkey.url).await;
+}
+
 /// Two proxies on the ledger at `url` in front of one serve, 64 clients at once (32 on each):
 /// exactly the 60 the minute allows are sent, the rest refused by the proxies, and serve answers
 /// no 429.
@@ -372,6 +399,124 @@ async fn an_unreachable_shared_ledger_fails_closed() {
     );
     assert!(v["error"]["message"].as_str().unwrap().contains("Redis"), "{v}");
     assert!(live.metrics().await.contains("shared_ledger_down"));
+    // Issue 28 item 8: it says when to come back: once the proxy has tried Redis again (it
+    // had no RetryInfo, so clients retried at once or never).
+    assert_eq!(retry_delay(&v), Some(1.0), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().ends_with("Please retry in 1s."),
+        "{v}"
+    );
+}
+
+/// The RetryInfo delay of an error body, in seconds.
+fn retry_delay(v: &Value) -> Option<f64> {
+    v["error"]["details"]
+        .as_array()?
+        .iter()
+        .find(|d| d["@type"] == "type.googleapis.com/google.rpc.RetryInfo")?["retryDelay"]
+        .as_str()?
+        .trim_end_matches('s')
+        .parse()
+        .ok()
+}
+
+/// An upstream whose windows someone else filled: every generate gets Google's 429 saying
+/// "retry in 50 ms" (an edge of its window as it sees it), while the proxy's own count of the
+/// key holds it for a minute.
+async fn refusing_upstream() -> String {
+    use axum::http::StatusCode;
+    let (l, url) = listener().await;
+    let app = axum::Router::new().fallback(|| async {
+        let limits = flux_sim::core::ledger::Limits {
+            rpm: Some(1),
+            ..Default::default()
+        };
+        let body = flux_sim::net::wire::error::quota_exceeded(
+            [flux_sim::core::ledger::Dimension::Rpm].into_iter().collect(),
+            &limits,
+            "free",
+            "gemini-2.5-flash",
+            Some(50_000_000),
+        );
+        (StatusCode::TOO_MANY_REQUESTS, axum::Json(body))
+    });
+    tokio::spawn(async move { axum::serve(l, app).await });
+    url
+}
+
+/// Issue 28 item 8: a 429 the proxy passes on after waiting itself says when a key has room as
+/// the proxy knows it, not the upstream's delay from before the wait. The upstream said "retry
+/// in 0.05s"; the proxy retried after it, its own window check holds the key's one request a
+/// minute, so its answer says ~60 s (the old proxy passed "0.05s" on, and clients came back
+/// at once to be refused again).
+#[tokio::test]
+async fn a_429_passed_on_after_the_proxy_waited_says_when_a_key_has_room() {
+    let upstream = refusing_upstream().await;
+    let text = SCENARIO
+        .replace("rpm = 30", "rpm = 1")
+        .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]");
+    let live = start(&text, &text, Duration::from_secs(5), Some(&upstream)).await;
+    let (status, v) = live.generate().await;
+    assert_eq!(status, 429, "{v}");
+    let retry = retry_delay(&v).expect("a RetryInfo");
+    assert!(
+        (55.0..=60.5).contains(&retry),
+        "room is a minute away, not {retry} s: {v}"
+    );
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.ends_with(&format!(
+            "Please retry in {}.",
+            v["error"]["details"][2]["retryDelay"].as_str().unwrap()
+        )),
+        "{message}"
+    );
+    // The upstream's QuotaFailure is passed on as it came.
+    assert_eq!(v["error"]["details"][1]["violations"][0]["quotaValue"], "1", "{v}");
+    let m = live.metrics().await;
+    assert_eq!(
+        metric(&m, "flux_proxy_events_total{event=\"upstream_429\"}"),
+        Some(1.0),
+        "{m}"
+    );
+}
+
+/// Issue 28 item 8: a 429 for a full queue says when a key will have room for the request (it
+/// said nothing). One project at 1 RPM, a queue of one: the first request is sent and holds
+/// the queue until answered; the second waits for its minute, the third finds the queue full.
+#[tokio::test]
+async fn a_full_queue_says_when_to_come_back() {
+    let text = SCENARIO
+        .replace("rpm = 30", "rpm = 1")
+        .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]")
+        .replace("ttft = \"2ms\"", "ttft = \"1s\"");
+    let live = std::sync::Arc::new(start_queue(&text, &text, Duration::from_secs(100), None, None, 1).await);
+    let first = {
+        let live = live.clone();
+        tokio::spawn(async move { live.generate().await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, v) = live.generate().await;
+    assert_eq!(status, 429, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("flux-sim proxy: too many requests are waiting."),
+        "{v}"
+    );
+    let retry = retry_delay(&v).expect("a RetryInfo");
+    assert!(
+        (55.0..=60.5).contains(&retry),
+        "the key has room in a minute, not {retry} s: {v}"
+    );
+    assert_eq!(first.await.unwrap().0, 200);
+    // Counted in /metrics as refused for a full queue, before any key was chosen.
+    let m = live.prometheus().await;
+    assert!(
+        m.contains("flux_proxy_refused_total{project=\"\",model=\"gemini-2.5-flash\",reason=\"queue_full\"} 1\n"),
+        "{m}"
+    );
 }
 
 /// A fake upstream over raw TCP that answers every request 200 `{}` and records its request
@@ -795,6 +940,19 @@ async fn the_proxy_reconnects_after_redis_restarts() {
     let Some(mut redis) = common::redis_server() else {
         return;
     };
+    reconnects_after_a_restart(&mut redis).await;
+}
+
+/// The same with Valkey killed and started again.
+#[tokio::test]
+async fn the_proxy_reconnects_after_valkey_restarts() {
+    let Some(mut valkey) = common::valkey_server() else {
+        return;
+    };
+    reconnects_after_a_restart(&mut valkey).await;
+}
+
+async fn reconnects_after_a_restart(redis: &mut common::RedisServer) {
     let live = start_shared(SCENARIO, SCENARIO, Duration::from_secs(3), None, Some(&redis.url)).await;
     assert_eq!(live.generate().await.0, 200);
     redis.kill();
@@ -894,4 +1052,218 @@ async fn the_proxy_refuses_an_evicting_redis() {
 async fn two_proxies_on_a_redis_cluster_never_exceed_a_limit() {
     let Some(cluster) = common::redis_cluster() else { return };
     two_proxies_send_exactly_the_limit(&cluster.url).await;
+}
+
+/// The same on a 3-node Valkey cluster (`valkey-cli --cluster create`).
+#[tokio::test]
+async fn two_proxies_on_a_valkey_cluster_never_exceed_a_limit() {
+    let Some(cluster) = common::valkey_cluster() else {
+        return;
+    };
+    two_proxies_send_exactly_the_limit(&cluster.url).await;
+}
+
+/// One sample of a Prometheus text exposition: its name, labels (unescaped) and value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+/// Parses Prometheus' text format 0.0.4 strictly: every line a `# HELP`, a `# TYPE` (counter,
+/// gauge or histogram, before the family's samples, once) or a sample `name{l="v",…} value`
+/// whose label values use only the format's escapes (`\\`, `\"`, `\n`); each family's samples
+/// together. Panics, naming the line, on anything else.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let valid_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut types: std::collections::HashMap<String, String> = Default::default();
+    let mut helped: std::collections::HashSet<String> = Default::default();
+    let mut closed: std::collections::HashSet<String> = Default::default();
+    let mut current = String::new();
+    let mut samples = Vec::new();
+    assert!(text.ends_with('\n'), "the text ends with a line feed");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("HELP without text: {line}"));
+            assert!(valid_name(name) && !help.is_empty(), "{line}");
+            assert!(helped.insert(name.to_string()), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+            assert!(valid_name(name), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(
+                types.insert(name.to_string(), kind.to_string()).is_none(),
+                "TYPE twice: {line}"
+            );
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.is_empty(), "{line:?}");
+        let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("{line}"));
+        let name = &line[..name_end];
+        assert!(valid_name(name), "{line}");
+        let mut rest = &line[name_end..];
+        let mut labels = Vec::new();
+        if let Some(r) = rest.strip_prefix('{') {
+            let chars: Vec<char> = r.chars().collect();
+            let mut i = 0;
+            while chars.get(i) != Some(&'}') {
+                let start = i;
+                while chars.get(i).is_some_and(|&c| c != '=') {
+                    i += 1;
+                }
+                let lname: String = chars[start..i].iter().collect();
+                assert!(
+                    valid_name(&lname) && !lname.contains(':'),
+                    "label name {lname:?}: {line}"
+                );
+                assert_eq!(chars.get(i + 1), Some(&'"'), "{line}");
+                i += 2;
+                let mut value = String::new();
+                loop {
+                    match chars.get(i) {
+                        Some('"') => break,
+                        Some('\\') => {
+                            match chars.get(i + 1) {
+                                Some('\\') => value.push('\\'),
+                                Some('"') => value.push('"'),
+                                Some('n') => value.push('\n'),
+                                other => panic!("escape {other:?}: {line}"),
+                            }
+                            i += 1;
+                        }
+                        Some(&c) => value.push(c),
+                        None => panic!("unclosed label value: {line}"),
+                    }
+                    i += 1;
+                }
+                i += 1;
+                labels.push((lname, value));
+                match chars.get(i) {
+                    Some(',') => i += 1,
+                    Some('}') => {}
+                    other => panic!("after a label {other:?}: {line}"),
+                }
+            }
+            rest = &r[chars[..=i].iter().map(|c| c.len_utf8()).sum::<usize>()..];
+        }
+        let value = rest.strip_prefix(' ').unwrap_or_else(|| panic!("{line}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().unwrap_or_else(|_| panic!("value {v:?}: {line}")),
+        };
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                let f = name.strip_suffix(s)?;
+                (types.get(f).map(String::as_str) == Some("histogram")).then(|| f.to_string())
+            })
+            .unwrap_or_else(|| name.to_string());
+        assert!(
+            types.contains_key(&family) && helped.contains(&family),
+            "no HELP/TYPE before {line}"
+        );
+        if family != current {
+            assert!(!closed.contains(&family), "{family}'s samples are not together: {line}");
+            closed.insert(std::mem::replace(&mut current, family.clone()));
+        }
+        samples.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    samples
+}
+
+/// Issue 28 item 9: `GET /metrics` in Prometheus' text format, per project and model: two
+/// proxies' worth of traffic through one proxy on Redis (64 requests, 60 sent, 4 refused at
+/// their deadline), project names that need escaping, the ledger's latency histogram
+/// (cumulative, `+Inf` = count), and no key anywhere.
+#[tokio::test]
+async fn prometheus_metrics_count_per_project_and_model() {
+    let Some(redis) = common::redis_server() else { return };
+    let text = SCENARIO.replace("projects = [\"one\", \"two\"]", r#"projects = ["o\"ne", "t\\w\no"]"#);
+    let live = std::sync::Arc::new(start_shared(&text, &text, Duration::from_secs(3), None, Some(&redis.url)).await);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let live = live.clone();
+        tasks.push(tokio::spawn(async move { live.generate().await.0 }));
+    }
+    for t in tasks {
+        let status = t.await.unwrap();
+        assert!(status == 200 || status == 429, "{status}");
+    }
+    let text = live.prometheus().await;
+    for k in &live.keys {
+        assert!(!text.contains(k.as_str()), "a key in /metrics");
+    }
+    let samples = parse_prometheus(&text);
+    let sum = |name: &str, f: &dyn Fn(&Sample) -> bool| -> f64 {
+        samples.iter().filter(|s| s.name == name && f(s)).map(|s| s.value).sum()
+    };
+    let label = |s: &Sample, k: &str| s.labels.iter().find(|l| l.0 == k).map(|l| l.1.clone());
+    assert_eq!(sum("flux_proxy_admitted_total", &|_| true), 60.0, "{text}");
+    for project in ["o\"ne", "t\\w\no"] {
+        let of = |s: &Sample| {
+            label(s, "project").as_deref() == Some(project) && label(s, "model").as_deref() == Some("gemini-2.5-flash")
+        };
+        assert_eq!(sum("flux_proxy_admitted_total", &of), 30.0, "{project}: {text}");
+        assert_eq!(
+            sum("flux_proxy_upstream_responses_total", &|s| of(s)
+                && label(s, "code").as_deref() == Some("200")),
+            30.0
+        );
+        assert_eq!(
+            sum("flux_proxy_ledger_request_duration_seconds_count", &of),
+            30.0,
+            "{text}"
+        );
+        // Cumulative buckets, ending at the count.
+        let buckets: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.name == "flux_proxy_ledger_request_duration_seconds_bucket" && of(s))
+            .map(|s| s.value)
+            .collect();
+        assert!(
+            buckets.windows(2).all(|w| w[0] <= w[1]) && buckets.last() == Some(&30.0),
+            "{buckets:?}"
+        );
+    }
+    assert_eq!(
+        sum("flux_proxy_refused_total", &|s| label(s, "reason").as_deref()
+            == Some("deadline")),
+        4.0,
+        "{text}"
+    );
+    assert_eq!(sum("flux_proxy_ledger_up", &|_| true), 1.0);
+    assert_eq!(sum("flux_proxy_waiting_requests", &|_| true), 0.0);
+}
+
+/// The parser above has teeth: it refuses what the format forbids.
+#[test]
+fn the_prometheus_parser_refuses_what_the_format_forbids() {
+    let ok = "# HELP a_total A.\n# TYPE a_total counter\na_total{p=\"x\\\"y\"} 1\n";
+    assert_eq!(parse_prometheus(ok)[0].labels[0].1, "x\"y");
+    for bad in [
+        "a_total 1\n",                                                               // no HELP/TYPE
+        "# HELP a_total A.\n# TYPE a_total counter\na_total{p=\"x\"y\"} 1\n",        // unescaped quote
+        "# HELP a_total A.\n# TYPE a_total counter\na_total{p=\"x\\ty\"} 1\n",       // unknown escape
+        "# HELP a_total A.\n# TYPE a_total counter\na_total{p=\"x\"} one\n",         // value
+        "# HELP a A.\n# TYPE a gauge\na 1\n# HELP b B.\n# TYPE b gauge\nb 1\na 2\n", // apart
+    ] {
+        assert!(std::panic::catch_unwind(|| parse_prometheus(bad)).is_err(), "{bad}");
+    }
 }

@@ -1,9 +1,10 @@
 //! The Redis ledger of `proxy --ledger` against the in-process ledger: the same sequence of
 //! requests (bursts, exact window edges, day resets) gets the same decisions, violated
-//! dimensions and retry instants from both. Needs `redis-server` (Debian's package): each test
-//! starts its own on a free loopback port, and says plainly that it was skipped when the
-//! program is not installed — unless `FLUX_REQUIRE_REDIS` is set (`.ci/run` sets it), when it
-//! fails instead.
+//! dimensions and retry instants from both. Needs `redis-server` and `valkey-server` (Debian's
+//! packages; Valkey 8 from bookworm-backports): each test starts its own on a free loopback
+//! port — the fleet's checks run on both — and says plainly that it was skipped when a program
+//! is not installed, unless `FLUX_REQUIRE_REDIS` is set (`.ci/run` sets it), when it fails
+//! instead.
 
 use crate::common;
 
@@ -50,7 +51,8 @@ proptest! {
         steps in prop::collection::vec((0u64..3, 0u64..40_000_000, 1u64..150), 1..60),
         margin in prop::sample::select(vec![0u64, 0, 250_000_000]),
     ) {
-        let Some(server) = common::redis_server() else { return Ok(()) };
+        for flavor in FLAVORS {
+        let Some(server) = common::server_with(flavor, &[]) else { continue };
         let limits = Limits { rpm, tpm, rpd, tpd, concurrent: None };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let redis = rt
@@ -62,7 +64,7 @@ proptest! {
         let b = local.add_budget(limits, 0);
         let mut now: Nanos = 0;
         let mut admitted: Vec<Nanos> = Vec::new();
-        for (i, (kind, micros, tokens)) in steps.into_iter().enumerate() {
+        for (i, (kind, micros, tokens)) in steps.iter().copied().enumerate() {
             now = match (kind, admitted.len()) {
                 // Exactly when an earlier admission leaves its window.
                 (0, n) if n > 0 => (admitted[micros as usize % n] + MINUTE + margin).max(now),
@@ -71,13 +73,17 @@ proptest! {
             };
             let want = local.admit(now, b, None, tokens, now);
             let got = rt.block_on(redis.admit(now, "p:m", limits, tokens, &format!("r{i}"), WITHIN)).unwrap();
-            prop_assert_eq!(got, want, "request {} at {} ns, {} tokens", i, now, tokens);
+            prop_assert_eq!(got, want, "{:?}: request {} at {} ns, {} tokens", flavor, i, now, tokens);
             if want == flux_sim::core::ledger::Admission::Admitted {
                 admitted.push(now);
             }
         }
+        }
     }
 }
+
+/// The servers every fleet check runs on.
+const FLAVORS: [common::Flavor; 2] = [common::Flavor::Redis, common::Flavor::Valkey];
 
 #[test]
 fn an_unreachable_redis_is_an_error_not_an_admission() {
@@ -217,10 +223,17 @@ fn a_stalled_ledger_is_bounded_by_the_time_left_and_comes_back() {
 /// (FLUSHALL here; a restart without persistence or an eviction alike) a proxy that had seen
 /// the budget holds it for one full window from the loss — every proxy does, the hold is in
 /// Redis — since the upstream's windows still hold what was sent before. A budget never seen
-/// is not held.
+/// is not held. On Redis and on Valkey.
 #[test]
 fn a_ledger_that_lost_its_state_holds_the_budget_for_a_window() {
-    let Some(server) = common::redis_server() else { return };
+    for flavor in FLAVORS {
+        if let Some(server) = common::server_with(flavor, &[]) {
+            state_loss_holds_the_budget(&server);
+        }
+    }
+}
+
+fn state_loss_holds_the_budget(server: &common::RedisServer) {
     let rt = runtime();
     let a = rt
         .block_on(RedisLedger::connect(&server.url, calendar(), "t:", 0))
@@ -258,25 +271,28 @@ fn a_ledger_that_lost_its_state_holds_the_budget_for_a_window() {
 
 /// Issue 28 item 4: a Redis that may evict the ledger's keys is named, `volatile-*` included
 /// (the ledger's keys expire, so they are candidates); `noeviction` or no `maxmemory` is fine.
+/// On Redis and on Valkey.
 #[test]
 fn an_evicting_redis_is_named() {
     let rt = runtime();
-    for (args, risky) in [
-        (vec!["--maxmemory", "50mb", "--maxmemory-policy", "allkeys-lru"], true),
-        (vec!["--maxmemory", "50mb", "--maxmemory-policy", "volatile-ttl"], true),
-        (vec!["--maxmemory", "50mb", "--maxmemory-policy", "noeviction"], false),
-        (vec!["--maxmemory-policy", "allkeys-lru"], false),
-    ] {
-        let Some(server) = common::redis_server_with(&args) else {
-            return;
-        };
-        let ledger = rt
-            .block_on(RedisLedger::connect(&server.url, calendar(), "t:", 0))
-            .unwrap();
-        let risk = rt.block_on(ledger.eviction_risk()).unwrap();
-        assert_eq!(risk.is_some(), risky, "{args:?}: {risk:?}");
-        if let Some(r) = risk {
-            assert!(r.contains(args[3]) && r.contains("noeviction"), "{r}");
+    for flavor in FLAVORS {
+        for (args, risky) in [
+            (vec!["--maxmemory", "50mb", "--maxmemory-policy", "allkeys-lru"], true),
+            (vec!["--maxmemory", "50mb", "--maxmemory-policy", "volatile-ttl"], true),
+            (vec!["--maxmemory", "50mb", "--maxmemory-policy", "noeviction"], false),
+            (vec!["--maxmemory-policy", "allkeys-lru"], false),
+        ] {
+            let Some(server) = common::server_with(flavor, &args) else {
+                continue;
+            };
+            let ledger = rt
+                .block_on(RedisLedger::connect(&server.url, calendar(), "t:", 0))
+                .unwrap();
+            let risk = rt.block_on(ledger.eviction_risk()).unwrap();
+            assert_eq!(risk.is_some(), risky, "{flavor:?} {args:?}: {risk:?}");
+            if let Some(r) = risk {
+                assert!(r.contains(args[3]) && r.contains("noeviction"), "{r}");
+            }
         }
     }
 }
@@ -287,6 +303,19 @@ fn an_evicting_redis_is_named() {
 #[test]
 fn a_redis_cluster_keeps_each_budget_in_one_slot() {
     let Some(cluster) = common::redis_cluster() else { return };
+    each_budget_in_one_slot(&cluster);
+}
+
+/// The same on a 3-node Valkey cluster (`valkey-cli --cluster create`).
+#[test]
+fn a_valkey_cluster_keeps_each_budget_in_one_slot() {
+    let Some(cluster) = common::valkey_cluster() else {
+        return;
+    };
+    each_budget_in_one_slot(&cluster);
+}
+
+fn each_budget_in_one_slot(cluster: &common::RedisCluster) {
     let rt = runtime();
     let ledger = rt
         .block_on(RedisLedger::connect(&cluster.url, calendar(), "flux:", 0))
@@ -303,7 +332,7 @@ fn a_redis_cluster_keeps_each_budget_in_one_slot() {
         cluster
             .ports()
             .iter()
-            .map(|&port| common::redis_cli(port, &["DBSIZE"]).trim().parse().unwrap())
+            .map(|&port| cluster.cli(port, &["DBSIZE"]).trim().parse().unwrap())
             .collect()
     };
     // Budgets until every node holds some (a handful do).

@@ -30,12 +30,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new().route("/ws/{service}", get(connect))
 }
 
-/// The services a Live client connects to (google-genai uses `v1` when given a base URL).
-const SERVICES: [&str; 3] = [
-    "google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
-    "google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContent",
-    "google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent",
-];
+use crate::net::wire::live::SERVICES;
 
 /// Bytes of one client frame at most (a second of 16 kHz audio is 43 kB in base64).
 const MAX_FRAME: usize = 4 * 1024 * 1024;

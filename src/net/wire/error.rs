@@ -40,14 +40,51 @@ pub fn upstream_unreachable(why: &str) -> Value {
 }
 
 /// 503 UNAVAILABLE from `flux-sim proxy`: the ledger it shares with other proxies did not
-/// answer, so it sends nothing (it fails closed).
-pub fn shared_ledger_down(why: &str) -> Value {
+/// answer, so it sends nothing (it fails closed); RetryInfo says when it will have tried to
+/// reach the ledger again (`retry`: its reconnection backoff).
+pub fn shared_ledger_down(why: &str, retry: Nanos) -> Value {
     envelope(
         503,
         "UNAVAILABLE",
-        &format!("flux-sim proxy: not sent, {why}; the proxy sends nothing its fleet's ledger has not admitted"),
-        Vec::new(),
+        &format!(
+            "flux-sim proxy: not sent, {why}; the proxy sends nothing its fleet's ledger has not admitted. Please retry in {}.",
+            duration_string(retry)
+        ),
+        vec![json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": duration_string(retry)})],
     )
+}
+
+/// An upstream error body (Google's envelope) whose RetryInfo says `retry` instead of what the
+/// upstream said (added if it had none), and whose message's "Please retry in …" says the same;
+/// `None` when the body is not an error envelope (then it is passed on as it came).
+pub fn with_retry_delay(body: &[u8], retry: Nanos) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(body).ok()?;
+    // The OpenAI-compatible endpoint may wrap the envelope in a list.
+    let envelope = match &mut v {
+        Value::Array(a) if a.len() == 1 => &mut a[0],
+        other => other,
+    };
+    let error = envelope.get_mut("error")?.as_object_mut()?;
+    let delay = duration_string(retry);
+    if let Some(Value::String(m)) = error.get_mut("message") {
+        if let Some(at) = m.find("Please retry in ") {
+            let rest = &m[at + "Please retry in ".len()..];
+            let end = rest.find("s.").map_or(rest.len(), |e| e + 2);
+            let tail = rest[end..].to_string();
+            m.truncate(at);
+            m.push_str(&format!("Please retry in {delay}.{tail}"));
+        }
+    }
+    let details = error
+        .entry("details")
+        .or_insert_with(|| Value::Array(Vec::new()))
+        .as_array_mut()?;
+    let info = "type.googleapis.com/google.rpc.RetryInfo";
+    match details.iter_mut().find(|d| d["@type"] == info) {
+        Some(d) => d["retryDelay"] = Value::String(delay),
+        None => details.push(json!({"@type": info, "retryDelay": delay})),
+    }
+    serde_json::to_vec(&v).ok()
 }
 
 /// 400 API_KEY_INVALID.
@@ -279,6 +316,41 @@ mod tests {
             quota_names(Dimension::Tpm, "tier2").1,
             "generativelanguage.googleapis.com/generate_content_paid_tier_2_input_token_count"
         );
+    }
+
+    #[test]
+    fn an_upstream_retry_delay_is_replaced_everywhere_it_is_said() {
+        let limits = Limits {
+            rpm: Some(10),
+            ..Limits::default()
+        };
+        let upstream = quota_exceeded(
+            [Dimension::Rpm].into_iter().collect(),
+            &limits,
+            "free",
+            "gemini-2.5-flash",
+            Some(50_000_000),
+        );
+        let body = serde_json::to_vec(&upstream).unwrap();
+        let out: Value = serde_json::from_slice(&with_retry_delay(&body, 59_250_000_000).unwrap()).unwrap();
+        let e = &out["error"];
+        assert!(
+            e["message"].as_str().unwrap().ends_with("\nPlease retry in 59.25s."),
+            "{e}"
+        );
+        assert_eq!(e["details"][2]["retryDelay"], "59.25s");
+        // QuotaFailure is kept as the upstream said it.
+        assert_eq!(e["details"][1], upstream["error"]["details"][1]);
+        // No RetryInfo: one is added; not an envelope: nothing to do.
+        let bare = serde_json::to_vec(&unavailable()).unwrap();
+        let out: Value = serde_json::from_slice(&with_retry_delay(&bare, SECOND).unwrap()).unwrap();
+        assert_eq!(
+            out["error"]["details"].as_array().unwrap().last().unwrap()["retryDelay"],
+            "1s"
+        );
+        assert_eq!(with_retry_delay(b"<html>", SECOND), None);
+        let down = shared_ledger_down("Redis did not answer", SECOND);
+        assert_eq!(down["error"]["details"][0]["retryDelay"], "1s");
     }
 
     #[test]

@@ -23,6 +23,14 @@ pub const CLOSE_INVALID: u16 = 1007;
 /// Close code for a policy violation (unknown model, missing key, lifetime over).
 pub const CLOSE_POLICY: u16 = 1008;
 
+/// The services a Live client connects to under `/ws/` (google-genai uses `v1` when given a
+/// base URL).
+pub const SERVICES: [&str; 3] = [
+    "google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
+    "google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContent",
+    "google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent",
+];
+
 /// The bytes a close reason may carry (a close frame holds 125, two are the code).
 pub const MAX_REASON: usize = 123;
 

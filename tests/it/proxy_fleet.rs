@@ -1,0 +1,433 @@
+//! `flux-sim proxy` on every route serve has, as a fleet on one Redis (issue 28 items 7 and
+//! the killed-proxy fault): OpenAI-compatible chat completions scheduled and counted in the
+//! shared ledger like generateContent; Live sessions holding a concurrency slot across two
+//! proxies until they end; a proxy SIGKILLed while clients send, the other going on with no
+//! quota 429 at the upstream and the dead one's slots coming back when their leases end.
+
+use crate::common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use flux_sim::net::proxy::{proxy, ProxyOptions};
+use flux_sim::scenario::Scenario;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const TOKEN: &str = "proxy-token-for-fleet-tests";
+const LIVE_MODEL: &str = "gemini-2.0-flash-live-001";
+const PATH: &str = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
+
+/// One project: a REST model at `rpm` and a Live model with one concurrent session.
+fn scenario(rpm: u64) -> String {
+    format!(
+        r#"
+name = "fleet-test"
+seed = 5
+[server.latency]
+ttft = "2ms"
+tokens_per_second = 100000
+jitter = 0.0
+[models."gemini-2.5-flash"]
+rpm = {rpm}
+tpm = 1000000
+rpd = 100000
+[models."{LIVE_MODEL}"]
+live = true
+concurrent = 1
+latency = {{ ttft = "50ms", tokens_per_second = 3200, jitter = 0.0 }}
+[topology]
+projects = ["solo"]
+[workload]
+kind = "closed"
+model = "gemini-2.5-flash"
+requests = 1
+workers = 1
+input_tokens = {{ dist = "fixed", value = 10 }}
+output_tokens = {{ dist = "fixed", value = 20 }}
+"#
+    )
+}
+
+async fn listener() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, format!("http://{addr}"))
+}
+
+/// A serve for `text` on loopback: its base URL and its stop.
+async fn serve(text: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let s = Scenario::parse(text, Path::new("up.toml")).unwrap();
+    let (l, url) = listener().await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(flux_sim::net::serve::serve(l, s, 1, async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
+}
+
+/// A proxy in this process for `text` in front of `upstream`, on the ledger `ledger`.
+async fn start_proxy(
+    text: &str,
+    upstream: &str,
+    ledger: Option<&str>,
+    deadline: Duration,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let s = Scenario::parse(text, Path::new("proxy.toml")).unwrap();
+    let spec = s.builtin_strategy("flux").unwrap();
+    let (l, base) = listener().await;
+    let opts = ProxyOptions {
+        upstream: upstream.to_string(),
+        token: TOKEN.into(),
+        deadline,
+        queue: 256,
+        ledger: ledger.map(str::to_string),
+        margin: 0,
+        allow_eviction: false,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(proxy(l, s, spec, opts, async move {
+        let _ = rx.await;
+    }));
+    (base, tx)
+}
+
+/// Answers of serve with HTTP `code`, over all budgets (Live refusals count as 429).
+async fn upstream_answers(upstream: &str, code: u16) -> u64 {
+    model_answers(upstream, "", code).await
+}
+
+/// Answers of serve with HTTP `code` on models whose label contains `model`.
+async fn model_answers(upstream: &str, model: &str, code: u16) -> u64 {
+    let text = reqwest::get(format!("{upstream}/flux/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tag = format!("code=\"{code}\"}}");
+    text.lines()
+        .filter(|l| l.starts_with("flux_responses_total") && l.contains(&tag) && l.contains(model))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Issue 28 item 7: the openai SDK's chat completions through the proxy (it answered 404):
+/// plain and streamed, answered by serve, each counted once in the shared ledger (its RPM
+/// window in Redis) and in `/metrics`; a wrong token is a 401 as Google answers there.
+#[tokio::test]
+async fn openai_chat_completions_go_through_the_shared_ledger() {
+    let Some(redis) = common::redis_server() else { return };
+    let text = scenario(30);
+    let (upstream, _stop) = serve(&text).await;
+    let (base, _p) = start_proxy(&text, &upstream, Some(&redis.url), Duration::from_secs(5)).await;
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1beta/openai/chat/completions");
+    let body = json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 20});
+    let r = client.post(&url).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["choices"][0]["message"]["content"].is_string(), "{v}");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = client
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&streamed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t = r.text().await.unwrap();
+    assert!(t.starts_with("data: ") && t.ends_with("data: [DONE]\n\n"), "{t}");
+    let r = client
+        .post(&url)
+        .bearer_auth("not-the-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client
+        .get(format!("{base}/v1beta/openai/models"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Counted in the fleet's ledger: two entries in the budget's minute window.
+    let n = redis.cli(&["ZCARD", "flux:{solo:gemini-2.5-flash}:rpm"]);
+    assert_eq!(n.trim(), "2", "the shared ledger's window");
+    assert_eq!(upstream_answers(&upstream, 200).await, 2);
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("flux_proxy_admitted_total{project=\"solo\",model=\"gemini-2.5-flash\"} 2\n"),
+        "{m}"
+    );
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A Live session through the proxy at `base`: connected and its setup sent.
+async fn live_session(base: &str) -> Ws {
+    let mut req = format!("{}{PATH}", base.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert("x-goog-api-key", TOKEN.parse().unwrap());
+    let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
+    let setup = json!({"setup": {"model": format!("models/{LIVE_MODEL}"), "generationConfig": {"responseModalities": ["TEXT"]}}});
+    ws.send(Message::Text(setup.to_string().into())).await.unwrap();
+    ws
+}
+
+/// The next frame: a JSON message, or the close (code, reason).
+async fn next(ws: &mut Ws) -> Result<Value, (u16, String)> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a frame within 20 s")
+        {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Binary(b))) => return Ok(serde_json::from_slice(&b).unwrap()),
+            Some(Ok(Message::Close(Some(f)))) => return Err((u16::from(f.code), f.reason.to_string())),
+            Some(Ok(Message::Close(None))) | None => return Err((1005, String::new())),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err((1006, e.to_string())),
+        }
+    }
+}
+
+/// Issue 28 item 7: a Live session holds its project's one concurrency slot across the fleet
+/// until it ends. Through proxy A it opens and talks; a session through proxy B waits for the
+/// slot, and at its deadline is closed 1011 by B saying when to come back — serve never sees
+/// it (no 1011 from serve); once A's session ends, B's next session opens. (The proxy answered
+/// 404 on this path.)
+#[tokio::test]
+async fn a_live_session_holds_a_concurrency_slot_across_the_fleet() {
+    let Some(redis) = common::redis_server() else { return };
+    let text = scenario(30);
+    let (upstream, _stop) = serve(&text).await;
+    let (a, _pa) = start_proxy(&text, &upstream, Some(&redis.url), Duration::from_secs(5)).await;
+    let (b, _pb) = start_proxy(&text, &upstream, Some(&redis.url), Duration::from_secs(2)).await;
+    let mut first = live_session(&a).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let turn = json!({"client_content": {"turns": [{"role": "user", "parts": [{"text": "Hello, how are you today?"}]}], "turn_complete": true}});
+    first.send(Message::Text(turn.to_string().into())).await.unwrap();
+    loop {
+        let m = next(&mut first).await.expect("the turn's frames");
+        if m["serverContent"].get("turnComplete").is_some() {
+            break;
+        }
+    }
+    let t = Instant::now();
+    let mut second = live_session(&b).await;
+    let (code, reason) = next(&mut second).await.expect_err("no slot: closed by the proxy");
+    assert_eq!(code, 1011, "{reason}");
+    assert!(reason.starts_with("flux-sim proxy: no key has room"), "{reason}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1800) && t.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(upstream_answers(&upstream, 429).await, 0, "serve refused a session");
+    // A's session ends: its slot comes back at once, and B's next session opens.
+    first.close(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = live_session(&b).await;
+    assert!(next(&mut third).await.unwrap().get("setupComplete").is_some());
+    assert_eq!(upstream_answers(&upstream, 429).await, 0);
+    let m = reqwest::get(format!("{b}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(&format!(
+            "flux_proxy_live_sessions_open{{project=\"solo\",model=\"{LIVE_MODEL}\"}} 1\n"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "flux_proxy_refused_total{{project=\"solo\",model=\"{LIVE_MODEL}\",reason=\"deadline\"}} 1\n"
+        )),
+        "{m}"
+    );
+}
+
+/// A `flux-sim proxy` process (the binary), killed when dropped.
+struct ProxyProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the binary's proxy for `config` in front of `upstream` on `ledger`, and waits until
+/// it answers.
+async fn proxy_process(config: &Path, upstream: &str, ledger: &str) -> ProxyProcess {
+    let port = free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flux-sim"))
+        .arg("proxy")
+        .arg(config)
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--upstream",
+            upstream,
+            "--ledger",
+            ledger,
+        ])
+        .args(["--deadline", "3s", "--margin", "0s"])
+        .env("FLUX_PROXY_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let p = ProxyProcess { child, base };
+    for _ in 0..200 {
+        if reqwest::get(format!("{}/flux/metrics", p.base)).await.is_ok() {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the proxy did not answer within 10 s");
+}
+
+/// A generateContent through `base`: its status.
+async fn generate(client: &reqwest::Client, base: &str) -> u16 {
+    let body = json!({"contents": [{"role": "user", "parts": [{"text": "hello"}]}], "generationConfig": {"maxOutputTokens": 20}});
+    client
+        .post(format!("{base}/v1beta/models/gemini-2.5-flash:generateContent"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// Issue 28's fault "a proxy killed mid-run": two proxy processes on one Redis, clients on
+/// both; proxy A holds a Live session and is SIGKILLed while its clients send. Proxy B goes
+/// on: serve answers no quota 429 (what A sent stays in the shared windows until they end, 60
+/// s after each admission), and A's concurrency slot comes back when its lease ends (15 s
+/// after its last renewal; renewed every 5 s): its end is never pushed back after the kill,
+/// so a session through B opens by then.
+#[tokio::test]
+async fn a_proxy_killed_mid_run_leaves_the_fleet_exact() {
+    let Some(redis) = common::redis_server() else { return };
+    // 40 a minute for the fleet; clients ask for more.
+    let text = scenario(40);
+    let (upstream, _stop) = serve(&text).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("fleet.toml");
+    std::fs::write(&config, &text).unwrap();
+    let mut a = proxy_process(&config, &upstream, &redis.url).await;
+    let b = proxy_process(&config, &upstream, &redis.url).await;
+    let mut held = live_session(&a.base).await;
+    assert!(next(&mut held).await.unwrap().get("setupComplete").is_some());
+    let lease_key = format!("flux:{{solo:{LIVE_MODEL}}}:live");
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (client, base) = (client.clone(), if i % 2 == 0 { a.base.clone() } else { b.base.clone() });
+        tasks.push(tokio::spawn(async move {
+            let mut codes = Vec::new();
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(4) {
+                codes.push(generate(&client, &base).await);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            codes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SIGKILL: no chance to give anything back.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    let lease_end: f64 = redis
+        .cli(&["ZRANGE", &lease_key, "0", "0", "WITHSCORES"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut from_b = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let codes = t.await.unwrap();
+        if i % 2 == 1 {
+            from_b.extend(codes);
+        }
+    }
+    // B went on: its clients got answers (200, or its own 429 once the minute was full).
+    assert!(from_b.iter().all(|&c| c == 200 || c == 429), "{from_b:?}");
+    assert!(from_b.iter().filter(|&&c| c == 200).count() >= 5, "{from_b:?}");
+    assert_eq!(upstream_answers(&upstream, 429).await, 0, "a quota 429 at serve");
+    // Everything sent is in the shared window, A's sends included.
+    let sent = model_answers(&upstream, "model=\"gemini-2.5-flash\"", 200).await;
+    assert!(sent <= 40, "{sent} sent in a minute of 40");
+    let window = redis.cli(&["ZCARD", "flux:{solo:gemini-2.5-flash}:rpm"]);
+    assert_eq!(
+        window.trim().parse::<u64>().unwrap(),
+        sent,
+        "what serve answered is in the window"
+    );
+    // A's lease is never renewed again: its end stays put, within 15 s of the kill.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    assert!(
+        lease_end - now_ms <= 15_000.0,
+        "the lease ends {} ms from now",
+        lease_end - now_ms
+    );
+    tokio::time::sleep(Duration::from_millis(5500).saturating_sub(killed.elapsed())).await;
+    let again: f64 = redis
+        .cli(&["ZRANGE", &lease_key, "0", "0", "WITHSCORES"])
+        .lines()
+        .nth(1)
+        .map_or(0.0, |l| l.trim().parse().unwrap());
+    assert!(
+        again == lease_end || again == 0.0,
+        "renewed after the kill: {lease_end} -> {again}"
+    );
+    drop(held);
+    // B's session opens once the lease has ended (its deadline is 3 s: ask until then).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut s = live_session(&b.base).await;
+        match next(&mut s).await {
+            Ok(m) if m.get("setupComplete").is_some() => break,
+            other => assert!(Instant::now() < deadline, "no slot 20 s after the kill: {other:?}"),
+        }
+    }
+    eprintln!(
+        "the killed proxy's slot came back {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(upstream_answers(&upstream, 429).await, 0);
+}
