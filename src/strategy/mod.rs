@@ -10,6 +10,7 @@ mod flux;
 mod gemini_balance;
 mod gemini_flux;
 mod kind;
+mod live_loop;
 pub mod litellm;
 pub mod retry;
 mod round_robin;
@@ -330,6 +331,8 @@ pub const KINDS: &[&KindDef] = &[
     &litellm::LEAST_BUSY,
     &litellm::USAGE,
     &gemini_balance::KIND,
+    &live_loop::RECONNECT_KIND,
+    &live_loop::MIXER_KIND,
     &flux::KIND,
 ];
 
