@@ -108,7 +108,10 @@ mod tests {
             retry_delay: None,
             quota: crate::core::ledger::Limits::UNLIMITED,
         };
-        let mut one = (RECONNECT_KIND.build)(e.clone(), &crate::strategy::StrategySpec::builtin("live_reconnect", 1).unwrap());
+        let mut one = (RECONNECT_KIND.build)(
+            e.clone(),
+            &crate::strategy::StrategySpec::builtin("live_reconnect", 1).unwrap(),
+        );
         let mut mix = (MIXER_KIND.build)(e, &crate::strategy::StrategySpec::builtin("live_mixer", 1).unwrap());
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for t in 0..5 {

@@ -279,7 +279,13 @@ fn run_exits_2_naming_the_strategy_and_request_of_a_livelock() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    for part in ["dead.toml", "strategy \"cookbook\"", "request 0", "livelocked", "t = 0s"] {
+    for part in [
+        "dead.toml",
+        "strategy \"cookbook\"",
+        "request 0",
+        "livelocked",
+        "t = 0s",
+    ] {
         assert!(stderr.contains(part), "{part:?} missing: {stderr}");
     }
 }

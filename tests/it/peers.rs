@@ -150,26 +150,46 @@ fn peers_retry_an_unservable_429_and_the_planner_does_not() {
 fn a_tool_is_run_only_on_the_workloads_it_can_send() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("flux-sim"))
-        .args(["run", root.join("scenarios/live-sessions.toml").to_str().unwrap(), "--strategy", "gemini_flux"])
+        .args([
+            "run",
+            root.join("scenarios/live-sessions.toml").to_str().unwrap(),
+            "--strategy",
+            "gemini_flux",
+        ])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(out.stdout.is_empty());
     assert!(
-        stderr.contains("--strategy: \"gemini_flux\" cannot open a Live session") && stderr.contains("\"live_reconnect\""),
+        stderr.contains("--strategy: \"gemini_flux\" cannot open a Live session")
+            && stderr.contains("\"live_reconnect\""),
         "{stderr}"
     );
     let live = "name = \"l\"\n[models.m]\nlive = true\nconcurrent = 3\n[topology]\nprojects = 1\n\
                 [workload]\nkind = \"sessions\"\nclients = 2\nsessions = 4\ninput_tokens = { dist = \"fixed\", value = 10 }\noutput_tokens = { dist = \"fixed\", value = 10 }\n";
     for kind in ["token_bucket", "gemini_balance", "gemini_flux"] {
-        let e = Scenario::parse(&format!("{live}[[strategies]]\nkind = \"{kind}\"\n"), Path::new("l.toml")).unwrap_err();
-        assert!(e.to_string().contains("strategies[0].kind") && e.to_string().contains("cannot open a Live session"), "{e}");
+        let e = Scenario::parse(
+            &format!("{live}[[strategies]]\nkind = \"{kind}\"\n"),
+            Path::new("l.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("strategies[0].kind") && e.to_string().contains("cannot open a Live session"),
+            "{e}"
+        );
     }
     for kind in ["live_reconnect", "live_mixer"] {
         let e = parse(&format!("[[strategies]]\nkind = \"{kind}\"\n")).unwrap_err();
-        assert!(e.contains("strategies[0].kind") && e.contains("cannot send REST requests"), "{e}");
-        assert!(Scenario::parse(&format!("{live}[[strategies]]\nkind = \"{kind}\"\n"), Path::new("l.toml")).is_ok());
+        assert!(
+            e.contains("strategies[0].kind") && e.contains("cannot send REST requests"),
+            "{e}"
+        );
+        assert!(Scenario::parse(
+            &format!("{live}[[strategies]]\nkind = \"{kind}\"\n"),
+            Path::new("l.toml")
+        )
+        .is_ok());
     }
 }
 

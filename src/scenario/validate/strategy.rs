@@ -87,7 +87,10 @@ pub(super) fn strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) ->
     // gemini-balance's MAX_FAILURES.
     if let Some(n) = s.max_failures {
         if n == 0 {
-            return Err(cx.err(&format!("{field}.max_failures"), "must be at least 1 (a key is skipped after this many failures)"));
+            return Err(cx.err(
+                &format!("{field}.max_failures"),
+                "must be at least 1 (a key is skipped after this many failures)",
+            ));
         }
         cx.at_most(&format!("{field}.max_failures"), n as u64, max::ATTEMPTS as u64)?;
         kind.params.max_failures = n;
