@@ -139,6 +139,9 @@ mod tests {
         assert_eq!(d(2), 2 * SECOND + SECOND / 2);
         assert_eq!(d(7), 60 * SECOND);
         assert_eq!(d(100_000), 60 * SECOND);
-        assert_eq!(RECONNECT.describe(), "backoff 1s→60s, +0..1s jitter, unlimited attempts");
+        assert_eq!(
+            RECONNECT.describe(),
+            "backoff 1s→60s, +0..1s jitter, unlimited attempts"
+        );
     }
 }
