@@ -492,6 +492,7 @@ pub(super) struct RawStrategy {
     pub(super) allowed_fails: Option<u32>,
     pub(super) num_retries: Option<u32>,
     pub(super) retry_after: Option<String>,
+    pub(super) max_failures: Option<u32>,
     #[serde(default)]
     pub(super) fallback: Vec<String>,
     #[serde(default)]

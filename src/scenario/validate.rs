@@ -222,6 +222,10 @@ pub(super) fn validate(raw: RawScenario, file: &str, base: &Path) -> Result<Scen
     }
     for (i, s) in raw.strategies.iter().enumerate() {
         let spec = strategy::strategy(&cx, i, s, &models)?;
+        let live = workload.session.is_some();
+        if !spec.kind.def().serves(live) {
+            return Err(cx.err(&format!("strategies[{i}].kind"), spec.kind.def().cannot(live)));
+        }
         if strategies.iter().any(|o: &StrategySpec| o.name == spec.name) {
             return Err(cx.err(
                 &format!("strategies[{i}].name"),

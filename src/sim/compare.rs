@@ -36,7 +36,7 @@ pub fn contenders(scenario: &Scenario) -> Vec<StrategySpec> {
     let live = scenario.workload.session.is_some();
     let mut out: Vec<StrategySpec> = KINDS
         .iter()
-        .filter(|d| d.live || !live)
+        .filter(|d| d.serves(live))
         .map(|d| scenario.builtin_strategy(d.name).expect("listed built-in"))
         .collect();
     for (name, factor) in FLUX_VARIANTS {

@@ -33,6 +33,10 @@ pub fn select_strategies(s: &Scenario, names: &[String]) -> Result<Vec<StrategyS
                 format!("unknown strategy {n:?}; this scenario offers {known:?}")
             })?,
         };
+        let live = s.workload.session.is_some();
+        if !spec.kind.def().serves(live) {
+            return Err(spec.kind.def().cannot(live));
+        }
         if out.iter().any(|o| o.name == spec.name) {
             return Err(format!("{n:?} is given twice"));
         }

@@ -17,6 +17,7 @@ pub(super) const KIND: KindDef = KindDef {
     defaults: Params::NONE,
     retry: super::retry::SDK,
     live: true,
+    rest: true,
     build: |env, _| Box::new(Backoff::new(&env)),
 };
 

@@ -27,6 +27,7 @@ pub(super) const KIND: KindDef = KindDef {
     // RetryInfo: it plans by exact instants, so the server's delay is worth reading.
     retry: RetryPolicy::RetryInfo { base: SECOND, cap: 60 * SECOND, max_attempts: None },
     live: true,
+    rest: true,
     build: |env, spec| Box::new(ExactCooldown::new(env, spec.fallback.clone(), spec.kind.params.margin)),
 };
 

@@ -20,6 +20,7 @@ pub(super) const KIND: KindDef = KindDef {
     },
     retry: super::retry::SDK,
     live: true,
+    rest: true,
     build: |env, spec| Box::new(FixedInterval::new(&env, spec.kind.params.interval)),
 };
 

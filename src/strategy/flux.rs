@@ -56,6 +56,7 @@ pub(super) const KIND: KindDef = KindDef {
     // It decides itself when a request goes again (it holds budgets, backs off capacity 429s).
     retry: RetryPolicy::Immediate { max_attempts: u32::MAX },
     live: true,
+    rest: true,
     build: |env, spec| Box::new(Flux::new(env, spec.fallback.clone(), spec.kind.params.margin)),
 };
 

@@ -1,12 +1,33 @@
-//! `gemini_balance`: the key manager of gemini-balance (snailyp/gemini-balance,
-//! `app/service/key/key_manager.py`), the proxy many Chinese-speaking users run. It sticks to
-//! the current key while it succeeds; any failure (429, 5xx, invalid key) counts against that
-//! key and moves on to the next key in the cycle whose count is under 3 (MAX_FAILURES); when
-//! every key has 3, it uses the next one anyway. Counts are reset by the hourly check of failed
-//! keys (here every hour from the start; the check's own verification request is not modelled).
-//! Retries go at once to the next working key (MAX_RETRIES 3).
+//! `gemini_balance`: the key manager of gemini-balance 2.2.8 (snailyp/gemini-balance at
+//! 5512f7f, 2025-09-25: `app/service/key/key_manager.py`, `app/handler/retry_handler.py`,
+//! `app/scheduler/scheduled_tasks.py`, `app/core/constants.py`), the proxy many
+//! Chinese-speaking users run in front of their keys.
+//!
+//! Modelled, as the source does it:
+//! - **Every request takes the next working key** (`get_next_working_key`): the key cycle
+//!   (`itertools.cycle` over the keys, in order) advances once per request; a key whose failure
+//!   count has reached `max_failures` is skipped (the cycle advances past it too); when every
+//!   key has reached it, the key the cycle first gave is used anyway. It is a round robin over
+//!   the working keys, not a sticky key.
+//! - **Any failure** (a 429, a 5xx, an invalid key: every exception the route's call raises)
+//!   adds one to that key's count (`handle_api_failure`); the request is retried at once on the
+//!   next working key, `MAX_RETRIES` = 3 attempts in all (`RetryHandler`: `for attempt in
+//!   range(MAX_RETRIES)`, and no new key after the third failure), then the client gets the
+//!   last error.
+//! - **The hourly check** (`check_failed_keys`, every `CHECK_INTERVAL_HOURS` = 1 h from the
+//!   start): each key with a failure count above 0 is sent one test request; a key the server
+//!   accepts is reset to 0, an invalid key's count grows by one (the server's answer to that
+//!   request is [`Env::key_valid`]).
+//! - `max_failures` is the setting `MAX_FAILURES` (default 3, `app/config/config.py`; the
+//!   shipped `.env.example` sets 10); the attempts are the retry policy (`MAX_RETRIES`).
+//!
+//! Not modelled: the hourly check's test request itself (it spends one request of
+//! `TEST_MODEL` per failed key an hour on the server: not sent in the simulation, and a key
+//! still rate-limited at the check is reset all the same); the model-list request the routes
+//! make; its escalating 429 cooldown (`cooldown_manager.py` is not used by the key manager);
+//! the optional proxies, Vertex Express keys and paid key.
 
-use super::kind::{KindDef, Params};
+use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
 use crate::core::time::{Nanos, HOUR};
@@ -14,40 +35,51 @@ use crate::core::time::{Nanos, HOUR};
 /// `gemini_balance` as the registry (`strategy::KINDS`) knows it.
 pub(super) const KIND: KindDef = KindDef {
     name: "gemini_balance",
-    help: "gemini-balance: sticky key, next key on any failure, a key with 3 failures skipped until the hourly check",
-    takes: &[],
+    help: "gemini-balance 2.2.8: the next working key per request, a key with max_failures failures skipped until the hourly check; 3 attempts",
+    takes: &[Param::MaxFailures],
     requires: &[],
-    defaults: Params::NONE,
-    // MAX_RETRIES 3: four attempts in all, each on the next working key; its routes are REST only.
-    retry: RetryPolicy::Immediate { max_attempts: 4 },
+    defaults: Params {
+        max_failures: MAX_FAILURES,
+        ..Params::NONE
+    },
+    // MAX_RETRIES 3: three attempts in all, each on the next working key; its routes are REST only.
+    retry: RetryPolicy::Immediate { max_attempts: 3 },
     live: false,
-    build: |env, _| Box::new(GeminiBalance::new(&env)),
+    rest: true,
+    build: |env, spec| Box::new(GeminiBalance::new(&env, spec.kind.params.max_failures)),
 };
 
-/// gemini-balance's MAX_FAILURES.
+/// gemini-balance's default `MAX_FAILURES` (`app/config/config.py`).
 pub const MAX_FAILURES: u32 = 3;
 
 /// gemini-balance's key manager.
 #[derive(Debug, Clone)]
 pub struct GeminiBalance {
     failures: Vec<u32>,
-    /// The key `cycle` hands out next.
+    max_failures: u32,
+    /// The key the cycle hands out next.
     cycle: usize,
-    current: Option<usize>,
+    /// What the hourly check's test request would be answered: the server accepts the key.
+    valid: Vec<bool>,
     next_check: Nanos,
 }
 
 impl GeminiBalance {
-    /// The key manager over the keys of `env`.
-    pub fn new(env: &Env) -> Self {
+    /// The key manager over the keys of `env`, skipping a key at `max_failures` failures.
+    pub fn new(env: &Env, max_failures: u32) -> Self {
+        let keys = env.key_project.len();
         GeminiBalance {
-            failures: vec![0; env.key_project.len()],
+            failures: vec![0; keys],
+            max_failures,
             cycle: 0,
-            current: None,
+            valid: (0..keys)
+                .map(|k| env.key_valid.get(k).copied().unwrap_or(true))
+                .collect(),
             next_check: HOUR,
         }
     }
 
+    /// `get_next_key`: the cycle's next key.
     fn next_key(&mut self) -> usize {
         let k = self.cycle;
         self.cycle = (self.cycle + 1) % self.failures.len();
@@ -56,21 +88,14 @@ impl GeminiBalance {
 
     /// `get_next_working_key`.
     fn working_key(&mut self) -> usize {
-        if let Some(k) = self.current.filter(|&k| self.failures[k] < MAX_FAILURES) {
-            return k;
-        }
         let first = self.next_key();
         let mut k = first;
-        loop {
-            if self.failures[k] < MAX_FAILURES {
-                break;
-            }
+        while self.failures[k] >= self.max_failures {
             k = self.next_key();
             if k == first {
                 break;
             }
         }
-        self.current = Some(k);
         k
     }
 }
@@ -78,7 +103,12 @@ impl GeminiBalance {
 impl Strategy for GeminiBalance {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         while now >= self.next_check {
-            self.failures.iter_mut().for_each(|f| *f = 0);
+            // `check_failed_keys`: a test request per key with failures.
+            for (f, &valid) in self.failures.iter_mut().zip(&self.valid) {
+                if *f > 0 {
+                    *f = if valid { 0 } else { *f + 1 };
+                }
+            }
             self.next_check += HOUR;
         }
         Decision::Send {
@@ -94,12 +124,8 @@ impl Strategy for GeminiBalance {
     }
 
     fn on_outcome(&mut self, _: Nanos, _: &Ask, key: usize, _: usize, _: Nanos, outcome: &Outcome) {
-        if matches!(outcome, Outcome::Ok) {
-            return;
-        }
-        self.failures[key] += 1;
-        if self.current == Some(key) {
-            self.current = None;
+        if !matches!(outcome, Outcome::Ok) {
+            self.failures[key] += 1;
         }
     }
 }
@@ -116,26 +142,44 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sticks_to_a_key_moves_on_failure_and_drops_it_after_three() {
+    fn step(s: &mut GeminiBalance, now: Nanos, outcome: Outcome) -> usize {
         let ask = crate::strategy::tests::ask(0, 1);
-        let mut s = GeminiBalance::new(&env(&[0, 1, 2], None));
-        let step = |s: &mut GeminiBalance, now, outcome: Outcome| {
-            let k = key(s.decide(now, &ask));
-            s.on_outcome(now, &ask, k, 0, now, &outcome);
-            k
-        };
-        assert_eq!(step(&mut s, 0, Outcome::Ok), 0);
-        assert_eq!(step(&mut s, 1, Outcome::Ok), 0, "sticky while it succeeds");
-        assert_eq!(step(&mut s, 2, Outcome::Unavailable), 0);
-        // Every failure moves on; a key with 3 failures is skipped.
-        let keys: Vec<usize> = (0..8).map(|_| step(&mut s, 3, Outcome::Unavailable)).collect();
-        assert_eq!(keys, [1, 2, 0, 1, 2, 0, 1, 2]);
-        // Key 1 has 3 failures now, key 2 three, key 0 three: all spent, the cycle goes on.
-        assert_eq!(step(&mut s, 4, Outcome::Ok), 0);
-        // The hourly check forgives everyone.
-        assert!(s.failures.iter().all(|&f| f >= MAX_FAILURES));
-        s.decide(HOUR, &ask);
-        assert!(s.failures.iter().all(|&f| f == 0));
+        let k = key(s.decide(now, &ask));
+        s.on_outcome(now, &ask, k, 0, now, &outcome);
+        k
+    }
+
+    /// `get_next_working_key` advances the cycle on every request, successful or not: a round
+    /// robin, not a sticky key (the model before 2.2.8 was re-read kept the key while it
+    /// succeeded: 0, 0, 0).
+    #[test]
+    fn every_request_takes_the_next_key_of_the_cycle() {
+        let mut s = GeminiBalance::new(&env(&[0, 1, 2], None), MAX_FAILURES);
+        let keys: Vec<usize> = (0..5).map(|t| step(&mut s, t, Outcome::Ok)).collect();
+        assert_eq!(keys, [0, 1, 2, 0, 1]);
+    }
+
+    /// A key is skipped once it has failed `max_failures` times; with every key there, the
+    /// cycle's next key is used anyway; the hourly check resets the keys the server accepts
+    /// and counts one more failure for the others.
+    #[test]
+    fn a_key_at_max_failures_is_skipped_until_the_hourly_check() {
+        let mut e = env(&[0, 1, 2], None);
+        e.key_valid = vec![true, false, true];
+        let mut s = GeminiBalance::new(&e, 2);
+        // Key 1 fails twice (two rounds of the cycle): it is skipped from then on.
+        for t in 0..6 {
+            let outcome = if t % 3 == 1 { Outcome::InvalidKey } else { Outcome::Ok };
+            step(&mut s, t, outcome);
+        }
+        let keys: Vec<usize> = (0..4).map(|t| step(&mut s, 10 + t, Outcome::Ok)).collect();
+        assert_eq!(keys, [0, 2, 0, 2]);
+        // Every key at its limit: the cycle's next is used anyway.
+        s.failures = vec![2, 2, 2];
+        let first = s.cycle;
+        assert_eq!(step(&mut s, 20, Outcome::Ok), first);
+        // The hourly check: keys 0 and 2 reset, invalid key 1 counts one more.
+        s.decide(HOUR, &crate::strategy::tests::ask(0, 1));
+        assert_eq!(s.failures, [0, 3, 0]);
     }
 }

@@ -49,6 +49,7 @@ pub(super) const KIND: KindDef = KindDef {
     // It retries at once and stops after keys × models attempts; it speaks REST only.
     retry: RetryPolicy::Immediate { max_attempts: u32::MAX },
     live: false,
+    rest: true,
     build: |env, spec| Box::new(GeminiFlux::new(env, spec.fallback.clone())),
 };
 

@@ -30,11 +30,13 @@ pub enum Param {
     NumRetries,
     /// `retry_after`: LiteLLM Router's least wait before a retry.
     RetryAfter,
+    /// `max_failures`: gemini-balance's failures after which a key is skipped.
+    MaxFailures,
 }
 
 impl Param {
     /// Every parameter, in the order the loader checks them.
-    pub const ALL: [Param; 8] = [
+    pub const ALL: [Param; 9] = [
         Param::Interval,
         Param::Margin,
         Param::Fallback,
@@ -43,6 +45,7 @@ impl Param {
         Param::AllowedFails,
         Param::NumRetries,
         Param::RetryAfter,
+        Param::MaxFailures,
     ];
 
     /// The field's name in a `[[strategies]]` table.
@@ -56,6 +59,7 @@ impl Param {
             Param::AllowedFails => "allowed_fails",
             Param::NumRetries => "num_retries",
             Param::RetryAfter => "retry_after",
+            Param::MaxFailures => "max_failures",
         }
     }
 }
@@ -75,6 +79,8 @@ pub struct Params {
     pub num_retries: u32,
     /// `retry_after` (the `litellm_*` kinds).
     pub retry_after: Nanos,
+    /// `max_failures` (`gemini_balance`).
+    pub max_failures: u32,
 }
 
 impl Params {
@@ -86,6 +92,7 @@ impl Params {
         allowed_fails: None,
         num_retries: 0,
         retry_after: 0,
+        max_failures: 0,
     };
 }
 
@@ -105,6 +112,8 @@ pub struct KindDef {
     pub retry: RetryPolicy,
     /// Whether the tool it models can open a Live API session (a WebSocket).
     pub live: bool,
+    /// Whether the tool it models sends REST requests (false: a Live-only client).
+    pub rest: bool,
     /// Builds it.
     pub build: fn(Env, &StrategySpec) -> Box<dyn Strategy>,
 }
@@ -159,6 +168,36 @@ impl std::fmt::Debug for StrategyKind {
             .field("name", &self.def.name)
             .field("params", &self.params)
             .finish()
+    }
+}
+
+impl KindDef {
+    /// Whether the tool it models can send a workload of Live sessions (`live`) or of REST
+    /// requests (otherwise).
+    pub fn serves(&self, live: bool) -> bool {
+        if live {
+            self.live
+        } else {
+            self.rest
+        }
+    }
+
+    /// Why it cannot send a workload of Live sessions (`live`) or of REST requests, as an
+    /// error says it.
+    pub fn cannot(&self, live: bool) -> String {
+        let what = if live {
+            "open a Live session (the tool it models calls REST only)"
+        } else {
+            "send REST requests (it models a Live-only client)"
+        };
+        let names = super::KINDS.iter().filter(|d| d.serves(live));
+        let names: Vec<String> = names.map(|d| format!("{:?}", d.name)).collect();
+        let workload = if live { "Live sessions" } else { "REST requests" };
+        format!(
+            "{:?} cannot {what}, and this scenario's workload is {workload}; these kinds can: {}",
+            self.name,
+            names.join(", ")
+        )
     }
 }
 

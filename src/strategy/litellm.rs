@@ -56,6 +56,7 @@ pub(super) const SHUFFLE: KindDef = KindDef {
     // The Router retries on another deployment at once (num_retries 2).
     retry: RetryPolicy::Immediate { max_attempts: 3 },
     live: true,
+    rest: true,
     build: |env, spec| Box::new(LiteLlm::with(env, Routing::Shuffle, &spec.kind.params)),
 };
 
@@ -68,6 +69,7 @@ pub(super) const LEAST_BUSY: KindDef = KindDef {
     defaults: ROUTER_DEFAULTS,
     retry: RetryPolicy::Immediate { max_attempts: 3 },
     live: true,
+    rest: true,
     build: |env, spec| Box::new(LiteLlm::with(env, Routing::LeastBusy, &spec.kind.params)),
 };
 
@@ -80,6 +82,7 @@ pub(super) const USAGE: KindDef = KindDef {
     defaults: ROUTER_DEFAULTS,
     retry: RetryPolicy::Immediate { max_attempts: 3 },
     live: true,
+    rest: true,
     build: |env, spec| Box::new(LiteLlm::with(env, Routing::Usage, &spec.kind.params)),
 };
 

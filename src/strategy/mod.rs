@@ -11,6 +11,7 @@ mod gemini_balance;
 mod gemini_flux;
 mod kind;
 pub mod litellm;
+mod live_loop;
 pub mod retry;
 mod round_robin;
 mod spec;
@@ -330,6 +331,8 @@ pub const KINDS: &[&KindDef] = &[
     &litellm::LEAST_BUSY,
     &litellm::USAGE,
     &gemini_balance::KIND,
+    &live_loop::RECONNECT_KIND,
+    &live_loop::MIXER_KIND,
     &flux::KIND,
 ];
 

@@ -91,10 +91,15 @@ impl RetryPolicy {
                 jitter,
                 max_attempts,
             } => format!(
-                "backoff {}→{}, {}, {max_attempts} attempts",
+                "backoff {}→{}, {}, {}",
                 d(base),
                 d(cap),
-                jitter.describe()
+                jitter.describe(),
+                if max_attempts == u32::MAX {
+                    "unlimited attempts".to_string()
+                } else {
+                    format!("{max_attempts} attempts")
+                }
             ),
             RetryPolicy::RetryInfo {
                 base,

@@ -13,6 +13,7 @@ pub(super) const KIND: KindDef = KindDef {
     defaults: Params::NONE,
     retry: super::retry::SDK,
     live: true,
+    rest: true,
     build: |env, _| Box::new(RoundRobin::new(&env)),
 };
 

@@ -39,6 +39,7 @@ pub fn builtins_help() -> String {
                     Some(n) => params.push_str(&format!("allowed_fails {n}; ")),
                     None => params.push_str("allowed_fails unset; "),
                 },
+                Param::MaxFailures => params.push_str(&format!("max_failures {}; ", def.defaults.max_failures)),
                 // Both are the retry policy shown next.
                 Param::Fallback | Param::Preset | Param::NumRetries | Param::RetryAfter => {}
             }

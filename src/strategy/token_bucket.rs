@@ -35,6 +35,7 @@ pub(super) const KIND: KindDef = KindDef {
     // It takes Gemini's list-wrapped error for a result: nothing is retried. REST only.
     retry: RetryPolicy::None,
     live: false,
+    rest: true,
     build: |env, _| Box::new(TokenBucket::new(&env)),
 };
 

@@ -1,4 +1,5 @@
-//! Every run ends: over every strategy kind in `strategy::KINDS`, random scenarios with invalid
+//! Every run ends: over every strategy kind in `strategy::KINDS`, random scenarios (REST
+//! requests or Live sessions, each kind on the workloads its tool can send) with invalid
 //! keys, 503s and retry policies without a limit (issue 30 item 3, where LiteLLM's least-busy
 //! retried a request on an invalid key at t = 0 forever). A watchdog stops a run that spins;
 //! the property fails if it had to. The engine reports a request retried at one instant with
@@ -32,6 +33,9 @@ struct Case {
     workers: u32,
     /// `retry_info` without a limit, else `immediate` with the most attempts a scenario allows.
     retry_info: bool,
+    /// Some(concurrent sessions per project): a workload of Live sessions (a closed batch of
+    /// `requests` sessions from `workers` clients) instead of REST requests.
+    live: Option<u64>,
     seed: u64,
 }
 
@@ -41,6 +45,9 @@ impl Case {
             "name = \"livelock\"\nseed = {}\n[server]\nfault_rate = {}\n[server.latency]\nttft = \"300ms\"\ntokens_per_second = 100\n[models.m]\n",
             self.seed, self.fault_rate
         );
+        if let Some(c) = self.live {
+            s += &format!("live = true\nconcurrent = {c}\n");
+        }
         if let Some(r) = self.rpm {
             s += &format!("rpm = {r}\n");
         }
@@ -53,6 +60,12 @@ impl Case {
             s += &format!("[topology.project.p{i}]\nkeys = {k}\ninvalid_keys = {bad}\n");
         }
         match self.open {
+            _ if self.live.is_some() => {
+                s += &format!(
+                    "[workload]\nkind = \"sessions\"\nclients = {}\nsessions = {}\nturns = 2\npause = \"5s\"\nmodality = \"text\"\n",
+                    self.workers, self.requests
+                )
+            }
             Some(rate) => s += &format!("[workload]\nkind = \"open\"\nrate = {rate}\nduration = \"2m\"\n"),
             None => {
                 s += &format!(
@@ -67,7 +80,7 @@ impl Case {
         } else {
             "{ policy = \"immediate\", max_attempts = 1000 }".to_string()
         };
-        for def in KINDS {
+        for def in KINDS.iter().filter(|d| d.serves(self.live.is_some())) {
             s += &format!("[[strategies]]\nkind = \"{}\"\nretry = {retry}\n", def.name);
             for (param, example) in def.requires {
                 s += &format!("{} = {example}\n", param.field());
@@ -86,10 +99,11 @@ fn cases() -> impl Strategy<Value = Case> {
         prop_oneof![Just(None), (1u32..=60).prop_map(Some)],
         (1u32..=40, 1u32..=10),
         any::<bool>(),
+        prop_oneof![3 => Just(None), 1 => (1u64..=3).prop_map(Some)],
         any::<u64>(),
     )
         .prop_map(
-            |(mut projects, rpm, rpd, fault_rate, open, (requests, workers), retry_info, seed)| {
+            |(mut projects, rpm, rpd, fault_rate, open, (requests, workers), retry_info, live, seed)| {
                 // A project needs a key, a scenario a valid one.
                 for p in &mut projects {
                     if p.0 + p.1 == 0 {
@@ -108,6 +122,7 @@ fn cases() -> impl Strategy<Value = Case> {
                     requests,
                     workers,
                     retry_info,
+                    live,
                     seed: seed % (1 << 53),
                 }
             },
@@ -119,7 +134,7 @@ fn cases() -> impl Strategy<Value = Case> {
 fn spins_on_dead_keys(kind: &str) -> bool {
     matches!(
         kind,
-        "round_robin" | "fixed_interval" | "gemini_balance" | "token_bucket"
+        "round_robin" | "fixed_interval" | "gemini_balance" | "token_bucket" | "live_mixer" | "live_reconnect"
     )
 }
 
@@ -179,8 +194,9 @@ proptest! {
             prop_assert!(!stopped, "{} did not end within 20 s of wall clock\n{}", r.strategy, text);
             prop_assert_eq!(r.requests, r.completed + r.failed + r.unservable + r.pending, "{:?}", r);
             if let Some(why) = &r.livelock {
-                // The cookbook's processor uses one key, the first.
-                let dead = if r.kind == "token_bucket" { first_invalid } else { all_invalid };
+                // The cookbook's processor and the SDK's reconnect loop use one key, the first.
+                let one_key = matches!(r.kind.as_str(), "token_bucket" | "live_reconnect");
+                let dead = if one_key { first_invalid } else { all_invalid };
                 prop_assert!(spins_on_dead_keys(&r.kind) && dead, "{}\n{}", why, text);
                 prop_assert!(why.contains(&r.strategy) && why.contains("request "), "{}", why);
             }
@@ -226,5 +242,50 @@ fn litellm_least_busy_leaves_an_invalid_key() {
         let (r, stopped) = run_all(&s, Duration::from_secs(20)).remove(0);
         assert!(!stopped && r.livelock.is_none(), "{r:?}");
         assert_eq!(r.completed, 5, "{r:?}");
+    }
+}
+
+/// The command fails on a livelock: `run` (and `compare`, through the same check) exits 2 with
+/// one line naming the scenario file, the strategy and the request, and prints no table (issue
+/// 30 item 3: "a clear error naming the strategy and request, non-zero exit"). `timeout` in
+/// the command's stead would be 124 on a binary without the engine's check.
+#[test]
+fn run_exits_2_naming_the_strategy_and_request_of_a_livelock() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dead.toml");
+    std::fs::write(
+        &path,
+        "name = \"dead\"\n[models.m]\nrpd = 100\n[topology]\nprojects = [\"p0\", \"p1\"]\n[topology.project.p0]\nkeys = 0\ninvalid_keys = 1\n\
+         [workload]\nkind = \"closed\"\nrequests = 3\nworkers = 1\ninput_tokens = { dist = \"fixed\", value = 1 }\noutput_tokens = { dist = \"fixed\", value = 1 }\n\
+         [[strategies]]\nname = \"cookbook\"\nkind = \"token_bucket\"\nretry = { policy = \"retry_info\" }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("flux-sim"))
+        .args(["run", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("flux-sim run did not end within 60 s on a livelock");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for part in [
+        "dead.toml",
+        "strategy \"cookbook\"",
+        "request 0",
+        "livelocked",
+        "t = 0s",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing: {stderr}");
     }
 }

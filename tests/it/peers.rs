@@ -141,3 +141,79 @@ fn peers_retry_an_unservable_429_and_the_planner_does_not() {
     let ll = one_run(&text("litellm_least_busy"));
     assert_eq!((ll.attempts, ll.rate_limited, ll.failed), (2, 2, 1), "{ll:?}");
 }
+
+/// Issue 30 item 4: a tool that cannot open a Live session is refused on a Live workload, by
+/// `run --strategy` (exit 2, naming the kinds that can) and in a scenario's `[[strategies]]`;
+/// a Live-only client is refused on REST requests. Before, `run scenarios/live-sessions.toml
+/// --strategy gemini_flux` printed a row (3 of 200 "done") for a tool that cannot connect.
+#[test]
+fn a_tool_is_run_only_on_the_workloads_it_can_send() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("flux-sim"))
+        .args([
+            "run",
+            root.join("scenarios/live-sessions.toml").to_str().unwrap(),
+            "--strategy",
+            "gemini_flux",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("--strategy: \"gemini_flux\" cannot open a Live session")
+            && stderr.contains("\"live_reconnect\""),
+        "{stderr}"
+    );
+    let live = "name = \"l\"\n[models.m]\nlive = true\nconcurrent = 3\n[topology]\nprojects = 1\n\
+                [workload]\nkind = \"sessions\"\nclients = 2\nsessions = 4\ninput_tokens = { dist = \"fixed\", value = 10 }\noutput_tokens = { dist = \"fixed\", value = 10 }\n";
+    for kind in ["token_bucket", "gemini_balance", "gemini_flux"] {
+        let e = Scenario::parse(
+            &format!("{live}[[strategies]]\nkind = \"{kind}\"\n"),
+            Path::new("l.toml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("strategies[0].kind") && e.to_string().contains("cannot open a Live session"),
+            "{e}"
+        );
+    }
+    for kind in ["live_reconnect", "live_mixer"] {
+        let e = parse(&format!("[[strategies]]\nkind = \"{kind}\"\n")).unwrap_err();
+        assert!(
+            e.contains("strategies[0].kind") && e.contains("cannot send REST requests"),
+            "{e}"
+        );
+        assert!(Scenario::parse(
+            &format!("{live}[[strategies]]\nkind = \"{kind}\"\n"),
+            Path::new("l.toml")
+        )
+        .is_ok());
+    }
+}
+
+/// Issue 30 item 4, on `scenarios/live-reconnect.toml`: the SDK's reconnect loop stays on its
+/// one key and never drops a conversation (so it waits); the key mixer in the same loop moves
+/// to the next key at every connect, over all 6 keys; the mixer with google-genai's HTTP retry
+/// numbers (5 attempts) drops conversations.
+#[test]
+fn the_live_loops_keep_their_keys_and_their_conversations() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let s = Scenario::load(&root.join("scenarios/live-reconnect.toml")).unwrap();
+    let mut keys: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> = Default::default();
+    let mut sink = |name: &str, a: &flux_sim::sim::engine::AttemptRecord| {
+        keys.entry(name.to_string()).or_default().insert(a.key);
+    };
+    let r = run(&s, &s.strategies, s.seed, Some(&mut sink), 1);
+    let row = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap();
+    let (one, mix, sdk) = (row("live_reconnect"), row("live_mixer"), row("mixer_sdk_retry"));
+    assert_eq!((one.completed, one.failed), (120, 0), "{one:?}");
+    assert_eq!((mix.completed, mix.failed), (120, 0), "{mix:?}");
+    assert!(sdk.failed > 0, "{sdk:?}");
+    assert_eq!(keys["live_reconnect"].len(), 1);
+    assert_eq!(keys["live_mixer"].len(), 6);
+    // One key's 3 slots for 15 callers: many more refusals and a much longer batch.
+    assert!(one.rate_limited > 5 * mix.rate_limited, "{one:?}\n{mix:?}");
+    assert!(one.makespan_s.unwrap() > 3.0 * mix.makespan_s.unwrap());
+}

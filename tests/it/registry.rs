@@ -74,16 +74,15 @@ fn flux_sim_strategies_prints_the_registry_and_each_runs() {
     let names: Vec<&str> = KINDS.iter().map(|d| d.name).collect();
     assert_eq!(printed, names, "flux-sim strategies:\n{text}");
     for d in KINDS {
+        // Each on a workload its tool can send: REST requests, else Live sessions.
+        let scenario = if d.rest {
+            "scenarios/dubbing.toml"
+        } else {
+            "scenarios/live-sessions.toml"
+        };
         Command::cargo_bin("flux-sim")
             .unwrap()
-            .args([
-                "run",
-                "scenarios/dubbing.toml",
-                "--strategy",
-                d.name,
-                "--format",
-                "json",
-            ])
+            .args(["run", scenario, "--strategy", d.name, "--format", "json"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .assert()
             .success();

@@ -45,6 +45,7 @@ pub(super) fn strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) ->
             Param::AllowedFails => s.allowed_fails.is_some(),
             Param::NumRetries => s.num_retries.is_some(),
             Param::RetryAfter => s.retry_after.is_some(),
+            Param::MaxFailures => s.max_failures.is_some(),
         };
         if given && !kind.takes(param) {
             return Err(cx.err(
@@ -82,6 +83,17 @@ pub(super) fn strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) ->
     }
     if let Some(text) = &s.retry_after {
         kind.params.retry_after = cx.bounded(&format!("{field}.retry_after"), text, max::DELAY)?;
+    }
+    // gemini-balance's MAX_FAILURES.
+    if let Some(n) = s.max_failures {
+        if n == 0 {
+            return Err(cx.err(
+                &format!("{field}.max_failures"),
+                "must be at least 1 (a key is skipped after this many failures)",
+            ));
+        }
+        cx.at_most(&format!("{field}.max_failures"), n as u64, max::ATTEMPTS as u64)?;
+        kind.params.max_failures = n;
     }
     let router_retry = s.num_retries.is_some() || s.retry_after.is_some();
     if router_retry && (s.retry.is_some() || s.preset.is_some()) {
