@@ -131,8 +131,10 @@ impl Fleet {
                 break;
             }
             self.pending.pop_front();
+            let published = visible - self.spec.sync_delay;
             for (i, s) in self.instances.iter_mut().enumerate() {
                 if i != from {
+                    s.heard(now, from, published);
                     s.observe(now, &peer);
                 }
             }
