@@ -789,6 +789,23 @@ impl Ledger {
         tokens: u64,
         except: Dims,
     ) -> Admission {
+        self.check_weighted(now, b, pool, tokens, except, 1)
+    }
+
+    /// [`Ledger::check_except`] for `weight` copies of the request in the per-minute windows
+    /// (`weight` requests, `weight × tokens` tokens; the day's counts and concurrency as one):
+    /// a client replica in a fleet that may send only when its share, one in `weight`, of the
+    /// room it sees is enough. The caller keeps `weight × tokens` within the TPM limit and
+    /// `weight` within the RPM limit.
+    pub fn check_weighted(
+        &mut self,
+        now: Nanos,
+        b: BudgetId,
+        pool: Option<PoolId>,
+        tokens: u64,
+        except: Dims,
+        weight: u64,
+    ) -> Admission {
         let (cal, span) = (&self.calendar, self.span);
         let budget = &mut self.budgets[b.0 as usize];
         let mut limits = budget.limits;
@@ -811,10 +828,11 @@ impl Ledger {
         if per_minute != [None; 2] {
             budget.minute.usage(now, per_minute, cal, span);
             if let Some(l) = per_minute[0] {
-                consider(Dimension::Rpm, budget.minute.earliest_fit(now, 0, 1, l, cal, span));
+                consider(Dimension::Rpm, budget.minute.earliest_fit(now, 0, weight, l, cal, span));
             }
             if let Some(l) = per_minute[1] {
-                consider(Dimension::Tpm, budget.minute.earliest_fit(now, 1, tokens, l, cal, span));
+                let amount = weight * tokens;
+                consider(Dimension::Tpm, budget.minute.earliest_fit(now, 1, amount, l, cal, span));
             }
         }
         if limits.rpd.is_some() || limits.tpd.is_some() {

@@ -158,6 +158,13 @@ pub struct ExactCooldown {
     /// reserved and the budget it counted on (the unit's quota, or its reservation), so an
     /// outcome the server did not charge withdraws exactly that.
     reserved: FxHashMap<u64, Held>,
+    /// A send on a quota goes only when this many copies of it fit its per-minute windows (1
+    /// but in a fleet, where `flux` plans with its share of the room its peers may not have
+    /// claimed yet: see [`ExactCooldown::set_weight`]).
+    weight: u64,
+    /// A send that could go only later than this after `now` is not planned yet: the request
+    /// is asked about again then (unbounded but in a fleet, whose room is seen late).
+    horizon: Nanos,
 }
 
 impl ExactCooldown {
@@ -229,6 +236,8 @@ impl ExactCooldown {
             day_end: 0,
             last_probe: Dims::EMPTY,
             reserved: FxHashMap::default(),
+            weight: 1,
+            horizon: Nanos::MAX,
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -243,6 +252,23 @@ impl ExactCooldown {
         (0..keys.len())
             .map(|i| keys[(self.cursor[owner] + i) % keys.len()])
             .find(|&k| !self.key_dead[k] && per_key.is_none_or(|l| self.key_inflight[k] < l))
+    }
+
+    /// How many copies of a send costing `cost` must fit unit `u`'s per-minute windows (not
+    /// counting `except`): the weight, but never more than its RPM or TPM limit holds.
+    fn weight_for(&self, u: usize, cost: u64, except: Dims) -> u64 {
+        if self.weight == 1 {
+            return 1;
+        }
+        let limits = self.replica.limits(self.units[u].budget);
+        let mut w = self.weight;
+        if let Some(r) = limits.rpm.filter(|_| !except.contains(Dimension::Rpm)) {
+            w = w.min(r);
+        }
+        if let Some(t) = limits.tpm.filter(|_| cost > 0 && !except.contains(Dimension::Tpm)) {
+            w = w.min(t / cost);
+        }
+        w.max(1)
     }
 
     fn start(&self, u: usize, now: Nanos) -> Nanos {
@@ -277,6 +303,7 @@ impl ExactCooldown {
             // A unit that may probe is bounded by the limits it does not probe.
             let quota = match reservation {
                 Some((_, Overflow::DedicatedOnly)) => None,
+                // One copy: a lower bound whatever the weight (see `set_weight`).
                 _ => match self
                     .replica
                     .check_except(t0, budget, None, self.floor.unwrap_or(0), probe)
@@ -408,15 +435,17 @@ impl ExactCooldown {
     /// When unit `u`'s quota could take a request costing `cost`, from `t0` on, and the
     /// dimensions it would probe; or why not.
     fn evaluate_quota(&mut self, u: usize, t0: Nanos, cost: u64) -> Result<(Nanos, Dims), Eval> {
+        let w = self.weight_for(u, cost, Dims::EMPTY);
         let unit = &self.units[u];
-        let (t, probe) = match self.replica.check(t0, unit.budget, None, cost) {
+        let (t, probe) = match self.replica.check_weighted(t0, unit.budget, None, cost, Dims::EMPTY, w) {
             Admission::Admitted => (t0, Dims::EMPTY),
             // A believed limit in the way that may be probed: send when the others allow.
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
                 if cost > 0 && !violated.and(unit.probe).is_empty() =>
             {
                 let probed = violated.and(unit.probe);
-                match self.replica.check_except(t0, unit.budget, None, cost, probed) {
+                let w = self.weight_for(u, cost, probed);
+                match self.replica.check_weighted(t0, unit.budget, None, cost, probed, w) {
                     Admission::Admitted => (t0, probed),
                     Admission::Rejected { retry_at, .. } => (retry_at, probed),
                     Admission::Unservable { .. } => return Err(Eval::Never),
@@ -482,7 +511,10 @@ impl ExactCooldown {
             rank += 1;
             let u = owner as usize * self.env.models + m;
             match self.units[u].refused {
-                Some((c, t)) if self.pass_over && cost >= c && t > now => passed.push((t, rank, owner)),
+                // (With a weight, a larger request may need fewer copies: no such bound.)
+                Some((c, t)) if self.pass_over && self.weight == 1 && cost >= c && t > now => {
+                    passed.push((t, rank, owner))
+                }
                 _ => consider(self, owner, rank, &mut best),
             }
             if best.is_some_and(|(t, ..)| t <= now) {
@@ -574,6 +606,50 @@ impl ExactCooldown {
             unit.awaiting = awaiting;
             self.reindex(u, now);
         }
+    }
+
+    /// Sends on a quota go only when `weight` copies of them fit its per-minute windows (a
+    /// fleet's instance planning with its share of the room it sees: see `flux`).
+    pub(super) fn set_weight(&mut self, weight: u64, now: Nanos) {
+        if weight.max(1) != self.weight {
+            self.weight = weight.max(1);
+            for u in 0..self.units.len() {
+                self.reindex(u, now);
+            }
+        }
+    }
+
+    /// Plans no send more than `horizon` ahead of the decision: asks again then.
+    pub(super) fn set_horizon(&mut self, horizon: Nanos) {
+        self.horizon = horizon;
+    }
+
+    /// Where the send planned for `request` was counted: its instant and cost, if on unit
+    /// `u`'s quota (not its reservation).
+    pub(super) fn on_quota(&self, request: u64) -> Option<(Nanos, u64)> {
+        self.reserved
+            .get(&request)
+            .filter(|h| !h.on_reservation)
+            .map(|h| (h.at, h.cost))
+    }
+
+    /// Counts `copies` more sends costing `cost` at `at` on unit `u`'s quota, no send of its
+    /// own (the room a fleet's peers may be taking unseen), until [`ExactCooldown::unshadow`].
+    pub(super) fn shadow(&mut self, u: usize, at: Nanos, cost: u64, copies: u64, now: Nanos) {
+        let b = self.units[u].budget;
+        for _ in 0..copies {
+            self.replica.insert(at, b, cost);
+        }
+        self.reindex(u, now);
+    }
+
+    /// Takes back what [`ExactCooldown::shadow`] counted.
+    pub(super) fn unshadow(&mut self, u: usize, at: Nanos, cost: u64, copies: u64, now: Nanos) {
+        let b = self.units[u].budget;
+        for _ in 0..copies {
+            self.replica.cancel(at, b, cost);
+        }
+        self.reindex(u, now);
     }
 
     /// The dimensions the latest decision probed.
@@ -701,6 +777,11 @@ impl Strategy for ExactCooldown {
             // quota (smaller ones, under tokens per day) would wait for tomorrow too; and
             // today's counts stay today's, refunds and withdrawals included.
             return Decision::Later(at);
+        }
+        if at - now > self.horizon {
+            // Not planned so far ahead: by the horizon more is known (in a fleet, the room the
+            // others took), and plans on a budget never go back in time.
+            return Decision::Later(now + self.horizon);
         }
         // The server serves it from the reservation whenever that has room at `at`.
         let reservation = self.units[u]

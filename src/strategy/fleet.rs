@@ -131,8 +131,10 @@ impl Fleet {
                 break;
             }
             self.pending.pop_front();
+            let published = visible - self.spec.sync_delay;
             for (i, s) in self.instances.iter_mut().enumerate() {
                 if i != from {
+                    s.heard(now, from, published);
                     s.observe(now, &peer);
                 }
             }
@@ -378,6 +380,43 @@ mod tests {
         assert!(matches!(f.decide(0, &ask(1, 1)), Decision::Send { .. }));
         assert!(matches!(f.decide(0, &ask(2, 1)), Decision::GiveUp(_)));
         assert!(matches!(f.decide(0, &ask(3, 1)), Decision::GiveUp(_)));
+    }
+
+    /// Issue 26, item 9: flux pods on a ledger seen 1 s late plan with their share of the room
+    /// the others may be taking unseen. Two pods, 4 RPM: each sent one at 0 s before seeing
+    /// the other; at 1 s each sees the other's send and asks for two more. Together they may
+    /// send two: each sends one, then waits. (Before, each saw room for two and sent two: six
+    /// in a minute of four, two quota 429s.)
+    #[test]
+    fn flux_pods_on_a_late_ledger_plan_with_their_share() {
+        let spec = FleetSpec {
+            instances: 2,
+            sharing: Sharing::Shared,
+            sync_delay: SECOND,
+        };
+        let make = || Box::new(crate::strategy::Flux::new(env(&[0], Some(rpm(4))), vec![], 0)) as Box<dyn Strategy>;
+        let mut f = Fleet::new(vec![make(), make()], spec, TpmCounts::Input);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
+        // Requests 2 and 4 go to pod 0, 3 and 5 to pod 1, all asked at 1 s.
+        let mut in_first_minute = 2;
+        for r in 2..6 {
+            match f.decide(SECOND, &ask(r, 1)) {
+                Decision::Send { at, .. } if at < MINUTE => in_first_minute += 1,
+                Decision::Send { .. } | Decision::Later(_) | Decision::Defer => {}
+                d => panic!("{d:?}"),
+            }
+        }
+        assert_eq!(in_first_minute, 4, "no more than the limit in the minute");
+        // Once each sees the other's second send (2 s) and its copies are taken back (3 s),
+        // the minute is full in every pod's view: the next send waits for the window.
+        for (t, r) in [(3 * SECOND, 6), (3 * SECOND, 7)] {
+            match f.decide(t, &ask(r, 1)) {
+                Decision::Send { at, .. } => assert!(at >= MINUTE, "{at}"),
+                Decision::Later(_) | Decision::Defer => {}
+                d => panic!("{d:?}"),
+            }
+        }
     }
 
     #[test]

@@ -98,6 +98,60 @@ pub struct Flux {
     clean: Vec<u32>,
     /// Closed sessions whose slots count as taken until `due`, then are handed to the planner.
     held: Vec<Held>,
+    /// In a fleet: what it has learned of its peers, and the room it leaves them.
+    fleet: FleetView,
+}
+
+/// What an instance of a fleet learns of the others from their events on the shared ledger,
+/// and how it plans with it (issue 26, item 9).
+///
+/// The others' sends of the last sync delay `d` are not seen yet, and they were planned on the
+/// same room it sees. So it plans with its share of that room, one in `N` (`N` the instances
+/// seen so far, itself included): a send goes only where `N` copies of it fit the per-minute
+/// windows, and once planned it counts `N` times (its own and `N − 1` copies for the others)
+/// until `2d` after it was decided, when every send of the others that could not see it (decided
+/// up to `d` later) is seen; then the copies are taken back. So the sends every instance decided
+/// within any `2d` are each at most a share `1/N` of the room that was free before them, and
+/// together they fill it and no more (a pod that sent more than its share in an earlier span
+/// aside, which the copies it still counts mostly cover). It plans no send more than `2d` ahead
+/// (asked again then): a plan pushed late by copies since taken back would keep its budget's
+/// later plans late too (plans on a budget never go back in time).
+///
+/// `N` is the number of distinct instances whose events it has seen, plus one; `d` is the
+/// smallest lag seen between an instance's act and its event (never seen sooner than the
+/// delay). Before it has seen any other instance it plans as if alone, so what the instances
+/// send before they first see each other (their first `d`) may collide.
+#[derive(Debug, Clone, Default)]
+struct FleetView {
+    /// Instances seen, by their index in the fleet.
+    seen: Vec<bool>,
+    /// How many.
+    peers: u64,
+    /// The smallest lag seen between a peer's act and its event.
+    lag: Option<Nanos>,
+    /// Copies counted for peers: taken back at `due`.
+    shadows: VecDeque<Shadow>,
+}
+
+/// `copies` sends costing `cost` at `at` on unit `unit`, counted for the peers until `due`.
+#[derive(Debug, Clone, Copy)]
+struct Shadow {
+    due: Nanos,
+    unit: usize,
+    at: Nanos,
+    cost: u64,
+    copies: u64,
+}
+
+impl FleetView {
+    /// How many copies of each send to plan with: the instances it knows of, while their
+    /// events come late.
+    fn weight(&self) -> u64 {
+        match self.lag {
+            Some(l) if l > 0 => self.peers + 1,
+            _ => 1,
+        }
+    }
 }
 
 /// A closed session whose slot flux still counts as taken.
@@ -159,6 +213,7 @@ impl Flux {
             closes: vec![VecDeque::new(); n],
             clean: vec![0; n],
             held: Vec::new(),
+            fleet: FleetView::default(),
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -289,6 +344,18 @@ impl Flux {
         }
     }
 
+    /// Takes back the copies counted for peers whose real sends it has seen by now (in the
+    /// order they were counted: if the lag learned shrank, later ones wait for earlier ones).
+    fn release_shadows(&mut self, now: Nanos) {
+        while let Some(s) = self.fleet.shadows.front().copied() {
+            if s.due > now {
+                break;
+            }
+            self.fleet.shadows.pop_front();
+            self.inner.unshadow(s.unit, s.at, s.cost, s.copies, now);
+        }
+    }
+
     /// [`Strategy::decide`] without the held sessions: the planner's answer.
     fn decide_now(&mut self, now: Nanos, ask: &Ask) -> Decision {
         if let Some(&at) = self.later.get(&ask.request) {
@@ -303,6 +370,20 @@ impl Flux {
             let probe = self.inner.take_probe();
             if !probe.is_empty() {
                 self.probing[u] = true;
+            }
+            let copies = self.fleet.weight() - 1;
+            if copies > 0 {
+                if let Some((at, cost)) = self.inner.on_quota(ask.request) {
+                    self.inner.shadow(u, at, cost, copies, now);
+                    let due = now + 2 * self.fleet.lag.unwrap_or(0);
+                    self.fleet.shadows.push_back(Shadow {
+                        due,
+                        unit: u,
+                        at,
+                        cost,
+                        copies,
+                    });
+                }
             }
             self.plans.insert(
                 ask.request,
@@ -321,6 +402,7 @@ impl Flux {
 impl Strategy for Flux {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         self.release_held(now);
+        self.release_shadows(now);
         let d = self.decide_now(now, ask);
         match (d, self.held.iter().map(|h| h.due).min()) {
             // Slots it counts as taken free at known times: ask again then.
@@ -352,11 +434,33 @@ impl Strategy for Flux {
 
     /// The others' sends count in the planner's replica; what they learn stays theirs.
     fn observe(&mut self, now: Nanos, peer: &super::Peer) {
+        self.release_shadows(now);
         self.inner.observe(now, peer);
+    }
+
+    /// Another instance acted at `published`: one more instance, if new, and a bound on the
+    /// sync delay. Its sends plan with its share of the room from now on.
+    fn heard(&mut self, now: Nanos, from: usize, published: Nanos) {
+        let f = &mut self.fleet;
+        if f.seen.len() <= from {
+            f.seen.resize(from + 1, false);
+        }
+        if !f.seen[from] {
+            f.seen[from] = true;
+            f.peers += 1;
+        }
+        let lag = now.saturating_sub(published);
+        f.lag = Some(f.lag.map_or(lag, |l| l.min(lag)));
+        let (w, lag) = (f.weight(), f.lag.unwrap_or(0));
+        self.inner.set_weight(w, now);
+        if w > 1 {
+            self.inner.set_horizon(2 * lag);
+        }
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         self.release_held(now);
+        self.release_shadows(now);
         let plan = self.plans.remove(&ask.request);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);

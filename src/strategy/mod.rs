@@ -174,6 +174,13 @@ pub trait Strategy: Send {
     fn observe(&mut self, now: Nanos, peer: &Peer) {
         let _ = (now, peer);
     }
+    /// Learns at `now` that instance `from` of its fleet acted at `published` (what a shared
+    /// ledger records with each entry: who wrote it, and when); called just before
+    /// [`Strategy::observe`] shows what it did. Strategies that do not plan for a fleet keep
+    /// the default.
+    fn heard(&mut self, now: Nanos, from: usize, published: Nanos) {
+        let _ = (now, from, published);
+    }
     /// How many independent queues its deferred requests wait in (request `r` in queue
     /// `r % lanes`): one, except for a fleet, whose instances each have their own.
     fn lanes(&self) -> usize {

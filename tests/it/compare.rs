@@ -43,10 +43,9 @@ const QUICK: [&str; 25] = [
 /// where a rotator does not (dubbing told −50%, quirks told wrong limits, spend-cap,
 /// free-tier-2026-12), pays to learn (live-call-centre, live-sessions, live-conversations and
 /// its 2026 version told wrong limits, mixed-rpd's and free-tier-2026's variants, retired-ids),
-/// meets its peers' unseen sends (fleet), or runs without its fallback (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 13] = [
+/// or runs without its fallback (pro-tokens-per-day).
+const CLAIM_FAILS: [&str; 12] = [
     "dubbing",
-    "fleet",
     "free-tier-2026-12",
     "free-tier-2026",
     "live-call-centre",
