@@ -10,11 +10,12 @@ use flux_sim::sim::compare::{compare, contenders};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 25] = [
+const QUICK: [&str; 28] = [
     "across-midnight",
     "dubbing",
     "fixed-windows",
     "fleet",
+    "fleet-late-ledger",
     "free-tier-2026",
     "free-tier-2026-12",
     "large",
@@ -22,6 +23,7 @@ const QUICK: [&str; 25] = [
     "live-call-centre",
     "live-conversations",
     "live-conversations-2026-12",
+    "live-reconnect",
     "live-sessions",
     "long-context-reservation",
     "mixed-rpd",
@@ -35,6 +37,7 @@ const QUICK: [&str; 25] = [
     "tpd-heavy-tail",
     "uncharged-errors",
     "vertex-dsq",
+    "vertex-paygo-tiers",
     "vertex-pt",
 ];
 
@@ -42,15 +45,16 @@ const QUICK: [&str; 25] = [
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux waits
 /// where a rotator does not (dubbing told −50%, quirks told wrong limits, spend-cap,
 /// free-tier-2026-12), pays to learn (live-call-centre, live-sessions, live-conversations and
-/// its 2026 version told wrong limits, mixed-rpd's and free-tier-2026's variants, retired-ids),
+/// its 2026 version and live-reconnect told wrong limits, mixed-rpd's and free-tier-2026's variants, retired-ids),
 /// or runs without its fallback (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 12] = [
+const CLAIM_FAILS: [&str; 13] = [
     "dubbing",
     "free-tier-2026-12",
     "free-tier-2026",
     "live-call-centre",
     "live-conversations-2026-12",
     "live-conversations",
+    "live-reconnect",
     "live-sessions",
     "mixed-rpd",
     "pro-tokens-per-day",
