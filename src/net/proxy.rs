@@ -385,7 +385,11 @@ fn check_token(p: &Proxy, headers: &HeaderMap, in_query: &[&str]) -> Result<(), 
 
 /// The `?key=` values of a checked query (the OpenAI and Live routes).
 fn keys_of(query: &[(String, String)]) -> Vec<&str> {
-    query.iter().filter(|(k, _)| k == "key").map(|(_, v)| v.as_str()).collect()
+    query
+        .iter()
+        .filter(|(k, _)| k == "key")
+        .map(|(_, v)| v.as_str())
+        .collect()
 }
 
 /// For the OpenAI and Live routes, whose paths axum's router has matched: the API version
@@ -913,12 +917,11 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
         }
         let key_value = &p.scenario.topology.keys[key].value;
         let request = match target {
-            Target::Native { route } => {
-                p.client
-                    .post(route.upstream_url(&p.upstream, Some(&p.scenario.models[model].name)))
-                    .header("x-goog-api-key", key_value)
-                    .body(body.clone())
-            }
+            Target::Native { route } => p
+                .client
+                .post(route.upstream_url(&p.upstream, Some(&p.scenario.models[model].name)))
+                .header("x-goog-api-key", key_value)
+                .body(body.clone()),
             Target::Chat { version } => {
                 // The strategy may have chosen another model than the body names.
                 let body = if model == ask.model {

@@ -191,7 +191,7 @@ fn compare_shows_what_was_left_and_runs_only_live_tools_on_live_scenarios() {
         for kind in flux_sim::strategy::KINDS {
             assert_eq!(
                 names.iter().any(|n| n == kind.name),
-                kind.live || !live,
+                if live { kind.live } else { kind.rest },
                 "{name} (Live: {live}): {} {:?}",
                 kind.name,
                 names

@@ -254,16 +254,26 @@ fn a_fleet_over_admits_with_instances_and_with_sync_delay() {
         );
         assert!(f * 5 < e, "{n} pods sharing 1 s late: flux {f} vs exact_cooldown {e}");
     }
-    let mut prev = [None::<u64>; 2];
+    // exact_cooldown over-admits more the later the shared ledger is seen; flux pods plan
+    // with their share of what peers may take unseen (issue 26, item 9): none up to 1 s, and
+    // at 5 s only what they send before first seeing each other.
+    let mut prev = None::<u64>;
     for delay in [0, 250 * MILLISECOND, SECOND, 5 * SECOND] {
         let rs = at(4, Sharing::Shared, delay);
-        for (i, planner) in ["exact_cooldown", "flux"].into_iter().enumerate() {
-            let n = get(&rs, planner).rate_limited;
-            match prev[i] {
-                None => assert_eq!(n, 0, "{planner}: a ledger seen at once never over-admits"),
-                Some(p) => assert!(n > p, "{planner}: {delay} ns late over-admits more ({n} vs {p})"),
-            }
-            prev[i] = Some(n);
+        let n = get(&rs, "exact_cooldown").rate_limited;
+        match prev {
+            None => assert_eq!(n, 0, "exact_cooldown: a ledger seen at once never over-admits"),
+            Some(p) => assert!(n > p, "exact_cooldown: {delay} ns late over-admits more ({n} vs {p})"),
+        }
+        prev = Some(n);
+        let f = get(&rs, "flux").rate_limited;
+        if delay <= SECOND {
+            assert_eq!(f, 0, "flux pods on a ledger seen {delay} ns late");
+        } else {
+            assert!(
+                f * 20 < n,
+                "flux pods on a ledger seen {delay} ns late: {f} vs exact_cooldown {n}"
+            );
         }
     }
     let shared = at(4, Sharing::Shared, SECOND);
