@@ -433,16 +433,7 @@ fn upstream_url(p: &Proxy, segments: &[&str], query: &[(String, String)]) -> req
         .expect("checked at start: a base URL")
         .pop_if_empty()
         .extend(segments);
-    let forwarded: Vec<&(String, String)> = query.iter().filter(|(k, _)| k != "key").collect();
-    if forwarded.is_empty() {
-        url.set_query(None);
-    } else {
-        let mut pairs = url.query_pairs_mut();
-        pairs.clear();
-        for (k, v) in forwarded {
-            pairs.append_pair(k, v);
-        }
-    }
+    route::forward_query(&mut url, query);
     url
 }
 

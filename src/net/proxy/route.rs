@@ -103,17 +103,23 @@ impl Route {
                 path.push(n);
             }
         }
-        let forwarded: Vec<&(String, String)> = self.query.iter().filter(|(k, _)| k != "key").collect();
-        if forwarded.is_empty() {
-            url.set_query(None);
-        } else {
-            let mut pairs = url.query_pairs_mut();
-            pairs.clear();
-            for (k, v) in forwarded {
-                pairs.append_pair(k, v);
-            }
-        }
+        forward_query(&mut url, &self.query);
         url
+    }
+}
+
+/// Sets `url`'s query to the checked `query` less its `key` (the proxy's token never goes
+/// upstream), each pair percent-encoded; no query at all when nothing is left.
+pub fn forward_query(url: &mut Url, query: &[(String, String)]) {
+    let forwarded: Vec<&(String, String)> = query.iter().filter(|(k, _)| k != "key").collect();
+    if forwarded.is_empty() {
+        url.set_query(None);
+    } else {
+        let mut pairs = url.query_pairs_mut();
+        pairs.clear();
+        for (k, v) in forwarded {
+            pairs.append_pair(k, v);
+        }
     }
 }
 
