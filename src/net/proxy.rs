@@ -174,6 +174,26 @@ struct Planned<'a> {
     armed: bool,
 }
 
+impl Planned<'_> {
+    /// Waits until the planned send of `ask` on `key` and `model` at `at` is due, then asks the
+    /// strategy to confirm it; whether it goes. If the wait is dropped (the client left), the
+    /// strategy is told the send is cancelled.
+    async fn wait_and_confirm(proxy: &Proxy, ask: Ask, key: usize, model: usize, at: Nanos) -> bool {
+        let mut planned = Planned {
+            proxy,
+            ask,
+            key,
+            model,
+            at,
+            armed: true,
+        };
+        proxy.sleep_until(at).await;
+        let go = proxy.strategy().confirm(proxy.now(), &ask, key, model);
+        planned.armed = false;
+        go
+    }
+}
+
 impl Drop for Planned<'_> {
     fn drop(&mut self) {
         if self.armed {
@@ -792,20 +812,7 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
             Ok(d) => d,
             Err(r) => return give_up(&p, ask.model, project, r, last),
         };
-        let mut planned = Planned {
-            proxy: &p,
-            ask,
-            key,
-            model,
-            at,
-            armed: true,
-        };
-        p.sleep_until(at).await;
-        let now = p.now();
-        let go = p.strategy().confirm(now, &ask, key, model);
-        planned.armed = false;
-        drop(planned);
-        if !go {
+        if !Planned::wait_and_confirm(&p, ask, key, model, at).await {
             continue;
         }
         let budget = p.budget(key, model);

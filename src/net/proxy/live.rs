@@ -156,18 +156,7 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
                 return close(&mut client, crate::core::live::CLOSE_QUOTA, &reason).await;
             }
         };
-        let mut planned = Planned {
-            proxy: &p,
-            ask,
-            key,
-            model,
-            at,
-            armed: true,
-        };
-        p.sleep_until(at).await;
-        let go = p.strategy().confirm(p.now(), &ask, key, model);
-        planned.armed = false;
-        drop(planned);
+        let go = Planned::wait_and_confirm(&p, ask, key, model, at).await;
         if !go {
             continue;
         }
