@@ -844,15 +844,18 @@ fn the_proxy_forwards_only_what_it_classified() {
             let asked = pairs(uri.query());
             let sent = other == OtherRoute::OpenAiModels
                 && matches!(method, "GET" | "HEAD")
-                && version.as_ref().is_ok_and(|v| flux_sim::net::proxy::VERSIONS.contains(&v.as_str()))
+                && version
+                    .as_ref()
+                    .is_ok_and(|v| flux_sim::net::proxy::VERSIONS.contains(&v.as_str()))
                 && asked.iter().all(|(k, _)| QUERY_NAMES.contains(&k.as_str()));
             if sent {
                 count("other route: sent upstream");
                 let mut want = base.clone();
-                want.path_segments_mut()
-                    .unwrap()
-                    .pop_if_empty()
-                    .extend([version.as_deref().unwrap(), "openai", "models"]);
+                want.path_segments_mut().unwrap().pop_if_empty().extend([
+                    version.as_deref().unwrap(),
+                    "openai",
+                    "models",
+                ]);
                 let want_pairs: Vec<(String, String)> = asked.into_iter().filter(|(k, _)| k != "key").collect();
                 prop_assert_eq!(new.len(), 1, "{} {}: forwarded {:?}", method, target, new);
                 let (verb, rest) = new[0].split_once(' ').unwrap();
@@ -863,10 +866,24 @@ fn the_proxy_forwards_only_what_it_classified() {
                 prop_assert_eq!(verb, "GET", "{} {}", method, target);
                 prop_assert_eq!(got_path, want.path(), "{} {}", method, target);
                 prop_assert_eq!(pairs(got_query), want_pairs, "{} {}: {:?}", method, target, new);
-                prop_assert_eq!(status, 200, "{} {}: {:?}", method, target, String::from_utf8_lossy(&body));
+                prop_assert_eq!(
+                    status,
+                    200,
+                    "{} {}: {:?}",
+                    method,
+                    target,
+                    String::from_utf8_lossy(&body)
+                );
             } else {
                 count("other route: answered by the proxy");
-                prop_assert!(new.is_empty(), "{} {} ({:?}): forwarded {:?}", method, target, other, new);
+                prop_assert!(
+                    new.is_empty(),
+                    "{} {} ({:?}): forwarded {:?}",
+                    method,
+                    target,
+                    other,
+                    new
+                );
                 let own_page = other == OtherRoute::Own && matches!(method, "GET" | "HEAD");
                 if own_page {
                     prop_assert_eq!(status, 200, "{} {}", method, target);
@@ -881,10 +898,16 @@ fn the_proxy_forwards_only_what_it_classified() {
                         String::from_utf8_lossy(&body)
                     );
                     if method != "HEAD" {
-                        let got: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                            TestCaseError::fail(format!("{method} {target}: {status}: not JSON: {e}"))
-                        })?;
-                        prop_assert_eq!(got["error"]["code"].as_u64(), Some(status as u64), "{} {}: {}", method, target, got);
+                        let got: serde_json::Value = serde_json::from_slice(&body)
+                            .map_err(|e| TestCaseError::fail(format!("{method} {target}: {status}: not JSON: {e}")))?;
+                        prop_assert_eq!(
+                            got["error"]["code"].as_u64(),
+                            Some(status as u64),
+                            "{} {}: {}",
+                            method,
+                            target,
+                            got
+                        );
                     }
                 }
             }
@@ -899,7 +922,14 @@ fn the_proxy_forwards_only_what_it_classified() {
                 if method != "HEAD" {
                     let got: serde_json::Value = serde_json::from_slice(&body)
                         .map_err(|e| TestCaseError::fail(format!("{method} {target}: {status}: not JSON: {e}")))?;
-                    prop_assert_eq!(got["error"]["code"].as_u64(), Some(405), "{} {}: {}", method, target, got);
+                    prop_assert_eq!(
+                        got["error"]["code"].as_u64(),
+                        Some(405),
+                        "{} {}: {}",
+                        method,
+                        target,
+                        got
+                    );
                 }
             }
             Err(v) => {

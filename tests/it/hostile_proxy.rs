@@ -75,8 +75,7 @@ fn start(bin: &std::path::Path, command: &str, text: &str, args: &[&str], open_f
     let mut c = match open_files {
         Some(n) => {
             let mut c = Command::new("sh");
-            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")])
-                .arg(bin);
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")]).arg(bin);
             c
         }
         None => Command::new(bin),
@@ -426,7 +425,11 @@ async fn a_frozen_redis_ends_every_request_by_its_deadline_and_sends_nothing() {
     drop(thaw);
     // Redis answers what it was asked; nothing of it may be sent now.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(served(&client, &up.url(), 200).await, 1, "sent after its 503, when Redis thawed");
+    assert_eq!(
+        served(&client, &up.url(), 200).await,
+        1,
+        "sent after its 503, when Redis thawed"
+    );
     let back = Instant::now();
     let mut status = 0;
     while back.elapsed() < Duration::from_secs(10) && status != 200 {
