@@ -347,6 +347,7 @@ async fn margin_without_a_ledger_holds_each_window_that_much_longer() {
     let (s2, b2, t2) = generate(&client, &proxy.url(), prompt(10, 0)).await;
     assert_eq!(s2, 200, "{b2}");
     let gap = t2.duration_since(t1);
+    eprintln!("the second call reached serve {gap:?} after the first");
     assert!(
         gap >= Duration::from_millis(64_500),
         "the second call reached serve {gap:?} after the first on a 1-RPM project with --margin 5s"
@@ -410,6 +411,7 @@ async fn a_frozen_redis_ends_every_request_by_its_deadline_and_sends_nothing() {
         .collect();
     for task in tasks {
         let (status, body, took) = task.await.unwrap();
+        eprintln!("{status} after {took:?}");
         assert!(
             took <= Duration::from_secs(6),
             "answered {took:?} after Redis froze, with --deadline 5s: {status} {body}"
