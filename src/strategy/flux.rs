@@ -20,6 +20,13 @@
 //!   model's requests wait their turn instead of each backing off on its own;
 //! - widens its planning margin when per-minute 429s on limits it knows show its sends reaching
 //!   the server later than planned (a real network), so it needs no hand-set `margin`;
+//! - **learns calendar-minute windows** when it was not told how the server measures them (its
+//!   limits only told, or none: it trusts the scenario's window kind no more than its limits).
+//!   It plans sliding windows, safe under every kind, until a per-minute 429 says "retry at
+//!   the next calendar minute" (to the millisecond) where no send of its own a minute before
+//!   explains that instant (a sliding window's retry is an admitted send's time + 60 s): then
+//!   it plans calendar minutes ([`WindowBelief`]). A per-minute 429 whose retry falls anywhere
+//!   else (a sliding window, a bucket, a RetryInfo that lies) ends the learning: sliding stays;
 //! - retries at once and decides itself when to send, so after a per-day 429 the request moves
 //!   on along the model chain instead of sleeping until the day ends;
 //! - **learns how long a closed Live session keeps its slot**: a close 1011 when its count said
@@ -46,7 +53,7 @@ use super::pool_pace::{Gate, PoolPace};
 use super::retry::exponential;
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::core::ledger::{Dimension, Dims, Limits};
+use crate::core::ledger::{Dimension, Dims, Limits, WindowKind};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Calendar, Nanos, MILLISECOND, MINUTE, SECOND};
 
@@ -104,6 +111,21 @@ pub struct Flux {
     held: Vec<Held>,
     /// In a fleet: what it has learned of its peers, and the room it leaves them.
     fleet: FleetView,
+    /// How it believes the server measures per-minute windows.
+    window: WindowBelief,
+}
+
+/// How flux believes the server measures per-minute windows (issue 26, item 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowBelief {
+    /// As the scenario says (flux was given the true limits, and trusts the scenario).
+    Told,
+    /// Not told: it plans sliding windows and watches per-minute 429s.
+    Learning,
+    /// A per-minute 429 retried off the calendar minute: sliding, for good.
+    Sliding,
+    /// A per-minute 429 retried exactly at the next calendar minute: calendar minutes.
+    Fixed,
 }
 
 /// What an instance of a fleet learns of the others from their events on the shared ledger,
@@ -182,6 +204,15 @@ impl Flux {
     /// flux over `env`, falling back to `fallback` models in order; its planner holds window
     /// entries `margin` longer than 60 s (as [`ExactCooldown::new`]; 0 plans exactly).
     pub fn new(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
+        let mut env = env;
+        // Limits only told (or none): the window kind is not trusted either; sliding windows
+        // are safe under every kind until a 429 shows calendar minutes.
+        let window = if env.believed.iter().any(|&b| b) {
+            env.window = WindowKind::Sliding;
+            WindowBelief::Learning
+        } else {
+            WindowBelief::Told
+        };
         let models = env.models;
         let believed = env.believed.clone();
         let live = env.live.clone();
@@ -218,6 +249,7 @@ impl Flux {
             clean: vec![0; n],
             held: Vec::new(),
             fleet: FleetView::default(),
+            window,
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -357,6 +389,24 @@ impl Flux {
             }
             self.fleet.shadows.pop_front();
             self.inner.unshadow(s.unit, s.at, s.cost, s.copies, now);
+        }
+    }
+
+    /// A per-minute 429 on `model` at `now` said to retry after `delay`: while learning the
+    /// window kind, a retry exactly at the next calendar minute (to the millisecond) that no
+    /// send of its own a minute before explains means calendar minutes; one anywhere else
+    /// means not.
+    fn learn_window(&mut self, now: Nanos, model: usize, delay: Nanos) {
+        if self.window != WindowBelief::Learning {
+            return;
+        }
+        let at = now.saturating_add(delay);
+        let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
+        if (at as i128 - minute).abs() > MILLISECOND as i128 {
+            self.window = WindowBelief::Sliding;
+        } else if !self.pace[model].sent_near(at.saturating_sub(MINUTE), MILLISECOND) {
+            self.window = WindowBelief::Fixed;
+            self.inner.measure_fixed();
         }
     }
 
@@ -587,6 +637,11 @@ impl Strategy for Flux {
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
                 }
+                if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
+                    if let Some(d) = retry_delay {
+                        self.learn_window(now, model, d);
+                    }
+                }
                 // No quota named: the model has no capacity right now (a shared pool),
                 // whichever project sends. No budget is to blame and nothing is gained by
                 // rotating: the model's pacing (above) holds its requests.
@@ -758,6 +813,30 @@ mod tests {
         };
         let (_, t) = send(f.decide(MINUTE, &retry));
         assert!(t < 2 * MINUTE + SECOND, "today, the 429 refunded: {t}");
+    }
+
+    /// Issue 26, item 6: with limits only told, flux does not trust the window kind either; it
+    /// plans sliding windows until a per-minute 429 retries exactly at the next calendar minute
+    /// (before, it planned the scenario's kind: sliding here, so after the 429 it waited for the
+    /// sends at 50 s to leave a sliding window, until 110 s). A 429 retried off the minute
+    /// leaves it sliding.
+    #[test]
+    fn learns_calendar_minutes_from_a_429_retried_on_the_minute() {
+        let limits = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        for (delay, next) in [(10 * SECOND, MINUTE), (10 * SECOND + SECOND / 2, 110 * SECOND)] {
+            let mut f = Flux::new(told(limits), vec![], 0);
+            let t = 50 * SECOND;
+            // Two at 50 s, and a third as the probe of the told limit.
+            for r in 0..3 {
+                assert_eq!(send(f.decide(t, &ask(r, 1))), (0, t));
+            }
+            // The server refuses the probe: retry at `t + delay`.
+            f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], delay, limits));
+            assert_eq!(send(f.decide(t, &ask(3, 1))), (0, next), "after a retry in {delay} ns");
+        }
     }
 
     #[test]

@@ -139,6 +139,13 @@ impl PoolPace {
         }
     }
 
+    /// Whether one of its sends of the last minute the model admitted (or may) went within
+    /// `slack` of `t`.
+    pub(super) fn sent_near(&self, t: Nanos, slack: Nanos) -> bool {
+        let i = self.sends.partition_point(|&(s, _)| s + slack < t);
+        self.sends.get(i).is_some_and(|&(s, _)| s <= t + slack)
+    }
+
     /// Request `request` is sent at `at` (`probe`: as the gate said).
     pub(super) fn sent(&mut self, request: u64, at: Nanos, probe: bool) {
         let i = self.sends.partition_point(|&(s, _)| s <= at);
