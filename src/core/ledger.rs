@@ -345,6 +345,30 @@ impl Window {
         }
     }
 
+    /// This window measured by calendar minute: a sliding one keeps the entries of its newest
+    /// entry's minute (later sends never go back in time, so that minute is the one that still
+    /// counts); a bucket starts afresh.
+    fn to_fixed(&self, cal: &Calendar) -> Window {
+        match self {
+            Window::Sliding {
+                entries,
+                base,
+                last,
+                newest,
+            } if !entries.is_empty() => {
+                let minute = cal.minute_start(*newest);
+                let k = entries.partition_point(|&(t, _)| (t as i128) < minute);
+                let before = if k == 0 { *base } else { entries[k - 1].1 };
+                Window::Fixed {
+                    minute,
+                    used: minus(*last, before),
+                }
+            }
+            Window::Fixed { .. } => self.clone(),
+            _ => Window::new(WindowKind::Fixed),
+        }
+    }
+
     /// Forgets what no longer counts at `now`, and returns the amounts that do (for a bucket
     /// of capacity `limits[i]`: its used capacity, rounded up; 0 where there is no limit).
     fn usage(&mut self, now: Nanos, limits: [Option<u64>; 2], cal: &Calendar, span: Nanos) -> [u64; 2] {
@@ -605,6 +629,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Measures per-minute windows by calendar minute from now on (a client's replica that
+    /// learned the server does): each budget keeps what the current minute holds.
+    pub fn measure_fixed(&mut self) {
+        self.config.window = WindowKind::Fixed;
+        for b in &mut self.budgets {
+            b.minute = b.minute.to_fixed(&self.calendar);
+        }
+    }
+
     /// An empty ledger.
     pub fn new(calendar: Calendar, config: LedgerConfig) -> Self {
         Ledger {
@@ -1129,6 +1162,30 @@ mod tests {
         // The fixed window admits a second burst right after the boundary (2x in 2 s).
         assert_eq!(l.admit(30 * SECOND, b, None, 1, 0), Admission::Admitted);
         assert_eq!(l.admit(30 * SECOND, b, None, 1, 0), Admission::Admitted);
+    }
+
+    /// A client's replica that learned the server counts calendar minutes keeps what the
+    /// current minute holds (issue 26, item 6).
+    #[test]
+    fn a_sliding_ledger_measured_by_calendar_minute_keeps_the_current_minute() {
+        // Start at :30 past the minute: the first minute ends after 30 s.
+        let mut l = Ledger::new(
+            calendar("2025-10-15T09:00:30-07:00"),
+            LedgerConfig {
+                window: WindowKind::Sliding,
+                count_rejected: false,
+            },
+        );
+        let b = l.add_budget(rpm(2), 0);
+        assert_eq!(l.admit(0, b, None, 1, 0), Admission::Admitted);
+        assert_eq!(l.admit(31 * SECOND, b, None, 1, 0), Admission::Admitted);
+        l.measure_fixed();
+        // The minute from 30 s holds one: one more fits now (a sliding window held two), and
+        // the next waits for the minute from 90 s.
+        assert_eq!(l.admit(32 * SECOND, b, None, 1, 0), Admission::Admitted);
+        assert!(
+            matches!(l.admit(33 * SECOND, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 90 * SECOND)
+        );
     }
 
     #[test]

@@ -657,6 +657,11 @@ impl ExactCooldown {
         std::mem::replace(&mut self.last_probe, Dims::EMPTY)
     }
 
+    /// Plans calendar minutes from now on (flux learned the server counts them).
+    pub(super) fn measure_fixed(&mut self) {
+        self.replica.measure_fixed();
+    }
+
     /// Sends nothing on unit `u` before `until`.
     pub(super) fn block(&mut self, u: usize, until: Nanos, now: Nanos) {
         if until > self.units[u].blocked {

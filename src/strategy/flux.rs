@@ -12,11 +12,21 @@
 //!   withdrawn when due and planned again), instead of sending them into the wall;
 //! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
 //!   waits for midnight Pacific whatever the delay says (0 s included), and a per-minute one
-//!   waits at most 60 s (86,400 s included); a 429 without details backs off exponentially with
-//!   full jitter, for that request only (capacity is no project's quota: rotating is pointless,
-//!   blocking budgets wrong);
+//!   waits at most 60 s (86,400 s included);
+//! - **queues behind one pacing of a model's room** when the model answers 429 without details
+//!   (a full shared pool, a PayGo lane, a spend cap: no project's quota, so rotating is
+//!   pointless and blocking budgets wrong): its sends of the last minute are held under the
+//!   room the model has shown, found AIMD-like with one probe at a time ([`PoolPace`]), and the
+//!   model's requests wait their turn instead of each backing off on its own;
 //! - widens its planning margin when per-minute 429s on limits it knows show its sends reaching
 //!   the server later than planned (a real network), so it needs no hand-set `margin`;
+//! - **learns calendar-minute windows** when it was not told how the server measures them (its
+//!   limits only told, or none: it trusts the scenario's window kind no more than its limits).
+//!   It plans sliding windows, safe under every kind, until a per-minute 429 says "retry at
+//!   the next calendar minute" (to the millisecond) where no send of its own a minute before
+//!   explains that instant (a sliding window's retry is an admitted send's time + 60 s): then
+//!   it plans calendar minutes ([`WindowBelief`]). A per-minute 429 whose retry falls anywhere
+//!   else (a sliding window, a bucket, a RetryInfo that lies) ends the learning: sliding stays;
 //! - retries at once and decides itself when to send, so after a per-day 429 the request moves
 //!   on along the model chain instead of sleeping until the day ends;
 //! - **learns how long a closed Live session keeps its slot**: a close 1011 when its count said
@@ -39,10 +49,11 @@ use rustc_hash::FxHashMap;
 
 use super::exact_cooldown::ExactCooldown;
 use super::kind::{KindDef, Param, Params};
+use super::pool_pace::{Gate, PoolPace};
 use super::retry::exponential;
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::core::ledger::{Dimension, Dims, Limits};
+use crate::core::ledger::{Dimension, Dims, Limits, WindowKind};
 use crate::core::rng::{rng, unit, Stream};
 use crate::core::time::{Calendar, Nanos, MILLISECOND, MINUTE, SECOND};
 
@@ -85,8 +96,8 @@ pub struct Flux {
     epoch: Vec<u32>,
     /// Per unit: a probe is out.
     probing: Vec<bool>,
-    /// Requests that met a capacity 429, and when to try them again.
-    later: FxHashMap<u64, Nanos>,
+    /// Per model: the pacing of its room under 429s without details (REST models).
+    pace: Vec<PoolPace>,
     plans: FxHashMap<u64, Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
@@ -100,6 +111,21 @@ pub struct Flux {
     held: Vec<Held>,
     /// In a fleet: what it has learned of its peers, and the room it leaves them.
     fleet: FleetView,
+    /// How it believes the server measures per-minute windows.
+    window: WindowBelief,
+}
+
+/// How flux believes the server measures per-minute windows (issue 26, item 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WindowBelief {
+    /// As the scenario says (flux was given the true limits, and trusts the scenario).
+    Told,
+    /// Not told: it plans sliding windows and watches per-minute 429s.
+    Learning,
+    /// A per-minute 429 retried off the calendar minute: sliding, for good.
+    Sliding,
+    /// A per-minute 429 retried exactly at the next calendar minute: calendar minutes.
+    Fixed,
 }
 
 /// What an instance of a fleet learns of the others from their events on the shared ledger,
@@ -178,6 +204,15 @@ impl Flux {
     /// flux over `env`, falling back to `fallback` models in order; its planner holds window
     /// entries `margin` longer than 60 s (as [`ExactCooldown::new`]; 0 plans exactly).
     pub fn new(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
+        let mut env = env;
+        // Limits only told (or none): the window kind is not trusted either; sliding windows
+        // are safe under every kind until a 429 shows calendar minutes.
+        let window = if env.believed.iter().any(|&b| b) {
+            env.window = WindowKind::Sliding;
+            WindowBelief::Learning
+        } else {
+            WindowBelief::Told
+        };
         let models = env.models;
         let believed = env.believed.clone();
         let live = env.live.clone();
@@ -206,7 +241,7 @@ impl Flux {
             verified,
             epoch: vec![0; n],
             probing: vec![false; n],
-            later: FxHashMap::default(),
+            pace: vec![PoolPace::default(); models],
             plans: FxHashMap::default(),
             live,
             session_hold: vec![0; n],
@@ -214,6 +249,7 @@ impl Flux {
             clean: vec![0; n],
             held: Vec::new(),
             fleet: FleetView::default(),
+            window,
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -356,16 +392,45 @@ impl Flux {
         }
     }
 
+    /// A per-minute 429 on `model` at `now` said to retry after `delay`: while learning the
+    /// window kind, a retry exactly at the next calendar minute (to the millisecond) that no
+    /// send of its own a minute before explains means calendar minutes; one anywhere else
+    /// means not.
+    fn learn_window(&mut self, now: Nanos, model: usize, delay: Nanos) {
+        if self.window != WindowBelief::Learning {
+            return;
+        }
+        let at = now.saturating_add(delay);
+        let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
+        if (at as i128 - minute).abs() > MILLISECOND as i128 {
+            self.window = WindowBelief::Sliding;
+        } else if !self.pace[model].sent_near(at.saturating_sub(MINUTE), MILLISECOND) {
+            self.window = WindowBelief::Fixed;
+            self.inner.measure_fixed();
+        }
+    }
+
+    /// Whether `model` is a Live model (its 429s without details are session refusals).
+    fn is_live(&self, model: usize) -> bool {
+        self.live.get(model).copied().unwrap_or(false)
+    }
+
     /// [`Strategy::decide`] without the held sessions: the planner's answer.
     fn decide_now(&mut self, now: Nanos, ask: &Ask) -> Decision {
-        if let Some(&at) = self.later.get(&ask.request) {
-            if at > now {
-                return Decision::Later(at);
+        // A model that answered 429 without details: its requests wait their turn for room.
+        let mut pool_probe = false;
+        if !self.is_live(ask.model) {
+            let pace = &mut self.pace[ask.model];
+            match pace.gate(now, ask.request) {
+                Gate::Go { probe } => pool_probe = probe,
+                Gate::Wait(at) => return pace.wait(ask.request, at).map_or(Decision::Defer, Decision::Later),
             }
-            self.later.remove(&ask.request);
         }
         let d = self.inner.decide(now, ask);
         if let Decision::Send { key, model, at } = d {
+            if !self.is_live(model) {
+                self.pace[model].sent(ask.request, at, pool_probe && model == ask.model);
+            }
             let u = self.inner.unit_of(key, model);
             let probe = self.inner.take_probe();
             if !probe.is_empty() {
@@ -416,6 +481,7 @@ impl Strategy for Flux {
             Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
                 let p = *p;
                 self.plans.remove(&ask.request);
+                self.pace[model].forget(ask.request, p.at);
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
@@ -428,6 +494,7 @@ impl Strategy for Flux {
             if !p.probe.is_empty() {
                 self.probing[p.unit] = false;
             }
+            self.pace[model].forget(ask.request, p.at);
             self.inner.cancel(now, ask, key, model, p.at);
         }
     }
@@ -523,6 +590,15 @@ impl Strategy for Flux {
                 }
                 _ => {}
             }
+        } else {
+            let pace = &mut self.pace[model];
+            match *outcome {
+                Outcome::Ok => pace.admitted(now, ask.request, sent),
+                Outcome::RateLimited { violated, quota, .. } if violated.is_empty() && quota == Limits::UNLIMITED => {
+                    pace.refused(now, ask.request, sent)
+                }
+                _ => pace.forget(ask.request, sent),
+            }
         }
         match *outcome {
             Outcome::RateLimited {
@@ -561,14 +637,17 @@ impl Strategy for Flux {
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
                 }
-                let known = violated.within(self.verified[u]);
-                let hold = self.hold(now, ask, violated, retry_delay, known);
-                if violated.is_empty() && quota == Limits::UNLIMITED {
-                    // No quota named: the model has no capacity right now (a shared pool),
-                    // whichever project sends. No budget is to blame: this request alone
-                    // backs off, and nothing is gained by rotating.
-                    self.later.insert(ask.request, now + hold);
-                } else {
+                if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
+                    if let Some(d) = retry_delay {
+                        self.learn_window(now, model, d);
+                    }
+                }
+                // No quota named: the model has no capacity right now (a shared pool),
+                // whichever project sends. No budget is to blame and nothing is gained by
+                // rotating: the model's pacing (above) holds its requests.
+                if !(violated.is_empty() && quota == Limits::UNLIMITED) {
+                    let known = violated.within(self.verified[u]);
+                    let hold = self.hold(now, ask, violated, retry_delay, known);
                     self.inner.block(u, now + hold, now);
                 }
             }
@@ -736,6 +815,30 @@ mod tests {
         assert!(t < 2 * MINUTE + SECOND, "today, the 429 refunded: {t}");
     }
 
+    /// Issue 26, item 6: with limits only told, flux does not trust the window kind either; it
+    /// plans sliding windows until a per-minute 429 retries exactly at the next calendar minute
+    /// (before, it planned the scenario's kind: sliding here, so after the 429 it waited for the
+    /// sends at 50 s to leave a sliding window, until 110 s). A 429 retried off the minute
+    /// leaves it sliding.
+    #[test]
+    fn learns_calendar_minutes_from_a_429_retried_on_the_minute() {
+        let limits = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        for (delay, next) in [(10 * SECOND, MINUTE), (10 * SECOND + SECOND / 2, 110 * SECOND)] {
+            let mut f = Flux::new(told(limits), vec![], 0);
+            let t = 50 * SECOND;
+            // Two at 50 s, and a third as the probe of the told limit.
+            for r in 0..3 {
+                assert_eq!(send(f.decide(t, &ask(r, 1))), (0, t));
+            }
+            // The server refuses the probe: retry at `t + delay`.
+            f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], delay, limits));
+            assert_eq!(send(f.decide(t, &ask(3, 1))), (0, next), "after a retry in {delay} ns");
+        }
+    }
+
     #[test]
     fn learns_a_limit_that_was_told_too_high() {
         // Told 4 RPM, truly 2.
@@ -848,27 +951,38 @@ mod tests {
         assert_eq!(f.decide(t, &ask(1, 1)), Decision::Later(15 * 60 * MINUTE));
     }
 
+    /// Issue 26, item 8: a 429 without details queues the model's requests behind one pacing
+    /// of the room it showed, whichever project they would go on (before, the refused request
+    /// alone backed off and every other went at once, into the same full pool).
     #[test]
-    fn a_capacity_429_backs_off_that_request_alone() {
+    fn a_capacity_429_queues_the_model_behind_one_pacing() {
         let mut f = Flux::new(env(&[0, 1], None), vec![], 0);
-        assert_eq!(send(f.decide(0, &ask(0, 1))).1, 0);
         let busy = Outcome::RateLimited {
             violated: Dims::EMPTY,
             retry_delay: None,
             quota: Limits::UNLIMITED,
         };
-        f.on_outcome(SECOND, &ask(0, 1), 0, 0, 0, &busy);
+        // Two admitted at 0 s; the third meets a 429 without details: two fit a minute.
+        for r in 0..3 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))).1, 0);
+        }
+        f.on_outcome(0, &ask(2, 1), 0, 0, 0, &busy);
         let retry = Ask {
             attempts: 1,
-            ..ask(0, 1)
+            ..ask(2, 1)
         };
-        match f.decide(SECOND, &retry) {
-            Decision::Later(t) => assert!(t > SECOND && t <= 2 * SECOND, "{t}"),
-            d => panic!("{d:?}"),
-        }
-        // No budget is blamed: other requests go at once, on either project.
-        assert_eq!(send(f.decide(SECOND, &ask(1, 1))).1, SECOND);
-        assert_eq!(send(f.decide(SECOND, &ask(2, 1))).1, SECOND);
+        // The refused one comes back for one probe a second later; the next waits behind it.
+        assert_eq!(f.decide(0, &retry), Decision::Later(SECOND));
+        assert_eq!(f.decide(0, &ask(3, 1)), Decision::Defer);
+        let (key, t) = send(f.decide(SECOND, &retry));
+        assert_eq!(t, SECOND, "the probe");
+        f.on_outcome(SECOND, &retry, key, 0, SECOND, &busy);
+        // Refused too: the next probe 2 s later; until then nothing goes, on either project.
+        assert_eq!(f.decide(SECOND, &ask(3, 1)), Decision::Later(3 * SECOND));
+        assert_eq!(f.decide(SECOND, &ask(4, 1)), Decision::Defer);
+        // At 60 s the two sent at 0 s left the minute: two go at once.
+        assert_eq!(send(f.decide(MINUTE, &ask(3, 1))).1, MINUTE);
+        assert_eq!(send(f.decide(MINUTE, &ask(4, 1))).1, MINUTE);
     }
 
     #[test]

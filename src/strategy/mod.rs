@@ -12,6 +12,7 @@ mod gemini_flux;
 mod kind;
 pub mod litellm;
 mod live_loop;
+mod pool_pace;
 pub mod retry;
 mod round_robin;
 mod spec;
