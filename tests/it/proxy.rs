@@ -1276,14 +1276,18 @@ fn sockets_on(port: u16) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, boo
     use std::os::fd::{BorrowedFd, RawFd};
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else { continue };
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
         let is_socket = std::fs::read_link(entry.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
         if !is_socket {
             continue;
         }
         // SAFETY: the descriptor is open (listed just now) and only duplicated here; the
         // duplicate is closed when dropped, the original stays with its owner.
-        let Ok(owned) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else { continue };
+        let Ok(owned) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else {
+            continue;
+        };
         let stream = std::net::TcpStream::from(owned);
         if let (Ok(local), Ok(peer), Ok(nodelay)) = (stream.local_addr(), stream.peer_addr(), stream.nodelay()) {
             if local.port() == port || peer.port() == port {
@@ -1301,16 +1305,37 @@ fn sockets_on(port: u16) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, boo
 #[tokio::test]
 async fn every_socket_a_request_crosses_sends_without_delay() {
     let Some(redis) = common::redis_server() else { return };
-    let redis_port: u16 = redis.url.rsplit(':').next().unwrap().split('/').next().unwrap().parse().unwrap();
+    let redis_port: u16 = redis
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let live = start_shared(SCENARIO, SCENARIO, Duration::from_secs(5), None, Some(&redis.url)).await;
     assert_eq!(live.generate().await.0, 200);
     let port = |url: &str| -> u16 { url.rsplit(':').next().unwrap().parse().unwrap() };
     let (proxy_port, upstream_port) = (port(&live.base), port(&live.upstream));
-    let accepted: Vec<_> = sockets_on(proxy_port).into_iter().filter(|s| s.0.port() == proxy_port).collect();
-    let upstream: Vec<_> = sockets_on(upstream_port).into_iter().filter(|s| s.1.port() == upstream_port).collect();
-    let ledger: Vec<_> = sockets_on(redis_port).into_iter().filter(|s| s.1.port() == redis_port).collect();
+    let accepted: Vec<_> = sockets_on(proxy_port)
+        .into_iter()
+        .filter(|s| s.0.port() == proxy_port)
+        .collect();
+    let upstream: Vec<_> = sockets_on(upstream_port)
+        .into_iter()
+        .filter(|s| s.1.port() == upstream_port)
+        .collect();
+    let ledger: Vec<_> = sockets_on(redis_port)
+        .into_iter()
+        .filter(|s| s.1.port() == redis_port)
+        .collect();
     for (what, found) in [("client", &accepted), ("upstream", &upstream), ("ledger", &ledger)] {
         assert!(!found.is_empty(), "no {what} socket found");
-        assert!(found.iter().all(|s| s.2), "a {what} socket without TCP_NODELAY: {found:?}");
+        assert!(
+            found.iter().all(|s| s.2),
+            "a {what} socket without TCP_NODELAY: {found:?}"
+        );
     }
 }

@@ -455,28 +455,43 @@ async fn proxy_metrics(base: &str) -> (String, String) {
 #[tokio::test]
 async fn live_refusals_by_the_upstream_count_as_its_429s() {
     for check in ["setup", "connect"] {
-        let up = scenario(30).replace("[topology]", &format!("[server.live]\nquota_check = \"{check}\"\n[topology]"));
+        let up = scenario(30).replace(
+            "[topology]",
+            &format!("[server.live]\nquota_check = \"{check}\"\n[topology]"),
+        );
         let told = scenario(30).replace("concurrent = 1", "concurrent = 2");
         let (upstream, _stop) = serve(&up).await;
         let (base, _p) = start_proxy(&told, &upstream, None, Duration::from_secs(5)).await;
         let mut first = live_session(&base).await;
-        assert!(next(&mut first).await.unwrap().get("setupComplete").is_some(), "{check}");
+        assert!(
+            next(&mut first).await.unwrap().get("setupComplete").is_some(),
+            "{check}"
+        );
         let mut second = live_session(&base).await;
         if check == "setup" {
             assert!(next(&mut second).await.unwrap().get("setupComplete").is_some());
         }
         let (code, reason) = next(&mut second).await.expect_err("refused upstream");
         assert_eq!(code, 1011, "{check}: {reason}");
-        assert!(reason.starts_with("You exceeded your current quota"), "{check}: {reason}");
-        assert_eq!(upstream_answers(&upstream, 429).await, 1, "{check}: serve refused one session");
+        assert!(
+            reason.starts_with("You exceeded your current quota"),
+            "{check}: {reason}"
+        );
+        assert_eq!(
+            upstream_answers(&upstream, 429).await,
+            1,
+            "{check}: serve refused one session"
+        );
         // The proxy relays the close before it counts it: give it a moment.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let (prom, events) = proxy_metrics(&base).await;
-        let refused = format!(
-            "flux_proxy_upstream_responses_total{{project=\"solo\",model=\"{LIVE_MODEL}\",code=\"429\"}} 1\n"
-        );
+        let refused =
+            format!("flux_proxy_upstream_responses_total{{project=\"solo\",model=\"{LIVE_MODEL}\",code=\"429\"}} 1\n");
         assert!(prom.contains(&refused), "{check}: {prom}");
-        assert!(events.contains("flux_proxy_events_total{event=\"upstream_429\"} 1\n"), "{check}: {events}");
+        assert!(
+            events.contains("flux_proxy_events_total{event=\"upstream_429\"} 1\n"),
+            "{check}: {events}"
+        );
         assert!(!events.contains("upstream_unreachable"), "{check}: {events}");
     }
 }
@@ -524,7 +539,12 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
     let client = reqwest::Client::new();
     let native = |method: &str| format!("{base}/v1beta/models/gemini-embedding-001:{method}");
     let content = |t: &str| json!({"parts": [{"text": t}]});
-    let window = || redis.cli(&["ZCARD", "flux:{solo:gemini-embedding-001}:rpm"]).trim().to_string();
+    let window = || {
+        redis
+            .cli(&["ZCARD", "flux:{solo:gemini-embedding-001}:rpm"])
+            .trim()
+            .to_string()
+    };
     let one = json!({"content": content("hello there")});
     let r = client
         .post(native("embedContent"))

@@ -359,7 +359,9 @@ fn each_budget_in_one_slot(cluster: &common::RedisCluster) {
 #[test]
 fn a_batch_counts_each_of_its_requests_in_the_shared_ledger() {
     for flavor in FLAVORS {
-        let Some(server) = common::server_with(flavor, &[]) else { continue };
+        let Some(server) = common::server_with(flavor, &[]) else {
+            continue;
+        };
         let rt = runtime();
         let l = rt
             .block_on(RedisLedger::connect(&server.url, calendar(), "t:", 0))
@@ -372,7 +374,10 @@ fn a_batch_counts_each_of_its_requests_in_the_shared_ledger() {
             tpd: None,
             concurrent: None,
         };
-        let admit = |now: Nanos, requests: u64, member: &str| rt.block_on(l.admit(now, "p:m", limits, requests, 30, member, WITHIN)).unwrap();
+        let admit = |now: Nanos, requests: u64, member: &str| {
+            rt.block_on(l.admit(now, "p:m", limits, requests, 30, member, WITHIN))
+                .unwrap()
+        };
         assert_eq!(admit(0, 3, "a"), Admission::Admitted);
         match admit(SECOND, 3, "b") {
             Admission::Rejected { violated, retry_at } => {
@@ -382,11 +387,16 @@ fn a_batch_counts_each_of_its_requests_in_the_shared_ledger() {
             other => panic!("{other:?}"),
         }
         assert_eq!(admit(SECOND, 2, "c"), Admission::Admitted);
-        assert!(matches!(admit(2 * SECOND, 6, "d"), Admission::Unservable { violated } if violated.contains(Dimension::Rpm)));
+        assert!(
+            matches!(admit(2 * SECOND, 6, "d"), Admission::Unservable { violated } if violated.contains(Dimension::Rpm))
+        );
         assert_eq!(admit(MINUTE, 3, "e"), Admission::Admitted, "a's three entries left");
         match admit(MINUTE + SECOND / 2, 1, "f") {
             Admission::Rejected { violated, .. } => {
-                assert!(violated.contains(Dimension::Rpm) && violated.contains(Dimension::Rpd), "{violated:?}")
+                assert!(
+                    violated.contains(Dimension::Rpm) && violated.contains(Dimension::Rpd),
+                    "{violated:?}"
+                )
             }
             other => panic!("{other:?}"),
         }

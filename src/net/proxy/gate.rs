@@ -91,7 +91,8 @@ impl Gate {
             let c = entry.remove();
             b.remove(c);
         }
-        let fits = limits.rpm.is_none_or(|r| b.requests + requests <= r) && limits.tpm.is_none_or(|t| b.tokens + tokens <= t);
+        let fits =
+            limits.rpm.is_none_or(|r| b.requests + requests <= r) && limits.tpm.is_none_or(|t| b.tokens + tokens <= t);
         if fits {
             let id = self.next;
             self.next += 1;

@@ -89,7 +89,11 @@ async fn scheduled(
         Err(e) => return error(e),
     };
     let Some(model) = p.scenario.model_index(&name) else {
-        let method = if endpoint == "embeddings" { "embedContent" } else { "generateContent" };
+        let method = if endpoint == "embeddings" {
+            "embedContent"
+        } else {
+            "generateContent"
+        };
         return error(wire::error::unknown_model(&name, &version, method));
     };
     let Ok(_held) = p.held.try_acquire_many((body.len().div_ceil(1024) as u32).max(1)) else {

@@ -69,7 +69,10 @@ impl Call {
 
     /// Whether the call is scheduled by the strategy and counted against the quota.
     pub fn spends_quota(self) -> bool {
-        matches!(self, Call::Generate | Call::StreamGenerate | Call::Embed | Call::BatchEmbed)
+        matches!(
+            self,
+            Call::Generate | Call::StreamGenerate | Call::Embed | Call::BatchEmbed
+        )
     }
 }
 
