@@ -506,6 +506,7 @@ impl RedisLedger {
     /// places the day's end. `member` names the record (unique per request). An `Err` says
     /// Redis did not answer within `within` (or answered nonsense): the caller must not send
     /// (fail closed).
+    #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
         now: Nanos,
