@@ -6,8 +6,10 @@
 # every target and cancels in the differences). serve answers at once (no latency, limits far
 # above the load), so the times are the HTTP hops and the proxy's work. Prints p50 and p99 of
 # each target and the proxies' added p50/p99 over direct, in milliseconds.
+# FLUX_SIM_OLD=BIN adds that binary's proxies (bare and with Redis, on another Redis database)
+# to the same alternation: before and after a change, measured on the same machine at once.
 # Needs redis-server (or REDIS_SERVER=valkey-server) and python3. Local only: not for CI.
-# Usage: [FLUX_SIM=BIN] benches/proxy-overhead.sh [REQUESTS (3000)] [WARMUP (300)]
+# Usage: [FLUX_SIM=BIN] [FLUX_SIM_OLD=BIN] benches/proxy-overhead.sh [REQUESTS (3000)] [WARMUP (300)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-3000}; warm=${2:-300}
@@ -42,35 +44,48 @@ workers = 1
 input_tokens = { dist = "fixed", value = 10 }
 output_tokens = { dist = "fixed", value = 8 }
 EOF
-rp=$(port); sp=$(port); bp=$(port); lp=$(port)
+rp=$(port); sp=$(port)
 "${REDIS_SERVER:-redis-server}" --port "$rp" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 pids+=($!)
 "$bin" serve "$dir/bench.toml" --bind "127.0.0.1:$sp" >/dev/null 2>&1 &
 pids+=($!)
-sleep 1
-FLUX_PROXY_TOKEN=bench-token "$bin" proxy "$dir/bench.toml" --bind "127.0.0.1:$bp" \
-  --upstream "http://127.0.0.1:$sp" >/dev/null 2>&1 &
-pids+=($!)
-FLUX_PROXY_TOKEN=bench-token "$bin" proxy "$dir/bench.toml" --bind "127.0.0.1:$lp" \
-  --upstream "http://127.0.0.1:$sp" --ledger "redis://127.0.0.1:$rp/0" >/dev/null 2>&1 &
-pids+=($!)
-for p in "$sp" "$bp" "$lp"; do
+for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$sp/flux/metrics" && break; sleep 0.1; done
+# name=port of each proxy, for the client below.
+targets=()
+# start_proxy NAME BIN [--ledger URL]
+start_proxy() {
+  local name=$1 b=$2 p
+  shift 2
+  p=$(port)
+  FLUX_PROXY_TOKEN=bench-token "$b" proxy "$dir/bench.toml" --bind "127.0.0.1:$p" \
+    --upstream "http://127.0.0.1:$sp" "$@" >/dev/null 2>&1 &
+  pids+=($!)
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/flux/metrics" && break; sleep 0.1; done
-done
+  targets+=("$name=$p")
+}
+start_proxy proxy "$bin"
+start_proxy proxy+redis "$bin" --ledger "redis://127.0.0.1:$rp/0"
+if [ -n "${FLUX_SIM_OLD:-}" ]; then
+  start_proxy old-proxy "$FLUX_SIM_OLD"
+  start_proxy old-proxy+redis "$FLUX_SIM_OLD" --ledger "redis://127.0.0.1:$rp/1"
+fi
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 key=$("$bin" keys "$dir/bench.toml" | awk '!/^#/ && NF {print $1; exit}')
-python3 - "$n" "$warm" "$sp" "$bp" "$lp" "$key" <<'EOF'
+python3 - "$n" "$warm" "$sp" "$key" "${targets[@]}" <<'EOF'
 import http.client, json, sys, time
-n, warm, sp, bp, lp, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+n, warm, sp, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "hello"}]}], "generationConfig": {"maxOutputTokens": 8}})
-targets = [("direct", sp, key), ("proxy", bp, "bench-token"), ("proxy+redis", lp, "bench-token")]
+targets = [("direct", sp, key)] + [tuple(t.split("=")) + ("bench-token",) for t in sys.argv[5:]]
 conns = {name: http.client.HTTPConnection("127.0.0.1", int(p)) for name, p, _ in targets}
 times = {name: [] for name, _, _ in targets}
 path = "/v1beta/models/gemini-2.5-flash:generateContent"
 for i in range(warm + n):
-    for name, _, k in (targets if i % 2 == 0 else targets[::-1]):
+    # Each round starts at another target, so that none is always first or last.
+    k = i % len(targets)
+    for name, _, tk in targets[k:] + targets[:k]:
         c = conns[name]
         t = time.perf_counter()
-        c.request("POST", path, body, {"content-type": "application/json", "x-goog-api-key": k})
+        c.request("POST", path, body, {"content-type": "application/json", "x-goog-api-key": tk})
         r = c.getresponse()
         r.read()
         took = time.perf_counter() - t
@@ -86,6 +101,7 @@ print("target,p50,p99")
 for name, _, _ in targets:
     print(f"{name},{q(times[name], 0.5):.3f},{q(times[name], 0.99):.3f}")
 d = times["direct"]
-for name in ("proxy", "proxy+redis"):
+for name, _, _ in targets[1:]:
     print(f"added by {name}: p50 {q(times[name], 0.5) - q(d, 0.5):+.3f} ms, p99 {q(times[name], 0.99) - q(d, 0.99):+.3f} ms")
 EOF
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

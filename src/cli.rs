@@ -865,7 +865,8 @@ fn sweep_cmd(a: SweepArgs) -> Result<(), String> {
     ))
 }
 
-/// The multi-threaded tokio runtime of `serve`, `proxy` and `drive`.
+/// The multi-threaded tokio runtime of `serve` and `drive` (the proxy has its own:
+/// [`crate::net::proxy::runtime`]).
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -976,7 +977,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         margin: a.margin.as_nanos().min(u64::MAX as u128) as u64,
         allow_eviction: a.ledger_allow_eviction,
     };
-    let runtime = runtime()?;
+    let runtime = crate::net::proxy::runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async {
         let (listener, addr) = bind(a.bind).await?;
         let (name, keys, projects) = (

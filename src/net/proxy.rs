@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -40,7 +40,7 @@ pub mod route;
 use gate::{Gate, Verdict};
 use prom::{Refusal, Stats};
 pub use route::{is_model_id, VERSIONS};
-use route::{Call, Route, QUERY_NAMES};
+use route::{Call, Route};
 
 /// Largest request body accepted, as serve.
 pub const MAX_BODY: usize = crate::net::http::MAX_BODY;
@@ -84,6 +84,8 @@ struct Proxy {
     token: String,
     /// Request bodies read at once.
     bodies: tokio::sync::Semaphore,
+    /// Large bodies parsed at once, off the proxy's thread ([`MAX_CPU_JOBS`]).
+    cpu: tokio::sync::Semaphore,
     /// Kibibytes of request bodies held while waiting ([`MAX_HELD_BYTES`]).
     held: tokio::sync::Semaphore,
     deadline: Nanos,
@@ -309,6 +311,7 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         client,
         upstream: url,
         bodies: tokio::sync::Semaphore::new(crate::net::http::MAX_BODIES),
+        cpu: tokio::sync::Semaphore::new(MAX_CPU_JOBS),
         held: tokio::sync::Semaphore::new(MAX_HELD_BYTES >> 10),
         token: opts.token.clone(),
         deadline: opts.deadline.as_nanos().min(u64::MAX as u128) as Nanos,
@@ -324,6 +327,7 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/{version}/openai/chat/completions", axum::routing::post(openai::chat))
+        .route("/{version}/openai/embeddings", axum::routing::post(openai::embeddings))
         .route("/{version}/openai/models", get(openai::models))
         .route("/ws/{service}", get(live::connect))
         .route("/flux/metrics", get(metrics))
@@ -332,6 +336,43 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
         .with_state(proxy))
+}
+
+/// The proxy's tokio runtime: one thread (tokio's current-thread scheduler). A request crosses
+/// the client's, the upstream's and the ledger's connections, each a wake-up; on tokio's
+/// multi-threaded scheduler many of those wake-ups also woke an idle worker thread (a futex
+/// call, and on a virtual machine an idle CPU brought back), which was most of the proxy's
+/// added latency, and more on a quiet machine than on a busy one (issue 28). One thread keeps
+/// a request's hops on one CPU; a proxy's own work per request is a few tens of microseconds,
+/// so one thread serves thousands of requests a second. Work that may take long (parsing a
+/// large body) runs on blocking threads ([`MAX_CPU_JOBS`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+/// Bodies parsed at once on blocking threads (more wait their turn), as serve does.
+pub const MAX_CPU_JOBS: usize = 4;
+
+/// Bodies up to this size are parsed on the proxy's thread (well under a millisecond);
+/// larger ones on a blocking thread, so that a large body (a prompt with a 40,000-field JSON
+/// template takes seconds) never holds up the other requests.
+pub const PARSE_INLINE: usize = 64 << 10;
+
+/// `parse(body)`, on a blocking thread if `body` is larger than [`PARSE_INLINE`]; `Err` is
+/// the 500 to answer if the parse panicked.
+async fn parse_body<T: Send + 'static>(
+    p: &Proxy,
+    body: &Bytes,
+    parse: impl FnOnce(&[u8]) -> T + Send + 'static,
+) -> Result<T, Value> {
+    if body.len() <= PARSE_INLINE {
+        return Ok(parse(body));
+    }
+    let _slot = p.cpu.acquire().await.expect("the semaphore is never closed");
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || parse(&body))
+        .await
+        .map_err(|_| json!({"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}))
 }
 
 /// How often an idle proxy checks that its shared ledger answers (and, through the check,
@@ -413,29 +454,16 @@ fn keys_of(query: &[(String, String)]) -> Vec<&str> {
 }
 
 /// For the OpenAI and Live routes, whose paths axum's router has matched: the API version
-/// must be one of [`VERSIONS`], or the 404 to answer.
+/// must be one of [`VERSIONS`], or the 404 to answer ([`route::forwarded_version`], as the
+/// native routes).
 fn classify_version(version: &str) -> Result<(), Value> {
-    if VERSIONS.contains(&version) {
-        return Ok(());
-    }
-    let shown: String = version.chars().take(64).collect();
-    let message = format!("API version {shown:?} is not forwarded; use one of {VERSIONS:?}.");
-    Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+    route::forwarded_version(version).map(|_| ())
 }
 
-/// The query parameters of a request on the OpenAI and Live routes, each checked against
-/// [`QUERY_NAMES`]: `Err` is the 400 to answer (Google's words for an unknown parameter).
-fn query_of(q: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Vec<(String, String)>, Value> {
-    let Query(q) = q.map_err(|e| wire::error::invalid_argument(&format!("Invalid query string: {}", e.body_text())))?;
-    for (name, _) in &q {
-        if !QUERY_NAMES.contains(&name.as_str()) {
-            let shown: String = name.chars().take(64).collect();
-            return Err(wire::error::invalid_argument(&format!(
-                "Invalid JSON payload received. Unknown name {shown:?}: Cannot bind query parameter. Field {shown:?} could not be found in request message."
-            )));
-        }
-    }
-    Ok(q)
+/// The query parameters of a request on the OpenAI and Live routes, checked as the native
+/// routes' ([`route::query_pairs`]): `Err` is the 400 to answer.
+fn query_of(q: &RawQuery) -> Result<Vec<(String, String)>, Value> {
+    route::query_pairs(q.0.as_deref().unwrap_or(""))
 }
 
 /// The path parameters, or the 400 to answer when they cannot be decoded.
@@ -561,6 +589,7 @@ async fn forward(p: Arc<Proxy>, req: Request) -> Response {
         Call::GetModel => ("get_model", reqwest::Method::GET),
         Call::CountTokens => ("countTokens", reqwest::Method::POST),
         Call::Generate | Call::StreamGenerate => ("generate", reqwest::Method::POST),
+        Call::Embed | Call::BatchEmbed => ("embed", reqwest::Method::POST),
     };
     if method == reqwest::Method::GET {
         let url = route.upstream_url(&p.upstream, None);
@@ -598,7 +627,11 @@ async fn forward(p: Arc<Proxy>, req: Request) -> Response {
             let url = route.upstream_url(&p.upstream, None);
             forward_free(&p, what, method, url, Some(body)).await
         }
-        Some(model) => generate(p.clone(), &route, model, body).await,
+        Some(model) => match route.call {
+            Call::Embed => embed(p.clone(), &route, model, body, false).await,
+            Call::BatchEmbed => embed(p.clone(), &route, model, body, true).await,
+            _ => generate(p.clone(), &route, model, body).await,
+        },
     }
 }
 
@@ -751,9 +784,9 @@ enum Target<'a> {
     /// `/{version}/models/{model}:{method}` (generateContent, streamGenerateContent), the key
     /// in `x-goog-api-key`.
     Native { route: &'a Route },
-    /// `/{version}/openai/chat/completions`, the model named in the body, the key as a bearer
-    /// token.
-    Chat { version: &'a str },
+    /// `/{version}/openai/{endpoint}` (`chat/completions`, `embeddings`), the model named in
+    /// the body, the key as a bearer token.
+    OpenAi { version: &'a str, endpoint: &'static str },
 }
 
 /// An error body of the OpenAI-compatible endpoint, which may come wrapped in a list, as the
@@ -769,18 +802,73 @@ fn unwrapped(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 /// Schedules, forwards and retries one generateContent or streamGenerateContent call.
 async fn generate(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes) -> Response {
-    let parsed = match wire::request::parse_generate(&body) {
-        Ok(r) => r,
-        Err(m) => return error(wire::error::invalid_argument(&m)),
+    let parsed = match parse_body(&p, &body, wire::request::parse_generate).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(m)) => return error(wire::error::invalid_argument(&m)),
+        Err(e) => return error(e),
     };
     let target = Target::Native { route };
     let output = parsed.max_output_tokens.unwrap_or(0);
-    schedule(p, target, model, parsed.input_tokens, output, body).await
+    schedule(p, target, model, parsed.input_tokens, output, 1, body).await
+}
+
+/// The requests and tokens a call embedding `texts` counts for, as serve counts them: each
+/// text its [`wire::request::embed_tokens`], and each text one request or the call one
+/// (`server.embed_batch`).
+fn embed_cost(p: &Proxy, texts: &[String]) -> (u64, u64) {
+    let tokens = texts.iter().map(|t| wire::request::embed_tokens(t)).sum();
+    let requests = match p.scenario.wire.embed_batch {
+        crate::scenario::EmbedBatch::Each => texts.len().max(1) as u64,
+        crate::scenario::EmbedBatch::One => 1,
+    };
+    (requests, tokens)
+}
+
+/// Schedules, forwards and retries one embedContent or batchEmbedContents call (`batch`),
+/// counted as serve counts it ([`embed_cost`]); sent to the model the strategy chose, which
+/// the body's `model` fields then name too.
+async fn embed(p: Arc<Proxy>, route: &Route, model: usize, body: Bytes, batch: bool) -> Response {
+    let name = p.scenario.models[model].name.clone();
+    let parsed = match parse_body(&p, &body, move |b| wire::request::parse_embed(b, &name, batch)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(m)) => return error(wire::error::invalid_argument(&m)),
+        Err(e) => return error(e),
+    };
+    let (requests, tokens) = embed_cost(&p, &parsed.texts);
+    schedule(p, Target::Native { route }, model, tokens, 0, requests, body).await
+}
+
+/// An embedContent or batchEmbedContents body whose `model` fields (where given) name `model`
+/// instead of the one the client asked for.
+fn embed_body_for(body: &Bytes, model: &str) -> Bytes {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.clone();
+    };
+    let name = Value::String(format!("models/{model}"));
+    if let Some(requests) = v.get_mut("requests").and_then(Value::as_array_mut) {
+        for r in requests.iter_mut().filter(|r| r.get("model").is_some()) {
+            r["model"] = name.clone();
+        }
+    } else if v.get("model").is_some() {
+        v["model"] = name;
+    }
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
 /// Schedules, forwards and retries one call for `model` of `input` tokens asking for `output`
-/// (its body already checked), to `target`.
-async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, output: u64, body: Bytes) -> Response {
+/// (its body already checked), to `target`; the call counts as `requests` requests at the
+/// upstream (1 but for a batch of embeddings: the strategy plans it as one request, the gate
+/// and the shared ledger count each).
+#[allow(clippy::too_many_arguments)]
+async fn schedule(
+    p: Arc<Proxy>,
+    target: Target<'_>,
+    model: usize,
+    input: u64,
+    output: u64,
+    requests: u64,
+    body: Bytes,
+) -> Response {
     let mut ask = Ask {
         request: p.next_id.fetch_add(1, Ordering::Relaxed),
         input_tokens: input,
@@ -818,7 +906,7 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
         let budget = p.budget(key, model);
         project = Some(p.scenario.topology.keys[key].project);
         let limits = p.scenario.topology.projects[p.scenario.topology.keys[key].project].limits[model];
-        let pass = match through_gate(&p, budget, &limits, cost, deadline, &mut held).await {
+        let pass = match through_gate(&p, budget, &limits, requests, cost, deadline, &mut held).await {
             Ok(id) => id,
             Err(retry) => {
                 // Not sent: the strategy gets its plan back.
@@ -856,7 +944,7 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
             let member = format!("{}-{}-{}", p.instance, ask.request, ask.attempts);
             let left = Duration::from_nanos(deadline.saturating_sub(now));
             let asked = std::time::Instant::now();
-            let answer = shared.admit(now, &name, limits, cost, &member, left).await;
+            let answer = shared.admit(now, &name, limits, requests, cost, &member, left).await;
             let took = asked.elapsed().as_nanos().min(u64::MAX as u128) as Nanos;
             let answered = match &answer {
                 Ok(Admission::Admitted) => Some(true),
@@ -907,6 +995,9 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
             let mut book = p.sent.lock().expect("no panic holds it");
             let b = book.1[budget];
             book.0.force(now, b, None, cost, now);
+            for _ in 1..requests {
+                book.0.force(now, b, None, 0, now);
+            }
         }
         {
             let mut stats = p.stats();
@@ -915,12 +1006,20 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
         }
         let key_value = &p.scenario.topology.keys[key].value;
         let request = match target {
-            Target::Native { route } => p
-                .client
-                .post(route.upstream_url(&p.upstream, Some(&p.scenario.models[model].name)))
-                .header("x-goog-api-key", key_value)
-                .body(body.clone()),
-            Target::Chat { version } => {
+            Target::Native { route } => {
+                let chosen = &p.scenario.models[model].name;
+                // An embedding's body may name the model: the one chosen, if the strategy
+                // chose another.
+                let body = match route.call {
+                    Call::Embed | Call::BatchEmbed if model != ask.model => embed_body_for(&body, chosen),
+                    _ => body.clone(),
+                };
+                p.client
+                    .post(route.upstream_url(&p.upstream, Some(chosen)))
+                    .header("x-goog-api-key", key_value)
+                    .body(body)
+            }
+            Target::OpenAi { version, endpoint } => {
                 // The strategy may have chosen another model than the body names.
                 let body = if model == ask.model {
                     body.clone()
@@ -929,8 +1028,10 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
                     v["model"] = Value::String(p.scenario.models[model].name.clone());
                     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
                 };
+                let mut segments = vec![version, "openai"];
+                segments.extend(endpoint.split('/'));
                 p.client
-                    .post(upstream_url(&p, &[version, "openai", "chat", "completions"], &[]))
+                    .post(upstream_url(&p, &segments, &[]))
                     .header(header::AUTHORIZATION, format!("Bearer {key_value}"))
                     .body(body)
             }
@@ -1012,7 +1113,7 @@ async fn schedule(p: Arc<Proxy>, target: Target<'_>, model: usize, input: u64, o
     }
 }
 
-/// Waits until the gate lets a send of `cost` tokens on `budget` go, no later than
+/// Waits until the gate lets a send of `requests` requests of `cost` tokens on `budget` go, no later than
 /// `deadline`: its id, or when it might have gone (`None`: never). A wait for answers whose
 /// head has not come back is at least a minute: each such send counts until a minute after
 /// its head.
@@ -1020,6 +1121,7 @@ async fn through_gate(
     p: &Proxy,
     budget: usize,
     limits: &Limits,
+    requests: u64,
     cost: u64,
     deadline: Nanos,
     held: &mut bool,
@@ -1033,7 +1135,7 @@ async fn through_gate(
             .gate
             .lock()
             .expect("no panic holds it")
-            .admit(now, budget, limits, cost);
+            .admit(now, budget, limits, requests, cost);
         match verdict {
             Verdict::Go(id) => return Ok(id),
             Verdict::Never => return Err(None),
@@ -1075,28 +1177,30 @@ async fn read_capped(resp: reqwest::Response) -> Vec<u8> {
 }
 
 /// A success passed through as it streams; the strategy learns the outcome when the stream
-/// ends (an error if it breaks or the client leaves).
-fn stream_through(resp: reqwest::Response, mut flight: InFlight) -> Response {
+/// ends (an error if it breaks, or if the client leaves: the body, which owns the send in
+/// flight, is then dropped). The chunks go from the upstream's connection to the client's as
+/// the client's connection asks for them, with no task or channel between (each would add a
+/// wake-up to every request).
+fn stream_through(resp: reqwest::Response, flight: InFlight) -> Response {
     let mut out = head_of(&resp);
-    let mut upstream = resp.bytes_stream();
-    // A task relays the chunks through a small channel: it learns that the client stopped
-    // reading when a send fails, and tells the strategy either way.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    tokio::spawn(async move {
-        let mut ok = true;
-        while let Some(chunk) = upstream.next().await {
-            let item = chunk.map_err(|e| std::io::Error::other(e.without_url().to_string()));
-            ok = item.is_ok() && ok;
-            if tx.send(item).await.is_err() || !ok {
-                ok = false;
-                break;
+    let upstream = resp.bytes_stream();
+    let relayed = futures_util::stream::unfold((upstream, Some(flight)), |(mut upstream, mut flight)| async move {
+        // Finished (the stream broke): nothing more.
+        let f = flight.as_mut()?;
+        match upstream.next().await {
+            Some(Ok(chunk)) => Some((Ok(chunk), (upstream, flight))),
+            Some(Err(e)) => {
+                f.finish(&Outcome::Error);
+                let e = std::io::Error::other(e.without_url().to_string());
+                Some((Err(e), (upstream, None)))
+            }
+            None => {
+                f.finish(&Outcome::Ok);
+                None
             }
         }
-        flight.finish(if ok { &Outcome::Ok } else { &Outcome::Error });
     });
-    *out.body_mut() = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }));
+    *out.body_mut() = Body::from_stream(relayed);
     out
 }
 

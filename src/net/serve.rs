@@ -601,7 +601,7 @@ async fn generate(
 /// is their tokens in all.
 async fn embed(s: &Arc<Shared>, key: usize, model: usize, texts: &[String]) -> Result<u64, Value> {
     let id = s.next_id.fetch_add(texts.len().max(1) as u64, Ordering::Relaxed);
-    let tokens: Vec<u64> = texts.iter().map(|t| (t.chars().count() as u64).div_ceil(4)).collect();
+    let tokens: Vec<u64> = texts.iter().map(|t| wire::request::embed_tokens(t)).collect();
     let calls: Vec<(u64, u64)> = match s.scenario.wire.embed_batch {
         EmbedBatch::Each => tokens.iter().map(|&t| (t, 0)).collect(),
         EmbedBatch::One => vec![(tokens.iter().sum(), 0)],

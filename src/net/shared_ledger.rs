@@ -57,7 +57,9 @@ const CLOCK_SKEW: Nanos = HOUR;
 ///
 /// KEYS: rpm set, tpm set, tpm sum, day hash A, day hash B, epoch hash. ARGV: now (Unix µs, or
 /// empty: the ledger's `TIME`), tokens, rpm, tpm, rpd, tpd (-1: none), member, day A's end,
-/// day B's end, window span (µs), the epoch the caller last saw (or empty). Reply: admitted
+/// day B's end, window span (µs), the epoch the caller last saw (or empty), the requests the
+/// call counts for (a batch of embeddings may count one per text: that many RPM members,
+/// `member#1`…, and one TPM member with all the tokens). Reply: admitted
 /// (1/0, or -1: the ledger's clock is past day B), four violated flags, retry (Unix µs), the
 /// ledger's now, the budget's epoch, whether the caller's epoch was not this one (state lost).
 const ADMIT: &str = r#"
@@ -72,6 +74,7 @@ local nows = string.format('%.0f', now)
 local tokens = tonumber(ARGV[2])
 local rpm, tpm, rpd, tpd = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local member = ARGV[7]
+local req = tonumber(ARGV[12])
 local day, day_end = KEYS[4], tonumber(ARGV[8])
 if now >= day_end then
   day, day_end = KEYS[5], tonumber(ARGV[9])
@@ -80,7 +83,9 @@ if now >= day_end then
   return {-1, 0, 0, 0, 0, '0', nows, '', 0}
 end
 local span = tonumber(ARGV[10])
-local epoch = redis.call('HGET', KEYS[6], 'e')
+local ec = redis.call('HMGET', KEYS[6], 'e', 'c')
+local epoch = ec[1]
+local hold = tonumber(ec[2] or '0')
 if not epoch then
   epoch = nows
   redis.call('HSET', KEYS[6], 'e', epoch)
@@ -88,12 +93,12 @@ end
 local lost = 0
 if ARGV[11] ~= '' and ARGV[11] ~= epoch then
   lost = 1
-  local hold = tonumber(epoch) + span
-  if hold > now and hold > tonumber(redis.call('HGET', KEYS[6], 'c') or '0') then
-    redis.call('HSET', KEYS[6], 'c', string.format('%.0f', hold))
+  local h = tonumber(epoch) + span
+  if h > now and h > hold then
+    hold = h
+    redis.call('HSET', KEYS[6], 'c', string.format('%.0f', h))
   end
 end
-local hold = tonumber(redis.call('HGET', KEYS[6], 'c') or '0')
 local cutoff = string.format('%.0f', now - span)
 local sum = tonumber(redis.call('GET', KEYS[3]) or '0')
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff)) do
@@ -103,15 +108,16 @@ if redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff) > 0 then
   redis.call('SET', KEYS[3], string.format('%.0f', sum), 'KEEPTTL')
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-local r = tonumber(redis.call('HGET', day, 'r') or '0')
-local t = tonumber(redis.call('HGET', day, 't') or '0')
+local rt = redis.call('HMGET', day, 'r', 't')
+local r = tonumber(rt[1] or '0')
+local t = tonumber(rt[2] or '0')
 local v = {0, 0, 0, 0}
 local retry = now
 if rpm >= 0 then
   local n = redis.call('ZCARD', KEYS[1])
-  if n + 1 > rpm then
+  if n + req > rpm then
     v[1] = 1
-    local e = redis.call('ZRANGE', KEYS[1], n - rpm, n - rpm, 'WITHSCORES')
+    local e = redis.call('ZRANGE', KEYS[1], n + req - rpm - 1, n + req - rpm - 1, 'WITHSCORES')
     retry = math.max(retry, tonumber(e[2]) + span)
   end
 end
@@ -128,7 +134,7 @@ if tpm >= 0 and sum + tokens > tpm then
     end
   end
 end
-if rpd >= 0 and r + 1 > rpd then
+if rpd >= 0 and r + req > rpd then
   v[3] = 1
   retry = math.max(retry, day_end)
 end
@@ -145,7 +151,16 @@ if v[1] + v[2] + v[3] + v[4] > 0 then
   return {0, v[1], v[2], v[3], v[4], string.format('%.0f', retry), nows, epoch, lost}
 end
 if rpm >= 0 then
-  redis.call('ZADD', KEYS[1], nows, member)
+  if req == 1 then
+    redis.call('ZADD', KEYS[1], nows, member)
+  else
+    local z = {}
+    for i = 1, req do
+      z[#z + 1] = nows
+      z[#z + 1] = member .. '#' .. i
+    end
+    redis.call('ZADD', KEYS[1], unpack(z))
+  end
   redis.call('PEXPIRE', KEYS[1], math.floor(span / 1000) + 1000)
 end
 if tpm >= 0 then
@@ -154,7 +169,7 @@ if tpm >= 0 then
   redis.call('PEXPIRE', KEYS[2], math.floor(span / 1000) + 1000)
 end
 if rpd >= 0 or tpd >= 0 then
-  redis.call('HINCRBY', day, 'r', 1)
+  redis.call('HINCRBY', day, 'r', req)
   redis.call('HINCRBY', day, 't', ARGV[2])
   redis.call('EXPIRE', day, 172800)
 end
@@ -294,6 +309,14 @@ pub struct RedisLedger {
     health: Arc<Health>,
 }
 
+/// The ledger's sockets: `TCP_NODELAY`, so that a call written while an earlier one's reply is
+/// still on its way (several requests at once share the connection) leaves at once instead of
+/// waiting for an ACK (Nagle's algorithm; redis-rs leaves it on unless built with its
+/// `tcp_nodelay` feature).
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    redis::io::tcp::TcpSettings::default().set_nodelay(true)
+}
+
 /// `redis+cluster://…` (or `rediss+cluster://…`) as the `redis://` URL of one of its nodes, or
 /// `None` for a single Redis.
 fn cluster_seed(url: &str) -> Option<String> {
@@ -320,6 +343,7 @@ impl RedisLedger {
             match cluster_seed(url) {
                 Some(seed) => {
                     let client = redis::cluster::ClusterClient::builder(vec![seed.as_str()])
+                        .tcp_settings(tcp_settings())
                         .connection_timeout(RECONNECT_ATTEMPT_TIMEOUT)
                         .retries(2)
                         .min_retry_wait(50)
@@ -336,6 +360,7 @@ impl RedisLedger {
                     let client =
                         redis::Client::open(url).map_err(|e| mask_secrets(&format!("Redis URL {shown:?}: {e}")))?;
                     let config = ConnectionManagerConfig::new()
+                        .set_tcp_settings(tcp_settings())
                         .set_connection_timeout(RECONNECT_ATTEMPT_TIMEOUT)
                         .set_factor(2)
                         .set_max_delay(RECONNECT_MAX_DELAY.as_millis() as u64)
@@ -473,33 +498,41 @@ impl RedisLedger {
         r
     }
 
-    /// Decides on a request costing `tokens` against the budget named `budget` with `limits`
-    /// and records it if admitted, at the ledger's clock (or at `now` with
+    /// Decides on a call counting `requests` requests (1 but for a batch of embeddings) of
+    /// `tokens` tokens in all against the budget named `budget` with `limits`, and records it
+    /// if admitted, at the ledger's clock (or at `now` with
     /// [`with_caller_clock`](Self::with_caller_clock)); `now` is the caller's time
     /// (nanoseconds since the calendar's start): the retry instant is returned on it, and it
     /// places the day's end. `member` names the record (unique per request). An `Err` says
     /// Redis did not answer within `within` (or answered nonsense): the caller must not send
     /// (fail closed).
+    #[allow(clippy::too_many_arguments)]
     pub async fn admit(
         &self,
         now: Nanos,
         budget: &str,
         limits: Limits,
+        requests: u64,
         tokens: u64,
         member: &str,
         within: Duration,
     ) -> Result<Admission, String> {
-        let impossible = Limits {
+        let mut impossible = Limits {
             concurrent: None,
             ..limits
         }
         .unservable(tokens);
+        for (d, limit) in [(Dimension::Rpm, limits.rpm), (Dimension::Rpd, limits.rpd)] {
+            if limit.is_some_and(|l| requests > l) {
+                impossible.insert(d);
+            }
+        }
         if !impossible.is_empty() {
             return Ok(Admission::Unservable { violated: impossible });
         }
         let t = Instant::now();
         let mut judged = true;
-        let r = match tokio::time::timeout(within, self.call(now, budget, limits, tokens, member)).await {
+        let r = match tokio::time::timeout(within, self.call(now, budget, limits, requests, tokens, member)).await {
             Ok(r) => r,
             Err(_) => Err({
                 judged = within >= JUDGE_AFTER;
@@ -518,6 +551,7 @@ impl RedisLedger {
         now: Nanos,
         budget: &str,
         limits: Limits,
+        requests: u64,
         tokens: u64,
         member: &str,
     ) -> Result<Admission, String> {
@@ -560,7 +594,8 @@ impl RedisLedger {
             .arg(cal.unix_micros(day_a))
             .arg(cal.unix_micros(day_b))
             .arg(self.span)
-            .arg(seen.as_str());
+            .arg(seen.as_str())
+            .arg(requests.max(1));
         let reply = self
             .con
             .invoke(&inv)

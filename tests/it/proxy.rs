@@ -511,12 +511,14 @@ async fn a_full_queue_says_when_to_come_back() {
         "the key has room in a minute, not {retry} s: {v}"
     );
     assert_eq!(first.await.unwrap().0, 200);
-    // Counted in /metrics as refused for a full queue, before any key was chosen.
+    // Counted in /metrics as refused for a full queue, before any key was chosen: by its model
+    // alone (issue 28: it had an empty project label).
     let m = live.prometheus().await;
     assert!(
-        m.contains("flux_proxy_refused_total{project=\"\",model=\"gemini-2.5-flash\",reason=\"queue_full\"} 1\n"),
+        m.contains("flux_proxy_refused_total{model=\"gemini-2.5-flash\",reason=\"queue_full\"} 1\n"),
         "{m}"
     );
+    assert!(!m.contains("=\"\""), "an empty label: {m}");
 }
 
 /// A fake upstream over raw TCP that answers every request 200 `{}` and records its request
@@ -1265,5 +1267,75 @@ fn the_prometheus_parser_refuses_what_the_format_forbids() {
         "# HELP a A.\n# TYPE a gauge\na 1\n# HELP b B.\n# TYPE b gauge\nb 1\na 2\n", // apart
     ] {
         assert!(std::panic::catch_unwind(|| parse_prometheus(bad)).is_err(), "{bad}");
+    }
+}
+
+/// Every TCP socket of this process whose local or peer port is `port`, as (local, peer,
+/// TCP_NODELAY).
+fn sockets_on(port: u16) -> Vec<(std::net::SocketAddr, std::net::SocketAddr, bool)> {
+    use std::os::fd::{BorrowedFd, RawFd};
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<RawFd>() else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: the descriptor is open (listed just now) and only duplicated here; the
+        // duplicate is closed when dropped, the original stays with its owner.
+        let Ok(owned) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else {
+            continue;
+        };
+        let stream = std::net::TcpStream::from(owned);
+        if let (Ok(local), Ok(peer), Ok(nodelay)) = (stream.local_addr(), stream.peer_addr(), stream.nodelay()) {
+            if local.port() == port || peer.port() == port {
+                out.push((local, peer, nodelay));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 28's overhead: every socket a request crosses has TCP_NODELAY — the client's (the
+/// proxy accepted it), the upstream's and the shared ledger's — so that no small write waits
+/// for an ACK (Nagle against delayed ACKs). redis-rs leaves Nagle on unless told otherwise:
+/// the ledger's socket had it.
+#[tokio::test]
+async fn every_socket_a_request_crosses_sends_without_delay() {
+    let Some(redis) = common::redis_server() else { return };
+    let redis_port: u16 = redis
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let live = start_shared(SCENARIO, SCENARIO, Duration::from_secs(5), None, Some(&redis.url)).await;
+    assert_eq!(live.generate().await.0, 200);
+    let port = |url: &str| -> u16 { url.rsplit(':').next().unwrap().parse().unwrap() };
+    let (proxy_port, upstream_port) = (port(&live.base), port(&live.upstream));
+    let accepted: Vec<_> = sockets_on(proxy_port)
+        .into_iter()
+        .filter(|s| s.0.port() == proxy_port)
+        .collect();
+    let upstream: Vec<_> = sockets_on(upstream_port)
+        .into_iter()
+        .filter(|s| s.1.port() == upstream_port)
+        .collect();
+    let ledger: Vec<_> = sockets_on(redis_port)
+        .into_iter()
+        .filter(|s| s.1.port() == redis_port)
+        .collect();
+    for (what, found) in [("client", &accepted), ("upstream", &upstream), ("ledger", &ledger)] {
+        assert!(!found.is_empty(), "no {what} socket found");
+        assert!(
+            found.iter().all(|s| s.2),
+            "a {what} socket without TCP_NODELAY: {found:?}"
+        );
     }
 }

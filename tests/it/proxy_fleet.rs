@@ -431,3 +431,165 @@ async fn a_proxy_killed_mid_run_leaves_the_fleet_exact() {
     );
     assert_eq!(upstream_answers(&upstream, 429).await, 0);
 }
+
+/// The proxy's `GET /metrics` and `/flux/metrics` texts.
+async fn proxy_metrics(base: &str) -> (String, String) {
+    let get = |path: &'static str| async move {
+        reqwest::get(format!("{base}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    (get("/metrics").await, get("/flux/metrics").await)
+}
+
+/// Issue 28: a Live session the upstream refuses is the upstream's refusal, as serve and
+/// Gemini send it: `setupComplete` then close 1011 "You exceeded your current quota…" (told
+/// apart from the other 1011s by its reason only), or an HTTP 429 at the upgrade
+/// (`quota_check = "connect"`). Either way the proxy counts a 429 answer in `/metrics` (the
+/// refused session's budget) and passes the quota close on; before, the close went uncounted
+/// and the upgrade's 429 was counted as an unreachable upstream. The proxy is told two
+/// concurrent sessions where serve allows one, so the second session is refused upstream.
+#[tokio::test]
+async fn live_refusals_by_the_upstream_count_as_its_429s() {
+    for check in ["setup", "connect"] {
+        let up = scenario(30).replace(
+            "[topology]",
+            &format!("[server.live]\nquota_check = \"{check}\"\n[topology]"),
+        );
+        let told = scenario(30).replace("concurrent = 1", "concurrent = 2");
+        let (upstream, _stop) = serve(&up).await;
+        let (base, _p) = start_proxy(&told, &upstream, None, Duration::from_secs(5)).await;
+        let mut first = live_session(&base).await;
+        assert!(
+            next(&mut first).await.unwrap().get("setupComplete").is_some(),
+            "{check}"
+        );
+        let mut second = live_session(&base).await;
+        if check == "setup" {
+            assert!(next(&mut second).await.unwrap().get("setupComplete").is_some());
+        }
+        let (code, reason) = next(&mut second).await.expect_err("refused upstream");
+        assert_eq!(code, 1011, "{check}: {reason}");
+        assert!(
+            reason.starts_with("You exceeded your current quota"),
+            "{check}: {reason}"
+        );
+        assert_eq!(
+            upstream_answers(&upstream, 429).await,
+            1,
+            "{check}: serve refused one session"
+        );
+        // The proxy relays the close before it counts it: give it a moment.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (prom, events) = proxy_metrics(&base).await;
+        let refused =
+            format!("flux_proxy_upstream_responses_total{{project=\"solo\",model=\"{LIVE_MODEL}\",code=\"429\"}} 1\n");
+        assert!(prom.contains(&refused), "{check}: {prom}");
+        assert!(
+            events.contains("flux_proxy_events_total{event=\"upstream_429\"} 1\n"),
+            "{check}: {events}"
+        );
+        assert!(!events.contains("upstream_unreachable"), "{check}: {events}");
+    }
+}
+
+/// Issue 28: a 1011 for another cause than quota (here serve's backend failure, "The service
+/// is currently unavailable.", every session at `fault_rate = 1`) is not counted as a refusal.
+#[tokio::test]
+async fn a_backend_1011_from_the_upstream_is_not_a_refusal() {
+    let up = scenario(30).replace("[server.latency]", "[server]\nfault_rate = 1.0\n[server.latency]");
+    let (upstream, _stop) = serve(&up).await;
+    let (base, _p) = start_proxy(&scenario(30), &upstream, None, Duration::from_secs(5)).await;
+    let mut s = live_session(&base).await;
+    assert!(next(&mut s).await.unwrap().get("setupComplete").is_some());
+    let (code, reason) = next(&mut s).await.expect_err("closed upstream");
+    assert_eq!((code, reason.as_str()), (1011, "The service is currently unavailable."));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (prom, events) = proxy_metrics(&base).await;
+    assert!(!prom.contains("code=\"429\""), "{prom}");
+    assert!(
+        events.contains("flux_proxy_events_total{event=\"upstream_live_close_1011_backend\"} 1\n"),
+        "{events}"
+    );
+}
+
+/// [`scenario`] with an embedding model limited to `rpm` requests a minute.
+fn with_embeddings(rpm: u64) -> String {
+    scenario(30).replace(
+        "[topology]",
+        &format!("[models.\"gemini-embedding-001\"]\nrpm = {rpm}\ntpm = 1000000\nrpd = 100000\n[topology]"),
+    )
+}
+
+/// Issue 28 item 7, "every route serve has": embedContent, batchEmbedContents and the OpenAI
+/// embeddings go through the proxy (it answered 404 on them) and its shared ledger like
+/// generateContent, each text one request as serve counts it (`embed_batch = "each"`, the
+/// default). At 5 a minute: one text, a batch of 3 and one OpenAI input fill the window (5
+/// entries in Redis); the next batch finds no room before its 2 s deadline and gets the proxy's
+/// own 429; serve never answers 429.
+#[tokio::test]
+async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
+    let Some(redis) = common::redis_server() else { return };
+    let text = with_embeddings(5);
+    let (upstream, _stop) = serve(&text).await;
+    let (base, _p) = start_proxy(&text, &upstream, Some(&redis.url), Duration::from_secs(2)).await;
+    let client = reqwest::Client::new();
+    let native = |method: &str| format!("{base}/v1beta/models/gemini-embedding-001:{method}");
+    let content = |t: &str| json!({"parts": [{"text": t}]});
+    let window = || {
+        redis
+            .cli(&["ZCARD", "flux:{solo:gemini-embedding-001}:rpm"])
+            .trim()
+            .to_string()
+    };
+    let one = json!({"content": content("hello there")});
+    let r = client
+        .post(native("embedContent"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&one)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["embedding"]["values"].is_array(), "{v}");
+    assert_eq!(window(), "1");
+    let requests: Vec<Value> = ["a", "bb", "ccc"]
+        .iter()
+        .map(|t| json!({"model": "models/gemini-embedding-001", "content": content(t)}))
+        .collect();
+    let batch = json!({ "requests": requests });
+    let r = client
+        .post(native("batchEmbedContents"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["embeddings"].as_array().map(Vec::len), Some(3), "{v}");
+    assert_eq!(window(), "4", "a batch of 3 counts 3");
+    let r = client
+        .post(format!("{base}/v1beta/openai/embeddings"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"model": "gemini-embedding-001", "input": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(window(), "5");
+    let r = client
+        .post(native("batchEmbedContents"))
+        .header("x-goog-api-key", TOKEN)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429, "the window is full: the proxy's own 429");
+    assert_eq!(window(), "5");
+    assert_eq!(upstream_answers(&upstream, 429).await, 0, "serve refused an embedding");
+}

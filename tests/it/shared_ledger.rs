@@ -72,7 +72,7 @@ proptest! {
                 _ => now + micros * 1000,
             };
             let want = local.admit(now, b, None, tokens, now);
-            let got = rt.block_on(redis.admit(now, "p:m", limits, tokens, &format!("r{i}"), WITHIN)).unwrap();
+            let got = rt.block_on(redis.admit(now, "p:m", limits, 1, tokens, &format!("r{i}"), WITHIN)).unwrap();
             prop_assert_eq!(got, want, "{:?}: request {} at {} ns, {} tokens", flavor, i, now, tokens);
             if want == flux_sim::core::ledger::Admission::Admitted {
                 admitted.push(now);
@@ -160,7 +160,7 @@ fn a_stall_does_not_move_an_admission_back_in_time() {
         let asked = unix_micros();
         let now = calendar().from_unix_micros(asked);
         let t = Instant::now();
-        let got = rt.block_on(ledger.admit(now, &budget, RPM2, 1, "a", WITHIN));
+        let got = rt.block_on(ledger.admit(now, &budget, RPM2, 1, 1, "a", WITHIN));
         assert_eq!(got, Ok(Admission::Admitted));
         assert!(
             t.elapsed() >= Duration::from_millis(1500),
@@ -193,7 +193,7 @@ fn a_stalled_ledger_is_bounded_by_the_time_left_and_comes_back() {
         .unwrap();
     let now = calendar().from_unix_micros(unix_micros());
     assert_eq!(
-        rt.block_on(ledger.admit(now, "b", RPM2, 1, "a", WITHIN)),
+        rt.block_on(ledger.admit(now, "b", RPM2, 1, 1, "a", WITHIN)),
         Ok(Admission::Admitted)
     );
     let port = server.port();
@@ -201,13 +201,13 @@ fn a_stalled_ledger_is_bounded_by_the_time_left_and_comes_back() {
     std::thread::sleep(Duration::from_millis(200));
     // A request's last 50 ms running out is an error, not an outage.
     assert!(rt
-        .block_on(ledger.admit(now, "b", RPM2, 1, "b0", Duration::from_millis(50)))
+        .block_on(ledger.admit(now, "b", RPM2, 1, 1, "b0", Duration::from_millis(50)))
         .is_err());
     let s = ledger.status();
     assert!(s.up && s.outages == 0 && s.errors == 1, "{s:?}");
     let t = Instant::now();
     let e = rt
-        .block_on(ledger.admit(now, "b", RPM2, 1, "b", Duration::from_millis(500)))
+        .block_on(ledger.admit(now, "b", RPM2, 1, 1, "b", Duration::from_millis(500)))
         .expect_err("no answer within 500 ms");
     assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
     assert!(e.contains("did not answer within 500ms"), "{e}");
@@ -243,12 +243,12 @@ fn state_loss_holds_the_budget(server: &common::RedisServer) {
         .unwrap();
     let now = calendar().from_unix_micros(unix_micros());
     assert_eq!(
-        rt.block_on(a.admit(now, "p:m", RPM2, 1, "1", WITHIN)),
+        rt.block_on(a.admit(now, "p:m", RPM2, 1, 1, "1", WITHIN)),
         Ok(Admission::Admitted)
     );
     assert_eq!(server.cli(&["FLUSHALL"]).trim(), "OK");
     let now = calendar().from_unix_micros(unix_micros());
-    match rt.block_on(a.admit(now, "p:m", RPM2, 1, "2", WITHIN)) {
+    match rt.block_on(a.admit(now, "p:m", RPM2, 1, 1, "2", WITHIN)) {
         Ok(Admission::Rejected { violated, retry_at }) => {
             assert!(violated.contains(Dimension::Rpm), "{violated:?}");
             let wait = retry_at - now;
@@ -259,12 +259,12 @@ fn state_loss_holds_the_budget(server: &common::RedisServer) {
     assert_eq!(a.status().losses, 1);
     // Another proxy, which never saw the budget, is held too.
     assert!(matches!(
-        rt.block_on(b.admit(now, "p:m", RPM2, 1, "3", WITHIN)),
+        rt.block_on(b.admit(now, "p:m", RPM2, 1, 1, "3", WITHIN)),
         Ok(Admission::Rejected { .. })
     ));
     // A budget nobody saw before is not.
     assert_eq!(
-        rt.block_on(a.admit(now, "p:other", RPM2, 1, "4", WITHIN)),
+        rt.block_on(a.admit(now, "p:other", RPM2, 1, 1, "4", WITHIN)),
         Ok(Admission::Admitted)
     );
 }
@@ -342,12 +342,64 @@ fn each_budget_in_one_slot(cluster: &common::RedisCluster) {
         }
         let budget = format!("project-{p}:gemini-2.5-flash");
         for i in 0..2 {
-            let got = rt.block_on(ledger.admit(now, &budget, limits, 10, &format!("{p}-{i}"), WITHIN));
+            let got = rt.block_on(ledger.admit(now, &budget, limits, 1, 10, &format!("{p}-{i}"), WITHIN));
             assert_eq!(got, Ok(Admission::Admitted), "{budget} #{i}");
         }
-        let got = rt.block_on(ledger.admit(now, &budget, limits, 10, &format!("{p}-2"), WITHIN));
+        let got = rt.block_on(ledger.admit(now, &budget, limits, 1, 10, &format!("{p}-2"), WITHIN));
         assert!(matches!(got, Ok(Admission::Rejected { .. })), "{budget}: {got:?}");
     }
     // The budgets landed on every node.
     assert!(keys().iter().all(|&n| n > 0), "keys per node: {:?}", keys());
+}
+
+/// Issue 28 item 7 (embeddings): a call counting several requests (a batch of embeddings, one
+/// per text as serve counts them) takes that many of the RPM and RPD limits at once, and waits
+/// for the entry that must leave to make room for all of them; more than a limit is never
+/// servable. On Redis and on Valkey.
+#[test]
+fn a_batch_counts_each_of_its_requests_in_the_shared_ledger() {
+    for flavor in FLAVORS {
+        let Some(server) = common::server_with(flavor, &[]) else {
+            continue;
+        };
+        let rt = runtime();
+        let l = rt
+            .block_on(RedisLedger::connect(&server.url, calendar(), "t:", 0))
+            .unwrap()
+            .with_caller_clock();
+        let limits = Limits {
+            rpm: Some(5),
+            tpm: None,
+            rpd: Some(8),
+            tpd: None,
+            concurrent: None,
+        };
+        let admit = |now: Nanos, requests: u64, member: &str| {
+            rt.block_on(l.admit(now, "p:m", limits, requests, 30, member, WITHIN))
+                .unwrap()
+        };
+        assert_eq!(admit(0, 3, "a"), Admission::Admitted);
+        match admit(SECOND, 3, "b") {
+            Admission::Rejected { violated, retry_at } => {
+                assert!(violated.contains(Dimension::Rpm), "{violated:?}");
+                assert_eq!(retry_at, MINUTE, "the first of a's entries must leave");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(admit(SECOND, 2, "c"), Admission::Admitted);
+        assert!(
+            matches!(admit(2 * SECOND, 6, "d"), Admission::Unservable { violated } if violated.contains(Dimension::Rpm))
+        );
+        assert_eq!(admit(MINUTE, 3, "e"), Admission::Admitted, "a's three entries left");
+        match admit(MINUTE + SECOND / 2, 1, "f") {
+            Admission::Rejected { violated, .. } => {
+                assert!(
+                    violated.contains(Dimension::Rpm) && violated.contains(Dimension::Rpd),
+                    "{violated:?}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(server.cli(&["ZCARD", "t:{p:m}:rpm"]).trim(), "5");
+    }
 }

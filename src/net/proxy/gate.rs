@@ -10,24 +10,49 @@
 //! answer's latency later — the time to first byte for a stream, the whole generation for a
 //! plain generateContent. Per-minute requests and tokens only: days are the strategy's.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::core::ledger::Limits;
 use crate::core::time::{Nanos, MINUTE};
 
-/// One send: its tokens, and when its answer's head came back (or the send failed): the
-/// latest it can have reached the upstream.
-#[derive(Debug, Clone, Copy)]
-struct Send {
-    id: u64,
+/// What a send counts for: the requests (a batch of embeddings may count one per text) and
+/// its tokens.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    requests: u64,
     tokens: u64,
-    head: Option<Nanos>,
+}
+
+/// The sends of one budget: those whose answer's head has not come back (they count until a
+/// minute after it does), those whose has, by when they leave the window (a minute after
+/// their head: the latest they can have reached the upstream, plus the window), and the sums
+/// of both, kept as sends come and go so that a check costs O(log n), not a pass over a
+/// minute of sends.
+#[derive(Debug, Default)]
+struct Budget {
+    unanswered: HashMap<u64, Cost>,
+    /// (leaves the window at, id) → cost.
+    answered: BTreeMap<(Nanos, u64), Cost>,
+    requests: u64,
+    tokens: u64,
+}
+
+impl Budget {
+    fn add(&mut self, c: Cost) {
+        self.requests += c.requests;
+        self.tokens += c.tokens;
+    }
+
+    fn remove(&mut self, c: Cost) {
+        self.requests -= c.requests;
+        self.tokens -= c.tokens;
+    }
 }
 
 /// The sends of every budget (`project * models + model`).
 #[derive(Debug)]
 pub struct Gate {
-    budgets: Vec<VecDeque<Send>>,
+    budgets: Vec<Budget>,
     next: u64,
 }
 
@@ -46,48 +71,63 @@ impl Gate {
     /// A gate of `budgets` budgets.
     pub fn new(budgets: usize) -> Self {
         Gate {
-            budgets: vec![VecDeque::new(); budgets],
+            budgets: (0..budgets).map(|_| Budget::default()).collect(),
             next: 0,
         }
     }
 
-    /// Records a send of `tokens` on `budget` (with `limits`) at `now` if it fits.
-    pub fn admit(&mut self, now: Nanos, budget: usize, limits: &Limits, tokens: u64) -> Verdict {
-        if limits.tpm.is_some_and(|t| tokens > t) || limits.rpm == Some(0) {
+    /// Records a send counting `requests` requests of `tokens` tokens in all on `budget` (with
+    /// `limits`) at `now` if it fits.
+    pub fn admit(&mut self, now: Nanos, budget: usize, limits: &Limits, requests: u64, tokens: u64) -> Verdict {
+        if limits.tpm.is_some_and(|t| tokens > t) || limits.rpm.is_some_and(|r| requests > r) || limits.rpm == Some(0) {
             return Verdict::Never;
         }
-        let sends = &mut self.budgets[budget];
+        let b = &mut self.budgets[budget];
         // Forget what has left every window.
-        sends.retain(|s| s.head.is_none_or(|l| l.saturating_add(MINUTE) > now));
-        let count = sends.len() as u64;
-        let used: u64 = sends.iter().map(|s| s.tokens).sum();
-        let fits = limits.rpm.is_none_or(|r| count < r) && limits.tpm.is_none_or(|t| used + tokens <= t);
+        while let Some(entry) = b.answered.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let c = entry.remove();
+            b.remove(c);
+        }
+        let fits =
+            limits.rpm.is_none_or(|r| b.requests + requests <= r) && limits.tpm.is_none_or(|t| b.tokens + tokens <= t);
         if fits {
             let id = self.next;
             self.next += 1;
-            sends.push_back(Send { id, tokens, head: None });
+            let c = Cost { requests, tokens };
+            b.unanswered.insert(id, c);
+            b.add(c);
             return Verdict::Go(id);
         }
         // The earliest known expiry that could make room; unknown ones wake the waiter when
         // they become known.
-        let expiry = sends
-            .iter()
-            .filter_map(|s| s.head)
-            .map(|l| l.saturating_add(MINUTE))
-            .min();
-        Verdict::Wait(expiry)
+        Verdict::Wait(b.answered.first_key_value().map(|(k, _)| k.0))
     }
 
-    /// Send `id` on `budget` got its answer's head (or failed) at `now`.
+    /// Send `id` on `budget` got its answer's head (or failed) at `now` (the first time
+    /// counts).
     pub fn answered(&mut self, budget: usize, id: u64, now: Nanos) {
-        if let Some(s) = self.budgets[budget].iter_mut().find(|s| s.id == id) {
-            s.head.get_or_insert(now);
+        let b = &mut self.budgets[budget];
+        if let Some(c) = b.unanswered.remove(&id) {
+            b.answered.insert((now.saturating_add(MINUTE), id), c);
         }
     }
 
     /// Send `id` on `budget` never left (refused before it was sent): forgotten.
     pub fn withdraw(&mut self, budget: usize, id: u64) {
-        self.budgets[budget].retain(|s| s.id != id);
+        let b = &mut self.budgets[budget];
+        let c = match b.unanswered.remove(&id) {
+            Some(c) => Some(c),
+            None => {
+                let key = b.answered.keys().find(|k| k.1 == id).copied();
+                key.and_then(|k| b.answered.remove(&k))
+            }
+        };
+        if let Some(c) = c {
+            b.remove(c);
+        }
     }
 }
 
@@ -108,39 +148,56 @@ mod tests {
     fn a_send_counts_until_a_minute_after_it_can_have_landed() {
         let mut g = Gate::new(1);
         let l = limits(2, 1_000);
-        let Verdict::Go(a) = g.admit(0, 0, &l, 10) else {
+        let Verdict::Go(a) = g.admit(0, 0, &l, 1, 10) else {
             panic!()
         };
-        let Verdict::Go(b) = g.admit(0, 0, &l, 10) else {
+        let Verdict::Go(b) = g.admit(0, 0, &l, 1, 10) else {
             panic!()
         };
         // Neither answered yet: no known expiry.
-        assert_eq!(g.admit(0, 0, &l, 10), Verdict::Wait(None));
+        assert_eq!(g.admit(0, 0, &l, 1, 10), Verdict::Wait(None));
         // a was a slow upload: its head came at 4 s; b's at 100 ms.
         g.answered(0, a, 4 * SECOND);
         g.answered(0, b, 100 * MILLISECOND);
         assert_eq!(
-            g.admit(60 * SECOND, 0, &l, 10),
+            g.admit(60 * SECOND, 0, &l, 1, 10),
             Verdict::Wait(Some(60 * SECOND + 100 * MILLISECOND))
         );
-        assert_eq!(g.admit(60 * SECOND + 100 * MILLISECOND, 0, &l, 10), Verdict::Go(2));
+        assert_eq!(g.admit(60 * SECOND + 100 * MILLISECOND, 0, &l, 1, 10), Verdict::Go(2));
         // The third took b's place; a holds until 64 s.
-        assert_eq!(g.admit(61 * SECOND, 0, &l, 10), Verdict::Wait(Some(64 * SECOND)));
-        assert!(matches!(g.admit(64 * SECOND, 0, &l, 10), Verdict::Go(_)));
+        assert_eq!(g.admit(61 * SECOND, 0, &l, 1, 10), Verdict::Wait(Some(64 * SECOND)));
+        assert!(matches!(g.admit(64 * SECOND, 0, &l, 1, 10), Verdict::Go(_)));
     }
 
     #[test]
     fn tokens_count_too_and_too_large_is_never() {
         let mut g = Gate::new(2);
         let l = limits(100, 1_000);
-        assert_eq!(g.admit(0, 0, &l, 1_001), Verdict::Never);
-        let Verdict::Go(a) = g.admit(0, 0, &l, 600) else {
+        assert_eq!(g.admit(0, 0, &l, 1, 1_001), Verdict::Never);
+        let Verdict::Go(a) = g.admit(0, 0, &l, 1, 600) else {
             panic!()
         };
-        assert_eq!(g.admit(0, 0, &l, 600), Verdict::Wait(None));
+        assert_eq!(g.admit(0, 0, &l, 1, 600), Verdict::Wait(None));
         // Another budget is another window.
-        assert!(matches!(g.admit(0, 1, &l, 600), Verdict::Go(_)));
+        assert!(matches!(g.admit(0, 1, &l, 1, 600), Verdict::Go(_)));
         g.withdraw(0, a);
-        assert!(matches!(g.admit(0, 0, &l, 600), Verdict::Go(_)));
+        assert!(matches!(g.admit(0, 0, &l, 1, 600), Verdict::Go(_)));
+    }
+
+    /// A send counting several requests (a batch of embeddings, one per text) takes that many
+    /// of the RPM limit at once; more than the limit never fits.
+    #[test]
+    fn a_batch_counts_each_of_its_requests() {
+        let mut g = Gate::new(1);
+        let l = limits(5, 1_000);
+        assert_eq!(g.admit(0, 0, &l, 6, 10), Verdict::Never);
+        let Verdict::Go(a) = g.admit(0, 0, &l, 3, 10) else {
+            panic!()
+        };
+        assert_eq!(g.admit(0, 0, &l, 3, 10), Verdict::Wait(None));
+        assert!(matches!(g.admit(0, 0, &l, 2, 10), Verdict::Go(_)));
+        g.answered(0, a, SECOND);
+        assert_eq!(g.admit(2 * SECOND, 0, &l, 1, 10), Verdict::Wait(Some(61 * SECOND)));
+        assert!(matches!(g.admit(61 * SECOND, 0, &l, 3, 10), Verdict::Go(_)));
     }
 }

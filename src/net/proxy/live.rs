@@ -54,11 +54,11 @@ impl Slots {
 pub(super) async fn connect(
     State(p): State<Arc<Proxy>>,
     service: Result<Path<String>, PathRejection>,
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    q: RawQuery,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let (service, q) = match (path_of(service), query_of(q)) {
+    let (service, q) = match (path_of(service), query_of(&q)) {
         (Ok(s), Ok(q)) => (s, q),
         (Err(e), _) | (_, Err(e)) => return error(e),
     };
@@ -244,7 +244,7 @@ async fn take_slot(
         pass: 0,
     };
     let cost = ask.input_tokens;
-    let pass = match through_gate(p, budget, &limits, cost, deadline, held).await {
+    let pass = match through_gate(p, budget, &limits, 1, cost, deadline, held).await {
         Ok(id) => {
             slot.pass = id;
             id
@@ -311,7 +311,7 @@ async fn take_slot(
     };
     let left = Duration::from_nanos(deadline.saturating_sub(now));
     let asked = std::time::Instant::now();
-    let answer = shared.admit(now, &name, admit_limits, cost, &member, left).await;
+    let answer = shared.admit(now, &name, admit_limits, 1, cost, &member, left).await;
     let took = asked.elapsed().as_nanos().min(u64::MAX as u128) as Nanos;
     let answered = match &answer {
         Ok(Admission::Admitted) => Some(true),
@@ -396,7 +396,7 @@ fn upstream_ws(p: &Proxy, service: &str) -> String {
 
 /// Opens the upstream session with the chosen key, sends the setup (naming the chosen model),
 /// and relays frames both ways until either side closes; the slot is given back then, and the
-/// strategy told how it went (a close 1011 from the upstream before any answer: refused).
+/// strategy told how it went (see [`closed_by_upstream`]; a 429 at the upgrade: refused).
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     p: &Arc<Proxy>,
@@ -439,6 +439,22 @@ async fn relay(
             p.stats().upstream(budget, resp.status().as_u16());
             u
         }
+        Ok(Err(tungstenite::Error::Http(resp))) => {
+            // Refused at the upgrade (serve's `quota_check = "connect"`: a 429 with Google's
+            // envelope, which browsers report as 1006): an answer, read as generateContent's.
+            let status = resp.status().as_u16();
+            p.count(format!("upstream_{status}"));
+            p.stats().upstream(budget, status);
+            let body = resp.body().as_deref().unwrap_or_default();
+            let (outcome, _) = wire::client::read_response(status, &unwrapped(body), 0);
+            flight.finish(&refusal_of_session(outcome));
+            let reason = if status == 429 {
+                crate::core::live::QUOTA_CLOSE_REASON.to_string()
+            } else {
+                format!("flux-sim proxy: the upstream refused the session with HTTP {status}.")
+            };
+            return close(&mut client, 1011, &reason).await;
+        }
         Ok(Err(e)) => {
             p.count("upstream_unreachable");
             flight.finish(&Outcome::Unavailable);
@@ -474,7 +490,6 @@ async fn relay(
         flight.finish(&Outcome::Error);
         return close(&mut client, 1011, "flux-sim proxy: the upstream closed the session.").await;
     }
-    let mut answered = false;
     let mut outcome = Outcome::Ok;
     loop {
         tokio::select! {
@@ -499,22 +514,15 @@ async fn relay(
             },
             m = upstream.next() => match m {
                 Some(Ok(tungstenite::Message::Text(t))) => {
-                    answered |= !t.as_str().contains("\"setupComplete\"");
                     if client.send(ws::Message::Text(t.as_str().into())).await.is_err() { break; }
                 }
                 Some(Ok(tungstenite::Message::Binary(b))) => {
-                    answered = true;
                     if client.send(ws::Message::Binary(b)).await.is_err() { break; }
                 }
                 Some(Ok(tungstenite::Message::Ping(b))) => { let _ = client.send(ws::Message::Ping(b)).await; }
                 Some(Ok(tungstenite::Message::Close(f))) => {
                     if let Some(f) = &f {
-                        let code = u16::from(f.code);
-                        // Refused by the upstream's quota before anything was answered.
-                        if code == crate::core::live::CLOSE_QUOTA && !answered {
-                            let concurrency: Dims = [crate::core::ledger::Dimension::Concurrency].into_iter().collect();
-                            outcome = Outcome::RateLimited { violated: concurrency, retry_delay: None, quota: Limits::default() };
-                        }
+                        outcome = closed_by_upstream(p, budget, u16::from(f.code), f.reason.as_str());
                     }
                     let f = f.map(|f| ws::CloseFrame { code: f.code.into(), reason: f.reason.as_str().into() });
                     let _ = client.send(ws::Message::Close(f)).await;
@@ -531,4 +539,59 @@ async fn relay(
     }
     flight.finish(&outcome);
     drop(slot);
+}
+
+/// A session's outcome as a refusal: a rate limit that names no dimension was the session's
+/// concurrency slot (the only Live limit the proxy schedules).
+fn refusal_of_session(outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::RateLimited {
+            violated,
+            retry_delay,
+            quota,
+        } if violated.is_empty() => Outcome::RateLimited {
+            violated: [crate::core::ledger::Dimension::Concurrency].into_iter().collect(),
+            retry_delay,
+            quota,
+        },
+        o => o,
+    }
+}
+
+/// The outcome of a session the upstream closed with `code` and `reason`, counted in the
+/// metrics. Gemini closes with 1011 for several causes,
+/// told apart only by the reason ([`CloseCause`]): a quota close ("You exceeded your current
+/// quota…", cut to 123 bytes) is the upstream's refusal, whenever it comes — counted as a 429
+/// answer in `/metrics` (as serve counts it) and taught to the strategy as a rate limit on the
+/// session's slot; a backend failure is the upstream unavailable; the session cap (after
+/// `goAway`) is a session that ran its course; a resume collision or another 1011 is an error
+/// (never a quota). Other codes (1000, 1008 after `goAway`) end a session normally.
+fn closed_by_upstream(p: &Proxy, budget: usize, code: u16, reason: &str) -> Outcome {
+    use crate::core::live::{CloseCause, CLOSE_QUOTA};
+    if code != CLOSE_QUOTA {
+        return Outcome::Ok;
+    }
+    let cause = CloseCause::of(code, reason);
+    let name = match cause {
+        Some(CloseCause::Quota) => "quota",
+        Some(CloseCause::Deadline) => "deadline",
+        Some(CloseCause::Backend) => "backend",
+        Some(CloseCause::Resume) => "resume",
+        None => "other",
+    };
+    p.count(format!("upstream_live_close_1011_{name}"));
+    match cause {
+        Some(CloseCause::Quota) => {
+            p.count("upstream_429");
+            p.stats().upstream(budget, 429);
+            refusal_of_session(Outcome::RateLimited {
+                violated: Dims::EMPTY,
+                retry_delay: None,
+                quota: Limits::default(),
+            })
+        }
+        Some(CloseCause::Backend) => Outcome::Unavailable,
+        Some(CloseCause::Deadline) => Outcome::Ok,
+        Some(CloseCause::Resume) | None => Outcome::Error,
+    }
 }

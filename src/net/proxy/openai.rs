@@ -1,7 +1,8 @@
 //! The proxy's OpenAI-compatible routes, as Gemini offers them under `/{version}/openai/` (the
-//! openai SDK with `base_url=…/v1beta/openai/`): chat completions are scheduled, counted and
-//! sent exactly as generateContent is (same strategy, gate and shared ledger; input tokens by
-//! serve's rule, `max_completion_tokens`/`max_tokens` as the output asked for), forwarded with
+//! openai SDK with `base_url=…/v1beta/openai/`): chat completions and embeddings are
+//! scheduled, counted and sent exactly as generateContent is (same strategy, gate and shared
+//! ledger; input tokens by serve's rule, `max_completion_tokens`/`max_tokens` as the output
+//! asked for; embeddings counted per input as serve counts them), forwarded with
 //! the chosen key as the bearer token, and their answers (streams included) passed through;
 //! the models list passes straight through with any key. The client's token comes as
 //! `Authorization: Bearer <token>` or where the native routes take it.
@@ -31,10 +32,45 @@ fn check_bearer(p: &Proxy, headers: &HeaderMap, query: &[(String, String)]) -> R
 pub(super) async fn chat(
     State(p): State<Arc<Proxy>>,
     version: Result<Path<String>, PathRejection>,
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    q: RawQuery,
     req: Request,
 ) -> Response {
-    let (version, q) = match (path_of(version), query_of(q)) {
+    scheduled(p, version, q, req, "chat/completions").await
+}
+
+/// `POST /{version}/openai/embeddings`: counted as serve counts it (each input one request,
+/// or the call one: `server.embed_batch`; tokens by serve's rule).
+pub(super) async fn embeddings(
+    State(p): State<Arc<Proxy>>,
+    version: Result<Path<String>, PathRejection>,
+    q: RawQuery,
+    req: Request,
+) -> Response {
+    scheduled(p, version, q, req, "embeddings").await
+}
+
+/// What a call to `endpoint` asks: its model's name, input tokens, output tokens asked for and
+/// the requests it counts for; `Err` the message of a 400.
+fn cost_of(p: &Proxy, endpoint: &str, body: &[u8]) -> Result<(String, u64, u64, u64), String> {
+    if endpoint == "embeddings" {
+        let e = wire::openai::parse_embeddings(body)?;
+        let (requests, tokens) = embed_cost(p, &e.inputs);
+        return Ok((e.model, tokens, 0, requests));
+    }
+    let c = wire::openai::parse_chat(body)?;
+    Ok((c.model, c.input_tokens, c.max_tokens.unwrap_or(0), 1))
+}
+
+/// A scheduled call to `/{version}/openai/{endpoint}`: checked, parsed, then scheduled as
+/// generateContent is.
+async fn scheduled(
+    p: Arc<Proxy>,
+    version: Result<Path<String>, PathRejection>,
+    q: RawQuery,
+    req: Request,
+    endpoint: &'static str,
+) -> Response {
+    let (version, q) = match (path_of(version), query_of(&q)) {
         (Ok(v), Ok(q)) => (v, q),
         (Err(e), _) | (_, Err(e)) => return error(e),
     };
@@ -46,12 +82,19 @@ pub(super) async fn chat(
         Ok(b) => b,
         Err(e) => return error(e),
     };
-    let parsed = match wire::openai::parse_chat(&body) {
-        Ok(r) => r,
-        Err(m) => return error(wire::error::invalid_argument(&m)),
+    let proxy = p.clone();
+    let (name, input, output, requests) = match parse_body(&p, &body, move |b| cost_of(&proxy, endpoint, b)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(m)) => return error(wire::error::invalid_argument(&m)),
+        Err(e) => return error(e),
     };
-    let Some(model) = p.scenario.model_index(&parsed.model) else {
-        return error(wire::error::unknown_model(&parsed.model, &version, "generateContent"));
+    let Some(model) = p.scenario.model_index(&name) else {
+        let method = if endpoint == "embeddings" {
+            "embedContent"
+        } else {
+            "generateContent"
+        };
+        return error(wire::error::unknown_model(&name, &version, method));
     };
     let Ok(_held) = p.held.try_acquire_many((body.len().div_ceil(1024) as u32).max(1)) else {
         p.count("memory_full");
@@ -61,26 +104,21 @@ pub(super) async fn chat(
             Some(crate::core::time::SECOND),
         );
     };
-    let target = Target::Chat { version: &version };
-    schedule(
-        p.clone(),
-        target,
-        model,
-        parsed.input_tokens,
-        parsed.max_tokens.unwrap_or(0),
-        body,
-    )
-    .await
+    let target = Target::OpenAi {
+        version: &version,
+        endpoint,
+    };
+    schedule(p.clone(), target, model, input, output, requests, body).await
 }
 
 /// `GET /{version}/openai/models`: passed through with any key.
 pub(super) async fn models(
     State(p): State<Arc<Proxy>>,
     version: Result<Path<String>, PathRejection>,
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    q: RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let (version, q) = match (path_of(version), query_of(q)) {
+    let (version, q) = match (path_of(version), query_of(&q)) {
         (Ok(v), Ok(q)) => (v, q),
         (Err(e), _) | (_, Err(e)) => return error(e),
     };

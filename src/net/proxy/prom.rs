@@ -69,7 +69,7 @@ impl Histogram {
 }
 
 /// The counts, per budget (`project * models + model`); refusals before a key was chosen have
-/// no project.
+/// no project (their samples carry no project label: never an empty one).
 #[derive(Debug, Default)]
 pub struct Stats {
     admitted: BTreeMap<usize, u64>,
@@ -181,21 +181,21 @@ impl Stats {
                 v as f64 / SECOND as f64,
             );
         }
-        family(&mut out, "flux_proxy_refused_total", "counter", "Requests the proxy answered itself, by reason (deadline, queue_full, memory_full, unservable, exhausted, ledger_down); project is empty when no key was chosen yet.");
+        family(&mut out, "flux_proxy_refused_total", "counter", "Requests the proxy answered itself, by reason (deadline, queue_full, memory_full, unservable, exhausted, ledger_down), per project and model; refused before a key was chosen (queue_full, memory_full and the like): no project label, only the model.");
         for (&(m, p, why), &v) in &self.refused {
-            let project = p.map_or("", |p| projects[p]);
-            sample(
-                &mut out,
-                "flux_proxy_refused_total",
-                &[("project", project), ("model", models[m]), ("reason", why.label())],
-                v as f64,
-            );
+            let mut l = Vec::with_capacity(3);
+            if let Some(p) = p {
+                l.push(("project", projects[p]));
+            }
+            l.push(("model", models[m]));
+            l.push(("reason", why.label()));
+            sample(&mut out, "flux_proxy_refused_total", &l, v as f64);
         }
         family(
             &mut out,
             "flux_proxy_upstream_responses_total",
             "counter",
-            "The upstream's answers to the proxy's sends, by HTTP status (101: a Live session opened).",
+            "The upstream's answers to the proxy's sends, by HTTP status (101: a Live session opened; a Live session the upstream then closes for quota, 1011 \"You exceeded your current quota…\", counts once more, as 429, as serve counts it).",
         );
         for (&(b, code), &v) in &self.upstream {
             let code = code.to_string();
@@ -395,7 +395,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("flux_proxy_held_seconds_total{project=\"a\\\"b\\\\c\\nd\",model=\"m1\"} 1.5\n"));
-        assert!(text.contains("flux_proxy_refused_total{project=\"\",model=\"m0\",reason=\"queue_full\"} 1\n"));
+        assert!(text.contains("flux_proxy_refused_total{model=\"m0\",reason=\"queue_full\"} 1\n"));
         assert!(text.contains("_bucket{project=\"a\\\"b\\\\c\\nd\",model=\"m1\",le=\"0.00025\"} 1\n"));
         assert!(text.contains("_bucket{project=\"a\\\"b\\\\c\\nd\",model=\"m1\",le=\"2.5\"} 1\n"));
         assert!(text.contains("_bucket{project=\"a\\\"b\\\\c\\nd\",model=\"m1\",le=\"+Inf\"} 2\n"));
@@ -405,5 +405,18 @@ mod tests {
         assert!(text.contains("flux_proxy_ledger_refused_total{project=\"a\\\"b\\\\c\\nd\",model=\"m1\"} 1\n"));
         assert_eq!(number(f64::INFINITY), "+Inf");
         assert_eq!(number(0.5), "0.5");
+    }
+
+    /// Issue 28: a refusal decided before a key was chosen (a full queue, too many bytes
+    /// waiting) is labelled by its model alone, never with an empty project.
+    #[test]
+    fn a_refusal_before_a_key_was_chosen_has_no_empty_project_label() {
+        let mut s = Stats::default();
+        s.refused(1, None, Refusal::MemoryFull);
+        s.refused(1, Some(0), Refusal::Deadline);
+        let text = s.render(&["p0"], &["m0", "m1"], None, 0);
+        assert!(!text.contains("=\"\""), "an empty label: {text}");
+        assert!(text.contains("flux_proxy_refused_total{model=\"m1\",reason=\"memory_full\"} 1\n"));
+        assert!(text.contains("flux_proxy_refused_total{project=\"p0\",model=\"m1\",reason=\"deadline\"} 1\n"));
     }
 }

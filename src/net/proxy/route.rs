@@ -47,6 +47,11 @@ pub enum Call {
     Generate,
     /// `POST /{version}/models/{model}:streamGenerateContent`: scheduled and counted.
     StreamGenerate,
+    /// `POST /{version}/models/{model}:embedContent`: scheduled and counted.
+    Embed,
+    /// `POST /{version}/models/{model}:batchEmbedContents`: scheduled and counted (as serve
+    /// counts it: each text one request, or the call one, per `server.embed_batch`).
+    BatchEmbed,
 }
 
 impl Call {
@@ -57,12 +62,17 @@ impl Call {
             Call::CountTokens => Some("countTokens"),
             Call::Generate => Some("generateContent"),
             Call::StreamGenerate => Some("streamGenerateContent"),
+            Call::Embed => Some("embedContent"),
+            Call::BatchEmbed => Some("batchEmbedContents"),
         }
     }
 
     /// Whether the call is scheduled by the strategy and counted against the quota.
     pub fn spends_quota(self) -> bool {
-        matches!(self, Call::Generate | Call::StreamGenerate)
+        matches!(
+            self,
+            Call::Generate | Call::StreamGenerate | Call::Embed | Call::BatchEmbed
+        )
     }
 }
 
@@ -163,11 +173,7 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> Result<Route, 
     let version = decoded(raw[0])?;
     let name = raw.get(2).map(|s| decoded(s)).transpose()?;
     let query = query_pairs(query.unwrap_or(""))?;
-    let Some(&version) = VERSIONS.iter().find(|v| **v == version) else {
-        let shown: String = version.chars().take(64).collect();
-        let message = format!("API version {shown:?} is not forwarded; use one of {VERSIONS:?}.");
-        return Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}));
-    };
+    let version = forwarded_version(&version)?;
     let Some(name) = name else {
         return Ok(Route {
             version,
@@ -185,6 +191,8 @@ pub fn classify(method: &str, path: &str, query: Option<&str>) -> Result<Route, 
             "countTokens" => Call::CountTokens,
             "generateContent" => Call::Generate,
             "streamGenerateContent" => Call::StreamGenerate,
+            "embedContent" => Call::Embed,
+            "batchEmbedContents" => Call::BatchEmbed,
             _ => {
                 let shown: String = m.chars().take(64).collect();
                 return Err(wire::error::unknown_model(model, version, &shown));
@@ -213,9 +221,21 @@ fn check_model_id(name: &str) -> Result<(), Value> {
     Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
 }
 
-/// The query's pairs decoded as a form (`+` is a space), each name checked against
-/// [`QUERY_NAMES`]: `Err` is the 400 to answer, in Google's words for an unknown parameter.
-fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Value> {
+/// `version` (decoded) as one of [`VERSIONS`], or the 404 to answer. Every route checks its
+/// API version here (the OpenAI and Live routes too).
+pub fn forwarded_version(version: &str) -> Result<&'static str, Value> {
+    if let Some(&v) = VERSIONS.iter().find(|v| **v == version) {
+        return Ok(v);
+    }
+    let shown: String = version.chars().take(64).collect();
+    let message = format!("API version {shown:?} is not forwarded; use one of {VERSIONS:?}.");
+    Err(json!({"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}))
+}
+
+/// The raw query's pairs (without its `?`) decoded as a form (`+` is a space), each name
+/// checked against [`QUERY_NAMES`]: `Err` is the 400 to answer, in Google's words for an
+/// unknown parameter. Every route checks its query here (the OpenAI and Live routes too).
+pub fn query_pairs(query: &str) -> Result<Vec<(String, String)>, Value> {
     let mut out = Vec::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if !QUERY_NAMES.contains(&name.as_ref()) {
@@ -295,7 +315,16 @@ mod tests {
         assert_eq!(code(classify("GET", "/v1beta/models/%FF", None)), 400);
         assert_eq!(code(classify("GET", "/v2/models/x", Some("a=1"))), 400);
         assert_eq!(code(classify("GET", "/v2/models/x", None)), 404);
-        assert_eq!(code(classify("POST", "/v1beta/models/x:embedContent", None)), 404);
+        assert_eq!(code(classify("POST", "/v1beta/models/x:predict", None)), 404);
+        // serve's every method is classified (issue 28 item 7): embeddings too.
+        assert_eq!(
+            classify("POST", "/v1beta/models/x:batchEmbedContents", None).map(|r| r.call),
+            Ok(Call::BatchEmbed)
+        );
+        assert_eq!(
+            classify("POST", "/v1/models/x:embedContent", None).map(|r| r.call),
+            Ok(Call::Embed)
+        );
         assert_eq!(code(classify("POST", "/v1beta/models/x", None)), 404);
     }
 }

@@ -234,6 +234,12 @@ pub fn parse_generate(body: &[u8]) -> Result<GenerateRequest, String> {
     })
 }
 
+/// The tokens of one text to embed, as serve counts them (a quarter of its characters,
+/// rounded up); the proxy counts them the same way.
+pub fn embed_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
 /// A parsed embedContent or batchEmbedContents request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbedRequest {
