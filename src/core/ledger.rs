@@ -1485,11 +1485,11 @@ mod tests {
     #[test]
     fn compact_entries_stay_exact_as_the_total_wraps_past_2_pow_32() {
         let (mut l, b) = ledger(WindowKind::Sliding, tpm(4_000_000_000));
-        for i in 0..100i64 {
+        for i in 0..100u64 {
             let now = i * 20 * SECOND;
             assert_eq!(l.admit(now, b, None, 1_300_000_000, 0), Admission::Admitted, "{i}");
             // This one and the two before it count (an entry leaves at exactly 60 s).
-            assert_eq!(l.usage(now, b, None).tpm, 1_300_000_000 * (i.min(2) as u64 + 1), "{i}");
+            assert_eq!(l.usage(now, b, None).tpm, 1_300_000_000 * (i.min(2) + 1), "{i}");
             if i >= 2 {
                 match l.check(now, b, None, 1_300_000_000) {
                     Admission::Rejected { retry_at, .. } => assert_eq!(retry_at, now + 20 * SECOND, "{i}"),
