@@ -1468,7 +1468,10 @@ mod tests {
         l.cancel(SECOND / 2, b, 3_000_000_000);
         assert_eq!(l.usage(MINUTE + SECOND / 2, b, None).tpm, 4_000_000_000);
         assert_eq!(l.usage(MINUTE + 2 * SECOND, b, None).tpm, 0);
-        assert_eq!(l.admit(MINUTE + 2 * SECOND, b, None, 9_999_999_999, 0), Admission::Admitted);
+        assert_eq!(
+            l.admit(MINUTE + 2 * SECOND, b, None, 9_999_999_999, 0),
+            Admission::Admitted
+        );
         assert_eq!(l.usage(MINUTE + 3 * SECOND, b, None).tpm, 9_999_999_999);
     }
 
@@ -1478,7 +1481,10 @@ mod tests {
     fn a_sliding_entry_is_16_bytes() {
         assert_eq!(std::mem::size_of::<(Nanos, [u32; 2])>(), 16);
         let s = Slide::<u32>::new();
-        assert_eq!(std::mem::size_of_val(&s.entries.iter().next().copied().unwrap_or((0, [0; 2]))), 16);
+        assert_eq!(
+            std::mem::size_of_val(&s.entries.iter().next().copied().unwrap_or((0, [0; 2]))),
+            16
+        );
     }
     /// The compact entries' amounts wrap around 2^32 many times over a long run (here 1.3 ×
     /// 10^11 tokens in all) and the window still counts, and names retry instants, exactly.
@@ -1499,5 +1505,3 @@ mod tests {
         }
     }
 }
-
-

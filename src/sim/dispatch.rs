@@ -380,7 +380,13 @@ mod tests {
     /// The book keeps a request whole: its model and priority come back as they went in.
     #[test]
     fn the_book_gives_back_the_request_it_took() {
-        let mut b = Book::new(&Arrivals::Closed { requests: 1, workers: 1 }, 1);
+        let mut b = Book::new(
+            &Arrivals::Closed {
+                requests: 1,
+                workers: 1,
+            },
+            1,
+        );
         let r = Request {
             id: 7,
             arrival: 5,

@@ -272,4 +272,3 @@ mod tests {
         assert!(a < b && a.key() == (1 << 64 | 7) && b.time() == 2);
     }
 }
-
