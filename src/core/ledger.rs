@@ -1486,6 +1486,7 @@ mod tests {
             16
         );
     }
+
     /// The compact entries' amounts wrap around 2^32 many times over a long run (here 1.3 ×
     /// 10^11 tokens in all) and the window still counts, and names retry instants, exactly.
     #[test]
