@@ -12,51 +12,10 @@ use crate::sim::bound::Bound;
 use crate::sim::metrics::{round3, Recorder, SessionMetrics, StrategyResult};
 use crate::strategy::{Ask, Decision, GiveUp, Strategy, StrategySpec};
 
-/// A request as the book keeps it: a [`Request`] with its model as `u32`, so that a live
-/// request fits one cache line.
+/// A request between arrival and end.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Req {
-    pub id: u64,
-    pub arrival: Nanos,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// Preferred model (index).
-    pub model: u32,
-    pub priority: bool,
-}
-
-impl Req {
-    fn of(r: Request) -> Req {
-        Req {
-            id: r.id,
-            arrival: r.arrival,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            model: r.model as u32,
-            priority: r.priority,
-        }
-    }
-
-    /// The request itself.
-    pub fn request(&self) -> Request {
-        Request {
-            id: self.id,
-            arrival: self.arrival,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            model: self.model as usize,
-            priority: self.priority,
-        }
-    }
-}
-
-/// A request between arrival and end: 64 bytes, aligned to a cache line. A completion reads
-/// its request a second or more after the send, from a slab of thousands: one cold line
-/// rather than the two an 88-byte slot spans.
-#[derive(Debug, Clone, Copy)]
-#[repr(align(64))]
 pub(crate) struct Live {
-    pub req: Req,
+    pub req: Request,
     /// Attempts sent so far.
     pub attempts: u32,
     /// Time, key and model of the latest send (or of the planned one).
@@ -65,6 +24,9 @@ pub(crate) struct Live {
     pub model: u32,
     /// The path that admitted the latest send (for the trace).
     pub via: Option<Via>,
+    /// Its response time on its own model when its driver already drew it (the bound's pass
+    /// draws it, so the server need not draw it again); 0 when not drawn.
+    pub drawn: Nanos,
 }
 
 impl Live {
@@ -74,7 +36,7 @@ impl Live {
             request: self.req.id,
             input_tokens: self.req.input_tokens,
             output_tokens: self.req.output_tokens,
-            model: self.req.model as usize,
+            model: self.req.model,
             attempts: self.attempts,
         }
     }
@@ -91,10 +53,6 @@ pub(crate) enum End {
 #[derive(Debug, Default)]
 pub(crate) struct Book {
     slab: Vec<Option<Live>>,
-    /// Per slot: its request's response time on its own model when its driver already drew
-    /// it (the bound's pass draws it, so the server need not draw it again); 0 when not
-    /// drawn. Beside the slab, read only when sending.
-    drawn: Vec<Nanos>,
     free_slots: Vec<u32>,
     /// Requests between arrival and end.
     pub live: u64,
@@ -132,30 +90,24 @@ impl Book {
     pub fn alloc(&mut self, req: Request, drawn: Nanos) -> u32 {
         self.live += 1;
         let l = Some(Live {
-            req: Req::of(req),
+            req,
             attempts: 0,
             sent: req.arrival,
             key: 0,
             model: 0,
             via: None,
+            drawn,
         });
         match self.free_slots.pop() {
             Some(s) => {
                 self.slab[s as usize] = l;
-                self.drawn[s as usize] = drawn;
                 s
             }
             None => {
                 self.slab.push(l);
-                self.drawn.push(drawn);
                 (self.slab.len() - 1) as u32
             }
         }
-    }
-
-    /// The response time drawn for the request in `slot` on its own model (0: not drawn).
-    pub fn drawn(&self, slot: u32) -> Nanos {
-        self.drawn[slot as usize]
     }
 
     /// The request in `slot`.
@@ -364,39 +316,4 @@ fn session_slots(scenario: &Scenario) -> Option<u128> {
         }
     }
     Some(slots)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A live request's slot is one cache line, aligned: a completion reads one cold line.
-    #[test]
-    fn a_live_request_fills_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Option<Live>>(), 64);
-        assert_eq!(std::mem::align_of::<Option<Live>>(), 64);
-    }
-
-    /// The book keeps a request whole: its model and priority come back as they went in.
-    #[test]
-    fn the_book_gives_back_the_request_it_took() {
-        let mut b = Book::new(
-            &Arrivals::Closed {
-                requests: 1,
-                workers: 1,
-            },
-            1,
-        );
-        let r = Request {
-            id: 7,
-            arrival: 5,
-            input_tokens: 300,
-            output_tokens: 20,
-            model: 3,
-            priority: true,
-        };
-        let s = b.alloc(r, 42);
-        assert_eq!(b.get(s).req.request(), r);
-        assert_eq!(b.drawn(s), 42);
-    }
 }

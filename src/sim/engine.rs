@@ -516,7 +516,7 @@ impl Sim<'_, '_> {
     fn complete(&mut self, slot: u32, now: Nanos) {
         let l = self.book.get(slot);
         let (key, model) = (l.key as usize, l.model as usize);
-        if let Some(plan) = self.scenario.session_plan(model, &l.req.request(), self.seed) {
+        if let Some(plan) = self.scenario.session_plan(model, &l.req, self.seed) {
             match plan.end {
                 SessionEnd::Lifetime => self.rec.sessions.lifetime += 1,
                 SessionEnd::Cap => self.rec.sessions.cap += 1,
@@ -573,14 +573,11 @@ impl Dispatch for Sim<'_, '_> {
             priority: l.req.priority,
         };
         let ask = l.ask();
-        let plan = self.scenario.session_plan(model, &l.req.request(), self.seed);
+        let plan = self.scenario.session_plan(model, &l.req, self.seed);
         let response = match plan {
             Some(p) => self.server.open_session(now, &call, now.saturating_add(p.release_at)),
             // The response time the bound's pass drew, if any, is the server's on that model.
-            None if self.book.drawn(slot) > 0 => {
-                let drawn = (l.req.model as usize, self.book.drawn(slot));
-                self.server.handle_drawn(now, &call, drawn)
-            }
+            None if l.drawn > 0 => self.server.handle_drawn(now, &call, (l.req.model, l.drawn)),
             None => self.server.handle(now, &call),
         };
         // A refused Live session is a close (1011, or 1006 at the upgrade), not a 429.
