@@ -280,7 +280,7 @@ pub fn simulate_unbounded<'a>(
             (None, None) => break,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((t, seq, _, _)), Some(e)) => ((*t as u128) << 64 | *seq as u128) < e.key,
+            (Some((t, seq, _, _)), Some(e)) => ((*t as u128) << 64 | *seq as u128) < e.key(),
         };
         if arrival_first {
             let (now, _, req, drawn) = sim.next_arrival.take().expect("checked");
@@ -396,10 +396,7 @@ impl Sim<'_, '_> {
     fn push(&mut self, time: Nanos, kind: u64, slot: u32) {
         self.seq += 1;
         let key = (time as u128) << 64 | self.seq as u128;
-        self.queue.push(Event {
-            key,
-            tag: (slot as u64) << 2 | kind,
-        });
+        self.queue.push(Event::new(key, (slot as u64) << 2 | kind));
     }
 
     /// The stream's next request, also given to the bound's pass if any, with the response

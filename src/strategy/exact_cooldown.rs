@@ -72,6 +72,18 @@ enum Place {
     Waiting(Nanos),
 }
 
+impl Place {
+    /// The same place, field for field (an idle unit's share as stored, not only its value).
+    fn same(self, other: Place) -> bool {
+        match (self, other) {
+            (Place::Out, Place::Out) => true,
+            (Place::Idle(a), Place::Idle(b)) => (a.used, a.of) == (b.used, b.of),
+            (Place::Waiting(a), Place::Waiting(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 /// A budget's share of its day's requests used, `used / of`, compared exactly (by
 /// cross-multiplication, no floats); a day without a request limit is 0 of 1. Equal shares
 /// (1/2 and 2/4) compare equal: the index breaks the tie by project.
@@ -83,6 +95,11 @@ struct Share {
 
 impl Ord for Share {
     fn cmp(&self, other: &Self) -> Ordering {
+        // Budgets of one model mostly share their requests per day: then the counts compare
+        // alone, the same order without two 128-bit products per step of an index walk.
+        if self.of == other.of {
+            return self.used.cmp(&other.used);
+        }
         (u128::from(self.used) * u128::from(other.of)).cmp(&(u128::from(other.used) * u128::from(self.of)))
     }
 }
@@ -280,16 +297,6 @@ impl ExactCooldown {
     fn reindex(&mut self, u: usize, now: Nanos) {
         self.units[u].refused = None;
         let (owner, m) = (u / self.env.models, u % self.env.models);
-        let index = &mut self.index[m];
-        match self.units[u].place {
-            Place::Out => {}
-            Place::Idle(key) => {
-                index.idle.remove(&(key, owner as u32));
-            }
-            Place::Waiting(t) => {
-                index.waiting.remove(&(t, owner as u32));
-            }
-        }
         let unit = &self.units[u];
         // A unit that may probe its concurrency limit is not full at it.
         let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l)
@@ -326,7 +333,21 @@ impl ExactCooldown {
                 Some(t) => Place::Waiting(t),
             }
         };
+        let old = self.units[u].place;
+        if old.same(place) {
+            // Indexed where it belongs already: no walk of the index.
+            return;
+        }
         let index = &mut self.index[m];
+        match old {
+            Place::Out => {}
+            Place::Idle(key) => {
+                index.idle.remove(&(key, owner as u32));
+            }
+            Place::Waiting(t) => {
+                index.waiting.remove(&(t, owner as u32));
+            }
+        }
         match place {
             Place::Out => {}
             Place::Idle(key) => {
@@ -734,16 +755,24 @@ impl Strategy for ExactCooldown {
         // Set above at this instant or earlier on the same day.
         let day_end = self.day_end;
         let models = self.env.models;
-        let mut chain = vec![ask.model];
-        for &m in &self.fallback {
-            if !chain.contains(&m) {
-                chain.push(m);
+        // The model, then its fallbacks (no allocation without any).
+        let with_fallbacks: Vec<usize>;
+        let chain: &[usize] = if self.fallback.is_empty() {
+            std::slice::from_ref(&ask.model)
+        } else {
+            let mut c = vec![ask.model];
+            for &m in &self.fallback {
+                if !c.contains(&m) {
+                    c.push(m);
+                }
             }
-        }
+            with_fallbacks = c;
+            &with_fallbacks
+        };
         let (mut fits, mut slots_full) = (false, false);
         let mut chosen: Option<(Nanos, usize, usize, Dims)> = None;
         let mut later: Option<(Nanos, usize, usize, Dims)> = None;
-        for &m in &chain {
+        for &m in chain {
             match self.best_for(m, now, cost, ask.input_tokens, &mut fits, &mut slots_full) {
                 Some(b) if b.0 < day_end => {
                     chosen = Some(b);
