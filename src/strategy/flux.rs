@@ -117,9 +117,12 @@ pub struct Flux {
 /// up to `d` later) is seen; then the copies are taken back. So the sends every instance decided
 /// within any `2d` are each at most a share `1/N` of the room that was free before them, and
 /// together they fill it and no more (a pod that sent more than its share in an earlier span
-/// aside, which the copies it still counts mostly cover). It plans no send more than `2d` ahead
+/// aside, which the copies it still counts mostly cover). It plans no send more than `d` ahead
 /// (asked again then): a plan pushed late by copies since taken back would keep its budget's
-/// later plans late too (plans on a budget never go back in time).
+/// later plans late too (plans on a budget never go back in time), and one decided `d` later
+/// sees the others' sends of the meantime. (`2d` ahead, as first written, lost 1–2% of the
+/// pace on a ledger seen 3 s late and kept fleet-late-ledger at 0.968 of the clairvoyant
+/// schedule's pace; `d` brings it to 0.98, with as few 429s.)
 ///
 /// `N` is the number of distinct instances whose events it has seen, plus one; `d` is the
 /// smallest lag seen between an instance's act and its event (never seen sooner than the
@@ -542,7 +545,7 @@ impl Strategy for Flux {
         let (w, lag) = (f.weight(), f.lag.unwrap_or(0));
         self.inner.set_weight(w, now);
         if w > 1 {
-            self.inner.set_horizon(2 * lag);
+            self.inner.set_horizon(lag);
         }
     }
 
