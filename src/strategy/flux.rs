@@ -1019,7 +1019,14 @@ mod tests {
             assert_eq!(send(f.decide(r / 8 * SECOND, &ask(r, 1))), (0, r / 8 * SECOND));
         }
         // Its ninth send, at 1 s, is refused: the server's minute is full, its own holds 9.
-        f.on_outcome(SECOND, &ask(8, 1), 0, 0, SECOND, &rl(&[Dimension::Rpm], 59 * SECOND, limits));
+        f.on_outcome(
+            SECOND,
+            &ask(8, 1),
+            0,
+            0,
+            SECOND,
+            &rl(&[Dimension::Rpm], 59 * SECOND, limits),
+        );
         assert_eq!(f.inner.margin(), 0, "not its own lateness");
         assert_eq!(f.fleet.shares[&0].0, [Some(56), None]);
         // The next minute: 56 in its window, the refused send at 1 s among them.

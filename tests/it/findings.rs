@@ -551,7 +551,10 @@ fn flux_pods_with_ledgers_of_their_own_keep_a_share_of_each_budget() {
     let pick = |x: &flux_sim::sim::metrics::RunResult, name: &str| {
         x.results.iter().find(|r| r.strategy == name).unwrap().clone()
     };
-    let one = pick(&run_edited("fleet-own-ledgers", &[("instances = 4", "instances = 1")]), "flux");
+    let one = pick(
+        &run_edited("fleet-own-ledgers", &[("instances = 4", "instances = 1")]),
+        "flux",
+    );
     assert_eq!(one.rate_limited, 0);
     for n in [2, 4, 8] {
         let pods = format!("instances = {n}");
