@@ -377,17 +377,27 @@ impl<C: Cum> Slide<C> {
     fn to_fixed(&self, cal: &Calendar) -> Window {
         let minute = cal.minute_start(self.newest);
         let k = self.entries.partition_point(|&(t, _)| (t as i128) < minute);
-        let before = match k {
+        Window::Fixed {
+            minute,
+            used: minus(self.last, self.cum_through(k)),
+        }
+    }
+
+    /// The cumulative amounts through the first `k` entries (`base` for none).
+    fn cum_through(&self, k: usize) -> [u64; 2] {
+        match k {
             0 => self.base,
             _ => {
                 let c = self.entries[k - 1].1;
                 [0, 1].map(|i| self.base[i] + c[i].above(self.base[i]))
             }
-        };
-        Window::Fixed {
-            minute,
-            used: minus(self.last, before),
         }
+    }
+
+    /// What the entries of the span ending at `at` hold (entries already forgotten left out).
+    fn held_at(&self, at: Nanos, span: Nanos) -> [u64; 2] {
+        let cum = |t: Nanos| self.cum_through(self.entries.partition_point(|&(e, _)| e <= t));
+        minus(cum(at), cum(at.saturating_sub(span)))
     }
 
     /// Whether the window can hold `amounts` more in entries of this width.
@@ -727,6 +737,9 @@ pub struct PoolId(pub u32);
 #[derive(Debug, Clone)]
 struct Budget {
     limits: Limits,
+    /// A client replica's own ceilings on its per-minute windows, `[RPM, TPM]`, below the
+    /// limits (see [`Ledger::set_cap`]); `None` on a server's budgets.
+    cap: [Option<u64>; 2],
     minute: Window,
     daily: Daily,
     peak: Usage,
@@ -804,6 +817,7 @@ impl Ledger {
         let id = BudgetId(self.budgets.len() as u32);
         self.budgets.push(Budget {
             limits,
+            cap: [None; 2],
             minute: Window::new(self.config.window),
             daily: Daily {
                 day_end: self.calendar.next_day_start(0),
@@ -838,6 +852,42 @@ impl Ledger {
     /// windows hold stays; a dimension that was unlimited has recorded nothing.
     pub fn set_limits(&mut self, b: BudgetId, limits: Limits) {
         self.budgets[b.0 as usize].limits = limits;
+    }
+
+    /// Caps budget `b`'s per-minute windows, `[RPM, TPM]`, below its limits (a client replica
+    /// that learned it has only a share of the budget: others it cannot see use the rest).
+    /// A request larger than the cap still fits a window that holds nothing else, so a cap
+    /// never makes a request unservable. What the windows count is unchanged.
+    pub fn set_cap(&mut self, b: BudgetId, cap: [Option<u64>; 2]) {
+        self.budgets[b.0 as usize].cap = cap;
+    }
+
+    /// Budget `b`'s caps (see [`Ledger::set_cap`]).
+    pub fn cap(&self, b: BudgetId) -> [Option<u64>; 2] {
+        self.budgets[b.0 as usize].cap
+    }
+
+    /// What budget `b`'s per-minute windows held at `at` (`at` not later than the latest
+    /// `now` by more than the window, and not so early that the window has forgotten entries
+    /// it held then: those are left out), `[RPM, TPM]`, read only. Sliding windows count the
+    /// entries of the span ending at `at`; a fixed window its minute, if `at` is in it; a
+    /// bucket its fill now.
+    pub fn held_at(&self, at: Nanos, b: BudgetId) -> [u64; 2] {
+        let budget = &self.budgets[b.0 as usize];
+        let per_minute = minute_limits(&budget.limits);
+        let held = match &budget.minute {
+            Window::Sliding(w) => w.held_at(at, self.span),
+            Window::Wide(w) => w.held_at(at, self.span),
+            Window::Fixed { minute, used } => {
+                if self.calendar.minute_start(at) == *minute {
+                    *used
+                } else {
+                    [0; 2]
+                }
+            }
+            Window::Bucket { debt, .. } => [0, 1].map(|i| debt[i].div_ceil(MINUTE as u128) as u64),
+        };
+        limited(per_minute, held)
     }
 
     /// Takes back a request costing `tokens` recorded at `at` against budget `b` (a client
@@ -985,11 +1035,15 @@ impl Ledger {
         let per_minute = minute_limits(&limits);
         if per_minute != [None; 2] {
             budget.minute.usage(now, per_minute, cal, span);
+            // A cap binds below the limit, but never below the request itself.
+            let capped = |i: usize, l: u64, amount: u64| budget.cap[i].map_or(l, |c| l.min(c.max(amount)));
             if let Some(l) = per_minute[0] {
+                let l = capped(0, l, weight);
                 consider(Dimension::Rpm, budget.minute.earliest_fit(now, 0, weight, l, cal, span));
             }
             if let Some(l) = per_minute[1] {
                 let amount = weight * tokens;
+                let l = capped(1, l, amount);
                 consider(Dimension::Tpm, budget.minute.earliest_fit(now, 1, amount, l, cal, span));
             }
         }

@@ -277,13 +277,14 @@ impl ExactCooldown {
         if self.weight == 1 {
             return 1;
         }
-        let limits = self.replica.limits(self.units[u].budget);
+        let b = self.units[u].budget;
+        let (limits, [cap_r, cap_t]) = (self.replica.limits(b), self.replica.cap(b));
         let mut w = self.weight;
         if let Some(r) = limits.rpm.filter(|_| !except.contains(Dimension::Rpm)) {
-            w = w.min(r);
+            w = w.min(r.min(cap_r.unwrap_or(r)));
         }
         if let Some(t) = limits.tpm.filter(|_| cost > 0 && !except.contains(Dimension::Tpm)) {
-            w = w.min(t / cost);
+            w = w.min(t.min(cap_t.unwrap_or(t)) / cost);
         }
         w.max(1)
     }
@@ -638,6 +639,22 @@ impl ExactCooldown {
                 self.reindex(u, now);
             }
         }
+    }
+
+    /// Caps unit `u`'s quota's per-minute windows, `[RPM, TPM]`, below its limits from now
+    /// on (the share of the budget `flux` believes is its own: see [`Ledger::set_cap`]).
+    pub(super) fn set_cap(&mut self, u: usize, cap: [Option<u64>; 2], now: Nanos) {
+        let b = self.units[u].budget;
+        if self.replica.cap(b) != cap {
+            self.replica.set_cap(b, cap);
+            self.reindex(u, now);
+        }
+    }
+
+    /// What unit `u`'s replica held of its quota's per-minute windows at `at`, `[RPM, TPM]`
+    /// (its own sends, and the others' it has seen).
+    pub(super) fn held_at(&self, u: usize, at: Nanos) -> [u64; 2] {
+        self.replica.held_at(at, self.units[u].budget)
     }
 
     /// Plans no send more than `horizon` ahead of the decision: asks again then.
