@@ -85,6 +85,9 @@ pub struct Flux {
     epoch: Vec<u32>,
     /// Per unit: a probe is out.
     probing: Vec<bool>,
+    /// REST probes sent, by request, and when their silence says the server admitted them
+    /// (see [`ADMIT_GRACE`]).
+    probes_out: Vec<(Nanos, u64, usize)>,
     /// Requests that met a capacity 429, and when to try them again.
     later: FxHashMap<u64, Nanos>,
     plans: FxHashMap<u64, Plan>,
@@ -164,6 +167,13 @@ struct Held {
     sent: Nanos,
 }
 
+/// A REST send refused is told at once (a 429 comes back within a round trip), an admitted
+/// one only when its answer ends (seconds to minutes later): a probe not refused this long
+/// after its send was admitted, and its belief grows then, not at the answer's end (sends the
+/// probed limit held back waited for the whole answer, a project's day told too low stalled
+/// it a minute or more).
+pub const ADMIT_GRACE: Nanos = SECOND;
+
 /// How many recent closes per unit flux remembers.
 const CLOSES_KEPT: usize = 64;
 /// The longest a closed session's slot is believed held.
@@ -206,6 +216,7 @@ impl Flux {
             verified,
             epoch: vec![0; n],
             probing: vec![false; n],
+            probes_out: Vec::new(),
             later: FxHashMap::default(),
             plans: FxHashMap::default(),
             live,
@@ -263,6 +274,34 @@ impl Flux {
             .max(MILLISECOND)
     }
 
+    /// Whether a per-minute 429 on unit `u` is explained by the replica as it now counts (every
+    /// violated limit known, a 429's `quotaValue` included): it too refuses `ask` now, and
+    /// admits it no sooner than the server's delay says (a delay of more than a minute on a
+    /// per-minute window is a lie, and says nothing). Then the unit is not blocked: the delay
+    /// is this request's, and smaller ones, or the same one after the window frees, are timed
+    /// exactly by the replica (blocking the unit for the delay, or a minute when the delay
+    /// lied, kept every request off it). When the server refuses what the replica would
+    /// admit, sends it cannot see (another client, the network) fill the window, and the
+    /// unit is blocked as before.
+    fn replica_explains(
+        &mut self,
+        now: Nanos,
+        ask: &Ask,
+        u: usize,
+        violated: Dims,
+        delay: Option<Nanos>,
+        known: bool,
+    ) -> bool {
+        if !known || violated.per_day() || !violated.per_minute() {
+            return false;
+        }
+        let cost = self.inner.cost(ask);
+        match self.inner.quota_ready(u, now, cost) {
+            Some(ready) if ready > now => delay.is_none_or(|d| d > MINUTE || ready >= now + d),
+            _ => false,
+        }
+    }
+
     /// A probe of `probe` on unit `u` succeeded: the told limits were too low; double the
     /// belief (a later 429 names the truth).
     fn grow(&mut self, u: usize, probe: Dims, now: Nanos) {
@@ -273,6 +312,30 @@ impl Flux {
             }
         }
         self.inner.set_limits(u, limits, now);
+    }
+
+    /// REST probes out for [`ADMIT_GRACE`] without a 429: the server admitted them, so the
+    /// beliefs they exceeded grow now.
+    fn admit_probes(&mut self, now: Nanos) {
+        let mut i = 0;
+        while i < self.probes_out.len() {
+            let (due, request, unit) = self.probes_out[i];
+            if due > now {
+                i += 1;
+                continue;
+            }
+            self.probes_out.swap_remove(i);
+            // The same plan (a request refused, then planned again, has an entry of its own).
+            let same = |p: &Plan| p.unit == unit && p.at + ADMIT_GRACE == due;
+            if let Some(p) = self.plans.get_mut(&request).filter(|p| same(p)) {
+                let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
+                if !probe.is_empty() {
+                    self.probing[u] = false;
+                    self.grow(u, probe, now);
+                    self.refresh_probe(u, now);
+                }
+            }
+        }
     }
 
     /// Hands the planner the closed sessions whose believed hold is over.
@@ -370,6 +433,9 @@ impl Flux {
             let probe = self.inner.take_probe();
             if !probe.is_empty() {
                 self.probing[u] = true;
+                if !self.live[model] {
+                    self.probes_out.push((at + ADMIT_GRACE, ask.request, u));
+                }
             }
             let copies = self.fleet.weight() - 1;
             if copies > 0 {
@@ -403,9 +469,13 @@ impl Strategy for Flux {
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         self.release_held(now);
         self.release_shadows(now);
+        self.admit_probes(now);
         let d = self.decide_now(now, ask);
-        match (d, self.held.iter().map(|h| h.due).min()) {
-            // Slots it counts as taken free at known times: ask again then.
+        let held = self.held.iter().map(|h| h.due);
+        let admitted = self.probes_out.iter().map(|&(due, ..)| due);
+        match (d, held.chain(admitted).min()) {
+            // Slots it counts as taken free, or a probe's admission is known, at known times:
+            // ask again then.
             (Decision::Defer, Some(due)) => Decision::Later(due),
             _ => d,
         }
@@ -461,6 +531,7 @@ impl Strategy for Flux {
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         self.release_held(now);
         self.release_shadows(now);
+        self.admit_probes(now);
         let plan = self.plans.remove(&ask.request);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
@@ -568,7 +639,7 @@ impl Strategy for Flux {
                     // whichever project sends. No budget is to blame: this request alone
                     // backs off, and nothing is gained by rotating.
                     self.later.insert(ask.request, now + hold);
-                } else {
+                } else if !self.replica_explains(now, ask, u, violated, retry_delay, known) {
                     self.inner.block(u, now + hold, now);
                 }
             }
