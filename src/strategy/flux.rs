@@ -531,8 +531,9 @@ impl Strategy for Flux {
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         self.release_held(now);
         self.release_shadows(now);
-        self.admit_probes(now);
+        // This send's own outcome, not its silence, tells whether it was admitted.
         let plan = self.plans.remove(&ask.request);
+        self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
         if !probe.is_empty() {
@@ -822,7 +823,11 @@ mod tests {
             assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
         }
         assert_eq!(send(f.decide(0, &ask(4, 1))), (0, 0), "a fifth probes the told limit");
-        assert_eq!(f.decide(0, &ask(5, 1)), Decision::Defer, "a sixth awaits the probe");
+        assert_eq!(
+            f.decide(0, &ask(5, 1)),
+            Decision::Later(ADMIT_GRACE),
+            "a sixth awaits the probe's 429, or a second without one"
+        );
         // The server admitted two; the third gets a 429 naming the limit.
         let limit = Limits {
             rpm: Some(2),
@@ -849,7 +854,11 @@ mod tests {
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
-        assert_eq!(f.decide(0, &ask(3, 1)), Decision::Defer, "one probe at a time");
+        assert_eq!(
+            f.decide(0, &ask(3, 1)),
+            Decision::Later(ADMIT_GRACE),
+            "one probe at a time"
+        );
         f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &Outcome::Ok);
         assert_eq!(f.inner.limits(0).rpm, Some(4), "belief doubled");
         assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
@@ -869,7 +878,11 @@ mod tests {
         );
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second at once");
-        assert_eq!(f.decide(0, &ask(2, 1)), Decision::Defer, "one probe at a time");
+        assert_eq!(
+            f.decide(0, &ask(2, 1)),
+            Decision::Later(ADMIT_GRACE),
+            "one probe at a time"
+        );
         f.on_outcome(SECOND, &ask(1, 1), 0, 0, 0, &Outcome::Ok);
         assert_eq!(f.inner.limits(0).concurrent, Some(2), "belief doubled");
         assert_eq!(send(f.decide(SECOND, &ask(2, 1))), (0, SECOND));
@@ -1004,5 +1017,97 @@ mod tests {
         // A 429 on a send it holds no current plan for says nothing new about timing.
         f.on_outcome(t, &ask(9, 1), 0, 0, 0, &rl(&[Dimension::Rpm], SECOND, limits));
         assert_eq!(f.inner.margin(), 10 * MILLISECOND);
+    }
+
+    /// Issue 26 (told limits): a REST probe not refused within [`ADMIT_GRACE`] was admitted,
+    /// so the belief grows then, not when its answer ends; sends the probed limit held back go
+    /// at once (before: they waited for the whole answer, a minute or more on dubbing told
+    /// -50%, p99 wait 3.6 min against 1.6).
+    #[test]
+    fn a_probe_not_refused_within_a_second_was_admitted() {
+        let mut f = Flux::new(
+            told(Limits {
+                rpm: Some(2),
+                ..Limits::default()
+            }),
+            vec![],
+            0,
+        );
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
+        assert_eq!(f.decide(0, &ask(3, 1)), Decision::Later(ADMIT_GRACE));
+        // A second on, no 429: admitted. The belief doubles and the fourth goes now, with
+        // the probe's answer still streaming.
+        assert_eq!(send(f.decide(ADMIT_GRACE, &ask(3, 1))), (0, ADMIT_GRACE));
+        assert_eq!(f.inner.limits(0).rpm, Some(4), "belief doubled");
+        // Its answer ends later: the belief is not doubled twice for one probe.
+        f.on_outcome(30 * SECOND, &ask(2, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(f.inner.limits(0).rpm, Some(4));
+    }
+
+    /// Issue 26 (told limits): a per-minute 429 that names the limit, on a send the replica
+    /// now also refuses until no sooner than the 429's delay, blocks no project, and the
+    /// refused send's tokens leave the replica's window: a smaller request fits now and goes
+    /// now (before: its tokens stayed a minute and the project was blocked for the delay; on
+    /// free-tier-2026 told +50% one 240,000-token request, refused on each of 100 projects,
+    /// stopped them all for a minute).
+    #[test]
+    fn a_429_the_replica_explains_blocks_no_project_and_leaves_no_tokens() {
+        let told_tpm = Limits {
+            tpm: Some(300),
+            ..Limits::default()
+        };
+        let truth = Limits {
+            tpm: Some(200),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(told(told_tpm), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 100))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 150))), (0, 0), "fits the told 300");
+        // 250 > 200: the server refuses it until request 0 leaves its window.
+        f.on_outcome(0, &ask(1, 150), 0, 0, 0, &rl(&[Dimension::Tpm], MINUTE, truth));
+        assert_eq!(f.inner.limits(0).tpm, Some(200));
+        assert_eq!(send(f.decide(0, &ask(2, 100))), (0, 0), "100 + 100 fit 200 now");
+        let retry = Ask {
+            attempts: 1,
+            ..ask(1, 150)
+        };
+        assert_eq!(
+            send(f.decide(0, &retry)),
+            (0, MINUTE),
+            "the refused one when the window frees"
+        );
+    }
+
+    /// Issue 26 (`quirks` told wrong limits): a per-minute 429 whose RetryInfo lies (a day)
+    /// is timed by the replica once the 429 named the limit, not held a whole minute from
+    /// the 429 (p99 wait 36.3 s against exact_cooldown's 2.4 s).
+    #[test]
+    fn a_lying_per_minute_delay_is_timed_by_the_learned_limit() {
+        let mut f = Flux::new(
+            told(Limits {
+                rpm: Some(3),
+                ..Limits::default()
+            }),
+            vec![],
+            0,
+        );
+        let truth = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
+        let t = 30 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(2, 1))), (0, t));
+        f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], 86_400 * SECOND, truth));
+        let retry = Ask {
+            attempts: 1,
+            ..ask(2, 1)
+        };
+        // Requests 0 and 1 leave the window at 60 s; the refused one still counts as a
+        // request (a server may count refusals), so one slot of 2 is free then.
+        assert_eq!(send(f.decide(t, &retry)), (0, MINUTE));
     }
 }
