@@ -85,9 +85,9 @@ pub struct Flux {
     epoch: Vec<u32>,
     /// Per unit: a probe is out.
     probing: Vec<bool>,
-    /// REST probes sent, by request, and when their silence says the server admitted them
-    /// (see [`ADMIT_GRACE`]).
-    probes_out: Vec<(Nanos, u64, usize)>,
+    /// Probes sent: when their silence says the server admitted them (see [`ADMIT_GRACE`]),
+    /// the request, and the plan's unit and instant.
+    probes_out: Vec<(Nanos, u64, usize, Nanos)>,
     /// Requests that met a capacity 429, and when to try them again.
     later: FxHashMap<u64, Nanos>,
     plans: FxHashMap<u64, Plan>,
@@ -173,6 +173,11 @@ struct Held {
 /// probed limit held back waited for the whole answer, a project's day told too low stalled
 /// it a minute or more).
 pub const ADMIT_GRACE: Nanos = SECOND;
+/// The same for a Live session: a refused one is closed with 1011 shortly after
+/// `setupComplete` (users report under a second or two; the simulated server's default is
+/// 1.1 s after the connect), an admitted one runs for minutes. A refusal later than this
+/// still lowers the belief to the sessions open (see the close 1011 handling).
+pub const LIVE_ADMIT_GRACE: Nanos = 5 * SECOND;
 
 /// How many recent closes per unit flux remembers.
 const CLOSES_KEPT: usize = 64;
@@ -314,19 +319,19 @@ impl Flux {
         self.inner.set_limits(u, limits, now);
     }
 
-    /// REST probes out for [`ADMIT_GRACE`] without a 429: the server admitted them, so the
-    /// beliefs they exceeded grow now.
+    /// Probes out for [`ADMIT_GRACE`] ([`LIVE_ADMIT_GRACE`] for a session) without a refusal:
+    /// the server admitted them, so the beliefs they exceeded grow now.
     fn admit_probes(&mut self, now: Nanos) {
         let mut i = 0;
         while i < self.probes_out.len() {
-            let (due, request, unit) = self.probes_out[i];
+            let (due, request, unit, at) = self.probes_out[i];
             if due > now {
                 i += 1;
                 continue;
             }
             self.probes_out.swap_remove(i);
             // The same plan (a request refused, then planned again, has an entry of its own).
-            let same = |p: &Plan| p.unit == unit && p.at + ADMIT_GRACE == due;
+            let same = |p: &Plan| p.unit == unit && p.at == at;
             if let Some(p) = self.plans.get_mut(&request).filter(|p| same(p)) {
                 let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
                 if !probe.is_empty() {
@@ -433,9 +438,12 @@ impl Flux {
             let probe = self.inner.take_probe();
             if !probe.is_empty() {
                 self.probing[u] = true;
-                if !self.live[model] {
-                    self.probes_out.push((at + ADMIT_GRACE, ask.request, u));
-                }
+                let grace = if self.live[model] {
+                    LIVE_ADMIT_GRACE
+                } else {
+                    ADMIT_GRACE
+                };
+                self.probes_out.push((at + grace, ask.request, u, at));
             }
             let copies = self.fleet.weight() - 1;
             if copies > 0 {
@@ -1109,5 +1117,25 @@ mod tests {
         // Requests 0 and 1 leave the window at 60 s; the refused one still counts as a
         // request (a server may count refusals), so one slot of 2 is free then.
         assert_eq!(send(f.decide(t, &retry)), (0, MINUTE));
+    }
+
+    /// Issue 26 (Live told limits): a session beyond a told concurrency limit not closed
+    /// with 1011 within [`LIVE_ADMIT_GRACE`] was admitted: the belief grows then, not when the
+    /// session ends minutes later (`live-conversations` told -50%: 94.1% of exact_cooldown's
+    /// pace and a p99 wait of 4.7 min; `live-call-centre` told -50%: 65%).
+    #[test]
+    fn a_live_probe_not_refused_within_its_grace_was_admitted() {
+        let mut e = told(Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        });
+        e.live = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second session");
+        assert_eq!(f.decide(0, &ask(2, 1)), Decision::Later(LIVE_ADMIT_GRACE));
+        // Both sessions still open, no 1011: the second was admitted.
+        assert_eq!(send(f.decide(LIVE_ADMIT_GRACE, &ask(2, 1))), (0, LIVE_ADMIT_GRACE));
+        assert_eq!(f.inner.limits(0).concurrent, Some(2), "belief doubled");
     }
 }
