@@ -15,6 +15,13 @@
 //!   waits at most 60 s (86,400 s included); a 429 without details backs off exponentially with
 //!   full jitter, for that request only (capacity is no project's quota: rotating is pointless,
 //!   blocking budgets wrong);
+//! - **trusts its replica once a 429 named the limit**: a per-minute 429 the replica explains
+//!   (every violated limit known, it too refuses the request, no sooner than the delay, a
+//!   delay over a minute being a lie) blocks no project: the delay is that request's, smaller
+//!   ones go when the replica says; a refused send's tokens leave the replica's windows;
+//! - **takes a probe's silence for its admission**: no 429 within [`ADMIT_GRACE`] of a REST
+//!   probe, no 1011 within [`LIVE_ADMIT_GRACE`] of a Live one, and the belief grows then, not
+//!   when the answer or session ends;
 //! - widens its planning margin when per-minute 429s on limits it knows show its sends reaching
 //!   the server later than planned (a real network), so it needs no hand-set `margin`;
 //! - retries at once and decides itself when to send, so after a per-day 429 the request moves
