@@ -900,6 +900,15 @@ impl Ledger {
         self.refund_day(at, b, tokens);
     }
 
+    /// Takes back from the minute windows the `tokens` of a request recorded at `at` against
+    /// budget `b`, leaving the request itself counted: what a server counts of a request it
+    /// refused is at most the request (`count_rejected`), never its tokens.
+    pub fn refund_tokens(&mut self, at: Nanos, b: BudgetId, tokens: u64) {
+        let budget = &mut self.budgets[b.0 as usize];
+        let amounts = limited(minute_limits(&budget.limits), [0, tokens]);
+        budget.minute.take(at, amounts, &self.calendar);
+    }
+
     /// Takes back from the day's counts a request costing `tokens` recorded at `at` (a send the
     /// server refused, which it does not charge to the day), if that day is still the current
     /// one.

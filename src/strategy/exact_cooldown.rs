@@ -690,6 +690,21 @@ impl ExactCooldown {
         self.reindex(u, now);
     }
 
+    /// The cost of `ask` as the replica counts it (TPM).
+    pub(super) fn cost(&self, ask: &Ask) -> u64 {
+        self.env.tpm_cost(ask)
+    }
+
+    /// When unit `u`'s quota, as the replica now counts it (planned sends included, blocks
+    /// not), could first take a request costing `cost`, from `now` on; `None`: never.
+    pub(super) fn quota_ready(&mut self, u: usize, now: Nanos, cost: u64) -> Option<Nanos> {
+        match self.replica.check(now, self.units[u].budget, None, cost) {
+            Admission::Admitted => Some(now),
+            Admission::Rejected { retry_at, .. } => Some(retry_at),
+            Admission::Unservable { .. } => None,
+        }
+    }
+
     /// The dimensions the latest decision probed.
     pub(super) fn take_probe(&mut self) -> Dims {
         std::mem::replace(&mut self.last_probe, Dims::EMPTY)
@@ -710,7 +725,18 @@ impl ExactCooldown {
 
     /// Ends a send `flux` handled as a refusal (its own 429): the server charged none of its
     /// day, so the replica refunds it; what bounds the unit from now on is `flux`'s to set.
+    /// Its tokens leave the minute windows too: no server counts a refused request's tokens
+    /// (one that counts refusals, `server.count_rejected`, counts the request alone), and a
+    /// large request refused on every project would otherwise hold them all a minute.
     pub(super) fn refused(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos) {
+        let u = self.unit_of(key, model);
+        let held = self.reserved.get(&ask.request).copied().unwrap_or(Held {
+            at: sent,
+            cost: self.env.tpm_cost(ask),
+            on_reservation: false,
+        });
+        let budget = self.budget_of(u, held);
+        self.replica.refund_tokens(held.at, budget, held.cost);
         self.on_outcome(now, ask, key, model, sent, &Outcome::Unservable);
     }
 

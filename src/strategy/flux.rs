@@ -18,6 +18,13 @@
 //!   pointless and blocking budgets wrong): its sends of the last minute are held under the
 //!   room the model has shown, found AIMD-like with one probe at a time ([`PoolPace`]), and the
 //!   model's requests wait their turn instead of each backing off on its own;
+//! - **trusts its replica once a 429 named the limit**: a per-minute 429 the replica explains
+//!   (every violated limit known, it too refuses the request, no sooner than the delay, a
+//!   delay over a minute being a lie) blocks no project: the delay is that request's, smaller
+//!   ones go when the replica says; a refused send's tokens leave the replica's windows;
+//! - **takes a probe's silence for its admission**: no 429 within [`ADMIT_GRACE`] of a REST
+//!   probe, no 1011 within [`LIVE_ADMIT_GRACE`] of a Live one, and the belief grows then, not
+//!   when the answer or session ends;
 //! - widens its planning margin when per-minute 429s on limits it knows show its sends reaching
 //!   the server later than planned (a real network), so it needs no hand-set `margin`;
 //! - **learns calendar-minute windows** when it was not told how the server measures them (its
@@ -102,6 +109,9 @@ pub struct Flux {
     probing: Vec<bool>,
     /// Per model: the pacing of its room under 429s without details (REST models).
     pace: Vec<PoolPace>,
+    /// Probes sent: when their silence says the server admitted them (see [`ADMIT_GRACE`]),
+    /// the request, and the plan's unit and instant.
+    probes_out: Vec<(Nanos, u64, usize, Nanos)>,
     plans: FxHashMap<u64, Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
@@ -209,6 +219,18 @@ struct Held {
     sent: Nanos,
 }
 
+/// A REST send refused is told at once (a 429 comes back within a round trip), an admitted
+/// one only when its answer ends (seconds to minutes later): a probe not refused this long
+/// after its send was admitted, and its belief grows then, not at the answer's end (sends the
+/// probed limit held back waited for the whole answer, a project's day told too low stalled
+/// it a minute or more).
+pub const ADMIT_GRACE: Nanos = SECOND;
+/// The same for a Live session: a refused one is closed with 1011 shortly after
+/// `setupComplete` (users report under a second or two; the simulated server's default is
+/// 1.1 s after the connect), an admitted one runs for minutes. A refusal later than this
+/// still lowers the belief to the sessions open (see the close 1011 handling).
+pub const LIVE_ADMIT_GRACE: Nanos = 5 * SECOND;
+
 /// How many recent closes per unit flux remembers.
 const CLOSES_KEPT: usize = 64;
 /// The longest a closed session's slot is believed held.
@@ -261,6 +283,7 @@ impl Flux {
             epoch: vec![0; n],
             probing: vec![false; n],
             pace: vec![PoolPace::default(); models],
+            probes_out: Vec::new(),
             plans: FxHashMap::default(),
             live,
             session_hold: vec![0; n],
@@ -318,6 +341,34 @@ impl Flux {
             .max(MILLISECOND)
     }
 
+    /// Whether a per-minute 429 on unit `u` is explained by the replica as it now counts (every
+    /// violated limit known, a 429's `quotaValue` included): it too refuses `ask` now, and
+    /// admits it no sooner than the server's delay says (a delay of more than a minute on a
+    /// per-minute window is a lie, and says nothing). Then the unit is not blocked: the delay
+    /// is this request's, and smaller ones, or the same one after the window frees, are timed
+    /// exactly by the replica (blocking the unit for the delay, or a minute when the delay
+    /// lied, kept every request off it). When the server refuses what the replica would
+    /// admit, sends it cannot see (another client, the network) fill the window, and the
+    /// unit is blocked as before.
+    fn replica_explains(
+        &mut self,
+        now: Nanos,
+        ask: &Ask,
+        u: usize,
+        violated: Dims,
+        delay: Option<Nanos>,
+        known: bool,
+    ) -> bool {
+        if !known || violated.per_day() || !violated.per_minute() {
+            return false;
+        }
+        let cost = self.inner.cost(ask);
+        match self.inner.quota_ready(u, now, cost) {
+            Some(ready) if ready > now => delay.is_none_or(|d| d > MINUTE || ready >= now + d),
+            _ => false,
+        }
+    }
+
     /// A probe of `probe` on unit `u` succeeded: the told limits were too low; double the
     /// belief (a later 429 names the truth).
     fn grow(&mut self, u: usize, probe: Dims, now: Nanos) {
@@ -328,6 +379,30 @@ impl Flux {
             }
         }
         self.inner.set_limits(u, limits, now);
+    }
+
+    /// Probes out for [`ADMIT_GRACE`] ([`LIVE_ADMIT_GRACE`] for a session) without a refusal:
+    /// the server admitted them, so the beliefs they exceeded grow now.
+    fn admit_probes(&mut self, now: Nanos) {
+        let mut i = 0;
+        while i < self.probes_out.len() {
+            let (due, request, unit, at) = self.probes_out[i];
+            if due > now {
+                i += 1;
+                continue;
+            }
+            self.probes_out.swap_remove(i);
+            // The same plan (a request refused, then planned again, has an entry of its own).
+            let same = |p: &Plan| p.unit == unit && p.at == at;
+            if let Some(p) = self.plans.get_mut(&request).filter(|p| same(p)) {
+                let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
+                if !probe.is_empty() {
+                    self.probing[u] = false;
+                    self.grow(u, probe, now);
+                    self.refresh_probe(u, now);
+                }
+            }
+        }
     }
 
     /// Hands the planner the closed sessions whose believed hold is over.
@@ -525,6 +600,12 @@ impl Flux {
             let probe = self.inner.take_probe();
             if !probe.is_empty() {
                 self.probing[u] = true;
+                let grace = if self.live[model] {
+                    LIVE_ADMIT_GRACE
+                } else {
+                    ADMIT_GRACE
+                };
+                self.probes_out.push((at + grace, ask.request, u, at));
             }
             let copies = self.fleet.weight() - 1;
             if copies > 0 {
@@ -559,9 +640,13 @@ impl Strategy for Flux {
         self.release_held(now);
         self.release_shadows(now);
         self.raise_shares(now);
+        self.admit_probes(now);
         let d = self.decide_now(now, ask);
-        match (d, self.held.iter().map(|h| h.due).min()) {
-            // Slots it counts as taken free at known times: ask again then.
+        let held = self.held.iter().map(|h| h.due);
+        let admitted = self.probes_out.iter().map(|&(due, ..)| due);
+        match (d, held.chain(admitted).min()) {
+            // Slots it counts as taken free, or a probe's admission is known, at known times:
+            // ask again then.
             (Decision::Defer, Some(due)) => Decision::Later(due),
             _ => d,
         }
@@ -620,7 +705,9 @@ impl Strategy for Flux {
         self.release_held(now);
         self.release_shadows(now);
         self.raise_shares(now);
+        // This send's own outcome, not its silence, tells whether it was admitted.
         let plan = self.plans.remove(&ask.request);
+        self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
         if !probe.is_empty() {
@@ -743,7 +830,9 @@ impl Strategy for Flux {
                 if !(violated.is_empty() && quota == Limits::UNLIMITED) {
                     let known = violated.within(self.verified[u]);
                     let hold = self.hold(now, ask, violated, retry_delay, known);
-                    self.inner.block(u, now + hold, now);
+                    if !self.replica_explains(now, ask, u, violated, retry_delay, known) {
+                        self.inner.block(u, now + hold, now);
+                    }
                 }
             }
             Outcome::Ok if !probe.is_empty() => {
@@ -949,7 +1038,11 @@ mod tests {
             assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
         }
         assert_eq!(send(f.decide(0, &ask(4, 1))), (0, 0), "a fifth probes the told limit");
-        assert_eq!(f.decide(0, &ask(5, 1)), Decision::Defer, "a sixth awaits the probe");
+        assert_eq!(
+            f.decide(0, &ask(5, 1)),
+            Decision::Later(ADMIT_GRACE),
+            "a sixth awaits the probe's 429, or a second without one"
+        );
         // The server admitted two; the third gets a 429 naming the limit.
         let limit = Limits {
             rpm: Some(2),
@@ -976,7 +1069,11 @@ mod tests {
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
-        assert_eq!(f.decide(0, &ask(3, 1)), Decision::Defer, "one probe at a time");
+        assert_eq!(
+            f.decide(0, &ask(3, 1)),
+            Decision::Later(ADMIT_GRACE),
+            "one probe at a time"
+        );
         f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &Outcome::Ok);
         assert_eq!(f.inner.limits(0).rpm, Some(4), "belief doubled");
         assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
@@ -996,7 +1093,11 @@ mod tests {
         );
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second at once");
-        assert_eq!(f.decide(0, &ask(2, 1)), Decision::Defer, "one probe at a time");
+        assert_eq!(
+            f.decide(0, &ask(2, 1)),
+            Decision::Later(ADMIT_GRACE),
+            "one probe at a time"
+        );
         f.on_outcome(SECOND, &ask(1, 1), 0, 0, 0, &Outcome::Ok);
         assert_eq!(f.inner.limits(0).concurrent, Some(2), "belief doubled");
         assert_eq!(send(f.decide(SECOND, &ask(2, 1))), (0, SECOND));
@@ -1183,5 +1284,117 @@ mod tests {
         // A 429 on a send it holds no current plan for says nothing new about timing.
         f.on_outcome(t, &ask(9, 1), 0, 0, 0, &rl(&[Dimension::Rpm], SECOND, limits));
         assert_eq!(f.inner.margin(), 10 * MILLISECOND);
+    }
+
+    /// Issue 26 (told limits): a REST probe not refused within [`ADMIT_GRACE`] was admitted,
+    /// so the belief grows then, not when its answer ends; sends the probed limit held back go
+    /// at once (before: they waited for the whole answer, a minute or more on dubbing told
+    /// -50%, p99 wait 3.6 min against 1.6).
+    #[test]
+    fn a_probe_not_refused_within_a_second_was_admitted() {
+        let mut f = Flux::new(
+            told(Limits {
+                rpm: Some(2),
+                ..Limits::default()
+            }),
+            vec![],
+            0,
+        );
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
+        assert_eq!(f.decide(0, &ask(3, 1)), Decision::Later(ADMIT_GRACE));
+        // A second on, no 429: admitted. The belief doubles and the fourth goes now, with
+        // the probe's answer still streaming.
+        assert_eq!(send(f.decide(ADMIT_GRACE, &ask(3, 1))), (0, ADMIT_GRACE));
+        assert_eq!(f.inner.limits(0).rpm, Some(4), "belief doubled");
+        // Its answer ends later: the belief is not doubled twice for one probe.
+        f.on_outcome(30 * SECOND, &ask(2, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(f.inner.limits(0).rpm, Some(4));
+    }
+
+    /// Issue 26 (told limits): a per-minute 429 that names the limit, on a send the replica
+    /// now also refuses until no sooner than the 429's delay, blocks no project, and the
+    /// refused send's tokens leave the replica's window: a smaller request fits now and goes
+    /// now (before: its tokens stayed a minute and the project was blocked for the delay; on
+    /// free-tier-2026 told +50% one 240,000-token request, refused on each of 100 projects,
+    /// stopped them all for a minute).
+    #[test]
+    fn a_429_the_replica_explains_blocks_no_project_and_leaves_no_tokens() {
+        let told_tpm = Limits {
+            tpm: Some(300),
+            ..Limits::default()
+        };
+        let truth = Limits {
+            tpm: Some(200),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(told(told_tpm), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 100))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 150))), (0, 0), "fits the told 300");
+        // 250 > 200: the server refuses it until request 0 leaves its window.
+        f.on_outcome(0, &ask(1, 150), 0, 0, 0, &rl(&[Dimension::Tpm], MINUTE, truth));
+        assert_eq!(f.inner.limits(0).tpm, Some(200));
+        assert_eq!(send(f.decide(0, &ask(2, 100))), (0, 0), "100 + 100 fit 200 now");
+        let retry = Ask {
+            attempts: 1,
+            ..ask(1, 150)
+        };
+        assert_eq!(
+            send(f.decide(0, &retry)),
+            (0, MINUTE),
+            "the refused one when the window frees"
+        );
+    }
+
+    /// Issue 26 (`quirks` told wrong limits): a per-minute 429 whose RetryInfo lies (a day)
+    /// is timed by the replica once the 429 named the limit, not held a whole minute from
+    /// the 429 (p99 wait 36.3 s against exact_cooldown's 2.4 s).
+    #[test]
+    fn a_lying_per_minute_delay_is_timed_by_the_learned_limit() {
+        let mut f = Flux::new(
+            told(Limits {
+                rpm: Some(3),
+                ..Limits::default()
+            }),
+            vec![],
+            0,
+        );
+        let truth = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
+        let t = 30 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(2, 1))), (0, t));
+        f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], 86_400 * SECOND, truth));
+        let retry = Ask {
+            attempts: 1,
+            ..ask(2, 1)
+        };
+        // Requests 0 and 1 leave the window at 60 s; the refused one still counts as a
+        // request (a server may count refusals), so one slot of 2 is free then.
+        assert_eq!(send(f.decide(t, &retry)), (0, MINUTE));
+    }
+
+    /// Issue 26 (Live told limits): a session beyond a told concurrency limit not closed
+    /// with 1011 within [`LIVE_ADMIT_GRACE`] was admitted: the belief grows then, not when the
+    /// session ends minutes later (`live-conversations` told -50%: 94.1% of exact_cooldown's
+    /// pace and a p99 wait of 4.7 min; `live-call-centre` told -50%: 65%).
+    #[test]
+    fn a_live_probe_not_refused_within_its_grace_was_admitted() {
+        let mut e = told(Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        });
+        e.live = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second session");
+        assert_eq!(f.decide(0, &ask(2, 1)), Decision::Later(LIVE_ADMIT_GRACE));
+        // Both sessions still open, no 1011: the second was admitted.
+        assert_eq!(send(f.decide(LIVE_ADMIT_GRACE, &ask(2, 1))), (0, LIVE_ADMIT_GRACE));
+        assert_eq!(f.inner.limits(0).concurrent, Some(2), "belief doubled");
     }
 }
