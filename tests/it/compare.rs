@@ -10,12 +10,14 @@ use flux_sim::sim::compare::{compare, contenders};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 28] = [
+const QUICK: [&str; 31] = [
     "across-midnight",
     "dubbing",
     "fixed-windows",
+    "fixed-windows-untold",
     "fleet",
     "fleet-late-ledger",
+    "fleet-own-ledgers",
     "free-tier-2026",
     "free-tier-2026-12",
     "large",
@@ -37,6 +39,7 @@ const QUICK: [&str; 28] = [
     "tpd-heavy-tail",
     "uncharged-errors",
     "vertex-dsq",
+    "vertex-dsq-peak",
     "vertex-paygo-tiers",
     "vertex-pt",
 ];
