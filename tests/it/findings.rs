@@ -611,6 +611,10 @@ fn flux_learns_calendar_minutes_it_was_not_told() {
             "{name}: {:?} vs {:?}",
             f.wait_ms,
             rr.wait_ms
+        );
+    }
+}
+
 /// `fleet-own-ledgers.toml` (issue 26, item 9): pods that share keys but not a ledger learn of
 /// each other only from 429s. flux reads a 429 its own count cannot explain as peers using
 /// the budget and keeps a share of it: with 2, 4 and 8 pods, at most one quota 429 per ten
