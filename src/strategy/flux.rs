@@ -786,17 +786,18 @@ impl Strategy for Flux {
                 quota,
             } => {
                 let counted = self.inner.on_quota(ask.request);
-                // Not charged to the day (the planner refunds it); flux sets the blocks itself.
-                self.inner.refused(now, ask, key, model, sent);
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: peers it cannot see took the room (it keeps a share from now on),
                 // or its sends reach the server later than planned (network, timers): then it
                 // widens the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
-                let timing = violated.per_minute()
+                let planned = violated.per_minute()
                     && violated.within(self.verified[u])
-                    && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty())
-                    && !counted.is_some_and(|(at, cost)| self.others_took(now, u, at, cost, violated));
-                if timing {
+                    && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
+                let peers = planned && counted.is_some_and(|(at, cost)| self.others_took(now, u, at, cost, violated));
+                // Not charged to the day (the planner refunds it, its tokens too: after
+                // `others_took` read what it held); flux sets the blocks itself.
+                self.inner.refused(now, ask, key, model, sent);
+                if planned && !peers {
                     let m = (self.inner.margin() * 2).clamp(10 * MILLISECOND, 5 * SECOND);
                     self.inner.set_margin(m);
                 }
@@ -830,7 +831,9 @@ impl Strategy for Flux {
                 if !(violated.is_empty() && quota == Limits::UNLIMITED) {
                     let known = violated.within(self.verified[u]);
                     let hold = self.hold(now, ask, violated, retry_delay, known);
-                    if !self.replica_explains(now, ask, u, violated, retry_delay, known) {
+                    // Peers it cannot see took the room: its replica, which counts only its
+                    // own sends, cannot say when the server has room again.
+                    if peers || !self.replica_explains(now, ask, u, violated, retry_delay, known) {
                         self.inner.block(u, now + hold, now);
                     }
                 }
