@@ -1003,7 +1003,10 @@ async fn a_stalled_shared_ledger_is_bounded_by_the_deadline() {
     assert_eq!(live.generate().await.0, 200);
     let port = redis.port();
     let stall = std::thread::spawn(move || common::redis_cli(port, &["DEBUG", "SLEEP", "4"]));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Time for redis-cli to start and Redis to begin its sleep on a loaded machine (200 ms
+    // was not always enough under the whole suite); 3.3 s of the sleep remain, over twice
+    // the 1.5 s deadline.
+    tokio::time::sleep(Duration::from_millis(700)).await;
     let t = std::time::Instant::now();
     let (status, v) = live.generate().await;
     let took = t.elapsed();
