@@ -354,6 +354,10 @@ pub struct BoundPass<'a> {
     price_counts: Tally,
     latencies: Histogram<u64>,
     longest: Nanos,
+    /// Whether latencies can bound the run (a concurrency limit on every budget, or a closed
+    /// batch's workers and makespan): else none is recorded, and only the request's own
+    /// model's response time is drawn (for the simulation feeding the pass).
+    timed: bool,
     n: u128,
     at: Vec<Nanos>,
     arrived: Vec<u128>,
@@ -457,6 +461,7 @@ impl<'a> BoundPass<'a> {
             // clamps to its current top, 2 ns when empty, and the bound lost every latency.
             latencies: Histogram::<u64>::new_with_bounds(1, MAX_SPAN, 3).expect("valid bounds"),
             longest: 0,
+            timed: slots.is_some() || matches!(scenario.workload.arrivals, Arrivals::Closed { .. }),
             n: 0,
             arrived: Vec::with_capacity(at.len()),
             at: at.to_vec(),
@@ -512,12 +517,14 @@ impl<'a> BoundPass<'a> {
         self.n += 1;
         // The fastest this request can be served: its own model or any fallback.
         let own = scenario.service_time(r.model, r, self.seed);
-        let fastest = fallbacks
-            .iter()
-            .map(|&m| scenario.service_time(m, r, self.seed))
-            .fold(own, Nanos::min);
-        self.latencies.saturating_record(fastest);
-        self.longest = self.longest.max(fastest);
+        if self.timed {
+            let fastest = fallbacks
+                .iter()
+                .map(|&m| scenario.service_time(m, r, self.seed))
+                .fold(own, Nanos::min);
+            self.latencies.saturating_record(fastest);
+            self.longest = self.longest.max(fastest);
+        }
         if self.closed && self.n == WALK as u128 {
             self.done = true;
         }

@@ -171,6 +171,9 @@ impl Control {
     }
 }
 
+/// Events whose requests are prefetched ahead of the one handled ([`Book::prefetch`]).
+const PREFETCH: usize = 2;
+
 /// Events between two looks at a [`Control`].
 const CHECK_EVERY: u32 = 4096;
 
@@ -296,6 +299,10 @@ pub fn simulate_unbounded<'a>(
             continue;
         }
         let ev = sim.queue.pop().expect("checked");
+        // The next events' requests, fetched into the cache while this one is handled.
+        for next in sim.queue.following(PREFETCH) {
+            sim.book.prefetch((next.tag >> 2) as u32);
+        }
         let now = ev.time();
         if now > horizon {
             break;

@@ -145,6 +145,18 @@ impl EventQueue {
         self.ring[(self.cur & MASK) as usize].last()
     }
 
+    /// The events that follow the earliest in its bucket, soonest first (at most `n`; none
+    /// while there is no ring): what a driver may prefetch the data of while it handles the
+    /// earliest. Moves nothing.
+    #[inline]
+    pub fn following(&self, n: usize) -> impl Iterator<Item = &Event> {
+        let bucket: &[Event] = match self.ring.get((self.cur & MASK) as usize) {
+            Some(v) => v,
+            None => &[],
+        };
+        bucket.iter().rev().take(n)
+    }
+
     /// Takes the earliest event, if any.
     #[inline]
     pub fn pop(&mut self) -> Option<Event> {
