@@ -8,6 +8,7 @@
 //! decision, so the virtual-time engine and the real-time servers drive the same code.
 //! `tests/it/layers.rs` enforces this.
 
+pub mod cache;
 pub mod dist;
 pub mod ledger;
 pub mod live;

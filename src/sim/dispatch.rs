@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use crate::core::cache::prefetch;
 use crate::core::server::{ConcurrencyScope, Via};
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, Request};
@@ -40,21 +41,6 @@ impl Live {
             attempts: self.attempts,
         }
     }
-}
-
-/// A hint to bring the cache line of `p` in (x86-64: `prefetcht0`); no effect on results,
-/// and nothing on other targets.
-#[inline(always)]
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing the program sees and cannot fault; `p` is a valid
-    // reference anyway. The intrinsic needs `sse`, part of every x86-64 target.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((p as *const T).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// How a request ended.
