@@ -54,7 +54,8 @@
 //!   than a limit it was only told or guessed teaches it the limit instead: the sessions it
 //!   had open, at least one.)
 
-use std::collections::{BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
@@ -110,8 +111,9 @@ pub struct Flux {
     /// Per model: the pacing of its room under 429s without details (REST models).
     pace: Vec<PoolPace>,
     /// Probes sent: when their silence says the server admitted them (see [`ADMIT_GRACE`]),
-    /// the request, and the plan's unit and instant.
-    probes_out: Vec<(Nanos, u64, usize, Nanos)>,
+    /// the request, and the plan's unit and instant; soonest first (up to one per unit is out,
+    /// so a decision must not scan them).
+    probes_out: BinaryHeap<Reverse<(Nanos, u64, usize, Nanos)>>,
     plans: FxHashMap<u64, Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
@@ -283,7 +285,7 @@ impl Flux {
             epoch: vec![0; n],
             probing: vec![false; n],
             pace: vec![PoolPace::default(); models],
-            probes_out: Vec::new(),
+            probes_out: BinaryHeap::new(),
             plans: FxHashMap::default(),
             live,
             session_hold: vec![0; n],
@@ -384,14 +386,11 @@ impl Flux {
     /// Probes out for [`ADMIT_GRACE`] ([`LIVE_ADMIT_GRACE`] for a session) without a refusal:
     /// the server admitted them, so the beliefs they exceeded grow now.
     fn admit_probes(&mut self, now: Nanos) {
-        let mut i = 0;
-        while i < self.probes_out.len() {
-            let (due, request, unit, at) = self.probes_out[i];
+        while let Some(&Reverse((due, request, unit, at))) = self.probes_out.peek() {
             if due > now {
-                i += 1;
-                continue;
+                break;
             }
-            self.probes_out.swap_remove(i);
+            self.probes_out.pop();
             // The same plan (a request refused, then planned again, has an entry of its own).
             let same = |p: &Plan| p.unit == unit && p.at == at;
             if let Some(p) = self.plans.get_mut(&request).filter(|p| same(p)) {
@@ -605,7 +604,7 @@ impl Flux {
                 } else {
                     ADMIT_GRACE
                 };
-                self.probes_out.push((at + grace, ask.request, u, at));
+                self.probes_out.push(Reverse((at + grace, ask.request, u, at)));
             }
             let copies = self.fleet.weight() - 1;
             if copies > 0 {
@@ -642,13 +641,16 @@ impl Strategy for Flux {
         self.raise_shares(now);
         self.admit_probes(now);
         let d = self.decide_now(now, ask);
-        let held = self.held.iter().map(|h| h.due);
-        let admitted = self.probes_out.iter().map(|&(due, ..)| due);
-        match (d, held.chain(admitted).min()) {
+        if d != Decision::Defer {
+            return d;
+        }
+        let held = self.held.iter().map(|h| h.due).min();
+        let admitted = self.probes_out.peek().map(|&Reverse((due, ..))| due);
+        match held.into_iter().chain(admitted).min() {
             // Slots it counts as taken free, or a probe's admission is known, at known times:
             // ask again then.
-            (Decision::Defer, Some(due)) => Decision::Later(due),
-            _ => d,
+            Some(due) => Decision::Later(due),
+            None => d,
         }
     }
 
