@@ -46,19 +46,17 @@ const QUICK: [&str; 31] = [
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux waits
-/// where a rotator does not (spend-cap, free-tier-2026-12), pays to learn (live-call-centre,
-/// live-sessions, live-conversations and its 2026 version and live-reconnect told wrong
-/// limits, retired-ids, pods with ledgers of their own), is told limits per model where each
+/// where a rotator does not (spend-cap, free-tier-2026-12), pays to learn (live-conversations
+/// and live-reconnect told -50%, live-conversations-2026-12 told +50% or nothing, retired-ids,
+/// pods with ledgers of their own), is told limits per model where each
 /// project has its own (mixed-rpd's variants), or runs without its fallback
 /// (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 11] = [
+const CLAIM_FAILS: [&str; 9] = [
     "fleet-own-ledgers",
     "free-tier-2026-12",
-    "live-call-centre",
     "live-conversations-2026-12",
     "live-conversations",
     "live-reconnect",
-    "live-sessions",
     "mixed-rpd",
     "pro-tokens-per-day",
     "retired-ids",
