@@ -398,7 +398,10 @@ impl<C: Cum> Slide<C> {
     /// What the entries of the span ending at `at` hold (entries already forgotten left out).
     fn held_at(&self, at: Nanos, span: Nanos) -> [u64; 2] {
         let cum = |t: Nanos| self.cum_through(self.entries.partition_point(|&(e, _)| e <= t));
-        minus(cum(at), cum(at.saturating_sub(span)))
+        // A span that starts before time 0 holds every entry up to `at`, those at 0 included
+        // (`at - span` saturating to 0 left them out).
+        let start = at.checked_sub(span).map_or(self.base, cum);
+        minus(cum(at), start)
     }
 
     /// Whether the window can hold `amounts` more in entries of this width.
@@ -1211,6 +1214,27 @@ mod tests {
             rpm: Some(n),
             ..Limits::default()
         }
+    }
+
+    /// What a window held at an instant less than a minute after time 0 includes the entries
+    /// at 0 (before, the span's start saturated to 0 and left them out: a Live session
+    /// refused at the start of a run was read as the only one its minute held).
+    #[test]
+    fn what_a_window_held_early_includes_time_zero() {
+        let (mut l, b) = ledger(
+            WindowKind::Sliding,
+            Limits {
+                rpm: Some(10),
+                tpm: Some(1_000),
+                ..Limits::default()
+            },
+        );
+        l.insert(0, b, 300);
+        l.insert(0, b, 200);
+        l.insert(SECOND, b, 100);
+        assert_eq!(l.held_at(0, b), [2, 500]);
+        assert_eq!(l.held_at(SECOND, b), [3, 600]);
+        assert_eq!(l.held_at(MINUTE, b), [1, 100]);
     }
 
     fn tpm(n: u64) -> Limits {

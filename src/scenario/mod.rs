@@ -224,6 +224,8 @@ impl Scenario {
         );
         // The window kind the scenario states, as its limits (issue 26, item 6).
         env.window = self.server.ledger.window;
+        // And how it runs Live sessions.
+        env.live_rules = self.server.live;
         env
     }
 

@@ -182,6 +182,9 @@ pub struct ExactCooldown {
     /// A send that could go only later than this after `now` is not planned yet: the request
     /// is asked about again then (unbounded but in a fleet, whose room is seen late).
     horizon: Nanos,
+    /// Whether a Live model's units are preferred by the smallest share of their session
+    /// slots in use rather than of their day (`flux`: see [`ExactCooldown::spread_sessions`]).
+    spread: bool,
 }
 
 impl ExactCooldown {
@@ -255,6 +258,7 @@ impl ExactCooldown {
             reserved: FxHashMap::default(),
             weight: 1,
             horizon: Nanos::MAX,
+            spread: false,
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -366,6 +370,13 @@ impl ExactCooldown {
     /// plenty (by count, a project with a quarter of another's requests per day would be
     /// spent when the other has three quarters left, and its minute's capacity lost).
     fn preference(&self, u: usize, now: Nanos) -> Share {
+        if self.spread && self.env.live.get(u % self.env.models).copied().unwrap_or(false) {
+            let unit = &self.units[u];
+            return Share {
+                used: unit.inflight,
+                of: unit.concurrent.map_or(1, |(l, _)| l.max(1)),
+            };
+        }
         let b = self.units[u].budget;
         Share {
             used: self.replica.used_today(now, b),
@@ -590,6 +601,18 @@ impl ExactCooldown {
         self.units.len()
     }
 
+    /// Prefers, among a Live model's units, the one with the smallest share of its session
+    /// slots in use (the fewest sessions open where no limit is known): sessions spread over
+    /// the projects, so a concurrency limit told too high, or not told, is not met while
+    /// another project has a slot free (`live-conversations` told +50% or nothing filled one
+    /// project past its 3 slots and met 1011s where exact_cooldown's order met none).
+    pub(super) fn spread_sessions(&mut self, now: Nanos) {
+        self.spread = true;
+        for u in 0..self.units.len() {
+            self.reindex(u, now);
+        }
+    }
+
     /// Sends (sessions) unit `u` has in flight, as it counts them.
     pub(super) fn inflight(&self, u: usize) -> u64 {
         self.units[u].inflight
@@ -639,6 +662,11 @@ impl ExactCooldown {
                 self.reindex(u, now);
             }
         }
+    }
+
+    /// Unit `u`'s own ceilings on its per-minute windows, `[RPM, TPM]` (see `set_cap`).
+    pub(super) fn cap(&self, u: usize) -> [Option<u64>; 2] {
+        self.replica.cap(self.units[u].budget)
     }
 
     /// Caps unit `u`'s quota's per-minute windows, `[RPM, TPM]`, below its limits from now

@@ -32,6 +32,7 @@ pub use spec::{builtins_help, StrategySpec};
 pub use token_bucket::TokenBucket;
 
 use crate::core::ledger::{Dims, Limits, WindowKind};
+use crate::core::live::LiveRules;
 use crate::core::server::{ConcurrencyScope, Model, Provisioned, TpmCounts};
 use crate::core::time::{Calendar, Nanos};
 use crate::core::topology::Topology;
@@ -282,6 +283,14 @@ pub struct Env {
     /// scenario (`server.window`, sliding unless it says otherwise). Sliding is safe under
     /// the others, but waits needlessly under fixed minutes or buckets.
     pub window: WindowKind,
+    /// How the server runs Live sessions, as the strategy takes it from the scenario
+    /// (`[server.live]`: whether a turn the client left keeps its slot, how long a closed
+    /// session's slot stays taken, the audio rate); the documented defaults elsewhere. Like
+    /// the window kind, trusted only with the true limits.
+    pub live_rules: LiveRules,
+    /// Per model: its time to first token, what a Live client sees of its own turns (when
+    /// their audio starts playing).
+    pub ttft: Vec<Nanos>,
 }
 
 impl Env {
@@ -317,6 +326,8 @@ impl Env {
             key_valid: topology.keys.iter().map(|k| k.valid).collect(),
             reserved: models.iter().map(|m| m.provisioned).collect(),
             window: WindowKind::Sliding,
+            live_rules: LiveRules::default(),
+            ttft: models.iter().map(|m| m.latency.ttft).collect(),
         }
     }
 
@@ -404,6 +415,8 @@ pub(crate) mod tests {
             key_valid: vec![true; key_project.len()],
             reserved: vec![None],
             window: crate::core::ledger::WindowKind::Sliding,
+            live_rules: crate::core::live::LiveRules::default(),
+            ttft: vec![0],
         }
     }
 }

@@ -46,19 +46,17 @@ const QUICK: [&str; 31] = [
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux waits
-/// where a rotator does not (spend-cap, free-tier-2026-12), pays to learn (live-call-centre,
-/// live-sessions, live-conversations and its 2026 version and live-reconnect told wrong
-/// limits, retired-ids, pods with ledgers of their own), is told limits per model where each
+/// where a rotator does not (spend-cap, free-tier-2026-12), pays to learn (live-conversations
+/// and live-reconnect told -50%, live-conversations-2026-12 told +50% or nothing, retired-ids,
+/// pods with ledgers of their own), is told limits per model where each
 /// project has its own (mixed-rpd's variants), or runs without its fallback
 /// (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 11] = [
+const CLAIM_FAILS: [&str; 9] = [
     "fleet-own-ledgers",
     "free-tier-2026-12",
-    "live-call-centre",
     "live-conversations-2026-12",
     "live-conversations",
     "live-reconnect",
-    "live-sessions",
     "mixed-rpd",
     "pro-tokens-per-day",
     "retired-ids",
@@ -158,16 +156,17 @@ fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
 }
 
 /// Issue 26, item 11: the claim is judged by pace and wait as well as completions. On
-/// live-conversations-2026-12 flux told limits 50% too low completes all 150 sessions but at
-/// 28.5% of the pace, waiting 16.5 min at p99 where exact_cooldown waits 3: counting only
-/// completions, the claim would mark it ✓.
+/// live-conversations-2026-12 flux told limits 50% too high completes all 150 sessions but at
+/// 91% of the pace (it was 41% before flux read a 1011 as the token limit it was told; told
+/// 50% too low, the example here before, it now keeps the pace): counting only completions,
+/// the claim would mark it ✓.
 #[test]
 fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
     let s = Scenario::load(Path::new("scenarios/live-conversations-2026-12.toml")).unwrap();
     let (_, claim) = compare(&s, s.seed, 2);
-    let low = claim.flux.iter().find(|v| v.name == "flux, limits -50%").unwrap();
+    let low = claim.flux.iter().find(|v| v.name == "flux, limits +50%").unwrap();
     assert_eq!((low.completed, claim.best_completed), (150, 150));
-    assert!(low.pace < 0.5 * claim.best_pace, "{low:?} {claim:?}");
+    assert!(low.pace < 0.95 * claim.best_pace, "{low:?} {claim:?}");
     assert!(!low.holds, "{low:?}");
     let flux = &claim.flux[0];
     assert_eq!(flux.name, "flux");
