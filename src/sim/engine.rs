@@ -447,6 +447,7 @@ impl Sim<'_, '_> {
             violated: Dims::EMPTY,
             retry_delay: None,
             quota: crate::core::ledger::Limits::UNLIMITED,
+            quota_model: None,
         };
         self.strategy
             .on_outcome(now, &l.ask(), l.key as usize, l.model as usize, l.sent, &outcome);
@@ -614,6 +615,7 @@ impl Dispatch for Sim<'_, '_> {
                 violated,
                 retry_delay,
                 quota,
+                quota_model,
             } => {
                 self.rec.rate_limited(violated);
                 if let Some(tl) = self.timeline.as_mut() {
@@ -624,6 +626,7 @@ impl Dispatch for Sim<'_, '_> {
                     violated,
                     retry_delay: Some(retry_delay),
                     quota,
+                    quota_model: Some(quota_model),
                 }
             }
             Response::Unservable { violated } => {
@@ -659,6 +662,7 @@ impl Dispatch for Sim<'_, '_> {
                     violated: Dims::EMPTY,
                     retry_delay: None,
                     quota: crate::core::ledger::Limits::UNLIMITED,
+                    quota_model: None,
                 }
             }
             Response::Capacity => {
@@ -671,6 +675,7 @@ impl Dispatch for Sim<'_, '_> {
                     violated: Dims::EMPTY,
                     retry_delay: None,
                     quota: crate::core::ledger::Limits::UNLIMITED,
+                    quota_model: None,
                 }
             }
             r => {

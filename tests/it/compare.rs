@@ -175,6 +175,65 @@ fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
     assert_eq!(flux.wait_against.as_ref().map(|w| w.0.as_str()), Some("exact_cooldown"));
 }
 
+/// Issue 26: flux's wait is judged against a strategy that served the user as well. On
+/// free-tier-2026-12 round robin completes as much (80) with a p99 wait of 17.8 s only by
+/// failing the other 1,720 requests after quick retries (its wait p99 keeps only the lucky
+/// sends); on spend-cap fixed_interval completes all 2,000 with a p99 of 1.9 min at 45% of
+/// flux's pace (the batch takes 4.2 h instead of 1.9 h). Neither is the comparison: the
+/// quickest strategy that completed as much, failed no more and kept 99% of flux's pace is.
+#[test]
+fn the_wait_is_judged_against_a_strategy_that_failed_no_more_at_the_same_pace() {
+    for (name, not, against) in [
+        ("free-tier-2026-12", "round_robin", "exact_cooldown"),
+        ("spend-cap", "fixed_interval", "exact_cooldown"),
+    ] {
+        let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+        let (out, claim) = compare(&s, s.seed, 2);
+        let row = |n: &str| out.results.iter().find(|r| r.strategy == n).unwrap().clone();
+        let (flux, quick) = (row("flux"), row(not));
+        assert!(quick.completed >= flux.completed, "{quick:?}");
+        assert!(
+            quick.failed > flux.failed || quick.throughput_per_min < 0.99 * flux.throughput_per_min,
+            "{name}: {quick:?}"
+        );
+        let v = &claim.flux[0];
+        assert_eq!(
+            v.wait_against.as_ref().map(|w| w.0.as_str()),
+            Some(against),
+            "{name}: {v:?}"
+        );
+    }
+}
+
+/// Issue 26: flux "told limits 50% off" believes each project's own limits 50% off. On
+/// mixed-rpd the four projects have quota overrides of 200, 400, 800 and 1,600 requests a
+/// day; told the model's default (10,000) ± 50% instead, flux believed 5,000–15,000 on every
+/// project, a 7,400% error on the smallest, and no client could tell the projects apart
+/// before each one's day ran out (93.2% of exact_cooldown's completions).
+#[test]
+fn flux_told_limits_50_percent_off_believes_each_projects_own_limits_50_percent_off() {
+    let s = Scenario::load(Path::new("scenarios/mixed-rpd.toml")).unwrap();
+    let specs = contenders(&s);
+    let rpd = |name: &str| {
+        let spec = specs.iter().find(|c| c.name == name).unwrap();
+        let env = s.strategy_env(spec, s.seed);
+        assert!(
+            env.believed.iter().all(|&b| b == (name != "flux")),
+            "{name}: told, not known"
+        );
+        (0..env.projects)
+            .map(|p| env.limits[p * env.models].rpd)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rpd("flux"), [Some(200), Some(400), Some(800), Some(1_600)]);
+    assert_eq!(
+        rpd("flux, limits +50%"),
+        [Some(300), Some(600), Some(1_200), Some(2_400)]
+    );
+    assert_eq!(rpd("flux, limits -50%"), [Some(100), Some(200), Some(400), Some(800)]);
+    assert_eq!(rpd("flux, no limits"), [None; 4]);
+}
+
 /// Issue 27, item 6: `compare`'s table names each strategy's retry, its unservable and pending
 /// requests; on a Live scenario it runs only the tools that can open a Live session
 /// (gemini-flux, the cookbook's token bucket and gemini-balance cannot), elsewhere every kind.
