@@ -46,14 +46,12 @@ const QUICK: [&str; 31] = [
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux waits
-/// where a rotator does not (spend-cap, free-tier-2026-12), pays to learn (live-call-centre,
-/// live-sessions, live-conversations and its 2026 version and live-reconnect told wrong
-/// limits, retired-ids, pods with ledgers of their own), is told limits per model where each
-/// project has its own (mixed-rpd's variants), or runs without its fallback
+/// pays to learn (live-call-centre, live-sessions, live-conversations and its 2026 version and
+/// live-reconnect told wrong limits, retired-ids, pods with ledgers of their own), is told no
+/// limits where each project has its own (mixed-rpd), or runs without its fallback
 /// (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 11] = [
+const CLAIM_FAILS: [&str; 9] = [
     "fleet-own-ledgers",
-    "free-tier-2026-12",
     "live-call-centre",
     "live-conversations-2026-12",
     "live-conversations",
@@ -62,7 +60,6 @@ const CLAIM_FAILS: [&str; 11] = [
     "mixed-rpd",
     "pro-tokens-per-day",
     "retired-ids",
-    "spend-cap",
 ];
 
 /// Within each group of rows judged against the same bound (`chain[i]`: row i's fallback
@@ -180,7 +177,8 @@ fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
 /// failing the other 1,720 requests after quick retries (its wait p99 keeps only the lucky
 /// sends); on spend-cap fixed_interval completes all 2,000 with a p99 of 1.9 min at 45% of
 /// flux's pace (the batch takes 4.2 h instead of 1.9 h). Neither is the comparison: the
-/// quickest strategy that completed as much, failed no more and kept 99% of flux's pace is.
+/// quickest strategy that completed as much, failed no more and kept 99% of the fastest other's
+/// pace is.
 #[test]
 fn the_wait_is_judged_against_a_strategy_that_failed_no_more_at_the_same_pace() {
     for (name, not, against) in [
@@ -193,7 +191,7 @@ fn the_wait_is_judged_against_a_strategy_that_failed_no_more_at_the_same_pace() 
         let (flux, quick) = (row("flux"), row(not));
         assert!(quick.completed >= flux.completed, "{quick:?}");
         assert!(
-            quick.failed > flux.failed || quick.throughput_per_min < 0.99 * flux.throughput_per_min,
+            quick.failed > flux.failed || quick.throughput_per_min < 0.99 * claim.best_pace,
             "{name}: {quick:?}"
         );
         let v = &claim.flux[0];
@@ -232,6 +230,25 @@ fn flux_told_limits_50_percent_off_believes_each_projects_own_limits_50_percent_
     );
     assert_eq!(rpd("flux, limits -50%"), [Some(100), Some(200), Some(400), Some(800)]);
     assert_eq!(rpd("flux, no limits"), [None; 4]);
+}
+
+/// Issue 26: a retired model id re-routed to another model draws on that model's quota, which
+/// no client was told; the 429 names the quota's model, and flux then plans the id's sends on
+/// that model's budgets. On rerouted-paid (written after the fix, not tuned on) flux told the
+/// true limits met 54 quota 429s before, 1 now (the one that names the shared quota); on
+/// retired-ids 38 before, 6 now.
+#[test]
+fn flux_learns_a_re_routed_ids_shared_quota_from_the_429_that_names_it() {
+    for (name, most) in [("rerouted-paid", 1), ("retired-ids", 6)] {
+        let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+        let (_, claim) = compare(&s, s.seed, 2);
+        let flux = &claim.flux[0];
+        assert_eq!(flux.completed, claim.best_completed, "{name}: {flux:?}");
+        assert!(flux.quota_429s <= most, "{name}: {flux:?}");
+        for v in &claim.flux[1..] {
+            assert!(v.quota_429s <= 16, "{name}: {v:?}");
+        }
+    }
 }
 
 /// Issue 27, item 6: `compare`'s table names each strategy's retry, its unservable and pending
