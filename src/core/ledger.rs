@@ -188,6 +188,20 @@ impl Limits {
         }
     }
 
+    /// Every limit scaled by `n / d` (rounded down), as a strategy told limits that far off
+    /// believes them: a limit of 0 stays 0 (not available is not a number to get wrong),
+    /// others stay at least 1.
+    pub fn scaled(&self, n: u64, d: u64) -> Limits {
+        let s = |v: Option<u64>| v.map(|v| (v.saturating_mul(n) / d.max(1)).max(v.min(1)));
+        Limits {
+            rpm: s(self.rpm),
+            tpm: s(self.tpm),
+            rpd: s(self.rpd),
+            tpd: s(self.tpd),
+            concurrent: s(self.concurrent),
+        }
+    }
+
     /// Sets the limit of one dimension.
     pub fn set(&mut self, d: Dimension, v: Option<u64>) {
         match d {
@@ -618,6 +632,24 @@ impl Window {
                     now + (need - cap).div_ceil(limit as u128) as Nanos
                 }
             }
+        }
+    }
+
+    /// What the window holds, as `(instant, amounts)` in time order (a fixed window: its
+    /// minute's start and what it took; a bucket's debt has no instants: nothing).
+    fn contents(&self) -> Vec<(Nanos, [u64; 2])> {
+        fn of<C: Cum>(s: &Slide<C>) -> Vec<(Nanos, [u64; 2])> {
+            (0..s.entries.len())
+                .map(|k| (s.entries[k].0, minus(s.cum_through(k + 1), s.cum_through(k))))
+                .collect()
+        }
+        match self {
+            Window::Sliding(s) => of(s),
+            Window::Wide(s) => of(s),
+            Window::Fixed { minute, used } if *minute != i128::MIN && *used != [0; 2] => {
+                vec![((*minute).max(0) as Nanos, *used)]
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -1168,6 +1200,40 @@ impl Ledger {
     /// The most slots pool `p` ever had in use at once.
     pub fn pool_peak(&self, p: PoolId) -> u64 {
         self.pool_peaks[p.0 as usize]
+    }
+
+    /// Budget `into` takes over what budget `from` counts (its per-minute entries, from their
+    /// instants, and its day's requests and tokens), as a client replica does when it learns
+    /// that two budgets it kept apart are one on the server (a re-routed model id drawing on
+    /// its target's quota). `from` keeps its counts; its owner should plan on `into` from now on.
+    pub fn absorb(&mut self, from: BudgetId, into: BudgetId) {
+        if from == into {
+            return;
+        }
+        let (entries, daily) = {
+            let f = &self.budgets[from.0 as usize];
+            (f.minute.contents(), f.daily.clone())
+        };
+        let cal = &self.calendar;
+        let b = &mut self.budgets[into.0 as usize];
+        let per_minute = minute_limits(&b.limits);
+        for (at, amounts) in entries {
+            let amounts = limited(per_minute, amounts);
+            if amounts != [0; 2] {
+                b.minute.insert(at, amounts, cal);
+            }
+        }
+        if daily.day_end > b.daily.day_end {
+            b.daily = Daily {
+                day_end: daily.day_end,
+                used: 0,
+                tokens: 0,
+            };
+        }
+        if daily.day_end == b.daily.day_end {
+            b.daily.used += if b.limits.rpd.is_some() { daily.used } else { 0 };
+            b.daily.tokens += if b.limits.tpd.is_some() { daily.tokens } else { 0 };
+        }
     }
 
     /// Entries held in memory (for tests of boundedness).

@@ -245,6 +245,9 @@ pub enum Response {
         retry_delay: Nanos,
         /// The violated dimensions' limits, as QuotaFailure states them.
         quota: Limits,
+        /// The model whose quota it is (QuotaFailure's `quotaDimensions.model`): a re-routed
+        /// id's calls may draw on its target's.
+        quota_model: usize,
     },
     /// 429 that no retry can cure (limit 0, or more tokens than TPM); no RetryInfo.
     Unservable {
@@ -529,6 +532,7 @@ impl Server {
                         self.calendar.next_minute(now) - now,
                     ),
                     quota,
+                    quota_model: model,
                 }
             }
             Verdict::Unservable { violated } => {
@@ -539,6 +543,7 @@ impl Server {
                         violated,
                         retry_delay,
                         quota,
+                        quota_model: model,
                     },
                     _ => Response::Unservable { violated },
                 };
@@ -986,6 +991,7 @@ mod tests {
                 violated,
                 retry_delay,
                 quota,
+                ..
             } => {
                 assert_eq!(violated.names(), ["tpm"]);
                 assert_eq!(retry_delay, 58 * SECOND);

@@ -389,9 +389,11 @@ impl Driver<'_, '_> {
                 violated,
                 retry_delay,
                 quota,
+                quota_model,
             } => Outcome::RateLimited {
                 violated,
                 quota,
+                quota_model,
                 retry_delay: retry_delay.map(|d| d.saturating_mul(self.opts.time_scale)),
             },
             o => o,

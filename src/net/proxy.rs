@@ -963,6 +963,7 @@ async fn schedule(
                         violated,
                         retry_delay: Some(retry_at - now),
                         quota: limits.only(violated),
+                        quota_model: None,
                     });
                     continue;
                 }

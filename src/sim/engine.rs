@@ -454,6 +454,7 @@ impl Sim<'_, '_> {
             violated: Dims::EMPTY,
             retry_delay: None,
             quota: crate::core::ledger::Limits::UNLIMITED,
+            quota_model: None,
         };
         self.strategy
             .on_outcome(now, &l.ask(), l.key as usize, l.model as usize, l.sent, &outcome);
@@ -621,6 +622,7 @@ impl Dispatch for Sim<'_, '_> {
                 violated,
                 retry_delay,
                 quota,
+                quota_model,
             } => {
                 self.rec.rate_limited(violated);
                 if let Some(tl) = self.timeline.as_mut() {
@@ -631,6 +633,7 @@ impl Dispatch for Sim<'_, '_> {
                     violated,
                     retry_delay: Some(retry_delay),
                     quota,
+                    quota_model: Some(quota_model),
                 }
             }
             Response::Unservable { violated } => {
@@ -666,6 +669,7 @@ impl Dispatch for Sim<'_, '_> {
                     violated: Dims::EMPTY,
                     retry_delay: None,
                     quota: crate::core::ledger::Limits::UNLIMITED,
+                    quota_model: None,
                 }
             }
             Response::Capacity => {
@@ -678,6 +682,7 @@ impl Dispatch for Sim<'_, '_> {
                     violated: Dims::EMPTY,
                     retry_delay: None,
                     quota: crate::core::ledger::Limits::UNLIMITED,
+                    quota_model: None,
                 }
             }
             r => {

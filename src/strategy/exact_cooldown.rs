@@ -585,6 +585,30 @@ impl ExactCooldown {
         self.key_owner[key] * self.env.models + model
     }
 
+    /// Model `m`'s calls draw on model `q`'s quotas (a 429 for `m` named `q`'s: a re-routed
+    /// id): each project's unit of `m` plans on the budget of its unit of `q` from now on,
+    /// which takes over what `m`'s counted. Says whether anything changed.
+    pub(super) fn share_quota(&mut self, m: usize, q: usize, now: Nanos) -> bool {
+        let models = self.env.models;
+        if m >= models || q >= models || m == q {
+            return false;
+        }
+        let mut changed = false;
+        for owner in 0..self.owner_keys.len() {
+            let (um, uq) = (owner * models + m, owner * models + q);
+            let (from, into) = (self.units[um].budget, self.units[uq].budget);
+            if from == into {
+                continue;
+            }
+            self.replica.absorb(from, into);
+            self.units[um].budget = into;
+            self.reindex(um, now);
+            self.reindex(uq, now);
+            changed = true;
+        }
+        changed
+    }
+
     /// The replica's margin (see [`Ledger::with_margin`]).
     pub(super) fn margin(&self) -> Nanos {
         self.replica.margin()

@@ -935,13 +935,20 @@ impl Strategy for Flux {
                 violated,
                 retry_delay,
                 quota,
+                quota_model,
             } => {
+                // A 429 naming another model's quota: this model's calls draw on it (a
+                // re-routed id), which it was not told. Its units plan on that model's budgets
+                // from now on, which take over what they counted: the 429 is explained, not
+                // peers' sends it cannot see (issue 26).
+                let rerouted = quota_model.is_some_and(|q| self.inner.share_quota(model, q, now));
                 let counted = self.inner.on_quota(ask.request);
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: peers it cannot see took the room (it keeps a share from now on),
                 // or its sends reach the server later than planned (network, timers): then it
                 // widens the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
-                let planned = violated.per_minute()
+                let planned = !rerouted
+                    && violated.per_minute()
                     && violated.within(self.verified[u])
                     && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
                 let peers = planned && counted.is_some_and(|(at, cost)| self.others_took(now, u, at, cost, violated));
@@ -1031,6 +1038,7 @@ mod tests {
             violated: Dims::EMPTY,
             retry_delay: None,
             quota: Limits::UNLIMITED,
+            quota_model: None,
         };
         // A session 0-10 s, closed; the next sent at 10 s is refused: the slot is still held.
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
@@ -1076,6 +1084,7 @@ mod tests {
             violated: Dims::EMPTY,
             retry_delay: None,
             quota: Limits::UNLIMITED,
+            quota_model: None,
         };
         // Three sessions, sent at 0, 1, 2 s, closed at 10, 20, 30 s.
         for r in 0..3 {
@@ -1375,6 +1384,56 @@ mod tests {
     /// (before, it planned the scenario's kind: sliding here, so after the 429 it waited for the
     /// sends at 50 s to leave a sliding window, until 110 s). A 429 retried off the minute
     /// leaves it sliding.
+    /// Issue 26: a retired model id re-routed to another model draws on that model's quota,
+    /// which flux was not told. The 429 names the quota's model: flux then plans the id's
+    /// sends on that model's budgets, which take over what the id's counted (before, it kept
+    /// two budgets, read the 429 as peers' sends it could not see, and the target model,
+    /// believing a request left today, met a per-day 429 of its own).
+    #[test]
+    fn a_429_naming_another_models_quota_merges_the_budgets() {
+        let limits = Limits {
+            rpd: Some(2),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(limits));
+        e.models = 2;
+        e.limits = vec![limits; 2];
+        e.scopes = vec![e.scopes[0]; 2];
+        e.believed = vec![false; 2];
+        e.live = vec![false; 2];
+        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        e.reserved = vec![None; 2];
+        let mut f = Flux::new(e, vec![], 0);
+        let on = |request: u64, model: usize| Ask {
+            model,
+            ..ask(request, 10)
+        };
+        // One call under each id, both admitted: on the server, both on the target's day.
+        for (r, m) in [(0, 1), (1, 0)] {
+            assert_eq!(send(f.decide(r * SECOND, &on(r, m))), (0, r * SECOND));
+            f.on_outcome(r * SECOND + 1, &on(r, m), 0, m, r * SECOND, &Outcome::Ok);
+        }
+        // The old id believes a request left today: the 429 names the target's quota.
+        let t = 2 * SECOND;
+        assert_eq!(send(f.decide(t, &on(2, 0))), (0, t));
+        let day = Outcome::RateLimited {
+            violated: [Dimension::Rpd].into_iter().collect(),
+            retry_delay: Some(3_600 * SECOND),
+            quota: limits.only([Dimension::Rpd].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(2, 0), 0, 0, t, &day);
+        // The target's day is spent too: no send before tomorrow, on either id.
+        let tomorrow = f.calendar.next_day_start(t);
+        for (r, m) in [(3, 1), (4, 0)] {
+            match f.decide(t, &on(r, m)) {
+                Decision::Send { at, .. } => assert!(at >= tomorrow, "model {m}: {at} < {tomorrow}"),
+                Decision::Later(at) => assert!(at >= tomorrow, "model {m}: {at} < {tomorrow}"),
+                d => panic!("model {m}: {d:?}"),
+            }
+        }
+    }
+
     #[test]
     fn learns_calendar_minutes_from_a_429_retried_on_the_minute() {
         let limits = Limits {
@@ -1528,6 +1587,7 @@ mod tests {
             violated: Dims::EMPTY,
             retry_delay: None,
             quota: Limits::UNLIMITED,
+            quota_model: None,
         };
         // Two admitted at 0 s; the third meets a 429 without details: two fit a minute.
         for r in 0..3 {

@@ -295,6 +295,7 @@ mod tests {
         violated: Dims::EMPTY,
         retry_delay: Some(SECOND),
         quota: Limits::UNLIMITED,
+        quota_model: None,
     };
 
     /// Two keys, three models (pro, flash, lite) with RPD 2 each and TPM 100.

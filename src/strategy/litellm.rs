@@ -424,6 +424,7 @@ mod tests {
         violated: Dims::EMPTY,
         retry_delay: Some(30 * SECOND),
         quota: Limits::UNLIMITED,
+        quota_model: None,
     };
 
     #[test]

@@ -107,6 +107,7 @@ mod tests {
             violated: crate::core::ledger::Dims::EMPTY,
             retry_delay: None,
             quota: crate::core::ledger::Limits::UNLIMITED,
+            quota_model: None,
         };
         let mut one = (RECONNECT_KIND.build)(
             e.clone(),
@@ -133,6 +134,7 @@ mod tests {
             violated: crate::core::ledger::Dims::EMPTY,
             retry_delay: None,
             quota: crate::core::ledger::Limits::UNLIMITED,
+            quota_model: None,
         };
         let d = |n| RECONNECT.next_delay(n, &closed, 0.5).expect("retried");
         assert_eq!(d(1), SECOND + SECOND / 2);

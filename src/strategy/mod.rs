@@ -95,6 +95,10 @@ pub enum Outcome {
         /// The limits the 429 states (QuotaFailure's `quotaValue`) for the violated
         /// dimensions; `None` where it states none.
         quota: Limits,
+        /// The model whose quota it names (QuotaFailure's `quotaDimensions.model`), when it
+        /// names one the client knows: a re-routed id's calls may draw on another model's
+        /// quota, which the client was not told it shares.
+        quota_model: Option<usize>,
     },
     /// 429 that can never succeed.
     Unservable,
@@ -295,7 +299,8 @@ pub struct Env {
 
 impl Env {
     /// What `spec` may know of a server with `models` and `topology`: the true limits unless
-    /// `known_limits` overrides a model; `seed` is the run's.
+    /// `known_limits` overrides a model, or `told_scale` scales every project's; `seed` is the
+    /// run's.
     pub fn new(
         spec: &StrategySpec,
         models: &[Model],
@@ -308,7 +313,8 @@ impl Env {
         let mut limits = Vec::new();
         for p in &topology.projects {
             for m in 0..n {
-                limits.push(spec.known_limits[m].unwrap_or(p.limits[m]));
+                let told = spec.told_scale.map(|(n, d)| p.limits[m].scaled(n, d));
+                limits.push(spec.known_limits[m].or(told).unwrap_or(p.limits[m]));
             }
         }
         Env {
@@ -319,7 +325,11 @@ impl Env {
             scopes: models.iter().map(|m| m.concurrency_scope).collect(),
             calendar: calendar.clone(),
             tpm_counts,
-            believed: spec.known_limits.iter().map(Option::is_some).collect(),
+            believed: spec
+                .known_limits
+                .iter()
+                .map(|k| k.is_some() || spec.told_scale.is_some())
+                .collect(),
             seed,
             live: models.iter().map(|m| m.live).collect(),
             model_names: models.iter().map(|m| m.name.clone()).collect(),
@@ -391,6 +401,7 @@ pub(crate) mod tests {
             violated: violated.iter().copied().collect(),
             retry_delay: Some(delay),
             quota,
+            quota_model: None,
         }
     }
 

@@ -216,6 +216,7 @@ impl RetryPolicy {
             violated,
             retry_delay: None,
             quota: Limits::UNLIMITED,
+            quota_model: None,
         };
         self.delay_after(seed, request, attempts, &as_429)
     }
@@ -231,6 +232,7 @@ mod tests {
         violated: Dims::EMPTY,
         retry_delay: Some(38_909_233_000),
         quota: crate::core::ledger::Limits::UNLIMITED,
+        quota_model: None,
     };
 
     #[test]
@@ -319,6 +321,7 @@ mod tests {
             violated: Dims::EMPTY,
             retry_delay: Some(0),
             quota: crate::core::ledger::Limits::UNLIMITED,
+            quota_model: None,
         };
         assert_eq!(
             p.next_delay(2, &zero, 0.5),

@@ -20,6 +20,10 @@ pub struct StrategySpec {
     pub fallback: Vec<usize>,
     /// Limits the strategy believes, per model (`None`: the true per-project ones).
     pub known_limits: Vec<Option<Limits>>,
+    /// `compare`'s variants told wrong limits: the strategy believes every project's true
+    /// limits scaled by `n / d` (each project its own, as a quota dump 50% off would say);
+    /// a model's `known_limits` still overrides. `None`: no scaling.
+    pub told_scale: Option<(u64, u64)>,
 }
 
 /// Every built-in strategy: its name, what it does, and its defaults (parameters and retry
@@ -66,6 +70,7 @@ impl StrategySpec {
             kind,
             fallback: Vec::new(),
             known_limits: vec![None; models],
+            told_scale: None,
         })
     }
 }

@@ -191,6 +191,7 @@ mod tests {
             violated: Dims::EMPTY,
             retry_delay: Some(SECOND),
             quota: Limits::default(),
+            quota_model: None,
         };
         s.on_outcome(2 * SECOND, &ask(1), 0, 0, 0, &rl);
         assert_eq!(at(s.decide(3 * SECOND, &ask(1))), 3 * SECOND);

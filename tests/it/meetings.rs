@@ -591,6 +591,7 @@ fn check_case(seed: u64) -> Result<Seen, String> {
                     violated,
                     retry_delay,
                     quota,
+                    ..
                 },
                 Expect::Limited { violated: v, retry_at },
             ) if violated == *v && retry_delay == reference.said(now, violated, *retry_at) => {

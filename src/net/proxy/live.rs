@@ -330,6 +330,7 @@ async fn take_slot(
                 violated,
                 retry_delay: Some(retry_at - now),
                 quota: admit_limits.only(violated),
+                quota_model: None,
             });
             Ok(None)
         }
@@ -549,10 +550,12 @@ fn refusal_of_session(outcome: Outcome) -> Outcome {
             violated,
             retry_delay,
             quota,
+            quota_model,
         } if violated.is_empty() => Outcome::RateLimited {
             violated: [crate::core::ledger::Dimension::Concurrency].into_iter().collect(),
             retry_delay,
             quota,
+            quota_model,
         },
         o => o,
     }
@@ -588,6 +591,7 @@ fn closed_by_upstream(p: &Proxy, budget: usize, code: u16, reason: &str) -> Outc
                 violated: Dims::EMPTY,
                 retry_delay: None,
                 quota: Limits::default(),
+                quota_model: None,
             })
         }
         Some(CloseCause::Backend) => Outcome::Unavailable,

@@ -86,6 +86,7 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims)
                     violated,
                     retry_delay,
                     quota,
+                    quota_model: None,
                 },
                 violated,
             );
@@ -164,6 +165,7 @@ mod tests {
                 violated: all,
                 retry_delay: Some(45_837_906_927),
                 quota: limits,
+                quota_model: None,
             }
         );
         let tpm: Dims = [Dimension::Tpm].into_iter().collect();
@@ -180,6 +182,7 @@ mod tests {
                     tpm: Some(250_000),
                     ..Limits::default()
                 },
+                quota_model: None,
             }
         );
         for tier in ["tier1", "tier2", "tier3"] {
@@ -228,6 +231,7 @@ mod tests {
                     violated: Dims::EMPTY,
                     retry_delay: None,
                     quota: Limits::default(),
+                    quota_model: None,
                 }
             );
         }
@@ -240,6 +244,7 @@ mod tests {
                 violated: Dims::EMPTY,
                 retry_delay: None,
                 quota: Limits::default(),
+                quota_model: None,
             }
         );
     }

@@ -143,6 +143,7 @@ pub(super) fn strategy(cx: &Ctx, i: usize, s: &RawStrategy, models: &[Model]) ->
         retry,
         fallback,
         known_limits,
+        told_scale: None,
     })
 }
 
