@@ -98,7 +98,8 @@ end
 /// call counts for (a batch of embeddings may count one per text: that many RPM members,
 /// `member#1`…, and one TPM member with all the tokens), then for a pre-admission (see
 /// [`PREFETCH`]): the tokens to reserve (or empty: none), the reservation's life (µs) and its
-/// member. Reply: admitted (1/0, or -1: the ledger's clock is past day B), four violated flags,
+/// member; and how long after its life's end an unused reservation is given back at most (µs:
+/// a refusal while reservations are out says to come back then, not a window later). Reply: admitted (1/0, or -1: the ledger's clock is past day B), four violated flags,
 /// retry (Unix µs), the ledger's now, the budget's epoch, whether the caller's epoch was not
 /// this one (state lost), whether a slot was reserved.
 const ADMIT: &str = concat!(
@@ -187,6 +188,16 @@ if hold > now and (rpm >= 0 or tpm >= 0) then
   if rpm >= 0 then v[1] = 1 end
   if tpm >= 0 then v[2] = 1 end
   retry = math.max(retry, hold)
+end
+if v[1] + v[2] > 0 and v[3] + v[4] == 0 and hold <= now then
+  -- Slots pre-admitted and not (yet) used are scored in the future: an unused one goes back
+  -- at most a sweep after its life, so come back then rather than a window later.
+  local k = KEYS[1]
+  if rpm < 0 then k = KEYS[2] end
+  local fut = redis.call('ZRANGEBYSCORE', k, '(' .. nows, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+  if #fut > 0 then
+    retry = math.min(retry, tonumber(fut[2]) + tonumber(ARGV[16]))
+  end
 end
 if v[1] + v[2] + v[3] + v[4] > 0 then
   return {0, v[1], v[2], v[3], v[4], string.format('%.0f', retry), nows, epoch, lost, 0}
@@ -345,6 +356,11 @@ return {1, nows, epoch or '', lost, res}
 /// confirmation that fails leaves it counting for one window: safe). At most 1 s: each
 /// admission extends the window keys' expiry to a span and 1 s from its own now.
 pub const PREFETCH_LIFE: Duration = Duration::from_secs(1);
+
+/// How long after its life an unused reservation is given back at most: the proxy's sweep
+/// runs with its ledger check, every [`crate::net::proxy::LEDGER_WATCH`], and takes a round
+/// trip.
+pub const RELEASED_WITHIN: Duration = Duration::from_millis(600);
 
 /// Live sessions' concurrency slots, leased: KEYS: the budget's `live` sorted set (members:
 /// sessions, scores: lease ends in Unix ms by the ledger's clock). ARGV: limit (-1: release
@@ -1101,7 +1117,8 @@ impl RedisLedger {
             .arg(requests.max(1))
             .arg(reserve.map(|(r, _)| r.to_string()).unwrap_or_default())
             .arg(PREFETCH_LIFE.as_micros() as u64)
-            .arg(next_member.as_str());
+            .arg(next_member.as_str())
+            .arg(RELEASED_WITHIN.as_micros() as u64);
         let reply = self.con.invoke(&inv).await;
         let result = self.read_admission(now, budget, &seen, reply);
         if reserve.is_some() {
