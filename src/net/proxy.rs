@@ -411,6 +411,10 @@ async fn parse_body<T: Send + 'static>(
 /// trips to a local Redis.
 const PREFETCH_WAIT: Duration = Duration::from_millis(2);
 
+/// Longest a pre-admitted send's confirmation waits for the send's answer's head before it
+/// starts anyway.
+const CONFIRM_AFTER: Duration = Duration::from_millis(1);
+
 /// Longest wait for the shared ledger to confirm a pre-admitted send (off the request's path;
 /// unconfirmed, the reservation counts for its window, which covers the send).
 const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
@@ -837,6 +841,8 @@ struct Confirm {
     taken: Option<crate::net::shared_ledger::Reservation>,
     tokens: u64,
     reserve: Option<u64>,
+    /// Closed when the send's answer's head is back (or the send is dropped).
+    head: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Drop for Confirm {
@@ -847,11 +853,19 @@ impl Drop for Confirm {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let now = self.proxy.now();
         let (budget, limits, tokens, reserve) =
             (std::mem::take(&mut self.budget), self.limits, self.tokens, self.reserve);
+        let (proxy, head) = (self.proxy.clone(), self.head.take());
         runtime.spawn(async move {
-            tokio::task::yield_now().await;
+            match head {
+                // The answer's head (its sender dropped), or CONFIRM_AFTER, whichever first.
+                Some(head) => {
+                    let _ = tokio::time::timeout(CONFIRM_AFTER, head).await;
+                }
+                None => tokio::task::yield_now().await,
+            }
+            let now = proxy.now();
+            drop(proxy);
             let _ = shared
                 .confirm(now, &budget, limits, taken, tokens, reserve, CONFIRM_WITHIN)
                 .await;
@@ -1077,6 +1091,7 @@ async fn schedule(
                     taken: Some(taken),
                     tokens: cost,
                     reserve,
+                    head: None,
                 });
             }
             match answer {
@@ -1166,10 +1181,18 @@ async fn schedule(
         let send = request.header("content-type", "application/json").send();
         // The wait for the answer's head is bounded by the request's deadline too.
         let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
+        // A pre-admitted send's confirmation starts once the send has left: when its answer's
+        // head is back, or CONFIRM_AFTER after it left if the upstream takes longer (so that
+        // the work lands after a fast answer, and a slow one does not keep the budget's next
+        // slot from concurrent requests).
+        let (head_back, head_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some(c) = confirm.as_mut() {
+            c.head = Some(head_rx);
+        }
         let reply = tokio::time::timeout(left, async {
             let mut send = std::pin::pin!(send);
             // The send's first poll hands it to its connection's task, queued before the
-            // confirmation spawned below, which then yields once more.
+            // confirmation spawned below.
             let first = futures_util::poll!(send.as_mut());
             drop(confirm);
             match first {
@@ -1178,6 +1201,7 @@ async fn schedule(
             }
         })
         .await;
+        drop(head_back);
         let head = p.now();
         p.stats().head(budget, head.saturating_sub(now));
         p.gate.lock().expect("no panic holds it").answered(budget, pass, head);
