@@ -828,11 +828,12 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// A send on a slot the shared ledger admitted in advance: when dropped (its answer's head is
-/// back, or the request was dropped), the ledger confirms it off the request's path, and may
-/// reserve the next slot ([`RedisLedger::confirm`]). The slot's entry counts from its
-/// reservation until a window after the latest instant it could be used, so a later
-/// confirmation (or none) never frees the fleet's windows early.
+/// A send on a slot the shared ledger admitted in advance: dropped once the send has left (or
+/// with the request), it spawns the ledger's confirmation, which starts when the answer's head
+/// is back (`head` closed) or [`CONFIRM_AFTER`] later, off the request's path, and may reserve
+/// the next slot ([`RedisLedger::confirm`]). The slot's entry counts from its reservation
+/// until a window after the latest instant it could be used, so a late confirmation (or none)
+/// never frees the fleet's windows early.
 struct Confirm {
     shared: Option<RedisLedger>,
     proxy: Arc<Proxy>,
