@@ -988,7 +988,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
         // The banner comes once the proxy is ready (its ledger reached, its options checked),
         // so that an error is the only thing printed when it cannot start.
         // The errors below cli.rs name the value; the flag that gave it is named here.
-        let app = crate::net::proxy::router(scenario, spec, &opts).await.map_err(|e| {
+        let (app, closing) = crate::net::proxy::router_and_closing(scenario, spec, &opts).await.map_err(|e| {
             if e.starts_with("upstream URL") {
                 format!("--upstream: {e}")
             } else if e.starts_with("Redis URL") && e.contains("may evict") {
@@ -1003,7 +1003,10 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
             "flux-sim proxy: {name} on {keys} keys in {projects} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
             crate::core::topology::mask_secrets(&a.upstream)
         );
-        crate::net::proxy::serve_router(listener, app, crate::net::http::shutdown_signal()).await
+        let served = crate::net::proxy::serve_router(listener, app, crate::net::http::shutdown_signal()).await;
+        // Slots the shared ledger admitted in advance and not used go back to the fleet.
+        closing.close().await;
+        served
     })
 }
 

@@ -242,7 +242,33 @@ impl Drop for InFlight {
 /// The router of a proxy for `scenario`'s keys and limits, running `spec`; with
 /// `opts.ledger`, connected to the shared ledger first. Days end at the real midnight in the
 /// scenario's zone.
-pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
+pub async fn router(scenario: Scenario, spec: StrategySpec, opts: &ProxyOptions) -> Result<Router, String> {
+    Ok(router_and_closing(scenario, spec, opts).await?.0)
+}
+
+/// What a proxy does once it stops serving: gives back the slots its shared ledger admitted
+/// in advance and it did not use.
+pub struct Closing {
+    shared: Option<RedisLedger>,
+    epoch: Instant,
+}
+
+impl Closing {
+    /// Gives the pre-admitted slots back (each call bounded by a second).
+    pub async fn close(self) {
+        if let Some(shared) = self.shared {
+            let now = self.epoch.elapsed().as_nanos().min(u64::MAX as u128) as Nanos;
+            shared.release(now, true, Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// As [`router`], with what to do when the proxy stops.
+pub async fn router_and_closing(
+    mut scenario: Scenario,
+    mut spec: StrategySpec,
+    opts: &ProxyOptions,
+) -> Result<(Router, Closing), String> {
     // The margin is the strategy's too, with or without a shared ledger.
     if spec.kind.takes(Param::Margin) {
         spec.kind.params.margin = spec.kind.params.margin.max(opts.margin);
@@ -323,7 +349,11 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
     if proxy.shared.is_some() {
         tokio::spawn(watch_ledger(Arc::downgrade(&proxy)));
     }
-    Ok(Router::new()
+    let closing = Closing {
+        shared: proxy.shared.clone(),
+        epoch,
+    };
+    let router = Router::new()
         .route("/{version}/models", get(list_models))
         .route("/{version}/models/{name}", get(get_model).post(call_model))
         .route("/{version}/openai/chat/completions", axum::routing::post(openai::chat))
@@ -335,7 +365,8 @@ pub async fn router(mut scenario: Scenario, mut spec: StrategySpec, opts: &Proxy
         .route("/flux/ledger", get(ledger_view))
         .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
-        .with_state(proxy))
+        .with_state(proxy);
+    Ok((router, closing))
 }
 
 /// The proxy's tokio runtime: one thread (tokio's current-thread scheduler). A request crosses
@@ -375,17 +406,34 @@ async fn parse_body<T: Send + 'static>(
         .map_err(|_| json!({"error": {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}}))
 }
 
+/// Longest a request waits for the confirmation on its way of its budget's previous
+/// pre-admitted send (which may bring a slot) before it asks the ledger itself: a few round
+/// trips to a local Redis.
+const PREFETCH_WAIT: Duration = Duration::from_millis(2);
+
+/// Longest a pre-admitted send's confirmation waits for the send's answer's head before it
+/// starts anyway.
+const CONFIRM_AFTER: Duration = Duration::from_millis(1);
+
+/// Longest wait for the shared ledger to confirm a pre-admitted send (off the request's path;
+/// unconfirmed, the reservation counts for its window, which covers the send).
+const CONFIRM_WITHIN: Duration = Duration::from_secs(2);
+
 /// How often an idle proxy checks that its shared ledger answers (and, through the check,
 /// reconnects to it), so that `/flux/metrics` and the log say when it is down and back.
 pub const LEDGER_WATCH: Duration = Duration::from_millis(500);
 
-/// Pings the shared ledger every [`LEDGER_WATCH`] while the proxy lives.
+/// Pings the shared ledger every [`LEDGER_WATCH`] while the proxy lives, and gives back the
+/// slots it pre-admitted that were not used within
+/// [`PREFETCH_LIFE`](crate::net::shared_ledger::PREFETCH_LIFE).
 async fn watch_ledger(proxy: std::sync::Weak<Proxy>) {
     loop {
         tokio::time::sleep(LEDGER_WATCH).await;
-        let Some(shared) = proxy.upgrade().and_then(|p| p.shared.clone()) else {
+        let Some((shared, now)) = proxy.upgrade().and_then(|p| Some((p.shared.clone()?, p.now()))) else {
             return;
         };
+        // Slots reserved in advance and not used in time go back to the fleet.
+        shared.release(now, false, LEDGER_WATCH).await;
         let _ = shared.ping(LEDGER_WATCH).await;
     }
 }
@@ -398,8 +446,10 @@ pub async fn proxy(
     opts: ProxyOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let app = router(scenario, spec, &opts).await?;
-    serve_router(listener, app, shutdown).await
+    let (app, closing) = router_and_closing(scenario, spec, &opts).await?;
+    let served = serve_router(listener, app, shutdown).await;
+    closing.close().await;
+    served
 }
 
 /// Serves a proxy's [`router`] on `listener` until `shutdown` completes, with serve's
@@ -778,6 +828,52 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// A send on a slot the shared ledger admitted in advance: dropped once the send has left (or
+/// with the request), it spawns the ledger's confirmation, which starts when the answer's head
+/// is back (`head` closed) or [`CONFIRM_AFTER`] later, off the request's path, and may reserve
+/// the next slot ([`RedisLedger::confirm`]). The slot's entry counts from its reservation
+/// until a window after the latest instant it could be used, so a late confirmation (or none)
+/// never frees the fleet's windows early.
+struct Confirm {
+    shared: Option<RedisLedger>,
+    proxy: Arc<Proxy>,
+    budget: String,
+    limits: Limits,
+    taken: Option<crate::net::shared_ledger::Reservation>,
+    tokens: u64,
+    reserve: Option<u64>,
+    /// Closed when the send's answer's head is back (or the send is dropped).
+    head: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Drop for Confirm {
+    fn drop(&mut self) {
+        let (Some(shared), Some(taken)) = (self.shared.take(), self.taken.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (budget, limits, tokens, reserve) =
+            (std::mem::take(&mut self.budget), self.limits, self.tokens, self.reserve);
+        let (proxy, head) = (self.proxy.clone(), self.head.take());
+        runtime.spawn(async move {
+            match head {
+                // The answer's head (its sender dropped), or CONFIRM_AFTER, whichever first.
+                Some(head) => {
+                    let _ = tokio::time::timeout(CONFIRM_AFTER, head).await;
+                }
+                None => tokio::task::yield_now().await,
+            }
+            let now = proxy.now();
+            drop(proxy);
+            let _ = shared
+                .confirm(now, &budget, limits, taken, tokens, reserve, CONFIRM_WITHIN)
+                .await;
+        });
+    }
+}
+
 /// Where a scheduled call goes upstream.
 #[derive(Debug, Clone, Copy)]
 enum Target<'a> {
@@ -932,6 +1028,9 @@ async fn schedule(
             sent: now,
             done: false,
         };
+        // A pre-admitted send's confirmation, made once its answer's head is back (or the
+        // request is dropped): off the request's path.
+        let mut confirm: Option<Confirm> = None;
         if let Some(shared) = &p.shared {
             // The fleet's budget has the last word: a refusal teaches the strategy as a 429
             // would, without spending a request.
@@ -942,16 +1041,60 @@ async fn schedule(
                 ..project.limits[model]
             };
             let member = format!("{}-{}-{}", p.instance, ask.request, ask.attempts);
+            // Pre-admission (issue 28): a slot the ledger admitted in advance sends this
+            // request at once; the ledger hears of it off the request's path. The next slot
+            // reserved holds twice this request's tokens, so that a somewhat larger one fits.
+            let reserve = (requests == 1).then(|| cost.saturating_mul(2).max(1));
             let left = Duration::from_nanos(deadline.saturating_sub(now));
-            let asked = std::time::Instant::now();
-            let answer = shared.admit(now, &name, limits, requests, cost, &member, left).await;
-            let took = asked.elapsed().as_nanos().min(u64::MAX as u128) as Nanos;
-            let answered = match &answer {
-                Ok(Admission::Admitted) => Some(true),
-                Ok(_) => Some(false),
-                Err(_) => None,
+            let mut pre = shared
+                .take_or_wait(&name, requests, cost, left.min(PREFETCH_WAIT))
+                .await;
+            let now = p.now();
+            let answer = match pre {
+                Some(_) => Ok(Admission::Admitted),
+                None => {
+                    p.count("shared_ledger_asked");
+                    let left = Duration::from_nanos(deadline.saturating_sub(now));
+                    let asked = std::time::Instant::now();
+                    let answer = shared
+                        .admit_reserving(now, &name, limits, requests, cost, &member, left, reserve)
+                        .await;
+                    let took = asked.elapsed().as_nanos().min(u64::MAX as u128) as Nanos;
+                    let answered = match &answer {
+                        Ok(Admission::Admitted) => Some(true),
+                        Ok(_) => Some(false),
+                        Err(_) => None,
+                    };
+                    p.stats().ledger(budget, took, answered);
+                    answer
+                }
             };
-            p.stats().ledger(budget, took, answered);
+            // Refused while a confirmation brought this proxy a slot: that slot is the
+            // fleet's admission, made for a request like this one.
+            let answer = match answer {
+                Ok(Admission::Rejected { .. }) if pre.is_none() => match shared.take(&name, requests, cost) {
+                    Some(r) => {
+                        pre = Some(r);
+                        Ok(Admission::Admitted)
+                    }
+                    None => answer,
+                },
+                a => a,
+            };
+            if let Some(taken) = pre {
+                p.count("shared_ledger_preadmitted");
+                p.stats().preadmitted(budget);
+                confirm = Some(Confirm {
+                    shared: Some(shared.clone()),
+                    proxy: p.clone(),
+                    budget: name,
+                    limits,
+                    taken: Some(taken),
+                    tokens: cost,
+                    reserve,
+                    head: None,
+                });
+            }
             match answer {
                 Ok(Admission::Admitted) => {}
                 Ok(Admission::Rejected { violated, retry_at }) => {
@@ -1040,7 +1183,27 @@ async fn schedule(
         let send = request.header("content-type", "application/json").send();
         // The wait for the answer's head is bounded by the request's deadline too.
         let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
-        let reply = tokio::time::timeout(left, send).await;
+        // A pre-admitted send's confirmation starts once the send has left: when its answer's
+        // head is back, or CONFIRM_AFTER after it left if the upstream takes longer (so that
+        // the work lands after a fast answer, and a slow one does not keep the budget's next
+        // slot from concurrent requests).
+        let (head_back, head_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some(c) = confirm.as_mut() {
+            c.head = Some(head_rx);
+        }
+        let reply = tokio::time::timeout(left, async {
+            let mut send = std::pin::pin!(send);
+            // The send's first poll hands it to its connection's task, queued before the
+            // confirmation spawned below.
+            let first = futures_util::poll!(send.as_mut());
+            drop(confirm);
+            match first {
+                std::task::Poll::Ready(r) => r,
+                std::task::Poll::Pending => send.await,
+            }
+        })
+        .await;
+        drop(head_back);
         let head = p.now();
         p.stats().head(budget, head.saturating_sub(now));
         p.gate.lock().expect("no panic holds it").answered(budget, pass, head);

@@ -22,6 +22,7 @@ mod peers;
 mod per_day;
 mod proxy;
 mod proxy_fleet;
+mod proxy_prefetch;
 mod readme;
 mod registry;
 mod report;

@@ -94,6 +94,22 @@ async fn start_proxy(
     (base, tx)
 }
 
+/// The ledger's clock (Unix µs).
+fn ledger_now(redis: &common::RedisServer) -> String {
+    let t: Vec<u64> = redis
+        .cli(&["TIME"])
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (t[0] * 1_000_000 + t[1]).to_string()
+}
+
+/// The sends in a budget's RPM window in Redis (`key`): its entries up to the ledger's now. A
+/// slot pre-admitted and not yet used is scored after now (see `proxy_prefetch`).
+fn sends_in_window(redis: &common::RedisServer, key: &str) -> String {
+    redis.cli(&["ZCOUNT", key, "-inf", &ledger_now(redis)])
+}
+
 /// Answers of serve with HTTP `code`, over all budgets (Live refusals count as 429).
 async fn upstream_answers(upstream: &str, code: u16) -> u64 {
     model_answers(upstream, "", code).await
@@ -158,7 +174,7 @@ async fn openai_chat_completions_go_through_the_shared_ledger() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // Counted in the fleet's ledger: two entries in the budget's minute window.
-    let n = redis.cli(&["ZCARD", "flux:{solo:gemini-2.5-flash}:rpm"]);
+    let n = sends_in_window(&redis, "flux:{solo:gemini-2.5-flash}:rpm");
     assert_eq!(n.trim(), "2", "the shared ledger's window");
     assert_eq!(upstream_answers(&upstream, 200).await, 2);
     let m = reqwest::get(format!("{base}/metrics"))
@@ -541,7 +557,12 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
     let content = |t: &str| json!({"parts": [{"text": t}]});
     let window = || {
         redis
-            .cli(&["ZCARD", "flux:{solo:gemini-embedding-001}:rpm"])
+            .cli(&[
+                "ZCOUNT",
+                "flux:{solo:gemini-embedding-001}:rpm",
+                "-inf",
+                &ledger_now(&redis),
+            ])
             .trim()
             .to_string()
     };

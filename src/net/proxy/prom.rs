@@ -82,6 +82,8 @@ pub struct Stats {
     ledger: BTreeMap<usize, Histogram>,
     ledger_errors: BTreeMap<usize, u64>,
     ledger_refused: BTreeMap<usize, u64>,
+    /// Sends admitted in advance by the shared ledger (no call on their path).
+    preadmitted: BTreeMap<usize, u64>,
     /// Per budget: how much later than planned each send left (timers, the gate, the ledger's
     /// round trip), and how long after it left its answer's head came back (the most it can
     /// have taken to reach the upstream): together, the send-to-arrival skew `--margin` covers.
@@ -135,6 +137,11 @@ impl Stats {
             }
             None => *self.ledger_errors.entry(budget).or_default() += 1,
         }
+    }
+
+    /// A send on `budget` went on a slot the shared ledger admitted in advance.
+    pub fn preadmitted(&mut self, budget: usize) {
+        *self.preadmitted.entry(budget).or_default() += 1;
     }
 
     /// A Live session on `budget` opened (`true`) or ended.
@@ -276,6 +283,15 @@ impl Stats {
         );
         for (&b, &v) in &self.ledger_refused {
             sample(&mut out, "flux_proxy_ledger_refused_total", &labels(b), v as f64);
+        }
+        family(
+            &mut out,
+            "flux_proxy_ledger_preadmitted_total",
+            "counter",
+            "Sends on a slot the shared ledger admitted in advance (while the budget was at most half full): no call to the ledger on their path; the call that confirms each follows it. The others asked the ledger (flux_proxy_ledger_request_duration_seconds_count).",
+        );
+        for (&b, &v) in &self.preadmitted {
+            sample(&mut out, "flux_proxy_ledger_preadmitted_total", &labels(b), v as f64);
         }
         family(
             &mut out,
