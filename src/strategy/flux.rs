@@ -1117,6 +1117,7 @@ mod tests {
         violated: Dims::EMPTY,
         retry_delay: None,
         quota: Limits::UNLIMITED,
+        quota_model: None,
     };
 
     /// A Live session of `output` tokens of answer (input 10).
