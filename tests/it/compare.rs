@@ -49,17 +49,21 @@ const QUICK: [&str; 35] = [
 ];
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
-/// says why: judged by pace and wait as well as completions (issue 26, item 11), flux waits
-/// pays to learn (live-conversations and its 2026 version and live-reconnect told wrong limits,
-/// retired-ids, pods with ledgers of their own), is told no limits where each project has its
-/// own (mixed-rpd), or runs without its fallback (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 7] = [
+/// says why: judged by pace and wait as well as completions (issue 26, item 11), flux
+/// pays to learn (live-conversations, its 2026 versions and live-reconnect told wrong limits,
+/// retired-ids and rerouted-paid where a retired or re-routed model's quota is learnt from one
+/// 429, pods with ledgers of their own), is told no limits where each project has its own
+/// (mixed-rpd, project-overrides), or runs without its fallback (pro-tokens-per-day).
+const CLAIM_FAILS: [&str; 10] = [
     "fleet-own-ledgers",
-    "live-conversations-2026-12",
     "live-conversations",
+    "live-conversations-2026-12",
+    "live-interpreter-2026",
     "live-reconnect",
     "mixed-rpd",
     "pro-tokens-per-day",
+    "project-overrides",
+    "rerouted-paid",
     "retired-ids",
 ];
 
