@@ -1,5 +1,6 @@
 //! What several test files share: a redis-server (or valkey-server) of the test's own, alone
-//! or as a 3-node cluster, and the Pacific calendar of the brute-force checkers.
+//! or as a 3-node cluster, a loopback listener and a `serve` in the test's process, and the
+//! Pacific calendar of the brute-force checkers.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -285,4 +286,22 @@ pub fn next_pacific_day(start: chrono::DateTime<chrono::FixedOffset>, t: u64) ->
         }
     }
     hi
+}
+
+/// A listener on a free loopback port and its base URL.
+pub async fn listener() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, format!("http://{addr}"))
+}
+
+/// A serve for the scenario `text` on loopback, in this process: its base URL and its stop.
+pub async fn serve(text: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let s = flux_sim::scenario::Scenario::parse(text, std::path::Path::new("up.toml")).unwrap();
+    let (l, url) = listener().await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(flux_sim::net::serve::serve(l, s, 1, async move {
+        let _ = rx.await;
+    }));
+    (url, tx)
 }

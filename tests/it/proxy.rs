@@ -8,6 +8,7 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::listener;
 use flux_sim::net::proxy::{proxy, ProxyOptions};
 use flux_sim::scenario::Scenario;
 use serde_json::{json, Value};
@@ -43,12 +44,6 @@ struct Live {
     client: reqwest::Client,
     keys: Vec<String>,
     _stops: Vec<tokio::sync::oneshot::Sender<()>>,
-}
-
-async fn listener() -> (tokio::net::TcpListener, String) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, format!("http://{addr}"))
 }
 
 /// serve for `upstream_text` (unless `upstream` is given) and a proxy for `text` before it.

@@ -9,6 +9,7 @@ use crate::common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::common::{listener, serve};
 use flux_sim::net::proxy::{proxy, ProxyOptions};
 use flux_sim::scenario::Scenario;
 use futures_util::{SinkExt, StreamExt};
@@ -49,23 +50,6 @@ input_tokens = {{ dist = "fixed", value = 10 }}
 output_tokens = {{ dist = "fixed", value = 20 }}
 "#
     )
-}
-
-async fn listener() -> (tokio::net::TcpListener, String) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, format!("http://{addr}"))
-}
-
-/// A serve for `text` on loopback: its base URL and its stop.
-async fn serve(text: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let s = Scenario::parse(text, Path::new("up.toml")).unwrap();
-    let (l, url) = listener().await;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(flux_sim::net::serve::serve(l, s, 1, async move {
-        let _ = rx.await;
-    }));
-    (url, tx)
 }
 
 /// A proxy in this process for `text` in front of `upstream`, on the ledger `ledger`.

@@ -11,6 +11,7 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{listener, serve};
 use flux_sim::core::ledger::{Admission, Limits};
 use flux_sim::core::time::Calendar;
 use flux_sim::net::proxy::{proxy, ProxyOptions};
@@ -249,22 +250,6 @@ input_tokens = {{ dist = "fixed", value = 10 }}
 output_tokens = {{ dist = "fixed", value = 20 }}
 "#
     )
-}
-
-async fn listener() -> (tokio::net::TcpListener, String) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    (l, format!("http://{addr}"))
-}
-
-async fn serve(text: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let s = Scenario::parse(text, Path::new("up.toml")).unwrap();
-    let (l, url) = listener().await;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(flux_sim::net::serve::serve(l, s, 1, async move {
-        let _ = rx.await;
-    }));
-    (url, tx)
 }
 
 /// A proxy in this process; its stop, and its end (after it gave its slots back).
