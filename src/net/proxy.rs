@@ -231,6 +231,19 @@ impl InFlight {
             self.proxy.changed.notify_waiters();
         }
     }
+
+    /// The shared ledger refused it before it left (`refusal`: the 429 that stands for): the
+    /// strategy withdraws it and keeps off its key until the ledger's wait is over.
+    fn unsent(&mut self, refusal: &Outcome) {
+        if !self.done {
+            self.done = true;
+            let now = self.proxy.now();
+            self.proxy
+                .strategy()
+                .unsent(now, &self.ask, self.key, self.model, self.sent, refusal);
+            self.proxy.changed.notify_waiters();
+        }
+    }
 }
 
 impl Drop for InFlight {
@@ -1102,7 +1115,7 @@ async fn schedule(
                     p.gate_changed.notify_waiters();
                     p.count("shared_ledger_refused");
                     held = true;
-                    flight.finish(&Outcome::RateLimited {
+                    flight.unsent(&Outcome::RateLimited {
                         violated,
                         retry_delay: Some(retry_at - now),
                         quota: limits.only(violated),

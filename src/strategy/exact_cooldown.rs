@@ -968,6 +968,19 @@ impl Strategy for ExactCooldown {
         self.withdraw_held(u, key, held, now);
     }
 
+    /// Withdrawn as if never planned (the shared ledger never recorded it), and the unit kept
+    /// off until the ledger's wait is over.
+    fn unsent(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, refusal: &Outcome) {
+        self.cancel(now, ask, key, model, sent);
+        if let Outcome::RateLimited {
+            retry_delay: Some(d), ..
+        } = *refusal
+        {
+            let u = self.unit_of(key, model);
+            self.block(u, now.saturating_add(d), now);
+        }
+    }
+
     fn observe(&mut self, now: Nanos, peer: &Peer) {
         match *peer {
             Peer::Sent { key, model, at, tokens } => {

@@ -724,6 +724,23 @@ impl Strategy for Flux {
         }
     }
 
+    /// A send the shared ledger refused never left: withdrawn as if never planned (nothing
+    /// learned of peers or limits: the ledger counts every proxy's sends and times the wait
+    /// exactly), and the unit kept off until the wait is over. Read as a server's 429, it kept
+    /// its minute entry in the replica, and a burst refused at the end of a ledger's hold
+    /// (Redis restarted empty) filled the replica for a whole window more.
+    fn unsent(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, refusal: &Outcome) {
+        self.cancel(now, ask, key, model, sent);
+        if let Outcome::RateLimited {
+            retry_delay: Some(d), ..
+        } = *refusal
+        {
+            let u = self.inner.unit_of(key, model);
+            self.inner.block(u, now.saturating_add(d), now);
+        }
+        self.refresh_probe(self.inner.unit_of(key, model), now);
+    }
+
     /// The others' sends count in the planner's replica; what they learn stays theirs.
     fn observe(&mut self, now: Nanos, peer: &super::Peer) {
         self.release_shadows(now);

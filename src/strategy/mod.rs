@@ -175,6 +175,15 @@ pub trait Strategy: Send {
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
         let _ = (now, ask, key, model, at);
     }
+    /// The send decided for `ask` on `key` and `model` was refused before it left, by a shared
+    /// ledger that had no room for it (`refusal`: the 429 it stands for, its RetryInfo the
+    /// ledger's exact wait): it never reached the server, so nothing of it counts anywhere
+    /// (not even the minute entry a server's 429 may leave), and no send on (`key`, `model`)
+    /// can go before the wait is over. Strategies that keep no counts keep the default, which
+    /// hands it over as that 429.
+    fn unsent(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, refusal: &Outcome) {
+        self.on_outcome(now, ask, key, model, sent, refusal);
+    }
     /// Learns at `now` what another instance of its fleet did, through a shared ledger (see
     /// [`Fleet`]). Strategies that keep no counts keep the default and learn nothing.
     fn observe(&mut self, now: Nanos, peer: &Peer) {

@@ -389,3 +389,42 @@ async fn a_fleet_with_pre_admission_never_exceeds_a_limit() {
         .sum();
     assert_eq!(refused, 0, "{m}");
 }
+
+/// A send the shared ledger refuses never left: the strategy withdraws it and waits the
+/// ledger's exact wait, nothing more. Here peers' two sends of 57 s ago fill a 2-RPM window
+/// that frees 3 s from now; two requests at once are refused by the ledger, then both go once
+/// the peers' sends leave the window. Before, each refusal reached flux as a server's 429,
+/// whose minute entry stays in its replica: the two refused sends filled it for a whole
+/// window, and both requests got a 429 at their 10 s deadline (with the SDK against a Redis
+/// restarted empty: a whole proxy's queue refused at the hold's end, the next ones held a
+/// minute more).
+#[tokio::test]
+async fn a_refusal_by_the_ledger_holds_only_until_the_ledger_has_room() {
+    let Some(redis) = common::redis_server() else { return };
+    let peer_clock = Calendar::new(
+        (chrono::Utc::now() - chrono::Duration::seconds(57)).fixed_offset(),
+        chrono_tz::UTC,
+    );
+    let peer = RedisLedger::connect(&redis.url, peer_clock, "flux:", 0)
+        .await
+        .unwrap()
+        .with_caller_clock();
+    for m in ["peer-1", "peer-2"] {
+        let a = peer
+            .admit(0, "solo:gemini-2.5-flash", limits(2), 1, 10, m, WITHIN)
+            .await
+            .unwrap();
+        assert_eq!(a, Admission::Admitted);
+    }
+    let (upstream, _up) = serve(&scenario(2)).await;
+    let (base, _stop, _end) = start_proxy(&scenario(2), &upstream, &redis.url, Duration::from_secs(10)).await;
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(generate(&client, &base), generate(&client, &base));
+    let took = started.elapsed();
+    assert_eq!((a, b), (200, 200), "after {took:?}");
+    assert!(
+        took >= Duration::from_secs(2),
+        "sent before the peers' sends left: {took:?}"
+    );
+}

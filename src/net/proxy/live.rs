@@ -326,7 +326,7 @@ async fn take_slot(
             p.count("shared_ledger_refused");
             *held = true;
             let mut flight = in_flight(p, ask, key, model, budget);
-            flight.finish(&Outcome::RateLimited {
+            flight.unsent(&Outcome::RateLimited {
                 violated,
                 retry_delay: Some(retry_at - now),
                 quota: admit_limits.only(violated),
