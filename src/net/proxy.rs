@@ -222,25 +222,27 @@ struct InFlight {
 
 impl InFlight {
     fn finish(&mut self, outcome: &Outcome) {
-        if !self.done {
-            self.done = true;
-            let now = self.proxy.now();
-            self.proxy
-                .strategy()
-                .on_outcome(now, &self.ask, self.key, self.model, self.sent, outcome);
-            self.proxy.changed.notify_waiters();
-        }
+        self.end(outcome, false);
     }
 
     /// The shared ledger refused it before it left (`refusal`: the 429 that stands for): the
     /// strategy withdraws it and keeps off its key until the ledger's wait is over.
     fn unsent(&mut self, refusal: &Outcome) {
+        self.end(refusal, true);
+    }
+
+    /// Tells the strategy once: the outcome of the send, or its refusal before it left.
+    fn end(&mut self, outcome: &Outcome, unsent: bool) {
         if !self.done {
             self.done = true;
             let now = self.proxy.now();
-            self.proxy
-                .strategy()
-                .unsent(now, &self.ask, self.key, self.model, self.sent, refusal);
+            let mut s = self.proxy.strategy();
+            if unsent {
+                s.unsent(now, &self.ask, self.key, self.model, self.sent, outcome);
+            } else {
+                s.on_outcome(now, &self.ask, self.key, self.model, self.sent, outcome);
+            }
+            drop(s);
             self.proxy.changed.notify_waiters();
         }
     }
