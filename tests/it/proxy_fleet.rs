@@ -89,9 +89,21 @@ fn ledger_now(redis: &common::RedisServer) -> String {
 }
 
 /// The sends in a budget's RPM window in Redis (`key`): its entries up to the ledger's now. A
-/// slot pre-admitted and not yet used is scored after now (see `proxy_prefetch`).
-fn sends_in_window(redis: &common::RedisServer, key: &str) -> String {
-    redis.cli(&["ZCOUNT", key, "-inf", &ledger_now(redis)])
+/// slot pre-admitted and not yet used is scored after now (see `proxy_prefetch`), and a send
+/// on one is confirmed off its path just after its answer: the count is read until it shows
+/// `want` (or 2 s pass), and the last count read is returned.
+async fn sends_in_window(redis: &common::RedisServer, key: &str, want: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let n = redis
+            .cli(&["ZCOUNT", key, "-inf", &ledger_now(redis)])
+            .trim()
+            .to_string();
+        if n == want || started.elapsed() > Duration::from_secs(2) {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Answers of serve with HTTP `code`, over all budgets (Live refusals count as 429).
@@ -158,8 +170,8 @@ async fn openai_chat_completions_go_through_the_shared_ledger() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // Counted in the fleet's ledger: two entries in the budget's minute window.
-    let n = sends_in_window(&redis, "flux:{solo:gemini-2.5-flash}:rpm");
-    assert_eq!(n.trim(), "2", "the shared ledger's window");
+    let n = sends_in_window(&redis, "flux:{solo:gemini-2.5-flash}:rpm", "2").await;
+    assert_eq!(n, "2", "the shared ledger's window");
     assert_eq!(upstream_answers(&upstream, 200).await, 2);
     let m = reqwest::get(format!("{base}/metrics"))
         .await
@@ -539,17 +551,7 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
     let client = reqwest::Client::new();
     let native = |method: &str| format!("{base}/v1beta/models/gemini-embedding-001:{method}");
     let content = |t: &str| json!({"parts": [{"text": t}]});
-    let window = || {
-        redis
-            .cli(&[
-                "ZCOUNT",
-                "flux:{solo:gemini-embedding-001}:rpm",
-                "-inf",
-                &ledger_now(&redis),
-            ])
-            .trim()
-            .to_string()
-    };
+    let window = |want| sends_in_window(&redis, "flux:{solo:gemini-embedding-001}:rpm", want);
     let one = json!({"content": content("hello there")});
     let r = client
         .post(native("embedContent"))
@@ -561,7 +563,7 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert!(v["embedding"]["values"].is_array(), "{v}");
-    assert_eq!(window(), "1");
+    assert_eq!(window("1").await, "1");
     let requests: Vec<Value> = ["a", "bb", "ccc"]
         .iter()
         .map(|t| json!({"model": "models/gemini-embedding-001", "content": content(t)}))
@@ -577,7 +579,7 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["embeddings"].as_array().map(Vec::len), Some(3), "{v}");
-    assert_eq!(window(), "4", "a batch of 3 counts 3");
+    assert_eq!(window("4").await, "4", "a batch of 3 counts 3");
     let r = client
         .post(format!("{base}/v1beta/openai/embeddings"))
         .bearer_auth(TOKEN)
@@ -586,7 +588,7 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(window(), "5");
+    assert_eq!(window("5").await, "5");
     let r = client
         .post(native("batchEmbedContents"))
         .header("x-goog-api-key", TOKEN)
@@ -595,6 +597,6 @@ async fn embeddings_go_through_the_shared_ledger_one_request_per_text() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429, "the window is full: the proxy's own 429");
-    assert_eq!(window(), "5");
+    assert_eq!(window("5").await, "5");
     assert_eq!(upstream_answers(&upstream, 429).await, 0, "serve refused an embedding");
 }
