@@ -18,6 +18,23 @@ pub fn prefetch<T>(p: &T) {
     let _ = p;
 }
 
+/// Asks for every cache line of `*p` (a record spanning several).
+#[inline(always)]
+pub fn prefetch_all<T>(p: &T) {
+    let start = p as *const T as usize;
+    let mut line = start & !63;
+    while line < start + std::mem::size_of::<T>().max(1) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `prefetch`: a prefetch of any address cannot fault; these lines hold
+        // parts of `*p`, a valid reference.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
+        }
+        line += 64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -29,5 +46,9 @@ mod tests {
             prefetch(x);
         }
         assert_eq!(v, (0..1024).collect::<Vec<u64>>());
+        prefetch_all(&v[..].len());
+        let big = [7u8; 300];
+        prefetch_all(&big);
+        assert_eq!(big, [7u8; 300]);
     }
 }

@@ -1051,6 +1051,37 @@ impl Ledger {
         self.check_weighted(now, b, pool, tokens, except, 1)
     }
 
+    /// A hint, changing nothing: asks the CPU for budget `b`'s record, which a check will
+    /// soon read (step one of two: [`Ledger::prefetch_window`] then asks for the entries the
+    /// record points to). Both are cold by the time a budget comes up again, a thousand
+    /// others later, and waiting for them was most of an admission's cost (issue 34).
+    #[inline]
+    pub fn prefetch_budget(&self, b: BudgetId) {
+        if let Some(r) = self.budgets.get(b.0 as usize) {
+            crate::core::cache::prefetch_all(r);
+        }
+    }
+
+    /// A hint, changing nothing: asks for the oldest and newest entries of budget `b`'s
+    /// sliding window, which a check reads and a record writes (reads the record: call it a
+    /// while after [`Ledger::prefetch_budget`]).
+    #[inline]
+    pub fn prefetch_window(&self, b: BudgetId) {
+        fn ends<C>(e: &VecDeque<(Nanos, [C; 2])>) {
+            if let Some(x) = e.front() {
+                prefetch(x);
+            }
+            if let Some(x) = e.back() {
+                prefetch(x);
+            }
+        }
+        match self.budgets.get(b.0 as usize).map(|r| &r.minute) {
+            Some(Window::Sliding(s)) => ends(&s.entries),
+            Some(Window::Wide(s)) => ends(&s.entries),
+            _ => {}
+        }
+    }
+
     /// [`Ledger::check_except`] for `weight` copies of the request in the per-minute windows
     /// (`weight` requests, `weight × tokens` tokens; the day's counts and concurrency as one):
     /// a client replica in a fleet that may send only when its share, one in `weight`, of the

@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod dist;
+pub mod idmap;
 pub mod ledger;
 pub mod live;
 pub mod paygo;

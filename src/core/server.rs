@@ -625,6 +625,23 @@ impl Server {
         Response::Ok { completes_at, via }
     }
 
+    /// A hint, changing nothing: a request on `key` and `model` is likely soon; `second` asks
+    /// for its budget's window entries, else for the budget's record (see
+    /// [`Ledger::prefetch_budget`]). Out-of-range keys or models are ignored.
+    pub fn prefetch(&self, key: usize, model: usize, second: bool) {
+        let Some(&p) = self.key_project.get(key) else { return };
+        if model >= self.models {
+            return;
+        }
+        if let Some(&b) = self.budgets.get(p * self.models + model) {
+            if second {
+                self.ledger.prefetch_window(b);
+            } else {
+                self.ledger.prefetch_budget(b);
+            }
+        }
+    }
+
     /// The quota budget of (`key`'s project, `model`).
     fn budget(&self, key: usize, model: usize) -> BudgetId {
         self.budgets[self.key_project[key] * self.models + model]
@@ -855,6 +872,34 @@ mod tests {
             },
             overflow,
         })
+    }
+
+    /// The driver's hint for a key and model (issue 34) reads only what exists: any key or
+    /// model, in range or not, is taken without a panic, and changes nothing.
+    #[test]
+    fn a_prefetch_hint_changes_nothing_whatever_it_names() {
+        let quota = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = server(quota, None);
+        for (k, m) in [(0, 0), (1, 0), (0, 1), (usize::MAX, usize::MAX)] {
+            s.prefetch(k, m, false);
+            s.prefetch(k, m, true);
+        }
+        let call = |request| Call {
+            key: KeyRef::Known(0),
+            model: Some(0),
+            input_tokens: 10,
+            output_tokens: 10,
+            request,
+            attempt: 1,
+            priority: false,
+        };
+        assert!(matches!(s.handle(0, &call(1)), Response::Ok { .. }));
+        s.prefetch(0, 0, false);
+        s.prefetch(0, 0, true);
+        assert!(matches!(s.handle(SECOND, &call(2)), Response::RateLimited { .. }));
     }
 
     #[test]

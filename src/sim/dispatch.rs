@@ -128,6 +128,12 @@ impl Book {
         }
     }
 
+    /// The id of the request in `slot`, if one is there.
+    #[inline]
+    pub fn request_id(&self, slot: u32) -> Option<u64> {
+        self.slab.get(slot as usize).and_then(|l| l.as_ref()).map(|l| l.req.id)
+    }
+
     /// The request in `slot`, to change.
     pub fn get_mut(&mut self, slot: u32) -> &mut Live {
         self.slab[slot as usize].as_mut().expect("live request")

@@ -131,6 +131,11 @@ struct Sim<'a, 'b> {
     livelock: Option<String>,
     /// The bound's pass, fed every request this run draws (so they are drawn once for both).
     pass: Option<BoundPass<'a>>,
+    /// Whether the strategy keeps state per request worth prefetching ([`Strategy::prefetches`]).
+    prefetch_requests: bool,
+    /// The key and model the next arrival will likely be sent on, whose records were asked
+    /// for (see [`Strategy::prefetch_next`]).
+    hint: Option<(usize, usize)>,
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -231,6 +236,7 @@ pub fn simulate_unbounded<'a>(
     } = opts;
     let strategy = scenario.strategy(spec, seed);
     let lanes = strategy.lanes();
+    let prefetch_requests = strategy.prefetches();
     let mut sim = Sim {
         scenario,
         seed,
@@ -251,6 +257,8 @@ pub fn simulate_unbounded<'a>(
         kind: spec.kind.name(),
         livelock: None,
         pass,
+        prefetch_requests,
+        hint: None,
     };
     let horizon = scenario.horizon;
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
@@ -299,9 +307,17 @@ pub fn simulate_unbounded<'a>(
             continue;
         }
         let ev = sim.queue.pop().expect("checked");
-        // The next events' requests, fetched into the cache while this one is handled.
-        for next in sim.queue.following(PREFETCH) {
-            sim.book.prefetch((next.tag >> 2) as u32);
+        // The next events' requests, fetched into the cache while this one is handled; and
+        // the strategy's state of the next one's request (its slot was asked for one event
+        // ago, so reading its id seldom waits).
+        for (i, next) in sim.queue.following(PREFETCH).enumerate() {
+            let slot = (next.tag >> 2) as u32;
+            if i == 0 && sim.prefetch_requests {
+                if let Some(id) = sim.book.request_id(slot) {
+                    sim.strategy.prefetch(id);
+                }
+            }
+            sim.book.prefetch(slot);
         }
         let now = ev.time();
         if now > horizon {
@@ -319,6 +335,12 @@ pub fn simulate_unbounded<'a>(
             SEND => sim.due(slot, now),
             COMPLETE => sim.complete(slot, now),
             _ => sim.refused(slot, now),
+        }
+        // The next arrival's likely budget: its record was asked for when it was drawn, so
+        // its window entries can be now.
+        if let Some((k, m)) = sim.hint.take() {
+            sim.strategy.prefetch_next(m, true);
+            sim.server.prefetch(k, m, true);
         }
         if sim.livelock.is_some() {
             stopped = true;
@@ -418,6 +440,16 @@ impl Sim<'_, '_> {
         if let Some((r, drawn)) = self.draw() {
             if r.arrival < self.scenario.horizon {
                 self.seq += 1;
+                // Its strategy state is written when it arrives, a few events from now; the
+                // budget it will likely be sent on is asked for too (its window entries after
+                // the next event: `hint`).
+                if self.prefetch_requests {
+                    self.strategy.prefetch(r.id);
+                }
+                self.hint = self.strategy.prefetch_next(r.model, false).map(|k| (k, r.model));
+                if let Some((k, m)) = self.hint {
+                    self.server.prefetch(k, m, false);
+                }
                 self.next_arrival = Some((r.arrival, self.seq, r, drawn));
             }
         }

@@ -76,6 +76,7 @@ use super::pool_pace::{Gate, PoolPace};
 use super::retry::exponential;
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
+use crate::core::idmap::IdMap;
 use crate::core::ledger::{Dimension, Dims, Limits, WindowKind};
 use crate::core::live::{EarlyClose, LiveRules};
 use crate::core::rng::{rng, unit, Stream};
@@ -100,7 +101,7 @@ pub(super) const KIND: KindDef = KindDef {
 const TRACKED: u64 = u64::MAX >> 16;
 
 /// A send flux decided and has not yet heard back about.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Plan {
     unit: usize,
     epoch: u32,
@@ -128,7 +129,7 @@ pub struct Flux {
     /// the request, and the plan's unit and instant; soonest first (up to one per unit is out,
     /// so a decision must not scan them).
     probes_out: BinaryHeap<Reverse<(Nanos, u64, usize, Nanos)>>,
-    plans: FxHashMap<u64, Plan>,
+    plans: IdMap<Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
     /// How it believes the server runs Live sessions: the scenario's rules with the true
@@ -318,7 +319,7 @@ impl Flux {
             probing: vec![false; n],
             pace: vec![PoolPace::default(); models],
             probes_out: BinaryHeap::new(),
-            plans: FxHashMap::default(),
+            plans: IdMap::new(),
             live,
             rules,
             ttft,
@@ -429,7 +430,7 @@ impl Flux {
             self.probes_out.pop();
             // The same plan (a request refused, then planned again, has an entry of its own).
             let same = |p: &Plan| p.unit == unit && p.at == at;
-            if let Some(p) = self.plans.get_mut(&request).filter(|p| same(p)) {
+            if let Some(p) = self.plans.get_mut(request).filter(|p| same(p)) {
                 let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
                 if !probe.is_empty() {
                     self.probing[u] = false;
@@ -682,6 +683,19 @@ impl Flux {
 }
 
 impl Strategy for Flux {
+    fn prefetch(&self, request: u64) {
+        self.plans.prefetch(request);
+        self.inner.prefetch(request);
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
+        self.inner.prefetch_next(model, second)
+    }
+
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         self.release_held(now);
         self.release_shadows(now);
@@ -702,10 +716,10 @@ impl Strategy for Flux {
     }
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
-        match self.plans.get(&ask.request) {
+        match self.plans.get(ask.request) {
             Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
                 let p = *p;
-                self.plans.remove(&ask.request);
+                self.plans.remove(ask.request);
                 self.pace[model].forget(ask.request, p.at);
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
@@ -715,7 +729,7 @@ impl Strategy for Flux {
     }
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos) {
-        if let Some(p) = self.plans.remove(&ask.request) {
+        if let Some(p) = self.plans.remove(ask.request) {
             if !p.probe.is_empty() {
                 self.probing[p.unit] = false;
             }
@@ -772,7 +786,7 @@ impl Strategy for Flux {
         self.release_shadows(now);
         self.raise_shares(now);
         // This send's own outcome, not its silence, tells whether it was admitted.
-        let plan = self.plans.remove(&ask.request);
+        let plan = self.plans.remove(ask.request);
         self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
@@ -821,9 +835,9 @@ impl Strategy for Flux {
                     let cost = self.inner.cost(ask);
                     let seq = plan.map_or(u64::MAX, |p| p.seq);
                     let [mut rpm, mut tpm] = self.inner.held_at(u, sent);
-                    for (r, p) in &self.plans {
+                    for (r, p) in self.plans.iter() {
                         if p.unit == u && p.at == sent && p.seq > seq {
-                            if let Some((_, c)) = self.inner.on_quota(*r) {
+                            if let Some((_, c)) = self.inner.on_quota(r) {
                                 rpm = rpm.saturating_sub(1);
                                 tpm = tpm.saturating_sub(c);
                             }

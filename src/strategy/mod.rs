@@ -169,6 +169,25 @@ pub trait Strategy: Send {
         let _ = (now, ask, key, model);
         true
     }
+    /// A hint, changing nothing: the driver will soon hand over `request` (an outcome, a due
+    /// send, an offer), so a strategy that keeps per-request state asks the CPU for its cache
+    /// line now (see [`crate::core::idmap::IdMap::prefetch`]).
+    fn prefetch(&self, request: u64) {
+        let _ = request;
+    }
+    /// A hint, changing nothing: the next request will want `model`. Returns the key it would
+    /// likely be sent on, if the strategy can tell (the driver asks the server for that
+    /// budget's state); a strategy with a replica asks for its own budget's record
+    /// (`second` false) or, a little later, its window entries (`second` true).
+    fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
+        let _ = (model, second);
+        None
+    }
+    /// Whether [`Strategy::prefetch`] does anything: a driver asks only then (finding the
+    /// id of the request an event is about reads memory that may be cold itself).
+    fn prefetches(&self) -> bool {
+        false
+    }
     /// The send it decided for `ask` on `key` and `model` at `at` will not happen (a proxy's
     /// client went away before it was due): forget it and free what it held. Strategies that
     /// reserve nothing at decision time keep the default.

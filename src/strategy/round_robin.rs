@@ -45,6 +45,10 @@ impl Strategy for RoundRobin {
         }
     }
 
+    fn prefetch_next(&self, _: usize, _: bool) -> Option<usize> {
+        Some(self.next)
+    }
+
     /// It reads the status code only: an unservable 429 is a 429 to it.
     fn tells_unservable(&self) -> bool {
         false
@@ -63,7 +67,13 @@ mod tests {
         let mut s = RoundRobin::new(&env(&[0, 0, 1], None));
         let ask = crate::strategy::tests::ask(0, 1);
         let keys: Vec<usize> = (0..5)
-            .map(|i| match s.decide(i, &ask) {
+            .map(|i| {
+                // The key it names ahead (a hint for the driver) is the one it then takes.
+                let hint = s.prefetch_next(0, false);
+                (i, hint, s.decide(i, &ask))
+            })
+            .map(|(i, hint, d)| match d {
+                Decision::Send { key, .. } if hint != Some(key) => panic!("hinted {hint:?}, sent on {key}"),
                 Decision::Send { key, at, .. } => {
                     assert_eq!(at, i);
                     key
