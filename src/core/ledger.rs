@@ -1191,6 +1191,11 @@ impl Ledger {
         }
     }
 
+    /// Tokens budget `b` has counted for the day containing `now` (read-only).
+    pub fn tokens_today(&self, now: Nanos, b: BudgetId) -> u64 {
+        self.budgets[b.0 as usize].daily.view(now, &self.calendar).1
+    }
+
     /// The highest usage budget `b` ever reached right after an admission (RPM and TPM as the
     /// window's content; with bucket windows, the bucket's used capacity).
     pub fn peak(&self, b: BudgetId) -> Usage {

@@ -609,6 +609,31 @@ impl ExactCooldown {
         changed
     }
 
+    /// The tokens per day model `m` and its fallback chain still have room for today, as the
+    /// replica counts them (planned sends included), summed over the projects with a live key
+    /// (a budget two ids share counted once); `None` when one of those budgets has no
+    /// tokens-per-day limit.
+    pub(super) fn day_tokens_left(&self, now: Nanos, m: usize) -> Option<u64> {
+        let models = self.env.models;
+        let mut seen: Vec<BudgetId> = Vec::new();
+        let mut left = 0u64;
+        for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
+            for (owner, keys) in self.owner_keys.iter().enumerate() {
+                if keys.iter().all(|&k| self.key_dead[k]) {
+                    continue;
+                }
+                let b = self.units[owner * models + model].budget;
+                if seen.contains(&b) {
+                    continue;
+                }
+                seen.push(b);
+                let tpd = self.replica.limits(b).tpd?;
+                left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
+            }
+        }
+        Some(left)
+    }
+
     /// The replica's margin (see [`Ledger::with_margin`]).
     pub(super) fn margin(&self) -> Nanos {
         self.replica.margin()

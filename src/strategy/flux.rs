@@ -63,7 +63,10 @@
 //!   with could be the one (the minute held more with the refused session than with any
 //!   admitted one), that limit comes down below what the minute held; only when nothing told
 //!   explains it is a session limit guessed (the sessions it had open), and then for the
-//!   model's other projects told none either.
+//!   model's other projects told none either;
+//! - **takes a closed batch smallest first when the day's tokens bind** (`Flux::pick`): while
+//!   what a model has left of today's tokens per day cannot hold the batch's waiting requests
+//!   for it, a free worker takes the smallest of them rather than the next in order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
@@ -698,6 +701,41 @@ impl Strategy for Flux {
             // ask again then.
             Some(due) => Decision::Later(due),
             None => d,
+        }
+    }
+
+    fn orders_batch(&self) -> bool {
+        true
+    }
+
+    /// A closed batch under tokens per day: the next request in the batch's order, unless
+    /// what its model (with its fallback chain) has left of today's tokens per day cannot
+    /// hold every waiting request of that model; then the smallest of them (the earliest
+    /// among equals). Taking the smallest first completes the most by any instant the day's
+    /// tokens run out; a request left behind is not starved, as the batch is finite and
+    /// everything smaller goes before it. Where the day's tokens are not binding, or no
+    /// tokens-per-day limit is known, the batch keeps its order.
+    fn pick(&mut self, now: Nanos, waiting: &[Ask]) -> usize {
+        let Some(first) = waiting.first() else {
+            return 0;
+        };
+        let m = first.model;
+        let Some(left) = self.inner.day_tokens_left(now, m) else {
+            return 0;
+        };
+        let mut need = 0u64;
+        let mut smallest = (u64::MAX, 0);
+        for (i, a) in waiting.iter().enumerate().filter(|(_, a)| a.model == m) {
+            let cost = self.inner.cost(a);
+            need = need.saturating_add(cost);
+            if cost < smallest.0 {
+                smallest = (cost, i);
+            }
+        }
+        if need <= left {
+            0
+        } else {
+            smallest.1
         }
     }
 
@@ -1354,6 +1392,31 @@ mod tests {
         f.on_outcome(0, &ask(0, 10), bad, 0, 0, &Outcome::InvalidKey);
         let (key, t) = send(f.decide(0, &ask(0, 10)));
         assert_eq!((t, key == bad), (0, false), "after a 400");
+    }
+
+    /// Issue 26, item 7: a closed batch under tokens per day. While what is left of today's
+    /// tokens per day (over the projects) cannot hold the batch's waiting requests, a free
+    /// worker takes the smallest of them (the earliest among equals); once they fit, or
+    /// where no tokens-per-day limit is known, the batch keeps its order.
+    #[test]
+    fn a_closed_batch_goes_smallest_first_while_the_day_s_tokens_bind() {
+        let limits = Limits {
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(env(&[0, 1], Some(limits)), vec![], 0);
+        assert!(f.orders_batch());
+        let batch = [ask(1, 500), ask(2, 300), ask(3, 600), ask(4, 300)];
+        // 2,000 tokens left today, 1,700 waiting: in order.
+        assert_eq!(f.pick(0, &batch), 0);
+        assert_eq!(send(f.decide(0, &ask(0, 900))).1, 0);
+        // 1,100 left: the smallest, the first of the two of 300.
+        assert_eq!(f.pick(SECOND, &batch), 1);
+        // Tomorrow (the calendar starts at 09:00 Pacific: midnight is 15 h in), 2,000 again.
+        assert_eq!(f.pick(16 * 60 * MINUTE, &batch), 0);
+        // No tokens-per-day limit known: the batch's order, however large it is.
+        let mut g = Flux::new(env(&[0], Some(Limits::default())), vec![], 0);
+        assert_eq!(g.pick(0, &[ask(1, u64::MAX / 4), ask(2, 1)]), 0);
     }
 
     /// Issue 26, item 2: flux's own 429 is a refusal the server did not charge to the day:
