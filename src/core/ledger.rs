@@ -478,6 +478,11 @@ impl<C: Cum> Slide<C> {
     fn take(&mut self, at: Nanos, amounts: [u64; 2]) {
         let k = self.entries.partition_point(|&(t, _)| t < at);
         if self.entries.get(k).is_some_and(|&(t, _)| t == at) {
+            // No more than the entry at `at` holds: a client replica may take back a send
+            // whose own entry its window already forgot (read ahead of it), where another
+            // send's stands at the same instant (a budget merged into it since).
+            let held = minus(self.cum_through(k + 1), self.cum_through(k));
+            let amounts = [amounts[0].min(held[0]), amounts[1].min(held[1])];
             for e in self.entries.iter_mut().skip(k) {
                 e.1 = [e.1[0].less(amounts[0]), e.1[1].less(amounts[1])];
             }

@@ -602,6 +602,18 @@ impl ExactCooldown {
             }
             self.replica.absorb(from, into);
             self.units[um].budget = into;
+            // One budget, two units: neither plans before the later start of the two from now
+            // on. A unit's plans and blocks read its budget ahead of `now`, and a sliding
+            // window forgets what expires before its latest read: the target's, blocked a
+            // minute by its own 429 just before, had forgotten sends that still counted
+            // earlier, and the old id, planning on it at once, met the 429 it had counted
+            // (retired-ids, project 2 at the merge).
+            let last = self.units[um].last.max(self.units[uq].last);
+            let blocked = self.units[um].blocked.max(self.units[uq].blocked);
+            for v in [um, uq] {
+                self.units[v].last = last;
+                self.units[v].blocked = blocked;
+            }
             self.reindex(um, now);
             self.reindex(uq, now);
             changed = true;
@@ -794,9 +806,14 @@ impl ExactCooldown {
 
     /// Sends nothing on unit `u` before `until`.
     pub(super) fn block(&mut self, u: usize, until: Nanos, now: Nanos) {
-        if until > self.units[u].blocked {
-            self.units[u].blocked = until;
-            self.reindex(u, now);
+        // Every unit of the owner that plans on the same budget: the block is the quota's.
+        let models = self.env.models;
+        let (owner, budget) = (u / models, self.units[u].budget);
+        for v in owner * models..(owner + 1) * models {
+            if self.units[v].budget == budget && until > self.units[v].blocked {
+                self.units[v].blocked = until;
+                self.reindex(v, now);
+            }
         }
     }
 
@@ -979,6 +996,15 @@ impl Strategy for ExactCooldown {
         self.key_inflight[key] += 1;
         let owner = self.key_owner[key];
         self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys[owner].len();
+        // Units that plan on the same budget (a re-routed id's, merged by `share_quota`) never
+        // plan behind each other's sends: the replica's windows stay in time order.
+        let budget = self.units[u].budget;
+        for v in owner * models..(owner + 1) * models {
+            if v != u && self.units[v].budget == budget && self.units[v].last < at {
+                self.units[v].last = at;
+                self.reindex(v, now);
+            }
+        }
         self.reindex(u, now);
         Decision::Send {
             key,

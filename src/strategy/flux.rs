@@ -1498,6 +1498,75 @@ mod tests {
         }
     }
 
+    /// Issue 26 (retired-ids, project 2 at the merge): the target's 429 blocks its unit until
+    /// its window frees, and reading the window then makes the replica forget the sends that
+    /// still count before; the old id's 429 naming the shared quota then merges each project's
+    /// budgets. The merged budget's counts are whole only from the later start of the two
+    /// units: before, the old id's retry went at once to the other project, whose target unit
+    /// had forgotten its sends at 0 (4 of 5 counted where the server held 5), and met a 429.
+    #[test]
+    fn a_merged_budget_is_not_planned_before_the_target_s_block() {
+        let limits = Limits {
+            rpm: Some(5),
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut e = env(&[0, 1], Some(limits));
+        e.models = 2;
+        e.limits = vec![limits; 4];
+        e.scopes = vec![e.scopes[0]; 2];
+        e.believed = vec![false; 2];
+        e.live = vec![false; 2];
+        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        e.reserved = vec![None; 2];
+        let mut f = Flux::new(e, vec![], 0);
+        let on = |request: u64, model: usize, attempts: u32| Ask {
+            model,
+            attempts,
+            ..ask(request, 10)
+        };
+        // By the share of the day used, sends alternate between the two projects: each
+        // project's shared minute fills with 2 calls on the target and 3 on the old id.
+        let sends = [
+            (0, 1, 0, 0),
+            (1, 1, 0, 1),
+            (2, 1, 0, 0),
+            (3, 1, 0, 1),
+            (4, 0, 0, 0),
+            (5, 0, 0, 1),
+            (6, 0, 3_600, 0),
+            (7, 0, 4_900, 1),
+            (8, 0, 4_950, 0),
+            (9, 0, 4_960, 1),
+        ];
+        for (r, m, t, key) in sends {
+            let t = t * MILLISECOND;
+            assert_eq!(send(f.decide(t, &on(r, m, 0))), (key, t), "request {r}");
+        }
+        let limited = |model: usize, delay: Nanos| Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(delay),
+            quota: limits.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(model),
+        };
+        // The target, counting 2 on each project, sends a third: its own quota's 429 (naming
+        // the target) on one project, then on the other.
+        let t = 5_198 * MILLISECOND;
+        for (attempts, key) in [(0, 0), (1, 1)] {
+            assert_eq!(send(f.decide(t, &on(10, 1, attempts))), (key, t));
+            f.on_outcome(t, &on(10, 1, attempts), key, 1, t, &limited(1, MINUTE - t));
+        }
+        // The old id, counting 3, sends a fourth: the 429 names the target's quota.
+        let t = 7_328 * MILLISECOND;
+        assert_eq!(send(f.decide(t, &on(11, 0, 0))), (0, t));
+        f.on_outcome(t, &on(11, 0, 0), 0, 0, t, &limited(1, MINUTE - t));
+        // Both projects' shared minutes free at 60 s, when the sends at 0 leave them.
+        match f.decide(t, &on(11, 0, 1)) {
+            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
+            d => panic!("{d:?}"),
+        }
+    }
+
     #[test]
     fn learns_calendar_minutes_from_a_429_retried_on_the_minute() {
         let limits = Limits {
