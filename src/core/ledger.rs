@@ -478,6 +478,11 @@ impl<C: Cum> Slide<C> {
     fn take(&mut self, at: Nanos, amounts: [u64; 2]) {
         let k = self.entries.partition_point(|&(t, _)| t < at);
         if self.entries.get(k).is_some_and(|&(t, _)| t == at) {
+            // No more than the entry at `at` holds: a client replica may take back a send
+            // whose own entry its window already forgot (read ahead of it), where another
+            // send's stands at the same instant (a budget merged into it since).
+            let held = minus(self.cum_through(k + 1), self.cum_through(k));
+            let amounts = [amounts[0].min(held[0]), amounts[1].min(held[1])];
             for e in self.entries.iter_mut().skip(k) {
                 e.1 = [e.1[0].less(amounts[0]), e.1[1].less(amounts[1])];
             }
@@ -1222,6 +1227,11 @@ impl Ledger {
         }
     }
 
+    /// Tokens budget `b` has counted for the day containing `now` (read-only).
+    pub fn tokens_today(&self, now: Nanos, b: BudgetId) -> u64 {
+        self.budgets[b.0 as usize].daily.view(now, &self.calendar).1
+    }
+
     /// The highest usage budget `b` ever reached right after an admission (RPM and TPM as the
     /// window's content; with bucket windows, the bucket's used capacity).
     pub fn peak(&self, b: BudgetId) -> Usage {
@@ -1640,6 +1650,33 @@ mod tests {
     /// Issue 26, item 2: asking whether a send fits tomorrow does not forget today: a refund
     /// of today's send still frees today's day (before, the check moved the day record to
     /// tomorrow and the refund was dropped).
+    /// A take never draws more than the entry at its instant holds: a client replica taking
+    /// back a send whose own entry its window forgot (read ahead) where another send's entry
+    /// stands at the same instant (merged in since) leaves the window ordered. Before, the
+    /// over-draw made the cumulative counts fall and `earliest_fit` indexed past the end.
+    #[test]
+    fn a_take_draws_no_more_than_the_entry_holds() {
+        let (mut l, b) = ledger(
+            WindowKind::Sliding,
+            Limits {
+                rpm: Some(3),
+                tpm: Some(1_000),
+                ..Limits::default()
+            },
+        );
+        l.insert(0, b, 10);
+        l.insert(SECOND, b, 500);
+        l.insert(2 * SECOND, b, 400);
+        // 60 tokens taken back at 0, where the window holds 10 there.
+        l.refund_tokens(0, b, 60);
+        assert_eq!(l.held_at(2 * SECOND, b), [3, 900]);
+        // Full by requests: the next send waits for the entry at 0 to leave.
+        assert!(matches!(
+            l.check(2 * SECOND, b, None, 50),
+            Admission::Rejected { retry_at, .. } if retry_at == MINUTE
+        ));
+    }
+
     #[test]
     fn a_check_on_a_later_day_keeps_today_s_counts() {
         let (mut l, b) = ledger(

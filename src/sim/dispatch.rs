@@ -1,6 +1,7 @@
 //! What every driver (virtual-time engine, real-time `drive`) does alike with requests between
 //! arrival and end: keep them in a slab, queue those the strategy defers, hand a closed batch's
-//! free workers their next request, offer each to the strategy, and count how it ended.
+//! free workers their next request (the strategy's pick among the next ones, if it orders its
+//! batch), offer each to the strategy, and count how it ended.
 
 use std::collections::VecDeque;
 
@@ -11,7 +12,7 @@ use crate::core::workload::{Arrivals, Request};
 use crate::scenario::Scenario;
 use crate::sim::bound::Bound;
 use crate::sim::metrics::{round3, Recorder, SessionMetrics, StrategyResult};
-use crate::strategy::{Ask, Decision, GiveUp, Strategy, StrategySpec};
+use crate::strategy::{Ask, Decision, GiveUp, Strategy, StrategySpec, BATCH_LOOKAHEAD};
 
 /// A request between arrival and end.
 #[derive(Debug, Clone, Copy)]
@@ -62,6 +63,11 @@ pub(crate) struct Book {
     /// Idle workers of a closed batch.
     pub free_workers: u64,
     closed: bool,
+    /// A closed batch's next requests, read ahead for a strategy that chooses among them
+    /// ([`Strategy::orders_batch`]), in the batch's order, with their drawn response times.
+    ahead: VecDeque<(Request, Nanos)>,
+    /// The same as the strategy sees them (kept to reuse its allocation).
+    asks: Vec<Ask>,
 }
 
 impl Book {
@@ -242,7 +248,12 @@ pub(crate) trait Dispatch {
                 }
             }
             if self.book().free_workers > 0 {
-                if let Some((mut r, drawn)) = self.next_batch_request() {
+                let next = if self.strategy().orders_batch() {
+                    self.pick_from_batch(now)
+                } else {
+                    self.next_batch_request()
+                };
+                if let Some((mut r, drawn)) = next {
                     self.book().free_workers -= 1;
                     r.arrival = now;
                     self.arrive(r, drawn, now);
@@ -253,6 +264,34 @@ pub(crate) trait Dispatch {
                 break;
             }
         }
+    }
+
+    /// The request of a closed batch a free worker takes at `now`, chosen by the strategy
+    /// among the next [`BATCH_LOOKAHEAD`] not yet taken ([`Strategy::pick`]).
+    fn pick_from_batch(&mut self, now: Nanos) -> Option<(Request, Nanos)> {
+        while self.book().ahead.len() < BATCH_LOOKAHEAD {
+            match self.next_batch_request() {
+                Some(r) => self.book().ahead.push_back(r),
+                None => break,
+            }
+        }
+        let book = self.book();
+        if book.ahead.is_empty() {
+            return None;
+        }
+        let mut asks = std::mem::take(&mut book.asks);
+        asks.clear();
+        asks.extend(book.ahead.iter().map(|(r, _)| Ask {
+            request: r.id,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            model: r.model,
+            attempts: 0,
+        }));
+        let i = self.strategy().pick(now, &asks).min(asks.len() - 1);
+        let book = self.book();
+        book.asks = asks;
+        book.ahead.remove(i)
     }
 
     /// Ends the request in `slot` at `now`.

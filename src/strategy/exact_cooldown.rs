@@ -601,11 +601,48 @@ impl ExactCooldown {
             }
             self.replica.absorb(from, into);
             self.units[um].budget = into;
+            // One budget, two units: neither plans before the later start of the two from now
+            // on. A unit's plans and blocks read its budget ahead of `now`, and a sliding
+            // window forgets what expires before its latest read: the target's, blocked a
+            // minute by its own 429 just before, had forgotten sends that still counted
+            // earlier, and the old id, planning on it at once, met the 429 it had counted
+            // (retired-ids, project 2 at the merge).
+            let last = self.units[um].last.max(self.units[uq].last);
+            let blocked = self.units[um].blocked.max(self.units[uq].blocked);
+            for v in [um, uq] {
+                self.units[v].last = last;
+                self.units[v].blocked = blocked;
+            }
             self.reindex(um, now);
             self.reindex(uq, now);
             changed = true;
         }
         changed
+    }
+
+    /// The tokens per day model `m` and its fallback chain still have room for today, as the
+    /// replica counts them (planned sends included), summed over the projects with a live key
+    /// (a budget two ids share counted once); `None` when one of those budgets has no
+    /// tokens-per-day limit.
+    pub(super) fn day_tokens_left(&self, now: Nanos, m: usize) -> Option<u64> {
+        let models = self.env.models;
+        let mut seen: Vec<BudgetId> = Vec::new();
+        let mut left = 0u64;
+        for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
+            for (owner, keys) in self.owner_keys.iter().enumerate() {
+                if keys.iter().all(|&k| self.key_dead[k]) {
+                    continue;
+                }
+                let b = self.units[owner * models + model].budget;
+                if seen.contains(&b) {
+                    continue;
+                }
+                seen.push(b);
+                let tpd = self.replica.limits(b).tpd?;
+                left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
+            }
+        }
+        Some(left)
     }
 
     /// The replica's margin (see [`Ledger::with_margin`]).
@@ -768,9 +805,14 @@ impl ExactCooldown {
 
     /// Sends nothing on unit `u` before `until`.
     pub(super) fn block(&mut self, u: usize, until: Nanos, now: Nanos) {
-        if until > self.units[u].blocked {
-            self.units[u].blocked = until;
-            self.reindex(u, now);
+        // Every unit of the owner that plans on the same budget: the block is the quota's.
+        let models = self.env.models;
+        let (owner, budget) = (u / models, self.units[u].budget);
+        for v in owner * models..(owner + 1) * models {
+            if self.units[v].budget == budget && until > self.units[v].blocked {
+                self.units[v].blocked = until;
+                self.reindex(v, now);
+            }
         }
     }
 
@@ -975,6 +1017,15 @@ impl Strategy for ExactCooldown {
         self.key_inflight[key] += 1;
         let owner = self.key_owner[key];
         self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys[owner].len();
+        // Units that plan on the same budget (a re-routed id's, merged by `share_quota`) never
+        // plan behind each other's sends: the replica's windows stay in time order.
+        let budget = self.units[u].budget;
+        for v in owner * models..(owner + 1) * models {
+            if v != u && self.units[v].budget == budget && self.units[v].last < at {
+                self.units[v].last = at;
+                self.reindex(v, now);
+            }
+        }
         self.reindex(u, now);
         Decision::Send {
             key,

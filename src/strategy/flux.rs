@@ -63,7 +63,10 @@
 //!   with could be the one (the minute held more with the refused session than with any
 //!   admitted one), that limit comes down below what the minute held; only when nothing told
 //!   explains it is a session limit guessed (the sessions it had open), and then for the
-//!   model's other projects told none either.
+//!   model's other projects told none either;
+//! - **takes a closed batch smallest first when the day's tokens bind** (`Flux::pick`): while
+//!   what a model has left of today's tokens per day cannot hold the batch's waiting requests
+//!   for it, a free worker takes the smallest of them rather than the next in order.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
@@ -712,6 +715,41 @@ impl Strategy for Flux {
             // ask again then.
             Some(due) => Decision::Later(due),
             None => d,
+        }
+    }
+
+    fn orders_batch(&self) -> bool {
+        true
+    }
+
+    /// A closed batch under tokens per day: the next request in the batch's order, unless
+    /// what its model (with its fallback chain) has left of today's tokens per day cannot
+    /// hold every waiting request of that model; then the smallest of them (the earliest
+    /// among equals). Taking the smallest first completes the most by any instant the day's
+    /// tokens run out; a request left behind is not starved, as the batch is finite and
+    /// everything smaller goes before it. Where the day's tokens are not binding, or no
+    /// tokens-per-day limit is known, the batch keeps its order.
+    fn pick(&mut self, now: Nanos, waiting: &[Ask]) -> usize {
+        let Some(first) = waiting.first() else {
+            return 0;
+        };
+        let m = first.model;
+        let Some(left) = self.inner.day_tokens_left(now, m) else {
+            return 0;
+        };
+        let mut need = 0u64;
+        let mut smallest = (u64::MAX, 0);
+        for (i, a) in waiting.iter().enumerate().filter(|(_, a)| a.model == m) {
+            let cost = self.inner.cost(a);
+            need = need.saturating_add(cost);
+            if cost < smallest.0 {
+                smallest = (cost, i);
+            }
+        }
+        if need <= left {
+            0
+        } else {
+            smallest.1
         }
     }
 
@@ -1387,6 +1425,31 @@ mod tests {
         assert_eq!((t, key == bad), (0, false), "after a 400");
     }
 
+    /// Issue 26, item 7: a closed batch under tokens per day. While what is left of today's
+    /// tokens per day (over the projects) cannot hold the batch's waiting requests, a free
+    /// worker takes the smallest of them (the earliest among equals); once they fit, or
+    /// where no tokens-per-day limit is known, the batch keeps its order.
+    #[test]
+    fn a_closed_batch_goes_smallest_first_while_the_day_s_tokens_bind() {
+        let limits = Limits {
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(env(&[0, 1], Some(limits)), vec![], 0);
+        assert!(f.orders_batch());
+        let batch = [ask(1, 500), ask(2, 300), ask(3, 600), ask(4, 300)];
+        // 2,000 tokens left today, 1,700 waiting: in order.
+        assert_eq!(f.pick(0, &batch), 0);
+        assert_eq!(send(f.decide(0, &ask(0, 900))).1, 0);
+        // 1,100 left: the smallest, the first of the two of 300.
+        assert_eq!(f.pick(SECOND, &batch), 1);
+        // Tomorrow (the calendar starts at 09:00 Pacific: midnight is 15 h in), 2,000 again.
+        assert_eq!(f.pick(16 * 60 * MINUTE, &batch), 0);
+        // No tokens-per-day limit known: the batch's order, however large it is.
+        let mut g = Flux::new(env(&[0], Some(Limits::default())), vec![], 0);
+        assert_eq!(g.pick(0, &[ask(1, u64::MAX / 4), ask(2, 1)]), 0);
+    }
+
     /// Issue 26, item 2: flux's own 429 is a refusal the server did not charge to the day:
     /// the planner refunds it (handed over as a generic error, it stayed counted, and a day
     /// of 2 requests looked spent until midnight).
@@ -1463,6 +1526,75 @@ mod tests {
                 Decision::Later(at) => assert!(at >= tomorrow, "model {m}: {at} < {tomorrow}"),
                 d => panic!("model {m}: {d:?}"),
             }
+        }
+    }
+
+    /// Issue 26 (retired-ids, project 2 at the merge): the target's 429 blocks its unit until
+    /// its window frees, and reading the window then makes the replica forget the sends that
+    /// still count before; the old id's 429 naming the shared quota then merges each project's
+    /// budgets. The merged budget's counts are whole only from the later start of the two
+    /// units: before, the old id's retry went at once to the other project, whose target unit
+    /// had forgotten its sends at 0 (4 of 5 counted where the server held 5), and met a 429.
+    #[test]
+    fn a_merged_budget_is_not_planned_before_the_target_s_block() {
+        let limits = Limits {
+            rpm: Some(5),
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut e = env(&[0, 1], Some(limits));
+        e.models = 2;
+        e.limits = vec![limits; 4];
+        e.scopes = vec![e.scopes[0]; 2];
+        e.believed = vec![false; 2];
+        e.live = vec![false; 2];
+        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        e.reserved = vec![None; 2];
+        let mut f = Flux::new(e, vec![], 0);
+        let on = |request: u64, model: usize, attempts: u32| Ask {
+            model,
+            attempts,
+            ..ask(request, 10)
+        };
+        // By the share of the day used, sends alternate between the two projects: each
+        // project's shared minute fills with 2 calls on the target and 3 on the old id.
+        let sends = [
+            (0, 1, 0, 0),
+            (1, 1, 0, 1),
+            (2, 1, 0, 0),
+            (3, 1, 0, 1),
+            (4, 0, 0, 0),
+            (5, 0, 0, 1),
+            (6, 0, 3_600, 0),
+            (7, 0, 4_900, 1),
+            (8, 0, 4_950, 0),
+            (9, 0, 4_960, 1),
+        ];
+        for (r, m, t, key) in sends {
+            let t = t * MILLISECOND;
+            assert_eq!(send(f.decide(t, &on(r, m, 0))), (key, t), "request {r}");
+        }
+        let limited = |model: usize, delay: Nanos| Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(delay),
+            quota: limits.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(model),
+        };
+        // The target, counting 2 on each project, sends a third: its own quota's 429 (naming
+        // the target) on one project, then on the other.
+        let t = 5_198 * MILLISECOND;
+        for (attempts, key) in [(0, 0), (1, 1)] {
+            assert_eq!(send(f.decide(t, &on(10, 1, attempts))), (key, t));
+            f.on_outcome(t, &on(10, 1, attempts), key, 1, t, &limited(1, MINUTE - t));
+        }
+        // The old id, counting 3, sends a fourth: the 429 names the target's quota.
+        let t = 7_328 * MILLISECOND;
+        assert_eq!(send(f.decide(t, &on(11, 0, 0))), (0, t));
+        f.on_outcome(t, &on(11, 0, 0), 0, 0, t, &limited(1, MINUTE - t));
+        // Both projects' shared minutes free at 60 s, when the sends at 0 leave them.
+        match f.decide(t, &on(11, 0, 1)) {
+            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
+            d => panic!("{d:?}"),
         }
     }
 

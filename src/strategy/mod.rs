@@ -227,7 +227,25 @@ pub trait Strategy: Send {
     fn tells_unservable(&self) -> bool {
         true
     }
+    /// Whether it chooses which of a closed batch's waiting requests a free worker takes next
+    /// ([`Strategy::pick`]); if not (the default), workers take them in the batch's order and
+    /// the driver shows it none ahead of time.
+    fn orders_batch(&self) -> bool {
+        false
+    }
+    /// Which of a closed batch's `waiting` requests (the next ones not yet taken, in the
+    /// batch's order, at most [`BATCH_LOOKAHEAD`]) a free worker takes at `now`: an index
+    /// into `waiting`. Asked only of a strategy that [`Strategy::orders_batch`].
+    fn pick(&mut self, now: Nanos, waiting: &[Ask]) -> usize {
+        let _ = (now, waiting);
+        0
+    }
 }
+
+/// The most requests of a closed batch a driver shows a strategy that orders its batch
+/// ([`Strategy::pick`]): the batch is read that far ahead, no further (a client holds its
+/// batch, but the choice stays cheap on a long one).
+pub const BATCH_LOOKAHEAD: usize = 1024;
 
 /// What another instance of a fleet did, as its shared ledger tells the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,15 +53,15 @@ const QUICK: [&str; 35] = [
 /// pays to learn (live-conversations, its 2026 versions and live-reconnect told wrong limits,
 /// retired-ids and rerouted-paid where a retired or re-routed model's quota is learnt from one
 /// 429, pods with ledgers of their own), is told no limits where each project has its own
-/// (mixed-rpd, project-overrides), or runs without its fallback (pro-tokens-per-day).
-const CLAIM_FAILS: [&str; 10] = [
+/// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
+/// flux takes a closed batch smallest first while the day's tokens bind.)
+const CLAIM_FAILS: [&str; 9] = [
     "fleet-own-ledgers",
     "live-conversations",
     "live-conversations-2026-12",
     "live-interpreter-2026",
     "live-reconnect",
     "mixed-rpd",
-    "pro-tokens-per-day",
     "project-overrides",
     "rerouted-paid",
     "retired-ids",
