@@ -1085,8 +1085,9 @@ mod tests {
     /// Issue 26 (`live-interpreter-2026` told +50%: 51% of the pace): the minute a refused
     /// session met is counted from the sessions flux sent, in the order it sent them, and an
     /// admitted one's minute is measured once its admission is known. The planner's replica
-    /// forgets a window's entries once it has planned a minute ahead, so the minute read there
-    /// held nothing, and the ceiling learned was one session's tokens (7,999).
+    /// forgets a window's entries once it has planned a minute ahead: there a refusal read an
+    /// empty minute and learned a ceiling of one session's tokens (7,205), and the most an
+    /// admitted session met, the ceiling's floor, read 0 (as here before the fix: [0, 0]).
     #[test]
     fn a_live_token_ceiling_is_learned_from_the_minute_the_sessions_met() {
         let mut e = told(Limits {
