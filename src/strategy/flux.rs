@@ -110,8 +110,10 @@ struct Plan {
     epoch: u32,
     at: Nanos,
     probe: Dims,
-    /// The order it was decided in (sends at one instant reach the server in this order).
-    seq: u64,
+    /// The order it was sent in (`None`: not sent yet). Sends at one instant reach the server
+    /// in the order they are made, which is not the order they were decided in: a send
+    /// planned ahead goes when it is due (`confirm`), one decided at its instant goes at once.
+    seq: Option<u64>,
 }
 
 /// The flux strategy.
@@ -156,8 +158,18 @@ pub struct Flux {
     fleet: FleetView,
     /// How it believes the server measures per-minute windows.
     window: WindowBelief,
-    /// Sends decided so far (each plan's `seq`).
+    /// Sends made so far (each plan's `seq`).
     decided: u64,
+    /// Live sessions sent, by when their silence says the server admitted them
+    /// ([`LIVE_ADMIT_GRACE`] after the send): `(due, seq, unit)`, soonest first. The
+    /// minute each admitted one held is measured then (its earlier refusals known, its entries
+    /// still in the windows).
+    live_out: BinaryHeap<Reverse<(Nanos, u64, usize)>>,
+    /// Per unit of a Live model: its sessions sent in the last two minutes, in the order sent,
+    /// `(sent, seq, cost)`, a refused one taken out. The minute a session met is counted from
+    /// these, not from the planner's replica, which forgets entries once it has planned a
+    /// minute ahead.
+    live_sent: Vec<VecDeque<(Nanos, u64, u64)>>,
 }
 
 /// How flux believes the server measures per-minute windows (issue 26, item 6).
@@ -334,6 +346,8 @@ impl Flux {
             fleet: FleetView::default(),
             window,
             decided: 0,
+            live_out: BinaryHeap::new(),
+            live_sent: vec![VecDeque::new(); n],
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -440,6 +454,53 @@ impl Flux {
                     self.grow(u, probe, now);
                     self.refresh_probe(u, now);
                 }
+            }
+        }
+    }
+
+    /// A send on unit `u` planned at `at` and costing `cost` is made now: its place in the
+    /// order sends reach the server; a Live session's is remembered (`live_sent`) and its
+    /// admission awaited (`live_out`).
+    fn sent_now(&mut self, u: usize, at: Nanos, cost: u64) -> u64 {
+        self.decided += 1;
+        let seq = self.decided;
+        if self.live[u % self.live.len().max(1)] {
+            let sent = &mut self.live_sent[u];
+            while sent.front().is_some_and(|&(t, ..)| t.saturating_add(2 * MINUTE) < at) {
+                sent.pop_front();
+            }
+            sent.push_back((at, seq, cost));
+            self.live_out.push(Reverse((at + LIVE_ADMIT_GRACE, seq, u)));
+        }
+        seq
+    }
+
+    /// What unit `u`'s minute held, `[requests, tokens]`, when its session sent `seq`-th at
+    /// `at` reached the server: the sessions sent in the minute up to it (itself included),
+    /// but not those refused.
+    fn minute_before(&self, u: usize, at: Nanos, seq: u64) -> [u64; 2] {
+        let from = at.saturating_sub(MINUTE);
+        self.live_sent[u]
+            .iter()
+            .filter(|&&(t, s, _)| s <= seq && t <= at && (t > from || at < MINUTE))
+            .fold([0, 0], |[r, c], &(_, _, cost)| [r + 1, c + cost])
+    }
+
+    /// Live sessions sent [`LIVE_ADMIT_GRACE`] ago and not refused: admitted, so each
+    /// per-minute limit is at least what the minute held with them (`minute_peak`), measured
+    /// now that the refusals of sends before them at their instant are known.
+    fn admit_sessions(&mut self, now: Nanos) {
+        while let Some(&Reverse((due, seq, u))) = self.live_out.peek() {
+            if due > now {
+                break;
+            }
+            self.live_out.pop();
+            let Some(&(at, ..)) = self.live_sent[u].iter().find(|e| e.1 == seq) else {
+                continue;
+            };
+            let held = self.minute_before(u, at, seq);
+            for (k, h) in self.minute_peak[u].iter_mut().zip(held) {
+                *k = (*k).max(h);
             }
         }
     }
@@ -669,6 +730,8 @@ impl Flux {
                     });
                 }
             }
+            // Sent at once when planned now; a later one is sent when confirmed.
+            let seq = (at <= now).then(|| self.sent_now(u, at, self.inner.cost(ask)));
             self.plans.insert(
                 ask.request,
                 Plan {
@@ -676,10 +739,9 @@ impl Flux {
                     epoch: self.epoch[u],
                     at,
                     probe,
-                    seq: self.decided,
+                    seq,
                 },
             );
-            self.decided += 1;
         }
         d
     }
@@ -704,6 +766,7 @@ impl Strategy for Flux {
         self.release_shadows(now);
         self.raise_shares(now);
         self.admit_probes(now);
+        self.admit_sessions(now);
         let d = self.decide_now(now, ask);
         if d != Decision::Defer {
             return d;
@@ -762,7 +825,15 @@ impl Strategy for Flux {
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
-            _ => true,
+            Some(p) => {
+                let (u, at) = (p.unit, p.at);
+                let seq = self.sent_now(u, at, self.inner.cost(ask));
+                if let Some(p) = self.plans.get_mut(ask.request) {
+                    p.seq = Some(seq);
+                }
+                true
+            }
+            None => true,
         }
     }
 
@@ -824,6 +895,7 @@ impl Strategy for Flux {
         self.release_shadows(now);
         self.raise_shares(now);
         // This send's own outcome, not its silence, tells whether it was admitted.
+        self.admit_sessions(now);
         let plan = self.plans.remove(ask.request);
         self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
@@ -844,7 +916,7 @@ impl Strategy for Flux {
                     closes.push_back((sent, end));
                     self.admitted(u);
                     // The most of each minute it saw admitted (this session included).
-                    let held = self.inner.held_at(u, sent);
+                    let held = self.minute_before(u, sent, plan.and_then(|p| p.seq).unwrap_or(u64::MAX));
                     for (p, h) in self.minute_peak[u].iter_mut().zip(held) {
                         *p = (*p).max(h);
                     }
@@ -871,16 +943,10 @@ impl Strategy for Flux {
                     // Sends at the same instant decided after it reached the server after it:
                     // they are not what it met.
                     let cost = self.inner.cost(ask);
-                    let seq = plan.map_or(u64::MAX, |p| p.seq);
-                    let [mut rpm, mut tpm] = self.inner.held_at(u, sent);
-                    for (r, p) in self.plans.iter() {
-                        if p.unit == u && p.at == sent && p.seq > seq {
-                            if let Some((_, c)) = self.inner.on_quota(r) {
-                                rpm = rpm.saturating_sub(1);
-                                tpm = tpm.saturating_sub(c);
-                            }
-                        }
-                    }
+                    let seq = plan.and_then(|p| p.seq).unwrap_or(u64::MAX);
+                    let [rpm, tpm] = self.minute_before(u, sent, seq);
+                    // Refused: not in the minute of any later session.
+                    self.live_sent[u].retain(|e| e.1 != seq);
                     let minute = [
                         (Dimension::Rpm, rpm.saturating_sub(1)),
                         (Dimension::Tpm, tpm.saturating_sub(cost)),
@@ -897,14 +963,7 @@ impl Strategy for Flux {
                     // did (a Live model limited by tokens per minute, no session limit).
                     // Its sessions still open, sent long enough ago that a refusal would have
                     // come, were admitted: each minute held at least that much then.
-                    for p in self.plans.values() {
-                        if p.unit == u && p.at.saturating_add(LIVE_ADMIT_GRACE) <= now {
-                            let held = self.inner.held_at(u, p.at);
-                            for (k, h) in self.minute_peak[u].iter_mut().zip(held) {
-                                *k = (*k).max(h);
-                            }
-                        }
-                    }
+                    // (Measured `LIVE_ADMIT_GRACE` after each send: `admit_sessions`.)
                     let peak = self.minute_peak[u];
                     let cap = self.inner.cap(u);
                     let amount = |d: Dimension| if d == Dimension::Rpm { 1 } else { cost };
@@ -1090,6 +1149,50 @@ mod tests {
         let mut e = env(&[0], Some(limits));
         e.believed = vec![true];
         e
+    }
+
+    /// Issue 26 (`live-interpreter-2026` told +50%: 51% of the pace): the minute a refused
+    /// session met is counted from the sessions flux sent, in the order it sent them, and an
+    /// admitted one's minute is measured once its admission is known. The planner's replica
+    /// forgets a window's entries once it has planned a minute ahead: there a refusal read an
+    /// empty minute and learned a ceiling of one session's tokens (7,205), and the most an
+    /// admitted session met, the ceiling's floor, read 0 (as here before the fix: [0, 0]).
+    #[test]
+    fn a_live_token_ceiling_is_learned_from_the_minute_the_sessions_met() {
+        let mut e = told(Limits {
+            tpm: Some(30_000),
+            ..Limits::default()
+        });
+        e.live = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        let close_1011 = Outcome::RateLimited {
+            violated: Dims::EMPTY,
+            retry_delay: None,
+            quota: Limits::UNLIMITED,
+            quota_model: None,
+        };
+        // Two sessions of 7,000 tokens at 0 s, admitted (they run for minutes).
+        for r in 0..2 {
+            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
+        }
+        // At 60 s three of 8,000.
+        let t = MINUTE;
+        for r in 2..5 {
+            assert_eq!(send(f.decide(t, &ask(r, 8_000))), (0, t));
+        }
+        // More asked: one probes the told limit at 60 s, the next is planned a minute ahead.
+        for r in 5..7 {
+            f.decide(t, &ask(r, 8_000));
+        }
+        // The third of them is refused (the true limit is 20,000): the minute held 24,000.
+        f.on_outcome(t + 1_100 * MILLISECOND, &ask(4, 8_000), 0, 0, t, &close_1011);
+        assert_eq!(
+            f.inner.cap(0)[1],
+            Some(23_999),
+            "a ceiling just under the minute it met"
+        );
+        // What the two admitted at 0 s held is the least the limit can be.
+        assert_eq!(f.minute_peak[0], [2, 14_000]);
     }
 
     #[test]

@@ -160,13 +160,14 @@ fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
 }
 
 /// Issue 26, item 11: the claim is judged by pace and wait as well as completions. On
-/// live-conversations-2026-12 flux told limits 50% too high completes all 150 sessions but at
-/// 91% of the pace (it was 41% before flux read a 1011 as the token limit it was told; told
-/// 50% too low, the example here before, it now keeps the pace): counting only completions,
-/// the claim would mark it ✓.
+/// live-interpreter-2026 flux told limits 50% too high completes all 150 sessions but at 74%
+/// of the pace (its token ceiling settles from above, one refusal at a time): counting only
+/// completions, the claim would mark it ✓. (The example was live-conversations-2026-12 told
+/// +50%, at 91% until the minute a refused session met was counted from what flux sent; it
+/// now keeps the pace.)
 #[test]
 fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
-    let s = Scenario::load(Path::new("scenarios/live-conversations-2026-12.toml")).unwrap();
+    let s = Scenario::load(Path::new("scenarios/live-interpreter-2026.toml")).unwrap();
     let (_, claim) = compare(&s, s.seed, 2);
     let low = claim.flux.iter().find(|v| v.name == "flux, limits +50%").unwrap();
     assert_eq!((low.completed, claim.best_completed), (150, 150));
