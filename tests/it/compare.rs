@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 35] = [
+const QUICK: [&str; 37] = [
     "across-midnight",
     "dubbing",
     "fixed-windows",
@@ -29,9 +29,11 @@ const QUICK: [&str; 35] = [
     "live-interpreter-2026",
     "live-reconnect",
     "live-sessions",
+    "live-tutor-2026",
     "long-context-reservation",
     "mixed-rpd",
     "oversize",
+    "pr-review-backlog",
     "pro-tokens-per-day",
     "project-overrides",
     "quirks",
@@ -50,17 +52,19 @@ const QUICK: [&str; 35] = [
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux
-/// pays to learn (live-conversations, its 2026 versions and live-reconnect told wrong limits,
+/// pays to learn (live-conversations, its 2026 versions, live-tutor-2026 and live-reconnect
+/// told wrong limits or none,
 /// retired-ids and rerouted-paid where a retired or re-routed model's quota is learnt from one
 /// 429, pods with ledgers of their own), is told no limits where each project has its own
 /// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
 /// flux takes a closed batch smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 9] = [
+const CLAIM_FAILS: [&str; 10] = [
     "fleet-own-ledgers",
     "live-conversations",
     "live-conversations-2026-12",
     "live-interpreter-2026",
     "live-reconnect",
+    "live-tutor-2026",
     "mixed-rpd",
     "project-overrides",
     "rerouted-paid",
@@ -139,6 +143,7 @@ fn flux_meets_its_claim_and_the_compare_page_shows_the_commands_output() {
 fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
     for name in [
         "oversize",
+    "pr-review-backlog",
         "pro-tokens-per-day",
         "dubbing",
         "free-tier-2026",
