@@ -143,7 +143,6 @@ fn flux_meets_its_claim_and_the_compare_page_shows_the_commands_output() {
 fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
     for name in [
         "oversize",
-    "pr-review-backlog",
         "pro-tokens-per-day",
         "dubbing",
         "free-tier-2026",
