@@ -470,7 +470,7 @@ impl Health {
                 // is an error, not an outage (the watch, with its own time, decides).
                 if down.is_none() && judged {
                     self.outages.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("flux-sim proxy: shared ledger down ({e}); sending nothing until it answers");
+                    eprintln!("flux-sim proxy: {e}; the ledger counts as down, nothing is sent until it answers");
                     *down = Some((Instant::now(), e.clone()));
                 }
             }
@@ -671,9 +671,9 @@ impl RedisLedger {
         let t = Instant::now();
         let r = match tokio::time::timeout(within, self.con.query::<String>(&redis::cmd("PING"))).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(mask_secrets(&format!("Redis did not answer: {e}"))),
+            Ok(Err(e)) => Err(mask_secrets(&format!("the shared ledger (Redis) did not answer: {e}"))),
             Err(_) => Err(format!(
-                "Redis did not answer within {}",
+                "the shared ledger (Redis) did not answer within {}",
                 format_duration(within.as_nanos() as u64)
             )),
         };
