@@ -1165,12 +1165,6 @@ mod tests {
         });
         e.live = vec![true];
         let mut f = Flux::new(e, vec![], 0);
-        let close_1011 = Outcome::RateLimited {
-            violated: Dims::EMPTY,
-            retry_delay: None,
-            quota: Limits::UNLIMITED,
-            quota_model: None,
-        };
         // Two sessions of 7,000 tokens at 0 s, admitted (they run for minutes).
         for r in 0..2 {
             assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
@@ -1185,7 +1179,7 @@ mod tests {
             f.decide(t, &ask(r, 8_000));
         }
         // The third of them is refused (the true limit is 20,000): the minute held 24,000.
-        f.on_outcome(t + 1_100 * MILLISECOND, &ask(4, 8_000), 0, 0, t, &close_1011);
+        f.on_outcome(t + 1_100 * MILLISECOND, &ask(4, 8_000), 0, 0, t, &CLOSE_1011);
         assert_eq!(
             f.inner.cap(0)[1],
             Some(23_999),
@@ -1206,17 +1200,11 @@ mod tests {
         );
         e.live = vec![true];
         let mut f = Flux::new(e, vec![], 0);
-        let close_1011 = Outcome::RateLimited {
-            violated: Dims::EMPTY,
-            retry_delay: None,
-            quota: Limits::UNLIMITED,
-            quota_model: None,
-        };
         // A session 0-10 s, closed; the next sent at 10 s is refused: the slot is still held.
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         f.on_outcome(10 * SECOND, &ask(0, 1), 0, 0, 0, &Outcome::Ok);
         assert_eq!(send(f.decide(10 * SECOND, &ask(1, 1))), (0, 10 * SECOND));
-        f.on_outcome(11 * SECOND, &ask(1, 1), 0, 0, 10 * SECOND, &close_1011);
+        f.on_outcome(11 * SECOND, &ask(1, 1), 0, 0, 10 * SECOND, &CLOSE_1011);
         assert_eq!(f.session_hold[0], SECOND, "at least 1 s");
         // Blocked until the closed session's slot is believed free: 10 s + 1 s.
         match f.decide(11 * SECOND, &ask(1, 2)) {
@@ -1224,7 +1212,7 @@ mod tests {
             d => assert!(matches!(d, Decision::Later(_) | Decision::Defer), "{d:?}"),
         }
         // A second refusal with the session closed 10 s before: the hold grows past 10 s.
-        f.on_outcome(20 * SECOND, &ask(1, 2), 0, 0, 20 * SECOND, &close_1011);
+        f.on_outcome(20 * SECOND, &ask(1, 2), 0, 0, 20 * SECOND, &CLOSE_1011);
         assert!(f.session_hold[0] >= 10 * SECOND, "{}", f.session_hold[0]);
         // From now on a closed session counts as open for the hold: the next waits for it.
         let t = 40 * SECOND;
@@ -1252,12 +1240,6 @@ mod tests {
         );
         e.live = vec![true];
         let mut f = Flux::new(e, vec![], 0);
-        let close_1011 = Outcome::RateLimited {
-            violated: Dims::EMPTY,
-            retry_delay: None,
-            quota: Limits::UNLIMITED,
-            quota_model: None,
-        };
         // Three sessions, sent at 0, 1, 2 s, closed at 10, 20, 30 s.
         for r in 0..3 {
             assert_eq!(send(f.decide(r * SECOND, &ask(r, 1))), (0, r * SECOND));
@@ -1269,7 +1251,7 @@ mod tests {
         for (r, t) in [(3, 31 * SECOND), (4, 32 * SECOND), (5, 34 * SECOND)] {
             assert_eq!(send(f.decide(t, &ask(r, 1))), (0, t));
         }
-        f.on_outcome(35 * SECOND, &ask(5, 1), 0, 0, 34 * SECOND, &close_1011);
+        f.on_outcome(35 * SECOND, &ask(5, 1), 0, 0, 34 * SECOND, &CLOSE_1011);
         assert_eq!(f.session_hold[0], 5 * SECOND, "5/4 of the 4 s back to the latest close");
         // Sessions admitted without a 1011: the hold comes down by 1/8 per SHRINK_AFTER.
         let mut t = 40 * SECOND;
