@@ -1151,6 +1151,13 @@ mod tests {
         e
     }
 
+    /// flux on one key of one Live model, told `limits` (believed, not confirmed).
+    fn told_live(limits: Limits) -> Flux {
+        let mut e = told(limits);
+        e.live = vec![true];
+        Flux::new(e, vec![], 0)
+    }
+
     /// Issue 26 (`live-interpreter-2026` told +50%: 51% of the pace): the minute a refused
     /// session met is counted from the sessions flux sent, in the order it sent them, and an
     /// admitted one's minute is measured once its admission is known. The planner's replica
@@ -1159,12 +1166,10 @@ mod tests {
     /// admitted session met, the ceiling's floor, read 0 (as here before the fix: [0, 0]).
     #[test]
     fn a_live_token_ceiling_is_learned_from_the_minute_the_sessions_met() {
-        let mut e = told(Limits {
+        let mut f = told_live(Limits {
             tpm: Some(30_000),
             ..Limits::default()
         });
-        e.live = vec![true];
-        let mut f = Flux::new(e, vec![], 0);
         // Two sessions of 7,000 tokens at 0 s, admitted (they run for minutes).
         for r in 0..2 {
             assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
@@ -2064,12 +2069,10 @@ mod tests {
     /// pace and a p99 wait of 4.7 min; `live-call-centre` told -50%: 65%).
     #[test]
     fn a_live_probe_not_refused_within_its_grace_was_admitted() {
-        let mut e = told(Limits {
+        let mut f = told_live(Limits {
             concurrent: Some(1),
             ..Limits::default()
         });
-        e.live = vec![true];
-        let mut f = Flux::new(e, vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second session");
         assert_eq!(f.decide(0, &ask(2, 1)), Decision::Later(LIVE_ADMIT_GRACE));
