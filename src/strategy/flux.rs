@@ -1151,6 +1151,20 @@ mod tests {
         e
     }
 
+    /// flux on keys of `projects` (one key each) and two models, gemini-3.5-flash and
+    /// gemini-3.6-flash, each with `limits` on every project, known.
+    fn retired_and_target(projects: &[usize], limits: Limits) -> Flux {
+        let mut e = env(projects, Some(limits));
+        e.models = 2;
+        e.limits = vec![limits; 2 * e.limits.len()];
+        e.scopes = vec![e.scopes[0]; 2];
+        e.believed = vec![false; 2];
+        e.live = vec![false; 2];
+        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        e.reserved = vec![None; 2];
+        Flux::new(e, vec![], 0)
+    }
+
     /// flux on one key of one Live model, told `limits` (believed, not confirmed).
     fn told_live(limits: Limits) -> Flux {
         let mut e = told(limits);
@@ -1580,15 +1594,7 @@ mod tests {
             rpd: Some(2),
             ..Limits::default()
         };
-        let mut e = env(&[0], Some(limits));
-        e.models = 2;
-        e.limits = vec![limits; 2];
-        e.scopes = vec![e.scopes[0]; 2];
-        e.believed = vec![false; 2];
-        e.live = vec![false; 2];
-        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
-        e.reserved = vec![None; 2];
-        let mut f = Flux::new(e, vec![], 0);
+        let mut f = retired_and_target(&[0], limits);
         let on = |request: u64, model: usize| Ask {
             model,
             ..ask(request, 10)
@@ -1632,15 +1638,7 @@ mod tests {
             rpd: Some(100),
             ..Limits::default()
         };
-        let mut e = env(&[0, 1], Some(limits));
-        e.models = 2;
-        e.limits = vec![limits; 4];
-        e.scopes = vec![e.scopes[0]; 2];
-        e.believed = vec![false; 2];
-        e.live = vec![false; 2];
-        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
-        e.reserved = vec![None; 2];
-        let mut f = Flux::new(e, vec![], 0);
+        let mut f = retired_and_target(&[0, 1], limits);
         let on = |request: u64, model: usize, attempts: u32| Ask {
             model,
             attempts,
