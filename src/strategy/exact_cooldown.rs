@@ -126,6 +126,51 @@ struct Index {
     waiting: BTreeSet<(Nanos, u32)>,
 }
 
+/// The keys of each owner (a project), in key order, in one array: `of(o)` is
+/// `keys[start[o]..start[o + 1]]` (a vector per owner put each owner's keys on a line of its
+/// own, cold when `pick_key` reads it; issue 34).
+#[derive(Debug, Clone)]
+struct OwnerKeys {
+    keys: Vec<usize>,
+    start: Vec<usize>,
+}
+
+impl OwnerKeys {
+    /// `owners` owners; key `k` is `key_owner[k]`'s.
+    fn new(owners: usize, key_owner: &[usize]) -> Self {
+        let mut start = vec![0; owners + 1];
+        for &o in key_owner {
+            start[o + 1] += 1;
+        }
+        for o in 0..owners {
+            start[o + 1] += start[o];
+        }
+        let mut next = start.clone();
+        let mut keys = vec![0; key_owner.len()];
+        for (k, &o) in key_owner.iter().enumerate() {
+            keys[next[o]] = k;
+            next[o] += 1;
+        }
+        OwnerKeys { keys, start }
+    }
+
+    /// Owner `o`'s keys.
+    #[inline]
+    fn of(&self, o: usize) -> &[usize] {
+        &self.keys[self.start[o]..self.start[o + 1]]
+    }
+
+    /// Owners.
+    fn len(&self) -> usize {
+        self.start.len() - 1
+    }
+
+    /// Each owner's keys, by owner.
+    fn iter(&self) -> impl Iterator<Item = &[usize]> {
+        (0..self.len()).map(|o| self.of(o))
+    }
+}
+
 /// How a unit could serve a request.
 enum Eval {
     /// At this instant, on this key (exceeding the believed limits of these dimensions: a
@@ -155,7 +200,7 @@ pub struct ExactCooldown {
     units: Vec<Unit>,
     index: Vec<Index>,
     /// Keys of each owner (a project).
-    owner_keys: Vec<Vec<usize>>,
+    owner_keys: OwnerKeys,
     key_owner: Vec<usize>,
     key_dead: Vec<bool>,
     key_inflight: Vec<u64>,
@@ -205,13 +250,10 @@ impl ExactCooldown {
         )
         .with_margin(margin);
         let keys = env.key_project.len();
-        let mut owner_keys = vec![Vec::new(); env.projects];
-        for (k, &p) in env.key_project.iter().enumerate() {
-            owner_keys[p].push(k);
-        }
+        let owner_keys = OwnerKeys::new(env.projects, &env.key_project);
         let key_owner = env.key_project.clone();
         let mut units = Vec::new();
-        for keys_of_owner in &owner_keys {
+        for keys_of_owner in owner_keys.iter() {
             let project = env.key_project[keys_of_owner[0]];
             for m in 0..env.models {
                 let known = env.limits[project * env.models + m];
@@ -268,9 +310,14 @@ impl ExactCooldown {
     /// A live key of `owner` with a free slot under key-scoped concurrency `per_key`
     /// (round-robin among the owner's keys).
     fn pick_key(&self, owner: usize, per_key: Option<u64>) -> Option<usize> {
-        let keys = &self.owner_keys[owner];
+        let keys = self.owner_keys.of(owner);
+        let cursor = self.cursor[owner];
+        // `cursor < keys.len()`: one subtraction wraps it (no division).
         (0..keys.len())
-            .map(|i| keys[(self.cursor[owner] + i) % keys.len()])
+            .map(|i| {
+                let j = cursor + i;
+                keys[if j >= keys.len() { j - keys.len() } else { j }]
+            })
             .find(|&k| !self.key_dead[k] && per_key.is_none_or(|l| self.key_inflight[k] < l))
     }
 
@@ -1016,7 +1063,7 @@ impl Strategy for ExactCooldown {
         unit.inflight += 1;
         self.key_inflight[key] += 1;
         let owner = self.key_owner[key];
-        self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys[owner].len();
+        self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys.of(owner).len();
         // Units that plan on the same budget (a re-routed id's, merged by `share_quota`) never
         // plan behind each other's sends: the replica's windows stay in time order.
         let budget = self.units[u].budget;
@@ -1148,6 +1195,27 @@ mod tests {
 
     fn ask(tokens: u64) -> Ask {
         tests::ask(0, tokens)
+    }
+
+    /// The flat per-owner key lists hold each owner's keys in key order, as a vector per
+    /// owner did, whatever the assignment (owners in any order, several keys each).
+    #[test]
+    fn owner_keys_lists_each_owner_s_keys_in_order() {
+        use rand::{Rng, SeedableRng};
+        let mut r = rand_pcg::Pcg64Mcg::seed_from_u64(3);
+        for owners in [1usize, 2, 7, 100] {
+            let mut key_owner: Vec<usize> = (0..owners).collect();
+            for _ in 0..r.random_range(0..3 * owners) {
+                key_owner.push(r.random_range(0..owners));
+            }
+            let flat = OwnerKeys::new(owners, &key_owner);
+            assert_eq!(flat.len(), owners);
+            for o in 0..owners {
+                let want: Vec<usize> = (0..key_owner.len()).filter(|&k| key_owner[k] == o).collect();
+                assert_eq!(flat.of(o), &want[..], "owner {o} of {owners}");
+            }
+            assert_eq!(flat.iter().count(), owners);
+        }
     }
 
     /// Passing over idle units that cannot take a request now changes no decision: the same

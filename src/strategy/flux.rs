@@ -359,11 +359,15 @@ impl Flux {
     /// out, makes sends they hold back wait for its outcome.
     fn refresh_probe(&mut self, u: usize, now: Nanos) {
         let mut dims = Dims::EMPTY;
-        let l = self.inner.limits(u);
-        // Every dimension, concurrency included: a limit told too low is found out upward.
-        for d in Dimension::ALL {
-            if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
-                dims.insert(d);
+        // Every limit known true (told so): nothing to probe, and its limits are not read (a
+        // budget record cold at most outcomes; issue 34).
+        if !Dimension::ALL.into_iter().all(|d| self.verified[u].contains(d)) {
+            let l = self.inner.limits(u);
+            // Every dimension, concurrency included: a limit told too low is found out upward.
+            for d in Dimension::ALL {
+                if !self.verified[u].contains(d) && l.get(d).is_some_and(|v| v < TRACKED) {
+                    dims.insert(d);
+                }
             }
         }
         if self.probing[u] {
