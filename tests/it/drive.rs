@@ -545,7 +545,7 @@ margin = "3s"
 /// `the_simulation_predicts_drive_against_serve`. A 429 sent within 2 s (quota; 67 ms real)
 /// after the first one on the retired id may have been planned before its answer came back:
 /// not counted (measured: those go out at the same instant). Measured with the wire client
-/// that left `quota_model` empty: 13–16 such 429s in 4 runs (at time scale 60); now 0.
+/// that left `quota_model` empty: 13–17 such 429s in 6 runs (time scales 60 and 30); now 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_naming_the_targets_quota_merges_the_budgets_over_http() {
     let s = Scenario::parse(REROUTED, Path::new("rerouted.toml")).unwrap();

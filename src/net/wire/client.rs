@@ -217,7 +217,13 @@ output_tokens = { dist = "fixed", value = 5 }
         // Its own quota names itself, as the simulator reports it (flux merges nothing then).
         assert_eq!(named_quota_model("gemini-3.5-flash", &models), Some(old));
         // A model the client does not know, or none at all, says nothing.
-        for unknown in ["gemini-9-pro", "models/", "", "GEMINI-3.6-FLASH", "gemini-3.6-flash-001"] {
+        for unknown in [
+            "gemini-9-pro",
+            "models/",
+            "",
+            "GEMINI-3.6-FLASH",
+            "gemini-3.6-flash-001",
+        ] {
             assert_eq!(named_quota_model(unknown, &models), None, "{unknown:?}");
         }
         assert_eq!(named_quota_model("gemini-3.6-flash", &[]), None);
