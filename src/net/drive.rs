@@ -7,12 +7,14 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::core::ledger::Dims;
+use crate::core::server::Model;
 use crate::core::time::Nanos;
 use crate::core::workload::{Arrivals, Request, RequestStream};
 use crate::net::wire;
@@ -181,6 +183,8 @@ enum Timer {
 /// requests on the wire.
 struct Driver<'a, 'b> {
     scenario: &'a Scenario,
+    /// The scenario's models, for the HTTP tasks to read which one a 429's quota names.
+    models: Arc<[Model]>,
     spec: &'a StrategySpec,
     opts: &'a DriveOptions,
     client: reqwest::Client,
@@ -226,6 +230,7 @@ pub async fn drive(
     let lanes = strategy.lanes();
     let mut d = Driver {
         scenario,
+        models: scenario.models.clone().into(),
         spec,
         opts,
         client,
@@ -500,13 +505,14 @@ impl Dispatch for Driver<'_, '_> {
             .header("content-type", "application/json")
             .body(body);
         let tx = self.tx.clone();
+        let models = self.models.clone();
         self.tasks.spawn(async move {
             let reply = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     match capped_body(resp).await {
                         Ok(b) => {
-                            let (outcome, violated) = wire::client::read_response(status, &b, cost);
+                            let (outcome, violated) = wire::client::read_response(status, &b, cost, &models);
                             Reply {
                                 slot,
                                 status,

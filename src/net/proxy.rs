@@ -1260,7 +1260,7 @@ async fn schedule(
                     let head = head_of(&resp);
                     let left = Duration::from_nanos(deadline.saturating_sub(p.now()));
                     let text = tokio::time::timeout(left, read_capped(resp)).await.unwrap_or_default();
-                    let (outcome, _) = wire::client::read_response(status, &unwrapped(&text), cost);
+                    let (outcome, _) = wire::client::read_response(status, &unwrapped(&text), cost, &p.scenario.models);
                     let retry = match outcome {
                         Outcome::RateLimited { retry_delay, .. } => retry_delay,
                         _ => None,

@@ -181,10 +181,19 @@ proptest! {
             prop::collection::vec(any::<u8>(), 0..200),
             any_json().prop_map(|v| v.to_string().into_bytes()),
             any_json().prop_map(|v| serde_json::json!({"error": {"code": 429, "details": [v]}}).to_string().into_bytes()),
+            (any_json(), any_json()).prop_map(|(id, model)| serde_json::json!({"error": {"code": 429, "details": [
+                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                    {"quotaId": id, "quotaDimensions": {"model": model}},
+                    {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel", "quotaDimensions": {"model": "models/gemini-2.5-flash"}}]}]}})
+                .to_string().into_bytes()),
         ],
         cost in any::<u64>(),
     ) {
-        let _ = flux_sim::net::wire::client::read_response(status, &body, cost);
+        let models = &Scenario::parse(BASE, Path::new("dubbing.toml")).unwrap().models;
+        let (outcome, _) = flux_sim::net::wire::client::read_response(status, &body, cost, models);
+        if let flux_sim::strategy::Outcome::RateLimited { quota_model: Some(m), .. } = outcome {
+            prop_assert!(m < models.len());
+        }
     }
 }
 

@@ -447,7 +447,7 @@ async fn relay(
             p.count(format!("upstream_{status}"));
             p.stats().upstream(budget, status);
             let body = resp.body().as_deref().unwrap_or_default();
-            let (outcome, _) = wire::client::read_response(status, &unwrapped(body), 0);
+            let (outcome, _) = wire::client::read_response(status, &unwrapped(body), 0, &p.scenario.models);
             flight.finish(&refusal_of_session(outcome));
             let reason = if status == 429 {
                 crate::core::live::QUOTA_CLOSE_REASON.to_string()

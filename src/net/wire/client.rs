@@ -4,6 +4,7 @@
 use serde_json::{json, Value};
 
 use crate::core::ledger::{Dimension, Dims, Limits};
+use crate::core::server::Model;
 use crate::core::time::{Nanos, SECOND};
 use crate::strategy::Outcome;
 
@@ -58,12 +59,15 @@ fn detail<'a>(error: &'a Value, kind: &str) -> Option<&'a Value> {
 }
 
 /// What a client learns from one generateContent response with HTTP `status` and `body`, for
-/// a request whose TPM cost is `tpm_cost`: the outcome and the violated dimensions. A 429's
-/// violated dimensions come from QuotaFailure and its delay from RetryInfo (in the server's
-/// time); a violation whose quota is 0, or a TPM quota below `tpm_cost`, can never be met
-/// (unservable). A 200 whose body is not a response, and any status not listed, is an
-/// [`Outcome::Error`]: a malformed body never stops a client.
-pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims) {
+/// a request whose TPM cost is `tpm_cost`, on a server whose model ids are `models`: the
+/// outcome and the violated dimensions. A 429's violated dimensions come from QuotaFailure and
+/// its delay from RetryInfo (in the server's time); a violation whose quota is 0, or a TPM
+/// quota below `tpm_cost`, can never be met (unservable). The model whose quota a 429 counts
+/// is the index in `models` of the first `quotaDimensions.model` it names there (the asked
+/// model's own included, as the simulator reports it; `None` when it names none of them). A
+/// 200 whose body is not a response, and any status not listed, is an [`Outcome::Error`]: a
+/// malformed body never stops a client.
+pub fn read_response(status: u16, body: &[u8], tpm_cost: u64, models: &[Model]) -> (Outcome, Dims) {
     let v: Option<Value> = serde_json::from_slice(body).ok();
     let error = v.as_ref().and_then(|v| v.get("error"));
     let outcome = match status {
@@ -86,7 +90,7 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims)
                     violated,
                     retry_delay,
                     quota,
-                    quota_model: None,
+                    quota_model: quota_model(error, models),
                 },
                 violated,
             );
@@ -107,6 +111,21 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64) -> (Outcome, Dims)
         _ => Outcome::Error,
     };
     (outcome, Dims::EMPTY)
+}
+
+/// The index in `models` of the first model a QuotaFailure violation of `error` names in
+/// `quotaDimensions.model` (Google writes the bare id; a `models/` prefix is read too), or
+/// `None` when none names one of them.
+fn quota_model(error: Option<&Value>, models: &[Model]) -> Option<usize> {
+    let list = error
+        .and_then(|e| detail(e, "type.googleapis.com/google.rpc.QuotaFailure"))
+        .and_then(|q| q.get("violations"))
+        .and_then(Value::as_array)?;
+    list.iter().find_map(|v| {
+        let name = v.get("quotaDimensions")?.get("model")?.as_str()?;
+        let name = name.strip_prefix("models/").unwrap_or(name);
+        models.iter().position(|m| m.name == name)
+    })
 }
 
 /// The dimensions an error's QuotaFailure names with the values it states for them, and
@@ -145,7 +164,80 @@ mod tests {
     use crate::net::wire::structured::Format;
 
     fn read_response_outcome(status: u16, body: &[u8], tpm_cost: u64) -> Outcome {
-        read_response(status, body, tpm_cost).0
+        read_response(status, body, tpm_cost, &[]).0
+    }
+
+    /// The models of a server where gemini-3.5-flash is re-routed to gemini-3.6-flash.
+    fn routed_models() -> Vec<Model> {
+        let text = r#"
+name = "routed"
+[models."gemini-3.5-flash"]
+routed_to = "gemini-3.6-flash"
+rpm = 5
+[models."gemini-3.6-flash"]
+rpm = 5
+[topology]
+projects = 1
+[workload]
+kind = "closed"
+requests = 1
+workers = 1
+model = "gemini-3.6-flash"
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 5 }
+"#;
+        crate::scenario::Scenario::parse(text, std::path::Path::new("routed.toml"))
+            .unwrap()
+            .models
+    }
+
+    /// The model index a 429 naming `named` in every violation gives, asked of `models`.
+    fn named_quota_model(named: &str, models: &[Model]) -> Option<usize> {
+        let limits = Limits {
+            rpm: Some(5),
+            ..Limits::default()
+        };
+        let rpm: Dims = [Dimension::Rpm].into_iter().collect();
+        let body = quota_exceeded(rpm, &limits, "free", named, Some(SECOND)).to_string();
+        match read_response(429, body.as_bytes(), 1, models).0 {
+            Outcome::RateLimited { quota_model, .. } => quota_model,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_429_says_whose_quota_it_counts() {
+        let models = routed_models();
+        let index = |name: &str| models.iter().position(|m| m.name == name).unwrap();
+        let (old, new) = (index("gemini-3.5-flash"), index("gemini-3.6-flash"));
+        // A call to the retired id refused on its target's quota names the target, bare (as
+        // Google and serve write it) or as a resource name.
+        assert_eq!(named_quota_model("gemini-3.6-flash", &models), Some(new));
+        assert_eq!(named_quota_model("models/gemini-3.6-flash", &models), Some(new));
+        // Its own quota names itself, as the simulator reports it (flux merges nothing then).
+        assert_eq!(named_quota_model("gemini-3.5-flash", &models), Some(old));
+        // A model the client does not know, or none at all, says nothing.
+        for unknown in [
+            "gemini-9-pro",
+            "models/",
+            "",
+            "GEMINI-3.6-FLASH",
+            "gemini-3.6-flash-001",
+        ] {
+            assert_eq!(named_quota_model(unknown, &models), None, "{unknown:?}");
+        }
+        assert_eq!(named_quota_model("gemini-3.6-flash", &[]), None);
+        // The first violation naming a known model counts; odd `quotaDimensions` are skipped.
+        let body = br#"{"error": {"details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaDimensions": 3},
+            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaDimensions": {"model": 7}},
+            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaDimensions": {"model": "nope"}},
+            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaDimensions": {"model": "gemini-3.6-flash"}},
+            {"quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier", "quotaDimensions": {"model": "gemini-3.5-flash"}}]}]}}"#;
+        assert!(matches!(
+            read_response(429, body, 1, &models).0,
+            Outcome::RateLimited { quota_model: Some(m), .. } if m == new
+        ));
     }
 
     #[test]
@@ -170,7 +262,7 @@ mod tests {
         );
         let tpm: Dims = [Dimension::Tpm].into_iter().collect();
         assert_eq!(
-            read_response(429, &body(tpm, None), 300_000),
+            read_response(429, &body(tpm, None), 300_000, &[]),
             (Outcome::Unservable, tpm)
         );
         assert_eq!(
