@@ -1097,7 +1097,9 @@ impl Strategy for Flux {
                     ];
                     // Not charged by the server: its tokens leave the replica's windows too.
                     self.inner.refused(now, ask, key, model, sent);
-                    self.epoch[u] = self.epoch[u].wrapping_add(1);
+                    // The plans made before it are withdrawn when due (below: not for the
+                    // minute's tokens).
+                    let mut withdraw = true;
                     // Its sessions open, closed ones it still counts as holding a slot included
                     // (the planner ends those only when their hold is over).
                     let open = self.inner.inflight(u);
@@ -1166,6 +1168,12 @@ impl Strategy for Flux {
                         self.verified[u].insert(d);
                         self.inner.set_cap(u, ceiling, now);
                         self.inner.block(u, now + SECOND, now);
+                        // Its sessions planned ahead stay planned: withdrawn, each would go
+                        // again only after the last of them (a budget's plans never go back in
+                        // time), and every refusal left the project idle for minutes
+                        // (`live-interpreter-2026` told +50%: 74% of the pace). One that no
+                        // longer fits is refused, and lowers the ceiling again.
+                        withdraw = d != Dimension::Tpm;
                     } else if self.tokens_not_sessions(u, limits) {
                         // Nothing told, no session limit explains what it saw (with any hold
                         // of closed sessions: a session refused with fewer open than the limit
@@ -1176,6 +1184,7 @@ impl Strategy for Flux {
                         // the pace (the hold grew to explain refusals no close could).
                         self.read_as_tokens(u, now);
                         self.inner.block(u, now + SECOND, now);
+                        withdraw = false;
                     } else if !self.verified[u].contains(Dimension::Concurrency) && limits.concurrent.is_none() {
                         // Nothing told explains it: a session limit guessed, the sessions it
                         // had open (at least one), for the model's other projects told no
@@ -1197,6 +1206,9 @@ impl Strategy for Flux {
                         self.inner.block(u, now + SECOND, now);
                     } else {
                         self.learn_session_hold(now, u, sent);
+                    }
+                    if withdraw {
+                        self.epoch[u] = self.epoch[u].wrapping_add(1);
                     }
                     self.refresh_probe(u, now);
                     return;
@@ -1578,6 +1590,40 @@ mod tests {
             assert_eq!(f.inner.limits(u).concurrent, Some(2), "project {u}");
         }
         assert!(!matches!(f.decide(2 * SECOND, &session(5, 1)), Decision::Send { .. }));
+    }
+
+    /// Issue 26 (`live-interpreter-2026` told +50%: 74% of the pace, told nothing 82% once its
+    /// 1011s were read as tokens): a refusal that lowers the ceiling on the minute's tokens
+    /// leaves the sessions planned ahead planned. Withdrawn, each went again only after the
+    /// last of them (a budget's plans never go back in time): every refusal left the project
+    /// idle for about five minutes.
+    #[test]
+    fn sessions_planned_ahead_stay_planned_when_a_token_ceiling_comes_down() {
+        let mut e = env(&[0], Some(Limits::default()));
+        e.live = vec![true];
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        // As above: two of four sessions of 7,000 admitted at 0 s, a ceiling of 20,999.
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
+        }
+        let t = SECOND + SECOND / 10;
+        f.on_outcome(t, &ask(2, 7_000), 0, 0, 0, &CLOSE_1011);
+        f.on_outcome(t, &ask(3, 7_000), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.cap(0)[1], Some(20_999));
+        // Planned: 7,000 and 8,000 at 60 s, 7,000 more when the minute has room again.
+        assert_eq!(send(f.decide(2 * SECOND, &ask(4, 7_000))), (0, MINUTE));
+        assert_eq!(send(f.decide(2 * SECOND, &ask(5, 8_000))), (0, MINUTE));
+        let (_, ahead) = send(f.decide(2 * SECOND, &ask(6, 7_000)));
+        assert!(ahead > MINUTE, "planned ahead: {ahead}");
+        for r in 4..6 {
+            assert!(f.confirm(MINUTE, &ask(r, if r == 4 { 7_000 } else { 8_000 }), 0, 0));
+        }
+        // The 8,000 is refused (its minute held 15,000): the ceiling comes down to 14,999,
+        // and the session planned ahead stays planned.
+        f.on_outcome(MINUTE + t, &ask(5, 8_000), 0, 0, MINUTE, &CLOSE_1011);
+        assert_eq!(f.inner.cap(0)[1], Some(14_999));
+        assert!(f.confirm(ahead, &ask(6, 7_000), 0, 0), "still planned");
     }
 
     /// Issue 26 (`live-conversations-2026-12`, `live-interpreter-2026`, `live-tutor-2026` told
