@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use flux_sim::scenario::Scenario;
-use flux_sim::sim::compare::{compare, contenders};
+use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
@@ -161,16 +161,25 @@ fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
 }
 
 /// Issue 26, item 11: the claim is judged by pace and wait as well as completions. On
-/// live-interpreter-2026 flux told limits 50% too high completes all 150 sessions but at 74%
-/// of the pace (its token ceiling settles from above, one refusal at a time): counting only
-/// completions, the claim would mark it ✓. (The example was live-conversations-2026-12 told
-/// +50%, at 91% until the minute a refused session met was counted from what flux sent; it
-/// now keeps the pace.)
+/// live-interpreter-2026 flux told limits 50% too high completed all 150 sessions but at 74%
+/// of the pace (its token ceiling came down one refusal at a time, and each refusal withdrew
+/// its planned sessions); counting only completions, the claim would have marked it ✓. It now
+/// keeps the pace, so the row is slowed to that 74% here, its completions kept, and judged.
 #[test]
 fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
     let s = Scenario::load(Path::new("scenarios/live-interpreter-2026.toml")).unwrap();
-    let (_, claim) = compare(&s, s.seed, 2);
-    let low = claim.flux.iter().find(|v| v.name == "flux, limits +50%").unwrap();
+    let (mut out, claim) = compare(&s, s.seed, 2);
+    let told =
+        |c: &flux_sim::sim::compare::Claim| c.flux.iter().find(|v| v.name == "flux, limits +50%").cloned().unwrap();
+    assert!(told(&claim).holds, "{claim:?}");
+    let row = out
+        .results
+        .iter_mut()
+        .find(|r| r.strategy == "flux, limits +50%")
+        .unwrap();
+    row.throughput_per_min = 0.742 * claim.best_pace;
+    let claim = judge(&out);
+    let low = told(&claim);
     assert_eq!((low.completed, claim.best_completed), (150, 150));
     assert!(low.pace < 0.95 * claim.best_pace, "{low:?} {claim:?}");
     assert!(!low.holds, "{low:?}");
