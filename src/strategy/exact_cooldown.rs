@@ -863,6 +863,19 @@ impl ExactCooldown {
         }
     }
 
+    /// Lifts unit `u`'s block (and that of every unit of its owner on the same budget): what
+    /// blocked it is known not to hold any more.
+    pub(super) fn unblock(&mut self, u: usize, now: Nanos) {
+        let models = self.env.models;
+        let (owner, budget) = (u / models, self.units[u].budget);
+        for v in owner * models..(owner + 1) * models {
+            if self.units[v].budget == budget && self.units[v].blocked > now {
+                self.units[v].blocked = now;
+                self.reindex(v, now);
+            }
+        }
+    }
+
     /// Ends a send `flux` handled as a refusal (its own 429): the server charged none of its
     /// day, so the replica refunds it; what bounds the unit from now on is `flux`'s to set.
     /// Its tokens leave the minute windows too: no server counts a refused request's tokens

@@ -63,7 +63,14 @@
 //!   with could be the one (the minute held more with the refused session than with any
 //!   admitted one), that limit comes down below what the minute held; only when nothing told
 //!   explains it is a session limit guessed (the sessions it had open), and then for the
-//!   model's other projects told none either;
+//!   model's other projects told none either. Told neither a session nor a token limit, it
+//!   keeps the evidence on both (`live_cause`) from every session it sent: when no session
+//!   limit with any hold of closed sessions' slots explains what it saw (a session refused
+//!   with fewer open and too few closes before it to hold the rest, or admitted with as many
+//!   open) and the minute's tokens do (the most an admitted session's minute held is below
+//!   the least a refused one's), the guessed session limits and their holds go, and each
+//!   project plans under a ceiling just under the least tokens a refused session's minute
+//!   held; a 1011 in a minute holding no more than an admitted one met undoes it;
 //! - **takes a closed batch smallest first when the day's tokens bind** (`Flux::pick`): while
 //!   what a model has left of today's tokens per day cannot hold the batch's waiting requests
 //!   for it, a free worker takes the smallest of them rather than the next in order.
@@ -75,6 +82,7 @@ use rustc_hash::FxHashMap;
 
 use super::exact_cooldown::ExactCooldown;
 use super::kind::{KindDef, Param, Params};
+use super::live_cause::Causes;
 use super::pool_pace::{Gate, PoolPace};
 use super::retry::exponential;
 use super::retry::RetryPolicy;
@@ -145,8 +153,8 @@ pub struct Flux {
     /// Per unit: how long a closed session's slot is believed to stay taken.
     session_hold: Vec<Nanos>,
     /// Per unit: its latest closed sessions, (sent, when it believes the server frees the
-    /// slot: see `Flux::session_end`), the most recent close last.
-    closes: Vec<VecDeque<(Nanos, Nanos)>>,
+    /// slot: see `Flux::session_end`, the order sent), the most recent close last.
+    closes: Vec<VecDeque<(Nanos, Nanos, u64)>>,
     /// Per unit of a Live model: the most its per-minute windows held, `[RPM, TPM]`, with a
     /// session the server admitted (a limit is at least that).
     minute_peak: Vec<[u64; 2]>,
@@ -170,6 +178,14 @@ pub struct Flux {
     /// these, not from the planner's replica, which forgets entries once it has planned a
     /// minute ahead.
     live_sent: Vec<VecDeque<(Nanos, u64, u64)>>,
+    /// Per unit of a Live model: the evidence on what its nameless 1011s are (a session limit
+    /// with a hold, or the minute's tokens), from every session sent (`None`: not Live).
+    causes: Vec<Option<Box<Causes>>>,
+    /// Per unit: its session limit is a guess from a nameless 1011 (nothing told).
+    guessed: Vec<bool>,
+    /// Per unit: its nameless 1011s are read as the minute's tokens (nothing told), under a
+    /// ceiling learned from them.
+    by_tokens: Vec<bool>,
 }
 
 /// How flux believes the server measures per-minute windows (issue 26, item 6).
@@ -256,6 +272,8 @@ const OTHERS_ABOVE: u64 = 16;
 #[derive(Debug, Clone, Copy)]
 struct Held {
     due: Nanos,
+    /// When it believes the server freed the slot, the learned hold aside.
+    end: Nanos,
     ask: Ask,
     key: usize,
     model: usize,
@@ -300,6 +318,7 @@ impl Flux {
         let models = env.models;
         let believed = env.believed.clone();
         let live = env.live.clone();
+        let is_live = live.clone();
         let rules = if believed.iter().any(|&b| b) {
             LiveRules::default()
         } else {
@@ -348,6 +367,17 @@ impl Flux {
             decided: 0,
             live_out: BinaryHeap::new(),
             live_sent: vec![VecDeque::new(); n],
+            causes: (0..n)
+                .map(|u| {
+                    is_live
+                        .get(u % models.max(1))
+                        .copied()
+                        .unwrap_or(false)
+                        .then(Box::default)
+                })
+                .collect(),
+            guessed: vec![false; n],
+            by_tokens: vec![false; n],
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -506,6 +536,111 @@ impl Flux {
             for (k, h) in self.minute_peak[u].iter_mut().zip(held) {
                 *k = (*k).max(h);
             }
+            self.weigh(u, at, seq, held[1], true);
+        }
+    }
+
+    /// Records in unit `u`'s evidence (`causes`) its session sent `seq`-th at `at`, admitted
+    /// or refused, the minute holding `tokens` with it: what the sessions sent before it
+    /// (and not refused) held of the slots then, each open or freed when flux believes the
+    /// server freed it.
+    fn weigh(&mut self, u: usize, at: Nanos, seq: u64, tokens: u64, admitted: bool) {
+        if self.causes[u].is_none() {
+            return;
+        }
+        let before = |s: Option<u64>| s.is_some_and(|s| s < seq);
+        let mut frees: Vec<Option<Nanos>> = self
+            .plans
+            .values()
+            .filter(|p| p.unit == u && before(p.seq))
+            .map(|_| None)
+            .collect();
+        frees.extend(self.closes[u].iter().filter(|c| before(Some(c.2))).map(|c| Some(c.1)));
+        if let Some(c) = self.causes[u].as_deref_mut() {
+            c.record(at, &mut frees, tokens, admitted);
+        }
+    }
+
+    /// Whether a nameless 1011 on unit `u`, which plans with `limits`, is read as the minute's
+    /// tokens: neither a token nor a session limit was told (a session limit guessed is not
+    /// told), the tokens explain every session it sent, and either no limit on sessions does
+    /// (with any hold of closed sessions up to [`MAX_SESSION_HOLD`]), or the model's 1011s are
+    /// read as tokens already.
+    fn tokens_not_sessions(&self, u: usize, limits: Limits) -> bool {
+        let Some(c) = self.causes[u].as_deref() else {
+            return false;
+        };
+        let untold = limits.tpm.is_none_or(|t| t >= TRACKED)
+            && (self.guessed[u] || (limits.concurrent.is_none() && !self.verified[u].contains(Dimension::Concurrency)));
+        let sessions = match limits.concurrent {
+            _ if self.by_tokens[u % self.live.len().max(1)] => false,
+            Some(k) => c.sessions_explain(k, MAX_SESSION_HOLD),
+            None => c.some_session_limit_explains(MAX_SESSION_HOLD),
+        };
+        untold && !sessions && c.tokens_explain()
+    }
+
+    /// The units of unit `u`'s model (its other projects).
+    fn model_units(&self, u: usize) -> impl Iterator<Item = usize> {
+        let models = self.live.len().max(1);
+        (u % models..self.verified.len()).step_by(models)
+    }
+
+    /// Reads the nameless 1011s of unit `u`'s model as the minute's tokens from now on: the
+    /// session limits guessed for its projects go, with the holds learned on top of them
+    /// (their closed sessions free their slots when the server's rules say), and each project
+    /// plans under a ceiling on the minute's tokens just under the least a refused session's
+    /// minute held there (none refused there: as on `u`), no lower than the most an admitted
+    /// one's held.
+    fn read_as_tokens(&mut self, u: usize, now: Nanos) {
+        let m = u % self.live.len().max(1);
+        self.by_tokens[m] = true;
+        let refused = |f: &Self, v: usize| f.causes[v].as_deref().and_then(Causes::refused_tokens);
+        let fallback = refused(self, u);
+        for v in self.model_units(u).collect::<Vec<_>>() {
+            if std::mem::take(&mut self.guessed[v]) {
+                let mut l = self.inner.limits(v);
+                l.concurrent = None;
+                self.verified[v] = self.verified[v]
+                    .iter()
+                    .filter(|&d| d != Dimension::Concurrency)
+                    .collect();
+                self.inner.set_limits(v, l, now);
+            }
+            if std::mem::take(&mut self.session_hold[v]) > 0 {
+                self.inner.unblock(v, now);
+            }
+            self.clean[v] = 0;
+            for h in self.held.iter_mut() {
+                if self.inner.unit_of(h.key, h.model) == v {
+                    h.due = h.end;
+                }
+            }
+            let Some(least) = refused(self, v).or(fallback) else {
+                continue;
+            };
+            let mut cap = self.inner.cap(v);
+            let below = least.saturating_sub(1).max(self.minute_peak[v][1]).max(1);
+            cap[1] = Some(cap[1].map_or(below, |c| c.min(below)));
+            self.verified[v].insert(Dimension::Tpm);
+            self.inner.set_cap(v, cap, now);
+        }
+        self.release_held(now);
+    }
+
+    /// A nameless 1011 on a model whose 1011s were read as tokens came in a minute holding no
+    /// more than one an admitted session met: not tokens after all. The ceilings so learned go.
+    fn not_tokens(&mut self, u: usize, now: Nanos) {
+        let m = u % self.live.len().max(1);
+        if !std::mem::take(&mut self.by_tokens[m]) {
+            return;
+        }
+        for v in self.model_units(u).collect::<Vec<_>>() {
+            let mut cap = self.inner.cap(v);
+            if cap[1].take().is_some() {
+                self.verified[v] = self.verified[v].iter().filter(|&d| d != Dimension::Tpm).collect();
+                self.inner.set_cap(v, cap, now);
+            }
         }
     }
 
@@ -546,7 +681,10 @@ impl Flux {
         // Its sessions open at `sent`: planned on `u` before it and not over yet, or closed
         // since (the refused one's plan is gone already).
         let open_now = self.plans.values().filter(|p| p.unit == u && p.at <= sent).count() as u64;
-        let closed_since = self.closes[u].iter().filter(|&&(s, c)| s <= sent && c > sent).count() as u64;
+        let closed_since = self.closes[u]
+            .iter()
+            .filter(|&&(s, c, _)| s <= sent && c > sent)
+            .count() as u64;
         let open = open_now + closed_since;
         if open >= slots {
             // Its open sessions alone explain the refusal (a count it got wrong, or another
@@ -556,7 +694,11 @@ impl Flux {
         }
         // The other slots were held by closed sessions: the k most recent closes before it.
         let k = (slots - open) as usize;
-        let mut before: Vec<Nanos> = self.closes[u].iter().map(|&(_, c)| c).filter(|&c| c <= sent).collect();
+        let mut before: Vec<Nanos> = self.closes[u]
+            .iter()
+            .map(|&(_, c, _)| c)
+            .filter(|&c| c <= sent)
+            .collect();
         before.sort_unstable_by(|a, b| b.cmp(a));
         let kth = before.get(k - 1).copied();
         let span = kth.map_or(0, |c| sent - c);
@@ -917,7 +1059,7 @@ impl Strategy for Flux {
                     if closes.len() == CLOSES_KEPT {
                         closes.pop_front();
                     }
-                    closes.push_back((sent, end));
+                    closes.push_back((sent, end, plan.and_then(|p| p.seq).unwrap_or(u64::MAX)));
                     self.admitted(u);
                     // The most of each minute it saw admitted (this session included).
                     let held = self.minute_before(u, sent, plan.and_then(|p| p.seq).unwrap_or(u64::MAX));
@@ -933,6 +1075,7 @@ impl Strategy for Flux {
                     if due > now {
                         self.held.push(Held {
                             due,
+                            end,
                             ask: *ask,
                             key,
                             model,
@@ -949,6 +1092,7 @@ impl Strategy for Flux {
                     let cost = self.inner.cost(ask);
                     let seq = plan.and_then(|p| p.seq).unwrap_or(u64::MAX);
                     let [rpm, tpm] = self.minute_before(u, sent, seq);
+                    self.weigh(u, sent, seq, tpm, false);
                     // Refused: not in the minute of any later session.
                     self.live_sent[u].retain(|e| e.1 != seq);
                     let minute = [
@@ -957,7 +1101,9 @@ impl Strategy for Flux {
                     ];
                     // Not charged by the server: its tokens leave the replica's windows too.
                     self.inner.refused(now, ask, key, model, sent);
-                    self.epoch[u] = self.epoch[u].wrapping_add(1);
+                    // The plans made before it are withdrawn when due (below: not for the
+                    // minute's tokens).
+                    let mut withdraw = true;
                     // Its sessions open, closed ones it still counts as holding a slot included
                     // (the planner ends those only when their hold is over).
                     let open = self.inner.inflight(u);
@@ -1026,26 +1172,47 @@ impl Strategy for Flux {
                         self.verified[u].insert(d);
                         self.inner.set_cap(u, ceiling, now);
                         self.inner.block(u, now + SECOND, now);
+                        // Its sessions planned ahead stay planned: withdrawn, each would go
+                        // again only after the last of them (a budget's plans never go back in
+                        // time), and every refusal left the project idle for minutes
+                        // (`live-interpreter-2026` told +50%: 74% of the pace). One that no
+                        // longer fits is refused, and lowers the ceiling again.
+                        withdraw = d != Dimension::Tpm;
+                    } else if self.tokens_not_sessions(u, limits) {
+                        // Nothing told, no session limit explains what it saw (with any hold
+                        // of closed sessions: a session refused with fewer open than the limit
+                        // and too few closes before it to have held the rest, or admitted with
+                        // as many open), and the minute's tokens do: a `*-live` model limited by
+                        // input tokens per minute (2026). A guessed session limit and its
+                        // learned hold kept `live-conversations-2026-12` told nothing at 24% of
+                        // the pace (the hold grew to explain refusals no close could).
+                        self.read_as_tokens(u, now);
+                        self.inner.block(u, now + SECOND, now);
+                        withdraw = false;
                     } else if !self.verified[u].contains(Dimension::Concurrency) && limits.concurrent.is_none() {
                         // Nothing told explains it: a session limit guessed, the sessions it
                         // had open (at least one), for the model's other projects told no
                         // session limit either (they meet the same tier's limit: learning it
                         // project by project cost `live-conversations` told nothing a 1011 on
-                        // 4 of its 5 projects).
+                        // 4 of its 5 projects). Read as tokens before: not tokens after all.
+                        self.not_tokens(u, now);
                         let c = open.max(1);
-                        let m = u % self.live.len().max(1);
-                        for v in (m..self.verified.len()).step_by(self.live.len().max(1)) {
+                        for v in self.model_units(u).collect::<Vec<_>>() {
                             let mut l = self.inner.limits(v);
                             if v == u || (l.concurrent.is_none() && !self.verified[v].contains(Dimension::Concurrency))
                             {
                                 l.concurrent = Some(c);
                                 self.verified[v].insert(Dimension::Concurrency);
+                                self.guessed[v] = true;
                                 self.inner.set_limits(v, l, now);
                             }
                         }
                         self.inner.block(u, now + SECOND, now);
                     } else {
                         self.learn_session_hold(now, u, sent);
+                    }
+                    if withdraw {
+                        self.epoch[u] = self.epoch[u].wrapping_add(1);
                     }
                     self.refresh_probe(u, now);
                     return;
@@ -1428,6 +1595,98 @@ mod tests {
             assert_eq!(f.inner.limits(u).concurrent, Some(2), "project {u}");
         }
         assert!(!matches!(f.decide(2 * SECOND, &session(5, 1)), Decision::Send { .. }));
+    }
+
+    /// Issue 26 (`live-interpreter-2026` told +50%: 74% of the pace, told nothing 82% once its
+    /// 1011s were read as tokens): a refusal that lowers the ceiling on the minute's tokens
+    /// leaves the sessions planned ahead planned. Withdrawn, each went again only after the
+    /// last of them (a budget's plans never go back in time): every refusal left the project
+    /// idle for about five minutes.
+    #[test]
+    fn sessions_planned_ahead_stay_planned_when_a_token_ceiling_comes_down() {
+        let mut e = env(&[0], Some(Limits::default()));
+        e.live = vec![true];
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        // As above: two of four sessions of 7,000 admitted at 0 s, a ceiling of 20,999.
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
+        }
+        let t = SECOND + SECOND / 10;
+        f.on_outcome(t, &ask(2, 7_000), 0, 0, 0, &CLOSE_1011);
+        f.on_outcome(t, &ask(3, 7_000), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.cap(0)[1], Some(20_999));
+        // Planned: 7,000 and 8,000 at 60 s, 7,000 more when the minute has room again.
+        assert_eq!(send(f.decide(2 * SECOND, &ask(4, 7_000))), (0, MINUTE));
+        assert_eq!(send(f.decide(2 * SECOND, &ask(5, 8_000))), (0, MINUTE));
+        let (_, ahead) = send(f.decide(2 * SECOND, &ask(6, 7_000)));
+        assert!(ahead > MINUTE, "planned ahead: {ahead}");
+        for r in 4..6 {
+            assert!(f.confirm(MINUTE, &ask(r, if r == 4 { 7_000 } else { 8_000 }), 0, 0));
+        }
+        // The 8,000 is refused (its minute held 15,000): the ceiling comes down to 14,999,
+        // and the session planned ahead stays planned.
+        f.on_outcome(MINUTE + t, &ask(5, 8_000), 0, 0, MINUTE, &CLOSE_1011);
+        assert_eq!(f.inner.cap(0)[1], Some(14_999));
+        assert!(f.confirm(ahead, &ask(6, 7_000), 0, 0), "still planned");
+    }
+
+    /// Issue 26 (`live-conversations-2026-12`, `live-interpreter-2026`, `live-tutor-2026` told
+    /// nothing: 24-70% of the pace): a `*-live` model limited only by input tokens per minute.
+    /// The first nameless 1011 guesses a session limit (the sessions open: 3); the second comes
+    /// with 2 open and no close before it, which no session limit with any hold explains,
+    /// while the minute's tokens do: the guess goes, and the minute gets a ceiling just under
+    /// the least a refused session's minute held. Before, the guess stood and the hold it
+    /// learned grew with each refusal (here 1 s, then every next session sent into the full
+    /// minute a second later).
+    #[test]
+    fn a_nameless_1011_no_session_limit_explains_is_read_as_tokens() {
+        let mut e = env(&[0], Some(Limits::default()));
+        e.live = vec![true];
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        // Four sessions of 7,000 tokens at 0 s; the server (20,000 a minute) admits two.
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
+        }
+        let t = SECOND + SECOND / 10;
+        f.on_outcome(t, &ask(2, 7_000), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(3), "guessed: the sessions open");
+        f.on_outcome(t, &ask(3, 7_000), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, None, "no session limit explains it");
+        assert_eq!(f.session_hold[0], 0);
+        assert_eq!(f.inner.cap(0)[1], Some(20_999), "just under 21,000, the least refused");
+        // The next session waits for the minute to have room (at 60 s, when the first two
+        // leave it), not a second.
+        match f.decide(2 * SECOND, &ask(4, 7_000)) {
+            Decision::Send { at, .. } => assert_eq!(at, MINUTE),
+            d => assert!(matches!(d, Decision::Later(at) if at >= MINUTE), "{d:?}"),
+        }
+    }
+
+    /// The same start on a model limited by sessions whose closed ones keep their slots a few
+    /// seconds (`live-call-centre`, `live-audio-guide` told nothing): a refusal right after a
+    /// close is explained by a hold, so the session limit guessed stands and the hold is
+    /// learned; the tokens are not read.
+    #[test]
+    fn a_nameless_1011_soon_after_a_close_stays_a_session_limit() {
+        let mut e = env(&[0], Some(Limits::default()));
+        e.live = vec![true];
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        for r in 0..3 {
+            assert_eq!(send(f.decide(0, &session(r, 1))), (0, 0));
+        }
+        f.on_outcome(SECOND + SECOND / 10, &session(2, 1), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(2));
+        // Session 0 ends at 30 s; one sent at once is refused (its slot is held 5 s more).
+        let t = 30 * SECOND;
+        f.on_outcome(t, &session(0, 1), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(send(f.decide(t, &session(3, 1))), (0, t));
+        f.on_outcome(t + SECOND + SECOND / 10, &session(3, 1), 0, 0, t, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(2), "a hold explains it");
+        assert!(f.session_hold[0] >= SECOND);
+        assert_eq!(f.inner.cap(0)[1], None);
     }
 
     /// Issue 26 (`live-conversations-2026-12` told wrong limits): a Live model limited by

@@ -11,6 +11,7 @@ mod gemini_balance;
 mod gemini_flux;
 mod kind;
 pub mod litellm;
+mod live_cause;
 mod live_loop;
 mod pool_pace;
 pub mod retry;

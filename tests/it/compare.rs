@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use flux_sim::scenario::Scenario;
-use flux_sim::sim::compare::{compare, contenders};
+use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
@@ -52,19 +52,16 @@ const QUICK: [&str; 37] = [
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux
-/// pays to learn (live-conversations, its 2026 versions, live-tutor-2026 and live-reconnect
-/// told wrong limits or none,
+/// pays to learn (live-conversations and live-reconnect told −50%: a session probe's 5 s
+/// grace;
 /// retired-ids and rerouted-paid where a retired or re-routed model's quota is learnt from one
 /// 429, pods with ledgers of their own), is told no limits where each project has its own
 /// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
 /// flux takes a closed batch smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 10] = [
+const CLAIM_FAILS: [&str; 7] = [
     "fleet-own-ledgers",
     "live-conversations",
-    "live-conversations-2026-12",
-    "live-interpreter-2026",
     "live-reconnect",
-    "live-tutor-2026",
     "mixed-rpd",
     "project-overrides",
     "rerouted-paid",
@@ -164,16 +161,25 @@ fn a_strategy_that_abandons_work_never_rates_above_one_that_completes_it() {
 }
 
 /// Issue 26, item 11: the claim is judged by pace and wait as well as completions. On
-/// live-interpreter-2026 flux told limits 50% too high completes all 150 sessions but at 74%
-/// of the pace (its token ceiling settles from above, one refusal at a time): counting only
-/// completions, the claim would mark it ✓. (The example was live-conversations-2026-12 told
-/// +50%, at 91% until the minute a refused session met was counted from what flux sent; it
-/// now keeps the pace.)
+/// live-interpreter-2026 flux told limits 50% too high completed all 150 sessions but at 74%
+/// of the pace (its token ceiling came down one refusal at a time, and each refusal withdrew
+/// its planned sessions); counting only completions, the claim would have marked it ✓. It now
+/// keeps the pace, so the row is slowed to that 74% here, its completions kept, and judged.
 #[test]
 fn the_claim_is_judged_by_pace_and_wait_not_only_completions() {
     let s = Scenario::load(Path::new("scenarios/live-interpreter-2026.toml")).unwrap();
-    let (_, claim) = compare(&s, s.seed, 2);
-    let low = claim.flux.iter().find(|v| v.name == "flux, limits +50%").unwrap();
+    let (mut out, claim) = compare(&s, s.seed, 2);
+    let told =
+        |c: &flux_sim::sim::compare::Claim| c.flux.iter().find(|v| v.name == "flux, limits +50%").cloned().unwrap();
+    assert!(told(&claim).holds, "{claim:?}");
+    let row = out
+        .results
+        .iter_mut()
+        .find(|r| r.strategy == "flux, limits +50%")
+        .unwrap();
+    row.throughput_per_min = 0.742 * claim.best_pace;
+    let claim = judge(&out);
+    let low = told(&claim);
     assert_eq!((low.completed, claim.best_completed), (150, 150));
     assert!(low.pace < 0.95 * claim.best_pace, "{low:?} {claim:?}");
     assert!(!low.holds, "{low:?}");

@@ -1,0 +1,166 @@
+//! What a Live session closed with a 1011 that names nothing was refused for (issue 26): a
+//! limit on sessions, whose closed sessions may keep their slots a while longer (a hold: a
+//! release delay, a turn left early playing on), or a limit on the minute's input tokens (the
+//! `*-live` models of 2026). flux, told neither, keeps per budget the evidence for and against
+//! each, as intervals that every admitted and every refused session narrows, so that either
+//! cause can be refuted by what it sees, and neither is believed because it was guessed first.
+//!
+//! - **Sessions, `C` slots and a hold `h`**: a session reaching the server at `τ` meets the
+//!   sessions sent before it on the same budget (and admitted): a slot is taken while a
+//!   session is open, and for `h` after the instant flux believes the server freed it. With
+//!   `r_(C)` the `C`-th latest of those instants (an open session's counts as never), the
+//!   server has a slot free for it iff `r_(C) + h ≤ τ`. So an admitted session bounds the hold
+//!   from above, `h ≤ τ − r_(C)` (no hold at all fits if `C` sessions were still open: `C` is
+//!   refuted), and a refused one from below, `h > τ − r_(C)` (no hold fits if fewer than `C`
+//!   sessions were ever there). Every `C` up to [`WEIGHED`] keeps its interval; a limit is
+//!   refuted when its interval is empty or lies beyond the longest hold believed.
+//! - **Tokens per minute**: the minute's tokens with an admitted session are at most the
+//!   limit, with a refused one more: the limit fits iff the most any admitted session met is
+//!   below the least any refused one met.
+//!
+//! Both are read with the sessions flux sent itself, in the order it sent them; instants are
+//! compared with [`SLACK`] to spare (a constant gap between when flux believes a slot freed
+//! and when the server freed it is part of the hold, and only that gap's variation must fit
+//! in the slack). Pure: no clock, no I/O.
+
+use crate::core::time::{Nanos, SECOND};
+
+/// Session limits weighed, `1..=WEIGHED`; a larger one is never refuted.
+pub const WEIGHED: usize = 64;
+/// How far apart two instants must be to contradict each other.
+pub const SLACK: Nanos = SECOND;
+
+/// The evidence on one budget (a project and model).
+#[derive(Debug, Clone)]
+pub struct Causes {
+    /// Per session limit `C` (index `C − 1`): the hold is more than this (ns; `i64::MIN`:
+    /// nothing says so yet).
+    above: Vec<i64>,
+    /// Per session limit `C`: the hold is at most this (`i64::MAX`: nothing says so yet).
+    below: Vec<i64>,
+    /// The most tokens a minute held with an admitted session.
+    admitted_tokens: u64,
+    /// The fewest tokens a minute held with a refused session (`u64::MAX`: none refused).
+    refused_tokens: u64,
+}
+
+impl Default for Causes {
+    fn default() -> Self {
+        Causes {
+            above: vec![i64::MIN; WEIGHED],
+            below: vec![i64::MAX; WEIGHED],
+            admitted_tokens: 0,
+            refused_tokens: u64::MAX,
+        }
+    }
+}
+
+impl Causes {
+    /// A session reached the server at `at` and was `admitted` (or refused), the minute
+    /// holding `tokens` with it; `frees` holds, for each session sent before it on the budget
+    /// and admitted, when flux believes the server freed its slot (`None`: it was still open
+    /// at `at`). `frees` is reordered.
+    pub fn record(&mut self, at: Nanos, frees: &mut [Option<Nanos>], tokens: u64, admitted: bool) {
+        // Latest first, open ones before every close.
+        frees.sort_unstable_by(|a, b| match (a, b) {
+            (None, None) => std::cmp::Ordering::Equal,
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => y.cmp(x),
+        });
+        let slack = SLACK as i64;
+        for c in 0..WEIGHED {
+            // τ − r_(C): how long before the session the C-th latest slot was freed.
+            let gap = match frees.get(c) {
+                None => i64::MAX,
+                Some(None) => i64::MIN,
+                Some(&Some(r)) => at as i64 - r as i64,
+            };
+            if admitted {
+                self.below[c] = self.below[c].min(gap.saturating_add(slack));
+            } else {
+                self.above[c] = self.above[c].max(gap.saturating_sub(slack));
+            }
+        }
+        if admitted {
+            self.admitted_tokens = self.admitted_tokens.max(tokens);
+        } else {
+            self.refused_tokens = self.refused_tokens.min(tokens);
+        }
+    }
+
+    /// Whether a limit of `c` sessions, with some hold no longer than `longest`, explains
+    /// every session recorded. A limit above [`WEIGHED`] is refuted only by a refusal with
+    /// fewer than [`WEIGHED`] sessions before it.
+    pub fn sessions_explain(&self, c: u64, longest: Nanos) -> bool {
+        if c == 0 {
+            return false;
+        }
+        let Some(i) = usize::try_from(c - 1).ok().filter(|&i| i < WEIGHED) else {
+            return self.above[WEIGHED - 1] < i64::MAX - SLACK as i64;
+        };
+        let (above, below) = (self.above[i], self.below[i]);
+        above < below && below >= 0 && above < longest as i64
+    }
+
+    /// Whether some limit on sessions, with some hold no longer than `longest`, explains
+    /// every session recorded.
+    pub fn some_session_limit_explains(&self, longest: Nanos) -> bool {
+        (1..=WEIGHED as u64 + 1).any(|c| self.sessions_explain(c, longest))
+    }
+
+    /// Whether a limit on the minute's tokens explains every session recorded: the most an
+    /// admitted session's minute held is below the least a refused one's did.
+    pub fn tokens_explain(&self) -> bool {
+        self.admitted_tokens < self.refused_tokens
+    }
+
+    /// The fewest tokens a minute held with a refused session, if any was.
+    pub fn refused_tokens(&self) -> Option<u64> {
+        (self.refused_tokens != u64::MAX).then_some(self.refused_tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Nanos = SECOND;
+
+    /// Sessions refused with fewer open than a limit and no close before them cannot be
+    /// explained by that limit and any hold; a limit of the sessions open can, until a session
+    /// is admitted with as many open.
+    #[test]
+    fn a_limit_is_refuted_by_a_refusal_with_no_close_to_hold_its_slot() {
+        let mut c = Causes::default();
+        // Two admitted with 0 and 1 open, a third refused with 2 open.
+        c.record(0, &mut [], 5_000, true);
+        c.record(0, &mut [None], 10_000, true);
+        c.record(0, &mut [None, None], 15_000, false);
+        assert!(c.sessions_explain(2, 15 * 60 * S));
+        assert!(!c.sessions_explain(3, 15 * 60 * S), "nothing held a third slot");
+        assert!(!c.sessions_explain(1, 15 * 60 * S), "admitted with one open");
+        assert!(c.some_session_limit_explains(15 * 60 * S));
+        assert!(c.tokens_explain());
+        // A minute later, admitted with both still open: no limit on sessions explains it all.
+        c.record(60 * S, &mut [None, None], 12_000, true);
+        assert!(!c.sessions_explain(2, 15 * 60 * S));
+        assert!(!c.some_session_limit_explains(15 * 60 * S));
+        assert!(c.tokens_explain());
+    }
+
+    /// A release delay: refused 1 s after a close, admitted 6 s after one: a limit of 3 with a
+    /// hold of 1-6 s explains both; the tokens do not (the refused minute held less).
+    #[test]
+    fn a_hold_explains_refusals_soon_after_a_close() {
+        let mut c = Causes::default();
+        c.record(100 * S, &mut [None, None, Some(99 * S)], 3_000, false);
+        c.record(106 * S, &mut [None, None, Some(99 * S)], 3_500, true);
+        assert!(c.sessions_explain(3, 15 * 60 * S));
+        assert!(!c.tokens_explain());
+        // Refused 20 s after a close where 7 s after one was admitted: no hold fits.
+        c.record(200 * S, &mut [None, None, Some(193 * S)], 3_000, true);
+        c.record(300 * S, &mut [None, None, Some(280 * S)], 3_000, false);
+        assert!(!c.sessions_explain(3, 15 * 60 * S));
+    }
+}
