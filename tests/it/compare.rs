@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 37] = [
+const QUICK: [&str; 38] = [
     "across-midnight",
     "dubbing",
     "fixed-windows",
@@ -27,6 +27,7 @@ const QUICK: [&str; 37] = [
     "live-conversations",
     "live-conversations-2026-12",
     "live-interpreter-2026",
+    "live-phone-translate-2026",
     "live-reconnect",
     "live-sessions",
     "live-tutor-2026",
