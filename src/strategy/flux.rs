@@ -1336,6 +1336,19 @@ mod tests {
         Flux::new(e, vec![], 0)
     }
 
+    /// flux on one key of one Live model, told no limits, with four sessions of 7,000 tokens
+    /// sent at 0 s.
+    fn four_live_sessions_told_nothing() -> Flux {
+        let mut e = env(&[0], Some(Limits::default()));
+        e.live = vec![true];
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
+        }
+        f
+    }
+
     /// flux on one key of one Live model, told `limits` (believed, not confirmed).
     fn told_live(limits: Limits) -> Flux {
         let mut e = told(limits);
@@ -1604,14 +1617,8 @@ mod tests {
     /// idle for about five minutes.
     #[test]
     fn sessions_planned_ahead_stay_planned_when_a_token_ceiling_comes_down() {
-        let mut e = env(&[0], Some(Limits::default()));
-        e.live = vec![true];
-        e.believed = vec![true];
-        let mut f = Flux::new(e, vec![], 0);
         // As above: two of four sessions of 7,000 admitted at 0 s, a ceiling of 20,999.
-        for r in 0..4 {
-            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
-        }
+        let mut f = four_live_sessions_told_nothing();
         let t = SECOND + SECOND / 10;
         f.on_outcome(t, &ask(2, 7_000), 0, 0, 0, &CLOSE_1011);
         f.on_outcome(t, &ask(3, 7_000), 0, 0, 0, &CLOSE_1011);
@@ -1641,14 +1648,8 @@ mod tests {
     /// minute a second later).
     #[test]
     fn a_nameless_1011_no_session_limit_explains_is_read_as_tokens() {
-        let mut e = env(&[0], Some(Limits::default()));
-        e.live = vec![true];
-        e.believed = vec![true];
-        let mut f = Flux::new(e, vec![], 0);
         // Four sessions of 7,000 tokens at 0 s; the server (20,000 a minute) admits two.
-        for r in 0..4 {
-            assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
-        }
+        let mut f = four_live_sessions_told_nothing();
         let t = SECOND + SECOND / 10;
         f.on_outcome(t, &ask(2, 7_000), 0, 0, 0, &CLOSE_1011);
         assert_eq!(f.inner.limits(0).concurrent, Some(3), "guessed: the sessions open");
