@@ -87,6 +87,11 @@ impl Dims {
         self.0 |= d.bit();
     }
 
+    /// Takes a dimension out.
+    pub fn remove(&mut self, d: Dimension) {
+        self.0 &= !d.bit();
+    }
+
     /// Whether the set holds `d`.
     pub fn contains(self, d: Dimension) -> bool {
         self.0 & d.bit() != 0

@@ -498,7 +498,7 @@ impl Flux {
     fn sent_now(&mut self, u: usize, at: Nanos, cost: u64) -> u64 {
         self.decided += 1;
         let seq = self.decided;
-        if self.live[u % self.live.len().max(1)] {
+        if self.live[self.model_of(u)] {
             let sent = &mut self.live_sent[u];
             while sent.front().is_some_and(|&(t, ..)| t.saturating_add(2 * MINUTE) < at) {
                 sent.pop_front();
@@ -573,17 +573,21 @@ impl Flux {
         let untold = limits.tpm.is_none_or(|t| t >= TRACKED)
             && (self.guessed[u] || (limits.concurrent.is_none() && !self.verified[u].contains(Dimension::Concurrency)));
         let sessions = match limits.concurrent {
-            _ if self.by_tokens[u % self.live.len().max(1)] => false,
+            _ if self.by_tokens[self.model_of(u)] => false,
             Some(k) => c.sessions_explain(k, MAX_SESSION_HOLD),
             None => c.some_session_limit_explains(MAX_SESSION_HOLD),
         };
         untold && !sessions && c.tokens_explain()
     }
 
+    /// The model of unit `u` (units are numbered project by project, model by model).
+    fn model_of(&self, u: usize) -> usize {
+        u % self.live.len().max(1)
+    }
+
     /// The units of unit `u`'s model (its other projects).
     fn model_units(&self, u: usize) -> impl Iterator<Item = usize> {
-        let models = self.live.len().max(1);
-        (u % models..self.verified.len()).step_by(models)
+        (self.model_of(u)..self.verified.len()).step_by(self.live.len().max(1))
     }
 
     /// Reads the nameless 1011s of unit `u`'s model as the minute's tokens from now on: the
@@ -593,7 +597,7 @@ impl Flux {
     /// minute held there (none refused there: as on `u`), no lower than the most an admitted
     /// one's held.
     fn read_as_tokens(&mut self, u: usize, now: Nanos) {
-        let m = u % self.live.len().max(1);
+        let m = self.model_of(u);
         self.by_tokens[m] = true;
         let refused = |f: &Self, v: usize| f.causes[v].as_deref().and_then(Causes::refused_tokens);
         let fallback = refused(self, u);
@@ -601,10 +605,7 @@ impl Flux {
             if std::mem::take(&mut self.guessed[v]) {
                 let mut l = self.inner.limits(v);
                 l.concurrent = None;
-                self.verified[v] = self.verified[v]
-                    .iter()
-                    .filter(|&d| d != Dimension::Concurrency)
-                    .collect();
+                self.verified[v].remove(Dimension::Concurrency);
                 self.inner.set_limits(v, l, now);
             }
             if std::mem::take(&mut self.session_hold[v]) > 0 {
@@ -631,14 +632,14 @@ impl Flux {
     /// A nameless 1011 on a model whose 1011s were read as tokens came in a minute holding no
     /// more than one an admitted session met: not tokens after all. The ceilings so learned go.
     fn not_tokens(&mut self, u: usize, now: Nanos) {
-        let m = u % self.live.len().max(1);
+        let m = self.model_of(u);
         if !std::mem::take(&mut self.by_tokens[m]) {
             return;
         }
         for v in self.model_units(u).collect::<Vec<_>>() {
             let mut cap = self.inner.cap(v);
             if cap[1].take().is_some() {
-                self.verified[v] = self.verified[v].iter().filter(|&d| d != Dimension::Tpm).collect();
+                self.verified[v].remove(Dimension::Tpm);
                 self.inner.set_cap(v, cap, now);
             }
         }

@@ -61,13 +61,8 @@ impl Causes {
     /// and admitted, when flux believes the server freed its slot (`None`: it was still open
     /// at `at`). `frees` is reordered.
     pub fn record(&mut self, at: Nanos, frees: &mut [Option<Nanos>], tokens: u64, admitted: bool) {
-        // Latest first, open ones before every close.
-        frees.sort_unstable_by(|a, b| match (a, b) {
-            (None, None) => std::cmp::Ordering::Equal,
-            (None, Some(_)) => std::cmp::Ordering::Less,
-            (Some(_), None) => std::cmp::Ordering::Greater,
-            (Some(x), Some(y)) => y.cmp(x),
-        });
+        // Open ones (None) before every close, then the latest close first.
+        frees.sort_unstable_by_key(|f| f.map(std::cmp::Reverse));
         let slack = SLACK as i64;
         for c in 0..WEIGHED {
             // τ − r_(C): how long before the session the C-th latest slot was freed.
