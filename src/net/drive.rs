@@ -452,7 +452,9 @@ impl Driver<'_, '_> {
                 return;
             }
             Outcome::RateLimited { .. } if reply.spend_cap => self.rec.spend_limited(),
-            Outcome::RateLimited { violated, .. } => self.rec.rate_limited(violated),
+            Outcome::RateLimited {
+                violated, quota_model, ..
+            } => self.rec.rate_limited_on(violated, model, quota_model),
             _ => self.rec.other_errors += 1,
         }
         match self

@@ -243,7 +243,12 @@ pub fn comparison(runs: &[(RunResult, crate::sim::compare::Claim)]) -> String {
                 let wait = v.wait_against.as_ref().map_or(String::new(), |(n, w)| {
                     format!(", wait p99 {} vs {n} {}", human_ms(v.wait_p99_ms), human_ms(*w))
                 });
-                let limited = if v.rate_limited > 0 {
+                let limited = if v.rerouted_first_429s > 0 {
+                    format!(
+                        ", {} 429s ({} quota, {} first naming a re-route)",
+                        v.rate_limited, v.quota_429s, v.rerouted_first_429s
+                    )
+                } else if v.rate_limited > 0 {
                     format!(", {} 429s ({} quota)", v.rate_limited, v.quota_429s)
                 } else {
                     String::new()

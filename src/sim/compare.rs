@@ -5,7 +5,8 @@
 //! pace (done/min), 95% told wrong limits or none; a wait p99 at most twice (+1 s) that of the
 //! quickest other strategy that served as well (completed as much, failed no more, at the
 //! fastest other's pace); and with the true limits no quota 429 (a
-//! shared pool's capacity 429s and a spend cap's name no quota).
+//! shared pool's capacity 429s and a spend cap's name no quota, and the first 429 naming a
+//! re-routed id's quota is how a client learns a re-route it was not told of).
 
 use crate::core::ledger::Limits;
 use crate::scenario::Scenario;
@@ -82,8 +83,11 @@ pub struct Verdict {
     /// Every 429 it met.
     pub rate_limited: u64,
     /// 429s naming a quota dimension (a capacity 429 of a shared pool or a spend cap's names
-    /// none).
+    /// none), less those first to name a re-routed id's quota
+    /// ([`StrategyResult::rerouted_first_429s`]).
     pub quota_429s: u64,
+    /// 429s first to name a re-routed id's quota, not among `quota_429s`.
+    pub rerouted_first_429s: u64,
     /// Its wait p99 (ms).
     pub wait_p99_ms: f64,
     /// The quickest other strategy (smallest wait p99) that completed at least as much, failed
@@ -147,9 +151,12 @@ pub fn judge(result: &RunResult) -> Claim {
             let done = r.completed as f64 >= share * best.completed as f64;
             let pace = r.throughput_per_min >= share * fastest.throughput_per_min;
             // Quota 429s name a dimension; capacity 429s (a full shared pool) and spend-cap
-            // 429s name none.
+            // 429s name none. The first 429 that names another model's quota for a model
+            // called tells a client of a re-route it was not told of: none can avoid it.
             let b = &r.rate_limited_by;
-            let quota_429s = r.rate_limited.saturating_sub(b.capacity + b.spend);
+            let quota_429s = r
+                .rate_limited
+                .saturating_sub(b.capacity + b.spend + r.rerouted_first_429s);
             let clean = !told_true || quota_429s == 0;
             // The wait is compared with a strategy that served the user as well: completed
             // as much, failed no more (a rotator that gives up on a request after a few quick
@@ -177,6 +184,7 @@ pub fn judge(result: &RunResult) -> Claim {
                 pace: r.throughput_per_min,
                 rate_limited: r.rate_limited,
                 quota_429s,
+                rerouted_first_429s: r.rerouted_first_429s,
                 wait_p99_ms: r.wait_ms.p99,
                 wait_against,
                 holds: done && pace && clean && wait,

@@ -656,7 +656,7 @@ impl Dispatch for Sim<'_, '_> {
                 quota,
                 quota_model,
             } => {
-                self.rec.rate_limited(violated);
+                self.rec.rate_limited_on(violated, model, Some(quota_model));
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.rate_limited(now, violated);
                 }

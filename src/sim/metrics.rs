@@ -81,6 +81,12 @@ pub struct StrategyResult {
     pub rate_limited: u64,
     /// 429 responses by dimension.
     pub rate_limited_by: ByDimension,
+    /// Of the 429s, those that were the first, per pair of model called and model whose quota
+    /// the 429 named, to name another model's quota: the 429 from which a client not told that
+    /// an id is re-routed (`routed_to`) learns that it draws on another model's quota. No
+    /// client that was not told can avoid it. Absent when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rerouted_first_429s: u64,
     /// Other error responses (400, 403, 404, 503).
     pub other_errors: u64,
     /// Requests sent (= completed + rate_limited + other_errors + in_flight).
@@ -233,6 +239,10 @@ impl RunResult {
     }
 }
 
+fn is_zero(x: &u64) -> bool {
+    *x == 0
+}
+
 /// Rounds to 3 decimals so JSON stays readable (deterministically).
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
@@ -253,6 +263,10 @@ pub struct Recorder {
     pub rate_limited: u64,
     /// 429s by dimension.
     pub by_dim: ByDimension,
+    /// 429s that were the first to name, for a model called, the quota of another model.
+    pub rerouted_first: u64,
+    /// The (model called, model whose quota a 429 named) pairs seen, the two different.
+    named_other: Vec<(usize, usize)>,
     /// Other errors.
     pub other_errors: u64,
     /// Attempts sent.
@@ -287,6 +301,8 @@ impl Recorder {
             unservable: 0,
             rate_limited: 0,
             by_dim: ByDimension::default(),
+            rerouted_first: 0,
+            named_other: Vec::new(),
             other_errors: 0,
             attempts: 0,
             in_flight: 0,
@@ -302,6 +318,19 @@ impl Recorder {
     pub fn rate_limited(&mut self, violated: Dims) {
         self.rate_limited += 1;
         self.by_dim.count(violated);
+    }
+
+    /// A 429 naming `violated` of the quota of `quota_model` (when known) for a call to
+    /// `asked`: the first one per pair that names another model's quota is how a client not
+    /// told of a re-route learns it ([`StrategyResult::rerouted_first_429s`]).
+    pub fn rate_limited_on(&mut self, violated: Dims, asked: usize, quota_model: Option<usize>) {
+        self.rate_limited(violated);
+        if let Some(q) = quota_model.filter(|&q| q != asked) {
+            if !self.named_other.contains(&(asked, q)) {
+                self.named_other.push((asked, q));
+                self.rerouted_first += 1;
+            }
+        }
     }
 
     /// A 429 for the account's spend cap.
@@ -406,6 +435,7 @@ impl Recorder {
             pending,
             rate_limited: self.rate_limited,
             rate_limited_by: self.by_dim,
+            rerouted_first_429s: self.rerouted_first,
             other_errors: self.other_errors,
             attempts: self.attempts,
             in_flight: self.in_flight,
@@ -480,5 +510,21 @@ mod tests {
         }
         assert_eq!(fewer.wait_all_p99(), None);
         assert!(fewer.wait.value_at_quantile(0.99) < r.wait.value_at_quantile(0.99));
+    }
+
+    /// A 429 naming another model's quota counts once per pair of model called and quota
+    /// model, apart from the 429s naming the model's own (compare does not hold it against
+    /// flux: it is how a client learns a re-route it was not told of).
+    #[test]
+    fn only_the_first_429_per_pair_naming_another_models_quota_is_the_rerouting_one() {
+        let mut r = Recorder::new();
+        let mut rpm = Dims::EMPTY;
+        rpm.insert(Dimension::Rpm);
+        r.rate_limited_on(rpm, 0, Some(0));
+        r.rate_limited_on(rpm, 0, None);
+        r.rate_limited_on(rpm, 0, Some(1));
+        r.rate_limited_on(rpm, 0, Some(1));
+        r.rate_limited_on(rpm, 2, Some(1));
+        assert_eq!((r.rate_limited, r.by_dim.rpm, r.rerouted_first), (5, 5, 2));
     }
 }

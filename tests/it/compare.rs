@@ -59,13 +59,12 @@ const QUICK: [&str; 38] = [
 /// 429, pods with ledgers of their own), is told no limits where each project has its own
 /// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
 /// flux takes a closed batch smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 7] = [
+const CLAIM_FAILS: [&str; 6] = [
     "fleet-own-ledgers",
     "live-conversations",
     "live-reconnect",
     "mixed-rpd",
     "project-overrides",
-    "rerouted-paid",
     "retired-ids",
 ];
 
