@@ -673,7 +673,8 @@ impl ExactCooldown {
     /// tokens-per-day limit.
     pub(super) fn day_tokens_left(&self, now: Nanos, m: usize) -> Option<u64> {
         let models = self.env.models;
-        let mut seen: Vec<BudgetId> = Vec::new();
+        // Budgets already counted, by index: one look per owner, not a search of the others.
+        let mut seen: Vec<bool> = Vec::new();
         let mut left = 0u64;
         for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
             for (owner, keys) in self.owner_keys.iter().enumerate() {
@@ -681,10 +682,13 @@ impl ExactCooldown {
                     continue;
                 }
                 let b = self.units[owner * models + model].budget;
-                if seen.contains(&b) {
+                let i = b.0 as usize;
+                if i >= seen.len() {
+                    seen.resize(i + 1, false);
+                } else if seen[i] {
                     continue;
                 }
-                seen.push(b);
+                seen[i] = true;
                 let tpd = self.replica.limits(b).tpd?;
                 left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
             }
