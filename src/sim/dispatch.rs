@@ -429,3 +429,61 @@ fn session_slots(scenario: &Scenario) -> Option<u128> {
     }
     Some(slots)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn request(id: u64) -> Request {
+        Request {
+            id,
+            arrival: 0,
+            input_tokens: id * 7 % 13,
+            output_tokens: id % 5,
+            model: (id % 3) as usize,
+            priority: false,
+        }
+    }
+
+    /// The read-ahead of a closed batch shows a strategy exactly what a queue of the batch's
+    /// next requests rebuilt before every take showed it (the `Ask`s, in order, and each
+    /// beside its request), whichever it takes: the first, the last, or any between, while
+    /// the batch refills it and its taken front is dropped.
+    #[test]
+    fn the_read_ahead_stays_in_step_with_a_rebuilt_queue() {
+        let mut r = rand_pcg::Pcg64Mcg::seed_from_u64(34);
+        let (mut ahead, mut want) = (Ahead::default(), VecDeque::new());
+        let mut next = 0u64;
+        for step in 0..20_000 {
+            let fill = if step < 15_000 { BATCH_LOOKAHEAD } else { 0 };
+            while ahead.len() < fill {
+                ahead.push((request(next), next * 3));
+                want.push_back((request(next), next * 3));
+                next += 1;
+            }
+            if ahead.is_empty() {
+                break;
+            }
+            let shown: Vec<Ask> = want
+                .iter()
+                .map(|(q, _): &(Request, Nanos)| Ask {
+                    request: q.id,
+                    input_tokens: q.input_tokens,
+                    output_tokens: q.output_tokens,
+                    model: q.model,
+                    attempts: 0,
+                })
+                .collect();
+            assert_eq!(ahead.asks(), &shown[..], "step {step}");
+            let i = match r.random_range(0..4) {
+                0 => 0,
+                1 => ahead.len() - 1,
+                _ => r.random_range(0..ahead.len()),
+            };
+            assert_eq!(Some(ahead.take(i)), want.remove(i), "step {step}, taking {i}");
+            assert!(ahead.reqs.len() <= 2 * BATCH_LOOKAHEAD, "the taken front is dropped");
+        }
+        assert!(ahead.is_empty() && want.is_empty());
+    }
+}
