@@ -475,7 +475,7 @@ mod tests {
                     attempts: 0,
                 })
                 .collect();
-            assert_eq!(ahead.asks(), &shown[..], "step {step}");
+            assert!(ahead.asks() == &shown[..], "step {step}: the Asks shown differ");
             let i = match r.random_range(0..4) {
                 0 => 0,
                 1 => ahead.len() - 1,

@@ -1271,6 +1271,20 @@ mod tests {
         send(e.decide(0, &ask(900)));
         assert!(!short(&e, 2_100) && short(&e, 2_101) && short(&e, u64::MAX));
         assert_eq!(asked.get(), 5, "once per question");
+        // Two models, the second the first's fallback: 2 projects, 4,000 tokens a day, until
+        // the first id turns out to draw on the second's quota: one budget each, 2,000.
+        let mut two = env(&[0, 1], Some(limits));
+        two.models = 2;
+        two.limits = vec![limits; 4];
+        two.scopes = vec![two.scopes[0]; 2];
+        two.believed = vec![false; 2];
+        two.live = vec![false; 2];
+        two.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        two.reserved = vec![None; 2];
+        let mut e = ExactCooldown::new(two, vec![1], 0);
+        assert!(!short(&e, 4_000) && short(&e, 4_001));
+        assert!(e.share_quota(0, 1, 0));
+        assert!(!short(&e, 2_000) && short(&e, 2_001), "a shared budget counted once");
         let mut untold = env(&[0, 1, 2], Some(limits));
         untold.limits[1].tpd = None;
         let e = ExactCooldown::new(untold.clone(), vec![], 0);
