@@ -64,10 +64,72 @@ pub(crate) struct Book {
     pub free_workers: u64,
     closed: bool,
     /// A closed batch's next requests, read ahead for a strategy that chooses among them
-    /// ([`Strategy::orders_batch`]), in the batch's order, with their drawn response times.
-    ahead: VecDeque<(Request, Nanos)>,
-    /// The same as the strategy sees them (kept to reuse its allocation).
+    /// ([`Strategy::orders_batch`]).
+    ahead: Ahead,
+}
+
+/// A closed batch's next requests not yet taken, in the batch's order, with their drawn
+/// response times, and beside them the same requests as a strategy sees them (`asks[i]` is
+/// `reqs[i]`'s), both from `head` on. A take moves the shorter side of the taken request by
+/// one (taking the first moves only `head`), and the taken front is dropped once it is as long
+/// as [`BATCH_LOOKAHEAD`]: a take in the batch's order costs amortised O(1), not a rebuild of
+/// every `Ask` shown.
+#[derive(Debug, Default)]
+struct Ahead {
+    reqs: Vec<(Request, Nanos)>,
     asks: Vec<Ask>,
+    head: usize,
+}
+
+impl Ahead {
+    /// Requests held.
+    fn len(&self) -> usize {
+        self.reqs.len() - self.head
+    }
+
+    /// Whether it holds none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds the batch's next request (with its drawn response time) behind the others.
+    fn push(&mut self, (r, drawn): (Request, Nanos)) {
+        if self.head >= BATCH_LOOKAHEAD {
+            self.reqs.drain(..self.head);
+            self.asks.drain(..self.head);
+            self.head = 0;
+        }
+        self.asks.push(Ask {
+            request: r.id,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            model: r.model,
+            attempts: 0,
+        });
+        self.reqs.push((r, drawn));
+    }
+
+    /// The requests held, in the batch's order, as a strategy sees them.
+    fn asks(&self) -> &[Ask] {
+        &self.asks[self.head..]
+    }
+
+    /// Takes out the `i`-th request held (`i < len()`); the others keep their order.
+    fn take(&mut self, i: usize) -> (Request, Nanos) {
+        let (h, at) = (self.head, self.head + i);
+        let taken = self.reqs[at];
+        if i < self.len() - 1 - i {
+            self.reqs.copy_within(h..at, h + 1);
+            self.asks.copy_within(h..at, h + 1);
+            self.head += 1;
+        } else {
+            self.reqs.copy_within(at + 1.., at);
+            self.asks.copy_within(at + 1.., at);
+            self.reqs.pop();
+            self.asks.pop();
+        }
+        taken
+    }
 }
 
 impl Book {
@@ -271,27 +333,19 @@ pub(crate) trait Dispatch {
     fn pick_from_batch(&mut self, now: Nanos) -> Option<(Request, Nanos)> {
         while self.book().ahead.len() < BATCH_LOOKAHEAD {
             match self.next_batch_request() {
-                Some(r) => self.book().ahead.push_back(r),
+                Some(r) => self.book().ahead.push(r),
                 None => break,
             }
         }
-        let book = self.book();
-        if book.ahead.is_empty() {
+        let mut ahead = std::mem::take(&mut self.book().ahead);
+        if ahead.is_empty() {
+            self.book().ahead = ahead;
             return None;
         }
-        let mut asks = std::mem::take(&mut book.asks);
-        asks.clear();
-        asks.extend(book.ahead.iter().map(|(r, _)| Ask {
-            request: r.id,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            model: r.model,
-            attempts: 0,
-        }));
-        let i = self.strategy().pick(now, &asks).min(asks.len() - 1);
-        let book = self.book();
-        book.asks = asks;
-        book.ahead.remove(i)
+        let i = self.strategy().pick(now, ahead.asks()).min(ahead.len() - 1);
+        let taken = ahead.take(i);
+        self.book().ahead = ahead;
+        Some(taken)
     }
 
     /// Ends the request in `slot` at `now`.
@@ -374,4 +428,62 @@ fn session_slots(scenario: &Scenario) -> Option<u128> {
         }
     }
     Some(slots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn request(id: u64) -> Request {
+        Request {
+            id,
+            arrival: 0,
+            input_tokens: id * 7 % 13,
+            output_tokens: id % 5,
+            model: (id % 3) as usize,
+            priority: false,
+        }
+    }
+
+    /// The read-ahead of a closed batch shows a strategy exactly what a queue of the batch's
+    /// next requests rebuilt before every take showed it (the `Ask`s, in order, and each
+    /// beside its request), whichever it takes: the first, the last, or any between, while
+    /// the batch refills it and its taken front is dropped.
+    #[test]
+    fn the_read_ahead_stays_in_step_with_a_rebuilt_queue() {
+        let mut r = rand_pcg::Pcg64Mcg::seed_from_u64(34);
+        let (mut ahead, mut want) = (Ahead::default(), VecDeque::new());
+        let mut next = 0u64;
+        for step in 0..20_000 {
+            let fill = if step < 15_000 { BATCH_LOOKAHEAD } else { 0 };
+            while ahead.len() < fill {
+                ahead.push((request(next), next * 3));
+                want.push_back((request(next), next * 3));
+                next += 1;
+            }
+            if ahead.is_empty() {
+                break;
+            }
+            let shown: Vec<Ask> = want
+                .iter()
+                .map(|(q, _): &(Request, Nanos)| Ask {
+                    request: q.id,
+                    input_tokens: q.input_tokens,
+                    output_tokens: q.output_tokens,
+                    model: q.model,
+                    attempts: 0,
+                })
+                .collect();
+            assert!(ahead.asks() == &shown[..], "step {step}: the Asks shown differ");
+            let i = match r.random_range(0..4) {
+                0 => 0,
+                1 => ahead.len() - 1,
+                _ => r.random_range(0..ahead.len()),
+            };
+            assert_eq!(Some(ahead.take(i)), want.remove(i), "step {step}, taking {i}");
+            assert!(ahead.reqs.len() <= 2 * BATCH_LOOKAHEAD, "the taken front is dropped");
+        }
+        assert!(ahead.is_empty() && want.is_empty());
+    }
 }

@@ -667,13 +667,18 @@ impl ExactCooldown {
         changed
     }
 
-    /// The tokens per day model `m` and its fallback chain still have room for today, as the
-    /// replica counts them (planned sends included), summed over the projects with a live key
-    /// (a budget two ids share counted once); `None` when one of those budgets has no
-    /// tokens-per-day limit.
-    pub(super) fn day_tokens_left(&self, now: Nanos, m: usize) -> Option<u64> {
+    /// Whether what model `m` and its fallback chain have left of today's tokens per day, as
+    /// the replica counts them (planned sends included) and summed over the projects with a
+    /// live key (a budget two ids share counted once), is less than `need()`: false when one of
+    /// those budgets has no tokens-per-day limit. `need` is asked at most once, and only once a
+    /// budget with a limit is met; the walk stops as soon as the budgets counted hold `need`
+    /// (more of them can only add room), so it costs a walk of every project only while the
+    /// day's tokens run short.
+    pub(super) fn day_tokens_short(&self, now: Nanos, m: usize, need: impl FnOnce() -> u64) -> bool {
         let models = self.env.models;
-        let mut seen: Vec<BudgetId> = Vec::new();
+        // Budgets already counted, by index: one look per owner, not a search of the others.
+        let mut seen: Vec<bool> = Vec::new();
+        let (mut ask, mut need) = (Some(need), 0);
         let mut left = 0u64;
         for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
             for (owner, keys) in self.owner_keys.iter().enumerate() {
@@ -681,15 +686,26 @@ impl ExactCooldown {
                     continue;
                 }
                 let b = self.units[owner * models + model].budget;
-                if seen.contains(&b) {
+                let i = b.0 as usize;
+                if i >= seen.len() {
+                    seen.resize(i + 1, false);
+                } else if seen[i] {
                     continue;
                 }
-                seen.push(b);
-                let tpd = self.replica.limits(b).tpd?;
+                seen[i] = true;
+                let Some(tpd) = self.replica.limits(b).tpd else {
+                    return false;
+                };
+                if let Some(f) = ask.take() {
+                    need = f();
+                }
                 left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
+                if left >= need {
+                    return false;
+                }
             }
         }
-        Some(left)
+        left < ask.map_or(need, |f| f())
     }
 
     /// The replica's margin (see [`Ledger::with_margin`]).
@@ -1229,6 +1245,56 @@ mod tests {
             }
             assert_eq!(flat.iter().count(), owners);
         }
+    }
+
+    /// What a model has left of today's tokens per day, over the projects with a live key (a
+    /// budget two ids share counted once), is short of what is asked exactly when the sum is
+    /// below it; a project with no tokens-per-day limit makes it never short; what is asked
+    /// is computed at most once, and not at all when the first budget has no limit.
+    #[test]
+    fn day_tokens_short_counts_each_budget_once_and_asks_need_at_most_once() {
+        use std::cell::Cell;
+        let limits = Limits {
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        // Keys 0 and 1 are project 0's: 3 projects, 3,000 tokens a day.
+        let mut e = ExactCooldown::new(env(&[0, 0, 1, 2], Some(limits)), vec![], 0);
+        let asked = Cell::new(0);
+        let short = |e: &ExactCooldown, need: u64| {
+            e.day_tokens_short(0, 0, || {
+                asked.set(asked.get() + 1);
+                need
+            })
+        };
+        assert!(!short(&e, 3_000) && short(&e, 3_001));
+        send(e.decide(0, &ask(900)));
+        assert!(!short(&e, 2_100) && short(&e, 2_101) && short(&e, u64::MAX));
+        assert_eq!(asked.get(), 5, "once per question");
+        // Two models, the second the first's fallback: 2 projects, 4,000 tokens a day, until
+        // the first id turns out to draw on the second's quota: one budget each, 2,000.
+        let mut two = env(&[0, 1], Some(limits));
+        two.models = 2;
+        two.limits = vec![limits; 4];
+        two.scopes = vec![two.scopes[0]; 2];
+        two.believed = vec![false; 2];
+        two.live = vec![false; 2];
+        two.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        two.reserved = vec![None; 2];
+        let mut e = ExactCooldown::new(two, vec![1], 0);
+        assert!(!short(&e, 4_000) && short(&e, 4_001));
+        assert!(e.share_quota(0, 1, 0));
+        assert!(!short(&e, 2_000) && short(&e, 2_001), "a shared budget counted once");
+        let mut untold = env(&[0, 1, 2], Some(limits));
+        untold.limits[1].tpd = None;
+        let e = ExactCooldown::new(untold.clone(), vec![], 0);
+        // Project 0 holds 1,000: not short without looking further; 1,001 meets project 1.
+        assert!(!short(&e, 1_000) && !short(&e, 1_001) && !short(&e, u64::MAX));
+        untold.limits[0].tpd = None;
+        let e = ExactCooldown::new(untold, vec![], 0);
+        asked.set(0);
+        assert!(!short(&e, u64::MAX));
+        assert_eq!(asked.get(), 0, "no limit on the first budget: nothing asked");
     }
 
     /// Passing over idle units that cannot take a request now changes no decision: the same

@@ -944,23 +944,19 @@ impl Strategy for Flux {
             return 0;
         };
         let m = first.model;
-        let Some(left) = self.inner.day_tokens_left(now, m) else {
+        let of_m = || waiting.iter().enumerate().filter(move |(_, a)| a.model == m);
+        let need = || of_m().fold(0u64, |need, (_, a)| need.saturating_add(self.inner.cost(a)));
+        if !self.inner.day_tokens_short(now, m, need) {
             return 0;
-        };
-        let mut need = 0u64;
+        }
         let mut smallest = (u64::MAX, 0);
-        for (i, a) in waiting.iter().enumerate().filter(|(_, a)| a.model == m) {
+        for (i, a) in of_m() {
             let cost = self.inner.cost(a);
-            need = need.saturating_add(cost);
             if cost < smallest.0 {
                 smallest = (cost, i);
             }
         }
-        if need <= left {
-            0
-        } else {
-            smallest.1
-        }
+        smallest.1
     }
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
