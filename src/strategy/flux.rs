@@ -6,8 +6,10 @@
 //!   until a 429 names them;
 //! - **probes limits it was told but never saw confirmed** (a scenario's `known_limits`): when
 //!   such a limit is all that holds a send back, one send goes anyway; a 429 names the true
-//!   limit, a success doubles the belief. Limits it knows to be true (the
-//!   scenario's own) are never probed, so with them it never meets a quota 429;
+//!   limit, a success doubles the belief. A Live session limit is probed by every session it
+//!   alone holds back, at once ([`Flux::session_probe`]): the first 1011 names the limit, an
+//!   admission raises the belief to the sessions the server held. Limits it knows to be true
+//!   (the scenario's own) are never probed, so with them it never meets a quota 429;
 //! - **re-plans** sends it had planned on a budget that a 429 just showed blocked (they are
 //!   withdrawn when due and planned again), instead of sending them into the wall;
 //! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
