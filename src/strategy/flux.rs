@@ -506,6 +506,24 @@ impl Flux {
         Some(open)
     }
 
+    /// A session sent `seq`-th on unit `u` was refused: the server did not count it for the
+    /// session probes in doubt sent after it (or not sent yet).
+    fn uncounted(&mut self, u: usize, seq: u64) {
+        let plans = &self.plans;
+        for e in &mut self.doubt[u] {
+            if plans.get(e.0).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq {
+                e.1 = e.1.saturating_sub(1);
+            }
+        }
+    }
+
+    /// How many of unit `u`'s session probes in doubt were sent after its `seq`-th send (or
+    /// are not sent yet): counted in its sessions open, not by the server when that one came.
+    fn doubt_after(&self, u: usize, seq: u64) -> u64 {
+        let later = |r: u64| self.plans.get(r).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq;
+        self.doubt[u].iter().filter(|e| later(e.0)).count() as u64
+    }
+
     /// A session probe on unit `u` was admitted with `open` others open: the server holds
     /// at least `open + 1` sessions, a floor for the belief (it grows by what was admitted,
     /// not by doubling).
@@ -1114,8 +1132,7 @@ impl Strategy for Flux {
         let session_probe = self.session_probe(model, probe);
         // A session probe's doubt ends: the sessions the server had open when it came.
         let probe_open = if session_probe {
-            let refused = matches!(outcome, Outcome::RateLimited { .. });
-            self.settle(u, ask.request, refused)
+            self.settle(u, ask.request, false)
         } else {
             None
         };
@@ -1183,7 +1200,10 @@ impl Strategy for Flux {
                     let mut withdraw = true;
                     // Its sessions open, closed ones it still counts as holding a slot included
                     // (the planner ends those only when their hold is over).
-                    let open = self.inner.inflight(u);
+                    // Not counted by the server for the session probes sent after it, which
+                    // are not what it met either.
+                    self.uncounted(u, seq);
+                    let open = self.inner.inflight(u).saturating_sub(self.doubt_after(u, seq));
                     let mut limits = self.inner.limits(u);
                     // Per-minute limits it plans with (told, or learned) that this refusal may
                     // be theirs: the minute held more with this session than any admitted one
@@ -2430,6 +2450,31 @@ mod tests {
         // Both sessions still open, no 1011: the second was admitted.
         assert_eq!(send(f.decide(LIVE_ADMIT_GRACE, &ask(2, 1))), (0, LIVE_ADMIT_GRACE));
         assert_eq!(f.inner.limits(0).concurrent, Some(2), "the sessions admitted");
+    }
+
+    /// Issue 26: a session within the told limit refused in the same burst as session
+    /// probes sent after it is read against the sessions open before it, not those probes
+    /// (which the server met after it, and refused too), and the server did not count it for
+    /// them. Before: told 2 with 2 probes out, the second session's 1011 read 3 open, learned
+    /// no limit, and the probes' 1011s set it at 2 where the truth is 1
+    /// (`live-conversations` with 30 clients told +50%: 159 1011s and 60% of the pace).
+    #[test]
+    fn a_refusal_in_a_burst_of_session_probes_reads_the_sessions_before_it() {
+        let mut f = told_live(Limits {
+            concurrent: Some(2),
+            ..Limits::default()
+        });
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "session {r} at once");
+        }
+        let t = 1_100 * MILLISECOND;
+        f.on_outcome(t, &ask(1, 1), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(1), "one open before it");
+        for r in 2..4 {
+            f.on_outcome(t, &ask(r, 1), 0, 0, 0, &CLOSE_1011);
+            assert_eq!(f.inner.limits(0).concurrent, Some(1), "probe {r} refused");
+        }
+        assert_eq!(f.session_hold[0], 0);
     }
 
     /// Issue 26 (`live-conversations` and `live-reconnect` told -50%: wait p99 5.0 s against
