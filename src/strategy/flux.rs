@@ -6,8 +6,10 @@
 //!   until a 429 names them;
 //! - **probes limits it was told but never saw confirmed** (a scenario's `known_limits`): when
 //!   such a limit is all that holds a send back, one send goes anyway; a 429 names the true
-//!   limit, a success doubles the belief. Limits it knows to be true (the
-//!   scenario's own) are never probed, so with them it never meets a quota 429;
+//!   limit, a success doubles the belief. A Live session limit is probed by every session it
+//!   alone holds back, at once ([`Flux::session_probe`]): the first 1011 names the limit, an
+//!   admission raises the belief to the sessions the server held. Limits it knows to be true
+//!   (the scenario's own) are never probed, so with them it never meets a quota 429;
 //! - **re-plans** sends it had planned on a budget that a 429 just showed blocked (they are
 //!   withdrawn when due and planned again), instead of sending them into the wall;
 //! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
@@ -186,6 +188,11 @@ pub struct Flux {
     /// Per unit: its nameless 1011s are read as the minute's tokens (nothing told), under a
     /// ceiling learned from them.
     by_tokens: Vec<bool>,
+    /// Per unit of a Live model: its sessions sent beyond a told, unconfirmed session limit
+    /// whose admission is still in doubt, in the order sent: `(request, open)`, `open` the
+    /// sessions the server counted when it came (those sent before it and not refused). Any
+    /// number go at once (see [`Flux::session_probe`]).
+    doubt: Vec<Vec<(u64, u64)>>,
 }
 
 /// How flux believes the server measures per-minute windows (issue 26, item 6).
@@ -378,6 +385,7 @@ impl Flux {
                 .collect(),
             guessed: vec![false; n],
             by_tokens: vec![false; n],
+            doubt: vec![Vec::new(); n],
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -471,6 +479,62 @@ impl Flux {
         self.inner.set_limits(u, limits, now);
     }
 
+    /// Whether a send that probed `probe` on `model` is a Live session beyond a told session
+    /// limit and nothing else. Such probes do not go one at a time: every session the limit
+    /// alone holds back goes at once. A session refused costs its client the server's
+    /// refusal (setup and a reject delay, about a second) and then waits for a slot as it
+    /// would have anyway; one held back for a probe's outcome waited [`LIVE_ADMIT_GRACE`]
+    /// whatever the truth (`live-conversations` and `live-reconnect` told -50%: a wait p99 of
+    /// 5.0 s where exact_cooldown waits 0 ms). The first refusal names the limit (the sessions
+    /// the server had open then), and the probing ends.
+    fn session_probe(&self, model: usize, probe: Dims) -> bool {
+        self.is_live(model) && probe == [Dimension::Concurrency].into_iter().collect::<Dims>()
+    }
+
+    /// Session probe `request` on unit `u` is out of doubt, refused or not: the sessions the
+    /// server had open when it came. A refused one (or one never sent) is not counted by the
+    /// server for the probes sent after it.
+    fn settle(&mut self, u: usize, request: u64, refused: bool) -> Option<u64> {
+        let doubt = &mut self.doubt[u];
+        let i = doubt.iter().position(|e| e.0 == request)?;
+        let (_, open) = doubt.remove(i);
+        if refused {
+            for e in &mut doubt[i..] {
+                e.1 = e.1.saturating_sub(1);
+            }
+        }
+        Some(open)
+    }
+
+    /// A session sent `seq`-th on unit `u` was refused: the server did not count it for the
+    /// session probes in doubt sent after it (or not sent yet).
+    fn uncounted(&mut self, u: usize, seq: u64) {
+        let plans = &self.plans;
+        for e in &mut self.doubt[u] {
+            if plans.get(e.0).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq {
+                e.1 = e.1.saturating_sub(1);
+            }
+        }
+    }
+
+    /// How many of unit `u`'s session probes in doubt were sent after its `seq`-th send (or
+    /// are not sent yet): counted in its sessions open, not by the server when that one came.
+    fn doubt_after(&self, u: usize, seq: u64) -> u64 {
+        let later = |r: u64| self.plans.get(r).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq;
+        self.doubt[u].iter().filter(|e| later(e.0)).count() as u64
+    }
+
+    /// A session probe on unit `u` was admitted with `open` others open: the server holds
+    /// at least `open + 1` sessions, a floor for the belief (it grows by what was admitted,
+    /// not by doubling).
+    fn sessions_admitted(&mut self, u: usize, open: u64, now: Nanos) {
+        let mut limits = self.inner.limits(u);
+        if let Some(c) = limits.concurrent {
+            limits.concurrent = Some(c.max(open.saturating_add(1)).min(TRACKED - 1));
+            self.inner.set_limits(u, limits, now);
+        }
+    }
+
     /// Probes out for [`ADMIT_GRACE`] ([`LIVE_ADMIT_GRACE`] for a session) without a refusal:
     /// the server admitted them, so the beliefs they exceeded grow now.
     fn admit_probes(&mut self, now: Nanos) {
@@ -483,7 +547,12 @@ impl Flux {
             let same = |p: &Plan| p.unit == unit && p.at == at;
             if let Some(p) = self.plans.get_mut(request).filter(|p| same(p)) {
                 let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
-                if !probe.is_empty() {
+                if self.session_probe(self.model_of(u), probe) {
+                    if let Some(open) = self.settle(u, request, false) {
+                        self.sessions_admitted(u, open, now);
+                    }
+                    self.refresh_probe(u, now);
+                } else if !probe.is_empty() {
                     self.probing[u] = false;
                     self.grow(u, probe, now);
                     self.refresh_probe(u, now);
@@ -854,8 +923,15 @@ impl Flux {
             }
             let u = self.inner.unit_of(key, model);
             let probe = self.inner.take_probe();
-            if !probe.is_empty() {
+            let session_probe = self.session_probe(model, probe);
+            if session_probe {
+                // The sessions open before it (the planner counts it already).
+                let open = self.inner.inflight(u).saturating_sub(1);
+                self.doubt[u].push((ask.request, open));
+            } else if !probe.is_empty() {
                 self.probing[u] = true;
+            }
+            if !probe.is_empty() {
                 let grace = if self.live[model] {
                     LIVE_ADMIT_GRACE
                 } else {
@@ -889,6 +965,10 @@ impl Flux {
                     seq,
                 },
             );
+            if session_probe {
+                // The next session the limit holds back probes too.
+                self.refresh_probe(u, now);
+            }
         }
         d
     }
@@ -982,7 +1062,9 @@ impl Strategy for Flux {
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos) {
         if let Some(p) = self.plans.remove(ask.request) {
-            if !p.probe.is_empty() {
+            if self.session_probe(model, p.probe) {
+                self.settle(p.unit, ask.request, true);
+            } else if !p.probe.is_empty() {
                 self.probing[p.unit] = false;
             }
             self.pace[model].forget(ask.request, p.at);
@@ -1043,7 +1125,14 @@ impl Strategy for Flux {
         self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
-        if !probe.is_empty() {
+        let session_probe = self.session_probe(model, probe);
+        // A session probe's doubt ends: the sessions the server had open when it came.
+        let probe_open = if session_probe {
+            self.settle(u, ask.request, false)
+        } else {
+            None
+        };
+        if !probe.is_empty() && !session_probe {
             self.probing[u] = false;
         }
         if self.live[model] {
@@ -1064,7 +1153,11 @@ impl Strategy for Flux {
                         *p = (*p).max(h);
                     }
                     let due = end.saturating_add(self.session_hold[u]);
-                    if !probe.is_empty() && due > now {
+                    if let Some(open) = probe_open {
+                        // Admitted beyond the told limit, with `open` others.
+                        self.sessions_admitted(u, open, now);
+                        self.refresh_probe(u, now);
+                    } else if !probe.is_empty() && !session_probe && due > now {
                         // A session beyond the told limit ran: the limit is higher.
                         self.grow(u, probe, now);
                         self.refresh_probe(u, now);
@@ -1103,7 +1196,10 @@ impl Strategy for Flux {
                     let mut withdraw = true;
                     // Its sessions open, closed ones it still counts as holding a slot included
                     // (the planner ends those only when their hold is over).
-                    let open = self.inner.inflight(u);
+                    // Not counted by the server for the session probes sent after it, which
+                    // are not what it met either.
+                    self.uncounted(u, seq);
+                    let open = self.inner.inflight(u).saturating_sub(self.doubt_after(u, seq));
                     let mut limits = self.inner.limits(u);
                     // Per-minute limits it plans with (told, or learned) that this refusal may
                     // be theirs: the minute held more with this session than any admitted one
@@ -1138,6 +1234,19 @@ impl Strategy for Flux {
                         for d in probe.iter() {
                             self.verified[u].insert(d);
                         }
+                        self.inner.block(u, now + SECOND, now);
+                    } else if session_probe {
+                        // A session beyond the told limit refused: the server held as many as
+                        // it had open when the session came (at least one); an earlier refusal
+                        // of the same burst may have said less.
+                        let open = probe_open.unwrap_or(open).max(1);
+                        let c = match limits.concurrent {
+                            Some(c) if self.verified[u].contains(Dimension::Concurrency) => c.min(open),
+                            _ => open,
+                        };
+                        limits.concurrent = Some(c);
+                        self.verified[u].insert(Dimension::Concurrency);
+                        self.inner.set_limits(u, limits, now);
                         self.inner.block(u, now + SECOND, now);
                     } else if probe.contains(Dimension::Concurrency) {
                         // A session beyond the told limit refused: the limit is no more than
@@ -1292,7 +1401,7 @@ impl Strategy for Flux {
                     }
                 }
             }
-            Outcome::Ok if !probe.is_empty() => {
+            Outcome::Ok if !probe.is_empty() && !session_probe => {
                 // The told limit was too low: double the belief (a later 429 names the truth).
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
                 self.grow(u, probe, now);
@@ -2334,9 +2443,68 @@ mod tests {
         });
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second session");
-        assert_eq!(f.decide(0, &ask(2, 1)), Decision::Later(LIVE_ADMIT_GRACE));
         // Both sessions still open, no 1011: the second was admitted.
         assert_eq!(send(f.decide(LIVE_ADMIT_GRACE, &ask(2, 1))), (0, LIVE_ADMIT_GRACE));
-        assert_eq!(f.inner.limits(0).concurrent, Some(2), "belief doubled");
+        assert_eq!(f.inner.limits(0).concurrent, Some(2), "the sessions admitted");
+    }
+
+    /// Issue 26: a session within the told limit refused in the same burst as session
+    /// probes sent after it is read against the sessions open before it, not those probes
+    /// (which the server met after it, and refused too), and the server did not count it for
+    /// them. Before: told 2 with 2 probes out, the second session's 1011 read 3 open, learned
+    /// no limit, and the probes' 1011s set it at 2 where the truth is 1
+    /// (`live-conversations` with 30 clients told +50%: 159 1011s and 60% of the pace).
+    #[test]
+    fn a_refusal_in_a_burst_of_session_probes_reads_the_sessions_before_it() {
+        let mut f = told_live(Limits {
+            concurrent: Some(2),
+            ..Limits::default()
+        });
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "session {r} at once");
+        }
+        let t = 1_100 * MILLISECOND;
+        f.on_outcome(t, &ask(1, 1), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(1), "one open before it");
+        for r in 2..4 {
+            f.on_outcome(t, &ask(r, 1), 0, 0, 0, &CLOSE_1011);
+            assert_eq!(f.inner.limits(0).concurrent, Some(1), "probe {r} refused");
+        }
+        assert_eq!(f.session_hold[0], 0);
+    }
+
+    /// Issue 26 (`live-conversations` and `live-reconnect` told -50%: wait p99 5.0 s against
+    /// exact_cooldown's 0 ms): every session a told, unconfirmed session limit alone holds
+    /// back goes at once as a probe, instead of one probe at a time, each held
+    /// [`LIVE_ADMIT_GRACE`] in doubt. The first refusal names the limit (the sessions the
+    /// server had open when it came); the later refusals of the same burst confirm it and
+    /// teach no hold of closed sessions. Before: the third session waited for the second's
+    /// grace (`Later(5 s)`).
+    #[test]
+    fn sessions_beyond_a_told_session_limit_probe_it_together() {
+        let mut f = told_live(Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        });
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "session {r} at once");
+        }
+        assert_eq!(f.doubt[0], vec![(1, 1), (2, 2), (3, 3)], "three probes in doubt");
+        // The true limit is 2: the third and fourth are refused, in the order sent.
+        let t = 1_100 * MILLISECOND;
+        f.on_outcome(t, &ask(2, 1), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(2), "the sessions open before it");
+        assert!(f.verified[0].contains(Dimension::Concurrency));
+        f.on_outcome(t, &ask(3, 1), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(2));
+        assert_eq!(f.session_hold[0], 0, "no hold learned from the burst's refusals");
+        // The second's grace passes: admitted, the limit stays 2 and is no longer probed.
+        let retry = Ask {
+            attempts: 1,
+            ..ask(2, 1)
+        };
+        assert_eq!(f.decide(LIVE_ADMIT_GRACE, &retry), Decision::Defer, "two open: full");
+        assert_eq!(f.inner.limits(0).concurrent, Some(2));
+        assert!(f.doubt[0].is_empty());
     }
 }

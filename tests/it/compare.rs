@@ -53,16 +53,12 @@ const QUICK: [&str; 38] = [
 
 /// Where the claim is known to fail, and docs/compare.md ("Where the claim fails, and why")
 /// says why: judged by pace and wait as well as completions (issue 26, item 11), flux
-/// pays to learn (live-conversations and live-reconnect told −50%: a session probe's 5 s
-/// grace;
-/// retired-ids and rerouted-paid where a retired or re-routed model's quota is learnt from one
-/// 429, pods with ledgers of their own), is told no limits where each project has its own
+/// pays to learn (retired-ids and rerouted-paid where a retired or re-routed model's quota
+/// is learnt from one 429, pods with ledgers of their own), is told no limits where each project has its own
 /// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
 /// flux takes a closed batch smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 6] = [
+const CLAIM_FAILS: [&str; 4] = [
     "fleet-own-ledgers",
-    "live-conversations",
-    "live-reconnect",
     "mixed-rpd",
     "project-overrides",
     "retired-ids",
