@@ -335,7 +335,9 @@ pub async fn router_and_closing(
             budgets.push(ledger.add_budget(Limits { concurrent: None, ..*l }, 0));
         }
     }
-    let strategy = scenario.strategy(&spec, scenario.seed);
+    // The re-routes its configuration states are what its user knows: told, not learned
+    // from a 429.
+    let strategy = scenario.strategy_told_routes(&spec, scenario.seed);
     let proxy = Arc::new(Proxy {
         gate: Mutex::new(Gate::new(budgets.len())),
         gate_changed: tokio::sync::Notify::new(),

@@ -212,6 +212,21 @@ impl Scenario {
         }
     }
 
+    /// The re-routed ids whose calls draw on their target's quotas: (id, target).
+    pub fn quota_routes(&self) -> Vec<(usize, usize)> {
+        self.models
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match m.route {
+                Some(crate::core::server::Route {
+                    to,
+                    quota: crate::core::server::RouteQuota::Target,
+                }) => Some((i, to)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// What strategy `spec` may know of this scenario's server.
     pub fn strategy_env(&self, spec: &StrategySpec, seed: u64) -> Env {
         let mut env = Env::new(
@@ -232,7 +247,25 @@ impl Scenario {
     /// The strategy `spec` describes, knowing what it may know of this scenario; a fleet of
     /// copies of it when the scenario has one.
     pub fn strategy(&self, spec: &StrategySpec, seed: u64) -> Box<dyn Strategy> {
-        let one = || strategy::build(self.strategy_env(spec, seed), spec);
+        self.strategy_told(spec, seed, false)
+    }
+
+    /// [`Scenario::strategy`] told, besides, the re-routes the scenario states whose calls
+    /// draw on the target's quotas (`routed_to` with `routed_quota = "target"`): for `proxy`,
+    /// whose configuration is what its user knows, where a simulation's scenario is the
+    /// server's truth that no client is told.
+    pub fn strategy_told_routes(&self, spec: &StrategySpec, seed: u64) -> Box<dyn Strategy> {
+        self.strategy_told(spec, seed, true)
+    }
+
+    fn strategy_told(&self, spec: &StrategySpec, seed: u64, routes: bool) -> Box<dyn Strategy> {
+        let one = || {
+            let mut env = self.strategy_env(spec, seed);
+            if routes {
+                env.routes = self.quota_routes();
+            }
+            strategy::build(env, spec)
+        };
         if self.fleet.instances <= 1 {
             return one();
         }

@@ -317,7 +317,10 @@ fn schedule(scenario: &Scenario, seed: u64, fallback: &[usize], jobs: &[Job], sm
 /// keeps adding its per-minute capacity all day. With equal limits the order is the count's.
 fn day_share(ledger: &Ledger, now: Nanos, b: BudgetId) -> (u128, u64) {
     let used = ledger.used_today(now, b);
-    let share = ledger.limits(b).rpd.map_or(0, |rpd| ((used as u128) << 32) / rpd.max(1) as u128);
+    let share = ledger
+        .limits(b)
+        .rpd
+        .map_or(0, |rpd| ((used as u128) << 32) / rpd.max(1) as u128);
     (share, used)
 }
 
@@ -400,7 +403,12 @@ mod tests {
         let r = reference(&s, s.seed, &[]).unwrap();
         replay(&s, &r);
         let exact = crate::sim::run::run(&s, &[s.builtin_strategy("exact_cooldown").unwrap()], s.seed, None, 1);
-        assert!(r.completed >= exact.results[0].completed, "{} < {}", r.completed, exact.results[0].completed);
+        assert!(
+            r.completed >= exact.results[0].completed,
+            "{} < {}",
+            r.completed,
+            exact.results[0].completed
+        );
     }
 
     #[test]

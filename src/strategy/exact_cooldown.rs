@@ -304,6 +304,9 @@ impl ExactCooldown {
         for u in 0..s.units.len() {
             s.reindex(u, 0);
         }
+        for (m, q) in s.env.routes.clone() {
+            s.share_quota(m, q, 0);
+        }
         s
     }
 
@@ -1295,6 +1298,43 @@ mod tests {
         asked.set(0);
         assert!(!short(&e, u64::MAX));
         assert_eq!(asked.get(), 0, "no limit on the first budget: nothing asked");
+    }
+
+    /// A re-route the strategy is told of (`Env::routes`, as `proxy` tells its configuration's)
+    /// plans both ids on the target's budget from the start: 2 RPM spent under the old id
+    /// leave none for the target in that minute.
+    #[test]
+    fn a_told_route_plans_both_ids_on_the_targets_budget() {
+        let limits = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        let mut two = env(&[0], Some(limits));
+        two.models = 2;
+        two.limits = vec![limits; 2];
+        two.scopes = vec![two.scopes[0]; 2];
+        two.believed = vec![false; 2];
+        two.live = vec![false; 2];
+        two.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        two.reserved = vec![None; 2];
+        two.ttft = vec![0; 2];
+        let on = |model: usize, request: u64| Ask {
+            model,
+            ..tests::ask(request, 10)
+        };
+        for (routes, target_at) in [(vec![], 0), (vec![(0, 1)], MINUTE)] {
+            let mut told = two.clone();
+            told.routes = routes;
+            let mut e = ExactCooldown::new(told, vec![], 0);
+            for r in 0..2 {
+                assert_eq!(send(e.decide(0, &on(0, r))).1, 0);
+            }
+            let at = match e.decide(0, &on(1, 2)) {
+                Decision::Send { at, .. } | Decision::Later(at) => at,
+                d => panic!("{d:?}"),
+            };
+            assert_eq!(at, target_at, "routes told: {:?}", e.env.routes);
+        }
     }
 
     /// Passing over idle units that cannot take a request now changes no decision: the same

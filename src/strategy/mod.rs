@@ -342,6 +342,11 @@ pub struct Env {
     /// Per model: its time to first token, what a Live client sees of its own turns (when
     /// their audio starts playing).
     pub ttft: Vec<Nanos>,
+    /// Re-routes the strategy is told of: (model, model whose quotas its calls draw on). Empty
+    /// in a simulation, where a scenario's `routed_to` is the server's truth that no client is
+    /// told (a planner learns it from the 429 that names the other model's quota); `proxy`
+    /// tells what its configuration states, which is what its user knows.
+    pub routes: Vec<(usize, usize)>,
 }
 
 impl Env {
@@ -385,6 +390,7 @@ impl Env {
             window: WindowKind::Sliding,
             live_rules: LiveRules::default(),
             ttft: models.iter().map(|m| m.latency.ttft).collect(),
+            routes: Vec::new(),
         }
     }
 
@@ -475,6 +481,7 @@ pub(crate) mod tests {
             window: crate::core::ledger::WindowKind::Sliding,
             live_rules: crate::core::live::LiveRules::default(),
             ttft: vec![0],
+            routes: Vec::new(),
         }
     }
 }

@@ -57,12 +57,7 @@ const QUICK: [&str; 38] = [
 /// is learnt from one 429, pods with ledgers of their own), is told no limits where each project has its own
 /// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
 /// flux takes a closed batch smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 4] = [
-    "fleet-own-ledgers",
-    "mixed-rpd",
-    "project-overrides",
-    "retired-ids",
-];
+const CLAIM_FAILS: [&str; 4] = ["fleet-own-ledgers", "mixed-rpd", "project-overrides", "retired-ids"];
 
 /// Within each group of rows judged against the same bound (`chain[i]`: row i's fallback
 /// chain), a strategy that abandoned work (failed or pending) never rates above one that

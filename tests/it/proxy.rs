@@ -1337,3 +1337,61 @@ async fn every_socket_a_request_crosses_sends_without_delay() {
         );
     }
 }
+
+/// A re-route the proxy's configuration states (`routed_to`, quotas the target's) is told to
+/// flux, not learned from a 429: a burst alternating the retired id and its target never meets
+/// an upstream 429, and exactly the shared minute's 6 go (it met the 429 naming the target's
+/// quota before, and planned 12 on two budgets it believed apart).
+#[tokio::test]
+async fn a_route_the_configuration_states_is_told_not_learned_from_a_429() {
+    let routed = r#"
+name = "proxy-routed"
+seed = 3
+[server.latency]
+ttft = "2ms"
+tokens_per_second = 100000
+jitter = 0.0
+[models."gemini-3.5-flash"]
+routed_to = "gemini-3.6-flash"
+rpm = 6
+tpm = 1000000
+rpd = 10000
+[models."gemini-3.6-flash"]
+rpm = 6
+tpm = 1000000
+rpd = 10000
+[topology]
+projects = ["one"]
+[workload]
+kind = "closed"
+requests = 1
+workers = 1
+model = "gemini-3.6-flash"
+input_tokens = { dist = "fixed", value = 10 }
+output_tokens = { dist = "fixed", value = 20 }
+"#;
+    let live = std::sync::Arc::new(start(routed, routed, Duration::from_millis(300), None).await);
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let live = live.clone();
+        let model = ["gemini-3.5-flash", "gemini-3.6-flash"][i % 2];
+        tasks.push(tokio::spawn(async move {
+            live.post(&format!("{model}:generateContent"), Some(TOKEN), &body("hi"))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            429 => assert!(
+                v["error"]["message"].as_str().unwrap().starts_with("flux-sim proxy"),
+                "{v}"
+            ),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert_eq!(ok, 6, "one minute of the shared quota");
+    assert_eq!(upstream_answers(&live, 429).await, 0);
+}
