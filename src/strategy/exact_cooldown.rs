@@ -1335,6 +1335,39 @@ mod tests {
             };
             assert_eq!(at, target_at, "routes told: {:?}", e.env.routes);
         }
+        // flux, two projects, answers coming back before the next asks: 2 RPM per project
+        // shared by both ids.
+        let mut t3 = two.clone();
+        t3.key_project = vec![0, 1];
+        t3.projects = 2;
+        t3.limits = vec![limits; 4];
+        t3.routes = vec![(0, 1)];
+        let mut f = crate::strategy::flux::Flux::new(t3, vec![], 0);
+        use crate::strategy::Strategy as _;
+        let mut now_sent = 0;
+        let mut out = Vec::new();
+        for r in 0..3u64 {
+            let a = on((r % 2) as usize, r);
+            if let Decision::Send { at: 0, key, model } = f.decide(0, &a) {
+                now_sent += 1;
+                f.confirm(0, &a, key, model);
+                out.push((a, key, model));
+            }
+        }
+        let t = 800 * crate::core::time::MILLISECOND;
+        for (a, key, model) in out {
+            f.on_outcome(t, &a, key, model, 0, &Outcome::Ok);
+        }
+        for r in 3..8u64 {
+            let a = on((r % 2) as usize, r);
+            if let Decision::Send { at, key, model } = f.decide(t, &a) {
+                if at == t {
+                    now_sent += 1;
+                    f.confirm(t, &a, key, model);
+                }
+            }
+        }
+        assert_eq!(now_sent, 4);
     }
 
     /// Passing over idle units that cannot take a request now changes no decision: the same

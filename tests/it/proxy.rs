@@ -1339,16 +1339,16 @@ async fn every_socket_a_request_crosses_sends_without_delay() {
 }
 
 /// A re-route the proxy's configuration states (`routed_to`, quotas the target's) is told to
-/// flux, not learned from a 429: a burst alternating the retired id and its target never meets
-/// an upstream 429, and exactly the shared minute's 6 go (it met the 429 naming the target's
-/// quota before, and planned 12 on two budgets it believed apart).
+/// flux, not learned from a 429: four clients alternating the retired id and its target, each
+/// calling again once answered, never meet an upstream 429, and exactly the shared minute's
+/// 12 (2 projects × 6 RPM) go (before, the upstream answered a 429 naming the target's quota).
 #[tokio::test]
 async fn a_route_the_configuration_states_is_told_not_learned_from_a_429() {
     let routed = r#"
 name = "proxy-routed"
 seed = 3
 [server.latency]
-ttft = "2ms"
+ttft = "300ms"
 tokens_per_second = 100000
 jitter = 0.0
 [models."gemini-3.5-flash"]
@@ -1361,7 +1361,7 @@ rpm = 6
 tpm = 1000000
 rpd = 10000
 [topology]
-projects = ["one"]
+projects = ["one", "two"]
 [workload]
 kind = "closed"
 requests = 1
@@ -1370,28 +1370,36 @@ model = "gemini-3.6-flash"
 input_tokens = { dist = "fixed", value = 10 }
 output_tokens = { dist = "fixed", value = 20 }
 "#;
-    let live = std::sync::Arc::new(start(routed, routed, Duration::from_millis(300), None).await);
+    let live = std::sync::Arc::new(start(routed, routed, Duration::from_secs(2), None).await);
     let mut tasks = Vec::new();
-    for i in 0..10 {
+    // Four clients, each calling again once answered, alternating the two ids.
+    for w in 0..4 {
         let live = live.clone();
-        let model = ["gemini-3.5-flash", "gemini-3.6-flash"][i % 2];
         tasks.push(tokio::spawn(async move {
-            live.post(&format!("{model}:generateContent"), Some(TOKEN), &body("hi"))
-                .await
+            let mut answers = Vec::new();
+            for i in 0..5 {
+                let model = ["gemini-3.5-flash", "gemini-3.6-flash"][(w + i) % 2];
+                answers.push(
+                    live.post(&format!("{model}:generateContent"), Some(TOKEN), &body("hi"))
+                        .await,
+                );
+            }
+            answers
         }));
     }
     let mut ok = 0;
     for t in tasks {
-        let (status, v) = t.await.unwrap();
-        match status {
-            200 => ok += 1,
-            429 => assert!(
-                v["error"]["message"].as_str().unwrap().starts_with("flux-sim proxy"),
-                "{v}"
-            ),
-            other => panic!("{other}: {v}"),
+        for (status, v) in t.await.unwrap() {
+            match status {
+                200 => ok += 1,
+                429 => assert!(
+                    v["error"]["message"].as_str().unwrap().starts_with("flux-sim proxy"),
+                    "{v}"
+                ),
+                other => panic!("{other}: {v}"),
+            }
         }
     }
-    assert_eq!(ok, 6, "one minute of the shared quota");
+    assert_eq!(ok, 12, "one minute of the shared quota");
     assert_eq!(upstream_answers(&live, 429).await, 0);
 }
