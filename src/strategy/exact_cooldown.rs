@@ -1368,6 +1368,33 @@ mod tests {
             }
         }
         assert_eq!(now_sent, 4);
+        // One client calling again once answered (380 ms), 5 RPM per project shared.
+        let five = Limits {
+            rpm: Some(5),
+            rpd: Some(1000),
+            tpm: Some(250_000),
+            ..Limits::default()
+        };
+        let mut t4 = two.clone();
+        t4.key_project = vec![0, 1];
+        t4.projects = 2;
+        t4.limits = vec![five; 4];
+        t4.routes = vec![(0, 1)];
+        let mut f = crate::strategy::flux::Flux::new(t4, vec![], 0);
+        let step = 380 * crate::core::time::MILLISECOND;
+        let mut per = [0; 2];
+        for r in 0..12u64 {
+            let t = r * step;
+            let a = on((r % 2) as usize, r);
+            if let Decision::Send { at, key, model } = f.decide(t, &a) {
+                if at == t {
+                    per[key] += 1;
+                    f.confirm(t, &a, key, model);
+                    f.on_outcome(t + step - 1, &a, key, model, t, &Outcome::Ok);
+                }
+            }
+        }
+        assert_eq!(per, [5, 5]);
     }
 
     /// Passing over idle units that cannot take a request now changes no decision: the same
