@@ -5,9 +5,9 @@
 //! reserved. It trusts its configured limits and RetryInfo; [`super::flux`] builds on it to
 //! learn and re-plan.
 
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
+use super::idle::{Idle, Share};
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
@@ -83,46 +83,12 @@ impl Place {
     }
 }
 
-/// A budget's share of its day's requests used, `used / of`, compared exactly (by
-/// cross-multiplication, no floats); a day without a request limit is 0 of 1. Equal shares
-/// (1/2 and 2/4) compare equal: the index breaks the tie by project.
-#[derive(Debug, Clone, Copy)]
-struct Share {
-    used: u64,
-    of: u64,
-}
-
-impl Ord for Share {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Budgets of one model mostly share their requests per day: then the counts compare
-        // alone, the same order without two 128-bit products per step of an index walk.
-        if self.of == other.of {
-            return self.used.cmp(&other.used);
-        }
-        (u128::from(self.used) * u128::from(other.of)).cmp(&(u128::from(other.used) * u128::from(self.of)))
-    }
-}
-
-impl PartialOrd for Share {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Share {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Share {}
-
 /// The candidates of one model: idle units by preference (the share of the day's requests
 /// used, so every project's daily quota lasts as long as the others', whatever its size),
 /// waiting ones by lower bound.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Index {
-    idle: BTreeSet<(Share, u32)>,
+    idle: Idle,
     waiting: BTreeSet<(Nanos, u32)>,
 }
 
@@ -283,7 +249,13 @@ impl ExactCooldown {
         }
         let mut s = ExactCooldown {
             cursor: vec![0; owner_keys.len()],
-            index: vec![Index::default(); env.models],
+            index: vec![
+                Index {
+                    idle: Idle::new(owner_keys.len()),
+                    waiting: BTreeSet::new(),
+                };
+                env.models
+            ],
             owner_keys,
             key_owner,
             key_dead: vec![false; keys],
@@ -393,7 +365,7 @@ impl ExactCooldown {
         match old {
             Place::Out => {}
             Place::Idle(key) => {
-                index.idle.remove(&(key, owner as u32));
+                index.idle.remove(key, owner as u32);
             }
             Place::Waiting(t) => {
                 index.waiting.remove(&(t, owner as u32));
@@ -402,7 +374,7 @@ impl ExactCooldown {
         match place {
             Place::Out => {}
             Place::Idle(key) => {
-                index.idle.insert((key, owner as u32));
+                index.idle.insert(key, owner as u32);
             }
             Place::Waiting(t) => {
                 index.waiting.insert((t, owner as u32));
@@ -439,7 +411,7 @@ impl ExactCooldown {
             self.index[m].waiting.pop_first();
             let u = owner as usize * self.env.models + m;
             let key = self.preference(u, now);
-            self.index[m].idle.insert((key, owner));
+            self.index[m].idle.insert(key, owner);
             self.units[u].place = Place::Idle(key);
         }
     }
@@ -585,7 +557,7 @@ impl ExactCooldown {
         // this large a request now wait for the second pass.
         let mut passed: Vec<(Nanos, u32, u32)> = Vec::new();
         let mut rank = 0u32;
-        let mut cursor = self.index[m].idle.first().copied();
+        let mut cursor = self.index[m].idle.first();
         while let Some((key, owner)) = cursor {
             rank += 1;
             let u = owner as usize * self.env.models + m;
@@ -599,7 +571,7 @@ impl ExactCooldown {
             if best.is_some_and(|(t, ..)| t <= now) {
                 break;
             }
-            cursor = self.index[m].idle.range((key, owner + 1)..).next().copied();
+            cursor = self.index[m].idle.after(key, owner);
         }
         if best.is_none_or(|(t, ..)| t > now) {
             // A passed unit can go no sooner than its bound: it matters only if that bound
@@ -960,7 +932,7 @@ impl Strategy for ExactCooldown {
 
     fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
         // The unit most preferred now is the one the next decision most likely takes.
-        let &(_, owner) = self.index.get(model)?.idle.first()?;
+        let (_, owner) = self.index.get(model)?.idle.first()?;
         let u = owner as usize * self.env.models + model;
         let b = self.units[u].budget;
         if second {
