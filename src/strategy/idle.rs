@@ -188,7 +188,7 @@ impl Idle {
     pub(super) fn first(&self) -> Option<(Share, u32)> {
         match self {
             Idle::Counts { len: 0, .. } => None,
-            Idle::Counts { .. } => self.from_bucket(0, 0),
+            Idle::Counts { .. } => self.seek(0, 0),
             Idle::Shares(set) => set.first().copied(),
         }
     }
@@ -215,13 +215,13 @@ impl Idle {
                     }
                 };
                 if used < *base {
-                    return self.from_bucket(0, 0);
+                    return self.seek(0, 0);
                 }
                 let i = (used - *base) as usize;
                 if i >= summary.len() {
                     return None;
                 }
-                self.from_bucket(i, next)
+                self.seek(i, next)
             }
             Idle::Shares(set) => set.range((share, owner + 1)..).next().copied(),
         }
@@ -229,7 +229,7 @@ impl Idle {
 
     /// The first owner at or after bit `from` of bucket `i`, or in a later bucket.
     #[inline]
-    fn from_bucket(&self, mut i: usize, mut from: usize) -> Option<(Share, u32)> {
+    fn seek(&self, mut i: usize, mut from: usize) -> Option<(Share, u32)> {
         let Idle::Counts {
             of,
             base,
