@@ -950,6 +950,20 @@ impl Strategy for ExactCooldown {
         if self.floor.is_none_or(|f| cost < f) || new_day {
             self.floor = Some(self.floor.map_or(cost, |f| f.min(cost)));
             self.day_end = self.env.calendar.next_day_start(now);
+            if new_day {
+                // Idle units are keyed again into empty indexes: the day's counts start over,
+                // and one index holding yesterday's counts and today's (a bitset per count
+                // between them, see `Idle`) would turn into the B-tree for good.
+                let owners = self.owner_keys.len();
+                for index in &mut self.index {
+                    index.idle = Idle::new(owners);
+                }
+                for unit in &mut self.units {
+                    if matches!(unit.place, Place::Idle(_)) {
+                        unit.place = Place::Out;
+                    }
+                }
+            }
             for u in 0..self.units.len() {
                 // A smaller floor leaves an idle unit idle under the same preference (it had
                 // room for more); a new day re-keys them all.
@@ -1494,6 +1508,30 @@ mod tests {
             let on_first = order[..n].iter().filter(|&&k| k == 0).count();
             assert_eq!(on_first * 5, n, "one in five on the 10-a-day project after {n}");
         }
+    }
+
+    /// A new day keys the idle units into fresh indexes: after a day of 35,000 requests per
+    /// project, today's counts (0) and yesterday's would span more counts than the bitsets
+    /// hold, and the index stayed the B-tree from then on (the same order, slower). The
+    /// order of sends is the shares' either way.
+    #[test]
+    fn a_new_day_keeps_the_idle_index_in_bitsets() {
+        let limits = Limits {
+            rpd: Some(100_000),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], 0);
+        let mut t = 0;
+        for i in 0..70_000 {
+            t = i * crate::core::time::MILLISECOND;
+            assert_eq!(send(s.decide(t, &ask(1))).0, (i % 2) as usize, "request {i}");
+        }
+        let midnight = s.env.calendar.next_day_start(t);
+        assert!(matches!(s.index[0].idle, Idle::Counts { .. }), "bitsets all day");
+        assert_eq!(send(s.decide(midnight, &ask(1))), (0, midnight));
+        assert!(matches!(s.index[0].idle, Idle::Counts { .. }), "bitsets the next day");
+        assert_eq!(send(s.decide(midnight, &ask(1))), (1, midnight));
+        assert_eq!(send(s.decide(midnight, &ask(1))), (0, midnight));
     }
 
     #[test]
