@@ -5,9 +5,9 @@
 //! reserved. It trusts its configured limits and RetryInfo; [`super::flux`] builds on it to
 //! learn and re-plan.
 
-use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
+use super::idle::{Idle, Share};
 use super::kind::{KindDef, Param, Params};
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, GiveUp, Outcome, Peer, Strategy};
@@ -83,46 +83,12 @@ impl Place {
     }
 }
 
-/// A budget's share of its day's requests used, `used / of`, compared exactly (by
-/// cross-multiplication, no floats); a day without a request limit is 0 of 1. Equal shares
-/// (1/2 and 2/4) compare equal: the index breaks the tie by project.
-#[derive(Debug, Clone, Copy)]
-struct Share {
-    used: u64,
-    of: u64,
-}
-
-impl Ord for Share {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Budgets of one model mostly share their requests per day: then the counts compare
-        // alone, the same order without two 128-bit products per step of an index walk.
-        if self.of == other.of {
-            return self.used.cmp(&other.used);
-        }
-        (u128::from(self.used) * u128::from(other.of)).cmp(&(u128::from(other.used) * u128::from(self.of)))
-    }
-}
-
-impl PartialOrd for Share {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Share {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Share {}
-
 /// The candidates of one model: idle units by preference (the share of the day's requests
 /// used, so every project's daily quota lasts as long as the others', whatever its size),
 /// waiting ones by lower bound.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Index {
-    idle: BTreeSet<(Share, u32)>,
+    idle: Idle,
     waiting: BTreeSet<(Nanos, u32)>,
 }
 
@@ -283,7 +249,13 @@ impl ExactCooldown {
         }
         let mut s = ExactCooldown {
             cursor: vec![0; owner_keys.len()],
-            index: vec![Index::default(); env.models],
+            index: vec![
+                Index {
+                    idle: Idle::new(owner_keys.len()),
+                    waiting: BTreeSet::new(),
+                };
+                env.models
+            ],
             owner_keys,
             key_owner,
             key_dead: vec![false; keys],
@@ -396,7 +368,7 @@ impl ExactCooldown {
         match old {
             Place::Out => {}
             Place::Idle(key) => {
-                index.idle.remove(&(key, owner as u32));
+                index.idle.remove(key, owner as u32);
             }
             Place::Waiting(t) => {
                 index.waiting.remove(&(t, owner as u32));
@@ -405,7 +377,7 @@ impl ExactCooldown {
         match place {
             Place::Out => {}
             Place::Idle(key) => {
-                index.idle.insert((key, owner as u32));
+                index.idle.insert(key, owner as u32);
             }
             Place::Waiting(t) => {
                 index.waiting.insert((t, owner as u32));
@@ -442,7 +414,7 @@ impl ExactCooldown {
             self.index[m].waiting.pop_first();
             let u = owner as usize * self.env.models + m;
             let key = self.preference(u, now);
-            self.index[m].idle.insert((key, owner));
+            self.index[m].idle.insert(key, owner);
             self.units[u].place = Place::Idle(key);
         }
     }
@@ -588,7 +560,7 @@ impl ExactCooldown {
         // this large a request now wait for the second pass.
         let mut passed: Vec<(Nanos, u32, u32)> = Vec::new();
         let mut rank = 0u32;
-        let mut cursor = self.index[m].idle.first().copied();
+        let mut cursor = self.index[m].idle.first();
         while let Some((key, owner)) = cursor {
             rank += 1;
             let u = owner as usize * self.env.models + m;
@@ -602,7 +574,7 @@ impl ExactCooldown {
             if best.is_some_and(|(t, ..)| t <= now) {
                 break;
             }
-            cursor = self.index[m].idle.range((key, owner + 1)..).next().copied();
+            cursor = self.index[m].idle.after(key, owner);
         }
         if best.is_none_or(|(t, ..)| t > now) {
             // A passed unit can go no sooner than its bound: it matters only if that bound
@@ -963,7 +935,7 @@ impl Strategy for ExactCooldown {
 
     fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
         // The unit most preferred now is the one the next decision most likely takes.
-        let &(_, owner) = self.index.get(model)?.idle.first()?;
+        let (_, owner) = self.index.get(model)?.idle.first()?;
         let u = owner as usize * self.env.models + model;
         let b = self.units[u].budget;
         if second {
@@ -981,6 +953,20 @@ impl Strategy for ExactCooldown {
         if self.floor.is_none_or(|f| cost < f) || new_day {
             self.floor = Some(self.floor.map_or(cost, |f| f.min(cost)));
             self.day_end = self.env.calendar.next_day_start(now);
+            if new_day {
+                // Idle units are keyed again into empty indexes: the day's counts start over,
+                // and one index holding yesterday's counts and today's (a bitset per count
+                // between them, see `Idle`) would turn into the B-tree for good.
+                let owners = self.owner_keys.len();
+                for index in &mut self.index {
+                    index.idle = Idle::new(owners);
+                }
+                for unit in &mut self.units {
+                    if matches!(unit.place, Place::Idle(_)) {
+                        unit.place = Place::Out;
+                    }
+                }
+            }
             for u in 0..self.units.len() {
                 // A smaller floor leaves an idle unit idle under the same preference (it had
                 // room for more); a new day re-keys them all.
@@ -1622,6 +1608,30 @@ mod tests {
             let on_first = order[..n].iter().filter(|&&k| k == 0).count();
             assert_eq!(on_first * 5, n, "one in five on the 10-a-day project after {n}");
         }
+    }
+
+    /// A new day keys the idle units into fresh indexes: after a day of 35,000 requests per
+    /// project, today's counts (0) and yesterday's would span more counts than the bitsets
+    /// hold, and the index stayed the B-tree from then on (the same order, slower). The
+    /// order of sends is the shares' either way.
+    #[test]
+    fn a_new_day_keeps_the_idle_index_in_bitsets() {
+        let limits = Limits {
+            rpd: Some(100_000),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], 0);
+        let mut t = 0;
+        for i in 0..70_000 {
+            t = i * crate::core::time::MILLISECOND;
+            assert_eq!(send(s.decide(t, &ask(1))).0, (i % 2) as usize, "request {i}");
+        }
+        let midnight = s.env.calendar.next_day_start(t);
+        assert!(matches!(s.index[0].idle, Idle::Counts { .. }), "bitsets all day");
+        assert_eq!(send(s.decide(midnight, &ask(1))), (0, midnight));
+        assert!(matches!(s.index[0].idle, Idle::Counts { .. }), "bitsets the next day");
+        assert_eq!(send(s.decide(midnight, &ask(1))), (1, midnight));
+        assert_eq!(send(s.decide(midnight, &ask(1))), (0, midnight));
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod fleet;
 mod flux;
 mod gemini_balance;
 mod gemini_flux;
+mod idle;
 mod kind;
 pub mod litellm;
 mod live_cause;
