@@ -1262,15 +1262,7 @@ mod tests {
         assert_eq!(asked.get(), 5, "once per question");
         // Two models, the second the first's fallback: 2 projects, 4,000 tokens a day, until
         // the first id turns out to draw on the second's quota: one budget each, 2,000.
-        let mut two = env(&[0, 1], Some(limits));
-        two.models = 2;
-        two.limits = vec![limits; 4];
-        two.scopes = vec![two.scopes[0]; 2];
-        two.believed = vec![false; 2];
-        two.live = vec![false; 2];
-        two.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
-        two.reserved = vec![None; 2];
-        let mut e = ExactCooldown::new(two, vec![1], 0);
+        let mut e = ExactCooldown::new(tests::env_two_models(&[0, 1], limits), vec![1], 0);
         assert!(!short(&e, 4_000) && short(&e, 4_001));
         assert!(e.share_quota(0, 1, 0));
         assert!(!short(&e, 2_000) && short(&e, 2_001), "a shared budget counted once");
@@ -1295,15 +1287,7 @@ mod tests {
             rpm: Some(2),
             ..Limits::default()
         };
-        let mut two = env(&[0], Some(limits));
-        two.models = 2;
-        two.limits = vec![limits; 2];
-        two.scopes = vec![two.scopes[0]; 2];
-        two.believed = vec![false; 2];
-        two.live = vec![false; 2];
-        two.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
-        two.reserved = vec![None; 2];
-        two.ttft = vec![0; 2];
+        let two = tests::env_two_models(&[0], limits);
         let on = |model: usize, request: u64| Ask {
             model,
             ..tests::ask(request, 10)
@@ -1323,10 +1307,7 @@ mod tests {
         }
         // flux, two projects, answers coming back before the next asks: 2 RPM per project
         // shared by both ids.
-        let mut t3 = two.clone();
-        t3.key_project = vec![0, 1];
-        t3.projects = 2;
-        t3.limits = vec![limits; 4];
+        let mut t3 = tests::env_two_models(&[0, 1], limits);
         t3.routes = vec![(0, 1)];
         let mut f = crate::strategy::flux::Flux::new(t3, vec![], 0);
         use crate::strategy::Strategy as _;
@@ -1361,10 +1342,7 @@ mod tests {
             tpm: Some(250_000),
             ..Limits::default()
         };
-        let mut t4 = two.clone();
-        t4.key_project = vec![0, 1];
-        t4.projects = 2;
-        t4.limits = vec![five; 4];
+        let mut t4 = tests::env_two_models(&[0, 1], five);
         t4.routes = vec![(0, 1)];
         let mut f = crate::strategy::flux::Flux::new(t4, vec![], 0);
         let step = 380 * crate::core::time::MILLISECOND;

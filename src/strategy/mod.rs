@@ -485,4 +485,19 @@ pub(crate) mod tests {
             routes: Vec::new(),
         }
     }
+
+    /// [`env`] with two models, gemini-3.5-flash and gemini-3.6-flash (an id and the one
+    /// Google re-routed it to), the same limits on both.
+    pub(crate) fn env_two_models(key_project: &[usize], limits: Limits) -> Env {
+        let mut e = env(key_project, Some(limits));
+        e.models = 2;
+        e.limits = vec![limits; 2 * e.projects];
+        e.scopes = vec![e.scopes[0]; 2];
+        e.believed = vec![false; 2];
+        e.live = vec![false; 2];
+        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
+        e.reserved = vec![None; 2];
+        e.ttft = vec![0; 2];
+        e
+    }
 }
