@@ -34,13 +34,18 @@ pub(crate) struct Live {
 impl Live {
     /// The request as the strategy sees it.
     pub fn ask(&self) -> Ask {
-        Ask {
-            request: self.req.id,
-            input_tokens: self.req.input_tokens,
-            output_tokens: self.req.output_tokens,
-            model: self.req.model,
-            attempts: self.attempts,
-        }
+        ask_of(&self.req, self.attempts)
+    }
+}
+
+/// Request `r` as a strategy sees it, after `attempts` sends.
+fn ask_of(r: &Request, attempts: u32) -> Ask {
+    Ask {
+        request: r.id,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        model: r.model,
+        attempts,
     }
 }
 
@@ -99,13 +104,7 @@ impl Ahead {
             self.asks.drain(..self.head);
             self.head = 0;
         }
-        self.asks.push(Ask {
-            request: r.id,
-            input_tokens: r.input_tokens,
-            output_tokens: r.output_tokens,
-            model: r.model,
-            attempts: 0,
-        });
+        self.asks.push(ask_of(&r, 0));
         self.reqs.push((r, drawn));
     }
 
@@ -465,16 +464,7 @@ mod tests {
             if ahead.is_empty() {
                 break;
             }
-            let shown: Vec<Ask> = want
-                .iter()
-                .map(|(q, _): &(Request, Nanos)| Ask {
-                    request: q.id,
-                    input_tokens: q.input_tokens,
-                    output_tokens: q.output_tokens,
-                    model: q.model,
-                    attempts: 0,
-                })
-                .collect();
+            let shown: Vec<Ask> = want.iter().map(|(q, _): &(Request, Nanos)| ask_of(q, 0)).collect();
             assert!(ahead.asks() == &shown[..], "step {step}: the Asks shown differ");
             let i = match r.random_range(0..4) {
                 0 => 0,

@@ -507,21 +507,18 @@ impl Flux {
     }
 
     /// A session sent `seq`-th on unit `u` was refused: the server did not count it for the
-    /// session probes in doubt sent after it (or not sent yet).
-    fn uncounted(&mut self, u: usize, seq: u64) {
+    /// session probes in doubt sent after it (or not sent yet). Says how many those are:
+    /// counted in its sessions open, not by the server when that one came.
+    fn uncounted(&mut self, u: usize, seq: u64) -> u64 {
         let plans = &self.plans;
+        let mut after = 0;
         for e in &mut self.doubt[u] {
             if plans.get(e.0).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq {
                 e.1 = e.1.saturating_sub(1);
+                after += 1;
             }
         }
-    }
-
-    /// How many of unit `u`'s session probes in doubt were sent after its `seq`-th send (or
-    /// are not sent yet): counted in its sessions open, not by the server when that one came.
-    fn doubt_after(&self, u: usize, seq: u64) -> u64 {
-        let later = |r: u64| self.plans.get(r).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq;
-        self.doubt[u].iter().filter(|e| later(e.0)).count() as u64
+        after
     }
 
     /// A session probe on unit `u` was admitted with `open` others open: the server holds
@@ -1198,8 +1195,8 @@ impl Strategy for Flux {
                     // (the planner ends those only when their hold is over).
                     // Not counted by the server for the session probes sent after it, which
                     // are not what it met either.
-                    self.uncounted(u, seq);
-                    let open = self.inner.inflight(u).saturating_sub(self.doubt_after(u, seq));
+                    let after = self.uncounted(u, seq);
+                    let open = self.inner.inflight(u).saturating_sub(after);
                     let mut limits = self.inner.limits(u);
                     // Per-minute limits it plans with (told, or learned) that this refusal may
                     // be theirs: the minute held more with this session than any admitted one
