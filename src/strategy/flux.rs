@@ -138,6 +138,8 @@ pub struct Flux {
     epoch: Vec<u32>,
     /// Per unit: a probe is out.
     probing: Vec<bool>,
+    /// Per unit: the limits it was told (unlimited where nothing was told, or the truth).
+    told: Vec<Limits>,
     /// Per model: the pacing of its room under 429s without details (REST models).
     pace: Vec<PoolPace>,
     /// Probes sent: when their silence says the server admitted them (see [`ADMIT_GRACE`]),
@@ -337,11 +339,13 @@ impl Flux {
         inner.spread_sessions(0);
         let n = inner.units();
         let mut verified = vec![Dims::EMPTY; n];
+        let mut told = vec![Limits::UNLIMITED; n];
         for u in 0..n {
             if !believed[u % models] {
                 verified[u] = Dimension::ALL.into_iter().collect();
                 continue;
             }
+            told[u] = inner.limits(u);
             // Told limits: plan with them, probe them; untold ones: track, unbounded.
             let mut l = inner.limits(u);
             for d in Dimension::COUNTED {
@@ -358,6 +362,7 @@ impl Flux {
             verified,
             epoch: vec![0; n],
             probing: vec![false; n],
+            told,
             pace: vec![PoolPace::default(); models],
             probes_out: BinaryHeap::new(),
             plans: IdMap::new(),
@@ -468,7 +473,15 @@ impl Flux {
     }
 
     /// A probe of `probe` on unit `u` succeeded: the told limits were too low; double the
-    /// belief (a later 429 names the truth).
+    /// belief (a later 429 names the truth). The model's other projects were told their
+    /// limits by the same source (a quota dump, an estimate): each still unconfirmed belief of
+    /// those dimensions is raised to its told value times the factor `u`'s belief now stands
+    /// at over its told one, if that is more. Raised on one project alone, a day's belief made
+    /// that project look half spent beside projects whose told days were as low but not yet
+    /// reached, so the sends went there until its share caught up: the smallest days were
+    /// spent first, and their minutes were lost later (`project-overrides` told -50%: ana's
+    /// 60 and bo's 180 spent by minutes 35 and 54 of 70, a wait p99 of 1.6 min against
+    /// exact_cooldown's 43 s). A belief raised too high is named by its first 429.
     fn grow(&mut self, u: usize, probe: Dims, now: Nanos) {
         let mut limits = self.inner.limits(u);
         for d in probe.iter() {
@@ -477,6 +490,28 @@ impl Flux {
             }
         }
         self.inner.set_limits(u, limits, now);
+        for d in probe.iter() {
+            let (Some(now_u), Some(told_u)) = (limits.get(d), self.told[u].get(d)) else {
+                continue;
+            };
+            if told_u == 0 || told_u >= TRACKED {
+                continue;
+            }
+            for v in self.model_units(u).collect::<Vec<_>>() {
+                if v == u || self.verified[v].contains(d) {
+                    continue;
+                }
+                let Some(told_v) = self.told[v].get(d).filter(|&t| t < TRACKED) else {
+                    continue;
+                };
+                let mut l = self.inner.limits(v);
+                let raised = (u128::from(told_v) * u128::from(now_u) / u128::from(told_u)).min(u128::from(TRACKED - 1)) as u64;
+                if l.get(d).is_some_and(|b| raised > b) {
+                    l.set(d, Some(raised));
+                    self.inner.set_limits(v, l, now);
+                }
+            }
+        }
     }
 
     /// Whether a send that probed `probe` on `model` is a Live session beyond a told session
