@@ -2163,6 +2163,41 @@ mod tests {
         assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
     }
 
+    /// Issue 26, items 3 and 4: projects told their own days 50% too low (2 and 8 a day, the
+    /// truth 4 and 16). Spent by share of each told day, both reach it together; the first
+    /// project's probe passes, and its belief doubles. Raised alone, it made that project look
+    /// a quarter less spent than the other (3 of 4 against 8 of 8), and the next sends went
+    /// there: the smallest day was spent first. The other project's told day is raised by the
+    /// same factor, so it is the less spent (8 of 16) and takes the next send.
+    #[test]
+    fn a_told_day_found_too_low_raises_the_other_projects_told_days() {
+        let mut e = env(&[0, 1], None);
+        let told = |rpd| Limits {
+            rpd: Some(rpd),
+            ..Limits::default()
+        };
+        e.limits = vec![told(2), told(8)];
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        let mut sent = [0u64; 2];
+        for r in 0..10 {
+            let t = r * SECOND;
+            let (key, at) = send(f.decide(t, &ask(r, 1)));
+            assert_eq!(at, t);
+            sent[key] += 1;
+            f.on_outcome(t + 1, &ask(r, 1), key, 0, t, &Outcome::Ok);
+        }
+        assert_eq!(sent, [2, 8], "spent by share of each told day");
+        // Both at their told days: the probe goes to the first, and passes.
+        let t = 10 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(10, 1))), (0, t), "the probe");
+        f.on_outcome(t + 1, &ask(10, 1), 0, 0, t, &Outcome::Ok);
+        assert_eq!(f.inner.limits(0).rpd, Some(4), "belief doubled");
+        let t = 11 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(11, 1))), (1, t), "the less spent day goes next");
+        assert_eq!(f.inner.limits(1).rpd, Some(16), "the other told day raised as much");
+    }
+
     /// Issue 26, item 3: a concurrency limit told too low is probed upward like the others
     /// (before, a second request waited for the first to end, forever at half the slots).
     #[test]
