@@ -195,6 +195,10 @@ pub struct ExactCooldown {
     /// Whether a Live model's units are preferred by the smallest share of their session
     /// slots in use rather than of their day (`flux`: see [`ExactCooldown::spread_sessions`]).
     spread: bool,
+    /// Per unit: a day's requests to judge its share of the day by, where more than the limit
+    /// it plans with (0: none). `flux` sets it on a project whose day it was told, when
+    /// another project's told day proved low: see `Flux::grow`.
+    day_estimate: Vec<u64>,
 }
 
 impl ExactCooldown {
@@ -272,6 +276,7 @@ impl ExactCooldown {
             weight: 1,
             horizon: Nanos::MAX,
             spread: false,
+            day_estimate: Vec::new(),
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -399,9 +404,10 @@ impl ExactCooldown {
             };
         }
         let b = self.units[u].budget;
+        let estimate = self.day_estimate.get(u).copied().unwrap_or(0);
         Share {
             used: self.replica.used_today(now, b),
-            of: self.replica.limits(b).rpd.unwrap_or(1).max(1),
+            of: self.replica.limits(b).rpd.unwrap_or(1).max(1).max(estimate),
         }
     }
 
@@ -738,6 +744,23 @@ impl ExactCooldown {
         );
         unit.concurrent = limits.concurrent.map(|c| (c, self.env.scopes[m]));
         self.reindex(u, now);
+    }
+
+    /// Unit `u`'s share of its day is judged against `day` requests where that is more than
+    /// the limit it plans with (0: by that limit alone); the limit itself is unchanged.
+    pub(super) fn set_day_estimate(&mut self, u: usize, day: u64, now: Nanos) {
+        if self.day_estimate.get(u).copied().unwrap_or(0) != day {
+            if self.day_estimate.len() <= u {
+                self.day_estimate.resize(self.units.len(), 0);
+            }
+            self.day_estimate[u] = day;
+            self.reindex(u, now);
+        }
+    }
+
+    /// Unit `u`'s day estimate (0: none; see [`ExactCooldown::set_day_estimate`]).
+    pub(super) fn day_estimate(&self, u: usize) -> u64 {
+        self.day_estimate.get(u).copied().unwrap_or(0)
     }
 
     /// Lets unit `u` probe beyond its believed limits of `probe` (one send, whose dimensions

@@ -6,7 +6,10 @@
 //!   until a 429 names them;
 //! - **probes limits it was told but never saw confirmed** (a scenario's `known_limits`): when
 //!   such a limit is all that holds a send back, one send goes anyway; a 429 names the true
-//!   limit, a success doubles the belief. A Live session limit is probed by every session it
+//!   limit, a success doubles the belief. A project's day found low this way says the
+//!   model's other told days are low too: each still unconfirmed has its share of the day
+//!   judged against its told day raised by the same factor (it plans with its own, and
+//!   probes it), so the projects are still spent in step. A Live session limit is probed by every session it
 //!   alone holds back, at once ([`Flux::session_probe`]): the first 1011 names the limit, an
 //!   admission raises the belief to the sessions the server held. Limits it knows to be true
 //!   (the scenario's own) are never probed, so with them it never meets a quota 429;
@@ -401,6 +404,10 @@ impl Flux {
     /// Lets unit `u` probe the told, unconfirmed limits it plans with, or, while a probe is
     /// out, makes sends they hold back wait for its outcome.
     fn refresh_probe(&mut self, u: usize, now: Nanos) {
+        // A day known true is judged by itself, not by an estimate from other projects.
+        if self.verified[u].contains(Dimension::Rpd) && self.inner.day_estimate(u) != 0 {
+            self.inner.set_day_estimate(u, 0, now);
+        }
         let mut dims = Dims::EMPTY;
         // Every limit known true (told so): nothing to probe, and its limits are not read (a
         // budget record cold at most outcomes; issue 34).
@@ -473,15 +480,17 @@ impl Flux {
     }
 
     /// A probe of `probe` on unit `u` succeeded: the told limits were too low; double the
-    /// belief (a later 429 names the truth). The model's other projects were told their
-    /// limits by the same source (a quota dump, an estimate): each still unconfirmed belief of
-    /// those dimensions is raised to its told value times the factor `u`'s belief now stands
-    /// at over its told one, if that is more. Raised on one project alone, a day's belief made
-    /// that project look half spent beside projects whose told days were as low but not yet
-    /// reached, so the sends went there until its share caught up: the smallest days were
-    /// spent first, and their minutes were lost later (`project-overrides` told -50%: ana's
-    /// 60 and bo's 180 spent by minutes 35 and 54 of 70, a wait p99 of 1.6 min against
-    /// exact_cooldown's 43 s). A belief raised too high is named by its first 429.
+    /// belief (a later 429 names the truth).
+    ///
+    /// A day's requests: the model's other projects were told their days by the same source
+    /// (a quota dump, an estimate), so each whose day is still unconfirmed has its share of
+    /// the day judged against its told day times the factor `u`'s day now stands at over its
+    /// told one (`ExactCooldown::set_day_estimate`; the limit each plans with is its own,
+    /// probed as before). Judged by its raised day beside projects whose told days were as
+    /// low but not reached yet, `u` looked half spent, and the sends went there until its
+    /// share caught up: the smallest days were spent first, and their minutes were lost later
+    /// (`project-overrides` told -50%: ana's 60 and bo's 180 spent by minutes 35 and 54 of
+    /// 70, a wait p99 of 1.6 min against exact_cooldown's 43 s).
     fn grow(&mut self, u: usize, probe: Dims, now: Nanos) {
         let mut limits = self.inner.limits(u);
         for d in probe.iter() {
@@ -490,26 +499,22 @@ impl Flux {
             }
         }
         self.inner.set_limits(u, limits, now);
-        for d in probe.iter() {
-            let (Some(now_u), Some(told_u)) = (limits.get(d), self.told[u].get(d)) else {
-                continue;
-            };
-            if told_u == 0 || told_u >= TRACKED {
+        let (Some(day), Some(told)) = (limits.rpd, self.told[u].rpd) else {
+            return;
+        };
+        if !probe.contains(Dimension::Rpd) || told == 0 || told >= TRACKED {
+            return;
+        }
+        for v in self.model_units(u).collect::<Vec<_>>() {
+            if v == u || self.verified[v].contains(Dimension::Rpd) {
                 continue;
             }
-            for v in self.model_units(u).collect::<Vec<_>>() {
-                if v == u || self.verified[v].contains(d) {
-                    continue;
-                }
-                let Some(told_v) = self.told[v].get(d).filter(|&t| t < TRACKED) else {
-                    continue;
-                };
-                let mut l = self.inner.limits(v);
-                let raised = (u128::from(told_v) * u128::from(now_u) / u128::from(told_u)).min(u128::from(TRACKED - 1)) as u64;
-                if l.get(d).is_some_and(|b| raised > b) {
-                    l.set(d, Some(raised));
-                    self.inner.set_limits(v, l, now);
-                }
+            let Some(told_v) = self.told[v].rpd.filter(|&t| t < TRACKED) else {
+                continue;
+            };
+            let estimate = (u128::from(told_v) * u128::from(day) / u128::from(told)).min(u128::from(TRACKED - 1)) as u64;
+            if estimate > self.inner.day_estimate(v) {
+                self.inner.set_day_estimate(v, estimate, now);
             }
         }
     }
@@ -2165,12 +2170,13 @@ mod tests {
 
     /// Issue 26, items 3 and 4: projects told their own days 50% too low (2 and 8 a day, the
     /// truth 4 and 16). Spent by share of each told day, both reach it together; the first
-    /// project's probe passes, and its belief doubles. Raised alone, it made that project look
-    /// a quarter less spent than the other (3 of 4 against 8 of 8), and the next sends went
-    /// there: the smallest day was spent first. The other project's told day is raised by the
-    /// same factor, so it is the less spent (8 of 16) and takes the next send.
+    /// project's probe passes, and its belief doubles. Judged by that alone, it looked a
+    /// quarter less spent than the other (3 of 4 against 8 of 8), and the next sends went
+    /// there: the smallest day was spent first. The other project's share is now judged
+    /// against its told day raised by the same factor (8 of 16), so it takes the next send;
+    /// it still plans with its own told day, and probes it.
     #[test]
-    fn a_told_day_found_too_low_raises_the_other_projects_told_days() {
+    fn a_told_day_found_too_low_judges_the_other_told_days_raised_alike() {
         let mut e = env(&[0, 1], None);
         let told = |rpd| Limits {
             rpd: Some(rpd),
@@ -2195,7 +2201,8 @@ mod tests {
         assert_eq!(f.inner.limits(0).rpd, Some(4), "belief doubled");
         let t = 11 * SECOND;
         assert_eq!(send(f.decide(t, &ask(11, 1))), (1, t), "the less spent day goes next");
-        assert_eq!(f.inner.limits(1).rpd, Some(16), "the other told day raised as much");
+        assert_eq!(f.inner.day_estimate(1), 16, "judged by its told day raised as much");
+        assert_eq!(f.inner.limits(1).rpd, Some(8), "and still plans with, and probes, its own");
     }
 
     /// Issue 26, item 3: a concurrency limit told too low is probed upward like the others
