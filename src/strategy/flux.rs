@@ -512,7 +512,8 @@ impl Flux {
             let Some(told_v) = self.told[v].rpd.filter(|&t| t < TRACKED) else {
                 continue;
             };
-            let estimate = (u128::from(told_v) * u128::from(day) / u128::from(told)).min(u128::from(TRACKED - 1)) as u64;
+            let estimate =
+                (u128::from(told_v) * u128::from(day) / u128::from(told)).min(u128::from(TRACKED - 1)) as u64;
             if estimate > self.inner.day_estimate(v) {
                 self.inner.set_day_estimate(v, estimate, now);
             }
@@ -2202,7 +2203,11 @@ mod tests {
         let t = 11 * SECOND;
         assert_eq!(send(f.decide(t, &ask(11, 1))), (1, t), "the less spent day goes next");
         assert_eq!(f.inner.day_estimate(1), 16, "judged by its told day raised as much");
-        assert_eq!(f.inner.limits(1).rpd, Some(8), "and still plans with, and probes, its own");
+        assert_eq!(
+            f.inner.limits(1).rpd,
+            Some(8),
+            "and still plans with, and probes, its own"
+        );
     }
 
     /// Issue 26, item 3: a concurrency limit told too low is probed upward like the others
