@@ -1534,14 +1534,21 @@ mod tests {
     /// flux on keys of `projects` (one key each) and two models, gemini-3.5-flash and
     /// gemini-3.6-flash, each with `limits` on every project, known.
     fn retired_and_target(projects: &[usize], limits: Limits) -> Flux {
+        models_on(projects, limits, &["gemini-3.5-flash", "gemini-3.6-flash"])
+    }
+
+    /// flux on keys of `projects` (one key each) and `names` models, each with `limits` on
+    /// every project, known.
+    fn models_on(projects: &[usize], limits: Limits, names: &[&str]) -> Flux {
+        let n = names.len();
         let mut e = env(projects, Some(limits));
-        e.models = 2;
-        e.limits = vec![limits; 2 * e.limits.len()];
-        e.scopes = vec![e.scopes[0]; 2];
-        e.believed = vec![false; 2];
-        e.live = vec![false; 2];
-        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
-        e.reserved = vec![None; 2];
+        e.models = n;
+        e.limits = vec![limits; n * e.limits.len()];
+        e.scopes = vec![e.scopes[0]; n];
+        e.believed = vec![false; n];
+        e.live = vec![false; n];
+        e.model_names = names.iter().map(|s| s.to_string()).collect();
+        e.reserved = vec![None; n];
         Flux::new(e, vec![], 0)
     }
 
@@ -2211,6 +2218,52 @@ mod tests {
                 }
                 d => panic!("{d:?}"),
             }
+        }
+    }
+
+    /// Issue 26 (`retired-two-ids`): the target's 429 that the sends of either of two other
+    /// models explain merges neither, but the same request is not tried on another project
+    /// where either leaves it no room until the server's retry (it went on to the next
+    /// project, and the next, each refused).
+    #[test]
+    fn a_429_two_models_could_explain_holds_the_target_where_either_fills_it() {
+        let limits = Limits {
+            rpm: Some(5),
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut f = models_on(
+            &[0, 1],
+            limits,
+            &["gemini-3.5-flash", "gemini-3.6-flash", "gemini-3.7-flash"],
+        );
+        let on = |request: u64, model: usize, attempts: u32| Ask {
+            model,
+            attempts,
+            ..ask(request, 10)
+        };
+        // Each project: 3 calls on the target (1), 2 on each of the others (0 and 2).
+        let mut r = 0;
+        for (m, n) in [(1, 3), (0, 2), (2, 2)] {
+            for _ in 0..n {
+                for key in [0, 1] {
+                    assert_eq!(send(f.decide(0, &on(r, m, 0))), (key, 0), "request {r}");
+                    r += 1;
+                }
+            }
+        }
+        let t = 5 * SECOND;
+        assert_eq!(send(f.decide(t, &on(r, 1, 0))), (0, t));
+        let own = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(MINUTE - t),
+            quota: limits.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(r, 1, 0), 0, 1, t, &own);
+        match f.decide(t, &on(r, 1, 1)) {
+            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
+            d => panic!("{d:?}"),
         }
     }
 
