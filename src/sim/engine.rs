@@ -248,7 +248,7 @@ pub fn simulate_unbounded<'a>(
         seq: 0,
         book: Book::new(&scenario.workload.arrivals, lanes),
         next_arrival: None,
-        rec: Recorder::new(),
+        rec: Recorder::with_routes(scenario.quota_routes()),
         trace,
         timeline: details.then(Timeline::default),
         admitted: 0,

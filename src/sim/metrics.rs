@@ -81,10 +81,12 @@ pub struct StrategyResult {
     pub rate_limited: u64,
     /// 429 responses by dimension.
     pub rate_limited_by: ByDimension,
-    /// Of the 429s, those that were the first, per pair of model called and model whose quota
-    /// the 429 named, to name another model's quota: the 429 from which a client not told that
-    /// an id is re-routed (`routed_to`) learns that it draws on another model's quota. No
-    /// client that was not told can avoid it. Absent when 0.
+    /// Of the 429s, those from which a client not told that an id is re-routed (`routed_to`)
+    /// learns that it draws on another model's quota: the first, per pair of model called and
+    /// model whose quota the 429 named, to name another model's quota; and, where the run
+    /// knows the server's re-routes, the first on a re-route's target to name the target's
+    /// own quota (whose sends beside the old id's filled it) — at most one per re-route in
+    /// all. No client that was not told can avoid it. Absent when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub rerouted_first_429s: u64,
     /// Other error responses (400, 403, 404, 503).
@@ -263,10 +265,13 @@ pub struct Recorder {
     pub rate_limited: u64,
     /// 429s by dimension.
     pub by_dim: ByDimension,
-    /// 429s that were the first to name, for a model called, the quota of another model.
+    /// 429s from which a re-route can be learned ([`StrategyResult::rerouted_first_429s`]).
     pub rerouted_first: u64,
-    /// The (model called, model whose quota a 429 named) pairs seen, the two different.
+    /// The (model called, model whose quota a 429 named) pairs seen, the two different, and
+    /// the targets whose own first 429 was seen.
     named_other: Vec<(usize, usize)>,
+    /// The server's re-routes, `(id, target)`, where known ([`Recorder::with_routes`]).
+    routes: Vec<(usize, usize)>,
     /// Other errors.
     pub other_errors: u64,
     /// Attempts sent.
@@ -303,6 +308,7 @@ impl Recorder {
             by_dim: ByDimension::default(),
             rerouted_first: 0,
             named_other: Vec::new(),
+            routes: Vec::new(),
             other_errors: 0,
             attempts: 0,
             in_flight: 0,
@@ -320,16 +326,29 @@ impl Recorder {
         self.by_dim.count(violated);
     }
 
+    /// An empty recorder that knows the server's re-routes whose calls draw on their target's
+    /// quota, `(id, target)` (a simulation's scenario; a real server's are not known).
+    pub fn with_routes(routes: Vec<(usize, usize)>) -> Self {
+        Recorder { routes, ..Self::new() }
+    }
+
     /// A 429 naming `violated` of the quota of `quota_model` (when known) for a call to
-    /// `asked`: the first one per pair that names another model's quota is how a client not
-    /// told of a re-route learns it ([`StrategyResult::rerouted_first_429s`]).
+    /// `asked`: the first one per pair that names another model's quota, and the first on a
+    /// known re-route's target naming its own, are how a client not told of a re-route learns
+    /// it, at most one per known re-route ([`StrategyResult::rerouted_first_429s`]).
     pub fn rate_limited_on(&mut self, violated: Dims, asked: usize, quota_model: Option<usize>) {
         self.rate_limited(violated);
-        if let Some(q) = quota_model.filter(|&q| q != asked) {
-            if !self.named_other.contains(&(asked, q)) {
-                self.named_other.push((asked, q));
-                self.rerouted_first += 1;
-            }
+        let Some(q) = quota_model else {
+            return;
+        };
+        let into = self.routes.iter().filter(|r| r.1 == q).count();
+        if (q == asked && into == 0) || self.named_other.contains(&(asked, q)) {
+            return;
+        }
+        let learned = self.named_other.iter().filter(|p| p.1 == q).count();
+        self.named_other.push((asked, q));
+        if self.routes.is_empty() || learned < into {
+            self.rerouted_first += 1;
         }
     }
 
@@ -526,5 +545,32 @@ mod tests {
         r.rate_limited_on(rpm, 0, Some(1));
         r.rate_limited_on(rpm, 2, Some(1));
         assert_eq!((r.rate_limited, r.by_dim.rpm, r.rerouted_first), (5, 5, 2));
+    }
+
+    /// Where the run knows the server's re-routes, the first 429 on a target naming its own
+    /// quota is the learning one too (the target's sends and the old id's filled it), and no
+    /// more such 429s are counted than there are re-routes into that target.
+    #[test]
+    fn a_targets_own_first_429_counts_once_per_known_re_route() {
+        let mut rpm = Dims::EMPTY;
+        rpm.insert(Dimension::Rpm);
+        // 0 is re-routed to 1; 2 is not re-routed.
+        let mut r = Recorder::with_routes(vec![(0, 1)]);
+        r.rate_limited_on(rpm, 2, Some(2));
+        r.rate_limited_on(rpm, 1, Some(1));
+        r.rate_limited_on(rpm, 1, Some(1));
+        r.rate_limited_on(rpm, 0, Some(1));
+        assert_eq!((r.rate_limited, r.rerouted_first), (4, 1));
+        // The old id's 429 first: the target's own later is not counted.
+        let mut r = Recorder::with_routes(vec![(0, 1)]);
+        r.rate_limited_on(rpm, 0, Some(1));
+        r.rate_limited_on(rpm, 1, Some(1));
+        assert_eq!(r.rerouted_first, 1);
+        // Two ids re-routed to one target: two.
+        let mut r = Recorder::with_routes(vec![(0, 1), (2, 1)]);
+        r.rate_limited_on(rpm, 1, Some(1));
+        r.rate_limited_on(rpm, 0, Some(1));
+        r.rate_limited_on(rpm, 2, Some(1));
+        assert_eq!(r.rerouted_first, 2);
     }
 }

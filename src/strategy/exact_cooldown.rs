@@ -700,6 +700,11 @@ impl ExactCooldown {
         self.units.iter_mut().for_each(|u| u.refused = None);
     }
 
+    /// Whether units `a` and `b` plan on one budget (a re-route learned or told).
+    pub(super) fn same_budget(&self, a: usize, b: usize) -> bool {
+        self.units[a].budget == self.units[b].budget
+    }
+
     /// Units in all.
     pub(super) fn units(&self) -> usize {
         self.units.len()

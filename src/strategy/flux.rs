@@ -907,6 +907,105 @@ impl Flux {
         others
     }
 
+    /// A per-minute 429 on unit `u` naming its model's own quota, for a send counted at `at`
+    /// costing `cost`, that its own sends there do not explain while those of exactly one
+    /// other model of the same project do: alone they left room for it, together with the
+    /// other model's they held the limit and it went over. That model is a re-routed id
+    /// drawing on this one's quota, which flux was not told: its units plan on this model's
+    /// budgets from now on, as when a 429 for the old id names this one's quota (issue 26,
+    /// `retired-ids`: the target's 429 names the target's own quota, so nothing names the id
+    /// that filled it, and the same request met it on the next project, and the next). Peers
+    /// a fleet cannot see are read instead where no other model's sends, or more than one
+    /// model's, fit so exactly. Says whether it merged.
+    fn route_explains(
+        &mut self,
+        now: Nanos,
+        u: usize,
+        (violated, quota, delay): (Dims, Limits, Option<Nanos>),
+        at: Nanos,
+        cost: u64,
+    ) -> bool {
+        if !violated.per_minute() || violated.per_day() {
+            return false;
+        }
+        let (models, model) = (self.live.len(), self.model_of(u));
+        if self.live[model] {
+            return false;
+        }
+        let limits = self.inner.limits(u);
+        let held = self.inner.held_at(u, at);
+        let mut found = Vec::new();
+        for y in (0..models).filter(|&y| y != model && !self.live[y]) {
+            let v = u - model + y;
+            if self.inner.same_budget(u, v) {
+                continue;
+            }
+            let other = self.inner.held_at(v, at);
+            let explains = [(0, Dimension::Rpm, 1), (1, Dimension::Tpm, cost)]
+                .into_iter()
+                .filter(|&(_, d, _)| violated.contains(d))
+                .all(|(i, d, amount)| {
+                    let Some(limit) = quota.get(d).or(limits.get(d)) else {
+                        return false;
+                    };
+                    let own = held[i].saturating_sub(amount);
+                    let both = own + other[i];
+                    own + amount <= limit && both <= limit && both + amount > limit
+                });
+            if explains && !self.refuted(u, v, at, cost) {
+                found.push(y);
+            }
+        }
+        match found[..] {
+            [y] => self.inner.share_quota(y, model, now),
+            [] => false,
+            _ => {
+                // More than one model could have filled it: none is merged, but no project
+                // where one of them leaves this send no room either is tried until the
+                // server's retry (the same request went on to the next project, and the next).
+                if let Some(delay) = delay {
+                    for p in 0..self.verified.len() / models {
+                        let ux = p * models + model;
+                        let a = self.inner.held_at(ux, at);
+                        let full = found.iter().any(|&y| {
+                            let b = self.inner.held_at(p * models + y, at);
+                            [(0, Dimension::Rpm, 1), (1, Dimension::Tpm, cost)]
+                                .into_iter()
+                                .filter(|&(_, d, _)| violated.contains(d))
+                                .any(|(i, d, amount)| {
+                                    limits.get(d).or(quota.get(d)).is_some_and(|l| a[i] + b[i] + amount > l)
+                                })
+                        });
+                        if ux != u && full {
+                            self.inner.block(ux, now + delay, now);
+                        }
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether the sends of unit `v`'s model cannot draw on unit `u`'s model's quota: on some
+    /// project the two held more at `at` than that quota's per-minute limits, as flux
+    /// believes them, let through (on `u`'s, less the refused send there, costing `cost`).
+    fn refuted(&self, u: usize, v: usize, at: Nanos, cost: u64) -> bool {
+        let models = self.live.len();
+        let (x, y) = (self.model_of(u), self.model_of(v));
+        (0..self.verified.len() / models).any(|p| {
+            let (ux, uy) = (p * models + x, p * models + y);
+            let limits = self.inner.limits(ux);
+            let (mut a, b) = (self.inner.held_at(ux, at), self.inner.held_at(uy, at));
+            if ux == u {
+                a = [a[0].saturating_sub(1), a[1].saturating_sub(cost)];
+            }
+            [limits.rpm, limits.tpm]
+                .into_iter()
+                .enumerate()
+                .any(|(i, l)| l.is_some_and(|l| a[i] + b[i] > l))
+        })
+    }
+
     /// Caps unit `u`'s windows at `cap` (none: its whole budget), next raised at `due`, after
     /// `raised` raises since its last 429.
     fn set_share(&mut self, u: usize, cap: [Option<u64>; 2], due: Nanos, raised: u32, now: Nanos) {
@@ -1384,8 +1483,15 @@ impl Strategy for Flux {
                 // re-routed id), which it was not told. Its units plan on that model's budgets
                 // from now on, which take over what they counted: the 429 is explained, not
                 // peers' sends it cannot see (issue 26).
-                let rerouted = quota_model.is_some_and(|q| self.inner.share_quota(model, q, now));
+                // A 429 naming this model's own quota that another model's sends explain: the
+                // same, learned from the target's side.
                 let counted = self.inner.on_quota(ask.request);
+                let rerouted = match quota_model {
+                    Some(q) if q != model => self.inner.share_quota(model, q, now),
+                    _ => counted.is_some_and(|(at, cost)| {
+                        self.route_explains(now, u, (violated, quota, retry_delay), at, cost)
+                    }),
+                };
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: peers it cannot see took the room (it keeps a share from now on),
                 // or its sends reach the server later than planned (network, timers): then it
@@ -1469,14 +1575,21 @@ mod tests {
     /// flux on keys of `projects` (one key each) and two models, gemini-3.5-flash and
     /// gemini-3.6-flash, each with `limits` on every project, known.
     fn retired_and_target(projects: &[usize], limits: Limits) -> Flux {
+        models_on(projects, limits, &["gemini-3.5-flash", "gemini-3.6-flash"])
+    }
+
+    /// flux on keys of `projects` (one key each) and `names` models, each with `limits` on
+    /// every project, known.
+    fn models_on(projects: &[usize], limits: Limits, names: &[&str]) -> Flux {
+        let n = names.len();
         let mut e = env(projects, Some(limits));
-        e.models = 2;
-        e.limits = vec![limits; 2 * e.limits.len()];
-        e.scopes = vec![e.scopes[0]; 2];
-        e.believed = vec![false; 2];
-        e.live = vec![false; 2];
-        e.model_names = vec!["gemini-3.5-flash".into(), "gemini-3.6-flash".into()];
-        e.reserved = vec![None; 2];
+        e.models = n;
+        e.limits = vec![limits; n * e.limits.len()];
+        e.scopes = vec![e.scopes[0]; n];
+        e.believed = vec![false; n];
+        e.live = vec![false; n];
+        e.model_names = names.iter().map(|s| s.to_string()).collect();
+        e.reserved = vec![None; n];
         Flux::new(e, vec![], 0)
     }
 
@@ -2053,7 +2166,9 @@ mod tests {
             ..ask(request, 10)
         };
         // By the share of the day used, sends alternate between the two projects: each
-        // project's shared minute fills with 2 calls on the target and 3 on the old id.
+        // project's shared minute fills with 2 calls on the target, 2 on the old id and one
+        // flux cannot see (another client's), so the target's 429 below is not explained by
+        // the old id's sends alone (`a_429_on_the_target_that_the_old_ids_sends_explain_...`).
         let sends = [
             (0, 1, 0, 0),
             (1, 1, 0, 1),
@@ -2063,8 +2178,6 @@ mod tests {
             (5, 0, 0, 1),
             (6, 0, 3_600, 0),
             (7, 0, 4_900, 1),
-            (8, 0, 4_950, 0),
-            (9, 0, 4_960, 1),
         ];
         for (r, m, t, key) in sends {
             let t = t * MILLISECOND;
@@ -2083,12 +2196,113 @@ mod tests {
             assert_eq!(send(f.decide(t, &on(10, 1, attempts))), (key, t));
             f.on_outcome(t, &on(10, 1, attempts), key, 1, t, &limited(1, MINUTE - t));
         }
-        // The old id, counting 3, sends a fourth: the 429 names the target's quota.
+        // The old id, counting 2, sends a third: the 429 names the target's quota.
         let t = 7_328 * MILLISECOND;
         assert_eq!(send(f.decide(t, &on(11, 0, 0))), (0, t));
         f.on_outcome(t, &on(11, 0, 0), 0, 0, t, &limited(1, MINUTE - t));
         // Both projects' shared minutes free at 60 s, when the sends at 0 leave them.
         match f.decide(t, &on(11, 0, 1)) {
+            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    /// Issue 26 (retired-ids at 5.2 s): the target's 429 names the target's own quota, so
+    /// nothing names the id that filled it; but its own sends left room and, with the old id's,
+    /// they held the limit exactly. flux merges the budgets then, on every project: the same
+    /// request retried at once on the next project (whose shared minute is as full) met a 429
+    /// there, and then on a third, and the old id's next send a fourth.
+    #[test]
+    fn a_429_on_the_target_that_the_old_ids_sends_explain_merges_the_budgets() {
+        let limits = Limits {
+            rpm: Some(5),
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut f = retired_and_target(&[0, 1], limits);
+        let on = |request: u64, model: usize, attempts: u32| Ask {
+            model,
+            attempts,
+            ..ask(request, 10)
+        };
+        // Each project's shared minute: 2 calls on the target, 3 on the old id.
+        let sends = [
+            (0, 1, 0, 0),
+            (1, 1, 0, 1),
+            (2, 1, 0, 0),
+            (3, 1, 0, 1),
+            (4, 0, 0, 0),
+            (5, 0, 0, 1),
+            (6, 0, 3_600, 0),
+            (7, 0, 4_900, 1),
+            (8, 0, 4_950, 0),
+            (9, 0, 4_960, 1),
+        ];
+        for (r, m, t, key) in sends {
+            let t = t * MILLISECOND;
+            assert_eq!(send(f.decide(t, &on(r, m, 0))), (key, t), "request {r}");
+        }
+        let t = 5_198 * MILLISECOND;
+        assert_eq!(send(f.decide(t, &on(10, 1, 0))), (0, t));
+        let own = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(MINUTE - t),
+            quota: limits.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(10, 1, 0), 0, 1, t, &own);
+        // The retry, and the old id's next request, on neither project before 60 s.
+        for (r, m, attempts) in [(10, 1, 1), (11, 0, 0)] {
+            match f.decide(t, &on(r, m, attempts)) {
+                Decision::Send { at, .. } | Decision::Later(at) => {
+                    assert!(at >= MINUTE, "request {r} on model {m}: {at} < 60 s")
+                }
+                d => panic!("{d:?}"),
+            }
+        }
+    }
+
+    /// Issue 26 (`retired-two-ids`): the target's 429 that the sends of either of two other
+    /// models explain merges neither, but the same request is not tried on another project
+    /// where either leaves it no room until the server's retry (it went on to the next
+    /// project, and the next, each refused).
+    #[test]
+    fn a_429_two_models_could_explain_holds_the_target_where_either_fills_it() {
+        let limits = Limits {
+            rpm: Some(5),
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut f = models_on(
+            &[0, 1],
+            limits,
+            &["gemini-3.5-flash", "gemini-3.6-flash", "gemini-3.7-flash"],
+        );
+        let on = |request: u64, model: usize, attempts: u32| Ask {
+            model,
+            attempts,
+            ..ask(request, 10)
+        };
+        // Each project: 3 calls on the target (1), 2 on each of the others (0 and 2).
+        let mut r = 0;
+        for (m, n) in [(1, 3), (0, 2), (2, 2)] {
+            for _ in 0..n {
+                for key in [0, 1] {
+                    assert_eq!(send(f.decide(0, &on(r, m, 0))), (key, 0), "request {r}");
+                    r += 1;
+                }
+            }
+        }
+        let t = 5 * SECOND;
+        assert_eq!(send(f.decide(t, &on(r, 1, 0))), (0, t));
+        let own = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(MINUTE - t),
+            quota: limits.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(r, 1, 0), 0, 1, t, &own);
+        match f.decide(t, &on(r, 1, 1)) {
             Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
             d => panic!("{d:?}"),
         }
