@@ -10,8 +10,9 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 39] = [
+const QUICK: [&str; 40] = [
     "across-midnight",
+    "desk-quotas",
     "dubbing",
     "fixed-windows",
     "fixed-windows-untold",
@@ -58,7 +59,7 @@ const QUICK: [&str; 39] = [
 /// is learnt from one 429, pods with ledgers of their own), is told no limits where each project has its own
 /// (mixed-rpd, project-overrides). (pro-tokens-per-day, run without its fallback, holds since
 /// flux takes a closed batch smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 3] = ["fleet-own-ledgers", "mixed-rpd", "project-overrides"];
+const CLAIM_FAILS: [&str; 4] = ["desk-quotas", "fleet-own-ledgers", "mixed-rpd", "project-overrides"];
 
 /// Within each group of rows judged against the same bound (`chain[i]`: row i's fallback
 /// chain), a strategy that abandoned work (failed or pending) never rates above one that
