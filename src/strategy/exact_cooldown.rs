@@ -148,13 +148,66 @@ enum Eval {
     Never,
 }
 
-/// What the replica counted for one planned or outstanding send.
+/// What the replica counted for one planned or outstanding send, and what `flux` keeps of it
+/// until it hears back ([`Tag`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Held {
     at: Nanos,
     cost: u64,
     /// On the reservation's budget (counting input tokens) rather than the quota's.
     on_reservation: bool,
+    /// Whether `flux` tagged this send ([`Tag`], never set by `exact_cooldown`), and the tag's
+    /// fields: kept flat (an `Option<Tag>` takes 8 bytes more, a line's sixth; issue 34).
+    tagged: bool,
+    tag_probe: Dims,
+    tag_unit: u32,
+    tag_epoch: u32,
+    tag_seq: u64,
+}
+
+impl Held {
+    /// Counted at `at` for `cost`, on the reservation or the quota, untagged.
+    fn new(at: Nanos, cost: u64, on_reservation: bool) -> Self {
+        Held {
+            at,
+            cost,
+            on_reservation,
+            ..Held::default()
+        }
+    }
+
+    fn tag(&self) -> Option<Tag> {
+        self.tagged.then_some(Tag {
+            unit: self.tag_unit,
+            epoch: self.tag_epoch,
+            seq: self.tag_seq,
+            probe: self.tag_probe,
+        })
+    }
+
+    fn set_tag(&mut self, tag: Option<Tag>) {
+        let t = tag.unwrap_or(Tag {
+            unit: 0,
+            epoch: 0,
+            seq: 0,
+            probe: Dims::EMPTY,
+        });
+        self.tagged = tag.is_some();
+        (self.tag_unit, self.tag_epoch, self.tag_seq, self.tag_probe) = (t.unit, t.epoch, t.seq, t.probe);
+    }
+}
+
+/// What `flux` keeps of a send it decided and has not yet heard back about, beside what the
+/// replica counted for it (its instant is the reservation's): one entry per request, so one
+/// cold line to prefetch, look up and remove where two maps took two (issue 34). `flux` takes
+/// it out before the reservation (a session's slot may stay counted after its outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tag {
+    pub(super) unit: u32,
+    pub(super) epoch: u32,
+    /// The order it was sent in (`u64::MAX`: not sent yet).
+    pub(super) seq: u64,
+    pub(super) probe: Dims,
 }
 
 /// The exact-cooldown strategy.
@@ -797,6 +850,25 @@ impl ExactCooldown {
             .map(|h| (h.at, h.cost))
     }
 
+    /// `flux`'s tag of the send planned for `request` and its instant, if any.
+    pub(super) fn tag(&self, request: u64) -> Option<(Nanos, Tag)> {
+        self.reserved.get(request).and_then(|h| h.tag().map(|t| (h.at, t)))
+    }
+
+    /// Sets (or with `None` takes out) `flux`'s tag of the send planned for `request`; its
+    /// previous tag. Nothing without a send planned.
+    pub(super) fn set_tag(&mut self, request: u64, tag: Option<Tag>) -> Option<(Nanos, Tag)> {
+        let h = self.reserved.get_mut(request)?;
+        let old = h.tag().map(|t| (h.at, t));
+        h.set_tag(tag);
+        old
+    }
+
+    /// Every tag with its send's instant, in no particular order.
+    pub(super) fn tags(&self) -> impl Iterator<Item = (Nanos, Tag)> + '_ {
+        self.reserved.values().filter_map(|h| h.tag().map(|t| (h.at, t)))
+    }
+
     /// Counts `copies` more sends costing `cost` at `at` on unit `u`'s quota, no send of its
     /// own (the room a fleet's peers may be taking unseen), until [`ExactCooldown::unshadow`].
     pub(super) fn shadow(&mut self, u: usize, at: Nanos, cost: u64, copies: u64, now: Nanos) {
@@ -874,11 +946,11 @@ impl ExactCooldown {
     /// large request refused on every project would otherwise hold them all a minute.
     pub(super) fn refused(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos) {
         let u = self.unit_of(key, model);
-        let held = self.reserved.get(ask.request).copied().unwrap_or(Held {
-            at: sent,
-            cost: self.env.tpm_cost(ask),
-            on_reservation: false,
-        });
+        let held = self
+            .reserved
+            .get(ask.request)
+            .copied()
+            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), false));
         let budget = self.budget_of(u, held);
         self.replica.refund_tokens(held.at, budget, held.cost);
         self.on_outcome(now, ask, key, model, sent, &Outcome::Unservable);
@@ -887,22 +959,16 @@ impl ExactCooldown {
     /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` against its quota
     /// (its request is offered again).
     pub(super) fn withdraw(&mut self, u: usize, key: usize, at: Nanos, cost: u64, now: Nanos) {
-        let held = Held {
-            at,
-            cost,
-            on_reservation: false,
-        };
+        let held = Held::new(at, cost, false);
         self.withdraw_held(u, key, held, now);
     }
 
     /// What the replica counted for `ask`'s send (by default: its quota at `sent`, `sent` may
     /// be later than planned: a real network, timers), forgotten from now on.
     fn held(&mut self, ask: &Ask, sent: Nanos) -> Held {
-        self.reserved.remove(ask.request).unwrap_or(Held {
-            at: sent,
-            cost: self.env.tpm_cost(ask),
-            on_reservation: false,
-        })
+        self.reserved
+            .remove(ask.request)
+            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), false))
     }
 
     /// The budget a send was counted on.
@@ -1065,16 +1131,8 @@ impl Strategy for ExactCooldown {
         }
         self.last_probe = probe;
         let held = match reservation {
-            Some(_) => Held {
-                at,
-                cost: ask.input_tokens,
-                on_reservation: true,
-            },
-            None => Held {
-                at,
-                cost,
-                on_reservation: false,
-            },
+            Some(_) => Held::new(at, ask.input_tokens, true),
+            None => Held::new(at, cost, false),
         };
         self.reserved.insert(ask.request, held);
         unit.last = at;
@@ -1655,6 +1713,44 @@ mod tests {
         assert_eq!(send(s.decide(0, &ask(1))), (0, MINUTE));
         s.cancel(SECOND, &ask(1), 0, 0, MINUTE);
         assert_eq!(send(s.decide(SECOND, &ask(1))), (0, MINUTE), "the minute is free again");
+    }
+
+    /// `flux`'s tag lives in the send's entry: set after the decision, read back with the
+    /// send's instant, listed, taken out before the outcome (the entry stays until then), and
+    /// gone with the entry; no entry, no tag.
+    #[test]
+    fn a_tag_lives_in_its_send_s_entry() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0], Some(limits)), vec![], 0);
+        let a = |request| tests::ask(request, 1);
+        let tag = Tag {
+            unit: 0,
+            epoch: 3,
+            seq: u64::MAX,
+            probe: Dims::EMPTY,
+        };
+        assert_eq!(s.set_tag(7, Some(tag)), None, "no send planned for request 7");
+        assert_eq!(s.tag(7), None);
+        assert_eq!(send(s.decide(0, &a(1))), (0, 0));
+        assert_eq!(send(s.decide(0, &a(2))), (0, MINUTE));
+        assert_eq!(s.set_tag(2, Some(tag)), None);
+        assert_eq!(s.tag(2), Some((MINUTE, tag)));
+        assert_eq!(s.tag(1), None, "request 1 is planned, untagged");
+        assert_eq!(s.tags().collect::<Vec<_>>(), [(MINUTE, tag)]);
+        let sent = Tag { seq: 5, ..tag };
+        assert_eq!(s.set_tag(2, Some(sent)), Some((MINUTE, tag)));
+        assert_eq!(s.set_tag(2, None), Some((MINUTE, sent)));
+        assert_eq!(s.tags().count(), 0);
+        // Its reservation outlives the tag: the cancel withdraws exactly the minute planned.
+        s.cancel(SECOND, &a(2), 0, 0, 2 * MINUTE);
+        assert_eq!(send(s.decide(SECOND, &a(3))), (0, MINUTE), "the minute is free again");
+        assert_eq!(s.tag(3), None, "a new entry starts untagged");
+        s.set_tag(3, Some(tag));
+        s.on_outcome(MINUTE, &a(3), 0, 0, MINUTE, &Outcome::Ok);
+        assert_eq!(s.tag(3), None, "gone with its entry");
     }
 
     #[test]

@@ -82,14 +82,13 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use super::exact_cooldown::ExactCooldown;
+use super::exact_cooldown::{ExactCooldown, Tag};
 use super::kind::{KindDef, Param, Params};
 use super::live_cause::Causes;
 use super::pool_pace::{Gate, PoolPace};
 use super::retry::exponential;
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::core::idmap::IdMap;
 use crate::core::ledger::{Dimension, Dims, Limits, WindowKind};
 use crate::core::live::{EarlyClose, LiveRules};
 use crate::core::rng::{rng, unit, Stream};
@@ -113,7 +112,8 @@ pub(super) const KIND: KindDef = KindDef {
 /// windows hold history when a 429 names the real one.
 const TRACKED: u64 = u64::MAX >> 16;
 
-/// A send flux decided and has not yet heard back about.
+/// A send flux decided and has not yet heard back about: kept as a [`Tag`] in the planner's
+/// entry for the send ([`ExactCooldown::set_tag`]).
 #[derive(Debug, Clone, Copy, Default)]
 struct Plan {
     unit: usize,
@@ -124,6 +124,29 @@ struct Plan {
     /// in the order they are made, which is not the order they were decided in: a send
     /// planned ahead goes when it is due (`confirm`), one decided at its instant goes at once.
     seq: Option<u64>,
+}
+
+impl Plan {
+    /// The plan a tag and its send's instant keep.
+    fn of((at, t): (Nanos, Tag)) -> Self {
+        Plan {
+            unit: t.unit as usize,
+            epoch: t.epoch,
+            at,
+            probe: t.probe,
+            seq: (t.seq != u64::MAX).then_some(t.seq),
+        }
+    }
+
+    /// What the planner keeps of it (its instant is the send's own).
+    fn tag(&self) -> Tag {
+        Tag {
+            unit: u32::try_from(self.unit).expect("fewer than 2^32 units"),
+            epoch: self.epoch,
+            seq: self.seq.unwrap_or(u64::MAX),
+            probe: self.probe,
+        }
+    }
 }
 
 /// The flux strategy.
@@ -144,7 +167,6 @@ pub struct Flux {
     /// the request, and the plan's unit and instant; soonest first (up to one per unit is out,
     /// so a decision must not scan them).
     probes_out: BinaryHeap<Reverse<(Nanos, u64, usize, Nanos)>>,
-    plans: IdMap<Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
     /// How it believes the server runs Live sessions: the scenario's rules with the true
@@ -360,7 +382,6 @@ impl Flux {
             probing: vec![false; n],
             pace: vec![PoolPace::default(); models],
             probes_out: BinaryHeap::new(),
-            plans: IdMap::new(),
             live,
             rules,
             ttft,
@@ -510,10 +531,10 @@ impl Flux {
     /// session probes in doubt sent after it (or not sent yet). Says how many those are:
     /// counted in its sessions open, not by the server when that one came.
     fn uncounted(&mut self, u: usize, seq: u64) -> u64 {
-        let plans = &self.plans;
+        let inner = &self.inner;
         let mut after = 0;
         for e in &mut self.doubt[u] {
-            if plans.get(e.0).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq {
+            if inner.tag(e.0).map_or(u64::MAX, |(_, t)| t.seq) > seq {
                 e.1 = e.1.saturating_sub(1);
                 after += 1;
             }
@@ -542,8 +563,9 @@ impl Flux {
             self.probes_out.pop();
             // The same plan (a request refused, then planned again, has an entry of its own).
             let same = |p: &Plan| p.unit == unit && p.at == at;
-            if let Some(p) = self.plans.get_mut(request).filter(|p| same(p)) {
+            if let Some(mut p) = self.inner.tag(request).map(Plan::of).filter(same) {
                 let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
+                self.inner.set_tag(request, Some(p.tag()));
                 if self.session_probe(self.model_of(u), probe) {
                     if let Some(open) = self.settle(u, request, false) {
                         self.sessions_admitted(u, open, now);
@@ -616,8 +638,9 @@ impl Flux {
         }
         let before = |s: Option<u64>| s.is_some_and(|s| s < seq);
         let mut frees: Vec<Option<Nanos>> = self
-            .plans
-            .values()
+            .inner
+            .tags()
+            .map(Plan::of)
             .filter(|p| p.unit == u && before(p.seq))
             .map(|_| None)
             .collect();
@@ -747,7 +770,12 @@ impl Flux {
         let slots = self.inner.limits(u).concurrent.unwrap_or(1).max(1);
         // Its sessions open at `sent`: planned on `u` before it and not over yet, or closed
         // since (the refused one's plan is gone already).
-        let open_now = self.plans.values().filter(|p| p.unit == u && p.at <= sent).count() as u64;
+        let open_now = self
+            .inner
+            .tags()
+            .map(Plan::of)
+            .filter(|p| p.unit == u && p.at <= sent)
+            .count() as u64;
         let closed_since = self.closes[u]
             .iter()
             .filter(|&&(s, c, _)| s <= sent && c > sent)
@@ -952,16 +980,14 @@ impl Flux {
             }
             // Sent at once when planned now; a later one is sent when confirmed.
             let seq = (at <= now).then(|| self.sent_now(u, at, self.inner.cost(ask)));
-            self.plans.insert(
-                ask.request,
-                Plan {
-                    unit: u,
-                    epoch: self.epoch[u],
-                    at,
-                    probe,
-                    seq,
-                },
-            );
+            let plan = Plan {
+                unit: u,
+                epoch: self.epoch[u],
+                at,
+                probe,
+                seq,
+            };
+            self.inner.set_tag(ask.request, Some(plan.tag()));
             if session_probe {
                 // The next session the limit holds back probes too.
                 self.refresh_probe(u, now);
@@ -973,7 +999,7 @@ impl Flux {
 
 impl Strategy for Flux {
     fn prefetch(&self, request: u64) {
-        self.plans.prefetch(request);
+        // Its plan is in the planner's entry for the send.
         self.inner.prefetch(request);
     }
 
@@ -1037,20 +1063,17 @@ impl Strategy for Flux {
     }
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
-        match self.plans.get(ask.request) {
+        match self.inner.tag(ask.request).map(Plan::of) {
             Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
-                let p = *p;
-                self.plans.remove(ask.request);
+                self.inner.set_tag(ask.request, None);
                 self.pace[model].forget(ask.request, p.at);
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
             Some(p) => {
-                let (u, at) = (p.unit, p.at);
-                let seq = self.sent_now(u, at, self.inner.cost(ask));
-                if let Some(p) = self.plans.get_mut(ask.request) {
-                    p.seq = Some(seq);
-                }
+                let seq = self.sent_now(p.unit, p.at, self.inner.cost(ask));
+                let plan = Plan { seq: Some(seq), ..p };
+                self.inner.set_tag(ask.request, Some(plan.tag()));
                 true
             }
             None => true,
@@ -1058,7 +1081,7 @@ impl Strategy for Flux {
     }
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos) {
-        if let Some(p) = self.plans.remove(ask.request) {
+        if let Some(p) = self.inner.set_tag(ask.request, None).map(Plan::of) {
             if self.session_probe(model, p.probe) {
                 self.settle(p.unit, ask.request, true);
             } else if !p.probe.is_empty() {
@@ -1118,7 +1141,7 @@ impl Strategy for Flux {
         self.raise_shares(now);
         // This send's own outcome, not its silence, tells whether it was admitted.
         self.admit_sessions(now);
-        let plan = self.plans.remove(ask.request);
+        let plan = self.inner.set_tag(ask.request, None).map(Plan::of);
         self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
