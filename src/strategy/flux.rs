@@ -82,7 +82,7 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use rustc_hash::FxHashMap;
 
-use super::exact_cooldown::{ExactCooldown, Tag};
+use super::exact_cooldown::ExactCooldown;
 use super::kind::{KindDef, Param, Params};
 use super::live_cause::Causes;
 use super::pool_pace::{Gate, PoolPace};
@@ -113,7 +113,8 @@ pub(super) const KIND: KindDef = KindDef {
 const TRACKED: u64 = u64::MAX >> 16;
 
 /// A send flux decided and has not yet heard back about: kept as a [`Tag`] in the planner's
-/// entry for the send ([`ExactCooldown::set_tag`]).
+/// entry for the send ([`ExactCooldown::set_tag`]): one cold line per request, where a map of
+/// its own beside the planner's took two (issue 34).
 #[derive(Debug, Clone, Copy, Default)]
 struct Plan {
     unit: usize,
@@ -126,25 +127,51 @@ struct Plan {
     seq: Option<u64>,
 }
 
+/// A [`Plan`] but its instant (the planner's entry holds that), in 16 bytes, so that the entry
+/// stays within 40 (the planner's 24 and this): the unit, `u32::MAX` for none (the default:
+/// untagged); the epoch; and the order sent (`SEQ_MASK`: not yet) with the probe's dimensions
+/// in the top byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    unit: u32,
+    epoch: u32,
+    seq_probe: u64,
+}
+
+impl Default for Tag {
+    fn default() -> Self {
+        Tag {
+            unit: u32::MAX,
+            epoch: 0,
+            seq_probe: 0,
+        }
+    }
+}
+
+/// The bits of [`Tag::seq_probe`] the order sent takes (far more sends than any run makes).
+const SEQ_MASK: u64 = (1 << 56) - 1;
+
 impl Plan {
     /// The plan a tag and its send's instant keep.
     fn of((at, t): (Nanos, Tag)) -> Self {
+        let seq = t.seq_probe & SEQ_MASK;
         Plan {
             unit: t.unit as usize,
             epoch: t.epoch,
             at,
-            probe: t.probe,
-            seq: (t.seq != u64::MAX).then_some(t.seq),
+            probe: Dims::from_bits((t.seq_probe >> 56) as u8),
+            seq: (seq != SEQ_MASK).then_some(seq),
         }
     }
 
     /// What the planner keeps of it (its instant is the send's own).
     fn tag(&self) -> Tag {
+        let seq = self.seq.unwrap_or(SEQ_MASK);
+        debug_assert!(seq <= SEQ_MASK && self.unit < u32::MAX as usize);
         Tag {
-            unit: u32::try_from(self.unit).expect("fewer than 2^32 units"),
+            unit: self.unit as u32,
             epoch: self.epoch,
-            seq: self.seq.unwrap_or(u64::MAX),
-            probe: self.probe,
+            seq_probe: u64::from(self.probe.bits()) << 56 | seq,
         }
     }
 }
@@ -152,7 +179,7 @@ impl Plan {
 /// The flux strategy.
 #[derive(Debug, Clone)]
 pub struct Flux {
-    inner: ExactCooldown,
+    inner: ExactCooldown<Tag>,
     calendar: Calendar,
     seed: u64,
     /// Per unit: dimensions whose limit is known true (the scenario's, or a 429's quotaValue).
@@ -355,7 +382,7 @@ impl Flux {
         };
         let ttft = env.ttft.clone();
         let (calendar, seed) = (env.calendar.clone(), env.seed);
-        let mut inner = ExactCooldown::new(env, fallback, margin);
+        let mut inner = ExactCooldown::tagged(env, fallback, margin);
         inner.spread_sessions(0);
         let n = inner.units();
         let mut verified = vec![Dims::EMPTY; n];
@@ -534,7 +561,7 @@ impl Flux {
         let inner = &self.inner;
         let mut after = 0;
         for e in &mut self.doubt[u] {
-            if inner.tag(e.0).map_or(u64::MAX, |(_, t)| t.seq) > seq {
+            if inner.tag(e.0).and_then(|t| Plan::of(t).seq).unwrap_or(u64::MAX) > seq {
                 e.1 = e.1.saturating_sub(1);
                 after += 1;
             }
@@ -1441,6 +1468,35 @@ impl Strategy for Flux {
 mod tests {
     use super::*;
     use crate::strategy::tests::{ask, env, limited as rl, send};
+
+    /// A plan kept as a tag in the planner's entry comes back as it was: sent or not, every
+    /// probe, the largest order sent and unit a tag holds; and no plan's tag is the untagged one.
+    #[test]
+    fn a_plan_comes_back_from_its_tag() {
+        let mut all = Dims::EMPTY;
+        for d in Dimension::ALL {
+            all.insert(d);
+        }
+        for (unit, epoch, seq, probe) in [
+            (0, 0, None, Dims::EMPTY),
+            (3, 7, Some(0), all),
+            (u32::MAX as usize - 1, u32::MAX, Some(SEQ_MASK - 1), Dims::EMPTY),
+            (12, 1, Some(1 << 40), all),
+        ] {
+            let p = Plan {
+                unit,
+                epoch,
+                at: 5 * SECOND,
+                probe,
+                seq,
+            };
+            let t = p.tag();
+            assert_ne!(t, Tag::default());
+            let q = Plan::of((5 * SECOND, t));
+            assert_eq!((q.unit, q.epoch, q.at, q.probe, q.seq), (unit, epoch, 5 * SECOND, probe, seq));
+        }
+        assert_eq!(std::mem::size_of::<Tag>(), 16);
+    }
 
     fn told(limits: Limits) -> Env {
         let mut e = env(&[0], Some(limits));
