@@ -1493,7 +1493,10 @@ mod tests {
             let t = p.tag();
             assert_ne!(t, Tag::default());
             let q = Plan::of((5 * SECOND, t));
-            assert_eq!((q.unit, q.epoch, q.at, q.probe, q.seq), (unit, epoch, 5 * SECOND, probe, seq));
+            assert_eq!(
+                (q.unit, q.epoch, q.at, q.probe, q.seq),
+                (unit, epoch, 5 * SECOND, probe, seq)
+            );
         }
         assert_eq!(std::mem::size_of::<Tag>(), 16);
     }
