@@ -7,7 +7,7 @@
 //! results as a `HashMap`; the order of [`IdMap::iter`] is the table's (unspecified, as a
 //! `HashMap`'s), so callers only fold over it commutatively.
 
-use crate::core::cache::prefetch;
+use crate::core::cache::prefetch_all;
 
 /// One slot: `key` [`EMPTY`] when free.
 #[derive(Debug, Clone, Copy)]
@@ -84,7 +84,7 @@ impl<V: Copy + Default> IdMap<V> {
     /// [`crate::core::cache`]).
     #[inline]
     pub fn prefetch(&self, id: u64) {
-        prefetch(&self.slots[self.home(id)]);
+        prefetch_all(&self.slots[self.home(id)]);
     }
 
     /// Where `id` is, if it is in the table.

@@ -82,6 +82,16 @@ impl Dims {
     /// The empty set.
     pub const EMPTY: Dims = Dims(0);
 
+    /// The set as a byte (a dimension a bit), for a record that packs it.
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set [`Dims::bits`] gave.
+    pub fn from_bits(bits: u8) -> Dims {
+        Dims(bits)
+    }
+
     /// Adds a dimension.
     pub fn insert(&mut self, d: Dimension) {
         self.0 |= d.bit();

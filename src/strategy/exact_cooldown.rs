@@ -148,18 +148,36 @@ enum Eval {
     Never,
 }
 
-/// What the replica counted for one planned or outstanding send.
+/// What the replica counted for one planned or outstanding send, and the tag a strategy built
+/// on the planner keeps with it (`T`: nothing for `exact_cooldown`, `flux`'s plan of the send;
+/// see [`ExactCooldown::tag`]).
 #[derive(Debug, Clone, Copy, Default)]
-struct Held {
+struct Held<T> {
     at: Nanos,
     cost: u64,
     /// On the reservation's budget (counting input tokens) rather than the quota's.
     on_reservation: bool,
+    /// `T::default()`: untagged.
+    tag: T,
 }
 
-/// The exact-cooldown strategy.
+impl<T: Default> Held<T> {
+    /// Counted at `at` for `cost`, on the reservation or the quota, untagged.
+    fn new(at: Nanos, cost: u64, on_reservation: bool) -> Self {
+        Held {
+            at,
+            cost,
+            on_reservation,
+            tag: T::default(),
+        }
+    }
+}
+
+/// The exact-cooldown strategy. `T` is what a strategy built on it (`flux`) keeps per planned
+/// send in the planner's own entry for the send, so that a request's state is one cold line,
+/// not one per map (issue 34); `()` for `exact_cooldown` itself, whose entries stay as small.
 #[derive(Debug, Clone)]
-pub struct ExactCooldown {
+pub struct ExactCooldown<T: Copy = ()> {
     env: Env,
     fallback: Vec<usize>,
     replica: Ledger,
@@ -184,7 +202,7 @@ pub struct ExactCooldown {
     /// Per request with a send planned or outstanding: the instant, the cost its replica
     /// reserved and the budget it counted on (the unit's quota, or its reservation), so an
     /// outcome the server did not charge withdraws exactly that.
-    reserved: IdMap<Held>,
+    reserved: IdMap<Held<T>>,
     /// A send on a quota goes only when this many copies of it fit its per-minute windows (1
     /// but in a fleet, where `flux` plans with its share of the room its peers may not have
     /// claimed yet: see [`ExactCooldown::set_weight`]).
@@ -205,6 +223,13 @@ impl ExactCooldown {
     /// The strategy over `env`, falling back to `fallback` models in order; its replica holds
     /// window entries `margin` longer than 60 s (see [`Ledger::with_margin`]; 0 plans exactly).
     pub fn new(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
+        Self::tagged(env, fallback, margin)
+    }
+}
+
+impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
+    /// [`ExactCooldown::new`] with a tag `T` per planned send.
+    pub(super) fn tagged(env: Env, fallback: Vec<usize>, margin: Nanos) -> Self {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
@@ -606,7 +631,7 @@ impl ExactCooldown {
 }
 
 /// What [`super::flux`] adjusts: learned limits, blocks, withdrawn plans and probes.
-impl ExactCooldown {
+impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// The unit of (`key`'s project, `model`).
     pub(super) fn unit_of(&self, key: usize, model: usize) -> usize {
         self.key_owner[key] * self.env.models + model
@@ -825,6 +850,30 @@ impl ExactCooldown {
             .map(|h| (h.at, h.cost))
     }
 
+    /// The tag of the send planned for `request` and the send's instant, if it is tagged.
+    pub(super) fn tag(&self, request: u64) -> Option<(Nanos, T)> {
+        self.reserved
+            .get(request)
+            .filter(|h| h.tag != T::default())
+            .map(|h| (h.at, h.tag))
+    }
+
+    /// Tags the send planned for `request` (`None`: untags it; its entry stays until its
+    /// outcome or cancel); its previous tag, if any. Nothing without a send planned.
+    pub(super) fn set_tag(&mut self, request: u64, tag: Option<T>) -> Option<(Nanos, T)> {
+        let h = self.reserved.get_mut(request)?;
+        let old = std::mem::replace(&mut h.tag, tag.unwrap_or_default());
+        (old != T::default()).then_some((h.at, old))
+    }
+
+    /// Every tag with its send's instant, in no particular order.
+    pub(super) fn tags(&self) -> impl Iterator<Item = (Nanos, T)> + '_ {
+        self.reserved
+            .values()
+            .filter(|h| h.tag != T::default())
+            .map(|h| (h.at, h.tag))
+    }
+
     /// Counts `copies` more sends costing `cost` at `at` on unit `u`'s quota, no send of its
     /// own (the room a fleet's peers may be taking unseen), until [`ExactCooldown::unshadow`].
     pub(super) fn shadow(&mut self, u: usize, at: Nanos, cost: u64, copies: u64, now: Nanos) {
@@ -902,11 +951,11 @@ impl ExactCooldown {
     /// large request refused on every project would otherwise hold them all a minute.
     pub(super) fn refused(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos) {
         let u = self.unit_of(key, model);
-        let held = self.reserved.get(ask.request).copied().unwrap_or(Held {
-            at: sent,
-            cost: self.env.tpm_cost(ask),
-            on_reservation: false,
-        });
+        let held = self
+            .reserved
+            .get(ask.request)
+            .copied()
+            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), false));
         let budget = self.budget_of(u, held);
         self.replica.refund_tokens(held.at, budget, held.cost);
         self.on_outcome(now, ask, key, model, sent, &Outcome::Unservable);
@@ -915,26 +964,20 @@ impl ExactCooldown {
     /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` against its quota
     /// (its request is offered again).
     pub(super) fn withdraw(&mut self, u: usize, key: usize, at: Nanos, cost: u64, now: Nanos) {
-        let held = Held {
-            at,
-            cost,
-            on_reservation: false,
-        };
+        let held = Held::new(at, cost, false);
         self.withdraw_held(u, key, held, now);
     }
 
     /// What the replica counted for `ask`'s send (by default: its quota at `sent`, `sent` may
     /// be later than planned: a real network, timers), forgotten from now on.
-    fn held(&mut self, ask: &Ask, sent: Nanos) -> Held {
-        self.reserved.remove(ask.request).unwrap_or(Held {
-            at: sent,
-            cost: self.env.tpm_cost(ask),
-            on_reservation: false,
-        })
+    fn held(&mut self, ask: &Ask, sent: Nanos) -> Held<T> {
+        self.reserved
+            .remove(ask.request)
+            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), false))
     }
 
     /// The budget a send was counted on.
-    fn budget_of(&self, u: usize, held: Held) -> BudgetId {
+    fn budget_of(&self, u: usize, held: Held<T>) -> BudgetId {
         match self.units[u].reservation {
             Some((r, _)) if held.on_reservation => r,
             _ => self.units[u].budget,
@@ -942,7 +985,7 @@ impl ExactCooldown {
     }
 
     /// Withdraws a send planned on unit `u` and `key` as `held` counted it.
-    fn withdraw_held(&mut self, u: usize, key: usize, held: Held, now: Nanos) {
+    fn withdraw_held(&mut self, u: usize, key: usize, held: Held<T>, now: Nanos) {
         let budget = self.budget_of(u, held);
         self.replica.cancel(held.at, budget, held.cost);
         let unit = &mut self.units[u];
@@ -952,7 +995,7 @@ impl ExactCooldown {
     }
 }
 
-impl Strategy for ExactCooldown {
+impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     fn prefetch(&self, request: u64) {
         self.reserved.prefetch(request);
     }
@@ -1093,16 +1136,8 @@ impl Strategy for ExactCooldown {
         }
         self.last_probe = probe;
         let held = match reservation {
-            Some(_) => Held {
-                at,
-                cost: ask.input_tokens,
-                on_reservation: true,
-            },
-            None => Held {
-                at,
-                cost,
-                on_reservation: false,
-            },
+            Some(_) => Held::new(at, ask.input_tokens, true),
+            None => Held::new(at, cost, false),
         };
         self.reserved.insert(ask.request, held);
         unit.last = at;
@@ -1683,6 +1718,40 @@ mod tests {
         assert_eq!(send(s.decide(0, &ask(1))), (0, MINUTE));
         s.cancel(SECOND, &ask(1), 0, 0, MINUTE);
         assert_eq!(send(s.decide(SECOND, &ask(1))), (0, MINUTE), "the minute is free again");
+    }
+
+    /// `flux`'s tag lives in the send's entry: set after the decision, read back with the
+    /// send's instant, listed, taken out before the outcome (the entry stays until then), and
+    /// gone with the entry; no entry, no tag.
+    #[test]
+    fn a_tag_lives_in_its_send_s_entry() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s: ExactCooldown<(u32, u64)> = ExactCooldown::tagged(env(&[0], Some(limits)), vec![], 0);
+        let a = |request| tests::ask(request, 1);
+        let tag = (1, 3);
+        assert_eq!(s.set_tag(7, Some(tag)), None, "no send planned for request 7");
+        assert_eq!(s.tag(7), None);
+        assert_eq!(send(s.decide(0, &a(1))), (0, 0));
+        assert_eq!(send(s.decide(0, &a(2))), (0, MINUTE));
+        assert_eq!(s.set_tag(2, Some(tag)), None);
+        assert_eq!(s.tag(2), Some((MINUTE, tag)));
+        assert_eq!(s.tag(1), None, "request 1 is planned, untagged");
+        assert_eq!(s.tags().collect::<Vec<_>>(), [(MINUTE, tag)]);
+        assert_eq!(s.set_tag(2, Some((1, 5))), Some((MINUTE, tag)));
+        assert_eq!(s.set_tag(2, None), Some((MINUTE, (1, 5))));
+        assert_eq!(s.tags().count(), 0);
+        // Its reservation outlives the tag: the cancel withdraws exactly the minute planned.
+        s.cancel(SECOND, &a(2), 0, 0, 2 * MINUTE);
+        assert_eq!(send(s.decide(SECOND, &a(3))), (0, MINUTE), "the minute is free again");
+        assert_eq!(s.tag(3), None, "a new entry starts untagged");
+        s.set_tag(3, Some(tag));
+        s.on_outcome(MINUTE, &a(3), 0, 0, MINUTE, &Outcome::Ok);
+        assert_eq!(s.tag(3), None, "gone with its entry");
+        // What the entries cost: `exact_cooldown`'s stay 24 bytes; `flux`'s tag adds 16.
+        assert_eq!(std::mem::size_of::<Held<()>>(), 24);
     }
 
     #[test]

@@ -92,7 +92,6 @@ use super::pool_pace::{Gate, PoolPace};
 use super::retry::exponential;
 use super::retry::RetryPolicy;
 use super::{Ask, Decision, Env, Outcome, Strategy};
-use crate::core::idmap::IdMap;
 use crate::core::ledger::{Dimension, Dims, Limits, WindowKind};
 use crate::core::live::{EarlyClose, LiveRules};
 use crate::core::rng::{rng, unit, Stream};
@@ -116,7 +115,9 @@ pub(super) const KIND: KindDef = KindDef {
 /// windows hold history when a 429 names the real one.
 const TRACKED: u64 = u64::MAX >> 16;
 
-/// A send flux decided and has not yet heard back about.
+/// A send flux decided and has not yet heard back about: kept as a [`Tag`] in the planner's
+/// entry for the send ([`ExactCooldown::set_tag`]): one cold line per request, where a map of
+/// its own beside the planner's took two (issue 34).
 #[derive(Debug, Clone, Copy, Default)]
 struct Plan {
     unit: usize,
@@ -129,10 +130,59 @@ struct Plan {
     seq: Option<u64>,
 }
 
+/// A [`Plan`] but its instant (the planner's entry holds that), in 16 bytes, so that the entry
+/// stays within 40 (the planner's 24 and this): the unit, `u32::MAX` for none (the default:
+/// untagged); the epoch; and the order sent (`SEQ_MASK`: not yet) with the probe's dimensions
+/// in the top byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    unit: u32,
+    epoch: u32,
+    seq_probe: u64,
+}
+
+impl Default for Tag {
+    fn default() -> Self {
+        Tag {
+            unit: u32::MAX,
+            epoch: 0,
+            seq_probe: 0,
+        }
+    }
+}
+
+/// The bits of [`Tag::seq_probe`] the order sent takes (far more sends than any run makes).
+const SEQ_MASK: u64 = (1 << 56) - 1;
+
+impl Plan {
+    /// The plan a tag and its send's instant keep.
+    fn of((at, t): (Nanos, Tag)) -> Self {
+        let seq = t.seq_probe & SEQ_MASK;
+        Plan {
+            unit: t.unit as usize,
+            epoch: t.epoch,
+            at,
+            probe: Dims::from_bits((t.seq_probe >> 56) as u8),
+            seq: (seq != SEQ_MASK).then_some(seq),
+        }
+    }
+
+    /// What the planner keeps of it (its instant is the send's own).
+    fn tag(&self) -> Tag {
+        let seq = self.seq.unwrap_or(SEQ_MASK);
+        debug_assert!(seq <= SEQ_MASK && self.unit < u32::MAX as usize);
+        Tag {
+            unit: self.unit as u32,
+            epoch: self.epoch,
+            seq_probe: u64::from(self.probe.bits()) << 56 | seq,
+        }
+    }
+}
+
 /// The flux strategy.
 #[derive(Debug, Clone)]
 pub struct Flux {
-    inner: ExactCooldown,
+    inner: ExactCooldown<Tag>,
     calendar: Calendar,
     seed: u64,
     /// Per unit: dimensions whose limit is known true (the scenario's, or a 429's quotaValue).
@@ -149,7 +199,6 @@ pub struct Flux {
     /// the request, and the plan's unit and instant; soonest first (up to one per unit is out,
     /// so a decision must not scan them).
     probes_out: BinaryHeap<Reverse<(Nanos, u64, usize, Nanos)>>,
-    plans: IdMap<Plan>,
     /// Per model: a Live model.
     live: Vec<bool>,
     /// How it believes the server runs Live sessions: the scenario's rules with the true
@@ -338,7 +387,7 @@ impl Flux {
         };
         let ttft = env.ttft.clone();
         let (calendar, seed) = (env.calendar.clone(), env.seed);
-        let mut inner = ExactCooldown::new(env, fallback, margin);
+        let mut inner = ExactCooldown::tagged(env, fallback, margin);
         inner.spread_sessions(0);
         let n = inner.units();
         let mut verified = vec![Dims::EMPTY; n];
@@ -368,7 +417,6 @@ impl Flux {
             told,
             pace: vec![PoolPace::default(); models],
             probes_out: BinaryHeap::new(),
-            plans: IdMap::new(),
             live,
             rules,
             ttft,
@@ -551,10 +599,10 @@ impl Flux {
     /// session probes in doubt sent after it (or not sent yet). Says how many those are:
     /// counted in its sessions open, not by the server when that one came.
     fn uncounted(&mut self, u: usize, seq: u64) -> u64 {
-        let plans = &self.plans;
+        let inner = &self.inner;
         let mut after = 0;
         for e in &mut self.doubt[u] {
-            if plans.get(e.0).and_then(|p| p.seq).unwrap_or(u64::MAX) > seq {
+            if inner.tag(e.0).and_then(|t| Plan::of(t).seq).unwrap_or(u64::MAX) > seq {
                 e.1 = e.1.saturating_sub(1);
                 after += 1;
             }
@@ -583,8 +631,9 @@ impl Flux {
             self.probes_out.pop();
             // The same plan (a request refused, then planned again, has an entry of its own).
             let same = |p: &Plan| p.unit == unit && p.at == at;
-            if let Some(p) = self.plans.get_mut(request).filter(|p| same(p)) {
+            if let Some(mut p) = self.inner.tag(request).map(Plan::of).filter(same) {
                 let (u, probe) = (p.unit, std::mem::replace(&mut p.probe, Dims::EMPTY));
+                self.inner.set_tag(request, Some(p.tag()));
                 if self.session_probe(self.model_of(u), probe) {
                     if let Some(open) = self.settle(u, request, false) {
                         self.sessions_admitted(u, open, now);
@@ -657,8 +706,9 @@ impl Flux {
         }
         let before = |s: Option<u64>| s.is_some_and(|s| s < seq);
         let mut frees: Vec<Option<Nanos>> = self
-            .plans
-            .values()
+            .inner
+            .tags()
+            .map(Plan::of)
             .filter(|p| p.unit == u && before(p.seq))
             .map(|_| None)
             .collect();
@@ -788,7 +838,12 @@ impl Flux {
         let slots = self.inner.limits(u).concurrent.unwrap_or(1).max(1);
         // Its sessions open at `sent`: planned on `u` before it and not over yet, or closed
         // since (the refused one's plan is gone already).
-        let open_now = self.plans.values().filter(|p| p.unit == u && p.at <= sent).count() as u64;
+        let open_now = self
+            .inner
+            .tags()
+            .map(Plan::of)
+            .filter(|p| p.unit == u && p.at <= sent)
+            .count() as u64;
         let closed_since = self.closes[u]
             .iter()
             .filter(|&&(s, c, _)| s <= sent && c > sent)
@@ -1092,16 +1147,14 @@ impl Flux {
             }
             // Sent at once when planned now; a later one is sent when confirmed.
             let seq = (at <= now).then(|| self.sent_now(u, at, self.inner.cost(ask)));
-            self.plans.insert(
-                ask.request,
-                Plan {
-                    unit: u,
-                    epoch: self.epoch[u],
-                    at,
-                    probe,
-                    seq,
-                },
-            );
+            let plan = Plan {
+                unit: u,
+                epoch: self.epoch[u],
+                at,
+                probe,
+                seq,
+            };
+            self.inner.set_tag(ask.request, Some(plan.tag()));
             if session_probe {
                 // The next session the limit holds back probes too.
                 self.refresh_probe(u, now);
@@ -1113,7 +1166,7 @@ impl Flux {
 
 impl Strategy for Flux {
     fn prefetch(&self, request: u64) {
-        self.plans.prefetch(request);
+        // Its plan is in the planner's entry for the send.
         self.inner.prefetch(request);
     }
 
@@ -1177,20 +1230,17 @@ impl Strategy for Flux {
     }
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
-        match self.plans.get(ask.request) {
+        match self.inner.tag(ask.request).map(Plan::of) {
             Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
-                let p = *p;
-                self.plans.remove(ask.request);
+                self.inner.set_tag(ask.request, None);
                 self.pace[model].forget(ask.request, p.at);
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
             Some(p) => {
-                let (u, at) = (p.unit, p.at);
-                let seq = self.sent_now(u, at, self.inner.cost(ask));
-                if let Some(p) = self.plans.get_mut(ask.request) {
-                    p.seq = Some(seq);
-                }
+                let seq = self.sent_now(p.unit, p.at, self.inner.cost(ask));
+                let plan = Plan { seq: Some(seq), ..p };
+                self.inner.set_tag(ask.request, Some(plan.tag()));
                 true
             }
             None => true,
@@ -1198,7 +1248,7 @@ impl Strategy for Flux {
     }
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, _: Nanos) {
-        if let Some(p) = self.plans.remove(ask.request) {
+        if let Some(p) = self.inner.set_tag(ask.request, None).map(Plan::of) {
             if self.session_probe(model, p.probe) {
                 self.settle(p.unit, ask.request, true);
             } else if !p.probe.is_empty() {
@@ -1258,7 +1308,7 @@ impl Strategy for Flux {
         self.raise_shares(now);
         // This send's own outcome, not its silence, tells whether it was admitted.
         self.admit_sessions(now);
-        let plan = self.plans.remove(ask.request);
+        let plan = self.inner.set_tag(ask.request, None).map(Plan::of);
         self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);
@@ -1565,6 +1615,38 @@ impl Strategy for Flux {
 mod tests {
     use super::*;
     use crate::strategy::tests::{ask, env, limited as rl, send};
+
+    /// A plan kept as a tag in the planner's entry comes back as it was: sent or not, every
+    /// probe, the largest order sent and unit a tag holds; and no plan's tag is the untagged one.
+    #[test]
+    fn a_plan_comes_back_from_its_tag() {
+        let mut all = Dims::EMPTY;
+        for d in Dimension::ALL {
+            all.insert(d);
+        }
+        for (unit, epoch, seq, probe) in [
+            (0, 0, None, Dims::EMPTY),
+            (3, 7, Some(0), all),
+            (u32::MAX as usize - 1, u32::MAX, Some(SEQ_MASK - 1), Dims::EMPTY),
+            (12, 1, Some(1 << 40), all),
+        ] {
+            let p = Plan {
+                unit,
+                epoch,
+                at: 5 * SECOND,
+                probe,
+                seq,
+            };
+            let t = p.tag();
+            assert_ne!(t, Tag::default());
+            let q = Plan::of((5 * SECOND, t));
+            assert_eq!(
+                (q.unit, q.epoch, q.at, q.probe, q.seq),
+                (unit, epoch, 5 * SECOND, probe, seq)
+            );
+        }
+        assert_eq!(std::mem::size_of::<Tag>(), 16);
+    }
 
     fn told(limits: Limits) -> Env {
         let mut e = env(&[0], Some(limits));

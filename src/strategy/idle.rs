@@ -43,9 +43,11 @@ impl PartialEq for Share {
 
 impl Eq for Share {}
 
-/// Owners a bitset per count holds at most: 64 words of 64, so that one word (`summary`) says
-/// which words are not empty.
-const MAX_OWNERS: usize = 64 * 64;
+/// Owners a bitset per count holds at most (4,096 words of 64 a count, 64 summary words). Up
+/// to 4,096 owners one summary word per count says which words are not empty; the decision
+/// bench's 16,384 projects take 4 (beyond 4,096 the B-tree's insertions and removals were a
+/// sixth of a `flux` decision there; issue 34).
+const MAX_OWNERS: usize = 1 << 18;
 
 /// Words the counts may take in all before the index turns into the B-tree (256 KB: counts
 /// spread over more than 2,048 values at 1,000 owners), so that memory stays bounded.
@@ -55,8 +57,9 @@ const MAX_WORDS: usize = 1 << 15;
 #[derive(Debug, Clone)]
 pub(super) enum Idle {
     /// Every share over `of`: owner `o` with `base + i` requests used is bit `o` of bucket `i`
-    /// (`words[i * width..(i + 1) * width]`; bit `w` of `summary[i]` says whether word `w` has
-    /// one). The first and last buckets are not empty (no bucket at all when `len` is 0).
+    /// (`words[i * width..(i + 1) * width]`; bit `w % 64` of `summary[i * sw + w / 64]`, `sw`
+    /// being `width.div_ceil(64)`, says whether word `w` has one). The first and last buckets
+    /// are not empty (no bucket at all when `len` is 0).
     Counts {
         of: u64,
         base: u64,
@@ -114,28 +117,31 @@ impl Idle {
                 words.clear();
             }
             let w = *width;
+            let sw = w.div_ceil(64);
             let fits = share.of == *of && {
                 // Buckets it would take in all.
                 let lo = (*base).min(share.used);
-                let hi = (*base + summary.len() as u64).max(share.used + 1);
+                let hi = (*base + (summary.len() / sw) as u64).max(share.used + 1);
                 ((hi - lo) as usize).saturating_mul(w) <= MAX_WORDS
             };
             if fits {
                 while share.used < *base {
-                    summary.push_front(0);
+                    for _ in 0..sw {
+                        summary.push_front(0);
+                    }
                     for _ in 0..w {
                         words.push_front(0);
                     }
                     *base -= 1;
                 }
                 let i = (share.used - *base) as usize;
-                while summary.len() <= i {
-                    summary.push_back(0);
+                while summary.len() / sw <= i {
+                    summary.extend(std::iter::repeat_n(0, sw));
                     words.extend(std::iter::repeat_n(0, w));
                 }
                 let (word, bit) = (owner as usize / 64, owner % 64);
                 words[i * w + word] |= 1 << bit;
-                summary[i] |= 1 << word;
+                summary[i * sw + word / 64] |= 1 << (word % 64);
                 *len += 1;
                 return;
             }
@@ -158,22 +164,23 @@ impl Idle {
                 ..
             } => {
                 let w = *width;
+                let sw = w.div_ceil(64);
                 let i = (share.used - *base) as usize;
                 let word = owner as usize / 64;
                 let x = &mut words[i * w + word];
                 *x &= !(1u64 << (owner % 64));
                 if *x == 0 {
-                    summary[i] &= !(1u64 << word);
+                    summary[i * sw + word / 64] &= !(1u64 << (word % 64));
                 }
                 *len -= 1;
                 // The first and last buckets hold someone.
-                while summary.front() == Some(&0) {
-                    summary.pop_front();
+                while !summary.is_empty() && summary.range(..sw).all(|&x| x == 0) {
+                    summary.drain(..sw);
                     words.drain(..w);
                     *base += 1;
                 }
-                while summary.back() == Some(&0) {
-                    summary.pop_back();
+                while !summary.is_empty() && summary.range(summary.len() - sw..).all(|&x| x == 0) {
+                    summary.truncate(summary.len() - sw);
                     words.truncate(words.len() - w);
                 }
             }
@@ -198,7 +205,13 @@ impl Idle {
     pub(super) fn after(&self, share: Share, owner: u32) -> Option<(Share, u32)> {
         match self {
             Idle::Counts { len: 0, .. } => None,
-            Idle::Counts { of, base, summary, .. } => {
+            Idle::Counts {
+                of,
+                base,
+                width,
+                summary,
+                ..
+            } => {
                 // Its place in the order of counts over `of`: the least count whose share is
                 // not below `share` (with the owner after `owner` when it is equal).
                 let (used, next) = if share.of == *of {
@@ -218,7 +231,7 @@ impl Idle {
                     return self.seek(0, 0);
                 }
                 let i = (used - *base) as usize;
-                if i >= summary.len() {
+                if i >= summary.len() / width.div_ceil(64) {
                     return None;
                 }
                 self.seek(i, next)
@@ -242,23 +255,26 @@ impl Idle {
             return None;
         };
         let w = *width;
-        while i < summary.len() {
+        let sw = w.div_ceil(64);
+        while i < summary.len() / sw {
             if from < w * 64 {
                 let word = from / 64;
-                // The rest of the word `from` is in, then the words after it.
+                // The rest of the word `from` is in, then the words after it (by the summary
+                // words of bucket `i` from the one word `word + 1` is in).
                 let x = words[i * w + word] & (u64::MAX << (from % 64));
                 let found = if x != 0 {
                     Some(word * 64 + x.trailing_zeros() as usize)
                 } else {
-                    let later = if word + 1 >= 64 {
-                        0
-                    } else {
-                        summary[i] & (u64::MAX << (word + 1))
-                    };
-                    (later != 0).then(|| {
-                        let v = later.trailing_zeros() as usize;
-                        v * 64 + words[i * w + v].trailing_zeros() as usize
-                    })
+                    let mut v = None;
+                    let mut next = word + 1;
+                    while v.is_none() && next < sw * 64 {
+                        let later = summary[i * sw + next / 64] & (u64::MAX << (next % 64));
+                        if later != 0 {
+                            v = Some(next / 64 * 64 + later.trailing_zeros() as usize);
+                        }
+                        next = (next / 64 + 1) * 64;
+                    }
+                    v.map(|v| v * 64 + words[i * w + v].trailing_zeros() as usize)
                 };
                 if let Some(o) = found {
                     let share = Share {
@@ -290,7 +306,11 @@ mod tests {
             (1000usize, &[7u64][..], 300u64, true),
             (1000, &[7][..], 3_000, false),
             (70, &[7, 7, 7, 3][..], 300, false),
-            (5000, &[7][..], 300, false),
+            // More than 4,096 owners: several summary words a count (2, then 5), in bitsets
+            // while the counts span at most 496 values (4,200 owners), the B-tree once they
+            // span more than 123 (17,000 owners, 266 words a count).
+            (4200, &[7][..], 0, true),
+            (17_000, &[7][..], 300, false),
             (130, &[1][..], 3_000, true),
         ];
         for (owners, ofs, jump, counts) in cases {
