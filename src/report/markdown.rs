@@ -129,6 +129,10 @@ pub fn verdict(r: &RunResult) -> Vec<String> {
         ),
         None => "; no clairvoyant schedule for this scenario".to_string(),
     };
+    let rerouted = match best.rerouted_first_429s {
+        0 => String::new(),
+        n => format!(" ({n} the first on a re-routed quota, from which a client not told learns it)"),
+    };
     let capacity = best.rate_limited - quota_429s(best).min(best.rate_limited);
     let capacity = if capacity > 0 {
         format!(" ({capacity} capacity or spend 429s no client avoids)")
@@ -150,7 +154,7 @@ pub fn verdict(r: &RunResult) -> Vec<String> {
             )
         });
     let mut out = vec![format!(
-        "Verdict: {} (retry: {}) completed the most, {} of {}{tie}, with {} quota 429s{capacity} and a p99 wait of {}{quicker}; {:.2}/min, {:.3} of the upper bound{reference}.",
+        "Verdict: {} (retry: {}) completed the most, {} of {}{tie}, with {} quota 429s{rerouted}{capacity} and a p99 wait of {}{quicker}; {:.2}/min, {:.3} of the upper bound{reference}.",
         best.strategy,
         best.retry,
         best.completed,

@@ -1656,6 +1656,32 @@ mod tests {
 
     /// flux on keys of `projects` (one key each) and two models, gemini-3.5-flash and
     /// gemini-3.6-flash, each with `limits` on every project, known.
+    /// 5 requests a minute and 100 a day: the shared minutes of the re-route tests.
+    const RPM5: Limits = Limits {
+        rpm: Some(5),
+        tpm: None,
+        rpd: Some(100),
+        tpd: None,
+        concurrent: None,
+    };
+
+    /// Request `request` of 10 tokens on `model`, its attempt `attempts`.
+    fn on(request: u64, model: usize, attempts: u32) -> Ask {
+        Ask {
+            model,
+            attempts,
+            ..ask(request, 10)
+        }
+    }
+
+    /// Sends `(request, model, at in ms, key it must go to)` in order, each at once.
+    fn send_all(f: &mut Flux, sends: &[(u64, usize, u64, usize)]) {
+        for &(r, m, t, key) in sends {
+            let t = t * MILLISECOND;
+            assert_eq!(send(f.decide(t, &on(r, m, 0))), (key, t), "request {r}");
+        }
+    }
+
     fn retired_and_target(projects: &[usize], limits: Limits) -> Flux {
         models_on(projects, limits, &["gemini-3.5-flash", "gemini-3.6-flash"])
     }
@@ -2236,17 +2262,7 @@ mod tests {
     /// had forgotten its sends at 0 (4 of 5 counted where the server held 5), and met a 429.
     #[test]
     fn a_merged_budget_is_not_planned_before_the_target_s_block() {
-        let limits = Limits {
-            rpm: Some(5),
-            rpd: Some(100),
-            ..Limits::default()
-        };
-        let mut f = retired_and_target(&[0, 1], limits);
-        let on = |request: u64, model: usize, attempts: u32| Ask {
-            model,
-            attempts,
-            ..ask(request, 10)
-        };
+        let (mut f, limits) = (retired_and_target(&[0, 1], RPM5), RPM5);
         // By the share of the day used, sends alternate between the two projects: each
         // project's shared minute fills with 2 calls on the target, 2 on the old id and one
         // flux cannot see (another client's), so the target's 429 below is not explained by
@@ -2261,10 +2277,7 @@ mod tests {
             (6, 0, 3_600, 0),
             (7, 0, 4_900, 1),
         ];
-        for (r, m, t, key) in sends {
-            let t = t * MILLISECOND;
-            assert_eq!(send(f.decide(t, &on(r, m, 0))), (key, t), "request {r}");
-        }
+        send_all(&mut f, &sends);
         let limited = |model: usize, delay: Nanos| Outcome::RateLimited {
             violated: [Dimension::Rpm].into_iter().collect(),
             retry_delay: Some(delay),
@@ -2296,17 +2309,7 @@ mod tests {
     /// there, and then on a third, and the old id's next send a fourth.
     #[test]
     fn a_429_on_the_target_that_the_old_ids_sends_explain_merges_the_budgets() {
-        let limits = Limits {
-            rpm: Some(5),
-            rpd: Some(100),
-            ..Limits::default()
-        };
-        let mut f = retired_and_target(&[0, 1], limits);
-        let on = |request: u64, model: usize, attempts: u32| Ask {
-            model,
-            attempts,
-            ..ask(request, 10)
-        };
+        let (mut f, limits) = (retired_and_target(&[0, 1], RPM5), RPM5);
         // Each project's shared minute: 2 calls on the target, 3 on the old id.
         let sends = [
             (0, 1, 0, 0),
@@ -2320,10 +2323,7 @@ mod tests {
             (8, 0, 4_950, 0),
             (9, 0, 4_960, 1),
         ];
-        for (r, m, t, key) in sends {
-            let t = t * MILLISECOND;
-            assert_eq!(send(f.decide(t, &on(r, m, 0))), (key, t), "request {r}");
-        }
+        send_all(&mut f, &sends);
         let t = 5_198 * MILLISECOND;
         assert_eq!(send(f.decide(t, &on(10, 1, 0))), (0, t));
         let own = Outcome::RateLimited {
@@ -2350,21 +2350,8 @@ mod tests {
     /// project, and the next, each refused).
     #[test]
     fn a_429_two_models_could_explain_holds_the_target_where_either_fills_it() {
-        let limits = Limits {
-            rpm: Some(5),
-            rpd: Some(100),
-            ..Limits::default()
-        };
-        let mut f = models_on(
-            &[0, 1],
-            limits,
-            &["gemini-3.5-flash", "gemini-3.6-flash", "gemini-3.7-flash"],
-        );
-        let on = |request: u64, model: usize, attempts: u32| Ask {
-            model,
-            attempts,
-            ..ask(request, 10)
-        };
+        let names = ["gemini-3.5-flash", "gemini-3.6-flash", "gemini-3.7-flash"];
+        let (mut f, limits) = (models_on(&[0, 1], RPM5, &names), RPM5);
         // Each project: 3 calls on the target (1), 2 on each of the others (0 and 2).
         let mut r = 0;
         for (m, n) in [(1, 3), (0, 2), (2, 2)] {
