@@ -1665,6 +1665,20 @@ mod tests {
         concurrent: None,
     };
 
+    /// Sends of the re-route tests, `(request, model, at in ms, key)`: by the share of the day
+    /// used they alternate between the two projects, 2 calls on the target (1) and 2 on the
+    /// old id (0) on each.
+    const TWO_AND_TWO: [(u64, usize, u64, usize); 8] = [
+        (0, 1, 0, 0),
+        (1, 1, 0, 1),
+        (2, 1, 0, 0),
+        (3, 1, 0, 1),
+        (4, 0, 0, 0),
+        (5, 0, 0, 1),
+        (6, 0, 3_600, 0),
+        (7, 0, 4_900, 1),
+    ];
+
     /// Request `request` of 10 tokens on `model`, its attempt `attempts`.
     fn on(request: u64, model: usize, attempts: u32) -> Ask {
         Ask {
@@ -2267,17 +2281,7 @@ mod tests {
         // project's shared minute fills with 2 calls on the target, 2 on the old id and one
         // flux cannot see (another client's), so the target's 429 below is not explained by
         // the old id's sends alone (`a_429_on_the_target_that_the_old_ids_sends_explain_...`).
-        let sends = [
-            (0, 1, 0, 0),
-            (1, 1, 0, 1),
-            (2, 1, 0, 0),
-            (3, 1, 0, 1),
-            (4, 0, 0, 0),
-            (5, 0, 0, 1),
-            (6, 0, 3_600, 0),
-            (7, 0, 4_900, 1),
-        ];
-        send_all(&mut f, &sends);
+        send_all(&mut f, &TWO_AND_TWO);
         let limited = |model: usize, delay: Nanos| Outcome::RateLimited {
             violated: [Dimension::Rpm].into_iter().collect(),
             retry_delay: Some(delay),
@@ -2311,19 +2315,8 @@ mod tests {
     fn a_429_on_the_target_that_the_old_ids_sends_explain_merges_the_budgets() {
         let (mut f, limits) = (retired_and_target(&[0, 1], RPM5), RPM5);
         // Each project's shared minute: 2 calls on the target, 3 on the old id.
-        let sends = [
-            (0, 1, 0, 0),
-            (1, 1, 0, 1),
-            (2, 1, 0, 0),
-            (3, 1, 0, 1),
-            (4, 0, 0, 0),
-            (5, 0, 0, 1),
-            (6, 0, 3_600, 0),
-            (7, 0, 4_900, 1),
-            (8, 0, 4_950, 0),
-            (9, 0, 4_960, 1),
-        ];
-        send_all(&mut f, &sends);
+        send_all(&mut f, &TWO_AND_TWO);
+        send_all(&mut f, &[(8, 0, 4_950, 0), (9, 0, 4_960, 1)]);
         let t = 5_198 * MILLISECOND;
         assert_eq!(send(f.decide(t, &on(10, 1, 0))), (0, t));
         let own = Outcome::RateLimited {
