@@ -429,7 +429,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             };
         }
         let b = self.units[u].budget;
-        let estimate = self.day_estimate.get(u).copied().unwrap_or(0);
+        let estimate = self.day_estimate(u);
         Share {
             used: self.replica.used_today(now, b),
             of: self.replica.limits(b).rpd.unwrap_or(1).max(1).max(estimate),
@@ -779,7 +779,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// Unit `u`'s share of its day is judged against `day` requests where that is more than
     /// the limit it plans with (0: by that limit alone); the limit itself is unchanged.
     pub(super) fn set_day_estimate(&mut self, u: usize, day: u64, now: Nanos) {
-        if self.day_estimate.get(u).copied().unwrap_or(0) != day {
+        if self.day_estimate(u) != day {
             if self.day_estimate.len() <= u {
                 self.day_estimate.resize(self.units.len(), 0);
             }

@@ -323,6 +323,14 @@ impl FleetView {
     }
 }
 
+/// The per-minute dimensions of `violated`, each with its index in `[RPM, TPM]` (as
+/// [`ExactCooldown::held_at`] counts them) and what a send costing `cost` adds to it.
+fn minute_amounts(violated: Dims, cost: u64) -> impl Iterator<Item = (usize, Dimension, u64)> {
+    [(0, Dimension::Rpm, 1), (1, Dimension::Tpm, cost)]
+        .into_iter()
+        .filter(move |&(_, d, _)| violated.contains(d))
+}
+
 /// How often a share of a budget is raised while no 429 says the peers need the rest.
 pub const SHARE_RAISE_EVERY: Nanos = 15 * SECOND;
 /// A 429 is taken for peers' unseen sends when the room its replica had left exceeds this
@@ -942,8 +950,8 @@ impl Flux {
         let held = self.inner.held_at(u, at);
         let mut cap = self.fleet.shares.get(&u).map_or([None; 2], |s| s.0);
         let mut others = false;
-        for (i, d, amount) in [(0, Dimension::Rpm, 1), (1, Dimension::Tpm, cost)] {
-            let Some(limit) = limits.get(d).filter(|_| violated.contains(d)) else {
+        for (i, d, amount) in minute_amounts(violated, cost) {
+            let Some(limit) = limits.get(d) else {
                 continue;
             };
             let own = held[i].saturating_sub(amount);
@@ -996,17 +1004,14 @@ impl Flux {
                 continue;
             }
             let other = self.inner.held_at(v, at);
-            let explains = [(0, Dimension::Rpm, 1), (1, Dimension::Tpm, cost)]
-                .into_iter()
-                .filter(|&(_, d, _)| violated.contains(d))
-                .all(|(i, d, amount)| {
-                    let Some(limit) = quota.get(d).or(limits.get(d)) else {
-                        return false;
-                    };
-                    let own = held[i].saturating_sub(amount);
-                    let both = own + other[i];
-                    own + amount <= limit && both <= limit && both + amount > limit
-                });
+            let explains = minute_amounts(violated, cost).all(|(i, d, amount)| {
+                let Some(limit) = quota.get(d).or(limits.get(d)) else {
+                    return false;
+                };
+                let own = held[i].saturating_sub(amount);
+                let both = own + other[i];
+                own + amount <= limit && both <= limit && both + amount > limit
+            });
             if explains && !self.refuted(u, v, at, cost) {
                 found.push(y);
             }
@@ -1018,22 +1023,19 @@ impl Flux {
                 // More than one model could have filled it: none is merged, but no project
                 // where one of them leaves this send no room either is tried until the
                 // server's retry (the same request went on to the next project, and the next).
-                if let Some(delay) = delay {
-                    for p in 0..self.verified.len() / models {
-                        let ux = p * models + model;
-                        let a = self.inner.held_at(ux, at);
-                        let full = found.iter().any(|&y| {
-                            let b = self.inner.held_at(p * models + y, at);
-                            [(0, Dimension::Rpm, 1), (1, Dimension::Tpm, cost)]
-                                .into_iter()
-                                .filter(|&(_, d, _)| violated.contains(d))
-                                .any(|(i, d, amount)| {
-                                    limits.get(d).or(quota.get(d)).is_some_and(|l| a[i] + b[i] + amount > l)
-                                })
-                        });
-                        if ux != u && full {
-                            self.inner.block(ux, now + delay, now);
-                        }
+                let Some(delay) = delay else {
+                    return false;
+                };
+                for ux in (model..self.verified.len()).step_by(models).filter(|&ux| ux != u) {
+                    let a = self.inner.held_at(ux, at);
+                    let full = found.iter().any(|&y| {
+                        let b = self.inner.held_at(ux - model + y, at);
+                        minute_amounts(violated, cost).any(|(i, d, amount)| {
+                            limits.get(d).or(quota.get(d)).is_some_and(|l| a[i] + b[i] + amount > l)
+                        })
+                    });
+                    if full {
+                        self.inner.block(ux, now + delay, now);
                     }
                 }
                 false
@@ -1724,6 +1726,24 @@ mod tests {
         let mut f = Flux::new(e, vec![], 0);
         for r in 0..4 {
             assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
+        }
+        f
+    }
+
+    /// A told session limit of `n` and nothing else.
+    fn told_sessions(n: u64) -> Limits {
+        Limits {
+            concurrent: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    /// flux on one Live key told a session limit of `concurrent`, four sessions sent at 0 s
+    /// (every one goes at once: those beyond the limit as probes).
+    fn four_sessions_told(concurrent: u64) -> Flux {
+        let mut f = told_live(told_sessions(concurrent));
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "session {r} at once");
         }
         f
     }
@@ -2792,10 +2812,7 @@ mod tests {
     /// pace and a p99 wait of 4.7 min; `live-call-centre` told -50%: 65%).
     #[test]
     fn a_live_probe_not_refused_within_its_grace_was_admitted() {
-        let mut f = told_live(Limits {
-            concurrent: Some(1),
-            ..Limits::default()
-        });
+        let mut f = told_live(told_sessions(1));
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0), "the probe: a second session");
         // Both sessions still open, no 1011: the second was admitted.
@@ -2811,13 +2828,7 @@ mod tests {
     /// (`live-conversations` with 30 clients told +50%: 159 1011s and 60% of the pace).
     #[test]
     fn a_refusal_in_a_burst_of_session_probes_reads_the_sessions_before_it() {
-        let mut f = told_live(Limits {
-            concurrent: Some(2),
-            ..Limits::default()
-        });
-        for r in 0..4 {
-            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "session {r} at once");
-        }
+        let mut f = four_sessions_told(2);
         let t = 1_100 * MILLISECOND;
         f.on_outcome(t, &ask(1, 1), 0, 0, 0, &CLOSE_1011);
         assert_eq!(f.inner.limits(0).concurrent, Some(1), "one open before it");
@@ -2837,13 +2848,7 @@ mod tests {
     /// grace (`Later(5 s)`).
     #[test]
     fn sessions_beyond_a_told_session_limit_probe_it_together() {
-        let mut f = told_live(Limits {
-            concurrent: Some(1),
-            ..Limits::default()
-        });
-        for r in 0..4 {
-            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "session {r} at once");
-        }
+        let mut f = four_sessions_told(1);
         assert_eq!(f.doubt[0], vec![(1, 1), (2, 2), (3, 3)], "three probes in doubt");
         // The true limit is 2: the third and fourth are refused, in the order sent.
         let t = 1_100 * MILLISECOND;
