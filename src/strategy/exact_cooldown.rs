@@ -714,6 +714,13 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         left < ask.map_or(need, |f| f())
     }
 
+    /// What unit `u`'s replica counted today (the day containing `now`): `[requests, tokens]`,
+    /// planned sends included.
+    pub(super) fn used_today(&self, u: usize, now: Nanos) -> [u64; 2] {
+        let b = self.units[u].budget;
+        [self.replica.used_today(now, b), self.replica.tokens_today(now, b)]
+    }
+
     /// The replica's margin (see [`Ledger::with_margin`]).
     pub(super) fn margin(&self) -> Nanos {
         self.replica.margin()

@@ -576,6 +576,35 @@ impl Flux {
         }
     }
 
+    /// A 429 on unit `u` named its per-day limits in `violated` (`quota`): the model's other
+    /// projects that were told no such limit, and have learned none, are believed to have the
+    /// same (projects of one tier meet the same limits, as with session limits), a belief
+    /// probed upward like a told one (see [`Flux::refresh_probe`]); not those that counted as
+    /// much today without a 429 (their day is larger: with `project-overrides`' days of 30, 60
+    /// and 180 told nothing, the others believed spent at 30 held their sends for probes, 1%
+    /// fewer done). Before, each such project
+    /// stayed unlimited until its own per-day 429: told nothing on `oversize` (seed 1) the
+    /// batch queued minutes for the last project with Pro's day left, while exact_cooldown
+    /// planned that day out and sent the rest to the fallback at once.
+    fn assume_day(&mut self, u: usize, violated: Dims, quota: Limits, now: Nanos) {
+        for (i, d) in [(0, Dimension::Rpd), (1, Dimension::Tpd)] {
+            let Some(day) = quota.get(d).filter(|_| violated.contains(d)) else {
+                continue;
+            };
+            for v in self.model_units(u).collect::<Vec<_>>() {
+                let mut l = self.inner.limits(v);
+                let untold = self.told[v].get(d).is_none() && l.get(d).is_none_or(|x| x >= TRACKED);
+                // One that went past it today without a 429 has a larger day.
+                let below = self.inner.used_today(v, now)[i] < day;
+                if v != u && untold && below && !self.verified[v].contains(d) {
+                    l.set(d, Some(day));
+                    self.inner.set_limits(v, l, now);
+                    self.refresh_probe(v, now);
+                }
+            }
+        }
+    }
+
     /// Whether a send that probed `probe` on `model` is a Live session beyond a told session
     /// limit and nothing else. Such probes do not go one at a time: every session the limit
     /// alone holds back goes at once. A session refused costs its client the server's
@@ -1579,6 +1608,7 @@ impl Strategy for Flux {
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
                 }
+                self.assume_day(u, violated, quota, now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
                         self.learn_window(now, model, d);
@@ -2503,6 +2533,68 @@ mod tests {
             f.inner.limits(1).rpd,
             Some(8),
             "and still plans with, and probes, its own"
+        );
+    }
+
+    /// Issue 26, told nothing (`oversize` seed 1, `limits-unknown`): a per-day 429 naming the
+    /// day's limit on one project is believed on the model's other projects, told nothing of
+    /// it, that counted less today (a project that counted as much without a 429 has a larger
+    /// day, and stays unbounded). Before, every other project stayed unbounded until its own
+    /// per-day 429: the batch queued for the last one with a day left instead of going to the
+    /// fallback model.
+    #[test]
+    fn a_day_named_on_one_project_is_believed_where_nothing_was_told() {
+        let mut e = env(&[0, 1, 2], None);
+        e.believed = vec![true];
+        let mut f = Flux::new(e, vec![], 0);
+        let mut sent = [0u64; 3];
+        let day = 4;
+        let mut r = 0;
+        // Project 2 is refused its second request of the minute (it allows 1); 0 and 1 take
+        // the rest, until project 0's fifth is refused for the day: it allows 4.
+        let refused = loop {
+            let t = r * SECOND;
+            let (key, at) = send(f.decide(t, &ask(r, 1)));
+            assert_eq!(at, t);
+            let outcome = match (key, sent[key]) {
+                (2, 1) => rl(
+                    &[Dimension::Rpm],
+                    50 * SECOND,
+                    Limits {
+                        rpm: Some(1),
+                        ..Limits::default()
+                    },
+                ),
+                (0, n) if n == day => rl(
+                    &[Dimension::Rpd],
+                    36 * SECOND,
+                    Limits {
+                        rpd: Some(day),
+                        ..Limits::default()
+                    },
+                ),
+                _ => Outcome::Ok,
+            };
+            let is_day = matches!(&outcome, Outcome::RateLimited { violated, .. } if violated.per_day());
+            if matches!(outcome, Outcome::Ok) {
+                sent[key] += 1;
+            }
+            f.on_outcome(t + 1, &ask(r, 1), key, 0, t, &outcome);
+            r += 1;
+            if is_day {
+                break key;
+            }
+        };
+        assert_eq!((refused, sent), (0, [4, 4, 1]));
+        assert_eq!(f.inner.limits(0).rpd, Some(day), "learned");
+        assert_eq!(f.inner.limits(2).rpd, Some(day), "believed where it counted less");
+        assert!(
+            !f.verified[2].contains(Dimension::Rpd),
+            "a belief, probed as a told one"
+        );
+        assert!(
+            f.inner.limits(1).rpd.is_some_and(|d| d >= TRACKED),
+            "unbounded where it counted as much without a 429"
         );
     }
 

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 40] = [
+const QUICK: [&str; 41] = [
     "across-midnight",
     "desk-quotas",
     "dubbing",
@@ -23,6 +23,7 @@ const QUICK: [&str; 40] = [
     "free-tier-2026-12",
     "large",
     "limits-import",
+    "limits-unknown",
     "live-audio-guide",
     "live-call-centre",
     "live-conversations",
