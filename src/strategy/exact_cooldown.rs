@@ -243,7 +243,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 count_rejected: false,
             },
         )
-        .with_margin(margin);
+        .with_margin(margin)
+        .lazy();
         let keys = env.key_project.len();
         let owner_keys = OwnerKeys::new(env.projects, &env.key_project);
         let key_owner = env.key_project.clone();
