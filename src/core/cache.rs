@@ -21,12 +21,24 @@ pub fn prefetch<T>(p: &T) {
 /// Asks for every cache line of `*p` (a record spanning several).
 #[inline(always)]
 pub fn prefetch_all<T>(p: &T) {
-    let start = p as *const T as usize;
+    prefetch_bytes(p as *const T as usize, std::mem::size_of::<T>());
+}
+
+/// Asks for the cache lines of `*p` and of the element after it in an array (where a ring
+/// or vector writes next; past its end, an address nothing reads: a hint only).
+#[inline(always)]
+pub fn prefetch_next<T>(p: &T) {
+    prefetch_bytes(p as *const T as usize, 2 * std::mem::size_of::<T>());
+}
+
+/// Asks for the cache lines of the `len` bytes from address `start`.
+#[inline(always)]
+fn prefetch_bytes(start: usize, len: usize) {
     let mut line = start & !63;
-    while line < start + std::mem::size_of::<T>().max(1) {
+    while line < start + len.max(1) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `prefetch`: a prefetch of any address cannot fault; these lines hold
-        // parts of `*p`, a valid reference.
+        // SAFETY: as in `prefetch`: a prefetch of any address cannot fault and changes
+        // nothing the program can observe.
         unsafe {
             use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
@@ -49,6 +61,7 @@ mod tests {
         prefetch_all(&v[..].len());
         let big = [7u8; 300];
         prefetch_all(&big);
+        prefetch_next(&big[299]);
         assert_eq!(big, [7u8; 300]);
     }
 }

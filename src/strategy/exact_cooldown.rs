@@ -5,6 +5,7 @@
 //! reserved. It trusts its configured limits and RetryInfo; [`super::flux`] builds on it to
 //! learn and re-plan.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 
 use super::idle::{Idle, Share};
@@ -217,6 +218,9 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// it plans with (0: none). `flux` sets it on a project whose day it was told, when
     /// another project's told day proved low: see `Flux::grow`.
     day_estimate: Vec<u64>,
+    /// Whether the caller asks for the next decision's budget itself ([`Strategy::prefetch_next`],
+    /// as the engine does, well ahead): until it does, `decide` and `on_outcome` ask for it.
+    driven: Cell<bool>,
 }
 
 impl ExactCooldown {
@@ -243,7 +247,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 count_rejected: false,
             },
         )
-        .with_margin(margin);
+        .with_margin(margin)
+        .lazy();
         let keys = env.key_project.len();
         let owner_keys = OwnerKeys::new(env.projects, &env.key_project);
         let key_owner = env.key_project.clone();
@@ -297,6 +302,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             pass_over: true,
             day_end: 0,
             last_probe: Dims::EMPTY,
+            driven: Cell::new(false),
             reserved: IdMap::new(),
             weight: 1,
             horizon: Nanos::MAX,
@@ -1002,6 +1008,24 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     }
 }
 
+impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
+    /// [`Strategy::prefetch_next`]'s work: asks for the budget (or, `second`, its window) of
+    /// the unit of model `m` most preferred now, the one the next decision most likely takes,
+    /// and names its key (if `key`).
+    fn ask_next(&self, model: usize, second: bool, key: bool) -> Option<usize> {
+        let (_, owner) = self.index.get(model)?.idle.first()?;
+        let u = owner as usize * self.env.models + model;
+        let b = self.units[u].budget;
+        if second {
+            // The driver keeps the key it was told the first time.
+            self.replica.prefetch_window(b);
+            return None;
+        }
+        self.replica.prefetch_budget(b);
+        key.then(|| self.pick_key(owner as usize, None)).flatten()
+    }
+}
+
 impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     fn prefetch(&self, request: u64) {
         self.reserved.prefetch(request);
@@ -1012,17 +1036,8 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     }
 
     fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
-        // The unit most preferred now is the one the next decision most likely takes.
-        let (_, owner) = self.index.get(model)?.idle.first()?;
-        let u = owner as usize * self.env.models + model;
-        let b = self.units[u].budget;
-        if second {
-            // The driver keeps the key it was told the first time.
-            self.replica.prefetch_window(b);
-            return None;
-        }
-        self.replica.prefetch_budget(b);
-        self.pick_key(owner as usize, None)
+        self.driven.set(true);
+        self.ask_next(model, second, true)
     }
 
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
@@ -1162,6 +1177,12 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
             }
         }
         self.reindex(u, now);
+        // The budget the next decision most likely reads, asked for while this one's caller
+        // works (the second step, its window, after the outcome): with 16,384 budgets it is
+        // cold, and waiting for it, then for its window, was most of a decision (issue 34).
+        if !self.driven.get() {
+            self.ask_next(u % models, false, false);
+        }
         Decision::Send {
             key,
             model: u % models,
@@ -1267,6 +1288,10 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
             Outcome::Ok | Outcome::Error => {
                 // Nothing that bounds this unit changed, unless a concurrency slot freed.
                 if unit.concurrent.is_none() {
+                    // The window of the budget `decide` asked for (see there).
+                    if !self.driven.get() {
+                        self.ask_next(model, true, false);
+                    }
                     return;
                 }
             }
