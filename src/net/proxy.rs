@@ -1019,7 +1019,8 @@ async fn schedule(
         let budget = p.budget(key, model);
         project = Some(p.scenario.topology.keys[key].project);
         let limits = p.scenario.topology.projects[p.scenario.topology.keys[key].project].limits[model];
-        let pass = match through_gate(&p, budget, &limits, requests, cost, deadline, &mut held).await {
+        let mut gated = false;
+        let pass = match through_gate(&p, budget, &limits, requests, cost, deadline, &mut gated).await {
             Ok(id) => id,
             Err(retry) => {
                 // Not sent: the strategy gets its plan back.
@@ -1035,6 +1036,19 @@ async fn schedule(
                 return give_up(&p, model, project, refused, last);
             }
         };
+        held |= gated;
+        // Held by the gate, the send goes later than the strategy decided it, which may have
+        // learned meanwhile that the decision no longer holds (a 429 on the same key: its day
+        // spent). It confirms the send again, as a planned one, or the request is decided
+        // anew. Sent as decided, a request held a minute by the gate met a per-day 429 the
+        // strategy had already learned (google-genai through a proxy told no limits: 3 of 7).
+        if gated && !p.strategy().confirm(p.now(), &ask, key, model) {
+            p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
+            p.gate_changed.notify_waiters();
+            p.changed.notify_waiters();
+            p.count("regated");
+            continue;
+        }
         let now = p.now();
         ask.attempts += 1;
         let mut flight = InFlight {

@@ -1268,6 +1268,8 @@ impl Strategy for Flux {
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
+            // Sent at once when decided (a driver asks again when it held the send): counted.
+            Some(p) if p.seq.is_some() => true,
             Some(p) => {
                 let seq = self.sent_now(p.unit, p.at, self.inner.cost(ask));
                 let plan = Plan { seq: Some(seq), ..p };

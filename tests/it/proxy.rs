@@ -88,7 +88,12 @@ async fn start_queue(
     let up = upstream.clone();
     let s = Scenario::parse(text, Path::new("proxy.toml")).unwrap();
     let keys = s.topology.keys.iter().map(|k| k.value.clone()).collect();
-    let spec = s.builtin_strategy("flux").unwrap();
+    // The strategy the scenario lists first (flux told other limits), or flux told its limits.
+    let spec = s
+        .strategies
+        .first()
+        .cloned()
+        .unwrap_or_else(|| s.builtin_strategy("flux").unwrap());
     let (l, base) = listener().await;
     let opts = ProxyOptions {
         upstream,
@@ -821,6 +826,47 @@ async fn a_window_edge_never_holds_more_than_the_limit_at_the_upstream() {
         last.duration_since(first) >= Duration::from_secs(60),
         "3 arrivals within {:?} on a 2-RPM project",
         last.duration_since(first)
+    );
+}
+
+/// A send the proxy's gate held is confirmed again before it leaves (issue 26; google-genai
+/// through a proxy told no limits met a per-day 429 its flux had learned a minute before).
+/// One project: serve allows 2 a minute and 1 a day, the proxy's gate knows the 2 a minute,
+/// its flux is told nothing. Three calls at once: flux sends all three; the gate lets two go
+/// and holds the third for the minute. The second meets the per-day 429, naming the day; the
+/// third, confirmed again when the gate lets it go, is given up without reaching serve
+/// (before, it was sent, and met the per-day 429 too). The two refused wait for their 70 s
+/// deadline (a day spent is asked about again tomorrow), so it runs for 70 s.
+#[tokio::test]
+async fn a_send_the_gate_held_is_confirmed_again_before_it_leaves() {
+    let up = SCENARIO
+        .replace("rpm = 30", "rpm = 2")
+        .replace("rpd = 10000", "rpd = 1")
+        .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]");
+    let blind = format!("{up}\n[[strategies]]\nkind = \"flux\"\nknown_limits = {{ \"gemini-2.5-flash\" = {{}} }}\n");
+    let live = std::sync::Arc::new(start(&blind, &up, Duration::from_secs(70), None).await);
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let live = live.clone();
+        tasks.push(tokio::spawn(async move { live.generate().await.0 }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    codes.sort();
+    assert_eq!(codes, [200, 429, 429]);
+    assert_eq!(upstream_answers(&live, 200).await, 1);
+    assert_eq!(
+        upstream_answers(&live, 429).await,
+        1,
+        "the held send went on a spent day"
+    );
+    let text = live.metrics().await;
+    assert_eq!(
+        metric(&text, "flux_proxy_events_total{event=\"regated\"}"),
+        Some(1.0),
+        "{text}"
     );
 }
 
