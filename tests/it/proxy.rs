@@ -71,6 +71,19 @@ async fn start_queue(
     ledger: Option<&str>,
     queue: usize,
 ) -> Live {
+    launch(text, upstream_text, deadline, upstream, ledger, queue, None).await
+}
+
+/// [`start_queue`], the proxy running `spec` (`None`: flux told the scenario's limits).
+async fn launch(
+    text: &str,
+    upstream_text: &str,
+    deadline: Duration,
+    upstream: Option<&str>,
+    ledger: Option<&str>,
+    queue: usize,
+    spec: Option<flux_sim::strategy::StrategySpec>,
+) -> Live {
     let mut stops = Vec::new();
     let upstream = match upstream {
         Some(u) => u.to_string(),
@@ -88,12 +101,7 @@ async fn start_queue(
     let up = upstream.clone();
     let s = Scenario::parse(text, Path::new("proxy.toml")).unwrap();
     let keys = s.topology.keys.iter().map(|k| k.value.clone()).collect();
-    // The strategy the scenario lists first (flux told other limits), or flux told its limits.
-    let spec = s
-        .strategies
-        .first()
-        .cloned()
-        .unwrap_or_else(|| s.builtin_strategy("flux").unwrap());
+    let spec = spec.unwrap_or_else(|| s.builtin_strategy("flux").unwrap());
     let (l, base) = listener().await;
     let opts = ProxyOptions {
         upstream,
@@ -844,7 +852,19 @@ async fn a_send_the_gate_held_is_confirmed_again_before_it_leaves() {
         .replace("rpd = 10000", "rpd = 1")
         .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]");
     let blind = format!("{up}\n[[strategies]]\nkind = \"flux\"\nknown_limits = {{ \"gemini-2.5-flash\" = {{}} }}\n");
-    let live = std::sync::Arc::new(start(&blind, &up, Duration::from_secs(70), None).await);
+    let told_nothing = Scenario::parse(&blind, Path::new("proxy.toml")).unwrap().strategies[0].clone();
+    let live = std::sync::Arc::new(
+        launch(
+            &blind,
+            &up,
+            Duration::from_secs(70),
+            None,
+            None,
+            256,
+            Some(told_nothing),
+        )
+        .await,
+    );
     let mut tasks = Vec::new();
     for _ in 0..3 {
         let live = live.clone();
