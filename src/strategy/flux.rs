@@ -580,12 +580,12 @@ impl Flux {
     /// projects that were told no such limit, and have learned none, are believed to have the
     /// same (projects of one tier meet the same limits, as with session limits), a belief
     /// probed upward like a told one (see [`Flux::refresh_probe`]); not those that counted as
-    /// much today without a 429 (their day is larger: with `project-overrides`' days of 30, 60
-    /// and 180 told nothing, the others believed spent at 30 held their sends for probes, 1%
-    /// fewer done). Before, each such project
-    /// stayed unlimited until its own per-day 429: told nothing on `oversize` (seed 1) the
-    /// batch queued minutes for the last project with Pro's day left, while exact_cooldown
-    /// planned that day out and sent the rest to the fallback at once.
+    /// much today without a 429 (their day is at least as large: with `project-overrides`' days
+    /// of 30, 60 and 180 told nothing, the others believed spent at 30 held their sends for
+    /// probes, 1% fewer done). Before, each such project stayed unlimited until its own per-day
+    /// 429: told nothing on `oversize` (seed 1) the batch queued minutes for the last project
+    /// with Pro's day left, while exact_cooldown planned that day out and sent the rest to the
+    /// fallback at once.
     fn assume_day(&mut self, u: usize, violated: Dims, quota: Limits, now: Nanos) {
         for (i, d) in [(0, Dimension::Rpd), (1, Dimension::Tpd)] {
             let Some(day) = quota.get(d).filter(|_| violated.contains(d)) else {
@@ -594,7 +594,7 @@ impl Flux {
             for v in self.model_units(u).collect::<Vec<_>>() {
                 let mut l = self.inner.limits(v);
                 let untold = self.told[v].get(d).is_none() && l.get(d).is_none_or(|x| x >= TRACKED);
-                // One that went past it today without a 429 has a larger day.
+                // One that counted as much today without a 429 has a day at least as large.
                 let below = self.inner.used_today(v, now)[i] < day;
                 if v != u && untold && below && !self.verified[v].contains(d) {
                     l.set(d, Some(day));

@@ -59,22 +59,11 @@ async fn start_shared(
     upstream: Option<&str>,
     ledger: Option<&str>,
 ) -> Live {
-    start_queue(text, upstream_text, deadline, upstream, ledger, 256).await
+    launch(text, upstream_text, deadline, upstream, ledger, 256, None).await
 }
 
-/// [`start_shared`] with a waiting queue of `queue` requests.
-async fn start_queue(
-    text: &str,
-    upstream_text: &str,
-    deadline: Duration,
-    upstream: Option<&str>,
-    ledger: Option<&str>,
-    queue: usize,
-) -> Live {
-    launch(text, upstream_text, deadline, upstream, ledger, queue, None).await
-}
-
-/// [`start_queue`], the proxy running `spec` (`None`: flux told the scenario's limits).
+/// [`start_shared`] with a waiting queue of `queue` requests, the proxy running `spec`
+/// (`None`: flux told the scenario's limits).
 async fn launch(
     text: &str,
     upstream_text: &str,
@@ -498,7 +487,7 @@ async fn a_full_queue_says_when_to_come_back() {
         .replace("rpm = 30", "rpm = 1")
         .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]")
         .replace("ttft = \"2ms\"", "ttft = \"1s\"");
-    let live = std::sync::Arc::new(start_queue(&text, &text, Duration::from_secs(100), None, None, 1).await);
+    let live = std::sync::Arc::new(launch(&text, &text, Duration::from_secs(100), None, None, 1, None).await);
     let first = {
         let live = live.clone();
         tokio::spawn(async move { live.generate().await })
