@@ -75,7 +75,9 @@
 //!   open) and the minute's tokens do (the most an admitted session's minute held is below
 //!   the least a refused one's), the guessed session limits and their holds go, and each
 //!   project plans under a ceiling just under the least tokens a refused session's minute
-//!   held; a 1011 in a minute holding no more than an admitted one met undoes it;
+//!   held; a 1011 in a minute holding no more than an admitted one met undoes it. A guessed
+//!   session limit is tested by a session beyond it once the minute's tokens could not refuse
+//!   that one (`offer_clean_probes`): admitted, the guess goes and the 1011s are tokens;
 //! - **takes a closed batch smallest first when the day's tokens bind** (`Flux::pick`): while
 //!   what a model has left of today's tokens per day cannot hold the batch's waiting requests
 //!   for it, a free worker takes the smallest of them rather than the next in order.
@@ -675,6 +677,10 @@ impl Flux {
                     if let Some(open) = self.settle(u, request, false) {
                         self.sessions_admitted(u, open, now);
                     }
+                    // A guess tested and refuted (see `offer_clean_probes`).
+                    if self.guessed[u] && self.tokens_not_sessions(u, self.inner.limits(u)) {
+                        self.read_as_tokens(u, now);
+                    }
                     self.refresh_probe(u, now);
                 } else if !probe.is_empty() {
                     self.probing[u] = false;
@@ -772,6 +778,45 @@ impl Flux {
             None => c.some_session_limit_explains(MAX_SESSION_HOLD),
         };
         untold && !sessions && c.tokens_explain()
+    }
+
+    /// Lets each project of `ask`'s Live model whose session limit is a guess (nothing told)
+    /// test it with `ask`'s session, one beyond the guess, when the minute's tokens could not
+    /// refuse it: with it, the minute would hold no more than an admitted session's did. Its
+    /// refusal is then a session limit's and nothing else's (the guess stands, and the tokens
+    /// no longer explain what it saw, so it is not offered again); its admission refutes the
+    /// guess, and the 1011s are read as tokens. A guess tested by any session beyond it
+    /// instead (refusals by the minute's tokens read as the session limit) cut
+    /// `live-phone-translate-2026` told nothing at seeds 3 and 4 to 1,475 and 1,448 of about
+    /// 1,950 calls; never tested, the guess of 6 sessions a project held it at 7.6 calls a
+    /// minute for 40 minutes where 11 went (seed 3: wait p99 13.6 min against 1.3).
+    fn offer_clean_probes(&mut self, now: Nanos, ask: &Ask) {
+        let m = ask.model;
+        if self.by_tokens[m] {
+            return;
+        }
+        let cost = self.inner.cost(ask);
+        let from = now.saturating_sub(MINUTE);
+        for v in self.model_units(m).collect::<Vec<_>>() {
+            if !self.guessed[v] || self.probing[v] || !self.doubt[v].is_empty() {
+                continue;
+            }
+            let Some(c) = self.causes[v].as_deref().filter(|c| c.tokens_explain()) else {
+                continue;
+            };
+            let minute: u64 = self.live_sent[v]
+                .iter()
+                .filter(|&&(t, ..)| t > from || now < MINUTE)
+                .map(|&(.., cost)| cost)
+                .sum();
+            let clean = minute.saturating_add(cost) <= c.admitted_tokens();
+            let probe = if clean {
+                [Dimension::Concurrency].into_iter().collect()
+            } else {
+                Dims::EMPTY
+            };
+            self.inner.set_probe(v, probe, Dims::EMPTY, now);
+        }
     }
 
     /// The model of unit `u` (units are numbered project by project, model by model).
@@ -1139,6 +1184,9 @@ impl Flux {
                 Gate::Wait(at) => return pace.wait(ask.request, at).map_or(Decision::Defer, Decision::Later),
             }
         }
+        if self.is_live(ask.model) {
+            self.offer_clean_probes(now, ask);
+        }
         let d = self.inner.decide(now, ask);
         if let Decision::Send { key, model, at } = d {
             if !self.is_live(model) {
@@ -1464,9 +1512,17 @@ impl Strategy for Flux {
                             Some(c) if self.verified[u].contains(Dimension::Concurrency) => c.min(open),
                             _ => open,
                         };
-                        limits.concurrent = Some(c);
-                        self.verified[u].insert(Dimension::Concurrency);
-                        self.inner.set_limits(u, limits, now);
+                        if self.guessed[u] {
+                            // A guessed limit tested (`offer_clean_probes`): a session limit it
+                            // is, and a refusal with fewer open is a hold's (lowered to the
+                            // sessions open, `live-call-centre` told nothing lost a project's
+                            // third slot for the run: 95% of the pace).
+                            self.learn_session_hold(now, u, sent);
+                        } else {
+                            limits.concurrent = Some(c);
+                            self.verified[u].insert(Dimension::Concurrency);
+                            self.inner.set_limits(u, limits, now);
+                        }
                         self.inner.block(u, now + SECOND, now);
                     } else if probe.contains(Dimension::Concurrency) {
                         // A session beyond the told limit refused: the limit is no more than
@@ -2094,6 +2150,35 @@ mod tests {
             Decision::Send { at, .. } => assert_eq!(at, MINUTE),
             d => assert!(matches!(d, Decision::Later(at) if at >= MINUTE), "{d:?}"),
         }
+    }
+
+    /// Issue 26 (`live-phone-translate-2026` told nothing, seed 3: wait p99 13.6 min against
+    /// 1.3): a nameless 1011 that a session limit (the sessions open) and the minute's tokens
+    /// both explain guesses the session limit, and nothing ever tested the guess. A session
+    /// beyond it goes once the minute's tokens could not refuse it (with it, the minute holds
+    /// no more than an admitted session's did), and its admission refutes the guess: the
+    /// 1011s are then read as the minute's tokens. A session too large for that test waits.
+    #[test]
+    fn a_guessed_session_limit_is_tested_when_the_tokens_could_not_refuse() {
+        // Four sessions of 7,000 tokens at 0 s; the server admits three (21,000 tokens): three
+        // sessions, or the tokens, explain the refusal.
+        let mut f = four_live_sessions_told_nothing();
+        f.on_outcome(SECOND + SECOND / 10, &ask(3, 7_000), 0, 0, 0, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, Some(3), "guessed: the sessions open");
+        // The three are known admitted after their grace: an admitted minute held 21,000.
+        let _ = f.decide(6 * SECOND, &ask(4, 100_000));
+        // A minute on, the three still open and the minute empty: 25,000 could be refused by
+        // the tokens, so it waits for the guess; 7,000 could not, so it tests the guess.
+        let t = MINUTE + SECOND;
+        assert!(!matches!(f.decide(t, &ask(5, 25_000)), Decision::Send { .. }));
+        match f.decide(t, &ask(6, 7_000)) {
+            Decision::Send { at, .. } => assert_eq!(at, t, "beyond the guess, at once"),
+            d => panic!("the guess was never tested: {d:?}"),
+        }
+        // Admitted (no 1011 within its grace): no limit of 3 sessions; the minute's tokens.
+        let _ = f.decide(t + LIVE_ADMIT_GRACE + SECOND, &ask(7, 100_000));
+        assert_eq!(f.inner.limits(0).concurrent, None, "the guess refuted");
+        assert_eq!(f.inner.cap(0)[1], Some(27_999), "just under 28,000, the least refused");
     }
 
     /// The same start on a model limited by sessions whose closed ones keep their slots a few

@@ -110,6 +110,11 @@ impl Causes {
         self.admitted_tokens < self.refused_tokens
     }
 
+    /// The most tokens a minute held with an admitted session (0: none admitted yet).
+    pub fn admitted_tokens(&self) -> u64 {
+        self.admitted_tokens
+    }
+
     /// The fewest tokens a minute held with a refused session, if any was.
     pub fn refused_tokens(&self) -> Option<u64> {
         (self.refused_tokens != u64::MAX).then_some(self.refused_tokens)

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 41] = [
+const QUICK: [&str; 42] = [
     "across-midnight",
     "desk-quotas",
     "dubbing",
@@ -28,6 +28,7 @@ const QUICK: [&str; 41] = [
     "live-call-centre",
     "live-conversations",
     "live-conversations-2026-12",
+    "live-hotel-desk-2026",
     "live-interpreter-2026",
     "live-phone-translate-2026",
     "live-reconnect",
