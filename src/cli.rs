@@ -291,6 +291,14 @@ pub struct ProxyArgs {
     /// noeviction): a warning instead of an error. Evicted ledger keys mean over-sending.
     #[arg(long)]
     pub ledger_allow_eviction: bool,
+    /// Serve HTTPS and WSS to clients with this PEM certificate chain (with --tls-key; `flux-sim
+    /// cert` makes a self-signed pair). Needed by clients that insist on TLS, such as the
+    /// google-genai SDK's Live API.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Arguments of `keys`.
@@ -887,18 +895,7 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
     crate::net::http::return_freed_memory();
     let mut scenario = Scenario::load(&a.scenario).map_err(|e| e.to_string())?;
     restart(&mut scenario, a.start);
-    let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(c), Some(k)) => Some(crate::net::tls::server_config(c, k).map_err(|e| {
-            use crate::net::tls::TlsFile;
-            let flag = match e.file {
-                TlsFile::Cert => "--tls-cert",
-                TlsFile::Key => "--tls-key",
-                TlsFile::Pair => "--tls-cert/--tls-key:",
-            };
-            format!("{flag} {}", e.message)
-        })?),
-        _ => None,
-    };
+    let tls = tls_flags(&a.tls_cert, &a.tls_key)?;
     let runtime = runtime()?;
     runtime.block_on(async {
         let (listener, addr) = bind(a.bind).await?;
@@ -913,6 +910,26 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
         crate::net::serve::serve_tls(listener, scenario, a.time_scale, tls, crate::net::http::shutdown_signal())
             .await
             .map_err(|e| format!("server failed: {e}"))
+    })
+}
+
+/// The TLS configuration `--tls-cert`/`--tls-key` give (`serve`, `proxy`), or none; an error
+/// names the flag whose file is at fault.
+fn tls_flags(
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, String> {
+    let (Some(c), Some(k)) = (cert, key) else {
+        return Ok(None);
+    };
+    crate::net::tls::server_config(c, k).map(Some).map_err(|e| {
+        use crate::net::tls::TlsFile;
+        let flag = match e.file {
+            TlsFile::Cert => "--tls-cert",
+            TlsFile::Key => "--tls-key",
+            TlsFile::Pair => "--tls-cert/--tls-key:",
+        };
+        format!("{flag} {}", e.message)
     })
 }
 
@@ -968,6 +985,7 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
     let specs =
         select_strategies(&scenario, std::slice::from_ref(&a.strategy)).map_err(|e| format!("--strategy: {e}"))?;
     let spec = specs.into_iter().next().expect("one name, one strategy");
+    let tls = tls_flags(&a.tls_cert, &a.tls_key)?;
     let opts = crate::net::proxy::ProxyOptions {
         upstream: a.upstream.clone(),
         token,
@@ -999,11 +1017,12 @@ fn proxy_cmd(a: ProxyArgs) -> Result<(), String> {
                 e
             }
         })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         eprintln!(
-            "flux-sim proxy: {name} on {keys} keys in {projects} projects, forwarding to {}; clients use http://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
+            "flux-sim proxy: {name} on {keys} keys in {projects} projects, forwarding to {}; clients use {scheme}://{addr} with their key set to ${PROXY_TOKEN_ENV}; Ctrl-C stops",
             crate::core::topology::mask_secrets(&a.upstream)
         );
-        let served = crate::net::proxy::serve_router(listener, app, crate::net::http::shutdown_signal()).await;
+        let served = crate::net::proxy::serve_router(listener, app, tls, crate::net::http::shutdown_signal()).await;
         // Slots the shared ledger admitted in advance and not used go back to the fleet.
         closing.close().await;
         served

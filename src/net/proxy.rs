@@ -464,20 +464,22 @@ pub async fn proxy(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let (app, closing) = router_and_closing(scenario, spec, &opts).await?;
-    let served = serve_router(listener, app, shutdown).await;
+    let served = serve_router(listener, app, None, shutdown).await;
     closing.close().await;
     served
 }
 
 /// Serves a proxy's [`router`] on `listener` until `shutdown` completes, with serve's
-/// connection hardening ([`crate::net::http::serve_connections`]).
+/// connection hardening ([`crate::net::http::serve_connections`]); over TLS (HTTPS and WSS on
+/// the same port) when `tls` is given.
 pub async fn serve_router(
     listener: tokio::net::TcpListener,
     app: Router,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     // Two descriptors a connection: the client's and the upstream's.
-    crate::net::http::serve_connections(listener, app, None, crate::net::http::connection_cap(2), shutdown)
+    crate::net::http::serve_connections(listener, app, tls, crate::net::http::connection_cap(2), shutdown)
         .await
         .map_err(|e| format!("proxy stopped: {e}"))
 }

@@ -1,7 +1,7 @@
-//! TLS for `serve`: a rustls server configuration from a PEM certificate chain and key
-//! (`serve --tls-cert/--tls-key`), and a self-signed pair for 127.0.0.1 and localhost
-//! (`flux-sim cert DIR`), so that clients which insist on `https://`/`wss://` (the google-genai
-//! SDK's Live API) can talk to the mock server.
+//! TLS for `serve` and `proxy`: a rustls server configuration from a PEM certificate chain and
+//! key (`--tls-cert/--tls-key`), and a self-signed pair for 127.0.0.1 and localhost (`flux-sim
+//! cert DIR`), so that clients which insist on `https://`/`wss://` (the google-genai SDK's Live
+//! API) can talk to the mock server and through the proxy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -816,7 +816,7 @@ fn the_proxy_forwards_only_what_it_classified() {
         let app = flux_sim::net::proxy::router(s, spec, &opts).await.unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(flux_sim::net::proxy::serve_router(l, app, std::future::pending()));
+        tokio::spawn(flux_sim::net::proxy::serve_router(l, app, None, std::future::pending()));
         (addr, upstream, seen)
     });
     let base = reqwest::Url::parse(&upstream).unwrap();
