@@ -746,34 +746,22 @@ fn cert_writes_a_pair_once_and_serve_names_a_bad_certificate() {
     assert_eq!(std::fs::read(d.join("cert.pem")).unwrap(), cert, "not overwritten");
     bin().arg("cert").arg(&d).arg("--force").assert().success();
     let s = scenario("live-sessions.toml");
-    bin()
-        .args(["serve", s.to_str().unwrap(), "--bind", "127.0.0.1:0", "--tls-cert"])
-        .arg(d.join("key.pem"))
-        .arg("--tls-key")
-        .arg(d.join("key.pem"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--tls-cert").and(predicate::str::contains("key.pem")));
-    bin()
-        .args(["serve", s.to_str().unwrap(), "--tls-cert"])
-        .arg(d.join("cert.pem"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--tls-key"));
-    // The proxy takes the same pair, and names the flag whose file is wrong.
-    bin()
-        .env("FLUX_PROXY_TOKEN", "a-token")
-        .args(["proxy", s.to_str().unwrap(), "--bind", "127.0.0.1:0", "--tls-cert"])
-        .arg(d.join("key.pem"))
-        .arg("--tls-key")
-        .arg(d.join("key.pem"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--tls-cert").and(predicate::str::contains("key.pem")));
-    bin()
-        .args(["proxy", s.to_str().unwrap(), "--tls-key"])
-        .arg(d.join("key.pem"))
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--tls-cert"));
+    // serve and the proxy take the same pair, name the flag whose file is wrong, and want both.
+    for command in ["serve", "proxy"] {
+        bin()
+            .env("FLUX_PROXY_TOKEN", "a-token")
+            .args([command, s.to_str().unwrap(), "--bind", "127.0.0.1:0", "--tls-cert"])
+            .arg(d.join("key.pem"))
+            .arg("--tls-key")
+            .arg(d.join("key.pem"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--tls-cert").and(predicate::str::contains("key.pem")));
+        bin()
+            .args([command, s.to_str().unwrap(), "--tls-cert"])
+            .arg(d.join("cert.pem"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("--tls-key"));
+    }
 }

@@ -1,6 +1,7 @@
 //! What several test files share: a redis-server (or valkey-server) of the test's own, alone
-//! or as a 3-node cluster, a loopback listener and a `serve` in the test's process, and the
-//! Pacific calendar of the brute-force checkers.
+//! or as a 3-node cluster, a loopback listener and a `serve` in the test's process, a
+//! self-signed certificate and a client that trusts it, and the Pacific calendar of the
+//! brute-force checkers.
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -304,4 +305,58 @@ pub async fn serve(text: &str) -> (String, tokio::sync::oneshot::Sender<()>) {
         let _ = rx.await;
     }));
     (url, tx)
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost written as `cert.pem` and `key.pem`
+/// in a temporary directory (kept while the first value lives): the directory, the server
+/// configuration made from the two files as `--tls-cert/--tls-key` make it, and the
+/// certificate's PEM text (for clients to trust).
+pub fn self_signed_tls() -> (tempfile::TempDir, std::sync::Arc<rustls::ServerConfig>, String) {
+    let (cert, key) = flux_sim::net::tls::self_signed().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&c, &cert).unwrap();
+    std::fs::write(&k, &key).unwrap();
+    let config = flux_sim::net::tls::server_config(&c, &k).unwrap();
+    (dir, config, cert)
+}
+
+/// A WebSocket connector over TLS that trusts the PEM certificate `cert` alone.
+pub fn trusting(cert: &str) -> tokio_tungstenite::Connector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap())
+        .unwrap();
+    let client =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(client))
+}
+
+/// The body of a GET of `url` as text (a metrics page).
+pub async fn text_of(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// A proxy's options for a test: forwarding to `upstream`, clients sending `token`, no shared
+/// ledger and no margin.
+pub fn proxy_options(
+    upstream: &str,
+    token: &str,
+    deadline: Duration,
+    queue: usize,
+) -> flux_sim::net::proxy::ProxyOptions {
+    flux_sim::net::proxy::ProxyOptions {
+        upstream: upstream.to_string(),
+        token: token.into(),
+        deadline,
+        queue,
+        ledger: None,
+        margin: 0,
+        allow_eviction: false,
+    }
 }

@@ -804,15 +804,7 @@ fn the_proxy_forwards_only_what_it_classified() {
         let (upstream, seen) = recording_upstream().await;
         let s = Scenario::parse(SERVE, Path::new("fuzz-proxy.toml")).unwrap();
         let spec = s.builtin_strategy("flux").unwrap();
-        let opts = flux_sim::net::proxy::ProxyOptions {
-            upstream: upstream.clone(),
-            token: "fuzz-token".into(),
-            deadline: std::time::Duration::from_secs(5),
-            queue: 16,
-            ledger: None,
-            margin: 0,
-            allow_eviction: false,
-        };
+        let opts = crate::common::proxy_options(&upstream, "fuzz-token", std::time::Duration::from_secs(5), 16);
         let app = flux_sim::net::proxy::router(s, spec, &opts).await.unwrap();
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();

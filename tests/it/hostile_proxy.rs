@@ -262,14 +262,7 @@ async fn generate(client: &reqwest::Client, proxy: &str, body: String) -> (u16, 
 /// How many generateContent calls serve answered with HTTP `code`, over all budgets (its
 /// `/flux/metrics`).
 async fn served(client: &reqwest::Client, serve: &str, code: u16) -> u64 {
-    let text = client
-        .get(format!("{serve}/flux/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::common::text_of(client, &format!("{serve}/flux/metrics")).await;
     let tag = format!("code=\"{code}\"}}");
     text.lines()
         .filter(|l| l.starts_with("flux_responses_total") && l.contains(&tag))

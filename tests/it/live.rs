@@ -462,39 +462,16 @@ async fn malformed_frames_are_closed_with_a_reason_and_nothing_panics() {
 
 #[tokio::test]
 async fn tls_serves_wss_with_a_self_signed_certificate() {
-    let (cert, key) = flux_sim::net::tls::self_signed().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&c, &cert).unwrap();
-    std::fs::write(&k, &key).unwrap();
-    let s = serve(
-        &scenario("", 3),
-        10,
-        Some(flux_sim::net::tls::server_config(&c, &k).unwrap()),
-    )
-    .await;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap())
-        .unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let (_dir, tls, cert) = crate::common::self_signed_tls();
+    let s = serve(&scenario("", 3), 10, Some(tls)).await;
     let mut req = format!("wss://localhost:{}{PATH}", s.addr.port())
         .into_client_request()
         .unwrap();
     req.headers_mut().insert("x-goog-api-key", s.key.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        req,
-        None,
-        false,
-        Some(tokio_tungstenite::Connector::Rustls(Arc::new(client))),
-    )
-    .await
-    .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(crate::common::trusting(&cert)))
+            .await
+            .unwrap();
     send(&mut ws, setup(true)).await;
     assert!(next(&mut ws).await.unwrap().get("setupComplete").is_some());
     // HTTPS on the same port.

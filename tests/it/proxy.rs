@@ -723,15 +723,7 @@ async fn the_bypass_path_reaches_no_real_serve() {
     let live = start(SCENARIO, SCENARIO, Duration::from_secs(5), None).await;
     let status = raw_request(&live.base, "POST", HOSTILE[0].1).await;
     assert_eq!(status, 404);
-    let m = live
-        .client
-        .get(format!("{}/flux/metrics", live.upstream))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = crate::common::text_of(&live.client, &format!("{}/flux/metrics", live.upstream)).await;
     assert!(!m.contains("flux_responses_total{"), "serve answered: {m}");
 }
 

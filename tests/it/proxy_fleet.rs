@@ -534,28 +534,15 @@ async fn a_backend_1011_from_the_upstream_is_not_a_refusal() {
 /// it to serve (plain HTTP upstream), trusting a self-signed certificate.
 #[tokio::test]
 async fn the_proxy_serves_https_and_wss_with_a_certificate() {
-    let (cert, key) = flux_sim::net::tls::self_signed().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (c, k) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&c, &cert).unwrap();
-    std::fs::write(&k, &key).unwrap();
+    let (_dir, tls, cert) = common::self_signed_tls();
     let text = scenario(30);
     let (upstream, _stop) = serve(&text).await;
     let s = Scenario::parse(&text, Path::new("proxy.toml")).unwrap();
     let spec = s.builtin_strategy("flux").unwrap();
-    let opts = ProxyOptions {
-        upstream: upstream.clone(),
-        token: TOKEN.into(),
-        deadline: Duration::from_secs(5),
-        queue: 16,
-        ledger: None,
-        margin: 0,
-        allow_eviction: false,
-    };
+    let opts = common::proxy_options(&upstream, TOKEN, Duration::from_secs(5), 16);
     let app = flux_sim::net::proxy::router(s, spec, &opts).await.unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
-    let tls = flux_sim::net::tls::server_config(&c, &k).unwrap();
     tokio::spawn(flux_sim::net::proxy::serve_router(
         l,
         app,
@@ -580,38 +567,15 @@ async fn the_proxy_serves_https_and_wss_with_a_certificate() {
     assert!(reqwest::get(format!("http://localhost:{port}/v1beta/models"))
         .await
         .is_err());
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap())
-        .unwrap();
-    let client =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
     let mut req = format!("wss://localhost:{port}{PATH}").into_client_request().unwrap();
     req.headers_mut().insert("x-goog-api-key", TOKEN.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-        req,
-        None,
-        false,
-        Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(client))),
-    )
-    .await
-    .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(common::trusting(&cert)))
+        .await
+        .unwrap();
     let setup = json!({"setup": {"model": format!("models/{LIVE_MODEL}"), "generationConfig": {"responseModalities": ["TEXT"]}}});
     ws.send(Message::Text(setup.to_string().into())).await.unwrap();
     assert!(next(&mut ws).await.unwrap().get("setupComplete").is_some());
-    let prom = https
-        .get(format!("https://localhost:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prom = common::text_of(&https, &format!("https://localhost:{port}/metrics")).await;
     let opened =
         format!("flux_proxy_upstream_responses_total{{project=\"solo\",model=\"{LIVE_MODEL}\",code=\"101\"}} 1\n");
     assert!(prom.contains(&opened), "the session reached serve: {prom}");
