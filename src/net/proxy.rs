@@ -231,6 +231,19 @@ impl InFlight {
         self.end(refusal, true);
     }
 
+    /// It never left after all (a Live client that left while its session waited): the
+    /// strategy gets its plan back.
+    fn cancel(&mut self) {
+        if !self.done {
+            self.done = true;
+            let now = self.proxy.now();
+            self.proxy
+                .strategy()
+                .cancel(now, &self.ask, self.key, self.model, self.sent);
+            self.proxy.changed.notify_waiters();
+        }
+    }
+
     /// Tells the strategy once: the outcome of the send, or its refusal before it left.
     fn end(&mut self, outcome: &Outcome, unsent: bool) {
         if !self.done {

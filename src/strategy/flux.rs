@@ -1335,6 +1335,13 @@ impl Strategy for Flux {
             } else if !p.probe.is_empty() {
                 self.probing[p.unit] = false;
             }
+            // A Live session confirmed sent and then called off (its client left before the
+            // proxy opened it): the server never counted it, in no minute nor as admitted.
+            if let Some(seq) = p.seq {
+                if let Some(sent) = self.live_sent.get_mut(p.unit) {
+                    sent.retain(|e| e.1 != seq);
+                }
+            }
             self.pace[model].forget(ask.request, p.at);
             self.inner.cancel(now, ask, key, model, p.at);
         }

@@ -581,6 +581,102 @@ async fn the_proxy_serves_https_and_wss_with_a_certificate() {
     assert!(prom.contains(&opened), "the session reached serve: {prom}");
 }
 
+/// A Live session the proxy holds (its project's one slot is taken) answers its client's
+/// pings, and once its client leaves it is never opened upstream. The google-genai SDK pings
+/// every 20 s and gives up 20 s later: a session held 50 s died at the client (1006), and the
+/// proxy, which did not read the socket while it waited, opened it upstream all the same when
+/// the slot freed, spending its tokens (found with google-genai 3.6.1 through the proxy: 40 of
+/// 57 sessions serve admitted had no client any more).
+#[tokio::test]
+async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_left() {
+    let text = scenario(30);
+    let (upstream, _stop) = serve(&text).await;
+    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(20)).await;
+    let mut first = live_session(&base).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let mut held = live_session(&base).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    held.send(Message::Ping(b"still there?".to_vec().into())).await.unwrap();
+    let pong = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match held.next().await {
+                Some(Ok(Message::Pong(b))) => return b.to_vec(),
+                Some(Ok(Message::Ping(_))) => continue,
+                other => panic!("a held session answered {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a held session answers a ping");
+    assert_eq!(pong, b"still there?");
+    // Its client leaves; then the slot frees.
+    held.close(None).await.unwrap();
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.close(None).await.unwrap();
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        model_answers(&upstream, LIVE_MODEL, 200).await,
+        1,
+        "the left session was opened upstream"
+    );
+    let (_, events) = proxy_metrics(&base).await;
+    assert!(
+        events.contains("flux_proxy_events_total{event=\"client_left\"} 1\n"),
+        "{events}"
+    );
+}
+
+/// A Live session the upstream refuses closes 1011 naming nothing, and the proxy tells its
+/// strategy so, as a simulated refusal reaches it: flux told no limits then tells the minute's
+/// tokens from a session limit by what it sent. Before, the proxy named the session's slot,
+/// and flux, never learning, sent a session every second for serve to refuse (google-genai
+/// through the proxy: 1,652 refusals in 4 minutes on a `*-live` model limited by tokens).
+/// Here serve admits one 4,000-token setup a minute; the proxy knows no limit on it.
+#[tokio::test]
+async fn a_nameless_upstream_1011_is_nameless_to_the_strategy() {
+    let up = scenario(30).replace("concurrent = 1\n", "tpm = 4_000\n");
+    let told = scenario(30).replace("concurrent = 1\n", "")
+        + &format!(
+            "\n[[strategies]]\nname = \"blind\"\nkind = \"flux\"\nknown_limits = {{ \"{LIVE_MODEL}\" = {{}} }}\n"
+        );
+    let (upstream, _stop) = serve(&up).await;
+    let s = Scenario::parse(&told, Path::new("proxy.toml")).unwrap();
+    let spec = s.strategies[0].clone();
+    let (l, base) = listener().await;
+    let opts = common::proxy_options(&upstream, TOKEN, Duration::from_secs(20), 16);
+    tokio::spawn(proxy(l, s, spec, opts, std::future::pending()));
+    // 16,000 characters: 4,000 tokens at serve's four characters a token.
+    let system = "x".repeat(16_000);
+    let open = || async {
+        let mut req = format!("{}{PATH}", base.replacen("http://", "ws://", 1))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert("x-goog-api-key", TOKEN.parse().unwrap());
+        let mut ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
+        let setup = json!({"setup": {"model": format!("models/{LIVE_MODEL}"),
+            "systemInstruction": {"parts": [{"text": system}]}}});
+        ws.send(Message::Text(setup.to_string().into())).await.unwrap();
+        ws
+    };
+    let mut first = open().await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let mut second = open().await;
+    assert!(next(&mut second).await.unwrap().get("setupComplete").is_some());
+    let (code, reason) = next(&mut second).await.expect_err("refused by serve");
+    assert_eq!(code, 1011, "{reason}");
+    // A third, while the first is open: a session limit of one explains the refusal as well
+    // as the minute's tokens do, so flux waits rather than sending it into serve's refusal.
+    let _third = open().await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        model_answers(&upstream, LIVE_MODEL, 429).await,
+        1,
+        "serve refused sessions the strategy sent after the first refusal"
+    );
+}
+
 /// [`scenario`] with an embedding model limited to `rpm` requests a minute.
 fn with_embeddings(rpm: u64) -> String {
     scenario(30).replace(

@@ -144,31 +144,44 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
     let arrived = p.now();
     let deadline = arrived.saturating_add(p.deadline);
     let mut held = false;
-    let (key, model, slot, flight) = loop {
-        let (key, model, at) = match decide(&p, &ask, deadline, &mut held).await {
-            Ok(d) => d,
-            Err(r) => {
-                p.stats().refused(ask.model, None, r.why);
-                let reason = match r.retry {
-                    Some(d) => format!("{} Please retry in {}.", r.message, wire::error::duration_string(d)),
-                    None => r.message,
-                };
-                return close(&mut client, crate::core::live::CLOSE_QUOTA, &reason).await;
+    // While the session waits for its key, slot and moment, the client's socket is read: its
+    // pings are answered (the google-genai SDK pings every 20 s and gives up on a socket
+    // silent for 20 s more: a session held 50 s died at the client and was then opened
+    // upstream all the same, its tokens spent), frames it sends early are kept for the
+    // upstream, and a client that leaves is noticed, so its session is never opened.
+    let mut early: Vec<ws::Message> = Vec::new();
+    let mut gone = false;
+    let scheduled = {
+        let scheduling = schedule(&p, &mut ask, deadline, &mut held);
+        tokio::pin!(scheduling);
+        loop {
+            tokio::select! {
+                r = &mut scheduling => break r,
+                m = client.recv(), if !gone => match m {
+                    Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => {}
+                    Some(Ok(ws::Message::Close(_))) | None | Some(Err(_)) => gone = true,
+                    Some(Ok(m)) if early.len() < MAX_EARLY => early.push(m),
+                    // More than a session's setup sends before it is open: not a Live client.
+                    Some(Ok(_)) => gone = true,
+                },
             }
-        };
-        let go = Planned::wait_and_confirm(&p, ask, key, model, at).await;
-        if !go {
-            continue;
-        }
-        match take_slot(&p, &ask, key, model, at, deadline, &mut held).await {
-            Ok(Some((slot, flight))) => break (key, model, slot, flight),
-            Ok(None) => {
-                ask.attempts += 1;
-                continue;
-            }
-            Err((code, reason)) => return close(&mut client, code, &reason).await,
         }
     };
+    let (key, model, slot, mut flight) = match scheduled {
+        Ok(s) => s,
+        Err((code, reason)) => return close(&mut client, code, &reason).await,
+    };
+    if gone {
+        // Never opened: the strategy gets its plan back, the gate its pass, the slot goes.
+        p.gate
+            .lock()
+            .expect("no panic holds it")
+            .withdraw(slot.budget, slot.pass);
+        p.gate_changed.notify_waiters();
+        flight.cancel();
+        p.count("client_left");
+        return;
+    }
     let budget = p.budget(key, model);
     p.stats().admitted(budget, held, p.now().saturating_sub(arrived));
     drop(_waiting);
@@ -183,8 +196,42 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
         slot,
         flight,
         budget,
+        early,
     )
     .await;
+}
+
+/// Frames a client may send before its session is open, kept for the upstream.
+const MAX_EARLY: usize = 16;
+
+/// Plans the session of `ask` until it has a key, a slot and its moment (see [`take_slot`]):
+/// the key, the model, the slot and the send in flight, or the close to give.
+async fn schedule(
+    p: &Arc<Proxy>,
+    ask: &mut Ask,
+    deadline: Nanos,
+    held: &mut bool,
+) -> Result<(usize, usize, Slot, InFlight), (u16, String)> {
+    loop {
+        let (key, model, at) = match decide(p, ask, deadline, held).await {
+            Ok(d) => d,
+            Err(r) => {
+                p.stats().refused(ask.model, None, r.why);
+                let reason = match r.retry {
+                    Some(d) => format!("{} Please retry in {}.", r.message, wire::error::duration_string(d)),
+                    None => r.message,
+                };
+                return Err((crate::core::live::CLOSE_QUOTA, reason));
+            }
+        };
+        if !Planned::wait_and_confirm(p, *ask, key, model, at).await {
+            continue;
+        }
+        match take_slot(p, ask, key, model, at, deadline, held).await? {
+            Some((slot, flight)) => return Ok((key, model, slot, flight)),
+            None => ask.attempts += 1,
+        }
+    }
 }
 
 /// The gate, this proxy's slots, and the shared ledger (its lease, then its admission) for a
@@ -410,6 +457,7 @@ async fn relay(
     slot: Slot,
     mut flight: InFlight,
     budget: usize,
+    early: Vec<ws::Message>,
 ) {
     let mut req = match upstream_ws(p, service).into_client_request() {
         Ok(r) => r,
@@ -448,7 +496,7 @@ async fn relay(
             p.stats().upstream(budget, status);
             let body = resp.body().as_deref().unwrap_or_default();
             let (outcome, _) = wire::client::read_response(status, &unwrapped(body), 0, &p.scenario.models);
-            flight.finish(&refusal_of_session(outcome));
+            flight.finish(&outcome);
             let reason = if status == 429 {
                 crate::core::live::QUOTA_CLOSE_REASON.to_string()
             } else {
@@ -490,6 +538,18 @@ async fn relay(
     if upstream.send(tungstenite::Message::Text(setup.into())).await.is_err() {
         flight.finish(&Outcome::Error);
         return close(&mut client, 1011, "flux-sim proxy: the upstream closed the session.").await;
+    }
+    // What the client sent while its session waited, in order.
+    for m in early {
+        let m = match m {
+            ws::Message::Text(t) => tungstenite::Message::Text(t.as_str().into()),
+            ws::Message::Binary(b) => tungstenite::Message::Binary(b),
+            _ => continue,
+        };
+        if upstream.send(m).await.is_err() {
+            flight.finish(&Outcome::Error);
+            return close(&mut client, 1011, "flux-sim proxy: the upstream closed the session.").await;
+        }
     }
     let mut outcome = Outcome::Ok;
     loop {
@@ -542,25 +602,6 @@ async fn relay(
     drop(slot);
 }
 
-/// A session's outcome as a refusal: a rate limit that names no dimension was the session's
-/// concurrency slot (the only Live limit the proxy schedules).
-fn refusal_of_session(outcome: Outcome) -> Outcome {
-    match outcome {
-        Outcome::RateLimited {
-            violated,
-            retry_delay,
-            quota,
-            quota_model,
-        } if violated.is_empty() => Outcome::RateLimited {
-            violated: [crate::core::ledger::Dimension::Concurrency].into_iter().collect(),
-            retry_delay,
-            quota,
-            quota_model,
-        },
-        o => o,
-    }
-}
-
 /// The outcome of a session the upstream closed with `code` and `reason`, counted in the
 /// metrics. Gemini closes with 1011 for several causes,
 /// told apart only by the reason ([`CloseCause`]): a quota close ("You exceeded your current
@@ -587,12 +628,17 @@ fn closed_by_upstream(p: &Proxy, budget: usize, code: u16, reason: &str) -> Outc
         Some(CloseCause::Quota) => {
             p.count("upstream_429");
             p.stats().upstream(budget, 429);
-            refusal_of_session(Outcome::RateLimited {
+            // As a simulated one reaches its strategy: a refusal naming nothing (a session
+            // limit, or the minute's tokens: flux tells them apart by what it sent). Named the
+            // session's slot instead, flux told no limits never learnt the minute's tokens and
+            // sent a session every second for serve to refuse (1,652 in 4 minutes, google-genai
+            // through the proxy).
+            Outcome::RateLimited {
                 violated: Dims::EMPTY,
                 retry_delay: None,
                 quota: Limits::default(),
                 quota_model: None,
-            })
+            }
         }
         Some(CloseCause::Backend) => Outcome::Unavailable,
         Some(CloseCause::Deadline) => Outcome::Ok,
