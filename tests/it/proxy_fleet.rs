@@ -628,6 +628,52 @@ async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_l
     );
 }
 
+/// What a held session's client sends before its session is open reaches the upstream once it
+/// is: a turn sent while the proxy waits for the slot is answered after `setupComplete`.
+#[tokio::test]
+async fn a_turn_sent_while_the_session_is_held_is_answered_once_it_opens() {
+    let text = scenario(30);
+    let (upstream, _stop) = serve(&text).await;
+    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(20)).await;
+    let mut first = live_session(&base).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let mut held = live_session(&base).await;
+    let turn = json!({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hello early"}]}], "turnComplete": true}});
+    held.send(Message::Text(turn.to_string().into())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.close(None).await.unwrap();
+    assert!(next(&mut held).await.unwrap().get("setupComplete").is_some());
+    let answer = next(&mut held).await.unwrap();
+    assert!(answer.get("serverContent").is_some(), "{answer}");
+}
+
+/// A held session's client may send a few frames early (relayed once its session is open);
+/// one that floods the proxy while it waits is closed 1008 when its turn comes, and its
+/// session is never opened.
+#[tokio::test]
+async fn a_held_live_session_that_floods_is_closed_unopened() {
+    let text = scenario(30);
+    let (upstream, _stop) = serve(&text).await;
+    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(20)).await;
+    let mut first = live_session(&base).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let mut held = live_session(&base).await;
+    for i in 0..17 {
+        let turn = json!({"clientContent": {"turns": [{"role": "user", "parts": [{"text": format!("hello {i}")}]}], "turnComplete": true}});
+        held.send(Message::Text(turn.to_string().into())).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.close(None).await.unwrap();
+    let (code, reason) = next(&mut held).await.expect_err("closed");
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("before setupComplete"), "{reason}");
+    assert_eq!(
+        model_answers(&upstream, LIVE_MODEL, 200).await,
+        1,
+        "the flood was opened upstream"
+    );
+}
+
 /// A Live session the upstream refuses closes 1011 naming nothing, and the proxy tells its
 /// strategy so, as a simulated refusal reaches it: flux told no limits then tells the minute's
 /// tokens from a session limit by what it sent. Before, the proxy named the session's slot,

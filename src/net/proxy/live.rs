@@ -150,7 +150,8 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
     // upstream all the same, its tokens spent), frames it sends early are kept for the
     // upstream, and a client that leaves is noticed, so its session is never opened.
     let mut early: Vec<ws::Message> = Vec::new();
-    let mut gone = false;
+    // The client left (or sent too much to be a Live client: `flooded`).
+    let (mut gone, mut flooded) = (false, false);
     let scheduled = {
         let scheduling = schedule(&p, &mut ask, deadline, &mut held);
         tokio::pin!(scheduling);
@@ -161,8 +162,8 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
                     Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => {}
                     Some(Ok(ws::Message::Close(_))) | None | Some(Err(_)) => gone = true,
                     Some(Ok(m)) if early.len() < MAX_EARLY => early.push(m),
-                    // More than a session's setup sends before it is open: not a Live client.
-                    Some(Ok(_)) => gone = true,
+                    // More than a Live client sends before its session is open.
+                    Some(Ok(_)) => (gone, flooded) = (true, true),
                 },
             }
         }
@@ -179,6 +180,11 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
             .withdraw(slot.budget, slot.pass);
         p.gate_changed.notify_waiters();
         flight.cancel();
+        if flooded {
+            p.count("client_flooded");
+            let m = format!("Send at most {MAX_EARLY} messages before setupComplete.");
+            return close(&mut client, CLOSE_POLICY, &m).await;
+        }
         p.count("client_left");
         return;
     }
