@@ -609,8 +609,13 @@ async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_l
     .await
     .expect("a held session answers a ping");
     assert_eq!(pong, b"still there?");
-    // Its client leaves; then the slot frees.
+    // Its client leaves, and is answered its close at once; then the slot frees.
     held.close(None).await.unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(2), held.next()).await;
+    assert!(
+        matches!(answered, Ok(Some(Ok(Message::Close(_))) | None)),
+        "the close was not answered: {answered:?}"
+    );
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;
     first.close(None).await.unwrap();

@@ -160,7 +160,13 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
                 r = &mut scheduling => break r,
                 m = client.recv(), if !gone => match m {
                     Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => {}
-                    Some(Ok(ws::Message::Close(_))) | None | Some(Err(_)) => gone = true,
+                    Some(Ok(ws::Message::Close(_))) => {
+                        // The close's answer (queued by the socket) goes now, not when the
+                        // session's wait ends: a client waits for it before it lets go.
+                        gone = true;
+                        let _ = client.flush().await;
+                    }
+                    None | Some(Err(_)) => gone = true,
                     Some(Ok(m)) if early.len() < MAX_EARLY => early.push(m),
                     // More than a Live client sends before its session is open.
                     Some(Ok(_)) => (gone, flooded) = (true, true),
