@@ -633,6 +633,28 @@ async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_l
     );
 }
 
+/// A session whose strategy has it wait for a later moment (one session a minute) is dropped
+/// as soon as its client leaves, not when its moment comes a minute later: it holds no plan
+/// while it waits.
+#[tokio::test]
+async fn a_session_waiting_for_its_moment_is_dropped_when_its_client_leaves() {
+    let text = scenario(30).replace("concurrent = 1\n", "concurrent = 5\nrpm = 1\n");
+    let (upstream, _stop) = serve(&text).await;
+    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(90)).await;
+    let mut first = live_session(&base).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let mut waiting = live_session(&base).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiting.close(None).await.unwrap();
+    drop(waiting);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, events) = proxy_metrics(&base).await;
+    assert!(
+        events.contains("flux_proxy_events_total{event=\"client_left\"} 1\n"),
+        "not dropped at once: {events}"
+    );
+}
+
 /// What a held session's client sends before its session is open reaches the upstream once it
 /// is: a turn sent while the proxy waits for the slot is answered after `setupComplete`.
 #[tokio::test]

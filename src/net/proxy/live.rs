@@ -10,6 +10,7 @@
 //! saying when to come back.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use futures_util::SinkExt;
@@ -152,12 +153,15 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
     let mut early: Vec<ws::Message> = Vec::new();
     // The client left (or sent too much to be a Live client: `flooded`).
     let (mut gone, mut flooded) = (false, false);
+    // Whether the session holds a confirmed plan (between the strategy's confirmation and its
+    // slot): only then is the wait for its turn not dropped when its client leaves.
+    let committed = AtomicBool::new(false);
     let scheduled = {
-        let scheduling = schedule(&p, &mut ask, deadline, &mut held);
+        let scheduling = schedule(&p, &mut ask, deadline, &mut held, &committed);
         tokio::pin!(scheduling);
         loop {
             tokio::select! {
-                r = &mut scheduling => break r,
+                r = &mut scheduling => break Some(r),
                 m = client.recv(), if !gone => match m {
                     Some(Ok(ws::Message::Ping(_) | ws::Message::Pong(_))) => {}
                     Some(Ok(ws::Message::Close(_))) => {
@@ -172,7 +176,20 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
                     Some(Ok(_)) => (gone, flooded) = (true, true),
                 },
             }
+            // Deciding, or waiting for a planned moment, it holds nothing that dropping the
+            // wait would not give back (a planned send is cancelled when its wait is dropped).
+            if gone && !committed.load(Ordering::Relaxed) {
+                break None;
+            }
         }
+    };
+    let Some(scheduled) = scheduled else {
+        p.count(if flooded { "client_flooded" } else { "client_left" });
+        if flooded {
+            let m = format!("Send at most {MAX_EARLY} messages before setupComplete.");
+            return close(&mut client, CLOSE_POLICY, &m).await;
+        }
+        return;
     };
     let (key, model, slot, mut flight) = match scheduled {
         Ok(s) => s,
@@ -223,6 +240,7 @@ async fn schedule(
     ask: &mut Ask,
     deadline: Nanos,
     held: &mut bool,
+    committed: &AtomicBool,
 ) -> Result<(usize, usize, Slot, InFlight), (u16, String)> {
     loop {
         let (key, model, at) = match decide(p, ask, deadline, held).await {
@@ -239,7 +257,10 @@ async fn schedule(
         if !Planned::wait_and_confirm(p, *ask, key, model, at).await {
             continue;
         }
-        match take_slot(p, ask, key, model, at, deadline, held).await? {
+        committed.store(true, Ordering::Relaxed);
+        let taken = take_slot(p, ask, key, model, at, deadline, held).await;
+        committed.store(false, Ordering::Relaxed);
+        match taken? {
             Some((slot, flight)) => return Ok((key, model, slot, flight)),
             None => ask.attempts += 1,
         }
