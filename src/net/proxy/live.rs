@@ -184,12 +184,7 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
         }
     };
     let Some(scheduled) = scheduled else {
-        p.count(if flooded { "client_flooded" } else { "client_left" });
-        if flooded {
-            let m = format!("Send at most {MAX_EARLY} messages before setupComplete.");
-            return close(&mut client, CLOSE_POLICY, &m).await;
-        }
-        return;
+        return left(&p, &mut client, flooded).await;
     };
     let (key, model, slot, mut flight) = match scheduled {
         Ok(s) => s,
@@ -203,13 +198,7 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
             .withdraw(slot.budget, slot.pass);
         p.gate_changed.notify_waiters();
         flight.cancel();
-        if flooded {
-            p.count("client_flooded");
-            let m = format!("Send at most {MAX_EARLY} messages before setupComplete.");
-            return close(&mut client, CLOSE_POLICY, &m).await;
-        }
-        p.count("client_left");
-        return;
+        return left(&p, &mut client, flooded).await;
     }
     let budget = p.budget(key, model);
     p.stats().admitted(budget, held, p.now().saturating_sub(arrived));
@@ -232,6 +221,18 @@ async fn session(p: Arc<Proxy>, service: String, mut client: WebSocket) {
 
 /// Frames a client may send before its session is open, kept for the upstream.
 const MAX_EARLY: usize = 16;
+
+/// A session never opened because its client left (counted), or flooded the proxy while it
+/// waited (counted, and closed 1008).
+async fn left(p: &Proxy, client: &mut WebSocket, flooded: bool) {
+    if flooded {
+        p.count("client_flooded");
+        let m = format!("Send at most {MAX_EARLY} messages before setupComplete.");
+        close(client, CLOSE_POLICY, &m).await;
+    } else {
+        p.count("client_left");
+    }
+}
 
 /// Plans the session of `ask` until it has a key, a slot and its moment (see [`take_slot`]):
 /// the key, the model, the slot and the send in flight, or the close to give.
