@@ -796,7 +796,6 @@ impl Flux {
             return;
         }
         let cost = self.inner.cost(ask);
-        let from = now.saturating_sub(MINUTE);
         for v in self.model_units(m).collect::<Vec<_>>() {
             if !self.guessed[v] || self.probing[v] || !self.doubt[v].is_empty() {
                 continue;
@@ -804,11 +803,8 @@ impl Flux {
             let Some(c) = self.causes[v].as_deref().filter(|c| c.tokens_explain()) else {
                 continue;
             };
-            let minute: u64 = self.live_sent[v]
-                .iter()
-                .filter(|&&(t, ..)| t > from || now < MINUTE)
-                .map(|&(.., cost)| cost)
-                .sum();
+            // The minute's tokens a session sent now would meet, itself aside.
+            let [_, minute] = self.minute_before(v, now, u64::MAX);
             let clean = minute.saturating_add(cost) <= c.admitted_tokens();
             let probe = if clean {
                 [Dimension::Concurrency].into_iter().collect()

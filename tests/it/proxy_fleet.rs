@@ -581,6 +581,32 @@ async fn the_proxy_serves_https_and_wss_with_a_certificate() {
     assert!(prom.contains(&opened), "the session reached serve: {prom}");
 }
 
+/// serve and a proxy for `text` (the proxy's `deadline`), a Live session opened through it
+/// (`first`, its `setupComplete` read) and a second one sent after it (`second`, its setup
+/// sent): the session the tests of a waiting session watch.
+struct OneBehind {
+    upstream: String,
+    base: String,
+    first: Ws,
+    second: Ws,
+    _stops: (tokio::sync::oneshot::Sender<()>, tokio::sync::oneshot::Sender<()>),
+}
+
+async fn one_behind_another(text: &str, deadline: Duration) -> OneBehind {
+    let (upstream, serve_stop) = serve(text).await;
+    let (base, proxy_stop) = start_proxy(text, &upstream, None, deadline).await;
+    let mut first = live_session(&base).await;
+    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
+    let second = live_session(&base).await;
+    OneBehind {
+        upstream,
+        base,
+        first,
+        second,
+        _stops: (serve_stop, proxy_stop),
+    }
+}
+
 /// A Live session the proxy holds (its project's one slot is taken) answers its client's
 /// pings, and once its client leaves it is never opened upstream. The google-genai SDK pings
 /// every 20 s and gives up 20 s later: a session held 50 s died at the client (1006), and the
@@ -589,12 +615,13 @@ async fn the_proxy_serves_https_and_wss_with_a_certificate() {
 /// 57 sessions serve admitted had no client any more).
 #[tokio::test]
 async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_left() {
-    let text = scenario(30);
-    let (upstream, _stop) = serve(&text).await;
-    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(20)).await;
-    let mut first = live_session(&base).await;
-    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
-    let mut held = live_session(&base).await;
+    let OneBehind {
+        upstream,
+        base,
+        mut first,
+        second: mut held,
+        _stops,
+    } = one_behind_another(&scenario(30), Duration::from_secs(20)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     held.send(Message::Ping(b"still there?".to_vec().into())).await.unwrap();
     let pong = tokio::time::timeout(Duration::from_secs(3), async {
@@ -638,12 +665,17 @@ async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_l
 /// while it waits.
 #[tokio::test]
 async fn a_session_waiting_for_its_moment_is_dropped_when_its_client_leaves() {
-    let text = scenario(30).replace("concurrent = 1\n", "concurrent = 5\nrpm = 1\n");
-    let (upstream, _stop) = serve(&text).await;
-    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(90)).await;
-    let mut first = live_session(&base).await;
-    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
-    let mut waiting = live_session(&base).await;
+    let OneBehind {
+        upstream: _,
+        base,
+        first: _first,
+        second: mut waiting,
+        _stops,
+    } = one_behind_another(
+        &scenario(30).replace("concurrent = 1\n", "concurrent = 5\nrpm = 1\n"),
+        Duration::from_secs(90),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     waiting.close(None).await.unwrap();
     drop(waiting);
@@ -659,12 +691,13 @@ async fn a_session_waiting_for_its_moment_is_dropped_when_its_client_leaves() {
 /// is: a turn sent while the proxy waits for the slot is answered after `setupComplete`.
 #[tokio::test]
 async fn a_turn_sent_while_the_session_is_held_is_answered_once_it_opens() {
-    let text = scenario(30);
-    let (upstream, _stop) = serve(&text).await;
-    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(20)).await;
-    let mut first = live_session(&base).await;
-    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
-    let mut held = live_session(&base).await;
+    let OneBehind {
+        upstream: _,
+        base: _,
+        mut first,
+        second: mut held,
+        _stops,
+    } = one_behind_another(&scenario(30), Duration::from_secs(20)).await;
     let turn = json!({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "hello early"}]}], "turnComplete": true}});
     held.send(Message::Text(turn.to_string().into())).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -679,12 +712,13 @@ async fn a_turn_sent_while_the_session_is_held_is_answered_once_it_opens() {
 /// session is never opened.
 #[tokio::test]
 async fn a_held_live_session_that_floods_is_closed_unopened() {
-    let text = scenario(30);
-    let (upstream, _stop) = serve(&text).await;
-    let (base, _p) = start_proxy(&text, &upstream, None, Duration::from_secs(20)).await;
-    let mut first = live_session(&base).await;
-    assert!(next(&mut first).await.unwrap().get("setupComplete").is_some());
-    let mut held = live_session(&base).await;
+    let OneBehind {
+        upstream,
+        base: _,
+        mut first,
+        second: mut held,
+        _stops,
+    } = one_behind_another(&scenario(30), Duration::from_secs(20)).await;
     for i in 0..17 {
         let turn = json!({"clientContent": {"turns": [{"role": "user", "parts": [{"text": format!("hello {i}")}]}], "turnComplete": true}});
         held.send(Message::Text(turn.to_string().into())).await.unwrap();
