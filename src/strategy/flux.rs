@@ -579,27 +579,48 @@ impl Flux {
     }
 
     /// A 429 on unit `u` named its per-day limits in `violated` (`quota`): the model's other
-    /// projects that were told no such limit, and have learned none, are believed to have the
-    /// same (projects of one tier meet the same limits, as with session limits), a belief
-    /// probed upward like a told one (see [`Flux::refresh_probe`]); not those that counted as
-    /// much today without a 429 (their day is at least as large: with `project-overrides`' days
-    /// of 30, 60 and 180 told nothing, the others believed spent at 30 held their sends for
-    /// probes, 1% fewer done). Before, each such project stayed unlimited until its own per-day
-    /// 429: told nothing on `oversize` (seed 1) the batch queued minutes for the last project
-    /// with Pro's day left, while exact_cooldown planned that day out and sent the rest to the
-    /// fallback at once.
-    fn assume_day(&mut self, u: usize, violated: Dims, quota: Limits, now: Nanos) {
+    /// projects whose days are unconfirmed are believed to have days like it, a belief probed
+    /// upward like a told one (see [`Flux::refresh_probe`]):
+    ///
+    /// - those told no such limit, and that have learned none, the same day (projects of one
+    ///   tier meet the same limits, as with session limits). Before, each stayed unlimited
+    ///   until its own per-day 429: told nothing on `oversize` (seed 1) the batch queued
+    ///   minutes for the last project with Pro's day left, while exact_cooldown planned that
+    ///   day out and sent the rest to the fallback at once;
+    /// - where `u` was told more than the named day (`own`: the 429 named `u`'s model's own
+    ///   quota, not a re-route's), those told a day by the same source (a
+    ///   quota dump, an estimate, a config older than an override) their told day scaled by
+    ///   the same factor, named over told, as [`Flux::grow`] scales them up. Before, each kept
+    ///   its told day until its own per-day 429, and sends went on to projects already spent
+    ///   (`limits-unknown` told +50%, seed 4: a wait p99 of 1.8 min against exact_cooldown's
+    ///   52 s).
+    ///
+    /// Not those that counted as much today without a 429 (their day is at least as large:
+    /// with `project-overrides`' days of 30, 60 and 180 told nothing, the others believed
+    /// spent at 30 held their sends for probes, 1% fewer done).
+    fn assume_day(&mut self, u: usize, (violated, quota, own): (Dims, Limits, bool), now: Nanos) {
         for (i, d) in [(0, Dimension::Rpd), (1, Dimension::Tpd)] {
             let Some(day) = quota.get(d).filter(|_| violated.contains(d)) else {
                 continue;
             };
+            let told = self.told[u].get(d).filter(|&t| own && t < TRACKED && t > day);
             for v in self.model_units(u).collect::<Vec<_>>() {
+                if v == u || self.verified[v].contains(d) {
+                    continue;
+                }
                 let mut l = self.inner.limits(v);
                 let untold = self.told[v].get(d).is_none() && l.get(d).is_none_or(|x| x >= TRACKED);
+                let belief = match (untold, told, self.told[v].get(d).filter(|&t| t < TRACKED)) {
+                    (true, _, _) => day,
+                    (false, Some(told), Some(told_v)) => {
+                        (u128::from(told_v) * u128::from(day) / u128::from(told)).max(1) as u64
+                    }
+                    _ => continue,
+                };
                 // One that counted as much today without a 429 has a day at least as large.
-                let below = self.inner.used_today(v, now)[i] < day;
-                if v != u && untold && below && !self.verified[v].contains(d) {
-                    l.set(d, Some(day));
+                let below = self.inner.used_today(v, now)[i] < belief;
+                if below && l.get(d).is_none_or(|x| belief < x) {
+                    l.set(d, Some(belief));
                     self.inner.set_limits(v, l, now);
                     self.refresh_probe(v, now);
                 }
@@ -1669,7 +1690,8 @@ impl Strategy for Flux {
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
                 }
-                self.assume_day(u, violated, quota, now);
+                let own = !rerouted && quota_model.is_none_or(|q| q == model);
+                self.assume_day(u, (violated, quota, own), now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
                         self.learn_window(now, model, d);
@@ -2685,6 +2707,74 @@ mod tests {
         assert!(
             f.inner.limits(1).rpd.is_some_and(|d| d >= TRACKED),
             "unbounded where it counted as much without a 429"
+        );
+    }
+
+    /// Issue 26 (`limits-unknown` told +50%, seed 4): a per-day 429 naming a day below the one
+    /// told on that project scales the day told to the model's other projects by the same
+    /// factor, where they counted less (a belief, probed as a told one); one that counted as
+    /// much today without a 429 keeps its told day. Before, each kept its told day until its
+    /// own per-day 429.
+    #[test]
+    fn a_day_named_below_the_told_one_scales_the_other_projects_told_days() {
+        let mut e = env(
+            &[0, 1, 2],
+            Some(Limits {
+                rpd: Some(30),
+                ..Limits::default()
+            }),
+        );
+        e.believed = vec![true];
+        e.limits[2].rpd = Some(60);
+        let mut f = Flux::new(e, vec![], 0);
+        let mut sent = [0u64; 3];
+        let mut r = 0;
+        // Project 1 takes one request a minute (named); 0 and 2 take the rest, by the share of
+        // their told days, until project 0's 21st is refused for the day: it allows 20.
+        loop {
+            let t = r * SECOND;
+            let (key, at) = send(f.decide(t, &ask(r, 1)));
+            assert_eq!(at, t);
+            let outcome = match (key, sent[key]) {
+                (1, n) if n >= 1 => rl(
+                    &[Dimension::Rpm],
+                    50 * SECOND,
+                    Limits {
+                        rpm: Some(1),
+                        ..Limits::default()
+                    },
+                ),
+                (0, 20) => rl(
+                    &[Dimension::Rpd],
+                    36 * SECOND,
+                    Limits {
+                        rpd: Some(20),
+                        ..Limits::default()
+                    },
+                ),
+                _ => Outcome::Ok,
+            };
+            let day = matches!(&outcome, Outcome::RateLimited { violated, .. } if violated.per_day());
+            if matches!(outcome, Outcome::Ok) {
+                sent[key] += 1;
+            }
+            f.on_outcome(t + 1, &ask(r, 1), key, 0, t, &outcome);
+            r += 1;
+            if day {
+                break;
+            }
+        }
+        assert_eq!(sent, [20, 1, 40], "spent by the share of each told day");
+        assert_eq!(f.inner.limits(0).rpd, Some(20), "learned");
+        assert_eq!(f.inner.limits(1).rpd, Some(20), "30 told, scaled by 20/30");
+        assert!(
+            !f.verified[1].contains(Dimension::Rpd),
+            "a belief, probed as a told one"
+        );
+        assert_eq!(
+            f.inner.limits(2).rpd,
+            Some(60),
+            "counted 40 without a 429: more than 60 x 20/30"
         );
     }
 

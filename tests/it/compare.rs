@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 42] = [
+const QUICK: [&str; 43] = [
     "across-midnight",
     "desk-quotas",
     "dubbing",
@@ -36,6 +36,7 @@ const QUICK: [&str; 42] = [
     "live-tutor-2026",
     "long-context-reservation",
     "mixed-rpd",
+    "overridden-days",
     "oversize",
     "pr-review-backlog",
     "pro-tokens-per-day",
