@@ -588,12 +588,13 @@ impl Flux {
     ///   minutes for the last project with Pro's day left, while exact_cooldown planned that
     ///   day out and sent the rest to the fallback at once;
     /// - where `u` was told more than the named day (`own`: the 429 named `u`'s model's own
-    ///   quota, not a re-route's), those told a day by the same source (a
-    ///   quota dump, an estimate, a config older than an override) their told day scaled by
-    ///   the same factor, named over told, as [`Flux::grow`] scales them up. Before, each kept
-    ///   its told day until its own per-day 429, and sends went on to projects already spent
-    ///   (`limits-unknown` told +50%, seed 4: a wait p99 of 1.8 min against exact_cooldown's
-    ///   52 s).
+    ///   quota, not a re-route's), those told a day by the same source (a quota dump, an
+    ///   estimate, a config older than an override) their told day scaled by the same factor,
+    ///   named over told: the mirror of [`Flux::grow`], which judges them by the factor a day
+    ///   found too low shows. Before, each kept its told day until its own per-day 429, and
+    ///   sends went on to projects already spent (`overridden-days`: a wait p99 of 2.1 min,
+    ///   now 52.5 s; `limits-unknown` told +50%, seed 4: 1.8 min, now 52 s as
+    ///   exact_cooldown's).
     ///
     /// Not those that counted as much today without a 429 (their day is at least as large:
     /// with `project-overrides`' days of 30, 60 and 180 told nothing, the others believed
@@ -2648,6 +2649,36 @@ mod tests {
         );
     }
 
+    /// Sends one request a second on three projects, each answered as `outcome` says from its
+    /// project and what that project had admitted, until one is refused for the day: returns
+    /// that project and what each admitted.
+    fn spend_until_a_day_is_refused(f: &mut Flux, outcome: impl Fn(usize, u64) -> Outcome) -> (usize, [u64; 3]) {
+        let mut sent = [0u64; 3];
+        let mut r = 0;
+        loop {
+            let t = r * SECOND;
+            let (key, at) = send(f.decide(t, &ask(r, 1)));
+            assert_eq!(at, t);
+            let outcome = outcome(key, sent[key]);
+            let day = matches!(&outcome, Outcome::RateLimited { violated, .. } if violated.per_day());
+            if matches!(outcome, Outcome::Ok) {
+                sent[key] += 1;
+            }
+            f.on_outcome(t + 1, &ask(r, 1), key, 0, t, &outcome);
+            r += 1;
+            if day {
+                return (key, sent);
+            }
+        }
+    }
+
+    /// A 429 naming `limit` on dimension `d`, retry in `delay`.
+    fn named(d: Dimension, limit: u64, delay: Nanos) -> Outcome {
+        let mut quota = Limits::default();
+        quota.set(d, Some(limit));
+        rl(&[d], delay, quota)
+    }
+
     /// Issue 26, told nothing (`oversize` seed 1, `limits-unknown`): a per-day 429 naming the
     /// day's limit on one project is believed on the model's other projects, told nothing of
     /// it, that counted less today (a project that counted as much without a 429 has a larger
@@ -2659,44 +2690,14 @@ mod tests {
         let mut e = env(&[0, 1, 2], None);
         e.believed = vec![true];
         let mut f = Flux::new(e, vec![], 0);
-        let mut sent = [0u64; 3];
         let day = 4;
-        let mut r = 0;
         // Project 2 is refused its second request of the minute (it allows 1); 0 and 1 take
         // the rest, until project 0's fifth is refused for the day: it allows 4.
-        let refused = loop {
-            let t = r * SECOND;
-            let (key, at) = send(f.decide(t, &ask(r, 1)));
-            assert_eq!(at, t);
-            let outcome = match (key, sent[key]) {
-                (2, 1) => rl(
-                    &[Dimension::Rpm],
-                    50 * SECOND,
-                    Limits {
-                        rpm: Some(1),
-                        ..Limits::default()
-                    },
-                ),
-                (0, n) if n == day => rl(
-                    &[Dimension::Rpd],
-                    36 * SECOND,
-                    Limits {
-                        rpd: Some(day),
-                        ..Limits::default()
-                    },
-                ),
-                _ => Outcome::Ok,
-            };
-            let is_day = matches!(&outcome, Outcome::RateLimited { violated, .. } if violated.per_day());
-            if matches!(outcome, Outcome::Ok) {
-                sent[key] += 1;
-            }
-            f.on_outcome(t + 1, &ask(r, 1), key, 0, t, &outcome);
-            r += 1;
-            if is_day {
-                break key;
-            }
-        };
+        let (refused, sent) = spend_until_a_day_is_refused(&mut f, |key, sent| match (key, sent) {
+            (2, 1) => named(Dimension::Rpm, 1, 50 * SECOND),
+            (0, n) if n == day => named(Dimension::Rpd, day, 36 * SECOND),
+            _ => Outcome::Ok,
+        });
         assert_eq!((refused, sent), (0, [4, 4, 1]));
         assert_eq!(f.inner.limits(0).rpd, Some(day), "learned");
         assert_eq!(f.inner.limits(2).rpd, Some(day), "believed where it counted less");
@@ -2727,43 +2728,14 @@ mod tests {
         e.believed = vec![true];
         e.limits[2].rpd = Some(60);
         let mut f = Flux::new(e, vec![], 0);
-        let mut sent = [0u64; 3];
-        let mut r = 0;
         // Project 1 takes one request a minute (named); 0 and 2 take the rest, by the share of
         // their told days, until project 0's 21st is refused for the day: it allows 20.
-        loop {
-            let t = r * SECOND;
-            let (key, at) = send(f.decide(t, &ask(r, 1)));
-            assert_eq!(at, t);
-            let outcome = match (key, sent[key]) {
-                (1, n) if n >= 1 => rl(
-                    &[Dimension::Rpm],
-                    50 * SECOND,
-                    Limits {
-                        rpm: Some(1),
-                        ..Limits::default()
-                    },
-                ),
-                (0, 20) => rl(
-                    &[Dimension::Rpd],
-                    36 * SECOND,
-                    Limits {
-                        rpd: Some(20),
-                        ..Limits::default()
-                    },
-                ),
-                _ => Outcome::Ok,
-            };
-            let day = matches!(&outcome, Outcome::RateLimited { violated, .. } if violated.per_day());
-            if matches!(outcome, Outcome::Ok) {
-                sent[key] += 1;
-            }
-            f.on_outcome(t + 1, &ask(r, 1), key, 0, t, &outcome);
-            r += 1;
-            if day {
-                break;
-            }
-        }
+        let (refused, sent) = spend_until_a_day_is_refused(&mut f, |key, sent| match (key, sent) {
+            (1, n) if n >= 1 => named(Dimension::Rpm, 1, 50 * SECOND),
+            (0, 20) => named(Dimension::Rpd, 20, 36 * SECOND),
+            _ => Outcome::Ok,
+        });
+        assert_eq!(refused, 0);
         assert_eq!(sent, [20, 1, 40], "spent by the share of each told day");
         assert_eq!(f.inner.limits(0).rpd, Some(20), "learned");
         assert_eq!(f.inner.limits(1).rpd, Some(20), "30 told, scaled by 20/30");
