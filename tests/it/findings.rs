@@ -672,3 +672,29 @@ fn flux_takes_a_closed_batch_smallest_first_while_the_day_s_tokens_bind() {
         assert_eq!(flux.rate_limited, 0, "{name}");
     }
 }
+
+/// `overridden-days.toml` (issue 26): told the free tier's 20 a day where an override left
+/// 12, flux scales every project's told day by the factor the first per-day 429 shows, and
+/// waits as exact_cooldown told the truth does (before: a wait p99 of 2.1 min against its
+/// 53.9 s), while exact_cooldown trusting the same config waits minutes for projects already
+/// spent.
+#[test]
+fn flux_told_days_too_high_scales_them_from_the_first_per_day_429() {
+    let s = load("overridden-days");
+    let r = run(&s, &s.strategies, s.seed, None, 1);
+    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let (flux, truth, config) = (
+        by("flux, told the config"),
+        by("exact_cooldown"),
+        by("exact_cooldown, told the config"),
+    );
+    assert_eq!((flux.completed, truth.completed, config.completed), (300, 300, 300));
+    assert!(
+        flux.wait_ms.p99 <= truth.wait_ms.p99 * 1.1,
+        "{:?} vs {:?}",
+        flux.wait_ms,
+        truth.wait_ms
+    );
+    assert!(config.wait_ms.p99 > 3.0 * flux.wait_ms.p99, "{:?}", config.wait_ms);
+    assert!(flux.throughput_per_min >= 0.95 * truth.throughput_per_min);
+}
