@@ -599,7 +599,7 @@ impl Flux {
     /// Not those that counted as much today without a 429 (their day is at least as large:
     /// with `project-overrides`' days of 30, 60 and 180 told nothing, the others believed
     /// spent at 30 held their sends for probes, 1% fewer done).
-    fn assume_day(&mut self, u: usize, (violated, quota, own): (Dims, Limits, bool), now: Nanos) {
+    fn assume_day(&mut self, u: usize, violated: Dims, quota: Limits, own: bool, now: Nanos) {
         for (i, d) in [(0, Dimension::Rpd), (1, Dimension::Tpd)] {
             let Some(day) = quota.get(d).filter(|_| violated.contains(d)) else {
                 continue;
@@ -1692,7 +1692,7 @@ impl Strategy for Flux {
                     self.inner.set_limits(u, limits, now);
                 }
                 let own = !rerouted && quota_model.is_none_or(|q| q == model);
-                self.assume_day(u, (violated, quota, own), now);
+                self.assume_day(u, violated, quota, own, now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
                         self.learn_window(now, model, d);

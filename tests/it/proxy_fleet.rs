@@ -653,11 +653,7 @@ async fn a_held_live_session_answers_pings_and_is_never_opened_once_its_client_l
         1,
         "the left session was opened upstream"
     );
-    let (_, events) = proxy_metrics(&base).await;
-    assert!(
-        events.contains("flux_proxy_events_total{event=\"client_left\"} 1\n"),
-        "{events}"
-    );
+    one_client_left(&base, "the left session was not counted").await;
 }
 
 /// A session whose strategy has it wait for a later moment (one session a minute) is dropped
@@ -680,10 +676,15 @@ async fn a_session_waiting_for_its_moment_is_dropped_when_its_client_leaves() {
     waiting.close(None).await.unwrap();
     drop(waiting);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (_, events) = proxy_metrics(&base).await;
+    one_client_left(&base, "not dropped at once").await;
+}
+
+/// The proxy at `base` counted exactly one session whose client left before it opened.
+async fn one_client_left(base: &str, why: &str) {
+    let (_, events) = proxy_metrics(base).await;
     assert!(
         events.contains("flux_proxy_events_total{event=\"client_left\"} 1\n"),
-        "not dropped at once: {events}"
+        "{why}: {events}"
     );
 }
 
