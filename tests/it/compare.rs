@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 43] = [
+const QUICK: [&str; 44] = [
     "across-midnight",
     "desk-quotas",
     "dubbing",
@@ -33,6 +33,7 @@ const QUICK: [&str; 43] = [
     "live-phone-translate-2026",
     "live-reconnect",
     "live-sessions",
+    "live-speaking-drills",
     "live-tutor-2026",
     "long-context-reservation",
     "mixed-rpd",
