@@ -1537,10 +1537,11 @@ impl Strategy for Flux {
                     // The plans made before it are withdrawn when due (below: not for the
                     // minute's tokens).
                     let mut withdraw = true;
-                    // Its sessions open, closed ones it still counts as holding a slot included
-                    // (the planner ends those only when their hold is over).
-                    // Not counted by the server for the session probes sent after it, which
-                    // are not what it met either.
+                    // The sessions it met: its sessions open, closed ones it still counts as
+                    // holding a slot included (the planner ends those only when their hold is
+                    // over), less the session probes sent after it (not counted by the server
+                    // for them, and not what it met either) and the other sessions sent since,
+                    // plus those closed since its send (`Flux::met_open`).
                     let after = self.uncounted(u, seq);
                     let open = self.met_open(u, sent, seq, self.inner.inflight(u).saturating_sub(after));
                     let mut limits = self.inner.limits(u);
