@@ -683,12 +683,6 @@ impl Flux {
         after
     }
 
-    /// Unit `u`'s closed sessions (of those kept) that were sent by `sent` and held a slot
-    /// then, as flux believes the server frees them.
-    fn closed_after(&self, u: usize, sent: Nanos) -> impl Iterator<Item = &Close> {
-        self.closes[u].iter().filter(move |c| c.sent <= sent && c.end > sent)
-    }
-
     /// Corrects the sessions of unit `u` its planner counts open when the refusal of its
     /// `seq`-th send (at `sent`) comes back, `open`, to those it met: a refusal's outcome comes
     /// back a second or so after its send, so sessions sent at a later instant (other than the
@@ -707,9 +701,9 @@ impl Flux {
             .filter(|p| p.unit == u && p.at > sent && !self.session_probe(model, p.probe))
             .count() as u64;
         let held = |c: &Close| {
-            self.held.iter().any(|h| {
-                h.model == model && self.inner.unit_of(h.key, h.model) == u && h.sent == c.sent && h.end == c.end
-            })
+            self.held
+                .iter()
+                .any(|h| self.inner.unit_of(h.key, h.model) == u && h.sent == c.sent && h.end == c.end)
         };
         let closed = self.closes[u]
             .iter()
@@ -996,7 +990,7 @@ impl Flux {
             .map(Plan::of)
             .filter(|p| p.unit == u && p.at <= sent)
             .count() as u64;
-        let closed_since = self.closed_after(u, sent).count() as u64;
+        let closed_since = self.closes[u].iter().filter(|c| c.sent <= sent && c.end > sent).count() as u64;
         let open = open_now + closed_since;
         if open >= slots {
             // Its open sessions alone explain the refusal (a count it got wrong, or another
@@ -1885,10 +1879,7 @@ mod tests {
     /// flux on one key of one Live model, told no limits, with four sessions of 7,000 tokens
     /// sent at 0 s.
     fn four_live_sessions_told_nothing() -> Flux {
-        let mut e = env(&[0], Some(Limits::default()));
-        e.live = vec![true];
-        e.believed = vec![true];
-        let mut f = Flux::new(e, vec![], 0);
+        let mut f = live_told_nothing();
         for r in 0..4 {
             assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
         }
@@ -2174,12 +2165,17 @@ mod tests {
         assert!(!matches!(f.decide(2 * SECOND, &session(5, 1)), Decision::Send { .. }));
     }
 
-    /// One project, a Live model, told nothing: three sessions sent at 0 s.
-    fn three_live_sessions_told_nothing() -> Flux {
+    /// flux on one key of one Live model, told no limits.
+    fn live_told_nothing() -> Flux {
         let mut e = env(&[0], Some(Limits::default()));
         e.live = vec![true];
         e.believed = vec![true];
-        let mut f = Flux::new(e, vec![], 0);
+        Flux::new(e, vec![], 0)
+    }
+
+    /// The same with three sessions of one answer token sent at 0 s.
+    fn three_live_sessions_told_nothing() -> Flux {
+        let mut f = live_told_nothing();
         for r in 0..3 {
             assert_eq!(send(f.decide(0, &session(r, 1))), (0, 0));
         }
