@@ -35,10 +35,11 @@
 //! - **learns calendar-minute windows** when it was not told how the server measures them (its
 //!   limits only told, or none: it trusts the scenario's window kind no more than its limits).
 //!   It plans sliding windows, safe under every kind, until a per-minute 429 says "retry at
-//!   the next calendar minute" (to the millisecond) where no send of its own a minute before
-//!   explains that instant (a sliding window's retry is an admitted send's time + 60 s): then
-//!   it plans calendar minutes ([`WindowBelief`]). A per-minute 429 whose retry falls anywhere
-//!   else (a sliding window, a bucket, a RetryInfo that lies) ends the learning: sliding stays;
+//!   the next calendar minute" (to the millisecond) where no send on that quota a minute
+//!   before (its own model's, or a re-routed id's drawing on it) explains that instant (a
+//!   sliding window's retry is an admitted send's time + 60 s): then it plans calendar
+//!   minutes ([`WindowBelief`]). A per-minute 429 whose retry falls anywhere else (a sliding
+//!   window, a bucket, a RetryInfo that lies) ends the learning: sliding stays;
 //! - **keeps a share of a budget that peers it cannot see also use** (pods with ledgers of
 //!   their own): a per-minute 429 on a limit it knows, where its own count left room to
 //!   spare, caps that window below the limit; the cap shrinks by 1/8 at each such 429 and
@@ -888,6 +889,35 @@ impl Flux {
         u % self.live.len().max(1)
     }
 
+    /// Units that draw on one budget (a re-routed id merged with its target) know its limits
+    /// alike: a limit named to one is known to the others of unit `u`'s project, and all
+    /// learn what any knew (concurrency aside, which is each unit's own). Otherwise the
+    /// other unit probed the named limit as one only told, and the probe's admission, in a
+    /// window the first had left room in, doubled it for both (`cron-retired-id` told
+    /// nothing: 10 a minute believed where 5 hold, three 429s at 64 s).
+    fn share_verified(&mut self, u: usize, now: Nanos) {
+        let model = self.model_of(u);
+        let mates: Vec<usize> = (0..self.live.len())
+            .map(|y| u - model + y)
+            .filter(|&v| v != u && self.inner.same_budget(u, v))
+            .collect();
+        if mates.is_empty() {
+            return;
+        }
+        let mut budget = Dims::EMPTY;
+        for &v in mates.iter().chain([&u]) {
+            budget = Dims::from_bits(budget.bits() | self.verified[v].bits());
+        }
+        budget.remove(Dimension::Concurrency);
+        for v in mates.into_iter().chain([u]) {
+            let known = Dims::from_bits(self.verified[v].bits() | budget.bits());
+            if known != self.verified[v] {
+                self.verified[v] = known;
+                self.refresh_probe(v, now);
+            }
+        }
+    }
+
     /// The units of unit `u`'s model (its other projects).
     fn model_units(&self, u: usize) -> impl Iterator<Item = usize> {
         (self.model_of(u)..self.verified.len()).step_by(self.live.len().max(1))
@@ -1043,19 +1073,27 @@ impl Flux {
         }
     }
 
-    /// A per-minute 429 on `model` at `now` said to retry after `delay`: while learning the
+    /// A per-minute 429 on unit `u` at `now` said to retry after `delay`: while learning the
     /// window kind, a retry exactly at the next calendar minute (to the millisecond) that no
-    /// send of its own a minute before explains means calendar minutes; one anywhere else
-    /// means not.
-    fn learn_window(&mut self, now: Nanos, model: usize, delay: Nanos) {
+    /// send a minute before explains means calendar minutes; one anywhere else means not. The
+    /// sends that explain it are those of every model drawing on the refused quota: its own,
+    /// and those of a re-routed id it shares (`retired-two-ids` at seed 11, told nothing: the
+    /// old id's first 429, at 11.1 s, named the target's quota and a retry at 60 s, which the
+    /// target's send at 0 s explains; read as calendar minutes, flux planned five sends on a
+    /// project at 60 s where one slot freed, and ended the batch a minute late).
+    fn learn_window(&mut self, now: Nanos, u: usize, delay: Nanos) {
         if self.window != WindowBelief::Learning {
             return;
         }
         let at = now.saturating_add(delay);
         let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
+        let model = self.model_of(u);
+        let explained = (0..self.live.len())
+            .filter(|&y| y == model || self.inner.same_budget(u, u - model + y))
+            .any(|y| self.pace[y].sent_near(at.saturating_sub(MINUTE), MILLISECOND));
         if (at as i128 - minute).abs() > MILLISECOND as i128 {
             self.window = WindowBelief::Sliding;
-        } else if !self.pace[model].sent_near(at.saturating_sub(MINUTE), MILLISECOND) {
+        } else if !explained {
             self.window = WindowBelief::Fixed;
             self.inner.measure_fixed();
         }
@@ -1736,11 +1774,20 @@ impl Strategy for Flux {
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
                 }
+                if rerouted {
+                    // Merged on every project: on each, the units learn what any knew.
+                    let models = self.live.len();
+                    for v in (model..self.verified.len()).step_by(models) {
+                        self.share_verified(v, now);
+                    }
+                } else {
+                    self.share_verified(u, now);
+                }
                 let own = !rerouted && quota_model.is_none_or(|q| q == model);
                 self.assume_day(u, violated, quota, own, now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
-                        self.learn_window(now, model, d);
+                        self.learn_window(now, u, d);
                     }
                 }
                 // No quota named: the model has no capacity right now (a shared pool),
@@ -1864,6 +1911,11 @@ mod tests {
     /// flux on keys of `projects` (one key each) and `names` models, each with `limits` on
     /// every project, known.
     fn models_on(projects: &[usize], limits: Limits, names: &[&str]) -> Flux {
+        Flux::new(models_env(projects, limits, names), vec![], 0)
+    }
+
+    /// The environment of [`models_on`].
+    fn models_env(projects: &[usize], limits: Limits, names: &[&str]) -> Env {
         let n = names.len();
         let mut e = env(projects, Some(limits));
         e.models = n;
@@ -1873,7 +1925,7 @@ mod tests {
         e.live = vec![false; n];
         e.model_names = names.iter().map(|s| s.to_string()).collect();
         e.reserved = vec![None; n];
-        Flux::new(e, vec![], 0)
+        e
     }
 
     /// flux on one key of one Live model, told no limits, with four sessions of 7,000 tokens
@@ -2602,6 +2654,88 @@ mod tests {
         };
         f.on_outcome(t, &on(r, 1, 0), 0, 1, t, &own);
         match f.decide(t, &on(r, 1, 1)) {
+            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
+            d => panic!("{d:?}"),
+        }
+    }
+
+    /// Issue 26 (`retired-two-ids` at seed 11, told nothing): the old id's 429 names the
+    /// target's quota and a retry at the next calendar minute, which the target's own send a
+    /// minute before explains on the shared quota. Read as calendar minutes (the old id had
+    /// sent nothing at 0 s), flux planned a project's whole minute at 60 s where one slot
+    /// freed, and met four 429s there.
+    #[test]
+    fn a_retry_on_the_minute_that_a_re_routed_ids_send_explains_keeps_sliding_windows() {
+        let mut e = models_env(&[0], RPM5, &["gemini-3.5-flash", "gemini-3.6-flash"]);
+        e.believed = vec![true; 2];
+        let mut f = Flux::new(e, vec![], 0);
+        // The target at 0 s, the old id at 3, 5, 8 and 9 s: the shared minute is full.
+        send_all(
+            &mut f,
+            &[
+                (0, 1, 0, 0),
+                (1, 0, 3_000, 0),
+                (2, 0, 5_000, 0),
+                (3, 0, 8_000, 0),
+                (4, 0, 9_000, 0),
+            ],
+        );
+        // The old id's sixth probes its told limit: the 429 names the target's quota, retry at
+        // 60 s, when the target's send at 0 s leaves the window.
+        let t = 11 * SECOND;
+        assert_eq!(send(f.decide(t, &on(5, 0, 0))), (0, t));
+        let named = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(MINUTE - t),
+            quota: RPM5.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named);
+        // Sliding still: the next sends as the sends at 3 and 5 s leave (the refused one still
+        // held, as the server may count it), not a calendar minute's five at 60 s.
+        let at = |d: Decision| match d {
+            Decision::Send { at, .. } | Decision::Later(at) => at,
+            d => panic!("{d:?}"),
+        };
+        assert_eq!(at(f.decide(t, &on(5, 0, 1))), 63 * SECOND);
+        assert_eq!(at(f.decide(t, &on(6, 0, 0))), 65 * SECOND);
+    }
+
+    /// Issue 26 (`cron-retired-id` told nothing): the old id's 429 names the target's quota
+    /// and its limit, and merges the budgets; the target's unit knows that limit as well.
+    /// Before, it probed the limit as one only told, and the probe's admission, in a window
+    /// the old id had left room in, doubled the shared limit to 10 where 5 hold.
+    #[test]
+    fn a_limit_named_on_a_merged_budget_is_known_to_both_ids() {
+        let mut e = models_env(&[0], RPM5, &["gemini-3.5-flash", "gemini-3.6-flash"]);
+        e.believed = vec![true; 2];
+        let mut f = Flux::new(e, vec![], 0);
+        // The old id fills the minute, 0 to 4 s, and probes its told limit at 5 s.
+        send_all(
+            &mut f,
+            &[
+                (0, 0, 0, 0),
+                (1, 0, 1_000, 0),
+                (2, 0, 2_000, 0),
+                (3, 0, 3_000, 0),
+                (4, 0, 4_000, 0),
+            ],
+        );
+        let t = 5 * SECOND;
+        assert_eq!(send(f.decide(t, &on(5, 0, 0))), (0, t));
+        let named = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(MINUTE - t),
+            quota: RPM5.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named);
+        assert!(
+            f.verified[1].contains(Dimension::Rpm),
+            "the target's unit knows the named limit"
+        );
+        // The target's next call waits for the shared window: no probe of it now.
+        match f.decide(t, &on(6, 1, 0)) {
             Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
             d => panic!("{d:?}"),
         }

@@ -10,8 +10,9 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 44] = [
+const QUICK: [&str; 45] = [
     "across-midnight",
+    "cron-retired-id",
     "desk-quotas",
     "dubbing",
     "fixed-windows",

@@ -720,3 +720,28 @@ fn flux_told_nothing_learns_the_session_limit_the_server_met() {
     keeps_pace(&flux, &ec);
     assert!(flux.wait_ms.p99 <= ec.wait_ms.p99 + 1_000.0, "{:?}", flux.wait_ms);
 }
+
+/// `cron-retired-id.toml` (issue 26): told nothing, flux learns the window kind from a retry
+/// "at the next calendar minute" only where no send on the refused quota a minute before
+/// explains it, the sends of a re-routed id drawing on it included. The job starts on the
+/// minute: the old id's first 429 names the target's quota and a retry at 60 s, which the
+/// target's send at 0 s explains. Judged by the old id's own sends (none at 0 s), flux read
+/// calendar minutes and planned whole minutes where one slot freed (before: 19.47 a minute
+/// against exact_cooldown's 25.98, 25 429s, a minute late). And the limit the 429 named is
+/// known to both ids of the merged budget: the target's unit probed it as only told, and
+/// its admission doubled it (10 429s with the window read right, 5 now).
+#[test]
+fn flux_told_nothing_reads_a_re_routed_ids_retry_against_the_shared_quota() {
+    let s = load("cron-retired-id");
+    let r = run(&s, &s.strategies, s.seed, None, 1);
+    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let (flux, ec) = (by("flux, told nothing"), by("exact_cooldown"));
+    assert_eq!((flux.completed, ec.completed), (80, 80));
+    assert!(
+        flux.throughput_per_min >= 0.95 * ec.throughput_per_min,
+        "pace {} against {}",
+        flux.throughput_per_min,
+        ec.throughput_per_min
+    );
+    assert!(flux.rate_limited <= 6, "{} 429s", flux.rate_limited);
+}
