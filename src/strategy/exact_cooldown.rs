@@ -668,6 +668,15 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // (retired-ids, project 2 at the merge).
             let last = self.units[um].last.max(self.units[uq].last);
             let blocked = self.units[um].blocked.max(self.units[uq].blocked);
+            // One day: judged by the larger estimate of the two (see `set_day_estimate`).
+            let estimate = self.day_estimate(um).max(self.day_estimate(uq));
+            if estimate > 0 {
+                if self.day_estimate.len() < self.units.len() {
+                    self.day_estimate.resize(self.units.len(), 0);
+                }
+                self.day_estimate[um] = estimate;
+                self.day_estimate[uq] = estimate;
+            }
             for v in [um, uq] {
                 self.units[v].last = last;
                 self.units[v].blocked = blocked;
@@ -786,18 +795,35 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             },
         );
         unit.concurrent = limits.concurrent.map(|c| (c, self.env.scopes[m]));
-        self.reindex(u, now);
+        // The budget's other units (a re-routed id merged with its target) plan with the same
+        // limits: their share of the day is judged anew too.
+        for v in self.budget_units(u) {
+            self.reindex(v, now);
+        }
+    }
+
+    /// The units of unit `u`'s project that plan on its budget, `u` among them (more than one
+    /// where a re-routed id was merged with its target: [`ExactCooldown::share_quota`]).
+    pub(super) fn budget_units(&self, u: usize) -> Vec<usize> {
+        let models = self.env.models;
+        let first = u - u % models;
+        (first..first + models)
+            .filter(|&v| self.units[v].budget == self.units[u].budget)
+            .collect()
     }
 
     /// Unit `u`'s share of its day is judged against `day` requests where that is more than
-    /// the limit it plans with (0: by that limit alone); the limit itself is unchanged.
+    /// the limit it plans with (0: by that limit alone); the limit itself is unchanged. The
+    /// estimate is its budget's: the budget's other units take it too.
     pub(super) fn set_day_estimate(&mut self, u: usize, day: u64, now: Nanos) {
-        if self.day_estimate(u) != day {
-            if self.day_estimate.len() <= u {
-                self.day_estimate.resize(self.units.len(), 0);
+        for v in self.budget_units(u) {
+            if self.day_estimate(v) != day {
+                if self.day_estimate.len() <= v {
+                    self.day_estimate.resize(self.units.len(), 0);
+                }
+                self.day_estimate[v] = day;
+                self.reindex(v, now);
             }
-            self.day_estimate[u] = day;
-            self.reindex(u, now);
         }
     }
 
@@ -1371,6 +1397,28 @@ mod tests {
         asked.set(0);
         assert!(!short(&e, u64::MAX));
         assert_eq!(asked.get(), 0, "no limit on the first budget: nothing asked");
+    }
+
+    /// A merged budget has one day estimate (issue 26, `rerouted-paid` told -50% at seed 14):
+    /// the estimate set on one id's unit judges the other id's share of the day too, and a
+    /// merge keeps the larger of the two. Before, each unit kept its own, so the two ids of
+    /// one project judged its day against 500 and 250.
+    #[test]
+    fn the_ids_of_a_merged_budget_share_its_day_estimate() {
+        let limits = Limits {
+            rpd: Some(100),
+            ..Limits::default()
+        };
+        let mut e = ExactCooldown::new(tests::env_two_models(&[0, 1], limits), vec![], 0);
+        e.set_day_estimate(1, 300, 0);
+        assert_eq!((e.day_estimate(0), e.day_estimate(1)), (0, 300), "two budgets");
+        assert!(e.share_quota(0, 1, 0));
+        assert_eq!(e.budget_units(0), vec![0, 1]);
+        assert_eq!((e.day_estimate(0), e.day_estimate(1)), (300, 300), "merged: the larger");
+        e.set_day_estimate(0, 400, 0);
+        assert_eq!((e.day_estimate(0), e.day_estimate(1)), (400, 400));
+        // The other project's units (2 and 3) are merged too, and kept their own estimate.
+        assert_eq!((e.day_estimate(2), e.day_estimate(3)), (0, 0));
     }
 
     /// A re-route the strategy is told of (`Env::routes`, as `proxy` tells its configuration's)

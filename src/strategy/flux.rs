@@ -194,6 +194,8 @@ pub struct Flux {
     epoch: Vec<u32>,
     /// Per unit: a probe is out.
     probing: Vec<bool>,
+    /// Per unit: the limits it believed when its probe went out (see [`Flux::grow`]).
+    probed: Vec<Limits>,
     /// Per unit: the limits it was told (unlimited where nothing was told, or the truth).
     told: Vec<Limits>,
     /// Per model: the pacing of its room under 429s without details (REST models).
@@ -437,6 +439,7 @@ impl Flux {
             verified,
             epoch: vec![0; n],
             probing: vec![false; n],
+            probed: vec![Limits::default(); n],
             told,
             pace: vec![PoolPace::default(); models],
             probes_out: BinaryHeap::new(),
@@ -562,11 +565,19 @@ impl Flux {
     /// share caught up: the smallest days were spent first, and their minutes were lost later
     /// (`project-overrides` told -50%: ana's 60 and bo's 180 spent by minutes 35 and 54 of
     /// 70, a wait p99 of 1.6 min against exact_cooldown's 43 s).
+    ///
+    /// Doubled from what the probe tested: units that plan on one budget (a re-routed id
+    /// merged with its target) probe it each, and a probe admitted after another had doubled
+    /// the belief doubled it again (`rerouted-paid` told -50% at seed 14: a day of 500
+    /// believed where 250 hold, that project's day spent first, a wait p99 of 30.2 s against
+    /// exact_cooldown's 11.6 s).
     fn grow(&mut self, u: usize, probe: Dims, now: Nanos) {
         let mut limits = self.inner.limits(u);
+        let tested = self.probed[u];
         for d in probe.iter() {
             if let Some(v) = limits.get(d) {
-                limits.set(d, Some(v.saturating_mul(2).min(TRACKED - 1)));
+                let from = tested.get(d).map_or(v, |t| t.min(v));
+                limits.set(d, Some(v.max(from.saturating_mul(2).min(TRACKED - 1))));
             }
         }
         self.inner.set_limits(u, limits, now);
@@ -896,20 +907,16 @@ impl Flux {
     /// window the first had left room in, doubled it for both (`cron-retired-id` told
     /// nothing: 10 a minute believed where 5 hold, three 429s at 64 s).
     fn share_verified(&mut self, u: usize, now: Nanos) {
-        let model = self.model_of(u);
-        let mates: Vec<usize> = (0..self.live.len())
-            .map(|y| u - model + y)
-            .filter(|&v| v != u && self.inner.same_budget(u, v))
-            .collect();
-        if mates.is_empty() {
+        let units = self.inner.budget_units(u);
+        if units.len() < 2 {
             return;
         }
         let mut budget = Dims::EMPTY;
-        for &v in mates.iter().chain([&u]) {
+        for &v in &units {
             budget = Dims::from_bits(budget.bits() | self.verified[v].bits());
         }
         budget.remove(Dimension::Concurrency);
-        for v in mates.into_iter().chain([u]) {
+        for v in units {
             let known = Dims::from_bits(self.verified[v].bits() | budget.bits());
             if known != self.verified[v] {
                 self.verified[v] = known;
@@ -1296,6 +1303,7 @@ impl Flux {
                 self.doubt[u].push((ask.request, open));
             } else if !probe.is_empty() {
                 self.probing[u] = true;
+                self.probed[u] = self.inner.limits(u);
             }
             if !probe.is_empty() {
                 let grace = if self.live[model] {
@@ -2739,6 +2747,43 @@ mod tests {
             Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
             d => panic!("{d:?}"),
         }
+    }
+
+    /// Issue 26 (`rerouted-paid` told -50% at seed 14): the old id and its target, merged,
+    /// were told a day of 2, and each probes it; both probes admitted show a day above 2, so
+    /// the belief doubles once, to 4. Before, the second admission doubled the belief the
+    /// first had already doubled: 8 (500 believed where 250 hold), and that project's day
+    /// was spent first.
+    #[test]
+    fn two_probes_of_a_merged_budget_s_day_double_it_once() {
+        let told = Limits {
+            rpm: Some(100),
+            rpd: Some(2),
+            ..Limits::default()
+        };
+        let mut e = models_env(&[0], told, &["gemini-3.5-flash", "gemini-3.6-flash"]);
+        e.believed = vec![true; 2];
+        let mut f = Flux::new(e, vec![], 0);
+        // The old id's first call meets a 429 naming the target's minute: merged.
+        assert_eq!(send(f.decide(0, &on(0, 0, 0))), (0, 0));
+        let named = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(SECOND),
+            quota: told.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(0, &on(0, 0, 0), 0, 0, 0, &named);
+        assert!(f.inner.same_budget(0, 1));
+        // The target's day: two calls, then a third that probes the told 2, and the old id's
+        // call, which probes it too.
+        let t = 2 * SECOND;
+        for (r, m) in [(1, 1), (2, 1), (3, 1), (4, 0)] {
+            assert_eq!(send(f.decide(t, &on(r, m, 0))), (0, t), "request {r}");
+        }
+        for (r, m) in [(3, 1), (4, 0)] {
+            f.on_outcome(t + SECOND / 2, &on(r, m, 0), 0, m, t, &Outcome::Ok);
+        }
+        assert_eq!(f.inner.limits(0).rpd, Some(4), "a day above 2: doubled once");
     }
 
     #[test]

@@ -268,6 +268,25 @@ fn flux_learns_a_re_routed_ids_shared_quota_from_the_429_that_names_it() {
     }
 }
 
+/// Issue 26, found at seeds 11 and 14: where a retired id and its target share a quota, the
+/// told rows hold. At seed 11 of `retired-two-ids` flux read the old id's retry at 60 s as
+/// calendar minutes (the target's send at 0 s explained it) and its target probed the limit
+/// the 429 had named: 79-80% of the pace. At seed 14 of `rerouted-paid` told -50% both ids
+/// probed the merged day and each admission doubled it: 500 believed where 250 hold, a wait
+/// p99 of 30.2 s against exact_cooldown's 11.6 s.
+#[test]
+fn the_told_rows_hold_where_a_retired_id_shares_its_targets_quota() {
+    for (name, seed) in [("retired-two-ids", 11), ("rerouted-paid", 14)] {
+        let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
+        let (run, claim) = compare(&s, seed, 2);
+        assert!(
+            claim.holds(),
+            "{name} at seed {seed}:\n{}",
+            flux_sim::report::comparison(&[(run, claim.clone())])
+        );
+    }
+}
+
 /// Issue 27, item 6: `compare`'s table names each strategy's retry, its unservable and pending
 /// requests; on a Live scenario it runs only the tools that can open a Live session
 /// (gemini-flux, the cookbook's token bucket and gemini-balance cannot), elsewhere every kind.
