@@ -2667,16 +2667,33 @@ mod tests {
         }
     }
 
+    /// flux on one project of gemini-3.5-flash (retired) and gemini-3.6-flash (its target),
+    /// each believed to have `limits` (told, not known: probed).
+    fn retired_told(limits: Limits) -> Flux {
+        let mut e = models_env(&[0], limits, &["gemini-3.5-flash", "gemini-3.6-flash"]);
+        e.believed = vec![true; 2];
+        Flux::new(e, vec![], 0)
+    }
+
+    /// The old id's per-minute 429 naming the target's quota and its RPM of `limits`, retry
+    /// in `delay`.
+    fn named_rpm(limits: Limits, delay: Nanos) -> Outcome {
+        Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(delay),
+            quota: limits.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        }
+    }
+
     /// Issue 26 (`retired-two-ids` at seed 11, told nothing): the old id's 429 names the
     /// target's quota and a retry at the next calendar minute, which the target's own send a
     /// minute before explains on the shared quota. Read as calendar minutes (the old id had
     /// sent nothing at 0 s), flux planned a project's whole minute at 60 s where one slot
-    /// freed, and met four 429s there.
+    /// freed, and met a 429 for each send beyond it.
     #[test]
     fn a_retry_on_the_minute_that_a_re_routed_ids_send_explains_keeps_sliding_windows() {
-        let mut e = models_env(&[0], RPM5, &["gemini-3.5-flash", "gemini-3.6-flash"]);
-        e.believed = vec![true; 2];
-        let mut f = Flux::new(e, vec![], 0);
+        let mut f = retired_told(RPM5);
         // The target at 0 s, the old id at 3, 5, 8 and 9 s: the shared minute is full.
         send_all(
             &mut f,
@@ -2692,13 +2709,7 @@ mod tests {
         // 60 s, when the target's send at 0 s leaves the window.
         let t = 11 * SECOND;
         assert_eq!(send(f.decide(t, &on(5, 0, 0))), (0, t));
-        let named = Outcome::RateLimited {
-            violated: [Dimension::Rpm].into_iter().collect(),
-            retry_delay: Some(MINUTE - t),
-            quota: RPM5.only([Dimension::Rpm].into_iter().collect()),
-            quota_model: Some(1),
-        };
-        f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named);
+        f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named_rpm(RPM5, MINUTE - t));
         // Sliding still: the next sends as the sends at 3 and 5 s leave (the refused one still
         // held, as the server may count it), not a calendar minute's five at 60 s.
         let at = |d: Decision| match d {
@@ -2715,9 +2726,7 @@ mod tests {
     /// the old id had left room in, doubled the shared limit to 10 where 5 hold.
     #[test]
     fn a_limit_named_on_a_merged_budget_is_known_to_both_ids() {
-        let mut e = models_env(&[0], RPM5, &["gemini-3.5-flash", "gemini-3.6-flash"]);
-        e.believed = vec![true; 2];
-        let mut f = Flux::new(e, vec![], 0);
+        let mut f = retired_told(RPM5);
         // The old id fills the minute, 0 to 4 s, and probes its told limit at 5 s.
         send_all(
             &mut f,
@@ -2731,13 +2740,7 @@ mod tests {
         );
         let t = 5 * SECOND;
         assert_eq!(send(f.decide(t, &on(5, 0, 0))), (0, t));
-        let named = Outcome::RateLimited {
-            violated: [Dimension::Rpm].into_iter().collect(),
-            retry_delay: Some(MINUTE - t),
-            quota: RPM5.only([Dimension::Rpm].into_iter().collect()),
-            quota_model: Some(1),
-        };
-        f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named);
+        f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named_rpm(RPM5, MINUTE - t));
         assert!(
             f.verified[1].contains(Dimension::Rpm),
             "the target's unit knows the named limit"
@@ -2761,18 +2764,10 @@ mod tests {
             rpd: Some(2),
             ..Limits::default()
         };
-        let mut e = models_env(&[0], told, &["gemini-3.5-flash", "gemini-3.6-flash"]);
-        e.believed = vec![true; 2];
-        let mut f = Flux::new(e, vec![], 0);
+        let mut f = retired_told(told);
         // The old id's first call meets a 429 naming the target's minute: merged.
         assert_eq!(send(f.decide(0, &on(0, 0, 0))), (0, 0));
-        let named = Outcome::RateLimited {
-            violated: [Dimension::Rpm].into_iter().collect(),
-            retry_delay: Some(SECOND),
-            quota: told.only([Dimension::Rpm].into_iter().collect()),
-            quota_model: Some(1),
-        };
-        f.on_outcome(0, &on(0, 0, 0), 0, 0, 0, &named);
+        f.on_outcome(0, &on(0, 0, 0), 0, 0, 0, &named_rpm(told, SECOND));
         assert!(f.inner.same_budget(0, 1));
         // The target's day: two calls, then a third that probes the told 2, and the old id's
         // call, which probes it too.
