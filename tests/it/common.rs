@@ -101,12 +101,19 @@ pub fn flavor_cli(flavor: Flavor, port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A free loopback port; for a cluster node (`bus`), one whose cluster bus port (the port
+/// + 10,000) is free too.
+fn free_port(bus: bool) -> u16 {
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !bus || (port <= 55_535 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()) {
+            return port;
+        }
+    }
 }
 
 fn spawn(flavor: Flavor, args: &[String]) -> std::io::Result<Child> {
@@ -127,6 +134,21 @@ fn wait_listening(port: u16) {
     panic!("the server did not listen on port {port} within 5 s");
 }
 
+/// Whether the server `child` listens on `port` within 5 s: false as soon as it exits (the
+/// port, or a cluster node's bus port, taken by another test between the pick and the bind).
+fn listening(child: &mut Child, port: u16) -> bool {
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
 /// Starts redis-server on a free loopback port, or `None` (said on stderr) when it is not
 /// installed and `FLUX_REQUIRE_REDIS` is unset. No persistence; `DEBUG` allowed (for
 /// `DEBUG SLEEP`, a real stall).
@@ -145,48 +167,55 @@ pub fn valkey_server() -> Option<RedisServer> {
     server_with(Flavor::Valkey, &[])
 }
 
-/// A `flavor` server with the test settings and `extra`.
+/// A `flavor` server with the test settings and `extra`, on a free loopback port: another
+/// port if the one picked was taken before the server bound it (tests run in parallel).
 pub fn server_with(flavor: Flavor, extra: &[&str]) -> Option<RedisServer> {
-    let port = free_port();
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--enable-debug-command",
-        "local",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let child = match spawn(flavor, &args) {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("FLUX_REQUIRE_REDIS").is_some() => {
-            panic!("FLUX_REQUIRE_REDIS is set but {} cannot start: {e}", flavor.server())
+    let bus = extra.contains(&"--cluster-enabled");
+    for _ in 0..5 {
+        let port = free_port(bus);
+        let mut args: Vec<String> = [
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--enable-debug-command",
+            "local",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = match spawn(flavor, &args) {
+            Ok(c) => c,
+            Err(e) if std::env::var_os("FLUX_REQUIRE_REDIS").is_some() => {
+                panic!("FLUX_REQUIRE_REDIS is set but {} cannot start: {e}", flavor.server())
+            }
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: {} is not installed ({e}); `apt-get install {}`, or set FLUX_REQUIRE_REDIS=1 to fail instead",
+                    flavor.server(),
+                    flavor.package()
+                );
+                return None;
+            }
+        };
+        if listening(&mut child, port) {
+            return Some(RedisServer {
+                child,
+                port,
+                args,
+                flavor,
+                url: format!("redis://127.0.0.1:{port}/0"),
+            });
         }
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: {} is not installed ({e}); `apt-get install {}`, or set FLUX_REQUIRE_REDIS=1 to fail instead",
-                flavor.server(),
-                flavor.package()
-            );
-            return None;
-        }
-    };
-    let server = RedisServer {
-        child,
-        port,
-        args,
-        flavor,
-        url: format!("redis://127.0.0.1:{port}/0"),
-    };
-    wait_listening(port);
-    Some(server)
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{} did not listen on a free loopback port in 5 tries", flavor.server());
 }
 
 /// A Redis Cluster of the test's own: three masters, no replicas, stopped when dropped.
