@@ -122,6 +122,11 @@ impl Dims {
         Dims(self.0 & other.0)
     }
 
+    /// The dimensions in either set.
+    pub fn or(self, other: Dims) -> Dims {
+        Dims(self.0 | other.0)
+    }
+
     /// Whether every dimension of this set is in `other`.
     pub fn within(self, other: Dims) -> bool {
         self.0 & !other.0 == 0

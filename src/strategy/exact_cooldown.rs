@@ -670,12 +670,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             let blocked = self.units[um].blocked.max(self.units[uq].blocked);
             // One day: judged by the larger estimate of the two (see `set_day_estimate`).
             let estimate = self.day_estimate(um).max(self.day_estimate(uq));
-            if estimate > 0 {
-                if self.day_estimate.len() < self.units.len() {
-                    self.day_estimate.resize(self.units.len(), 0);
-                }
-                self.day_estimate[um] = estimate;
-                self.day_estimate[uq] = estimate;
+            for v in [um, uq] {
+                self.put_day_estimate(v, estimate);
             }
             for v in [um, uq] {
                 self.units[v].last = last;
@@ -817,14 +813,23 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// estimate is its budget's: the budget's other units take it too.
     pub(super) fn set_day_estimate(&mut self, u: usize, day: u64, now: Nanos) {
         for v in self.budget_units(u) {
-            if self.day_estimate(v) != day {
-                if self.day_estimate.len() <= v {
-                    self.day_estimate.resize(self.units.len(), 0);
-                }
-                self.day_estimate[v] = day;
+            if self.put_day_estimate(v, day) {
                 self.reindex(v, now);
             }
         }
+    }
+
+    /// Sets unit `v`'s day estimate, its place in the index left as it was; says whether it
+    /// changed.
+    fn put_day_estimate(&mut self, v: usize, day: u64) -> bool {
+        if self.day_estimate(v) == day {
+            return false;
+        }
+        if self.day_estimate.len() <= v {
+            self.day_estimate.resize(self.units.len(), 0);
+        }
+        self.day_estimate[v] = day;
+        true
     }
 
     /// Unit `u`'s day estimate (0: none; see [`ExactCooldown::set_day_estimate`]).

@@ -911,13 +911,10 @@ impl Flux {
         if units.len() < 2 {
             return;
         }
-        let mut budget = Dims::EMPTY;
-        for &v in &units {
-            budget = Dims::from_bits(budget.bits() | self.verified[v].bits());
-        }
+        let mut budget = units.iter().fold(Dims::EMPTY, |k, &v| k.or(self.verified[v]));
         budget.remove(Dimension::Concurrency);
         for v in units {
-            let known = Dims::from_bits(self.verified[v].bits() | budget.bits());
+            let known = self.verified[v].or(budget);
             if known != self.verified[v] {
                 self.verified[v] = known;
                 self.refresh_probe(v, now);
@@ -1094,13 +1091,16 @@ impl Flux {
         }
         let at = now.saturating_add(delay);
         let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
-        let model = self.model_of(u);
-        let explained = (0..self.live.len())
-            .filter(|&y| y == model || self.inner.same_budget(u, u - model + y))
-            .any(|y| self.pace[y].sent_near(at.saturating_sub(MINUTE), MILLISECOND));
+        let explained = || {
+            let before = at.saturating_sub(MINUTE);
+            self.inner
+                .budget_units(u)
+                .into_iter()
+                .any(|v| self.pace[self.model_of(v)].sent_near(before, MILLISECOND))
+        };
         if (at as i128 - minute).abs() > MILLISECOND as i128 {
             self.window = WindowBelief::Sliding;
-        } else if !explained {
+        } else if !explained() {
             self.window = WindowBelief::Fixed;
             self.inner.measure_fixed();
         }
