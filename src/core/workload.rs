@@ -98,7 +98,7 @@ pub struct WorkloadSpec {
 }
 
 /// One request of the workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Request {
     /// Sequence number from 0.
     pub id: u64,
@@ -161,15 +161,17 @@ impl RequestStream {
     }
 }
 
-impl Iterator for RequestStream {
-    type Item = Request;
-
-    fn next(&mut self) -> Option<Request> {
+impl RequestStream {
+    /// Writes the stream's next request into `out` (false, `out` unchanged, once the stream
+    /// has ended). A driver that keeps the next request in place calls this rather than
+    /// [`Iterator::next`]: the request is not moved out of a return slot while its sizes are
+    /// still being computed.
+    pub fn next_into(&mut self, out: &mut Request) -> bool {
         let id = self.next_id;
         let arrival = match &self.spec.arrivals {
             Arrivals::Closed { requests, .. } => {
                 if id >= *requests {
-                    return None;
+                    return false;
                 }
                 0
             }
@@ -179,7 +181,7 @@ impl Iterator for RequestStream {
                 max_requests,
             } => {
                 if max_requests.is_some_and(|m| id >= m) {
-                    return None;
+                    return false;
                 }
                 let mean_gap = MINUTE as f64 / rate_per_min;
                 let e: f64 = Exp1.sample(&mut self.rng);
@@ -190,48 +192,57 @@ impl Iterator for RequestStream {
                     Some((on_len, off_len)) => (on / on_len) * (on_len + off_len) + on % on_len,
                 };
                 if t >= self.spec.duration {
-                    return None;
+                    return false;
                 }
                 t
             }
             Arrivals::Trace { rows, .. } => {
-                let row = *rows.get(id as usize)?;
+                let Some(row) = rows.get(id as usize).copied() else {
+                    return false;
+                };
                 self.next_id += 1;
-                let model = match row.model {
+                out.id = id;
+                out.arrival = row.arrival;
+                out.input_tokens = row.input_tokens;
+                out.output_tokens = row.output_tokens;
+                out.model = match row.model {
                     Some(m) => m,
                     None => self.pick_model(),
                 };
-                return Some(Request {
-                    id,
-                    arrival: row.arrival,
-                    input_tokens: row.input_tokens,
-                    output_tokens: row.output_tokens,
-                    model,
-                    priority: self.priority(id),
-                });
+                out.priority = self.priority(id);
+                return true;
             }
         };
         self.next_id += 1;
-        let (input_tokens, output_tokens) = match &self.spec.session {
+        out.id = id;
+        out.arrival = arrival;
+        match &self.spec.session {
             // A session's turns come from their own stream (the server plans them again).
-            Some(session) => live::turns(session, &self.spec.input, &self.spec.output, self.seed, id)
-                .fold((0u64, 0u64), |(i, o), (ti, to)| {
-                    (i.saturating_add(ti), o.saturating_add(to))
-                }),
-            None => (
-                self.spec.input.sample(&mut self.rng),
-                self.spec.output.sample(&mut self.rng),
-            ),
-        };
-        let model = self.pick_model();
-        Some(Request {
-            id,
-            arrival,
-            input_tokens,
-            output_tokens,
-            model,
-            priority: self.priority(id),
-        })
+            Some(session) => {
+                let (i, o) = live::turns(session, &self.spec.input, &self.spec.output, self.seed, id)
+                    .fold((0u64, 0u64), |(i, o), (ti, to)| {
+                        (i.saturating_add(ti), o.saturating_add(to))
+                    });
+                out.input_tokens = i;
+                out.output_tokens = o;
+            }
+            None => {
+                out.input_tokens = self.spec.input.sample(&mut self.rng);
+                out.output_tokens = self.spec.output.sample(&mut self.rng);
+            }
+        }
+        out.model = self.pick_model();
+        out.priority = self.priority(id);
+        true
+    }
+}
+
+impl Iterator for RequestStream {
+    type Item = Request;
+
+    fn next(&mut self) -> Option<Request> {
+        let mut r = Request::default();
+        self.next_into(&mut r).then_some(r)
     }
 }
 
