@@ -1077,26 +1077,29 @@ impl Flux {
         }
     }
 
-    /// A per-minute 429 on unit `u` at `now` said to retry after `delay`: while learning the
-    /// window kind, a retry exactly at the next calendar minute (to the millisecond) that no
-    /// send a minute before explains means calendar minutes; one anywhere else means not. The
-    /// sends that explain it are those of every model drawing on the refused quota: its own,
-    /// and those of a re-routed id it shares (`retired-two-ids` at seed 11, told nothing: the
-    /// old id's first 429, at 11.1 s, named the target's quota and a retry at 60 s, which the
-    /// target's send at 0 s explains; read as calendar minutes, flux planned five sends on a
-    /// project at 60 s where one slot freed, and ended the batch a minute late).
-    fn learn_window(&mut self, now: Nanos, u: usize, delay: Nanos) {
+    /// A per-minute 429 at `now` said to retry after `delay`: while learning the window kind,
+    /// a retry exactly at the next calendar minute (to the millisecond) that no send a minute
+    /// before explains means calendar minutes; one anywhere else means not. The sends that
+    /// explain it are those of every model that may draw on the refused quota: every model,
+    /// since a re-routed id not learned yet may share it (`retired-two-ids` told -50% at seed
+    /// 21: gemini-3.6-flash's first 429, at 17.35 s, named its own quota and a retry at 60 s,
+    /// which gemini-3.5-flash's send at 0 s on the same project explained; the re-route was
+    /// learned only at 18.15 s, and the 429 was read as calendar minutes. Planned by whole
+    /// minutes, flux sent at 60 s what a sliding window had no room for, took the 429s for
+    /// peers it could not see, and kept a share of each budget: 78.5% of exact_cooldown's
+    /// pace. At seed 11 before that, the same with a re-route learned already: only the
+    /// refused model's own sends were counted).
+    fn learn_window(&mut self, now: Nanos, delay: Nanos) {
         if self.window != WindowBelief::Learning {
             return;
         }
         let at = now.saturating_add(delay);
         let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
+        // Sends are kept per model (`PoolPace`), over all projects: one at that instant on
+        // any project counts, which errs towards sliding windows.
         let explained = || {
             let before = at.saturating_sub(MINUTE);
-            self.inner
-                .budget_units(u)
-                .into_iter()
-                .any(|v| self.pace[self.model_of(v)].sent_near(before, MILLISECOND))
+            self.pace.iter().any(|p| p.sent_near(before, MILLISECOND))
         };
         if (at as i128 - minute).abs() > MILLISECOND as i128 {
             self.window = WindowBelief::Sliding;
@@ -1795,7 +1798,7 @@ impl Strategy for Flux {
                 self.assume_day(u, violated, quota, own, now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
-                        self.learn_window(now, u, d);
+                        self.learn_window(now, d);
                     }
                 }
                 // No quota named: the model has no capacity right now (a shared pool),
@@ -2718,6 +2721,30 @@ mod tests {
         };
         assert_eq!(at(f.decide(t, &on(5, 0, 1))), 63 * SECOND);
         assert_eq!(at(f.decide(t, &on(6, 0, 0))), 65 * SECOND);
+    }
+
+    /// Issue 26 (`retired-two-ids` told -50% at seed 21): a 429 of the target naming its own
+    /// quota, with a retry at the next calendar minute, before flux has learned of any
+    /// re-route: the old id's send a minute before may explain it (an unlearned re-route may
+    /// share the quota), so it is not read as calendar minutes. Before, only the refused
+    /// model's own sends were looked at, none was at 0 s, and flux planned whole minutes on
+    /// a sliding server.
+    #[test]
+    fn a_retry_on_the_minute_that_another_models_send_may_explain_is_not_read_as_calendar_minutes() {
+        let mut f = retired_told(RPM5);
+        // The old id at 0 and 1 s, the target at 2 and 3 s: two budgets, as far as flux knows.
+        send_all(
+            &mut f,
+            &[(0, 0, 0, 0), (1, 0, 1_000, 0), (2, 1, 2_000, 0), (3, 1, 3_000, 0)],
+        );
+        // The target's third at 4 s is refused on its own quota, retry at 60 s, when the old
+        // id's send at 0 s leaves the window. Its sends with the old id's do not fill the named
+        // limit exactly, so no re-route is learned from it.
+        let t = 4 * SECOND;
+        assert_eq!(send(f.decide(t, &on(4, 1, 0))), (0, t));
+        f.on_outcome(t, &on(4, 1, 0), 0, 1, t, &named_rpm(RPM5, MINUTE - t));
+        assert!(!f.inner.same_budget(0, 1), "no re-route learned");
+        assert_eq!(f.window, WindowBelief::Learning, "not calendar minutes");
     }
 
     /// Issue 26 (`cron-retired-id` told nothing): the old id's 429 names the target's quota

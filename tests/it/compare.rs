@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 45] = [
+const QUICK: [&str; 46] = [
     "across-midnight",
     "cron-retired-id",
     "desk-quotas",
@@ -46,6 +46,7 @@ const QUICK: [&str; 45] = [
     "quirks",
     "rerouted-paid",
     "retired-ids",
+    "retired-ids-told-half",
     "retired-two-ids",
     "serve-bench",
     "shared-project",
