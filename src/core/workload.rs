@@ -166,7 +166,7 @@ impl RequestStream {
     /// has ended). A driver that keeps the next request in place calls this rather than
     /// [`Iterator::next`]: the request is not moved out of a return slot while its sizes are
     /// still being computed.
-    pub fn next_into(&mut self, out: &mut Request) -> bool {
+    pub(crate) fn next_into(&mut self, out: &mut Request) -> bool {
         let id = self.next_id;
         let arrival = match &self.spec.arrivals {
             Arrivals::Closed { requests, .. } => {

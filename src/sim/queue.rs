@@ -260,69 +260,68 @@ mod tests {
     }
 
     fn pops_as_a_heap(seed: u64, first_seq: u64) {
-        {
-            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
-            let mut q = EventQueue::default();
-            let mut heap = BinaryHeap::new();
-            let (mut now, mut seq) = (0u64, first_seq);
-            for _ in 0..20_000 {
-                match rng.random_range(0..10) {
-                    0..=5 => {
-                        let delay = match rng.random_range(0..6) {
-                            0 => 0,
-                            1 => rng.random_range(0..1 << SHIFT),
-                            2 => rng.random_range(0..2_000_000_000),
-                            3 => rng.random_range(0..20_000_000_000),
-                            4 => rng.random_range(0..3_600_000_000_000),
-                            _ => rng.random_range(0..3) << SHIFT,
-                        };
-                        seq += 1;
-                        let e = Event::new(((now + delay) as u128) << 64 | seq as u128, seq);
-                        q.push(e);
-                        heap.push(Reverse(e));
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+        let mut q = EventQueue::default();
+        let mut heap = BinaryHeap::new();
+        let (mut now, mut seq) = (0u64, first_seq);
+        for _ in 0..20_000 {
+            match rng.random_range(0..10) {
+                0..=5 => {
+                    let delay = match rng.random_range(0..6) {
+                        0 => 0,
+                        1 => rng.random_range(0..1 << SHIFT),
+                        2 => rng.random_range(0..2_000_000_000),
+                        3 => rng.random_range(0..20_000_000_000),
+                        4 => rng.random_range(0..3_600_000_000_000),
+                        _ => rng.random_range(0..3) << SHIFT,
+                    };
+                    seq += 1;
+                    let e = Event::new(((now + delay) as u128) << 64 | seq as u128, seq);
+                    q.push(e);
+                    heap.push(Reverse(e));
+                }
+                6 => {
+                    // A peek, then time moves on less than to the peeked event (an
+                    // arrival in between).
+                    let p = q.peek().copied();
+                    assert_eq!(p, heap.peek().map(|r| r.0));
+                    if let Some(p) = p {
+                        now += rng.random_range(0..p.time() - now + 1);
                     }
-                    6 => {
-                        // A peek, then time moves on less than to the peeked event (an
-                        // arrival in between).
-                        let p = q.peek().copied();
-                        assert_eq!(p, heap.peek().map(|r| r.0));
-                        if let Some(p) = p {
-                            now += rng.random_range(0..p.time() - now + 1);
-                        }
+                }
+                _ => {
+                    let e = q.pop();
+                    assert_eq!(e, heap.pop().map(|r| r.0), "seed {seed}");
+                    // What follows in the current bucket (if anything) is what the heap
+                    // pops next, in order (checked whole now and then: a sorted copy of
+                    // the heap is slow).
+                    let following: Vec<Event> = q.following(3).copied().collect();
+                    if let Some(f) = following.first() {
+                        assert_eq!(Some(f), heap.peek().map(|r| &r.0), "seed {seed}");
                     }
-                    _ => {
-                        let e = q.pop();
-                        assert_eq!(e, heap.pop().map(|r| r.0), "seed {seed}");
-                        // What follows in the current bucket (if anything) is what the heap
-                        // pops next, in order (checked whole now and then: a sorted copy of
-                        // the heap is slow).
-                        let following: Vec<Event> = q.following(3).copied().collect();
-                        if let Some(f) = following.first() {
-                            assert_eq!(Some(f), heap.peek().map(|r| &r.0), "seed {seed}");
-                        }
-                        if seq % 61 == 0 {
-                            let next: Vec<Event> = heap
-                                .clone()
-                                .into_sorted_vec()
-                                .iter()
-                                .rev()
-                                .take(following.len())
-                                .map(|r| r.0)
-                                .collect();
-                            assert_eq!(following, next, "seed {seed}");
-                        }
-                        if let Some(e) = e {
-                            now = e.time();
-                        }
+                    if seq % 61 == 0 {
+                        let next: Vec<Event> = heap
+                            .clone()
+                            .into_sorted_vec()
+                            .iter()
+                            .rev()
+                            .take(following.len())
+                            .map(|r| r.0)
+                            .collect();
+                        assert_eq!(following, next, "seed {seed}");
+                    }
+                    if let Some(e) = e {
+                        now = e.time();
                     }
                 }
             }
-            while let Some(e) = q.pop() {
-                assert_eq!(Some(e), heap.pop().map(|r| r.0));
-            }
-            assert!(heap.is_empty());
         }
+        while let Some(e) = q.pop() {
+            assert_eq!(Some(e), heap.pop().map(|r| r.0));
+        }
+        assert!(heap.is_empty());
     }
+
     /// An event is 24 bytes (its key as two words), not the 32 of a `u128` key's alignment.
     #[test]
     fn an_event_is_24_bytes_and_orders_by_its_key() {
