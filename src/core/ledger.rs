@@ -1096,6 +1096,23 @@ impl Ledger {
         budget.minute.take(at, amounts, &self.calendar);
     }
 
+    /// Takes back from the minute windows the request itself recorded at `at` against budget
+    /// `b`, its tokens left as they are: all a server that does not count refusals
+    /// (`count_rejected` false) still held of a refused request once its tokens went back
+    /// ([`Ledger::refund_tokens`]).
+    pub fn refund_request(&mut self, at: Nanos, b: BudgetId) {
+        let budget = &mut self.budgets[b.0 as usize];
+        let amounts = limited(minute_limits(&budget.limits), [1, 0]);
+        budget.minute.take(at, amounts, &self.calendar);
+    }
+
+    /// Counts again in the minute windows the request [`Ledger::refund_request`] took back.
+    pub fn recount_request(&mut self, at: Nanos, b: BudgetId) {
+        let budget = &mut self.budgets[b.0 as usize];
+        let amounts = limited(minute_limits(&budget.limits), [1, 0]);
+        budget.minute.insert(at, amounts, &self.calendar);
+    }
+
     /// Takes back from the day's counts a request costing `tokens` recorded at `at` (a send the
     /// server refused, which it does not charge to the day), if that day is still the current
     /// one.

@@ -1794,6 +1794,16 @@ impl Strategy for Flux {
                 } else {
                     self.share_verified(u, now);
                 }
+                // Whether the server counted this refusal against RPM, where its delay tells.
+                if let (Some((at, cost)), Some(d)) = (counted, retry_delay) {
+                    if violated.contains(Dimension::Rpm)
+                        && !violated.per_day()
+                        && d <= MINUTE
+                        && self.verified[u].contains(Dimension::Rpm)
+                    {
+                        self.inner.judge_refusal(u, at, now, now.saturating_add(d), cost);
+                    }
+                }
                 let own = !rerouted && quota_model.is_none_or(|q| q == model);
                 self.assume_day(u, violated, quota, own, now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
@@ -2713,14 +2723,15 @@ mod tests {
         let t = 11 * SECOND;
         assert_eq!(send(f.decide(t, &on(5, 0, 0))), (0, t));
         f.on_outcome(t, &on(5, 0, 0), 0, 0, t, &named_rpm(RPM5, MINUTE - t));
-        // Sliding still: the next sends as the sends at 3 and 5 s leave (the refused one still
-        // held, as the server may count it), not a calendar minute's five at 60 s.
+        // Sliding still: the next sends as the sends at 0 and 3 s leave (the refused one is no
+        // longer held: the retry at 60 s said the server does not count it), not a calendar
+        // minute's five at 60 s.
         let at = |d: Decision| match d {
             Decision::Send { at, .. } | Decision::Later(at) => at,
             d => panic!("{d:?}"),
         };
-        assert_eq!(at(f.decide(t, &on(5, 0, 1))), 63 * SECOND);
-        assert_eq!(at(f.decide(t, &on(6, 0, 0))), 65 * SECOND);
+        assert_eq!(at(f.decide(t, &on(5, 0, 1))), MINUTE);
+        assert_eq!(at(f.decide(t, &on(6, 0, 0))), 63 * SECOND);
     }
 
     /// Issue 26 (`retired-two-ids` told -50% at seed 21): a 429 of the target naming its own
@@ -3323,6 +3334,42 @@ mod tests {
         // Requests 0 and 1 leave the window at 60 s; the refused one still counts as a
         // request (a server may count refusals), so one slot of 2 is free then.
         assert_eq!(send(f.decide(t, &retry)), (0, MINUTE));
+    }
+
+    /// Told 3 a minute where 2 hold: requests at 0 and 10 s, then one at 30 s that the server
+    /// refuses, saying `delay`; what flux learns of how the server counts refusals, and when
+    /// it sends the refused request again.
+    fn refused_at_30s(delay: Nanos) -> (Option<bool>, Nanos) {
+        let told_rpm = |rpm| Limits {
+            rpm: Some(rpm),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(told(told_rpm(3)), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
+        assert_eq!(send(f.decide(10 * SECOND, &ask(1, 1))), (0, 10 * SECOND));
+        let t = 30 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(2, 1))), (0, t), "fits the told 3");
+        f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], delay, told_rpm(2)));
+        let retry = Ask {
+            attempts: 1,
+            ..ask(2, 1)
+        };
+        (f.inner.refusals_counted(), send(f.decide(t, &retry)).1)
+    }
+
+    /// Issue 26 (`rerouted-paid` told nothing at seed 22): a server that does not count a
+    /// refusal against RPM (`server.count_rejected = false`) says so in its delay: the retry
+    /// it names (60 s, when request 0 leaves) is the replica's without the refusal, not with
+    /// it (70 s). flux then stops counting refusals, and the refused request goes at 60 s.
+    /// Before, every 429 kept a slot the server had given back for a minute (a wait p99 of
+    /// 8.7 s against 5.5 s with the true limits). A server that counts refusals names 70 s,
+    /// and flux keeps counting them.
+    #[test]
+    fn a_429_s_delay_tells_whether_the_server_counts_refusals() {
+        assert_eq!(refused_at_30s(30 * SECOND), (Some(false), MINUTE));
+        assert_eq!(refused_at_30s(40 * SECOND), (Some(true), 70 * SECOND));
+        // A delay that is neither (rounded, or other clients' sends) teaches nothing.
+        assert_eq!(refused_at_30s(35 * SECOND), (None, 70 * SECOND));
     }
 
     /// Issue 26 (Live told limits): a session beyond a told concurrency limit not closed

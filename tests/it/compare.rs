@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 46] = [
+const QUICK: [&str; 47] = [
     "across-midnight",
     "cron-retired-id",
     "desk-quotas",
@@ -45,6 +45,7 @@ const QUICK: [&str; 46] = [
     "project-overrides",
     "quirks",
     "rerouted-paid",
+    "rerouted-told-nothing",
     "retired-ids",
     "retired-ids-told-half",
     "retired-two-ids",

@@ -768,3 +768,27 @@ fn flux_told_half_keeps_sliding_windows_when_an_unlearned_re_route_may_explain_a
     );
     assert!(flux.rate_limited <= 12, "{} 429s", flux.rate_limited);
 }
+
+/// Issue 26 (`rerouted-told-nothing`, found as `rerouted-paid` told nothing at seed 22): a
+/// server that does not count a refused request against RPM says so in its RetryInfo (the
+/// retry it names is the replica's without the refusal), and flux stops counting its
+/// refusals; one that counts them says that, and flux keeps them. Before, each 429 of the
+/// learning held a slot the server had given back for a minute, and the rush's first burst
+/// went a slot late: a wait p99 of 8.7 s against 5.5 s told the true limits.
+#[test]
+fn flux_told_nothing_gives_back_the_slot_of_a_refusal_the_server_did_not_count() {
+    let s = load("rerouted-told-nothing");
+    let r = run(&s, &s.strategies, s.seed, None, 1);
+    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let (nothing, flux) = (by("flux, told nothing"), by("flux"));
+    assert_eq!((nothing.completed, flux.completed), (500, 500));
+    assert!(nothing.wait_ms.p99 <= 4_000.0, "wait p99 {} ms", nothing.wait_ms.p99);
+    assert!(nothing.rate_limited <= 4, "{} 429s", nothing.rate_limited);
+    // On a server that counts refusals, nothing is given back: no more 429s than before.
+    let mut counting = s.clone();
+    counting.server.ledger.count_rejected = true;
+    let r = run(&counting, &counting.strategies, counting.seed, None, 1);
+    let nothing = r.results.iter().find(|x| x.strategy == "flux, told nothing").unwrap();
+    assert_eq!(nothing.completed, 500);
+    assert!(nothing.rate_limited <= 4, "{} 429s", nothing.rate_limited);
+}
