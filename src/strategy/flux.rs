@@ -1223,8 +1223,8 @@ impl Flux {
     }
 
     /// Whether the sends of unit `v`'s model cannot draw on unit `u`'s model's quota: on some
-    /// project the two held more at `at` than that quota's per-minute limits, as flux
-    /// believes them, let through (on `u`'s, less the refused send there, costing `cost`).
+    /// project the two held more at `at` than that quota's per-minute limits known there let
+    /// through (on `u`'s, less the refused send there, costing `cost`).
     fn refuted(&self, u: usize, v: usize, at: Nanos, cost: u64) -> bool {
         let models = self.live.len();
         let (x, y) = (self.model_of(u), self.model_of(v));
@@ -1235,10 +1235,12 @@ impl Flux {
             if ux == u {
                 a = [a[0].saturating_sub(1), a[1].saturating_sub(cost)];
             }
-            [limits.rpm, limits.tpm]
+            // Only a limit it knows rules a re-route out: where one told too low held, the
+            // server let more through than it, as it would for two models on one quota.
+            [(Dimension::Rpm, limits.rpm), (Dimension::Tpm, limits.tpm)]
                 .into_iter()
                 .enumerate()
-                .any(|(i, l)| l.is_some_and(|l| a[i] + b[i] > l))
+                .any(|(i, (d, l))| self.verified[ux].contains(d) && l.is_some_and(|l| a[i] + b[i] > l))
         })
     }
 
@@ -2645,6 +2647,35 @@ mod tests {
                 d => panic!("{d:?}"),
             }
         }
+    }
+
+    /// Issue 26 (`retired-ids-told-half` told -50%): the target's 429 naming its own quota,
+    /// which the old id's sends explain, merges the budgets also when the limits were told
+    /// too low. A re-route is ruled out only by a project's sends beyond a limit flux knows;
+    /// before, the told limits ruled it out, and beyond them every pair of models the named
+    /// quota explains sent (the explanation itself), so no re-route told too low was learned
+    /// from the target's side.
+    #[test]
+    fn a_429_on_the_target_merges_the_budgets_when_the_limits_were_told_too_low() {
+        let rpm2 = Limits { rpm: Some(2), ..RPM5 };
+        let mut f = retired_told(rpm2);
+        // Two on the target, two on the old id, all the told 2 allow on each.
+        send_all(
+            &mut f,
+            &[(0, 1, 0, 0), (1, 1, 1_000, 0), (2, 0, 2_000, 0), (3, 0, 3_000, 0)],
+        );
+        // The old id's third probes its told 2 and is admitted (the shared 5 are full now).
+        send_all(&mut f, &[(4, 0, 4_000, 0)]);
+        let t = 6 * SECOND;
+        assert_eq!(send(f.decide(t, &on(5, 1, 0))), (0, t), "the target probes its told 2");
+        let own = Outcome::RateLimited {
+            violated: [Dimension::Rpm].into_iter().collect(),
+            retry_delay: Some(MINUTE - t),
+            quota: RPM5.only([Dimension::Rpm].into_iter().collect()),
+            quota_model: Some(1),
+        };
+        f.on_outcome(t, &on(5, 1, 0), 0, 1, t, &own);
+        assert!(f.inner.same_budget(0, 1), "the old id plans on the target's budget");
     }
 
     /// Issue 26 (`retired-two-ids`): the target's 429 that the sends of either of two other

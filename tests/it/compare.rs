@@ -10,9 +10,10 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 47] = [
+const QUICK: [&str; 48] = [
     "across-midnight",
     "cron-retired-id",
+    "cron-retired-told-half",
     "desk-quotas",
     "dubbing",
     "fixed-windows",
