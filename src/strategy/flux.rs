@@ -2631,13 +2631,7 @@ mod tests {
         send_all(&mut f, &[(8, 0, 4_950, 0), (9, 0, 4_960, 1)]);
         let t = 5_198 * MILLISECOND;
         assert_eq!(send(f.decide(t, &on(10, 1, 0))), (0, t));
-        let own = Outcome::RateLimited {
-            violated: [Dimension::Rpm].into_iter().collect(),
-            retry_delay: Some(MINUTE - t),
-            quota: limits.only([Dimension::Rpm].into_iter().collect()),
-            quota_model: Some(1),
-        };
-        f.on_outcome(t, &on(10, 1, 0), 0, 1, t, &own);
+        f.on_outcome(t, &on(10, 1, 0), 0, 1, t, &named_rpm(limits, MINUTE - t));
         // The retry, and the old id's next request, on neither project before 60 s.
         for (r, m, attempts) in [(10, 1, 1), (11, 0, 0)] {
             match f.decide(t, &on(r, m, attempts)) {
@@ -2668,13 +2662,7 @@ mod tests {
         send_all(&mut f, &[(4, 0, 4_000, 0)]);
         let t = 6 * SECOND;
         assert_eq!(send(f.decide(t, &on(5, 1, 0))), (0, t), "the target probes its told 2");
-        let own = Outcome::RateLimited {
-            violated: [Dimension::Rpm].into_iter().collect(),
-            retry_delay: Some(MINUTE - t),
-            quota: RPM5.only([Dimension::Rpm].into_iter().collect()),
-            quota_model: Some(1),
-        };
-        f.on_outcome(t, &on(5, 1, 0), 0, 1, t, &own);
+        f.on_outcome(t, &on(5, 1, 0), 0, 1, t, &named_rpm(RPM5, MINUTE - t));
         assert!(f.inner.same_budget(0, 1), "the old id plans on the target's budget");
     }
 
@@ -2719,8 +2707,8 @@ mod tests {
         Flux::new(e, vec![], 0)
     }
 
-    /// The old id's per-minute 429 naming the target's quota and its RPM of `limits`, retry
-    /// in `delay`.
+    /// A per-minute 429 naming the target's (model 1's) quota and its RPM of `limits`, retry in
+    /// `delay`: the old id's, or the target's own.
     fn named_rpm(limits: Limits, delay: Nanos) -> Outcome {
         Outcome::RateLimited {
             violated: [Dimension::Rpm].into_iter().collect(),
