@@ -1191,7 +1191,7 @@ impl Flux {
                 let both = own + other[i];
                 own + amount <= limit && both <= limit && both + amount > limit
             });
-            if explains && !self.refuted(u, v, at, cost) {
+            if explains && !self.refuted(u, v, at, cost, quota) {
                 found.push(y);
             }
         }
@@ -1223,9 +1223,10 @@ impl Flux {
     }
 
     /// Whether the sends of unit `v`'s model cannot draw on unit `u`'s model's quota: on some
-    /// project the two held more at `at` than that quota's per-minute limits known there let
-    /// through (on `u`'s, less the refused send there, costing `cost`).
-    fn refuted(&self, u: usize, v: usize, at: Nanos, cost: u64) -> bool {
+    /// project the two held more at `at` than that quota's per-minute limits let through (on
+    /// `u`'s, less the refused send there, costing `cost`): those known there, or, where only
+    /// told, the told ones raised to those the 429 `named`.
+    fn refuted(&self, u: usize, v: usize, at: Nanos, cost: u64, named: Limits) -> bool {
         let models = self.live.len();
         let (x, y) = (self.model_of(u), self.model_of(v));
         (0..self.verified.len() / models).any(|p| {
@@ -1235,12 +1236,20 @@ impl Flux {
             if ux == u {
                 a = [a[0].saturating_sub(1), a[1].saturating_sub(cost)];
             }
-            // Only a limit it knows rules a re-route out: where one told too low held, the
-            // server let more through than it, as it would for two models on one quota.
+            // A limit it knows rules a re-route out; one only told, no lower than the limit
+            // the 429 named (told too low, the two ids had passed it: that is what the 429
+            // meant). None told and none named: nothing to judge by.
             [(Dimension::Rpm, limits.rpm), (Dimension::Tpm, limits.tpm)]
                 .into_iter()
                 .enumerate()
-                .any(|(i, (d, l))| self.verified[ux].contains(d) && l.is_some_and(|l| a[i] + b[i] > l))
+                .any(|(i, (d, l))| {
+                    let l = if self.verified[ux].contains(d) {
+                        l
+                    } else {
+                        named.get(d).map(|n| l.map_or(n, |l| l.max(n)))
+                    };
+                    l.is_some_and(|l| a[i] + b[i] > l)
+                })
         })
     }
 
@@ -2645,10 +2654,10 @@ mod tests {
 
     /// Issue 26 (`retired-ids-told-half` told -50%): the target's 429 naming its own quota,
     /// which the old id's sends explain, merges the budgets also when the limits were told
-    /// too low. A re-route is ruled out only by a project's sends beyond a limit flux knows;
-    /// before, the told limits ruled it out, and beyond them every pair of models the named
-    /// quota explains sent (the explanation itself), so no re-route told too low was learned
-    /// from the target's side.
+    /// too low. A re-route is ruled out by a project's sends beyond a limit flux knows, or a
+    /// told one no lower than the limit the 429 named; before, the told limits ruled it out,
+    /// and beyond them every pair of models the named quota explains sent (the explanation
+    /// itself), so no re-route told too low was learned from the target's side.
     #[test]
     fn a_429_on_the_target_merges_the_budgets_when_the_limits_were_told_too_low() {
         let rpm2 = Limits { rpm: Some(2), ..RPM5 };

