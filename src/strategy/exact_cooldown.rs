@@ -1041,12 +1041,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// send counted at `at` on unit `u` (handed to [`ExactCooldown::refused`] already), whose
     /// RetryInfo says a request costing `cost` goes at `retry_at` (or that plus the margin by
     /// which the replica's sliding windows hold entries longer). The replica, its limits
-    /// known, times that retry twice: with the refusal still counted (as a server with
-    /// `count_rejected` does: its own delay counts the refusal too) and without. When the server's instant is one of
-    /// the two (within a millisecond) and not the other, that is how the server counts, from
-    /// now on; a refusal the server does not count is taken back from the replica, this one
-    /// and those of the last minutes it kept counting, so that none holds a slot the server
-    /// gave back (`rerouted-paid` told nothing at seed 22: a slot lost for a minute after each
+    /// known, times that retry twice ([`ExactCooldown::quota_ready`]): with the refusal still
+    /// counted (as a server with `count_rejected` does: its own delay counts the refusal too)
+    /// and without. When the server's instant is one of the two (within a millisecond) and not
+    /// the other, that is how the server counts, from now on; a refusal the server does not
+    /// count is taken back from the replica, this one and those of the last minutes it kept
+    /// counting, so that none holds a slot the server gave back (`rerouted-paid` told nothing at seed 22: a slot lost for a minute after each
     /// 429, the burst served a request late, a wait p99 of 8.7 s against 5.5 s). Otherwise
     /// (the instants coincide, the server's is neither: sends the replica cannot see, a
     /// rounded delay) nothing is learned.
@@ -1058,14 +1058,9 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             return;
         };
         let b = self.units[u].budget;
-        let ready = |replica: &mut Ledger| match replica.check(now, b, None, cost) {
-            Admission::Admitted => Some(now),
-            Admission::Rejected { retry_at, .. } => Some(retry_at),
-            Admission::Unservable { .. } => None,
-        };
-        let with = ready(&mut self.replica);
+        let with = self.quota_ready(u, now, cost);
         self.replica.refund_request(at, b);
-        let without = ready(&mut self.replica);
+        let without = self.quota_ready(u, now, cost);
         let margin = self.replica.margin();
         let near = |r: Option<Nanos>| {
             r.is_some_and(|r| {
