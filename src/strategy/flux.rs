@@ -251,6 +251,24 @@ pub struct Flux {
     /// sessions the server counted when it came (those sent before it and not refused). Any
     /// number go at once (see [`Flux::session_probe`]).
     doubt: Vec<Vec<(u64, u64)>>,
+    /// Per-minute 429s on a model's own quota that more than one other model's sends
+    /// explain, whose retry has not come (see [`Suspects`]).
+    suspects: Vec<Suspects>,
+}
+
+/// A per-minute 429 on model `target`'s own quota that the sends of each of `models` explain
+/// (any of them may be a re-routed id drawing on it; see [`Flux::route_explains`]). Until
+/// `until`, its retry, no project's unit of `target` is sent on where one of them leaves it no
+/// room by `limits` on `violated`: the minute fills on the other projects as it filled on
+/// this one, and the 429's block alone, set when it came, missed a project that filled a
+/// moment later (`retired-two-ids` at seed 33: a second such 429 0.7 s after the first).
+#[derive(Debug, Clone)]
+struct Suspects {
+    target: usize,
+    models: Vec<usize>,
+    violated: Dims,
+    limits: Limits,
+    until: Nanos,
 }
 
 /// How flux believes the server measures per-minute windows (issue 26, item 6).
@@ -468,6 +486,7 @@ impl Flux {
             guessed: vec![false; n],
             by_tokens: vec![false; n],
             doubt: vec![Vec::new(); n],
+            suspects: Vec::new(),
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -1200,24 +1219,49 @@ impl Flux {
             [] => false,
             _ => {
                 // More than one model could have filled it: none is merged, but no project
-                // where one of them leaves this send no room either is tried until the
-                // server's retry (the same request went on to the next project, and the next).
+                // where one of them leaves a send no room either is tried until the server's
+                // retry (the same request went on to the next project, and the next).
                 let Some(delay) = delay else {
                     return false;
                 };
-                for ux in (model..self.verified.len()).step_by(models).filter(|&ux| ux != u) {
-                    let a = self.inner.held_at(ux, at);
-                    let full = found.iter().any(|&y| {
-                        let b = self.inner.held_at(ux - model + y, at);
-                        minute_amounts(violated, cost).any(|(i, d, amount)| {
-                            limits.get(d).or(quota.get(d)).is_some_and(|l| a[i] + b[i] + amount > l)
-                        })
-                    });
-                    if full {
-                        self.inner.block(ux, now + delay, now);
+                let mut named = limits;
+                for d in violated.iter() {
+                    if named.get(d).is_none() {
+                        named.set(d, quota.get(d));
                     }
                 }
+                self.suspects.push(Suspects {
+                    target: model,
+                    models: found,
+                    violated,
+                    limits: named,
+                    until: now + delay,
+                });
+                self.hold_suspected(now, cost);
                 false
+            }
+        }
+    }
+
+    /// Blocks, until its 429's retry, every unit of a suspected target (see [`Suspects`])
+    /// where one of the models suspected leaves a send costing `cost` no room; forgets the
+    /// suspects whose retry has come or one of whose models now plans on the target's budget.
+    fn hold_suspected(&mut self, now: Nanos, cost: u64) {
+        let (models, units) = (self.live.len(), self.verified.len());
+        let inner = &self.inner;
+        self.suspects
+            .retain(|s| s.until > now && !s.models.iter().any(|&y| inner.same_budget(y, s.target)));
+        for s in &self.suspects {
+            for ux in (s.target..units).step_by(models) {
+                let a = self.inner.held_at(ux, now);
+                let full = s.models.iter().any(|&y| {
+                    let b = self.inner.held_at(ux - s.target + y, now);
+                    minute_amounts(s.violated, cost)
+                        .any(|(i, d, amount)| s.limits.get(d).is_some_and(|l| a[i] + b[i] + amount > l))
+                });
+                if full {
+                    self.inner.block(ux, s.until, now);
+                }
             }
         }
     }
@@ -1302,6 +1346,9 @@ impl Flux {
         }
         if self.is_live(ask.model) {
             self.offer_clean_probes(now, ask);
+        }
+        if !self.suspects.is_empty() {
+            self.hold_suspected(now, self.inner.cost(ask));
         }
         let d = self.inner.decide(now, ask);
         if let Decision::Send { key, model, at } = d {
@@ -1797,10 +1844,18 @@ impl Strategy for Flux {
                     self.inner.set_limits(u, limits, now);
                 }
                 if rerouted {
-                    // Merged on every project: on each, the units learn what any knew.
+                    // Merged on every project: on each, the units learn what any knew, and
+                    // the sends planned on either budget before are planned again on the
+                    // one they now share (two planned on the target's own count for the
+                    // same slot of the merged one: retired-two-ids at seed 2).
                     let models = self.live.len();
                     for v in (model..self.verified.len()).step_by(models) {
                         self.share_verified(v, now);
+                        for w in v - model..v - model + models {
+                            if self.inner.same_budget(v, w) {
+                                self.epoch[w] = self.epoch[w].wrapping_add(1);
+                            }
+                        }
                     }
                 } else {
                     self.share_verified(u, now);
@@ -2621,10 +2676,7 @@ mod tests {
         assert_eq!(send(f.decide(t, &on(11, 0, 0))), (0, t));
         f.on_outcome(t, &on(11, 0, 0), 0, 0, t, &limited(1, MINUTE - t));
         // Both projects' shared minutes free at 60 s, when the sends at 0 leave them.
-        match f.decide(t, &on(11, 0, 1)) {
-            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
-            d => panic!("{d:?}"),
-        }
+        not_before_a_minute(f.decide(t, &on(11, 0, 1)));
     }
 
     /// Issue 26 (retired-ids at 5.2 s): the target's 429 names the target's own quota, so
@@ -2702,7 +2754,87 @@ mod tests {
             quota_model: Some(1),
         };
         f.on_outcome(t, &on(r, 1, 0), 0, 1, t, &own);
-        match f.decide(t, &on(r, 1, 1)) {
+        not_before_a_minute(f.decide(t, &on(r, 1, 1)));
+    }
+
+    /// Issue 26 (`retired-two-ids` at seed 33): after such a 429, a project whose target
+    /// fills under either model later is held too, until the retry. Before, only the
+    /// projects full when the 429 came were blocked, and the target's next send met a second
+    /// 429 on a project the retry had just filled.
+    #[test]
+    fn a_429_two_models_could_explain_holds_a_project_that_fills_after_it() {
+        let names = ["gemini-3.5-flash", "gemini-3.6-flash", "gemini-3.7-flash"];
+        let (mut f, limits) = (models_on(&[0, 1], RPM5, &names), RPM5);
+        // 3 calls on the target (1) on each project; 2 on each of the others (0 and 2) on
+        // project 0, 1 on project 1.
+        let mut r = 0;
+        for (m, keys) in [(1, &[0, 1, 0, 1, 0, 1][..]), (0, &[0, 1, 0]), (2, &[0, 1, 0])] {
+            for &key in keys {
+                assert_eq!(send(f.decide(0, &on(r, m, 0))), (key, 0), "request {r}");
+                r += 1;
+            }
+        }
+        let t = 5 * SECOND;
+        assert_eq!(send(f.decide(t, &on(r, 1, 0))), (0, t));
+        f.on_outcome(t, &on(r, 1, 0), 0, 1, t, &named_rpm(limits, MINUTE - t));
+        // Its retry fits project 1 under either (3 + 1 + 1): sent there at once.
+        assert_eq!(send(f.decide(t, &on(r, 1, 1))), (1, t));
+        // The next leaves no room there under either: not before the retry.
+        not_before_a_minute(f.decide(t + SECOND, &on(r + 1, 1, 0)));
+    }
+
+    /// Issue 26 (`retired-two-ids` at seed 2): sends planned on the target's budget before
+    /// a 429 merges it with the old id's are planned again on the merged one. Before, they
+    /// kept the slots they had taken counting the target's sends alone, and the old id's
+    /// sends still in the merged minute made one of them a 429 (two planned at 60 s on a
+    /// project where one slot freed).
+    #[test]
+    fn sends_planned_before_a_merge_are_planned_again_on_the_merged_one() {
+        let (mut f, limits) = (retired_and_target(&[0, 1], RPM5), RPM5);
+        // Each project: 2 calls on the target at 0 s, the old id's at 0 s and at 3.6 s (key
+        // 0) or 4.9 s (key 1).
+        send_all(&mut f, &TWO_AND_TWO);
+        // The target's third on each project meets a 429 naming its own quota that the old
+        // id's sends do not explain (another client's send filled it): blocked until 60 s.
+        let t = 5_198 * MILLISECOND;
+        for (attempts, key) in [(0, 0), (1, 1)] {
+            assert_eq!(send(f.decide(t, &on(10, 1, attempts))), (key, t));
+            f.on_outcome(t, &on(10, 1, attempts), key, 1, t, &named_rpm(limits, MINUTE - t));
+        }
+        // Six more on the target, counting its own sends alone: all planned at 60 s, three a
+        // project, when its sends at 0 s leave the window.
+        let planned: Vec<(u64, usize)> = (20..26)
+            .map(|r| {
+                let (key, at) = send(f.decide(t, &on(r, 1, 0)));
+                assert_eq!(at, MINUTE, "request {r}");
+                (r, key)
+            })
+            .collect();
+        // The old id's next send meets a 429 naming the target's quota: the budgets merge.
+        let t = 7_328 * MILLISECOND;
+        assert_eq!(send(f.decide(t, &on(11, 0, 0))), (0, t));
+        f.on_outcome(t, &on(11, 0, 0), 0, 0, t, &named_rpm(limits, MINUTE - t));
+        // At 60 s the merged minute of each project still holds the old id's send at 3.6 s
+        // (key 0) or 4.9 s (key 1), and the refused sends at 5.2 and 7.3 s (key 0) or 5.2 s
+        // (key 1), which the replica still counts: the three planned on each do not all fit.
+        let mut sent = [0; 2];
+        for (r, key) in planned {
+            if !f.confirm(MINUTE, &on(r, 1, 0), key, 1) {
+                match f.decide(MINUTE, &on(r, 1, 0)) {
+                    Decision::Send { key, at, .. } if at == MINUTE => sent[key] += 1,
+                    Decision::Send { .. } | Decision::Later(_) => {}
+                    d => panic!("request {r}: {d:?}"),
+                }
+            } else {
+                sent[key] += 1;
+            }
+        }
+        assert!(sent[0] <= 2 && sent[1] <= 3, "sent at 60 s: {sent:?}");
+    }
+
+    /// Asserts that decision `d` sends nothing before 60 s.
+    fn not_before_a_minute(d: Decision) {
+        match d {
             Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
             d => panic!("{d:?}"),
         }
@@ -2812,10 +2944,7 @@ mod tests {
             "the target's unit knows the named limit"
         );
         // The target's next call waits for the shared window: no probe of it now.
-        match f.decide(t, &on(6, 1, 0)) {
-            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= MINUTE, "{at} < 60 s"),
-            d => panic!("{d:?}"),
-        }
+        not_before_a_minute(f.decide(t, &on(6, 1, 0)));
     }
 
     /// Issue 26 (`rerouted-paid` told -50% at seed 14): the old id and its target, merged,
