@@ -962,6 +962,20 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
     }
 
+    /// [`ExactCooldown::quota_ready`] by the limits of `dims` alone (those a 429 named: a
+    /// send that probes the others may go before the rest allow it).
+    pub(super) fn quota_ready_on(&mut self, u: usize, now: Nanos, cost: u64, dims: Dims) -> Option<Nanos> {
+        let mut except = Dims::EMPTY;
+        for d in Dimension::ALL.into_iter().filter(|&d| !dims.contains(d)) {
+            except.insert(d);
+        }
+        match self.replica.check_except(now, self.units[u].budget, None, cost, except) {
+            Admission::Admitted => Some(now),
+            Admission::Rejected { retry_at, .. } => Some(retry_at),
+            Admission::Unservable { .. } => None,
+        }
+    }
+
     /// The dimensions the latest decision probed.
     pub(super) fn take_probe(&mut self) -> Dims {
         std::mem::replace(&mut self.last_probe, Dims::EMPTY)

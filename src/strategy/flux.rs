@@ -565,8 +565,12 @@ impl Flux {
         if !known || violated.per_day() || !violated.per_minute() {
             return false;
         }
+        // By the limits the 429 named alone: a day the replica counts full explains no
+        // per-minute 429, and the send that met it may have probed that day (told -50% on a
+        // server that counts refusals: the replica, its day full, explained each 429 and set
+        // no block, and its day's probe went again at the same instant, 10,000 times).
         let cost = self.inner.cost(ask);
-        match self.inner.quota_ready(u, now, cost) {
+        match self.inner.quota_ready_on(u, now, cost, violated) {
             Some(ready) if ready > now => delay.is_none_or(|d| d > MINUTE || ready >= now + d),
             _ => false,
         }
@@ -3259,6 +3263,44 @@ mod tests {
         // A per-day 429 saying 0 s waits for midnight Pacific (start 09:00 PDT: 15 h in).
         f.on_outcome(t, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpd], 0, limits));
         assert_eq!(f.decide(t, &ask(1, 1)), Decision::Later(15 * 60 * MINUTE));
+    }
+
+    /// Issue 26 (`retired-two-ids-counted`): a per-minute 429 on a send that probed a told
+    /// day is explained by the minute alone. Before, the replica, its day full, "explained"
+    /// it by the day, set no block, and the same probe went again at the same instant: on a
+    /// server counting its refusals, 10,000 times, until the simulator stopped the run.
+    #[test]
+    fn a_per_minute_429_on_a_day_probe_is_not_explained_by_the_day() {
+        let limits = Limits {
+            rpm: Some(5),
+            rpd: Some(2),
+            ..Limits::default()
+        };
+        let mut f = Flux::new(told(limits), vec![], 0);
+        for r in 0..2 {
+            assert_eq!(send(f.decide(r * SECOND, &ask(r, 1))), (0, r * SECOND));
+            f.on_outcome(r * SECOND + 1, &ask(r, 1), 0, 0, r * SECOND, &Outcome::Ok);
+        }
+        // The told day is spent: the third probes it, and meets a 429 naming the minute
+        // (filled by sends flux cannot see), retry in 30 s.
+        let t = 10 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(2, 1))), (0, t));
+        f.on_outcome(
+            t,
+            &ask(2, 1),
+            0,
+            0,
+            t,
+            &rl(
+                &[Dimension::Rpm],
+                30 * SECOND,
+                limits.only([Dimension::Rpm].into_iter().collect()),
+            ),
+        );
+        match f.decide(t, &ask(2, 1)) {
+            Decision::Send { at, .. } | Decision::Later(at) => assert!(at >= t + 30 * SECOND, "retried at {at}"),
+            d => panic!("{d:?}"),
+        }
     }
 
     /// Issue 26, item 8: a 429 without details queues the model's requests behind one pacing

@@ -838,3 +838,26 @@ fn flux_replans_on_a_merged_budget_and_holds_the_target_after_an_ambiguous_429()
         assert!(flux.rate_limited <= most, "{name}: {} 429s", flux.rate_limited);
     }
 }
+
+/// Issue 26 (`retired-two-ids-counted`): on a server that counts the requests it refuses, a
+/// client told half of each limit probes its told day; a per-minute 429 on such a probe is
+/// explained by the minute alone (before: by the day the replica counted full, so no block
+/// was set and the same probe went again at the same instant until the simulator stopped
+/// the run as a livelock). The rotators that retry at RetryInfo without knowing the re-routes
+/// meet a counted 429 for each: exact_cooldown well under half of flux's pace.
+#[test]
+fn flux_told_half_on_a_counting_server_does_not_retry_a_probe_in_place() {
+    let s = load("retired-two-ids-counted");
+    let r = run(&s, &s.strategies, s.seed, None, 1);
+    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let (half, flux, ec) = (by("flux, told half"), by("flux"), by("exact_cooldown"));
+    assert_eq!((half.completed, flux.completed, ec.completed), (180, 180, 180));
+    assert!(half.attempts < 300, "{} attempts", half.attempts);
+    assert!(
+        2.0 * ec.throughput_per_min < flux.throughput_per_min && ec.throughput_per_min < half.throughput_per_min,
+        "exact_cooldown {} a minute, flux {}, told half {}",
+        ec.throughput_per_min,
+        flux.throughput_per_min,
+        half.throughput_per_min
+    );
+}
