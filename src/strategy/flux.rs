@@ -1253,6 +1253,7 @@ impl Flux {
     fn hold_suspected(&mut self, now: Nanos, cost: u64) {
         let (models, units) = (self.live.len(), self.verified.len());
         let inner = &self.inner;
+        // A merge is made on every project: the first project's units (unit = model) tell.
         self.suspects
             .retain(|s| s.until > now && !s.models.iter().any(|&y| inner.same_budget(y, s.target)));
         for s in &self.suspects {
