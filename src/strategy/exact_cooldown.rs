@@ -955,20 +955,13 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// When unit `u`'s quota, as the replica now counts it (planned sends included, blocks
     /// not), could first take a request costing `cost`, from `now` on; `None`: never.
     pub(super) fn quota_ready(&mut self, u: usize, now: Nanos, cost: u64) -> Option<Nanos> {
-        match self.replica.check(now, self.units[u].budget, None, cost) {
-            Admission::Admitted => Some(now),
-            Admission::Rejected { retry_at, .. } => Some(retry_at),
-            Admission::Unservable { .. } => None,
-        }
+        self.quota_ready_on(u, now, cost, Dimension::ALL.into_iter().collect())
     }
 
     /// [`ExactCooldown::quota_ready`] by the limits of `dims` alone (those a 429 named: a
     /// send that probes the others may go before the rest allow it).
     pub(super) fn quota_ready_on(&mut self, u: usize, now: Nanos, cost: u64, dims: Dims) -> Option<Nanos> {
-        let mut except = Dims::EMPTY;
-        for d in Dimension::ALL.into_iter().filter(|&d| !dims.contains(d)) {
-            except.insert(d);
-        }
+        let except = Dimension::ALL.into_iter().filter(|&d| !dims.contains(d)).collect();
         match self.replica.check_except(now, self.units[u].budget, None, cost, except) {
             Admission::Admitted => Some(now),
             Admission::Rejected { retry_at, .. } => Some(retry_at),
