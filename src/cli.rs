@@ -679,9 +679,10 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
     // bar shows on a terminal.
     let control = crate::sim::engine::Control::default();
     let total = crate::sim::engine::Control::total(&scenario, strategies.len());
-    let finished = std::sync::atomic::AtomicBool::new(false);
+    // Told when the run ends, so the watcher exits at once rather than at its next tick.
+    let finished = tokio::sync::Notify::new();
     let (result, details) = std::thread::scope(|scope| {
-        scope.spawn(|| watch(&control, &finished, total));
+        scope.spawn(|| watch(&control, &finished, total, PROGRESS_TICK));
         let r = match &a.output.trace {
             None => Ok(run_detailed(
                 &scenario,
@@ -707,7 +708,7 @@ fn run_cmd(a: RunArgs) -> Result<(), String> {
                 trace.finish().map(|_| r)
             }),
         };
-        finished.store(true, std::sync::atomic::Ordering::Relaxed);
+        finished.notify_one();
         r
     })?;
     if control.stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -740,9 +741,13 @@ fn progress_bar(total: u64, template: &str) -> indicatif::ProgressBar {
     b
 }
 
-/// Until `finished`: sets `control.stop` on Ctrl-C, and shows a progress bar of `total`
-/// units on a terminal.
-fn watch(control: &crate::sim::engine::Control, finished: &std::sync::atomic::AtomicBool, total: u64) {
+/// How often `run`'s progress bar moves.
+const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Until `finished` is notified: sets `control.stop` on Ctrl-C, and shows a progress bar of
+/// `total` units on a terminal, moved every `tick`. It returns as soon as it is notified, not
+/// at its next tick: the process waits for it before exiting.
+fn watch(control: &crate::sim::engine::Control, finished: &tokio::sync::Notify, total: u64, tick: std::time::Duration) {
     use std::sync::atomic::Ordering::Relaxed;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let bar = progress_bar(
@@ -752,14 +757,17 @@ fn watch(control: &crate::sim::engine::Control, finished: &std::sync::atomic::At
     let Ok(runtime) = runtime else { return };
     runtime.block_on(async {
         let ctrl_c = tokio::signal::ctrl_c();
-        tokio::pin!(ctrl_c);
-        while !finished.load(Relaxed) {
+        // A notification sent before this waits is kept (notify_one stores a permit).
+        let done = finished.notified();
+        tokio::pin!(ctrl_c, done);
+        loop {
             tokio::select! {
                 _ = &mut ctrl_c => {
                     control.stop.store(true, Relaxed);
                     break;
                 }
-                _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
+                _ = &mut done => break,
+                _ = tokio::time::sleep(tick) => {
                     bar.set_position(control.progress.load(Relaxed).min(total));
                 }
             }
@@ -1137,4 +1145,24 @@ fn drive_cmd(a: DriveArgs) -> Result<(), String> {
         Format::Table => to_table(&result),
         Format::Json => to_json(&result),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The process waits for `run`'s watcher before exiting: told the run is over, it must
+    /// return at once, not at its next tick (here an hour away; the old 100 ms poll held every
+    /// `run` of dubbing.toml ten times longer than its simulation).
+    #[test]
+    fn the_watcher_returns_when_told_not_at_its_next_tick() {
+        let control = crate::sim::engine::Control::default();
+        let finished = tokio::sync::Notify::new();
+        std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| watch(&control, &finished, 10, std::time::Duration::from_secs(3600)));
+            finished.notify_one();
+            watcher.join().expect("the watcher returns");
+        });
+        assert!(!control.stop.load(std::sync::atomic::Ordering::Relaxed));
+    }
 }
