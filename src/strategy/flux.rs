@@ -39,7 +39,10 @@
 //!   before (its own model's, or a re-routed id's drawing on it) explains that instant (a
 //!   sliding window's retry is an admitted send's time + 60 s): then it plans calendar
 //!   minutes ([`WindowBelief`]). A per-minute 429 whose retry falls anywhere else (a sliding
-//!   window, a bucket, a RetryInfo that lies) ends the learning: sliding stays;
+//!   window, a bucket, a RetryInfo that lies) ends the learning: sliding stays. A Live
+//!   model's 1011 carries no retry: there the minute a refused session met is read both ways,
+//!   and calendar minutes are learned when only they explain the sessions admitted and
+//!   refused (see the 1011 bullet below);
 //! - **keeps a share of a budget that peers it cannot see also use** (pods with ledgers of
 //!   their own): a per-minute 429 on a limit it knows, where its own count left room to
 //!   spare, caps that window below the limit; the cap shrinks by 1/8 at each such 429 and
@@ -78,7 +81,11 @@
 //!   project plans under a ceiling just under the least tokens a refused session's minute
 //!   held; a 1011 in a minute holding no more than an admitted one met undoes it. A guessed
 //!   session limit is tested by a session beyond it once the minute's tokens could not refuse
-//!   that one (`offer_clean_probes`): admitted, the guess goes and the 1011s are tokens;
+//!   that one (`offer_clean_probes`): admitted, the guess goes and the 1011s are tokens.
+//!   While it learns how the server counts minutes, a minute is read as the sliding 60 s and
+//!   as its calendar minute: where only the calendar reading explains the 1011s (a session
+//!   admitted early in a minute met more in the sliding 60 s than one refused late in it),
+//!   it plans calendar minutes from then on (`Flux::believe_calendar_minutes`);
 //! - **takes a closed batch smallest first when the day's tokens bind** (`Flux::pick`): while
 //!   what a model has left of today's tokens per day cannot hold the batch's waiting requests
 //!   for it, a free worker takes the smallest of them rather than the next in order.
@@ -216,8 +223,14 @@ pub struct Flux {
     /// Per unit: its latest closed sessions, the most recent close last.
     closes: Vec<VecDeque<Close>>,
     /// Per unit of a Live model: the most its per-minute windows held, `[RPM, TPM]`, with a
-    /// session the server admitted (a limit is at least that).
+    /// session the server admitted (a limit is at least that), counted the way it believes
+    /// the server counts minutes ([`Flux::counts_calendar`]).
     minute_peak: Vec<[u64; 2]>,
+    /// The same counted by calendar minutes whatever it believes: what `minute_peak` becomes
+    /// when it learns that the server counts them.
+    calendar_peak: Vec<[u64; 2]>,
+    /// The scenario's windows are calendar minutes (believed only under [`WindowBelief::Told`]).
+    told_calendar: bool,
     /// Per unit: sessions admitted since the hold last changed (a 1011 or a shrink).
     clean: Vec<u32>,
     /// Closed sessions whose slots count as taken until `due`, then are handed to the planner.
@@ -413,6 +426,7 @@ impl Flux {
         let mut env = env;
         // Limits only told (or none): the window kind is not trusted either; sliding windows
         // are safe under every kind until a 429 shows calendar minutes.
+        let told_calendar = env.window == WindowKind::Fixed;
         let window = if env.believed.iter().any(|&b| b) {
             env.window = WindowKind::Sliding;
             WindowBelief::Learning
@@ -467,6 +481,8 @@ impl Flux {
             session_hold: vec![0; n],
             closes: vec![VecDeque::new(); n],
             minute_peak: vec![[0; 2]; n],
+            calendar_peak: vec![[0; 2]; n],
+            told_calendar,
             clean: vec![0; n],
             held: Vec::new(),
             fleet: FleetView::default(),
@@ -808,13 +824,67 @@ impl Flux {
 
     /// What unit `u`'s minute held, `[requests, tokens]`, when its session sent `seq`-th at
     /// `at` reached the server: the sessions sent in the minute up to it (itself included),
-    /// but not those refused.
-    fn minute_before(&self, u: usize, at: Nanos, seq: u64) -> [u64; 2] {
-        let from = at.saturating_sub(MINUTE);
+    /// but not those refused; the minute counted by the `calendar` minute `at` falls in, or
+    /// by the sliding 60 s up to it.
+    fn minute_of(&self, u: usize, at: Nanos, seq: u64, calendar: bool) -> [u64; 2] {
+        let counts = |t: Nanos| {
+            if calendar {
+                t as i128 >= self.calendar.minute_start(at)
+            } else {
+                t > at.saturating_sub(MINUTE) || at < MINUTE
+            }
+        };
         self.live_sent[u]
             .iter()
-            .filter(|&&(t, s, _)| s <= seq && t <= at && (t > from || at < MINUTE))
+            .filter(|&&(t, s, _)| s <= seq && t <= at && counts(t))
             .fold([0, 0], |[r, c], &(_, _, cost)| [r + 1, c + cost])
+    }
+
+    /// Whether it counts per-minute windows by calendar minutes: told so with the true
+    /// limits, or learned.
+    fn counts_calendar(&self) -> bool {
+        match self.window {
+            WindowBelief::Told => self.told_calendar,
+            WindowBelief::Fixed => true,
+            WindowBelief::Learning | WindowBelief::Sliding => false,
+        }
+    }
+
+    /// From now on it plans calendar minutes: its replica's windows, and the minutes its Live
+    /// sessions met.
+    fn believe_calendar_minutes(&mut self) {
+        self.window = WindowBelief::Fixed;
+        self.inner.measure_fixed();
+        self.minute_peak.clone_from(&self.calendar_peak);
+    }
+
+    /// Session `seq` of unit `u`, sent at `at`, was admitted: each per-minute limit is at
+    /// least what the minute held with it, counted both ways; returns the tokens, `[sliding,
+    /// calendar]`.
+    fn admitted_minute(&mut self, u: usize, at: Nanos, seq: u64) -> [u64; 2] {
+        let (sliding, calendar) = (self.minute_of(u, at, seq, false), self.minute_of(u, at, seq, true));
+        let believed = if self.counts_calendar() { calendar } else { sliding };
+        for (k, h) in self.minute_peak[u].iter_mut().zip(believed) {
+            *k = (*k).max(h);
+        }
+        for (k, h) in self.calendar_peak[u].iter_mut().zip(calendar) {
+            *k = (*k).max(h);
+        }
+        [sliding[1], calendar[1]]
+    }
+
+    /// Which way a limit on the minute's tokens explains every session unit `u`'s evidence
+    /// `c` holds: `Some(calendar)`, or `None`. The way it believes, or while it is learning how
+    /// the server counts minutes (sliding first: safe under both), either.
+    fn tokens_explain(&self, c: &Causes) -> Option<bool> {
+        let calendar = self.counts_calendar();
+        if c.tokens_explain(calendar) {
+            Some(calendar)
+        } else if self.window == WindowBelief::Learning && c.tokens_explain(true) {
+            Some(true)
+        } else {
+            None
+        }
     }
 
     /// Live sessions sent [`LIVE_ADMIT_GRACE`] ago and not refused: admitted, so each
@@ -829,19 +899,17 @@ impl Flux {
             let Some(&(at, ..)) = self.live_sent[u].iter().find(|e| e.1 == seq) else {
                 continue;
             };
-            let held = self.minute_before(u, at, seq);
-            for (k, h) in self.minute_peak[u].iter_mut().zip(held) {
-                *k = (*k).max(h);
-            }
-            self.weigh(u, at, seq, held[1], true);
+            let tokens = self.admitted_minute(u, at, seq);
+            self.weigh(u, at, seq, tokens, true);
         }
     }
 
     /// Records in unit `u`'s evidence (`causes`) its session sent `seq`-th at `at`, admitted
-    /// or refused, the minute holding `tokens` with it: what the sessions sent before it
+    /// or refused, the minute holding `tokens` with it (`[sliding, calendar]`): what the
+    /// sessions sent before it
     /// (and not refused) held of the slots then, each open or freed when flux believes the
     /// server freed it.
-    fn weigh(&mut self, u: usize, at: Nanos, seq: u64, tokens: u64, admitted: bool) {
+    fn weigh(&mut self, u: usize, at: Nanos, seq: u64, tokens: [u64; 2], admitted: bool) {
         if self.causes[u].is_none() {
             return;
         }
@@ -880,7 +948,7 @@ impl Flux {
             Some(k) => c.sessions_explain(k, MAX_SESSION_HOLD),
             None => c.some_session_limit_explains(MAX_SESSION_HOLD),
         };
-        untold && !sessions && c.tokens_explain()
+        untold && !sessions && self.tokens_explain(c).is_some()
     }
 
     /// Lets each project of `ask`'s Live model whose session limit is a guess (nothing told)
@@ -903,12 +971,15 @@ impl Flux {
             if !self.guessed[v] || self.probing[v] || !self.doubt[v].is_empty() {
                 continue;
             }
-            let Some(c) = self.causes[v].as_deref().filter(|c| c.tokens_explain()) else {
+            let Some(c) = self.causes[v].as_deref() else {
+                continue;
+            };
+            let Some(calendar) = self.tokens_explain(c) else {
                 continue;
             };
             // The minute's tokens a session sent now would meet, itself aside.
-            let [_, minute] = self.minute_before(v, now, u64::MAX);
-            let clean = minute.saturating_add(cost) <= c.admitted_tokens();
+            let [_, minute] = self.minute_of(v, now, u64::MAX, calendar);
+            let clean = minute.saturating_add(cost) <= c.admitted_tokens(calendar);
             let probe = if clean {
                 [Dimension::Concurrency].into_iter().collect()
             } else {
@@ -956,10 +1027,23 @@ impl Flux {
     /// plans under a ceiling on the minute's tokens just under the least a refused session's
     /// minute held there (none refused there: as on `u`), no lower than the most an admitted
     /// one's held.
+    ///
+    /// Read by calendar minutes only where sliding ones do not explain what it saw (the minute
+    /// of a session admitted held more than that of one refused): it then plans calendar
+    /// minutes from now on. Read by sliding minutes, a server counting calendar ones had each
+    /// project's 1011s explained by no token limit, a session limit guessed, and
+    /// `live-phone-translate-2026` on such a server, told nothing, at 69% of the pace.
     fn read_as_tokens(&mut self, u: usize, now: Nanos) {
         let m = self.model_of(u);
         self.by_tokens[m] = true;
-        let refused = |f: &Self, v: usize| f.causes[v].as_deref().and_then(Causes::refused_tokens);
+        let calendar = self.causes[u]
+            .as_deref()
+            .and_then(|c| self.tokens_explain(c))
+            .unwrap_or_else(|| self.counts_calendar());
+        if calendar && !self.counts_calendar() {
+            self.believe_calendar_minutes();
+        }
+        let refused = |f: &Self, v: usize| f.causes[v].as_deref().and_then(|c| c.refused_tokens(calendar));
         let fallback = refused(self, u);
         for v in self.model_units(u).collect::<Vec<_>>() {
             if std::mem::take(&mut self.guessed[v]) {
@@ -1127,8 +1211,7 @@ impl Flux {
         if (at as i128 - minute).abs() > MILLISECOND as i128 {
             self.window = WindowBelief::Sliding;
         } else if !explained() {
-            self.window = WindowBelief::Fixed;
-            self.inner.measure_fixed();
+            self.believe_calendar_minutes();
         }
     }
 
@@ -1597,10 +1680,7 @@ impl Strategy for Flux {
                     });
                     self.admitted(u);
                     // The most of each minute it saw admitted (this session included).
-                    let held = self.minute_before(u, sent, plan.and_then(|p| p.seq).unwrap_or(u64::MAX));
-                    for (p, h) in self.minute_peak[u].iter_mut().zip(held) {
-                        *p = (*p).max(h);
-                    }
+                    self.admitted_minute(u, sent, plan.and_then(|p| p.seq).unwrap_or(u64::MAX));
                     let due = end.saturating_add(self.session_hold[u]);
                     if let Some(open) = probe_open {
                         // Admitted beyond the told limit, with `open` others.
@@ -1630,14 +1710,18 @@ impl Strategy for Flux {
                     // they are not what it met.
                     let cost = self.inner.cost(ask);
                     let seq = plan.and_then(|p| p.seq).unwrap_or(u64::MAX);
-                    let [rpm, tpm] = self.minute_before(u, sent, seq);
-                    self.weigh(u, sent, seq, tpm, false);
+                    let [sliding, by_calendar] = [false, true].map(|c| self.minute_of(u, sent, seq, c));
+                    self.weigh(u, sent, seq, [sliding[1], by_calendar[1]], false);
                     // Refused: not in the minute of any later session.
                     self.live_sent[u].retain(|e| e.1 != seq);
-                    let minute = [
-                        (Dimension::Rpm, rpm.saturating_sub(1)),
-                        (Dimension::Tpm, tpm.saturating_sub(cost)),
-                    ];
+                    // The minute it met, this session aside, counted `[as believed, by calendar]`.
+                    let believed = if self.counts_calendar() { by_calendar } else { sliding };
+                    let [minute, minute_by_calendar] = [believed, by_calendar].map(|[rpm, tpm]| {
+                        [
+                            (Dimension::Rpm, rpm.saturating_sub(1)),
+                            (Dimension::Tpm, tpm.saturating_sub(cost)),
+                        ]
+                    });
                     // Not charged by the server: its tokens leave the replica's windows too.
                     self.inner.refused(now, ask, key, model, sent);
                     // The plans made before it are withdrawn when due (below: not for the
@@ -1657,7 +1741,7 @@ impl Strategy for Flux {
                     // Its sessions still open, sent long enough ago that a refusal would have
                     // come, were admitted: each minute held at least that much then.
                     // (Measured `LIVE_ADMIT_GRACE` after each send: `admit_sessions`.)
-                    let peak = self.minute_peak[u];
+                    let mut peak = self.minute_peak[u];
                     let cap = self.inner.cap(u);
                     let amount = |d: Dimension| if d == Dimension::Rpm { 1 } else { cost };
                     // The room it plans with: the limit, or its own ceiling below it.
@@ -1665,18 +1749,32 @@ impl Strategy for Flux {
                         (Some(l), Some(c)) => Some(l.min(c)),
                         (l, c) => l.or(c),
                     };
-                    let may = |i: usize, d: Dimension, used: u64| {
-                        room(i, d).is_some_and(|v| v < TRACKED) && used.saturating_add(amount(d)) > peak[i]
+                    // The most used of them in `minute`, by share of its belief, and what it
+                    // held, if any held more than an admitted session's minute (`peak`).
+                    let fullest_of = |minute: [(Dimension, u64); 2], peak: [u64; 2]| {
+                        minute
+                            .into_iter()
+                            .enumerate()
+                            .filter(|&(i, (d, used))| {
+                                room(i, d).is_some_and(|v| v < TRACKED) && used.saturating_add(amount(d)) > peak[i]
+                            })
+                            .max_by_key(|&(i, (d, used))| {
+                                (u128::from(used.saturating_add(amount(d))) << 32)
+                                    / u128::from(room(i, d).unwrap_or(1).max(1))
+                            })
                     };
-                    // The most used of them, by share of its belief, and what it held.
-                    let fullest = minute
-                        .into_iter()
-                        .enumerate()
-                        .filter(|&(i, (d, used))| may(i, d, used))
-                        .max_by_key(|&(i, (d, used))| {
-                            (u128::from(used.saturating_add(amount(d))) << 32)
-                                / u128::from(room(i, d).unwrap_or(1).max(1))
-                        });
+                    let mut fullest = fullest_of(minute, peak);
+                    // While it learns how the server counts minutes: a minute that held less
+                    // in the sliding 60 s than an admitted session's did, and more in its
+                    // calendar minute, says calendar minutes (a server counting sliding ones
+                    // refused it for a minute holding more than any it admitted).
+                    let mut to_calendar = false;
+                    if fullest.is_none() && self.window == WindowBelief::Learning {
+                        fullest = fullest_of(minute_by_calendar, self.calendar_peak[u]);
+                        if fullest.is_some() {
+                            (to_calendar, peak) = (true, self.calendar_peak[u]);
+                        }
+                    }
                     let probed_minute = probe.per_minute();
                     if probed_minute && !probe.contains(Dimension::Concurrency) {
                         // A probe of a per-minute limit refused: the belief it exceeded holds
@@ -1730,6 +1828,9 @@ impl Strategy for Flux {
                         // (as a limit, sessions larger than a ceiling learned low were given
                         // up as unservable). A session limit guessed instead cut
                         // `live-conversations-2026-12` told ±50% to 24-41% of the pace.
+                        if to_calendar {
+                            self.believe_calendar_minutes();
+                        }
                         let below = used.saturating_add(amount(d)) - 1;
                         let mut ceiling = cap;
                         ceiling[i] = Some(room(i, d).unwrap_or(below).min(below).max(peak[i]).max(1));
@@ -2089,6 +2190,42 @@ mod tests {
         );
         // What the two admitted at 0 s held is the least the limit can be.
         assert_eq!(f.minute_peak[0], [2, 14_000]);
+    }
+
+    /// Issue 26 (`live-phone-translate-calendar`; `live-phone-translate-2026` on a server
+    /// counting calendar minutes, told +50%: 1,501 of 1,974 calls, wait p99 42 min): a session
+    /// refused late in a calendar minute met less in the sliding 60 s than one admitted early
+    /// in it, so no ceiling on the sliding minute explains the refusal; flux guessed a session
+    /// limit instead and held the line at a few calls. The calendar minutes explain it: flux
+    /// learns the ceiling on them and plans calendar minutes from then on.
+    #[test]
+    fn a_live_1011_only_calendar_minutes_explain_teaches_calendar_minutes() {
+        let mut f = told_live(Limits {
+            tpm: Some(30_000),
+            ..Limits::default()
+        });
+        // Two sessions of 5,000 tokens at 50 s and three of 6,000 at 61 s, all admitted: the
+        // server (20,000 a calendar minute) counted 10,000 and 18,000; the sliding minute of
+        // the last held 28,000.
+        let (t0, t1) = (50 * SECOND, 61 * SECOND);
+        for r in 0..2 {
+            assert_eq!(send(f.decide(t0, &ask(r, 5_000))), (0, t0));
+        }
+        for r in 2..5 {
+            assert_eq!(send(f.decide(t1, &ask(r, 6_000))), (0, t1));
+        }
+        // At 119 s one of 3,000: 21,000 in the sliding minute (under the 30,000 told), 21,000
+        // in the calendar one: refused.
+        let t2 = 119 * SECOND;
+        assert_eq!(send(f.decide(t2, &ask(5, 3_000))), (0, t2));
+        f.on_outcome(t2 + 1_100 * MILLISECOND, &ask(5, 3_000), 0, 0, t2, &CLOSE_1011);
+        assert_eq!(f.inner.limits(0).concurrent, None, "no session limit guessed");
+        assert!(f.counts_calendar(), "calendar minutes");
+        assert_eq!(f.inner.cap(0)[1], Some(20_999), "just under the calendar minute it met");
+        // The next calendar minute is empty: 18,000 go at once (the sliding minute would hold
+        // the 18,000 sent at 61 s until 121 s, and the refusal's second of caution to 120.1 s).
+        let t3 = 125 * SECOND;
+        assert_eq!(send(f.decide(t3, &ask(6, 18_000))), (0, t3));
     }
 
     #[test]

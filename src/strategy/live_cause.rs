@@ -16,7 +16,11 @@
 //!   refuted when its interval is empty or lies beyond the longest hold believed.
 //! - **Tokens per minute**: the minute's tokens with an admitted session are at most the
 //!   limit, with a refused one more: the limit fits iff the most any admitted session met is
-//!   below the least any refused one met.
+//!   below the least any refused one met. The minute is read both ways a server may count it,
+//!   the sliding 60 s before the session and the calendar minute it falls in, each kept
+//!   apart: a server counting calendar minutes refutes the sliding reading (a sliding minute
+//!   holds its calendar minute and more, so admitted ones meet more than refused ones), and a
+//!   sliding one the calendar reading, so the evidence also tells which way the server counts.
 //!
 //! Both are read with the sessions flux sent itself, in the order it sent them; instants are
 //! compared with [`SLACK`] to spare (a constant gap between when flux believes a slot freed
@@ -38,10 +42,17 @@ pub struct Causes {
     above: Vec<i64>,
     /// Per session limit `C`: the hold is at most this (`i64::MAX`: nothing says so yet).
     below: Vec<i64>,
-    /// The most tokens a minute held with an admitted session.
-    admitted_tokens: u64,
-    /// The fewest tokens a minute held with a refused session (`u64::MAX`: none refused).
-    refused_tokens: u64,
+    /// The most tokens a minute held with an admitted session: `[sliding, calendar]`.
+    admitted_tokens: [u64; 2],
+    /// The fewest tokens a minute held with a refused session (`u64::MAX`: none refused):
+    /// `[sliding, calendar]`.
+    refused_tokens: [u64; 2],
+}
+
+/// Which way a minute is read: the sliding 60 s before an instant (0) or its calendar minute
+/// (1), as indexes of [`Causes`]' token evidence.
+fn way(calendar: bool) -> usize {
+    usize::from(calendar)
 }
 
 impl Default for Causes {
@@ -49,18 +60,18 @@ impl Default for Causes {
         Causes {
             above: vec![i64::MIN; WEIGHED],
             below: vec![i64::MAX; WEIGHED],
-            admitted_tokens: 0,
-            refused_tokens: u64::MAX,
+            admitted_tokens: [0; 2],
+            refused_tokens: [u64::MAX; 2],
         }
     }
 }
 
 impl Causes {
     /// A session reached the server at `at` and was `admitted` (or refused), the minute
-    /// holding `tokens` with it; `frees` holds, for each session sent before it on the budget
+    /// holding `tokens` with it (`[sliding, calendar]`); `frees` holds, for each session sent before it on the budget
     /// and admitted, when flux believes the server freed its slot (`None`: it was still open
     /// at `at`). `frees` is reordered.
-    pub fn record(&mut self, at: Nanos, frees: &mut [Option<Nanos>], tokens: u64, admitted: bool) {
+    pub fn record(&mut self, at: Nanos, frees: &mut [Option<Nanos>], tokens: [u64; 2], admitted: bool) {
         // Open ones (None) before every close, then the latest close first.
         frees.sort_unstable_by_key(|f| f.map(std::cmp::Reverse));
         let slack = SLACK as i64;
@@ -77,10 +88,12 @@ impl Causes {
                 self.above[c] = self.above[c].max(gap.saturating_sub(slack));
             }
         }
-        if admitted {
-            self.admitted_tokens = self.admitted_tokens.max(tokens);
-        } else {
-            self.refused_tokens = self.refused_tokens.min(tokens);
+        for (i, t) in tokens.into_iter().enumerate() {
+            if admitted {
+                self.admitted_tokens[i] = self.admitted_tokens[i].max(t);
+            } else {
+                self.refused_tokens[i] = self.refused_tokens[i].min(t);
+            }
         }
     }
 
@@ -104,20 +117,24 @@ impl Causes {
         (1..=WEIGHED as u64 + 1).any(|c| self.sessions_explain(c, longest))
     }
 
-    /// Whether a limit on the minute's tokens explains every session recorded: the most an
-    /// admitted session's minute held is below the least a refused one's did.
-    pub fn tokens_explain(&self) -> bool {
-        self.admitted_tokens < self.refused_tokens
+    /// Whether a limit on the minute's tokens, counted by `calendar` minutes or sliding ones,
+    /// explains every session recorded: the most an admitted session's minute held is below
+    /// the least a refused one's did.
+    pub fn tokens_explain(&self, calendar: bool) -> bool {
+        self.admitted_tokens[way(calendar)] < self.refused_tokens[way(calendar)]
     }
 
-    /// The most tokens a minute held with an admitted session (0: none admitted yet).
-    pub fn admitted_tokens(&self) -> u64 {
-        self.admitted_tokens
+    /// The most tokens a minute (counted by `calendar` minutes or sliding ones) held with an
+    /// admitted session (0: none admitted yet).
+    pub fn admitted_tokens(&self, calendar: bool) -> u64 {
+        self.admitted_tokens[way(calendar)]
     }
 
-    /// The fewest tokens a minute held with a refused session, if any was.
-    pub fn refused_tokens(&self) -> Option<u64> {
-        (self.refused_tokens != u64::MAX).then_some(self.refused_tokens)
+    /// The fewest tokens a minute (counted by `calendar` minutes or sliding ones) held with a
+    /// refused session, if any was.
+    pub fn refused_tokens(&self, calendar: bool) -> Option<u64> {
+        let t = self.refused_tokens[way(calendar)];
+        (t != u64::MAX).then_some(t)
     }
 }
 
@@ -134,19 +151,19 @@ mod tests {
     fn a_limit_is_refuted_by_a_refusal_with_no_close_to_hold_its_slot() {
         let mut c = Causes::default();
         // Two admitted with 0 and 1 open, a third refused with 2 open.
-        c.record(0, &mut [], 5_000, true);
-        c.record(0, &mut [None], 10_000, true);
-        c.record(0, &mut [None, None], 15_000, false);
+        c.record(0, &mut [], [5_000; 2], true);
+        c.record(0, &mut [None], [10_000; 2], true);
+        c.record(0, &mut [None, None], [15_000; 2], false);
         assert!(c.sessions_explain(2, 15 * 60 * S));
         assert!(!c.sessions_explain(3, 15 * 60 * S), "nothing held a third slot");
         assert!(!c.sessions_explain(1, 15 * 60 * S), "admitted with one open");
         assert!(c.some_session_limit_explains(15 * 60 * S));
-        assert!(c.tokens_explain());
+        assert!(c.tokens_explain(false));
         // A minute later, admitted with both still open: no limit on sessions explains it all.
-        c.record(60 * S, &mut [None, None], 12_000, true);
+        c.record(60 * S, &mut [None, None], [12_000; 2], true);
         assert!(!c.sessions_explain(2, 15 * 60 * S));
         assert!(!c.some_session_limit_explains(15 * 60 * S));
-        assert!(c.tokens_explain());
+        assert!(c.tokens_explain(false));
     }
 
     /// A release delay: refused 1 s after a close, admitted 6 s after one: a limit of 3 with a
@@ -154,13 +171,34 @@ mod tests {
     #[test]
     fn a_hold_explains_refusals_soon_after_a_close() {
         let mut c = Causes::default();
-        c.record(100 * S, &mut [None, None, Some(99 * S)], 3_000, false);
-        c.record(106 * S, &mut [None, None, Some(99 * S)], 3_500, true);
+        c.record(100 * S, &mut [None, None, Some(99 * S)], [3_000; 2], false);
+        c.record(106 * S, &mut [None, None, Some(99 * S)], [3_500; 2], true);
         assert!(c.sessions_explain(3, 15 * 60 * S));
-        assert!(!c.tokens_explain());
+        assert!(!c.tokens_explain(false));
         // Refused 20 s after a close where 7 s after one was admitted: no hold fits.
-        c.record(200 * S, &mut [None, None, Some(193 * S)], 3_000, true);
-        c.record(300 * S, &mut [None, None, Some(280 * S)], 3_000, false);
+        c.record(200 * S, &mut [None, None, Some(193 * S)], [3_000; 2], true);
+        c.record(300 * S, &mut [None, None, Some(280 * S)], [3_000; 2], false);
         assert!(!c.sessions_explain(3, 15 * 60 * S));
+    }
+
+    /// A server counting calendar minutes: a session admitted early in a minute meets more in
+    /// the sliding 60 s before it than one refused late in the minute after (the sliding
+    /// reading is refuted), while the calendar minutes tell them apart.
+    #[test]
+    fn calendar_minutes_refute_the_sliding_reading_and_explain_the_refusals() {
+        let mut c = Causes::default();
+        // 59 s: the first minute reaches 18,000; 61 s: admitted, 18,000 + 3,000 in the sliding
+        // minute, 3,000 in its calendar one; 119 s: refused, the second minute holding 19,000
+        // with it and 14,000 of the sliding 60 s.
+        c.record(59 * S, &mut [], [18_000, 18_000], true);
+        c.record(61 * S, &mut [], [21_000, 3_000], true);
+        c.record(119 * S, &mut [], [14_000, 19_000], false);
+        assert!(!c.tokens_explain(false));
+        assert!(c.tokens_explain(true));
+        assert_eq!(
+            (c.admitted_tokens(true), c.refused_tokens(true)),
+            (18_000, Some(19_000))
+        );
+        assert_eq!(c.refused_tokens(false), Some(14_000));
     }
 }

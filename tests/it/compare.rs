@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 51] = [
+const QUICK: [&str; 52] = [
     "across-midnight",
     "cron-retired-id",
     "cron-retired-told-half",
@@ -33,6 +33,7 @@ const QUICK: [&str; 51] = [
     "live-hotel-desk-2026",
     "live-interpreter-2026",
     "live-phone-translate-2026",
+    "live-phone-translate-calendar",
     "live-reconnect",
     "live-sessions",
     "live-speaking-drills",

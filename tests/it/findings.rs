@@ -861,3 +861,21 @@ fn flux_told_half_on_a_counting_server_does_not_retry_a_probe_in_place() {
         half.throughput_per_min
     );
 }
+
+/// Issue 26 (`live-phone-translate-calendar`): Live calls on a server counting each project's
+/// input tokens per calendar minute. flux told nothing counted the minutes its refused calls
+/// met as sliding ones, found no token limit that explained them (a call admitted early in a
+/// minute met more in the sliding 60 s than one refused late in it), guessed a session limit
+/// and held the line at 8.2 calls a minute with 53 refused (1,479 of 1,887). Read both ways,
+/// only calendar minutes explain the refusals: it plans them and keeps exact_cooldown's pace.
+#[test]
+fn flux_told_nothing_learns_live_token_minutes_on_the_calendar() {
+    let s = load("live-phone-translate-calendar");
+    let r = run(&s, &s.strategies, s.seed, None, 1);
+    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let (nothing, ec) = (by("flux, told nothing"), by("exact_cooldown"));
+    assert_eq!(ec.completed, 1_887);
+    assert_eq!(nothing.completed, ec.completed);
+    keeps_pace(&nothing, &ec);
+    assert!(nothing.rate_limited <= 20, "{} 1011s", nothing.rate_limited);
+}
