@@ -1768,8 +1768,13 @@ impl Strategy for Flux {
                     // in the sliding 60 s than an admitted session's did, and more in its
                     // calendar minute, says calendar minutes (a server counting sliding ones
                     // refused it for a minute holding more than any it admitted).
+                    // Every session it sent must agree (each admitted one's calendar minute
+                    // held less than each refused one's), not this one alone: a session
+                    // refused by a session limit under sliding minutes may meet a fuller
+                    // calendar minute than any admitted one by chance.
                     let mut to_calendar = false;
-                    if fullest.is_none() && self.window == WindowBelief::Learning {
+                    let calendar_agrees = self.causes[u].as_deref().is_some_and(|c| c.tokens_explain(true));
+                    if fullest.is_none() && self.window == WindowBelief::Learning && calendar_agrees {
                         fullest = fullest_of(minute_by_calendar, self.calendar_peak[u]);
                         if fullest.is_some() {
                             (to_calendar, peak) = (true, self.calendar_peak[u]);
@@ -2226,6 +2231,33 @@ mod tests {
         // the 18,000 sent at 61 s until 121 s, and the refusal's second of caution to 120.1 s).
         let t3 = 125 * SECOND;
         assert_eq!(send(f.decide(t3, &ask(6, 18_000))), (0, t3));
+    }
+
+    /// The calendar reading is believed only when it explains every session sent, not the
+    /// refused one alone: on a server counting sliding minutes, a session refused for
+    /// another cause (a session limit) may meet a calendar minute fuller than any admitted
+    /// one's by chance, after an earlier refusal whose calendar minute held no more.
+    #[test]
+    fn one_refusal_the_calendar_explains_is_not_enough_against_an_earlier_one() {
+        let mut f = told_live(Limits {
+            tpm: Some(30_000),
+            ..Limits::default()
+        });
+        // Admitted: 8,000 at 50 s, 7,000 at 65 s (sliding 15,000, calendar 7,000).
+        assert_eq!(send(f.decide(50 * SECOND, &ask(0, 8_000))), (0, 50 * SECOND));
+        assert_eq!(send(f.decide(65 * SECOND, &ask(1, 7_000))), (0, 65 * SECOND));
+        // Refused at 70 s: sliding 16,000 (more than any admitted: a ceiling on the sliding
+        // minute), calendar 8,000 (no more than the first minute admitted).
+        let t = 70 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(2, 1_000))), (0, t));
+        f.on_outcome(t + SECOND, &ask(2, 1_000), 0, 0, t, &CLOSE_1011);
+        assert!(!f.counts_calendar());
+        // Refused at 115 s: sliding 9,000, calendar 9,000, more than any admitted calendar
+        // minute; but the refusal at 70 s met 8,000, as much as one admitted: not calendar.
+        let t = 115 * SECOND;
+        assert_eq!(send(f.decide(t, &ask(3, 2_000))), (0, t));
+        f.on_outcome(t + SECOND, &ask(3, 2_000), 0, 0, t, &CLOSE_1011);
+        assert!(!f.counts_calendar(), "calendar minutes believed on one refusal");
     }
 
     #[test]
