@@ -1781,6 +1781,14 @@ impl Strategy for Flux {
                         }
                     }
                     let probed_minute = probe.per_minute();
+                    // A session sent beyond a guessed session limit, refused after the guess
+                    // went (the model's 1011s read as the minute's tokens since, on another
+                    // project maybe): a refusal like any other session's, not the session
+                    // limit's. Read as the limit's, it set a session limit the project was
+                    // never told (`live-phone-translate-calendar` told nothing, seed 9: the
+                    // second project held to 9 sessions and a hold learned on top, 89.5% of
+                    // the pace).
+                    let stale_probe = session_probe && self.by_tokens[model] && limits.concurrent.is_none();
                     if probed_minute && !probe.contains(Dimension::Concurrency) {
                         // A probe of a per-minute limit refused: the belief it exceeded holds
                         // (as a REST probe refused without the value), not a session limit.
@@ -1788,7 +1796,7 @@ impl Strategy for Flux {
                             self.verified[u].insert(d);
                         }
                         self.inner.block(u, now + SECOND, now);
-                    } else if session_probe {
+                    } else if session_probe && !stale_probe {
                         // A session beyond the told limit refused: the server held as many as
                         // it had open when the session came (at least one); an earlier refusal
                         // of the same burst may have said less.
@@ -1809,7 +1817,7 @@ impl Strategy for Flux {
                             self.inner.set_limits(u, limits, now);
                         }
                         self.inner.block(u, now + SECOND, now);
-                    } else if probe.contains(Dimension::Concurrency) {
+                    } else if probe.contains(Dimension::Concurrency) && !stale_probe {
                         // A session beyond the told limit refused: the limit is no more than
                         // the sessions it had open (at least one), nor than the belief.
                         limits.concurrent = Some(limits.concurrent.map_or(open, |c| c.min(open)).max(1));

@@ -868,14 +868,23 @@ fn flux_told_half_on_a_counting_server_does_not_retry_a_probe_in_place() {
 /// minute met more in the sliding 60 s than one refused late in it), guessed a session limit
 /// and held the line at 8.2 calls a minute with 53 refused (1,479 of 1,887). Read both ways,
 /// only calendar minutes explain the refusals: it plans them and keeps exact_cooldown's pace.
+/// At seed 9 a session sent beyond the session limit guessed on the second project was
+/// refused after the first project's evidence had the 1011s read as tokens, and was taken
+/// for the session limit's: 9 sessions and a hold on top, 1,746 of 1,951.
 #[test]
 fn flux_told_nothing_learns_live_token_minutes_on_the_calendar() {
     let s = load("live-phone-translate-calendar");
-    let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
-    let (nothing, ec) = (by("flux, told nothing"), by("exact_cooldown"));
-    assert_eq!(ec.completed, 1_887);
-    assert_eq!(nothing.completed, ec.completed);
-    keeps_pace(&nothing, &ec);
-    assert!(nothing.rate_limited <= 20, "{} 1011s", nothing.rate_limited);
+    for (seed, done) in [(s.seed, 1_887), (9, 1_951)] {
+        let r = run(&s, &s.strategies, seed, None, 1);
+        let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+        let (nothing, ec) = (by("flux, told nothing"), by("exact_cooldown"));
+        assert_eq!(ec.completed, done, "seed {seed}");
+        assert_eq!(nothing.completed, ec.completed, "seed {seed}");
+        keeps_pace(&nothing, &ec);
+        assert!(
+            nothing.rate_limited <= 20,
+            "seed {seed}: {} 1011s",
+            nothing.rate_limited
+        );
+    }
 }
