@@ -906,9 +906,8 @@ impl Flux {
 
     /// Records in unit `u`'s evidence (`causes`) its session sent `seq`-th at `at`, admitted
     /// or refused, the minute holding `tokens` with it (`[sliding, calendar]`): what the
-    /// sessions sent before it
-    /// (and not refused) held of the slots then, each open or freed when flux believes the
-    /// server freed it.
+    /// sessions sent before it (and not refused) held of the slots then, each open or freed
+    /// when flux believes the server freed it.
     fn weigh(&mut self, u: usize, at: Nanos, seq: u64, tokens: [u64; 2], admitted: bool) {
         if self.causes[u].is_none() {
             return;
