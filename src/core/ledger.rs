@@ -905,6 +905,9 @@ pub struct PoolId(pub u32);
 #[derive(Debug, Clone)]
 struct Budget {
     limits: Limits,
+    /// Its per-minute windows slide whatever the ledger measures (a reservation: the server
+    /// keeps provisioned throughput in sliding windows, see [`Ledger::add_sliding_budget`]).
+    sliding: bool,
     /// A client replica's own ceilings on its per-minute windows, `[RPM, TPM]`, below the
     /// limits (see [`Ledger::set_cap`]); `None` on a server's budgets.
     cap: [Option<u64>; 2],
@@ -941,7 +944,7 @@ impl Ledger {
     /// learned the server does): each budget keeps what the current minute holds.
     pub fn measure_fixed(&mut self) {
         self.config.window = WindowKind::Fixed;
-        for b in &mut self.budgets {
+        for b in self.budgets.iter_mut().filter(|b| !b.sliding) {
             b.minute.settle();
             b.minute = b.minute.to_fixed(&self.calendar);
         }
@@ -1001,11 +1004,28 @@ impl Ledger {
 
     /// Adds a budget whose day starts with `rpd_used` requests already spent.
     pub fn add_budget(&mut self, limits: Limits, rpd_used: u64) -> BudgetId {
+        self.push_budget(limits, rpd_used, false)
+    }
+
+    /// [`Ledger::add_budget`] whose per-minute windows slide whatever this ledger measures,
+    /// now or after [`Ledger::measure_fixed`]: a client's replica of a reservation, which the
+    /// server keeps in sliding windows under every `server.window`.
+    pub fn add_sliding_budget(&mut self, limits: Limits) -> BudgetId {
+        self.push_budget(limits, 0, true)
+    }
+
+    fn push_budget(&mut self, limits: Limits, rpd_used: u64, sliding: bool) -> BudgetId {
         let id = BudgetId(self.budgets.len() as u32);
+        let kind = if sliding {
+            WindowKind::Sliding
+        } else {
+            self.config.window
+        };
         self.budgets.push(Budget {
             limits,
+            sliding,
             cap: [None; 2],
-            minute: Window::new(self.config.window),
+            minute: Window::new(kind),
             daily: Daily {
                 day_end: self.calendar.next_day_start(0),
                 used: rpd_used,
@@ -1690,6 +1710,36 @@ mod tests {
         assert!(
             matches!(l.admit(33 * SECOND, b, None, 1, 0), Admission::Rejected { retry_at, .. } if retry_at == 90 * SECOND)
         );
+    }
+
+    /// A client's replica of a reservation slides under calendar minutes too, as the server
+    /// keeps it (`long-context-reservation` on calendar minutes, seeds 2 and 18: the planners
+    /// counted the reservation by the minute, sent at 3,180 s what its sliding minute had no
+    /// room for, and met a 429 on the quota it spilled to).
+    #[test]
+    fn a_sliding_budget_slides_in_a_ledger_of_calendar_minutes() {
+        let (mut l, fixed) = ledger(WindowKind::Fixed, rpm(1));
+        let sliding = l.add_sliding_budget(rpm(1));
+        for b in [fixed, sliding] {
+            assert_eq!(l.admit(50 * SECOND, b, None, 1, 0), Admission::Admitted);
+        }
+        // At 61 s the calendar minute is new; the sliding one still holds the send at 50 s.
+        assert_eq!(l.check(61 * SECOND, fixed, None, 1), Admission::Admitted);
+        assert!(
+            matches!(l.check(61 * SECOND, sliding, None, 1), Admission::Rejected { retry_at, .. } if retry_at == 110 * SECOND)
+        );
+        // Nor does a replica that learns calendar minutes later measure it by them.
+        let (mut l, quota) = ledger(WindowKind::Sliding, rpm(1));
+        let sliding = l.add_sliding_budget(rpm(1));
+        for b in [quota, sliding] {
+            assert_eq!(l.admit(50 * SECOND, b, None, 1, 0), Admission::Admitted);
+        }
+        l.measure_fixed();
+        assert_eq!(l.check(61 * SECOND, quota, None, 1), Admission::Admitted);
+        assert!(matches!(
+            l.check(61 * SECOND, sliding, None, 1),
+            Admission::Rejected { .. }
+        ));
     }
 
     #[test]

@@ -274,7 +274,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     .get(m)
                     .copied()
                     .flatten()
-                    .map(|pt| (replica.add_budget(pt.limits, 0), pt.overflow));
+                    // Sliding whatever the quota's windows, as the server keeps it.
+                    .map(|pt| (replica.add_sliding_budget(pt.limits), pt.overflow));
                 units.push(Unit {
                     budget: replica.add_budget(limits, 0),
                     reservation,

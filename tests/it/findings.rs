@@ -888,3 +888,17 @@ fn flux_told_nothing_learns_live_token_minutes_on_the_calendar() {
         );
     }
 }
+
+/// Issue 26 (`reservation-calendar-minutes`): a planner told the server counts its quota by
+/// calendar minute keeps its replica of the reservation sliding, as the server keeps it.
+/// Counted by the minute, both planners sent four contracts at 3,180 s where the reservation's
+/// sliding minute had room for two, and the spill met a 429 on the quota.
+#[test]
+fn planners_count_a_reservation_sliding_under_calendar_minutes() {
+    let s = load("reservation-calendar-minutes");
+    let r = run(&s, &s.strategies, s.seed, None, 1);
+    for name in ["exact_cooldown", "flux"] {
+        let x = r.results.iter().find(|x| x.strategy == name).unwrap();
+        assert_eq!((x.completed, x.rate_limited), (400, 0), "{name}");
+    }
+}
