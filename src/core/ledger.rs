@@ -941,7 +941,8 @@ pub struct Ledger {
 
 impl Ledger {
     /// Measures per-minute windows by calendar minute from now on (a client's replica that
-    /// learned the server does): each budget keeps what the current minute holds.
+    /// learned the server does): each budget keeps what the current minute holds, but those
+    /// added by [`Ledger::add_sliding_budget`], which keep sliding.
     pub fn measure_fixed(&mut self) {
         self.config.window = WindowKind::Fixed;
         for b in self.budgets.iter_mut().filter(|b| !b.sliding) {
