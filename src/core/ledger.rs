@@ -1051,6 +1051,12 @@ impl Ledger {
         id
     }
 
+    /// How this ledger measures per-minute windows (those of [`Ledger::add_sliding_budget`]
+    /// aside).
+    pub fn window(&self) -> WindowKind {
+        self.config.window
+    }
+
     /// The limits of a budget.
     pub fn limits(&self, b: BudgetId) -> Limits {
         self.budgets[b.0 as usize].limits

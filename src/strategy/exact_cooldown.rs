@@ -975,6 +975,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         std::mem::replace(&mut self.last_probe, Dims::EMPTY)
     }
 
+    /// How its replica measures per-minute windows.
+    pub(super) fn window(&self) -> WindowKind {
+        self.replica.window()
+    }
+
     /// Plans calendar minutes from now on (flux learned the server counts them).
     pub(super) fn measure_fixed(&mut self) {
         self.replica.measure_fixed();

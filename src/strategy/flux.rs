@@ -229,8 +229,6 @@ pub struct Flux {
     /// The same counted by calendar minutes whatever it believes: what `minute_peak` becomes
     /// when it learns that the server counts them.
     calendar_peak: Vec<[u64; 2]>,
-    /// The scenario's windows are calendar minutes (believed only under [`WindowBelief::Told`]).
-    told_calendar: bool,
     /// Per unit: sessions admitted since the hold last changed (a 1011 or a shrink).
     clean: Vec<u32>,
     /// Closed sessions whose slots count as taken until `due`, then are handed to the planner.
@@ -426,7 +424,6 @@ impl Flux {
         let mut env = env;
         // Limits only told (or none): the window kind is not trusted either; sliding windows
         // are safe under every kind until a 429 shows calendar minutes.
-        let told_calendar = env.window == WindowKind::Fixed;
         let window = if env.believed.iter().any(|&b| b) {
             env.window = WindowKind::Sliding;
             WindowBelief::Learning
@@ -482,7 +479,6 @@ impl Flux {
             closes: vec![VecDeque::new(); n],
             minute_peak: vec![[0; 2]; n],
             calendar_peak: vec![[0; 2]; n],
-            told_calendar,
             clean: vec![0; n],
             held: Vec::new(),
             fleet: FleetView::default(),
@@ -824,30 +820,25 @@ impl Flux {
 
     /// What unit `u`'s minute held, `[requests, tokens]`, when its session sent `seq`-th at
     /// `at` reached the server: the sessions sent in the minute up to it (itself included),
-    /// but not those refused; the minute counted by the `calendar` minute `at` falls in, or
-    /// by the sliding 60 s up to it.
-    fn minute_of(&self, u: usize, at: Nanos, seq: u64, calendar: bool) -> [u64; 2] {
-        let counts = |t: Nanos| {
-            if calendar {
-                t as i128 >= self.calendar.minute_start(at)
-            } else {
-                t > at.saturating_sub(MINUTE) || at < MINUTE
+    /// but not those refused; counted both ways, `[the sliding 60 s up to it, the calendar
+    /// minute it falls in]`.
+    fn minutes(&self, u: usize, at: Nanos, seq: u64) -> [[u64; 2]; 2] {
+        let (from, minute) = (at.saturating_sub(MINUTE), self.calendar.minute_start(at));
+        let mut held = [[0; 2]; 2];
+        for &(t, _, cost) in self.live_sent[u].iter().filter(|&&(t, s, _)| s <= seq && t <= at) {
+            for (h, counts) in held.iter_mut().zip([t > from || at < MINUTE, t as i128 >= minute]) {
+                if counts {
+                    *h = [h[0] + 1, h[1] + cost];
+                }
             }
-        };
-        self.live_sent[u]
-            .iter()
-            .filter(|&&(t, s, _)| s <= seq && t <= at && counts(t))
-            .fold([0, 0], |[r, c], &(_, _, cost)| [r + 1, c + cost])
+        }
+        held
     }
 
-    /// Whether it counts per-minute windows by calendar minutes: told so with the true
-    /// limits, or learned.
+    /// Whether it counts per-minute windows by calendar minutes, as its replica measures them:
+    /// told so with the true limits, or learned.
     fn counts_calendar(&self) -> bool {
-        match self.window {
-            WindowBelief::Told => self.told_calendar,
-            WindowBelief::Fixed => true,
-            WindowBelief::Learning | WindowBelief::Sliding => false,
-        }
+        self.inner.window() == WindowKind::Fixed
     }
 
     /// From now on it plans calendar minutes: its replica's windows, and the minutes its Live
@@ -862,7 +853,7 @@ impl Flux {
     /// least what the minute held with it, counted both ways; returns the tokens, `[sliding,
     /// calendar]`.
     fn admitted_minute(&mut self, u: usize, at: Nanos, seq: u64) -> [u64; 2] {
-        let (sliding, calendar) = (self.minute_of(u, at, seq, false), self.minute_of(u, at, seq, true));
+        let [sliding, calendar] = self.minutes(u, at, seq);
         let believed = if self.counts_calendar() { calendar } else { sliding };
         for (k, h) in self.minute_peak[u].iter_mut().zip(believed) {
             *k = (*k).max(h);
@@ -977,7 +968,7 @@ impl Flux {
                 continue;
             };
             // The minute's tokens a session sent now would meet, itself aside.
-            let [_, minute] = self.minute_of(v, now, u64::MAX, calendar);
+            let [_, minute] = self.minutes(v, now, u64::MAX)[usize::from(calendar)];
             let clean = minute.saturating_add(cost) <= c.admitted_tokens(calendar);
             let probe = if clean {
                 [Dimension::Concurrency].into_iter().collect()
@@ -1709,7 +1700,7 @@ impl Strategy for Flux {
                     // they are not what it met.
                     let cost = self.inner.cost(ask);
                     let seq = plan.and_then(|p| p.seq).unwrap_or(u64::MAX);
-                    let [sliding, by_calendar] = [false, true].map(|c| self.minute_of(u, sent, seq, c));
+                    let [sliding, by_calendar] = self.minutes(u, sent, seq);
                     self.weigh(u, sent, seq, [sliding[1], by_calendar[1]], false);
                     // Refused: not in the minute of any later session.
                     self.live_sent[u].retain(|e| e.1 != seq);
