@@ -60,6 +60,21 @@ struct Unit {
     /// one, as long as nothing about the unit changes (cleared by `reindex`). Lets
     /// `best_for` pass over idle units that cannot take a large request now.
     refused: Option<(u64, Nanos)>,
+    /// Out of the index because its project's concurrency slots are all taken (counted in
+    /// [`ExactCooldown::slots_out`]).
+    slots_out: bool,
+}
+
+/// What [`ExactCooldown::best_for`] learned of the units it visited, beside the best one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    /// Some unit could take the request, at some time or once a slot frees.
+    fits: bool,
+    /// Some unit could take it only once an outstanding request ends.
+    slots_full: bool,
+    /// The earliest instant a unit waiting only for a concurrency slot could take it by its
+    /// windows and day.
+    slot_at: Option<Nanos>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,8 +158,10 @@ enum Eval {
     /// At this instant, on this key (exceeding the believed limits of these dimensions: a
     /// probe).
     At(Nanos, usize, Dims),
-    /// Not until an outstanding request ends.
-    SlotsFull,
+    /// Not until an outstanding request ends: with the instant the unit's windows and day
+    /// would take it once a concurrency slot frees (`None`: not a concurrency slot that is
+    /// missing, but a probe's outcome the unit awaits, or a live key).
+    SlotsFull(Option<Nanos>),
     /// Never (a limit of 0 or too many tokens).
     Never,
 }
@@ -229,6 +246,26 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// last two minutes' (older ones have left every window), to take back if the server
     /// proves not to count them.
     refusals: VecDeque<(Nanos, usize)>,
+    /// Units out of the index until one of their project's concurrency slots frees.
+    slots_out: usize,
+    /// The request told to come back when a planned send would go, while sends wait for a
+    /// concurrency slot instead of being planned far ahead (see `decide`), and when.
+    waker: Option<(u64, Nanos)>,
+    /// The send last withdrawn ([`Strategy::cancel`]).
+    withdrawn: Option<Withdrawn>,
+    /// A send withdrawn from a key found invalid since it was planned, to plan again where it
+    /// was (see [`ExactCooldown::reclaim`]).
+    reclaim: Option<Withdrawn>,
+}
+
+/// A send withdrawn from the replica: whose, on which unit, and what it held.
+#[derive(Debug, Clone, Copy)]
+struct Withdrawn {
+    request: u64,
+    unit: usize,
+    at: Nanos,
+    cost: u64,
+    on_reservation: bool,
 }
 
 impl ExactCooldown {
@@ -287,6 +324,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     awaiting: Dims::EMPTY,
                     place: Place::Out,
                     refused: None,
+                    slots_out: false,
                 });
             }
         }
@@ -319,6 +357,10 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             day_estimate: Vec::new(),
             refusals_counted: None,
             refusals: VecDeque::new(),
+            slots_out: 0,
+            waker: None,
+            withdrawn: None,
+            reclaim: None,
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -374,6 +416,15 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         // A unit that may probe its concurrency limit is not full at it.
         let slots_full = matches!(unit.concurrent, Some((l, ConcurrencyScope::Project)) if unit.inflight >= l)
             && !unit.probe.contains(Dimension::Concurrency);
+        if unit.slots_out != slots_full {
+            self.units[u].slots_out = slots_full;
+            if slots_full {
+                self.slots_out += 1;
+            } else {
+                self.slots_out -= 1;
+            }
+        }
+        let unit = &self.units[u];
         let place = if slots_full || self.pick_key(owner, None).is_none() {
             Place::Out
         } else {
@@ -509,7 +560,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         match unit.concurrent {
             Some((l, ConcurrencyScope::Project)) if unit.inflight >= l => {
                 if !may {
-                    return Eval::SlotsFull;
+                    return Eval::SlotsFull(Some(t));
                 }
                 probe.insert(Dimension::Concurrency);
             }
@@ -521,16 +572,16 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                             probe.insert(Dimension::Concurrency);
                             Eval::At(t, k, probe)
                         }
-                        None => Eval::SlotsFull,
+                        None => Eval::SlotsFull(Some(t)),
                     },
-                    None => Eval::SlotsFull,
+                    None => Eval::SlotsFull(Some(t)),
                 };
             }
             _ => {}
         }
         match self.pick_key(owner, None) {
             Some(k) => Eval::At(t, k, probe),
-            None => Eval::SlotsFull,
+            None => Eval::SlotsFull(None),
         }
     }
 
@@ -556,7 +607,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
                 if !violated.and(unit.awaiting).is_empty() =>
             {
-                return Err(Eval::SlotsFull)
+                return Err(Eval::SlotsFull(None))
             }
             Admission::Unservable { .. } => return Err(Eval::Never),
             Admission::Rejected { retry_at, .. } => (retry_at, Dims::EMPTY),
@@ -567,15 +618,14 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// The unit of model `m` that can take a request costing `cost` soonest. Units are visited
     /// by lower bound and the visit stops once the bound passes the best time found, or a
     /// unit can send now (branch and bound: exact, and O(log n) while budgets have room).
-    /// Sets `fits` and `slots_full` as it learns.
+    /// Notes in `seen` what it learns of the units it visits.
     fn best_for(
         &mut self,
         m: usize,
         now: Nanos,
         cost: u64,
         input: u64,
-        fits: &mut bool,
-        slots_full: &mut bool,
+        seen: &mut Seen,
     ) -> Option<(Nanos, usize, usize, Dims)> {
         self.wake(m, now);
         // The first unit in scan order (idle by preference, then waiting by bound) among those
@@ -586,7 +636,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 let u = owner as usize * this.env.models + m;
                 match this.evaluate(u, now, cost, input) {
                     Eval::At(t, k, probe) => {
-                        *fits = true;
+                        seen.fits = true;
                         let unit = &mut this.units[u];
                         let plain = probe.is_empty() && unit.probe.is_empty() && unit.awaiting.is_empty();
                         let key_slots = matches!(unit.concurrent, Some((_, ConcurrencyScope::Key)));
@@ -597,9 +647,13 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                             *best = Some((t, rank, owner, k, probe));
                         }
                     }
-                    Eval::SlotsFull => {
-                        *fits = true;
-                        *slots_full = true;
+                    Eval::SlotsFull(at) => {
+                        seen.fits = true;
+                        seen.slots_full = true;
+                        seen.slot_at = match (seen.slot_at, at) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
                     }
                     Eval::Never => {}
                 }
@@ -1125,6 +1179,73 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
     }
 
+    /// The earliest instant a unit of one of `chain`'s models that is out of the index for
+    /// its project's concurrency (until an outcome frees a slot) could take a request of
+    /// `cost` by its windows and day. (The retries of two requests sent to invalid keys slept
+    /// to the next day while their project, its slots taken, had room today for both:
+    /// `scenarios/invalid-keys-full-day.toml`.)
+    fn slot_out_at(&mut self, chain: &[usize], now: Nanos, cost: u64) -> Option<Nanos> {
+        if self.slots_out == 0 {
+            return None;
+        }
+        let models = self.env.models;
+        let mut earliest: Option<Nanos> = None;
+        for &m in chain {
+            for o in 0..self.owner_keys.len() {
+                let u = o * models + m;
+                if !self.units[u].slots_out || self.pick_key(o, None).is_none() {
+                    continue;
+                }
+                let t0 = self.start(u, now);
+                if let Ok((t, _)) = self.evaluate_quota(u, t0, cost) {
+                    earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                }
+            }
+        }
+        earliest
+    }
+
+    /// Whether `key` answered 400 for an invalid key.
+    pub(super) fn key_dead(&self, key: usize) -> bool {
+        self.key_dead[key]
+    }
+
+    /// The send of `request` due now on a key found invalid since it was planned was just
+    /// withdrawn ([`Strategy::cancel`]): its next decision, at once, plans it again where it
+    /// was, on a live key of its project (see [`ExactCooldown::replan`]).
+    pub(super) fn reclaim(&mut self, request: u64) {
+        self.reclaim = self.withdrawn.take().filter(|w| w.request == request);
+    }
+
+    /// Plans the send `w` withdrew again at `now`, the instant it held, on a live key of its
+    /// unit. Plans never go back in time elsewhere (a send before a unit's later plans could
+    /// overfill a window they were checked in), but this one takes back exactly what it gave
+    /// up, where it was, and so leaves every window as those plans found it. Before, the
+    /// request went after the unit's last plan, and the slot was lost
+    /// (`scenarios/invalid-keys-full-day.toml`, told nothing: 36 minutes instead of 26).
+    fn replan(&mut self, now: Nanos, ask: &Ask, w: Withdrawn) -> Decision {
+        let owner = w.unit / self.env.models;
+        let per_key = match self.units[w.unit].concurrent {
+            Some((l, ConcurrencyScope::Key)) => Some(l),
+            _ => None,
+        };
+        let key = match self.pick_key(owner, per_key) {
+            Some(k) if w.at == now && !w.on_reservation && self.units[w.unit].blocked <= now => k,
+            _ => return self.plan(now, ask),
+        };
+        self.replica.insert(now, self.units[w.unit].budget, w.cost);
+        self.reserved.insert(ask.request, Held::new(now, w.cost, false));
+        self.last_probe = Dims::EMPTY;
+        self.units[w.unit].inflight += 1;
+        self.key_inflight[key] += 1;
+        self.reindex(w.unit, now);
+        Decision::Send {
+            key,
+            model: w.unit % self.env.models,
+            at: now,
+        }
+    }
+
     /// Withdraws a send planned on unit `u` and `key` as `held` counted it.
     fn withdraw_held(&mut self, u: usize, key: usize, held: Held<T>, now: Nanos) {
         let budget = self.budget_of(u, held);
@@ -1154,21 +1275,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     }
 }
 
-impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
-    fn prefetch(&self, request: u64) {
-        self.reserved.prefetch(request);
-    }
-
-    fn prefetches(&self) -> bool {
-        true
-    }
-
-    fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
-        self.driven.set(true);
-        self.ask_next(model, second, true)
-    }
-
-    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
+    /// [`Strategy::decide`]'s work, once a withdrawn send may go back where it was.
+    fn plan(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        if self.waker.is_some_and(|(r, t)| r == ask.request || t < now) {
+            self.waker = None;
+        }
         let cost = self.env.tpm_cost(ask);
         let new_day = now >= self.day_end;
         if self.floor.is_none_or(|f| cost < f) || new_day {
@@ -1213,11 +1325,11 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
             with_fallbacks = c;
             &with_fallbacks
         };
-        let (mut fits, mut slots_full) = (false, false);
+        let mut seen = Seen::default();
         let mut chosen: Option<(Nanos, usize, usize, Dims)> = None;
         let mut later: Option<(Nanos, usize, usize, Dims)> = None;
         for &m in chain {
-            match self.best_for(m, now, cost, ask.input_tokens, &mut fits, &mut slots_full) {
+            match self.best_for(m, now, cost, ask.input_tokens, &mut seen) {
                 Some(b) if b.0 < day_end => {
                     chosen = Some(b);
                     break;
@@ -1226,8 +1338,37 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
                 _ => {}
             }
         }
-        // A send only tomorrow is worse than waiting for an outcome that frees a slot today.
-        let pick = chosen.or(later).filter(|p| !(slots_full && p.0 >= day_end));
+        let Seen {
+            fits,
+            slots_full,
+            slot_at,
+        } = seen;
+        let mut pick = chosen.or(later);
+        if let Some(p) = pick.filter(|p| p.0 > now) {
+            // A unit waiting for a concurrency slot (it frees when one of its requests ends,
+            // at a time not known) could take this request sooner than the pick by its windows
+            // and day. A send planned at the pick would be this request's for good, and the
+            // slot, when it frees, would find no request left to take it: a project without
+            // a known concurrency limit but a slow minute took every queued request an hour
+            // ahead while the others sat idle (`scenarios/concurrency-slots-queue.toml`).
+            let freed = match (slot_at, self.slot_out_at(chain, now, cost)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if p.0 >= day_end && (slots_full || freed.is_some_and(|f| f < day_end)) {
+                // A send only tomorrow is worse than waiting for an outcome that frees a slot
+                // today.
+                pick = None;
+            } else if freed.is_some_and(|f| f < p.0) && !self.env.live[p.1 % models] {
+                // One request comes back when the pick's room opens (the rest of the queue
+                // behind it), unless a slot frees first and an outcome asks them all again.
+                if self.waker.is_none_or(|(r, t)| r == ask.request || t < now) {
+                    self.waker = Some((ask.request, p.0));
+                    return Decision::Later(p.0.min(now.saturating_add(self.horizon)));
+                }
+                return Decision::Defer;
+            }
+        }
         let Some((at, u, key, probe)) = pick else {
             // Nothing indexed can take it: find out why (rare, so a scan is fine).
             let dead = (0..self.owner_keys.len()).any(|o| self.pick_key(o, None).is_none());
@@ -1317,10 +1458,51 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
             at,
         }
     }
+}
+
+impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
+    fn prefetch(&self, request: u64) {
+        self.reserved.prefetch(request);
+    }
+
+    fn prefetches(&self) -> bool {
+        true
+    }
+
+    fn prefetch_next(&self, model: usize, second: bool) -> Option<usize> {
+        self.driven.set(true);
+        self.ask_next(model, second, true)
+    }
+
+    fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        match self.reclaim.take() {
+            Some(w) if w.request == ask.request => self.replan(now, ask, w),
+            _ => self.plan(now, ask),
+        }
+    }
+
+    /// A send planned on a key found invalid since (its 400 came after the plan) is withdrawn
+    /// and asked about again: a live key takes it. Before, every request planned ahead on a
+    /// revoked key met its 400 too (`scenarios/invalid-keys-full-day.toml`, told nothing).
+    fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
+        if self.key_dead[key] {
+            self.cancel(now, ask, key, model, now);
+            self.reclaim(ask.request);
+            return false;
+        }
+        true
+    }
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
         let u = self.unit_of(key, model);
         let held = self.held(ask, at);
+        self.withdrawn = Some(Withdrawn {
+            request: ask.request,
+            unit: u,
+            at: held.at,
+            cost: held.cost,
+            on_reservation: held.on_reservation,
+        });
         self.withdraw_held(u, key, held, now);
     }
 
@@ -2040,5 +2222,82 @@ mod tests {
         assert_eq!(send(s.decide(9, &ask(1))), (0, 9));
         s.on_outcome(9, &ask(1), 0, 0, 0, &Outcome::InvalidKey);
         assert_eq!(s.decide(10, &ask(1)), Decision::GiveUp(GiveUp::Exhausted));
+    }
+
+    /// A project whose one slot is taken, but whose day has room, frees that slot today: a
+    /// request the other project (its day spent) could take only tomorrow waits for the
+    /// outcome. Before, the taken project was out of the index, unseen, and the request slept
+    /// until midnight (`scenarios/invalid-keys-full-day.toml`).
+    #[test]
+    fn a_slot_that_frees_today_beats_a_send_tomorrow() {
+        let limits = Limits {
+            tpd: Some(200),
+            concurrent: Some(1),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0, 1], Some(limits)), vec![], 0);
+        let (a, _) = send(s.decide(0, &tests::ask(0, 100)));
+        let (b, _) = send(s.decide(0, &tests::ask(1, 100)));
+        assert_ne!(a, b);
+        // b's project spends its day; a's keeps its slot taken.
+        s.on_outcome(SECOND, &tests::ask(1, 100), b, 0, 0, &Outcome::Ok);
+        assert_eq!(send(s.decide(SECOND, &tests::ask(2, 100))), (b, SECOND));
+        s.on_outcome(2 * SECOND, &tests::ask(2, 100), b, 0, SECOND, &Outcome::Ok);
+        assert_eq!(s.decide(2 * SECOND, &tests::ask(3, 100)), Decision::Defer);
+        // Its slot freed, a's project takes it today.
+        s.on_outcome(3 * SECOND, &tests::ask(0, 100), a, 0, 0, &Outcome::Ok);
+        assert_eq!(send(s.decide(3 * SECOND, &tests::ask(3, 100))), (a, 3 * SECOND));
+    }
+
+    /// A send planned on a key whose 400 came after the plan goes at its planned instant on a
+    /// live key of its project, not after the project's later plans (the slot was lost).
+    #[test]
+    fn a_send_planned_on_a_key_found_invalid_keeps_its_slot() {
+        let limits = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        let mut s = ExactCooldown::new(env(&[0, 0], Some(limits)), vec![], 0);
+        let plans: Vec<(usize, Nanos)> = (0..4).map(|r| send(s.decide(0, &tests::ask(r, 10)))).collect();
+        let (dead, live) = (plans[0].0, plans[1].0);
+        assert_eq!(
+            plans,
+            vec![(dead, 0), (live, MINUTE), (dead, 2 * MINUTE), (live, 3 * MINUTE)]
+        );
+        s.on_outcome(SECOND, &tests::ask(0, 10), dead, 0, 0, &Outcome::InvalidKey);
+        assert!(!s.confirm(2 * MINUTE, &tests::ask(2, 10), dead, 0));
+        assert_eq!(send(s.decide(2 * MINUTE, &tests::ask(2, 10))), (live, 2 * MINUTE));
+        assert!(s.confirm(3 * MINUTE, &tests::ask(3, 10), live, 0));
+    }
+
+    /// While a project waits for a concurrency slot, the others' room is not planned beyond
+    /// the time it could take the request: one request is told to come back when the room
+    /// opens, the others wait for an outcome (the slot may free first). Before, every queued
+    /// request was planned, minute after minute, on the project with room, and the slot found
+    /// none left to take it (`scenarios/concurrency-slots-queue.toml`).
+    #[test]
+    fn a_slot_about_to_free_is_not_planned_past() {
+        // Project 0 allows one request in flight; project 1 one a minute.
+        let mut s = ExactCooldown::new(env(&[0, 1], None), vec![], 0);
+        let slots = Limits {
+            concurrent: Some(1),
+            ..Limits::default()
+        };
+        s.set_limits(0, slots, 0);
+        let minute = Limits {
+            rpm: Some(1),
+            ..Limits::default()
+        };
+        s.set_limits(1, minute, 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 10))), (0, 0));
+        assert_eq!(send(s.decide(0, &tests::ask(1, 10))), (1, 0));
+        // Project 0's slot is taken, project 1's minute is spent: a minute ahead is too far.
+        assert_eq!(s.decide(SECOND, &tests::ask(2, 10)), Decision::Later(MINUTE));
+        assert_eq!(s.decide(SECOND, &tests::ask(3, 10)), Decision::Defer);
+        // The slot frees first: the queue's next request takes it.
+        s.on_outcome(2 * SECOND, &tests::ask(0, 10), 0, 0, 0, &Outcome::Ok);
+        assert_eq!(send(s.decide(2 * SECOND, &tests::ask(3, 10))), (0, 2 * SECOND));
+        // The waker comes back when the minute opens and is sent there.
+        assert_eq!(send(s.decide(MINUTE, &tests::ask(2, 10))), (1, MINUTE));
     }
 }

@@ -1558,6 +1558,13 @@ impl Strategy for Flux {
                 self.inner.cancel(now, ask, key, model, p.at);
                 false
             }
+            // Planned before the key's 400 (nothing else learned since): planned again where
+            // it was, on a live key.
+            _ if self.inner.key_dead(key) => {
+                self.cancel(now, ask, key, model, now);
+                self.inner.reclaim(ask.request);
+                false
+            }
             // Sent at once when decided (a driver asks again when it held the send): counted.
             Some(p) if p.seq.is_some() => true,
             Some(p) => {
