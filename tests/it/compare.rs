@@ -10,8 +10,9 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 52] = [
+const QUICK: [&str; 55] = [
     "across-midnight",
+    "concurrency-slots-queue",
     "cron-retired-id",
     "cron-retired-told-half",
     "desk-quotas",
@@ -23,6 +24,7 @@ const QUICK: [&str; 52] = [
     "fleet-own-ledgers",
     "free-tier-2026",
     "free-tier-2026-12",
+    "invalid-keys-full-day",
     "large",
     "limits-import",
     "limits-unknown",
@@ -40,6 +42,7 @@ const QUICK: [&str; 52] = [
     "live-tutor-2026",
     "long-context-reservation",
     "mixed-rpd",
+    "overloaded-few-slots",
     "overridden-days",
     "oversize",
     "pr-review-backlog",
@@ -74,10 +77,11 @@ const QUICK: [&str; 52] = [
 /// told no limits where each project has its own (mixed-rpd, project-overrides).
 /// (pro-tokens-per-day, run without its fallback, holds since flux takes a closed batch
 /// smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 7] = [
+const CLAIM_FAILS: [&str; 8] = [
     "desk-quotas",
     "fleet-own-ledgers",
     "mixed-rpd",
+    "overloaded-few-slots",
     "project-overrides",
     "retired-two-ids-counted",
     "retired-two-ids-evening",
