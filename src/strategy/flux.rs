@@ -1570,10 +1570,12 @@ impl Strategy for Flux {
                 false
             }
             // Planned before the key's 400 (nothing else learned since): planned again where
-            // it was, on a live key.
-            _ if self.inner.key_dead(key) => {
+            // it was, on a live key; a probe (beyond a believed limit) is decided afresh.
+            plan if self.inner.key_dead(key) => {
                 self.cancel(now, ask, key, model, now);
-                self.inner.reclaim(ask.request);
+                if plan.is_none_or(|p| p.probe.is_empty()) {
+                    self.inner.reclaim(ask.request);
+                }
                 false
             }
             // Sent at once when decided (a driver asks again when it held the send): counted.
