@@ -349,6 +349,10 @@ pub struct Server {
     price_changes: Vec<Vec<(Nanos, Prices)>>,
     /// Per model: (the model that serves its calls, the model whose quotas they draw on).
     routes: Vec<(usize, usize)>,
+    /// Per project: requests of its first day spent before the run
+    /// (`topology.project.X.rpd_used`), and when that day ends.
+    rpd_used: Vec<u64>,
+    first_day_end: Nanos,
     seed: u64,
 }
 
@@ -461,8 +465,25 @@ impl Server {
                     }) => (to, i),
                 })
                 .collect(),
+            rpd_used: topology.projects.iter().map(|p| p.rpd_used).collect(),
+            first_day_end: calendar.next_day_start(0),
             seed,
         }
+    }
+
+    /// Whether a 429 at `now` naming only requests per day, for a call on `key` drawing on
+    /// `quota_model`'s quota, is explained only by the requests the project spent before the
+    /// run (`rpd_used`): on the first day, its requests counted today less those are under its
+    /// limit. No client can see another's requests of the day; the first such 429 is how one
+    /// learns of them.
+    pub fn day_spent_before(&self, now: Nanos, key: usize, quota_model: usize) -> bool {
+        let before = self.rpd_used[self.key_project[key]];
+        if before == 0 || now >= self.first_day_end {
+            return false;
+        }
+        let b = self.budget(key, quota_model);
+        let limit = self.ledger.limits(b).rpd.unwrap_or(u64::MAX);
+        self.ledger.used_today(now, b).saturating_sub(before) < limit
     }
 
     /// Tokens a call costs against TPM.
@@ -876,6 +897,38 @@ mod tests {
 
     /// The driver's hint for a key and model (issue 34) reads only what exists: any key or
     /// model, in range or not, is taken without a panic, and changes nothing.
+    /// A per-day 429 on the first day is explained by the requests spent before the run only
+    /// while the run's own requests of the day are under the limit; on a later day it never is.
+    #[test]
+    fn a_day_spent_before_the_run_explains_a_per_day_429_until_the_run_fills_it_itself() {
+        let limits = Limits {
+            rpd: Some(3),
+            ..Limits::default()
+        };
+        let mut s = server_with(limits, None, "2026-03-03T10:00:00-08:00", |_, t, _| {
+            t.projects[0].rpd_used = 2
+        });
+        assert!(matches!(s.handle(0, &call(0)), Response::Ok { .. }));
+        assert!(matches!(s.handle(SECOND, &call(1)), Response::RateLimited { .. }));
+        assert!(
+            s.day_spent_before(SECOND, 0, 0),
+            "1 of the run's own against a limit of 3"
+        );
+        let mut s = server_with(limits, None, "2026-03-03T10:00:00-08:00", |_, _, _| {});
+        for r in 0..3 {
+            assert!(matches!(s.handle(r * SECOND, &call(r)), Response::Ok { .. }));
+        }
+        assert!(matches!(s.handle(5 * SECOND, &call(3)), Response::RateLimited { .. }));
+        assert!(!s.day_spent_before(5 * SECOND, 0, 0), "nothing spent before");
+        let mut s = server_with(limits, None, "2026-03-03T10:00:00-08:00", |_, t, _| {
+            t.projects[0].rpd_used = 3
+        });
+        let tomorrow = 15 * 3_600 * SECOND;
+        assert!(!s.day_spent_before(tomorrow, 0, 0), "a later day");
+        assert!(matches!(s.handle(0, &call(0)), Response::RateLimited { .. }));
+        assert!(s.day_spent_before(0, 0, 0));
+    }
+
     #[test]
     fn a_prefetch_hint_changes_nothing_whatever_it_names() {
         let quota = Limits {

@@ -133,6 +133,10 @@ pub fn verdict(r: &RunResult) -> Vec<String> {
         0 => String::new(),
         n => format!(" ({n} the first on a re-routed quota, from which a client not told learns it)"),
     };
+    let rerouted = match best.spent_before_429s {
+        0 => rerouted,
+        n => format!("{rerouted} ({n} the first on a day spent before the run, which no client sees)"),
+    };
     let capacity = best.rate_limited - quota_429s(best).min(best.rate_limited);
     let capacity = if capacity > 0 {
         format!(" ({capacity} capacity or spend 429s no client avoids)")
@@ -247,11 +251,16 @@ pub fn comparison(runs: &[(RunResult, crate::sim::compare::Claim)]) -> String {
                 let wait = v.wait_against.as_ref().map_or(String::new(), |(n, w)| {
                     format!(", wait p99 {} vs {n} {}", human_ms(v.wait_p99_ms), human_ms(*w))
                 });
-                let limited = if v.rerouted_first_429s > 0 {
-                    format!(
-                        ", {} 429s ({} quota, {} first naming a re-route)",
-                        v.rate_limited, v.quota_429s, v.rerouted_first_429s
-                    )
+                let learning = [
+                    (v.rerouted_first_429s, "first naming a re-route"),
+                    (v.spent_before_429s, "first on a day spent before"),
+                ]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!(", {n} {what}"))
+                .collect::<String>();
+                let limited = if !learning.is_empty() {
+                    format!(", {} 429s ({} quota{learning})", v.rate_limited, v.quota_429s)
                 } else if v.rate_limited > 0 {
                     format!(", {} 429s ({} quota)", v.rate_limited, v.quota_429s)
                 } else {

@@ -84,10 +84,14 @@ pub struct Verdict {
     pub rate_limited: u64,
     /// 429s naming a quota dimension (a capacity 429 of a shared pool or a spend cap's names
     /// none), less those first to name a re-routed id's quota
-    /// ([`StrategyResult::rerouted_first_429s`]).
+    /// ([`StrategyResult::rerouted_first_429s`]) or to refuse a day spent before the run
+    /// ([`StrategyResult::spent_before_429s`]).
     pub quota_429s: u64,
     /// 429s first to name a re-routed id's quota, not among `quota_429s`.
     pub rerouted_first_429s: u64,
+    /// 429s first to refuse a day spent before the run, not among `quota_429s`
+    /// ([`StrategyResult::spent_before_429s`]).
+    pub spent_before_429s: u64,
     /// Its wait p99 (ms).
     pub wait_p99_ms: f64,
     /// The quickest other strategy (smallest wait p99) that completed at least as much, failed
@@ -152,11 +156,13 @@ pub fn judge(result: &RunResult) -> Claim {
             let pace = r.throughput_per_min >= share * fastest.throughput_per_min;
             // Quota 429s name a dimension; capacity 429s (a full shared pool) and spend-cap
             // 429s name none. The first 429 that names another model's quota for a model
-            // called tells a client of a re-route it was not told of: none can avoid it.
+            // called tells a client of a re-route it was not told of, and the first refusing a
+            // project's day for requests spent before the run tells of those: none can avoid
+            // them.
             let b = &r.rate_limited_by;
             let quota_429s = r
                 .rate_limited
-                .saturating_sub(b.capacity + b.spend + r.rerouted_first_429s);
+                .saturating_sub(b.capacity + b.spend + r.rerouted_first_429s + r.spent_before_429s);
             let clean = !told_true || quota_429s == 0;
             // The wait is compared with a strategy that served the user as well: completed
             // as much, failed no more (a rotator that gives up on a request after a few quick
@@ -185,6 +191,7 @@ pub fn judge(result: &RunResult) -> Claim {
                 rate_limited: r.rate_limited,
                 quota_429s,
                 rerouted_first_429s: r.rerouted_first_429s,
+                spent_before_429s: r.spent_before_429s,
                 wait_p99_ms: r.wait_ms.p99,
                 wait_against,
                 holds: done && pace && clean && wait,

@@ -2,7 +2,7 @@
 //! `(time, sequence)` (ties in FIFO order), one strategy against a fresh mock server on the
 //! scenario's request stream. Every strategy of a run sees the identical requests.
 
-use crate::core::ledger::Dims;
+use crate::core::ledger::{Dimension, Dims};
 use crate::core::live::SessionEnd;
 use crate::core::server::{Call, KeyRef, Response, Server, Via};
 use crate::core::spend::PICO_PER_USD;
@@ -687,6 +687,11 @@ impl Dispatch for Sim<'_, '_> {
                 quota_model,
             } => {
                 self.rec.rate_limited_on(violated, model, Some(quota_model));
+                let only_days = [Dimension::Rpd].into_iter().collect::<Dims>();
+                if violated == only_days && self.server.day_spent_before(now, l.key as usize, quota_model) {
+                    let project = self.scenario.topology.keys[l.key as usize].project;
+                    self.rec.day_spent_before(project, quota_model);
+                }
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.rate_limited(now, violated);
                 }

@@ -89,6 +89,11 @@ pub struct StrategyResult {
     /// all. No client that was not told can avoid it. Absent when 0.
     #[serde(skip_serializing_if = "is_zero")]
     pub rerouted_first_429s: u64,
+    /// Of the 429s, the first per project and model naming only requests per day where the
+    /// day was refused for requests spent before the run (`topology.project.X.rpd_used`): no
+    /// client sees another's requests of the day, so none can avoid it. Absent when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub spent_before_429s: u64,
     /// Other error responses (400, 403, 404, 503).
     pub other_errors: u64,
     /// Requests sent (= completed + rate_limited + other_errors + in_flight).
@@ -272,6 +277,10 @@ pub struct Recorder {
     named_other: Vec<(usize, usize)>,
     /// The server's re-routes, `(id, target)`, where known ([`Recorder::with_routes`]).
     routes: Vec<(usize, usize)>,
+    /// 429s for a day spent before the run ([`StrategyResult::spent_before_429s`]).
+    pub spent_before: u64,
+    /// The (project, quota model) pairs whose day spent before the run a 429 showed.
+    spent_seen: Vec<(usize, usize)>,
     /// Other errors.
     pub other_errors: u64,
     /// Attempts sent.
@@ -309,6 +318,8 @@ impl Recorder {
             rerouted_first: 0,
             named_other: Vec::new(),
             routes: Vec::new(),
+            spent_before: 0,
+            spent_seen: Vec::new(),
             other_errors: 0,
             attempts: 0,
             in_flight: 0,
@@ -349,6 +360,16 @@ impl Recorder {
         self.named_other.push((asked, q));
         if self.routes.is_empty() || learned < into {
             self.rerouted_first += 1;
+        }
+    }
+
+    /// The 429 just counted ([`Recorder::rate_limited_on`]) refused a day on `project` for
+    /// `quota_model` that was spent before the run: the first per pair is a learning one
+    /// ([`StrategyResult::spent_before_429s`]).
+    pub fn day_spent_before(&mut self, project: usize, quota_model: usize) {
+        if !self.spent_seen.contains(&(project, quota_model)) {
+            self.spent_seen.push((project, quota_model));
+            self.spent_before += 1;
         }
     }
 
@@ -455,6 +476,7 @@ impl Recorder {
             rate_limited: self.rate_limited,
             rate_limited_by: self.by_dim,
             rerouted_first_429s: self.rerouted_first,
+            spent_before_429s: self.spent_before,
             other_errors: self.other_errors,
             attempts: self.attempts,
             in_flight: self.in_flight,
@@ -545,6 +567,18 @@ mod tests {
         r.rate_limited_on(rpm, 0, Some(1));
         r.rate_limited_on(rpm, 2, Some(1));
         assert_eq!((r.rate_limited, r.by_dim.rpm, r.rerouted_first), (5, 5, 2));
+    }
+
+    /// A day spent before the run counts once per project and quota model: the first 429 is
+    /// how a client learns of it, a later one is avoidable.
+    #[test]
+    fn only_the_first_429_per_project_on_a_day_spent_before_is_a_learning_one() {
+        let mut r = Recorder::new();
+        r.day_spent_before(1, 0);
+        r.day_spent_before(1, 0);
+        r.day_spent_before(2, 0);
+        r.day_spent_before(1, 1);
+        assert_eq!(r.spent_before, 3);
     }
 
     /// Where the run knows the server's re-routes, the first 429 on a target naming its own

@@ -10,11 +10,12 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 55] = [
+const QUICK: [&str; 56] = [
     "across-midnight",
     "concurrency-slots-queue",
     "cron-retired-id",
     "cron-retired-told-half",
+    "days-spent-before",
     "desk-quotas",
     "dubbing",
     "fixed-windows",

@@ -961,3 +961,20 @@ fn a_503_backs_off_the_request_not_the_project() {
     keeps_pace(flux, ec);
     assert!(flux.wait_ms.p99 <= ec.wait_ms.p99 + 1_000.0, "{flux:?}");
 }
+
+/// Session 27 (`days-spent-before`): the first per-day 429 on each project whose day a daytime
+/// app had partly spent is how any client learns it; `compare` no longer holds it against
+/// flux (it judged flux with the true limits failing for 3 such 429s), and later ones still
+/// count.
+#[test]
+fn the_first_429_on_a_day_spent_before_the_run_is_a_learning_one() {
+    let s = load("days-spent-before");
+    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
+    let flux = r.results.iter().find(|x| x.strategy == "flux").unwrap();
+    assert_eq!((flux.completed, flux.rate_limited, flux.spent_before_429s), (600, 3, 3));
+    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
+    assert!(ec.spent_before_429s == 3 && ec.rate_limited > 3, "{ec:?}");
+    let v = claim.flux.iter().find(|v| v.name == "flux").unwrap();
+    assert_eq!((v.quota_429s, v.spent_before_429s), (0, 3));
+    assert!(claim.holds(), "{claim:?}");
+}
