@@ -160,7 +160,7 @@ enum Eval {
     At(Nanos, usize, Dims),
     /// Not until an outstanding request ends: with the instant the unit's windows and day
     /// would take it once a concurrency slot frees (`None`: not a concurrency slot that is
-    /// missing, but a probe's outcome the unit awaits, or a live key).
+    /// missing, but a probe's outcome the unit awaits, or a live key to send on).
     SlotsFull(Option<Nanos>),
     /// Never (a limit of 0 or too many tokens).
     Never,
@@ -249,7 +249,7 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// Units out of the index until one of their project's concurrency slots frees.
     slots_out: usize,
     /// The request told to come back when a planned send would go, while sends wait for a
-    /// concurrency slot instead of being planned far ahead (see `decide`), and when.
+    /// concurrency slot instead of being planned far ahead (see `plan`), and when.
     waker: Option<(u64, Nanos)>,
     /// The send last withdrawn ([`Strategy::cancel`]).
     withdrawn: Option<Withdrawn>,
