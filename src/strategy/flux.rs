@@ -2028,8 +2028,8 @@ impl Strategy for Flux {
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
                 // The model is overloaded, not the project: the request backs off (full
                 // jitter, as Google advises for 503s), the project's room stays for the others.
-                let u = unit(&mut rng(self.seed, Stream::Retry, ask.request, ask.attempts));
-                let d = (exponential(SECOND, MINUTE, ask.attempts) as f64 * u) as Nanos;
+                let draw = unit(&mut rng(self.seed, Stream::Retry, ask.request, ask.attempts));
+                let d = (exponential(SECOND, MINUTE, ask.attempts) as f64 * draw) as Nanos;
                 self.overloaded.insert(ask.request, now + d.max(1));
             }
             _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
