@@ -129,14 +129,15 @@ pub fn verdict(r: &RunResult) -> Vec<String> {
         ),
         None => "; no clairvoyant schedule for this scenario".to_string(),
     };
-    let rerouted = match best.rerouted_first_429s {
+    // The 429s no client avoids: how one learns of a re-route, or of a day spent elsewhere.
+    let mut rerouted = match best.rerouted_first_429s {
         0 => String::new(),
         n => format!(" ({n} the first on a re-routed quota, from which a client not told learns it)"),
     };
-    let rerouted = match best.spent_before_429s {
-        0 => rerouted,
-        n => format!("{rerouted} ({n} the first on a day spent before the run, which no client sees)"),
-    };
+    if best.spent_before_429s > 0 {
+        let n = best.spent_before_429s;
+        rerouted += &format!(" ({n} the first on a day spent before the run, which no client sees)");
+    }
     let capacity = best.rate_limited - quota_429s(best).min(best.rate_limited);
     let capacity = if capacity > 0 {
         format!(" ({capacity} capacity or spend 429s no client avoids)")

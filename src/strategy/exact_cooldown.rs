@@ -65,6 +65,14 @@ struct Unit {
     slots_out: bool,
 }
 
+/// The earlier of two instants, either of which may be unknown.
+fn earliest(a: Option<Nanos>, b: Option<Nanos>) -> Option<Nanos> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// What [`ExactCooldown::best_for`] learned of the units it visited, beside the best one.
 #[derive(Debug, Clone, Copy, Default)]
 struct Seen {
@@ -650,10 +658,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     Eval::SlotsFull(at) => {
                         seen.fits = true;
                         seen.slots_full = true;
-                        seen.slot_at = match (seen.slot_at, at) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
+                        seen.slot_at = earliest(seen.slot_at, at);
                     }
                     Eval::Never => {}
                 }
@@ -1189,7 +1194,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             return None;
         }
         let models = self.env.models;
-        let mut earliest: Option<Nanos> = None;
+        let mut first: Option<Nanos> = None;
         for &m in chain {
             for o in 0..self.owner_keys.len() {
                 let u = o * models + m;
@@ -1198,11 +1203,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 }
                 let t0 = self.start(u, now);
                 if let Ok((t, _)) = self.evaluate_quota(u, t0, cost) {
-                    earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                    first = earliest(first, Some(t));
                 }
             }
         }
-        earliest
+        first
     }
 
     /// Whether `key` answered 400 for an invalid key.
@@ -1351,10 +1356,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // slot, when it frees, would find no request left to take it: a project without
             // a known concurrency limit but a slow minute took every queued request an hour
             // ahead while the others sat idle (`scenarios/concurrency-slots-queue.toml`).
-            let freed = match (slot_at, self.slot_out_at(chain, now, cost)) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let freed = earliest(slot_at, self.slot_out_at(chain, now, cost));
             if p.0 >= day_end && (slots_full || freed.is_some_and(|f| f < day_end)) {
                 // A send only tomorrow is worse than waiting for an outcome that frees a slot
                 // today.
