@@ -322,6 +322,180 @@ enum Window {
     Fixed { minute: i128, used: [u64; 2] },
     /// Token buckets as scaled debt: `debt` is (capacity − level) × 60 s, in amount·ns, at `at`.
     Bucket { debt: [u128; 2], at: [Nanos; 2] },
+    /// Token buckets kept as the sends they took, for a client's replica ([`Kept`]).
+    Kept(Box<Kept>),
+}
+
+/// A token bucket per dimension (`[RPM, TPM]`, capacity the limit, refilled at the limit per
+/// 60 s) kept as the sends it took, so that a client's replica can plan sends ahead and take
+/// back any it withdraws, or that the server refused, exactly ([`Ledger::exact_buckets`]).
+/// A bucket kept as its debt alone cannot: once it drained, what a send added is no longer
+/// in it, and taking it back anyway leaves the bucket fuller than the server's (the property
+/// tests met a TPM 429 after a 503 that way, issue 26).
+///
+/// Debt is `Window::Bucket`'s, `(capacity − level) × 60 s` in amount·ns, refilled at `rate`
+/// (the limit) per ns. The sends of the last span are `entries`; those before were folded
+/// into `anchor_debt`, the debt right after the send at `anchor`. The debt at any `t` after
+/// the newest entry is `max(0, top − rate × t)`, where `top` is the largest of
+/// `anchor_debt + rate × anchor + 60 s × (all entries)` and, for each entry `k`,
+/// `rate × t_k + 60 s × (entries from k on)`: one number per dimension, which a send at or
+/// after the newest updates in O(1) (`top = 60 s × amount + max(top, rate × t)`), and anything
+/// else recomputes from `anchor` (a withdrawal, a refund, a send recorded late). Before the
+/// newest entry the same expression is an upper bound: safe to plan by.
+#[derive(Debug, Clone)]
+struct Kept {
+    /// `(time, amounts)` in time order, each after `anchor`; sends at one instant are merged.
+    entries: VecDeque<(Nanos, [u64; 2])>,
+    anchor: Nanos,
+    /// Whether any send was folded into the anchor yet (before, a send at `anchor` is kept).
+    folded: bool,
+    anchor_debt: [u128; 2],
+    /// Refill per ns: the limit (0 where there is none, and nothing is counted).
+    rate: [u64; 2],
+    top: [u128; 2],
+}
+
+/// An amount as bucket debt: what it takes of the capacity, times 60 s.
+fn scaled(amount: u64) -> u128 {
+    u128::from(amount) * MINUTE as u128
+}
+
+impl Kept {
+    fn new(limits: [Option<u64>; 2]) -> Self {
+        Kept {
+            entries: VecDeque::new(),
+            anchor: 0,
+            folded: false,
+            anchor_debt: [0; 2],
+            rate: limits.map(|l| l.unwrap_or(0)),
+            top: [0; 2],
+        }
+    }
+
+    /// The newest entry's time (`anchor` when there is none).
+    fn newest(&self) -> Nanos {
+        self.entries.back().map_or(self.anchor, |e| e.0)
+    }
+
+    /// Recomputes `top` from `anchor` over every entry.
+    fn refold(&mut self) {
+        for i in 0..2 {
+            let r = u128::from(self.rate[i]);
+            let mut m = self.anchor_debt[i] + r * u128::from(self.anchor);
+            for &(t, a) in &self.entries {
+                m = scaled(a[i]) + m.max(r * u128::from(t));
+            }
+            self.top[i] = m;
+        }
+    }
+
+    /// The debt of dimension `i` at `t` (exact from the newest entry on, an upper bound before).
+    fn debt(&self, t: Nanos, i: usize) -> u128 {
+        self.top[i].saturating_sub(u128::from(self.rate[i]) * u128::from(t))
+    }
+
+    /// The used capacity at `t`, rounded up (see [`Kept::debt`]).
+    fn held(&self, t: Nanos) -> [u64; 2] {
+        [0, 1].map(|i| self.debt(t, i).div_ceil(MINUTE as u128) as u64)
+    }
+
+    /// New limits: the refill rate changes for what is still kept.
+    fn set_rate(&mut self, limits: [Option<u64>; 2]) {
+        let rate = limits.map(|l| l.unwrap_or(0));
+        if rate != self.rate {
+            self.rate = rate;
+            self.refold();
+        }
+    }
+
+    /// Folds the sends before `before` into the anchor: no longer taken back exactly.
+    fn forget(&mut self, before: Nanos) {
+        while let Some(&(t, a)) = self.entries.front() {
+            if t >= before {
+                break;
+            }
+            let since = u128::from(t - self.anchor);
+            for ((debt, r), x) in self.anchor_debt.iter_mut().zip(self.rate).zip(a) {
+                *debt = debt.saturating_sub(u128::from(r) * since) + scaled(x);
+            }
+            self.anchor = t;
+            self.folded = true;
+            self.entries.pop_front();
+        }
+    }
+
+    /// Counts `amounts` sent at `at`.
+    fn add(&mut self, at: Nanos, amounts: [u64; 2]) {
+        let kept = at > self.anchor || !self.folded;
+        if kept && at >= self.newest() {
+            for ((top, r), x) in self.top.iter_mut().zip(self.rate).zip(amounts) {
+                *top = scaled(x) + (*top).max(u128::from(r) * u128::from(at));
+            }
+            match self.entries.back_mut() {
+                Some((t, a)) if *t == at => add(a, amounts),
+                _ => self.entries.push_back((at, amounts)),
+            }
+            return;
+        }
+        if !kept {
+            // Before what is kept: as debt at the anchor, no less than it would be.
+            for (debt, x) in self.anchor_debt.iter_mut().zip(amounts) {
+                *debt += scaled(x);
+            }
+        } else {
+            let k = self.entries.partition_point(|&(t, _)| t < at);
+            match self.entries.get_mut(k) {
+                Some((t, a)) if *t == at => add(a, amounts),
+                _ => self.entries.insert(k, (at, amounts)),
+            }
+        }
+        self.refold();
+    }
+
+    /// Takes back `amounts` sent at `at`, as far as the entry at `at` still holds them.
+    fn take(&mut self, at: Nanos, amounts: [u64; 2]) {
+        let k = self.entries.partition_point(|&(t, _)| t < at);
+        if let Some((t, a)) = self.entries.get_mut(k) {
+            if *t == at {
+                *a = [a[0] - amounts[0].min(a[0]), a[1] - amounts[1].min(a[1])];
+                if *a == [0; 2] {
+                    // Nothing sent then: later plans may go before that instant again.
+                    self.entries.remove(k);
+                }
+                self.refold();
+            }
+        }
+    }
+
+    /// See [`Window::earliest_fit`]: never before the newest entry (a send before planned
+    /// ones would take room they were planned with), and `span − 60 s` later than the bucket
+    /// alone says (sends recorded up to that much before they reach the server).
+    fn earliest_fit(&self, now: Nanos, i: usize, amount: u64, limit: u64, span: Nanos) -> Nanos {
+        let t0 = now.max(self.newest());
+        let r = u128::from(self.rate[i]).max(1);
+        let need = self.top[i] + u128::from(amount) * MINUTE as u128;
+        let cap = u128::from(limit) * MINUTE as u128;
+        let fit = need.saturating_sub(cap).div_ceil(r);
+        let fit = Nanos::try_from(fit)
+            .unwrap_or(Nanos::MAX)
+            .saturating_add(span.saturating_sub(MINUTE));
+        // At `t0` the bucket alone fits it (the debt there is 0, or the formula holds).
+        if self.debt(t0.saturating_sub(span.saturating_sub(MINUTE)), i) + u128::from(amount) * MINUTE as u128 <= cap {
+            t0
+        } else {
+            t0.max(fit)
+        }
+    }
+
+    /// What it keeps as `(instant, amounts)`: the anchor's debt (rounded up) at the anchor,
+    /// then each send.
+    fn contents(&self) -> Vec<(Nanos, [u64; 2])> {
+        let anchor = [0, 1].map(|i| self.anchor_debt[i].div_ceil(MINUTE as u128) as u64);
+        std::iter::once((self.anchor, anchor))
+            .filter(|&(_, a)| a != [0; 2])
+            .chain(self.entries.iter().copied())
+            .collect()
+    }
 }
 
 /// A cumulative amount as a sliding window's entry keeps it: read back relative to the
@@ -720,6 +894,7 @@ impl Window {
                 }
                 *used
             }
+            Window::Kept(k) => k.held(now),
             Window::Bucket { debt, at } => {
                 let mut held = [0; 2];
                 for i in 0..2 {
@@ -749,6 +924,7 @@ impl Window {
                     cal.next_minute(now)
                 }
             }
+            Window::Kept(k) => k.earliest_fit(now, i, amount, limit, span),
             Window::Bucket { debt, .. } => {
                 let need = debt[i] + amount as u128 * MINUTE as u128;
                 let cap = limit as u128 * MINUTE as u128;
@@ -775,6 +951,7 @@ impl Window {
             Window::Fixed { minute, used } if *minute != i128::MIN && *used != [0; 2] => {
                 vec![((*minute).max(0) as Nanos, *used)]
             }
+            Window::Kept(k) => k.contents(),
             _ => Vec::new(),
         }
     }
@@ -801,6 +978,7 @@ impl Window {
                     debt[i] += amounts[i] as u128 * MINUTE as u128;
                 }
             }
+            Window::Kept(k) => k.add(at, amounts),
         }
     }
 
@@ -820,6 +998,7 @@ impl Window {
                     debt[i] = debt[i].saturating_sub(amounts[i] as u128 * MINUTE as u128);
                 }
             }
+            Window::Kept(k) => k.take(at, amounts),
         }
     }
 
@@ -840,6 +1019,10 @@ impl Window {
                     held[i] = debt[i].div_ceil(MINUTE as u128) as u64;
                 }
                 held
+            }
+            Window::Kept(k) => {
+                k.add(now, amounts);
+                k.held(now)
             }
         }
     }
@@ -937,7 +1120,16 @@ pub struct Ledger {
     pool_peaks: Vec<u64>,
     /// Whether sliding windows may owe forgetting (see [`Ledger::lazy`]).
     lazy: bool,
+    /// Whether bucket windows keep their sends (see [`Ledger::exact_buckets`]).
+    kept: bool,
+    /// The latest instant its owner said it is (see [`Ledger::set_clock`]).
+    clock: Nanos,
 }
+
+/// How long after its send's window a kept bucket's send may still be taken back: a refusal
+/// or an error answers within a response time, and `flux` refunds the refusals of the last
+/// two minutes once it learns the server does not count them.
+const KEEP_LATE: Nanos = 5 * MINUTE;
 
 impl Ledger {
     /// Measures per-minute windows by calendar minute from now on (a client's replica that
@@ -961,6 +1153,8 @@ impl Ledger {
             pools: Vec::new(),
             pool_peaks: Vec::new(),
             lazy: false,
+            kept: false,
+            clock: 0,
         }
     }
 
@@ -975,10 +1169,29 @@ impl Ledger {
         self
     }
 
+    /// A ledger whose bucket windows keep the sends they took ([`Kept`]), for a client's
+    /// replica that plans sends ahead and takes back those withdrawn or refused: it stays
+    /// exact where a bucket kept as its level alone would come out fuller than the server's.
+    /// A margin ([`Ledger::with_margin`]) plans each send that much later than the bucket
+    /// alone would. The server's own buckets need not: it records in time order and takes
+    /// nothing back.
+    pub fn exact_buckets(mut self) -> Self {
+        self.kept = true;
+        self
+    }
+
+    /// The owner's time is `now` (never earlier than before): a kept bucket forgets, one by
+    /// one, the sends made more than its span and [`KEEP_LATE`] before it, which nothing will
+    /// take back any more. Checks and records give later instants (a replica plans ahead), so
+    /// they cannot tell it; without this a kept bucket keeps every send.
+    pub fn set_clock(&mut self, now: Nanos) {
+        self.clock = self.clock.max(now);
+    }
+
     /// A client-side replica's ledger: sliding windows hold each entry `margin` longer than
     /// 60 s, so that a client whose sends reach the server up to `margin` later than planned
     /// (network delay and its jitter, timer lateness) still never overfills the server's
-    /// windows. Fixed and bucket windows ignore it.
+    /// windows. Fixed windows ignore it; buckets kept exact plan by it too.
     pub fn with_margin(mut self, margin: Nanos) -> Self {
         self.span = MINUTE + margin;
         self
@@ -1026,7 +1239,10 @@ impl Ledger {
             limits,
             sliding,
             cap: [None; 2],
-            minute: Window::new(kind),
+            minute: match kind {
+                WindowKind::Bucket if self.kept => Window::Kept(Box::new(Kept::new(minute_limits(&limits)))),
+                _ => Window::new(kind),
+            },
             daily: Daily {
                 day_end: self.calendar.next_day_start(0),
                 used: rpd_used,
@@ -1065,7 +1281,11 @@ impl Ledger {
     /// Changes the limits of budget `b` (a client replica that learned better ones). What the
     /// windows hold stays; a dimension that was unlimited has recorded nothing.
     pub fn set_limits(&mut self, b: BudgetId, limits: Limits) {
-        self.budgets[b.0 as usize].limits = limits;
+        let budget = &mut self.budgets[b.0 as usize];
+        budget.limits = limits;
+        if let Window::Kept(k) = &mut budget.minute {
+            k.set_rate(minute_limits(&limits));
+        }
     }
 
     /// Caps budget `b`'s per-minute windows, `[RPM, TPM]`, below its limits (a client replica
@@ -1100,6 +1320,7 @@ impl Ledger {
                 }
             }
             Window::Bucket { debt, .. } => [0, 1].map(|i| debt[i].div_ceil(MINUTE as u128) as u64),
+            Window::Kept(k) => k.held(at),
         };
         limited(per_minute, held)
     }
@@ -1317,6 +1538,9 @@ impl Ledger {
                 };
                 fits(0, weight) && fits(1, weight * tokens)
             });
+        if let Window::Kept(k) = &mut budget.minute {
+            k.forget(self.clock.saturating_sub(span + KEEP_LATE));
+        }
         if per_minute != [None; 2] && !fits_owing {
             budget.minute.usage(now, per_minute, cal, span);
             if let Some(l) = per_minute[0] {
@@ -1488,6 +1712,7 @@ impl Ledger {
             .map(|b| match &b.minute {
                 Window::Sliding(s) => s.entries.len(),
                 Window::Wide(s) => s.entries.len(),
+                Window::Kept(k) => k.entries.len() + 1,
                 _ => 1,
             })
             .sum::<usize>()
@@ -1506,6 +1731,20 @@ mod tests {
             DateTime::parse_from_rfc3339(start).unwrap(),
             chrono_tz::America::Los_Angeles,
         )
+    }
+
+    /// A replica's ledger of bucket windows kept as their sends, with one budget.
+    fn kept_ledger(limits: Limits) -> (Ledger, BudgetId) {
+        let mut l = Ledger::new(
+            calendar("2025-10-15T09:00:00-07:00"),
+            LedgerConfig {
+                window: WindowKind::Bucket,
+                count_rejected: false,
+            },
+        )
+        .exact_buckets();
+        let b = l.add_budget(limits, 0);
+        (l, b)
     }
 
     fn ledger(window: WindowKind, limits: Limits) -> (Ledger, BudgetId) {
@@ -1768,6 +2007,103 @@ mod tests {
         assert!(matches!(l.check(0, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == expect));
         assert!(matches!(l.check(expect - 1, b, None, 1), Admission::Rejected { .. }));
         assert_eq!(l.check(expect, b, None, 1), Admission::Admitted);
+    }
+
+    /// A replica's bucket kept as its sends answers as the server's bucket that never took the
+    /// sends it took back: after a burst drained, a send withdrawn leaves the bucket no fuller
+    /// than the server's (a bucket kept as its level alone took 60 s of debt back at 70 s
+    /// and let a send through that the server refused).
+    #[test]
+    fn a_kept_bucket_takes_back_exactly_after_it_drained() {
+        let (mut l, b) = kept_ledger(rpm(2));
+        // Two sends at 0 s (full), one at 30 s (one refilled), and the 0 s ones stay counted.
+        l.insert(0, b, 1);
+        l.insert(0, b, 1);
+        l.insert(30 * SECOND, b, 1);
+        // At 50 s the bucket holds 2 − 1 refilled − … : the next one fits at 60 s.
+        assert!(
+            matches!(l.check(50 * SECOND, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == 60 * SECOND)
+        );
+        // The 30 s send is withdrawn (a 503): as if never sent, room at once (two refilled by 60 s,
+        // one already by 30 s: at 50 s one is there).
+        l.cancel(30 * SECOND, b, 1);
+        assert_eq!(l.check(50 * SECOND, b, None, 1), Admission::Admitted);
+        // Tokens: 60 a minute, one refilled a second. 60 at 0 s, 30 at 40 s; the 0 s send is
+        // withdrawn at 50 s. The server that never had it filled to 60 by 40 s: 40 left at 50 s.
+        let sends = |l: &mut Ledger, b| {
+            l.insert(0, b, 60);
+            l.insert(40 * SECOND, b, 30);
+            l.check(50 * SECOND, b, None, 1);
+            l.cancel(0, b, 60);
+        };
+        let (mut level, b) = ledger(WindowKind::Bucket, tpm(60));
+        sends(&mut level, b);
+        // Kept as its level, it took 60 back from a debt of 40: empty, it believes.
+        assert_eq!(level.check(50 * SECOND, b, None, 60), Admission::Admitted);
+        let (mut kept, b) = kept_ledger(tpm(60));
+        sends(&mut kept, b);
+        assert_eq!(kept.check(50 * SECOND, b, None, 40), Admission::Admitted);
+        assert!(
+            matches!(kept.check(50 * SECOND, b, None, 50), Admission::Rejected { retry_at, .. } if retry_at == 60 * SECOND)
+        );
+    }
+
+    /// Random sends planned in time order, some withdrawn soon after: at every step the kept
+    /// bucket's earliest fit is the server's bucket replayed with the sends that stand.
+    #[test]
+    fn a_kept_bucket_plans_as_the_server_would_admit() {
+        use rand::{Rng, SeedableRng};
+        let limits = Limits {
+            rpm: Some(7),
+            tpm: Some(1_000),
+            ..Limits::default()
+        };
+        for seed in 0..40 {
+            let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
+            let (mut kept, b) = kept_ledger(limits);
+            let mut sends: Vec<(Nanos, u64, bool)> = Vec::new();
+            let mut now = 0;
+            for _ in 0..120 {
+                now += rng.random_range(0..20 * SECOND);
+                kept.set_clock(now);
+                let tokens = rng.random_range(1..=400);
+                let fit = match kept.check(now, b, None, tokens) {
+                    Admission::Admitted => now,
+                    Admission::Rejected { retry_at, .. } => retry_at,
+                    Admission::Unservable { .. } => unreachable!(),
+                };
+                // The server, replaying every standing send in order, admits it then, and not
+                // a nanosecond before (unless that is before the replica's newest send).
+                let (mut server, sb) = ledger(WindowKind::Bucket, limits);
+                let newest = sends.iter().filter(|s| s.2).map(|s| s.0).max().unwrap_or(0);
+                for &(t, k, _) in sends.iter().filter(|s| s.2) {
+                    assert_eq!(server.admit(t, sb, None, k, 0), Admission::Admitted, "seed {seed}");
+                }
+                // (A server's bucket is asked in time order: the instant before first.)
+                if fit > now.max(newest) {
+                    assert!(
+                        matches!(server.check(fit - 1, sb, None, tokens), Admission::Rejected { .. }),
+                        "seed {seed}"
+                    );
+                }
+                assert_eq!(
+                    server.check(fit, sb, None, tokens),
+                    Admission::Admitted,
+                    "seed {seed} at {fit}"
+                );
+                kept.insert(fit, b, tokens);
+                sends.push((fit, tokens, true));
+                now = now.max(fit.saturating_sub(rng.random_range(0..30 * SECOND)));
+                // One in four recent sends is taken back (withdrawn, or a 503).
+                if rng.random_bool(0.25) {
+                    let i = rng.random_range(sends.len().saturating_sub(5)..sends.len());
+                    if sends[i].2 {
+                        kept.cancel(sends[i].0, b, sends[i].1);
+                        sends[i].2 = false;
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -290,18 +290,16 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         let mut replica = Ledger::new(
             env.calendar.clone(),
             LedgerConfig {
-                // Calendar minutes when the scenario says so (a sliding replica waits up to a
-                // minute longer than needed); otherwise sliding, which is safe under buckets
-                // too (a bucket replica could not withdraw a send exactly once it drained).
-                window: match env.window {
-                    WindowKind::Fixed => WindowKind::Fixed,
-                    _ => WindowKind::Sliding,
-                },
+                // The scenario's window kind (a sliding replica waits up to a minute longer
+                // than needed under calendar minutes, and where a bucket lets a burst through);
+                // buckets kept as their sends, so that a withdrawal is exact.
+                window: env.window,
                 count_rejected: false,
             },
         )
         .with_margin(margin)
-        .lazy();
+        .lazy()
+        .exact_buckets();
         let keys = env.key_project.len();
         let owner_keys = OwnerKeys::new(env.projects, &env.key_project);
         let key_owner = env.key_project.clone();
@@ -1477,6 +1475,7 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     }
 
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        self.replica.set_clock(now);
         match self.reclaim.take() {
             Some(w) if w.request == ask.request => self.replan(now, ask, w),
             _ => self.plan(now, ask),
@@ -1956,9 +1955,24 @@ mod tests {
         assert_eq!(send(s.decide(30 * SECOND, &ask(1))), (0, 30 * SECOND));
         assert_eq!(send(s.decide(31 * SECOND, &ask(1))), (0, MINUTE));
         e.window = WindowKind::Sliding;
-        let mut s = ExactCooldown::new(e, vec![], 0);
+        let mut s = ExactCooldown::new(e.clone(), vec![], 0);
         assert_eq!(send(s.decide(30 * SECOND, &ask(1))), (0, 30 * SECOND));
         assert_eq!(send(s.decide(31 * SECOND, &ask(1))), (0, 90 * SECOND));
+        // A bucket of 2 a minute, full at first: two at once, then one each 30 s, and a 503
+        // gives its room back exactly (before, it planned sliding windows: the third at 60 s).
+        let two = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        let mut e = env(&[0], Some(two));
+        e.window = WindowKind::Bucket;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        assert_eq!(send(s.decide(0, &tests::ask(0, 1))), (0, 0));
+        assert_eq!(send(s.decide(0, &tests::ask(1, 1))), (0, 0));
+        assert_eq!(send(s.decide(0, &tests::ask(2, 1))), (0, 30 * SECOND));
+        s.on_outcome(SECOND, &tests::ask(1, 1), 0, 0, 0, &Outcome::Unavailable);
+        // The planned 30 s send stands; the next fits 30 s after it (the 503's room refilled).
+        assert_eq!(send(s.decide(SECOND, &tests::ask(3, 1))), (0, 30 * SECOND));
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 56] = [
+const QUICK: [&str; 57] = [
     "across-midnight",
     "concurrency-slots-queue",
     "cron-retired-id",
@@ -25,6 +25,7 @@ const QUICK: [&str; 56] = [
     "fleet-own-ledgers",
     "free-tier-2026",
     "free-tier-2026-12",
+    "gateway-buckets",
     "invalid-keys-full-day",
     "large",
     "limits-import",
