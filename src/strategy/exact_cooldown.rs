@@ -54,6 +54,9 @@ struct Unit {
     /// Dimensions a probe is out for: sends they hold back wait for an outcome rather than
     /// being planned by a belief the probe may overturn.
     awaiting: Dims,
+    /// When the outcome `awaiting` waits for is known at the latest (the probe's planned
+    /// instant and its owner's admit grace, [`ExactCooldown::set_admit_grace`]; 0: not known).
+    awaiting_until: Nanos,
     /// Where the unit is indexed.
     place: Place,
     /// `(cost, t)`: a request of `cost` could go no sooner than `t`, so neither could a larger
@@ -225,6 +228,9 @@ pub struct ExactCooldown<T: Copy = ()> {
     pass_over: bool,
     /// The dimensions the latest decision probed (see [`ExactCooldown::take_probe`]).
     last_probe: Dims,
+    /// How long after a probe's send its owner knows the outcome at the latest (0: never
+    /// said; see [`ExactCooldown::set_admit_grace`]).
+    admit_grace: Nanos,
     /// Per request with a send planned or outstanding: the instant, the cost its replica
     /// reserved and the budget it counted on (the unit's quota, or its reservation), so an
     /// outcome the server did not charge withdraws exactly that.
@@ -328,6 +334,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     concurrent: known.concurrent.map(|c| (c, env.scopes[m])),
                     probe: Dims::EMPTY,
                     awaiting: Dims::EMPTY,
+                    awaiting_until: 0,
                     place: Place::Out,
                     refused: None,
                     slots_out: false,
@@ -355,6 +362,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             pass_over: true,
             day_end: 0,
             last_probe: Dims::EMPTY,
+            admit_grace: 0,
             driven: Cell::new(false),
             reserved: IdMap::new(),
             weight: 1,
@@ -613,7 +621,10 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
                 if !violated.and(unit.awaiting).is_empty() =>
             {
-                return Err(Eval::SlotsFull(None))
+                // Known by the probe's grace at the latest (a REST probe's: a Live session
+                // holds its slot for minutes, see `plan`).
+                let known = unit.awaiting_until > 0 && !self.env.live[u % self.env.models];
+                return Err(Eval::SlotsFull(known.then_some(unit.awaiting_until)));
             }
             Admission::Unservable { .. } => return Err(Eval::Never),
             Admission::Rejected { retry_at, .. } => (retry_at, Dims::EMPTY),
@@ -946,6 +957,14 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// (its own sends, and the others' it has seen).
     pub(super) fn held_at(&self, u: usize, at: Nanos) -> [u64; 2] {
         self.replica.held_at(at, self.units[u].budget)
+    }
+
+    /// A probe's outcome is known `grace` after its send at the latest (a refusal comes back
+    /// within a round trip; `flux` takes the silence for an admission): sends a probe holds
+    /// back then wait for it as for a concurrency slot that frees by then, rather than being
+    /// planned far ahead on another unit for good (see `plan`).
+    pub(super) fn set_admit_grace(&mut self, grace: Nanos) {
+        self.admit_grace = grace;
     }
 
     /// Plans no send more than `horizon` ahead of the decision: asks again then.
@@ -1424,6 +1443,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         if !probe.is_empty() {
             unit.awaiting = unit.probe;
             unit.probe = Dims::EMPTY;
+            unit.awaiting_until = if self.admit_grace > 0 {
+                at.saturating_add(self.admit_grace)
+            } else {
+                0
+            };
         }
         self.last_probe = probe;
         let held = match reservation {

@@ -445,6 +445,7 @@ impl Flux {
         let (calendar, seed) = (env.calendar.clone(), env.seed);
         let mut inner = ExactCooldown::tagged(env, fallback, margin);
         inner.spread_sessions(0);
+        inner.set_admit_grace(ADMIT_GRACE);
         let n = inner.units();
         let mut verified = vec![Dims::EMPTY; n];
         let mut told = vec![Limits::UNLIMITED; n];

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 57] = [
+const QUICK: [&str; 58] = [
     "across-midnight",
     "concurrency-slots-queue",
     "cron-retired-id",
@@ -28,6 +28,7 @@ const QUICK: [&str; 57] = [
     "gateway-buckets",
     "invalid-keys-full-day",
     "large",
+    "legacy-project-told-half",
     "limits-import",
     "limits-unknown",
     "live-audio-guide",

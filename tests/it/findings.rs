@@ -997,3 +997,20 @@ fn planners_plan_a_bucket_as_a_bucket() {
     let (_, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
     assert!(claim.holds(), "{claim:?}");
 }
+
+/// Session 28 (`legacy-project-told-half`): a unit awaiting a probe's outcome knows it by the
+/// probe's grace, so the planner does not plan the queue far ahead on another unit meanwhile.
+/// Before, told half its limits, flux planned 200 prompts on a legacy 1-RPM project while the
+/// three others awaited their probes for a second: 1.12 a minute, p99 wait 2.9 h, where
+/// exact_cooldown does 39.45 a minute.
+#[test]
+fn a_probe_out_does_not_send_the_queue_to_the_slowest_project() {
+    let s = load("legacy-project-told-half");
+    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
+    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
+    let half = r.results.iter().find(|x| x.strategy == "flux, limits -50%").unwrap();
+    assert_eq!((half.completed, ec.completed), (200, 200));
+    keeps_pace(half, ec);
+    assert!(half.wait_ms.p99 <= ec.wait_ms.p99 + 1_000.0, "{half:?}");
+    assert!(claim.holds(), "{claim:?}");
+}
