@@ -1325,6 +1325,30 @@ impl Ledger {
         limited(per_minute, held)
     }
 
+    /// What budgets `b` and `other` would hold together at `at` (their sends up to `at` in one
+    /// window with `b`'s limits), `[RPM, TPM]`, where both are buckets kept as their sends: one
+    /// bucket that took both's sends drains at one rate, so its fill is not the sum of theirs.
+    /// `None` for other windows, whose counts add ([`Ledger::held_at`] of each).
+    pub fn held_together_at(&self, at: Nanos, b: BudgetId, other: BudgetId) -> Option<[u64; 2]> {
+        let budget = &self.budgets[b.0 as usize];
+        let (Window::Kept(x), Window::Kept(y)) = (&budget.minute, &self.budgets[other.0 as usize].minute) else {
+            return None;
+        };
+        let per_minute = minute_limits(&budget.limits);
+        let mut sends: Vec<(Nanos, [u64; 2])> = x
+            .contents()
+            .into_iter()
+            .chain(y.contents())
+            .filter(|e| e.0 <= at)
+            .collect();
+        sends.sort_by_key(|e| e.0);
+        let mut both = Kept::new(per_minute);
+        for (t, a) in sends {
+            both.add(t, a);
+        }
+        Some(limited(per_minute, both.held(at)))
+    }
+
     /// Takes back a request costing `tokens` recorded at `at` against budget `b` (a client
     /// replica withdrawing a planned send), as far as its windows still hold it. Calls stay in
     /// non-decreasing time: `at` may be earlier than later calls' `now`, never later.
@@ -2046,6 +2070,35 @@ mod tests {
         assert!(
             matches!(kept.check(50 * SECOND, b, None, 50), Admission::Rejected { retry_at, .. } if retry_at == 60 * SECOND)
         );
+    }
+
+    /// Two kept buckets' sends, together: one bucket draining at one rate, not the sum of two
+    /// fills (a re-routed id's sends and its target's share the target's bucket: summed, the
+    /// fills of 10 and 5 sends in 33 s looked like 6 of 10, and flux missed the re-route on a
+    /// bucket server and met a second 429).
+    #[test]
+    fn kept_buckets_held_together_are_one_bucket() {
+        let (mut l, a) = kept_ledger(rpm(10));
+        let b = l.add_budget(rpm(10), 0);
+        // 10 sends on `a` and 5 on `b` in 30 s; 1 request refills every 6 s.
+        for k in 0..10 {
+            l.insert(k * 3 * SECOND, a, 1);
+        }
+        for k in 0..5 {
+            l.insert(k * 6 * SECOND + SECOND, b, 1);
+        }
+        let at = 30 * SECOND;
+        let (own, other) = (l.held_at(at, a), l.held_at(at, b));
+        assert!(own[0] + other[0] < 10, "each alone, summed: {own:?} {other:?}");
+        // One bucket: 15 sends, 30 s of refill at 1 per 6 s (5): 10 held, full.
+        assert_eq!(l.held_together_at(at, a, b), Some([10, 0]));
+        // Sends after `at` are not counted.
+        l.insert(40 * SECOND, b, 1);
+        assert_eq!(l.held_together_at(at, a, b), Some([10, 0]));
+        // Sliding windows add: no answer here.
+        let (mut s, x) = ledger(WindowKind::Sliding, rpm(10));
+        let y = s.add_budget(rpm(10), 0);
+        assert_eq!(s.held_together_at(at, x, y), None);
     }
 
     /// Random sends planned in time order, some withdrawn soon after: at every step the kept

@@ -959,6 +959,13 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.replica.held_at(at, self.units[u].budget)
     }
 
+    /// What units `u` and `v` would hold together at `at`, where their budgets are buckets
+    /// (see [`Ledger::held_together_at`]); `None` where their counts add.
+    pub(super) fn held_together_at(&self, u: usize, v: usize, at: Nanos) -> Option<[u64; 2]> {
+        self.replica
+            .held_together_at(at, self.units[u].budget, self.units[v].budget)
+    }
+
     /// A probe's outcome is known `grace` after its send at the latest (a refusal comes back
     /// within a round trip; `flux` takes the silence for an admission): sends a probe holds
     /// back then wait for it as for a concurrency slot that frees by then, rather than being

@@ -1283,12 +1283,14 @@ impl Flux {
                 continue;
             }
             let other = self.inner.held_at(v, at);
+            // Buckets: one bucket that took both's sends, not the sum of two fills.
+            let together = self.inner.held_together_at(u, v, at);
             let explains = minute_amounts(violated, cost).all(|(i, d, amount)| {
                 let Some(limit) = quota.get(d).or(limits.get(d)) else {
                     return false;
                 };
                 let own = held[i].saturating_sub(amount);
-                let both = own + other[i];
+                let both = together.map_or(own + other[i], |t| t[i].saturating_sub(amount));
                 own + amount <= limit && both <= limit && both + amount > limit
             });
             if explains && !self.refuted(u, v, at, cost, quota) {
