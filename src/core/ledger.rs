@@ -334,8 +334,9 @@ enum Window {
 /// tests met a TPM 429 after a 503 that way, issue 26).
 ///
 /// Debt is `Window::Bucket`'s, `(capacity − level) × 60 s` in amount·ns, refilled at `rate`
-/// (the limit) per ns. The sends of the last span are `entries`; those before were folded
-/// into `anchor_debt`, the debt right after the send at `anchor`. The debt at any `t` after
+/// (the limit) per ns. The sends no more than the span and [`KEEP_LATE`] before the owner's
+/// clock ([`Ledger::set_clock`]), and those planned after it, are `entries`; those before were
+/// folded into `anchor_debt`, the debt right after the send at `anchor`. The debt at any `t` after
 /// the newest entry is `max(0, top − rate × t)`, where `top` is the largest of
 /// `anchor_debt + rate × anchor + 60 s × (all entries)` and, for each entry `k`,
 /// `rate × t_k + 60 s × (entries from k on)`: one number per dimension, which a send at or
