@@ -472,20 +472,14 @@ impl Kept {
     /// ones would take room they were planned with), and `span − 60 s` later than the bucket
     /// alone says (sends recorded up to that much before they reach the server).
     fn earliest_fit(&self, now: Nanos, i: usize, amount: u64, limit: u64, span: Nanos) -> Nanos {
-        let t0 = now.max(self.newest());
-        let r = u128::from(self.rate[i]).max(1);
-        let need = self.top[i] + u128::from(amount) * MINUTE as u128;
-        let cap = u128::from(limit) * MINUTE as u128;
-        let fit = need.saturating_sub(cap).div_ceil(r);
-        let fit = Nanos::try_from(fit)
-            .unwrap_or(Nanos::MAX)
-            .saturating_add(span.saturating_sub(MINUTE));
-        // At `t0` the bucket alone fits it (the debt there is 0, or the formula holds).
-        if self.debt(t0.saturating_sub(span.saturating_sub(MINUTE)), i) + u128::from(amount) * MINUTE as u128 <= cap {
-            t0
-        } else {
-            t0.max(fit)
+        let (t0, margin) = (now.max(self.newest()), span.saturating_sub(MINUTE));
+        let (need, cap) = (scaled(amount), scaled(limit));
+        // The debt `margin` earlier (the sends before may reach the server that late), plus it.
+        if self.debt(t0.saturating_sub(margin), i) + need <= cap {
+            return t0;
         }
+        let fit = (self.top[i] + need - cap).div_ceil(u128::from(self.rate[i]).max(1));
+        t0.max(Nanos::try_from(fit).unwrap_or(Nanos::MAX).saturating_add(margin))
     }
 
     /// What it keeps as `(instant, amounts)`: the anchor's debt (rounded up) at the anchor,
@@ -1760,26 +1754,24 @@ mod tests {
 
     /// A replica's ledger of bucket windows kept as their sends, with one budget.
     fn kept_ledger(limits: Limits) -> (Ledger, BudgetId) {
-        let mut l = Ledger::new(
-            calendar("2025-10-15T09:00:00-07:00"),
-            LedgerConfig {
-                window: WindowKind::Bucket,
-                count_rejected: false,
-            },
-        )
-        .exact_buckets();
-        let b = l.add_budget(limits, 0);
-        (l, b)
+        with_budget(empty(WindowKind::Bucket).exact_buckets(), limits)
     }
 
     fn ledger(window: WindowKind, limits: Limits) -> (Ledger, BudgetId) {
-        let mut l = Ledger::new(
+        with_budget(empty(window), limits)
+    }
+
+    fn empty(window: WindowKind) -> Ledger {
+        Ledger::new(
             calendar("2025-10-15T09:00:00-07:00"),
             LedgerConfig {
                 window,
                 count_rejected: false,
             },
-        );
+        )
+    }
+
+    fn with_budget(mut l: Ledger, limits: Limits) -> (Ledger, BudgetId) {
         let b = l.add_budget(limits, 0);
         (l, b)
     }
@@ -2035,17 +2027,17 @@ mod tests {
     }
 
     /// A replica's bucket kept as its sends answers as the server's bucket that never took the
-    /// sends it took back: after a burst drained, a send withdrawn leaves the bucket no fuller
-    /// than the server's (a bucket kept as its level alone took 60 s of debt back at 70 s
-    /// and let a send through that the server refused).
+    /// sends it took back: after a burst drained, a send withdrawn leaves the bucket as full as
+    /// the server's (a bucket kept as its level alone took the whole withdrawn send back from
+    /// a debt that had drained below it, and believed room the server did not have).
     #[test]
     fn a_kept_bucket_takes_back_exactly_after_it_drained() {
         let (mut l, b) = kept_ledger(rpm(2));
-        // Two sends at 0 s (full), one at 30 s (one refilled), and the 0 s ones stay counted.
+        // Two sends at 0 s (full), one at 30 s (one refilled by then: full again).
         l.insert(0, b, 1);
         l.insert(0, b, 1);
         l.insert(30 * SECOND, b, 1);
-        // At 50 s the bucket holds 2 − 1 refilled − … : the next one fits at 60 s.
+        // One refills every 30 s: the next one fits at 60 s.
         assert!(
             matches!(l.check(50 * SECOND, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == 60 * SECOND)
         );

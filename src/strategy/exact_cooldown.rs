@@ -54,8 +54,8 @@ struct Unit {
     /// Dimensions a probe is out for: sends they hold back wait for an outcome rather than
     /// being planned by a belief the probe may overturn.
     awaiting: Dims,
-    /// When the outcome `awaiting` waits for is known at the latest (the probe's planned
-    /// instant and its owner's admit grace, [`ExactCooldown::set_admit_grace`]; 0: not known).
+    /// When the outcome `awaiting` waits for is known at the latest: the probe's planned
+    /// instant and its owner's admit grace ([`ExactCooldown::set_admit_grace`], if it said).
     awaiting_until: Nanos,
     /// Where the unit is indexed.
     place: Place,
@@ -623,7 +623,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             {
                 // Known by the probe's grace at the latest (a REST probe's: a Live session
                 // holds its slot for minutes, see `plan`).
-                let known = unit.awaiting_until > 0 && !self.env.live[u % self.env.models];
+                let known = self.admit_grace > 0 && !self.env.live[u % self.env.models];
                 return Err(Eval::SlotsFull(known.then_some(unit.awaiting_until)));
             }
             Admission::Unservable { .. } => return Err(Eval::Never),
@@ -1450,11 +1450,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         if !probe.is_empty() {
             unit.awaiting = unit.probe;
             unit.probe = Dims::EMPTY;
-            unit.awaiting_until = if self.admit_grace > 0 {
-                at.saturating_add(self.admit_grace)
-            } else {
-                0
-            };
+            unit.awaiting_until = at.saturating_add(self.admit_grace);
         }
         self.last_probe = probe;
         let held = match reservation {
@@ -2002,7 +1998,7 @@ mod tests {
         assert_eq!(send(s.decide(0, &tests::ask(1, 1))), (0, 0));
         assert_eq!(send(s.decide(0, &tests::ask(2, 1))), (0, 30 * SECOND));
         s.on_outcome(SECOND, &tests::ask(1, 1), 0, 0, 0, &Outcome::Unavailable);
-        // The planned 30 s send stands; the next fits 30 s after it (the 503's room refilled).
+        // The planned 30 s send stands, and the 503's room came back: the next fits at 30 s too.
         assert_eq!(send(s.decide(SECOND, &tests::ask(3, 1))), (0, 30 * SECOND));
     }
 
