@@ -82,7 +82,8 @@ pub struct Stats {
     ledger: BTreeMap<usize, Histogram>,
     ledger_errors: BTreeMap<usize, u64>,
     ledger_refused: BTreeMap<usize, u64>,
-    /// Sends admitted in advance by the shared ledger (no call on their path).
+    /// Sends on a slot admitted in advance by the shared ledger (no call on their path, unless
+    /// the ledger refused them just before).
     preadmitted: BTreeMap<usize, u64>,
     /// Per budget: how much later than planned each send left (timers, the gate, the ledger's
     /// round trip), and how long after it left its answer's head came back (the most it can
@@ -288,7 +289,7 @@ impl Stats {
             &mut out,
             "flux_proxy_ledger_preadmitted_total",
             "counter",
-            "Sends on a slot the shared ledger admitted in advance (while the budget was at most half full): no call to the ledger on their path; the call that confirms each follows it. The others asked the ledger (flux_proxy_ledger_request_duration_seconds_count).",
+            "Sends on a slot the shared ledger admitted in advance (while the budget was at most half full): no call to the ledger on their path, unless the ledger had just refused them; the call that confirms each follows it. The others asked the ledger (flux_proxy_ledger_request_duration_seconds_count, which counts refused calls too: calls = sends - preadmitted + refused).",
         );
         for (&b, &v) in &self.preadmitted {
             sample(&mut out, "flux_proxy_ledger_preadmitted_total", &labels(b), v as f64);
