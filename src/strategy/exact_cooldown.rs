@@ -765,12 +765,19 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
 
     /// Whether what model `m` and its fallback chain have left of today's tokens per day, as
     /// the replica counts them (planned sends included) and summed over the projects with a
-    /// live key (a budget two ids share counted once), is less than `need()`: false when one of
-    /// those budgets has no tokens-per-day limit. `need` is asked at most once, and only once a
-    /// budget with a limit is met; the walk stops as soon as the budgets counted hold `need`
-    /// (more of them can only add room), so it costs a walk of every project only while the
-    /// day's tokens run short.
-    pub(super) fn day_tokens_short(&self, now: Nanos, m: usize, need: impl FnOnce() -> u64) -> bool {
+    /// live key (a budget two ids share counted once), is less than `need()`: `None` when one
+    /// of those budgets has no tokens-per-day limit, or one of `unknown` or more (what a
+    /// strategy plans an unknown limit with). `need` is asked at most once, and only
+    /// once a budget with a limit is met; the walk stops as soon as the budgets counted hold
+    /// `need` (more of them can only add room, and every budget met so far had a limit), so it
+    /// costs a walk of every project only while the day's tokens run short.
+    pub(super) fn day_tokens_short(
+        &self,
+        now: Nanos,
+        m: usize,
+        unknown: u64,
+        need: impl FnOnce() -> u64,
+    ) -> Option<bool> {
         let models = self.env.models;
         // Budgets already counted, by index: one look per owner, not a search of the others.
         let mut seen: Vec<bool> = Vec::new();
@@ -789,19 +796,23 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     continue;
                 }
                 seen[i] = true;
-                let Some(tpd) = self.replica.limits(b).tpd else {
-                    return false;
-                };
+                let tpd = self.replica.limits(b).tpd.filter(|&l| l < unknown)?;
                 if let Some(f) = ask.take() {
                     need = f();
                 }
                 left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
                 if left >= need {
-                    return false;
+                    return Some(false);
                 }
             }
         }
-        left < ask.map_or(need, |f| f())
+        // No budget with a limit met (no live key): nothing can be sent today either.
+        Some(left < ask.map_or(need, |f| f()))
+    }
+
+    /// The owners (projects) it plans for.
+    pub(super) fn owners(&self) -> usize {
+        self.owner_keys.len()
     }
 
     /// What unit `u`'s replica counted today (the day containing `now`): `[requests, tokens]`,
@@ -1684,30 +1695,46 @@ mod tests {
         let mut e = ExactCooldown::new(env(&[0, 0, 1, 2], Some(limits)), vec![], 0);
         let asked = Cell::new(0);
         let short = |e: &ExactCooldown, need: u64| {
-            e.day_tokens_short(0, 0, || {
+            e.day_tokens_short(0, 0, 5_000, || {
                 asked.set(asked.get() + 1);
                 need
             })
         };
-        assert!(!short(&e, 3_000) && short(&e, 3_001));
+        // Every budget met has a limit: an answer.
+        let sh = |e: &ExactCooldown, need: u64| short(e, need).expect("limits known");
+        assert!(!sh(&e, 3_000) && sh(&e, 3_001));
         send(e.decide(0, &ask(900)));
-        assert!(!short(&e, 2_100) && short(&e, 2_101) && short(&e, u64::MAX));
+        assert!(!sh(&e, 2_100) && sh(&e, 2_101) && sh(&e, u64::MAX));
         assert_eq!(asked.get(), 5, "once per question");
         // Two models, the second the first's fallback: 2 projects, 4,000 tokens a day, until
         // the first id turns out to draw on the second's quota: one budget each, 2,000.
         let mut e = ExactCooldown::new(tests::env_two_models(&[0, 1], limits), vec![1], 0);
-        assert!(!short(&e, 4_000) && short(&e, 4_001));
+        assert!(!sh(&e, 4_000) && sh(&e, 4_001));
         assert!(e.share_quota(0, 1, 0));
-        assert!(!short(&e, 2_000) && short(&e, 2_001), "a shared budget counted once");
+        assert!(!sh(&e, 2_000) && sh(&e, 2_001), "a shared budget counted once");
         let mut untold = env(&[0, 1, 2], Some(limits));
         untold.limits[1].tpd = None;
         let e = ExactCooldown::new(untold.clone(), vec![], 0);
         // Project 0 holds 1,000: not short without looking further; 1,001 meets project 1.
-        assert!(!short(&e, 1_000) && !short(&e, 1_001) && !short(&e, u64::MAX));
+        assert_eq!(short(&e, 1_000), Some(false));
+        assert_eq!((short(&e, 1_001), short(&e, u64::MAX)), (None, None));
         untold.limits[0].tpd = None;
         let e = ExactCooldown::new(untold, vec![], 0);
         asked.set(0);
-        assert!(!short(&e, u64::MAX));
+        assert_eq!(short(&e, u64::MAX), None);
+        // A limit of `unknown` or more is no limit known.
+        let e = ExactCooldown::new(
+            env(
+                &[0, 1],
+                Some(Limits {
+                    tpd: Some(5_000),
+                    ..limits
+                }),
+            ),
+            vec![],
+            0,
+        );
+        assert_eq!((short(&e, 1), short(&e, u64::MAX)), (None, None));
         assert_eq!(asked.get(), 0, "no limit on the first budget: nothing asked");
     }
 

@@ -1537,31 +1537,52 @@ impl Strategy for Flux {
         true
     }
 
-    /// A closed batch under tokens per day: the next request in the batch's order, unless
-    /// what its model (with its fallback chain) has left of today's tokens per day cannot
-    /// hold every waiting request of that model; then the smallest of them (the earliest
-    /// among equals). Taking the smallest first completes the most by any instant the day's
-    /// tokens run out; a request left behind is not starved, as the batch is finite and
-    /// everything smaller goes before it. Where the day's tokens are not binding, or no
-    /// tokens-per-day limit is known, the batch keeps its order.
+    /// A closed batch under tokens per day, among the waiting requests of the next one's
+    /// model, while the day is tight: the largest first while what the model (with its
+    /// fallback chain) has left of today's tokens per day can hold them all, the smallest
+    /// first once it cannot (the earliest among equals, either way). Each project's day is a
+    /// bin: taken in the batch's order, the large requests met projects already part-spent by
+    /// small ones and waited a day for a project with room, though the day held them all
+    /// (first-fit decreasing places the large ones while the days are emptiest). Once the day
+    /// is short, the smallest first completes the most by any instant its tokens run out; a
+    /// request left behind is not starved, as the batch is finite and everything smaller goes
+    /// before it. The batch keeps its order where no tokens-per-day limit is known (told or
+    /// learned), and where the day holds the waiting requests with the largest of them to
+    /// spare on every project (no placement can strand one then; large ones together would
+    /// only crowd the minute's tokens).
     fn pick(&mut self, now: Nanos, waiting: &[Ask]) -> usize {
         let Some(first) = waiting.first() else {
             return 0;
         };
         let m = first.model;
         let of_m = || waiting.iter().enumerate().filter(move |(_, a)| a.model == m);
-        let need = || of_m().fold(0u64, |need, (_, a)| need.saturating_add(self.inner.cost(a)));
-        if !self.inner.day_tokens_short(now, m, need) {
+        let (mut need, mut largest) = (0u64, 0u64);
+        let mut sum = || {
+            for (_, a) in of_m() {
+                let cost = self.inner.cost(a);
+                need = need.saturating_add(cost);
+                largest = largest.max(cost);
+            }
+            need
+        };
+        let Some(short) = self.inner.day_tokens_short(now, m, TRACKED, &mut sum) else {
             return 0;
-        }
-        let mut smallest = (u64::MAX, 0);
-        for (i, a) in of_m() {
-            let cost = self.inner.cost(a);
-            if cost < smallest.0 {
-                smallest = (cost, i);
+        };
+        if !short {
+            let spare = largest.saturating_mul(self.inner.owners() as u64);
+            let tight = self
+                .inner
+                .day_tokens_short(now, m, TRACKED, || need.saturating_add(spare));
+            if tight != Some(true) {
+                return 0;
             }
         }
-        smallest.1
+        // The smallest (largest) cost, the earliest among equals.
+        let key = |i: usize, a: &Ask| {
+            let cost = self.inner.cost(a);
+            (if short { u64::MAX - cost } else { cost }, usize::MAX - i)
+        };
+        of_m().max_by_key(|&(i, a)| key(i, a)).map_or(0, |(i, _)| i)
     }
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
@@ -2755,24 +2776,35 @@ mod tests {
 
     /// Issue 26, item 7: a closed batch under tokens per day. While what is left of today's
     /// tokens per day (over the projects) cannot hold the batch's waiting requests, a free
-    /// worker takes the smallest of them (the earliest among equals); once they fit, or
-    /// where no tokens-per-day limit is known, the batch keeps its order.
+    /// worker takes the smallest of them (the earliest among equals). While it holds them but
+    /// not with the largest to spare on every project, the largest (session 29,
+    /// `tpd-packing-midnight`): each project's day is a bin, and 400 and 400 spread over two
+    /// projects of 1,000 leave no room for a 900 that fitted the 2,000 left. Where the day
+    /// holds them with that to spare, or no tokens-per-day limit is known, the batch's order.
     #[test]
-    fn a_closed_batch_goes_smallest_first_while_the_day_s_tokens_bind() {
+    fn a_closed_batch_under_tokens_per_day_packs_the_day_then_goes_smallest_first() {
         let limits = Limits {
             tpd: Some(1_000),
             ..Limits::default()
         };
         let mut f = Flux::new(env(&[0, 1], Some(limits)), vec![], 0);
         assert!(f.orders_batch());
+        // 2,000 tokens left today over two projects of 1,000.
+        assert_eq!(f.pick(0, &[ask(1, 400), ask(2, 400), ask(3, 900)]), 2, "the 900 first");
         let batch = [ask(1, 500), ask(2, 300), ask(3, 600), ask(4, 300)];
-        // 2,000 tokens left today, 1,700 waiting: in order.
-        assert_eq!(f.pick(0, &batch), 0);
+        assert_eq!(
+            f.pick(0, &batch),
+            2,
+            "1,700 waiting, 1,200 to spare wanted: the largest"
+        );
+        // 410 waiting and 2 × 200 to spare: the batch's order.
+        assert_eq!(f.pick(0, &[ask(1, 100), ask(2, 50), ask(3, 200), ask(4, 60)]), 0);
         assert_eq!(send(f.decide(0, &ask(0, 900))).1, 0);
-        // 1,100 left: the smallest, the first of the two of 300.
+        // 1,100 left, 1,700 waiting: the smallest, the first of the two of 300.
         assert_eq!(f.pick(SECOND, &batch), 1);
-        // Tomorrow (the calendar starts at 09:00 Pacific: midnight is 15 h in), 2,000 again.
-        assert_eq!(f.pick(16 * 60 * MINUTE, &batch), 0);
+        // Tomorrow (the calendar starts at 09:00 Pacific: midnight is 15 h in), 2,000 again:
+        // the largest, the first of the two of 600.
+        assert_eq!(f.pick(16 * 60 * MINUTE, &[ask(1, 300), ask(2, 600), ask(3, 600)]), 1);
         // No tokens-per-day limit known: the batch's order, however large it is.
         let mut g = Flux::new(env(&[0], Some(Limits::default())), vec![], 0);
         assert_eq!(g.pick(0, &[ask(1, u64::MAX / 4), ask(2, 1)]), 0);

@@ -1014,3 +1014,20 @@ fn a_probe_out_does_not_send_the_queue_to_the_slowest_project() {
     assert!(half.wait_ms.p99 <= ec.wait_ms.p99 + 1_000.0, "{half:?}");
     assert!(claim.holds(), "{claim:?}");
 }
+
+/// Session 29 (`tpd-packing-midnight`): each project's tokens per day is a bin. A batch that
+/// crossed midnight fitted the new day's 10 million tokens only if the 1.67 million document
+/// found a project before the smaller ones part-spent all five; taken in the batch's order it
+/// waited a second day (flux 0.10 a minute, exact_cooldown 0.38). flux now takes the largest
+/// first while the day is tight.
+#[test]
+fn a_tight_day_is_packed_largest_first() {
+    let s = load("tpd-packing-midnight");
+    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
+    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
+    let flux = r.results.iter().find(|x| x.strategy == "flux").unwrap();
+    assert_eq!((flux.completed, ec.completed), (200, 200));
+    keeps_pace(flux, ec);
+    assert!(flux.makespan_s.unwrap() < 10.0 * 3600.0, "{flux:?}");
+    assert!(claim.holds(), "{claim:?}");
+}
