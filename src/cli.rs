@@ -84,7 +84,7 @@ pub enum CompareFormat {
 pub enum LimitsCommand {
     /// Read quota dumps (the Service Usage API's consumerQuotaMetrics.list JSON, or `gcloud alpha
     /// services quota list --service=generativelanguage.googleapis.com --consumer=projects/P
-    /// --format=json`) and print the scenario's [models] limits and per-project limits, or
+    /// --format=json`) and print the scenario's `[models]` limits and per-project limits, or
     /// write BASE with them (--scenario BASE --out NEW).
     Import(LimitsImportArgs),
 }
@@ -153,8 +153,8 @@ pub enum Template {
 pub struct DriveArgs {
     /// Scenario file (TOML): its workload, keys, limits and strategies.
     pub scenario: PathBuf,
-    /// Base URL of the API, e.g. http://127.0.0.1:8080 (flux-sim serve) or
-    /// https://generativelanguage.googleapis.com.
+    /// Base URL of the API, e.g. `http://127.0.0.1:8080` (flux-sim serve) or
+    /// `https://generativelanguage.googleapis.com`.
     #[arg(long, value_name = "URL")]
     pub endpoint: String,
     /// The strategy to drive (a name from the scenario, or a built-in kind); needed when the
@@ -314,7 +314,7 @@ pub struct SweepArgs {
     /// Scenario file (TOML).
     pub scenario: PathBuf,
     /// PATH=VALUES: a setting of the scenario file and the values to try, as A..B (integers,
-    /// inclusive) or v1,v2,...; e.g. topology.accounts[0].projects=1..10, workload.rate=10,20,40.
+    /// inclusive) or v1,v2,...; e.g. `topology.accounts[0].projects=1..10`, `workload.rate=10,20,40`.
     /// Repeat for a grid.
     #[arg(long = "set", value_name = "PATH=VALUES", required = true)]
     pub settings: Vec<String>,

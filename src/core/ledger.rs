@@ -322,7 +322,7 @@ enum Window {
     Fixed { minute: i128, used: [u64; 2] },
     /// Token buckets as scaled debt: `debt` is (capacity − level) × 60 s, in amount·ns, at `at`.
     Bucket { debt: [u128; 2], at: [Nanos; 2] },
-    /// Token buckets kept as the sends they took, for a client's replica ([`Kept`]).
+    /// Token buckets kept as the sends they took, for a client's replica (`Kept`).
     Kept(Box<Kept>),
 }
 
@@ -334,7 +334,7 @@ enum Window {
 /// tests met a TPM 429 after a 503 that way, issue 26).
 ///
 /// Debt is `Window::Bucket`'s, `(capacity − level) × 60 s` in amount·ns, refilled at `rate`
-/// (the limit) per ns. The sends no more than the span and [`KEEP_LATE`] before the owner's
+/// (the limit) per ns. The sends no more than the span and `KEEP_LATE` before the owner's
 /// clock ([`Ledger::set_clock`]), and those planned after it, are `entries`; those before were
 /// folded into `anchor_debt`, the debt right after the send at `anchor`. The debt at any `t` after
 /// the newest entry is `max(0, top − rate × t)`, where `top` is the largest of
@@ -1164,7 +1164,7 @@ impl Ledger {
         self
     }
 
-    /// A ledger whose bucket windows keep the sends they took ([`Kept`]), for a client's
+    /// A ledger whose bucket windows keep the sends they took (`Kept`), for a client's
     /// replica that plans sends ahead and takes back those withdrawn or refused: it stays
     /// exact where a bucket kept as its level alone would come out fuller than the server's.
     /// A margin ([`Ledger::with_margin`]) plans each send that much later than the bucket
@@ -1176,7 +1176,7 @@ impl Ledger {
     }
 
     /// The owner's time is `now` (never earlier than before): a kept bucket forgets, one by
-    /// one, the sends made more than its span and [`KEEP_LATE`] before it, which nothing will
+    /// one, the sends made more than its span and `KEEP_LATE` before it, which nothing will
     /// take back any more. Checks and records give later instants (a replica plans ahead), so
     /// they cannot tell it; without this a kept bucket keeps every send.
     pub fn set_clock(&mut self, now: Nanos) {

@@ -65,7 +65,7 @@ pub struct ProxyOptions {
     pub ledger: Option<String>,
     /// How much later than planned a send may reach the server: flux's and exact_cooldown's
     /// plans and the shared ledger's minute windows hold entries this much longer (the
-    /// proxy's own check before each send needs none: see [`gate`]).
+    /// proxy's own check before each send needs none: see `gate`).
     pub margin: Nanos,
     /// Start even if the shared ledger's Redis may evict keys (a warning instead of an error).
     pub allow_eviction: bool,
@@ -99,7 +99,7 @@ struct Proxy {
     /// What this proxy sent, per (project, model) at `project * models + model`, counted as
     /// the server counts it (for `/flux/ledger`).
     sent: Mutex<(Ledger, Vec<BudgetId>)>,
-    /// The last check before each send (see [`gate`]), per (project, model) as `sent`.
+    /// The last check before each send (see `gate`), per (project, model) as `sent`.
     gate: Mutex<Gate>,
     /// Signalled when a send's arrival becomes known: sends waiting at the gate look again.
     gate_changed: tokio::sync::Notify,

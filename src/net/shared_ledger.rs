@@ -349,7 +349,7 @@ return {1, nows, epoch or '', lost, res}
 "#
 );
 
-/// How long a reservation ([`PREFETCH`]) may be used after the proxy asked for it; one unused
+/// How long a reservation (`PREFETCH`) may be used after the proxy asked for it; one unused
 /// that long is given back (within [`crate::net::proxy::LEDGER_WATCH`] more). The ledger
 /// records it at its own now plus this, so that it counts until a window after the latest
 /// instant it may be used, whatever happens to the confirmation (a proxy that dies or a
@@ -494,7 +494,7 @@ pub struct RedisLedger {
     /// Each budget's epoch as last seen.
     epochs: Arc<Mutex<HashMap<String, String>>>,
     /// Each budget's pre-admitted slot, if it has one or a call that may bring one is on
-    /// its way ([`PREFETCH`]).
+    /// its way (`PREFETCH`).
     slots: Arc<Mutex<HashMap<String, Slot>>>,
     /// Names reservations (with the proxy's instance in `member`s, unique).
     reservations: Arc<AtomicU64>,
@@ -503,7 +503,7 @@ pub struct RedisLedger {
     health: Arc<Health>,
 }
 
-/// A request slot the ledger admitted in advance for a budget ([`PREFETCH`]).
+/// A request slot the ledger admitted in advance for a budget (`PREFETCH`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// Its member in the ledger's windows.
@@ -761,7 +761,7 @@ impl RedisLedger {
 
     /// As [`admit`](Self::admit); with `reserve`, a single request, and no slot of the budget
     /// held or asked for, the same call also pre-admits a slot of `reserve` tokens if the
-    /// budget stays at most half full in every dimension with it ([`PREFETCH`]): the next
+    /// budget stays at most half full in every dimension with it (`PREFETCH`): the next
     /// request that fits then [`take`](Self::take)s it.
     #[allow(clippy::too_many_arguments)]
     pub async fn admit_reserving(

@@ -1,5 +1,5 @@
 //! The aligned comparison table printed by `run`: the verdict first, then the columns,
-//! wrapped into blocks that fit a terminal of [`WIDTH`] columns (each block repeats the
+//! wrapped into blocks that fit a terminal of `WIDTH` columns (each block repeats the
 //! strategy column), or in one wide block.
 
 use super::markdown::{retry_line, summary_cells, verdict};
@@ -8,13 +8,13 @@ use crate::sim::metrics::RunResult;
 /// The terminal width the table fits unless asked for wide output.
 pub const WIDTH: usize = 120;
 
-/// The table in blocks no wider than [`WIDTH`] columns.
+/// The table in blocks no wider than `WIDTH` columns.
 pub fn to_table(r: &RunResult) -> String {
     to_table_width(r, false)
 }
 
 /// The table: the verdict, one row per strategy (in one block when `wide`, else in blocks no
-/// wider than [`WIDTH`]), then lines explaining the columns.
+/// wider than `WIDTH`), then lines explaining the columns.
 pub fn to_table_width(r: &RunResult, wide: bool) -> String {
     let header = [
         "strategy",

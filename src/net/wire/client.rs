@@ -11,7 +11,7 @@ use crate::strategy::Outcome;
 use super::response::generated_text;
 
 /// The generateContent body `drive` sends: a prompt that counts as exactly `input_tokens`
-/// under [`count_tokens`], and `maxOutputTokens` = `output_tokens` (when positive).
+/// under `count_tokens`, and `maxOutputTokens` = `output_tokens` (when positive).
 pub fn generate_body(input_tokens: u64, output_tokens: u64) -> String {
     let mut v = json!({"contents": [{"role": "user", "parts": [{"text": generated_text(input_tokens)}]}]});
     if output_tokens > 0 {
