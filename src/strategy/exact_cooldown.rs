@@ -2210,6 +2210,7 @@ mod tests {
         e.models = 2;
         e.limits = vec![limits, limits];
         e.scopes = vec![ConcurrencyScope::Project; 2];
+        e.live = vec![false; 2];
         let mut s = ExactCooldown::new(e, vec![1], 0);
         let a = ask(1);
         assert_eq!(

@@ -3582,6 +3582,7 @@ mod tests {
         e.limits = vec![limits, limits];
         e.scopes = vec![crate::core::server::ConcurrencyScope::Project; 2];
         e.believed = vec![false, false];
+        e.live = vec![false; 2];
         let mut f = Flux::new(e, vec![1], 0);
         assert_eq!(
             f.decide(0, &ask(0, 1)),
