@@ -77,7 +77,7 @@ fn earliest(a: Option<Nanos>, b: Option<Nanos>) -> Option<Nanos> {
 }
 
 /// What [`ExactCooldown::best_for`] learned of the units it visited, beside the best one.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Seen {
     /// Some unit could take the request, at some time or once a slot frees.
     fits: bool,
@@ -86,6 +86,9 @@ struct Seen {
     /// The earliest instant a unit waiting only for a concurrency slot could take it by its
     /// windows and day.
     slot_at: Option<Nanos>,
+    /// Per model visited: the earliest instant a probe's outcome one of its units awaits is
+    /// known.
+    awaiting: Vec<(usize, Nanos)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +176,8 @@ enum Eval {
     /// would take it once a concurrency slot frees (`None`: not a concurrency slot that is
     /// missing, but a probe's outcome the unit awaits, or a live key to send on).
     SlotsFull(Option<Nanos>),
+    /// Not until the outcome of a probe it awaits is known, at this instant (a REST probe's).
+    Awaiting(Nanos),
     /// Never (a limit of 0 or too many tokens).
     Never,
 }
@@ -444,8 +449,18 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         } else {
             // The earliest instant any request of at least `floor` tokens could go.
             let t0 = self.start(u, now);
-            let (budget, probe, reservation) = (unit.budget, unit.probe, unit.reservation);
-            // A unit that may probe is bounded by the limits it does not probe.
+            let (budget, mut probe, reservation) = (unit.budget, unit.probe, unit.reservation);
+            // A unit that may probe is bounded by the limits it does not probe; one awaiting a
+            // day's probe outcome at a known time (REST) by the days it does not await, so that
+            // a request reaches it and learns when the outcome is known: bounded by a believed
+            // day spent, a unit awaiting its day's probe was never reached, and the queue was
+            // planned an hour ahead on a 1-RPM project (`tpd-told-half-legacy`). A minute's
+            // belief bounds it by at most a minute, as before.
+            if !unit.awaiting.is_empty() && unit.awaiting_until > now && self.admit_grace > 0 && !self.env.live[m] {
+                probe = probe.or(unit
+                    .awaiting
+                    .and([Dimension::Rpd, Dimension::Tpd].into_iter().collect()));
+            }
             let quota = match reservation {
                 Some((_, Overflow::DedicatedOnly)) => None,
                 // One copy: a lower bound whatever the weight (see `set_weight`).
@@ -599,6 +614,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
     }
 
+    /// Whether unit `u` awaits a probe's outcome that is known by `t` at the latest (a REST
+    /// probe's grace is past) and still not heard of.
+    fn outcome_overdue(&self, u: usize, t: Nanos) -> bool {
+        self.admit_grace > 0 && !self.env.live[u % self.env.models] && self.units[u].awaiting_until <= t
+    }
+
     /// When unit `u`'s quota could take a request costing `cost`, from `t0` on, and the
     /// dimensions it would probe; or why not.
     fn evaluate_quota(&mut self, u: usize, t0: Nanos, cost: u64) -> Result<(Nanos, Dims), Eval> {
@@ -618,13 +639,17 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     Admission::Unservable { .. } => return Err(Eval::Never),
                 }
             }
+            // Known by the probe's grace at the latest (a REST probe's: a Live session holds
+            // its slot for minutes, see `plan`); once that is past, judged by its beliefs.
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
-                if !violated.and(unit.awaiting).is_empty() =>
+                if !violated.and(unit.awaiting).is_empty() && !self.outcome_overdue(u, t0) =>
             {
-                // Known by the probe's grace at the latest (a REST probe's: a Live session
-                // holds its slot for minutes, see `plan`).
                 let known = self.admit_grace > 0 && !self.env.live[u % self.env.models];
-                return Err(Eval::SlotsFull(known.then_some(unit.awaiting_until)));
+                return Err(if known {
+                    Eval::Awaiting(unit.awaiting_until)
+                } else {
+                    Eval::SlotsFull(None)
+                });
             }
             Admission::Unservable { .. } => return Err(Eval::Never),
             Admission::Rejected { retry_at, .. } => (retry_at, Dims::EMPTY),
@@ -668,6 +693,14 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                         seen.fits = true;
                         seen.slots_full = true;
                         seen.slot_at = earliest(seen.slot_at, at);
+                    }
+                    Eval::Awaiting(at) => {
+                        seen.fits = true;
+                        seen.slots_full = true;
+                        match seen.awaiting.iter_mut().find(|e| e.0 == m) {
+                            Some(e) => e.1 = e.1.min(at),
+                            None => seen.awaiting.push((m, at)),
+                        }
                     }
                     Eval::Never => {}
                 }
@@ -1382,9 +1415,20 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             fits,
             slots_full,
             slot_at,
+            awaiting,
         } = seen;
         let mut pick = chosen.or(later);
         if let Some(p) = pick.filter(|p| p.0 > now) {
+            // A probe's outcome awaited on the pick's model may free a unit sooner: waited for
+            // when the pick is more than a window's span later (a plan within it costs no
+            // more than a refused probe would). One on another model of the chain holds back
+            // no pick on this one. Waiting for every outcome, `overridden-days`' flux told
+            // days too high waited for day probes the server then refused: p99 52.5 → 74.8 s.
+            let model = p.1 % models;
+            let slot_at = awaiting
+                .iter()
+                .filter(|e| e.0 == model && p.0 > e.1.saturating_add(MINUTE))
+                .fold(slot_at, |a, e| earliest(a, Some(e.1)));
             // A unit waiting for a concurrency slot (it frees when one of its requests ends,
             // at a time not known) could take this request sooner than the pick by its windows
             // and day. A send planned at the pick would be this request's for good, and the

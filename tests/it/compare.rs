@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 59] = [
+const QUICK: [&str; 60] = [
     "across-midnight",
     "concurrency-slots-queue",
     "cron-retired-id",
@@ -65,6 +65,7 @@ const QUICK: [&str; 59] = [
     "spend-cap",
     "tpd-heavy-tail",
     "tpd-packing-midnight",
+    "tpd-told-half-legacy",
     "uncharged-errors",
     "vertex-dsq",
     "vertex-dsq-peak",

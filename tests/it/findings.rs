@@ -1031,3 +1031,20 @@ fn a_tight_day_is_packed_largest_first() {
     assert!(flux.makespan_s.unwrap() < 10.0 * 3600.0, "{flux:?}");
     assert!(claim.holds(), "{claim:?}");
 }
+
+/// Session 29 (`tpd-told-half-legacy`): a unit awaiting its day's probe was indexed by its
+/// believed day (spent), so no request reached it, and told half its limits flux planned the
+/// rest of the batch on a 1-RPM legacy project for an hour (3.17 a minute against
+/// exact_cooldown's 16.08). Indexed by the days it does not await, it is reached, and the
+/// queue waits the second for the probe's outcome.
+#[test]
+fn a_unit_awaiting_its_days_probe_is_not_passed_over() {
+    let s = load("tpd-told-half-legacy");
+    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
+    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
+    let half = r.results.iter().find(|x| x.strategy == "flux, limits -50%").unwrap();
+    assert_eq!((half.completed, ec.completed), (200, 200));
+    keeps_pace(half, ec);
+    assert!(half.wait_ms.p99 <= 2.0 * ec.wait_ms.p99 + 1_000.0, "{half:?}");
+    assert!(claim.holds(), "{claim:?}");
+}
