@@ -1005,14 +1005,28 @@ fn planners_plan_a_bucket_as_a_bucket() {
 /// exact_cooldown does 39.45 a minute.
 #[test]
 fn a_probe_out_does_not_send_the_queue_to_the_slowest_project() {
-    let s = load("legacy-project-told-half");
-    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
-    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
-    let half = r.results.iter().find(|x| x.strategy == "flux, limits -50%").unwrap();
-    assert_eq!((half.completed, ec.completed), (200, 200));
-    keeps_pace(half, ec);
+    let (half, ec) = keeps_up_with_exact_cooldown("legacy-project-told-half", "flux, limits -50%", 200);
     assert!(half.wait_ms.p99 <= ec.wait_ms.p99 + 1_000.0, "{half:?}");
-    assert!(claim.holds(), "{claim:?}");
+}
+
+/// `compare` on scenario `name`: its `row` and exact_cooldown's both complete `done`, the row
+/// keeps exact_cooldown's pace, and flux's claim holds; the two rows, for more.
+fn keeps_up_with_exact_cooldown(
+    name: &str,
+    row: &str,
+    done: u64,
+) -> (
+    flux_sim::sim::metrics::StrategyResult,
+    flux_sim::sim::metrics::StrategyResult,
+) {
+    let s = load(name);
+    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
+    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let (flux, ec) = (by(row), by("exact_cooldown"));
+    assert_eq!((flux.completed, ec.completed), (done, done), "{name}");
+    keeps_pace(&flux, &ec);
+    assert!(claim.holds(), "{name}: {claim:?}");
+    (flux, ec)
 }
 
 /// Session 29 (`tpd-packing-midnight`): each project's tokens per day is a bin. A batch that
@@ -1022,14 +1036,8 @@ fn a_probe_out_does_not_send_the_queue_to_the_slowest_project() {
 /// first while the day is tight.
 #[test]
 fn a_tight_day_is_packed_largest_first() {
-    let s = load("tpd-packing-midnight");
-    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
-    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
-    let flux = r.results.iter().find(|x| x.strategy == "flux").unwrap();
-    assert_eq!((flux.completed, ec.completed), (200, 200));
-    keeps_pace(flux, ec);
+    let (flux, _) = keeps_up_with_exact_cooldown("tpd-packing-midnight", "flux", 200);
     assert!(flux.makespan_s.unwrap() < 10.0 * 3600.0, "{flux:?}");
-    assert!(claim.holds(), "{claim:?}");
 }
 
 /// Session 29 (`tpd-told-half-legacy`): a unit awaiting its day's probe was indexed by its
@@ -1039,12 +1047,6 @@ fn a_tight_day_is_packed_largest_first() {
 /// queue waits the second for the probe's outcome.
 #[test]
 fn a_unit_awaiting_its_days_probe_is_not_passed_over() {
-    let s = load("tpd-told-half-legacy");
-    let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
-    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
-    let half = r.results.iter().find(|x| x.strategy == "flux, limits -50%").unwrap();
-    assert_eq!((half.completed, ec.completed), (200, 200));
-    keeps_pace(half, ec);
+    let (half, ec) = keeps_up_with_exact_cooldown("tpd-told-half-legacy", "flux, limits -50%", 200);
     assert!(half.wait_ms.p99 <= 2.0 * ec.wait_ms.p99 + 1_000.0, "{half:?}");
-    assert!(claim.holds(), "{claim:?}");
 }
