@@ -174,7 +174,7 @@ enum Eval {
     At(Nanos, usize, Dims),
     /// Not until an outstanding request ends: with the instant the unit's windows and day
     /// would take it once a concurrency slot frees (`None`: not a concurrency slot that is
-    /// missing, but a probe's outcome the unit awaits, or a live key to send on).
+    /// missing, but a Live probe's outcome the unit awaits, or a live key to send on).
     SlotsFull(Option<Nanos>),
     /// Not until the outcome of a probe it awaits is known, at this instant (a REST probe's).
     Awaiting(Nanos),
@@ -456,7 +456,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // day spent, a unit awaiting its day's probe was never reached, and the queue was
             // planned an hour ahead on a 1-RPM project (`tpd-told-half-legacy`). A minute's
             // belief bounds it by at most a minute, as before.
-            if !unit.awaiting.is_empty() && unit.awaiting_until > now && self.admit_grace > 0 && !self.env.live[m] {
+            if !unit.awaiting.is_empty() && unit.awaiting_until > now && self.outcome_timed(u) {
                 probe = probe.or(unit
                     .awaiting
                     .and([Dimension::Rpd, Dimension::Tpd].into_iter().collect()));
@@ -614,10 +614,17 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
     }
 
-    /// Whether unit `u` awaits a probe's outcome that is known by `t` at the latest (a REST
-    /// probe's grace is past) and still not heard of.
+    /// Whether the outcome of a probe on unit `u` is known by `awaiting_until` at the latest
+    /// (a REST probe's, once its owner said its grace; a Live session holds its slot for
+    /// minutes, see `plan`).
+    fn outcome_timed(&self, u: usize) -> bool {
+        self.admit_grace > 0 && !self.env.live[u % self.env.models]
+    }
+
+    /// Whether unit `u` awaits a probe's outcome that was due by `t` (its grace is past) and
+    /// is still not heard of.
     fn outcome_overdue(&self, u: usize, t: Nanos) -> bool {
-        self.admit_grace > 0 && !self.env.live[u % self.env.models] && self.units[u].awaiting_until <= t
+        self.outcome_timed(u) && self.units[u].awaiting_until <= t
     }
 
     /// When unit `u`'s quota could take a request costing `cost`, from `t0` on, and the
@@ -639,13 +646,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     Admission::Unservable { .. } => return Err(Eval::Never),
                 }
             }
-            // Known by the probe's grace at the latest (a REST probe's: a Live session holds
-            // its slot for minutes, see `plan`); once that is past, judged by its beliefs.
+            // Known by the probe's grace at the latest, where that is timed; once that is past,
+            // judged by its beliefs.
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
                 if !violated.and(unit.awaiting).is_empty() && !self.outcome_overdue(u, t0) =>
             {
-                let known = self.admit_grace > 0 && !self.env.live[u % self.env.models];
-                return Err(if known {
+                return Err(if self.outcome_timed(u) {
                     Eval::Awaiting(unit.awaiting_until)
                 } else {
                     Eval::SlotsFull(None)

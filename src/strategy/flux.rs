@@ -1556,27 +1556,22 @@ impl Strategy for Flux {
         };
         let m = first.model;
         let of_m = || waiting.iter().enumerate().filter(move |(_, a)| a.model == m);
+        // The waiting requests' tokens and the largest, summed only once a day's limit is met.
         let (mut need, mut largest) = (0u64, 0u64);
-        let mut sum = || {
+        let mut with_spare = || {
             for (_, a) in of_m() {
                 let cost = self.inner.cost(a);
                 need = need.saturating_add(cost);
                 largest = largest.max(cost);
             }
-            need
+            need.saturating_add(largest.saturating_mul(self.inner.owners() as u64))
         };
-        let Some(short) = self.inner.day_tokens_short(now, m, TRACKED, &mut sum) else {
+        // The day holds them with the largest to spare on every project (the common case,
+        // one walk that stops as soon as the room is found), or no limit is known: in order.
+        if self.inner.day_tokens_short(now, m, TRACKED, &mut with_spare) != Some(true) {
             return 0;
-        };
-        if !short {
-            let spare = largest.saturating_mul(self.inner.owners() as u64);
-            let tight = self
-                .inner
-                .day_tokens_short(now, m, TRACKED, || need.saturating_add(spare));
-            if tight != Some(true) {
-                return 0;
-            }
         }
+        let short = self.inner.day_tokens_short(now, m, TRACKED, || need) == Some(true);
         // The smallest (largest) cost, the earliest among equals.
         let key = |i: usize, a: &Ask| {
             let cost = self.inner.cost(a);
