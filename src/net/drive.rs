@@ -177,6 +177,9 @@ enum Timer {
     Offer,
     /// Send as the strategy planned.
     Send,
+    /// Offer the parked requests ([`crate::strategy::Decision::DeferUntil`]); every wake of
+    /// the loop does, so the timer only wakes it.
+    Pump,
 }
 
 /// One drive in progress: the strategy, the requests it holds, its timers and the HTTP
@@ -204,6 +207,8 @@ struct Driver<'a, 'b> {
     transport_errors: u64,
     first_transport_error: Option<String>,
     trace: Option<&'b mut dyn FnMut(&AttemptRecord)>,
+    /// The instant a `Pump` timer is next due, if one is.
+    pump_due: Option<Nanos>,
 }
 
 /// Drives `spec` on `scenario`'s workload against `opts.endpoint` until the workload ends,
@@ -249,6 +254,7 @@ pub async fn drive(
         transport_errors: 0,
         first_transport_error: None,
         trace,
+        pump_due: None,
     };
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
         d.next_open_arrival();
@@ -283,6 +289,7 @@ pub async fn drive(
                     }
                 }
                 Timer::Send => d.due(slot, now),
+                Timer::Pump => d.pump_due = d.pump_due.filter(|&t| t > now),
             }
         }
         d.pump(now);
@@ -493,6 +500,13 @@ impl Dispatch for Driver<'_, '_> {
 
     fn offer_at(&mut self, slot: u32, at: Nanos) {
         self.push(at, Timer::Offer, slot);
+    }
+
+    fn pump_at(&mut self, at: Nanos) {
+        if self.pump_due.is_none_or(|t| at < t) {
+            self.pump_due = Some(at);
+            self.push(at, Timer::Pump, 0);
+        }
     }
 
     /// Sends an attempt: an HTTP task answers through the channel.

@@ -151,7 +151,7 @@ impl Proxy {
                 self.changed.notify_waiters();
                 Some(at.saturating_sub(now))
             }
-            Decision::Later(at) => Some(at.saturating_sub(now)),
+            Decision::Later(at) | Decision::DeferUntil(at) => Some(at.saturating_sub(now)),
             Decision::Defer | Decision::GiveUp(_) => None,
         }
     }
@@ -813,6 +813,12 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos, held: &mut bool) -> Resul
             Decision::Defer => {
                 *held = true;
                 let wait = Duration::from_nanos(deadline.saturating_sub(now));
+                let _ = tokio::time::timeout(wait, notified).await;
+            }
+            // Woken by an outcome or at `at`, whichever comes first.
+            Decision::DeferUntil(at) => {
+                *held = true;
+                let wait = Duration::from_nanos(at.min(deadline).saturating_sub(now));
                 let _ = tokio::time::timeout(wait, notified).await;
             }
             Decision::GiveUp(why) => {

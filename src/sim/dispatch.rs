@@ -247,6 +247,9 @@ pub(crate) trait Dispatch {
     fn send_at(&mut self, slot: u32, at: Nanos);
     /// Offers the request in `slot` to the strategy again at `at` (> now).
     fn offer_at(&mut self, slot: u32, at: Nanos);
+    /// Offers the parked requests again at `at` (> now), if nothing did before
+    /// ([`Decision::DeferUntil`]).
+    fn pump_at(&mut self, at: Nanos);
 
     /// Asks the strategy about the request in `slot`; false if it defers (the caller parks it).
     fn offer(&mut self, slot: u32, now: Nanos) -> bool {
@@ -264,6 +267,11 @@ pub(crate) trait Dispatch {
                 }
             }
             Decision::Defer => return false,
+            Decision::DeferUntil(at) => {
+                debug_assert!(at > now, "DeferUntil is for the future");
+                self.pump_at(at.max(now + 1));
+                return false;
+            }
             Decision::Later(at) => {
                 debug_assert!(at > now, "Later is for the future");
                 self.offer_at(slot, at.max(now + 1));

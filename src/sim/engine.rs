@@ -86,6 +86,9 @@ const SEND: u64 = 1;
 const COMPLETE: u64 = 2;
 /// A refused Live session's client learns of its close (1011 after `setupComplete`).
 const REFUSED: u64 = 3;
+/// The slot of an `OFFER` event that offers the parked requests, not one request (see
+/// [`Dispatch::pump_at`]); no request has it (slots are indexes into the book's slab).
+const PUMP: u32 = u32::MAX;
 
 /// A request retried this many times at one instant, with nothing else in the run changing
 /// meanwhile (no arrival, no admission, no request ending), is a livelock: the engine stops
@@ -140,6 +143,8 @@ struct Sim<'a, 'b> {
     /// The key and model the next arrival will likely be sent on, whose records were asked
     /// for (see [`Strategy::prefetch_next`]).
     hint: Option<(usize, usize)>,
+    /// The instant the parked requests are next offered by a `PUMP` event, if one is due.
+    pump_due: Option<Nanos>,
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -268,6 +273,7 @@ pub fn simulate_unbounded<'a>(
         pass,
         prefetch_requests,
         hint: None,
+        pump_due: None,
     };
     let horizon = scenario.horizon;
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
@@ -336,6 +342,8 @@ pub fn simulate_unbounded<'a>(
         sim.tick(now);
         let slot = (ev.tag >> 2) as u32;
         match ev.tag & 3 {
+            // Every event is followed by a pump (below): nothing else to do.
+            OFFER if slot == PUMP => sim.pump_due = sim.pump_due.filter(|&t| t > now),
             OFFER => {
                 if !sim.offer(slot, now) {
                     sim.book.park(slot);
@@ -630,6 +638,15 @@ impl Dispatch for Sim<'_, '_> {
         self.push(at, OFFER, slot);
     }
 
+    fn pump_at(&mut self, at: Nanos) {
+        // One pump event at a time is enough: the one due first offers the line's head, which
+        // says again when it wants to be asked.
+        if self.pump_due.is_none_or(|t| at < t) {
+            self.pump_due = Some(at);
+            self.push(at, OFFER, PUMP);
+        }
+    }
+
     fn send(&mut self, slot: u32, key: usize, model: usize, now: Nanos) {
         let l = self.book.attempt(slot, key, model, now);
         self.rec.attempts += 1;
@@ -899,5 +916,39 @@ kind = "exact_cooldown"
         let m = r.makespan_s.unwrap();
         assert!((540.0..545.0).contains(&m), "{m}");
         assert!(r.efficiency > 0.99 && r.efficiency <= 1.0, "{r:?}");
+    }
+
+    /// A request deferred until an instant ([`Decision::DeferUntil`]) is asked again then,
+    /// though no outcome comes before: project a's one slot is taken for 5 minutes, b's
+    /// minute holds one request, so the third request waits in line for b's next minute,
+    /// not for a's answer.
+    #[test]
+    fn a_request_deferred_until_an_instant_is_asked_again_then() {
+        let text = r#"
+name = "d"
+[server.latency]
+ttft = "300s"
+tokens_per_second = 1000
+[models.m]
+rpm = 1000
+concurrent = 1
+concurrent_scope = "project"
+[topology]
+projects = ["a", "b"]
+[topology.project.b]
+limits = { m = { rpm = 1, concurrent = 100 } }
+[workload]
+kind = "closed"
+requests = 3
+workers = 3
+input_tokens = { dist = "fixed", value = 1 }
+output_tokens = { dist = "fixed", value = 1 }
+[[strategies]]
+kind = "exact_cooldown"
+"#;
+        let r = &run_all(text)[0];
+        assert_eq!((r.completed, r.rate_limited), (3, 0));
+        // Sent at 0, 0 and 60 s (not when the first answers come, after 4 minutes).
+        assert!((59_000.0..61_000.0).contains(&r.wait_ms.max), "{r:?}");
     }
 }

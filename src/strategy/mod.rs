@@ -77,6 +77,11 @@ pub enum Decision {
     },
     /// Nothing can be planned until an outstanding request ends: ask again after an outcome.
     Defer,
+    /// As [`Decision::Defer`] (it waits in line with the other deferred requests, asked again
+    /// after an outcome), and asked again at `at` (`> now`) if no outcome came first: room
+    /// opens then by the strategy's counts, while an outcome may free some sooner. Unlike
+    /// [`Decision::Later`], it keeps its place in the line.
+    DeferUntil(Nanos),
     /// Ask again about this request at `at` (`> now`), nothing reserved meanwhile.
     Later(Nanos),
     /// Stop trying.

@@ -606,3 +606,41 @@ async fn a_429_naming_the_targets_quota_merges_the_budgets_over_http() {
         avoidable.len()
     );
 }
+
+/// A request the strategy defers until an instant (`Decision::DeferUntil`) is asked again
+/// then by drive too, though no answer comes before: project a's one slot is taken for 5
+/// minutes, b's minute holds one request, so the third request goes at b's next minute (60 s
+/// of quota time, 1 s real at time scale 60, plus a 5 s margin for sends that reach serve
+/// late: 83 ms real), not when the first answers come (300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_deferred_until_an_instant_is_sent_then() {
+    let text = r#"
+name = "d"
+seed = 1
+[server.latency]
+ttft = "300s"
+tokens_per_second = 1000
+jitter = 0
+[models.m]
+rpm = 1000
+concurrent = 1
+concurrent_scope = "project"
+[topology]
+projects = ["a", "b"]
+[topology.project.b]
+limits = { m = { rpm = 1, concurrent = 100 } }
+[workload]
+kind = "closed"
+requests = 3
+workers = 3
+input_tokens = { dist = "fixed", value = 1 }
+output_tokens = { dist = "fixed", value = 1 }
+[[strategies]]
+kind = "exact_cooldown"
+margin = "5s"
+"#;
+    let s = Scenario::parse(text, Path::new("d.toml")).unwrap();
+    let r = real(&s, 0, 60).await.result;
+    assert_eq!((r.completed, r.rate_limited), (3, 0), "{r:?}");
+    assert!((64_000.0..90_000.0).contains(&r.wait_ms.max), "{r:?}");
+}

@@ -1050,3 +1050,21 @@ fn a_unit_awaiting_its_days_probe_is_not_passed_over() {
     let (half, ec) = keeps_up_with_exact_cooldown("tpd-told-half-legacy", "flux, limits -50%", 200);
     assert!(half.wait_ms.p99 <= 2.0 * ec.wait_ms.p99 + 1_000.0, "{half:?}");
 }
+
+/// Session 30 (`contracts-few-slots`): with every project's two slots taken, the line's head
+/// was told to come back a minute later, when a full project's window opened, and left the
+/// line; the slots freed milliseconds later and the requests behind it took them, so it went
+/// alone a minute late (exact_cooldown and flux 49.8 a minute, wait p99 57.9 s). It now keeps
+/// its place and is asked again at an outcome or at that instant, whichever is first.
+#[test]
+fn the_lines_head_is_not_overtaken_while_it_waits_for_a_slot() {
+    let s = load("contracts-few-slots");
+    let r = run(&s, &s.strategies, s.seed, None, 2);
+    for row in ["exact_cooldown", "flux"] {
+        let x = r.results.iter().find(|x| x.strategy == row).unwrap();
+        assert_eq!(x.completed, 50, "{row}");
+        assert!(x.makespan_s.unwrap() < 15.0, "{row}: {x:?}");
+        assert!(x.wait_ms.p99 < 10_000.0, "{row}: {x:?}");
+        assert_eq!(x.rate_limited, 0, "{row}");
+    }
+}
