@@ -156,7 +156,9 @@ pub enum Outcome {
 ///                 break;
 ///             }
 ///             Decision::Later(at) => now = at, // ask again at `at`
-///             Decision::Defer => unreachable!("one worker: nothing else is outstanding"),
+///             Decision::Defer | Decision::DeferUntil(_) => {
+///                 unreachable!("one worker: nothing else is outstanding")
+///             }
 ///             Decision::GiveUp(why) => panic!("{why:?}"),
 ///         }
 ///     }
