@@ -1313,6 +1313,13 @@ async fn schedule(
                 }
             },
         };
+        if outcome == Outcome::InvalidKey {
+            // A key the upstream does not know is charged to no project: its send holds no
+            // room in the gate (it held the budget's next minute for a request of the batch
+            // that the strategy planned in the room it left; issue 26, item 5).
+            p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
+            p.gate_changed.notify_waiters();
+        }
         flight.finish(&outcome);
         match retry_after(&p, &ask, &outcome, deadline) {
             Some(d) => {
