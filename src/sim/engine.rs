@@ -917,38 +917,4 @@ kind = "exact_cooldown"
         assert!((540.0..545.0).contains(&m), "{m}");
         assert!(r.efficiency > 0.99 && r.efficiency <= 1.0, "{r:?}");
     }
-
-    /// A request deferred until an instant ([`Decision::DeferUntil`]) is asked again then,
-    /// though no outcome comes before: project a's one slot is taken for 5 minutes, b's
-    /// minute holds one request, so the third request waits in line for b's next minute,
-    /// not for a's answer.
-    #[test]
-    fn a_request_deferred_until_an_instant_is_asked_again_then() {
-        let text = r#"
-name = "d"
-[server.latency]
-ttft = "300s"
-tokens_per_second = 1000
-[models.m]
-rpm = 1000
-concurrent = 1
-concurrent_scope = "project"
-[topology]
-projects = ["a", "b"]
-[topology.project.b]
-limits = { m = { rpm = 1, concurrent = 100 } }
-[workload]
-kind = "closed"
-requests = 3
-workers = 3
-input_tokens = { dist = "fixed", value = 1 }
-output_tokens = { dist = "fixed", value = 1 }
-[[strategies]]
-kind = "exact_cooldown"
-"#;
-        let r = &run_all(text)[0];
-        assert_eq!((r.completed, r.rate_limited), (3, 0));
-        // Sent at 0, 0 and 60 s (not when the first answers come, after 4 minutes).
-        assert!((59_000.0..61_000.0).contains(&r.wait_ms.max), "{r:?}");
-    }
 }

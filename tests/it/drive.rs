@@ -608,10 +608,11 @@ async fn a_429_naming_the_targets_quota_merges_the_budgets_over_http() {
 }
 
 /// A request the strategy defers until an instant (`Decision::DeferUntil`) is asked again
-/// then by drive too, though no answer comes before: project a's one slot is taken for 5
-/// minutes, b's minute holds one request, so the third request goes at b's next minute (60 s
-/// of quota time, 1 s real at time scale 60, plus a 5 s margin for sends that reach serve
-/// late: 83 ms real), not when the first answers come (300 s).
+/// then, though no answer comes before, by the engine and by drive: project a's one slot is
+/// taken for 5 minutes, b's minute holds one request, so the third request goes at b's next
+/// minute (60 s of quota time, 1 s real at time scale 60, plus a 5 s margin for sends that
+/// reach serve late: 83 ms real), not when the first answers come (300 s). Each driver's
+/// pump disabled, its half fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_deferred_until_an_instant_is_sent_then() {
     let text = r#"
@@ -640,6 +641,9 @@ kind = "exact_cooldown"
 margin = "5s"
 "#;
     let s = Scenario::parse(text, Path::new("d.toml")).unwrap();
+    let sim = simulate(&s, &s.strategies[0], s.seed, &upper_bound(&s, s.seed), None);
+    assert_eq!((sim.completed, sim.rate_limited), (3, 0), "{sim:?}");
+    assert!((64_000.0..66_000.0).contains(&sim.wait_ms.max), "{sim:?}");
     let r = real(&s, 0, 60).await.result;
     assert_eq!((r.completed, r.rate_limited), (3, 0), "{r:?}");
     assert!((64_000.0..90_000.0).contains(&r.wait_ms.max), "{r:?}");
