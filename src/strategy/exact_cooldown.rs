@@ -287,6 +287,19 @@ struct Withdrawn {
     on_reservation: bool,
 }
 
+impl Withdrawn {
+    /// `request`'s send on unit `unit`, as the replica held it.
+    fn of<T>(request: u64, unit: usize, held: &Held<T>) -> Self {
+        Withdrawn {
+            request,
+            unit,
+            at: held.at,
+            cost: held.cost,
+            on_reservation: held.on_reservation,
+        }
+    }
+}
+
 impl ExactCooldown {
     /// The strategy over `env`, falling back to `fallback` models in order; its replica holds
     /// window entries `margin` longer than 60 s (see [`Ledger::with_margin`]; 0 plans exactly).
@@ -1313,7 +1326,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             Some((l, ConcurrencyScope::Key)) => Some(l),
             _ => None,
         };
-        let on_time = w.at <= now && now - w.at <= self.replica.margin();
+        let on_time = now.checked_sub(w.at).is_some_and(|late| late <= self.replica.margin());
         let key = match self.pick_key(owner, per_key) {
             Some(k) if on_time && !w.on_reservation && self.units[w.unit].blocked <= now => k,
             _ => return self.plan(now, ask),
@@ -1591,13 +1604,7 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
         let u = self.unit_of(key, model);
         let held = self.held(ask, at);
-        self.withdrawn = Some(Withdrawn {
-            request: ask.request,
-            unit: u,
-            at: held.at,
-            cost: held.cost,
-            on_reservation: held.on_reservation,
-        });
+        self.withdrawn = Some(Withdrawn::of(ask.request, u, &held));
         self.withdraw_held(u, key, held, now);
     }
 
@@ -1685,13 +1692,7 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
             Outcome::InvalidKey => {
                 // Its request, asked again next, takes back the instant it held on a live key
                 // (see `replan`: within the margin of it, over a network).
-                self.reclaim = Some(Withdrawn {
-                    request: ask.request,
-                    unit: u,
-                    at,
-                    cost,
-                    on_reservation: held.on_reservation,
-                });
+                self.reclaim = Some(Withdrawn::of(ask.request, u, &held));
                 self.key_dead[key] = true;
                 for m in 0..self.env.models {
                     self.reindex(owner * self.env.models + m, now);

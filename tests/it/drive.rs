@@ -10,6 +10,7 @@ use flux_sim::net::drive::{drive, DriveOptions, Driven};
 use flux_sim::scenario::Scenario;
 use flux_sim::sim::bound::upper_bound;
 use flux_sim::sim::engine::{simulate, AttemptRecord};
+use flux_sim::sim::metrics::StrategyResult;
 use serde_json::json;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -607,6 +608,14 @@ async fn a_429_naming_the_targets_quota_merges_the_budgets_over_http() {
     );
 }
 
+/// The first strategy of scenario `text`, simulated and driven against a fresh `serve` at time
+/// scale 60 (a minute of quota time a second).
+async fn simulated_and_driven(text: &str) -> (StrategyResult, StrategyResult) {
+    let s = Scenario::parse(text, Path::new("t.toml")).unwrap();
+    let sim = simulate(&s, &s.strategies[0], s.seed, &upper_bound(&s, s.seed), None);
+    (sim, real(&s, 0, 60).await.result)
+}
+
 /// A request the strategy defers until an instant (`Decision::DeferUntil`) is asked again
 /// then, though no answer comes before, by the engine and by drive: project a's one slot is
 /// taken for 5 minutes, b's minute holds one request, so the third request goes at b's next
@@ -640,11 +649,9 @@ output_tokens = { dist = "fixed", value = 1 }
 kind = "exact_cooldown"
 margin = "5s"
 "#;
-    let s = Scenario::parse(text, Path::new("d.toml")).unwrap();
-    let sim = simulate(&s, &s.strategies[0], s.seed, &upper_bound(&s, s.seed), None);
+    let (sim, r) = simulated_and_driven(text).await;
     assert_eq!((sim.completed, sim.rate_limited), (3, 0), "{sim:?}");
     assert!((64_000.0..66_000.0).contains(&sim.wait_ms.max), "{sim:?}");
-    let r = real(&s, 0, 60).await.result;
     assert_eq!((r.completed, r.rate_limited), (3, 0), "{r:?}");
     assert!((64_000.0..90_000.0).contains(&r.wait_ms.max), "{r:?}");
 }
@@ -682,14 +689,12 @@ output_tokens = { dist = "fixed", value = 10 }
 kind = "exact_cooldown"
 margin = "3s"
 "#;
-    let s = Scenario::parse(text, Path::new("revoked.toml")).unwrap();
-    let sim = simulate(&s, &s.strategies[0], s.seed, &upper_bound(&s, s.seed), None);
+    let (sim, r) = simulated_and_driven(text).await;
     assert_eq!(
         (sim.completed, sim.rate_limited, sim.other_errors),
         (9, 0, 1),
         "{sim:?}"
     );
-    let r = real(&s, 0, 60).await.result;
     assert_eq!((r.completed, r.rate_limited, r.other_errors), (9, 0, 1), "{r:?}");
     let (real_s, sim_s) = (r.makespan_s.unwrap(), sim.makespan_s.unwrap());
     assert!((real_s - sim_s).abs() < 10.0, "real {real_s} s, simulated {sim_s} s");
