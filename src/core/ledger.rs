@@ -395,6 +395,19 @@ impl Kept {
         self.top[i].saturating_sub(u128::from(self.rate[i]) * u128::from(t))
     }
 
+    /// The debt of each dimension at `t` from the sends at or before `t` alone, scaled as
+    /// `top` (exact: the sends planned after `t` left out), as its `top`.
+    fn top_through(&self, t: Nanos) -> [u128; 2] {
+        [0, 1].map(|i| {
+            let r = u128::from(self.rate[i]);
+            let mut m = self.anchor_debt[i] + r * u128::from(self.anchor);
+            for &(e, a) in self.entries.iter().take_while(|e| e.0 <= t) {
+                m = scaled(a[i]) + m.max(r * u128::from(e));
+            }
+            m
+        })
+    }
+
     /// The used capacity at `t`, rounded up (see [`Kept::debt`]).
     fn held(&self, t: Nanos) -> [u64; 2] {
         [0, 1].map(|i| self.debt(t, i).div_ceil(MINUTE as u128) as u64)
@@ -572,6 +585,42 @@ struct Slide<C> {
     owed: Nanos,
     /// `owed` when it was last paid (a lazy ledger pays every [`LAG`] of it).
     paid: Nanos,
+    /// A client replica's (`Nanos::MAX` elsewhere, keeping nothing): the entries forgotten
+    /// from this instant on still count at its clock, and are kept aside in `history`.
+    keep: Nanos,
+    /// What the window forgot that still counts at the replica's clock (its checks run ahead
+    /// of it, planning sends): read by [`Ledger::fits_through`] alone.
+    history: Option<Box<History>>,
+}
+
+/// The entries a replica's sliding window forgot, checking ahead, that still count at its
+/// clock: `(time, amounts)` in time order, one per instant, and the instant before which an
+/// entry may be gone from both the window and this.
+#[derive(Debug, Clone, Default)]
+struct History {
+    entries: VecDeque<(Nanos, [u64; 2])>,
+    lost: Nanos,
+}
+
+impl History {
+    /// Keeps `amounts` forgotten at `t` (in time order: a send put back behind later plans is
+    /// forgotten after them).
+    fn add(&mut self, t: Nanos, amounts: [u64; 2]) {
+        if amounts == [0; 2] {
+            return;
+        }
+        match self.entries.back_mut() {
+            Some((last, a)) if *last == t => add(a, amounts),
+            Some(&mut (last, _)) if last > t => {
+                let k = self.entries.partition_point(|&(e, _)| e < t);
+                match self.entries.get_mut(k) {
+                    Some((e, a)) if *e == t => add(a, amounts),
+                    _ => self.entries.insert(k, (t, amounts)),
+                }
+            }
+            _ => self.entries.push_back((t, amounts)),
+        }
+    }
 }
 
 /// How much forgetting a lazy [`Ledger`]'s window may owe before a record pays it: the
@@ -588,12 +637,14 @@ impl<C: Cum> Slide<C> {
             newest: 0,
             owed: 0,
             paid: 0,
+            keep: Nanos::MAX,
+            history: None,
         }
     }
 
     /// How many of the oldest entries are owed (see [`Slide`]).
     fn owed_entries(&self) -> usize {
-        if self.owed == 0 {
+        if self.owed == 0 || self.entries.front().is_none_or(|e| e.0 >= self.owed) {
             0
         } else {
             self.entries.partition_point(|&(t, _)| t < self.owed)
@@ -636,6 +687,62 @@ impl<C: Cum> Slide<C> {
         minus(cum(at), start)
     }
 
+    /// The entries of the span ending at `at`, forgotten ones kept aside too (see
+    /// [`Slide::forgot_within`]), as `(time, amounts)` in time order.
+    fn through(&self, at: Nanos, span: Nanos) -> Vec<(Nanos, [u64; 2])> {
+        let from = (at + 1).saturating_sub(span);
+        let first = self.entries.partition_point(|&(e, _)| e < from);
+        let mut all: Vec<(Nanos, [u64; 2])> = (first..self.entries.len())
+            .take_while(|&k| self.entries[k].0 <= at)
+            .map(|k| (self.entries[k].0, minus(self.cum_through(k + 1), self.cum_through(k))))
+            .collect();
+        if let Some(h) = self.history.as_deref() {
+            all.extend(h.entries.iter().filter(|e| (from..=at).contains(&e.0)));
+            all.sort_by_key(|e| e.0);
+        }
+        all
+    }
+
+    /// What the span ending at `at` holds, forgotten entries kept aside too.
+    fn held_through(&self, at: Nanos, span: Nanos) -> [u64; 2] {
+        self.through(at, span).iter().fold([0; 2], |mut held, e| {
+            add(&mut held, e.1);
+            held
+        })
+    }
+
+    /// Whether the span ending at `at` may hold entries the window has forgotten (or owes
+    /// forgetting): a replica that checked a send far ahead forgot what counts before it.
+    fn forgot_within(&self, at: Nanos, span: Nanos) -> bool {
+        let from = (at + 1).saturating_sub(span);
+        match self.history.as_deref() {
+            // Forgotten entries are kept from `keep` on (see `settle`).
+            Some(h) => h.lost > from,
+            None => self.owed.max(self.paid) > from,
+        }
+    }
+
+    /// The history a replica's window keeps what it forgets in (see [`Slide::keep`]), without
+    /// what no longer counts at its clock.
+    fn history(&mut self) -> &mut History {
+        let (keep, paid) = (self.keep, self.paid);
+        let h = self.history.get_or_insert_with(|| {
+            // What was forgotten before is gone.
+            Box::new(History {
+                entries: VecDeque::new(),
+                lost: paid,
+            })
+        });
+        while let Some(&(t, _)) = h.entries.front() {
+            if t >= keep {
+                break;
+            }
+            h.lost = h.lost.max(t + 1);
+            h.entries.pop_front();
+        }
+        h
+    }
+
     /// Whether the window can hold `amounts` more in entries of this width.
     fn fits(&self, amounts: [u64; 2]) -> bool {
         (0..2).all(|i| (self.last[i] - self.base[i]).saturating_add(amounts[i]) < C::ROOM)
@@ -676,10 +783,21 @@ impl<C: Cum> Slide<C> {
             if t >= self.owed {
                 break;
             }
-            self.base = [
+            let base = [
                 self.base[0] + cum[0].above(self.base[0]),
                 self.base[1] + cum[1].above(self.base[1]),
             ];
+            if self.keep != Nanos::MAX {
+                let amounts = minus(base, self.base);
+                let keep = self.keep;
+                let h = self.history();
+                if t >= keep {
+                    h.add(t, amounts);
+                } else {
+                    h.lost = h.lost.max(t + 1);
+                }
+            }
+            self.base = base;
             self.entries.pop_front();
         }
         self.paid = self.paid.max(self.owed);
@@ -729,6 +847,7 @@ impl<C: Cum> Slide<C> {
     fn take(&mut self, at: Nanos, amounts: [u64; 2]) {
         self.settle();
         let k = self.entries.partition_point(|&(t, _)| t < at);
+        let mut rest = amounts;
         if self.entries.get(k).is_some_and(|&(t, _)| t == at) {
             // No more than the entry at `at` holds: a client replica may take back a send
             // whose own entry its window already forgot (read ahead of it), where another
@@ -739,6 +858,19 @@ impl<C: Cum> Slide<C> {
                 e.1 = [e.1[0].less(amounts[0]), e.1[1].less(amounts[1])];
             }
             self.last = minus(self.last, amounts);
+            rest = minus(rest, amounts);
+        }
+        if let Some(h) = self.history.as_deref_mut().filter(|_| rest != [0; 2]) {
+            // Forgotten, but kept aside (a replica withdrawing a send it planned far behind).
+            let k = h.entries.partition_point(|&(t, _)| t < at);
+            if let Some((t, a)) = h.entries.get_mut(k) {
+                if *t == at {
+                    *a = [a[0] - rest[0].min(a[0]), a[1] - rest[1].min(a[1])];
+                    if *a == [0; 2] {
+                        h.entries.remove(k);
+                    }
+                }
+            }
         }
     }
 
@@ -776,6 +908,8 @@ impl Slide<u32> {
             newest: self.newest,
             owed: self.owed,
             paid: self.paid,
+            keep: self.keep,
+            history: self.history.clone(),
         }
     }
 }
@@ -793,6 +927,38 @@ fn minute_amounts(limits: [Option<u64>; 2], tokens: u64) -> [u64; 2] {
 /// `amounts` where `limits` has a limit, 0 elsewhere.
 fn limited(limits: [Option<u64>; 2], amounts: [u64; 2]) -> [u64; 2] {
     [limits[0].map_or(0, |_| amounts[0]), limits[1].map_or(0, |_| amounts[1])]
+}
+
+/// Whether `held` and `extra` together stay within `limits`.
+fn fits_under(held: [u64; 2], extra: [u64; 2], limits: [Option<u64>; 2]) -> bool {
+    (0..2).all(|i| limits[i].is_none_or(|l| held[i] + extra[i] <= l))
+}
+
+/// The earliest instant at or after `at` at which the span ending then holds room for
+/// `amounts` under `limits`, by the entries up to `at` (see [`Slide::drained_by`]).
+fn drained<C: Cum>(w: &Slide<C>, at: Nanos, amounts: [u64; 2], limits: [Option<u64>; 2], span: Nanos) -> Nanos {
+    let entries = w.through(at, span);
+    let held = entries.iter().fold([0; 2], |mut held, e| {
+        add(&mut held, e.1);
+        held
+    });
+    let mut next = at;
+    for i in 0..2 {
+        let Some(l) = limits[i] else { continue };
+        if held[i] + amounts[i] <= l {
+            continue;
+        }
+        // The oldest entries leave until what is left and `amounts` fit.
+        let mut left = held[i] + amounts[i] - l;
+        for &(t, a) in &entries {
+            if a[i] >= left {
+                next = next.max(t + span);
+                break;
+            }
+            left -= a[i];
+        }
+    }
+    next
 }
 
 /// `a += b`, per dimension.
@@ -854,6 +1020,15 @@ impl Window {
             Window::Sliding(s) => Some(s.owe(now, span)),
             Window::Wide(s) => Some(s.owe(now, span)),
             _ => None,
+        }
+    }
+
+    /// A sliding window keeps its entries from `keep` on (see [`Slide::keep`]).
+    fn keep_from(&mut self, keep: Nanos) {
+        match self {
+            Window::Sliding(s) => s.keep = keep,
+            Window::Wide(s) => s.keep = keep,
+            _ => {}
         }
     }
 
@@ -1320,6 +1495,91 @@ impl Ledger {
         limited(per_minute, held)
     }
 
+    /// Whether a send costing `tokens` at `at` fits budget `b`'s per-minute windows by what
+    /// was recorded at or before `at` alone: what the server has counted when the send reaches
+    /// it, the sends planned after `at` still to come (each is checked when it is due). With
+    /// `counted`, the send is among what was recorded (a planned send now due); without, it
+    /// would come on top. `None` where the window cannot tell: a calendar minute is kept as
+    /// its newest minute alone, a bucket as its debt alone.
+    pub fn fits_through(&self, at: Nanos, b: BudgetId, tokens: u64, counted: bool) -> Option<bool> {
+        let (limits, amounts) = self.through_limits(b, tokens)?;
+        let extra = if counted { [0; 2] } else { amounts };
+        let margin = self.span - MINUTE;
+        match &self.budgets[b.0 as usize].minute {
+            Window::Sliding(w) if !w.forgot_within(at, self.span) => {
+                Some(fits_under(w.held_through(at, self.span), extra, limits))
+            }
+            Window::Wide(w) if !w.forgot_within(at, self.span) => {
+                Some(fits_under(w.held_through(at, self.span), extra, limits))
+            }
+            Window::Kept(k) => {
+                let top = k.top_through(at);
+                Some((0..2).all(|i| {
+                    limits[i].is_none_or(|l| {
+                        let debt = top[i].saturating_sub(u128::from(k.rate[i]) * u128::from(at.saturating_sub(margin)));
+                        debt + scaled(extra[i]) <= scaled(l)
+                    })
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// The earliest instant at or after `from` at which a send costing `tokens` fits budget
+    /// `b`'s per-minute windows by [`Ledger::fits_through`] (what was recorded up to then,
+    /// later plans still to come), `None` where the window cannot tell or the send never fits.
+    pub fn earliest_fit_through(&self, from: Nanos, b: BudgetId, tokens: u64) -> Option<Nanos> {
+        let (limits, amounts) = self.through_limits(b, tokens)?;
+        if (0..2).any(|i| limits[i].is_some_and(|l| amounts[i] > l)) {
+            return None;
+        }
+        let margin = self.span - MINUTE;
+        let mut t = from;
+        loop {
+            // The earliest instant what was recorded up to `t` could let it in; what was
+            // recorded between `t` and then is read on the next round.
+            let mut next = t;
+            match &self.budgets[b.0 as usize].minute {
+                Window::Sliding(w) if !w.forgot_within(from, self.span) => {
+                    next = drained(w, t, amounts, limits, self.span)
+                }
+                Window::Wide(w) if !w.forgot_within(from, self.span) => {
+                    next = drained(w, t, amounts, limits, self.span)
+                }
+                Window::Kept(k) => {
+                    let top = k.top_through(t);
+                    for i in 0..2 {
+                        let Some(l) = limits[i] else { continue };
+                        let r = u128::from(k.rate[i]).max(1);
+                        let (need, cap) = (scaled(amounts[i]), scaled(l));
+                        if top[i].saturating_sub(r * u128::from(t.saturating_sub(margin))) + need > cap {
+                            let fit = Nanos::try_from((top[i] + need - cap).div_ceil(r)).unwrap_or(Nanos::MAX);
+                            next = next.max(fit.saturating_add(margin));
+                        }
+                    }
+                }
+                _ => return None,
+            }
+            if next == t {
+                return Some(t);
+            }
+            t = next;
+        }
+    }
+
+    /// Budget `b`'s per-minute limits as a send costing `tokens` is held to (its caps too),
+    /// and what the send adds; `None` without per-minute limits.
+    fn through_limits(&self, b: BudgetId, tokens: u64) -> Option<([Option<u64>; 2], [u64; 2])> {
+        let budget = &self.budgets[b.0 as usize];
+        let per_minute = minute_limits(&budget.limits);
+        if per_minute == [None; 2] {
+            return None;
+        }
+        let amounts = minute_amounts(per_minute, tokens);
+        let limits = [0, 1].map(|i| per_minute[i].map(|l| budget.cap[i].map_or(l, |c| l.min(c.max(amounts[i])))));
+        Some((limits, amounts))
+    }
+
     /// What budgets `b` and `other` would hold together at `at` (their sends up to `at` in one
     /// window with `b`'s limits), `[RPM, TPM]`, where both are buckets kept as their sends: one
     /// bucket that took both's sends drains at one rate, so its fill is not the sum of theirs.
@@ -1557,8 +1817,11 @@ impl Ledger {
                 };
                 fits(0, weight) && fits(1, weight * tokens)
             });
-        if let Window::Kept(k) = &mut budget.minute {
-            k.forget(self.clock.saturating_sub(span + KEEP_LATE));
+        match &mut budget.minute {
+            Window::Kept(k) => k.forget(self.clock.saturating_sub(span + KEEP_LATE)),
+            // A replica's: what counts at its clock is kept, for `fits_through`.
+            w if self.kept => w.keep_from((self.clock + 1).saturating_sub(span)),
+            _ => {}
         }
         if per_minute != [None; 2] && !fits_owing {
             budget.minute.usage(now, per_minute, cal, span);
@@ -2417,6 +2680,112 @@ mod tests {
     /// usage, through records, forced sends, cancels and refunds, late inserts, checks ahead
     /// of time, merged budgets, a changed margin and calendar minutes. It does hold entries
     /// that no longer count (up to a second of them), which a settled ledger has dropped.
+    /// A replica planning sends far ahead (checks up to 30 minutes on), withdrawing some and
+    /// putting sends back before its plans, tells what a send at its clock meets exactly as a
+    /// recount of the sends it still counts: the span before it for a sliding window, the
+    /// bucket's debt from those sends for a bucket (issue 26). Its checks ahead made a sliding
+    /// window forget that span; it keeps it aside now.
+    #[test]
+    fn a_replica_tells_what_a_send_now_meets_by_what_was_sent() {
+        use rand::Rng;
+        for window in [WindowKind::Sliding, WindowKind::Bucket] {
+            let (mut l, b) = with_budget(
+                empty(window).lazy().exact_buckets(),
+                Limits {
+                    rpm: Some(4),
+                    tpm: Some(1_000),
+                    ..Limits::default()
+                },
+            );
+            let mut r = crate::core::rng::rng(11, crate::core::rng::Stream::Strategy, 0, 0);
+            // What the replica still counts: (instant, tokens).
+            let mut sends: Vec<(Nanos, u64)> = Vec::new();
+            let (mut now, mut last) = (0, 0);
+            // Whether `tokens` more fit at `t` by the sends up to `t` (`extra`: not counted).
+            let fits = |sends: &[(Nanos, u64)], t: Nanos, tokens: u64, extra: bool| -> bool {
+                let more = [u64::from(extra), if extra { tokens } else { 0 }];
+                match window {
+                    WindowKind::Bucket => (0..2).all(|i| {
+                        // The debt replayed send by send, refilled at the limit per minute.
+                        let (limit, mut debt, mut at) = ([4u128, 1_000][i], 0u128, 0);
+                        let mut ordered: Vec<_> = sends.iter().filter(|s| s.0 <= t).collect();
+                        ordered.sort();
+                        for &&(s, x) in &ordered {
+                            debt = debt.saturating_sub(limit * u128::from(s - at));
+                            debt += [1, u128::from(x)][i] * MINUTE as u128;
+                            at = s;
+                        }
+                        debt = debt.saturating_sub(limit * u128::from(t - at));
+                        debt + u128::from(more[i]) * MINUTE as u128 <= limit * MINUTE as u128
+                    }),
+                    _ => {
+                        let inside = sends.iter().filter(|s| s.0 <= t && s.0 + MINUTE > t);
+                        let held = inside.fold([0, 0], |h, s| [h[0] + 1, h[1] + s.1]);
+                        held[0] + more[0] <= 4 && held[1] + more[1] <= 1_000
+                    }
+                }
+            };
+            let mut told = 0;
+            for step in 0..4_000 {
+                now += r.random_range(0..4 * SECOND);
+                l.set_clock(now);
+                let tokens = r.random_range(1..=400);
+                match r.random_range(0..10) {
+                    // Plan a send as a planner does, at its budget's earliest room after its last.
+                    0..=4 => {
+                        if let Admission::Rejected { retry_at, .. } = l.check(last.max(now), b, None, tokens) {
+                            last = retry_at;
+                        }
+                        last = last.max(now);
+                        assert_eq!(l.check(last, b, None, tokens), Admission::Admitted, "step {step}");
+                        l.commit(last, b, None, tokens, last);
+                        sends.push((last, tokens));
+                    }
+                    // Withdraw one that still counts (a 503, a 400 for an invalid key, a plan
+                    // moved; a bucket keeps sends exact a few minutes longer).
+                    5 | 6 if sends.iter().any(|s| s.0 + MINUTE > now) => {
+                        let live: Vec<usize> = (0..sends.len()).filter(|&i| sends[i].0 + MINUTE > now).collect();
+                        let (at, x) = sends.swap_remove(live[r.random_range(0..live.len())]);
+                        l.cancel(at, b, x);
+                    }
+                    // Put one back before the plans, where what was sent lets it in.
+                    _ => {
+                        let Some(at) = l.earliest_fit_through(now, b, tokens) else {
+                            panic!("{window:?}: the replica cannot tell at step {step}");
+                        };
+                        assert!(
+                            fits(&sends, at, tokens, true),
+                            "{window:?} step {step}: {at} does not fit"
+                        );
+                        if at > now {
+                            assert!(
+                                !fits(&sends, at - 1, tokens, true),
+                                "{window:?} step {step}: {at} is late"
+                            );
+                        }
+                        l.insert(at, b, tokens);
+                        sends.push((at, tokens));
+                        told += 1;
+                    }
+                }
+                for t in [now, now + 5 * SECOND, now + MINUTE / 2] {
+                    let tokens = r.random_range(1..=400);
+                    assert_eq!(
+                        l.fits_through(t, b, tokens, false),
+                        Some(fits(&sends, t, tokens, true)),
+                        "{window:?} step {step} at {t}"
+                    );
+                }
+            }
+            assert!(told > 500, "{window:?}: {told}");
+            // Calendar minutes are kept as the newest alone: the replica cannot tell.
+            let (mut f, fb) = with_budget(empty(WindowKind::Fixed).lazy().exact_buckets(), rpm(3));
+            f.commit(10 * MINUTE, fb, None, 1, 10 * MINUTE);
+            assert_eq!(f.fits_through(0, fb, 1, false), None);
+            assert_eq!(f.earliest_fit_through(0, fb, 1), None);
+        }
+    }
+
     #[test]
     fn a_lazy_ledger_answers_as_a_settled_one() {
         use crate::core::time::MILLISECOND;
@@ -2424,7 +2793,12 @@ mod tests {
         let cal = calendar("2025-10-15T09:00:00-07:00");
         let config = LedgerConfig::default();
         let mut exact = Ledger::new(cal.clone(), config).with_margin(50 * MILLISECOND);
-        let mut lazy = Ledger::new(cal, config).with_margin(50 * MILLISECOND).lazy();
+        let mut lazy = Ledger::new(cal.clone(), config).with_margin(50 * MILLISECOND).lazy();
+        // A client replica's: it also keeps what counts at its clock (`fits_through`).
+        let mut kept = Ledger::new(cal, config)
+            .with_margin(50 * MILLISECOND)
+            .lazy()
+            .exact_buckets();
         let limits = [
             Limits {
                 rpm: Some(40),
@@ -2443,7 +2817,7 @@ mod tests {
         ];
         let budgets: Vec<BudgetId> = limits
             .iter()
-            .map(|&l| (exact.add_budget(l, 0), lazy.add_budget(l, 0)).0)
+            .map(|&l| (exact.add_budget(l, 0), lazy.add_budget(l, 0), kept.add_budget(l, 0)).0)
             .collect();
         let mut r = crate::core::rng::rng(7, crate::core::rng::Stream::Strategy, 0, 0);
         let (mut now, mut sent, mut owed_seen) = (0, Vec::new(), false);
@@ -2452,63 +2826,79 @@ mod tests {
             let b = budgets[r.random_range(0..budgets.len())];
             let tokens = r.random_range(0..1_500);
             let ahead = now + r.random_range(0..4) * 30 * SECOND;
-            assert_eq!(
-                exact.check(ahead, b, None, tokens),
-                lazy.check(ahead, b, None, tokens),
-                "step {step}"
-            );
+            kept.set_clock(now);
+            let answer = exact.check(ahead, b, None, tokens);
+            assert_eq!(answer, lazy.check(ahead, b, None, tokens), "step {step}");
+            assert_eq!(answer, kept.check(ahead, b, None, tokens), "step {step}");
             let (w, cap) = (r.random_range(1..4), [Some(r.random_range(5..40)), None]);
-            exact.set_cap(b, cap);
-            lazy.set_cap(b, cap);
+            for l in [&mut exact, &mut lazy, &mut kept] {
+                l.set_cap(b, cap);
+            }
+            let answer = exact.check_weighted(now, b, None, tokens, Dims::EMPTY, w);
             assert_eq!(
-                exact.check_weighted(now, b, None, tokens, Dims::EMPTY, w),
+                answer,
                 lazy.check_weighted(now, b, None, tokens, Dims::EMPTY, w),
                 "step {step}"
             );
-            exact.set_cap(b, [None; 2]);
-            lazy.set_cap(b, [None; 2]);
+            assert_eq!(
+                answer,
+                kept.check_weighted(now, b, None, tokens, Dims::EMPTY, w),
+                "step {step}"
+            );
+            for l in [&mut exact, &mut lazy, &mut kept] {
+                l.set_cap(b, [None; 2]);
+            }
             let admitted = exact.check(now, b, None, tokens);
             assert_eq!(admitted, lazy.check(now, b, None, tokens), "step {step}");
+            assert_eq!(admitted, kept.check(now, b, None, tokens), "step {step}");
             match r.random_range(0..20) {
                 0 => {
-                    exact.force(now, b, None, tokens, now);
-                    lazy.force(now, b, None, tokens, now);
+                    for l in [&mut exact, &mut lazy, &mut kept] {
+                        l.force(now, b, None, tokens, now);
+                    }
                     sent.push((now, b, tokens));
                 }
                 1 if !sent.is_empty() => {
                     let (at, b, tokens) = sent.swap_remove(r.random_range(0..sent.len()));
-                    exact.cancel(at, b, tokens);
-                    lazy.cancel(at, b, tokens);
+                    for l in [&mut exact, &mut lazy, &mut kept] {
+                        l.cancel(at, b, tokens);
+                    }
                 }
                 2 if !sent.is_empty() => {
                     let (at, b, tokens) = sent[r.random_range(0..sent.len())];
-                    exact.refund_tokens(at, b, tokens);
-                    lazy.refund_tokens(at, b, tokens);
+                    for l in [&mut exact, &mut lazy, &mut kept] {
+                        l.refund_tokens(at, b, tokens);
+                    }
                 }
                 3 => {
                     let at = now.saturating_sub(r.random_range(0..90 * SECOND));
-                    exact.insert(at, b, tokens);
-                    lazy.insert(at, b, tokens);
+                    for l in [&mut exact, &mut lazy, &mut kept] {
+                        l.insert(at, b, tokens);
+                    }
                 }
                 _ if admitted == Admission::Admitted => {
-                    exact.commit(now, b, None, tokens, now);
-                    lazy.commit(now, b, None, tokens, now);
+                    for l in [&mut exact, &mut lazy, &mut kept] {
+                        l.commit(now, b, None, tokens, now);
+                    }
                     sent.push((now, b, tokens));
                 }
                 _ => {}
             }
             if step % 5_000 == 4_999 {
                 let m = r.random_range(0..3) * 100 * MILLISECOND;
-                exact.set_margin(m);
-                lazy.set_margin(m);
+                for l in [&mut exact, &mut lazy, &mut kept] {
+                    l.set_margin(m);
+                }
             }
             if step == 30_000 {
-                exact.absorb(budgets[1], budgets[0]);
-                lazy.absorb(budgets[1], budgets[0]);
+                for l in [&mut exact, &mut lazy, &mut kept] {
+                    l.absorb(budgets[1], budgets[0]);
+                }
             }
             if step == 50_000 {
-                exact.measure_fixed();
-                lazy.measure_fixed();
+                for l in [&mut exact, &mut lazy, &mut kept] {
+                    l.measure_fixed();
+                }
             }
             owed_seen |= lazy.held_entries() > exact.held_entries();
             for &v in &budgets {
@@ -2516,7 +2906,9 @@ mod tests {
                 assert_eq!(exact.held_at(at, v), lazy.held_at(at, v), "step {step}");
             }
             if step % 97 == 0 {
-                assert_eq!(exact.usage(now, b, None), lazy.usage(now, b, None), "step {step}");
+                let usage = exact.usage(now, b, None);
+                assert_eq!(usage, lazy.usage(now, b, None), "step {step}");
+                assert_eq!(usage, kept.usage(now, b, None), "step {step}");
             }
         }
         assert!(owed_seen, "the lazy ledger never owed anything");

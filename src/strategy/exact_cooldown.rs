@@ -275,6 +275,16 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// A send withdrawn from a key found invalid since it was planned, to plan again where it
     /// was (see [`ExactCooldown::reclaim`]).
     reclaim: Option<Withdrawn>,
+    /// Sends the server did not charge (a 400 for an invalid key, a 503) or that a send put
+    /// back before them displaced, and until when their requests may take the room back
+    /// (see [`ExactCooldown::retake`]).
+    retakes: Vec<(Withdrawn, Nanos)>,
+    /// Per unit (empty until needed): its plans due before this instant may meet a send put
+    /// back before them since they were planned, and are checked when due
+    /// ([`ExactCooldown::displaced`]).
+    shaken: Vec<Nanos>,
+    /// The latest of `shaken`: no plan due after it needs a check.
+    shaken_until: Nanos,
 }
 
 /// A send withdrawn from the replica: whose, on which unit, and what it held.
@@ -393,6 +403,9 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             waker: None,
             withdrawn: None,
             reclaim: None,
+            retakes: Vec::new(),
+            shaken: Vec::new(),
+            shaken_until: 0,
         };
         for u in 0..s.units.len() {
             s.reindex(u, 0);
@@ -1327,10 +1340,17 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             _ => None,
         };
         let on_time = now.checked_sub(w.at).is_some_and(|late| late <= self.replica.margin());
+        // A send put back before it since it was planned (`retake`) may have taken its room.
+        let room = self.shaken.get(w.unit).is_none_or(|&until| now >= until)
+            || self
+                .replica
+                .fits_through(now, self.units[w.unit].budget, w.cost, false)
+                .unwrap_or(false);
         let key = match self.pick_key(owner, per_key) {
-            Some(k) if on_time && !w.on_reservation && self.units[w.unit].blocked <= now => k,
-            _ => return self.plan(now, ask),
+            Some(k) if on_time && room && !w.on_reservation && self.units[w.unit].blocked <= now => k,
+            _ => return self.retake(now, ask, w),
         };
+        self.retakes.retain(|(r, _)| r.request != ask.request);
         self.replica.insert(w.at, self.units[w.unit].budget, w.cost);
         self.reserved.insert(ask.request, Held::new(w.at, w.cost, false));
         self.last_probe = Dims::EMPTY;
@@ -1342,6 +1362,120 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             model: w.unit % self.env.models,
             at: now,
         }
+    }
+
+    /// Keeps `w` (a send the server did not charge) for its request to take back within a
+    /// window's span ([`ExactCooldown::retake`]).
+    fn offer_retake(&mut self, w: Withdrawn, now: Nanos) {
+        self.retakes.retain(|&(r, until)| r.request != w.request && until > now);
+        self.retakes
+            .push((w, now.saturating_add(MINUTE + self.replica.margin())));
+    }
+
+    /// The send of `request` just withdrawn ([`Strategy::cancel`]) is offered back to it
+    /// ([`ExactCooldown::retake`]) at its next decision.
+    pub(super) fn retake_withdrawn(&mut self, request: u64, now: Nanos) {
+        if let Some(w) = self.withdrawn.take().filter(|w| w.request == request) {
+            self.offer_retake(w, now);
+        }
+    }
+
+    /// Plans `ask` on the unit its send `w` was withdrawn from, at the earliest instant the
+    /// unit's windows have room for it by what was sent up to then, when that is before the
+    /// unit's later plans. Plans never go back in time otherwise, and those later plans were
+    /// made a slot apart from the withdrawn send: under a queue planned ahead, the room a
+    /// send the server did not charge (a 503, a 400 for an invalid key) left stayed empty,
+    /// and every 503 cost its unit a slot (hunt-373: 2.55 requests a minute where round robin
+    /// completed 3.03). The plans it goes before are checked when due and moved as little as
+    /// the windows need ([`ExactCooldown::displaced`]). Planned afresh where the windows
+    /// cannot tell (calendar minutes kept as the newest alone), on a reservation, a fleet's
+    /// share, or a unit whose concurrency slots are taken. It is no probe: it goes within the
+    /// limits the unit plans by.
+    fn retake(&mut self, now: Nanos, ask: &Ask, w: Withdrawn) -> Decision {
+        let u = w.unit;
+        let unit = &self.units[u];
+        let slot_free = match unit.concurrent {
+            Some((l, ConcurrencyScope::Project)) => unit.inflight < l,
+            _ => true,
+        };
+        if w.on_reservation || self.weight != 1 || unit.blocked > now || !slot_free || unit.last <= now {
+            return self.plan(now, ask);
+        }
+        let (budget, last) = (unit.budget, unit.last);
+        let day_end = self.env.calendar.next_day_start(now);
+        let limits = self.replica.limits(budget);
+        let day_room = limits.rpd.is_none_or(|l| self.replica.used_today(now, budget) < l)
+            && limits
+                .tpd
+                .is_none_or(|l| self.replica.tokens_today(now, budget) + w.cost <= l);
+        let at = match self.replica.earliest_fit_through(now, budget, w.cost) {
+            Some(t) if day_room && t < last && t < day_end && t - now <= self.horizon => t,
+            _ => return self.plan(now, ask),
+        };
+        let owner = u / self.env.models;
+        let per_key = match self.units[u].concurrent {
+            Some((l, ConcurrencyScope::Key)) => Some(l),
+            _ => None,
+        };
+        let Some(key) = self.pick_key(owner, per_key) else {
+            return self.plan(now, ask);
+        };
+        self.replica.insert(at, budget, w.cost);
+        self.reserved.insert(ask.request, Held::new(at, w.cost, false));
+        self.shake(u, at);
+        self.last_probe = Dims::EMPTY;
+        self.units[u].inflight += 1;
+        self.key_inflight[key] += 1;
+        self.reindex(u, now);
+        Decision::Send {
+            key,
+            model: u % self.env.models,
+            at,
+        }
+    }
+
+    /// A send was put on unit `u` at `at`, before plans made without it: those it may take
+    /// room from are checked when due (with the units that plan on its budget). In sliding
+    /// windows, those due within a window's span of it; a bucket's debt carries it for as long
+    /// as the bucket stays drained, so there every plan made before it (before, a 503's retry
+    /// in `scenarios/gateway-buckets.toml` met a 429 80 s later).
+    fn shake(&mut self, u: usize, at: Nanos) {
+        let mut until = at.saturating_add(MINUTE + self.replica.margin());
+        if self.window() == WindowKind::Bucket {
+            until = until.max(self.units[u].last.saturating_add(1));
+        }
+        self.shaken.resize(self.units.len(), 0);
+        let models = self.env.models;
+        let owner = u / models;
+        for v in owner * models..(owner + 1) * models {
+            if v == u || self.units[v].budget == self.units[u].budget {
+                self.shaken[v] = self.shaken[v].max(until);
+            }
+        }
+        self.shaken_until = self.shaken_until.max(until);
+    }
+
+    /// Whether the send of `ask` planned on `key` and `model`, due now, no longer fits its
+    /// unit's windows by what was sent up to now: a send put back before it since it was
+    /// planned ([`ExactCooldown::retake`]) took its room. Such a send is withdrawn and goes
+    /// as soon as the windows have room, still before the unit's later plans, which are
+    /// checked in turn.
+    pub(super) fn displaced(&self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
+        if now >= self.shaken_until {
+            return false;
+        }
+        let u = self.unit_of(key, model);
+        if self.shaken.get(u).is_none_or(|&until| now >= until) {
+            return false;
+        }
+        let Some(held) = self.reserved.get(ask.request) else {
+            return false;
+        };
+        !held.on_reservation
+            && self
+                .replica
+                .fits_through(now, self.units[u].budget, held.cost, true)
+                .is_some_and(|fits| !fits)
     }
 
     /// Withdraws a send planned on unit `u` and `key` as `held` counted it.
@@ -1583,9 +1717,18 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
 
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         self.replica.set_clock(now);
-        match self.reclaim.take() {
-            Some(w) if w.request == ask.request => self.replan(now, ask, w),
-            _ => self.plan(now, ask),
+        let reclaim = self.reclaim.take().filter(|w| w.request == ask.request);
+        let mut retake = None;
+        if !self.retakes.is_empty() {
+            if let Some(i) = self.retakes.iter().position(|(w, _)| w.request == ask.request) {
+                retake = Some(self.retakes.swap_remove(i)).filter(|&(_, until)| until > now);
+            }
+            self.retakes.retain(|&(_, until)| until > now);
+        }
+        match (reclaim, retake) {
+            (Some(w), _) => self.replan(now, ask, w),
+            (None, Some((w, _))) => self.retake(now, ask, w),
+            (None, None) => self.plan(now, ask),
         }
     }
 
@@ -1596,6 +1739,11 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
         if self.key_dead[key] {
             self.cancel(now, ask, key, model, now);
             self.reclaim(ask.request);
+            return false;
+        }
+        if self.displaced(now, ask, key, model) {
+            self.cancel(now, ask, key, model, now);
+            self.retake_withdrawn(ask.request, now);
             return false;
         }
         true
@@ -1691,15 +1839,20 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
             }
             Outcome::InvalidKey => {
                 // Its request, asked again next, takes back the instant it held on a live key
-                // (see `replan`: within the margin of it, over a network).
+                // (see `replan`: within the margin of it, over a network), or later the room
+                // the windows have then (`retake`).
                 self.reclaim = Some(Withdrawn::of(ask.request, u, &held));
+                self.offer_retake(Withdrawn::of(ask.request, u, &held), now);
                 self.key_dead[key] = true;
                 for m in 0..self.env.models {
                     self.reindex(owner * self.env.models + m, now);
                 }
             }
-            // Its windows gave back the withdrawn send, or its day the refused one.
-            Outcome::Unavailable | Outcome::Unservable => {}
+            // Its windows gave back the withdrawn send: its request, asked again after its
+            // back-off, takes the room back (`retake`).
+            Outcome::Unavailable => self.offer_retake(Withdrawn::of(ask.request, u, &held), now),
+            // Its day gave back the refused send.
+            Outcome::Unservable => {}
             Outcome::Ok | Outcome::Error => {
                 // Nothing that bounds this unit changed, unless a concurrency slot freed.
                 if unit.concurrent.is_none() {

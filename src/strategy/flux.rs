@@ -1599,6 +1599,13 @@ impl Strategy for Flux {
             }
             // Sent at once when decided (a driver asks again when it held the send): counted.
             Some(p) if p.seq.is_some() => true,
+            // A send put back before it since (a 503's request taking its room back) took its
+            // room: it goes as soon as the windows have room again (a probe is let go).
+            Some(p) if p.probe.is_empty() && self.inner.displaced(now, ask, key, model) => {
+                self.cancel(now, ask, key, model, now);
+                self.inner.retake_withdrawn(ask.request, now);
+                false
+            }
             Some(p) => {
                 let seq = self.sent_now(p.unit, p.at, self.inner.cost(ask));
                 let plan = Plan { seq: Some(seq), ..p };

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 61] = [
+const QUICK: [&str; 62] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -46,6 +46,7 @@ const QUICK: [&str; 61] = [
     "live-tutor-2026",
     "long-context-reservation",
     "mixed-rpd",
+    "overloaded-backlog",
     "overloaded-few-slots",
     "overridden-days",
     "oversize",

@@ -41,6 +41,8 @@ struct Case {
     ttft_ms: u32,
     /// Lognormal sigma of the latency jitter.
     jitter: f64,
+    /// Share of admitted requests answered 503 (not charged): 0 but where a property says.
+    fault_rate: f64,
     seed: u64,
 }
 
@@ -49,11 +51,12 @@ impl Case {
         let opt = |name: &str, v: Option<u64>| v.map_or(String::new(), |x| format!("{name} = {x}\n"));
         let mut s = format!(
             "name = \"prop\"\nseed = {}\nstart = \"2025-11-01T18:00:00-07:00\"\n\
-             [server]\nwindow = \"{}\"\ntpm_counts = \"{}\"\n[server.latency]\nttft = \"{}ms\"\ntokens_per_second = 120\njitter = {}\n\
+             [server]\nwindow = \"{}\"\ntpm_counts = \"{}\"\nfault_rate = {}\n[server.latency]\nttft = \"{}ms\"\ntokens_per_second = 120\njitter = {}\n\
              [models.m]\n{}{}{}{}{}{}",
             self.seed,
             self.window,
             if self.total { "total" } else { "input" },
+            self.fault_rate,
             self.ttft_ms,
             self.jitter,
             opt("rpm", self.rpm),
@@ -153,6 +156,7 @@ fn cases(with_rpm: bool, with_concurrency: bool, keys_max: u8) -> impl Strategy<
                 out,
                 ttft_ms,
                 jitter,
+                fault_rate: 0.0,
                 seed,
             };
             // Token sizes up to the TPM limit.
@@ -221,9 +225,11 @@ proptest! {
     })]
 
     /// Default exact_cooldown knowing the true limits never gets a quota 429, whatever the
-    /// topology, limits, window kind and workload; the ledger's peaks confirm it.
+    /// topology, limits, window kind and workload, with or without 503s (whose room a retry
+    /// takes back before later plans, which move: issue 26); the ledger's peaks confirm it.
     #[test]
-    fn exact_cooldown_never_breaches_a_quota(c in cases(true, true, 4)) {
+    fn exact_cooldown_never_breaches_a_quota(c in cases(true, true, 4), faults in prop_oneof![Just(0.0), Just(0.25)]) {
+        let c = Case { fault_rate: faults, ..c };
         let (s, r, server) = simulate(&c, EXACT);
         prop_assert_eq!(r.rate_limited, 0, "{:?}", r);
         assert_within_limits(&s, &server)?;
@@ -232,7 +238,8 @@ proptest! {
     /// A safety margin only makes exact_cooldown more careful: still no 429, still within
     /// every limit, whatever the margin (to the nanosecond up to 10 s).
     #[test]
-    fn exact_cooldown_with_a_margin_never_breaches_a_quota(c in cases(true, true, 4), margin in 1u64..10_000_000_000) {
+    fn exact_cooldown_with_a_margin_never_breaches_a_quota(c in cases(true, true, 4), margin in 1u64..10_000_000_000, faults in prop_oneof![Just(0.0), Just(0.25)]) {
+        let c = Case { fault_rate: faults, ..c };
         let spec = format!("[[strategies]]\nkind = \"exact_cooldown\"\nmargin = \"{margin}ns\"\n");
         let (s, r, server) = simulate(&c, &spec);
         prop_assert_eq!(r.rate_limited, 0, "{:?}", r);
@@ -250,9 +257,10 @@ proptest! {
     }
 
     /// flux knowing the true limits never gets a quota 429 either (it never probes limits it
-    /// knows), whatever the topology, limits, window kind and workload.
+    /// knows), whatever the topology, limits, window kind and workload, 503s or none.
     #[test]
-    fn flux_never_breaches_a_quota(c in cases(true, true, 4)) {
+    fn flux_never_breaches_a_quota(c in cases(true, true, 4), faults in prop_oneof![Just(0.0), Just(0.25)]) {
+        let c = Case { fault_rate: faults, ..c };
         let (s, r, server) = simulate(&c, FLUX);
         prop_assert_eq!(r.rate_limited, 0, "{:?}", r);
         assert_within_limits(&s, &server)?;
