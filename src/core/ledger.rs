@@ -318,12 +318,66 @@ enum Window {
     Sliding(Slide<u32>),
     /// Sliding, with full-width entries, once it came to hold 2^32 or more of an amount.
     Wide(Slide<u64>),
-    /// The current calendar minute's start and what it holds.
-    Fixed { minute: i128, used: [u64; 2] },
+    /// The current calendar minute's start and what it holds; a client replica's also every
+    /// minute's tally (`Minutes`), read by [`Ledger::fits_through`] alone.
+    Fixed {
+        minute: i128,
+        used: [u64; 2],
+        minutes: Option<Box<Minutes>>,
+    },
     /// Token buckets as scaled debt: `debt` is (capacity − level) × 60 s, in amount·ns, at `at`.
     Bucket { debt: [u128; 2], at: [Nanos; 2] },
     /// Token buckets kept as the sends they took, for a client's replica (`Kept`).
     Kept(Box<Kept>),
+}
+
+/// What a client replica's calendar-minute window recorded in each minute, from `lost` on
+/// (the current one only is what its checks read: a replica checks ahead, where plans never go
+/// back in time; this tells what a send put back in an earlier minute meets). Minutes in time
+/// order, one entry each.
+#[derive(Debug, Clone, Default)]
+struct Minutes {
+    tally: VecDeque<(i128, [u64; 2])>,
+    lost: i128,
+}
+
+impl Minutes {
+    /// What minute `m` holds; `None` if it may be forgotten.
+    fn get(&self, m: i128) -> Option<[u64; 2]> {
+        if m < self.lost {
+            return None;
+        }
+        let k = self.tally.partition_point(|e| e.0 < m);
+        Some(self.tally.get(k).filter(|e| e.0 == m).map_or([0; 2], |e| e.1))
+    }
+
+    /// Adds `amounts` to minute `m` (`less`: takes them back, as far as it holds them).
+    fn count(&mut self, m: i128, amounts: [u64; 2], less: bool) {
+        if m < self.lost {
+            return;
+        }
+        let k = self.tally.partition_point(|e| e.0 < m);
+        if self.tally.get(k).is_none_or(|e| e.0 != m) {
+            if less {
+                return;
+            }
+            self.tally.insert(k, (m, [0; 2]));
+        }
+        let a = &mut self.tally[k].1;
+        if less {
+            *a = [a[0] - amounts[0].min(a[0]), a[1] - amounts[1].min(a[1])];
+        } else {
+            add(a, amounts);
+        }
+    }
+
+    /// Forgets the minutes before `m`.
+    fn forget(&mut self, m: i128) {
+        while self.tally.front().is_some_and(|e| e.0 < m) {
+            self.tally.pop_front();
+        }
+        self.lost = self.lost.max(m);
+    }
 }
 
 /// A token bucket per dimension (`[RPM, TPM]`, capacity the limit, refilled at the limit per
@@ -659,9 +713,34 @@ impl<C: Cum> Slide<C> {
     fn to_fixed(&self, cal: &Calendar) -> Window {
         let minute = cal.minute_start(self.newest);
         let k = self.entries.partition_point(|&(t, _)| (t as i128) < minute);
+        // A replica's: every minute's tally, from the first one nothing was forgotten of.
+        let minutes = (self.keep != Nanos::MAX).then(|| {
+            let gone = self.history.as_deref().map_or(self.paid.max(self.owed), |h| h.lost);
+            let mut m = Minutes {
+                tally: VecDeque::new(),
+                lost: if gone == 0 {
+                    i128::MIN
+                } else {
+                    cal.next_minute(gone - 1) as i128
+                },
+            };
+            let kept = self
+                .history
+                .as_deref()
+                .map(|h| h.entries.iter().copied())
+                .into_iter()
+                .flatten();
+            let held = (0..self.entries.len())
+                .map(|k| (self.entries[k].0, minus(self.cum_through(k + 1), self.cum_through(k))));
+            for (t, a) in kept.chain(held) {
+                m.count(cal.minute_start(t), a, false);
+            }
+            Box::new(m)
+        });
         Window::Fixed {
             minute,
             used: minus(self.last, self.cum_through(k)),
+            minutes,
         }
     }
 
@@ -719,6 +798,15 @@ impl<C: Cum> Slide<C> {
             // Forgotten entries are kept from `keep` on (see `settle`).
             Some(h) => h.lost > from,
             None => self.owed.max(self.paid) > from,
+        }
+    }
+
+    /// Can no longer tell what the span of a send before `until` holds (see
+    /// [`Slide::forgot_within`]).
+    fn lose(&mut self, until: Nanos) {
+        if self.keep != Nanos::MAX {
+            let h = self.history();
+            h.lost = h.lost.max(until);
         }
     }
 
@@ -979,6 +1067,7 @@ impl Window {
             WindowKind::Fixed => Window::Fixed {
                 minute: i128::MIN,
                 used: [0; 2],
+                minutes: None,
             },
             WindowKind::Bucket => Window::Bucket {
                 debt: [0; 2],
@@ -1023,11 +1112,43 @@ impl Window {
         }
     }
 
-    /// A sliding window keeps its entries from `keep` on (see [`Slide::keep`]).
-    fn keep_from(&mut self, keep: Nanos) {
+    /// A replica's window keeps what counts at its clock `clock` and after, aside: a sliding
+    /// one its entries from `keep` on (see [`Slide::keep`]), a calendar one its minutes from
+    /// the clock's on.
+    fn keep_from(&mut self, keep: Nanos, clock: Nanos, cal: &Calendar) {
         match self {
             Window::Sliding(s) => s.keep = keep,
             Window::Wide(s) => s.keep = keep,
+            Window::Fixed { minutes: Some(t), .. } => t.forget(cal.minute_start(clock)),
+            _ => {}
+        }
+    }
+
+    /// Until when what a replica's window kept aside reaches (see [`Ledger::fits_through`]):
+    /// nothing before it is in [`Window::contents`]; 0 for none.
+    fn kept_aside(&self) -> Nanos {
+        let slide = |forgot: Nanos, h: Option<&History>| {
+            h.map_or(forgot, |h| h.entries.back().map_or(h.lost, |e| e.0 + 1).max(h.lost))
+        };
+        match self {
+            Window::Sliding(s) => slide(s.owed.max(s.paid), s.history.as_deref()),
+            Window::Wide(s) => slide(s.owed.max(s.paid), s.history.as_deref()),
+            // Its contents are its current minute: every one before.
+            Window::Fixed { minute, .. } => Nanos::try_from(*minute).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// A replica's window can no longer tell what a send before `until` meets.
+    fn lose(&mut self, until: Nanos, cal: &Calendar) {
+        match self {
+            Window::Sliding(s) => s.lose(until),
+            Window::Wide(s) => s.lose(until),
+            Window::Fixed { minutes: Some(t), .. } => t.forget(if until == 0 {
+                i128::MIN
+            } else {
+                i128::from(cal.next_minute(until - 1) as i64)
+            }),
             _ => {}
         }
     }
@@ -1056,7 +1177,7 @@ impl Window {
         let held = match self {
             Window::Sliding(s) => s.usage(now, span),
             Window::Wide(s) => s.usage(now, span),
-            Window::Fixed { minute, used } => {
+            Window::Fixed { minute, used, .. } => {
                 let m = cal.minute_start(now);
                 if m != *minute {
                     *minute = m;
@@ -1118,7 +1239,7 @@ impl Window {
         match self {
             Window::Sliding(s) => of(s),
             Window::Wide(s) => of(s),
-            Window::Fixed { minute, used } if *minute != i128::MIN && *used != [0; 2] => {
+            Window::Fixed { minute, used, .. } if *minute != i128::MIN && *used != [0; 2] => {
                 vec![((*minute).max(0) as Nanos, *used)]
             }
             Window::Kept(k) => k.contents(),
@@ -1133,8 +1254,11 @@ impl Window {
         match self {
             Window::Sliding(s) => s.insert(at, amounts),
             Window::Wide(s) => s.insert(at, amounts),
-            Window::Fixed { minute, used } => {
+            Window::Fixed { minute, used, minutes } => {
                 let m = cal.minute_start(at);
+                if let Some(t) = minutes {
+                    t.count(m, amounts, false);
+                }
                 if m > *minute {
                     *minute = m;
                     *used = [0; 2];
@@ -1157,8 +1281,12 @@ impl Window {
         match self {
             Window::Sliding(s) => s.take(at, amounts),
             Window::Wide(s) => s.take(at, amounts),
-            Window::Fixed { minute, used } => {
-                if *minute == cal.minute_start(at) {
+            Window::Fixed { minute, used, minutes } => {
+                let m = cal.minute_start(at);
+                if let Some(t) = minutes {
+                    t.count(m, amounts, true);
+                }
+                if *minute == m {
                     used[0] = used[0].saturating_sub(amounts[0]);
                     used[1] = used[1].saturating_sub(amounts[1]);
                 }
@@ -1178,7 +1306,11 @@ impl Window {
         match self {
             Window::Sliding(s) => s.record(now, amounts),
             Window::Wide(s) => s.record(now, amounts),
-            Window::Fixed { used, .. } => {
+            Window::Fixed { minute, used, minutes } => {
+                // Settled at `now`: `minute` is its minute.
+                if let Some(t) = minutes {
+                    t.count(*minute, amounts, false);
+                }
                 add(used, amounts);
                 *used
             }
@@ -1411,6 +1543,14 @@ impl Ledger {
             cap: [None; 2],
             minute: match kind {
                 WindowKind::Bucket if self.kept => Window::Kept(Box::new(Kept::new(minute_limits(&limits)))),
+                WindowKind::Fixed if self.kept => Window::Fixed {
+                    minute: i128::MIN,
+                    used: [0; 2],
+                    minutes: Some(Box::new(Minutes {
+                        tally: VecDeque::new(),
+                        lost: i128::MIN,
+                    })),
+                },
                 _ => Window::new(kind),
             },
             daily: Daily {
@@ -1482,7 +1622,7 @@ impl Ledger {
         let held = match &budget.minute {
             Window::Sliding(w) => w.held_at(at, self.span),
             Window::Wide(w) => w.held_at(at, self.span),
-            Window::Fixed { minute, used } => {
+            Window::Fixed { minute, used, .. } => {
                 if self.calendar.minute_start(at) == *minute {
                     *used
                 } else {
@@ -1499,8 +1639,9 @@ impl Ledger {
     /// was recorded at or before `at` alone: what the server has counted when the send reaches
     /// it, the sends planned after `at` still to come (each is checked when it is due). With
     /// `counted`, the send is among what was recorded (a planned send now due); without, it
-    /// would come on top. `None` where the window cannot tell: a calendar minute is kept as
-    /// its newest minute alone, a bucket as its debt alone.
+    /// would come on top. A calendar minute counts every send in it, later ones too. `None`
+    /// where the window cannot tell: a server's (it keeps a calendar minute as the current one
+    /// alone, a bucket as its debt alone), or a replica's before what it kept aside.
     pub fn fits_through(&self, at: Nanos, b: BudgetId, tokens: u64, counted: bool) -> Option<bool> {
         let (limits, amounts) = self.through_limits(b, tokens)?;
         let extra = if counted { [0; 2] } else { amounts };
@@ -1511,6 +1652,10 @@ impl Ledger {
             }
             Window::Wide(w) if !w.forgot_within(at, self.span) => {
                 Some(fits_under(w.held_through(at, self.span), extra, limits))
+            }
+            // Every send of a calendar minute counts, whenever in it (later plans too).
+            Window::Fixed { minutes: Some(t), .. } => {
+                Some(fits_under(t.get(self.calendar.minute_start(at))?, extra, limits))
             }
             Window::Kept(k) => {
                 let top = k.top_through(at);
@@ -1540,6 +1685,13 @@ impl Ledger {
             // recorded between `t` and then is read on the next round.
             let mut next = t;
             match &self.budgets[b.0 as usize].minute {
+                // The first minute with room for it beside every send counted in it.
+                Window::Fixed { minutes: Some(m), .. } => {
+                    let minute = self.calendar.minute_start(t);
+                    if !fits_under(m.get(minute)?, amounts, limits) {
+                        next = self.calendar.next_minute(t);
+                    }
+                }
                 Window::Sliding(w) if !w.forgot_within(from, self.span) => {
                     next = drained(w, t, amounts, limits, self.span)
                 }
@@ -1820,7 +1972,7 @@ impl Ledger {
         match &mut budget.minute {
             Window::Kept(k) => k.forget(self.clock.saturating_sub(span + KEEP_LATE)),
             // A replica's: what counts at its clock is kept, for `fits_through`.
-            w if self.kept => w.keep_from((self.clock + 1).saturating_sub(span)),
+            w if self.kept => w.keep_from((self.clock + 1).saturating_sub(span), self.clock, cal),
             _ => {}
         }
         if per_minute != [None; 2] && !fits_owing {
@@ -1961,9 +2113,9 @@ impl Ledger {
             return;
         }
         self.budgets[from.0 as usize].minute.settle();
-        let (entries, daily) = {
+        let (entries, daily, aside) = {
             let f = &self.budgets[from.0 as usize];
-            (f.minute.contents(), f.daily.clone())
+            (f.minute.contents(), f.daily.clone(), f.minute.kept_aside())
         };
         let cal = &self.calendar;
         let b = &mut self.budgets[into.0 as usize];
@@ -1974,6 +2126,9 @@ impl Ledger {
                 b.minute.insert(at, amounts, cal);
             }
         }
+        // What `from` kept aside is not taken over: `into` can no longer tell what a send
+        // before it meets (`fits_through`).
+        b.minute.lose(aside, cal);
         if daily.day_end > b.daily.day_end {
             b.daily = Daily {
                 day_end: daily.day_end,
@@ -2680,15 +2835,16 @@ mod tests {
     /// usage, through records, forced sends, cancels and refunds, late inserts, checks ahead
     /// of time, merged budgets, a changed margin and calendar minutes. It does hold entries
     /// that no longer count (up to a second of them), which a settled ledger has dropped.
-    /// A replica planning sends far ahead (checks up to 30 minutes on), withdrawing some and
-    /// putting sends back before its plans, tells what a send at its clock meets exactly as a
-    /// recount of the sends it still counts: the span before it for a sliding window, the
-    /// bucket's debt from those sends for a bucket (issue 26). Its checks ahead made a sliding
-    /// window forget that span; it keeps it aside now.
+    /// A replica planning sends far ahead, withdrawing some and putting sends back before its
+    /// plans, tells what a send at its clock meets exactly as a recount of the sends it still
+    /// counts: the span before it for a sliding window, the bucket's debt from those sends for
+    /// a bucket, every send of its calendar minute for calendar minutes (issue 26). Its checks
+    /// ahead made a sliding window forget that span, and a calendar one every minute but the
+    /// last it planned in; it keeps them aside now.
     #[test]
     fn a_replica_tells_what_a_send_now_meets_by_what_was_sent() {
         use rand::Rng;
-        for window in [WindowKind::Sliding, WindowKind::Bucket] {
+        for window in [WindowKind::Sliding, WindowKind::Bucket, WindowKind::Fixed] {
             let (mut l, b) = with_budget(
                 empty(window).lazy().exact_buckets(),
                 Limits {
@@ -2718,6 +2874,13 @@ mod tests {
                         debt = debt.saturating_sub(limit * u128::from(t - at));
                         debt + u128::from(more[i]) * MINUTE as u128 <= limit * MINUTE as u128
                     }),
+                    // Every send of the calendar minute, whenever in it.
+                    WindowKind::Fixed => {
+                        let minute = |x: Nanos| calendar("2025-10-15T09:00:00-07:00").minute_start(x);
+                        let inside = sends.iter().filter(|s| minute(s.0) == minute(t));
+                        let held = inside.fold([0, 0], |h, s| [h[0] + 1, h[1] + s.1]);
+                        held[0] + more[0] <= 4 && held[1] + more[1] <= 1_000
+                    }
                     _ => {
                         let inside = sends.iter().filter(|s| s.0 <= t && s.0 + MINUTE > t);
                         let held = inside.fold([0, 0], |h, s| [h[0] + 1, h[1] + s.1]);
@@ -2778,12 +2941,12 @@ mod tests {
                 }
             }
             assert!(told > 500, "{window:?}: {told}");
-            // Calendar minutes are kept as the newest alone: the replica cannot tell.
-            let (mut f, fb) = with_budget(empty(WindowKind::Fixed).lazy().exact_buckets(), rpm(3));
-            f.commit(10 * MINUTE, fb, None, 1, 10 * MINUTE);
-            assert_eq!(f.fits_through(0, fb, 1, false), None);
-            assert_eq!(f.earliest_fit_through(0, fb, 1), None);
         }
+        // A server's calendar minutes are kept as the current one alone: it cannot tell.
+        let (mut f, fb) = ledger(WindowKind::Fixed, rpm(3));
+        f.admit(10 * MINUTE, fb, None, 1, 10 * MINUTE);
+        assert_eq!(f.fits_through(0, fb, 1, false), None);
+        assert_eq!(f.earliest_fit_through(0, fb, 1), None);
     }
 
     #[test]

@@ -1387,10 +1387,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// send the server did not charge (a 503, a 400 for an invalid key) left stayed empty,
     /// and every 503 cost its unit a slot (hunt-373: 2.55 requests a minute where round robin
     /// completed 3.03). The plans it goes before are checked when due and moved as little as
-    /// the windows need ([`ExactCooldown::displaced`]). Planned afresh where the windows
-    /// cannot tell (calendar minutes kept as the newest alone), on a reservation, a fleet's
-    /// share, or a unit whose concurrency slots are taken. It is no probe: it goes within the
-    /// limits the unit plans by.
+    /// the windows need ([`ExactCooldown::displaced`]; in a calendar minute it goes only where
+    /// the whole minute, later plans included, has room, and none moves). Planned afresh where
+    /// the windows cannot tell (what they kept aside was forgotten: a merged budget's), on a
+    /// reservation, a fleet's share, or a unit whose concurrency slots are taken. It is no
+    /// probe: it goes within the limits the unit plans by.
     fn retake(&mut self, now: Nanos, ask: &Ask, w: Withdrawn) -> Decision {
         let u = w.unit;
         let unit = &self.units[u];
