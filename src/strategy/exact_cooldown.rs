@@ -1335,10 +1335,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// (`drive::a_send_withdrawn_from_a_revoked_key_keeps_its_instant_over_http`).
     fn replan(&mut self, now: Nanos, ask: &Ask, w: Withdrawn) -> Decision {
         let owner = w.unit / self.env.models;
-        let per_key = match self.units[w.unit].concurrent {
-            Some((l, ConcurrencyScope::Key)) => Some(l),
-            _ => None,
-        };
+        let per_key = self.key_slots(w.unit);
         let on_time = now.checked_sub(w.at).is_some_and(|late| late <= self.replica.margin());
         // A send put back before it since it was planned (`retake`) may have taken its room.
         let room = self.shaken.get(w.unit).is_none_or(|&until| now >= until)
@@ -1350,7 +1347,6 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             Some(k) if on_time && room && !w.on_reservation && self.units[w.unit].blocked <= now => k,
             _ => return self.retake(now, ask, w),
         };
-        self.retakes.retain(|(r, _)| r.request != ask.request);
         self.replica.insert(w.at, self.units[w.unit].budget, w.cost);
         self.reserved.insert(ask.request, Held::new(w.at, w.cost, false));
         self.last_probe = Dims::EMPTY;
@@ -1361,6 +1357,14 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             key,
             model: w.unit % self.env.models,
             at: now,
+        }
+    }
+
+    /// Unit `u`'s concurrency limit where it is per key (`pick_key` takes a key below it).
+    fn key_slots(&self, u: usize) -> Option<u64> {
+        match self.units[u].concurrent {
+            Some((l, ConcurrencyScope::Key)) => Some(l),
+            _ => None,
         }
     }
 
@@ -1413,12 +1417,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             Some(t) if day_room && t < last && t < day_end && t - now <= self.horizon => t,
             _ => return self.plan(now, ask),
         };
-        let owner = u / self.env.models;
-        let per_key = match self.units[u].concurrent {
-            Some((l, ConcurrencyScope::Key)) => Some(l),
-            _ => None,
-        };
-        let Some(key) = self.pick_key(owner, per_key) else {
+        let Some(key) = self.pick_key(u / self.env.models, self.key_slots(u)) else {
             return self.plan(now, ask);
         };
         self.replica.insert(at, budget, w.cost);
