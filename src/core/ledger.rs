@@ -434,14 +434,7 @@ impl Kept {
 
     /// Recomputes `top` from `anchor` over every entry.
     fn refold(&mut self) {
-        for i in 0..2 {
-            let r = u128::from(self.rate[i]);
-            let mut m = self.anchor_debt[i] + r * u128::from(self.anchor);
-            for &(t, a) in &self.entries {
-                m = scaled(a[i]) + m.max(r * u128::from(t));
-            }
-            self.top[i] = m;
-        }
+        self.top = self.top_through(Nanos::MAX);
     }
 
     /// The debt of dimension `i` at `t` (exact from the newest entry on, an upper bound before).
@@ -449,8 +442,8 @@ impl Kept {
         self.top[i].saturating_sub(u128::from(self.rate[i]) * u128::from(t))
     }
 
-    /// The debt of each dimension at `t` from the sends at or before `t` alone, scaled as
-    /// `top` (exact: the sends planned after `t` left out), as its `top`.
+    /// `top` over the sends at or before `t` alone (the debt from them is exact at `t`, the
+    /// sends planned after `t` left out).
     fn top_through(&self, t: Nanos) -> [u128; 2] {
         [0, 1].map(|i| {
             let r = u128::from(self.rate[i]);
@@ -698,7 +691,7 @@ impl<C: Cum> Slide<C> {
 
     /// How many of the oldest entries are owed (see [`Slide`]).
     fn owed_entries(&self) -> usize {
-        if self.owed == 0 || self.entries.front().is_none_or(|e| e.0 >= self.owed) {
+        if self.owed == 0 {
             0
         } else {
             self.entries.partition_point(|&(t, _)| t < self.owed)
@@ -730,8 +723,7 @@ impl<C: Cum> Slide<C> {
                 .map(|h| h.entries.iter().copied())
                 .into_iter()
                 .flatten();
-            let held = (0..self.entries.len())
-                .map(|k| (self.entries[k].0, minus(self.cum_through(k + 1), self.cum_through(k))));
+            let held = (0..self.entries.len()).map(|k| self.entry(k));
             for (t, a) in kept.chain(held) {
                 m.count(cal.minute_start(t), a, false);
             }
@@ -742,6 +734,11 @@ impl<C: Cum> Slide<C> {
             used: minus(self.last, self.cum_through(k)),
             minutes,
         }
+    }
+
+    /// Entry `k`'s instant and what it holds.
+    fn entry(&self, k: usize) -> (Nanos, [u64; 2]) {
+        (self.entries[k].0, minus(self.cum_through(k + 1), self.cum_through(k)))
     }
 
     /// The cumulative amounts through the first `k` entries (`base` for none).
@@ -773,7 +770,7 @@ impl<C: Cum> Slide<C> {
         let first = self.entries.partition_point(|&(e, _)| e < from);
         let mut all: Vec<(Nanos, [u64; 2])> = (first..self.entries.len())
             .take_while(|&k| self.entries[k].0 <= at)
-            .map(|k| (self.entries[k].0, minus(self.cum_through(k + 1), self.cum_through(k))))
+            .map(|k| self.entry(k))
             .collect();
         if let Some(h) = self.history.as_deref() {
             all.extend(h.entries.iter().filter(|e| (from..=at).contains(&e.0)));
@@ -1232,9 +1229,7 @@ impl Window {
     /// minute's start and what it took; a bucket's debt has no instants: nothing).
     fn contents(&self) -> Vec<(Nanos, [u64; 2])> {
         fn of<C: Cum>(s: &Slide<C>) -> Vec<(Nanos, [u64; 2])> {
-            (0..s.entries.len())
-                .map(|k| (s.entries[k].0, minus(s.cum_through(k + 1), s.cum_through(k))))
-                .collect()
+            (0..s.entries.len()).map(|k| s.entry(k)).collect()
         }
         match self {
             Window::Sliding(s) => of(s),
