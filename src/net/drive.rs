@@ -285,7 +285,7 @@ pub async fn drive(
             match what {
                 Timer::Offer => {
                     if !d.offer(slot, now) {
-                        d.book.park(slot);
+                        d.park(slot);
                     }
                 }
                 Timer::Send => d.due(slot, now),

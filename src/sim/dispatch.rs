@@ -147,10 +147,23 @@ impl Book {
         }
     }
 
-    /// Queues the request in `slot`, which the strategy deferred, behind the others of its lane.
-    pub fn park(&mut self, slot: u32) {
-        let lane = (self.get(slot).req.id % self.parked.len() as u64) as usize;
-        self.parked[lane].push_back(slot);
+    /// Queues the request in `slot`, which the strategy deferred, in its lane: behind the
+    /// others, or, `in_place`, ahead of the first that arrived after it (later, or at the same
+    /// instant with a larger id). A lane is in arrival order but for requests queued behind
+    /// the others on their retry, so a request in place goes ahead of those too.
+    pub fn park(&mut self, slot: u32, in_place: bool) {
+        let r = self.get(slot).req;
+        let lane = (r.id % self.parked.len() as u64) as usize;
+        let q = &self.parked[lane];
+        let at = if in_place {
+            let place = |s: &u32| self.slab[*s as usize].as_ref().map(|l| (l.req.arrival, l.req.id));
+            q.iter()
+                .position(|s| place(s) > Some((r.arrival, r.id)))
+                .unwrap_or(q.len())
+        } else {
+            q.len()
+        };
+        self.parked[lane].insert(at, slot);
     }
 
     /// Takes in a request whose response time on its own model was `drawn` (0: not drawn);
@@ -251,6 +264,14 @@ pub(crate) trait Dispatch {
     /// ([`Decision::DeferUntil`]).
     fn pump_at(&mut self, at: Nanos);
 
+    /// Queues the request in `slot`, which the strategy deferred, where the strategy keeps it
+    /// ([`Strategy::keeps_place`]).
+    fn park(&mut self, slot: u32) {
+        let id = self.book().get(slot).req.id;
+        let in_place = self.strategy().keeps_place(id);
+        self.book().park(slot, in_place);
+    }
+
     /// Asks the strategy about the request in `slot`; false if it defers (the caller parks it).
     fn offer(&mut self, slot: u32, now: Nanos) -> bool {
         let ask = self.book().get(slot).ask();
@@ -290,7 +311,7 @@ pub(crate) trait Dispatch {
         if self.strategy().confirm(now, &l.ask(), key, model) {
             self.send(slot, key, model, now);
         } else if !self.offer(slot, now) {
-            self.book().park(slot);
+            self.park(slot);
         }
     }
 
@@ -299,7 +320,7 @@ pub(crate) trait Dispatch {
     fn arrive(&mut self, req: Request, drawn: Nanos, now: Nanos) {
         let slot = self.book().alloc(req, drawn);
         if !self.offer(slot, now) {
-            self.book().park(slot);
+            self.park(slot);
         }
     }
 
@@ -442,6 +463,7 @@ fn session_slots(scenario: &Scenario) -> Option<u128> {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
 
     /// A slot spans two cache lines, which [`Book::prefetch`] asks for both of.
     #[test]
@@ -458,6 +480,44 @@ mod tests {
             model: (id % 3) as usize,
             priority: false,
         }
+    }
+
+    /// A request parked in place goes ahead of the first in its lane that arrived after it
+    /// (later, or at the same instant with a larger id), whatever came back behind the others
+    /// before it; one parked plainly goes behind every other.
+    #[test]
+    fn a_request_parked_in_place_goes_ahead_of_those_that_arrived_after_it() {
+        let open = Arrivals::Open {
+            rate_per_min: 1.0,
+            bursts: None,
+            max_requests: None,
+        };
+        let mut book = Book::new(&open, 1);
+        let at = |id: u64, arrival: Nanos| Request { arrival, ..request(id) };
+        let mut slot = HashMap::new();
+        // Requests 1, 3, 5, 7 arrived at 10, 20, 20, 30 and wait in that order; 0 (arrived at
+        // 5) came back from a retry behind them.
+        for (id, arrival) in [(1, 10), (3, 20), (5, 20), (7, 30), (0, 5)] {
+            let s = book.alloc(at(id, arrival), 0);
+            slot.insert(id, s);
+            book.park(s, false);
+        }
+        let order = |book: &Book| -> Vec<u64> { book.parked[0].iter().map(|&s| book.get(s).req.id).collect() };
+        assert_eq!(order(&book), [1, 3, 5, 7, 0]);
+        // 4 arrived at 20: after 3, ahead of 5 (same instant, larger id), 7 and 0.
+        let s = book.alloc(at(4, 20), 0);
+        book.park(s, true);
+        assert_eq!(order(&book), [1, 3, 4, 5, 7, 0]);
+        // 2 arrived at 8: ahead of 1 and of everything after.
+        let s = book.alloc(at(2, 8), 0);
+        book.park(s, true);
+        assert_eq!(order(&book), [2, 1, 3, 4, 5, 7, 0]);
+        // 9 arrived last: at the end either way; 6 plainly: behind 9.
+        let s = book.alloc(at(9, 40), 0);
+        book.park(s, true);
+        let s = book.alloc(at(6, 1), 0);
+        book.park(s, false);
+        assert_eq!(order(&book), [2, 1, 3, 4, 5, 7, 0, 9, 6]);
     }
 
     /// The read-ahead of a closed batch shows a strategy exactly what a queue of the batch's

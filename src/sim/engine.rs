@@ -346,7 +346,7 @@ pub fn simulate_unbounded<'a>(
             OFFER if slot == PUMP => sim.pump_due = sim.pump_due.filter(|&t| t > now),
             OFFER => {
                 if !sim.offer(slot, now) {
-                    sim.book.park(slot);
+                    sim.park(slot);
                 }
             }
             SEND => sim.due(slot, now),

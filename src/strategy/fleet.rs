@@ -246,6 +246,10 @@ impl Strategy for Fleet {
         self.instances.len()
     }
 
+    fn keeps_place(&self, request: u64) -> bool {
+        self.instances[(request % self.instances.len() as u64) as usize].keeps_place(request)
+    }
+
     fn tells_unservable(&self) -> bool {
         self.instances.iter().all(|i| i.tells_unservable())
     }

@@ -93,7 +93,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::exact_cooldown::ExactCooldown;
 use super::kind::{KindDef, Param, Params};
@@ -235,6 +235,11 @@ pub struct Flux {
     held: Vec<Held>,
     /// Requests answered 503 (the model overloaded), each backing off on its own until then.
     overloaded: FxHashMap<u64, Nanos>,
+    /// Requests whose latest send was refused with a 429 (by the server, or by a shared ledger
+    /// before it left): each waits at its place in the queue, where it would have waited had
+    /// flux known the limit, not behind the requests that arrived after it
+    /// ([`Strategy::keeps_place`]). Learning a limit costs the 429s it takes, not the order.
+    refused: FxHashSet<u64>,
     /// In a fleet: what it has learned of its peers, and the room it leaves them.
     fleet: FleetView,
     /// How it believes the server measures per-minute windows.
@@ -485,6 +490,7 @@ impl Flux {
             clean: vec![0; n],
             held: Vec::new(),
             overloaded: FxHashMap::default(),
+            refused: FxHashSet::default(),
             fleet: FleetView::default(),
             window,
             decided: 0,
@@ -1520,6 +1526,10 @@ impl Strategy for Flux {
         self.admit_probes(now);
         self.admit_sessions(now);
         let d = self.decide_now(now, ask);
+        if let Decision::GiveUp(_) = d {
+            // It ends here: it waits nowhere.
+            self.refused.remove(&ask.request);
+        }
         if d != Decision::Defer {
             return d;
         }
@@ -1531,6 +1541,10 @@ impl Strategy for Flux {
             Some(due) => Decision::Later(due),
             None => d,
         }
+    }
+
+    fn keeps_place(&self, request: u64) -> bool {
+        !self.refused.is_empty() && self.refused.contains(&request)
     }
 
     fn orders_batch(&self) -> bool {
@@ -1642,6 +1656,7 @@ impl Strategy for Flux {
     /// (Redis restarted empty) filled the replica for a whole window more.
     fn unsent(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, refusal: &Outcome) {
         self.cancel(now, ask, key, model, sent);
+        self.refused.insert(ask.request);
         if let Outcome::RateLimited {
             retry_delay: Some(d), ..
         } = *refusal
@@ -1685,6 +1700,11 @@ impl Strategy for Flux {
         // This send's own outcome, not its silence, tells whether it was admitted.
         self.admit_sessions(now);
         let plan = self.inner.set_tag(ask.request, None).map(Plan::of);
+        if matches!(outcome, Outcome::RateLimited { .. }) {
+            self.refused.insert(ask.request);
+        } else if !self.refused.is_empty() {
+            self.refused.remove(&ask.request);
+        }
         self.admit_probes(now);
         let u = self.inner.unit_of(key, model);
         let probe = plan.map_or(Dims::EMPTY, |p| p.probe);

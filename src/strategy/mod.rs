@@ -229,6 +229,14 @@ pub trait Strategy: Send {
     fn lanes(&self) -> usize {
         1
     }
+    /// Whether `request`, deferred now, waits at its place in its queue (behind the requests
+    /// that arrived before it, ahead of those that arrived after it) rather than behind every
+    /// other. The default, false, is a plain queue: a request offered again (a retry) joins
+    /// its end, as it does in the libraries the peer strategies model.
+    fn keeps_place(&self, request: u64) -> bool {
+        let _ = request;
+        false
+    }
     /// Whether it stops at a 429 that no retry cures (it reads QuotaFailure and sees the
     /// request is bigger than the limit). The tools that read only the status code (the SDK's
     /// retry options, LiteLLM, gemini-flux, the cookbook, gemini-balance) cannot tell it from
