@@ -427,6 +427,49 @@ impl Kept {
         }
     }
 
+    /// A bucket that took `sends` (in time order; those at or before `anchor` left out) after
+    /// `anchor`, where it held nothing (`drained` false) or was drained, owing its whole
+    /// capacity (`drained` true): the least and the most any bucket could owe then, whatever
+    /// was sent before. Its debt from then on is a lower or an upper bound of the true one.
+    /// Without an anchor it took every send of `sends` from empty: exact.
+    fn since(limits: [Option<u64>; 2], anchor: Option<Nanos>, drained: bool, sends: &[(Nanos, [u64; 2])]) -> Self {
+        let mut k = Kept::new(limits);
+        if let Some(anchor) = anchor {
+            k.anchor = anchor;
+            k.folded = true;
+            if drained {
+                k.anchor_debt = limits.map(|l| scaled(l.unwrap_or(0)));
+            }
+            k.refold();
+        }
+        for &(t, a) in sends.iter().filter(|e| anchor.is_none_or(|x| e.0 > x)) {
+            k.add(t, a);
+        }
+        k
+    }
+
+    /// The server said a send of `amounts` fits at `retry_at`, not at `now`, by the dimensions
+    /// `dims` (whose limits are the rates): each of those owes at `now` what makes its wait
+    /// `(debt + need − capacity) / rate`, rounded up, `retry_at − now` (at most: a little more
+    /// than the server's, the rounding aside), the others what this bucket counted. What was
+    /// sent up to `now` is folded into that debt (no longer taken back); later sends stay.
+    fn calibrate(&mut self, now: Nanos, dims: [bool; 2], amounts: [u64; 2], retry_at: Nanos) {
+        let counted = self.top_through(now);
+        self.forget(now.saturating_add(1));
+        for i in 0..2 {
+            let r = u128::from(self.rate[i]);
+            let owed = counted[i].saturating_sub(r * u128::from(now));
+            self.anchor_debt[i] = if dims[i] && r > 0 {
+                (u128::from(retry_at.saturating_sub(now)) * r + r * MINUTE as u128).saturating_sub(scaled(amounts[i]))
+            } else {
+                owed
+            };
+        }
+        self.anchor = now;
+        self.folded = true;
+        self.refold();
+    }
+
     /// The newest entry's time (`anchor` when there is none).
     fn newest(&self) -> Nanos {
         self.entries.back().map_or(self.anchor, |e| e.0)
@@ -777,6 +820,27 @@ impl<C: Cum> Slide<C> {
             all.sort_by_key(|e| e.0);
         }
         all
+    }
+
+    /// The instant after which it knows every send, no earlier than `after` (`None`: since
+    /// the start, if it forgot nothing), and those sends (kept aside ones too, planned ones
+    /// included), in time order.
+    fn sends_after(&self, after: Option<Nanos>) -> (Option<Nanos>, Vec<(Nanos, [u64; 2])>) {
+        let gone = self.history.as_deref().map_or(self.owed.max(self.paid), |h| h.lost);
+        let from = match (after, gone.checked_sub(1)) {
+            (Some(a), Some(g)) => Some(a.max(g)),
+            (a, g) => a.or(g),
+        };
+        let known = |t: Nanos| from.is_none_or(|f| t > f);
+        let mut all: Vec<(Nanos, [u64; 2])> = (0..self.entries.len())
+            .map(|k| self.entry(k))
+            .filter(|e| known(e.0) && e.1 != [0; 2])
+            .collect();
+        if let Some(h) = self.history.as_deref() {
+            all.extend(h.entries.iter().filter(|e| known(e.0)));
+            all.sort_by_key(|e| e.0);
+        }
+        (from, all)
     }
 
     /// What the span ending at `at` holds, forgotten entries kept aside too.
@@ -1437,6 +1501,91 @@ impl Ledger {
         for b in self.budgets.iter_mut().filter(|b| !b.sliding) {
             b.minute.settle();
             b.minute = b.minute.to_fixed(&self.calendar);
+        }
+    }
+
+    /// Measures per-minute windows as token buckets from `now` on (a client's replica, kept
+    /// exactly ([`Ledger::exact_buckets`]), that learned the server's are): each sliding window
+    /// becomes a bucket that was drained a span before `now` (what was sent before that can
+    /// owe no more) and took every send since, planned ones included. At `now` it owes what
+    /// the sliding window held, so nothing planned by it is overfilled; its room then grows
+    /// as the bucket refills. Those added by [`Ledger::add_sliding_budget`] keep sliding;
+    /// calendar minutes stay as they are.
+    pub fn measure_buckets(&mut self, now: Nanos) {
+        self.config.window = WindowKind::Bucket;
+        let after = now.checked_sub(self.span);
+        for b in self.budgets.iter_mut().filter(|b| !b.sliding) {
+            let (anchor, sends) = match &b.minute {
+                Window::Sliding(s) => s.sends_after(after),
+                Window::Wide(s) => s.sends_after(after),
+                _ => continue,
+            };
+            b.minute = Window::Kept(Box::new(Kept::since(minute_limits(&b.limits), anchor, true, &sends)));
+        }
+    }
+
+    /// When a send costing `tokens` at `at` would fit budget `b`'s per-minute `dims` were they
+    /// token buckets (capacity the limit, refilled at the limit per 60 s) that took the sends
+    /// the sliding window recorded up to `at`: `(least, most)` over what the span before may
+    /// have left in them (nothing, or their whole capacity owed), the least also without the
+    /// requests `less` (`(instant, requests, tokens)`: sends the server may not have counted
+    /// before the refused one). `None` where the window is not a sliding one, or may have
+    /// forgotten sends of that span. A client that planned sliding windows reads a 429's retry
+    /// instant against it: a bucket server names an instant between the two.
+    pub fn bucket_retry(
+        &self,
+        at: Nanos,
+        b: BudgetId,
+        tokens: u64,
+        dims: Dims,
+        less: &[(Nanos, u64, u64)],
+    ) -> Option<(Nanos, Nanos)> {
+        let budget = &self.budgets[b.0 as usize];
+        let limits = minute_limits(&budget.limits);
+        let amounts = minute_amounts(limits, tokens);
+        let sends = match &budget.minute {
+            Window::Sliding(w) if !w.forgot_within(at, self.span) => w.through(at, self.span),
+            Window::Wide(w) if !w.forgot_within(at, self.span) => w.through(at, self.span),
+            _ => return None,
+        };
+        let mut fewer = sends.clone();
+        for &(t, requests, tokens) in less {
+            if let Some(e) = fewer.iter_mut().find(|e| e.0 == t) {
+                let a = limited(limits, [requests, tokens]);
+                e.1 = [e.1[0].saturating_sub(a[0]), e.1[1].saturating_sub(a[1])];
+            }
+        }
+        // Before the first span nothing was sent: the buckets were full.
+        let anchor = at.checked_sub(self.span);
+        let fit = |drained: bool| {
+            let sends = if drained { &sends } else { &fewer };
+            let k = Kept::since(limits, anchor, drained, sends);
+            [(0, Dimension::Rpm), (1, Dimension::Tpm)]
+                .into_iter()
+                .filter(|&(_, d)| dims.contains(d))
+                .filter_map(|(i, _)| limits[i].map(|l| k.earliest_fit(at, i, amounts[i], l, MINUTE)))
+                .max()
+                .unwrap_or(at)
+        };
+        Some((fit(false), fit(true)))
+    }
+
+    /// A 429 said a send costing `tokens` at `now` fits budget `b`'s per-minute `dims` at
+    /// `retry_at`: a replica's bucket ([`Ledger::exact_buckets`]) then owes what the server's
+    /// does (see `Kept::calibrate`), where it counted less (sends it cannot see) or more
+    /// (sends the server did not charge, whose answers are still to come). Other windows are
+    /// left as they are.
+    pub fn calibrate_bucket(&mut self, now: Nanos, b: BudgetId, tokens: u64, dims: Dims, retry_at: Nanos) {
+        let budget = &mut self.budgets[b.0 as usize];
+        let limits = minute_limits(&budget.limits);
+        let amounts = minute_amounts(limits, tokens);
+        if let Window::Kept(k) = &mut budget.minute {
+            k.calibrate(
+                now,
+                [dims.contains(Dimension::Rpm), dims.contains(Dimension::Tpm)],
+                amounts,
+                retry_at,
+            );
         }
     }
 
@@ -2836,6 +2985,85 @@ mod tests {
     /// a bucket, every send of its calendar minute for calendar minutes (issue 26). Its checks
     /// ahead made a sliding window forget that span, and a calendar one every minute but the
     /// last it planned in; it keeps them aside now.
+    /// A client's sliding replica that recorded what a token-bucket server admitted brackets
+    /// the server's retry instant for each refusal (`bucket_retry`, exactly within the first
+    /// span, when nothing was sent before); turned into buckets (`measure_buckets`) and told
+    /// each refusal's retry (`calibrate_bucket`), it never admits a send the server refuses,
+    /// nor names a retry before the server's; with one per-minute limit it names the
+    /// server's, a nanosecond of rounding aside (with two, the one no 429 named stays as
+    /// counted from the drained bucket it started from: safe, and later by at most that).
+    #[test]
+    fn a_sliding_replica_brackets_a_buckets_retry_and_plans_the_bucket_from_429s() {
+        for tpm in [Some(1_000), None] {
+            let limits = Limits {
+                rpm: Some(4),
+                tpm,
+                ..Limits::default()
+            };
+            replica_plans_a_bucket_from_429s(limits, tpm.is_none());
+        }
+    }
+
+    fn replica_plans_a_bucket_from_429s(limits: Limits, exact: bool) {
+        use rand::Rng;
+        let (mut server, sb) = ledger(WindowKind::Bucket, limits);
+        let (mut replica, rb) = with_budget(empty(WindowKind::Sliding).exact_buckets(), limits);
+        let mut r = crate::core::rng::rng(32, crate::core::rng::Stream::Strategy, 0, 0);
+        let (mut now, mut refusals, mut buckets) = (0, 0, false);
+        for step in 0..6_000 {
+            now += r.random_range(0..3 * SECOND);
+            replica.set_clock(now);
+            let tokens = r.random_range(1..=400);
+            if buckets {
+                // The replica plans the bucket: whatever it admits, the server admits.
+                let mine = replica.check(now, rb, None, tokens);
+                match server.admit(now, sb, None, tokens, now) {
+                    Admission::Admitted => replica.record(now, rb, None, tokens, now),
+                    Admission::Rejected { violated, retry_at } => {
+                        assert!(
+                            mine != Admission::Admitted,
+                            "step {step}: the replica admitted a refused send"
+                        );
+                        if let Admission::Rejected { retry_at: at, .. } = mine {
+                            assert!(at + 1 >= retry_at, "step {step}: planned {at}, the server's {retry_at}");
+                        }
+                        replica.calibrate_bucket(now, rb, tokens, violated, retry_at);
+                        let Admission::Rejected { retry_at: at, .. } = replica.check(now, rb, None, tokens) else {
+                            panic!("step {step}: calibrated, it admits the refused send");
+                        };
+                        assert!(at + 1 >= retry_at, "step {step}: {at} against {retry_at}");
+                        if exact {
+                            assert!(at.abs_diff(retry_at) <= 1, "step {step}: {at} against {retry_at}");
+                        }
+                    }
+                    a => panic!("{a:?}"),
+                }
+                continue;
+            }
+            match server.admit(now, sb, None, tokens, now) {
+                Admission::Admitted => replica.record(now, rb, None, tokens, now),
+                Admission::Rejected { violated, retry_at } => {
+                    let (least, most) = replica.bucket_retry(now, rb, tokens, violated, &[]).expect("sliding");
+                    assert!(
+                        least <= retry_at && retry_at <= most,
+                        "step {step}: {least} {retry_at} {most}"
+                    );
+                    if now < MINUTE {
+                        assert_eq!(least, retry_at, "step {step}: nothing was sent before");
+                    }
+                    refusals += 1;
+                    if refusals == 40 {
+                        replica.measure_buckets(now);
+                        replica.calibrate_bucket(now, rb, tokens, violated, retry_at);
+                        buckets = true;
+                    }
+                }
+                a => panic!("{a:?}"),
+            }
+        }
+        assert!(buckets, "the server refused 40 sends");
+    }
+
     #[test]
     fn a_replica_tells_what_a_send_now_meets_by_what_was_sent() {
         use rand::Rng;

@@ -1144,6 +1144,56 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.replica.measure_fixed();
     }
 
+    /// Plans token buckets from `now` on (flux learned the server's are), each unit indexed
+    /// by when its bucket has room ([`Ledger::measure_buckets`]).
+    pub(super) fn measure_buckets(&mut self, now: Nanos) {
+        self.replica.measure_buckets(now);
+        for u in 0..self.units.len() {
+            self.reindex(u, now);
+        }
+    }
+
+    /// When a send on unit `u` costing `cost` at `now` would fit its per-minute `dims` were
+    /// its windows token buckets, `(least, most)` ([`Ledger::bucket_retry`]): the least
+    /// without the refusals not yet known to count or not (`judge_refusal`), nor the sends
+    /// `later` (`(instant, tokens)`) that reached the server after the refused one.
+    pub(super) fn bucket_retry(
+        &self,
+        u: usize,
+        now: Nanos,
+        cost: u64,
+        dims: Dims,
+        later: &[(Nanos, u64)],
+    ) -> Option<(Nanos, Nanos)> {
+        let b = self.units[u].budget;
+        let units = &self.units;
+        let less: Vec<(Nanos, u64, u64)> = self
+            .refusals
+            .iter()
+            .filter(|&&(_, v)| units[v].budget == b)
+            .map(|&(at, _)| (at, 1, 0))
+            .chain(later.iter().map(|&(at, tokens)| (at, 1, tokens)))
+            .collect();
+        self.replica.bucket_retry(now, b, cost, dims, &less)
+    }
+
+    /// The sends planned or in flight, each `(instant, tokens, tag)`, that carry a tag.
+    pub(super) fn tagged_sends(&self) -> impl Iterator<Item = (Nanos, u64, T)> + '_ {
+        self.reserved
+            .values()
+            .filter(|h| h.tag != T::default())
+            .map(|h| (h.at, h.cost, h.tag))
+    }
+
+    /// The server refused a send on unit `u` costing `cost` at `now`, by its per-minute
+    /// `dims`, until `retry_at`: its buckets owe what makes the send fit then
+    /// ([`Ledger::calibrate_bucket`]).
+    pub(super) fn calibrate_bucket(&mut self, u: usize, now: Nanos, cost: u64, dims: Dims, retry_at: Nanos) {
+        self.replica
+            .calibrate_bucket(now, self.units[u].budget, cost, dims, retry_at);
+        self.reindex(u, now);
+    }
+
     /// Sends nothing on unit `u` before `until`.
     pub(super) fn block(&mut self, u: usize, until: Nanos, now: Nanos) {
         // Every unit of the owner that plans on the same budget: the block is the quota's.

@@ -296,10 +296,14 @@ enum WindowBelief {
     Told,
     /// Not told: it plans sliding windows and watches per-minute 429s.
     Learning,
-    /// A per-minute 429 retried off the calendar minute: sliding, for good.
+    /// A per-minute 429 retried off the calendar minute, where a bucket would not have named
+    /// that instant: sliding, for good.
     Sliding,
     /// A per-minute 429 retried exactly at the next calendar minute: calendar minutes.
     Fixed,
+    /// A per-minute 429 retried when a token bucket that took its sends would have room, and
+    /// no sliding window of them would: token buckets.
+    Bucket,
 }
 
 /// What an instance of a fleet learns of the others from their events on the shared ledger,
@@ -1196,7 +1200,30 @@ impl Flux {
     /// peers it could not see, and kept a share of each budget: 78.5% of exact_cooldown's
     /// pace. At seed 11 before that, the same with a re-route learned already: only the
     /// refused model's own sends were counted).
-    fn learn_window(&mut self, now: Nanos, delay: Nanos) {
+    ///
+    /// Off the calendar minute, a sliding window's retry is a send's instant + 60 s, a token
+    /// bucket's the instant it refills enough, read from unit `u`'s sends recorded up to the
+    /// refusal (`Ledger::bucket_retry`: what the minute before them left in the bucket is not
+    /// known, so between the least and the most it could be). A retry that only a bucket
+    /// explains (a told limit too high met its first 429: a burst, refused with a retry a
+    /// refill away, where a sliding window would name the burst's instant + 60 s) makes flux
+    /// plan buckets: a sliding plan is safe under a bucket but waits for the whole minute
+    /// where the bucket has room for one more every `60 s / limit` (`gateway-buckets-told-high`,
+    /// session 32).
+    ///
+    /// The refused send went at `sent`, `seq`-th: the sends that reached the server after it
+    /// are not what it met.
+    #[allow(clippy::too_many_arguments)]
+    fn learn_window(
+        &mut self,
+        now: Nanos,
+        delay: Nanos,
+        u: usize,
+        cost: u64,
+        violated: Dims,
+        sent: Nanos,
+        seq: Option<u64>,
+    ) {
         if self.window != WindowBelief::Learning {
             return;
         }
@@ -1205,10 +1232,44 @@ impl Flux {
         // Sends are kept per model (`PoolPace`), over all projects: one at that instant on
         // any project counts, which errs towards sliding windows.
         let explained = || {
-            let before = at.saturating_sub(MINUTE);
-            self.pace.iter().any(|p| p.sent_near(before, MILLISECOND))
+            // A window's send leaves it 60 s on (none before the first minute's end).
+            at.checked_sub(MINUTE)
+                .is_some_and(|before| self.pace.iter().any(|p| p.sent_near(before, MILLISECOND)))
         };
         if (at as i128 - minute).abs() > MILLISECOND as i128 {
+            // A bucket never names more than one refill of the request away (it admits nothing
+            // beyond its capacity), nor later than the sends it counts leave it room.
+            let limits = self.inner.limits(u);
+            let refill = [(Dimension::Rpm, 1), (Dimension::Tpm, cost)]
+                .into_iter()
+                .filter(|&(d, _)| violated.contains(d))
+                .all(|(d, amount)| {
+                    limits.get(d).is_some_and(|l| {
+                        u128::from(delay) * u128::from(l)
+                            <= u128::from(amount) * MINUTE as u128 + u128::from(MILLISECOND) * u128::from(l)
+                    })
+                });
+            let room =
+                |(least, most): (Nanos, Nanos)| least.saturating_sub(MILLISECOND) <= at && at <= most + MILLISECOND;
+            let after = |p: &Plan| p.at > sent || (p.at == sent && p.seq.is_none_or(|q| seq.is_some_and(|s| q > s)));
+            let later: Vec<(Nanos, u64)> = self
+                .inner
+                .tagged_sends()
+                .map(|(at, tokens, tag)| (Plan::of((at, tag)), tokens))
+                .filter(|(p, _)| after(p) && self.inner.same_budget(p.unit, u))
+                .map(|(p, tokens)| (p.at, tokens))
+                .collect();
+            if refill
+                && !explained()
+                && self
+                    .inner
+                    .bucket_retry(u, now, cost, violated, &later)
+                    .is_some_and(room)
+            {
+                self.window = WindowBelief::Bucket;
+                self.inner.measure_buckets(now);
+                return;
+            }
             self.window = WindowBelief::Sliding;
         } else if !explained() {
             self.believe_calendar_minutes();
@@ -2049,7 +2110,13 @@ impl Strategy for Flux {
                 self.assume_day(u, violated, quota, own, now);
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
-                        self.learn_window(now, d);
+                        let (cost, seq) = (self.inner.cost(ask), plan.and_then(|p| p.seq));
+                        self.learn_window(now, d, u, cost, violated, sent, seq);
+                        if self.window == WindowBelief::Bucket && d <= MINUTE {
+                            // The server's bucket owes what its retry says.
+                            self.inner
+                                .calibrate_bucket(u, now, cost, violated, now.saturating_add(d));
+                        }
                     }
                 }
                 // No quota named: the model has no capacity right now (a shared pool),
@@ -3251,6 +3318,43 @@ mod tests {
             // The server refuses the probe: retry at `t + delay`.
             f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], delay, limits));
             assert_eq!(send(f.decide(t, &ask(3, 1))), (0, next), "after a retry in {delay} ns");
+        }
+    }
+
+    /// Session 32: told 4 requests a minute where a token bucket holds 2, a burst of five at
+    /// 0 s meets three 429s, each saying "retry in 30 s": a bucket's refill of one request, where
+    /// a sliding window would name 60 s. flux plans buckets from then on: one more at 30 s,
+    /// the next at 60 s (planned sliding, both waited for 60 s). The same burst on a sliding
+    /// window ("retry in 60 s") keeps it sliding.
+    #[test]
+    fn learns_token_buckets_from_a_429_retried_one_refill_away() {
+        let told4 = Limits {
+            rpm: Some(4),
+            ..Limits::default()
+        };
+        let truth = Limits {
+            rpm: Some(2),
+            ..Limits::default()
+        };
+        for (delay, next) in [(30 * SECOND, [30 * SECOND, MINUTE]), (MINUTE, [MINUTE, MINUTE])] {
+            let mut f = Flux::new(told(told4), vec![], 0);
+            for r in 0..5 {
+                assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
+            }
+            // The server admits two; the other three are refused at once, in the order sent.
+            for r in 2..5 {
+                f.on_outcome(0, &ask(r, 1), 0, 0, 0, &rl(&[Dimension::Rpm], delay, truth));
+            }
+            let bucket = delay < MINUTE;
+            assert_eq!(f.window == WindowBelief::Bucket, bucket, "retry in {delay} ns");
+            assert_eq!(f.inner.window() == WindowKind::Bucket, bucket);
+            for (r, at) in (5..).zip(next) {
+                assert_eq!(
+                    send(f.decide(0, &ask(r, 1))),
+                    (0, at),
+                    "retry in {delay} ns, request {r}"
+                );
+            }
         }
     }
 

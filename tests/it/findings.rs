@@ -1126,3 +1126,37 @@ fn a_request_refused_while_learning_a_limit_keeps_its_place() {
         assert_eq!(row(told).throughput_per_min, truth, "{told}");
     }
 }
+
+/// Token buckets learned from 429s (issue 26, item 6; session 32). Behind a gateway that meters
+/// each project with a token bucket, flux told an old plan's higher limit learned the true one
+/// from its first 429 but kept planning sliding minutes (it trusts no window kind it was not
+/// told), waiting for the whole minute where the bucket has room every 12 s
+/// (`gateway-buckets-told-high`: 0.927 of exact_cooldown's pace at its seed, a wait p99 of
+/// 110.2 s against 68.4 s). A retry that only a bucket of its sends explains now makes it plan
+/// buckets, and each later 429 tells the bucket's debt: the truth's schedule after one 429 a
+/// project. `compare`'s told rows likewise, and on `gateway-buckets` their wait p99 (3.3 min,
+/// exact_cooldown 2.6) falls to 2.4 min.
+#[test]
+fn token_buckets_are_learned_from_a_429_retried_one_refill_away() {
+    let s = load("gateway-buckets-told-high");
+    for seed in [s.seed, 4] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
+        let (truth, told) = (row("exact_cooldown"), row("flux-config"));
+        assert_eq!(told.completed, 60, "seed {seed}");
+        assert_eq!(told.rate_limited, 3, "seed {seed}: one learning 429 per project");
+        assert_eq!(told.makespan_s, truth.makespan_s, "seed {seed}: {told:?}");
+        assert_eq!(told.wait_ms.p99, truth.wait_ms.p99, "seed {seed}");
+    }
+    let s = load("gateway-buckets");
+    let r = run(&s, &contenders(&s), s.seed, None, 2);
+    let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
+    for told in ["flux, limits +50%", "flux, limits -50%", "flux, no limits"] {
+        assert_eq!(row(told).completed, 1435, "{told}");
+        assert!(
+            row(told).wait_ms.p99 < 2.5 * 60_000.0,
+            "{told}: {:?}",
+            row(told).wait_ms
+        );
+    }
+}
