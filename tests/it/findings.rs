@@ -1108,16 +1108,7 @@ fn a_503s_slot_is_taken_back_under_a_queue_planned_ahead() {
 /// the two 429s aside; `overloaded-few-slots` told +50% or nothing likewise (87.4% → 100%).
 #[test]
 fn a_request_refused_while_learning_a_limit_keeps_its_place() {
-    let s = load("eval-slots-unpublished");
-    for seed in [s.seed, 19] {
-        let r = run(&s, &s.strategies, seed, None, 2);
-        let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
-        let (truth, told) = (row("exact_cooldown"), row("flux-console"));
-        assert_eq!(told.completed, 60, "seed {seed}");
-        assert_eq!(told.rate_limited, 2, "seed {seed}: one learning 429 per project");
-        assert_eq!(told.makespan_s, truth.makespan_s, "seed {seed}: {told:?}");
-        assert_eq!(told.wait_ms.p99, truth.wait_ms.p99, "seed {seed}");
-    }
+    runs_the_truths_schedule("eval-slots-unpublished", "flux-console", 19, 60, 2);
     let s = load("overloaded-few-slots");
     let r = run(&s, &contenders(&s), s.seed, None, 2);
     let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
@@ -1138,16 +1129,7 @@ fn a_request_refused_while_learning_a_limit_keeps_its_place() {
 /// exact_cooldown 2.6) falls to 2.4 min.
 #[test]
 fn token_buckets_are_learned_from_a_429_retried_one_refill_away() {
-    let s = load("gateway-buckets-told-high");
-    for seed in [s.seed, 4] {
-        let r = run(&s, &s.strategies, seed, None, 2);
-        let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
-        let (truth, told) = (row("exact_cooldown"), row("flux-config"));
-        assert_eq!(told.completed, 60, "seed {seed}");
-        assert_eq!(told.rate_limited, 3, "seed {seed}: one learning 429 per project");
-        assert_eq!(told.makespan_s, truth.makespan_s, "seed {seed}: {told:?}");
-        assert_eq!(told.wait_ms.p99, truth.wait_ms.p99, "seed {seed}");
-    }
+    runs_the_truths_schedule("gateway-buckets-told-high", "flux-config", 4, 60, 3);
     let s = load("gateway-buckets");
     let r = run(&s, &contenders(&s), s.seed, None, 2);
     let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
@@ -1158,5 +1140,24 @@ fn token_buckets_are_learned_from_a_429_retried_one_refill_away() {
             "{told}: {:?}",
             row(told).wait_ms
         );
+    }
+}
+
+/// On `name`, at its seed and at `other_seed`, the strategy `told` (flux told something other
+/// than the truth) completes all `requests` with `learning` 429s, one per project, and
+/// otherwise runs exact_cooldown's schedule, told the truth: the same makespan and wait p99.
+fn runs_the_truths_schedule(name: &str, told: &str, other_seed: u64, requests: u64, learning: u64) {
+    let s = load(name);
+    for seed in [s.seed, other_seed] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
+        let (truth, told) = (row("exact_cooldown"), row(told));
+        assert_eq!(told.completed, requests, "{name} seed {seed}");
+        assert_eq!(
+            told.rate_limited, learning,
+            "{name} seed {seed}: one learning 429 per project"
+        );
+        assert_eq!(told.makespan_s, truth.makespan_s, "{name} seed {seed}: {told:?}");
+        assert_eq!(told.wait_ms.p99, truth.wait_ms.p99, "{name} seed {seed}");
     }
 }
