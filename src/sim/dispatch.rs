@@ -463,7 +463,6 @@ fn session_slots(scenario: &Scenario) -> Option<u128> {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
-    use std::collections::HashMap;
 
     /// A slot spans two cache lines, which [`Book::prefetch`] asks for both of.
     #[test]
@@ -494,12 +493,10 @@ mod tests {
         };
         let mut book = Book::new(&open, 1);
         let at = |id: u64, arrival: Nanos| Request { arrival, ..request(id) };
-        let mut slot = HashMap::new();
         // Requests 1, 3, 5, 7 arrived at 10, 20, 20, 30 and wait in that order; 0 (arrived at
         // 5) came back from a retry behind them.
         for (id, arrival) in [(1, 10), (3, 20), (5, 20), (7, 30), (0, 5)] {
             let s = book.alloc(at(id, arrival), 0);
-            slot.insert(id, s);
             book.park(s, false);
         }
         let order = |book: &Book| -> Vec<u64> { book.parked[0].iter().map(|&s| book.get(s).req.id).collect() };

@@ -1249,8 +1249,9 @@ impl Flux {
                             <= u128::from(amount) * MINUTE as u128 + u128::from(MILLISECOND) * u128::from(l)
                     })
                 });
-            let room =
-                |(least, most): (Nanos, Nanos)| least.saturating_sub(MILLISECOND) <= at && at <= most + MILLISECOND;
+            let room = |(least, most): (Nanos, Nanos)| {
+                least.saturating_sub(MILLISECOND) <= at && at <= most.saturating_add(MILLISECOND)
+            };
             let after = |p: &Plan| p.at > sent || (p.at == sent && p.seq.is_none_or(|q| seq.is_some_and(|s| q > s)));
             let later: Vec<(Nanos, u64)> = self
                 .inner
