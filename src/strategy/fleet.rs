@@ -260,20 +260,13 @@ mod tests {
     use super::*;
     use crate::core::ledger::Limits;
     use crate::core::time::MINUTE;
-    use crate::strategy::tests::{ask, env, send};
+    use crate::strategy::tests::{ask, env, rpm, send};
     use crate::strategy::{ExactCooldown, LiteLlm, RoundRobin};
 
     fn cooldowns(n: usize, limits: Limits) -> Vec<Box<dyn Strategy>> {
         (0..n)
             .map(|_| Box::new(ExactCooldown::new(env(&[0], Some(limits)), vec![], 0)) as Box<dyn Strategy>)
             .collect()
-    }
-
-    fn rpm(n: u64) -> Limits {
-        Limits {
-            rpm: Some(n),
-            ..Limits::default()
-        }
     }
 
     fn fleet(n: usize, limits: Limits, sharing: Sharing, delay: Nanos) -> Fleet {

@@ -2155,7 +2155,7 @@ impl Strategy for Flux {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::strategy::tests::{ask, env, limited as rl, send};
+    use crate::strategy::tests::{ask, env, limited as rl, rpm, send, tpm};
 
     /// A plan kept as a tag in the planner's entry comes back as it was: sent or not, every
     /// probe, the largest order sent and unit a tag holds; and no plan's tag is the untagged one.
@@ -2304,10 +2304,7 @@ mod tests {
     /// admitted session met, the ceiling's floor, read 0 (as here before the fix: [0, 0]).
     #[test]
     fn a_live_token_ceiling_is_learned_from_the_minute_the_sessions_met() {
-        let mut f = told_live(Limits {
-            tpm: Some(30_000),
-            ..Limits::default()
-        });
+        let mut f = told_live(tpm(30_000));
         // Two sessions of 7,000 tokens at 0 s, admitted (they run for minutes).
         for r in 0..2 {
             assert_eq!(send(f.decide(0, &ask(r, 7_000))), (0, 0));
@@ -2340,10 +2337,7 @@ mod tests {
     /// learns the ceiling on them and plans calendar minutes from then on.
     #[test]
     fn a_live_1011_only_calendar_minutes_explain_teaches_calendar_minutes() {
-        let mut f = told_live(Limits {
-            tpm: Some(30_000),
-            ..Limits::default()
-        });
+        let mut f = told_live(tpm(30_000));
         // Two sessions of 5,000 tokens at 50 s and three of 6,000 at 61 s, all admitted: the
         // server (20,000 a calendar minute) counted 10,000 and 18,000; the sliding minute of
         // the last held 28,000.
@@ -2374,10 +2368,7 @@ mod tests {
     /// one's by chance, after an earlier refusal whose calendar minute held no more.
     #[test]
     fn one_refusal_the_calendar_explains_is_not_enough_against_an_earlier_one() {
-        let mut f = told_live(Limits {
-            tpm: Some(30_000),
-            ..Limits::default()
-        });
+        let mut f = told_live(tpm(30_000));
         // Admitted: 8,000 at 50 s, 7,000 at 65 s (sliding 15,000, calendar 7,000).
         assert_eq!(send(f.decide(50 * SECOND, &ask(0, 8_000))), (0, 50 * SECOND));
         assert_eq!(send(f.decide(65 * SECOND, &ask(1, 7_000))), (0, 65 * SECOND));
@@ -2761,13 +2752,7 @@ mod tests {
     /// session limit of 4 here, and 24-41% of the pace there).
     #[test]
     fn a_nameless_1011_under_a_told_token_limit_teaches_that_limit() {
-        let mut e = env(
-            &[0],
-            Some(Limits {
-                tpm: Some(30_000),
-                ..Limits::default()
-            }),
-        );
+        let mut e = env(&[0], Some(tpm(30_000)));
         e.live = vec![true];
         e.believed = vec![true];
         let mut f = Flux::new(e, vec![], 0);
@@ -2795,13 +2780,7 @@ mod tests {
     /// were given up as unservable: 109 of 150).
     #[test]
     fn a_1011_is_read_against_the_sessions_decided_before_it() {
-        let mut e = env(
-            &[0, 1],
-            Some(Limits {
-                tpm: Some(30_000),
-                ..Limits::default()
-            }),
-        );
+        let mut e = env(&[0, 1], Some(tpm(30_000)));
         e.live = vec![true];
         e.believed = vec![true];
         let mut f = Flux::new(e, vec![], 0);
@@ -3305,10 +3284,7 @@ mod tests {
 
     #[test]
     fn learns_calendar_minutes_from_a_429_retried_on_the_minute() {
-        let limits = Limits {
-            rpm: Some(2),
-            ..Limits::default()
-        };
+        let limits = rpm(2);
         for (delay, next) in [(10 * SECOND, MINUTE), (10 * SECOND + SECOND / 2, 110 * SECOND)] {
             let mut f = Flux::new(told(limits), vec![], 0);
             let t = 50 * SECOND;
@@ -3329,14 +3305,8 @@ mod tests {
     /// window ("retry in 60 s") keeps it sliding.
     #[test]
     fn learns_token_buckets_from_a_429_retried_one_refill_away() {
-        let told4 = Limits {
-            rpm: Some(4),
-            ..Limits::default()
-        };
-        let truth = Limits {
-            rpm: Some(2),
-            ..Limits::default()
-        };
+        let told4 = rpm(4);
+        let truth = rpm(2);
         for (delay, next) in [(30 * SECOND, [30 * SECOND, MINUTE]), (MINUTE, [MINUTE, MINUTE])] {
             let mut f = Flux::new(told(told4), vec![], 0);
             for r in 0..5 {
@@ -3362,14 +3332,7 @@ mod tests {
     #[test]
     fn learns_a_limit_that_was_told_too_high() {
         // Told 4 RPM, truly 2.
-        let mut f = Flux::new(
-            told(Limits {
-                rpm: Some(4),
-                ..Limits::default()
-            }),
-            vec![],
-            0,
-        );
+        let mut f = Flux::new(told(rpm(4)), vec![], 0);
         for r in 0..4 {
             assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
         }
@@ -3380,10 +3343,7 @@ mod tests {
             "a sixth awaits the probe's 429, or a second without one"
         );
         // The server admitted two; the third gets a 429 naming the limit.
-        let limit = Limits {
-            rpm: Some(2),
-            ..Limits::default()
-        };
+        let limit = rpm(2);
         f.on_outcome(SECOND, &ask(2, 1), 0, 0, 0, &rl(&[Dimension::Rpm], 59 * SECOND, limit));
         assert_eq!(f.inner.limits(0).rpm, Some(2));
         // Known now: no more probing of RPM; the window (five sent at 0, the rejected ones
@@ -3394,14 +3354,7 @@ mod tests {
     #[test]
     fn probes_a_limit_told_too_low_and_doubles_it() {
         // Told 2 RPM: the third send in a minute is a probe.
-        let mut f = Flux::new(
-            told(Limits {
-                rpm: Some(2),
-                ..Limits::default()
-            }),
-            vec![],
-            0,
-        );
+        let mut f = Flux::new(told(rpm(2)), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
@@ -3743,10 +3696,7 @@ mod tests {
     /// again, refused again every minute).
     #[test]
     fn a_429_its_own_count_cannot_explain_leaves_it_a_share() {
-        let limits = Limits {
-            rpm: Some(64),
-            ..Limits::default()
-        };
+        let limits = rpm(64);
         let mut f = Flux::new(env(&[0], Some(limits)), vec![], 0);
         for r in 0..9 {
             assert_eq!(send(f.decide(r / 8 * SECOND, &ask(r, 1))), (0, r / 8 * SECOND));
@@ -3779,10 +3729,7 @@ mod tests {
 
     #[test]
     fn a_429_on_a_known_limit_widens_the_margin() {
-        let limits = Limits {
-            rpm: Some(1),
-            ..Limits::default()
-        };
+        let limits = rpm(1);
         let mut f = Flux::new(env(&[0], Some(limits)), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, MINUTE));
@@ -3810,14 +3757,7 @@ mod tests {
     /// -50%, p99 wait 3.6 min against 1.6).
     #[test]
     fn a_probe_not_refused_within_a_second_was_admitted() {
-        let mut f = Flux::new(
-            told(Limits {
-                rpm: Some(2),
-                ..Limits::default()
-            }),
-            vec![],
-            0,
-        );
+        let mut f = Flux::new(told(rpm(2)), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 0), "the probe");
@@ -3839,14 +3779,8 @@ mod tests {
     /// stopped them all for a minute).
     #[test]
     fn a_429_the_replica_explains_blocks_no_project_and_leaves_no_tokens() {
-        let told_tpm = Limits {
-            tpm: Some(300),
-            ..Limits::default()
-        };
-        let truth = Limits {
-            tpm: Some(200),
-            ..Limits::default()
-        };
+        let told_tpm = tpm(300);
+        let truth = tpm(200);
         let mut f = Flux::new(told(told_tpm), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 100))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 150))), (0, 0), "fits the told 300");
@@ -3870,18 +3804,8 @@ mod tests {
     /// the 429 (p99 wait 36.3 s against exact_cooldown's 2.4 s).
     #[test]
     fn a_lying_per_minute_delay_is_timed_by_the_learned_limit() {
-        let mut f = Flux::new(
-            told(Limits {
-                rpm: Some(3),
-                ..Limits::default()
-            }),
-            vec![],
-            0,
-        );
-        let truth = Limits {
-            rpm: Some(2),
-            ..Limits::default()
-        };
+        let mut f = Flux::new(told(rpm(3)), vec![], 0);
+        let truth = rpm(2);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, 0));
         let t = 30 * SECOND;
@@ -3900,16 +3824,12 @@ mod tests {
     /// refuses, saying `delay`; what flux learns of how the server counts refusals, and when
     /// it sends the refused request again.
     fn refused_at_30s(delay: Nanos) -> (Option<bool>, Nanos) {
-        let told_rpm = |rpm| Limits {
-            rpm: Some(rpm),
-            ..Limits::default()
-        };
-        let mut f = Flux::new(told(told_rpm(3)), vec![], 0);
+        let mut f = Flux::new(told(rpm(3)), vec![], 0);
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(10 * SECOND, &ask(1, 1))), (0, 10 * SECOND));
         let t = 30 * SECOND;
         assert_eq!(send(f.decide(t, &ask(2, 1))), (0, t), "fits the told 3");
-        f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], delay, told_rpm(2)));
+        f.on_outcome(t, &ask(2, 1), 0, 0, t, &rl(&[Dimension::Rpm], delay, rpm(2)));
         let retry = Ask {
             attempts: 1,
             ..ask(2, 1)

@@ -456,6 +456,22 @@ pub(crate) mod tests {
         }
     }
 
+    /// A limit of `n` requests a minute, nothing else.
+    pub(crate) fn rpm(n: u64) -> Limits {
+        Limits {
+            rpm: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    /// A limit of `n` tokens a minute, nothing else.
+    pub(crate) fn tpm(n: u64) -> Limits {
+        Limits {
+            tpm: Some(n),
+            ..Limits::default()
+        }
+    }
+
     /// The key and time of a `Send` (panics on anything else).
     pub(crate) fn send(d: Decision) -> (usize, Nanos) {
         match d {

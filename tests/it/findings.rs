@@ -20,6 +20,14 @@ fn keeps_pace(flux: &flux_sim::sim::metrics::StrategyResult, other: &flux_sim::s
     );
 }
 
+/// The row of strategy `name` in `r` (panics naming it if there is none).
+fn result<'a>(r: &'a flux_sim::sim::metrics::RunResult, name: &str) -> &'a flux_sim::sim::metrics::StrategyResult {
+    r.results
+        .iter()
+        .find(|x| x.strategy == name)
+        .unwrap_or_else(|| panic!("no row {name}"))
+}
+
 fn load(name: &str) -> Scenario {
     Scenario::load(Path::new(&format!("scenarios/{name}.toml"))).unwrap()
 }
@@ -667,7 +675,7 @@ fn flux_takes_a_closed_batch_smallest_first_while_the_day_s_tokens_bind() {
     for name in ["tpd-heavy-tail", "pr-review-backlog"] {
         let s = load(name);
         let r = run(&s, &s.strategies, s.seed, None, 1);
-        let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+        let by = |n: &str| result(&r, n).clone();
         let (flux, ec) = (by("flux"), by("exact_cooldown"));
         let share = flux.reference.as_ref().unwrap().completed_share;
         assert!(
@@ -688,7 +696,7 @@ fn flux_takes_a_closed_batch_smallest_first_while_the_day_s_tokens_bind() {
 fn flux_told_days_too_high_scales_them_from_the_first_per_day_429() {
     let s = load("overridden-days");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (flux, truth, config) = (
         by("flux, told the config"),
         by("exact_cooldown"),
@@ -715,7 +723,7 @@ fn flux_told_days_too_high_scales_them_from_the_first_per_day_429() {
 fn flux_told_nothing_learns_the_session_limit_the_server_met() {
     let s = load("live-speaking-drills");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (flux, ec) = (by("flux, told nothing"), by("exact_cooldown"));
     assert_eq!((flux.completed, ec.completed), (400, 400));
     keeps_pace(&flux, &ec);
@@ -735,7 +743,7 @@ fn flux_told_nothing_learns_the_session_limit_the_server_met() {
 fn flux_told_nothing_reads_a_re_routed_ids_retry_against_the_shared_quota() {
     let s = load("cron-retired-id");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (flux, ec) = (by("flux, told nothing"), by("exact_cooldown"));
     assert_eq!((flux.completed, ec.completed), (80, 80));
     assert!(
@@ -758,7 +766,7 @@ fn flux_told_nothing_reads_a_re_routed_ids_retry_against_the_shared_quota() {
 fn flux_told_half_keeps_sliding_windows_when_an_unlearned_re_route_may_explain_a_retry() {
     let s = load("retired-ids-told-half");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (flux, ec) = (by("flux, told half"), by("exact_cooldown"));
     assert_eq!((flux.completed, ec.completed), (180, 180));
     assert!(
@@ -780,7 +788,7 @@ fn flux_told_half_keeps_sliding_windows_when_an_unlearned_re_route_may_explain_a
 fn flux_told_nothing_gives_back_the_slot_of_a_refusal_the_server_did_not_count() {
     let s = load("rerouted-told-nothing");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (nothing, flux) = (by("flux, told nothing"), by("flux"));
     assert_eq!((nothing.completed, flux.completed), (500, 500));
     assert!(nothing.wait_ms.p99 <= 4_000.0, "wait p99 {} ms", nothing.wait_ms.p99);
@@ -789,7 +797,7 @@ fn flux_told_nothing_gives_back_the_slot_of_a_refusal_the_server_did_not_count()
     let mut counting = s.clone();
     counting.server.ledger.count_rejected = true;
     let r = run(&counting, &counting.strategies, counting.seed, None, 1);
-    let nothing = r.results.iter().find(|x| x.strategy == "flux, told nothing").unwrap();
+    let nothing = result(&r, "flux, told nothing");
     assert_eq!(nothing.completed, 500);
     assert!(nothing.rate_limited <= 4, "{} 429s", nothing.rate_limited);
 }
@@ -804,7 +812,7 @@ fn flux_told_nothing_gives_back_the_slot_of_a_refusal_the_server_did_not_count()
 fn flux_told_half_learns_a_re_route_from_the_targets_429() {
     let s = load("cron-retired-told-half");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (flux, ec) = (by("flux, told half"), by("exact_cooldown"));
     assert_eq!((flux.completed, ec.completed), (80, 80));
     assert!(
@@ -827,7 +835,7 @@ fn flux_replans_on_a_merged_budget_and_holds_the_target_after_an_ambiguous_429()
     for (name, most) in [("retired-two-ids-evening", 2), ("retired-two-ids-saturday", 3)] {
         let s = load(name);
         let r = run(&s, &s.strategies, s.seed, None, 1);
-        let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+        let by = |n: &str| result(&r, n).clone();
         let (flux, ec) = (by("flux"), by("exact_cooldown"));
         assert_eq!((flux.completed, ec.completed), (180, 180), "{name}");
         assert!(
@@ -850,7 +858,7 @@ fn flux_replans_on_a_merged_budget_and_holds_the_target_after_an_ambiguous_429()
 fn flux_told_half_on_a_counting_server_does_not_retry_a_probe_in_place() {
     let s = load("retired-two-ids-counted");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (half, flux, ec) = (by("flux, told half"), by("flux"), by("exact_cooldown"));
     assert_eq!((half.completed, flux.completed, ec.completed), (180, 180, 180));
     assert!(half.attempts < 300, "{} attempts", half.attempts);
@@ -877,7 +885,7 @@ fn flux_told_nothing_learns_live_token_minutes_on_the_calendar() {
     let s = load("live-phone-translate-calendar");
     for (seed, done) in [(s.seed, 1_887), (9, 1_951)] {
         let r = run(&s, &s.strategies, seed, None, 1);
-        let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+        let by = |n: &str| result(&r, n).clone();
         let (nothing, ec) = (by("flux, told nothing"), by("exact_cooldown"));
         assert_eq!(ec.completed, done, "seed {seed}");
         assert_eq!(nothing.completed, ec.completed, "seed {seed}");
@@ -899,7 +907,7 @@ fn planners_count_a_reservation_sliding_under_calendar_minutes() {
     let s = load("reservation-calendar-minutes");
     let r = run(&s, &s.strategies, s.seed, None, 1);
     for name in ["exact_cooldown", "flux"] {
-        let x = r.results.iter().find(|x| x.strategy == name).unwrap();
+        let x = result(&r, name);
         assert_eq!((x.completed, x.rate_limited), (400, 0), "{name}");
     }
 }
@@ -912,9 +920,9 @@ fn planners_count_a_reservation_sliding_under_calendar_minutes() {
 fn planners_wait_for_a_slot_today_rather_than_sleep_to_midnight() {
     let s = load("invalid-keys-full-day");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let gf = r.results.iter().find(|x| x.strategy == "gemini_flux").unwrap();
+    let gf = result(&r, "gemini_flux");
     for name in ["exact_cooldown", "flux"] {
-        let x = r.results.iter().find(|x| x.strategy == name).unwrap();
+        let x = result(&r, name);
         assert_eq!((x.completed, x.rate_limited), (50, 0), "{name}");
         assert!(x.makespan_s.unwrap() < 30.0 * 60.0, "{name}: {:?}", x.makespan_s);
         assert!(x.throughput_per_min >= 0.99 * gf.throughput_per_min, "{name}: {x:?}");
@@ -934,10 +942,10 @@ fn planners_wait_for_a_slot_today_rather_than_sleep_to_midnight() {
 fn a_slow_minute_does_not_take_the_queue_from_projects_waiting_for_slots() {
     let s = load("concurrency-slots-queue");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
+    let ec = result(&r, "exact_cooldown");
     assert_eq!(ec.completed, 3_135);
     for name in ["flux", "flux, told nothing"] {
-        let x = r.results.iter().find(|x| x.strategy == name).unwrap();
+        let x = result(&r, name);
         assert_eq!(x.completed, ec.completed, "{name}");
         keeps_pace(x, ec);
         assert!(x.wait_ms.p99 <= 2.0 * ec.wait_ms.p99 + 1_000.0, "{name}: {x:?}");
@@ -955,8 +963,8 @@ fn a_slow_minute_does_not_take_the_queue_from_projects_waiting_for_slots() {
 fn a_503_backs_off_the_request_not_the_project() {
     let s = load("overloaded-few-slots");
     let r = run(&s, &s.strategies, s.seed, None, 1);
-    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
-    let flux = r.results.iter().find(|x| x.strategy == "flux").unwrap();
+    let ec = result(&r, "exact_cooldown");
+    let flux = result(&r, "flux");
     assert!(flux.other_errors > 0, "the model answers 503s: {flux:?}");
     assert_eq!((flux.completed, flux.rate_limited), (ec.completed, 0));
     keeps_pace(flux, ec);
@@ -971,9 +979,9 @@ fn a_503_backs_off_the_request_not_the_project() {
 fn the_first_429_on_a_day_spent_before_the_run_is_a_learning_one() {
     let s = load("days-spent-before");
     let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
-    let flux = r.results.iter().find(|x| x.strategy == "flux").unwrap();
+    let flux = result(&r, "flux");
     assert_eq!((flux.completed, flux.rate_limited, flux.spent_before_429s), (600, 3, 3));
-    let ec = r.results.iter().find(|x| x.strategy == "exact_cooldown").unwrap();
+    let ec = result(&r, "exact_cooldown");
     assert!(ec.spent_before_429s == 3 && ec.rate_limited > 3, "{ec:?}");
     let v = claim.flux.iter().find(|v| v.name == "flux").unwrap();
     assert_eq!((v.quota_429s, v.spent_before_429s), (0, 3));
@@ -990,7 +998,7 @@ fn planners_plan_a_bucket_as_a_bucket() {
     let s = load("gateway-buckets");
     let r = run(&s, &s.strategies, s.seed, None, 1);
     for name in ["exact_cooldown", "flux"] {
-        let x = r.results.iter().find(|x| x.strategy == name).unwrap();
+        let x = result(&r, name);
         assert!(x.other_errors > 0, "the gateway passes 503s back: {x:?}");
         assert_eq!((x.completed, x.rate_limited), (1_435, 0), "{name}");
         assert!(x.wait_ms.p50 < 60_000.0 && x.wait_ms.p99 < 210_000.0, "{name}: {x:?}");
@@ -1022,7 +1030,7 @@ fn keeps_up_with_exact_cooldown(
 ) {
     let s = load(name);
     let (r, claim) = flux_sim::sim::compare::compare(&s, s.seed, 1);
-    let by = |n: &str| r.results.iter().find(|x| x.strategy == n).unwrap().clone();
+    let by = |n: &str| result(&r, n).clone();
     let (flux, ec) = (by(row), by("exact_cooldown"));
     assert_eq!((flux.completed, ec.completed), (done, done), "{name}");
     keeps_pace(&flux, &ec);
@@ -1062,7 +1070,7 @@ fn the_lines_head_is_not_overtaken_while_it_waits_for_a_slot() {
     let s = load("contracts-few-slots");
     let r = run(&s, &s.strategies, s.seed, None, 2);
     for row in ["exact_cooldown", "flux"] {
-        let x = r.results.iter().find(|x| x.strategy == row).unwrap();
+        let x = result(&r, row);
         assert_eq!(x.completed, 50, "{row}");
         assert!(x.makespan_s.unwrap() < 15.0, "{row}: {x:?}");
         assert!(x.wait_ms.p99 < 10_000.0, "{row}: {x:?}");
@@ -1084,7 +1092,7 @@ fn a_503s_slot_is_taken_back_under_a_queue_planned_ahead() {
     let s = load("overloaded-backlog");
     let r = run(&s, &s.strategies, s.seed, None, 2);
     for row in ["exact_cooldown", "flux"] {
-        let x = r.results.iter().find(|x| x.strategy == row).unwrap();
+        let x = result(&r, row);
         assert_eq!(x.completed, 600, "{row}");
         assert!(x.efficiency > 0.99, "{row}: {x:?}");
         assert_eq!(x.rate_limited, 0, "{row}");
@@ -1092,7 +1100,7 @@ fn a_503s_slot_is_taken_back_under_a_queue_planned_ahead() {
     let s = load("gateway-buckets");
     let r = run(&s, &s.strategies, s.seed, None, 2);
     for row in ["exact_cooldown", "flux"] {
-        let x = r.results.iter().find(|x| x.strategy == row).unwrap();
+        let x = result(&r, row);
         assert_eq!(x.rate_limited, 0, "{row}: {x:?}");
         assert!(x.wait_ms.p99 < 3.0 * 60_000.0, "{row}: {x:?}");
     }
@@ -1111,7 +1119,7 @@ fn a_request_refused_while_learning_a_limit_keeps_its_place() {
     runs_the_truths_schedule("eval-slots-unpublished", "flux-console", 19, 60, 2);
     let s = load("overloaded-few-slots");
     let r = run(&s, &contenders(&s), s.seed, None, 2);
-    let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
+    let row = |name: &str| result(&r, name);
     let truth = row("exact_cooldown").throughput_per_min;
     for told in ["flux, limits +50%", "flux, no limits"] {
         assert_eq!(row(told).throughput_per_min, truth, "{told}");
@@ -1132,7 +1140,7 @@ fn token_buckets_are_learned_from_a_429_retried_one_refill_away() {
     runs_the_truths_schedule("gateway-buckets-told-high", "flux-config", 4, 60, 3);
     let s = load("gateway-buckets");
     let r = run(&s, &contenders(&s), s.seed, None, 2);
-    let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
+    let row = |name: &str| result(&r, name);
     for told in ["flux, limits +50%", "flux, limits -50%", "flux, no limits"] {
         assert_eq!(row(told).completed, 1435, "{told}");
         assert!(
@@ -1150,7 +1158,7 @@ fn runs_the_truths_schedule(name: &str, told: &str, other_seed: u64, requests: u
     let s = load(name);
     for seed in [s.seed, other_seed] {
         let r = run(&s, &s.strategies, seed, None, 2);
-        let row = |name: &str| r.results.iter().find(|x| x.strategy == name).unwrap();
+        let row = |name: &str| result(&r, name);
         let (truth, told) = (row("exact_cooldown"), row(told));
         assert_eq!(told.completed, requests, "{name} seed {seed}");
         assert_eq!(
