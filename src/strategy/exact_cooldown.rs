@@ -1360,6 +1360,13 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         first
     }
 
+    /// When the request the planner told to come back once the room it waits for opens
+    /// (the rest of the queue waits in line behind it) comes back, if that is another than
+    /// `request`'s and still to come.
+    pub(super) fn waker_of_others(&self, request: u64, now: Nanos) -> Option<Nanos> {
+        self.waker.filter(|&(r, t)| r != request && t >= now).map(|(_, t)| t)
+    }
+
     /// Whether `key` answered 400 for an invalid key.
     pub(super) fn key_dead(&self, key: usize) -> bool {
         self.key_dead[key]

@@ -1597,11 +1597,21 @@ impl Strategy for Flux {
         }
         let held = self.held.iter().map(|h| h.due).min();
         let admitted = self.probes_out.peek().map(|&Reverse((due, ..))| due);
-        match held.into_iter().chain(admitted).min() {
+        let due = held.into_iter().chain(admitted).min();
+        match (self.inner.waker_of_others(ask.request, now), due) {
+            // The planner keeps the queue behind another request, which comes back when the
+            // room it waits for opens: this one waits in line, asked again with the line (then,
+            // at an outcome, or when a slot or a probe's admission is known, if sooner). Told
+            // to come back on its own instead, it left the line until a probe planned minutes
+            // ahead was known admitted, while requests taken up after it were planned into
+            // every slot freed meanwhile (`scenarios/probe-ahead-line.toml`: waits of 3 hours
+            // where exact_cooldown's were under one).
+            (Some(waker), Some(due)) if due < waker => Decision::DeferUntil(due.max(now + 1)),
+            (Some(_), _) => Decision::Defer,
             // Slots it counts as taken free, or a probe's admission is known, at known times:
             // ask again then.
-            Some(due) => Decision::Later(due),
-            None => d,
+            (None, Some(due)) => Decision::Later(due),
+            (None, None) => d,
         }
     }
 

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 64] = [
+const QUICK: [&str; 65] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -54,6 +54,7 @@ const QUICK: [&str; 64] = [
     "oversize",
     "pr-review-backlog",
     "pro-tokens-per-day",
+    "probe-ahead-line",
     "project-overrides",
     "quirks",
     "rerouted-paid",
