@@ -66,6 +66,9 @@ struct Unit {
     /// Out of the index because its project's concurrency slots are all taken (counted in
     /// [`ExactCooldown::slots_out`]).
     slots_out: bool,
+    /// The smallest cost (TPM) the server called unservable here: a request costing at least
+    /// this can never be admitted, whatever the planner believes of the limits.
+    too_large: u64,
 }
 
 /// The earlier of two instants, either of which may be unknown.
@@ -366,6 +369,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     place: Place::Out,
                     refused: None,
                     slots_out: false,
+                    too_large: u64::MAX,
                 });
             }
         }
@@ -576,6 +580,9 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// When and on which key unit `u` could serve a request costing `cost` with `input`
     /// tokens: by its reservation, first, as the server does, or by its quota.
     fn evaluate(&mut self, u: usize, now: Nanos, cost: u64, input: u64) -> Eval {
+        if cost >= self.units[u].too_large {
+            return Eval::Never;
+        }
         let t0 = self.start(u, now);
         let reserved = match self.units[u].reservation {
             None => None,
@@ -1250,7 +1257,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 }
             }
         }
-        self.on_outcome(now, ask, key, model, sent, &Outcome::Unservable);
+        self.end_send(now, ask, key, model, sent, &Outcome::Unservable);
     }
 
     /// Whether the server counts a refused request against RPM, if known.
@@ -1863,6 +1870,26 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
+        if *outcome == Outcome::Unservable {
+            self.too_large(ask, key, model);
+        }
+        self.end_send(now, ask, key, model, sent, outcome);
+    }
+}
+
+impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
+    /// The server called `ask`'s send on `key` and `model` unservable: no limit of the unit's
+    /// will ever take it, so none will take a larger request. flux told a limit too high
+    /// (which it probes) tried every larger request on each project anyway, one a minute on a
+    /// 1-RPM project (`scenarios/unservable-sizes.toml`).
+    pub(super) fn too_large(&mut self, ask: &Ask, key: usize, model: usize) {
+        let u = self.key_owner[key] * self.env.models + model;
+        self.units[u].too_large = self.units[u].too_large.min(self.env.tpm_cost(ask));
+    }
+
+    /// What every end of a send does: the replica and the unit learn how it went (a send
+    /// `flux` refused itself ends as [`Outcome::Unservable`] here, see `refused`).
+    fn end_send(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
         let owner = self.key_owner[key];
         let u = owner * self.env.models + model;
         self.units[u].inflight = self.units[u].inflight.saturating_sub(1);
@@ -2018,6 +2045,30 @@ mod tests {
     /// the estimate set on one id's unit judges the other id's share of the day too, and a
     /// merge keeps the larger of the two. Before, each unit kept its own, so the two ids of
     /// one project judged its day against 500 and 250.
+    /// A project the server called a request unservable on is never offered one as large or
+    /// larger, whatever the planner believes of its limits; a smaller one still goes there,
+    /// and another project still takes the large one. (Told no token limit, both projects
+    /// look able to take anything.)
+    #[test]
+    fn a_project_that_called_a_request_unservable_is_offered_no_larger_one() {
+        let mut e = ExactCooldown::new(env(&[0, 1], None), vec![], 0);
+        let at = |tokens: u64, request: u64| tests::ask(request, tokens);
+        let (key, _) = send(e.decide(0, &at(40_000, 1)));
+        e.on_outcome(0, &at(40_000, 1), key, 0, 0, &Outcome::Unservable);
+        for (tokens, request) in [(60_000, 2), (40_000, 3)] {
+            let (k, _) = send(e.decide(0, &at(tokens, request)));
+            assert_ne!(k, key, "{tokens} tokens went where 40,000 could never go");
+            if tokens == 40_000 {
+                e.on_outcome(0, &at(tokens, request), k, 0, 0, &Outcome::Unservable);
+            }
+        }
+        // Both projects refused 40,000: it, and anything larger, goes nowhere.
+        assert_eq!(e.decide(0, &at(40_000, 3)), Decision::GiveUp(GiveUp::Unservable));
+        assert_eq!(e.decide(0, &at(90_000, 3)), Decision::GiveUp(GiveUp::Unservable));
+        // A smaller one still goes.
+        assert!(matches!(e.decide(0, &at(39_999, 4)), Decision::Send { .. }));
+    }
+
     #[test]
     fn the_ids_of_a_merged_budget_share_its_day_estimate() {
         let limits = Limits {

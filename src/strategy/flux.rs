@@ -2156,6 +2156,14 @@ impl Strategy for Flux {
                 let d = (exponential(SECOND, MINUTE, ask.attempts) as f64 * draw) as Nanos;
                 self.overloaded.insert(ask.request, now + d.max(1));
             }
+            // Never admitted there, whatever the limits, and charged nothing: like a refusal
+            // of its own, its tokens (and its request, where refusals are known not to count)
+            // leave the replica's minute. Kept, each larger request tried on a 1-RPM project
+            // held its minute (`scenarios/unservable-sizes.toml`).
+            Outcome::Unservable => {
+                self.inner.too_large(ask, key, model);
+                self.inner.refused(now, ask, key, model, sent);
+            }
             _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
         }
         self.refresh_probe(u, now);

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 65] = [
+const QUICK: [&str; 66] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -72,6 +72,7 @@ const QUICK: [&str; 65] = [
     "tpd-packing-midnight",
     "tpd-told-half-legacy",
     "uncharged-errors",
+    "unservable-sizes",
     "vertex-dsq",
     "vertex-dsq-peak",
     "vertex-paygo-tiers",

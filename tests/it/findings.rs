@@ -1182,6 +1182,29 @@ fn a_request_deferred_behind_a_probe_waits_in_line() {
     }
 }
 
+/// A request the server calls unservable bounds what a project is offered (issue 26, session 33).
+/// flux told a token limit too low probes it with the large contracts; a 429 that can never
+/// succeed taught it nothing, so every larger contract was tried on each project and each try
+/// held the project's minute, one a minute on the legacy 1-RPM project at the batch's end
+/// (`unservable-sizes`: 0.23 of exact_cooldown's pace at its seed, 34 429s; 0.28 and 0.21 at
+/// seeds 3 and 7). Now a project that refused a request is offered no larger one.
+#[test]
+fn a_project_that_called_a_request_unservable_is_offered_no_larger_one() {
+    let s = load("unservable-sizes");
+    for seed in [s.seed, 3, 7] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux-config"));
+        assert_eq!(told.completed, truth.completed, "seed {seed}");
+        assert!(
+            told.throughput_per_min >= 0.99 * truth.throughput_per_min,
+            "seed {seed}: {} a minute against {}",
+            told.throughput_per_min,
+            truth.throughput_per_min
+        );
+        assert!(told.rate_limited <= 12, "seed {seed}: {} 429s", told.rate_limited);
+    }
+}
+
 /// On `name`, at its seed and at `other_seed`, the strategy `told` (flux told something other
 /// than the truth) completes all `requests` with `learning` 429s, one per project, and
 /// otherwise runs exact_cooldown's schedule, told the truth: the same makespan and wait p99.
