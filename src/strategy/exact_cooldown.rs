@@ -2041,10 +2041,6 @@ mod tests {
         assert_eq!(asked.get(), 0, "no limit on the first budget: nothing asked");
     }
 
-    /// A merged budget has one day estimate (issue 26, `rerouted-paid` told -50% at seed 14):
-    /// the estimate set on one id's unit judges the other id's share of the day too, and a
-    /// merge keeps the larger of the two. Before, each unit kept its own, so the two ids of
-    /// one project judged its day against 500 and 250.
     /// A project the server called a request unservable on is never offered one as large or
     /// larger, whatever the planner believes of its limits; a smaller one still goes there,
     /// and another project still takes the large one. (Told no token limit, both projects
@@ -2069,6 +2065,10 @@ mod tests {
         assert!(matches!(e.decide(0, &at(39_999, 4)), Decision::Send { .. }));
     }
 
+    /// A merged budget has one day estimate (issue 26, `rerouted-paid` told -50% at seed 14):
+    /// the estimate set on one id's unit judges the other id's share of the day too, and a
+    /// merge keeps the larger of the two. Before, each unit kept its own, so the two ids of
+    /// one project judged its day against 500 and 250.
     #[test]
     fn the_ids_of_a_merged_budget_share_its_day_estimate() {
         let limits = Limits {
