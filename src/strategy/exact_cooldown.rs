@@ -273,6 +273,9 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// The request told to come back when a planned send would go, while sends wait for a
     /// concurrency slot instead of being planned far ahead (see `plan`), and when.
     waker: Option<(u64, Nanos)>,
+    /// The latest plan deferred its request because every unit that could take it waits for
+    /// a concurrency slot (or a live key), which only an outcome frees.
+    waits_for_slot: bool,
     /// The send last withdrawn ([`Strategy::cancel`]).
     withdrawn: Option<Withdrawn>,
     /// A send withdrawn from a key found invalid since it was planned, to plan again where it
@@ -405,6 +408,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             refusals: VecDeque::new(),
             slots_out: 0,
             waker: None,
+            waits_for_slot: false,
             withdrawn: None,
             reclaim: None,
             retakes: Vec::new(),
@@ -1374,6 +1378,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.waker.filter(|&(r, t)| r != request && t >= now).map(|(_, t)| t)
     }
 
+    /// Whether the latest decision deferred its request until an outcome frees a slot (not
+    /// until a probe's outcome, nor behind a waker).
+    pub(super) fn waits_for_slot(&self) -> bool {
+        self.waits_for_slot
+    }
+
     /// Whether `key` answered 400 for an invalid key.
     pub(super) fn key_dead(&self, key: usize) -> bool {
         self.key_dead[key]
@@ -1574,6 +1584,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
 impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// [`Strategy::decide`]'s work, once a withdrawn send may go back where it was.
     fn plan(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        self.waits_for_slot = false;
         if self.waker.is_some_and(|(r, t)| r == ask.request || t < now) {
             self.waker = None;
         }
@@ -1685,6 +1696,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 });
             return if full {
                 // A slot frees when an outstanding request ends.
+                self.waits_for_slot = awaiting.is_empty();
                 Decision::Defer
             } else if !fits && !dead {
                 Decision::GiveUp(GiveUp::Unservable)

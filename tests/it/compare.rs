@@ -89,12 +89,11 @@ const QUICK: [&str; 66] = [
 /// batch shorter than learning its limits (overloaded-few-slots, contracts-few-slots).
 /// (pro-tokens-per-day, run without its fallback, holds since flux takes a closed batch
 /// smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 9] = [
+const CLAIM_FAILS: [&str; 8] = [
     "contracts-few-slots",
     "desk-quotas",
     "fleet-own-ledgers",
     "mixed-rpd",
-    "overloaded-few-slots",
     "project-overrides",
     "retired-two-ids-counted",
     "retired-two-ids-evening",
