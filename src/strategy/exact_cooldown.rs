@@ -16,6 +16,7 @@ use crate::core::idmap::IdMap;
 use crate::core::ledger::{Admission, BudgetId, Dimension, Dims, Ledger, LedgerConfig, Limits, WindowKind};
 use crate::core::server::{ConcurrencyScope, Overflow};
 use crate::core::time::{Nanos, MILLISECOND, MINUTE, SECOND};
+use rustc_hash::FxHashMap;
 
 /// `exact_cooldown` as the registry (`strategy::KINDS`) knows it.
 pub(super) const KIND: KindDef = KindDef {
@@ -66,9 +67,6 @@ struct Unit {
     /// Out of the index because its project's concurrency slots are all taken (counted in
     /// [`ExactCooldown::slots_out`]).
     slots_out: bool,
-    /// The smallest cost (TPM) the server called unservable here: a request costing at least
-    /// this can never be admitted, whatever the planner believes of the limits.
-    too_large: u64,
 }
 
 /// The earlier of two instants, either of which may be unknown.
@@ -276,6 +274,11 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// The latest plan deferred its request because every unit that could take it waits for
     /// a concurrency slot (or a live key), which only an outcome frees.
     waits_for_slot: bool,
+    /// Per unit the server called a request unservable on, the smallest such cost (TPM): a
+    /// request costing at least this can never be admitted there, whatever the planner
+    /// believes of the limits (kept apart from `units`, which every decision reads, since
+    /// almost no run has one).
+    too_large: FxHashMap<usize, u64>,
     /// The send last withdrawn ([`Strategy::cancel`]).
     withdrawn: Option<Withdrawn>,
     /// A send withdrawn from a key found invalid since it was planned, to plan again where it
@@ -372,7 +375,6 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     place: Place::Out,
                     refused: None,
                     slots_out: false,
-                    too_large: u64::MAX,
                 });
             }
         }
@@ -409,6 +411,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             slots_out: 0,
             waker: None,
             waits_for_slot: false,
+            too_large: FxHashMap::default(),
             withdrawn: None,
             reclaim: None,
             retakes: Vec::new(),
@@ -584,7 +587,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// When and on which key unit `u` could serve a request costing `cost` with `input`
     /// tokens: by its reservation, first, as the server does, or by its quota.
     fn evaluate(&mut self, u: usize, now: Nanos, cost: u64, input: u64) -> Eval {
-        if cost >= self.units[u].too_large {
+        if !self.too_large.is_empty() && cost >= self.too_large.get(&u).copied().unwrap_or(u64::MAX) {
             return Eval::Never;
         }
         let t0 = self.start(u, now);
@@ -1896,7 +1899,9 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// 1-RPM project (`scenarios/unservable-sizes.toml`).
     pub(super) fn too_large(&mut self, ask: &Ask, key: usize, model: usize) {
         let u = self.key_owner[key] * self.env.models + model;
-        self.units[u].too_large = self.units[u].too_large.min(self.env.tpm_cost(ask));
+        let cost = self.env.tpm_cost(ask);
+        let bound = self.too_large.entry(u).or_insert(cost);
+        *bound = (*bound).min(cost);
     }
 
     /// What every end of a send does: the replica and the unit learn how it went (a send
