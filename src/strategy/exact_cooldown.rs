@@ -271,8 +271,8 @@ pub struct ExactCooldown<T: Copy = ()> {
     /// The request told to come back when a planned send would go, while sends wait for a
     /// concurrency slot instead of being planned far ahead (see `plan`), and when.
     waker: Option<(u64, Nanos)>,
-    /// The latest plan deferred its request because every unit that could take it waits for
-    /// a concurrency slot (or a live key), which only an outcome frees.
+    /// The latest decision deferred its request because every unit that could take it waits
+    /// for a concurrency slot (or a live key), which only an outcome frees.
     waits_for_slot: bool,
     /// Per unit the server called a request unservable on, the smallest such cost (TPM): a
     /// request costing at least this can never be admitted there, whatever the planner
@@ -1587,7 +1587,6 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
 impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// [`Strategy::decide`]'s work, once a withdrawn send may go back where it was.
     fn plan(&mut self, now: Nanos, ask: &Ask) -> Decision {
-        self.waits_for_slot = false;
         if self.waker.is_some_and(|(r, t)| r == ask.request || t < now) {
             self.waker = None;
         }
@@ -1796,6 +1795,8 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
 
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         self.replica.set_clock(now);
+        // Said of this decision only (set where `plan` defers for a slot).
+        self.waits_for_slot = false;
         let reclaim = self.reclaim.take().filter(|w| w.request == ask.request);
         let mut retake = None;
         if !self.retakes.is_empty() {
