@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 66] = [
+const QUICK: [&str; 67] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -22,6 +22,7 @@ const QUICK: [&str; 66] = [
     "eval-slots-unpublished",
     "fixed-windows",
     "fixed-windows-untold",
+    "flaky-light-load",
     "fleet",
     "fleet-late-ledger",
     "fleet-own-ledgers",
