@@ -587,7 +587,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// When and on which key unit `u` could serve a request costing `cost` with `input`
     /// tokens: by its reservation, first, as the server does, or by its quota.
     fn evaluate(&mut self, u: usize, now: Nanos, cost: u64, input: u64) -> Eval {
-        if !self.too_large.is_empty() && cost >= self.too_large.get(&u).copied().unwrap_or(u64::MAX) {
+        if !self.too_large.is_empty() && self.too_large.get(&u).is_some_and(|&bound| cost >= bound) {
             return Eval::Never;
         }
         let t0 = self.start(u, now);
@@ -1899,9 +1899,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// (which it probes) tried every larger request on each project anyway, one a minute on a
     /// 1-RPM project (`scenarios/unservable-sizes.toml`).
     pub(super) fn too_large(&mut self, ask: &Ask, key: usize, model: usize) {
-        let u = self.key_owner[key] * self.env.models + model;
         let cost = self.env.tpm_cost(ask);
-        let bound = self.too_large.entry(u).or_insert(cost);
+        let bound = self.too_large.entry(self.unit_of(key, model)).or_insert(cost);
         *bound = (*bound).min(cost);
     }
 

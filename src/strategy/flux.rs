@@ -830,9 +830,9 @@ impl Flux {
         }
     }
 
-    /// A send on unit `u` (of `model`) planned at `at` and costing `cost` is made now: its place in the
-    /// order sends reach the server; a Live session's is remembered (`live_sent`) and its
-    /// admission awaited (`live_out`).
+    /// A send on unit `u` (of `model`) planned at `at` and costing `cost` is made now: its
+    /// place in the order sends reach the server; a Live session's is remembered (`live_sent`)
+    /// and its admission awaited (`live_out`).
     #[inline]
     fn sent_now(&mut self, u: usize, model: usize, at: Nanos, cost: u64) -> u64 {
         self.decided += 1;
@@ -1750,7 +1750,7 @@ impl Strategy for Flux {
                 false
             }
             Some(p) => {
-                let seq = self.sent_now(p.unit, self.model_of(p.unit), p.at, self.inner.cost(ask));
+                let seq = self.sent_now(p.unit, model, p.at, self.inner.cost(ask));
                 let plan = Plan { seq: Some(seq), ..p };
                 self.inner.set_tag(ask.request, Some(plan.tag()));
                 true
