@@ -912,6 +912,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.units.iter_mut().for_each(|u| u.refused = None);
     }
 
+    /// The budget unit `u` plans on.
+    pub(super) fn budget(&self, u: usize) -> BudgetId {
+        self.units[u].budget
+    }
+
     /// Whether units `a` and `b` plan on one budget (a re-route learned or told).
     pub(super) fn same_budget(&self, a: usize, b: usize) -> bool {
         self.units[a].budget == self.units[b].budget
@@ -1271,6 +1276,13 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     #[cfg(test)]
     pub(super) fn refusals_counted(&self) -> Option<bool> {
         self.refusals_counted
+    }
+
+    /// The server counts refused requests against RPM after all (`flux` learned it from a
+    /// later 429, [`super::bucket_trial`]): those it takes back from now on stay counted.
+    pub(super) fn count_refusals(&mut self) {
+        self.refusals_counted = Some(true);
+        self.refusals.clear();
     }
 
     /// Learns from a 429 whether the server counts refusals against RPM: the refusal of a

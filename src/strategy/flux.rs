@@ -39,7 +39,9 @@
 //!   before (its own model's, or a re-routed id's drawing on it) explains that instant (a
 //!   sliding window's retry is an admitted send's time + 60 s): then it plans calendar
 //!   minutes ([`WindowBelief`]). A per-minute 429 whose retry falls anywhere else (a sliding
-//!   window, a bucket, a RetryInfo that lies) ends the learning: sliding stays. A Live
+//!   window, a bucket, a RetryInfo that lies) ends the learning: sliding stays, but for a
+//!   token bucket that counts refusals, which can name a sliding window's retry: it is put on
+//!   trial, and planned if it names the next retry ([`super::bucket_trial`]). A Live
 //!   model's 1011 carries no retry: there the minute a refused session met is read both ways,
 //!   and calendar minutes are learned when only they explain the sessions admitted and
 //!   refused (see the 1011 bullet below);
@@ -95,6 +97,7 @@ use std::collections::{BTreeSet, BinaryHeap, VecDeque};
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::bucket_trial::{BucketTrials, Verdict};
 use super::exact_cooldown::ExactCooldown;
 use super::kind::{KindDef, Param, Params};
 use super::live_cause::Causes;
@@ -272,6 +275,9 @@ pub struct Flux {
     /// Per-minute 429s on a model's own quota that more than one other model's sends
     /// explain, whose retry has not come (see [`Suspects`]).
     suspects: Vec<Suspects>,
+    /// Budgets whose token bucket counting refusals is on trial against its belief in
+    /// sliding windows that do not (see [`bucket_trial`](super::bucket_trial)).
+    trials: BucketTrials,
 }
 
 /// A per-minute 429 on model `target`'s own quota that the sends of each of `models` explain
@@ -289,6 +295,13 @@ struct Suspects {
     until: Nanos,
 }
 
+/// Whether a 429 violated requests per minute and nothing else.
+fn rpm_alone(violated: Dims) -> bool {
+    let mut rest = violated;
+    rest.remove(Dimension::Rpm);
+    violated.contains(Dimension::Rpm) && rest.is_empty()
+}
+
 /// How flux believes the server measures per-minute windows (issue 26, item 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WindowBelief {
@@ -297,7 +310,8 @@ enum WindowBelief {
     /// Not told: it plans sliding windows and watches per-minute 429s.
     Learning,
     /// A per-minute 429 retried off the calendar minute, where a bucket would not have named
-    /// that instant: sliding, for good.
+    /// that instant: sliding, unless a bucket that counts refusals, put on trial at an RPM
+    /// 429, names a later one's retry ([`super::bucket_trial`]).
     Sliding,
     /// A per-minute 429 retried exactly at the next calendar minute: calendar minutes.
     Fixed,
@@ -477,6 +491,7 @@ impl Flux {
             }
             inner.set_limits(u, l, 0);
         }
+        let trials = BucketTrials::new(calendar.clone());
         let mut flux = Flux {
             inner,
             calendar,
@@ -517,6 +532,7 @@ impl Flux {
             by_tokens: vec![false; n],
             doubt: vec![Vec::new(); n],
             suspects: Vec::new(),
+            trials,
         };
         for u in 0..n {
             flux.refresh_probe(u, 0);
@@ -837,6 +853,9 @@ impl Flux {
     fn sent_now(&mut self, u: usize, model: usize, at: Nanos, cost: u64) -> u64 {
         self.decided += 1;
         let seq = self.decided;
+        if self.trials.any() {
+            self.trials.sent(self.inner.budget(u), at);
+        }
         if self.live[model] {
             let sent = &mut self.live_sent[u];
             while sent.front().is_some_and(|&(t, ..)| t.saturating_add(2 * MINUTE) < at) {
@@ -2112,11 +2131,22 @@ impl Strategy for Flux {
                         self.route_explains(now, u, (violated, quota, retry_delay), at, cost)
                     }),
                 };
+                // A 429 on RPM alone that the budget's bucket on trial (counting refusals)
+                // names exactly: the server's windows are such buckets, not the sliding ones
+                // that do not count refusals it believed (see `bucket_trial`). Not the
+                // network's lateness nor peers: nothing to widen or share.
+                let rpm_retry = retry_delay.filter(|&d| rpm_alone(violated) && d <= MINUTE && !rerouted);
+                let counting = rpm_retry.is_some_and(|d| {
+                    self.trials
+                        .judge(self.inner.budget(u), sent, now, now.saturating_add(d))
+                        == Verdict::Explains
+                });
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: peers it cannot see took the room (it keeps a share from now on),
                 // or its sends reach the server later than planned (network, timers): then it
                 // widens the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
                 let planned = !rerouted
+                    && !counting
                     && violated.per_minute()
                     && violated.within(self.verified[u])
                     && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
@@ -2176,10 +2206,30 @@ impl Strategy for Flux {
                 }
                 let own = !rerouted && quota_model.is_none_or(|q| q == model);
                 self.assume_day(u, violated, quota, own, now);
+                if counting {
+                    self.inner.count_refusals();
+                    self.window = WindowBelief::Bucket;
+                    self.inner.measure_buckets(now);
+                    // The other budgets on trial: their buckets say what the planner's owe.
+                    let rpm_alone: Dims = [Dimension::Rpm].into_iter().collect();
+                    for (v, fit) in self.trials.end_all(now) {
+                        self.inner.calibrate_bucket(v, now, 0, rpm_alone, fit);
+                    }
+                }
                 if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
                     if let Some(d) = retry_delay {
                         let (cost, seq) = (self.inner.cost(ask), plan.and_then(|p| p.seq));
                         self.learn_window(now, d, u, cost, violated, sent, seq);
+                        if let Some(rpm) = self.inner.limits(u).rpm.filter(|_| {
+                            rpm_retry.is_some()
+                                && self.window == WindowBelief::Sliding
+                                && self.verified[u].contains(Dimension::Rpm)
+                        }) {
+                            // Sliding windows explained it (or nothing did); a bucket that
+                            // counts refusals may have too (see `bucket_trial`).
+                            let b = self.inner.budget(u);
+                            self.trials.start((b, u), rpm, sent, now, now.saturating_add(d));
+                        }
                         if self.window == WindowBelief::Bucket && d <= MINUTE {
                             // The server's bucket owes what its retry says.
                             self.inner

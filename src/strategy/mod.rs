@@ -3,6 +3,7 @@
 //! runs in virtual time and for real.
 
 mod backoff;
+mod bucket_trial;
 mod exact_cooldown;
 mod fixed_interval;
 mod fleet;

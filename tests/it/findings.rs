@@ -1235,3 +1235,24 @@ fn a_chance_503_is_retried_at_once() {
         assert_eq!(flux.wait_ms.p99, 0.0, "seed {seed}: {flux:?}");
     }
 }
+
+/// A gateway's token buckets of 2 requests a minute that count the requests they refuse: the
+/// first 429 names the instant a sliding window that does not count refusals names too, and
+/// flux believed that for good; every minute after, a send its windows had room for met the
+/// bucket still owing the refusal (`gateway-counts-refusals` told nothing: 296 429s, one per
+/// contract, at half exact_cooldown's pace; hunt-221). Now the counting bucket is put on
+/// trial at that 429 and names the next one's retry exactly: flux plans counting buckets.
+#[test]
+fn a_bucket_that_counts_refusals_is_told_apart_from_a_sliding_window() {
+    let s = load("gateway-counts-refusals");
+    for seed in [s.seed, 3, 8] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux, told nothing"));
+        assert_eq!(told.completed, 300, "seed {seed}");
+        assert!(
+            told.throughput_per_min >= 0.97 * truth.throughput_per_min,
+            "seed {seed}: {told:?} against {truth:?}"
+        );
+        assert!(told.rate_limited <= 4, "seed {seed}: {} 429s", told.rate_limited);
+    }
+}
