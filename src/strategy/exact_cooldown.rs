@@ -1273,7 +1273,6 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     }
 
     /// Whether the server counts a refused request against RPM, if known.
-    #[cfg(test)]
     pub(super) fn refusals_counted(&self) -> Option<bool> {
         self.refusals_counted
     }

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 68] = [
+const QUICK: [&str; 69] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -30,6 +30,7 @@ const QUICK: [&str; 68] = [
     "free-tier-2026-12",
     "gateway-buckets",
     "gateway-buckets-told-high",
+    "gateway-burst-counted",
     "gateway-counts-refusals",
     "invalid-keys-full-day",
     "large",
