@@ -3488,6 +3488,34 @@ mod tests {
         }
     }
 
+    /// Session 35: told 8 requests a minute where a token bucket that counts refusals holds
+    /// 4, a burst of five at 0 s: the fifth is refused, and the bucket took a token for it
+    /// too, so "retry in 30 s": two refills. flux plans buckets (the next at 30 s, then 45 s),
+    /// where one refill was the bound and it planned sliding minutes (60 s). Over a network the
+    /// burst reached the server 5 ms late and the 429 came back then, its retry 30 s from
+    /// there: 5 ms past what the sends as made explain, a bucket's still. "Retry in 60 s" (a
+    /// sliding window) keeps sliding minutes.
+    #[test]
+    fn learns_buckets_that_count_refusals_from_a_retry_two_refills_away() {
+        let (told8, truth) = (rpm(8), rpm(4));
+        let ms = MILLISECOND;
+        for (answered, delay, bucket) in [(0, 30 * SECOND, true), (5 * ms, 30 * SECOND, true), (0, MINUTE, false)] {
+            let mut f = Flux::new(told(told8), vec![], 0);
+            for r in 0..5 {
+                assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
+            }
+            f.on_outcome(answered, &ask(4, 1), 0, 0, 0, &rl(&[Dimension::Rpm], delay, truth));
+            assert_eq!(
+                f.window == WindowBelief::Bucket,
+                bucket,
+                "answered at {answered}, retry in {delay}"
+            );
+            if bucket {
+                assert_eq!(send(f.decide(answered, &ask(5, 1))), (0, answered + delay));
+            }
+        }
+    }
+
     #[test]
     fn learns_a_limit_that_was_told_too_high() {
         // Told 4 RPM, truly 2.
