@@ -39,11 +39,23 @@ pub(super) struct BucketTrials {
     /// One bucket per budget ever on trial (a ledger's budgets are never removed; a budget
     /// is tried once), kept as its sends so that a calibration is exact.
     ledger: Ledger,
-    /// Per planner budget on trial: its bucket in `ledger`, when the trial ends, a unit that
-    /// plans on the budget, and how long the calibrating 429 took to come back.
-    on: FxHashMap<BudgetId, (BudgetId, Nanos, usize, Nanos)>,
+    /// Per planner budget on trial: its trial.
+    on: FxHashMap<BudgetId, Trial>,
     /// Budgets tried already (refuted, adopted, or ended undecided).
     done: FxHashSet<BudgetId>,
+}
+
+/// One budget's trial.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
+    /// Its bucket in the trials' ledger.
+    bucket: BudgetId,
+    /// When it ends undecided.
+    until: Nanos,
+    /// A unit that plans on the budget.
+    unit: usize,
+    /// How long the 429 that calibrated it took to come back.
+    late: Nanos,
 }
 
 /// What a trial says of a 429 on its budget.
@@ -88,24 +100,29 @@ impl BucketTrials {
             rpm: Some(rpm),
             ..Limits::UNLIMITED
         };
-        let t = self.ledger.add_budget(limits, 0);
+        let bucket = self.ledger.add_budget(limits, 0);
         let rpm_alone: Dims = [Dimension::Rpm].into_iter().collect();
-        self.ledger.calibrate_bucket(now, t, 0, rpm_alone, retry_at);
-        self.on
-            .insert(b, (t, now.saturating_add(TRIAL_SPAN), u, now.saturating_sub(sent)));
+        self.ledger.calibrate_bucket(now, bucket, 0, rpm_alone, retry_at);
+        let trial = Trial {
+            bucket,
+            until: now.saturating_add(TRIAL_SPAN),
+            unit: u,
+            late: now.saturating_sub(sent),
+        };
+        self.on.insert(b, trial);
     }
 
     /// A send on budget `b` reached the server at `at`: its bucket on trial takes a request.
     pub(super) fn sent(&mut self, b: BudgetId, at: Nanos) {
-        let Some(&(t, until, ..)) = self.on.get(&b) else {
+        let Some(&trial) = self.on.get(&b) else {
             return;
         };
-        if at > until {
+        if at > trial.until {
             self.end(b);
             return;
         }
         self.ledger.set_clock(at);
-        self.ledger.force(at, t, None, 0, at);
+        self.ledger.force(at, trial.bucket, None, 0, at);
     }
 
     /// A 429 on budget `b` for a send made at `sent` (recorded already) came back at `now`
@@ -114,15 +131,15 @@ impl BucketTrials {
     /// trial's instant and the server's agree within a millisecond and those two round trips
     /// (none in a simulation; a network's over HTTP).
     pub(super) fn judge(&mut self, b: BudgetId, sent: Nanos, now: Nanos, retry_at: Nanos) -> Verdict {
-        let Some(&(t, until, _, late)) = self.on.get(&b) else {
+        let Some(&trial) = self.on.get(&b) else {
             return Verdict::None;
         };
-        let slack = MILLISECOND + late + now.saturating_sub(sent);
+        let slack = MILLISECOND + trial.late + now.saturating_sub(sent);
         self.end(b);
-        if now > until {
+        if now > trial.until {
             return Verdict::None;
         }
-        match self.ledger.check(now, t, None, 0) {
+        match self.ledger.check(now, trial.bucket, None, 0) {
             Admission::Rejected { retry_at: named, .. } if named.abs_diff(retry_at) <= slack => Verdict::Explains,
             _ => Verdict::Refuted,
         }
@@ -132,17 +149,17 @@ impl BucketTrials {
     /// still on trial, a unit of it and when its counting bucket has room for a request at
     /// `now` or later: what the planner's bucket owes (it knew less), in budget order.
     pub(super) fn end_all(&mut self, now: Nanos) -> Vec<(usize, Nanos)> {
-        let mut on: Vec<(BudgetId, (BudgetId, Nanos, usize, Nanos))> = self.on.drain().collect();
+        let mut on: Vec<(BudgetId, Trial)> = self.on.drain().collect();
         on.sort_unstable_by_key(|&(b, _)| b.0);
         let mut room = Vec::new();
-        for (b, (t, until, u, _)) in on {
+        for (b, trial) in on {
             self.done.insert(b);
-            if now <= until {
-                let fit = match self.ledger.check(now, t, None, 0) {
+            if now <= trial.until {
+                let fit = match self.ledger.check(now, trial.bucket, None, 0) {
                     Admission::Rejected { retry_at, .. } => retry_at,
                     _ => now,
                 };
-                room.push((u, fit));
+                room.push((trial.unit, fit));
             }
         }
         room
