@@ -31,7 +31,7 @@ use crate::core::time::{Calendar, Nanos, MILLISECOND, MINUTE};
 
 /// How long a trial waits for the next 429 on its budget: then it ends undecided (a budget
 /// whose sliding plan meets no 429 needs no other belief).
-pub(super) const TRIAL_SPAN: Nanos = 3 * MINUTE;
+const TRIAL_SPAN: Nanos = 3 * MINUTE;
 
 /// The budgets on trial and those done with.
 #[derive(Debug, Clone)]
