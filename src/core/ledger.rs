@@ -843,6 +843,25 @@ impl<C: Cum> Slide<C> {
         (from, all)
     }
 
+    /// The same window as if it had never been read past `now`: every send it knows of the
+    /// span ending at `now` and after (kept aside ones too, planned ones included) held again
+    /// as entries, nothing kept aside. `None` where it forgot a send of that span.
+    fn rewound(&self, now: Nanos, span: Nanos) -> Option<Self> {
+        let after = now.checked_sub(span);
+        let (from, sends) = self.sends_after(after);
+        if from != after {
+            return None;
+        }
+        let mut w = Slide::new();
+        w.keep = self.keep;
+        // What counted no more at `now` is gone (nothing before it may be read).
+        w.paid = after.map_or(0, |a| a + 1);
+        for (t, a) in sends {
+            w.record(t, a);
+        }
+        Some(w)
+    }
+
     /// What the span ending at `at` holds, forgotten entries kept aside too.
     fn held_through(&self, at: Nanos, span: Nanos) -> [u64; 2] {
         self.through(at, span).iter().fold([0; 2], |mut held, e| {
@@ -1493,6 +1512,22 @@ pub struct Ledger {
 const KEEP_LATE: Nanos = 5 * MINUTE;
 
 impl Ledger {
+    /// A client replica that withdrew the sends it planned ahead on budget `b` reads its
+    /// sliding windows from `now` again: they forgot, checking those plans, what the span
+    /// ending at `now` held, and take it back from what they kept aside. Whether they could
+    /// (a calendar minute or a bucket is left as it is, and so is a window that lost a send
+    /// of that span): then later plans may go at `now` again, on what they hold.
+    pub fn rewind(&mut self, b: BudgetId, now: Nanos) -> bool {
+        let span = self.span;
+        let minute = &mut self.budgets[b.0 as usize].minute;
+        let rewound = match minute {
+            Window::Sliding(s) => s.rewound(now, span).map(Window::Sliding),
+            Window::Wide(s) => s.rewound(now, span).map(Window::Wide),
+            _ => None,
+        };
+        rewound.map(|w| *minute = w).is_some()
+    }
+
     /// Measures per-minute windows by calendar minute from now on (a client's replica that
     /// learned the server does): each budget keeps what the current minute holds, but those
     /// added by [`Ledger::add_sliding_budget`], which keep sliding.
@@ -3170,6 +3205,57 @@ mod tests {
         f.admit(10 * MINUTE, fb, None, 1, 10 * MINUTE);
         assert_eq!(f.fits_through(0, fb, 1, false), None);
         assert_eq!(f.earliest_fit_through(0, fb, 1), None);
+    }
+
+    /// A replica that planned sends minutes ahead, its windows having forgotten what the
+    /// minute before its clock held, withdraws those plans: rewound, it reads the minute before
+    /// its clock again (from what it kept aside) and plans from there; not rewound, it would
+    /// take a send its windows have no room for (the third RPM 429 of hunt-296 before
+    /// `Ledger::rewind`). A calendar minute is not rewound.
+    #[test]
+    fn a_rewound_replica_plans_from_its_clock_again() {
+        for lazy in [false, true] {
+            let mut l = empty(WindowKind::Sliding).exact_buckets();
+            if lazy {
+                l = l.lazy();
+            }
+            let (mut l, b) = with_budget(l, rpm(3));
+            for t in [0, 10 * SECOND, 20 * SECOND] {
+                l.set_clock(t);
+                assert_eq!(l.check(t, b, None, 1), Admission::Admitted);
+                l.commit(t, b, None, 1, t);
+            }
+            // Planned ahead at the RPM's pace, the clock still at 30 s.
+            l.set_clock(30 * SECOND);
+            let plans: Vec<Nanos> = (0..9).map(|i| MINUTE + i * 20 * SECOND).collect();
+            for &t in &plans {
+                assert_eq!(l.check(t, b, None, 1), Admission::Admitted, "{t}");
+                l.commit(t, b, None, 1, t);
+            }
+            for &t in plans.iter().rev() {
+                l.cancel(t, b, 1);
+            }
+            assert!(l.rewind(b, 30 * SECOND), "lazy {lazy}");
+            let now = 30 * SECOND;
+            assert!(
+                matches!(l.check(now, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == MINUTE),
+                "lazy {lazy}: {:?}",
+                l.check(now, b, None, 1)
+            );
+            assert_eq!(l.fits_through(now, b, 1, false), Some(false));
+            // And it plans on: the minute from 60 s takes three again.
+            for t in [MINUTE, MINUTE + 10 * SECOND, MINUTE + 20 * SECOND] {
+                assert_eq!(l.check(t, b, None, 1), Admission::Admitted, "lazy {lazy} at {t}");
+                l.commit(t, b, None, 1, t);
+            }
+            assert!(matches!(
+                l.check(MINUTE + 30 * SECOND, b, None, 1),
+                Admission::Rejected { .. }
+            ));
+        }
+        let (mut f, fb) = with_budget(empty(WindowKind::Fixed).exact_buckets(), rpm(3));
+        f.commit(0, fb, None, 1, 0);
+        assert!(!f.rewind(fb, 0));
     }
 
     #[test]

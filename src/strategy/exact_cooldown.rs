@@ -190,19 +190,26 @@ enum Eval {
 struct Held<T> {
     at: Nanos,
     cost: u64,
+    /// The key it goes on (its concurrency slot is counted there too).
+    key: u32,
     /// On the reservation's budget (counting input tokens) rather than the quota's.
     on_reservation: bool,
+    /// Withdrawn before it came due (see [`ExactCooldown::release_plans`]): it holds nothing
+    /// (no slot, no room in the windows); the entry waits for its request to come due.
+    released: bool,
     /// `T::default()`: untagged.
     tag: T,
 }
 
 impl<T: Default> Held<T> {
-    /// Counted at `at` for `cost`, on the reservation or the quota, untagged.
-    fn new(at: Nanos, cost: u64, on_reservation: bool) -> Self {
+    /// Counted at `at` for `cost` on `key`, on the reservation or the quota, untagged.
+    fn new(at: Nanos, cost: u64, key: usize, on_reservation: bool) -> Self {
         Held {
             at,
             cost,
+            key: key as u32,
             on_reservation,
+            released: false,
             tag: T::default(),
         }
     }
@@ -1099,11 +1106,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         (old != T::default()).then_some((h.at, old))
     }
 
-    /// Every tag with its send's instant, in no particular order.
+    /// Every tag with its send's instant (not those whose slots were released), in no
+    /// particular order.
     pub(super) fn tags(&self) -> impl Iterator<Item = (Nanos, T)> + '_ {
         self.reserved
             .values()
-            .filter(|h| h.tag != T::default())
+            .filter(|h| h.tag != T::default() && !h.released)
             .map(|h| (h.at, h.tag))
     }
 
@@ -1246,11 +1254,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// large request refused on every project would otherwise hold them all a minute.
     pub(super) fn refused(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos) {
         let u = self.unit_of(key, model);
-        let held = self
-            .reserved
-            .get(ask.request)
-            .copied()
-            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), false));
+        let held =
+            self.reserved
+                .get(ask.request)
+                .copied()
+                .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), key, false));
         let budget = self.budget_of(u, held);
         self.replica.refund_tokens(held.at, budget, held.cost);
         if !held.on_reservation {
@@ -1339,16 +1347,16 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// Withdraws a send planned on unit `u` and `key` at `at` costing `cost` against its quota
     /// (its request is offered again).
     pub(super) fn withdraw(&mut self, u: usize, key: usize, at: Nanos, cost: u64, now: Nanos) {
-        let held = Held::new(at, cost, false);
+        let held = Held::new(at, cost, key, false);
         self.withdraw_held(u, key, held, now);
     }
 
     /// What the replica counted for `ask`'s send (by default: its quota at `sent`, `sent` may
     /// be later than planned: a real network, timers), forgotten from now on.
-    fn held(&mut self, ask: &Ask, sent: Nanos) -> Held<T> {
+    fn held(&mut self, ask: &Ask, key: usize, sent: Nanos) -> Held<T> {
         self.reserved
             .remove(ask.request)
-            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), false))
+            .unwrap_or(Held::new(sent, self.env.tpm_cost(ask), key, false))
     }
 
     /// The budget a send was counted on.
@@ -1436,7 +1444,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             _ => return self.retake(now, ask, w),
         };
         self.replica.insert(w.at, self.units[w.unit].budget, w.cost);
-        self.reserved.insert(ask.request, Held::new(w.at, w.cost, false));
+        self.reserved.insert(ask.request, Held::new(w.at, w.cost, key, false));
         self.last_probe = Dims::EMPTY;
         self.units[w.unit].inflight += 1;
         self.key_inflight[key] += 1;
@@ -1509,7 +1517,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             return self.plan(now, ask);
         };
         self.replica.insert(at, budget, w.cost);
-        self.reserved.insert(ask.request, Held::new(at, w.cost, false));
+        self.reserved.insert(ask.request, Held::new(at, w.cost, key, false));
         self.shake(u, at);
         self.last_probe = Dims::EMPTY;
         self.units[u].inflight += 1;
@@ -1568,12 +1576,54 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
 
     /// Withdraws a send planned on unit `u` and `key` as `held` counted it.
     fn withdraw_held(&mut self, u: usize, key: usize, held: Held<T>, now: Nanos) {
+        if held.released {
+            return;
+        }
         let budget = self.budget_of(u, held);
         self.replica.cancel(held.at, budget, held.cost);
         let unit = &mut self.units[u];
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
         self.reindex(u, now);
+    }
+
+    /// Withdraws at once the sends planned on unit `u` and not yet sent that `stale` picks by
+    /// their tags (a 429 made them stale), rather than each when it comes due: their slots and
+    /// their windows' room are free from now, and the replica's windows read from now again
+    /// ([`Ledger::rewind`]), so the unit plans from now rather than after the last of them.
+    /// Each entry stays, marked released, until its request comes due and is decided again
+    /// (withdrawing it then takes nothing more). Before, a concurrency limit learned after the
+    /// queue was planned ahead counted every plan in flight until it came due: 55 against 3
+    /// slots and no send for 4.5 minutes (hunt-296, `scenarios/slots-learned-late.toml`).
+    pub(super) fn release_plans(&mut self, u: usize, now: Nanos, stale: impl Fn(&T) -> bool) {
+        let picked: Vec<u64> = self
+            .reserved
+            .iter()
+            .filter(|(_, h)| !h.released && h.tag != T::default() && stale(&h.tag))
+            .map(|(r, _)| r)
+            .collect();
+        for &r in &picked {
+            let Some(h) = self.reserved.get_mut(r) else { continue };
+            let held = *h;
+            h.released = true;
+            self.withdraw_held(u, held.key as usize, held, now);
+        }
+        // Plans after the withdrawn ones' instants no longer, where its windows read from now
+        // again: the unit plans from the latest send still counted on its project's keys (any
+        // model's: never too early).
+        if !picked.is_empty() && self.replica.rewind(self.units[u].budget, now) {
+            let owner = u / self.env.models;
+            let latest = self
+                .reserved
+                .values()
+                .filter(|h| !h.released && self.key_owner[h.key as usize] == owner)
+                .map(|h| h.at)
+                .max()
+                .unwrap_or(now);
+            let unit = &mut self.units[u];
+            unit.last = unit.last.min(latest);
+            self.reindex(u, now);
+        }
     }
 }
 
@@ -1757,8 +1807,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
         self.last_probe = probe;
         let held = match reservation {
-            Some(_) => Held::new(at, ask.input_tokens, true),
-            None => Held::new(at, cost, false),
+            Some(_) => Held::new(at, ask.input_tokens, key, true),
+            None => Held::new(at, cost, key, false),
         };
         self.reserved.insert(ask.request, held);
         unit.last = at;
@@ -1842,7 +1892,7 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
 
     fn cancel(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, at: Nanos) {
         let u = self.unit_of(key, model);
-        let held = self.held(ask, at);
+        let held = self.held(ask, key, at);
         self.withdrawn = Some(Withdrawn::of(ask.request, u, &held));
         self.withdraw_held(u, key, held, now);
     }
@@ -1923,7 +1973,8 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.units[u].inflight = self.units[u].inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
         // What the replica reserved for this send, and where.
-        let held = self.held(ask, sent);
+        let held = self.held(ask, key, sent);
+        debug_assert!(!held.released, "a send whose slot was released went");
         let budget = self.budget_of(u, held);
         let (at, cost) = (held.at, held.cost);
         match outcome {

@@ -1227,6 +1227,21 @@ impl Flux {
         }
     }
 
+    /// The plans a 429 on unit `u` withdrew (made before its epoch, not sent, not probes) are
+    /// withdrawn at once where a concurrency limit is known (see
+    /// [`ExactCooldown::release_plans`]): each held a slot until it came due. (Everywhere,
+    /// the room they free went to newer requests while theirs waited to come due: a fleet on
+    /// its own ledgers, `fleet-own-ledgers`, lost 8% of its pace.)
+    fn release_plans(&mut self, u: usize, now: Nanos) {
+        if self.inner.limits(u).concurrent.is_none() {
+            return;
+        }
+        let (unit, epoch) = (u as u32, self.epoch[u]);
+        self.inner.release_plans(u, now, |t| {
+            t.unit == unit && t.epoch != epoch && t.seq_probe == SEQ_MASK
+        });
+    }
+
     /// Takes back the copies counted for peers whose real sends it has seen by now (in the
     /// order they were counted: if the lag learned shrank, later ones wait for earlier ones).
     #[inline]
@@ -2295,6 +2310,9 @@ impl Strategy for Flux {
                 self.inner.refused(now, ask, key, model, sent);
             }
             _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
+        }
+        if matches!(outcome, Outcome::RateLimited { .. }) {
+            self.release_plans(u, now);
         }
         self.refresh_probe(u, now);
     }
@@ -3736,6 +3754,45 @@ mod tests {
             ..ask(3, 1)
         };
         assert_eq!(f.decide(3 * SECOND, &retry), Decision::Defer, "two in flight: full");
+    }
+
+    /// A concurrency limit learned with sends planned minutes ahead (hunt-296,
+    /// `scenarios/slots-learned-late.toml`): the 429 withdraws them, and they give their slots
+    /// and their windows' room back at once. Before, each held its slot until it came due (the
+    /// project counted 7 in flight against 2) and the retry waited behind the last of them.
+    #[test]
+    fn a_concurrency_limit_learned_late_releases_the_plans_ahead() {
+        // 3 a minute, no concurrency limit known.
+        let mut f = Flux::new(env(&[0], Some(rpm(3))), vec![], 0);
+        for r in 0..3 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0), "request {r}");
+        }
+        for r in 3..9 {
+            let at = if r < 6 { MINUTE } else { 2 * MINUTE };
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, at), "request {r} planned ahead");
+        }
+        assert_eq!(f.inner.inflight(0), 9);
+        f.on_outcome(SECOND, &ask(0, 1), 0, 0, 0, &Outcome::Ok);
+        let two = Limits {
+            concurrent: Some(2),
+            ..Limits::default()
+        };
+        f.on_outcome(2 * SECOND, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Concurrency], 0, two));
+        assert_eq!(f.inner.limits(0).concurrent, Some(2));
+        assert_eq!(f.inner.inflight(0), 1, "request 2 alone is in flight");
+        let retry = Ask {
+            attempts: 1,
+            ..ask(1, 1)
+        };
+        assert_eq!(
+            send(f.decide(2 * SECOND, &retry)),
+            (0, MINUTE),
+            "the minute's room again"
+        );
+        // A withdrawn plan, come due, is decided again and counted once.
+        assert!(!f.confirm(MINUTE, &ask(3, 1), 0, 0));
+        assert_eq!(f.inner.inflight(0), 2);
+        assert_eq!(f.decide(MINUTE, &ask(3, 1)), Decision::Defer, "two in flight: full");
     }
 
     #[test]

@@ -1301,3 +1301,29 @@ fn a_bucket_that_counts_refusals_may_name_a_refill_further() {
         },
     );
 }
+
+/// A project's concurrency cap learned nine minutes into a backlog planned ahead at the RPM's
+/// pace: the 429 withdrew the plans, but each held its slot until it came due and was then
+/// planned again after the latest one (`slots-learned-late` told the console's limits: 0.85,
+/// 0.89 and 0.92 of exact_cooldown's completions at these seeds, 4.5 minutes without a send;
+/// hunt-296). Now the withdrawn plans give their slots and their windows' room back at once.
+#[test]
+fn a_concurrency_limit_learned_late_keeps_the_backlog_going() {
+    let s = load("slots-learned-late");
+    for seed in [s.seed, 18, 19] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux, told the console"));
+        assert!(
+            told.completed as f64 >= 0.99 * truth.completed as f64
+                && told.throughput_per_min >= 0.99 * truth.throughput_per_min,
+            "seed {seed}: {told:?} against {truth:?}"
+        );
+        assert!(
+            told.wait_ms.p99 <= 1.35 * truth.wait_ms.p99,
+            "seed {seed}: wait p99 {} against {}",
+            told.wait_ms.p99,
+            truth.wait_ms.p99
+        );
+        assert!(told.rate_limited <= 2, "seed {seed}: {} 429s", told.rate_limited);
+    }
+}
