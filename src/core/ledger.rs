@@ -845,7 +845,8 @@ impl<C: Cum> Slide<C> {
 
     /// The same window as if it had never been read past `now`: every send it knows of the
     /// span ending at `now` and after (kept aside ones too, planned ones included) held again
-    /// as entries, nothing kept aside. `None` where it forgot a send of that span.
+    /// as entries, nothing kept aside. `None` where it forgot a send of that span (or they
+    /// would not fit entries of this width).
     fn rewound(&self, now: Nanos, span: Nanos) -> Option<Self> {
         let after = now.checked_sub(span);
         let (from, sends) = self.sends_after(after);
@@ -857,6 +858,9 @@ impl<C: Cum> Slide<C> {
         // What counted no more at `now` is gone (nothing before it may be read).
         w.paid = after.map_or(0, |a| a + 1);
         for (t, a) in sends {
+            if !w.fits(a) {
+                return None;
+            }
             w.record(t, a);
         }
         Some(w)
@@ -1516,16 +1520,26 @@ impl Ledger {
     /// sliding windows from `now` again: they forgot, checking those plans, what the span
     /// ending at `now` held, and take it back from what they kept aside. Whether they could
     /// (a calendar minute or a bucket is left as it is, and so is a window that lost a send
-    /// of that span): then later plans may go at `now` again, on what they hold.
-    pub fn rewind(&mut self, b: BudgetId, now: Nanos) -> bool {
+    /// of that span): then the latest instant they hold a send at (`now` if none is later),
+    /// and later plans may go from there, on what they hold.
+    pub fn rewind(&mut self, b: BudgetId, now: Nanos) -> Option<Nanos> {
         let span = self.span;
         let minute = &mut self.budgets[b.0 as usize].minute;
-        let rewound = match minute {
-            Window::Sliding(s) => s.rewound(now, span).map(Window::Sliding),
-            Window::Wide(s) => s.rewound(now, span).map(Window::Wide),
-            _ => None,
+        let (rewound, newest) = match minute {
+            Window::Sliding(s) => {
+                let w = s.rewound(now, span)?;
+                let newest = w.entries.back().map(|e| e.0);
+                (Window::Sliding(w), newest)
+            }
+            Window::Wide(s) => {
+                let w = s.rewound(now, span)?;
+                let newest = w.entries.back().map(|e| e.0);
+                (Window::Wide(w), newest)
+            }
+            _ => return None,
         };
-        rewound.map(|w| *minute = w).is_some()
+        *minute = rewound;
+        Some(newest.map_or(now, |t| t.max(now)))
     }
 
     /// Measures per-minute windows by calendar minute from now on (a client's replica that
@@ -3235,7 +3249,7 @@ mod tests {
             for &t in plans.iter().rev() {
                 l.cancel(t, b, 1);
             }
-            assert!(l.rewind(b, 30 * SECOND), "lazy {lazy}");
+            assert_eq!(l.rewind(b, 30 * SECOND), Some(30 * SECOND), "lazy {lazy}");
             let now = 30 * SECOND;
             assert!(
                 matches!(l.check(now, b, None, 1), Admission::Rejected { retry_at, .. } if retry_at == MINUTE),
@@ -3255,7 +3269,7 @@ mod tests {
         }
         let (mut f, fb) = with_budget(empty(WindowKind::Fixed).exact_buckets(), rpm(3));
         f.commit(0, fb, None, 1, 0);
-        assert!(!f.rewind(fb, 0));
+        assert_eq!(f.rewind(fb, 0), None);
     }
 
     #[test]

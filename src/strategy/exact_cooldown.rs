@@ -1608,18 +1608,26 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             h.released = true;
             self.withdraw_held(u, held.key as usize, held, now);
         }
-        // Plans after the withdrawn ones' instants no longer, where its windows read from now
-        // again: the unit plans from the latest send still counted on its project's keys (any
-        // model's: never too early).
-        if !picked.is_empty() && self.replica.rewind(self.units[u].budget, now) {
+        if picked.is_empty() {
+            return;
+        }
+        // Plans after the withdrawn ones' instants no longer, where its windows (the quota's,
+        // and the reservation's if it has one) read from now again: the unit plans from the
+        // latest send they still hold (peers' and their copies too), and from the latest still
+        // counted on its project's keys (any model's: never too early).
+        let quota = self.replica.rewind(self.units[u].budget, now);
+        let reserved = match self.units[u].reservation {
+            Some((r, _)) => self.replica.rewind(r, now),
+            None => Some(now),
+        };
+        if let (Some(a), Some(b)) = (quota, reserved) {
             let owner = u / self.env.models;
             let latest = self
                 .reserved
                 .values()
                 .filter(|h| !h.released && self.key_owner[h.key as usize] == owner)
                 .map(|h| h.at)
-                .max()
-                .unwrap_or(now);
+                .fold(a.max(b), Nanos::max);
             let unit = &mut self.units[u];
             unit.last = unit.last.min(latest);
             self.reindex(u, now);

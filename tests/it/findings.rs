@@ -1314,10 +1314,12 @@ fn a_concurrency_limit_learned_late_keeps_the_backlog_going() {
         let r = run(&s, &s.strategies, seed, None, 2);
         let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux, told the console"));
         assert!(
-            told.completed as f64 >= 0.99 * truth.completed as f64
-                && told.throughput_per_min >= 0.99 * truth.throughput_per_min,
-            "seed {seed}: {told:?} against {truth:?}"
+            told.completed as f64 >= 0.99 * truth.completed as f64,
+            "seed {seed}: {} done against {}",
+            told.completed,
+            truth.completed
         );
+        keeps_pace(told, truth);
         assert!(
             told.wait_ms.p99 <= 1.35 * truth.wait_ms.p99,
             "seed {seed}: wait p99 {} against {}",
