@@ -789,7 +789,13 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos, held: &mut bool) -> Resul
         let now = p.now();
         let decision = p.strategy().decide(now, ask);
         match decision {
-            Decision::Send { key, model, at } if at <= deadline => {
+            // Sent only where the answer can still come back before the deadline (as long as
+            // the budget's longest answer took): one sent at the deadline's edge was
+            // charged by the upstream and its answer cut off, a 504 (google-genai, 8 threads,
+            // `slots-learned-late`: 9-10 of 24 calls a run).
+            Decision::Send { key, model, at }
+                if at.saturating_add(p.stats().answer_time(p.budget(key, model))) <= deadline =>
+            {
                 *held |= at > now;
                 return Ok((key, model, at));
             }
@@ -799,7 +805,7 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos, held: &mut bool) -> Resul
                 p.count("deadline");
                 return Err(Refused::new(
                     format!(
-                        "flux-sim proxy: no key has room for this request before its deadline ({}).",
+                        "flux-sim proxy: no key has room for this request early enough for its answer before its deadline ({}).",
                         format_duration(p.deadline)
                     ),
                     Some(at - now),

@@ -478,6 +478,41 @@ async fn a_429_passed_on_after_the_proxy_waited_says_when_a_key_has_room() {
     );
 }
 
+/// A send planned where its answer cannot come back before the request's deadline is not
+/// made: the client gets a 429 with RetryInfo at once, and the upstream charges nothing.
+/// Before, the proxy sent it at the edge (a plan was taken if it went before the deadline at
+/// all), the upstream charged it and the answer was cut off: a 504 (google-genai 3.6.1 with 8
+/// threads through `slots-learned-late`, 9-10 of 24 calls a run). One project of one slot,
+/// answers of 3 s, a deadline of 5 s: the second call's slot frees at 3 s.
+#[tokio::test]
+async fn a_send_whose_answer_cannot_beat_the_deadline_is_not_made() {
+    let text = SCENARIO
+        .replace("ttft = \"2ms\"", "ttft = \"3s\"")
+        .replace("rpd = 10000", "rpd = 10000\nconcurrent = 1")
+        .replace("projects = [\"one\", \"two\"]", "projects = [\"one\"]");
+    let live = start(&text, &text, Duration::from_secs(5), None).await;
+    let (first, second) = tokio::join!(live.generate(), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        live.generate().await
+    });
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!(second.0, 429, "{}", second.1);
+    assert!(retry_delay(&second.1).is_some(), "a RetryInfo: {}", second.1);
+    let m = live.metrics().await;
+    assert_eq!(
+        metric(&m, "flux_proxy_events_total{event=\"upstream_timeout\"}"),
+        None,
+        "{m}"
+    );
+    let up = crate::common::text_of(&live.client, &format!("{}/flux/metrics", live.upstream)).await;
+    let answered: f64 = up
+        .lines()
+        .filter(|l| l.starts_with("flux_responses_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(answered, 1.0, "the upstream answered one call: {up}");
+}
+
 /// Issue 28 item 8: a 429 for a full queue says when a key will have room for the request (it
 /// said nothing). One project at 1 RPM, a queue of one: the first request is sent and holds
 /// the queue until answered; the second waits for its minute, the third finds the queue full.

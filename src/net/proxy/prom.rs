@@ -55,6 +55,8 @@ struct Histogram {
     buckets: [u64; LEDGER_BUCKETS.len()],
     sum: u128,
     count: u64,
+    /// The longest observed.
+    max: Nanos,
 }
 
 impl Histogram {
@@ -65,6 +67,7 @@ impl Histogram {
         }
         self.sum += took as u128;
         self.count += 1;
+        self.max = self.max.max(took);
     }
 }
 
@@ -114,6 +117,11 @@ impl Stats {
     /// A send on `budget` got its answer's head (or failed) `took` after it left.
     pub fn head(&mut self, budget: usize, took: Nanos) {
         self.head.entry(budget).or_default().observe(took);
+    }
+
+    /// The longest an answer's head of a send on `budget` took (0 before the first).
+    pub fn answer_time(&self, budget: usize) -> Nanos {
+        self.head.get(&budget).map_or(0, |h| h.max)
     }
 
     /// A request for `model` answered by the proxy itself, on `project` if a key was chosen.
