@@ -790,7 +790,7 @@ async fn decide(p: &Proxy, ask: &Ask, deadline: Nanos, held: &mut bool) -> Resul
         let decision = p.strategy().decide(now, ask);
         match decision {
             // Sent only where the answer can still come back before the deadline (as long as
-            // the budget's longest answer took): one sent at the deadline's edge was
+            // the longest of the budget's recent answers took): one sent at the deadline's edge was
             // charged by the upstream and its answer cut off, a 504 (google-genai, 8 threads,
             // `slots-learned-late`: 9-10 of 24 calls a run).
             Decision::Send { key, model, at }
@@ -1263,7 +1263,7 @@ async fn schedule(
         .await;
         drop(head_back);
         let head = p.now();
-        p.stats().head(budget, head.saturating_sub(now));
+        p.stats().head(budget, head.saturating_sub(now), reply.is_ok());
         p.gate.lock().expect("no panic holds it").answered(budget, pass, head);
         p.gate_changed.notify_waiters();
         let (outcome, answer) = match reply {

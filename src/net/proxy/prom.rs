@@ -5,7 +5,7 @@
 //! the shared ledger's latency (a histogram) and errors. Labels are project and model names
 //! from the configuration, escaped as the format says; no key is ever a label or a value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 
 use crate::core::time::{Nanos, SECOND};
@@ -48,6 +48,11 @@ impl Refusal {
     }
 }
 
+/// How many of a budget's latest answers bound when a send may still go before its request's
+/// deadline ([`Stats::answer_time`]): recent enough to follow the upstream, enough that one
+/// fast answer does not hide the slow ones.
+const RECENT_ANSWERS: usize = 16;
+
 /// A latency histogram: counts per bucket of [`LEDGER_BUCKETS`] (not cumulative), the sum in
 /// nanoseconds and the count.
 #[derive(Debug, Clone, Default)]
@@ -55,8 +60,6 @@ struct Histogram {
     buckets: [u64; LEDGER_BUCKETS.len()],
     sum: u128,
     count: u64,
-    /// The longest observed.
-    max: Nanos,
 }
 
 impl Histogram {
@@ -67,7 +70,6 @@ impl Histogram {
         }
         self.sum += took as u128;
         self.count += 1;
-        self.max = self.max.max(took);
     }
 }
 
@@ -93,6 +95,9 @@ pub struct Stats {
     /// have taken to reach the upstream): together, the send-to-arrival skew `--margin` covers.
     late: BTreeMap<usize, Histogram>,
     head: BTreeMap<usize, Histogram>,
+    /// Per budget: how long the last [`RECENT_ANSWERS`] answers' heads took (not sends the
+    /// deadline cut off).
+    recent: BTreeMap<usize, VecDeque<Nanos>>,
     /// Live sessions open now, and opened in all.
     sessions_open: BTreeMap<usize, u64>,
     sessions: BTreeMap<usize, u64>,
@@ -114,14 +119,26 @@ impl Stats {
         self.late.entry(budget).or_default().observe(late);
     }
 
-    /// A send on `budget` got its answer's head (or failed) `took` after it left.
-    pub fn head(&mut self, budget: usize, took: Nanos) {
+    /// A send on `budget` got its answer's head (`answered`; or failed, or the deadline cut
+    /// it off) `took` after it left.
+    pub fn head(&mut self, budget: usize, took: Nanos, answered: bool) {
         self.head.entry(budget).or_default().observe(took);
+        if answered {
+            let recent = self.recent.entry(budget).or_default();
+            if recent.len() == RECENT_ANSWERS {
+                recent.pop_front();
+            }
+            recent.push_back(took);
+        }
     }
 
-    /// The longest an answer's head of a send on `budget` took (0 before the first).
+    /// The longest of the last [`RECENT_ANSWERS`] answers' heads of sends on `budget` took (0
+    /// before the first): how long before a request's deadline its send may go at the latest.
     pub fn answer_time(&self, budget: usize) -> Nanos {
-        self.head.get(&budget).map_or(0, |h| h.max)
+        self.recent
+            .get(&budget)
+            .and_then(|r| r.iter().max().copied())
+            .unwrap_or(0)
     }
 
     /// A request for `model` answered by the proxy itself, on `project` if a key was chosen.
