@@ -139,6 +139,10 @@ pub struct ServerConfig {
     pub quirks: Quirks,
     /// How accounts' spend caps are measured.
     pub spend: SpendRule,
+    /// How long a REST answer that is not a success (a 429, a 400, a 503) takes to reach its
+    /// client after the send: 0, at the send's instant. A real one takes a round trip, in
+    /// which a burst's later sends leave before the first 429 is back.
+    pub error_latency: Nanos,
     /// How Live sessions are run.
     pub live: LiveRules,
     /// The organisation's Vertex AI PayGo tier and rules (for models with `paygo`).
@@ -846,6 +850,7 @@ mod tests {
                 window: 10 * crate::core::time::MINUTE,
                 delay: 0,
             },
+            error_latency: 0,
             live: LiveRules::default(),
             paygo: PaygoRules::default(),
         };

@@ -1047,7 +1047,11 @@ async fn schedule(
         project = Some(p.scenario.topology.keys[key].project);
         let limits = p.scenario.topology.projects[p.scenario.topology.keys[key].project].limits[model];
         let mut gated = false;
-        let pass = match through_gate(&p, budget, &limits, requests, cost, deadline, &mut gated).await {
+        // Held by the gate, it still goes only where its answer can beat the deadline (as in
+        // `decide`): sends held until their window freed left with less time than their answer
+        // took, and the upstream charged three answers cut off (8 threads, 3 slots, session 37).
+        let latest = deadline.saturating_sub(p.stats().answer_time(budget));
+        let pass = match through_gate(&p, budget, &limits, requests, cost, latest, &mut gated).await {
             Ok(id) => id,
             Err(retry) => {
                 // Not sent: the strategy gets its plan back.
@@ -1324,6 +1328,12 @@ async fn schedule(
             // room in the gate (it held the budget's next minute for a request of the batch
             // that the strategy planned in the room it left; issue 26, item 5).
             p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
+            p.gate_changed.notify_waiters();
+        } else if let Outcome::RateLimited { violated, .. } = outcome {
+            // A quota 429 is charged as the scenario's server counts refusals, its request at
+            // most; one without quota details (capacity, a spend cap) is not charged.
+            let counted = p.scenario.server.ledger.count_rejected && !violated.is_empty();
+            p.gate.lock().expect("no panic holds it").refused(budget, pass, counted);
             p.gate_changed.notify_waiters();
         }
         flight.finish(&outcome);

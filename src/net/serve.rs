@@ -145,7 +145,22 @@ pub fn router(scenario: Scenario, time_scale: u64) -> Router {
         .merge(live::routes())
         .method_not_allowed_fallback(crate::net::http::method_not_allowed)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), late_errors))
         .with_state(shared)
+}
+
+/// An answer that is not a success reaches its client `server.error_latency` late (scaled
+/// like every wait), as in a simulation: the round trip in which a burst's later sends leave
+/// before the first 429 is back. Not serve's own endpoints (`/flux/…`), nor a Live
+/// upgrade (`server.live` has its own delays).
+async fn late_errors(State(s): State<Arc<Shared>>, req: Request, next: axum::middleware::Next) -> Response {
+    let late = s.scenario.server.error_latency;
+    let exempt = late == 0 || req.uri().path().starts_with("/flux/") || req.headers().contains_key(header::UPGRADE);
+    let response = next.run(req).await;
+    if !exempt && (response.status().is_client_error() || response.status().is_server_error()) {
+        wait(s.real(late)).await;
+    }
+    response
 }
 
 /// Serves on `listener` until `shutdown` completes, then lets the requests in progress finish

@@ -71,6 +71,8 @@ pub(super) struct RawServer {
     pub(super) spend_window: String,
     #[serde(default = "default_spend_delay")]
     pub(super) spend_delay: String,
+    #[serde(default = "default_error_latency")]
+    pub(super) error_latency: String,
     #[serde(default)]
     pub(super) openai_errors: super::OpenAiErrors,
     #[serde(default)]
@@ -197,6 +199,10 @@ fn default_spend_delay() -> String {
     "0s".into()
 }
 
+fn default_error_latency() -> String {
+    "0s".into()
+}
+
 /// `[server.quirks]`: behaviours seen in the wild, all off unless set.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +226,7 @@ impl Default for RawServer {
             quirks: RawQuirks::default(),
             spend_window: default_spend_window(),
             spend_delay: default_spend_delay(),
+            error_latency: default_error_latency(),
             openai_errors: Default::default(),
             embed_batch: Default::default(),
             standard_keys: Default::default(),

@@ -16,6 +16,7 @@ use crate::sim::queue::{Event, EventQueue};
 use crate::sim::timeline::{Details, Timeline};
 use crate::strategy::retry::RetryPolicy;
 use crate::strategy::{Outcome, Strategy, StrategySpec};
+use rustc_hash::FxHashMap;
 
 /// What became of one attempt (one line of `--trace`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,8 @@ impl AttemptRecord {
 const OFFER: u64 = 0;
 const SEND: u64 = 1;
 const COMPLETE: u64 = 2;
-/// A refused Live session's client learns of its close (1011 after `setupComplete`).
+/// A refused Live session's client learns of its close (1011 after `setupComplete`), or a
+/// REST client of an answer that is not a success (`server.error_latency`).
 const REFUSED: u64 = 3;
 /// The slot of an `OFFER` event that offers the parked requests, not one request (see
 /// [`Dispatch::pump_at`]); no request has it (slots are indexes into the book's slab).
@@ -145,6 +147,16 @@ struct Sim<'a, 'b> {
     hint: Option<(usize, usize)>,
     /// The instant the parked requests are next offered by a `PUMP` event, if one is due.
     pump_due: Option<Nanos>,
+    /// Per slot: the REST answer on its way to its client (`server.error_latency`).
+    late: FxHashMap<u32, Late>,
+}
+
+/// A REST answer that is not a success, as its client will read it.
+enum Late {
+    /// A 429, 400, 403, 404 or 503.
+    Error(Outcome),
+    /// A 429 for a request larger than a limit, with the limits it exceeds.
+    Unservable(Dims),
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -274,6 +286,7 @@ pub fn simulate_unbounded<'a>(
         prefetch_requests,
         hint: None,
         pump_due: None,
+        late: FxHashMap::default(),
     };
     let horizon = scenario.horizon;
     if !matches!(scenario.workload.arrivals, Arrivals::Closed { .. }) {
@@ -518,8 +531,12 @@ impl Sim<'_, '_> {
 
     /// A refused session's client sees the close: it tells its strategy (a close carries no
     /// quota details) and retries as its policy says.
+    /// A REST answer on its way (`server.error_latency`) arrives the same way.
     fn refused(&mut self, slot: u32, now: Nanos) {
         let l = self.book.get(slot);
+        if let Some(answer) = self.late.remove(&slot) {
+            return self.answer(slot, &l, now, answer);
+        }
         let outcome = Outcome::RateLimited {
             violated: Dims::EMPTY,
             retry_delay: None,
@@ -529,6 +546,53 @@ impl Sim<'_, '_> {
         self.strategy
             .on_outcome(now, &l.ask(), l.key as usize, l.model as usize, l.sent, &outcome);
         self.retry_or_end(slot, &l, now, &outcome, "close 1011");
+    }
+
+    /// A REST send's answer that is not a success reaches its client `server.error_latency`
+    /// after the send (at once by default).
+    fn answer_late(&mut self, slot: u32, l: &Live, now: Nanos, answer: Late) {
+        match self.scenario.server.error_latency {
+            0 => self.answer(slot, l, now, answer),
+            d => {
+                self.late.insert(slot, answer);
+                self.push(now + d, REFUSED, slot);
+            }
+        }
+    }
+
+    /// The client of the request in `slot` (`l`) gets `answer` at `now`: its strategy learns
+    /// it, and its retry policy retries or ends it.
+    fn answer(&mut self, slot: u32, l: &Live, now: Nanos, answer: Late) {
+        let (key, model) = (l.key as usize, l.model as usize);
+        let outcome = match answer {
+            Late::Error(outcome) => outcome,
+            Late::Unservable(violated) => {
+                self.strategy
+                    .on_outcome(now, &l.ask(), key, model, l.sent, &Outcome::Unservable);
+                // A tool that reads only the status code retries it like any 429.
+                if !self.strategy.tells_unservable() {
+                    let delay = self
+                        .retry
+                        .delay_after_unservable(self.seed, l.req.id, l.attempts, violated);
+                    match delay {
+                        Some(0) if self.stalled(slot, l, now, "an unservable 429") => {}
+                        Some(d) => self.push(now + d, OFFER, slot),
+                        None => self.end(slot, now, End::Unservable),
+                    }
+                    return;
+                }
+                self.end(slot, now, End::Unservable);
+                return;
+            }
+        };
+        self.strategy.on_outcome(now, &l.ask(), key, model, l.sent, &outcome);
+        let what = match outcome {
+            Outcome::RateLimited { .. } => "429",
+            Outcome::InvalidKey => "400 API key not valid",
+            Outcome::Unavailable => "503",
+            _ => "an error",
+        };
+        self.retry_or_end(slot, l, now, &outcome, what);
     }
 
     /// What the run has done so far, as one number that grows with every arrival, admission
@@ -659,7 +723,6 @@ impl Dispatch for Sim<'_, '_> {
             attempt: l.attempts,
             priority: l.req.priority,
         };
-        let ask = l.ask();
         let plan = self.scenario.session_plan(model, &l.req, self.seed);
         let response = match plan {
             Some(p) => self.server.open_session(now, &call, now.saturating_add(p.release_at)),
@@ -726,21 +789,7 @@ impl Dispatch for Sim<'_, '_> {
                     tl.rate_limited(now, violated);
                 }
                 self.record(&l, now, 429, "unservable", violated, None);
-                self.strategy
-                    .on_outcome(now, &ask, key, model, now, &Outcome::Unservable);
-                // A tool that reads only the status code retries it like any 429.
-                if !self.strategy.tells_unservable() {
-                    let delay = self
-                        .retry
-                        .delay_after_unservable(self.seed, l.req.id, l.attempts, violated);
-                    match delay {
-                        Some(0) if self.stalled(slot, &l, now, "an unservable 429") => {}
-                        Some(d) => self.push(now + d, OFFER, slot),
-                        None => self.end(slot, now, End::Unservable),
-                    }
-                    return;
-                }
-                self.end(slot, now, End::Unservable);
+                self.answer_late(slot, &l, now, Late::Unservable(violated));
                 return;
             }
             Response::SpendCap => {
@@ -792,14 +841,7 @@ impl Dispatch for Sim<'_, '_> {
             }
             return;
         }
-        self.strategy.on_outcome(now, &ask, key, model, now, &outcome);
-        let what = match outcome {
-            Outcome::RateLimited { .. } => "429",
-            Outcome::InvalidKey => "400 API key not valid",
-            Outcome::Unavailable => "503",
-            _ => "an error",
-        };
-        self.retry_or_end(slot, &l, now, &outcome, what);
+        self.answer_late(slot, &l, now, Late::Error(outcome));
     }
 }
 
@@ -886,6 +928,60 @@ kind = "exact_cooldown"
         assert!(ec.other_errors > 0, "503s and the invalid key still happen: {ec:?}");
         let rr = rs.iter().find(|r| r.strategy == "round_robin").unwrap();
         assert!(rr.rate_limited > 0, "{rr:?}");
+    }
+
+    /// `server.error_latency`: a refusal reaches its client that long after the send, and a
+    /// burst's later sends leave meanwhile. Eight sends at once on a project of 3 slots, by a
+    /// flux told nothing: with the 429 at the send's instant, the fourth send is refused and
+    /// teaches the cap before the fifth; with 150 ms, five are refused, and the retry of each
+    /// leaves no sooner than 150 ms after its refusal.
+    #[test]
+    fn a_refusal_comes_back_a_round_trip_late() {
+        let text = |latency: &str| {
+            format!(
+                r#"
+name = "burst"
+seed = 3
+[server]
+error_latency = "{latency}"
+[server.latency]
+ttft = "2s"
+tokens_per_second = 1000
+jitter = 0.0
+[models.m]
+rpm = 100
+concurrent = 3
+[topology]
+projects = 1
+[workload]
+kind = "closed"
+requests = 8
+workers = 8
+input_tokens = {{ dist = "fixed", value = 10 }}
+output_tokens = {{ dist = "fixed", value = 10 }}
+[[strategies]]
+kind = "flux"
+known_limits = {{ m = {{}} }}
+"#
+            )
+        };
+        for (latency, refused) in [("0s", 1), ("150ms", 5)] {
+            let s = Scenario::parse(&text(latency), Path::new("t.toml")).unwrap();
+            let b = upper_bound(&s, s.seed);
+            let mut sends: Vec<(u64, u32, Nanos, u16)> = Vec::new();
+            let mut trace = |a: &AttemptRecord| sends.push((a.request, a.attempt, a.time, a.status));
+            let r = simulate(&s, &s.strategies[0], s.seed, &b, Some(&mut trace));
+            assert_eq!(r.completed, 8, "{latency}: {r:?}");
+            assert_eq!(r.rate_limited_by.concurrency, refused, "{latency}: {sends:?}");
+            for &(request, attempt, at, status) in &sends {
+                if status != 429 {
+                    continue;
+                }
+                let retry = sends.iter().find(|x| x.0 == request && x.1 == attempt + 1).unwrap();
+                let late = s.server.error_latency;
+                assert!(retry.2 >= at + late, "{latency}: retry at {} of a 429 at {at}", retry.2);
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 70] = [
+const QUICK: [&str; 71] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -70,6 +70,7 @@ const QUICK: [&str; 70] = [
     "retired-two-ids-saturday",
     "serve-bench",
     "shared-project",
+    "slots-burst",
     "slots-learned-late",
     "spend-cap",
     "tpd-heavy-tail",

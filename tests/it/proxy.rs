@@ -513,6 +513,48 @@ async fn a_send_whose_answer_cannot_beat_the_deadline_is_not_made() {
     assert_eq!(answered, 1.0, "the upstream answered one call: {up}");
 }
 
+/// A send the upstream refused gives its request back to the gate, unless the scenario's server
+/// counts refusals (google-genai, 8 threads at once through a proxy before a project of 3 slots
+/// and 10 a minute: 5 of the first 8 were refused for concurrency, the gate counted them for a
+/// minute and held every later call to the next one). One project of 3 a minute and 1 slot,
+/// answers of 1 s, the proxy's round_robin giving up at the first 429: three calls at once get
+/// one 200 and two concurrency 429s; two calls after it both go, in the room the refusals did
+/// not take. Where refusals count, the gate holds them past their 5 s deadline instead.
+#[tokio::test]
+async fn a_send_the_upstream_refused_gives_its_room_in_the_gate_back() {
+    for counted in [false, true] {
+        let up = SCENARIO
+            .replace("rpm = 30", "rpm = 3")
+            .replace("rpd = 10000", "rpd = 10000\nconcurrent = 1")
+            .replace("ttft = \"2ms\"", "ttft = \"1s\"")
+            .replace(
+                "projects = [\"one\", \"two\"]",
+                "projects = [\"one\"]\nkeys_per_project = 1",
+            )
+            .replace(
+                "[server.latency]",
+                &format!("[server]\ncount_rejected = {counted}\n[server.latency]"),
+            );
+        let text = format!("{up}\n[[strategies]]\nkind = \"round_robin\"\nretry = {{ policy = \"none\" }}\n");
+        let spec = Scenario::parse(&text, Path::new("proxy.toml")).unwrap().strategies[0].clone();
+        let live = launch(&text, &up, Duration::from_secs(5), None, None, 256, Some(spec)).await;
+        let (a, b, c) = tokio::join!(live.generate(), live.generate(), live.generate());
+        let mut burst = [a.0, b.0, c.0];
+        burst.sort();
+        assert_eq!(burst, [200, 429, 429], "{a:?} {b:?} {c:?}");
+        let (d, e) = (live.generate().await, live.generate().await);
+        let up_200 = upstream_answers(&live, 200).await;
+        if counted {
+            assert_eq!((d.0, e.0), (429, 429), "{d:?} {e:?}");
+            assert_eq!(up_200, 1, "sent where the upstream counts the minute full");
+        } else {
+            assert_eq!((d.0, e.0), (200, 200), "{d:?} {e:?}");
+            assert_eq!(up_200, 3);
+        }
+        assert_eq!(upstream_answers(&live, 429).await, 2, "counted: {counted}");
+    }
+}
+
 /// Issue 28 item 8: a 429 for a full queue says when a key will have room for the request (it
 /// said nothing). One project at 1 RPM, a queue of one: the first request is sent and holds
 /// the queue until answered; the second waits for its minute, the third finds the queue full.

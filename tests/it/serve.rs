@@ -1273,3 +1273,39 @@ async fn a_re_routed_id_names_the_model_that_served_it() {
         assert!(m.contains(&line), "{routed_quota}: {m}");
     }
 }
+
+/// `server.error_latency`: a 429 (and any other error answer) reaches its client that long
+/// after the call, as in a simulation; a success keeps its own response time and serve's own
+/// endpoints answer at once. The 429's RetryInfo counts from the server's decision.
+#[tokio::test]
+async fn an_error_answer_comes_back_error_latency_late() {
+    let text = SCENARIO.replace("rpm = 5", "rpm = 1").replace(
+        "[server.latency]",
+        "[server]\nerror_latency = \"400ms\"\n[server.latency]",
+    );
+    let live = start_with(&text, 1).await;
+    let k = live.keys[1].clone();
+    let t = std::time::Instant::now();
+    assert_eq!(live.generate(&k).await, 200);
+    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let (status, v) = live
+        .post("gemini-2.5-flash:generateContent", Some(&k), &body("x"))
+        .await;
+    assert_eq!(status, 429, "{v}");
+    assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+    let delay = detail(&v, "RetryInfo")["retryDelay"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('s')
+        .parse::<f64>()
+        .unwrap();
+    assert!((59.0..60.0).contains(&delay), "{v}");
+    // An invalid key's 400 too.
+    let t = std::time::Instant::now();
+    assert_eq!(live.generate("AIzaSyINVALID-test-key-000").await, 400);
+    assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    assert!(live.metrics().await.contains("flux_responses_total"));
+    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+}

@@ -115,6 +115,25 @@ impl Gate {
         }
     }
 
+    /// Send `id` on `budget` was refused by the upstream (a 429): its tokens count no more (no
+    /// server counts a refused request's tokens), and its request only where the upstream
+    /// counts refusals against RPM (`counted`, the scenario's `server.count_rejected`). Each
+    /// refusal of a burst sent before the first 429 came back held a request of the minute:
+    /// 5 of 10 on a 3-slot project, and the calls after waited for the next minute.
+    pub fn refused(&mut self, budget: usize, id: u64, counted: bool) {
+        if !counted {
+            return self.withdraw(budget, id);
+        }
+        let b = &mut self.budgets[budget];
+        let cost = match b.unanswered.get_mut(&id) {
+            Some(c) => Some(c),
+            None => b.answered.iter_mut().find(|(k, _)| k.1 == id).map(|(_, c)| c),
+        };
+        if let Some(c) = cost {
+            b.tokens -= std::mem::take(&mut c.tokens);
+        }
+    }
+
     /// Send `id` on `budget` never left (refused before it was sent): forgotten.
     pub fn withdraw(&mut self, budget: usize, id: u64) {
         let b = &mut self.budgets[budget];
@@ -182,6 +201,29 @@ mod tests {
         assert!(matches!(g.admit(0, 1, &l, 1, 600), Verdict::Go(_)));
         g.withdraw(0, a);
         assert!(matches!(g.admit(0, 0, &l, 1, 600), Verdict::Go(_)));
+    }
+
+    /// A send the upstream refused gives back its tokens, and its request unless refusals
+    /// count.
+    #[test]
+    fn a_refused_send_gives_its_room_back() {
+        let mut g = Gate::new(1);
+        let l = limits(2, 1_000);
+        let Verdict::Go(a) = g.admit(0, 0, &l, 1, 600) else {
+            panic!()
+        };
+        g.answered(0, a, SECOND);
+        assert_eq!(g.admit(SECOND, 0, &l, 1, 600), Verdict::Wait(Some(61 * SECOND)));
+        // Counted: its request stays, its tokens go.
+        g.refused(0, a, true);
+        let Verdict::Go(b) = g.admit(SECOND, 0, &l, 1, 600) else {
+            panic!()
+        };
+        assert_eq!(g.admit(SECOND, 0, &l, 1, 1), Verdict::Wait(Some(61 * SECOND)));
+        // Not counted: it goes whole.
+        g.refused(0, b, false);
+        g.refused(0, a, false);
+        assert!(matches!(g.admit(SECOND, 0, &l, 2, 1_000), Verdict::Go(_)));
     }
 
     /// A send counting several requests (a batch of embeddings, one per text) takes that many

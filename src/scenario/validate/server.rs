@@ -29,6 +29,7 @@ pub(super) fn server(cx: &Ctx, s: &RawServer) -> Result<ServerConfig, ScenarioEr
             window: cx.positive_bounded("server.spend_window", &s.spend_window, max::DELAY)?,
             delay: cx.bounded("server.spend_delay", &s.spend_delay, max::DELAY)?,
         },
+        error_latency: cx.bounded("server.error_latency", &s.error_latency, max::DELAY)?,
         live: live_rules(cx, &s.live)?,
         paygo: match &s.paygo {
             None => PaygoRules::default(),
