@@ -17,7 +17,8 @@
 //!   withdrawn when due and planned again), instead of sending them into the wall;
 //! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
 //!   waits for midnight Pacific whatever the delay says (0 s included), and a per-minute one
-//!   waits at most 60 s (86,400 s included);
+//!   waits at most 60 s (86,400 s included); and reads the delay from the send, where the
+//!   server decided, not from the 429's coming back a round trip later (`server.error_latency`);
 //! - **queues behind one pacing of a model's room** when the model answers 429 without details
 //!   (a full shared pool, a PayGo lane, a spend cap: no project's quota, so rotating is
 //!   pointless and blocking budgets wrong): its sends of the last minute are held under the
@@ -1870,6 +1871,29 @@ impl Strategy for Flux {
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
+        // The server decided at the send (its windows hold arrivals, as the replica's hold
+        // sends): a 429's RetryInfo counts from there, not from when it came back a round trip
+        // later. Read from its coming back, every retry instant was a round trip late, and no
+        // 429 matched the replica's instants: errors 150 ms late (`server.error_latency`) left
+        // flux told nothing at 10% of exact_cooldown's pace on `overloaded-backlog`.
+        let rebased;
+        let outcome = match *outcome {
+            Outcome::RateLimited {
+                retry_delay: Some(d),
+                violated,
+                quota,
+                quota_model,
+            } if now > sent && d > now - sent => {
+                rebased = Outcome::RateLimited {
+                    retry_delay: Some(d.saturating_sub(now - sent)),
+                    violated,
+                    quota,
+                    quota_model,
+                };
+                &rebased
+            }
+            _ => outcome,
+        };
         self.release_held(now);
         self.release_shadows(now);
         self.raise_shares(now);

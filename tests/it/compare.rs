@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 71] = [
+const QUICK: [&str; 72] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -19,6 +19,7 @@ const QUICK: [&str; 71] = [
     "days-spent-before",
     "desk-quotas",
     "dubbing",
+    "errors-late",
     "eval-slots-unpublished",
     "fixed-windows",
     "fixed-windows-untold",
