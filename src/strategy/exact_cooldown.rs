@@ -1294,18 +1294,26 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
 
     /// Learns from a 429 whether the server counts refusals against RPM: the refusal of a
     /// send counted at `at` on unit `u` (handed to [`ExactCooldown::refused`] already), whose
-    /// RetryInfo says a request costing `cost` goes at `retry_at` (or that plus the margin by
-    /// which the replica's sliding windows hold entries longer). The replica, its limits
+    /// RetryInfo says a request costing `cost` goes at `retry_at` read from the send, up to
+    /// `late` later (the server decided between the send and the 429's coming back), or that
+    /// plus the margin by which the replica's sliding windows hold entries longer. The replica, its limits
     /// known, times that retry twice ([`ExactCooldown::quota_ready`]): with the refusal still
     /// counted (as a server with `count_rejected` does: its own delay counts the refusal too)
-    /// and without. When the server's instant is one of the two (within a millisecond) and not
+    /// and without. When the server's instant is one of the two (within that, and a millisecond) and not
     /// the other, that is how the server counts, from now on; a refusal the server does not
     /// count is taken back from the replica, this one and those of the last minutes it kept
     /// counting, so that none holds a slot the server gave back (`rerouted-paid` told nothing at seed 22: a slot lost for a minute after each
     /// 429, the burst served a request late, a wait p99 of 8.7 s against 5.5 s). Otherwise
     /// (the instants coincide, the server's is neither: sends the replica cannot see, a
     /// rounded delay) nothing is learned.
-    pub(super) fn judge_refusal(&mut self, u: usize, at: Nanos, now: Nanos, retry_at: Nanos, cost: u64) {
+    pub(super) fn judge_refusal(
+        &mut self,
+        u: usize,
+        at: Nanos,
+        now: Nanos,
+        (retry_at, late): (Nanos, Nanos),
+        cost: u64,
+    ) {
         if self.refusals_counted.is_some() {
             return;
         }
@@ -1321,7 +1329,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             r.is_some_and(|r| {
                 [retry_at, retry_at.saturating_add(margin)]
                     .iter()
-                    .any(|&t| r.abs_diff(t) <= MILLISECOND)
+                    .any(|&t| t.saturating_sub(MILLISECOND) <= r && r <= t.saturating_add(late + MILLISECOND))
             })
         };
         match (near(with), near(without)) {

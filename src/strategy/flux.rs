@@ -17,8 +17,9 @@
 //!   withdrawn when due and planned again), instead of sending them into the wall;
 //! - **distrusts RetryInfo where it contradicts the violated dimension**: a per-day violation
 //!   waits for midnight Pacific whatever the delay says (0 s included), and a per-minute one
-//!   waits at most 60 s (86,400 s included); and reads the delay from the send, where the
-//!   server decided, not from the 429's coming back a round trip later (`server.error_latency`);
+//!   waits at most 60 s (86,400 s included); it plans a retry from the 429's coming back and
+//!   judges what the 429 says of the server by the bracket from the send's delay to that (the
+//!   server decided in between: `server.error_latency`);
 //! - **queues behind one pacing of a model's room** when the model answers 429 without details
 //!   (a full shared pool, a PayGo lane, a spend cap: no project's quota, so rotating is
 //!   pointless and blocking budgets wrong): its sends of the last minute are held under the
@@ -602,7 +603,7 @@ impl Flux {
     /// unit is blocked as before.
     fn replica_explains(
         &mut self,
-        now: Nanos,
+        (sent, now): (Nanos, Nanos),
         ask: &Ask,
         u: usize,
         violated: Dims,
@@ -618,7 +619,8 @@ impl Flux {
         // no block, and its day's probe went again at the same instant, 10,000 times).
         let cost = self.inner.cost(ask);
         match self.inner.quota_ready_on(u, now, cost, violated) {
-            Some(ready) if ready > now => delay.is_none_or(|d| d > MINUTE || ready >= now + d),
+            // No sooner than the earliest instant the server can have named.
+            Some(ready) if ready > now => delay.is_none_or(|d| d > MINUTE || ready >= sent.saturating_add(d)),
             _ => false,
         }
     }
@@ -1302,16 +1304,19 @@ impl Flux {
         if self.window != WindowBelief::Learning {
             return;
         }
-        let at = now.saturating_add(delay);
+        // The server's instant, somewhere from the send's `delay` on to the coming back's.
+        let (at, low) = (now.saturating_add(delay), sent.saturating_add(delay));
+        let half = (at - low) / 2;
         let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
         // Sends are kept per model (`PoolPace`), over all projects: one at that instant on
         // any project counts, which errs towards sliding windows.
         let explained = || {
             // A window's send leaves it 60 s on (none before the first minute's end).
-            at.checked_sub(MINUTE)
-                .is_some_and(|before| self.pace.iter().any(|p| p.sent_near(before, MILLISECOND)))
+            (low + half)
+                .checked_sub(MINUTE)
+                .is_some_and(|before| self.pace.iter().any(|p| p.sent_near(before, MILLISECOND + half)))
         };
-        if (at as i128 - minute).abs() > MILLISECOND as i128 {
+        if minute < low as i128 - MILLISECOND as i128 || minute > at as i128 + MILLISECOND as i128 {
             // A bucket never names more than one refill of the request away (it admits nothing
             // beyond its capacity), nor later than the sends it counts leave it room; one that
             // counts refusals took a token for this one too, a request's refill further (unless
@@ -1871,28 +1876,18 @@ impl Strategy for Flux {
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
-        // The server decided at the send (its windows hold arrivals, as the replica's hold
-        // sends): a 429's RetryInfo counts from there, not from when it came back a round trip
-        // later. Read from its coming back, every retry instant was a round trip late, and no
-        // 429 matched the replica's instants: errors 150 ms late (`server.error_latency`) left
-        // flux told nothing at 10% of exact_cooldown's pace on `overloaded-backlog`.
-        let rebased;
-        let outcome = match *outcome {
+        // The server decided between the send and the 429's coming back, and timed its
+        // RetryInfo from then: the instant it names lies in `[named, named + late]`. flux plans
+        // its retries from the coming back (the later end, never early), and judges what the
+        // 429 says of the server (window kind, refusals counted, its replica's account) by the
+        // whole bracket: judged at the coming back alone, a round trip of 150 ms
+        // (`server.error_latency`) matched no replica instant within a millisecond, and told
+        // nothing flux kept 10% of exact_cooldown's pace on `overloaded-backlog`.
+        let named = match *outcome {
             Outcome::RateLimited {
-                retry_delay: Some(d),
-                violated,
-                quota,
-                quota_model,
-            } if now > sent && d > now - sent => {
-                rebased = Outcome::RateLimited {
-                    retry_delay: Some(d.saturating_sub(now - sent)),
-                    violated,
-                    quota,
-                    quota_model,
-                };
-                &rebased
-            }
-            _ => outcome,
+                retry_delay: Some(d), ..
+            } => Some(sent.saturating_add(d)),
+            _ => None,
         };
         self.release_held(now);
         self.release_shadows(now);
@@ -2188,11 +2183,9 @@ impl Strategy for Flux {
                 // it believed (see `bucket_trial`). Not the network's lateness nor peers:
                 // nothing to widen or share.
                 let rpm_retry = retry_delay.filter(|&d| rpm_alone(violated) && d <= MINUTE && !rerouted);
-                let counting = rpm_retry.is_some_and(|d| {
-                    self.trials
-                        .judge(self.inner.budget(u), sent, now, now.saturating_add(d))
-                        == Verdict::Explains
-                });
+                let counting = rpm_retry.is_some()
+                    && named
+                        .is_some_and(|at| self.trials.judge(self.inner.budget(u), sent, now, at) == Verdict::Explains);
                 // A per-minute 429 on limits it already knew, on a send planned since the last
                 // 429 there: peers it cannot see took the room (it keeps a share from now on),
                 // or its sends reach the server later than planned (network, timers): then it
@@ -2253,7 +2246,8 @@ impl Strategy for Flux {
                         && d <= MINUTE
                         && self.verified[u].contains(Dimension::Rpm)
                     {
-                        self.inner.judge_refusal(u, at, now, now.saturating_add(d), cost);
+                        self.inner
+                            .judge_refusal(u, at, now, (sent.saturating_add(d), now - sent), cost);
                     }
                 }
                 let own = !rerouted && quota_model.is_none_or(|q| q == model);
@@ -2280,7 +2274,22 @@ impl Strategy for Flux {
                             // Sliding windows explained it (or nothing did); a bucket that
                             // counts refusals may have too (see `bucket_trial`).
                             let b = self.inner.budget(u);
-                            self.trials.start((b, u), rpm, sent, now, now.saturating_add(d));
+                            let seq = plan.and_then(|p| p.seq);
+                            let after = |p: &Plan| {
+                                p.seq.is_some()
+                                    && (p.at > sent
+                                        || (p.at == sent && p.seq.is_some_and(|q| seq.is_some_and(|s| q > s))))
+                            };
+                            let mut later: Vec<Nanos> = self
+                                .inner
+                                .tagged_sends()
+                                .map(|(at, _, tag)| Plan::of((at, tag)))
+                                .filter(|p| after(p) && p.at <= now && self.inner.same_budget(p.unit, u))
+                                .map(|p| p.at)
+                                .collect();
+                            later.sort_unstable();
+                            self.trials
+                                .start((b, u), rpm, (sent, now), now.saturating_add(d), &later);
                         }
                         if self.window == WindowBelief::Bucket && d <= MINUTE {
                             // The server's bucket owes what its retry says.
@@ -2297,7 +2306,7 @@ impl Strategy for Flux {
                     let hold = self.hold(now, ask, violated, retry_delay, known);
                     // Peers it cannot see took the room: its replica, which counts only its
                     // own sends, cannot say when the server has room again.
-                    if peers || !self.replica_explains(now, ask, u, violated, retry_delay, known) {
+                    if peers || !self.replica_explains((sent, now), ask, u, violated, retry_delay, known) {
                         self.inner.block(u, now + hold, now);
                     }
                 }
@@ -4002,7 +4011,14 @@ mod tests {
         assert_eq!(send(f.decide(0, &ask(0, 1))), (0, 0));
         assert_eq!(send(f.decide(0, &ask(1, 1))), (0, MINUTE));
         // Request 1 reached the server late: the server's window still held request 0.
-        f.on_outcome(MINUTE, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpm], SECOND / 2, limits));
+        f.on_outcome(
+            MINUTE,
+            &ask(1, 1),
+            0,
+            0,
+            MINUTE,
+            &rl(&[Dimension::Rpm], SECOND / 2, limits),
+        );
         assert_eq!(f.inner.margin(), 10 * MILLISECOND);
         // Plans from now on hold every entry 10 ms longer than 60 s (the rejected send is
         // still held too: flux does not assume the server forgot it).

@@ -20,6 +20,31 @@ fn keeps_pace(flux: &flux_sim::sim::metrics::StrategyResult, other: &flux_sim::s
     );
 }
 
+/// Strategy `name` of run `r` (at `seed`) keeps up with exact_cooldown: at least 0.99 of its
+/// completions and its pace, and a wait p99 at most `wait` times its. Returns the row.
+fn keeps_up<'a>(
+    r: &'a flux_sim::sim::metrics::RunResult,
+    name: &str,
+    wait: f64,
+    seed: u64,
+) -> &'a flux_sim::sim::metrics::StrategyResult {
+    let (truth, told) = (result(r, "exact_cooldown"), result(r, name));
+    assert!(
+        told.completed as f64 >= 0.99 * truth.completed as f64,
+        "seed {seed}: {} done against {}",
+        told.completed,
+        truth.completed
+    );
+    keeps_pace(told, truth);
+    assert!(
+        told.wait_ms.p99 <= wait * truth.wait_ms.p99,
+        "seed {seed}: wait p99 {} against {}",
+        told.wait_ms.p99,
+        truth.wait_ms.p99
+    );
+    told
+}
+
 /// The row of strategy `name` in `r` (panics naming it if there is none).
 fn result<'a>(r: &'a flux_sim::sim::metrics::RunResult, name: &str) -> &'a flux_sim::sim::metrics::StrategyResult {
     r.results
@@ -1302,32 +1327,20 @@ fn a_bucket_that_counts_refusals_may_name_a_refill_further() {
     );
 }
 
-/// A 429 that comes back a round trip after its send (`server.error_latency`, 150 ms): its
-/// RetryInfo counts from the server's decision, at the send. flux read it from its coming
-/// back, every retry instant it learned was 150 ms late, and told nothing it completed 31.7%
-/// of exact_cooldown's requests on `errors-late` (31.7%, 53.1% and 44.2% at these seeds), with a wait p99
-/// of 16-31 minutes. (At seeds 1 and 6 it still does: see docs/findings.md.)
+/// A 429 that comes back a round trip after its send (`server.error_latency`, 150 ms): the
+/// server decided between the send and the coming back. flux compared the instant it read at
+/// the coming back with its replica's to the millisecond, and told nothing it completed 31.7%
+/// of exact_cooldown's requests on `errors-late` (34.7% and 29.6% at seeds 1 and 6, where a
+/// bucket's trial blind to the sends of the round trip also took the sliding window for a
+/// counting bucket), with a wait p99 of half an hour.
 #[test]
 fn a_429_read_a_round_trip_late_still_teaches_the_limits() {
     let text = std::fs::read_to_string("scenarios/errors-late.toml").unwrap()
         + "\n[[strategies]]\nname = \"flux, told nothing\"\nkind = \"flux\"\nknown_limits = { \"gemini-2.5-flash\" = {} }\n";
     let s = Scenario::parse(&text, Path::new("errors-late.toml")).unwrap();
-    for seed in [s.seed, 2, 3] {
+    for seed in [s.seed, 1, 6] {
         let r = run(&s, &s.strategies, seed, None, 2);
-        let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux, told nothing"));
-        assert!(
-            told.completed as f64 >= 0.99 * truth.completed as f64,
-            "seed {seed}: {} done against {}",
-            told.completed,
-            truth.completed
-        );
-        keeps_pace(told, truth);
-        assert!(
-            told.wait_ms.p99 <= 1.25 * truth.wait_ms.p99,
-            "seed {seed}: wait p99 {} against {}",
-            told.wait_ms.p99,
-            truth.wait_ms.p99
-        );
+        keeps_up(&r, "flux, told nothing", 1.25, seed);
     }
 }
 
@@ -1341,20 +1354,7 @@ fn a_concurrency_limit_learned_late_keeps_the_backlog_going() {
     let s = load("slots-learned-late");
     for seed in [s.seed, 18, 19] {
         let r = run(&s, &s.strategies, seed, None, 2);
-        let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux, told the console"));
-        assert!(
-            told.completed as f64 >= 0.99 * truth.completed as f64,
-            "seed {seed}: {} done against {}",
-            told.completed,
-            truth.completed
-        );
-        keeps_pace(told, truth);
-        assert!(
-            told.wait_ms.p99 <= 1.35 * truth.wait_ms.p99,
-            "seed {seed}: wait p99 {} against {}",
-            told.wait_ms.p99,
-            truth.wait_ms.p99
-        );
+        let told = keeps_up(&r, "flux, told the console", 1.35, seed);
         assert!(told.rate_limited <= 2, "seed {seed}: {} 429s", told.rate_limited);
     }
 }
