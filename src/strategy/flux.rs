@@ -1306,7 +1306,7 @@ impl Flux {
         }
         // The server's instant, somewhere from the send's `delay` on to the coming back's.
         let (at, low) = (now.saturating_add(delay), sent.saturating_add(delay));
-        let half = (at - low) / 2;
+        let half = at.saturating_sub(low) / 2;
         let minute = self.calendar.minute_start(at.saturating_add(MILLISECOND));
         // Sends are kept per model (`PoolPace`), over all projects: one at that instant on
         // any project counts, which errs towards sliding windows.
@@ -2247,7 +2247,7 @@ impl Strategy for Flux {
                         && self.verified[u].contains(Dimension::Rpm)
                     {
                         self.inner
-                            .judge_refusal(u, at, now, (sent.saturating_add(d), now - sent), cost);
+                            .judge_refusal(u, at, now, (sent.saturating_add(d), now.saturating_sub(sent)), cost);
                     }
                 }
                 let own = !rerouted && quota_model.is_none_or(|q| q == model);
