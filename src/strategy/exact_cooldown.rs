@@ -612,7 +612,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 at
             }
         };
-        let quota = self.evaluate_quota(u, t0, cost);
+        let quota = self.evaluate_quota(u, (now, t0), cost);
         let choice = match (quota, reserved) {
             // The reservation when it admits no later than the quota (at a tie, the server
             // serves it from the reservation).
@@ -674,9 +674,9 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.outcome_timed(u) && self.units[u].awaiting_until <= t
     }
 
-    /// When unit `u`'s quota could take a request costing `cost`, from `t0` on, and the
-    /// dimensions it would probe; or why not.
-    fn evaluate_quota(&mut self, u: usize, t0: Nanos, cost: u64) -> Result<(Nanos, Dims), Eval> {
+    /// When unit `u`'s quota could take a request costing `cost`, from `t0` on (asked at
+    /// `now`), and the dimensions it would probe; or why not.
+    fn evaluate_quota(&mut self, u: usize, (now, t0): (Nanos, Nanos), cost: u64) -> Result<(Nanos, Dims), Eval> {
         let w = self.weight_for(u, cost, Dims::EMPTY);
         let unit = &self.units[u];
         let (t, probe) = match self.replica.check_weighted(t0, unit.budget, None, cost, Dims::EMPTY, w) {
@@ -694,9 +694,15 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 }
             }
             // Known by the probe's grace at the latest, where that is timed; once that is past,
-            // judged by its beliefs.
+            // judged by its beliefs. A minute's belief is judged so once the grace is past the
+            // unit's next plan (`t0`): it costs a minute at most. A day's only once the grace is
+            // past now: judged by its plans, a project told half its day and probing its one
+            // told slot two minutes ahead planned the rest of its batch for the next day, where
+            // the day's probe after that outcome found room today
+            // (`scenarios/invalid-keys-told-half.toml`: 37 hours for a 25-minute batch).
             Admission::Unservable { violated } | Admission::Rejected { violated, .. }
-                if !violated.and(unit.awaiting).is_empty() && !self.outcome_overdue(u, t0) =>
+                if !violated.and(unit.awaiting).is_empty()
+                    && !self.outcome_overdue(u, if violated.and(unit.awaiting).per_day() { now } else { t0 }) =>
             {
                 return Err(if self.outcome_timed(u) {
                     Eval::Awaiting(unit.awaiting_until)
@@ -1393,7 +1399,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     continue;
                 }
                 let t0 = self.start(u, now);
-                if let Ok((t, _)) = self.evaluate_quota(u, t0, cost) {
+                if let Ok((t, _)) = self.evaluate_quota(u, (now, t0), cost) {
                     first = earliest(first, Some(t));
                 }
             }

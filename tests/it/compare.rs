@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 72] = [
+const QUICK: [&str; 73] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -34,6 +34,7 @@ const QUICK: [&str; 72] = [
     "gateway-burst-counted",
     "gateway-counts-refusals",
     "invalid-keys-full-day",
+    "invalid-keys-told-half",
     "large",
     "legacy-project-told-half",
     "limits-import",

@@ -1344,6 +1344,21 @@ fn a_429_read_a_round_trip_late_still_teaches_the_limits() {
     }
 }
 
+/// Session 38 (`invalid-keys-told-half`): flux told half its limits probes one at a time. A
+/// probe of the one told slot was planned two minutes ahead, and a request asked about while
+/// the project's plans reached past that probe's outcome was judged by the day told half,
+/// which the plans had spent: flux planned the last 26 contracts for the next day and the day
+/// after (0.02 a minute, wait p99 37 hours against exact_cooldown's 26 minutes). It now waits
+/// for the outcome, and the day's probe then finds room today.
+#[test]
+fn a_request_waits_for_the_probe_out_before_its_day_is_judged_spent() {
+    let s = load("invalid-keys-told-half");
+    let r = run(&s, &s.strategies, s.seed, None, 2);
+    let told = keeps_up(&r, "flux, told the old export", 1.0, s.seed);
+    assert_eq!(told.completed, 50);
+    assert!(told.makespan_s.unwrap() < 30.0 * 60.0, "{told:?}");
+}
+
 /// A project's concurrency cap learned nine minutes into a backlog planned ahead at the RPM's
 /// pace: the 429 withdrew the plans, but each held its slot until it came due and was then
 /// planned again after the latest one (`slots-learned-late` told the console's limits: 0.85,
