@@ -257,6 +257,8 @@ pub enum Response {
     Unservable {
         /// The impossible dimensions.
         violated: Dims,
+        /// Their limits, as QuotaFailure states them.
+        quota: Limits,
     },
     /// 400 API_KEY_INVALID.
     InvalidKey,
@@ -570,7 +572,7 @@ impl Server {
                         quota,
                         quota_model: model,
                     },
-                    _ => Response::Unservable { violated },
+                    _ => Response::Unservable { violated, quota },
                 };
             }
         };
@@ -1106,7 +1108,11 @@ mod tests {
         assert_eq!(
             s.handle(61 * SECOND, &sized(3, 10_001, 1)),
             Response::Unservable {
-                violated: [Dimension::Tpm].into_iter().collect()
+                violated: [Dimension::Tpm].into_iter().collect(),
+                quota: Limits {
+                    tpm: Some(1_000),
+                    ..Limits::UNLIMITED
+                },
             },
             "beyond the reservation and the quota"
         );

@@ -417,7 +417,7 @@ impl Driver<'_, '_> {
         let (label, retry_delay) = match outcome {
             Outcome::Ok => ("ok", None),
             Outcome::RateLimited { retry_delay, .. } => ("rate_limited", retry_delay),
-            Outcome::Unservable => ("unservable", None),
+            Outcome::Unservable { .. } => ("unservable", None),
             _ => ("error", None),
         };
         if let Some(t) = self.trace.as_mut() {
@@ -443,7 +443,7 @@ impl Driver<'_, '_> {
                 self.end(reply.slot, now, End::Completed);
                 return;
             }
-            Outcome::Unservable => {
+            Outcome::Unservable { .. } => {
                 self.rec.rate_limited(reply.violated);
                 // A tool that reads only the status code retries it like any 429.
                 let delay = (!self.strategy.tells_unservable())

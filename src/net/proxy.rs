@@ -1172,10 +1172,12 @@ async fn schedule(
                     });
                     continue;
                 }
-                Ok(Admission::Unservable { .. }) => {
+                Ok(Admission::Unservable { violated }) => {
                     p.gate.lock().expect("no panic holds it").withdraw(budget, pass);
                     p.gate_changed.notify_waiters();
-                    flight.finish(&Outcome::Unservable);
+                    flight.finish(&Outcome::Unservable {
+                        quota: limits.only(violated),
+                    });
                     p.stats()
                         .refused(model, Some(p.scenario.topology.keys[key].project), Refusal::Unservable);
                     return refusal(

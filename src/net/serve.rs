@@ -47,7 +47,7 @@ impl Counters {
             .entry((project.to_string(), model.to_string(), status_of(answer)))
             .or_default() += 1;
         let named: Vec<&'static str> = match answer {
-            Answer::RateLimited { violated, .. } | Answer::Unservable { violated } => {
+            Answer::RateLimited { violated, .. } | Answer::Unservable { violated, .. } => {
                 violated.iter().map(|d| d.name()).collect()
             }
             Answer::SpendCap => vec!["spend_cap"],
@@ -421,7 +421,7 @@ fn admit_as(
                 model_name,
                 Some(retry_delay.div_ceil(s.scale)),
             ),
-            Answer::Unservable { violated } => {
+            Answer::Unservable { violated, .. } => {
                 wire::error::quota_exceeded(violated, &limits, &p.tier, model_name, None)
             }
             Answer::Unavailable => wire::error::unavailable(),

@@ -156,7 +156,7 @@ enum Late {
     /// A 429, 400, 403, 404 or 503.
     Error(Outcome),
     /// A 429 for a request larger than a limit, with the limits it exceeds.
-    Unservable(Dims),
+    Unservable(Dims, crate::core::ledger::Limits),
 }
 
 /// Runs strategy `spec` on `scenario` with `seed`; `bound` is the scenario's upper bound and
@@ -566,9 +566,9 @@ impl Sim<'_, '_> {
         let (key, model) = (l.key as usize, l.model as usize);
         let outcome = match answer {
             Late::Error(outcome) => outcome,
-            Late::Unservable(violated) => {
+            Late::Unservable(violated, quota) => {
                 self.strategy
-                    .on_outcome(now, &l.ask(), key, model, l.sent, &Outcome::Unservable);
+                    .on_outcome(now, &l.ask(), key, model, l.sent, &Outcome::Unservable { quota });
                 // A tool that reads only the status code retries it like any 429.
                 if !self.strategy.tells_unservable() {
                     let delay = self
@@ -783,13 +783,13 @@ impl Dispatch for Sim<'_, '_> {
                     quota_model: Some(quota_model),
                 }
             }
-            Response::Unservable { violated } => {
+            Response::Unservable { violated, quota } => {
                 self.rec.rate_limited(violated);
                 if let Some(tl) = self.timeline.as_mut() {
                     tl.rate_limited(now, violated);
                 }
                 self.record(&l, now, 429, "unservable", violated, None);
-                self.answer_late(slot, &l, now, Late::Unservable(violated));
+                self.answer_late(slot, &l, now, Late::Unservable(violated, quota));
                 return;
             }
             Response::SpendCap => {

@@ -1283,7 +1283,16 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 }
             }
         }
-        self.end_send(now, ask, key, model, sent, &Outcome::Unservable);
+        self.end_send(
+            now,
+            ask,
+            key,
+            model,
+            sent,
+            &Outcome::Unservable {
+                quota: Limits::UNLIMITED,
+            },
+        );
     }
 
     /// Whether the server counts a refused request against RPM, if known.
@@ -1969,7 +1978,7 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
-        if *outcome == Outcome::Unservable {
+        if matches!(outcome, Outcome::Unservable { .. }) {
             self.too_large(ask, key, model);
         }
         self.end_send(now, ask, key, model, sent, outcome);
@@ -2008,7 +2017,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // counts a refusal against RPM is not known, so at worst a little caution.
             // (`flux` hands its own 429s and refused sessions over as `Error`, after handling
             // them itself.) A reservation counts no day.
-            Outcome::RateLimited { .. } | Outcome::Unservable => self.replica.refund_day(at, budget, cost),
+            Outcome::RateLimited { .. } | Outcome::Unservable { .. } => self.replica.refund_day(at, budget, cost),
             Outcome::Ok | Outcome::Error => {}
         }
         let unit = &mut self.units[u];
@@ -2037,7 +2046,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // back-off, takes the room back (`retake`).
             Outcome::Unavailable => self.offer_retake(Withdrawn::of(ask.request, u, &held), now),
             // Its day gave back the refused send.
-            Outcome::Unservable => {}
+            Outcome::Unservable { .. } => {}
             Outcome::Ok | Outcome::Error => {
                 // Nothing that bounds this unit changed, unless a concurrency slot freed.
                 if unit.concurrent.is_none() {
@@ -2151,12 +2160,30 @@ mod tests {
         let mut e = ExactCooldown::new(env(&[0, 1], None), vec![], 0);
         let at = |tokens: u64, request: u64| tests::ask(request, tokens);
         let (key, _) = send(e.decide(0, &at(40_000, 1)));
-        e.on_outcome(0, &at(40_000, 1), key, 0, 0, &Outcome::Unservable);
+        e.on_outcome(
+            0,
+            &at(40_000, 1),
+            key,
+            0,
+            0,
+            &Outcome::Unservable {
+                quota: Limits::UNLIMITED,
+            },
+        );
         for (tokens, request) in [(60_000, 2), (40_000, 3)] {
             let (k, _) = send(e.decide(0, &at(tokens, request)));
             assert_ne!(k, key, "{tokens} tokens went where 40,000 could never go");
             if tokens == 40_000 {
-                e.on_outcome(0, &at(tokens, request), k, 0, 0, &Outcome::Unservable);
+                e.on_outcome(
+                    0,
+                    &at(tokens, request),
+                    k,
+                    0,
+                    0,
+                    &Outcome::Unservable {
+                        quota: Limits::UNLIMITED,
+                    },
+                );
             }
         }
         // Both projects refused 40,000: it, and anything larger, goes nowhere.

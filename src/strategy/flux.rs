@@ -1778,10 +1778,16 @@ impl Strategy for Flux {
 
     fn confirm(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize) -> bool {
         match self.inner.tag(ask.request).map(Plan::of) {
-            Some(p) if p.epoch != self.epoch[p.unit] && p.probe.is_empty() => {
-                self.inner.set_tag(ask.request, None);
-                self.pace[model].forget(ask.request, p.at);
-                self.inner.cancel(now, ask, key, model, p.at);
+            // Planned before a 429 on its unit (a probe: only of a limit since known true).
+            Some(p)
+                if p.epoch != self.epoch[p.unit]
+                    && (p.probe.is_empty() || !p.probe.and(self.verified[p.unit]).is_empty()) =>
+            {
+                // (A probe called off ends the probing: the unit may probe again.)
+                self.cancel(now, ask, key, model, now);
+                if !p.probe.is_empty() {
+                    self.refresh_probe(p.unit, now);
+                }
                 false
             }
             // Planned before the key's 400 (nothing else learned since): planned again where
@@ -2337,10 +2343,27 @@ impl Strategy for Flux {
             // Never admitted there, whatever the limits, and charged nothing: like a refusal
             // of its own, its tokens (and its request, where refusals are known not to count)
             // leave the replica's minute. Kept, each larger request tried on a 1-RPM project
-            // held its minute (`scenarios/unservable-sizes.toml`).
-            Outcome::Unservable => {
+            // held its minute (`scenarios/unservable-sizes.toml`). The limits it states are
+            // the truth, as a 429's are: told a minute's tokens too high on a 1-RPM project
+            // that never met a 429 naming them, flux tried each larger request there, one a
+            // minute, each stating the same limit (`unservable-sizes` told +50% with errors
+            // 150 ms late: 50.3% of exact_cooldown's pace).
+            Outcome::Unservable { quota } => {
                 self.inner.too_large(ask, key, model);
                 self.inner.refused(now, ask, key, model, sent);
+                let mut limits = self.inner.limits(u);
+                for d in Dimension::ALL {
+                    if let Some(v) = quota.get(d) {
+                        limits.set(d, Some(v));
+                        self.verified[u].insert(d);
+                    }
+                }
+                if limits != self.inner.limits(u) {
+                    // Plans made by the old belief are decided again when due.
+                    self.inner.set_limits(u, limits, now);
+                    self.epoch[u] = self.epoch[u].wrapping_add(1);
+                }
+                self.share_verified(u, now);
             }
             _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
         }

@@ -260,7 +260,9 @@ impl Strategy for GeminiFlux {
                 k.today[model] += 1;
             }
             // "quota", "429" or "exhausted" in the error text: used up for the day.
-            Outcome::RateLimited { .. } | Outcome::Unservable => self.keys[key].today[model] = self.rpd(key, model),
+            Outcome::RateLimited { .. } | Outcome::Unservable { .. } => {
+                self.keys[key].today[model] = self.rpd(key, model)
+            }
             Outcome::InvalidKey => self.keys[key].invalid = true,
             Outcome::Unavailable | Outcome::Error => {}
         }
@@ -430,7 +432,16 @@ mod tests {
     fn an_unservable_429_kills_the_model_like_any_429() {
         let mut f = three_models();
         assert_eq!(send(f.decide(0, &ask(1, 0))), (0, 0, 0));
-        f.on_outcome(0, &ask(1, 0), 0, 0, 0, &Outcome::Unservable);
+        f.on_outcome(
+            0,
+            &ask(1, 0),
+            0,
+            0,
+            0,
+            &Outcome::Unservable {
+                quota: Limits::UNLIMITED,
+            },
+        );
         assert_eq!(send(f.decide(SECOND, &ask(1, 0))), (0, 1, SECOND));
     }
 

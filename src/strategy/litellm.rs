@@ -229,7 +229,7 @@ impl LiteLlm {
         // `_is_cooldown_required`: 401, 429 and 5xx (the simulation's `Error` is a 403/404).
         if !matches!(
             outcome,
-            Outcome::RateLimited { .. } | Outcome::Unservable | Outcome::InvalidKey | Outcome::Unavailable
+            Outcome::RateLimited { .. } | Outcome::Unservable { .. } | Outcome::InvalidKey | Outcome::Unavailable
         ) {
             return false;
         }
@@ -247,7 +247,7 @@ impl LiteLlm {
         let total = dep.successes + dep.failures;
         let share = dep.failures as f64 / total.max(1) as f64;
         match outcome {
-            Outcome::RateLimited { .. } | Outcome::Unservable if !lone => true,
+            Outcome::RateLimited { .. } | Outcome::Unservable { .. } if !lone => true,
             _ if dep.failures == total && total >= ALL_FAILED_REQUESTS => true,
             _ if share > FAILURE_SHARE && total >= MIN_REQUESTS && !lone => true,
             // `should_retry` refuses a 401: cooled at once.
@@ -478,7 +478,16 @@ mod tests {
         // Two keys: a lone key is never cooled by a 429 (LiteLLM's v2 rules).
         let mut s = LiteLlm::new(env(&[0, 1], None), Routing::LeastBusy);
         assert_eq!(key(s.decide(0, &ask(0))), 0);
-        s.on_outcome(SECOND, &ask(0), 0, 0, 0, &Outcome::Unservable);
+        s.on_outcome(
+            SECOND,
+            &ask(0),
+            0,
+            0,
+            0,
+            &Outcome::Unservable {
+                quota: Limits::UNLIMITED,
+            },
+        );
         // Key 0 cools 5 s: the tie between two idle keys goes to key 1 meanwhile.
         assert_eq!(key(s.decide(2 * SECOND, &ask(1))), 1);
         s.on_outcome(2 * SECOND, &ask(1), 1, 0, 0, &Outcome::Ok);

@@ -109,7 +109,11 @@ pub enum Outcome {
         quota_model: Option<usize>,
     },
     /// 429 that can never succeed.
-    Unservable,
+    Unservable {
+        /// The limits it states (QuotaFailure's `quotaValue`) for the dimensions the request
+        /// can never fit; `None` where it states none (a refusal of the client's own).
+        quota: Limits,
+    },
     /// 400 API_KEY_INVALID.
     InvalidKey,
     /// 503 UNAVAILABLE (worth retrying).

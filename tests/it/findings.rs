@@ -1209,16 +1209,19 @@ fn a_request_deferred_behind_a_probe_waits_in_line() {
 /// succeed taught it nothing, so every larger contract was tried on each project and each try
 /// held the project's minute, one a minute on the legacy 1-RPM project at the batch's end
 /// (`unservable-sizes`: 0.23 of exact_cooldown's pace at its seed, 34 429s; 0.28 and 0.21 at
-/// seeds 3 and 7). Now a project that refused a request is offered no larger one.
+/// seeds 3 and 7). Now a project that refused a request is offered no larger one. And the
+/// limit the refusal states is the project's from then on (session 38): only told it, flux
+/// tried each request between the truth and its belief on each project in turn, 9 to 13 429s
+/// a run, and at seed 1 the last of them went a minute after the batch (0.72 of the pace).
 #[test]
 fn a_project_that_called_a_request_unservable_is_offered_no_larger_one() {
     let s = load("unservable-sizes");
-    for seed in [s.seed, 3, 7] {
+    for seed in [s.seed, 3, 7, 1] {
         let r = run(&s, &s.strategies, seed, None, 2);
         let (truth, told) = (result(&r, "exact_cooldown"), result(&r, "flux-config"));
         assert_eq!(told.completed, truth.completed, "seed {seed}");
         keeps_pace(told, truth);
-        assert!(told.rate_limited <= 12, "seed {seed}: {} 429s", told.rate_limited);
+        assert!(told.rate_limited <= 5, "seed {seed}: {} 429s", told.rate_limited);
     }
 }
 

@@ -616,7 +616,7 @@ fn check_case(seed: u64) -> Result<Seen, String> {
                     next(*retry_at - early, key, p.chain_pos, &mut heap);
                 }
             }
-            (Response::Unservable { violated }, Expect::Unservable { violated: v }) if violated == *v => {
+            (Response::Unservable { violated, .. }, Expect::Unservable { violated: v }) if violated == *v => {
                 seen.unservable += 1;
                 if p.chain_pos + 1 < models {
                     seen.fallbacks += 1;

@@ -415,10 +415,12 @@ async fn take_slot(
             });
             Ok(None)
         }
-        Ok(Admission::Unservable { .. }) => {
+        Ok(Admission::Unservable { violated }) => {
             withdraw(p);
             let mut flight = in_flight(p, ask, key, model, budget);
-            flight.finish(&Outcome::Unservable);
+            flight.finish(&Outcome::Unservable {
+                quota: admit_limits.only(violated),
+            });
             Err((
                 CLOSE_POLICY,
                 "flux-sim proxy: this session can never fit the limits of any key.".into(),

@@ -209,7 +209,9 @@ fn refusal_body(s: &Shared, key: usize, model: usize, answer: &Answer) -> Value 
             name,
             Some(retry_delay.div_ceil(s.scale)),
         ),
-        Answer::Unservable { violated } => wire::error::quota_exceeded(violated, &p.limits[model], &p.tier, name, None),
+        Answer::Unservable { violated, .. } => {
+            wire::error::quota_exceeded(violated, &p.limits[model], &p.tier, name, None)
+        }
         Answer::SpendCap => wire::error::spend_cap_exhausted(),
         Answer::Unavailable => wire::error::unavailable(),
         _ => wire::error::capacity_exhausted(),

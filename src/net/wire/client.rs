@@ -78,7 +78,7 @@ pub fn read_response(status: u16, body: &[u8], tpm_cost: u64, models: &[Model]) 
         429 => {
             let (violated, quota, impossible) = violations(error, tpm_cost);
             if impossible {
-                return (Outcome::Unservable, violated);
+                return (Outcome::Unservable { quota }, violated);
             }
             let retry_delay = error
                 .and_then(|e| detail(e, "type.googleapis.com/google.rpc.RetryInfo"))
@@ -263,7 +263,15 @@ output_tokens = { dist = "fixed", value = 5 }
         let tpm: Dims = [Dimension::Tpm].into_iter().collect();
         assert_eq!(
             read_response(429, &body(tpm, None), 300_000, &[]),
-            (Outcome::Unservable, tpm)
+            (
+                Outcome::Unservable {
+                    quota: Limits {
+                        tpm: Some(250_000),
+                        ..Limits::default()
+                    }
+                },
+                tpm
+            )
         );
         assert_eq!(
             read_response_outcome(429, &body(tpm, Some(SECOND)), 1_000),
@@ -285,7 +293,15 @@ output_tokens = { dist = "fixed", value = 5 }
         let zero = Limits { rpd: Some(0), ..limits };
         let rpd: Dims = [Dimension::Rpd].into_iter().collect();
         let v = quota_exceeded(rpd, &zero, "free", "m", None).to_string();
-        assert_eq!(read_response_outcome(429, v.as_bytes(), 1), Outcome::Unservable);
+        assert_eq!(
+            read_response_outcome(429, v.as_bytes(), 1),
+            Outcome::Unservable {
+                quota: Limits {
+                    rpd: Some(0),
+                    ..Limits::default()
+                }
+            }
+        );
         assert_eq!(
             read_response_outcome(400, invalid_key().to_string().as_bytes(), 1),
             Outcome::InvalidKey
