@@ -2159,31 +2159,17 @@ mod tests {
     fn a_project_that_called_a_request_unservable_is_offered_no_larger_one() {
         let mut e = ExactCooldown::new(env(&[0, 1], None), vec![], 0);
         let at = |tokens: u64, request: u64| tests::ask(request, tokens);
+        // A 429 stating no value: the bound alone, whatever the limits.
+        let never = Outcome::Unservable {
+            quota: Limits::UNLIMITED,
+        };
         let (key, _) = send(e.decide(0, &at(40_000, 1)));
-        e.on_outcome(
-            0,
-            &at(40_000, 1),
-            key,
-            0,
-            0,
-            &Outcome::Unservable {
-                quota: Limits::UNLIMITED,
-            },
-        );
+        e.on_outcome(0, &at(40_000, 1), key, 0, 0, &never);
         for (tokens, request) in [(60_000, 2), (40_000, 3)] {
             let (k, _) = send(e.decide(0, &at(tokens, request)));
             assert_ne!(k, key, "{tokens} tokens went where 40,000 could never go");
             if tokens == 40_000 {
-                e.on_outcome(
-                    0,
-                    &at(tokens, request),
-                    k,
-                    0,
-                    0,
-                    &Outcome::Unservable {
-                        quota: Limits::UNLIMITED,
-                    },
-                );
+                e.on_outcome(0, &at(tokens, request), k, 0, 0, &never);
             }
         }
         // Both projects refused 40,000: it, and anything larger, goes nowhere.
