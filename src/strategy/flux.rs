@@ -568,6 +568,22 @@ impl Flux {
         }
     }
 
+    /// Of `dims`, the limits a 429 states (`quota`) go into `limits`, unit `u`'s belief, known
+    /// true from now on; returns those of `dims` it states no value for.
+    fn adopt_stated(&mut self, u: usize, dims: Dims, quota: Limits, limits: &mut Limits) -> Dims {
+        let mut unstated = Dims::EMPTY;
+        for d in dims.iter() {
+            match quota.get(d) {
+                Some(v) => {
+                    limits.set(d, Some(v));
+                    self.verified[u].insert(d);
+                }
+                None => unstated.insert(d),
+            }
+        }
+        unstated
+    }
+
     /// How long to keep off a budget after a 429 that violated `violated` and said `delay`.
     fn hold(&self, now: Nanos, ask: &Ask, violated: Dims, delay: Option<Nanos>, known: bool) -> Nanos {
         if violated.per_day() {
@@ -2211,19 +2227,15 @@ impl Strategy for Flux {
                 }
                 self.epoch[u] = self.epoch[u].wrapping_add(1);
                 let mut limits: Limits = self.inner.limits(u);
-                for d in violated.iter() {
-                    if let Some(v) = quota.get(d) {
-                        limits.set(d, Some(v));
-                        self.verified[u].insert(d);
-                    } else if probe.contains(d) {
-                        // A probe refused without the value: the belief it exceeded holds (for
-                        // concurrency: no more than the requests it still has in flight).
-                        if d == Dimension::Concurrency {
-                            let open = self.inner.inflight(u).max(1);
-                            limits.concurrent = limits.concurrent.map(|c| c.min(open));
-                        }
-                        self.verified[u].insert(d);
+                let unstated = self.adopt_stated(u, violated, quota, &mut limits);
+                for d in unstated.and(probe).iter() {
+                    // A probe refused without the value: the belief it exceeded holds (for
+                    // concurrency: no more than the requests it still has in flight).
+                    if d == Dimension::Concurrency {
+                        let open = self.inner.inflight(u).max(1);
+                        limits.concurrent = limits.concurrent.map(|c| c.min(open));
                     }
+                    self.verified[u].insert(d);
                 }
                 if limits != self.inner.limits(u) {
                     self.inner.set_limits(u, limits, now);
@@ -2352,12 +2364,7 @@ impl Strategy for Flux {
                 self.inner.too_large(ask, key, model);
                 self.inner.refused(now, ask, key, model, sent);
                 let mut limits = self.inner.limits(u);
-                for d in Dimension::ALL {
-                    if let Some(v) = quota.get(d) {
-                        limits.set(d, Some(v));
-                        self.verified[u].insert(d);
-                    }
-                }
+                self.adopt_stated(u, Dimension::ALL.into_iter().collect(), quota, &mut limits);
                 if limits != self.inner.limits(u) {
                     // Plans made by the old belief are decided again when due.
                     self.inner.set_limits(u, limits, now);
