@@ -233,6 +233,18 @@ impl Limits {
         }
     }
 
+    /// Whether [`Limits::unservable`] is empty for a request of `tokens`, without building the
+    /// set (on every check's path).
+    pub fn servable(&self, tokens: u64) -> bool {
+        let at_least = |l: Option<u64>, x: u64| l.is_none_or(|l| l >= x);
+        let one_and_tokens = tokens.max(1);
+        at_least(self.rpm, 1)
+            && at_least(self.tpm, one_and_tokens)
+            && at_least(self.rpd, 1)
+            && at_least(self.tpd, one_and_tokens)
+            && at_least(self.concurrent, 1)
+    }
+
     /// The dimensions that can never admit a request costing `tokens`: a limit of 0, or more
     /// tokens than the TPM or TPD limit.
     pub fn unservable(&self, tokens: u64) -> Dims {
@@ -1084,6 +1096,21 @@ impl Slide<u32> {
             history: self.history.clone(),
         }
     }
+}
+
+/// A per-minute limit `l` of dimension `i` as a cap binds it: below the limit, but never
+/// below the request's `amount` itself.
+fn capped(cap: [Option<u64>; 2], i: usize, l: u64, amount: u64) -> u64 {
+    cap[i].map_or(l, |c| l.min(c.max(amount)))
+}
+
+/// Whether `weight` copies of a request of `tokens` fit a minute window holding `held`
+/// (requests, tokens) under `per_minute` and `cap`.
+fn fits_held(per_minute: [Option<u64>; 2], cap: [Option<u64>; 2], held: [u64; 2], weight: u64, tokens: u64) -> bool {
+    let fits = |i: usize, amount: u64| {
+        per_minute[i].is_none_or(|l| held[i].saturating_add(amount) <= capped(cap, i, l, amount))
+    };
+    fits(0, weight) && fits(1, weight * tokens)
 }
 
 /// The per-minute limits of a budget, in a [`Window`]'s order.
@@ -2136,9 +2163,10 @@ impl Ledger {
         for d in except.iter() {
             limits.set(d, None);
         }
-        let impossible = limits.unservable(tokens);
-        if !impossible.is_empty() {
-            return Admission::Unservable { violated: impossible };
+        if !limits.servable(tokens) {
+            return Admission::Unservable {
+                violated: limits.unservable(tokens),
+            };
         }
         let mut violated = Dims::EMPTY;
         let mut retry_at = now;
@@ -2149,19 +2177,16 @@ impl Ledger {
             }
         };
         let per_minute = minute_limits(&limits);
-        // A cap binds below the limit, but never below the request itself.
         let cap = budget.cap;
-        let capped = |i: usize, l: u64, amount: u64| cap[i].map_or(l, |c| l.min(c.max(amount)));
+        let capped = |i: usize, l: u64, amount: u64| capped(cap, i, l, amount);
         // A lazy ledger's window that fits the request with its owed entries still counted
         // fits it settled: nothing else to read.
         let fits_owing = self.lazy
             && per_minute != [None; 2]
-            && budget.minute.owe(now, span).is_some_and(|held| {
-                let fits = |i: usize, amount: u64| {
-                    per_minute[i].is_none_or(|l| held[i].saturating_add(amount) <= capped(i, l, amount))
-                };
-                fits(0, weight) && fits(1, weight * tokens)
-            });
+            && budget
+                .minute
+                .owe(now, span)
+                .is_some_and(|held| fits_held(per_minute, cap, held, weight, tokens));
         match &mut budget.minute {
             Window::Kept(k) => k.forget(self.clock.saturating_sub(span + KEEP_LATE)),
             // A replica's: what counts at its clock is kept, for `fits_through`.
@@ -2206,6 +2231,33 @@ impl Ledger {
         } else {
             Admission::Rejected { violated, retry_at }
         }
+    }
+
+    /// Whether [`Ledger::check`] of `tokens` at `now` on budget `b` (no pool) is sure to admit
+    /// it without reading a window's entries: a lazy ledger's sliding window holds room for it
+    /// with its owed entries still counted (the check's own first test), and the day has room.
+    /// Changes nothing. Asked right after [`Ledger::commit`] at the same `now` (which owed the
+    /// window's forgetting at `now`), `true` says the check would admit it and change nothing
+    /// either: a planner re-indexing the budget it just sent on may skip it (issue 34).
+    pub fn fits_held(&self, now: Nanos, b: BudgetId, tokens: u64) -> bool {
+        let budget = &self.budgets[b.0 as usize];
+        let limits = budget.limits;
+        if !self.lazy || !limits.servable(tokens) {
+            return false;
+        }
+        let per_minute = minute_limits(&limits);
+        if per_minute != [None; 2] {
+            let held = match &budget.minute {
+                Window::Sliding(s) => minus(s.last, s.base),
+                Window::Wide(s) => minus(s.last, s.base),
+                _ => return false,
+            };
+            if !fits_held(per_minute, budget.cap, held, 1, tokens) {
+                return false;
+            }
+        }
+        let (used, day_tokens, _) = budget.daily.view(now, &self.calendar);
+        limits.rpd.is_none_or(|l| used < l) && limits.tpd.is_none_or(|l| day_tokens + tokens <= l)
     }
 
     /// Records a request that [`Ledger::check`] just admitted at the same `now` (saves checking
@@ -2539,6 +2591,66 @@ mod tests {
                 violated: [Dimension::Rpm, Dimension::Rpd].into_iter().collect()
             }
         );
+    }
+
+    /// `servable` is `unservable` being empty, on every mix of absent, zero, small and large
+    /// limits and request sizes around them.
+    #[test]
+    fn servable_is_unservable_empty() {
+        let values = [None, Some(0), Some(1), Some(5), Some(u64::MAX)];
+        for (i, &rpm) in values.iter().enumerate() {
+            for &tpm in &values {
+                for &tpd in &values {
+                    let limits = Limits {
+                        rpm,
+                        tpm,
+                        rpd: values[(i + 2) % values.len()],
+                        tpd,
+                        concurrent: values[(i + 3) % values.len()],
+                    };
+                    for tokens in [0, 1, 4, 5, 6, u64::MAX] {
+                        assert_eq!(
+                            limits.servable(tokens),
+                            limits.unservable(tokens).is_empty(),
+                            "{limits:?} {tokens}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// `fits_held` says yes only where `check` admits: on a lazy ledger right after a commit at
+    /// the same instant, over windows filled to every level around the limits.
+    #[test]
+    fn fits_held_only_where_the_check_admits() {
+        let limits = Limits {
+            rpm: Some(4),
+            tpm: Some(100),
+            rpd: Some(9),
+            tpd: Some(300),
+            concurrent: None,
+        };
+        let (mut yes, mut no) = (0, 0);
+        for tokens in [0u64, 1, 30, 60, 100] {
+            let mut l = empty(WindowKind::Sliding).lazy();
+            let b = l.add_budget(limits, 0);
+            for k in 0..12u64 {
+                let now = k * 7 * SECOND;
+                if l.check(now, b, None, 25) == Admission::Admitted {
+                    l.commit(now, b, None, 25, now);
+                }
+                let fits = l.fits_held(now, b, tokens);
+                let admitted = l.check(now, b, None, tokens) == Admission::Admitted;
+                assert!(
+                    !fits || admitted,
+                    "at {k}: fits_held says yes to {tokens} where the check does not"
+                );
+                yes += u32::from(fits);
+                no += u32::from(!admitted);
+            }
+        }
+        assert!(yes >= 5 && no >= 5, "yes {yes}, refused {no}: the test shows nothing");
     }
 
     #[test]
