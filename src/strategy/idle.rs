@@ -184,15 +184,22 @@ impl Idle {
                 let word = owner as usize / 64;
                 let x = &mut words[i * w + word];
                 *x &= !(1u64 << (owner % 64));
-                if *x == 0 {
-                    summary[i * sw + word / 64] &= !(1u64 << (word % 64));
-                }
                 *len -= 1;
-                // The first and last buckets hold someone.
-                while !summary.is_empty() && summary.range(..sw).all(|&x| x == 0) {
-                    summary.drain(..sw);
-                    words.drain(..w);
-                    *base += 1;
+                if *x != 0 {
+                    return;
+                }
+                let s = &mut summary[i * sw + word / 64];
+                *s &= !(1u64 << (word % 64));
+                // The first and last buckets hold someone: only bucket `i` may have emptied.
+                if *s != 0 || (sw > 1 && summary.range(i * sw..(i + 1) * sw).any(|&x| x != 0)) {
+                    return;
+                }
+                if i == 0 {
+                    while !summary.is_empty() && summary.range(..sw).all(|&x| x == 0) {
+                        summary.drain(..sw);
+                        words.drain(..w);
+                        *base += 1;
+                    }
                 }
                 while !summary.is_empty() && summary.range(summary.len() - sw..).all(|&x| x == 0) {
                     summary.truncate(summary.len() - sw);
