@@ -479,7 +479,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// [`ExactCooldown::reindex`]; `committed`: a send on the unit's budget was just committed
     /// to the replica at `now`, with nothing changed since, so a room the replica sees without
     /// reading a window ([`Ledger::fits_held`]) needs no check (a third of a decision's checks,
-    /// 4% of `flux`'s instructions on `large.toml`; issue 34).
+    /// 5% of `flux`'s instructions on `large.toml`; issue 34).
     fn reindex_after(&mut self, u: usize, now: Nanos, committed: bool) {
         self.units[u].refused = None;
         let (owner, m) = (u / self.env.models, u % self.env.models);
