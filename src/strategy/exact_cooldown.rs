@@ -1292,16 +1292,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 }
             }
         }
-        self.end_send(
-            now,
-            ask,
-            key,
-            model,
-            sent,
-            &Outcome::Unservable {
-                quota: Limits::UNLIMITED,
-            },
-        );
+        self.end_send(now, ask, key, model, sent, &Outcome::UNSERVABLE_UNSTATED);
     }
 
     /// Whether the server counts a refused request against RPM, if known.
@@ -2172,9 +2163,7 @@ mod tests {
         let mut e = ExactCooldown::new(env(&[0, 1], None), vec![], 0);
         let at = |tokens: u64, request: u64| tests::ask(request, tokens);
         // A 429 stating no value: the bound alone, whatever the limits.
-        let never = Outcome::Unservable {
-            quota: Limits::UNLIMITED,
-        };
+        let never = Outcome::UNSERVABLE_UNSTATED;
         let (key, _) = send(e.decide(0, &at(40_000, 1)));
         e.on_outcome(0, &at(40_000, 1), key, 0, 0, &never);
         for (tokens, request) in [(60_000, 2), (40_000, 3)] {

@@ -432,16 +432,7 @@ mod tests {
     fn an_unservable_429_kills_the_model_like_any_429() {
         let mut f = three_models();
         assert_eq!(send(f.decide(0, &ask(1, 0))), (0, 0, 0));
-        f.on_outcome(
-            0,
-            &ask(1, 0),
-            0,
-            0,
-            0,
-            &Outcome::Unservable {
-                quota: Limits::UNLIMITED,
-            },
-        );
+        f.on_outcome(0, &ask(1, 0), 0, 0, 0, &Outcome::UNSERVABLE_UNSTATED);
         assert_eq!(send(f.decide(SECOND, &ask(1, 0))), (0, 1, SECOND));
     }
 

@@ -478,16 +478,7 @@ mod tests {
         // Two keys: a lone key is never cooled by a 429 (LiteLLM's v2 rules).
         let mut s = LiteLlm::new(env(&[0, 1], None), Routing::LeastBusy);
         assert_eq!(key(s.decide(0, &ask(0))), 0);
-        s.on_outcome(
-            SECOND,
-            &ask(0),
-            0,
-            0,
-            0,
-            &Outcome::Unservable {
-                quota: Limits::UNLIMITED,
-            },
-        );
+        s.on_outcome(SECOND, &ask(0), 0, 0, 0, &Outcome::UNSERVABLE_UNSTATED);
         // Key 0 cools 5 s: the tie between two idle keys goes to key 1 meanwhile.
         assert_eq!(key(s.decide(2 * SECOND, &ask(1))), 1);
         s.on_outcome(2 * SECOND, &ask(1), 1, 0, 0, &Outcome::Ok);

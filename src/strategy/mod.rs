@@ -122,6 +122,14 @@ pub enum Outcome {
     Error,
 }
 
+impl Outcome {
+    /// A 429 that can never succeed and states no limit (a refusal of the client's own): only
+    /// the request's size is learned from it.
+    pub(crate) const UNSERVABLE_UNSTATED: Outcome = Outcome::Unservable {
+        quota: Limits::UNLIMITED,
+    };
+}
+
 /// A rotation strategy.
 ///
 /// A driver (the virtual-time engine, `drive`, `proxy`) asks it about each request, sends

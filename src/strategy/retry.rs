@@ -339,16 +339,7 @@ mod tests {
         assert_eq!(p.next_delay(1, &RL, 0.0), Some(0));
         assert_eq!(p.next_delay(1, &Outcome::InvalidKey, 0.0), Some(0));
         assert_eq!(p.next_delay(2, &RL, 0.0), None);
-        assert_eq!(
-            p.next_delay(
-                1,
-                &Outcome::Unservable {
-                    quota: Limits::UNLIMITED
-                },
-                0.0
-            ),
-            None
-        );
+        assert_eq!(p.next_delay(1, &Outcome::UNSERVABLE_UNSTATED, 0.0), None);
     }
 
     /// Issue 33 item 7: a client that reads only the status code retries an unservable 429 as

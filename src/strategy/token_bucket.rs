@@ -195,16 +195,7 @@ mod tests {
         };
         s.on_outcome(2 * SECOND, &ask(1), 0, 0, 0, &rl);
         assert_eq!(at(s.decide(3 * SECOND, &ask(1))), 3 * SECOND);
-        s.on_outcome(
-            4 * SECOND,
-            &ask(1),
-            0,
-            0,
-            0,
-            &Outcome::Unservable {
-                quota: Limits::UNLIMITED,
-            },
-        );
+        s.on_outcome(4 * SECOND, &ask(1), 0, 0, 0, &Outcome::UNSERVABLE_UNSTATED);
         assert_eq!(at(s.decide(5 * SECOND, &ask(1))), 5 * SECOND);
         assert!(s.confirm(5 * SECOND, &ask(1), 0, 0));
         assert_eq!(KIND.retry, RetryPolicy::None, "the error is saved as the result");
