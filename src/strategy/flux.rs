@@ -876,14 +876,20 @@ impl Flux {
             self.trials.sent(self.inner.budget(u), at);
         }
         if self.live[model] {
-            let sent = &mut self.live_sent[u];
-            while sent.front().is_some_and(|&(t, ..)| t.saturating_add(2 * MINUTE) < at) {
-                sent.pop_front();
-            }
-            sent.push_back((at, seq, cost));
-            self.live_out.push(Reverse((at + LIVE_ADMIT_GRACE, seq, u)));
+            self.session_sent(u, at, seq, cost);
         }
         seq
+    }
+
+    /// A Live session on unit `u` is sent `seq`-th at `at`, costing `cost`.
+    #[inline(never)]
+    fn session_sent(&mut self, u: usize, at: Nanos, seq: u64, cost: u64) {
+        let sent = &mut self.live_sent[u];
+        while sent.front().is_some_and(|&(t, ..)| t.saturating_add(2 * MINUTE) < at) {
+            sent.pop_front();
+        }
+        sent.push_back((at, seq, cost));
+        self.live_out.push(Reverse((at + LIVE_ADMIT_GRACE, seq, u)));
     }
 
     /// What unit `u`'s minute held, `[requests, tokens]`, when its session sent `seq`-th at
@@ -1612,8 +1618,7 @@ impl Flux {
                 Gate::Go { probe } => pool_probe = probe,
                 Gate::Wait(at) => return pace.wait(ask.request, at).map_or(Decision::Defer, Decision::Later),
             }
-        }
-        if self.is_live(ask.model) {
+        } else {
             self.offer_clean_probes(now, ask);
         }
         if !self.suspects.is_empty() {
@@ -1626,36 +1631,10 @@ impl Flux {
             }
             let u = self.inner.unit_of(key, model);
             let probe = self.inner.take_probe();
-            let session_probe = self.session_probe(model, probe);
-            if session_probe {
-                // The sessions open before it (the planner counts it already).
-                let open = self.inner.inflight(u).saturating_sub(1);
-                self.doubt[u].push((ask.request, open));
-            } else if !probe.is_empty() {
-                self.probing[u] = true;
-                self.probed[u] = self.inner.limits(u);
-            }
-            if !probe.is_empty() {
-                let grace = if self.live[model] {
-                    LIVE_ADMIT_GRACE
-                } else {
-                    ADMIT_GRACE
-                };
-                self.probes_out.push(Reverse((at + grace, ask.request, u, at)));
-            }
-            let copies = self.fleet.weight() - 1;
-            if copies > 0 {
-                if let Some((at, cost)) = self.inner.on_quota(ask.request) {
-                    self.inner.shadow(u, at, cost, copies, now);
-                    let due = now + 2 * self.fleet.lag.unwrap_or(0);
-                    self.fleet.shadows.push_back(Shadow {
-                        due,
-                        unit: u,
-                        at,
-                        cost,
-                        copies,
-                    });
-                }
+            // What a probe and a fleet's peers add is done apart: most sends have neither.
+            let session_probe = !probe.is_empty() && self.probe_sent(ask.request, u, model, at, probe);
+            if self.fleet.weight() > 1 {
+                self.count_copies(ask.request, u, now);
             }
             // Sent at once when planned now; a later one is sent when confirmed.
             let seq = (at <= now).then(|| self.sent_now(u, model, at, self.inner.cost(ask)));
@@ -1673,6 +1652,48 @@ impl Flux {
             }
         }
         d
+    }
+
+    /// Request `request` is planned at `at` on unit `u` (of `model`) beyond the beliefs
+    /// `probe`: it awaits its admission; returns whether it probes a Live session limit.
+    #[cold]
+    #[inline(never)]
+    fn probe_sent(&mut self, request: u64, u: usize, model: usize, at: Nanos, probe: Dims) -> bool {
+        let session_probe = self.session_probe(model, probe);
+        if session_probe {
+            // The sessions open before it (the planner counts it already).
+            let open = self.inner.inflight(u).saturating_sub(1);
+            self.doubt[u].push((request, open));
+        } else {
+            self.probing[u] = true;
+            self.probed[u] = self.inner.limits(u);
+        }
+        let grace = if self.live[model] {
+            LIVE_ADMIT_GRACE
+        } else {
+            ADMIT_GRACE
+        };
+        self.probes_out.push(Reverse((at + grace, request, u, at)));
+        session_probe
+    }
+
+    /// Request `request`, planned on unit `u`, counts for the fleet's peers too until their
+    /// own sends are seen.
+    #[cold]
+    #[inline(never)]
+    fn count_copies(&mut self, request: u64, u: usize, now: Nanos) {
+        let copies = self.fleet.weight() - 1;
+        if let Some((at, cost)) = self.inner.on_quota(request) {
+            self.inner.shadow(u, at, cost, copies, now);
+            let due = now + 2 * self.fleet.lag.unwrap_or(0);
+            self.fleet.shadows.push_back(Shadow {
+                due,
+                unit: u,
+                at,
+                cost,
+                copies,
+            });
+        }
     }
 }
 
@@ -1692,11 +1713,8 @@ impl Strategy for Flux {
 
     fn decide(&mut self, now: Nanos, ask: &Ask) -> Decision {
         if !self.overloaded.is_empty() {
-            if let Some(until) = self.overloaded.remove(&ask.request) {
-                if until > now {
-                    self.overloaded.insert(ask.request, until);
-                    return Decision::Later(until);
-                }
+            if let Some(until) = self.still_overloaded(now, ask.request) {
+                return Decision::Later(until);
             }
         }
         self.release_held(now);
@@ -1704,40 +1722,14 @@ impl Strategy for Flux {
         self.raise_shares(now);
         self.admit_probes(now);
         self.admit_sessions(now);
-        let d = self.decide_now(now, ask);
-        if let Decision::GiveUp(_) = d {
-            // It ends here: it waits nowhere.
-            self.refused.remove(&ask.request);
-        }
-        if d != Decision::Defer {
-            return d;
-        }
-        let held = self.held.iter().map(|h| h.due).min();
-        let admitted = self.probes_out.peek().map(|&Reverse((due, ..))| due);
-        let due = held.into_iter().chain(admitted).min();
-        match (self.inner.waker_of_others(ask.request, now), due) {
-            // The planner keeps the queue behind another request, which comes back when the
-            // room it waits for opens: this one waits in line, asked again with the line (then,
-            // at an outcome, or when a slot or a probe's admission is known, if sooner). Told
-            // to come back on its own instead, it left the line until a probe planned minutes
-            // ahead was known admitted, while requests taken up after it were planned into
-            // every slot freed meanwhile (`scenarios/probe-ahead-line.toml`: waits of 3 hours
-            // where exact_cooldown's were under one).
-            (Some(waker), Some(due)) if due < waker => Decision::DeferUntil(due.max(now + 1)),
-            (Some(_), _) => Decision::Defer,
-            // Every unit that could take it waits for a slot, which an outcome frees: it waits
-            // in line for that outcome, or for `due` if sooner. Told to come back alone at
-            // `due` instead (a probe planned twenty minutes ahead), it slept through every
-            // slot freed meanwhile. (A Live session is still asked alone at `due`: its slots
-            // free when flux judges a session's hold over, and in line `live-interpreter-2026`
-            // told +50% lost a tenth of its pace.)
-            (None, Some(due)) if self.inner.waits_for_slot() && !self.is_live(ask.model) => {
-                Decision::DeferUntil(due.max(now + 1))
+        match self.decide_now(now, ask) {
+            Decision::Defer => self.deferred(now, ask),
+            d @ Decision::GiveUp(_) => {
+                // It ends here: it waits nowhere.
+                self.gave_up(ask.request);
+                d
             }
-            // Slots it counts as taken free, or a probe's admission is known, at known times:
-            // ask again then.
-            (None, Some(due)) => Decision::Later(due),
-            (None, None) => d,
+            d => d,
         }
     }
 
@@ -1898,19 +1890,6 @@ impl Strategy for Flux {
     }
 
     fn on_outcome(&mut self, now: Nanos, ask: &Ask, key: usize, model: usize, sent: Nanos, outcome: &Outcome) {
-        // The server decided between the send and the 429's coming back, and timed its
-        // RetryInfo from then: the instant it names lies in `[named, named + late]`. flux plans
-        // its retries from the coming back (the later end, never early), and judges what the
-        // 429 says of the server (window kind, refusals counted, its replica's account) by the
-        // whole bracket: judged at the coming back alone, a round trip of 150 ms
-        // (`server.error_latency`) matched no replica instant within a millisecond, and told
-        // nothing flux kept 10% of exact_cooldown's pace on `overloaded-backlog`.
-        let named = match *outcome {
-            Outcome::RateLimited {
-                retry_delay: Some(d), ..
-            } => Some(sent.saturating_add(d)),
-            _ => None,
-        };
         self.release_held(now);
         self.release_shadows(now);
         self.raise_shares(now);
@@ -1935,240 +1914,21 @@ impl Strategy for Flux {
         if !probe.is_empty() && !session_probe {
             self.probing[u] = false;
         }
+        let c = Came {
+            now,
+            ask,
+            key,
+            model,
+            sent,
+            u,
+            plan,
+            probe,
+            session_probe,
+        };
+        // Each kind of outcome but a success is taken up apart (below).
         if self.live[model] {
-            match *outcome {
-                Outcome::Ok => {
-                    // The client closed the session: its slot may stay taken a while, by the
-                    // server's rules as flux believes them, and by what it learned on top.
-                    let end = self.session_end(ask, model, sent, now);
-                    let closes = &mut self.closes[u];
-                    if closes.len() == CLOSES_KEPT {
-                        closes.pop_front();
-                    }
-                    closes.push_back(Close {
-                        sent,
-                        end,
-                        seq: plan.and_then(|p| p.seq).unwrap_or(u64::MAX),
-                        closed: now,
-                    });
-                    self.admitted(u);
-                    // The most of each minute it saw admitted (this session included).
-                    self.admitted_minute(u, sent, plan.and_then(|p| p.seq).unwrap_or(u64::MAX));
-                    let due = end.saturating_add(self.session_hold[u]);
-                    if let Some(open) = probe_open {
-                        // Admitted beyond the told limit, with `open` others.
-                        self.sessions_admitted(u, open, now);
-                        self.refresh_probe(u, now);
-                    } else if !probe.is_empty() && !session_probe && due > now {
-                        // A session beyond the told limit ran: the limit is higher.
-                        self.grow(u, probe, now);
-                        self.refresh_probe(u, now);
-                    }
-                    if due > now {
-                        self.held.push(Held {
-                            due,
-                            end,
-                            ask: *ask,
-                            key,
-                            model,
-                            sent,
-                        });
-                        return;
-                    }
-                }
-                Outcome::RateLimited { violated, quota, .. } if violated.is_empty() && quota == Limits::UNLIMITED => {
-                    // Close 1011: no dimension named; flux sent it believing a slot free.
-                    // What its replica held of the minute when it sent, this send aside.
-                    // Sends at the same instant decided after it reached the server after it:
-                    // they are not what it met.
-                    let cost = self.inner.cost(ask);
-                    let seq = plan.and_then(|p| p.seq).unwrap_or(u64::MAX);
-                    let [sliding, by_calendar] = self.minutes(u, sent, seq);
-                    self.weigh(u, sent, seq, [sliding[1], by_calendar[1]], false);
-                    // Refused: not in the minute of any later session.
-                    self.live_sent[u].retain(|e| e.1 != seq);
-                    // The minute it met, this session aside, counted `[as believed, by calendar]`.
-                    let believed = if self.counts_calendar() { by_calendar } else { sliding };
-                    let [minute, minute_by_calendar] = [believed, by_calendar].map(|[rpm, tpm]| {
-                        [
-                            (Dimension::Rpm, rpm.saturating_sub(1)),
-                            (Dimension::Tpm, tpm.saturating_sub(cost)),
-                        ]
-                    });
-                    // Not charged by the server: its tokens leave the replica's windows too.
-                    self.inner.refused(now, ask, key, model, sent);
-                    // The plans made before it are withdrawn when due (below: not for the
-                    // minute's tokens).
-                    let mut withdraw = true;
-                    // The sessions it met: its sessions open, closed ones it still counts as
-                    // holding a slot included (the planner ends those only when their hold is
-                    // over), less the session probes sent after it (not counted by the server
-                    // for them, and not what it met either) and the other sessions sent since,
-                    // plus those closed since its send (`Flux::met_open`).
-                    let after = self.uncounted(u, seq);
-                    let open = self.met_open(u, sent, seq, self.inner.inflight(u).saturating_sub(after));
-                    let mut limits = self.inner.limits(u);
-                    // Per-minute limits it plans with (told, or learned) that this refusal may
-                    // be theirs: the minute held more with this session than any admitted one
-                    // did (a Live model limited by tokens per minute, no session limit).
-                    // Its sessions still open, sent long enough ago that a refusal would have
-                    // come, were admitted: each minute held at least that much then.
-                    // (Measured `LIVE_ADMIT_GRACE` after each send: `admit_sessions`.)
-                    let mut peak = self.minute_peak[u];
-                    let cap = self.inner.cap(u);
-                    let amount = |d: Dimension| if d == Dimension::Rpm { 1 } else { cost };
-                    // The room it plans with: the limit, or its own ceiling below it.
-                    let room = |i: usize, d: Dimension| match (limits.get(d), cap[i]) {
-                        (Some(l), Some(c)) => Some(l.min(c)),
-                        (l, c) => l.or(c),
-                    };
-                    // The most used of them in `minute`, by share of its belief, and what it
-                    // held, if any held more than an admitted session's minute (`peak`).
-                    let fullest_of = |minute: [(Dimension, u64); 2], peak: [u64; 2]| {
-                        minute
-                            .into_iter()
-                            .enumerate()
-                            .filter(|&(i, (d, used))| {
-                                room(i, d).is_some_and(|v| v < TRACKED) && used.saturating_add(amount(d)) > peak[i]
-                            })
-                            .max_by_key(|&(i, (d, used))| {
-                                (u128::from(used.saturating_add(amount(d))) << 32)
-                                    / u128::from(room(i, d).unwrap_or(1).max(1))
-                            })
-                    };
-                    let mut fullest = fullest_of(minute, peak);
-                    // While it learns how the server counts minutes: a minute that held less
-                    // in the sliding 60 s than an admitted session's did, and more in its
-                    // calendar minute, says calendar minutes (a server counting sliding ones
-                    // refused it for a minute holding more than any it admitted).
-                    // Every session it sent must agree (each admitted one's calendar minute
-                    // held less than each refused one's), not this one alone: a session
-                    // refused by a session limit under sliding minutes may meet a fuller
-                    // calendar minute than any admitted one by chance.
-                    let mut to_calendar = false;
-                    let calendar_agrees = self.causes[u].as_deref().is_some_and(|c| c.tokens_explain(true));
-                    if fullest.is_none() && self.window == WindowBelief::Learning && calendar_agrees {
-                        fullest = fullest_of(minute_by_calendar, self.calendar_peak[u]);
-                        if fullest.is_some() {
-                            (to_calendar, peak) = (true, self.calendar_peak[u]);
-                        }
-                    }
-                    let probed_minute = probe.per_minute();
-                    // A session sent beyond a guessed session limit, refused after the guess
-                    // went (the model's 1011s read as the minute's tokens since, on another
-                    // project maybe): a refusal like any other session's, not the session
-                    // limit's. Read as the limit's, it set a session limit the project was
-                    // never told (`live-phone-translate-calendar` told nothing, seed 9: the
-                    // second project held to 9 sessions and a hold learned on top, 89.5% of
-                    // the pace).
-                    let stale_probe = session_probe && self.by_tokens[model] && limits.concurrent.is_none();
-                    if probed_minute && !probe.contains(Dimension::Concurrency) {
-                        // A probe of a per-minute limit refused: the belief it exceeded holds
-                        // (as a REST probe refused without the value), not a session limit.
-                        for d in probe.iter() {
-                            self.verified[u].insert(d);
-                        }
-                        self.inner.block(u, now + SECOND, now);
-                    } else if session_probe && !stale_probe {
-                        // A session beyond the told limit refused: the server held as many as
-                        // it had open when the session came (at least one); an earlier refusal
-                        // of the same burst may have said less.
-                        let open = probe_open.unwrap_or(open).max(1);
-                        let c = match limits.concurrent {
-                            Some(c) if self.verified[u].contains(Dimension::Concurrency) => c.min(open),
-                            _ => open,
-                        };
-                        if self.guessed[u] {
-                            // A guessed limit tested (`offer_clean_probes`): a session limit it
-                            // is, and a refusal with fewer open is a hold's (lowered to the
-                            // sessions open, `live-call-centre` told nothing lost a project's
-                            // third slot for the run: 95% of the pace).
-                            self.learn_session_hold(now, u, sent);
-                        } else {
-                            limits.concurrent = Some(c);
-                            self.verified[u].insert(Dimension::Concurrency);
-                            self.inner.set_limits(u, limits, now);
-                        }
-                        self.inner.block(u, now + SECOND, now);
-                    } else if probe.contains(Dimension::Concurrency) && !stale_probe {
-                        // A session beyond the told limit refused: the limit is no more than
-                        // the sessions it had open (at least one), nor than the belief.
-                        limits.concurrent = Some(limits.concurrent.map_or(open, |c| c.min(open)).max(1));
-                        self.verified[u].insert(Dimension::Concurrency);
-                        self.inner.set_limits(u, limits, now);
-                        self.inner.block(u, now + SECOND, now);
-                    } else if !self.verified[u].contains(Dimension::Concurrency)
-                        && limits.concurrent.is_some_and(|c| open < c)
-                    {
-                        // A session limit it was told: the sessions it had open are the limit
-                        // (at least one).
-                        limits.concurrent = Some(open.max(1));
-                        self.verified[u].insert(Dimension::Concurrency);
-                        self.inner.set_limits(u, limits, now);
-                        self.inner.block(u, now + SECOND, now);
-                    } else if let Some((i, (d, used))) = fullest.filter(|_| limits.concurrent.is_none()) {
-                        // No session limit told, a per-minute one planned with: the limit is
-                        // below what the minute held with this session, and no lower than the
-                        // most an admitted one saw. It plans under that as a ceiling of its
-                        // own, which a session larger than it still passes in an empty window
-                        // (as a limit, sessions larger than a ceiling learned low were given
-                        // up as unservable). A session limit guessed instead cut
-                        // `live-conversations-2026-12` told ±50% to 24-41% of the pace.
-                        if to_calendar {
-                            self.believe_calendar_minutes();
-                        }
-                        let below = used.saturating_add(amount(d)) - 1;
-                        let mut ceiling = cap;
-                        ceiling[i] = Some(room(i, d).unwrap_or(below).min(below).max(peak[i]).max(1));
-                        self.verified[u].insert(d);
-                        self.inner.set_cap(u, ceiling, now);
-                        self.inner.block(u, now + SECOND, now);
-                        // Its sessions planned ahead stay planned: withdrawn, each would go
-                        // again only after the last of them (a budget's plans never go back in
-                        // time), and every refusal left the project idle for minutes
-                        // (`live-interpreter-2026` told +50%: 74% of the pace). One that no
-                        // longer fits is refused, and lowers the ceiling again.
-                        withdraw = d != Dimension::Tpm;
-                    } else if self.tokens_not_sessions(u, limits) {
-                        // Nothing told, no session limit explains what it saw (with any hold
-                        // of closed sessions: a session refused with fewer open than the limit
-                        // and too few closes before it to have held the rest, or admitted with
-                        // as many open), and the minute's tokens do: a `*-live` model limited by
-                        // input tokens per minute (2026). A guessed session limit and its
-                        // learned hold kept `live-conversations-2026-12` told nothing at 24% of
-                        // the pace (the hold grew to explain refusals no close could).
-                        self.read_as_tokens(u, now);
-                        self.inner.block(u, now + SECOND, now);
-                        withdraw = false;
-                    } else if !self.verified[u].contains(Dimension::Concurrency) && limits.concurrent.is_none() {
-                        // Nothing told explains it: a session limit guessed, the sessions it
-                        // had open (at least one), for the model's other projects told no
-                        // session limit either (they meet the same tier's limit: learning it
-                        // project by project cost `live-conversations` told nothing a 1011 on
-                        // 4 of its 5 projects). Read as tokens before: not tokens after all.
-                        self.not_tokens(u, now);
-                        let c = open.max(1);
-                        for v in self.model_units(u).collect::<Vec<_>>() {
-                            let mut l = self.inner.limits(v);
-                            if v == u || (l.concurrent.is_none() && !self.verified[v].contains(Dimension::Concurrency))
-                            {
-                                l.concurrent = Some(c);
-                                self.verified[v].insert(Dimension::Concurrency);
-                                self.guessed[v] = true;
-                                self.inner.set_limits(v, l, now);
-                            }
-                        }
-                        self.inner.block(u, now + SECOND, now);
-                    } else {
-                        self.learn_session_hold(now, u, sent);
-                    }
-                    if withdraw {
-                        self.epoch[u] = self.epoch[u].wrapping_add(1);
-                    }
-                    self.refresh_probe(u, now);
-                    return;
-                }
-                _ => {}
+            if self.live_outcome(c, probe_open, outcome) {
+                return;
             }
         } else {
             let pace = &mut self.pace[model];
@@ -2186,172 +1946,13 @@ impl Strategy for Flux {
                 retry_delay,
                 quota,
                 quota_model,
-            } => {
-                // A 429 naming another model's quota: this model's calls draw on it (a
-                // re-routed id), which it was not told. Its units plan on that model's budgets
-                // from now on, which take over what they counted: the 429 is explained, not
-                // peers' sends it cannot see (issue 26).
-                // A 429 naming this model's own quota that another model's sends explain: the
-                // same, learned from the target's side.
-                let counted = self.inner.on_quota(ask.request);
-                let rerouted = match quota_model {
-                    Some(q) if q != model => self.inner.share_quota(model, q, now),
-                    _ => counted.is_some_and(|(at, cost)| {
-                        self.route_explains(now, u, (violated, quota, retry_delay), at, cost)
-                    }),
-                };
-                // A 429 on RPM alone that the budget's bucket on trial (counting refusals)
-                // names exactly: the server's windows are such buckets, not the sliding ones
-                // it believed (see `bucket_trial`). Not the network's lateness nor peers:
-                // nothing to widen or share.
-                let rpm_retry = retry_delay.filter(|&d| rpm_alone(violated) && d <= MINUTE && !rerouted);
-                let counting = rpm_retry.is_some()
-                    && named
-                        .is_some_and(|at| self.trials.judge(self.inner.budget(u), sent, now, at) == Verdict::Explains);
-                // A per-minute 429 on limits it already knew, on a send planned since the last
-                // 429 there: peers it cannot see took the room (it keeps a share from now on),
-                // or its sends reach the server later than planned (network, timers): then it
-                // widens the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
-                let planned = !rerouted
-                    && !counting
-                    && violated.per_minute()
-                    && violated.within(self.verified[u])
-                    && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
-                let peers = planned && counted.is_some_and(|(at, cost)| self.others_took(now, u, at, cost, violated));
-                // Not charged to the day (the planner refunds it, its tokens too: after
-                // `others_took` read what it held); flux sets the blocks itself.
-                self.inner.refused(now, ask, key, model, sent);
-                if planned && !peers {
-                    let m = (self.inner.margin() * 2).clamp(10 * MILLISECOND, 5 * SECOND);
-                    self.inner.set_margin(m);
-                }
-                self.epoch[u] = self.epoch[u].wrapping_add(1);
-                let mut limits: Limits = self.inner.limits(u);
-                let unstated = self.adopt_stated(u, violated, quota, &mut limits);
-                for d in unstated.and(probe).iter() {
-                    // A probe refused without the value: the belief it exceeded holds (for
-                    // concurrency: no more than the requests it still has in flight).
-                    if d == Dimension::Concurrency {
-                        let open = self.inner.inflight(u).max(1);
-                        limits.concurrent = limits.concurrent.map(|c| c.min(open));
-                    }
-                    self.verified[u].insert(d);
-                }
-                if limits != self.inner.limits(u) {
-                    self.inner.set_limits(u, limits, now);
-                }
-                if rerouted {
-                    // Merged on every project: on each, the units learn what any knew, and
-                    // the sends planned on either budget before are planned again on the
-                    // one they now share (two planned on the target's own count for the
-                    // same slot of the merged one: retired-two-ids at seed 2).
-                    let models = self.live.len();
-                    for v in (model..self.verified.len()).step_by(models) {
-                        self.share_verified(v, now);
-                        for w in v - model..v - model + models {
-                            if self.inner.same_budget(v, w) {
-                                self.epoch[w] = self.epoch[w].wrapping_add(1);
-                            }
-                        }
-                    }
-                } else {
-                    self.share_verified(u, now);
-                }
-                // Whether the server counted this refusal against RPM, where its delay tells.
-                if let (Some((at, cost)), Some(d)) = (counted, retry_delay) {
-                    if violated.contains(Dimension::Rpm)
-                        && !violated.per_day()
-                        && d <= MINUTE
-                        && self.verified[u].contains(Dimension::Rpm)
-                    {
-                        self.inner
-                            .judge_refusal(u, at, now, (sent.saturating_add(d), now.saturating_sub(sent)), cost);
-                    }
-                }
-                let own = !rerouted && quota_model.is_none_or(|q| q == model);
-                self.assume_day(u, violated, quota, own, now);
-                if counting {
-                    self.inner.count_refusals();
-                    self.window = WindowBelief::Bucket;
-                    self.inner.measure_buckets(now);
-                    // The other budgets on trial: their buckets say what the planner's owe.
-                    let rpm: Dims = [Dimension::Rpm].into_iter().collect();
-                    for (v, fit) in self.trials.end_all(now) {
-                        self.inner.calibrate_bucket(v, now, 0, rpm, fit);
-                    }
-                }
-                if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
-                    if let Some(d) = retry_delay {
-                        let (cost, seq) = (self.inner.cost(ask), plan.and_then(|p| p.seq));
-                        self.learn_window(now, d, u, cost, violated, sent, seq);
-                        if let Some(rpm) = self.inner.limits(u).rpm.filter(|_| {
-                            rpm_retry.is_some()
-                                && self.window == WindowBelief::Sliding
-                                && self.verified[u].contains(Dimension::Rpm)
-                        }) {
-                            // Sliding windows explained it (or nothing did); a bucket that
-                            // counts refusals may have too (see `bucket_trial`).
-                            let b = self.inner.budget(u);
-                            let seq = plan.and_then(|p| p.seq);
-                            let after = |p: &Plan| {
-                                p.seq.is_some()
-                                    && (p.at > sent
-                                        || (p.at == sent && p.seq.is_some_and(|q| seq.is_some_and(|s| q > s))))
-                            };
-                            let mut later: Vec<Nanos> = self
-                                .inner
-                                .tagged_sends()
-                                .map(|(at, _, tag)| Plan::of((at, tag)))
-                                .filter(|p| after(p) && p.at <= now && self.inner.same_budget(p.unit, u))
-                                .map(|p| p.at)
-                                .collect();
-                            later.sort_unstable();
-                            self.trials
-                                .start((b, u), rpm, (sent, now), now.saturating_add(d), &later);
-                        }
-                        if self.window == WindowBelief::Bucket && d <= MINUTE {
-                            // The server's bucket owes what its retry says.
-                            self.inner
-                                .calibrate_bucket(u, now, cost, violated, now.saturating_add(d));
-                        }
-                    }
-                }
-                // No quota named: the model has no capacity right now (a shared pool),
-                // whichever project sends. No budget is to blame and nothing is gained by
-                // rotating: the model's pacing (above) holds its requests.
-                if !(violated.is_empty() && quota == Limits::UNLIMITED) {
-                    let known = violated.within(self.verified[u]);
-                    let hold = self.hold(now, ask, violated, retry_delay, known);
-                    // Peers it cannot see took the room: its replica, which counts only its
-                    // own sends, cannot say when the server has room again.
-                    if peers || !self.replica_explains((sent, now), ask, u, violated, retry_delay, known) {
-                        self.inner.block(u, now + hold, now);
-                    }
-                }
-            }
+            } => self.rate_limited(c, violated, retry_delay, quota, quota_model),
             Outcome::Ok if !probe.is_empty() && !session_probe => {
                 // The told limit was too low: double the belief (a later 429 names the truth).
                 self.inner.on_outcome(now, ask, key, model, sent, outcome);
                 self.grow(u, probe, now);
             }
-            Outcome::Unavailable => {
-                self.inner.on_outcome(now, ask, key, model, sent, outcome);
-                // The model is overloaded, not the project: the project's room stays for the
-                // others. A 503 costs nothing, and most are chance (one request in eight at a
-                // peak hour): the request's first `RETRIES_AT_ONCE` attempts are retried at
-                // once, as LiteLLM's routers do; from then on it backs off (full jitter, as
-                // Google advises), so that a model down for minutes is not hammered. Backing
-                // off from the first 503, flux waited 0.7-2.1 s at p99 where LiteLLM waited
-                // none, at the same pace (`scenarios/flaky-light-load.toml`, seeds 1-20).
-                let d = match ask.attempts.checked_sub(RETRIES_AT_ONCE) {
-                    None => 0,
-                    Some(past) => {
-                        let draw = unit(&mut rng(self.seed, Stream::Retry, ask.request, ask.attempts));
-                        (exponential(SECOND, MINUTE, past + 1) as f64 * draw) as Nanos
-                    }
-                };
-                self.overloaded.insert(ask.request, now + d.max(1));
-            }
+            Outcome::Unavailable => self.unavailable(c),
             // Never admitted there, whatever the limits, and charged nothing: like a refusal
             // of its own, its tokens (and its request, where refusals are known not to count)
             // leave the replica's minute. Kept, each larger request tried on a 1-RPM project
@@ -2360,24 +1961,566 @@ impl Strategy for Flux {
             // that never met a 429 naming them, flux tried each larger request there, one a
             // minute, each stating the same limit (`unservable-sizes` told +50% with errors
             // 150 ms late: 50.3% of exact_cooldown's pace).
-            Outcome::Unservable { quota } => {
-                self.inner.too_large(ask, key, model);
-                self.inner.refused(now, ask, key, model, sent);
-                let mut limits = self.inner.limits(u);
-                self.adopt_stated(u, Dimension::ALL.into_iter().collect(), quota, &mut limits);
-                if limits != self.inner.limits(u) {
-                    // Plans made by the old belief are decided again when due.
-                    self.inner.set_limits(u, limits, now);
-                    self.epoch[u] = self.epoch[u].wrapping_add(1);
-                }
-                self.share_verified(u, now);
-            }
+            Outcome::Unservable { quota } => self.unservable(c, quota),
             _ => self.inner.on_outcome(now, ask, key, model, sent, outcome),
         }
         if matches!(outcome, Outcome::RateLimited { .. }) {
             self.release_plans(u, now);
         }
         self.refresh_probe(u, now);
+    }
+}
+
+/// One outcome as [`Flux::on_outcome`] took it up: what the handlers of its kinds share.
+#[derive(Clone, Copy)]
+struct Came<'a> {
+    now: Nanos,
+    ask: &'a Ask,
+    key: usize,
+    model: usize,
+    /// When it was sent.
+    sent: Nanos,
+    /// The unit it was sent on.
+    u: usize,
+    /// The plan it was sent by, if flux planned it.
+    plan: Option<Plan>,
+    /// The beliefs it probed.
+    probe: Dims,
+    /// Whether it probed a Live session limit.
+    session_probe: bool,
+}
+
+/// What [`Flux::decide`] and [`Flux::on_outcome`] take up apart, off the path of most decisions
+/// and outcomes: that path reads as the common case, and its code is half as many misses of an
+/// instruction cache (issue 34: callgrind's, on `large.toml`; the time did not follow, see
+/// docs/performance.md).
+impl Flux {
+    /// Request `request`, told to retry after a 503, while its wait is not over: until when.
+    #[cold]
+    #[inline(never)]
+    fn still_overloaded(&mut self, now: Nanos, request: u64) -> Option<Nanos> {
+        let until = self.overloaded.remove(&request)?;
+        (until > now).then(|| {
+            self.overloaded.insert(request, until);
+            until
+        })
+    }
+
+    /// Request `request` was given up.
+    #[cold]
+    #[inline(never)]
+    fn gave_up(&mut self, request: u64) {
+        self.refused.remove(&request);
+    }
+
+    /// Where request `ask`, for which the planner has no room now, waits.
+    #[inline(never)]
+    fn deferred(&mut self, now: Nanos, ask: &Ask) -> Decision {
+        let d = Decision::Defer;
+        let held = self.held.iter().map(|h| h.due).min();
+        let admitted = self.probes_out.peek().map(|&Reverse((due, ..))| due);
+        let due = held.into_iter().chain(admitted).min();
+        match (self.inner.waker_of_others(ask.request, now), due) {
+            // The planner keeps the queue behind another request, which comes back when the
+            // room it waits for opens: this one waits in line, asked again with the line (then,
+            // at an outcome, or when a slot or a probe's admission is known, if sooner). Told
+            // to come back on its own instead, it left the line until a probe planned minutes
+            // ahead was known admitted, while requests taken up after it were planned into
+            // every slot freed meanwhile (`scenarios/probe-ahead-line.toml`: waits of 3 hours
+            // where exact_cooldown's were under one).
+            (Some(waker), Some(due)) if due < waker => Decision::DeferUntil(due.max(now + 1)),
+            (Some(_), _) => Decision::Defer,
+            // Every unit that could take it waits for a slot, which an outcome frees: it waits
+            // in line for that outcome, or for `due` if sooner. Told to come back alone at
+            // `due` instead (a probe planned twenty minutes ahead), it slept through every
+            // slot freed meanwhile. (A Live session is still asked alone at `due`: its slots
+            // free when flux judges a session's hold over, and in line `live-interpreter-2026`
+            // told +50% lost a tenth of its pace.)
+            (None, Some(due)) if self.inner.waits_for_slot() && !self.is_live(ask.model) => {
+                Decision::DeferUntil(due.max(now + 1))
+            }
+            // Slots it counts as taken free, or a probe's admission is known, at known times:
+            // ask again then.
+            (None, Some(due)) => Decision::Later(due),
+            (None, None) => d,
+        }
+    }
+
+    /// A Live session's outcome (`probe_open`: the sessions the server had open when a
+    /// session probe came); returns whether it is taken up in full.
+    #[inline(never)]
+    fn live_outcome(&mut self, c: Came, probe_open: Option<u64>, outcome: &Outcome) -> bool {
+        let Came {
+            now,
+            ask,
+            key,
+            model,
+            sent,
+            u,
+            plan,
+            probe,
+            session_probe,
+        } = c;
+        match *outcome {
+            Outcome::Ok => {
+                // The client closed the session: its slot may stay taken a while, by the
+                // server's rules as flux believes them, and by what it learned on top.
+                let end = self.session_end(ask, model, sent, now);
+                let closes = &mut self.closes[u];
+                if closes.len() == CLOSES_KEPT {
+                    closes.pop_front();
+                }
+                closes.push_back(Close {
+                    sent,
+                    end,
+                    seq: plan.and_then(|p| p.seq).unwrap_or(u64::MAX),
+                    closed: now,
+                });
+                self.admitted(u);
+                // The most of each minute it saw admitted (this session included).
+                self.admitted_minute(u, sent, plan.and_then(|p| p.seq).unwrap_or(u64::MAX));
+                let due = end.saturating_add(self.session_hold[u]);
+                if let Some(open) = probe_open {
+                    // Admitted beyond the told limit, with `open` others.
+                    self.sessions_admitted(u, open, now);
+                    self.refresh_probe(u, now);
+                } else if !probe.is_empty() && !session_probe && due > now {
+                    // A session beyond the told limit ran: the limit is higher.
+                    self.grow(u, probe, now);
+                    self.refresh_probe(u, now);
+                }
+                if due > now {
+                    self.held.push(Held {
+                        due,
+                        end,
+                        ask: *ask,
+                        key,
+                        model,
+                        sent,
+                    });
+                    return true;
+                }
+            }
+            Outcome::RateLimited { violated, quota, .. } if violated.is_empty() && quota == Limits::UNLIMITED => {
+                // Close 1011: no dimension named; flux sent it believing a slot free.
+                // What its replica held of the minute when it sent, this send aside.
+                // Sends at the same instant decided after it reached the server after it:
+                // they are not what it met.
+                let cost = self.inner.cost(ask);
+                let seq = plan.and_then(|p| p.seq).unwrap_or(u64::MAX);
+                let [sliding, by_calendar] = self.minutes(u, sent, seq);
+                self.weigh(u, sent, seq, [sliding[1], by_calendar[1]], false);
+                // Refused: not in the minute of any later session.
+                self.live_sent[u].retain(|e| e.1 != seq);
+                // The minute it met, this session aside, counted `[as believed, by calendar]`.
+                let believed = if self.counts_calendar() { by_calendar } else { sliding };
+                let [minute, minute_by_calendar] = [believed, by_calendar].map(|[rpm, tpm]| {
+                    [
+                        (Dimension::Rpm, rpm.saturating_sub(1)),
+                        (Dimension::Tpm, tpm.saturating_sub(cost)),
+                    ]
+                });
+                // Not charged by the server: its tokens leave the replica's windows too.
+                self.inner.refused(now, ask, key, model, sent);
+                // The plans made before it are withdrawn when due (below: not for the
+                // minute's tokens).
+                let mut withdraw = true;
+                // The sessions it met: its sessions open, closed ones it still counts as
+                // holding a slot included (the planner ends those only when their hold is
+                // over), less the session probes sent after it (not counted by the server
+                // for them, and not what it met either) and the other sessions sent since,
+                // plus those closed since its send (`Flux::met_open`).
+                let after = self.uncounted(u, seq);
+                let open = self.met_open(u, sent, seq, self.inner.inflight(u).saturating_sub(after));
+                let mut limits = self.inner.limits(u);
+                // Per-minute limits it plans with (told, or learned) that this refusal may
+                // be theirs: the minute held more with this session than any admitted one
+                // did (a Live model limited by tokens per minute, no session limit).
+                // Its sessions still open, sent long enough ago that a refusal would have
+                // come, were admitted: each minute held at least that much then.
+                // (Measured `LIVE_ADMIT_GRACE` after each send: `admit_sessions`.)
+                let mut peak = self.minute_peak[u];
+                let cap = self.inner.cap(u);
+                let amount = |d: Dimension| if d == Dimension::Rpm { 1 } else { cost };
+                // The room it plans with: the limit, or its own ceiling below it.
+                let room = |i: usize, d: Dimension| match (limits.get(d), cap[i]) {
+                    (Some(l), Some(c)) => Some(l.min(c)),
+                    (l, c) => l.or(c),
+                };
+                // The most used of them in `minute`, by share of its belief, and what it
+                // held, if any held more than an admitted session's minute (`peak`).
+                let fullest_of = |minute: [(Dimension, u64); 2], peak: [u64; 2]| {
+                    minute
+                        .into_iter()
+                        .enumerate()
+                        .filter(|&(i, (d, used))| {
+                            room(i, d).is_some_and(|v| v < TRACKED) && used.saturating_add(amount(d)) > peak[i]
+                        })
+                        .max_by_key(|&(i, (d, used))| {
+                            (u128::from(used.saturating_add(amount(d))) << 32)
+                                / u128::from(room(i, d).unwrap_or(1).max(1))
+                        })
+                };
+                let mut fullest = fullest_of(minute, peak);
+                // While it learns how the server counts minutes: a minute that held less
+                // in the sliding 60 s than an admitted session's did, and more in its
+                // calendar minute, says calendar minutes (a server counting sliding ones
+                // refused it for a minute holding more than any it admitted).
+                // Every session it sent must agree (each admitted one's calendar minute
+                // held less than each refused one's), not this one alone: a session
+                // refused by a session limit under sliding minutes may meet a fuller
+                // calendar minute than any admitted one by chance.
+                let mut to_calendar = false;
+                let calendar_agrees = self.causes[u].as_deref().is_some_and(|c| c.tokens_explain(true));
+                if fullest.is_none() && self.window == WindowBelief::Learning && calendar_agrees {
+                    fullest = fullest_of(minute_by_calendar, self.calendar_peak[u]);
+                    if fullest.is_some() {
+                        (to_calendar, peak) = (true, self.calendar_peak[u]);
+                    }
+                }
+                let probed_minute = probe.per_minute();
+                // A session sent beyond a guessed session limit, refused after the guess
+                // went (the model's 1011s read as the minute's tokens since, on another
+                // project maybe): a refusal like any other session's, not the session
+                // limit's. Read as the limit's, it set a session limit the project was
+                // never told (`live-phone-translate-calendar` told nothing, seed 9: the
+                // second project held to 9 sessions and a hold learned on top, 89.5% of
+                // the pace).
+                let stale_probe = session_probe && self.by_tokens[model] && limits.concurrent.is_none();
+                if probed_minute && !probe.contains(Dimension::Concurrency) {
+                    // A probe of a per-minute limit refused: the belief it exceeded holds
+                    // (as a REST probe refused without the value), not a session limit.
+                    for d in probe.iter() {
+                        self.verified[u].insert(d);
+                    }
+                    self.inner.block(u, now + SECOND, now);
+                } else if session_probe && !stale_probe {
+                    // A session beyond the told limit refused: the server held as many as
+                    // it had open when the session came (at least one); an earlier refusal
+                    // of the same burst may have said less.
+                    let open = probe_open.unwrap_or(open).max(1);
+                    let c = match limits.concurrent {
+                        Some(c) if self.verified[u].contains(Dimension::Concurrency) => c.min(open),
+                        _ => open,
+                    };
+                    if self.guessed[u] {
+                        // A guessed limit tested (`offer_clean_probes`): a session limit it
+                        // is, and a refusal with fewer open is a hold's (lowered to the
+                        // sessions open, `live-call-centre` told nothing lost a project's
+                        // third slot for the run: 95% of the pace).
+                        self.learn_session_hold(now, u, sent);
+                    } else {
+                        limits.concurrent = Some(c);
+                        self.verified[u].insert(Dimension::Concurrency);
+                        self.inner.set_limits(u, limits, now);
+                    }
+                    self.inner.block(u, now + SECOND, now);
+                } else if probe.contains(Dimension::Concurrency) && !stale_probe {
+                    // A session beyond the told limit refused: the limit is no more than
+                    // the sessions it had open (at least one), nor than the belief.
+                    limits.concurrent = Some(limits.concurrent.map_or(open, |c| c.min(open)).max(1));
+                    self.verified[u].insert(Dimension::Concurrency);
+                    self.inner.set_limits(u, limits, now);
+                    self.inner.block(u, now + SECOND, now);
+                } else if !self.verified[u].contains(Dimension::Concurrency)
+                    && limits.concurrent.is_some_and(|c| open < c)
+                {
+                    // A session limit it was told: the sessions it had open are the limit
+                    // (at least one).
+                    limits.concurrent = Some(open.max(1));
+                    self.verified[u].insert(Dimension::Concurrency);
+                    self.inner.set_limits(u, limits, now);
+                    self.inner.block(u, now + SECOND, now);
+                } else if let Some((i, (d, used))) = fullest.filter(|_| limits.concurrent.is_none()) {
+                    // No session limit told, a per-minute one planned with: the limit is
+                    // below what the minute held with this session, and no lower than the
+                    // most an admitted one saw. It plans under that as a ceiling of its
+                    // own, which a session larger than it still passes in an empty window
+                    // (as a limit, sessions larger than a ceiling learned low were given
+                    // up as unservable). A session limit guessed instead cut
+                    // `live-conversations-2026-12` told ±50% to 24-41% of the pace.
+                    if to_calendar {
+                        self.believe_calendar_minutes();
+                    }
+                    let below = used.saturating_add(amount(d)) - 1;
+                    let mut ceiling = cap;
+                    ceiling[i] = Some(room(i, d).unwrap_or(below).min(below).max(peak[i]).max(1));
+                    self.verified[u].insert(d);
+                    self.inner.set_cap(u, ceiling, now);
+                    self.inner.block(u, now + SECOND, now);
+                    // Its sessions planned ahead stay planned: withdrawn, each would go
+                    // again only after the last of them (a budget's plans never go back in
+                    // time), and every refusal left the project idle for minutes
+                    // (`live-interpreter-2026` told +50%: 74% of the pace). One that no
+                    // longer fits is refused, and lowers the ceiling again.
+                    withdraw = d != Dimension::Tpm;
+                } else if self.tokens_not_sessions(u, limits) {
+                    // Nothing told, no session limit explains what it saw (with any hold
+                    // of closed sessions: a session refused with fewer open than the limit
+                    // and too few closes before it to have held the rest, or admitted with
+                    // as many open), and the minute's tokens do: a `*-live` model limited by
+                    // input tokens per minute (2026). A guessed session limit and its
+                    // learned hold kept `live-conversations-2026-12` told nothing at 24% of
+                    // the pace (the hold grew to explain refusals no close could).
+                    self.read_as_tokens(u, now);
+                    self.inner.block(u, now + SECOND, now);
+                    withdraw = false;
+                } else if !self.verified[u].contains(Dimension::Concurrency) && limits.concurrent.is_none() {
+                    // Nothing told explains it: a session limit guessed, the sessions it
+                    // had open (at least one), for the model's other projects told no
+                    // session limit either (they meet the same tier's limit: learning it
+                    // project by project cost `live-conversations` told nothing a 1011 on
+                    // 4 of its 5 projects). Read as tokens before: not tokens after all.
+                    self.not_tokens(u, now);
+                    let c = open.max(1);
+                    for v in self.model_units(u).collect::<Vec<_>>() {
+                        let mut l = self.inner.limits(v);
+                        if v == u || (l.concurrent.is_none() && !self.verified[v].contains(Dimension::Concurrency)) {
+                            l.concurrent = Some(c);
+                            self.verified[v].insert(Dimension::Concurrency);
+                            self.guessed[v] = true;
+                            self.inner.set_limits(v, l, now);
+                        }
+                    }
+                    self.inner.block(u, now + SECOND, now);
+                } else {
+                    self.learn_session_hold(now, u, sent);
+                }
+                if withdraw {
+                    self.epoch[u] = self.epoch[u].wrapping_add(1);
+                }
+                self.refresh_probe(u, now);
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// A 429 stating `violated`, `retry_delay`, `quota` and `quota_model`.
+    #[cold]
+    #[inline(never)]
+    fn rate_limited(
+        &mut self,
+        c: Came,
+        violated: Dims,
+        retry_delay: Option<Nanos>,
+        quota: Limits,
+        quota_model: Option<usize>,
+    ) {
+        let Came {
+            now,
+            ask,
+            key,
+            model,
+            sent,
+            u,
+            plan,
+            probe,
+            ..
+        } = c;
+        // The server decided between the send and the 429's coming back, and timed its
+        // RetryInfo from then: the instant it names lies in `[named, named + late]`. flux plans
+        // its retries from the coming back (the later end, never early), and judges what the
+        // 429 says of the server (window kind, refusals counted, its replica's account) by the
+        // whole bracket: judged at the coming back alone, a round trip of 150 ms
+        // (`server.error_latency`) matched no replica instant within a millisecond, and told
+        // nothing flux kept 10% of exact_cooldown's pace on `overloaded-backlog`.
+        let named = retry_delay.map(|d| sent.saturating_add(d));
+        // A 429 naming another model's quota: this model's calls draw on it (a
+        // re-routed id), which it was not told. Its units plan on that model's budgets
+        // from now on, which take over what they counted: the 429 is explained, not
+        // peers' sends it cannot see (issue 26).
+        // A 429 naming this model's own quota that another model's sends explain: the
+        // same, learned from the target's side.
+        let counted = self.inner.on_quota(ask.request);
+        let rerouted = match quota_model {
+            Some(q) if q != model => self.inner.share_quota(model, q, now),
+            _ => {
+                counted.is_some_and(|(at, cost)| self.route_explains(now, u, (violated, quota, retry_delay), at, cost))
+            }
+        };
+        // A 429 on RPM alone that the budget's bucket on trial (counting refusals)
+        // names exactly: the server's windows are such buckets, not the sliding ones
+        // it believed (see `bucket_trial`). Not the network's lateness nor peers:
+        // nothing to widen or share.
+        let rpm_retry = retry_delay.filter(|&d| rpm_alone(violated) && d <= MINUTE && !rerouted);
+        let counting = rpm_retry.is_some()
+            && named.is_some_and(|at| self.trials.judge(self.inner.budget(u), sent, now, at) == Verdict::Explains);
+        // A per-minute 429 on limits it already knew, on a send planned since the last
+        // 429 there: peers it cannot see took the room (it keeps a share from now on),
+        // or its sends reach the server later than planned (network, timers): then it
+        // widens the margin (doubling from 10 ms, at most 5 s) so later plans absorb it.
+        let planned = !rerouted
+            && !counting
+            && violated.per_minute()
+            && violated.within(self.verified[u])
+            && plan.is_some_and(|p| p.epoch == self.epoch[u] && p.probe.is_empty());
+        let peers = planned && counted.is_some_and(|(at, cost)| self.others_took(now, u, at, cost, violated));
+        // Not charged to the day (the planner refunds it, its tokens too: after
+        // `others_took` read what it held); flux sets the blocks itself.
+        self.inner.refused(now, ask, key, model, sent);
+        if planned && !peers {
+            let m = (self.inner.margin() * 2).clamp(10 * MILLISECOND, 5 * SECOND);
+            self.inner.set_margin(m);
+        }
+        self.epoch[u] = self.epoch[u].wrapping_add(1);
+        let mut limits: Limits = self.inner.limits(u);
+        let unstated = self.adopt_stated(u, violated, quota, &mut limits);
+        for d in unstated.and(probe).iter() {
+            // A probe refused without the value: the belief it exceeded holds (for
+            // concurrency: no more than the requests it still has in flight).
+            if d == Dimension::Concurrency {
+                let open = self.inner.inflight(u).max(1);
+                limits.concurrent = limits.concurrent.map(|c| c.min(open));
+            }
+            self.verified[u].insert(d);
+        }
+        if limits != self.inner.limits(u) {
+            self.inner.set_limits(u, limits, now);
+        }
+        if rerouted {
+            // Merged on every project: on each, the units learn what any knew, and
+            // the sends planned on either budget before are planned again on the
+            // one they now share (two planned on the target's own count for the
+            // same slot of the merged one: retired-two-ids at seed 2).
+            let models = self.live.len();
+            for v in (model..self.verified.len()).step_by(models) {
+                self.share_verified(v, now);
+                for w in v - model..v - model + models {
+                    if self.inner.same_budget(v, w) {
+                        self.epoch[w] = self.epoch[w].wrapping_add(1);
+                    }
+                }
+            }
+        } else {
+            self.share_verified(u, now);
+        }
+        // Whether the server counted this refusal against RPM, where its delay tells.
+        if let (Some((at, cost)), Some(d)) = (counted, retry_delay) {
+            if violated.contains(Dimension::Rpm)
+                && !violated.per_day()
+                && d <= MINUTE
+                && self.verified[u].contains(Dimension::Rpm)
+            {
+                self.inner
+                    .judge_refusal(u, at, now, (sent.saturating_add(d), now.saturating_sub(sent)), cost);
+            }
+        }
+        let own = !rerouted && quota_model.is_none_or(|q| q == model);
+        self.assume_day(u, violated, quota, own, now);
+        if counting {
+            self.inner.count_refusals();
+            self.window = WindowBelief::Bucket;
+            self.inner.measure_buckets(now);
+            // The other budgets on trial: their buckets say what the planner's owe.
+            let rpm: Dims = [Dimension::Rpm].into_iter().collect();
+            for (v, fit) in self.trials.end_all(now) {
+                self.inner.calibrate_bucket(v, now, 0, rpm, fit);
+            }
+        }
+        if violated.per_minute() && !violated.per_day() && !self.is_live(model) {
+            if let Some(d) = retry_delay {
+                let (cost, seq) = (self.inner.cost(ask), plan.and_then(|p| p.seq));
+                self.learn_window(now, d, u, cost, violated, sent, seq);
+                if let Some(rpm) = self.inner.limits(u).rpm.filter(|_| {
+                    rpm_retry.is_some()
+                        && self.window == WindowBelief::Sliding
+                        && self.verified[u].contains(Dimension::Rpm)
+                }) {
+                    // Sliding windows explained it (or nothing did); a bucket that
+                    // counts refusals may have too (see `bucket_trial`).
+                    let b = self.inner.budget(u);
+                    let seq = plan.and_then(|p| p.seq);
+                    let after = |p: &Plan| {
+                        p.seq.is_some()
+                            && (p.at > sent || (p.at == sent && p.seq.is_some_and(|q| seq.is_some_and(|s| q > s))))
+                    };
+                    let mut later: Vec<Nanos> = self
+                        .inner
+                        .tagged_sends()
+                        .map(|(at, _, tag)| Plan::of((at, tag)))
+                        .filter(|p| after(p) && p.at <= now && self.inner.same_budget(p.unit, u))
+                        .map(|p| p.at)
+                        .collect();
+                    later.sort_unstable();
+                    self.trials
+                        .start((b, u), rpm, (sent, now), now.saturating_add(d), &later);
+                }
+                if self.window == WindowBelief::Bucket && d <= MINUTE {
+                    // The server's bucket owes what its retry says.
+                    self.inner
+                        .calibrate_bucket(u, now, cost, violated, now.saturating_add(d));
+                }
+            }
+        }
+        // No quota named: the model has no capacity right now (a shared pool),
+        // whichever project sends. No budget is to blame and nothing is gained by
+        // rotating: the model's pacing (above) holds its requests.
+        if !(violated.is_empty() && quota == Limits::UNLIMITED) {
+            let known = violated.within(self.verified[u]);
+            let hold = self.hold(now, ask, violated, retry_delay, known);
+            // Peers it cannot see took the room: its replica, which counts only its
+            // own sends, cannot say when the server has room again.
+            if peers || !self.replica_explains((sent, now), ask, u, violated, retry_delay, known) {
+                self.inner.block(u, now + hold, now);
+            }
+        }
+    }
+
+    /// A 503: the model is overloaded.
+    #[cold]
+    #[inline(never)]
+    fn unavailable(&mut self, c: Came) {
+        let Came {
+            now,
+            ask,
+            key,
+            model,
+            sent,
+            ..
+        } = c;
+        self.inner.on_outcome(now, ask, key, model, sent, &Outcome::Unavailable);
+        // The model is overloaded, not the project: the project's room stays for the
+        // others. A 503 costs nothing, and most are chance (one request in eight at a
+        // peak hour): the request's first `RETRIES_AT_ONCE` attempts are retried at
+        // once, as LiteLLM's routers do; from then on it backs off (full jitter, as
+        // Google advises), so that a model down for minutes is not hammered. Backing
+        // off from the first 503, flux waited 0.7-2.1 s at p99 where LiteLLM waited
+        // none, at the same pace (`scenarios/flaky-light-load.toml`, seeds 1-20).
+        let d = match ask.attempts.checked_sub(RETRIES_AT_ONCE) {
+            None => 0,
+            Some(past) => {
+                let draw = unit(&mut rng(self.seed, Stream::Retry, ask.request, ask.attempts));
+                (exponential(SECOND, MINUTE, past + 1) as f64 * draw) as Nanos
+            }
+        };
+        self.overloaded.insert(ask.request, now + d.max(1));
+    }
+
+    /// A 429 that can never succeed, stating `quota`.
+    #[cold]
+    #[inline(never)]
+    fn unservable(&mut self, c: Came, quota: Limits) {
+        let Came {
+            now,
+            ask,
+            key,
+            model,
+            sent,
+            u,
+            ..
+        } = c;
+        self.inner.too_large(ask, key, model);
+        self.inner.refused(now, ask, key, model, sent);
+        let mut limits = self.inner.limits(u);
+        self.adopt_stated(u, Dimension::ALL.into_iter().collect(), quota, &mut limits);
+        if limits != self.inner.limits(u) {
+            // Plans made by the old belief are decided again when due.
+            self.inner.set_limits(u, limits, now);
+            self.epoch[u] = self.epoch[u].wrapping_add(1);
+        }
+        self.share_verified(u, now);
     }
 }
 

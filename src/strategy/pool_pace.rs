@@ -100,6 +100,16 @@ impl PoolPace {
             self.waker = None;
         }
         self.expire(now);
+        if self.cap.is_none() {
+            return Gate::Go { probe: false };
+        }
+        self.gate_paced(now)
+    }
+
+    /// [`PoolPace::gate`] once a 429 without details set a pace (apart: off the path of a
+    /// model never refused so, issue 34).
+    #[inline(never)]
+    fn gate_paced(&mut self, now: Nanos) -> Gate {
         let Some(cap) = self.cap else {
             return Gate::Go { probe: false };
         };
