@@ -1633,8 +1633,9 @@ impl Flux {
             let probe = self.inner.take_probe();
             // What a probe and a fleet's peers add is done apart: most sends have neither.
             let session_probe = !probe.is_empty() && self.probe_sent(ask.request, u, model, at, probe);
-            if self.fleet.weight() > 1 {
-                self.count_copies(ask.request, u, now);
+            let copies = self.fleet.weight() - 1;
+            if copies > 0 {
+                self.count_copies(ask.request, u, copies, now);
             }
             // Sent at once when planned now; a later one is sent when confirmed.
             let seq = (at <= now).then(|| self.sent_now(u, model, at, self.inner.cost(ask)));
@@ -1677,12 +1678,11 @@ impl Flux {
         session_probe
     }
 
-    /// Request `request`, planned on unit `u`, counts for the fleet's peers too until their
-    /// own sends are seen.
+    /// Request `request`, planned on unit `u`, counts `copies` times more for the fleet's peers
+    /// until their own sends are seen.
     #[cold]
     #[inline(never)]
-    fn count_copies(&mut self, request: u64, u: usize, now: Nanos) {
-        let copies = self.fleet.weight() - 1;
+    fn count_copies(&mut self, request: u64, u: usize, copies: u64, now: Nanos) {
         if let Some((at, cost)) = self.inner.on_quota(request) {
             self.inner.shadow(u, at, cost, copies, now);
             let due = now + 2 * self.fleet.lag.unwrap_or(0);
@@ -2016,7 +2016,6 @@ impl Flux {
     /// Where request `ask`, for which the planner has no room now, waits.
     #[inline(never)]
     fn deferred(&mut self, now: Nanos, ask: &Ask) -> Decision {
-        let d = Decision::Defer;
         let held = self.held.iter().map(|h| h.due).min();
         let admitted = self.probes_out.peek().map(|&Reverse((due, ..))| due);
         let due = held.into_iter().chain(admitted).min();
@@ -2042,7 +2041,7 @@ impl Flux {
             // Slots it counts as taken free, or a probe's admission is known, at known times:
             // ask again then.
             (None, Some(due)) => Decision::Later(due),
-            (None, None) => d,
+            (None, None) => Decision::Defer,
         }
     }
 
