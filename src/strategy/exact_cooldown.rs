@@ -911,6 +911,54 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         Some(left < ask.map_or(need, |f| f()))
     }
 
+    /// The largest request, in tokens, that some unit of model `m` or of its fallbacks with a
+    /// live key could take as the planner now judges (0 if none, `u64::MAX` if any has no
+    /// bound): one larger is given up as unservable when asked. A unit's bound is its TPM and
+    /// TPD limits but those it probes or awaits (a limit only told may be higher), and below the
+    /// size a project of it called unservable; a zero limit it does not probe lets none through.
+    /// A unit with a reservation (Provisioned Throughput) is taken as bounded by nothing. The
+    /// walk stops at the first unit that takes `enough` (its bound is returned then, at least
+    /// `enough`): a caller asking about requests of at most `enough` tokens reads one unit in
+    /// the common case, not every project.
+    pub(super) fn servable_bound(&self, m: usize, enough: u64) -> u64 {
+        let models = self.env.models;
+        let mut bound = 0u64;
+        for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
+            for (owner, keys) in self.owner_keys.iter().enumerate() {
+                if keys.iter().all(|&k| self.key_dead[k]) {
+                    continue;
+                }
+                let u = owner * models + model;
+                let unit = &self.units[u];
+                if unit.reservation.is_some() {
+                    return u64::MAX;
+                }
+                let open = unit.probe.or(unit.awaiting);
+                let limits = self.replica.limits(unit.budget);
+                let shut = Dimension::ALL
+                    .into_iter()
+                    .any(|d| !open.contains(d) && limits.get(d) == Some(0));
+                if shut {
+                    continue;
+                }
+                let mut b = u64::MAX;
+                for d in [Dimension::Tpm, Dimension::Tpd] {
+                    if let Some(l) = limits.get(d).filter(|_| !open.contains(d)) {
+                        b = b.min(l);
+                    }
+                }
+                if let Some(&t) = self.too_large.get(&u) {
+                    b = b.min(t.saturating_sub(1));
+                }
+                bound = bound.max(b);
+                if bound >= enough {
+                    return bound;
+                }
+            }
+        }
+        bound
+    }
+
     /// The owners (projects) it plans for.
     pub(super) fn owners(&self) -> usize {
         self.owner_keys.len()

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 73] = [
+const QUICK: [&str; 74] = [
     "across-midnight",
     "concurrency-slots-queue",
     "contracts-few-slots",
@@ -57,6 +57,7 @@ const QUICK: [&str; 73] = [
     "overloaded-few-slots",
     "overridden-days",
     "oversize",
+    "oversized-half-batch",
     "pr-review-backlog",
     "pro-tokens-per-day",
     "probe-ahead-line",
