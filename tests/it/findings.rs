@@ -1267,7 +1267,7 @@ fn a_chance_503_is_retried_at_once() {
 /// A closed batch half of whose prompts are over every project's TPM, on projects with
 /// tokens per day, three of them with part of the day spent before the run: the prompts no
 /// project can take counted as tokens the day owed, so the day looked short, flux took the
-/// smallest first, and the part-spent projects ran out of requests after small prompts only,
+/// smallest first, and the two projects whose day ran out had carried small prompts only,
 /// leaving the rest the long ones to pace through their minutes (95.3-99.4% of exact_cooldown's
 /// pace at 15 of the seeds 1-20; `oversized-half-batch`, hunt-407). They leave no demand on the
 /// day now: the batch goes in its order, as exact_cooldown's does.
