@@ -879,36 +879,45 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         unknown: u64,
         need: impl FnOnce() -> u64,
     ) -> Option<bool> {
-        let models = self.env.models;
         // Budgets already counted, by index: one look per owner, not a search of the others.
         let mut seen: Vec<bool> = Vec::new();
         let (mut ask, mut need) = (Some(need), 0);
         let mut left = 0u64;
-        for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
-            for (owner, keys) in self.owner_keys.iter().enumerate() {
-                if keys.iter().all(|&k| self.key_dead[k]) {
-                    continue;
-                }
-                let b = self.units[owner * models + model].budget;
-                let i = b.0 as usize;
-                if i >= seen.len() {
-                    seen.resize(i + 1, false);
-                } else if seen[i] {
-                    continue;
-                }
-                seen[i] = true;
-                let tpd = self.replica.limits(b).tpd.filter(|&l| l < unknown)?;
-                if let Some(f) = ask.take() {
-                    need = f();
-                }
-                left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
-                if left >= need {
-                    return Some(false);
-                }
+        for u in self.live_chain_units(m) {
+            let b = self.units[u].budget;
+            let i = b.0 as usize;
+            if i >= seen.len() {
+                seen.resize(i + 1, false);
+            } else if seen[i] {
+                continue;
+            }
+            seen[i] = true;
+            let tpd = self.replica.limits(b).tpd.filter(|&l| l < unknown)?;
+            if let Some(f) = ask.take() {
+                need = f();
+            }
+            left = left.saturating_add(tpd.saturating_sub(self.replica.tokens_today(now, b)));
+            if left >= need {
+                return Some(false);
             }
         }
         // No budget with a limit met (no live key): nothing can be sent today either.
         Some(left < ask.map_or(need, |f| f()))
+    }
+
+    /// The units of model `m`, then of each of its fallbacks, of the owners (projects) with a
+    /// live key, in owner order.
+    fn live_chain_units(&self, m: usize) -> impl Iterator<Item = usize> + '_ {
+        let models = self.env.models;
+        std::iter::once(m)
+            .chain(self.fallback.iter().copied())
+            .flat_map(move |model| {
+                self.owner_keys
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, keys)| !keys.iter().all(|&k| self.key_dead[k]))
+                    .map(move |(owner, _)| owner * models + model)
+            })
     }
 
     /// The largest request, in tokens, that some unit of model `m` or of its fallbacks with a
@@ -921,39 +930,32 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// `enough`): a caller asking about requests of at most `enough` tokens reads one unit in
     /// the common case, not every project.
     pub(super) fn servable_bound(&self, m: usize, enough: u64) -> u64 {
-        let models = self.env.models;
         let mut bound = 0u64;
-        for model in std::iter::once(m).chain(self.fallback.iter().copied()) {
-            for (owner, keys) in self.owner_keys.iter().enumerate() {
-                if keys.iter().all(|&k| self.key_dead[k]) {
-                    continue;
+        for u in self.live_chain_units(m) {
+            let unit = &self.units[u];
+            if unit.reservation.is_some() {
+                return u64::MAX;
+            }
+            let open = unit.probe.or(unit.awaiting);
+            let limits = self.replica.limits(unit.budget);
+            let shut = Dimension::ALL
+                .into_iter()
+                .any(|d| !open.contains(d) && limits.get(d) == Some(0));
+            if shut {
+                continue;
+            }
+            let mut b = u64::MAX;
+            for d in [Dimension::Tpm, Dimension::Tpd] {
+                if let Some(l) = limits.get(d).filter(|_| !open.contains(d)) {
+                    b = b.min(l);
                 }
-                let u = owner * models + model;
-                let unit = &self.units[u];
-                if unit.reservation.is_some() {
-                    return u64::MAX;
-                }
-                let open = unit.probe.or(unit.awaiting);
-                let limits = self.replica.limits(unit.budget);
-                let shut = Dimension::ALL
-                    .into_iter()
-                    .any(|d| !open.contains(d) && limits.get(d) == Some(0));
-                if shut {
-                    continue;
-                }
-                let mut b = u64::MAX;
-                for d in [Dimension::Tpm, Dimension::Tpd] {
-                    if let Some(l) = limits.get(d).filter(|_| !open.contains(d)) {
-                        b = b.min(l);
-                    }
-                }
-                if let Some(&t) = self.too_large.get(&u) {
-                    b = b.min(t.saturating_sub(1));
-                }
-                bound = bound.max(b);
-                if bound >= enough {
-                    return bound;
-                }
+            }
+            if let Some(&t) = self.too_large.get(&u) {
+                b = b.min(t.saturating_sub(1));
+            }
+            bound = bound.max(b);
+            if bound >= enough {
+                return bound;
             }
         }
         bound
