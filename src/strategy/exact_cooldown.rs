@@ -43,6 +43,9 @@ struct Unit {
     blocked: Nanos,
     /// Sends planned or outstanding.
     inflight: u64,
+    /// `(day_end, sends)`: the sends planned for the day ending at `day_end`, its order of
+    /// preference when the day has no request limit (see [`ExactCooldown::preference`]).
+    day_sends: (Nanos, u64),
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
     /// The project's reservation on the model (provisioned throughput), a budget of its own
@@ -375,6 +378,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                     last: 0,
                     blocked: 0,
                     inflight: 0,
+                    day_sends: (0, 0),
                     concurrent: known.concurrent.map(|c| (c, env.scopes[m])),
                     probe: Dims::EMPTY,
                     awaiting: Dims::EMPTY,
@@ -580,6 +584,20 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
         let b = self.units[u].budget;
         let estimate = self.day_estimate(u);
+        if self.replica.limits(b).rpd.is_none() && estimate == 0 && self.window() == WindowKind::Bucket {
+            // Buckets, and a day without a request limit: the day's sends over a day that
+            // never fills, so a limited day's share used weighs more and, among unlimited
+            // days, the one sent on least goes first. A bucket left full wastes its refill
+            // while another is drained (hunt-820: the first project's always went first, the
+            // second's stayed full for the first minute, 633 done where round robin did 645).
+            // Minute windows waste nothing while unused, and the first project first packs a
+            // batch's tokens into the minute best (`scenarios/contracts-few-slots.toml`).
+            let (day_end, sends) = self.units[u].day_sends;
+            return Share {
+                used: if day_end == self.day_end { sends } else { 0 },
+                of: u64::MAX,
+            };
+        }
         Share {
             used: self.replica.used_today(now, b),
             of: self.replica.limits(b).rpd.unwrap_or(1).max(1).max(estimate),
@@ -1894,6 +1912,10 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.reserved.insert(ask.request, held);
         unit.last = at;
         unit.inflight += 1;
+        if at >= unit.day_sends.0 {
+            unit.day_sends = (self.env.calendar.next_day_start(at), 0);
+        }
+        unit.day_sends.1 += 1;
         self.key_inflight[key] += 1;
         let owner = self.key_owner[key];
         self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys.of(owner).len();
@@ -2519,6 +2541,43 @@ mod tests {
         s.on_outcome(SECOND, &tests::ask(1, 1), 0, 0, 0, &Outcome::Unavailable);
         // The planned 30 s send stands, and the 503's room came back: the next fits at 30 s too.
         assert_eq!(send(s.decide(SECOND, &tests::ask(3, 1))), (0, 30 * SECOND));
+    }
+
+    /// Token buckets without a limit on requests a day: the planner sends on the project it
+    /// sent least on today, so no bucket sits full wasting its refill while another drains
+    /// (before, every share was 0 and the first project took all it could: hunt-820,
+    /// `scenarios/buckets-left-full.toml`, 633 done where round robin did 645). Minute windows
+    /// keep the first project first (a batch packs its minute's tokens best so:
+    /// `scenarios/contracts-few-slots.toml`), and a new day counts from 0.
+    #[test]
+    fn buckets_without_a_day_limit_go_to_the_project_sent_on_least() {
+        let limits = Limits {
+            rpm: Some(30),
+            ..Limits::default()
+        };
+        let keys = |window: WindowKind, at: Nanos| {
+            let mut e = env(&[0, 1], Some(limits));
+            e.window = window;
+            let mut s = ExactCooldown::new(e, vec![], 0);
+            (0..5)
+                .map(|r| send(s.decide(at, &tests::ask(r, 1))).0)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(WindowKind::Bucket, 0), [0, 1, 0, 1, 0]);
+        assert_eq!(keys(WindowKind::Sliding, 0), [0; 5]);
+        assert_eq!(keys(WindowKind::Fixed, 0), [0; 5]);
+        // Project 0 took three today, project 1 two; at midnight both count from 0 again, and
+        // the first goes first (by yesterday's counts project 1 would).
+        let mut e = env(&[0, 1], Some(limits));
+        e.window = WindowKind::Bucket;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        let midnight = s.env.calendar.next_day_start(0);
+        let day: Vec<_> = (0..5)
+            .map(|r| send(s.decide(midnight - SECOND, &tests::ask(r, 1))).0)
+            .collect();
+        assert_eq!(day, [0, 1, 0, 1, 0]);
+        let next: Vec<_> = (5..8).map(|r| send(s.decide(midnight, &tests::ask(r, 1))).0).collect();
+        assert_eq!(next, [0, 1, 0], "a new day");
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota

@@ -11,7 +11,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, VecDeque};
 
 /// A budget's share of its day's requests used, `used / of`, compared exactly (by
-/// cross-multiplication, no floats); a day without a request limit is 0 of 1. Equal shares
+/// cross-multiplication, no floats); a day without a request limit is 0 of 1, or on token
+/// buckets the day's sends of `u64::MAX` (see `ExactCooldown::preference`). Equal shares
 /// (1/2 and 2/4) compare equal: the index breaks the tie by project.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Share {

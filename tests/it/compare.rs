@@ -10,8 +10,9 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 74] = [
+const QUICK: [&str; 75] = [
     "across-midnight",
+    "buckets-left-full",
     "concurrency-slots-queue",
     "contracts-few-slots",
     "cron-retired-id",

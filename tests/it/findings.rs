@@ -1286,6 +1286,38 @@ fn prompts_no_project_can_take_leave_the_batch_in_its_order() {
     }
 }
 
+/// Two projects' token buckets and no limit on requests a day, at 110% of what they refill:
+/// every idle project's share of its day was 0 and the planners gave each request to the
+/// first, so the second's bucket sat full and wasted its refill (flux 633 done, wait p99
+/// 20.6 s, where round robin did 645 with none waiting; `buckets-left-full`, hunt-820). On
+/// buckets without a day limit the planners now send on the project sent on least today.
+#[test]
+fn a_bucket_left_full_wastes_no_refill() {
+    let s = load("buckets-left-full");
+    for seed in [s.seed, 1, 2] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let (flux, rr) = (result(&r, "flux"), result(&r, "round_robin"));
+        let best = r
+            .results
+            .iter()
+            .filter(|x| x.strategy != "flux")
+            .map(|x| x.completed)
+            .max()
+            .unwrap();
+        assert!(
+            100 * flux.completed >= 99 * best,
+            "seed {seed}: {} done against {best}",
+            flux.completed
+        );
+        assert!(
+            flux.wait_ms.p99 <= 2.0 * rr.wait_ms.p99 + 1000.0,
+            "seed {seed}: wait p99 {} ms against round robin's {} ms",
+            flux.wait_ms.p99,
+            rr.wait_ms.p99
+        );
+    }
+}
+
 /// On `name`, at its seed and at `others`, the strategy `told` (flux told something other than
 /// the truth) completes all `requests` at `pace` of exact_cooldown's at least; `check` asserts
 /// the rest of each seed's `(seed, told, exact_cooldown)`.
@@ -1333,14 +1365,17 @@ fn a_bucket_that_counts_refusals_is_told_apart_from_a_sliding_window() {
 /// believing sliding minutes and holding every project until the burst's minute had passed
 /// (`gateway-burst-counted` told its config's old limits: wait p99 52.6 s against
 /// exact_cooldown's 11.9 s, 0.81-0.94 of its pace at these seeds; hunt-290). Unless refusals
-/// are known not to count, a bucket may name one refill further for RPM.
+/// are known not to count, a bucket may name one refill further for RPM. Its five 429s
+/// learning the buckets cost a token each (refusals count): since exact_cooldown spreads its
+/// sends over buckets without a day limit (session 42, +2.5% pace at seeds 1-20), flux told
+/// anything keeps 0.941-0.971 of its pace (0.966-1.0 before), the same pace as it had.
 #[test]
 fn a_bucket_that_counts_refusals_may_name_a_refill_further() {
     told_keeps_up(
         "gateway-burst-counted",
         "flux-config",
         [2, 5],
-        (200, 0.95),
+        (200, 0.94),
         |seed, told, truth| {
             assert!(
                 told.wait_ms.p99 <= 1.25 * truth.wait_ms.p99,
