@@ -43,8 +43,9 @@ struct Unit {
     blocked: Nanos,
     /// Sends planned or outstanding.
     inflight: u64,
-    /// `(day_end, sends)`: the sends planned for the day ending at `day_end`, its order of
-    /// preference when the day has no request limit (see [`ExactCooldown::preference`]).
+    /// `(day_end, sends)`: the sends planned for the day ending at `day_end`, less those
+    /// withdrawn or not charged (as the replica's day), its order of preference when the day
+    /// has no request limit (see [`ExactCooldown::preference`]).
     day_sends: (Nanos, u64),
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
@@ -1665,6 +1666,15 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 .is_some_and(|fits| !fits)
     }
 
+    /// Takes a send planned on unit `u` at `at` out of its day's sends (withdrawn, or not
+    /// charged by the server), as the replica takes it out of a day it counts.
+    fn uncount_day_send(&mut self, u: usize, at: Nanos) {
+        let (day_end, sends) = self.units[u].day_sends;
+        if sends > 0 && at < day_end && self.env.calendar.next_day_start(at) == day_end {
+            self.units[u].day_sends.1 -= 1;
+        }
+    }
+
     /// Withdraws a send planned on unit `u` and `key` as `held` counted it.
     fn withdraw_held(&mut self, u: usize, key: usize, held: Held<T>, now: Nanos) {
         if held.released {
@@ -1672,6 +1682,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         }
         let budget = self.budget_of(u, held);
         self.replica.cancel(held.at, budget, held.cost);
+        self.uncount_day_send(u, held.at);
         let unit = &mut self.units[u];
         unit.inflight = unit.inflight.saturating_sub(1);
         self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
@@ -2087,12 +2098,18 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // A 400 for an invalid key or a 503 comes before the server's quota check: it
             // charges nothing, so the replica withdraws the send from its windows and its day
             // (a minute entry kept would hold a slot the server never counted).
-            Outcome::InvalidKey | Outcome::Unavailable => self.replica.cancel(at, budget, cost),
+            Outcome::InvalidKey | Outcome::Unavailable => {
+                self.replica.cancel(at, budget, cost);
+                self.uncount_day_send(u, at);
+            }
             // A 429 is not charged to the day; its minute entries stay: whether the server
             // counts a refusal against RPM is not known, so at worst a little caution.
             // (`flux` hands its own 429s and refused sessions over as `Error`, after handling
             // them itself.) A reservation counts no day.
-            Outcome::RateLimited { .. } | Outcome::Unservable { .. } => self.replica.refund_day(at, budget, cost),
+            Outcome::RateLimited { .. } | Outcome::Unservable { .. } => {
+                self.replica.refund_day(at, budget, cost);
+                self.uncount_day_send(u, at);
+            }
             Outcome::Ok | Outcome::Error => {}
         }
         let unit = &mut self.units[u];
@@ -2578,6 +2595,19 @@ mod tests {
         assert_eq!(day, [0, 1, 0, 1, 0]);
         let next: Vec<_> = (5..8).map(|r| send(s.decide(midnight, &tests::ask(r, 1))).0).collect();
         assert_eq!(next, [0, 1, 0], "a new day");
+        // A send the server did not charge (a 503) leaves the day's sends, as the replica's
+        // day: project 0 has two to project 1's one, then one after the 503.
+        let mut e = env(&[0, 1], Some(limits));
+        e.window = WindowKind::Bucket;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        let day: Vec<_> = (0..3).map(|r| send(s.decide(0, &tests::ask(r, 1))).0).collect();
+        assert_eq!(day, [0, 1, 0]);
+        s.on_outcome(SECOND, &tests::ask(0, 1), 0, 0, 0, &Outcome::Unavailable);
+        assert_eq!(
+            send(s.decide(SECOND, &tests::ask(3, 1))).0,
+            0,
+            "after a 503 on project 0"
+        );
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota
