@@ -43,9 +43,9 @@ struct Unit {
     blocked: Nanos,
     /// Sends planned or outstanding.
     inflight: u64,
-    /// `(day_end, sends)`: the sends planned for the day ending at `day_end`, less those
-    /// withdrawn or not charged (as the replica's day), its order of preference when the day
-    /// has no request limit (see [`ExactCooldown::preference`]).
+    /// `(day_end, sends)`: the sends planned for the day ending at `day_end`, its own and its
+    /// peers', less those withdrawn or not charged (as the replica's day), its order of
+    /// preference when the day has no request limit (see [`ExactCooldown::preference`]).
     day_sends: (Nanos, u64),
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
@@ -1666,6 +1666,15 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
                 .is_some_and(|fits| !fits)
     }
 
+    /// Counts a send planned on unit `u` at `at` (its own or a peer's) in its day's sends.
+    fn count_day_send(&mut self, u: usize, at: Nanos) {
+        let unit = &mut self.units[u];
+        if at >= unit.day_sends.0 {
+            unit.day_sends = (self.env.calendar.next_day_start(at), 0);
+        }
+        unit.day_sends.1 += 1;
+    }
+
     /// Takes a send planned on unit `u` at `at` out of its day's sends (withdrawn, or not
     /// charged by the server), as the replica takes it out of a day it counts.
     fn uncount_day_send(&mut self, u: usize, at: Nanos) {
@@ -1923,10 +1932,7 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         self.reserved.insert(ask.request, held);
         unit.last = at;
         unit.inflight += 1;
-        if at >= unit.day_sends.0 {
-            unit.day_sends = (self.env.calendar.next_day_start(at), 0);
-        }
-        unit.day_sends.1 += 1;
+        self.count_day_send(u, at);
         self.key_inflight[key] += 1;
         let owner = self.key_owner[key];
         self.cursor[owner] = (self.cursor[owner] + 1) % self.owner_keys.of(owner).len();
@@ -2036,6 +2042,7 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
                 // Own plans stay after the others' on this budget (windows stay ordered).
                 unit.last = unit.last.max(at);
                 unit.inflight += 1;
+                self.count_day_send(u, at);
                 self.key_inflight[key] += 1;
                 self.reindex(u, now);
             }
@@ -2052,10 +2059,11 @@ impl<T: Copy + Default + PartialEq + Send> Strategy for ExactCooldown<T> {
                 ..
             } => {
                 let u = self.unit_of(key, model);
-                let unit = &mut self.units[u];
                 if refused {
-                    self.replica.refund_day(sent, unit.budget, cost);
+                    self.replica.refund_day(sent, self.units[u].budget, cost);
+                    self.uncount_day_send(u, sent);
                 }
+                let unit = &mut self.units[u];
                 unit.inflight = unit.inflight.saturating_sub(1);
                 self.key_inflight[key] = self.key_inflight[key].saturating_sub(1);
                 self.reindex(u, now);
@@ -2608,6 +2616,36 @@ mod tests {
             0,
             "after a 503 on project 0"
         );
+        // A peer's send counts as the replica counts it, and its refusal leaves the count.
+        let mut e = env(&[0, 1], Some(limits));
+        e.window = WindowKind::Bucket;
+        let mut s = ExactCooldown::new(e, vec![], 0);
+        let peer = |at| Peer::Sent {
+            key: 0,
+            model: 0,
+            at,
+            tokens: 1,
+        };
+        s.observe(0, &peer(0));
+        assert_eq!(
+            send(s.decide(0, &tests::ask(0, 1))).0,
+            1,
+            "project 0 took a peer's send"
+        );
+        s.observe(0, &peer(0));
+        s.observe(
+            SECOND,
+            &Peer::Ended {
+                key: 0,
+                model: 0,
+                sent: 0,
+                at: SECOND,
+                cost: 1,
+                tokens: 1,
+                refused: true,
+            },
+        );
+        assert_eq!(send(s.decide(SECOND, &tests::ask(1, 1))).0, 0, "one of them refused");
     }
 
     /// Issue 26, item 5: a 503 or a 400 for an invalid key comes before the server's quota
