@@ -45,7 +45,8 @@ struct Unit {
     inflight: u64,
     /// `(day_end, sends)`: the sends planned for the day ending at `day_end`, its own and its
     /// peers', less those withdrawn or not charged (as the replica's day), its order of
-    /// preference when the day has no request limit (see [`ExactCooldown::preference`]).
+    /// preference on token buckets when the day has no request limit (see
+    /// [`ExactCooldown::preference`]); counted only while the planner plans buckets.
     day_sends: (Nanos, u64),
     /// Known concurrency limit and its scope.
     concurrent: Option<(u64, ConcurrencyScope)>,
@@ -1667,7 +1668,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     }
 
     /// Counts a send planned on unit `u` at `at` (its own or a peer's) in its day's sends.
+    /// Only on token buckets, the one window kind whose preference reads them: elsewhere no
+    /// send pays for the count, nor a refund for the calendar lookup that takes one back.
     fn count_day_send(&mut self, u: usize, at: Nanos) {
+        if self.window() != WindowKind::Bucket {
+            return;
+        }
         let unit = &mut self.units[u];
         if at >= unit.day_sends.0 {
             unit.day_sends = (self.env.calendar.next_day_start(at), 0);
@@ -1679,7 +1685,11 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// charged by the server), as the replica takes it out of a day it counts.
     fn uncount_day_send(&mut self, u: usize, at: Nanos) {
         let (day_end, sends) = self.units[u].day_sends;
-        if sends > 0 && at < day_end && self.env.calendar.next_day_start(at) == day_end {
+        if sends > 0
+            && at < day_end
+            && self.window() == WindowKind::Bucket
+            && self.env.calendar.next_day_start(at) == day_end
+        {
             self.units[u].day_sends.1 -= 1;
         }
     }
