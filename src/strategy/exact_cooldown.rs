@@ -899,19 +899,9 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         unknown: u64,
         need: impl FnOnce() -> u64,
     ) -> Option<bool> {
-        // Budgets already counted, by index: one look per owner, not a search of the others.
-        let mut seen: Vec<bool> = Vec::new();
         let (mut ask, mut need) = (Some(need), 0);
         let mut left = 0u64;
-        for u in self.live_chain_units(m) {
-            let b = self.units[u].budget;
-            let i = b.0 as usize;
-            if i >= seen.len() {
-                seen.resize(i + 1, false);
-            } else if seen[i] {
-                continue;
-            }
-            seen[i] = true;
+        for b in self.live_chain_budgets(m) {
             let tpd = self.replica.limits(b).tpd.filter(|&l| l < unknown)?;
             if let Some(f) = ask.take() {
                 need = f();
@@ -925,9 +915,39 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         Some(left < ask.map_or(need, |f| f()))
     }
 
+    /// How many requests model `m` and its fallback chain may still send today, as the replica
+    /// counts them (planned sends included), summed over the projects with a live key (a
+    /// budget two ids share counted once): `None` when one of those budgets has no
+    /// requests-per-day limit, or one of `unknown` or more.
+    pub(super) fn day_requests_left(&self, now: Nanos, m: usize, unknown: u64) -> Option<u64> {
+        let mut left = 0u64;
+        for b in self.live_chain_budgets(m) {
+            let rpd = self.replica.limits(b).rpd.filter(|&l| l < unknown)?;
+            left = left.saturating_add(rpd.saturating_sub(self.replica.used_today(now, b)));
+        }
+        Some(left)
+    }
+
+    /// The budgets of [`Self::live_chain_units`], each once (two ids sharing one quota).
+    fn live_chain_budgets(&self, m: usize) -> impl Iterator<Item = BudgetId> + '_ {
+        // Budgets already met, by index: one look per owner, not a search of the others.
+        let mut seen: Vec<bool> = Vec::new();
+        self.live_chain_units(m).filter_map(move |u| {
+            let b = self.units[u].budget;
+            let i = b.0 as usize;
+            if i >= seen.len() {
+                seen.resize(i + 1, false);
+            } else if seen[i] {
+                return None;
+            }
+            seen[i] = true;
+            Some(b)
+        })
+    }
+
     /// The units of model `m`, then of each of its fallbacks, of the owners (projects) with a
     /// live key, in owner order.
-    fn live_chain_units(&self, m: usize) -> impl Iterator<Item = usize> + '_ {
+    pub(super) fn live_chain_units(&self, m: usize) -> impl Iterator<Item = usize> + '_ {
         let models = self.env.models;
         std::iter::once(m)
             .chain(self.fallback.iter().copied())

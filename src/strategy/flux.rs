@@ -1765,7 +1765,7 @@ impl Strategy for Flux {
         // counted, a closed batch half of prompts over every project's TPM took the smallest
         // first, and the projects whose day ran out first took only small ones, leaving the
         // rest more tokens to pace through their minutes; `scenarios/oversized-half-batch.toml`).
-        let (mut need, mut largest) = (0u64, 0u64);
+        let (mut need, mut largest, mut count) = (0u64, 0u64, 0u64);
         let mut with_spare = || {
             let asked = of_m().map(|(_, a)| self.inner.cost(a)).max().unwrap_or(0);
             let bound = self.inner.servable_bound(m, asked);
@@ -1774,6 +1774,7 @@ impl Strategy for Flux {
                 if cost > bound {
                     continue;
                 }
+                count += 1;
                 need = need.saturating_add(cost);
                 largest = largest.max(cost);
             }
@@ -1784,7 +1785,11 @@ impl Strategy for Flux {
         if self.inner.day_tokens_short(now, m, TRACKED, &mut with_spare) != Some(true) {
             return 0;
         }
-        let short = self.inner.day_tokens_short(now, m, TRACKED, || need) == Some(true);
+        let short = match self.count_bound_day(now, m, need, count) {
+            Some(true) => true,
+            Some(false) => return 0,
+            None => self.inner.day_tokens_short(now, m, TRACKED, || need) == Some(true),
+        };
         // The smallest (largest) cost, the earliest among equals.
         let key = |i: usize, a: &Ask| {
             let cost = self.inner.cost(a);
@@ -2004,6 +2009,34 @@ struct Came<'a> {
 /// instruction cache (issue 34: callgrind's, on `large.toml`; the time did not follow, see
 /// docs/performance.md).
 impl Flux {
+    /// [`Strategy::pick`] once the day's tokens cannot hold every waiting request of model
+    /// `m` (`waiting` of them that some project could take, `need` tokens in all), when the
+    /// day's requests run out first: every live project has a requests-per-day limit, and
+    /// together they may send fewer today than are waiting. The day then takes only so many
+    /// whatever the order, and its tokens bind only if they cannot hold that many requests of
+    /// the waiting ones' mean size: then the smallest first (`Some(true)`), else the batch's
+    /// order (`Some(false)`; not the largest first, as the day cannot hold them all). Taken
+    /// smallest first regardless, the first night spent its count on short prompts with most
+    /// of its tokens unused, and the largest, left for the last day, no longer fitted its
+    /// count: a day more (`scenarios/two-limits-a-day.toml`). `None` when the day's count does
+    /// not bind, or its limits are only told (not yet seen to hold): the tokens decide alone.
+    fn count_bound_day(&self, now: Nanos, m: usize, need: u64, waiting: u64) -> Option<bool> {
+        let left = self.inner.day_requests_left(now, m, TRACKED)?;
+        if left >= waiting {
+            return None;
+        }
+        // Only on days known true: a told day's tokens may be fewer than told, and the
+        // smallest first is then the safe order (told +50%, `pr-review-backlog` fell from 592
+        // to 529 done in order).
+        let known: Dims = [Dimension::Rpd, Dimension::Tpd].into_iter().collect();
+        if !self.inner.live_chain_units(m).all(|u| known.within(self.verified[u])) {
+            return None;
+        }
+        // `left` requests of the mean size (`left < waiting`, so it fits in a u64).
+        let share = (u128::from(need) * u128::from(left) / u128::from(waiting)) as u64;
+        Some(self.inner.day_tokens_short(now, m, TRACKED, || share) == Some(true))
+    }
+
     /// Request `request`, told to retry after a 503, while its wait is not over: until when.
     #[cold]
     #[inline(never)]
@@ -3299,6 +3332,51 @@ mod tests {
         let mut g = Flux::new(told, vec![], 0);
         assert_eq!(g.inner.servable_bound(0, u64::MAX), u64::MAX);
         assert_eq!(g.pick(0, &batch), 3);
+    }
+
+    /// Issue 26, item 7, off its path: where the day's requests run out before the batch
+    /// does, the day takes only so many whatever the order, and its tokens bind only if they
+    /// cannot hold that many of the waiting ones' mean size. Taken smallest first whenever the
+    /// day could not hold the whole batch, the first night spent its count on short prompts
+    /// with most of its tokens unused, and the largest, left for last, no longer fitted a
+    /// day's count
+    /// (`scenarios/two-limits-a-day.toml`: 68.8% of exact_cooldown's pace, a day more; hunt-1330
+    /// 83.3%). Only with days known true: a told day's tokens may be fewer than told.
+    #[test]
+    fn a_day_whose_requests_run_out_first_keeps_the_batch_order() {
+        let limits = Limits {
+            rpd: Some(2),
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        // Two projects: 4 requests and 2,000 tokens left today. 6 waiting, 2,400 tokens in
+        // all: the day cannot hold them, but 4 of the mean size (1,600) it can: in order.
+        let batch = [
+            ask(1, 600),
+            ask(2, 100),
+            ask(3, 700),
+            ask(4, 200),
+            ask(5, 500),
+            ask(6, 300),
+        ];
+        let mut f = Flux::new(env(&[0, 1], Some(limits)), vec![], 0);
+        assert_eq!(f.pick(0, &batch), 0, "the count binds: the batch's order");
+        // One send of 800 later: 3 requests and 1,200 tokens left, 3 of the mean 400 fit.
+        assert_eq!(send(f.decide(0, &ask(0, 800))).1, 0);
+        assert_eq!(f.pick(0, &batch), 0);
+        // Another of 700: 2 requests and 500 tokens left, 2 of the mean size do not fit: the
+        // smallest.
+        assert_eq!(send(f.decide(0, &ask(7, 700))).1, 0);
+        assert_eq!(f.pick(0, &batch), 1);
+        // The count does not bind (4 left, 3 waiting of 1,800 in all): the tokens alone
+        // decide; the day holds them but not with the largest to spare: the largest first.
+        let mut g = Flux::new(env(&[0, 1], Some(limits)), vec![], 0);
+        assert_eq!(g.pick(0, &[ask(1, 600), ask(2, 500), ask(3, 700)]), 2);
+        // Days only told: the smallest first, as before.
+        let mut told = env(&[0, 1], Some(limits));
+        told.believed = vec![true];
+        let mut h = Flux::new(told, vec![], 0);
+        assert_eq!(h.pick(0, &batch), 1, "a told day's tokens may be fewer");
     }
 
     /// Issue 26, item 2: flux's own 429 is a refusal the server did not charge to the day:

@@ -1318,6 +1318,24 @@ fn a_bucket_left_full_wastes_no_refill() {
     }
 }
 
+/// A closed batch over days on projects with requests and tokens per day, where the day's
+/// count runs out before its tokens: flux took the smallest first whenever the day's tokens
+/// could not hold the whole backlog, so the first night spent its count on short prompts
+/// (4.8 of its 18 million tokens) and the largest were left for a day whose tokens no longer
+/// held its count (`two-limits-a-day`: 68.8% of exact_cooldown's pace, 76 h against
+/// 52 h; hunt-1330). It now keeps the batch's order while the day's tokens hold its count of
+/// the waiting prompts' mean size.
+#[test]
+fn a_day_whose_count_binds_first_keeps_the_batch_order() {
+    let s = load("two-limits-a-day");
+    for seed in [s.seed, 1, 2] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let (flux, truth) = (result(&r, "flux"), result(&r, "exact_cooldown"));
+        assert_eq!(flux.completed, truth.completed, "seed {seed}");
+        keeps_pace(flux, truth);
+    }
+}
+
 /// On `name`, at its seed and at `others`, the strategy `told` (flux told something other than
 /// the truth) completes all `requests` at `pace` of exact_cooldown's at least; `check` asserts
 /// the rest of each seed's `(seed, told, exact_cooldown)`.
