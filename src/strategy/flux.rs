@@ -1751,9 +1751,10 @@ impl Strategy for Flux {
     /// is short, the smallest first completes the most by any instant its tokens run out; a
     /// request left behind is not starved, as the batch is finite and everything smaller goes
     /// before it. The batch keeps its order where no tokens-per-day limit is known (told or
-    /// learned), and where the day holds the waiting requests with the largest of them to
-    /// spare on every project (no placement can strand one then; large ones together would
-    /// only crowd the minute's tokens).
+    /// learned), where the day holds the waiting requests with the largest of them to spare
+    /// on every project (no placement can strand one then; large ones together would only
+    /// crowd the minute's tokens), and where the day's requests run out first and its tokens
+    /// hold that many of the mean size (`Flux::count_bound_day`).
     fn pick(&mut self, now: Nanos, waiting: &[Ask]) -> usize {
         let Some(first) = waiting.first() else {
             return 0;
@@ -3339,9 +3340,9 @@ mod tests {
     /// cannot hold that many of the waiting ones' mean size. Taken smallest first whenever the
     /// day could not hold the whole batch, the first night spent its count on short prompts
     /// with most of its tokens unused, and the largest, left for last, no longer fitted a
-    /// day's count
-    /// (`scenarios/two-limits-a-day.toml`: 68.8% of exact_cooldown's pace, a day more; hunt-1330
-    /// 83.3%). Only with days known true: a told day's tokens may be fewer than told.
+    /// day's count (`scenarios/two-limits-a-day.toml`: 68.8% of exact_cooldown's pace, a day
+    /// more; hunt-1330 83.3%). Only with days known true: a told day's tokens may be fewer
+    /// than told.
     #[test]
     fn a_day_whose_requests_run_out_first_keeps_the_batch_order() {
         let limits = Limits {
