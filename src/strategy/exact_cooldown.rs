@@ -915,15 +915,33 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
         Some(left < ask.map_or(need, |f| f()))
     }
 
-    /// How many requests model `m` and its fallback chain may still send today, as the replica
-    /// counts them (planned sends included), summed over the projects with a live key (a
-    /// budget two ids share counted once): `None` when one of those budgets has no
-    /// requests-per-day limit, or one of `unknown` or more.
+    /// At most how many requests model `m` and its fallback chain may still send today,
+    /// summed over the projects with a live key (a budget two ids share counted once): each
+    /// budget's requests per day left, as the replica counts them (planned sends included),
+    /// and no more than its RPM in each minute until midnight, and one more minute's (a
+    /// bucket's burst, a calendar minute begun). `None` when one of those budgets has neither
+    /// limit, or only ones of `unknown` or more.
     pub(super) fn day_requests_left(&self, now: Nanos, m: usize, unknown: u64) -> Option<u64> {
+        let minutes = self
+            .env
+            .calendar
+            .next_day_start(now)
+            .saturating_sub(now)
+            .div_ceil(MINUTE)
+            + 1;
         let mut left = 0u64;
         for b in self.live_chain_budgets(m) {
-            let rpd = self.replica.limits(b).rpd.filter(|&l| l < unknown)?;
-            left = left.saturating_add(rpd.saturating_sub(self.replica.used_today(now, b)));
+            let limits = self.replica.limits(b);
+            let by_day = limits
+                .rpd
+                .filter(|&l| l < unknown)
+                .map(|l| l.saturating_sub(self.replica.used_today(now, b)));
+            let by_minute = limits.rpm.filter(|&l| l < unknown).map(|l| l.saturating_mul(minutes));
+            let room = match (by_day, by_minute) {
+                (None, None) => return None,
+                (d, r) => d.unwrap_or(u64::MAX).min(r.unwrap_or(u64::MAX)),
+            };
+            left = left.saturating_add(room);
         }
         Some(left)
     }

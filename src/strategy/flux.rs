@@ -2029,7 +2029,7 @@ impl Flux {
         // Only on days known true: a told day's tokens may be fewer than told, and the
         // smallest first is then the safe order (told +50%, `pr-review-backlog` fell from 592
         // to 529 done in order).
-        let known: Dims = [Dimension::Rpd, Dimension::Tpd].into_iter().collect();
+        let known: Dims = [Dimension::Rpm, Dimension::Rpd, Dimension::Tpd].into_iter().collect();
         if !self.inner.live_chain_units(m).all(|u| known.within(self.verified[u])) {
             return None;
         }
@@ -3373,6 +3373,22 @@ mod tests {
         // decide; the day holds them but not with the largest to spare: the largest first.
         let mut g = Flux::new(env(&[0, 1], Some(limits)), vec![], 0);
         assert_eq!(g.pick(0, &[ask(1, 600), ask(2, 500), ask(3, 700)]), 2);
+        // No requests-per-day limit, but 1 a minute: far from midnight the count does not
+        // bind and the day's tokens are short, so the smallest first; in the last minute
+        // before midnight (the calendar starts at 09:00 Pacific) the projects can send 2 each
+        // at most before the day's tokens expire, and 4 of the mean size fit: in order.
+        let per_minute = Limits {
+            rpm: Some(1),
+            tpd: Some(1_000),
+            ..Limits::default()
+        };
+        let mut k = Flux::new(env(&[0, 1], Some(per_minute)), vec![], 0);
+        assert_eq!(k.pick(0, &batch), 1, "15 h to midnight: the smallest");
+        assert_eq!(
+            k.pick(15 * 60 * MINUTE - MINUTE, &batch),
+            0,
+            "a minute to midnight: in order"
+        );
         // Days only told: the smallest first, as before.
         let mut told = env(&[0, 1], Some(limits));
         told.believed = vec![true];

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 76] = [
+const QUICK: [&str; 77] = [
     "across-midnight",
     "buckets-left-full",
     "concurrency-slots-queue",
@@ -53,6 +53,7 @@ const QUICK: [&str; 76] = [
     "live-speaking-drills",
     "live-tutor-2026",
     "long-context-reservation",
+    "minutes-before-midnight",
     "mixed-rpd",
     "overloaded-backlog",
     "overloaded-few-slots",
@@ -98,14 +99,15 @@ const QUICK: [&str; 76] = [
 /// told no limits where each project has its own (mixed-rpd, project-overrides), or has a
 /// batch shorter than learning its limits (overloaded-few-slots, contracts-few-slots), or is
 /// told days it has not yet seen where the day's requests run out before its tokens
-/// (two-limits-a-day: the smallest first is the safe order while a told day's tokens may be
-/// fewer than told).
+/// (two-limits-a-day, minutes-before-midnight: the smallest first is the safe order while a
+/// told day's tokens may be fewer than told).
 /// (pro-tokens-per-day, run without its fallback, holds since flux takes a closed batch
 /// smallest first while the day's tokens bind.)
-const CLAIM_FAILS: [&str; 9] = [
+const CLAIM_FAILS: [&str; 10] = [
     "contracts-few-slots",
     "desk-quotas",
     "fleet-own-ledgers",
+    "minutes-before-midnight",
     "mixed-rpd",
     "project-overrides",
     "retired-two-ids-counted",

@@ -1336,6 +1336,22 @@ fn a_day_whose_count_binds_first_keeps_the_batch_order() {
     }
 }
 
+/// A closed batch started at 23:55 on projects with a small day of tokens: for the minutes
+/// before midnight the requests a minute bind, and flux took the smallest 100 (0.23 of the
+/// 2.5 million tokens that then expired; 0.57 in the batch's order), so the batch spilled
+/// into a fourth day (`minutes-before-midnight`: 51.6% of exact_cooldown's pace; hunt-2398).
+/// The day's count now takes the RPM over the minutes left.
+#[test]
+fn the_minutes_before_midnight_go_in_the_batch_order() {
+    let s = load("minutes-before-midnight");
+    for seed in [s.seed, 1, 2] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let (flux, truth) = (result(&r, "flux"), result(&r, "exact_cooldown"));
+        assert_eq!(flux.completed, truth.completed, "seed {seed}");
+        keeps_pace(flux, truth);
+    }
+}
+
 /// On `name`, at its seed and at `others`, the strategy `told` (flux told something other than
 /// the truth) completes all `requests` at `pace` of exact_cooldown's at least; `check` asserts
 /// the rest of each seed's `(seed, told, exact_cooldown)`.
