@@ -920,8 +920,12 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
     /// budget's requests per day left, as the replica counts them (planned sends included),
     /// and no more than its RPM in each minute until midnight, and one more minute's (a
     /// bucket's burst, a calendar minute begun). `None` when one of those budgets has neither
-    /// limit, or only ones of `unknown` or more.
+    /// limit, or only ones of `unknown` or more, or a unit has a reservation (Provisioned
+    /// Throughput takes requests beyond the quota's count).
     pub(super) fn day_requests_left(&self, now: Nanos, m: usize, unknown: u64) -> Option<u64> {
+        if self.live_chain_units(m).any(|u| self.units[u].reservation.is_some()) {
+            return None;
+        }
         let minutes = self
             .env
             .calendar
