@@ -1327,13 +1327,7 @@ fn a_bucket_left_full_wastes_no_refill() {
 /// the waiting prompts' mean size.
 #[test]
 fn a_day_whose_count_binds_first_keeps_the_batch_order() {
-    let s = load("two-limits-a-day");
-    for seed in [s.seed, 1, 2] {
-        let r = run(&s, &s.strategies, seed, None, 2);
-        let (flux, truth) = (result(&r, "flux"), result(&r, "exact_cooldown"));
-        assert_eq!(flux.completed, truth.completed, "seed {seed}");
-        keeps_pace(flux, truth);
-    }
+    completes_as_exact_cooldown("two-limits-a-day", [1, 2]);
 }
 
 /// A closed batch started at 23:55 on projects with a small day of tokens: for the minutes
@@ -1343,11 +1337,16 @@ fn a_day_whose_count_binds_first_keeps_the_batch_order() {
 /// The day's count now takes the RPM over the minutes left.
 #[test]
 fn the_minutes_before_midnight_go_in_the_batch_order() {
-    let s = load("minutes-before-midnight");
-    for seed in [s.seed, 1, 2] {
+    completes_as_exact_cooldown("minutes-before-midnight", [1, 2]);
+}
+
+/// On `name`, at its seed and at `others`, flux completes what exact_cooldown does, at its pace.
+fn completes_as_exact_cooldown(name: &str, others: [u64; 2]) {
+    let s = load(name);
+    for seed in [s.seed, others[0], others[1]] {
         let r = run(&s, &s.strategies, seed, None, 2);
         let (flux, truth) = (result(&r, "flux"), result(&r, "exact_cooldown"));
-        assert_eq!(flux.completed, truth.completed, "seed {seed}");
+        assert_eq!(flux.completed, truth.completed, "{name} seed {seed}");
         keeps_pace(flux, truth);
     }
 }
