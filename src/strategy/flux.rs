@@ -2012,8 +2012,9 @@ struct Came<'a> {
 impl Flux {
     /// [`Strategy::pick`] once the day's tokens cannot hold every waiting request of model
     /// `m` (`waiting` of them that some project could take, `need` tokens in all), when the
-    /// day's requests run out first: every live project has a requests-per-day limit, and
-    /// together they may send fewer today than are waiting. The day then takes only so many
+    /// day's requests run out first: every live project has a requests-per-day or per-minute
+    /// limit, and together they may send fewer before midnight than are waiting
+    /// ([`ExactCooldown::day_requests_left`]). The day then takes only so many
     /// whatever the order, and its tokens bind only if they cannot hold that many requests of
     /// the waiting ones' mean size: then the smallest first (`Some(true)`), else the batch's
     /// order (`Some(false)`; not the largest first, as the day cannot hold them all). Taken
