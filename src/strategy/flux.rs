@@ -2023,15 +2023,15 @@ impl Flux {
     /// count: a day more (`scenarios/two-limits-a-day.toml`). `None` when the day's count does
     /// not bind, or its limits are only told (not yet seen to hold): the tokens decide alone.
     fn count_bound_day(&self, now: Nanos, m: usize, need: u64, waiting: u64) -> Option<bool> {
-        let left = self.inner.day_requests_left(now, m, TRACKED)?;
-        if left >= waiting {
-            return None;
-        }
         // Only on days known true: a told day's tokens may be fewer than told, and the
         // smallest first is then the safe order (told +50%, `pr-review-backlog` fell from 592
-        // to 529 done in order).
+        // to 529 done in order). Asked first: it needs no calendar.
         let known: Dims = [Dimension::Rpm, Dimension::Rpd, Dimension::Tpd].into_iter().collect();
         if !self.inner.live_chain_units(m).all(|u| known.within(self.verified[u])) {
+            return None;
+        }
+        let left = self.inner.day_requests_left(now, m, TRACKED)?;
+        if left >= waiting {
             return None;
         }
         // `left` requests of the mean size (`left < waiting`, so it fits in a u64).
