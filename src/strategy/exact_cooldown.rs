@@ -514,22 +514,36 @@ impl<T: Copy + Default + PartialEq + Send> ExactCooldown<T> {
             // day spent, a unit awaiting its day's probe was never reached, and the queue was
             // planned an hour ahead on a 1-RPM project (`tpd-told-half-legacy`). A minute's
             // belief bounds it by at most a minute, as before.
-            if !unit.awaiting.is_empty() && unit.awaiting_until > now && self.outcome_timed(u) {
+            let awaited = !unit.awaiting.is_empty() && unit.awaiting_until > now && self.outcome_timed(u);
+            if awaited {
                 probe = probe.or(unit
                     .awaiting
                     .and([Dimension::Rpd, Dimension::Tpd].into_iter().collect()));
             }
             let floor = self.floor.unwrap_or(0);
+            let room = |a: Admission| match a {
+                Admission::Unservable { violated } => Err(violated),
+                Admission::Admitted => Ok(t0),
+                Admission::Rejected { retry_at, .. } => Ok(retry_at),
+            };
             let quota = match reservation {
                 Some((_, Overflow::DedicatedOnly)) => None,
                 _ if committed && t0 == now && probe.is_empty() && self.replica.fits_held(t0, budget, floor) => {
                     Some(t0)
                 }
                 // One copy: a lower bound whatever the weight (see `set_weight`).
-                _ => match self.replica.check_except(t0, budget, None, floor, probe) {
-                    Admission::Unservable { .. } => None,
-                    Admission::Admitted => Some(t0),
-                    Admission::Rejected { retry_at, .. } => Some(retry_at),
+                _ => match room(self.replica.check_except(t0, budget, None, floor, probe)) {
+                    Ok(t) => Some(t),
+                    // Too large for a minute's belief a probe's outcome may overturn: reached,
+                    // so that a request learns to wait for that outcome rather than being given
+                    // up (told half the tokens a minute, every request but the probe was given
+                    // up as unservable: hunt-3054, `scenarios/old-config-large-prompts.toml`).
+                    Err(violated) if awaited && !violated.and(unit.awaiting).is_empty() => room(
+                        self.replica
+                            .check_except(t0, budget, None, floor, probe.or(unit.awaiting)),
+                    )
+                    .ok(),
+                    Err(_) => None,
                 },
             };
             // Its reservation, by the requests it has room for (a request's input tokens may

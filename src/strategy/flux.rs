@@ -3914,6 +3914,25 @@ mod tests {
         assert_eq!(send(f.decide(SECOND, &ask(3, 1))), (0, SECOND));
     }
 
+    /// Told 15,000 tokens a minute and asked for requests of 20,000 each: the first probes the
+    /// told minute, and the others, larger than the believed minute too, wait for its outcome
+    /// instead of being given up as unservable (`old-config-large-prompts`: 3 of 90 done).
+    #[test]
+    fn requests_larger_than_a_told_minute_wait_for_its_probe() {
+        let mut f = Flux::new(told(tpm(15_000)), vec![], 0);
+        assert_eq!(send(f.decide(0, &ask(0, 20_000))), (0, 0), "the probe");
+        assert_eq!(
+            f.decide(0, &ask(1, 20_000)),
+            Decision::Later(ADMIT_GRACE),
+            "waits for it"
+        );
+        f.on_outcome(SECOND, &ask(0, 20_000), 0, 0, 0, &Outcome::Ok);
+        assert!(f.inner.limits(0).tpm >= Some(20_000), "{:?}", f.inner.limits(0));
+        let (key, at) = send(f.decide(SECOND, &ask(1, 20_000)));
+        assert_eq!(key, 0);
+        assert!(at <= MINUTE, "within the minute the probe opened: {at}");
+    }
+
     /// Issue 26, items 3 and 4: projects told their own days 50% too low (2 and 8 a day, the
     /// truth 4 and 16). Spent by share of each told day, both reach it together; the first
     /// project's probe passes, and its belief doubles. Judged by that alone, it looked a

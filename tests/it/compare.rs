@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 77] = [
+const QUICK: [&str; 78] = [
     "across-midnight",
     "buckets-left-full",
     "concurrency-slots-queue",
@@ -55,6 +55,7 @@ const QUICK: [&str; 77] = [
     "long-context-reservation",
     "minutes-before-midnight",
     "mixed-rpd",
+    "old-config-large-prompts",
     "overloaded-backlog",
     "overloaded-few-slots",
     "overridden-days",

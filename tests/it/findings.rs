@@ -1340,6 +1340,26 @@ fn the_minutes_before_midnight_go_in_the_batch_order() {
     completes_as_exact_cooldown("minutes-before-midnight", [1, 2]);
 }
 
+/// Prompts all larger than the tokens a minute flux was told (a config from an older model's
+/// tier): flux probes the told minute with one send, and while that probe was out every other
+/// request was given up as unservable, since no project was offered a request the believed
+/// minute could not hold (`old-config-large-prompts` told the old config: 3 of 90 done;
+/// hunt-3054). A project awaiting its minute's probe is now offered them, and they wait for
+/// its outcome.
+#[test]
+fn requests_larger_than_a_told_minute_wait_for_its_probe() {
+    told_keeps_up(
+        "old-config-large-prompts",
+        "flux-old-config",
+        [1, 2],
+        (90, 0.99),
+        |seed, told, _| {
+            assert_eq!(told.unservable, 0, "seed {seed}");
+            assert!(told.rate_limited <= 3, "seed {seed}: {} 429s", told.rate_limited);
+        },
+    );
+}
+
 /// On `name`, at its seed and at `others`, flux completes what exact_cooldown does, at its pace.
 fn completes_as_exact_cooldown(name: &str, others: [u64; 2]) {
     let s = load(name);
