@@ -27,7 +27,7 @@
 //!   model's requests wait their turn instead of each backing off on its own;
 //! - **trusts its replica once a 429 named the limit**: a per-minute 429 the replica explains
 //!   (every violated limit known, it too refuses the request, no sooner than the delay, a
-//!   delay over a minute being a lie) blocks no project: the delay is that request's, smaller
+//!   delay over two minutes being a lie) blocks no project: the delay is that request's, smaller
 //!   ones go when the replica says; a refused send's tokens leave the replica's windows;
 //! - **takes a probe's silence for its admission**: no 429 within [`ADMIT_GRACE`] of a REST
 //!   probe, no 1011 within [`LIVE_ADMIT_GRACE`] of a Live one, and the belief grows then, not
@@ -590,7 +590,13 @@ impl Flux {
             return self.calendar.next_day_start(now) - now;
         }
         if violated.per_minute() {
-            let d = delay.unwrap_or(SECOND).min(MINUTE);
+            // Up to two minutes: a bucket that counts refusals names a minute's refill plus
+            // what the refusal owes (hunt-2979: 60.000000001 s, retried a minute on, 1 ns
+            // early, 463 times). Longer is a lie (a day, on a per-minute limit): a minute.
+            let d = match delay {
+                Some(d) if d > 2 * MINUTE => MINUTE,
+                d => d.unwrap_or(SECOND),
+            };
             // With the limit known the replica times the retry exactly; without, a delay
             // under a second is not believed either.
             return if known { d.max(MILLISECOND) } else { d.max(SECOND) };
@@ -610,8 +616,9 @@ impl Flux {
 
     /// Whether a per-minute 429 on unit `u` is explained by the replica as it now counts (every
     /// violated limit known, a 429's `quotaValue` included): it too refuses `ask` now, and
-    /// admits it no sooner than the server's delay says (a delay of more than a minute on a
-    /// per-minute window is a lie, and says nothing). Then the unit is not blocked: the delay
+    /// admits it no sooner than the server's delay says (a delay of more than two minutes on
+    /// a per-minute window is a lie, and says nothing; a bucket that counts refusals names a
+    /// minute and more). Then the unit is not blocked: the delay
     /// is this request's, and smaller ones, or the same one after the window frees, are timed
     /// exactly by the replica (blocking the unit for the delay, or a minute when the delay
     /// lied, kept every request off it). When the server refuses what the replica would
@@ -635,8 +642,9 @@ impl Flux {
         // no block, and its day's probe went again at the same instant, 10,000 times).
         let cost = self.inner.cost(ask);
         match self.inner.quota_ready_on(u, now, cost, violated) {
-            // No sooner than the earliest instant the server can have named.
-            Some(ready) if ready > now => delay.is_none_or(|d| d > MINUTE || ready >= sent.saturating_add(d)),
+            // No sooner than the earliest instant the server can have named (a delay of over
+            // two minutes lies, see `hold`).
+            Some(ready) if ready > now => delay.is_none_or(|d| d > 2 * MINUTE || ready >= sent.saturating_add(d)),
             _ => false,
         }
     }
@@ -4461,6 +4469,18 @@ mod tests {
         assert_eq!(refused_at_30s(40 * SECOND), (Some(true), 70 * SECOND));
         // A delay that is neither (rounded, or other clients' sends) teaches nothing.
         assert_eq!(refused_at_30s(35 * SECOND), (None, 70 * SECOND));
+    }
+
+    /// Issue 26 (hunt-2979 told +50%): a bucket that counts refusals names a retry a minute
+    /// and a nanosecond away when its token is a nanosecond later than flux's replica says.
+    /// flux took any per-minute delay over a minute for a lie and retried by its replica, a
+    /// nanosecond early, each refusal counted again: 463 429s in a row on one request. A
+    /// per-minute delay up to two minutes (a minute's refill and the refusal it owes) is now
+    /// believed; a day's still is not.
+    #[test]
+    fn a_per_minute_delay_just_over_a_minute_is_believed() {
+        assert_eq!(refused_at_30s(MINUTE + 1).1, 90 * SECOND + 1);
+        assert_eq!(refused_at_30s(86_400 * SECOND).1, 70 * SECOND, "a day's delay lies");
     }
 
     /// Issue 26 (Live told limits): a session beyond a told concurrency limit not closed

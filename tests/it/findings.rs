@@ -1360,6 +1360,22 @@ fn requests_larger_than_a_told_minute_wait_for_its_probe() {
     );
 }
 
+/// A gateway's buckets that count refusals, where a 503's retry a nanosecond late left the
+/// 1-RPM project's next token a minute and a nanosecond away: each 429 named 60.000000001 s,
+/// flux took a per-minute delay over a minute for a lie and retried a minute on, a nanosecond
+/// early, refused and counted again (`gateway-refill-late` told the old plan: 468 429s at its
+/// seed, 473 at seed 1; hunt-2979). A delay up to two minutes is now believed.
+#[test]
+fn a_bucket_s_delay_just_over_a_minute_is_believed() {
+    let s = load("gateway-refill-late");
+    for seed in [s.seed, 1, 2] {
+        let r = run(&s, &s.strategies, seed, None, 2);
+        let told = result(&r, "flux-old-plan");
+        assert_eq!(told.completed, 50, "seed {seed}");
+        assert!(told.rate_limited <= 6, "seed {seed}: {} 429s", told.rate_limited);
+    }
+}
+
 /// On `name`, at its seed and at `others`, flux completes what exact_cooldown does, at its pace.
 fn completes_as_exact_cooldown(name: &str, others: [u64; 2]) {
     let s = load(name);
