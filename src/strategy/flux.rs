@@ -428,6 +428,12 @@ struct Close {
 /// probed limit held back waited for the whole answer, a project's day told too low stalled
 /// it a minute or more).
 pub const ADMIT_GRACE: Nanos = SECOND;
+
+/// The longest delay a 429 on a per-minute limit is believed to name: a minute's refill plus
+/// what a bucket that counts refusals owes for the refused send (hunt-2979: 60.000000001 s).
+/// A longer one is a lie (a day, on a per-minute limit): held for a minute, and the replica
+/// times the retry where it explains the 429.
+const LONGEST_MINUTE_DELAY: Nanos = 2 * MINUTE;
 /// The same for a Live session: a refused one is closed with 1011 shortly after
 /// `setupComplete` (users report under a second or two; the simulated server's default is
 /// 1.1 s after the connect), an admitted one runs for minutes. A refusal later than this
@@ -590,11 +596,11 @@ impl Flux {
             return self.calendar.next_day_start(now) - now;
         }
         if violated.per_minute() {
-            // Up to two minutes: a bucket that counts refusals names a minute's refill plus
-            // what the refusal owes (hunt-2979: 60.000000001 s, retried a minute on, 1 ns
-            // early, 463 times). Longer is a lie (a day, on a per-minute limit): a minute.
+            // Taken for a lie, a minute; believed up to `LONGEST_MINUTE_DELAY` (taken for a
+            // lie over one minute, a bucket's 60.000000001 s was retried a minute on, 1 ns
+            // early, 463 times).
             let d = match delay {
-                Some(d) if d > 2 * MINUTE => MINUTE,
+                Some(d) if d > LONGEST_MINUTE_DELAY => MINUTE,
                 d => d.unwrap_or(SECOND),
             };
             // With the limit known the replica times the retry exactly; without, a delay
@@ -642,9 +648,11 @@ impl Flux {
         // no block, and its day's probe went again at the same instant, 10,000 times).
         let cost = self.inner.cost(ask);
         match self.inner.quota_ready_on(u, now, cost, violated) {
-            // No sooner than the earliest instant the server can have named (a delay of over
-            // two minutes lies, see `hold`).
-            Some(ready) if ready > now => delay.is_none_or(|d| d > 2 * MINUTE || ready >= sent.saturating_add(d)),
+            // No sooner than the earliest instant the server can have named (a longer delay
+            // than `LONGEST_MINUTE_DELAY` lies).
+            Some(ready) if ready > now => {
+                delay.is_none_or(|d| d > LONGEST_MINUTE_DELAY || ready >= sent.saturating_add(d))
+            }
             _ => false,
         }
     }
