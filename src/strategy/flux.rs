@@ -1827,6 +1827,15 @@ impl Strategy for Flux {
                 if !p.probe.is_empty() {
                     self.refresh_probe(p.unit, now);
                 }
+                // Decided again where the unit's windows have room by what was sent before it,
+                // ahead of its later plans (`ExactCooldown::retake`; not inside the 429's
+                // block). Planned afresh, it went after them while they kept their minutes:
+                // the whole queue went round once with nothing sent (`papers-untold-queue`
+                // told nothing: 15.1 minutes for a 10-minute batch). Not on a fleet's share:
+                // peers take room there that the replica cannot see.
+                if !self.fleet.shares.contains_key(&p.unit) {
+                    self.inner.retake_withdrawn(ask.request, now);
+                }
                 false
             }
             // Planned before the key's 400 (nothing else learned since): planned again where
@@ -3911,6 +3920,31 @@ mod tests {
         // Known now: no more probing of RPM; the window (five sent at 0, the rejected ones
         // still held by the replica) frees at 60 s.
         assert_eq!(send(f.decide(SECOND, &ask(5, 1))), (0, MINUTE));
+    }
+
+    /// A 429 on a unit leaves its sends planned before it to be decided again when due. One
+    /// its windows still have room for then goes then, before the unit's later plans; planned
+    /// afresh, it went after them, and a queue planned ahead on a slow project turned once
+    /// with nothing sent (`gateway-refill-late` told the old plan: 16 idle minutes).
+    #[test]
+    fn a_plan_made_before_a_429_goes_at_its_instant_where_the_windows_have_room() {
+        // One project known to take 1 request a minute: sends planned a minute apart.
+        let mut f = Flux::new(env(&[0], Some(rpm(1))), vec![], 0);
+        for r in 0..4 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, r * MINUTE));
+        }
+        // The first is refused (another client's send took the minute): flux widens its
+        // margin, and every plan on the unit is decided again when due.
+        f.on_outcome(SECOND, &ask(0, 1), 0, 0, 0, &rl(&[Dimension::Rpm], MINUTE, rpm(1)));
+        // Each goes where the windows have room by what was sent before it: within its
+        // minute, not after the unit's last plan.
+        for r in 1..4 {
+            let due = r * MINUTE;
+            assert!(!f.confirm(due, &ask(r, 1), 0, 0), "request {r} is decided again");
+            let (key, at) = send(f.decide(due, &ask(r, 1)));
+            assert_eq!(key, 0);
+            assert!(at < due + SECOND, "request {r} at {at}, due at {due}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 78] = [
+const QUICK: [&str; 79] = [
     "across-midnight",
     "buckets-left-full",
     "concurrency-slots-queue",
@@ -61,6 +61,7 @@ const QUICK: [&str; 78] = [
     "overridden-days",
     "oversize",
     "oversized-half-batch",
+    "papers-untold-queue",
     "pr-review-backlog",
     "pro-tokens-per-day",
     "probe-ahead-line",
