@@ -1354,7 +1354,15 @@ impl Flux {
                 .checked_sub(MINUTE)
                 .is_some_and(|before| self.pace.iter().any(|p| p.sent_near(before, MILLISECOND + half)))
         };
-        if minute < low as i128 - MILLISECOND as i128 || minute > at as i128 + MILLISECOND as i128 {
+        // A calendar minute's 429 names the minute after the server's instant, no later: one
+        // naming a minute start further on is a bucket's (a 1-RPM bucket that counts refusals
+        // names two refills, 120 s, on a minute start when the run starts on one; read as
+        // calendar minutes, `gateway-refill-late` told the old plan sent a nanosecond early
+        // after every 503's retry).
+        if minute < low as i128 - MILLISECOND as i128
+            || minute > at as i128 + MILLISECOND as i128
+            || minute > self.calendar.next_minute(now) as i128
+        {
             // A bucket never names more than one refill of the request away (it admits nothing
             // beyond its capacity), nor later than the sends it counts leave it room; one that
             // counts refusals took a token for this one too, a request's refill further (unless
@@ -3898,6 +3906,25 @@ mod tests {
                 assert_eq!(send(f.decide(answered, &ask(5, 1))), (0, answered + delay));
             }
         }
+    }
+
+    /// Session 45: told 2 requests a minute where a token bucket that counts refusals holds
+    /// 1, two sent at 0 s, on a calendar minute's start: the second is refused, and its retry
+    /// names 120 s (two refills), a minute start too. A calendar minute's 429 names the next
+    /// minute (60 s), no later, so this one is a bucket's: the next send goes at 120 s, then
+    /// one a minute. Read as calendar minutes, a send went at 60 s, and on the gateway
+    /// (`gateway-refill-late`) each 503's retry a nanosecond late left the next send a
+    /// nanosecond early.
+    #[test]
+    fn a_retry_two_minutes_away_on_a_minute_start_is_a_bucket_s() {
+        let mut f = Flux::new(told(rpm(2)), vec![], 0);
+        for r in 0..2 {
+            assert_eq!(send(f.decide(0, &ask(r, 1))), (0, 0));
+        }
+        f.on_outcome(0, &ask(1, 1), 0, 0, 0, &rl(&[Dimension::Rpm], 2 * MINUTE, rpm(1)));
+        assert_eq!(f.window, WindowBelief::Bucket);
+        assert_eq!(send(f.decide(0, &ask(2, 1))), (0, 2 * MINUTE));
+        assert_eq!(send(f.decide(0, &ask(3, 1))), (0, 3 * MINUTE));
     }
 
     #[test]

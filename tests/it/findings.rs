@@ -1366,16 +1366,18 @@ fn requests_larger_than_a_told_minute_wait_for_its_probe() {
 /// early, refused and counted again (`gateway-refill-late` told the old plan: 468 429s at its
 /// seed, 473 at seed 1; hunt-2979). A delay up to two minutes is now believed. Then each 429
 /// on the legacy project left its queue, planned a minute apart, to go round once with nothing
-/// sent (0.56 of exact_cooldown's pace at its seed, 0.60 at seed 1): now at least 0.8.
+/// sent, and flux read the first 429 (120 s, on a minute start) as calendar minutes, so a
+/// 503's retry a nanosecond late left its next send a nanosecond early (0.56 of
+/// exact_cooldown's pace at its seed, 0.60 at seed 1): now at least 0.95.
 #[test]
 fn a_bucket_s_delay_just_over_a_minute_is_believed() {
     told_keeps_up(
         "gateway-refill-late",
         "flux-old-plan",
         [1, 2],
-        (50, 0.8),
+        (50, 0.95),
         |seed, told, _| {
-            assert!(told.rate_limited <= 6, "seed {seed}: {} 429s", told.rate_limited);
+            assert!(told.rate_limited <= 3, "seed {seed}: {} 429s", told.rate_limited);
         },
     );
 }
