@@ -1748,6 +1748,9 @@ impl Strategy for Flux {
         self.admit_sessions(now);
         match self.decide_now(now, ask) {
             Decision::Defer => self.deferred(now, ask),
+            Decision::Later(t) if !self.probes_out.is_empty() && t >= self.calendar.next_day_start(now) => {
+                self.before_tomorrow(t)
+            }
             d @ Decision::GiveUp(_) => {
                 // It ends here: it waits nowhere.
                 self.gave_up(ask.request);
@@ -2088,6 +2091,18 @@ impl Flux {
     #[inline(never)]
     fn gave_up(&mut self, request: u64) {
         self.refused.remove(&request);
+    }
+
+    /// A request put off until tomorrow (today's days believed spent) while a probe is out:
+    /// asked again when the probe's admission is known, if sooner. A probe of a day told too
+    /// low raises the belief when admitted, and today has room again; put off until tomorrow,
+    /// the requests decided while the day's probes were planned a minute ahead waited for
+    /// midnight while those after them went today (`hunt-2687` told −50%: 49 of 3,000 sent
+    /// 13 hours late).
+    #[cold]
+    fn before_tomorrow(&self, tomorrow: Nanos) -> Decision {
+        let due = self.probes_out.iter().map(|&Reverse((due, ..))| due).min();
+        Decision::Later(due.filter(|&d| d < tomorrow).unwrap_or(tomorrow))
     }
 
     /// Where request `ask`, for which the planner has no room now, waits.

@@ -10,7 +10,7 @@ use flux_sim::sim::compare::{compare, contenders, judge};
 use flux_sim::sim::metrics::RunResult;
 
 /// The shipped scenarios quick enough for every test run: all but `large-10m.toml` (minutes).
-const QUICK: [&str; 79] = [
+const QUICK: [&str; 80] = [
     "across-midnight",
     "buckets-left-full",
     "concurrency-slots-queue",
@@ -18,6 +18,7 @@ const QUICK: [&str; 79] = [
     "cron-retired-id",
     "cron-retired-told-half",
     "days-spent-before",
+    "days-told-half-batch",
     "desk-quotas",
     "dubbing",
     "errors-late",

@@ -1400,6 +1400,22 @@ fn plans_made_before_a_429_keep_their_place_in_the_queue() {
     );
 }
 
+/// Four projects told half their day: when three reached it together, their day probes were
+/// planned a minute ahead, and the requests decided in that minute found every day believed
+/// spent and waited for midnight (`days-told-half-batch` told the old days: 0.108 of
+/// exact_cooldown's pace at its seed and at seed 3; hunt-2687). They are asked again when a
+/// probe's admission is known.
+#[test]
+fn requests_put_off_while_a_day_probe_is_out_wait_for_it() {
+    told_keeps_up(
+        "days-told-half-batch",
+        "flux-old-days",
+        [3, 1],
+        (3_000, 0.99),
+        |_, _, _| {},
+    );
+}
+
 /// On `name`, at its seed and at `others`, flux completes what exact_cooldown does, at its pace.
 fn completes_as_exact_cooldown(name: &str, others: [u64; 2]) {
     let s = load(name);
