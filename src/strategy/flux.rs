@@ -2101,7 +2101,7 @@ impl Flux {
     /// 13 hours late).
     #[cold]
     fn before_tomorrow(&self, tomorrow: Nanos) -> Decision {
-        let due = self.probes_out.iter().map(|&Reverse((due, ..))| due).min();
+        let due = self.probes_out.peek().map(|&Reverse((due, ..))| due);
         Decision::Later(due.filter(|&d| d < tomorrow).unwrap_or(tomorrow))
     }
 
